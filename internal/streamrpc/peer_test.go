@@ -1,0 +1,238 @@
+package streamrpc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// linkServer serves DroneLink.Connect with a Peer, handing each accepted
+// peer to the test.
+type linkServer struct {
+	streamv1.UnimplementedDroneLinkServer
+	handler Handler
+	opts    Options
+	peers   chan *Peer
+	ended   chan error
+}
+
+func (s *linkServer) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1.Envelope]) error {
+	if _, err := RecvHello(st, 5*time.Second); err != nil {
+		return err
+	}
+	p := NewPeer(st, s.handler, s.opts)
+	s.peers <- p
+	err := p.Run(st.Context())
+	s.ended <- err
+	return nil
+}
+
+type harness struct {
+	srv    *linkServer
+	client *Peer
+	server *Peer
+	stop   func()
+}
+
+func start(t *testing.T, serverHandler, clientHandler Handler, serverOpts, clientOpts Options, runClient bool) *harness {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := &linkServer{handler: serverHandler, opts: serverOpts, peers: make(chan *Peer, 1), ended: make(chan error, 1)}
+	gs := grpc.NewServer()
+	streamv1.RegisterDroneLinkServer(gs, ls)
+	go func() { _ = gs.Serve(lis) }()
+
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := streamv1.NewDroneLinkClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SendHello(st, &streamv1.Hello{Component: "drone", Id: "cln-1"}); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{srv: ls}
+	clientDone := make(chan struct{})
+	if runClient {
+		h.client = NewPeer(st, clientHandler, clientOpts)
+		go func() { defer close(clientDone); _ = h.client.Run(ctx) }()
+	} else {
+		close(clientDone)
+	}
+	select {
+	case h.server = <-ls.peers:
+	case <-time.After(5 * time.Second):
+		t.Fatal("server never accepted the stream")
+	}
+	h.stop = func() {
+		cancel()
+		<-clientDone
+		gs.Stop()
+		conn.Close()
+	}
+	t.Cleanup(h.stop)
+	return h
+}
+
+func ack(msg string) *streamv1.Response {
+	return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: msg}}}
+}
+
+func TestCallsFlowBothWays(t *testing.T) {
+	echo := func(side string) Handler {
+		return func(_ context.Context, req *streamv1.Request) *streamv1.Response {
+			return ack(side + ":" + req.GetListDrones().GetClusterId())
+		}
+	}
+	h := start(t, echo("server"), echo("client"), Options{}, Options{}, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	for _, tc := range []struct {
+		name string
+		from *Peer
+		want string
+	}{
+		{"client to server", h.client, "server:c1"},
+		{"server to client", h.server, "client:c1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := tc.from.Call(ctx, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{ClusterId: "c1"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.GetAck().GetMessage(); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRemoteErrorIsTyped(t *testing.T) {
+	h := start(t, func(context.Context, *streamv1.Request) *streamv1.Response {
+		return ErrorResponse(CodeNotFound, "no drone %s", "cln-9")
+	}, nil, Options{}, Options{}, true)
+	_, err := h.client.Call(context.Background(), &streamv1.Request{})
+	if !IsCode(err, CodeNotFound) || !strings.Contains(err.Error(), "cln-9") {
+		t.Fatalf("got %v, want a not_found error naming cln-9", err)
+	}
+}
+
+func TestDeadlineReachesHandlerAndCancels(t *testing.T) {
+	handlerCtxDone := make(chan error, 1)
+	h := start(t, func(ctx context.Context, _ *streamv1.Request) *streamv1.Response {
+		if _, ok := ctx.Deadline(); !ok {
+			handlerCtxDone <- errors.New("handler context has no deadline")
+			return ack("")
+		}
+		<-ctx.Done()
+		handlerCtxDone <- ctx.Err()
+		return ack("late")
+	}, nil, Options{}, Options{}, true)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := h.client.Call(ctx, &streamv1.Request{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call: got %v, want deadline exceeded", err)
+	}
+	select {
+	case err := <-handlerCtxDone:
+		if err == nil || (!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)) {
+			t.Fatalf("handler context ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("handler context never ended")
+	}
+}
+
+func TestCloseFailsPendingCalls(t *testing.T) {
+	release := make(chan struct{})
+	h := start(t, func(ctx context.Context, _ *streamv1.Request) *streamv1.Response {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return ack("")
+	}, nil, Options{}, Options{}, true)
+	defer close(release)
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.client.Call(context.Background(), &streamv1.Request{})
+		errc <- err
+	}()
+	// Wait until the request is in flight on the server, then end the stream.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.server.mu.Lock()
+		n := len(h.server.inflight)
+		h.server.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("request never reached the server")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.stop()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("got %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pending call never failed")
+	}
+	if _, err := h.client.Call(context.Background(), &streamv1.Request{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("call after close: got %v, want ErrClosed", err)
+	}
+}
+
+func TestSilentPeerIsDropped(t *testing.T) {
+	// The client sends its hello and then nothing: no heartbeats.
+	h := start(t, nil, nil, Options{HeartbeatInterval: 50 * time.Millisecond, DeadAfter: 300 * time.Millisecond}, Options{}, false)
+	select {
+	case err := <-h.srv.ended:
+		if err == nil || !strings.Contains(err.Error(), "silent") {
+			t.Fatalf("server peer ended with %v, want a silence error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("silent peer was never dropped")
+	}
+	_ = h.server
+}
+
+func TestHeartbeatsKeepIdlePeerAlive(t *testing.T) {
+	opts := Options{HeartbeatInterval: 30 * time.Millisecond, DeadAfter: 150 * time.Millisecond}
+	h := start(t, func(context.Context, *streamv1.Request) *streamv1.Response { return ack("ok") }, nil, opts, opts, true)
+	// Idle for several DeadAfter periods; heartbeats must keep both alive.
+	idle := time.NewTimer(600 * time.Millisecond)
+	defer idle.Stop()
+	select {
+	case err := <-h.srv.ended:
+		t.Fatalf("idle but healthy peer dropped: %v", err)
+	case <-idle.C:
+	}
+	if _, err := h.client.Call(context.Background(), &streamv1.Request{}); err != nil {
+		t.Fatalf("call after idle period: %v", err)
+	}
+}
