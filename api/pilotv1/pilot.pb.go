@@ -2041,6 +2041,102 @@ func (x *CancelJobRequest) GetId() string {
 	return ""
 }
 
+// Network is a runtime's network (VPC) holding clusters, with the frontgate
+// serving it. Pilot creates it with the first cluster and removes it with
+// the last.
+type Network struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Id                  string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Runtime             string                 `protobuf:"bytes,2,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	Cidr                string                 `protobuf:"bytes,3,opt,name=cidr,proto3" json:"cidr,omitempty"`
+	FrontgateId         string                 `protobuf:"bytes,4,opt,name=frontgate_id,json=frontgateId,proto3" json:"frontgate_id,omitempty"`
+	FrontgateInstanceId string                 `protobuf:"bytes,5,opt,name=frontgate_instance_id,json=frontgateInstanceId,proto3" json:"frontgate_instance_id,omitempty"`
+	// host of the frontgate inside the network.
+	FrontgateAddress string   `protobuf:"bytes,6,opt,name=frontgate_address,json=frontgateAddress,proto3" json:"frontgate_address,omitempty"`
+	ClusterIds       []string `protobuf:"bytes,7,rep,name=cluster_ids,json=clusterIds,proto3" json:"cluster_ids,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Network) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Network) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+func (x *Network) GetCidr() string {
+	if x != nil {
+		return x.Cidr
+	}
+	return ""
+}
+
+func (x *Network) GetFrontgateId() string {
+	if x != nil {
+		return x.FrontgateId
+	}
+	return ""
+}
+
+func (x *Network) GetFrontgateInstanceId() string {
+	if x != nil {
+		return x.FrontgateInstanceId
+	}
+	return ""
+}
+
+func (x *Network) GetFrontgateAddress() string {
+	if x != nil {
+		return x.FrontgateAddress
+	}
+	return ""
+}
+
+func (x *Network) GetClusterIds() []string {
+	if x != nil {
+		return x.ClusterIds
+	}
+	return nil
+}
+
 var File_pilot_v1_pilot_proto protoreflect.FileDescriptor
 
 const file_pilot_v1_pilot_proto_rawDesc = "" +
@@ -2207,7 +2303,16 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x0fWatchJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\"\n" +
 	"\x10CancelJobRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*\xd7\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xec\x01\n" +
+	"\aNetwork\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aruntime\x18\x02 \x01(\tR\aruntime\x12\x12\n" +
+	"\x04cidr\x18\x03 \x01(\tR\x04cidr\x12!\n" +
+	"\ffrontgate_id\x18\x04 \x01(\tR\vfrontgateId\x122\n" +
+	"\x15frontgate_instance_id\x18\x05 \x01(\tR\x13frontgateInstanceId\x12+\n" +
+	"\x11frontgate_address\x18\x06 \x01(\tR\x10frontgateAddress\x12\x1f\n" +
+	"\vcluster_ids\x18\a \x03(\tR\n" +
+	"clusterIds*\xd7\x01\n" +
 	"\rClusterStatus\x12\x1e\n" +
 	"\x1aCLUSTER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CLUSTER_STATUS_PENDING\x10\x01\x12\x19\n" +
@@ -2276,7 +2381,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),              // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                 // 1: hangar.pilot.v1.NodeStatus
@@ -2310,41 +2415,42 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	(*ListJobsResponse)(nil),        // 29: hangar.pilot.v1.ListJobsResponse
 	(*WatchJobRequest)(nil),         // 30: hangar.pilot.v1.WatchJobRequest
 	(*CancelJobRequest)(nil),        // 31: hangar.pilot.v1.CancelJobRequest
-	nil,                             // 32: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                             // 33: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                             // 34: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                             // 35: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                             // 36: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),   // 37: google.protobuf.Timestamp
+	(*Network)(nil),                 // 32: hangar.pilot.v1.Network
+	nil,                             // 33: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                             // 34: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                             // 35: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                             // 36: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                             // 37: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	37, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	38, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 1: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
-	32, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	37, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	33, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	33, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	38, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	34, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
 	9,  // 5: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,  // 6: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
 	0,  // 7: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	34, // 8: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	35, // 8: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
 	14, // 9: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	37, // 10: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	38, // 10: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
 	16, // 11: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	35, // 12: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	36, // 12: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
 	15, // 13: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
 	26, // 14: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
 	15, // 15: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	36, // 16: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	37, // 17: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	37, // 18: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	37, // 16: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	38, // 17: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	38, // 18: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
 	3,  // 19: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	37, // 20: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	37, // 21: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	38, // 20: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	38, // 21: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	24, // 22: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
 	2,  // 23: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
 	25, // 24: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	37, // 25: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	37, // 26: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	38, // 25: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	38, // 26: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	26, // 27: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
 	4,  // 28: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
 	6,  // 29: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
@@ -2394,7 +2500,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

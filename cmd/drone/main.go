@@ -1,0 +1,247 @@
+// Command drone is Hangar's agent inside every app instance. It connects to
+// the frontgate of its network, runs the lifecycle commands pilot sends
+// (each at most once), and keeps the app's config files rendered from the
+// cluster metadata with confd templates. Providers start it with the
+// instance's user data; it is not meant to be run by hand.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/hangarhq/hangar/drone/agent"
+	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/metaview"
+	"github.com/hangarhq/hangar/drone/render"
+	"github.com/hangarhq/hangar/internal/userdata"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const defaultConfdDir = "/etc/confd"
+
+// errReported is a usage error already shown to the user.
+var errReported = errors.New("usage error")
+
+const usageText = `drone - Hangar's agent in every app instance
+
+The drone connects to the frontgate of its network and serves it: it runs
+the app's lifecycle commands (init, start, stop, custom services, ...) at
+most once per command id, with a timeout, recording every result on disk;
+and it renders the app's configuration files from the cluster's metadata
+with confd templates, re-rendering and running their reload commands
+whenever the metadata changes.
+
+A provider starts the drone when it creates an instance, passing the user
+data pilot wrote for it (cluster id, node id, the frontgate's addresses):
+
+  drone --userdata <file> --data-dir <dir> [flags]
+
+Flags:
+`
+
+type options struct {
+	userdata  string
+	dataDir   string
+	root      string
+	confdDir  string
+	logFormat string
+	logLevel  string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// parse reads the command line. It returns a nil error and nil options for
+// --help.
+func parse(args []string, stderr io.Writer) (*options, error) {
+	var o options
+	fs := flag.NewFlagSet("drone", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.userdata, "userdata", "", "`file` with the instance's user data (JSON: cluster_id, node_id, frontgate_address, etcd_endpoints); required")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`dir` for the drone's state: command records, cmd.log, delivered confd files; required")
+	fs.StringVar(&o.root, "root", os.Getenv("HANGAR_ROOT"), "the instance's filesystem root `dir`: commands and reload commands run there and template destinations are placed under it (default $HANGAR_ROOT, else /)")
+	fs.StringVar(&o.confdDir, "confd-dir", defaultConfdDir, "`dir` of confd templates baked into the image (conf.d/, templates/), used until templates are delivered; taken under --root unless given")
+	fs.StringVar(&o.logFormat, "log-format", "", "log format: text or json (default json, or text when stderr is a terminal)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil
+		}
+		// The flag package has already printed the error and the usage.
+		return nil, errReported
+	}
+	confdGiven := false
+	fs.Visit(func(f *flag.Flag) { confdGiven = confdGiven || f.Name == "confd-dir" })
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected argument %q: the drone takes flags only", fs.Arg(0))
+	case o.userdata == "":
+		return nil, errors.New("--userdata is required")
+	case o.dataDir == "":
+		return nil, errors.New("--data-dir is required")
+	case o.logFormat != "" && o.logFormat != "text" && o.logFormat != "json":
+		return nil, fmt.Errorf("--log-format %q: allowed values are text and json", o.logFormat)
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		return nil, err
+	}
+	// Resolve paths now: the drone changes its directory to the root.
+	for _, p := range []*string{&o.userdata, &o.dataDir, &o.root, &o.confdDir} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, fmt.Errorf("path %q: %w", *p, err)
+		}
+		*p = abs
+	}
+	if o.root != "" && !confdGiven {
+		// On the local runtime the root dir is the instance's image.
+		o.confdDir = filepath.Join(o.root, defaultConfdDir)
+	}
+	return &o, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: allowed values are debug, info, warn and error", s)
+	}
+	return l, nil
+}
+
+func newLogger(o *options, w io.Writer) *slog.Logger {
+	lvl, _ := parseLevel(o.logLevel)
+	hopts := &slog.HandlerOptions{Level: lvl}
+	format := o.logFormat
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, hopts))
+	}
+	return slog.New(slog.NewJSONHandler(w, hopts))
+}
+
+// run is the drone's life: it returns the process exit code.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if err != nil {
+		if !errors.Is(err, errReported) {
+			fmt.Fprintf(stderr, "drone: %v\nRun 'drone --help' for usage.\n", err)
+		}
+		return 2
+	}
+	if o == nil {
+		return 0
+	}
+	log := newLogger(o, stderr)
+	render.RouteConfdLogs(log)
+	if err := serve(ctx, o, log); err != nil {
+		log.Error("drone failed", "err", err)
+		return 1
+	}
+	log.Info("drone stopped")
+	return 0
+}
+
+func serve(ctx context.Context, o *options, log *slog.Logger) error {
+	ud, err := userdata.ReadDrone(o.userdata)
+	if err != nil {
+		return err
+	}
+	base := log
+	log = log.With("node_id", ud.NodeID, "cluster_id", ud.ClusterID)
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if o.root != "" {
+		// confd runs reload and check commands in the drone's own working
+		// directory, which must be the instance's root.
+		if err := os.Chdir(o.root); err != nil {
+			return fmt.Errorf("change to the root dir: %w", err)
+		}
+	}
+	log.Info("drone starting", "version", version, "frontgate", ud.FrontgateAddress, "data_dir", o.dataDir, "root", o.root)
+
+	etcd, err := clientv3.New(clientv3.Config{
+		Endpoints:   ud.EtcdEndpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client for %v: %w", ud.EtcdEndpoints, err)
+	}
+	defer etcd.Close()
+
+	view, err := metaview.New(metaview.Config{Client: etcd, ClusterID: ud.ClusterID, NodeID: ud.NodeID})
+	if err != nil {
+		return err
+	}
+	ex, err := executor.New(executor.Config{
+		DataDir: o.dataDir,
+		RootDir: o.root,
+		NodeID:  ud.NodeID,
+		Logger:  log.With("component", "executor"),
+	})
+	if err != nil {
+		return err
+	}
+	defer ex.Close()
+	rend, err := render.New(ctx, render.Config{
+		DataDir:  o.dataDir,
+		RootDir:  o.root,
+		BakedDir: o.confdDir,
+		View:     view,
+		Logger:   log.With("component", "render"),
+	})
+	if err != nil {
+		return err
+	}
+	defer rend.Close()
+	a, err := agent.New(agent.Config{
+		NodeID:           ud.NodeID,
+		ClusterID:        ud.ClusterID,
+		FrontgateAddress: ud.FrontgateAddress,
+		Version:          version,
+		Executor:         ex,
+		Renderer:         rend,
+		// The agent adds node_id and cluster_id itself.
+		Logger: base.With("component", "agent"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+// Command hangar-provider-local is the `local` provider plugin: instances are
+// processes on this host, each with its own 127.X.Y.Z address. Pilot starts
+// it through hashicorp/go-plugin; it is not meant to be run by hand.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/hangarhq/hangar/providers/local"
+	"github.com/hangarhq/hangar/providers/sdk"
+)
+
+const usage = `hangar-provider-local: the Hangar "local" provider plugin (version %s).
+
+This program is started by pilot, not by hand: pilot launches it as a
+hashicorp/go-plugin subprocess and talks to it over gRPC. Run without pilot's
+handshake it refuses to start.
+
+What it does: networks are 127.X.Y.0/24 ranges on the loopback interface and
+instances are drone (or, for image "frontgate", frontgate) processes on this
+host, each with its own address and directory. Configure it through the
+runtime's settings in pilot:
+
+  root_dir    (required) absolute directory for its state and instance directories
+  bin_dir     (required) absolute directory holding the drone and frontgate binaries
+  ranges_dir  (optional) host-wide directory where address ranges are claimed
+              (default: $TMPDIR/hangar-local-ranges)
+
+See docs/providers.md.
+`
+
+func main() {
+	if len(os.Args) > 1 {
+		os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	// Capture the real stderr now: Serve replaces os.Stderr with a pipe.
+	log := sdk.NewPluginLogger(os.Stderr, nil)
+	p := local.New(local.Config{Logger: log})
+	sdk.Serve(p, sdk.HCLog(log))
+	_ = p.Close()
+}
+
+// cli handles arguments; pilot passes none.
+func cli(args []string, stdout, stderr io.Writer) int {
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(stdout, usage, local.Version)
+		return 0
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, local.Version)
+		return 0
+	}
+	fmt.Fprintf(stderr, "hangar-provider-local: unknown argument %q (it takes none; try --help)\n", args[0])
+	return 2
+}

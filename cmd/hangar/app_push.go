@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+
+	"github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+)
+
+func newAppPushCmd(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "push DIR",
+		Short: "Validate and store an app package",
+		Long: fmt.Sprintf(`Pack an app package folder as a .tar.gz and push it to pilot, which
+validates it and stores it as a new version of the app.
+
+The archive holds the folder's files with paths relative to it, sorted, with
+fixed times and owners, so an unchanged folder always gives the same archive.
+Files and folders whose name starts with a dot (.git, .DS_Store) are left
+out; symbolic links are refused. DIR may also be a ready .tar.gz (or .tgz) of
+a package, which is sent as it is. A package archive may be at most %d MiB.
+
+Pilot answers with the app's name, version and roles, and with lint warnings:
+fields accepted for AppCenter compatibility that have no effect here. An
+invalid package is rejected with an error naming the field.`, apppkg.MaxArchiveBytes>>20),
+		Example: `  # Push a package folder
+  hangar app push ./examples/redis
+
+  # Push an archive built elsewhere, and read the result in a script
+  hangar app push redis-1.0.0.tar.gz -o json | jq -r .version`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.appPush(cmd.Context(), args[0])
+		},
+	}
+}
+
+func (c *cli) appPush(ctx context.Context, dir string) error {
+	archive, err := readPackage(dir)
+	if err != nil {
+		return err
+	}
+	cl, err := c.clients()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := callCtx(ctx)
+	defer cancel()
+	app, err := cl.apps.PushApp(ctx, &pilotv1.PushAppRequest{Archive: archive})
+	if err != nil {
+		return c.rpcError("push "+dir, err, hints{
+			codes.ResourceExhausted: fmt.Sprintf("the archive is %.1f MiB: remove large files that the package does not need", float64(len(archive))/(1<<20)),
+			codes.InvalidArgument:   "fix the package and push again",
+		})
+	}
+	if c.format == formatJSON {
+		return writeJSON(c.stdout, app)
+	}
+	fmt.Fprintf(c.stdout, "Pushed %s %s.\n", app.GetName(), app.GetVersion())
+	writeAppSummary(c.stdout, app)
+	fmt.Fprintf(c.stdout, "\nNext: see its parameters with `hangar app show %s`, deploy it with `hangar cluster create %s --wait`.\n", app.GetName(), app.GetName())
+	return nil
+}
+
+// readPackage returns the archive to push for a folder or a ready .tar.gz.
+func readPackage(path string) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("app package: %w", err)
+	}
+	if info.IsDir() {
+		return apppkg.ArchiveDir(path)
+	}
+	if strings.HasSuffix(path, ".tar.gz") || strings.HasSuffix(path, ".tgz") {
+		if info.Size() > apppkg.MaxArchiveBytes {
+			return nil, fmt.Errorf("app package %s: %d bytes, more than the %d a package archive may have", path, info.Size(), apppkg.MaxArchiveBytes)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("app package: %w", err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("app package %s: give a package folder or a .tar.gz of one", path)
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+
+	"github.com/hangarhq/hangar/api/pilotv1"
+)
+
+func newClusterCmd(c *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Create, inspect, change and delete clusters",
+		Long: `Work with clusters: running deployments of an app version on a runtime.
+
+Every change (create, update-env, delete) starts a job inside pilot and
+returns at once with the job's id; add --wait to follow the job live and get
+the result, or follow it later with 'hangar job watch JOB'.`,
+		Example: `  hangar cluster create redis --param cluster.replica.count=2 --wait
+  hangar cluster list
+  hangar cluster show cl-1a2b3c
+  hangar cluster update-env cl-1a2b3c maxmemory=512 --wait
+  hangar cluster delete cl-1a2b3c --wait`,
+		RunE: groupRunE,
+	}
+	cmd.AddCommand(
+		newClusterCreateCmd(c),
+		newClusterListCmd(c),
+		newClusterShowCmd(c),
+		newClusterDeleteCmd(c),
+		newClusterUpdateEnvCmd(c),
+	)
+	return cmd
+}
+
+func clusterNotFound() hints {
+	return hints{codes.NotFound: "list clusters with `hangar cluster list`"}
+}
+
+// waitClusterJob follows the job a cluster change started. In text mode the
+// progress goes to stdout; in JSON mode it goes to stderr, so that stdout
+// holds only the final ClusterJob. With refetch, the returned cluster is read
+// again after the job (addresses and statuses exist only then).
+func (c *cli) waitClusterJob(ctx context.Context, cl *pilotClients, resp *pilotv1.ClusterJob, refetch bool) (*pilotv1.ClusterJob, error) {
+	progress := c.stdout
+	if c.format == formatJSON {
+		progress = c.stderr
+	}
+	last, jobErr := c.followJob(ctx, cl, resp.GetJob().GetId(), progress, formatText)
+	final := &pilotv1.ClusterJob{Cluster: resp.GetCluster(), Job: last}
+	if last == nil {
+		final.Job = resp.GetJob()
+	}
+	if refetch && !isCanceled(ctx, jobErr) {
+		cctx, cancel := callCtx(ctx)
+		defer cancel()
+		got, err := cl.clusters.GetCluster(cctx, &pilotv1.GetClusterRequest{Id: resp.GetCluster().GetId()})
+		switch {
+		case err == nil:
+			final.Cluster = got
+		case jobErr == nil:
+			jobErr = c.rpcError("get cluster "+resp.GetCluster().GetId(), err, nil)
+		}
+	}
+	return final, jobErr
+}
+
+// writeCluster prints a cluster: summary, nodes, endpoints and parameters.
+func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
+	name := cl.GetId()
+	if cl.GetName() != "" {
+		name += " (" + cl.GetName() + ")"
+	}
+	fmt.Fprintf(w, "Cluster:   %s\n", name)
+	fmt.Fprintf(w, "App:       %s %s\n", cl.GetApp(), cl.GetAppVersion())
+	fmt.Fprintf(w, "Runtime:   %s\n", orDash(cl.GetRuntime()))
+	fmt.Fprintf(w, "Status:    %s\n", enumName(cl.GetStatus().String(), "CLUSTER_STATUS_"))
+	if cl.GetNetworkId() != "" {
+		fmt.Fprintf(w, "Network:   %s\n", cl.GetNetworkId())
+	}
+	if t := formatTime(cl.GetCreatedAt()); t != "" {
+		fmt.Fprintf(w, "Created:   %s\n", t)
+	}
+	if cl.GetJobId() != "" {
+		fmt.Fprintf(w, "Last job:  %s\n", cl.GetJobId())
+	}
+
+	fmt.Fprintf(w, "\nNodes (%d):\n", len(cl.GetNodes()))
+	if len(cl.GetNodes()) > 0 {
+		tw := newTable(w)
+		row(tw, "ID", "ROLE", "SID", "INSTANCE", "ADDRESS", "STATUS")
+		for _, n := range cl.GetNodes() {
+			sid := ""
+			if n.GetSid() != 0 {
+				sid = strconv.Itoa(int(n.GetSid()))
+			}
+			row(tw, n.GetId(), n.GetRole(), sid, n.GetInstanceId(), n.GetAddress(), enumName(n.GetStatus().String(), "NODE_STATUS_"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(cl.GetEndpoints()) > 0 {
+		fmt.Fprintln(w, "\nEndpoints:")
+		tw := newTable(w)
+		row(tw, "NAME", "ROLE", "ADDRESS", "PORT", "PROTOCOL")
+		for _, e := range cl.GetEndpoints() {
+			port := ""
+			if e.GetPort() != 0 {
+				port = strconv.Itoa(int(e.GetPort()))
+			}
+			row(tw, e.GetName(), e.GetRole(), e.GetAddress(), port, e.GetProtocol())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(cl.GetParams()) > 0 {
+		fmt.Fprintln(w, "\nParameters:")
+		keys := make([]string, 0, len(cl.GetParams()))
+		for k := range cl.GetParams() {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		tw := newTable(w)
+		row(tw, "KEY", "VALUE")
+		for _, k := range keys {
+			v := cl.GetParams()[k]
+			if v == "" {
+				v = `""`
+			}
+			row(tw, k, v)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

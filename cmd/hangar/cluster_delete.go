@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hangarhq/hangar/api/pilotv1"
+)
+
+type clusterDeleteOptions struct {
+	force bool
+	wait  bool
+}
+
+func newClusterDeleteCmd(c *cli) *cobra.Command {
+	o := clusterDeleteOptions{}
+	cmd := &cobra.Command{
+		Use:     "delete ID",
+		Aliases: []string{"rm"},
+		Short:   "Delete a cluster and its instances",
+		Long: `Delete a cluster: run the app's stop and destroy services on its nodes,
+then remove its instances, volumes and metadata.
+
+If the app's destroy command fails, the delete job fails and the cluster
+stays; --force goes on regardless, where the app allows it (allow_force,
+true by default). Like every change, delete runs as a job: the command prints
+its id and returns, or with --wait follows it to the end and exits with
+status 1 if it fails.`,
+		Example: `  hangar cluster delete cl-1a2b3c --wait
+
+  # Delete even if the app's destroy command fails
+  hangar cluster delete cl-1a2b3c --force --wait`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.clusterDelete(cmd.Context(), args[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.force, "force", false, "go on when the app's destroy command fails")
+	f.BoolVarP(&o.wait, "wait", "w", false, "follow the delete job until it ends")
+	return cmd
+}
+
+func (c *cli) clusterDelete(ctx context.Context, id string, o clusterDeleteOptions) error {
+	cl, err := c.clients()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := callCtx(ctx)
+	defer cancel()
+	resp, err := cl.clusters.DeleteCluster(cctx, &pilotv1.DeleteClusterRequest{Id: id, Force: o.force})
+	if err != nil {
+		return c.rpcError("delete cluster "+id, err, clusterNotFound())
+	}
+	jobID := resp.GetJob().GetId()
+	if !o.wait {
+		if c.format == formatJSON {
+			return writeJSON(c.stdout, resp)
+		}
+		fmt.Fprintf(c.stdout, "Deleting cluster %s: job %s.\nFollow it with `hangar job watch %s`.\n", id, jobID, jobID)
+		return nil
+	}
+	if c.format == formatText {
+		fmt.Fprintf(c.stdout, "Deleting cluster %s: job %s.\n", id, jobID)
+	}
+	final, err := c.waitClusterJob(ctx, cl, resp, false)
+	if c.format == formatJSON {
+		if !isCanceled(ctx, err) {
+			if werr := writeJSON(c.stdout, final); werr != nil {
+				return werr
+			}
+		}
+		return err
+	}
+	if err == nil {
+		fmt.Fprintf(c.stdout, "Cluster %s deleted.\n", id)
+	} else if !o.force && !isCanceled(ctx, err) {
+		fmt.Fprintf(c.stdout, "\nIf the app's destroy command cannot succeed, delete with --force: `hangar cluster delete %s --force --wait`.\n", id)
+	}
+	return err
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+
+	"github.com/hangarhq/hangar/api/pilotv1"
+)
+
+func newClusterUpdateEnvCmd(c *cli) *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "update-env ID KEY=VALUE...",
+		Short: "Change a cluster's env parameters",
+		Long: `Change env parameters of a running cluster. Keys are the app's env keys
+without the "env." prefix: "port", or "<role>.<key>" for a role's parameter
+("replica.maxmemory"). Only parameters the app marks changeable can change;
+pilot checks the values as at create time.
+
+Every node re-renders its configuration files from the new values and runs
+their reload commands. The change runs as a job: the command prints its id and
+returns, or with --wait follows it to the end and exits with status 1 if it
+fails.`,
+		Example: `  hangar cluster update-env cl-1a2b3c maxmemory=512 --wait
+  hangar cluster update-env cl-1a2b3c replica.maxmemory=256 port=6380`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.clusterUpdateEnv(cmd.Context(), args[0], args[1:], wait)
+		},
+	}
+	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "follow the update job until it ends")
+	return cmd
+}
+
+func (c *cli) clusterUpdateEnv(ctx context.Context, id string, args []string, wait bool) error {
+	for _, a := range args {
+		if strings.HasPrefix(a, "env.") {
+			return fmt.Errorf("argument %q: leave out the \"env.\" prefix, e.g. %s", a, strings.TrimPrefix(a, "env."))
+		}
+	}
+	env, err := parseKeyValues("argument", "maxmemory=512", args)
+	if err != nil {
+		return err
+	}
+	cl, err := c.clients()
+	if err != nil {
+		return err
+	}
+	cctx, cancel := callCtx(ctx)
+	defer cancel()
+	resp, err := cl.clusters.UpdateClusterEnv(cctx, &pilotv1.UpdateClusterEnvRequest{Id: id, Env: env})
+	if err != nil {
+		h := clusterNotFound()
+		h[codes.InvalidArgument] = "see the app's env parameters with `hangar app show APP`"
+		return c.rpcError("update env of cluster "+id, err, h)
+	}
+	jobID := resp.GetJob().GetId()
+	if !wait {
+		if c.format == formatJSON {
+			return writeJSON(c.stdout, resp)
+		}
+		fmt.Fprintf(c.stdout, "Updating env of cluster %s: job %s.\nFollow it with `hangar job watch %s`.\n", id, jobID, jobID)
+		return nil
+	}
+	if c.format == formatText {
+		fmt.Fprintf(c.stdout, "Updating env of cluster %s: job %s.\n", id, jobID)
+	}
+	final, err := c.waitClusterJob(ctx, cl, resp, true)
+	if c.format == formatJSON {
+		if !isCanceled(ctx, err) {
+			if werr := writeJSON(c.stdout, final); werr != nil {
+				return werr
+			}
+		}
+		return err
+	}
+	if err == nil {
+		fmt.Fprintf(c.stdout, "Env of cluster %s updated.\n", id)
+	}
+	return err
+}

@@ -1,0 +1,76 @@
+// Command pilot is Hangar's hub: the API, the job engine, the provider plugin
+// host and the server end of every frontgate stream. Most people start it
+// with `hangar up`; run it directly to choose its addresses and data dir.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hangarhq/hangar/internal/logging"
+	"github.com/hangarhq/hangar/pilot/server"
+)
+
+const usage = `pilot: the Hangar hub.
+
+It keeps its state in etcd (embedded under --data-dir unless --etcd-endpoints
+names an external cluster), serves the API over gRPC on --listen and as
+REST/JSON on --http-listen (with /metrics and /healthz), runs jobs, and starts
+provider plugins (hangar-provider-<name>) from --plugin-dir. Frontgates dial
+--advertise-address.
+
+Usage:
+  pilot --data-dir DIR [flags]
+
+Example:
+  pilot --data-dir ~/.hangar/pilot --listen 127.0.0.1:7400 --http-listen 127.0.0.1:7401
+
+Flags:
+`
+
+func main() {
+	fs := flag.NewFlagSet("pilot", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	dataDir := fs.String("data-dir", "", "directory for pilot's etcd and local runtimes (required)")
+	listen := fs.String("listen", "127.0.0.1:7400", "gRPC API and frontgate link address")
+	httpListen := fs.String("http-listen", "127.0.0.1:7401", "REST gateway, /metrics and /healthz address")
+	advertise := fs.String("advertise-address", "", "address frontgates dial (default: the --listen address)")
+	etcd := fs.String("etcd-endpoints", "", "comma-separated external etcd endpoints (default: embedded etcd)")
+	pluginDir := fs.String("plugin-dir", "", "directory of provider plugins and agent binaries (default: this binary's directory)")
+	logFormat := fs.String("log-format", "", "text or json (default: text on a terminal, json otherwise)")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return
+		}
+		os.Exit(2)
+	}
+	log, err := logging.New(*logFormat, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pilot:", err)
+		os.Exit(2)
+	}
+	if *dataDir == "" {
+		fmt.Fprintln(os.Stderr, "pilot: --data-dir is required (try --help)")
+		os.Exit(2)
+	}
+	var endpoints []string
+	if *etcd != "" {
+		endpoints = strings.Split(*etcd, ",")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = server.Run(ctx, server.Config{
+		DataDir: *dataDir, Listen: *listen, HTTPListen: *httpListen, AdvertiseAddress: *advertise,
+		EtcdEndpoints: endpoints, PluginDir: *pluginDir, Logger: log,
+	})
+	if err != nil {
+		log.Error("pilot failed", "err", err)
+		os.Exit(1)
+	}
+}
+

@@ -1,0 +1,566 @@
+// Package executor runs the lifecycle commands pilot sends to a drone: each
+// command id at most once, under a timeout the drone enforces itself, with
+// its combined output captured. Every command is recorded on disk before it
+// starts, so a repeated request (a retry after a lost connection, or after a
+// drone restart) is answered from the record instead of running it again.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+)
+
+// Limits of a command request.
+const (
+	DefaultTimeout   = 600 * time.Second
+	MaxTimeout       = 86400 * time.Second
+	MaxOutputBytes   = 64 << 10
+	MaxCommandIDLen  = 128
+	defaultKillGrace = 10 * time.Second
+	defaultRetention = 30 * 24 * time.Hour
+)
+
+// ErrClosed is returned by Run after Close.
+var ErrClosed = errors.New("executor closed")
+
+// ErrInvalid matches (errors.Is) the errors Run returns for a malformed
+// request: nothing was recorded or run, and a retry cannot succeed.
+var ErrInvalid = errors.New("invalid command request")
+
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string        { return e.err.Error() }
+func (e invalidError) Unwrap() error        { return e.err }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Config describes an Executor.
+type Config struct {
+	// DataDir holds commands/<command_id>.json and cmd.log.
+	DataDir string
+	// RootDir is the working directory of commands ("/" when empty).
+	RootDir string
+	// NodeID is copied into every result.
+	NodeID string
+	// Env is the commands' environment (default: the drone's own).
+	Env []string
+	// KillGrace is the time between SIGTERM and SIGKILL when a command is
+	// killed (default 10s).
+	KillGrace time.Duration
+	// Retention is how long finished records are kept; older ones are
+	// removed when the executor starts (default 30 days). Pilot never
+	// retries a command that long after it was sent.
+	Retention time.Duration
+	Logger    *slog.Logger
+}
+
+// Executor runs commands. It is safe for concurrent use.
+type Executor struct {
+	cfg    Config
+	log    *slog.Logger
+	cmdDir string
+
+	logMu sync.Mutex // serialises appends to cmd.log
+
+	mu      sync.Mutex
+	running map[string]*execution
+	closed  bool
+	stop    chan struct{} // closed by Close: running commands are killed
+	wg      sync.WaitGroup
+}
+
+// execution is one command in flight.
+type execution struct {
+	rec  record
+	done chan struct{} // closed once result is set
+	res  *streamv1.CommandResult
+}
+
+// New prepares the data dir and marks every command that was still running
+// when a previous drone process stopped as LOST: it is never run again.
+func New(cfg Config) (*Executor, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("executor: DataDir is required")
+	}
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = defaultKillGrace
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = defaultRetention
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Executor{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		cmdDir:  filepath.Join(cfg.DataDir, "commands"),
+		running: map[string]*execution{},
+		stop:    make(chan struct{}),
+	}
+	if err := os.MkdirAll(e.cmdDir, 0o700); err != nil {
+		return nil, fmt.Errorf("executor: create %s: %w", e.cmdDir, err)
+	}
+	if err := e.recover(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// recover turns RUNNING records left by a previous process into LOST and
+// drops expired records and half-written temp files.
+func (e *Executor) recover() error {
+	entries, err := os.ReadDir(e.cmdDir)
+	if err != nil {
+		return fmt.Errorf("executor: read %s: %w", e.cmdDir, err)
+	}
+	now := time.Now()
+	for _, ent := range entries {
+		name := ent.Name()
+		full := filepath.Join(e.cmdDir, name)
+		if strings.Contains(name, ".tmp-") || strings.HasSuffix(name, ".out") {
+			// A write that never reached its rename (the record it was
+			// replacing, if any, is intact), or the output of a command
+			// that was running.
+			_ = os.Remove(full)
+			continue
+		}
+		id, ok := strings.CutSuffix(name, ".json")
+		if !ok {
+			continue
+		}
+		rec, err := readRecord(full)
+		if err != nil {
+			// Keep the file: deleting it would allow the id to run again.
+			e.log.Warn("unreadable command record", "path", full, "err", err)
+			continue
+		}
+		switch {
+		case rec.State == stateName(streamv1.CommandState_COMMAND_STATE_RUNNING):
+			rec.State = stateName(streamv1.CommandState_COMMAND_STATE_LOST)
+			rec.ExitCode = -1
+			rec.FinishedAt = now
+			rec.Error = "the drone restarted while the command ran; it was not run again"
+			if err := writeRecord(e.cmdDir, id, rec); err != nil {
+				return fmt.Errorf("executor: mark command %s lost: %w", id, err)
+			}
+			e.appendLog(id, "[failed-1]")
+			e.log.Warn("command lost by a drone restart", "command_id", id)
+		case !rec.FinishedAt.IsZero() && now.Sub(rec.FinishedAt) > e.cfg.Retention:
+			_ = os.Remove(full)
+		}
+	}
+	return nil
+}
+
+// ValidateCommandID checks an id before it is used as a file name.
+func ValidateCommandID(id string) error {
+	if id == "" {
+		return errors.New("command_id is required")
+	}
+	if len(id) > MaxCommandIDLen {
+		return fmt.Errorf("command_id is %d characters long, at most %d are allowed", len(id), MaxCommandIDLen)
+	}
+	if id == "." || id == ".." {
+		return fmt.Errorf("command_id %q is not allowed", id)
+	}
+	for _, c := range id {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+		if !ok {
+			return fmt.Errorf("command_id %q: character %q is not allowed (allowed: A-Z a-z 0-9 . _ -)", id, c)
+		}
+	}
+	return nil
+}
+
+func timeoutOf(req *streamv1.RunCommand) (time.Duration, error) {
+	s := req.GetTimeoutSeconds()
+	switch {
+	case s == 0:
+		return DefaultTimeout, nil
+	case s < 0 || time.Duration(s)*time.Second > MaxTimeout:
+		return 0, fmt.Errorf("timeout_seconds %d is out of range: allowed 0..%d (0 means %d)", s, int(MaxTimeout/time.Second), int(DefaultTimeout/time.Second))
+	}
+	return time.Duration(s) * time.Second, nil
+}
+
+// Run executes req at most once per command id and returns its result.
+//
+// A request for an id already finished returns the recorded result; one for
+// an id still running waits for that same execution. When ctx ends before
+// the command does, Run returns a RUNNING result: the command itself keeps
+// running until it exits, reaches its timeout, or Close kills it. An error
+// means the request was invalid or could not be recorded, and nothing ran.
+func (e *Executor) Run(ctx context.Context, req *streamv1.RunCommand) (*streamv1.CommandResult, error) {
+	id := req.GetCommandId()
+	if err := ValidateCommandID(id); err != nil {
+		return nil, invalidError{fmt.Errorf("run command: %w", err)}
+	}
+	timeout, err := timeoutOf(req)
+	if err != nil {
+		return nil, invalidError{fmt.Errorf("run command %s: %w", id, err)}
+	}
+	if strings.TrimSpace(req.GetCmd()) == "" {
+		return nil, invalidError{fmt.Errorf("run command %s: cmd is required", id)}
+	}
+
+	ex, res, err := e.claim(id, req, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if res != nil {
+		return res, nil
+	}
+	select {
+	case <-ex.done:
+		return ex.res, nil
+	case <-ctx.Done():
+		return ex.rec.result(e.cfg.NodeID), nil
+	}
+}
+
+// claim returns the recorded result of id, or the execution of id, starting
+// it when id was never seen. The record is written before the process
+// starts, under e.mu, so two requests for one id can never both start it.
+func (e *Executor) claim(id string, req *streamv1.RunCommand, timeout time.Duration) (*execution, *streamv1.CommandResult, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, nil, fmt.Errorf("run command %s: %w", id, ErrClosed)
+	}
+	if ex, ok := e.running[id]; ok {
+		e.warnIfDifferent(ex.rec, req)
+		return ex, nil, nil
+	}
+	rec, err := readRecord(e.recordPath(id))
+	switch {
+	case err == nil:
+		e.warnIfDifferent(rec, req)
+		return nil, rec.result(e.cfg.NodeID), nil
+	case !errors.Is(err, os.ErrNotExist):
+		// Without its record we cannot tell whether id already ran.
+		return nil, nil, fmt.Errorf("run command %s: read its record: %w", id, err)
+	}
+	rec = record{
+		CommandID:      id,
+		Cmd:            req.GetCmd(),
+		User:           req.GetUser(),
+		TimeoutSeconds: int32(timeout / time.Second),
+		State:          stateName(streamv1.CommandState_COMMAND_STATE_RUNNING),
+		StartedAt:      time.Now().UTC(),
+	}
+	if err := writeRecord(e.cmdDir, id, rec); err != nil {
+		return nil, nil, fmt.Errorf("run command %s: record it: %w", id, err)
+	}
+	ex := &execution{rec: rec, done: make(chan struct{})}
+	e.running[id] = ex
+	e.wg.Add(1)
+	go e.execute(ex, timeout)
+	return ex, nil, nil
+}
+
+func (e *Executor) warnIfDifferent(rec record, req *streamv1.RunCommand) {
+	if rec.Cmd != req.GetCmd() {
+		e.log.Warn("repeated command id with a different cmd; answering with the first one's result", "command_id", rec.CommandID)
+	}
+}
+
+// execute runs ex to its end and publishes the result.
+func (e *Executor) execute(ex *execution, timeout time.Duration) {
+	defer e.wg.Done()
+	id := ex.rec.CommandID
+	log := e.log.With("command_id", id)
+	e.appendLog(id, "[executing]: "+oneLine(ex.rec.Cmd))
+	log.Info("command started", "timeout", timeout, "user", ex.rec.User)
+
+	final := ex.rec
+	outPath := filepath.Join(e.cmdDir, id+".out")
+	out, err := os.OpenFile(outPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
+	var c *exec.Cmd
+	if err == nil {
+		c, err = e.command(ex.rec, out)
+	}
+	if err == nil {
+		err = c.Start()
+	}
+	if err != nil {
+		final.State = stateName(streamv1.CommandState_COMMAND_STATE_FAILED_TO_START)
+		final.ExitCode = -1
+		final.Error = err.Error()
+	} else {
+		state, code, msg := e.wait(c, timeout)
+		final.State, final.ExitCode, final.Error = stateName(state), code, msg
+	}
+	if out != nil {
+		_ = out.Close()
+		final.Output, final.OutputTruncated, err = readTail(outPath, MaxOutputBytes)
+		if err != nil {
+			log.Warn("read command output", "err", err)
+		}
+		// A daemon the command started may still hold the file open; it
+		// keeps writing to it unharmed, but its output is no longer kept.
+		_ = os.Remove(outPath)
+	}
+	final.FinishedAt = time.Now().UTC()
+
+	persisted := true
+	if err := writeRecord(e.cmdDir, id, final); err != nil {
+		// The RUNNING record stays on disk (a restarted drone reports the
+		// command LOST); this process still answers with the real result.
+		persisted = false
+		log.Error("record command result", "err", err)
+	}
+	if final.State == stateName(streamv1.CommandState_COMMAND_STATE_EXITED) && final.ExitCode == 0 {
+		e.appendLog(id, "[successful]")
+	} else {
+		e.appendLog(id, fmt.Sprintf("[failed%d]", final.ExitCode))
+	}
+	log.Info("command finished", "state", final.State, "exit_code", final.ExitCode, "error", final.Error)
+
+	e.mu.Lock()
+	ex.res = final.result(e.cfg.NodeID)
+	close(ex.done)
+	if persisted {
+		delete(e.running, id)
+	}
+	e.mu.Unlock()
+}
+
+// command builds the process for rec: /bin/sh -c in a process group of its
+// own, so a timeout can kill everything the command started. Output goes to
+// a file rather than a pipe: a daemon started by the command inherits it,
+// and with a pipe it would hold up the command's end or, once the drone
+// closed its side, die of SIGPIPE at its next write.
+func (e *Executor) command(rec record, out *os.File) (*exec.Cmd, error) {
+	c := exec.Command("/bin/sh", "-c", rec.Cmd)
+	c.Dir = e.cfg.RootDir
+	if c.Dir == "" {
+		c.Dir = "/"
+	}
+	c.Env = e.cfg.Env
+	c.Stdout, c.Stderr = out, out
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if rec.User != "" {
+		cred, u, err := credentialFor(rec.User)
+		if err != nil {
+			return nil, err
+		}
+		if cred != nil {
+			c.SysProcAttr.Credential = cred
+			// The drone's HOME would not be writable by that user.
+			c.Env = withUserEnv(c.Env, u)
+		}
+	}
+	return c, nil
+}
+
+// credentialFor looks up name (or a numeric uid). It returns a nil
+// credential when name is the drone's own user.
+func credentialFor(name string) (*syscall.Credential, *user.User, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		if _, nerr := strconv.Atoi(name); nerr == nil {
+			u, err = user.LookupId(name)
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("run as user %q: %w", name, err)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, nil, fmt.Errorf("run as user %q: uid %q is not numeric", name, u.Uid)
+	}
+	if int(uid) == os.Getuid() {
+		return nil, u, nil
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, nil, fmt.Errorf("run as user %q: gid %q is not numeric", name, u.Gid)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	if ids, err := u.GroupIds(); err == nil {
+		for _, s := range ids {
+			if g, err := strconv.ParseUint(s, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(g))
+			}
+		}
+	}
+	return cred, u, nil
+}
+
+func withUserEnv(env []string, u *user.User) []string {
+	out := make([]string, 0, len(env)+3)
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "HOME" || k == "USER" || k == "LOGNAME" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username)
+}
+
+// wait waits for the started command, killing its process group at the
+// timeout or when the executor closes.
+func (e *Executor) wait(c *exec.Cmd, timeout time.Duration) (streamv1.CommandState, int32, string) {
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- c.Wait() }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+
+	state := streamv1.CommandState_COMMAND_STATE_TIMED_OUT
+	msg := fmt.Sprintf("killed at its timeout of %v", timeout)
+	select {
+	case <-waitErr:
+		return streamv1.CommandState_COMMAND_STATE_EXITED, exitCode(c.ProcessState), ""
+	case <-timer.C:
+	case <-e.stop:
+		state = streamv1.CommandState_COMMAND_STATE_LOST
+		msg = "killed because the drone stopped; it was not run again"
+	}
+	e.killGroup(c.Process.Pid, waitErr)
+	return state, exitCode(c.ProcessState), msg
+}
+
+// killGroup sends SIGTERM to the process group, gives it the grace period to
+// exit, then SIGKILLs whatever is left, and returns once the shell was
+// reaped (its result is read from waitErr).
+func (e *Executor) killGroup(pgid int, waitErr <-chan error) {
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	grace := time.NewTimer(e.cfg.KillGrace)
+	defer grace.Stop()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	reaped := false
+	for {
+		select {
+		case <-waitErr:
+			reaped = true
+			waitErr = nil
+		case <-poll.C:
+		case <-grace.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			if !reaped {
+				<-waitErr
+			}
+			return
+		}
+		// The group is gone once every member exited; only then may the
+		// grace period end early (a child may still be shutting down
+		// cleanly after the shell itself went).
+		if reaped && errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH) {
+			return
+		}
+	}
+}
+
+// exitCode follows the shell's convention: 128+N for a process killed by
+// signal N.
+func exitCode(ps *os.ProcessState) int32 {
+	if ps == nil {
+		return -1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return int32(128 + int(ws.Signal()))
+	}
+	return int32(ps.ExitCode())
+}
+
+// Close kills the running commands (recorded as LOST) and waits for them.
+func (e *Executor) Close() error {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		close(e.stop)
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+	return nil
+}
+
+func (e *Executor) recordPath(id string) string {
+	return filepath.Join(e.cmdDir, id+".json")
+}
+
+// appendLog writes an AppCenter-style status line to cmd.log, which tools
+// written for AppCenter agents tail.
+func (e *Executor) appendLog(id, status string) {
+	line := fmt.Sprintf("%s %s %s\n", time.Now().Format("2006-01-02 15:04:05"), id, status)
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	path := filepath.Join(e.cfg.DataDir, "cmd.log")
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		e.log.Warn("open cmd.log", "err", err)
+		return
+	}
+	if _, err := f.WriteString(line); err != nil {
+		e.log.Warn("write cmd.log", "err", err)
+	}
+	_ = f.Close()
+}
+
+// oneLine keeps one status line per event in cmd.log.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s)
+}
+
+// readTail returns the last limit bytes of the file at path, and whether
+// there was more.
+func readTail(path string, limit int) ([]byte, bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	size := fi.Size()
+	off := max(0, size-int64(limit))
+	buf := make([]byte, size-off)
+	n, err := f.ReadAt(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, false, err
+	}
+	return buf[:n], off > 0, nil
+}
+
+// result converts a record into the protocol's message.
+func (r record) result(nodeID string) *streamv1.CommandResult {
+	res := &streamv1.CommandResult{
+		CommandId:       r.CommandID,
+		NodeId:          nodeID,
+		State:           parseState(r.State),
+		ExitCode:        r.ExitCode,
+		Output:          r.Output,
+		OutputTruncated: r.OutputTruncated,
+		Error:           r.Error,
+	}
+	if !r.StartedAt.IsZero() {
+		res.StartedAt = timestamppb.New(r.StartedAt)
+	}
+	if !r.FinishedAt.IsZero() {
+		res.FinishedAt = timestamppb.New(r.FinishedAt)
+	}
+	return res
+}

@@ -1,0 +1,258 @@
+// Package metaview presents one node's view of its cluster's metadata, as
+// AppCenter templates expect it: the frontgate keeps a cluster's tree under
+// /clusters/<cluster_id>/ in etcd, and this package maps it to /self/…, with
+// /self/host being the node's own host entry and /self/env the cluster env
+// overlaid with the node's role env. It also adapts the view to confd's
+// backends.StoreClient, so confd templates run against it unchanged.
+package metaview
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/abtreece/confd/pkg/backends"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Root is the key prefix of the view.
+const Root = "/self"
+
+const defaultCallTimeout = 10 * time.Second
+
+// Config describes a View.
+type Config struct {
+	Client    *clientv3.Client
+	ClusterID string
+	// NodeID is this node's stable id; its host entry is the one whose
+	// node_id field equals it.
+	NodeID string
+	// CallTimeout bounds each etcd read made through a StoreClient, whose
+	// methods carry no context (default 10s).
+	CallTimeout time.Duration
+}
+
+// View is the /self view of one node. It holds no state besides its
+// configuration: every read sees the current tree.
+type View struct {
+	c       *clientv3.Client
+	prefix  string
+	nodeID  string
+	timeout time.Duration
+}
+
+// New checks cfg and returns the view.
+func New(cfg Config) (*View, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("metaview: Client is required")
+	case cfg.ClusterID == "" || strings.Contains(cfg.ClusterID, "/"):
+		return nil, fmt.Errorf("metaview: cluster id %q must be non-empty and contain no '/'", cfg.ClusterID)
+	case cfg.NodeID == "":
+		return nil, errors.New("metaview: NodeID is required")
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = defaultCallTimeout
+	}
+	return &View{
+		c:       cfg.Client,
+		prefix:  "/clusters/" + cfg.ClusterID + "/",
+		nodeID:  cfg.NodeID,
+		timeout: cfg.CallTimeout,
+	}, nil
+}
+
+// ClusterPrefix is the etcd prefix the view is built from.
+func (v *View) ClusterPrefix() string { return v.prefix }
+
+// Values returns every view entry whose key starts with one of prefixes
+// (string prefixes, as confd's etcd backend matches them: "/self/host" also
+// matches "/self/hosts/…"), read at one revision, and that revision.
+func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string, int64, error) {
+	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", v.prefix, err)
+	}
+	tree := make(map[string]string, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		tree[strings.TrimPrefix(string(kv.Key), v.prefix)] = string(kv.Value)
+	}
+	out := map[string]string{}
+	for k, val := range build(v.nodeID, tree) {
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, p) {
+				out[k] = val
+				break
+			}
+		}
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// Revision returns etcd's current revision.
+func (v *View) Revision(ctx context.Context) (int64, error) {
+	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("read revision of %s: %w", v.prefix, err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// WaitChange blocks until something under the cluster prefix changes after
+// revision after, and returns the revision of that change. When the history
+// after `after` was compacted away it returns the current revision, so the
+// caller re-reads everything.
+func (v *View) WaitChange(ctx context.Context, after int64) (int64, error) {
+	return v.waitChange(ctx, after, nil)
+}
+
+func (v *View) waitChange(ctx context.Context, after int64, stop <-chan bool) (int64, error) {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := v.c.Watch(ctx, v.prefix, clientv3.WithPrefix(), clientv3.WithRev(after+1))
+	for {
+		select {
+		case <-stop:
+			return after, nil
+		case resp, ok := <-wch:
+			if !ok {
+				if err := ctx.Err(); err != nil {
+					return after, err
+				}
+				return after, fmt.Errorf("watch %s: closed", v.prefix)
+			}
+			if resp.CompactRevision != 0 {
+				return v.Revision(ctx)
+			}
+			if err := resp.Err(); err != nil {
+				return after, fmt.Errorf("watch %s: %w", v.prefix, err)
+			}
+			if len(resp.Events) > 0 {
+				return resp.Header.Revision, nil
+			}
+		}
+	}
+}
+
+// StoreClient adapts the view to confd. Its calls end when ctx does.
+func (v *View) StoreClient(ctx context.Context) *StoreClient {
+	return &StoreClient{v: v, ctx: ctx}
+}
+
+// StoreClient is a confd backends.StoreClient over a View.
+type StoreClient struct {
+	v *View
+	// ctx is kept because confd's interface carries none; it is the
+	// lifetime of the render that created this client.
+	ctx context.Context
+	rev atomic.Int64
+}
+
+var _ backends.StoreClient = (*StoreClient)(nil)
+
+// GetValues returns the view entries under any of keys (confd passes the
+// prefix joined with each of the template's keys).
+func (s *StoreClient) GetValues(keys []string) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.v.timeout)
+	defer cancel()
+	vals, rev, err := s.v.Values(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		old := s.rev.Load()
+		if (old != 0 && old <= rev) || s.rev.CompareAndSwap(old, rev) {
+			break
+		}
+	}
+	return vals, nil
+}
+
+// WatchPrefix blocks until the cluster's metadata changes after waitIndex
+// (returning the new revision) or stopChan fires. A zero waitIndex returns
+// the current revision at once, so the first render happens immediately.
+func (s *StoreClient) WatchPrefix(_ string, _ []string, waitIndex uint64, stopChan chan bool) (uint64, error) {
+	if waitIndex == 0 {
+		ctx, cancel := context.WithTimeout(s.ctx, s.v.timeout)
+		defer cancel()
+		rev, err := s.v.Revision(ctx)
+		return uint64(rev), err
+	}
+	rev, err := s.v.waitChange(s.ctx, int64(waitIndex), stopChan)
+	return uint64(rev), err
+}
+
+// Revision is the lowest etcd revision a GetValues through this client has
+// read (0 before any): every read reflects all changes up to it, so a watch
+// from there misses nothing a render through this client did not see.
+func (s *StoreClient) Revision() int64 { return s.rev.Load() }
+
+// build maps a cluster tree (keys relative to /clusters/<id>/) to the view.
+func build(nodeID string, tree map[string]string) map[string]string {
+	out := make(map[string]string, len(tree))
+	hostPrefix, role := findHost(nodeID, tree)
+	for k, val := range tree {
+		switch {
+		case strings.HasPrefix(k, "roles/"), strings.HasPrefix(k, "env/"):
+			// Merged below: roles/ is only the source of role env.
+		case strings.HasPrefix(k, "host/"):
+			// /self/host is the node's own entry; never let a stray
+			// cluster-level key shadow it.
+		default:
+			out[Root+"/"+k] = val
+		}
+	}
+	if hostPrefix != "" {
+		for k, val := range tree {
+			if field, ok := strings.CutPrefix(k, hostPrefix); ok && field != "" {
+				out[Root+"/host/"+field] = val
+			}
+		}
+	}
+	for k, val := range tree {
+		if key, ok := strings.CutPrefix(k, "env/"); ok && key != "" {
+			out[Root+"/env/"+key] = val
+		}
+	}
+	if role != "" {
+		roleEnv := "roles/" + role + "/env/"
+		for k, val := range tree {
+			if key, ok := strings.CutPrefix(k, roleEnv); ok && key != "" {
+				out[Root+"/env/"+key] = val
+			}
+		}
+	}
+	return out
+}
+
+// findHost returns the key prefix of the host entry whose node_id is nodeID
+// ("hosts/<role>/<iid>/" or, role-less, "hosts/<iid>/") and the node's role:
+// the directory it sits in, or for a role-less layout its role field if any.
+func findHost(nodeID string, tree map[string]string) (prefix, role string) {
+	var matches []string
+	for k, val := range tree {
+		if val != nodeID || !strings.HasPrefix(k, "hosts/") || !strings.HasSuffix(k, "/node_id") {
+			continue
+		}
+		if n := strings.Count(k, "/"); n == 2 || n == 3 {
+			matches = append(matches, k)
+		}
+	}
+	if len(matches) == 0 {
+		return "", ""
+	}
+	// Node ids are unique; if the tree says otherwise, at least be stable.
+	sort.Strings(matches)
+	k := matches[0]
+	prefix = strings.TrimSuffix(k, "node_id")
+	if parts := strings.Split(k, "/"); len(parts) == 4 {
+		// The directory is where pilot placed the host, so it names the
+		// roles/<role>/ entry written alongside it.
+		return prefix, parts[1]
+	}
+	return prefix, tree[prefix+"role"]
+}

@@ -1,0 +1,286 @@
+package metaview
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/hangarhq/hangar/internal/etcdserver"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func startEtcd(t *testing.T) *clientv3.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, err := etcdserver.Start(ctx, etcdserver.Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := srv.Client()
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); srv.Close() })
+	return c
+}
+
+func put(t *testing.T, c *clientv3.Client, prefix string, kvs map[string]string) {
+	t.Helper()
+	ops := make([]clientv3.Op, 0, len(kvs))
+	for k, v := range kvs {
+		ops = append(ops, clientv3.OpPut(prefix+k, v))
+	}
+	if _, err := c.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func host(role, iid, nodeID, ip string) map[string]string {
+	p := "hosts/" + iid + "/"
+	if role != "" {
+		p = "hosts/" + role + "/" + iid + "/"
+	}
+	return map[string]string{p + "node_id": nodeID, p + "instance_id": iid, p + "ip": ip, p + "role": role}
+}
+
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		maps.Copy(out, m)
+	}
+	return out
+}
+
+func TestView(t *testing.T) {
+	c := startEtcd(t)
+	roled := merge(
+		host("master", "i-1", "cln-1", "10.0.0.1"),
+		host("replica", "i-2", "cln-2", "10.0.0.2"),
+		host("replica", "i-3", "cln-3", "10.0.0.3"),
+		map[string]string{
+			"hosts/replica/i-2/reserved_ips/vip/value": "10.0.0.100",
+			"cluster/cluster_id":                       "cl-a",
+			"cluster/endpoints/redis/port":             "6379",
+			"env/maxmemory":                            "100mb",
+			"env/appendonly":                           "yes",
+			"env/key/access_key_id":                    "AK",
+			"roles/replica/env/maxmemory":              "200mb",
+			"roles/replica/env/replica-only":           "r",
+			"roles/master/env/master-only":             "m",
+			"links/db/hosts/i-9/ip":                    "10.1.0.9",
+			"adding-hosts/replica/i-3/ip":              "10.0.0.3",
+		})
+	roleless := merge(
+		host("", "i-1", "cln-1", "10.0.0.1"),
+		host("", "i-2", "cln-2", "10.0.0.2"),
+		map[string]string{"env/port": "2181", "cluster/zone": "z1"},
+	)
+
+	for _, tc := range []struct {
+		name    string
+		tree    map[string]string
+		nodeID  string
+		keys    []string
+		want    map[string]string
+		absent  []string
+		wantLen int // when > 0, the exact number of entries
+	}{
+		{
+			name: "own host entry found by node id", tree: roled, nodeID: "cln-2", keys: []string{"/self/host/"},
+			want: map[string]string{
+				"/self/host/ip": "10.0.0.2", "/self/host/node_id": "cln-2", "/self/host/instance_id": "i-2",
+				"/self/host/role": "replica", "/self/host/reserved_ips/vip/value": "10.0.0.100",
+			},
+			wantLen: 5,
+		},
+		{
+			name: "role env wins over cluster env", tree: roled, nodeID: "cln-2", keys: []string{"/self/env"},
+			want: map[string]string{
+				"/self/env/maxmemory": "200mb", "/self/env/appendonly": "yes", "/self/env/replica-only": "r",
+				"/self/env/key/access_key_id": "AK",
+			},
+			absent:  []string{"/self/env/master-only"},
+			wantLen: 4,
+		},
+		{
+			name: "another role sees its own env", tree: roled, nodeID: "cln-1", keys: []string{"/self/env/"},
+			want:   map[string]string{"/self/env/maxmemory": "100mb", "/self/env/master-only": "m"},
+			absent: []string{"/self/env/replica-only"},
+		},
+		{
+			name: "whole view maps the cluster tree and hides roles", tree: roled, nodeID: "cln-1", keys: []string{"/self"},
+			want: map[string]string{
+				"/self/hosts/replica/i-3/ip":         "10.0.0.3",
+				"/self/cluster/cluster_id":           "cl-a",
+				"/self/cluster/endpoints/redis/port": "6379",
+				"/self/links/db/hosts/i-9/ip":        "10.1.0.9",
+				"/self/adding-hosts/replica/i-3/ip":  "10.0.0.3",
+				"/self/host/ip":                      "10.0.0.1",
+			},
+			absent: []string{"/self/roles/replica/env/maxmemory", "/self/roles/master/env/master-only"},
+		},
+		{
+			name: "key filtering is by prefix", tree: roled, nodeID: "cln-1", keys: []string{"/self/hosts/master", "/self/cluster/cluster_id"},
+			want: map[string]string{
+				"/self/hosts/master/i-1/ip": "10.0.0.1", "/self/cluster/cluster_id": "cl-a",
+			},
+			absent:  []string{"/self/hosts/replica/i-2/ip", "/self/host/ip", "/self/env/maxmemory"},
+			wantLen: 5, // the four fields of i-1, and cluster_id
+		},
+		{
+			name: "role-less layout", tree: roleless, nodeID: "cln-2", keys: []string{"/self/"},
+			want: map[string]string{
+				"/self/host/ip": "10.0.0.2", "/self/host/instance_id": "i-2",
+				"/self/hosts/i-1/ip": "10.0.0.1", "/self/env/port": "2181", "/self/cluster/zone": "z1",
+			},
+		},
+		{
+			name: "unknown node has no host but the cluster env", tree: roled, nodeID: "cln-404", keys: []string{"/self/host/", "/self/env/"},
+			want:    map[string]string{"/self/env/maxmemory": "100mb", "/self/env/appendonly": "yes", "/self/env/key/access_key_id": "AK"},
+			absent:  []string{"/self/host/ip"},
+			wantLen: 3,
+		},
+		{
+			name: "prefix outside the view matches nothing", tree: roled, nodeID: "cln-1", keys: []string{"/clusters/"},
+			wantLen: -1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cid := strings.NewReplacer(" ", "-").Replace(tc.name)
+			put(t, c, "/clusters/"+cid+"/", tc.tree)
+			// A neighbour cluster whose keys must never leak in.
+			put(t, c, "/clusters/"+cid+"-other/", map[string]string{"hosts/master/i-7/node_id": tc.nodeID, "env/maxmemory": "leak"})
+			v, err := New(Config{Client: c, ClusterID: cid, NodeID: tc.nodeID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := v.StoreClient(context.Background()).GetValues(tc.keys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range tc.want {
+				if got[k] != want {
+					t.Errorf("%s = %q, want %q", k, got[k], want)
+				}
+			}
+			for _, k := range tc.absent {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s is present, want absent", k)
+				}
+			}
+			switch {
+			case tc.wantLen > 0 && len(got) != tc.wantLen, tc.wantLen < 0 && len(got) != 0:
+				t.Errorf("got %d entries, want %d: %v", len(got), max(tc.wantLen, 0), slices.Sorted(maps.Keys(got)))
+			}
+		})
+	}
+}
+
+func TestWatchPrefix(t *testing.T) {
+	c := startEtcd(t)
+	v, err := New(Config{Client: c, ClusterID: "w", NodeID: "cln-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, "/clusters/w/", host("", "i-1", "cln-1", "10.0.0.1"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sc := v.StoreClient(ctx)
+
+	first, err := sc.WatchPrefix("/self", []string{"/self"}, 0, nil)
+	if err != nil || first == 0 {
+		t.Fatalf("first call: %d %v, want the current revision at once", first, err)
+	}
+
+	// A change elsewhere does not wake the watcher; one in the cluster does.
+	type result struct {
+		rev uint64
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		rev, err := sc.WatchPrefix("/self", []string{"/self"}, first, nil)
+		got <- result{rev, err}
+	}()
+	put(t, c, "/clusters/w-other/", map[string]string{"x": "1"})
+	put(t, c, "/clusters/w/", map[string]string{"hosts/i-1/ip": "10.0.0.2"})
+	select {
+	case r := <-got:
+		if r.err != nil || r.rev != first+2 {
+			t.Fatalf("got %d %v, want revision %d", r.rev, r.err, first+2)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch never fired")
+	}
+
+	// stopChan ends a watch that sees no change.
+	stop := make(chan bool)
+	go func() {
+		rev, err := sc.WatchPrefix("/self", []string{"/self"}, first+2, stop)
+		got <- result{rev, err}
+	}()
+	close(stop)
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("stopped watch: %v", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("stopChan did not end the watch")
+	}
+
+	// And so does the client's context.
+	cctx, ccancel := context.WithCancel(context.Background())
+	go func() {
+		rev, err := v.StoreClient(cctx).WatchPrefix("/self", nil, first+2, nil)
+		got <- result{rev, err}
+	}()
+	ccancel()
+	select {
+	case r := <-got:
+		if r.err == nil {
+			t.Fatal("cancelled watch returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancel did not end the watch")
+	}
+
+	// A client remembers the lowest revision its reads saw.
+	sc = v.StoreClient(ctx)
+	if _, err := sc.GetValues([]string{"/self"}); err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, "/clusters/w/", map[string]string{"hosts/i-1/ip": "10.0.0.3"})
+	if _, err := sc.GetValues([]string{"/self"}); err != nil {
+		t.Fatal(err)
+	}
+	if sc.Revision() != int64(first+2) {
+		t.Fatalf("Revision() = %d, want %d (the first read's)", sc.Revision(), first+2)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	c := &clientv3.Client{}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{ClusterID: "a", NodeID: "n"}, "Client"},
+		{Config{Client: c, NodeID: "n"}, "cluster id"},
+		{Config{Client: c, ClusterID: "a/b", NodeID: "n"}, "cluster id"},
+		{Config{Client: c, ClusterID: "a"}, "NodeID"},
+	} {
+		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v): %v, want an error naming %s", tc.cfg, err, tc.want)
+		}
+	}
+}

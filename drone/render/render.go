@@ -1,0 +1,270 @@
+// Package render is the drone's confd: it keeps the app's config files
+// rendered from the node's /self view of the cluster metadata. Pilot
+// delivers the app's confd files (conf.d/*.toml, templates/*) with
+// Configure; they are kept on disk so a restarted drone resumes rendering,
+// and an image's own /etc/confd is used when nothing was delivered. Files
+// are rendered with abtreece/confd's template package, from the Renderer's
+// own etcd watch loop, so that Close can stop it.
+package render
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/abtreece/confd/pkg/template"
+
+	"github.com/hangarhq/hangar/drone/metaview"
+	"github.com/hangarhq/hangar/internal/backoff"
+)
+
+const defaultSettle = 100 * time.Millisecond
+
+// Config describes a Renderer.
+type Config struct {
+	// DataDir holds the delivered files, under DataDir/confd.
+	DataDir string
+	// RootDir, when set, is the instance's filesystem root: absolute
+	// template destinations are placed under it.
+	RootDir string
+	// BakedDir is a confd dir baked into the image (with conf.d/ and
+	// templates/), used while no files were delivered. Empty means none.
+	BakedDir string
+	View     *metaview.View
+	// Settle is how long a change waits for more before the files are
+	// rendered, so a burst of metadata changes costs one render (default
+	// 100ms).
+	Settle time.Duration
+	Logger *slog.Logger
+}
+
+// Renderer keeps one node's config files rendered.
+type Renderer struct {
+	cfg       Config
+	log       *slog.Logger
+	delivered string // DataDir/confd
+	baked     string // DataDir/confd-baked: BakedDir with dests moved under RootDir
+
+	mu     sync.Mutex // serialises renders and changes of active
+	active string     // the confd dir being rendered; "" before any
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New resumes rendering what was delivered before (or the image's baked
+// templates) and starts the watch loop, which renders once at start and
+// again after every change of the cluster's metadata until ctx ends or
+// Close is called. Render failures there are logged, not fatal: a later
+// metadata change or delivery may fix them.
+func New(ctx context.Context, cfg Config) (*Renderer, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("render: DataDir is required")
+	}
+	if cfg.View == nil {
+		return nil, errors.New("render: View is required")
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = defaultSettle
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Renderer{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		delivered: filepath.Join(cfg.DataDir, "confd"),
+		baked:     filepath.Join(cfg.DataDir, "confd-baked"),
+		done:      make(chan struct{}),
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("render: create %s: %w", cfg.DataDir, err)
+	}
+	recoverInstall(r.delivered)
+	switch {
+	case isDir(filepath.Join(r.delivered, "conf.d")):
+		r.active = r.delivered
+		r.log.Info("resuming delivered confd templates", "dir", r.delivered)
+	case cfg.BakedDir != "" && isDir(filepath.Join(cfg.BakedDir, "conf.d")):
+		if err := r.stageBaked(); err != nil {
+			return nil, err
+		}
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	go r.loop(ctx)
+	return r, nil
+}
+
+// stageBaked copies the image's confd dir so its dests can be moved under
+// the root dir like delivered ones.
+func (r *Renderer) stageBaked() error {
+	files, err := collect(r.cfg.BakedDir)
+	if err != nil {
+		return fmt.Errorf("render: baked templates: %w", err)
+	}
+	prepared, err := prepare(files, r.cfg.RootDir)
+	if err != nil {
+		return fmt.Errorf("render: baked templates in %s: %w", r.cfg.BakedDir, err)
+	}
+	if err := install(r.baked, prepared); err != nil {
+		return fmt.Errorf("render: stage baked templates: %w", err)
+	}
+	r.active = r.baked
+	r.log.Info("using baked-in confd templates", "dir", r.cfg.BakedDir)
+	return nil
+}
+
+// Configure replaces the rendered set with files (paths "conf.d/x.toml",
+// "templates/x.tmpl"), keeps them for later restarts, and renders them
+// once. The error names the file or template that failed; the files stay
+// installed and are rendered again on the next metadata change.
+func (r *Renderer) Configure(ctx context.Context, files map[string][]byte) error {
+	prepared, err := prepare(files, r.cfg.RootDir)
+	if err != nil {
+		return fmt.Errorf("configure renderer: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := install(r.delivered, prepared); err != nil {
+		return fmt.Errorf("configure renderer: %w", err)
+	}
+	r.active = r.delivered
+	if _, err := r.renderLocked(ctx); err != nil {
+		return fmt.Errorf("configure renderer: %w", err)
+	}
+	return nil
+}
+
+// Render renders the current set now.
+func (r *Renderer) Render(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, err := r.renderLocked(ctx)
+	return err
+}
+
+// renderLocked renders every template resource of the active dir and
+// returns the lowest etcd revision it read: the render reflects every change
+// up to it. Each resource is processed on its own so that a failure names
+// it and does not stop the others.
+func (r *Renderer) renderLocked(ctx context.Context) (int64, error) {
+	if r.active == "" {
+		return 0, nil
+	}
+	tomls, err := resources(r.active)
+	if err != nil {
+		return 0, err
+	}
+	sc := r.cfg.View.StoreClient(ctx)
+	var errs []error
+	for _, file := range tomls {
+		rel, _ := filepath.Rel(r.active, file)
+		res, err := readResource(file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("template resource %s: %w", rel, err))
+			continue
+		}
+		if res.dest != "" {
+			// confd stages the output beside dest, so its folder must exist.
+			if err := os.MkdirAll(filepath.Dir(res.dest), 0o755); err != nil {
+				errs = append(errs, fmt.Errorf("template resource %s: create folder of dest: %w", rel, err))
+				continue
+			}
+		}
+		err = template.Process(template.Config{
+			ConfDir:     r.active,
+			ConfigDir:   file, // one resource: confd accepts a file here
+			TemplateDir: filepath.Join(r.active, "templates"),
+			Prefix:      metaview.Root,
+			StoreClient: sc,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("render %s (template %s): %w", rel, res.src, err))
+		}
+	}
+	return sc.Revision(), errors.Join(errs...)
+}
+
+func (r *Renderer) renderAndLog(ctx context.Context) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rev, err := r.renderLocked(ctx)
+	if err != nil && ctx.Err() == nil {
+		r.log.Error("render confd templates", "err", err)
+	}
+	return rev
+}
+
+// loop re-renders after every change of the cluster's metadata.
+func (r *Renderer) loop(ctx context.Context) {
+	defer close(r.done)
+	bo := backoff.New(200*time.Millisecond, 15*time.Second)
+	var rev int64
+	synced := false
+	for {
+		if !synced {
+			// Read the revision before rendering, so a change made while
+			// rendering is still seen by the watch below.
+			cur, err := r.cfg.View.Revision(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.log.Warn("read metadata revision", "err", err)
+				if !pause(ctx, bo.Next()) {
+					return
+				}
+				continue
+			}
+			rev = cur
+			rev = max(rev, r.renderAndLog(ctx))
+			synced = true
+		}
+		next, err := r.cfg.View.WaitChange(ctx, rev)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.log.Warn("watch metadata", "err", err)
+			synced = false
+			if !pause(ctx, bo.Next()) {
+				return
+			}
+			continue
+		}
+		bo.Reset()
+		if !pause(ctx, r.cfg.Settle) {
+			return
+		}
+		rev = max(next, r.renderAndLog(ctx))
+	}
+}
+
+// pause waits d, reporting false when ctx ended first.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Close stops the watch loop and waits for it. A reload_cmd that is running
+// is waited for: confd gives no way to stop it.
+func (r *Renderer) Close() {
+	r.cancel()
+	<-r.done
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}

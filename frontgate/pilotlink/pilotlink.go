@@ -1,0 +1,174 @@
+// Package pilotlink keeps the frontgate's one stream to pilot: it dials
+// pilot's FrontgateLink, introduces the frontgate with a Hello, serves
+// pilot's requests on the stream and, whenever the stream ends, dials again
+// after a jittered, growing delay, so that a pilot restart is not met by
+// every frontgate at the same instant.
+package pilotlink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/streamrpc"
+)
+
+// Defaults of Config.
+const (
+	DefaultBackoffBase = 200 * time.Millisecond
+	DefaultBackoffMax  = 30 * time.Second
+	DefaultResetAfter  = 10 * time.Second
+)
+
+// Config configures a Link.
+type Config struct {
+	// PilotAddress is host:port of pilot's gRPC endpoint.
+	PilotAddress string
+	// FrontgateID names this frontgate in its Hello.
+	FrontgateID  string
+	Version      string
+	Capabilities []string
+	// Handler serves pilot's requests.
+	Handler streamrpc.Handler
+	// Peer tunes the stream (heartbeats, dead-peer detection).
+	Peer   streamrpc.Options
+	Logger *slog.Logger
+	// BackoffBase and BackoffMax bound the delay between attempts; the delay
+	// starts over once a stream stayed up for ResetAfter.
+	BackoffBase, BackoffMax, ResetAfter time.Duration
+	// OnState, when set, is called with true when a stream to pilot is up
+	// and false when it ends.
+	OnState func(up bool)
+}
+
+// Link is the frontgate's side of FrontgateLink.
+type Link struct {
+	cfg Config
+	log *slog.Logger
+	up  atomic.Bool
+}
+
+// New checks cfg and returns a Link; Run starts it.
+func New(cfg Config) (*Link, error) {
+	if cfg.PilotAddress == "" {
+		return nil, errors.New("pilot link: pilot address is required")
+	}
+	if cfg.FrontgateID == "" {
+		return nil, errors.New("pilot link: frontgate id is required")
+	}
+	if cfg.Handler == nil {
+		return nil, errors.New("pilot link: handler is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Peer.Logger == nil {
+		cfg.Peer.Logger = cfg.Logger
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = DefaultBackoffBase
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.ResetAfter <= 0 {
+		cfg.ResetAfter = DefaultResetAfter
+	}
+	return &Link{cfg: cfg, log: cfg.Logger.With("pilot", cfg.PilotAddress)}, nil
+}
+
+// Connected reports whether a stream to pilot is up.
+func (l *Link) Connected() bool { return l.up.Load() }
+
+// Run keeps a stream to pilot until ctx ends, then returns ctx's error
+// once the stream and everything serving it have stopped.
+func (l *Link) Run(ctx context.Context) error {
+	bo := backoff.New(l.cfg.BackoffBase, l.cfg.BackoffMax)
+	for {
+		upFor, err := l.session(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if upFor >= l.cfg.ResetAfter {
+			bo.Reset()
+		}
+		delay := bo.Next()
+		if upFor > 0 {
+			l.log.Warn("pilot stream ended; reconnecting", "err", err, "up_for", upFor.Round(time.Millisecond), "retry_in", delay.Round(time.Millisecond))
+		} else {
+			l.log.Warn("cannot reach pilot", "err", err, "retry_in", delay.Round(time.Millisecond))
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// session runs one stream to its end. upFor is how long it was up after the
+// Hello (0 when it never got that far).
+func (l *Link) session(ctx context.Context) (upFor time.Duration, err error) {
+	cc, err := dial(l.cfg.PilotAddress)
+	if err != nil {
+		return 0, err
+	}
+	defer cc.Close()
+
+	sctx, cancel := context.WithCancel(ctx)
+	// Ending the stream's context is what stops the Peer's pending Recv.
+	defer cancel()
+	stream, err := streamv1.NewFrontgateLinkClient(cc).Connect(sctx)
+	if err != nil {
+		return 0, fmt.Errorf("open stream to pilot %s: %w", l.cfg.PilotAddress, err)
+	}
+	hello := &streamv1.Hello{
+		Component:    "frontgate",
+		Id:           l.cfg.FrontgateID,
+		Version:      l.cfg.Version,
+		Capabilities: l.cfg.Capabilities,
+	}
+	if err := streamrpc.SendHello(stream, hello); err != nil {
+		return 0, fmt.Errorf("hello to pilot %s: %w", l.cfg.PilotAddress, err)
+	}
+	// The stream counts as up from here. A pilot that refuses the Hello ends
+	// the stream at once, and since only a stream that stayed up ResetAfter
+	// resets the backoff, such refusals still back off further each time.
+	peer := streamrpc.NewPeer(stream, l.cfg.Handler, l.cfg.Peer)
+	start := time.Now()
+	l.setUp(true)
+	l.log.Info("connected to pilot", "frontgate_id", l.cfg.FrontgateID)
+	err = peer.Run(sctx)
+	l.setUp(false)
+	return time.Since(start), err
+}
+
+func (l *Link) setUp(up bool) {
+	l.up.Store(up)
+	if l.cfg.OnState != nil {
+		l.cfg.OnState(up)
+	}
+}
+
+// dial is the one place the connection to pilot is made; mutual TLS with the
+// frontgate's certificate replaces the insecure credentials here.
+//
+// Each attempt gets a fresh connection: a long-lived ClientConn would apply
+// gRPC's own reconnect backoff (up to two minutes) underneath ours.
+func dial(address string) (*grpc.ClientConn, error) {
+	cc, err := grpc.NewClient(address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial pilot %s: %w", address, err)
+	}
+	return cc, nil
+}

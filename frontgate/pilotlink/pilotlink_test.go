@@ -1,0 +1,181 @@
+package pilotlink
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func ack(_ context.Context, req *streamv1.Request) *streamv1.Response {
+	return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: "ok " + req.Id}}}
+}
+
+// run starts l and returns a function that stops it and reports Run's error.
+func run(t *testing.T, l *Link) func() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- l.Run(ctx) }()
+	var stopped atomic.Bool
+	var err error
+	stop := func() error {
+		if stopped.CompareAndSwap(false, true) {
+			cancel()
+			err = <-errc
+		}
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestHelloAndRequests(t *testing.T) {
+	p := fakepilot.Start(t, "127.0.0.1:0")
+	l, err := New(Config{PilotAddress: p.Addr(), FrontgateID: "fg-1", Version: "v1.2.3", Capabilities: []string{"run_command"}, Handler: ack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, l)
+	h := p.WaitConnected(t, 10*time.Second)
+	if h.Component != "frontgate" || h.Id != "fg-1" || h.Version != "v1.2.3" || !slices.Equal(h.Capabilities, []string{"run_command"}) {
+		t.Fatalf("hello = %v", h)
+	}
+	waitFor(t, "Connected", l.Connected)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := p.Call(ctx, &streamv1.Request{Id: "r1", Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetAck().GetMessage() != "ok r1" {
+		t.Fatalf("response %v", resp)
+	}
+
+	if err := stop(); err != context.Canceled {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if l.Connected() {
+		t.Fatal("still connected after Run returned")
+	}
+}
+
+func TestReconnectsAfterPilotRestart(t *testing.T) {
+	p := fakepilot.Start(t, "127.0.0.1:0")
+	var ups, downs atomic.Int32
+	l, err := New(Config{
+		PilotAddress: p.Addr(), FrontgateID: "fg-1", Handler: ack,
+		OnState: func(up bool) {
+			if up {
+				ups.Add(1)
+			} else {
+				downs.Add(1)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	p.WaitConnected(t, 10*time.Second)
+
+	p.Stop()
+	waitFor(t, "the link to notice pilot is gone", func() bool { return !l.Connected() })
+
+	// While pilot is down, attempts fail and back off; a pilot that comes
+	// back on the same address is found again.
+	p2 := fakepilot.Start(t, p.Addr())
+	h := p2.WaitConnected(t, 15*time.Second)
+	if h.Id != "fg-1" {
+		t.Fatalf("hello after restart = %v", h)
+	}
+	waitFor(t, "Connected", l.Connected)
+	if ups.Load() != 2 || downs.Load() != 1 {
+		t.Fatalf("state changes: %d ups, %d downs; want 2 and 1", ups.Load(), downs.Load())
+	}
+}
+
+func TestRunStopsWhileBackingOff(t *testing.T) {
+	// Nothing listens here once the fake pilot is gone.
+	p := fakepilot.Start(t, "127.0.0.1:0")
+	addr := p.Addr()
+	p.Stop()
+	failed := make(chan struct{}, 1)
+	log := slog.New(&signalHandler{msg: "cannot reach pilot", ch: failed})
+	l, err := New(Config{PilotAddress: addr, FrontgateID: "fg-1", Handler: ack, Logger: log, BackoffBase: time.Hour, BackoffMax: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, l)
+	select {
+	case <-failed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first attempt did not fail")
+	}
+	done := make(chan error, 1)
+	go func() { done <- stop() }()
+	select {
+	case err := <-done:
+		if err != context.Canceled {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return while waiting to reconnect")
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no address", Config{FrontgateID: "fg", Handler: ack}, "pilot address is required"},
+		{"no id", Config{PilotAddress: "x:1", Handler: ack}, "frontgate id is required"},
+		{"no handler", Config{PilotAddress: "x:1", FrontgateID: "fg"}, "handler is required"},
+	}
+	for _, tt := range tests {
+		if _, err := New(tt.cfg); err == nil || err.Error() != "pilot link: "+tt.want {
+			t.Errorf("%s: New = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// signalHandler sends on ch whenever a record with message msg is logged.
+type signalHandler struct {
+	msg string
+	ch  chan struct{}
+}
+
+func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		select {
+		case h.ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *signalHandler) WithGroup(string) slog.Handler      { return h }

@@ -1,0 +1,299 @@
+// Package relay is the frontgate's registry of connected drones and the
+// path of pilot's requests to them. It serves DroneLink: each drone holds
+// one stream, and a request for a node waits for that node to be connected
+// and, when the stream is cut before the answer, is sent again on the
+// node's next stream. Drones execute a command id at most once and answer a
+// repeat with the recorded result, so the resend is how a result survives a
+// cut connection.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/streamrpc"
+)
+
+var (
+	// ErrInvalid marks a request the relay cannot route.
+	ErrInvalid = errors.New("invalid relay request")
+	// ErrNotConnected marks a node that was not connected (again) before
+	// the request's deadline.
+	ErrNotConnected = errors.New("node not connected")
+	// ErrClosed is returned by calls waiting for a drone when the Relay is
+	// closed.
+	ErrClosed = errors.New("frontgate relay closed")
+)
+
+// Config configures a Relay.
+type Config struct {
+	Logger *slog.Logger
+	// HelloTimeout bounds the wait for a new stream's Hello (default 10s).
+	HelloTimeout time.Duration
+	// Peer tunes the drone streams (heartbeats, dead-peer detection).
+	Peer streamrpc.Options
+	// Handler serves requests drones send to the frontgate; nil serves none.
+	Handler streamrpc.Handler
+}
+
+// Relay implements streamv1.DroneLinkServer.
+type Relay struct {
+	streamv1.UnimplementedDroneLinkServer
+
+	cfg Config
+	log *slog.Logger
+
+	// base ends every drone stream at Close.
+	base     context.Context
+	stopAll  context.CancelFunc
+	streams  sync.WaitGroup
+	closeMux sync.Mutex
+
+	mu    sync.Mutex
+	conns map[string]*conn
+	// joined is closed and replaced whenever a drone connects, waking the
+	// calls that wait for one.
+	joined chan struct{}
+}
+
+// conn is one drone stream.
+type conn struct {
+	info   *streamv1.DroneInfo
+	peer   *streamrpc.Peer
+	cancel context.CancelFunc
+}
+
+// New returns a Relay with no drones connected.
+func New(cfg Config) *Relay {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HelloTimeout <= 0 {
+		cfg.HelloTimeout = 10 * time.Second
+	}
+	if cfg.Peer.Logger == nil {
+		cfg.Peer.Logger = cfg.Logger
+	}
+	base, stop := context.WithCancel(context.Background())
+	return &Relay{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		base:    base,
+		stopAll: stop,
+		conns:   map[string]*conn{},
+		joined:  make(chan struct{}),
+	}
+}
+
+// Connect serves one drone's stream until it ends, the drone connects
+// again (the new stream replaces this one) or the Relay is closed.
+func (r *Relay) Connect(stream streamv1.DroneLink_ConnectServer) error {
+	if !r.enter() {
+		return status.Error(codes.Unavailable, "frontgate is shutting down")
+	}
+	defer r.streams.Done()
+
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	stopOnClose := context.AfterFunc(r.base, cancel)
+	defer stopOnClose()
+	// Close must not wait out a silent client's hello timeout.
+	s := ctxStream{stream, ctx}
+
+	hello, err := streamrpc.RecvHello(s, r.cfg.HelloTimeout)
+	if err != nil {
+		if r.base.Err() != nil {
+			return status.Error(codes.Unavailable, "frontgate is shutting down")
+		}
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if hello.Component != "drone" {
+		return status.Errorf(codes.InvalidArgument, "hello: component %q is not allowed here; DroneLink serves \"drone\"", hello.Component)
+	}
+	if hello.ClusterId == "" {
+		return status.Errorf(codes.InvalidArgument, "hello from node %s: cluster_id is required", hello.Id)
+	}
+
+	c := &conn{
+		info: &streamv1.DroneInfo{
+			NodeId:      hello.Id,
+			ClusterId:   hello.ClusterId,
+			Version:     hello.Version,
+			ConnectedAt: timestamppb.Now(),
+		},
+		peer:   streamrpc.NewPeer(s, r.cfg.Handler, r.cfg.Peer),
+		cancel: cancel,
+	}
+	log := r.log.With("node_id", hello.Id, "cluster_id", hello.ClusterId)
+	if old := r.register(c); old != nil {
+		// Registered first so calls cut by this replacement find the new
+		// stream when they resend.
+		log.Info("drone reconnected; replacing its previous stream")
+		old.cancel()
+	} else {
+		log.Info("drone connected", "version", hello.Version)
+	}
+
+	err = c.peer.Run(ctx)
+	if r.unregister(c) {
+		log.Info("drone disconnected", "err", err)
+	}
+	// The stream's end is the answer: the drone reconnects on any outcome.
+	return nil
+}
+
+// enter admits a stream unless the Relay is closed.
+func (r *Relay) enter() bool {
+	r.closeMux.Lock()
+	defer r.closeMux.Unlock()
+	if r.base.Err() != nil {
+		return false
+	}
+	r.streams.Add(1)
+	return true
+}
+
+// Close ends every drone stream and waits for their handlers to return;
+// calls waiting for a drone fail with ErrClosed. The gRPC server may then
+// stop gracefully.
+func (r *Relay) Close() {
+	r.closeMux.Lock()
+	r.stopAll()
+	r.closeMux.Unlock()
+	r.streams.Wait()
+}
+
+// ctxStream ends with ctx rather than only with the RPC.
+type ctxStream struct {
+	streamv1.DroneLink_ConnectServer
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
+
+func (r *Relay) register(c *conn) (old *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old = r.conns[c.info.NodeId]
+	r.conns[c.info.NodeId] = c
+	close(r.joined)
+	r.joined = make(chan struct{})
+	return old
+}
+
+// unregister removes c unless a newer stream of its node replaced it, and
+// reports whether it did.
+func (r *Relay) unregister(c *conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns[c.info.NodeId] != c {
+		return false
+	}
+	delete(r.conns, c.info.NodeId)
+	return true
+}
+
+// Count is the number of connected drones.
+func (r *Relay) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.conns)
+}
+
+// List returns the connected drones of clusterID (all drones when it is
+// empty), ordered by node id.
+func (r *Relay) List(clusterID string) []*streamv1.DroneInfo {
+	r.mu.Lock()
+	out := make([]*streamv1.DroneInfo, 0, len(r.conns))
+	for _, c := range r.conns {
+		if clusterID == "" || c.info.ClusterId == clusterID {
+			out = append(out, proto.Clone(c.info).(*streamv1.DroneInfo))
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeId < out[j].NodeId })
+	return out
+}
+
+// Call sends req to the drone nodeID and returns its response. It waits
+// until ctx's deadline for the node to be connected; when the stream ends
+// before the answer, it waits for the node's next stream and sends the same
+// request again. A failure reported by the drone is returned as
+// *streamrpc.Error along with the response.
+//
+// Resending is only safe for requests the drone answers idempotently
+// (commands carry a command id; renderer configuration replaces state).
+func (r *Relay) Call(ctx context.Context, nodeID string, req *streamv1.Request) (*streamv1.Response, error) {
+	if nodeID == "" {
+		return nil, fmt.Errorf("%w: node_id is required", ErrInvalid)
+	}
+	if req == nil || req.Body == nil {
+		return nil, fmt.Errorf("%w: request to node %s has no body", ErrInvalid, nodeID)
+	}
+	start := time.Now()
+	var last *conn
+	for sends := 0; ; sends++ {
+		c, err := r.await(ctx, nodeID, last)
+		if errors.Is(err, ErrClosed) {
+			return nil, fmt.Errorf("node %s: %w", nodeID, err)
+		}
+		if err != nil {
+			if sends > 0 {
+				return nil, fmt.Errorf("node %s: stream cut before the answer and the node did not reconnect within %v: %w (%w)",
+					nodeID, time.Since(start).Round(time.Millisecond), ErrNotConnected, err)
+			}
+			return nil, fmt.Errorf("node %s: not connected within %v: %w (%w)",
+				nodeID, time.Since(start).Round(time.Millisecond), ErrNotConnected, err)
+		}
+		if sends > 0 {
+			r.log.Info("resending request on the node's new stream", "node_id", nodeID, "request_id", req.Id)
+		}
+		resp, err := c.peer.Call(ctx, req)
+		var remote *streamrpc.Error
+		switch {
+		case err == nil:
+			return resp, nil
+		case errors.As(err, &remote):
+			return resp, err
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("node %s: no answer to request %s within %v: %w",
+				nodeID, req.Id, time.Since(start).Round(time.Millisecond), ctx.Err())
+		}
+		// The stream ended (or broke while sending): wait for the next one.
+		r.log.Debug("drone stream ended during a request", "node_id", nodeID, "request_id", req.Id, "err", err)
+		last = c
+	}
+}
+
+// await returns the node's current stream once it is one other than
+// stale, waiting for the node to connect until ctx ends or the Relay is
+// closed.
+func (r *Relay) await(ctx context.Context, nodeID string, stale *conn) (*conn, error) {
+	for {
+		r.mu.Lock()
+		c := r.conns[nodeID]
+		joined := r.joined
+		r.mu.Unlock()
+		if c != nil && c != stale {
+			return c, nil
+		}
+		select {
+		case <-joined:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.base.Done():
+			return nil, ErrClosed
+		}
+	}
+}

@@ -1,0 +1,377 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/streamrpc"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// serve starts a DroneLink server backed by a new Relay.
+func serve(t *testing.T) (*Relay, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Config{})
+	srv := grpc.NewServer()
+	streamv1.RegisterDroneLinkServer(srv, r)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		r.Close()
+		srv.GracefulStop()
+		<-done
+	})
+	return r, ln.Addr().String()
+}
+
+// fakeDrone executes a command id at most once and answers repeats from
+// memory, like the real drone.
+type fakeDrone struct {
+	node, cluster string
+
+	mu      sync.Mutex
+	runs    map[string]int
+	results map[string]*streamv1.CommandResult
+	// hold, when set, is called after a command first ran and before its
+	// result is returned.
+	hold func(ctx context.Context, commandID string)
+	// servedBy records which connection answered each command.
+	servedBy map[string]int
+}
+
+func newFakeDrone(node, cluster string) *fakeDrone {
+	return &fakeDrone{node: node, cluster: cluster, runs: map[string]int{}, results: map[string]*streamv1.CommandResult{}, servedBy: map[string]int{}}
+}
+
+func (d *fakeDrone) executions(commandID string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.runs[commandID]
+}
+
+func (d *fakeDrone) handler(connNo int) streamrpc.Handler {
+	return func(ctx context.Context, req *streamv1.Request) *streamv1.Response {
+		rc := req.GetRunCommand()
+		if rc == nil {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "fake drone runs commands only")
+		}
+		if rc.Cmd == "fail" {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "cmd %q refused", rc.Cmd)
+		}
+		d.mu.Lock()
+		res, seen := d.results[rc.CommandId]
+		if !seen {
+			d.runs[rc.CommandId]++
+			res = &streamv1.CommandResult{CommandId: rc.CommandId, NodeId: d.node, State: streamv1.CommandState_COMMAND_STATE_EXITED, Output: []byte(rc.Cmd)}
+			d.results[rc.CommandId] = res
+		}
+		d.servedBy[rc.CommandId] = connNo
+		hold := d.hold
+		d.mu.Unlock()
+		if !seen && hold != nil {
+			hold(ctx, rc.CommandId)
+		}
+		return &streamv1.Response{Body: &streamv1.Response_CommandResult{CommandResult: res}}
+	}
+}
+
+// droneConn is one stream of a fake drone.
+type droneConn struct {
+	cc     *grpc.ClientConn
+	peer   *streamrpc.Peer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// cut ends the stream from the drone's side and waits for it. The
+// connection is closed first, so that a handler woken by the cut cannot
+// still send its answer.
+func (c *droneConn) cut() {
+	c.cc.Close()
+	c.cancel()
+	<-c.done
+}
+
+func connect(t *testing.T, addr string, d *fakeDrone, connNo int) *droneConn {
+	t.Helper()
+	return connectHello(t, addr, &streamv1.Hello{Component: "drone", Id: d.node, ClusterId: d.cluster, Version: "test"}, d.handler(connNo))
+}
+
+func connectHello(t *testing.T, addr string, hello *streamv1.Hello, h streamrpc.Handler) *droneConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := streamv1.NewDroneLinkClient(cc).Connect(ctx)
+	if err != nil {
+		cancel()
+		cc.Close()
+		t.Fatal(err)
+	}
+	if err := streamrpc.SendHello(stream, hello); err != nil {
+		cancel()
+		cc.Close()
+		t.Fatal(err)
+	}
+	c := &droneConn{cc: cc, peer: streamrpc.NewPeer(stream, h, streamrpc.Options{}), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		_ = c.peer.Run(ctx)
+		cancel()
+		cc.Close()
+	}()
+	t.Cleanup(c.cut)
+	return c
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func runCommand(node, commandID, cmd string) *streamv1.Request {
+	return &streamv1.Request{Body: &streamv1.Request_RunCommand{RunCommand: &streamv1.RunCommand{NodeId: node, CommandId: commandID, Cmd: cmd}}}
+}
+
+func callCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestCallRoutesToNodeAndLists(t *testing.T) {
+	r, addr := serve(t)
+	a, b, c := newFakeDrone("cln-a", "cl-1"), newFakeDrone("cln-b", "cl-1"), newFakeDrone("cln-c", "cl-2")
+	for _, d := range []*fakeDrone{a, b, c} {
+		connect(t, addr, d, 1)
+	}
+	waitFor(t, "three drones", func() bool { return r.Count() == 3 })
+
+	resp, err := r.Call(callCtx(t, 10*time.Second), "cln-b", runCommand("cln-b", "cmd-1", "echo hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetCommandResult().GetNodeId(); got != "cln-b" {
+		t.Fatalf("answered by %q, want cln-b", got)
+	}
+	if a.executions("cmd-1") != 0 || c.executions("cmd-1") != 0 || b.executions("cmd-1") != 1 {
+		t.Fatal("command ran on a node other than cln-b")
+	}
+
+	tests := []struct {
+		cluster string
+		want    []string
+	}{
+		{"cl-1", []string{"cln-a", "cln-b"}},
+		{"cl-2", []string{"cln-c"}},
+		{"", []string{"cln-a", "cln-b", "cln-c"}},
+		{"cl-9", nil},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, di := range r.List(tt.cluster) {
+			got = append(got, di.NodeId)
+			if di.Version != "test" || di.ConnectedAt == nil {
+				t.Errorf("drone info %v lacks version or connected_at", di)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+			t.Errorf("List(%q) = %v, want %v", tt.cluster, got, tt.want)
+		}
+	}
+}
+
+func TestCallWaitsForNode(t *testing.T) {
+	r, addr := serve(t)
+	type result struct {
+		resp *streamv1.Response
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		resp, err := r.Call(callCtx(t, 10*time.Second), "cln-late", runCommand("cln-late", "cmd-1", "true"))
+		ch <- result{resp, err}
+	}()
+	select {
+	case res := <-ch:
+		t.Fatalf("Call returned before the node connected: %v, %v", res.resp, res.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	connect(t, addr, newFakeDrone("cln-late", "cl-1"), 1)
+	res := <-ch
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if res.resp.GetCommandResult().GetNodeId() != "cln-late" {
+		t.Fatalf("response %v", res.resp)
+	}
+}
+
+func TestResendAfterCut(t *testing.T) {
+	r, addr := serve(t)
+	d := newFakeDrone("cln-a", "cl-1")
+	ran := make(chan struct{})
+	d.hold = func(ctx context.Context, _ string) {
+		close(ran)
+		// The answer is lost: the stream is cut before it is sent.
+		<-ctx.Done()
+	}
+	first := connect(t, addr, d, 1)
+	waitFor(t, "drone", func() bool { return r.Count() == 1 })
+
+	type result struct {
+		resp *streamv1.Response
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		resp, err := r.Call(callCtx(t, 10*time.Second), "cln-a", runCommand("cln-a", "cmd-1", "make coffee"))
+		ch <- result{resp, err}
+	}()
+	<-ran
+	first.cut()
+	connect(t, addr, d, 2)
+
+	res := <-ch
+	if res.err != nil {
+		t.Fatalf("Call after a cut = %v, want the recorded result", res.err)
+	}
+	if got := string(res.resp.GetCommandResult().GetOutput()); got != "make coffee" {
+		t.Fatalf("result output %q", got)
+	}
+	if n := d.executions("cmd-1"); n != 1 {
+		t.Fatalf("command ran %d times, want once", n)
+	}
+	d.mu.Lock()
+	served := d.servedBy["cmd-1"]
+	d.mu.Unlock()
+	if served != 2 {
+		t.Fatalf("result came from connection %d, want the resend on connection 2", served)
+	}
+}
+
+func TestNewStreamReplacesOld(t *testing.T) {
+	r, addr := serve(t)
+	d := newFakeDrone("cln-a", "cl-1")
+	first := connect(t, addr, d, 1)
+	waitFor(t, "drone", func() bool { return r.Count() == 1 })
+	connect(t, addr, d, 2)
+	select {
+	case <-first.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old stream was not ended when the node connected again")
+	}
+	if n := len(r.List("")); n != 1 {
+		t.Fatalf("List has %d drones after a reconnect, want 1", n)
+	}
+	if _, err := r.Call(callCtx(t, 10*time.Second), "cln-a", runCommand("cln-a", "cmd-1", "true")); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	served := d.servedBy["cmd-1"]
+	d.mu.Unlock()
+	if served != 2 {
+		t.Fatalf("served by connection %d, want 2", served)
+	}
+}
+
+func TestCallUnknownNodeTimesOut(t *testing.T) {
+	r, _ := serve(t)
+	_, err := r.Call(callCtx(t, 200*time.Millisecond), "cln-ghost", runCommand("cln-ghost", "cmd-1", "true"))
+	if !errors.Is(err, ErrNotConnected) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call = %v, want ErrNotConnected and DeadlineExceeded", err)
+	}
+	if !strings.Contains(err.Error(), "cln-ghost") {
+		t.Fatalf("error %q does not name the node", err)
+	}
+}
+
+func TestCallInvalid(t *testing.T) {
+	r, _ := serve(t)
+	ctx := callCtx(t, time.Second)
+	if _, err := r.Call(ctx, "", runCommand("", "c", "true")); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "node_id") {
+		t.Fatalf("Call without node = %v", err)
+	}
+	if _, err := r.Call(ctx, "cln-a", &streamv1.Request{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Call without body = %v", err)
+	}
+}
+
+func TestRemoteErrorIsReturned(t *testing.T) {
+	r, addr := serve(t)
+	connect(t, addr, newFakeDrone("cln-a", "cl-1"), 1)
+	_, err := r.Call(callCtx(t, 10*time.Second), "cln-a", runCommand("cln-a", "cmd-1", "fail"))
+	if !streamrpc.IsCode(err, streamrpc.CodeInvalid) {
+		t.Fatalf("Call = %v, want the drone's invalid error", err)
+	}
+}
+
+func TestHelloChecked(t *testing.T) {
+	r, addr := serve(t)
+	tests := []struct {
+		name  string
+		hello *streamv1.Hello
+		want  string
+	}{
+		{"wrong component", &streamv1.Hello{Component: "frontgate", Id: "fg-1"}, `component "frontgate"`},
+		{"no cluster", &streamv1.Hello{Component: "drone", Id: "cln-a"}, "cluster_id is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := connectHello(t, addr, tt.hello, nil)
+			<-c.done
+			err := c.peer.Err()
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("stream ended with %v, want InvalidArgument naming %s", err, tt.want)
+			}
+		})
+	}
+	if r.Count() != 0 {
+		t.Fatalf("%d drones registered from bad hellos", r.Count())
+	}
+}
+
+func TestCloseEndsStreams(t *testing.T) {
+	r, addr := serve(t)
+	c := connect(t, addr, newFakeDrone("cln-a", "cl-1"), 1)
+	waitFor(t, "drone", func() bool { return r.Count() == 1 })
+	r.Close()
+	<-c.done
+	if r.Count() != 0 {
+		t.Fatalf("%d drones still listed after Close", r.Count())
+	}
+	if _, err := r.Call(callCtx(t, 10*time.Second), "cln-a", runCommand("cln-a", "c", "true")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Call after Close = %v, want ErrClosed", err)
+	}
+	late := connect(t, addr, newFakeDrone("cln-b", "cl-1"), 1)
+	<-late.done
+	if err := late.peer.Err(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("stream after Close ended with %v, want Unavailable", err)
+	}
+}

@@ -1,0 +1,253 @@
+// Package server answers the requests pilot sends on the frontgate's
+// stream: metadata changes go to the metadata store, commands and renderer
+// configuration are relayed to the drone they name, and the list of
+// connected drones comes from the relay. Every failure is answered with a
+// stable error code and a message naming what failed.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/frontgate/metastore"
+	"github.com/hangarhq/hangar/frontgate/relay"
+	"github.com/hangarhq/hangar/internal/streamrpc"
+)
+
+// Request kinds, as named in capabilities, logs and metrics.
+const (
+	KindRunCommand        = "run_command"
+	KindApplyMetadata     = "apply_metadata"
+	KindDeleteMetadata    = "delete_metadata"
+	KindConfigureRenderer = "configure_renderer"
+	KindListDrones        = "list_drones"
+	KindUnknown           = "unknown"
+)
+
+// ResultOK is the result reported to Observe for a request that succeeded.
+const ResultOK = "ok"
+
+// Capabilities lists the request kinds a Handler serves, for the Hello.
+func Capabilities() []string {
+	return []string{KindApplyMetadata, KindDeleteMetadata, KindRunCommand, KindConfigureRenderer, KindListDrones}
+}
+
+// Kind names the request's body.
+func Kind(req *streamv1.Request) string {
+	switch req.GetBody().(type) {
+	case *streamv1.Request_RunCommand:
+		return KindRunCommand
+	case *streamv1.Request_ApplyMetadata:
+		return KindApplyMetadata
+	case *streamv1.Request_DeleteMetadata:
+		return KindDeleteMetadata
+	case *streamv1.Request_ConfigureRenderer:
+		return KindConfigureRenderer
+	case *streamv1.Request_ListDrones:
+		return KindListDrones
+	}
+	return KindUnknown
+}
+
+// Metadata is the part of *metastore.Store the handler uses.
+type Metadata interface {
+	Apply(ctx context.Context, clusterID string, kvs map[string]string) (metastore.Result, error)
+	Delete(ctx context.Context, clusterID string) (int64, error)
+}
+
+// Drones is the part of *relay.Relay the handler uses.
+type Drones interface {
+	Call(ctx context.Context, nodeID string, req *streamv1.Request) (*streamv1.Response, error)
+	List(clusterID string) []*streamv1.DroneInfo
+}
+
+// Config configures a Handler.
+type Config struct {
+	Metadata Metadata
+	Drones   Drones
+	Logger   *slog.Logger
+	// Observe, when set, is told the kind and result (ResultOK or the error
+	// code) of every request served.
+	Observe func(kind, result string)
+	// PollInterval is the first delay before asking a drone again about a
+	// command it reported as still running (default 500ms; it doubles up
+	// to 5s).
+	PollInterval time.Duration
+}
+
+// Handler serves pilot's requests.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Metadata == nil || cfg.Drones == nil {
+		return nil, errors.New("frontgate handler: metadata store and drone relay are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 500 * time.Millisecond
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Serve answers one request; it is a streamrpc.Handler.
+func (h *Handler) Serve(ctx context.Context, req *streamv1.Request) *streamv1.Response {
+	kind := Kind(req)
+	start := time.Now()
+	resp := h.serve(ctx, req)
+	result := ResultOK
+	if e := resp.GetError(); e != nil {
+		result = e.Code
+		h.log.Warn("request failed", "kind", kind, "request_id", req.GetId(), "code", e.Code, "err", e.Message, "took", time.Since(start))
+	} else {
+		h.log.Debug("request served", "kind", kind, "request_id", req.GetId(), "took", time.Since(start))
+	}
+	if h.cfg.Observe != nil {
+		h.cfg.Observe(kind, result)
+	}
+	return resp
+}
+
+func (h *Handler) serve(ctx context.Context, req *streamv1.Request) *streamv1.Response {
+	switch b := req.GetBody().(type) {
+	case *streamv1.Request_ApplyMetadata:
+		m := b.ApplyMetadata
+		res, err := h.cfg.Metadata.Apply(ctx, m.GetClusterId(), m.GetKvs())
+		if err != nil {
+			return metadataError(err)
+		}
+		msg := fmt.Sprintf("cluster %s unchanged at revision %d", m.GetClusterId(), res.Revision)
+		if res.Changed() {
+			msg = fmt.Sprintf("cluster %s: %d keys written, %d deleted at revision %d", m.GetClusterId(), res.Puts, res.Deletes, res.Revision)
+		}
+		return ackResponse(msg)
+
+	case *streamv1.Request_DeleteMetadata:
+		id := b.DeleteMetadata.GetClusterId()
+		n, err := h.cfg.Metadata.Delete(ctx, id)
+		if err != nil {
+			return metadataError(err)
+		}
+		return ackResponse(fmt.Sprintf("cluster %s: %d keys deleted", id, n))
+
+	case *streamv1.Request_RunCommand:
+		rc := b.RunCommand
+		if rc.GetNodeId() == "" {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "run_command: node_id is required")
+		}
+		// The relay resends after a cut stream; only the command id keeps
+		// the drone from running the command twice.
+		if rc.GetCommandId() == "" {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "run_command for node %s: command_id is required", rc.GetNodeId())
+		}
+		return h.runCommand(ctx, rc)
+
+	case *streamv1.Request_ConfigureRenderer:
+		cr := b.ConfigureRenderer
+		if cr.GetNodeId() == "" {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "configure_renderer: node_id is required")
+		}
+		ctx, cancel := withMargin(ctx)
+		defer cancel()
+		return h.relay(ctx, cr.GetNodeId(), "configure_renderer", &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: cr}})
+
+	case *streamv1.Request_ListDrones:
+		return &streamv1.Response{Body: &streamv1.Response_DroneList{DroneList: &streamv1.DroneList{
+			Drones: h.cfg.Drones.List(b.ListDrones.GetClusterId()),
+		}}}
+	}
+	return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s: no body the frontgate serves (it serves %v)", req.GetId(), Capabilities())
+}
+
+// runCommand relays rc until the drone reports a final state. A drone asked
+// again about a command still running (after the relay resent it on a new
+// stream) answers RUNNING at once; pilot sent one request and waits for the
+// outcome, so we keep asking under the same command id. When the deadline
+// comes first, the last RUNNING result is the answer: pilot may ask again.
+func (h *Handler) runCommand(ctx context.Context, rc *streamv1.RunCommand) *streamv1.Response {
+	ctx, cancel := withMargin(ctx)
+	defer cancel()
+	what := fmt.Sprintf("run_command %s", rc.GetCommandId())
+	delay := h.cfg.PollInterval
+	for {
+		resp := h.relay(ctx, rc.GetNodeId(), what, &streamv1.Request{Body: &streamv1.Request_RunCommand{RunCommand: rc}})
+		if resp.GetCommandResult().GetState() != streamv1.CommandState_COMMAND_STATE_RUNNING {
+			return resp
+		}
+		// Leave room for one more round trip before the deadline.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*delay {
+			return resp
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return resp
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// withMargin ends ctx slightly before pilot's deadline, so that pilot
+// receives our explanation ("node not connected") rather than only its own
+// timeout.
+func withMargin(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		if margin := min(time.Until(dl)/10, 500*time.Millisecond); margin > 0 {
+			return context.WithDeadline(ctx, dl.Add(-margin))
+		}
+	}
+	return context.WithCancel(ctx)
+}
+
+// relay forwards req to the drone nodeID and returns the drone's answer.
+// ctx should already carry the margin of withMargin.
+func (h *Handler) relay(ctx context.Context, nodeID, what string, req *streamv1.Request) *streamv1.Response {
+	resp, err := h.cfg.Drones.Call(ctx, nodeID, req)
+	if err == nil {
+		return &streamv1.Response{Body: resp.GetBody()}
+	}
+	var remote *streamrpc.Error
+	switch {
+	case errors.As(err, &remote):
+		return streamrpc.ErrorResponse(remote.Code, "%s on node %s: %s", what, nodeID, remote.Message)
+	case errors.Is(err, relay.ErrInvalid):
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "%s: %v", what, err)
+	case errors.Is(err, relay.ErrNotConnected), errors.Is(err, relay.ErrClosed):
+		return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "%s: %v", what, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return streamrpc.ErrorResponse(streamrpc.CodeDeadline, "%s: %v", what, err)
+	case errors.Is(err, context.Canceled):
+		return streamrpc.ErrorResponse(streamrpc.CodeCancelled, "%s: %v", what, err)
+	}
+	return streamrpc.ErrorResponse(streamrpc.CodeInternal, "%s: %v", what, err)
+}
+
+func metadataError(err error) *streamv1.Response {
+	code := streamrpc.CodeUnavailable // etcd unreachable or overloaded: worth a retry
+	switch {
+	case errors.Is(err, metastore.ErrInvalid):
+		code = streamrpc.CodeInvalid
+	case errors.Is(err, metastore.ErrTooManyOps):
+		code = streamrpc.CodeInternal
+	case errors.Is(err, context.DeadlineExceeded):
+		code = streamrpc.CodeDeadline
+	case errors.Is(err, context.Canceled):
+		code = streamrpc.CodeCancelled
+	}
+	return streamrpc.ErrorResponse(code, "%v", err)
+}
+
+func ackResponse(msg string) *streamv1.Response {
+	return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: msg}}}
+}

@@ -1,0 +1,69 @@
+package apppkg
+
+import (
+	"testing"
+)
+
+func TestConfdErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		parts []string
+	}{
+		{"bad toml", map[string]string{"confd/conf.d/kv.conf.toml": "[template\nsrc = 1"},
+			[]string{"confd/conf.d/kv.conf.toml:"}},
+		{"no template table", map[string]string{"confd/conf.d/kv.conf.toml": `src = "kv.conf.tmpl"`},
+			[]string{"confd/conf.d/kv.conf.toml: unknown keys src"}},
+		{"empty file", map[string]string{"confd/conf.d/kv.conf.toml": ``},
+			[]string{"confd/conf.d/kv.conf.toml: missing the [template] table"}},
+		{"missing src", map[string]string{"confd/conf.d/kv.conf.toml": "[template]\ndest = \"/etc/x\"\n"},
+			[]string{"confd/conf.d/kv.conf.toml: [template] src is required"}},
+		{"src missing file", map[string]string{"confd/conf.d/kv.conf.toml": "[template]\nsrc = \"nope.tmpl\"\ndest = \"/etc/x\"\n"},
+			[]string{`confd/conf.d/kv.conf.toml: [template] src "nope.tmpl": confd/templates/nope.tmpl does not exist`}},
+		{"src escapes", map[string]string{"confd/conf.d/kv.conf.toml": "[template]\nsrc = \"../../config.json\"\ndest = \"/etc/x\"\n"},
+			[]string{`src "../../config.json": must be a plain relative path`}},
+		{"relative dest", map[string]string{"confd/conf.d/kv.conf.toml": "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"etc/x\"\n"},
+			[]string{`[template] dest "etc/x": must be an absolute path`}},
+		{"unknown key", map[string]string{"confd/conf.d/kv.conf.toml": "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"/etc/x\"\nreload = \"x\"\n"},
+			[]string{"unknown keys template.reload", "allowed in [template]: src, dest"}},
+		{"bad mode", map[string]string{"confd/conf.d/kv.conf.toml": "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"/etc/x\"\nmode = \"rw\"\n"},
+			[]string{`mode "rw": must be octal`}},
+		{"key without slash", map[string]string{"confd/conf.d/kv.conf.toml": "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"/etc/x\"\nkeys = [\"hosts\"]\n"},
+			[]string{`keys: "hosts" must start with '/'`}},
+		{"fork function", map[string]string{"confd/templates/kv.conf.tmpl": `{{range lsdir "/adding-hosts" | filter "x"}}{{.}}{{end}}`},
+			[]string{"confd/templates/kv.conf.tmpl", `function "filter" belongs to QingCloud's confd fork`}},
+		{"unknown function", map[string]string{"confd/templates/kv.conf.tmpl": `{{frobnicate "/x"}}`},
+			[]string{"confd/templates/kv.conf.tmpl", `function "frobnicate" not defined`}},
+		{"template syntax", map[string]string{"confd/templates/kv.conf.tmpl": `{{range lsdir "/hosts"}}`},
+			[]string{"confd/templates/kv.conf.tmpl", "unexpected EOF"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := kvFiles()
+			for k, v := range tt.files {
+				files[k] = v
+			}
+			_, err := loadFiles(t, files)
+			wantErr(t, err, tt.parts...)
+		})
+	}
+}
+
+func TestConfdAccepts(t *testing.T) {
+	files := kvFiles()
+	files["confd/conf.d/sub.toml"] = "[template]\nsrc = \"app/01.env.tmpl\"\ndest = \"/opt/app/env\"\nuid = 0\ngid = 0\nowner = \"root\"\ncheck_cmd = \"true\"\nprefix = \"/self\"\n"
+	files["confd/templates/app/01.env.tmpl"] = `{{range gets "/env/*"}}{{base .Key}}={{.Value}}
+{{end}}{{if exists "/host/token"}}{{getv "/host/token" ""}}{{end}}{{add 1 (atoi "2")}}`
+	files["confd/conf.d/notes.txt"] = "x"
+	p := mustLoad(t, files)
+	if !hasWarning(p.Warnings, "confd/conf.d/notes.txt: confd reads only conf.d/*.toml") {
+		t.Fatalf("warnings = %q", p.Warnings)
+	}
+	r, err := ParseConfdResource("sub.toml", []byte(files["confd/conf.d/sub.toml"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Src != "app/01.env.tmpl" || r.UID == nil || *r.UID != 0 || r.Owner != "root" || r.Prefix != "/self" {
+		t.Fatalf("resource = %+v", r)
+	}
+}

@@ -1,0 +1,143 @@
+// Package etcdserver starts an embedded single-member etcd for pilot's state
+// and a frontgate's cluster metadata: zero setup for the default install,
+// with listen addresses that may use port 0 (the bound address is read back).
+package etcdserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.uber.org/zap"
+)
+
+// Config describes one embedded member.
+type Config struct {
+	// Name of the member (default "default").
+	Name string
+	// DataDir holds the member's data; created when missing.
+	DataDir string
+	// ClientURL is where clients connect, e.g. http://127.0.0.1:0.
+	ClientURL string
+	// PeerURL is where peers connect (default http://127.0.0.1:0).
+	PeerURL string
+	// WALSegmentBytes, when set, replaces etcd's 64 MB WAL preallocation
+	// (process-wide: etcd keeps it in a package variable). Tests and small
+	// frontgates set it so a fresh data dir is not 100+ MB.
+	WALSegmentBytes int64
+	// MaxTxnOps raises etcd's limit of operations per transaction (128):
+	// a frontgate applies a whole cluster's metadata change in one
+	// transaction, about 17 keys per node.
+	MaxTxnOps uint
+	// MaxRequestBytes raises etcd's 1.5 MiB request limit when set.
+	MaxRequestBytes uint
+	Logger          *slog.Logger
+}
+
+// Server is a running member.
+type Server struct {
+	etcd      *embed.Etcd
+	clientURL string
+}
+
+var walSizeOnce sync.Once
+
+// Start starts the member and waits until it serves requests.
+func Start(ctx context.Context, c Config) (*Server, error) {
+	if c.DataDir == "" {
+		return nil, errors.New("etcd: data dir is required")
+	}
+	if c.Name == "" {
+		c.Name = "default"
+	}
+	if c.ClientURL == "" {
+		c.ClientURL = "http://127.0.0.1:0"
+	}
+	if c.PeerURL == "" {
+		c.PeerURL = "http://127.0.0.1:0"
+	}
+	if c.WALSegmentBytes > 0 {
+		walSizeOnce.Do(func() { wal.SegmentSizeBytes = c.WALSegmentBytes })
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("etcd: create data dir: %w", err)
+	}
+	cu, err := url.Parse(c.ClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: client url %q: %w", c.ClientURL, err)
+	}
+	pu, err := url.Parse(c.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: peer url %q: %w", c.PeerURL, err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = c.Name
+	cfg.Dir = c.DataDir
+	cfg.ListenClientUrls = []url.URL{*cu}
+	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenPeerUrls = []url.URL{*pu}
+	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	cfg.InitialCluster = fmt.Sprintf("%s=%s", c.Name, pu.String())
+	// A single member needs no long election: it starts in well under a second.
+	cfg.TickMs = 10
+	cfg.ElectionMs = 100
+	cfg.SnapshotCount = 10000
+	cfg.MaxWalFiles = 2
+	cfg.MaxSnapFiles = 2
+	if c.MaxTxnOps > 0 {
+		cfg.MaxTxnOps = c.MaxTxnOps
+	}
+	if c.MaxRequestBytes > 0 {
+		cfg.MaxRequestBytes = c.MaxRequestBytes
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.LogLevel = "error"
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: start: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("etcd: start: %w", err)
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, errors.New("etcd: not ready after 60s")
+	case <-ctx.Done():
+		e.Close()
+		return nil, ctx.Err()
+	}
+	bound := url.URL{Scheme: cu.Scheme, Host: e.Clients[0].Addr().String()}
+	if c.Logger != nil {
+		c.Logger.Info("embedded etcd ready", "client_url", bound.String(), "data_dir", c.DataDir)
+	}
+	return &Server{etcd: e, clientURL: bound.String()}, nil
+}
+
+// ClientURL is the bound client URL (with the real port when 0 was asked).
+func (s *Server) ClientURL() string { return s.clientURL }
+
+// Client returns a new client of this member; the caller closes it.
+func (s *Server) Client() (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{
+		Endpoints:   []string{s.clientURL},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+}
+
+// Err reports a fatal server error.
+func (s *Server) Err() <-chan error { return s.etcd.Err() }
+
+// Close stops the member and waits for it.
+func (s *Server) Close() { s.etcd.Close() }

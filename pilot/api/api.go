@@ -1,0 +1,263 @@
+// Package api implements pilot's public gRPC services (apps, runtimes,
+// clusters, jobs). It validates every request completely before writing
+// anything, and writes each change together with its job in one etcd
+// transaction, so a bad request leaves no trace and an accepted one is never
+// half-recorded.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"regexp"
+	"sort"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/pilot/clusterops"
+	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/providers"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// Config wires the services.
+type Config struct {
+	Store     *store.Store
+	Engine    *jobs.Engine
+	Providers *providers.Host
+	// RuntimeDefaults fills provider-specific runtime config left empty
+	// (for local: root_dir and bin_dir).
+	RuntimeDefaults func(rt *pilotv1.Runtime)
+	Logger          *slog.Logger
+}
+
+// Server implements the pilotv1 services.
+type Server struct {
+	pilotv1.UnimplementedAppServiceServer
+	pilotv1.UnimplementedRuntimeServiceServer
+	pilotv1.UnimplementedClusterServiceServer
+	pilotv1.UnimplementedJobServiceServer
+
+	cfg Config
+	log *slog.Logger
+
+	mu   sync.Mutex
+	pkgs map[string]*apppkg.Package // parsed packages by name/version
+}
+
+// New returns the API server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, pkgs: map[string]*apppkg.Package{}}
+}
+
+func newID(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// toStatus maps internal errors to gRPC codes.
+func toStatus(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case status.Code(err) != codes.Unknown:
+		return err
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, store.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+var validID = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// ---- apps ----
+
+// PushApp validates a package and stores it with its archive.
+func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pilotv1.App, error) {
+	if len(req.Archive) == 0 {
+		return nil, invalid("archive: the package .tar.gz is required")
+	}
+	if len(req.Archive) > apppkg.MaxArchiveBytes {
+		return nil, invalid("archive: %d bytes is over the %d-byte limit", len(req.Archive), apppkg.MaxArchiveBytes)
+	}
+	pkg, err := apppkg.LoadArchive(bytes.NewReader(req.Archive))
+	if err != nil {
+		return nil, invalid("package: %v", err)
+	}
+	// The package must render with its defaults: catch template errors at
+	// push time, not at the first create.
+	vals, err := pkg.Resolve(nil)
+	if err != nil {
+		return nil, invalid("package %s: default parameters: %v", pkg.Meta.Name, err)
+	}
+	spec, err := pkg.Render(vals)
+	if err != nil {
+		return nil, invalid("package %s: %v", pkg.Meta.Name, err)
+	}
+	if !validID.MatchString(pkg.Meta.Name) {
+		return nil, invalid("package.json name %q: use lowercase letters, digits and dashes, starting with a letter", pkg.Meta.Name)
+	}
+	app := &pilotv1.App{
+		Name:        pkg.Meta.Name,
+		Version:     pkg.Meta.Version,
+		AppVersion:  pkg.Meta.AppVersion,
+		Description: pkg.Meta.Description,
+		ConfigJson:  string(pkg.Config.Raw),
+		CreatedAt:   timestamppb.Now(),
+		Warnings:    pkg.Warnings,
+	}
+	for _, n := range spec.Nodes {
+		app.Roles = append(app.Roles, n.Role)
+	}
+	err = s.cfg.Store.CreateAll(ctx, map[string]proto.Message{store.AppKey(app.Name, app.Version): app},
+		map[string][]byte{store.ArchiveKey(app.Name, app.Version): req.Archive})
+	if errors.Is(err, store.ErrExists) {
+		old, gerr := s.cfg.Store.GetRaw(ctx, store.ArchiveKey(app.Name, app.Version))
+		if gerr == nil && bytes.Equal(old, req.Archive) {
+			existing := &pilotv1.App{}
+			if _, err := s.cfg.Store.Get(ctx, store.AppKey(app.Name, app.Version), existing); err == nil {
+				return existing, nil
+			}
+		}
+		return nil, status.Errorf(codes.AlreadyExists, "app %s version %s exists with different contents; raise version in package.json", app.Name, app.Version)
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.log.Info("app pushed", "app", app.Name, "version", app.Version, "roles", app.Roles, "warnings", len(app.Warnings))
+	return app, nil
+}
+
+// ListApps lists every app version.
+func (s *Server) ListApps(ctx context.Context, _ *pilotv1.ListAppsRequest) (*pilotv1.ListAppsResponse, error) {
+	apps, err := store.List(ctx, s.cfg.Store, store.AppsPrefix, func() *pilotv1.App { return &pilotv1.App{} })
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pilotv1.ListAppsResponse{Apps: apps}, nil
+}
+
+// GetApp returns a version of an app, the newest when none is named.
+func (s *Server) GetApp(ctx context.Context, req *pilotv1.GetAppRequest) (*pilotv1.App, error) {
+	app, err := s.findApp(ctx, req.Name, req.Version)
+	return app, toStatus(err)
+}
+
+func (s *Server) findApp(ctx context.Context, name, version string) (*pilotv1.App, error) {
+	if name == "" {
+		return nil, invalid("app: a name is required")
+	}
+	if version != "" {
+		app := &pilotv1.App{}
+		if _, err := s.cfg.Store.Get(ctx, store.AppKey(name, version), app); err != nil {
+			return nil, status.Errorf(codes.NotFound, "app %s version %s: not found; `hangar app list` shows what was pushed", name, version)
+		}
+		return app, nil
+	}
+	apps, err := store.List(ctx, s.cfg.Store, store.AppsPrefix+name+"/", func() *pilotv1.App { return &pilotv1.App{} })
+	if err != nil {
+		return nil, err
+	}
+	if len(apps) == 0 {
+		return nil, status.Errorf(codes.NotFound, "app %s: not found; push it with `hangar app push DIR`", name)
+	}
+	sort.Slice(apps, func(i, j int) bool { return apps[i].CreatedAt.AsTime().Before(apps[j].CreatedAt.AsTime()) })
+	return apps[len(apps)-1], nil
+}
+
+func (s *Server) pkg(ctx context.Context, name, version string) (*apppkg.Package, error) {
+	key := name + "/" + version
+	s.mu.Lock()
+	p, ok := s.pkgs[key]
+	s.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := clusterops.LoadPackage(ctx, s.cfg.Store, name, version)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.pkgs[key] = p
+	s.mu.Unlock()
+	return p, nil
+}
+
+// ---- runtimes ----
+
+// CreateRuntime registers a runtime after its provider accepted its config.
+func (s *Server) CreateRuntime(ctx context.Context, req *pilotv1.CreateRuntimeRequest) (*pilotv1.Runtime, error) {
+	if !validID.MatchString(req.Id) {
+		return nil, invalid("id %q: use lowercase letters, digits and dashes, starting with a letter", req.Id)
+	}
+	if req.Provider == "" {
+		return nil, invalid("provider: required (e.g. local)")
+	}
+	rt := &pilotv1.Runtime{Id: req.Id, Provider: req.Provider, Zone: req.Zone, Config: req.Config, CreatedAt: timestamppb.Now()}
+	if rt.Config == nil {
+		rt.Config = map[string]string{}
+	}
+	if s.cfg.RuntimeDefaults != nil {
+		s.cfg.RuntimeDefaults(rt)
+	}
+	existing := &pilotv1.Runtime{}
+	if _, err := s.cfg.Store.Get(ctx, store.RuntimeKey(rt.Id), existing); err == nil {
+		return nil, status.Errorf(codes.AlreadyExists, "runtime %s exists", rt.Id)
+	}
+	prov, err := s.cfg.Providers.Get(ctx, rt.Provider)
+	if err != nil {
+		return nil, invalid("provider %q: %v", rt.Provider, err)
+	}
+	if _, err := prov.ValidateRuntime(ctx, &providerv1.ValidateRuntimeRequest{Runtime: &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config}}); err != nil {
+		return nil, invalid("runtime %s rejected by provider %s: %v", rt.Id, rt.Provider, status.Convert(err).Message())
+	}
+	if err := s.cfg.Store.Create(ctx, store.RuntimeKey(rt.Id), rt); err != nil {
+		return nil, toStatus(err)
+	}
+	s.log.Info("runtime created", "runtime", rt.Id, "provider", rt.Provider)
+	return rt, nil
+}
+
+// ListRuntimes lists runtimes.
+func (s *Server) ListRuntimes(ctx context.Context, _ *pilotv1.ListRuntimesRequest) (*pilotv1.ListRuntimesResponse, error) {
+	rts, err := store.List(ctx, s.cfg.Store, store.RuntimesPrefix, func() *pilotv1.Runtime { return &pilotv1.Runtime{} })
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pilotv1.ListRuntimesResponse{Runtimes: rts}, nil
+}
+
+// GetRuntime returns one runtime.
+func (s *Server) GetRuntime(ctx context.Context, req *pilotv1.GetRuntimeRequest) (*pilotv1.Runtime, error) {
+	rt := &pilotv1.Runtime{}
+	if _, err := s.cfg.Store.Get(ctx, store.RuntimeKey(req.Id), rt); err != nil {
+		return nil, toStatus(err)
+	}
+	return rt, nil
+}

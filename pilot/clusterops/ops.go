@@ -1,0 +1,566 @@
+package clusterops
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/api/providerv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/metatree"
+	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/userdata"
+	"github.com/hangarhq/hangar/pilot/fglink"
+	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/providers"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// Config wires the handlers to pilot's parts.
+type Config struct {
+	Store      *store.Store
+	Frontgates *fglink.Server
+	Providers  *providers.Host
+	// PilotAddress is the host:port frontgates dial.
+	PilotAddress string
+	Logger       *slog.Logger
+	// DroneWait bounds waiting for drones to connect (default 3 min).
+	DroneWait time.Duration
+}
+
+// Ops holds the handlers.
+type Ops struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the cluster operations.
+func New(cfg Config) *Ops {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DroneWait <= 0 {
+		cfg.DroneWait = 3 * time.Minute
+	}
+	return &Ops{cfg: cfg, log: cfg.Logger}
+}
+
+// Handlers returns the task handlers by kind.
+func (o *Ops) Handlers() map[string]jobs.Handler {
+	return map[string]jobs.Handler{
+		taskCreateNetwork:   o.createNetwork,
+		taskEnsureFrontgate: o.ensureFrontgate,
+		taskRunInstances:    o.runInstances,
+		taskRegister:        o.registerMetadata,
+		taskWaitDrones:      o.waitDrones,
+		taskDeliverConfd:    o.deliverConfd,
+		taskRunService:      o.runService,
+		taskDeleteInstances: o.deleteInstances,
+		taskDeleteMetadata:  o.deleteMetadata,
+		taskReleaseNetwork:  o.releaseNetwork,
+	}
+}
+
+// Finalizers returns the job finalizers by job kind.
+func (o *Ops) Finalizers() map[string]jobs.Finalizer {
+	return map[string]jobs.Finalizer{
+		KindCreate:    o.finishCreate,
+		KindDelete:    o.finishDelete,
+		KindUpdateEnv: o.finishUpdate,
+	}
+}
+
+func parseInput(t *jobs.Task) (input, error) {
+	var in input
+	if err := json.Unmarshal([]byte(t.Task.Input), &in); err != nil {
+		return in, fmt.Errorf("task %s: bad input: %w", t.Task.Id, err)
+	}
+	return in, nil
+}
+
+func newCluster() *pilotv1.Cluster { return &pilotv1.Cluster{} }
+func newNetwork() *pilotv1.Network { return &pilotv1.Network{} }
+
+func (o *Ops) cluster(ctx context.Context, id string) (*pilotv1.Cluster, error) {
+	c := &pilotv1.Cluster{}
+	if _, err := o.cfg.Store.Get(ctx, store.ClusterKey(id), c); err != nil {
+		return nil, fmt.Errorf("load cluster %s: %w", id, err)
+	}
+	return c, nil
+}
+
+func (o *Ops) updateCluster(ctx context.Context, id string, fn func(*pilotv1.Cluster) error) (*pilotv1.Cluster, error) {
+	return store.Update(ctx, o.cfg.Store, store.ClusterKey(id), newCluster, fn)
+}
+
+// LoadPackage reads an app version's package from the store.
+func LoadPackage(ctx context.Context, s *store.Store, app, version string) (*apppkg.Package, error) {
+	raw, err := s.GetRaw(ctx, store.ArchiveKey(app, version))
+	if err != nil {
+		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
+	}
+	pkg, err := apppkg.LoadArchive(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
+	}
+	return pkg, nil
+}
+
+// Spec renders the cluster's spec from its package and stored parameters.
+// Rendering is deterministic, so every handler sees the same spec.
+func Spec(ctx context.Context, s *store.Store, c *pilotv1.Cluster) (*apppkg.Package, *apppkg.ClusterSpec, error) {
+	pkg, err := LoadPackage(ctx, s, c.App, c.AppVersion)
+	if err != nil {
+		return nil, nil, err
+	}
+	vals, err := pkg.Resolve(c.Params)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster %s parameters: %w", c.Id, err)
+	}
+	spec, err := pkg.Render(vals)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster %s spec: %w", c.Id, err)
+	}
+	return pkg, spec, nil
+}
+
+func (o *Ops) runtime(ctx context.Context, id string) (*pilotv1.Runtime, providerv1.ProviderClient, *providerv1.Runtime, error) {
+	rt := &pilotv1.Runtime{}
+	if _, err := o.cfg.Store.Get(ctx, store.RuntimeKey(id), rt); err != nil {
+		return nil, nil, nil, fmt.Errorf("load runtime %s: %w", id, err)
+	}
+	prov, err := o.cfg.Providers.Get(ctx, rt.Provider)
+	if err != nil {
+		return nil, nil, nil, jobs.Retryable(err)
+	}
+	return rt, prov, &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config}, nil
+}
+
+// providerErr marks transient provider failures retryable.
+func providerErr(what string, err error) error {
+	err = fmt.Errorf("%s: %w", what, err)
+	switch status.Code(errors.Unwrap(err)) {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated, codes.NotFound:
+		return err
+	}
+	return jobs.Retryable(err)
+}
+
+// ---- create ----
+
+// defaultNetwork is the one network per runtime that clusters share in this
+// version (a later version lets a cluster name its VPC).
+const defaultNetwork = "default"
+
+func (o *Ops) createNetwork(ctx context.Context, t *jobs.Task) error {
+	in, err := parseInput(t)
+	if err != nil {
+		return err
+	}
+	c, err := o.cluster(ctx, in.ClusterID)
+	if err != nil {
+		return err
+	}
+	rt, prov, prt, err := o.runtime(ctx, c.Runtime)
+	if err != nil {
+		return err
+	}
+	key := store.NetworkKey(rt.Id, defaultNetwork)
+	for {
+		n, err := store.Update(ctx, o.cfg.Store, key, newNetwork, func(n *pilotv1.Network) error {
+			if slices.Contains(n.ClusterIds, c.Id) {
+				return store.ErrNoChange
+			}
+			n.ClusterIds = append(n.ClusterIds, c.Id)
+			return nil
+		})
+		if err == nil {
+			_, err = o.updateCluster(ctx, c.Id, func(c *pilotv1.Cluster) error {
+				if c.NetworkId == n.Id {
+					return store.ErrNoChange
+				}
+				c.NetworkId = n.Id
+				return nil
+			})
+			return err
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		// No network yet: create one. The token is this cluster's, so a
+		// retry of this task finds the same network.
+		pn, err := prov.CreateNetwork(ctx, &providerv1.CreateNetworkRequest{Runtime: prt, IdempotencyToken: "net-" + c.Id, Name: "hangar-" + defaultNetwork})
+		if err != nil {
+			return providerErr("create network", err)
+		}
+		rec := &pilotv1.Network{Id: pn.Id, Runtime: rt.Id, Cidr: pn.Cidr, FrontgateId: "fg-" + pn.Id}
+		if err := o.cfg.Store.Create(ctx, key, rec); err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		} else if errors.Is(err, store.ErrExists) {
+			// Another cluster created the network first: use theirs.
+			existing := &pilotv1.Network{}
+			if _, gerr := o.cfg.Store.Get(ctx, key, existing); gerr == nil && existing.Id != pn.Id {
+				if _, derr := prov.DeleteNetwork(ctx, &providerv1.DeleteNetworkRequest{Runtime: prt, NetworkId: pn.Id}); derr != nil {
+					o.log.Warn("delete surplus network", "network_id", pn.Id, "err", derr)
+				}
+			}
+		}
+		o.log.Info("network created", "runtime", rt.Id, "network_id", pn.Id, "cidr", pn.Cidr)
+	}
+}
+
+func (o *Ops) network(ctx context.Context, c *pilotv1.Cluster) (*pilotv1.Network, error) {
+	n := &pilotv1.Network{}
+	if _, err := o.cfg.Store.Get(ctx, store.NetworkKey(c.Runtime, defaultNetwork), n); err != nil {
+		return nil, fmt.Errorf("network of cluster %s: %w", c.Id, err)
+	}
+	if n.Id != c.NetworkId {
+		return nil, fmt.Errorf("cluster %s is in network %s, which is no longer the runtime's network %s", c.Id, c.NetworkId, n.Id)
+	}
+	return n, nil
+}
+
+func (o *Ops) ensureFrontgate(ctx context.Context, t *jobs.Task) error {
+	in, err := parseInput(t)
+	if err != nil {
+		return err
+	}
+	c, err := o.cluster(ctx, in.ClusterID)
+	if err != nil {
+		return err
+	}
+	n, err := o.network(ctx, c)
+	if err != nil {
+		return err
+	}
+	if n.FrontgateInstanceId == "" {
+		_, prov, prt, err := o.runtime(ctx, c.Runtime)
+		if err != nil {
+			return err
+		}
+		inst, err := prov.RunInstance(ctx, &providerv1.RunInstanceRequest{
+			Runtime:          prt,
+			IdempotencyToken: n.FrontgateId,
+			NetworkId:        n.Id,
+			Name:             n.FrontgateId,
+			Image:            "frontgate",
+			UserData:         userdata.Encode(userdata.Frontgate{FrontgateID: n.FrontgateId, PilotAddress: o.cfg.PilotAddress}),
+			Labels:           map[string]string{"hangar/role": "frontgate"},
+		})
+		if err != nil {
+			return providerErr("run frontgate instance", err)
+		}
+		n, err = store.Update(ctx, o.cfg.Store, store.NetworkKey(c.Runtime, defaultNetwork), newNetwork, func(n *pilotv1.Network) error {
+			n.FrontgateInstanceId = inst.Id
+			n.FrontgateAddress = inst.Address
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		o.log.Info("frontgate instance started", "frontgate_id", n.FrontgateId, "instance_id", inst.Id, "address", inst.Address)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if err := o.cfg.Frontgates.WaitConnected(wctx, n.FrontgateId); err != nil {
+		return jobs.Retryable(fmt.Errorf("frontgate %s (instance %s at %s) did not connect to pilot at %s: %w", n.FrontgateId, n.FrontgateInstanceId, n.FrontgateAddress, o.cfg.PilotAddress, err))
+	}
+	return nil
+}
+
+func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
+	in, err := parseInput(t)
+	if err != nil {
+		return err
+	}
+	c, err := o.cluster(ctx, in.ClusterID)
+	if err != nil {
+		return err
+	}
+	n, err := o.network(ctx, c)
+	if err != nil {
+		return err
+	}
+	_, spec, err := Spec(ctx, o.cfg.Store, c)
+	if err != nil {
+		return err
+	}
+	role := roleSpec(spec, in.Role)
+	_, prov, prt, err := o.runtime(ctx, c.Runtime)
+	if err != nil {
+		return err
+	}
+	ud := userdata.Drone{
+		ClusterID:        c.Id,
+		FrontgateAddress: net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateDronePort)),
+		EtcdEndpoints:    []string{"http://" + net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateEtcdPort))},
+	}
+	for _, node := range c.Nodes {
+		if node.Role != in.Role || node.InstanceId != "" {
+			continue
+		}
+		ud.NodeID = node.Id
+		req := &providerv1.RunInstanceRequest{
+			Runtime:          prt,
+			IdempotencyToken: node.Id,
+			NetworkId:        n.Id,
+			Name:             node.Id,
+			UserData:         userdata.Encode(ud),
+			Labels:           map[string]string{"hangar/cluster": c.Id, "hangar/role": node.Role, "hangar/node": node.Id},
+		}
+		if role != nil {
+			req.Image = role.Container.Image
+			req.Cpu = int32(role.CPU)
+			req.MemoryMib = int32(role.Memory)
+			req.VolumeGib = int32(volumeSize(role))
+		}
+		inst, err := prov.RunInstance(ctx, req)
+		if err != nil {
+			return providerErr(fmt.Sprintf("run instance for node %s (role %s)", node.Id, node.Role), err)
+		}
+		nodeID := node.Id
+		if _, err := o.updateCluster(ctx, c.Id, func(c *pilotv1.Cluster) error {
+			for _, nd := range c.Nodes {
+				if nd.Id == nodeID {
+					nd.InstanceId, nd.Address = inst.Id, inst.Address
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		o.log.Info("instance running", "cluster_id", c.Id, "node_id", nodeID, "instance_id", inst.Id, "address", inst.Address)
+	}
+	return nil
+}
+
+func volumeSize(n *apppkg.NodeSpec) int {
+	if n.Volume == nil {
+		return 0
+	}
+	return n.Volume.Size
+}
+
+func roleSpec(spec *apppkg.ClusterSpec, role string) *apppkg.NodeSpec {
+	for i := range spec.Nodes {
+		if spec.Nodes[i].Role == role {
+			return &spec.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// gsid is a stable 9-digit id per node (AppCenter's global server id).
+func gsid(nodeID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(nodeID))
+	return strconv.Itoa(100000000 + int(h.Sum32()%900000000))
+}
+
+// MetadataTree builds the cluster's metadata from its record and spec.
+func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, spec *apppkg.ClusterSpec) map[string]string {
+	var hosts []metatree.Host
+	for _, nd := range c.Nodes {
+		if nd.InstanceId == "" {
+			continue
+		}
+		h := metatree.Host{NodeID: nd.Id, InstanceID: nd.InstanceId, Role: nd.Role, IP: nd.Address, SID: int(nd.Sid), GID: int(nd.Sid), GSID: gsid(nd.Id)}
+		if r := roleSpec(spec, nd.Role); r != nil {
+			h.CPU, h.Memory, h.GPU, h.VolumeSize, h.InstanceClass = r.CPU, r.Memory, r.GPU, volumeSize(r), r.InstanceClass
+		}
+		hosts = append(hosts, h)
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].SID < hosts[j].SID })
+	info := metatree.Cluster{ClusterID: c.Id, AppID: c.App, AppVersion: c.AppVersion, UserID: "", Zone: "", VXNet: c.NetworkId, GlobalUUID: c.Id}
+	if n != nil {
+		info.VXNet = n.Id
+	}
+	return metatree.Build(info, spec, hosts, metatree.Options{})
+}
+
+func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
+	in, err := parseInput(t)
+	if err != nil {
+		return err
+	}
+	c, err := o.cluster(ctx, in.ClusterID)
+	if err != nil {
+		return err
+	}
+	n, err := o.network(ctx, c)
+	if err != nil {
+		return err
+	}
+	_, spec, err := Spec(ctx, o.cfg.Store, c)
+	if err != nil {
+		return err
+	}
+	kvs := MetadataTree(c, n, spec)
+	_, err = o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: c.Id, Kvs: kvs}}})
+	if err != nil {
+		return fmt.Errorf("apply metadata of cluster %s: %w", c.Id, err)
+	}
+	return nil
+}
+
+// callFrontgate calls the network's frontgate; a frontgate that is not
+// connected, or a stream that broke, is worth a retry.
+func (o *Ops) callFrontgate(ctx context.Context, n *pilotv1.Network, req *streamv1.Request) (*streamv1.Response, error) {
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	resp, err := o.cfg.Frontgates.Call(cctx, n.FrontgateId, req)
+	if err != nil {
+		var re *streamrpc.Error
+		if errors.As(err, &re) && re.Code != streamrpc.CodeUnavailable && re.Code != streamrpc.CodeDeadline {
+			return nil, err
+		}
+		return nil, jobs.Retryable(err)
+	}
+	return resp, nil
+}
+
+func (o *Ops) waitDrones(ctx context.Context, t *jobs.Task) error {
+	in, err := parseInput(t)
+	if err != nil {
+		return err
+	}
+	c, err := o.cluster(ctx, in.ClusterID)
+	if err != nil {
+		return err
+	}
+	n, err := o.network(ctx, c)
+	if err != nil {
+		return err
+	}
+	_, spec, err := Spec(ctx, o.cfg.Store, c)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, nd := range agentNodes(c, spec) {
+		want[nd.Id] = true
+	}
+	deadline := time.Now().Add(o.cfg.DroneWait)
+	for {
+		resp, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{ClusterId: c.Id}}})
+		if err != nil {
+			return err
+		}
+		missing := []string{}
+		got := map[string]bool{}
+		for _, d := range resp.GetDroneList().GetDrones() {
+			got[d.NodeId] = true
+		}
+		for id := range want {
+			if !got[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(missing)
+			return fmt.Errorf("drones of nodes %v did not connect to frontgate %s within %v; check the instances' agent logs", missing, n.FrontgateId, o.cfg.DroneWait)
+		}
+		if err := sleepCtx(ctx, 300*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// agentNodes are the nodes with an instance whose role runs the agent.
+func agentNodes(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Node {
+	var out []*pilotv1.Node
+	for _, nd := range c.Nodes {
+		if nd.InstanceId == "" {
+			continue
+		}
+		if r := roleSpec(spec, nd.Role); r != nil && !agentInstalled(*r) {
+			continue
+		}
+		out = append(out, nd)
+	}
+	return out
+}
+
+func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
+	in, err := parseInput(t)
+	if err != nil {
+		return err
+	}
+	c, err := o.cluster(ctx, in.ClusterID)
+	if err != nil {
+		return err
+	}
+	n, err := o.network(ctx, c)
+	if err != nil {
+		return err
+	}
+	pkg, spec, err := Spec(ctx, o.cfg.Store, c)
+	if err != nil {
+		return err
+	}
+	if len(pkg.Confd) == 0 {
+		// Nothing to deliver: templates baked into the image (/etc/confd)
+		// are the drone's own business.
+		return nil
+	}
+	return forEachNode(ctx, agentNodes(c, spec), func(ctx context.Context, nd *pilotv1.Node) error {
+		_, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{NodeId: nd.Id, ClusterId: c.Id, Files: pkg.Confd}}})
+		if err != nil {
+			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
+		}
+		return nil
+	})
+}
+
+// forEachNode runs fn for every node in parallel and joins the errors.
+func forEachNode(ctx context.Context, nodes []*pilotv1.Node, fn func(context.Context, *pilotv1.Node) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, nd := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(ctx, nd)
+		}()
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	for _, e := range errs {
+		if e != nil && !jobs.IsRetryable(e) {
+			return err
+		}
+	}
+	if err != nil {
+		return jobs.Retryable(err)
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}

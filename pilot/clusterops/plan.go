@@ -1,0 +1,217 @@
+// Package clusterops turns cluster changes into jobs: it plans the task graph
+// of each operation (create, delete, update env) following the AppCenter
+// order of events (APPCENTER-FORMAT.md §4), and implements the task handlers
+// that carry them out through the provider, the frontgate and the drones.
+// Every handler converges from whatever state it finds, so the job engine
+// may run it again after a crash.
+package clusterops
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+)
+
+// Job kinds.
+const (
+	KindCreate    = "create_cluster"
+	KindDelete    = "delete_cluster"
+	KindUpdateEnv = "update_env"
+)
+
+// Task kinds (handler names).
+const (
+	taskCreateNetwork   = "create_network"
+	taskEnsureFrontgate = "ensure_frontgate"
+	taskRunInstances    = "run_instances"
+	taskRegister        = "register_metadata"
+	taskWaitDrones      = "wait_drones"
+	taskDeliverConfd    = "deliver_confd"
+	taskRunService      = "run_service"
+	taskDeleteInstances = "delete_instances"
+	taskDeleteMetadata  = "delete_metadata"
+	taskReleaseNetwork  = "release_network"
+)
+
+// input is the JSON input of every task.
+type input struct {
+	ClusterID string   `json:"cluster_id"`
+	Role      string   `json:"role,omitempty"`
+	Service   string   `json:"service,omitempty"`
+	Roles     []string `json:"roles,omitempty"`
+	// PostStart selects init nodes: "" all, "pre" only roles whose init runs
+	// before start, "post" only those whose init runs after start.
+	PostStart string `json:"post_start,omitempty"`
+	// Force lets a delete go on past failing destroy/stop commands.
+	Force bool `json:"force,omitempty"`
+}
+
+type planner struct {
+	tasks []*pilotv1.Task
+	last  []string
+}
+
+// add appends a task depending on the previous step (all of its tasks).
+func (p *planner) add(id, kind, title string, in input) {
+	p.addParallel([]*pilotv1.Task{p.task(id, kind, title, in)})
+}
+
+func (p *planner) task(id, kind, title string, in input) *pilotv1.Task {
+	b, _ := json.Marshal(in)
+	return &pilotv1.Task{Id: id, Kind: kind, Title: title, Input: string(b)}
+}
+
+// addParallel appends a step of tasks that run together.
+func (p *planner) addParallel(ts []*pilotv1.Task) {
+	if len(ts) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(ts))
+	for _, t := range ts {
+		t.DependsOn = append([]string(nil), p.last...)
+		p.tasks = append(p.tasks, t)
+		ids = append(ids, t.Id)
+	}
+	p.last = ids
+}
+
+// serviceSteps adds one task per order group of service, ascending; equal
+// orders (across roles) share a task and run in parallel.
+func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service, postStart string, force bool) {
+	groups := map[int][]string{}
+	for _, n := range spec.Nodes {
+		s, ok := n.Service(service)
+		if !ok || n.Count == 0 || !agentInstalled(n) {
+			continue
+		}
+		switch {
+		case postStart == "pre" && s.PostStartService, postStart == "post" && !s.PostStartService:
+			continue
+		}
+		groups[s.Order] = append(groups[s.Order], n.Role)
+	}
+	orders := make([]int, 0, len(groups))
+	for o := range groups {
+		orders = append(orders, o)
+	}
+	sort.Ints(orders)
+	for _, o := range orders {
+		roles := groups[o]
+		sort.Strings(roles)
+		id := fmt.Sprintf("%s-o%d", service, o)
+		if postStart == "post" {
+			id = fmt.Sprintf("%s-post-o%d", service, o)
+		}
+		p.add(id, taskRunService, fmt.Sprintf("%s on %s (order %d)", service, roleList(roles), o),
+			input{ClusterID: clusterID, Service: service, Roles: roles, PostStart: postStart, Force: force})
+	}
+}
+
+func agentInstalled(n apppkg.NodeSpec) bool {
+	return n.AgentInstalled
+}
+
+func roleList(roles []string) string {
+	if len(roles) == 1 {
+		if roles[0] == "" {
+			return "all nodes"
+		}
+		return "role " + roles[0]
+	}
+	return fmt.Sprintf("roles %v", roles)
+}
+
+// PlanCreate is the create order of events: network, frontgate, instances
+// (all roles in parallel), metadata, drones up, confd, init by order (nodes
+// without post_start_service), start by order, then the post-start inits.
+func PlanCreate(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Task {
+	p := &planner{}
+	in := input{ClusterID: c.Id}
+	p.add("network", taskCreateNetwork, "create or join the runtime's network", in)
+	p.add("frontgate", taskEnsureFrontgate, "ensure the network's frontgate is running and connected", in)
+	var runs []*pilotv1.Task
+	for _, role := range rolesOf(c) {
+		runs = append(runs, p.task("instances-"+safeID(role), taskRunInstances, "run instances for "+roleList([]string{role}), input{ClusterID: c.Id, Role: role}))
+	}
+	p.addParallel(runs)
+	p.add("register", taskRegister, "register metadata", in)
+	p.add("drones", taskWaitDrones, "wait for every drone to connect", in)
+	p.add("confd", taskDeliverConfd, "deliver confd templates and render", in)
+	p.serviceSteps(spec, c.Id, "init", "pre", false)
+	p.serviceSteps(spec, c.Id, "start", "", false)
+	p.serviceSteps(spec, c.Id, "init", "post", false)
+	return p.tasks
+}
+
+// PlanDelete follows AppCenter's delete: with no destroy service, stop then
+// delete; destroy without post_stop_service runs before stop; with it,
+// after. Then instances, metadata and (for the last cluster) the network go.
+func PlanDelete(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, force bool) []*pilotv1.Task {
+	p := &planner{}
+	hasInstances := false
+	for _, n := range c.Nodes {
+		hasInstances = hasInstances || n.InstanceId != ""
+	}
+	if hasInstances && spec != nil {
+		preDestroy, postDestroy := false, false
+		for _, n := range spec.Nodes {
+			if s, ok := n.Service("destroy"); ok {
+				if s.PostStopService {
+					postDestroy = true
+				} else {
+					preDestroy = true
+				}
+			}
+		}
+		if preDestroy {
+			p.serviceSteps(spec, c.Id, "destroy", "", force)
+		}
+		p.serviceSteps(spec, c.Id, "stop", "", force)
+		if postDestroy && !preDestroy {
+			p.serviceSteps(spec, c.Id, "destroy", "", force)
+		}
+	}
+	in := input{ClusterID: c.Id, Force: force}
+	p.add("delete-instances", taskDeleteInstances, "delete instances", in)
+	p.add("delete-metadata", taskDeleteMetadata, "delete metadata", in)
+	p.add("release-network", taskReleaseNetwork, "leave the network; remove it and its frontgate if it was the last cluster", in)
+	return p.tasks
+}
+
+// PlanUpdateEnv re-registers metadata: every drone re-renders its config
+// from the new values and runs the reload commands of changed files.
+func PlanUpdateEnv(c *pilotv1.Cluster) []*pilotv1.Task {
+	p := &planner{}
+	p.add("register", taskRegister, "register metadata with the new env", input{ClusterID: c.Id})
+	return p.tasks
+}
+
+func rolesOf(c *pilotv1.Cluster) []string {
+	seen := map[string]bool{}
+	var roles []string
+	for _, n := range c.Nodes {
+		if !seen[n.Role] {
+			seen[n.Role] = true
+			roles = append(roles, n.Role)
+		}
+	}
+	sort.Strings(roles)
+	return roles
+}
+
+// safeID makes a role name usable in task and command ids.
+func safeID(s string) string {
+	if s == "" {
+		return "default"
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}

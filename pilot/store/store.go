@@ -1,0 +1,250 @@
+// Package store keeps pilot's state in etcd: apps and their package archives,
+// runtimes, clusters, networks and jobs, each a protobuf message (stored as
+// protojson so an operator can read it with etcdctl). Writes that race with
+// other writers go through Update, a compare-and-swap loop on the key's mod
+// revision, so several pilot replicas can share one etcd.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// Key prefixes. Everything pilot owns lives under /hangar/.
+const (
+	AppsPrefix     = "/hangar/apps/"
+	ArchivesPrefix = "/hangar/app-archives/"
+	RuntimesPrefix = "/hangar/runtimes/"
+	ClustersPrefix = "/hangar/clusters/"
+	NetworksPrefix = "/hangar/networks/"
+	JobsPrefix     = "/hangar/jobs/"
+	ClaimsPrefix   = "/hangar/claims/"
+)
+
+// ErrNotFound is returned when a key does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned by Create when the key exists.
+var ErrExists = errors.New("already exists")
+
+// Store wraps an etcd client.
+type Store struct {
+	c *clientv3.Client
+}
+
+// New returns a Store over c; the caller keeps ownership of c.
+func New(c *clientv3.Client) *Store { return &Store{c: c} }
+
+// Client exposes the etcd client for watches and leases.
+func (s *Store) Client() *clientv3.Client { return s.c }
+
+// Key helpers.
+func AppKey(name, version string) string     { return AppsPrefix + name + "/" + version }
+func ArchiveKey(name, version string) string { return ArchivesPrefix + name + "/" + version }
+func RuntimeKey(id string) string            { return RuntimesPrefix + id }
+func ClusterKey(id string) string            { return ClustersPrefix + id }
+func NetworkKey(runtime, id string) string   { return NetworksPrefix + runtime + "/" + id }
+func JobKey(id string) string                { return JobsPrefix + id }
+
+var marshal = protojson.MarshalOptions{UseProtoNames: true}
+var unmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
+
+// Get reads key into m, returning its mod revision.
+func (s *Store) Get(ctx context.Context, key string, m proto.Message) (int64, error) {
+	resp, err := s.c.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, fmt.Errorf("%s: %w", path.Base(key), ErrNotFound)
+	}
+	if err := unmarshal.Unmarshal(resp.Kvs[0].Value, m); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return resp.Kvs[0].ModRevision, nil
+}
+
+// Put writes m at key unconditionally.
+func (s *Store) Put(ctx context.Context, key string, m proto.Message) error {
+	b, err := marshal.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if _, err := s.c.Put(ctx, key, string(b)); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Create writes m at key only if the key does not exist.
+func (s *Store) Create(ctx context.Context, key string, m proto.Message) error {
+	b, err := marshal.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	resp, err := s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(b))).Commit()
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%s: %w", path.Base(key), ErrExists)
+	}
+	return nil
+}
+
+// CreateAll writes every key/message pair in one transaction, only if none
+// of the keys exists: the API uses it so a request creates all its records
+// or none.
+func (s *Store) CreateAll(ctx context.Context, kvs map[string]proto.Message, raw map[string][]byte) error {
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	for k, m := range kvs {
+		b, err := marshal.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", k, err)
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+		ops = append(ops, clientv3.OpPut(k, string(b)))
+	}
+	for k, b := range raw {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+		ops = append(ops, clientv3.OpPut(k, string(b)))
+	}
+	resp, err := s.c.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("create records: %w", err)
+	}
+	if !resp.Succeeded {
+		return ErrExists
+	}
+	return nil
+}
+
+// Update applies fn to the message at key and writes it back if nobody
+// changed it in between, retrying on conflicts. fn may return ErrNoChange to
+// skip the write.
+func Update[M proto.Message](ctx context.Context, s *Store, key string, newM func() M, fn func(M) error) (M, error) {
+	for {
+		m := newM()
+		rev, err := s.Get(ctx, key, m)
+		if err != nil {
+			return m, err
+		}
+		if err := fn(m); err != nil {
+			if errors.Is(err, ErrNoChange) {
+				return m, nil
+			}
+			return m, err
+		}
+		b, err := marshal.Marshal(m)
+		if err != nil {
+			return m, fmt.Errorf("encode %s: %w", key, err)
+		}
+		resp, err := s.c.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+			Then(clientv3.OpPut(key, string(b))).Commit()
+		if err != nil {
+			return m, fmt.Errorf("update %s: %w", key, err)
+		}
+		if resp.Succeeded {
+			return m, nil
+		}
+	}
+}
+
+// ErrNoChange tells Update there is nothing to write.
+var ErrNoChange = errors.New("no change")
+
+// List decodes every message under prefix.
+func List[M proto.Message](ctx context.Context, s *Store, prefix string, newM func() M) ([]M, error) {
+	resp, err := s.c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	out := make([]M, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		m := newM()
+		if err := unmarshal.Unmarshal(kv.Value, m); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// GetRaw reads a raw value.
+func (s *Store) GetRaw(ctx context.Context, key string) ([]byte, error) {
+	resp, err := s.c.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	return resp.Kvs[0].Value, nil
+}
+
+// Delete removes key.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if _, err := s.c.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// Move writes m at to and deletes from, in one transaction that succeeds
+// only if from still has mod revision rev and to does not exist.
+func (s *Store) Move(ctx context.Context, from string, rev int64, to string, m proto.Message) (bool, error) {
+	b, err := marshal.Marshal(m)
+	if err != nil {
+		return false, fmt.Errorf("encode %s: %w", to, err)
+	}
+	resp, err := s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(from), "=", rev), clientv3.Compare(clientv3.CreateRevision(to), "=", 0)).
+		Then(clientv3.OpPut(to, string(b)), clientv3.OpDelete(from)).Commit()
+	if err != nil {
+		return false, fmt.Errorf("move %s to %s: %w", from, to, err)
+	}
+	return resp.Succeeded, nil
+}
+
+// Commit writes puts in one transaction that succeeds only if every key in
+// guards still has the given mod revision (0: does not exist). It is how the
+// API changes a cluster and creates its job atomically.
+func (s *Store) Commit(ctx context.Context, guards map[string]int64, puts map[string]proto.Message) error {
+	var cmps []clientv3.Cmp
+	for k, rev := range guards {
+		if rev == 0 {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+		} else {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+		}
+	}
+	var ops []clientv3.Op
+	for k, m := range puts {
+		b, err := marshal.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", k, err)
+		}
+		ops = append(ops, clientv3.OpPut(k, string(b)))
+	}
+	resp, err := s.c.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if !resp.Succeeded {
+		return ErrConflict
+	}
+	return nil
+}
+
+// ErrConflict is returned by Commit when a guard failed.
+var ErrConflict = errors.New("changed concurrently; try again")

@@ -1,0 +1,433 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/providers/sdk"
+)
+
+// Environment variables every instance process gets.
+const (
+	EnvInstanceID = "HANGAR_INSTANCE_ID"
+	EnvAddress    = "HANGAR_ADDRESS"
+	EnvRoot       = "HANGAR_ROOT"
+)
+
+// Files and directories inside an instance's directory.
+const (
+	userDataFile = "userdata.json"
+	dataDir      = "data"
+	rootDir      = "root"
+	agentLog     = "agent.log"
+)
+
+// RunInstance starts an agent process for the instance; the same
+// idempotency_token returns the same instance and never starts a second
+// process. Image "frontgate" runs a frontgate; any other image, including
+// none (an app that names no image), runs a drone.
+func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceRequest) (*providerv1.Instance, error) {
+	cfg, err := parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	token := req.GetIdempotencyToken()
+	for _, f := range []struct{ name, v string }{
+		{"idempotency_token", token},
+		{"network_id", req.GetNetworkId()},
+	} {
+		if err := required(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    int32
+	}{{"cpu", req.GetCpu()}, {"memory_mib", req.GetMemoryMib()}, {"volume_gib", req.GetVolumeGib()}} {
+		if f.v < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "%s must be 0 or more, got %d", f.name, f.v)
+		}
+	}
+
+	var out *providerv1.Instance
+	err = p.update(ctx, cfg, func(t *tx) error {
+		rec := t.byToken(token)
+		interrupted := rec != nil
+		if rec != nil {
+			if rec.NetworkID != req.GetNetworkId() || rec.Image != req.GetImage() || rec.Name != req.GetName() {
+				return status.Errorf(codes.InvalidArgument,
+					"idempotency_token %q was already used for instance %s (network_id %s, image %q, name %q); use a new token for a different instance",
+					token, rec.ID, rec.NetworkID, rec.Image, rec.Name)
+			}
+		} else {
+			if ts, ok := t.st.Deleted[instanceTokenKey(token)]; ok {
+				return status.Errorf(codes.FailedPrecondition,
+					"idempotency_token %q created instance %s, which has been deleted; use a new token", token, ts.ID)
+			}
+			// Checked before anything is recorded, so a bad bin_dir leaves
+			// nothing behind.
+			if _, err := cfg.binary(binaryFor(req.GetImage())); err != nil {
+				return err
+			}
+			var err error
+			if rec, err = p.createRecord(t, req); err != nil {
+				return err
+			}
+		}
+		if rec.PID == 0 {
+			// A new record, or one whose start was interrupted (plugin
+			// killed): in the latter case the process may be running.
+			bin, err := cfg.binary(binaryFor(rec.Image))
+			if err != nil {
+				return err
+			}
+			if err := p.start(t, rec, bin, req.GetUserData(), interrupted); err != nil {
+				return err
+			}
+		}
+		out = rec.proto()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (t *tx) byToken(token string) *instance {
+	for _, in := range t.st.Instances {
+		if in.Token == token {
+			return in
+		}
+	}
+	return nil
+}
+
+// createRecord allocates an id and an address and persists the instance with
+// PID 0 before any process exists, so that a crash between here and the
+// start leaves a record the retry finds.
+func (p *Provider) createRecord(t *tx, req *providerv1.RunInstanceRequest) (*instance, error) {
+	n, ok := t.st.Networks[req.GetNetworkId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "network %s not found", req.GetNetworkId())
+	}
+	addr, err := t.freeAddress(n)
+	if err != nil {
+		return nil, err
+	}
+	id, err := newID("i-", func(id string) bool {
+		_, ok := t.st.Instances[id]
+		_, statErr := os.Lstat(t.cfg.instanceDir(id))
+		return ok || statErr == nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rec := &instance{
+		ID:        id,
+		Token:     req.GetIdempotencyToken(),
+		NetworkID: n.ID,
+		Name:      req.GetName(),
+		Address:   addr,
+		Image:     req.GetImage(),
+		Labels:    maps.Clone(req.GetLabels()),
+		CPU:       req.GetCpu(),
+		MemoryMiB: req.GetMemoryMib(),
+		VolumeGiB: req.GetVolumeGib(),
+		Created:   time.Now().UTC(),
+	}
+	t.st.Instances[id] = rec
+	if err := t.save(); err != nil {
+		delete(t.st.Instances, id)
+		return nil, err
+	}
+	return rec, nil
+}
+
+// freeAddress returns the lowest free host address of n (.2 to .254; .1 is
+// reserved, as a gateway would be on a real network).
+func (t *tx) freeAddress(n *network) (string, error) {
+	used := map[string]bool{}
+	for _, in := range t.st.Instances {
+		if in.NetworkID == n.ID {
+			used[in.Address] = true
+		}
+	}
+	base := strings.TrimSuffix(n.CIDR, ".0/24")
+	for h := 2; h <= 254; h++ {
+		a := fmt.Sprintf("%s.%d", base, h)
+		if !used[a] {
+			return a, nil
+		}
+	}
+	return "", status.Errorf(codes.ResourceExhausted, "network %s (%s) has no free address left", n.ID, n.CIDR)
+}
+
+// start spawns the instance's process and records its identity. After an
+// interrupted start the process may already run: then it is adopted (the
+// oldest process carrying the instance id is the agent; the others are its
+// descendants).
+func (p *Provider) start(t *tx, rec *instance, bin string, userData []byte, interrupted bool) error {
+	if interrupted {
+		if pids := processesWithEnv(EnvInstanceID + "=" + rec.ID); len(pids) > 0 {
+			if _, start, err := procStat(pids[0]); err == nil {
+				rec.PID, rec.StartTime = pids[0], start
+				p.log.Info("instance process adopted", "instance", rec.ID, "pid", rec.PID)
+				return t.save()
+			}
+		}
+	}
+	fail := func(err error) error {
+		delete(t.st.Instances, rec.ID)
+		if serr := t.save(); serr != nil {
+			p.log.Error("forget failed instance", "instance", rec.ID, "error", serr)
+		}
+		_ = os.RemoveAll(t.cfg.instanceDir(rec.ID))
+		return err
+	}
+	proc, start, err := spawn(t.cfg, rec, bin, userData)
+	if err != nil {
+		return fail(err)
+	}
+	rec.PID, rec.StartTime = proc.Pid, start
+	p.reaper.add(proc)
+	if err := t.save(); err != nil {
+		// Without a record nobody would ever stop it.
+		_ = syscall.Kill(proc.Pid, syscall.SIGKILL)
+		return fail(err)
+	}
+	p.log.Info("instance started", "instance", rec.ID, "network", rec.NetworkID,
+		"address", rec.Address, "image", rec.Image, "pid", rec.PID)
+	return nil
+}
+
+// spawn prepares the instance directory and starts the agent in its own
+// session, so that it outlives the plugin and pilot and gets none of their
+// terminal's signals.
+func spawn(cfg runtimeConfig, rec *instance, bin string, userData []byte) (*os.Process, uint64, error) {
+	dir := cfg.instanceDir(rec.ID)
+	for _, d := range []string{dir, filepath.Join(dir, dataDir), filepath.Join(dir, rootDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, 0, internal("run instance %s: %v", rec.ID, err)
+		}
+	}
+	ud := filepath.Join(dir, userDataFile)
+	if err := os.WriteFile(ud, userData, 0o600); err != nil {
+		return nil, 0, internal("run instance %s: write user data: %v", rec.ID, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, agentLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, 0, internal("run instance %s: open %s: %v", rec.ID, agentLog, err)
+	}
+	defer logf.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, 0, internal("run instance %s: %v", rec.ID, err)
+	}
+	defer devnull.Close()
+
+	proc, err := os.StartProcess(bin,
+		[]string{bin, "--userdata", ud, "--data-dir", filepath.Join(dir, dataDir)},
+		&os.ProcAttr{
+			Dir:   dir,
+			Env:   instanceEnv(os.Environ(), cfg, rec),
+			Files: []*os.File{devnull, logf, logf},
+			Sys:   &syscall.SysProcAttr{Setsid: true},
+		})
+	if err != nil {
+		return nil, 0, internal("run instance %s: start %s: %v", rec.ID, bin, err)
+	}
+	// Read before the reaper knows the pid: until then a quick exit leaves
+	// a zombie whose stat is still readable.
+	_, start, err := procStat(proc.Pid)
+	if err != nil {
+		_ = proc.Kill()
+		_, _ = proc.Wait()
+		return nil, 0, internal("run instance %s: %v", rec.ID, err)
+	}
+	return proc, start, nil
+}
+
+// instanceEnv is the plugin's environment with the instance's variables set
+// and go-plugin's own removed (an agent must not believe it is a plugin).
+func instanceEnv(base []string, cfg runtimeConfig, rec *instance) []string {
+	path := cfg.bin
+	env := make([]string, 0, len(base)+4)
+	for _, kv := range base {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case k == EnvInstanceID, k == EnvAddress, k == EnvRoot, k == sdk.Handshake.MagicCookieKey,
+			strings.HasPrefix(k, "PLUGIN_"):
+			continue
+		case k == "PATH":
+			if v != "" {
+				path += ":" + v
+			}
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		EnvInstanceID+"="+rec.ID,
+		EnvAddress+"="+rec.Address,
+		EnvRoot+"="+filepath.Join(cfg.instanceDir(rec.ID), rootDir),
+		"PATH="+path,
+	)
+}
+
+func (in *instance) state() providerv1.InstanceState {
+	switch {
+	case in.PID == 0:
+		return providerv1.InstanceState_INSTANCE_STATE_PENDING
+	case alive(in.PID, in.StartTime):
+		return providerv1.InstanceState_INSTANCE_STATE_RUNNING
+	default:
+		return providerv1.InstanceState_INSTANCE_STATE_STOPPED
+	}
+}
+
+func (in *instance) proto() *providerv1.Instance {
+	return &providerv1.Instance{
+		Id:        in.ID,
+		NetworkId: in.NetworkID,
+		Name:      in.Name,
+		Address:   in.Address,
+		Image:     in.Image,
+		State:     in.state(),
+		Labels:    maps.Clone(in.Labels),
+	}
+}
+
+// GetInstance returns an instance, or NotFound.
+func (p *Provider) GetInstance(ctx context.Context, req *providerv1.GetInstanceRequest) (*providerv1.Instance, error) {
+	cfg, err := parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetInstanceId()
+	if err := required("instance_id", id); err != nil {
+		return nil, err
+	}
+	var out *providerv1.Instance
+	err = p.update(ctx, cfg, func(t *tx) error {
+		in, ok := t.st.Instances[id]
+		if !ok {
+			return status.Errorf(codes.NotFound, "instance %s not found", id)
+		}
+		out = in.proto()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListInstances lists the instances of a network, or of the whole runtime
+// when network_id is empty, oldest first.
+func (p *Provider) ListInstances(ctx context.Context, req *providerv1.ListInstancesRequest) (*providerv1.ListInstancesResponse, error) {
+	cfg, err := parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	netID := req.GetNetworkId()
+	var recs []*instance
+	err = p.update(ctx, cfg, func(t *tx) error {
+		if _, ok := t.st.Networks[netID]; netID != "" && !ok {
+			return status.Errorf(codes.NotFound, "network %s not found", netID)
+		}
+		for _, in := range t.st.Instances {
+			if netID == "" || in.NetworkID == netID {
+				recs = append(recs, in)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(recs, func(i, j int) bool {
+		if !recs[i].Created.Equal(recs[j].Created) {
+			return recs[i].Created.Before(recs[j].Created)
+		}
+		return recs[i].ID < recs[j].ID
+	})
+	resp := &providerv1.ListInstancesResponse{Instances: make([]*providerv1.Instance, len(recs))}
+	for i, in := range recs {
+		resp.Instances[i] = in.proto()
+	}
+	return resp, nil
+}
+
+// DeleteInstance stops every process of the instance (including daemons it
+// detached), removes its directory and frees its address. A missing instance
+// is not an error.
+func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteInstanceRequest) (*providerv1.DeleteInstanceResponse, error) {
+	cfg, err := parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetInstanceId()
+	if err := required("instance_id", id); err != nil {
+		return nil, err
+	}
+	var rec instance
+	var found bool
+	err = p.update(ctx, cfg, func(t *tx) error {
+		if in, ok := t.st.Instances[id]; ok {
+			rec, found = *in, true
+		}
+		return nil
+	})
+	if err != nil || !found {
+		return &providerv1.DeleteInstanceResponse{}, err
+	}
+
+	// Outside the lock: waiting out the grace period must not stall every
+	// other call on this root. The address stays taken until the processes
+	// are gone, so nothing new can bind it meanwhile.
+	find := func() []int {
+		pids := processesWithEnv(EnvInstanceID + "=" + id)
+		// The recorded process counts even when its environ is unreadable
+		// (it changed user and the plugin is not root).
+		if alive(rec.PID, rec.StartTime) && !slices.Contains(pids, rec.PID) {
+			pids = append(pids, rec.PID)
+		}
+		return pids
+	}
+	if err := terminate(ctx, find, p.killGrace); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctxError(ctx, "delete instance "+id)
+		}
+		return nil, internal("delete instance %s: %v", id, err)
+	}
+
+	err = p.update(ctx, cfg, func(t *tx) error {
+		if err := os.RemoveAll(cfg.instanceDir(id)); err != nil {
+			return internal("delete instance %s: remove directory: %v", id, err)
+		}
+		if _, ok := t.st.Instances[id]; !ok {
+			return nil
+		}
+		delete(t.st.Instances, id)
+		t.st.Deleted[instanceTokenKey(rec.Token)] = tombstone{ID: id, Deleted: time.Now().UTC()}
+		return t.save()
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.log.Info("instance deleted", "instance", id, "network", rec.NetworkID, "address", rec.Address)
+	return &providerv1.DeleteInstanceResponse{}, nil
+}

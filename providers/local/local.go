@@ -1,0 +1,235 @@
+// Package local is the `local` provider: the zero-setup runtime where a
+// network is a 127.X.Y.0/24 range on the loopback interface and an instance
+// is a process on this host (a drone, or a frontgate for image "frontgate")
+// with its own loopback address and its own directory. All state lives under
+// the runtime's root_dir, so a restarted plugin picks up where the last one
+// stopped.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hangarhq/hangar/api/providerv1"
+)
+
+// Name is the provider's name as reported by Info.
+const Name = "local"
+
+// Version is the provider's version as reported by Info.
+const Version = "0.1.0"
+
+// Zone is the only zone of the local provider.
+const Zone = "local"
+
+// maxKillGrace caps how long DeleteInstance waits after SIGTERM before
+// SIGKILL: pilot's delete tasks must finish in bounded time.
+const maxKillGrace = 10 * time.Second
+
+// Runtime config keys.
+const (
+	keyRootDir   = "root_dir"
+	keyBinDir    = "bin_dir"
+	keyRangesDir = "ranges_dir"
+)
+
+// Config configures a Provider.
+type Config struct {
+	// Logger receives the provider's logs; nil discards them.
+	Logger *slog.Logger
+	// KillGrace is how long DeleteInstance waits for processes to exit
+	// after SIGTERM before it sends SIGKILL. Zero or more than 10s means 10s.
+	KillGrace time.Duration
+}
+
+// Provider implements providerv1.ProviderServer with local processes.
+type Provider struct {
+	providerv1.UnimplementedProviderServer
+
+	log       *slog.Logger
+	killGrace time.Duration
+	reaper    *reaper
+
+	// mu serialises state transactions of this process; the flock on
+	// root_dir/.lock serialises them across processes.
+	mu sync.Mutex
+}
+
+var _ providerv1.ProviderServer = (*Provider)(nil)
+
+// New returns a local provider. It starts a goroutine that reaps the
+// processes it spawns; Close stops it.
+func New(cfg Config) *Provider {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	grace := cfg.KillGrace
+	if grace <= 0 || grace > maxKillGrace {
+		grace = maxKillGrace
+	}
+	return &Provider{log: log, killGrace: grace, reaper: newReaper()}
+}
+
+// Close stops the reaper. Instances keep running: they belong to the runtime,
+// not to this process.
+func (p *Provider) Close() error {
+	p.reaper.close()
+	return nil
+}
+
+// Info names the provider.
+func (p *Provider) Info(context.Context, *providerv1.InfoRequest) (*providerv1.InfoResponse, error) {
+	return &providerv1.InfoResponse{
+		Name:         Name,
+		Version:      Version,
+		Capabilities: []string{"networks", "instances"},
+	}, nil
+}
+
+// ValidateRuntime checks the runtime's settings, that bin_dir holds both
+// agents and that root_dir is usable.
+func (p *Provider) ValidateRuntime(ctx context.Context, req *providerv1.ValidateRuntimeRequest) (*providerv1.ValidateRuntimeResponse, error) {
+	cfg, err := parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{droneBinary, frontgateBinary} {
+		if _, err := cfg.binary(name); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.update(ctx, cfg, func(*tx) error { return nil }); err != nil {
+		return nil, err
+	}
+	unlock, err := lockRanges(ctx, cfg.rangesDir)
+	if err != nil {
+		return nil, err
+	}
+	unlock()
+	return &providerv1.ValidateRuntimeResponse{Zones: []string{Zone}}, nil
+}
+
+// runtimeConfig is a runtime's validated settings.
+type runtimeConfig struct {
+	root      string
+	bin       string
+	rangesDir string
+}
+
+func parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
+	var cfg runtimeConfig
+	if rt == nil {
+		return cfg, status.Error(codes.InvalidArgument, "runtime is required")
+	}
+	if z := rt.GetZone(); z != "" && z != Zone {
+		return cfg, status.Errorf(codes.InvalidArgument, "runtime.zone %q: the local provider has the single zone %q", z, Zone)
+	}
+	if len(rt.GetCredentials()) > 0 {
+		return cfg, status.Error(codes.InvalidArgument, "runtime.credentials: the local provider takes no credentials")
+	}
+	keys := make([]string, 0, len(rt.GetConfig()))
+	for k := range rt.GetConfig() {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch k {
+		case keyRootDir, keyBinDir, keyRangesDir:
+		default:
+			return cfg, status.Errorf(codes.InvalidArgument,
+				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir)
+		}
+	}
+	dir := func(key, why string, required bool) (string, error) {
+		v := rt.GetConfig()[key]
+		if v == "" {
+			if required {
+				return "", status.Errorf(codes.InvalidArgument, "runtime.config.%s is required: %s", key, why)
+			}
+			return "", nil
+		}
+		if !filepath.IsAbs(v) {
+			return "", status.Errorf(codes.InvalidArgument, "runtime.config.%s must be an absolute path, got %q", key, v)
+		}
+		return filepath.Clean(v), nil
+	}
+	var err error
+	if cfg.root, err = dir(keyRootDir, "the directory holding the provider's state and instance directories", true); err != nil {
+		return cfg, err
+	}
+	if cfg.bin, err = dir(keyBinDir, "the directory holding the drone and frontgate binaries", true); err != nil {
+		return cfg, err
+	}
+	if cfg.rangesDir, err = dir(keyRangesDir, "", false); err != nil {
+		return cfg, err
+	}
+	if cfg.rangesDir == "" {
+		cfg.rangesDir = defaultRangesDir()
+	}
+	return cfg, nil
+}
+
+// Agent binaries in bin_dir.
+const (
+	droneBinary     = "drone"
+	frontgateBinary = "frontgate"
+)
+
+// binaryFor maps an image to the agent it runs.
+func binaryFor(image string) string {
+	if image == "frontgate" {
+		return frontgateBinary
+	}
+	return droneBinary
+}
+
+// binary returns the path of an agent binary, checking it can be run.
+func (c runtimeConfig) binary(name string) (string, error) {
+	path := filepath.Join(c.bin, name)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", status.Errorf(codes.FailedPrecondition, "runtime.config.%s %s has no %s binary", keyBinDir, c.bin, name)
+	case err != nil:
+		return "", status.Errorf(codes.FailedPrecondition, "runtime.config.%s: %v", keyBinDir, err)
+	case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
+		return "", status.Errorf(codes.FailedPrecondition, "runtime.config.%s: %s is not an executable file", keyBinDir, path)
+	}
+	return path, nil
+}
+
+func (c runtimeConfig) instancesDir() string { return filepath.Join(c.root, "instances") }
+
+func (c runtimeConfig) instanceDir(id string) string { return filepath.Join(c.instancesDir(), id) }
+
+// required returns InvalidArgument naming field when v is empty.
+func required(field, v string) error {
+	if strings.TrimSpace(v) == "" {
+		return status.Errorf(codes.InvalidArgument, "%s is required", field)
+	}
+	return nil
+}
+
+// internal wraps an unexpected failure for the wire, keeping its context.
+func internal(format string, args ...any) error {
+	return status.Error(codes.Internal, fmt.Sprintf(format, args...))
+}
+
+// ctxError reports that ctx ended while doing what, with the matching gRPC
+// code (Canceled or DeadlineExceeded).
+func ctxError(ctx context.Context, what string) error {
+	return status.Errorf(status.FromContextError(ctx.Err()).Code(), "%s: %v", what, ctx.Err())
+}

@@ -1,0 +1,266 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hangarhq/hangar/api/providerv1"
+)
+
+// Ranges are 127.X.Y.0/24 with X in 10..255 and Y in 1..255: Linux routes all
+// of 127/8 to lo, and staying clear of 127.0.0.0/24 (and 127.0-9.*) keeps
+// away from addresses other software on the host is likely to use.
+const (
+	firstX    = 10
+	firstY    = 1
+	rangesPer = 255 // values of Y per X
+	numRanges = (256 - firstX) * rangesPer
+)
+
+func rangeBase(i int) string {
+	return fmt.Sprintf("127.%d.%d", firstX+i/rangesPer, firstY+i%rangesPer)
+}
+
+// defaultRangesDir is where ranges are claimed host-wide. Claims keep two
+// root_dirs on one host (two pilots, parallel test runs) from handing out
+// the same addresses, which would collide on the agents' fixed ports.
+func defaultRangesDir() string {
+	return filepath.Join(os.TempDir(), "hangar-local-ranges")
+}
+
+// CreateNetwork allocates a free 127.X.Y.0/24 range.
+func (p *Provider) CreateNetwork(ctx context.Context, req *providerv1.CreateNetworkRequest) (*providerv1.Network, error) {
+	cfg, err := parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	token := req.GetIdempotencyToken()
+	if err := required("idempotency_token", token); err != nil {
+		return nil, err
+	}
+	var out *network
+	err = p.update(ctx, cfg, func(t *tx) error {
+		for _, n := range t.st.Networks {
+			if n.Token == token {
+				out = n
+				return nil
+			}
+		}
+		if ts, ok := t.st.Deleted[networkTokenKey(token)]; ok {
+			return status.Errorf(codes.FailedPrecondition,
+				"idempotency_token %q created network %s, which has been deleted; use a new token", token, ts.ID)
+		}
+		id, err := newID("net-", func(id string) bool { _, ok := t.st.Networks[id]; return ok })
+		if err != nil {
+			return err
+		}
+		cidr, err := claimRange(ctx, cfg, t.st, id)
+		if err != nil {
+			return err
+		}
+		n := &network{ID: id, Name: req.GetName(), CIDR: cidr, Token: token, Created: time.Now().UTC()}
+		t.st.Networks[id] = n
+		if err := t.save(); err != nil {
+			delete(t.st.Networks, id)
+			p.releaseRange(ctx, cfg, n)
+			return err
+		}
+		p.log.Info("network created", "network", id, "cidr", cidr, "root_dir", cfg.root)
+		out = n
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.proto(), nil
+}
+
+// GetNetwork returns a network, or NotFound.
+func (p *Provider) GetNetwork(ctx context.Context, req *providerv1.GetNetworkRequest) (*providerv1.Network, error) {
+	cfg, err := parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetNetworkId()
+	if err := required("network_id", id); err != nil {
+		return nil, err
+	}
+	var out *network
+	err = p.update(ctx, cfg, func(t *tx) error {
+		n, ok := t.st.Networks[id]
+		if !ok {
+			return status.Errorf(codes.NotFound, "network %s not found", id)
+		}
+		out = n
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.proto(), nil
+}
+
+// DeleteNetwork removes an empty network and frees its range. A missing
+// network is not an error.
+func (p *Provider) DeleteNetwork(ctx context.Context, req *providerv1.DeleteNetworkRequest) (*providerv1.DeleteNetworkResponse, error) {
+	cfg, err := parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetNetworkId()
+	if err := required("network_id", id); err != nil {
+		return nil, err
+	}
+	err = p.update(ctx, cfg, func(t *tx) error {
+		n, ok := t.st.Networks[id]
+		if !ok {
+			return nil
+		}
+		var left []string
+		for _, in := range t.st.Instances {
+			if in.NetworkID == id {
+				left = append(left, in.ID)
+			}
+		}
+		if len(left) > 0 {
+			sort.Strings(left)
+			return status.Errorf(codes.FailedPrecondition,
+				"network %s still has instances %s; delete them first", id, strings.Join(left, ", "))
+		}
+		delete(t.st.Networks, id)
+		t.st.Deleted[networkTokenKey(n.Token)] = tombstone{ID: id, Deleted: time.Now().UTC()}
+		if err := t.save(); err != nil {
+			return err
+		}
+		// After the save: a range whose claim outlives its network is
+		// reclaimed later (see claimRange); the reverse would be a clash.
+		p.releaseRange(ctx, cfg, n)
+		p.log.Info("network deleted", "network", id, "root_dir", cfg.root)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &providerv1.DeleteNetworkResponse{}, nil
+}
+
+func (n *network) proto() *providerv1.Network {
+	return &providerv1.Network{Id: n.ID, Name: n.Name, Cidr: n.CIDR}
+}
+
+// claim is the content of a range's file in the ranges directory.
+type claim struct {
+	RootDir   string `json:"root_dir"`
+	NetworkID string `json:"network_id"`
+}
+
+// claimRange finds the lowest range free both in st and host-wide, and
+// claims it for network id. Called with the root's lock held.
+func claimRange(ctx context.Context, cfg runtimeConfig, st *state, id string) (string, error) {
+	used := map[string]bool{}
+	for _, n := range st.Networks {
+		used[n.CIDR] = true
+	}
+	unlock, err := lockRanges(ctx, cfg.rangesDir)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	for i := range numRanges {
+		base := rangeBase(i)
+		cidr := base + ".0/24"
+		if used[cidr] {
+			continue
+		}
+		path := filepath.Join(cfg.rangesDir, base+".0")
+		free, err := claimFree(path, cfg.root, st)
+		if err != nil {
+			return "", err
+		}
+		if !free {
+			continue
+		}
+		b, _ := json.Marshal(claim{RootDir: cfg.root, NetworkID: id})
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return "", internal("claim range %s in runtime.config.%s %s: %v", cidr, keyRangesDir, cfg.rangesDir, err)
+		}
+		return cidr, nil
+	}
+	return "", status.Errorf(codes.ResourceExhausted, "no free 127.X.Y.0/24 range left on this host (%d in use)", numRanges)
+}
+
+// claimFree reports whether the range claimed by the file at path may be
+// taken: nobody claims it, or its claim is stale (this root's own leftover,
+// or a root_dir that no longer exists, e.g. a removed test directory).
+func claimFree(path, root string, st *state) (bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, internal("read range claim %s: %v", path, err)
+	}
+	var c claim
+	if err := json.Unmarshal(b, &c); err != nil || c.RootDir == "" {
+		// Unreadable claims are left alone: better a skipped range than
+		// a clash.
+		return false, nil
+	}
+	if c.RootDir == root {
+		_, live := st.Networks[c.NetworkID]
+		return !live, nil
+	}
+	if _, err := os.Stat(c.RootDir); errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	return false, nil
+}
+
+// releaseRange drops n's host-wide claim if it is still n's. Failures are
+// only logged: a leftover claim of this root is reclaimed by claimFree.
+func (p *Provider) releaseRange(ctx context.Context, cfg runtimeConfig, n *network) {
+	unlock, err := lockRanges(ctx, cfg.rangesDir)
+	if err != nil {
+		p.log.Warn("release range claim", "network", n.ID, "cidr", n.CIDR, "error", err)
+		return
+	}
+	defer unlock()
+	path := filepath.Join(cfg.rangesDir, strings.TrimSuffix(n.CIDR, "/24"))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var c claim
+	if json.Unmarshal(b, &c) == nil && c.RootDir == cfg.root && c.NetworkID == n.ID {
+		if err := os.Remove(path); err != nil {
+			p.log.Warn("release range claim", "network", n.ID, "cidr", n.CIDR, "error", err)
+		}
+	}
+}
+
+// lockRanges creates the ranges directory if needed (sticky and
+// world-writable, like /tmp, since every user's pilot shares it) and locks it.
+func lockRanges(ctx context.Context, dir string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, internal("runtime.config.%s %s: %v", keyRangesDir, dir, err)
+	}
+	if err := os.Mkdir(dir, 0o755); err == nil {
+		if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+			return nil, internal("runtime.config.%s %s: %v", keyRangesDir, dir, err)
+		}
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, internal("runtime.config.%s %s: %v", keyRangesDir, dir, err)
+	}
+	return lockFile(ctx, filepath.Join(dir, ".lock"))
+}

@@ -1,0 +1,230 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// procStat reads a process's state letter and start time (clock ticks after
+// boot, field 22) from /proc/<pid>/stat.
+func procStat(pid int) (state byte, start uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	state, start, err = parseStat(b)
+	if err != nil {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return state, start, nil
+}
+
+func parseStat(b []byte) (state byte, start uint64, err error) {
+	// The command name (field 2) is in parentheses and may itself contain
+	// spaces and parentheses; the fields after the last ')' are plain.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, errors.New("no ')' after the command name")
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state), so field 22 is f[19].
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, fmt.Errorf("%d fields after the command name, want at least 20", len(f))
+	}
+	start, err = strconv.ParseUint(string(f[19]), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("start time: %w", err)
+	}
+	return f[0][0], start, nil
+}
+
+// alive reports whether pid is still the process that started at start, and
+// not a zombie (dead, waiting to be reaped).
+func alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, s, err := procStat(pid)
+	return err == nil && s == start && st != 'Z' && st != 'X'
+}
+
+// processesWithEnv lists the live processes whose environment holds entry
+// (e.g. "HANGAR_INSTANCE_ID=i-0123abcd"), oldest first. The environment is
+// inherited through fork and exec, so this also finds daemons an app
+// detached with setsid. Processes whose environ cannot be read (other users,
+// when not root) and zombies (empty environ) are not listed.
+func processesWithEnv(entry string) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	want := []byte(entry)
+	type proc struct {
+		pid   int
+		start uint64
+	}
+	var found []proc
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.Equal(kv, want) {
+				_, start, _ := procStat(pid)
+				found = append(found, proc{pid, start})
+				break
+			}
+		}
+	}
+	sort.Slice(found, func(i, j int) bool {
+		if found[i].start != found[j].start {
+			return found[i].start < found[j].start
+		}
+		return found[i].pid < found[j].pid
+	})
+	pids := make([]int, len(found))
+	for i, p := range found {
+		pids[i] = p.pid
+	}
+	return pids
+}
+
+// terminate stops every process find returns: SIGTERM, then, for those still
+// there after grace, SIGKILL. find is re-run while waiting, so processes
+// forked meanwhile are caught too.
+func terminate(ctx context.Context, find func() []int, grace time.Duration) error {
+	const poll = 50 * time.Millisecond
+	deadline := time.Now().Add(grace)
+	termed := map[int]bool{}
+	for {
+		pids := find()
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, pid := range pids {
+			if !termed[pid] {
+				_ = syscall.Kill(pid, syscall.SIGTERM)
+				termed[pid] = true
+			}
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, poll); err != nil {
+			return err
+		}
+	}
+	// SIGKILL cannot be ignored; the bound only covers processes stuck in
+	// the kernel (uninterruptible I/O).
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		pids := find()
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v still running after SIGKILL", pids)
+		}
+		if err := sleep(ctx, poll); err != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// reaper waits for the processes this provider spawned, so they do not stay
+// zombies (which would still count as existing pids) while the plugin runs.
+// One goroutine serves all children: it wakes on SIGCHLD, and on a slow tick
+// in case a signal was coalesced, and waits only for its own children's pids
+// (never -1), leaving other children of the process to their owners.
+type reaper struct {
+	mu       sync.Mutex
+	children map[int]*os.Process
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+}
+
+func newReaper() *reaper {
+	r := &reaper{
+		children: map[int]*os.Process{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGCHLD)
+	go r.run(sig)
+	return r
+}
+
+func (r *reaper) run(sig chan os.Signal) {
+	defer close(r.done)
+	defer signal.Stop(sig)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			r.reap()
+			return
+		case <-sig:
+		case <-tick.C:
+		}
+		r.reap()
+	}
+}
+
+// add hands a started child to the reaper.
+func (r *reaper) add(p *os.Process) {
+	r.mu.Lock()
+	r.children[p.Pid] = p
+	r.mu.Unlock()
+	// It may have exited before it was registered.
+	r.reap()
+}
+
+func (r *reaper) reap() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pid, p := range r.children {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		if got == pid || errors.Is(err, syscall.ECHILD) {
+			_ = p.Release()
+			delete(r.children, pid)
+		}
+	}
+}
+
+func (r *reaper) close() {
+	r.once.Do(func() { close(r.stop) })
+	<-r.done
+}

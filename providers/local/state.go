@@ -1,0 +1,197 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// tombstoneTTL is how long the token of a deleted network or instance keeps
+// answering "already used": long enough to outlive any retry of the request
+// that created it, short enough that state.json does not grow forever.
+const tombstoneTTL = 7 * 24 * time.Hour
+
+const stateFile = "state.json"
+
+// state is root_dir/state.json.
+type state struct {
+	Networks  map[string]*network  `json:"networks"`
+	Instances map[string]*instance `json:"instances"`
+	// Deleted maps "network/<token>" and "instance/<token>" of deleted
+	// resources, so a late retry does not create them again.
+	Deleted map[string]tombstone `json:"deleted_tokens"`
+}
+
+type network struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	CIDR    string    `json:"cidr"`
+	Token   string    `json:"idempotency_token"`
+	Created time.Time `json:"created"`
+}
+
+type instance struct {
+	ID        string            `json:"id"`
+	Token     string            `json:"idempotency_token"`
+	NetworkID string            `json:"network_id"`
+	Name      string            `json:"name"`
+	Address   string            `json:"address"`
+	Image     string            `json:"image"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CPU       int32             `json:"cpu,omitempty"`
+	MemoryMiB int32             `json:"memory_mib,omitempty"`
+	VolumeGiB int32             `json:"volume_gib,omitempty"`
+	// PID is 0 while the process is being started; with StartTime (clock
+	// ticks after boot, from /proc/<pid>/stat) it identifies the process
+	// even after the pid has been recycled.
+	PID       int       `json:"pid"`
+	StartTime uint64    `json:"start_time"`
+	Created   time.Time `json:"created"`
+}
+
+type tombstone struct {
+	ID      string    `json:"id"`
+	Deleted time.Time `json:"deleted"`
+}
+
+func networkTokenKey(token string) string  { return "network/" + token }
+func instanceTokenKey(token string) string { return "instance/" + token }
+
+// tx is one state transaction: the state as loaded under both locks.
+type tx struct {
+	cfg runtimeConfig
+	st  *state
+}
+
+// update runs fn with the runtime's state loaded, holding p.mu and the flock
+// on root_dir/.lock. fn persists its changes with t.save.
+func (p *Provider) update(ctx context.Context, cfg runtimeConfig, fn func(t *tx) error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := os.MkdirAll(cfg.instancesDir(), 0o700); err != nil {
+		return internal("create runtime.config.%s %s: %v", keyRootDir, cfg.root, err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(cfg.root, ".lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, err := loadState(cfg.root)
+	if err != nil {
+		return err
+	}
+	return fn(&tx{cfg: cfg, st: st})
+}
+
+func loadState(root string) (*state, error) {
+	st := &state{}
+	b, err := os.ReadFile(filepath.Join(root, stateFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, internal("read %s: %v", filepath.Join(root, stateFile), err)
+	default:
+		if err := json.Unmarshal(b, st); err != nil {
+			return nil, internal("parse %s: %v", filepath.Join(root, stateFile), err)
+		}
+	}
+	if st.Networks == nil {
+		st.Networks = map[string]*network{}
+	}
+	if st.Instances == nil {
+		st.Instances = map[string]*instance{}
+	}
+	if st.Deleted == nil {
+		st.Deleted = map[string]tombstone{}
+	}
+	return st, nil
+}
+
+// save writes the state atomically: a crash leaves either the old or the new
+// file, never a torn one.
+func (t *tx) save() error {
+	now := time.Now()
+	for k, ts := range t.st.Deleted {
+		if now.Sub(ts.Deleted) > tombstoneTTL {
+			delete(t.st.Deleted, k)
+		}
+	}
+	b, err := json.MarshalIndent(t.st, "", "  ")
+	if err != nil {
+		return internal("encode state: %v", err)
+	}
+	path := filepath.Join(t.cfg.root, stateFile)
+	f, err := os.CreateTemp(t.cfg.root, stateFile+".tmp-*")
+	if err != nil {
+		return internal("write %s: %v", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return internal("write %s: %v", path, err)
+	}
+	return nil
+}
+
+// lockFile takes an exclusive flock on path, polling so that ctx can end the
+// wait. The returned func releases it.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, internal("open lock %s: %v", path, err)
+	}
+	const poll = 10 * time.Millisecond
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				_ = f.Close()
+			}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			_ = f.Close()
+			return nil, internal("lock %s: %v", path, err)
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			_ = f.Close()
+			return nil, ctxError(ctx, "lock "+path)
+		case <-t.C:
+		}
+	}
+}
+
+// newID returns prefix + 8 random hex digits not already taken.
+func newID(prefix string, taken func(string) bool) (string, error) {
+	for range 100 {
+		var b [4]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", internal("generate id: %v", err)
+		}
+		id := prefix + hex.EncodeToString(b[:])
+		if !taken(id) {
+			return id, nil
+		}
+	}
+	return "", internal("generate id: no free %s id after 100 tries", prefix)
+}

@@ -1,0 +1,303 @@
+// Package e2e runs Hangar's real binaries as separate processes — pilot, the
+// local provider plugin, frontgates and drones — and checks what a user
+// would: clusters come up in the declared order, configs render, changes
+// propagate, failures are reported with the node's exit code and output,
+// and deletes leave nothing behind.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// repoRoot finds the module root from this test's directory.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+// binaries builds every command once per test binary run.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hangar-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
+		cmd.Dir = repoRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
+		}
+		binDir = dir
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// pilot is a running pilot process and clients of its API.
+type pilot struct {
+	t        *testing.T
+	bin      string
+	dataDir  string
+	addr     string
+	logPath  string
+	cmd      *exec.Cmd
+	conn     *grpc.ClientConn
+	apps     pilotv1.AppServiceClient
+	runtimes pilotv1.RuntimeServiceClient
+	clusters pilotv1.ClusterServiceClient
+	jobs     pilotv1.JobServiceClient
+}
+
+func startPilot(t *testing.T) *pilot {
+	t.Helper()
+	bin := binaries(t)
+	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t)}
+	p.logPath = filepath.Join(p.dataDir, "pilot.log")
+	p.start()
+	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.conn = conn
+	p.apps = pilotv1.NewAppServiceClient(conn)
+	p.runtimes = pilotv1.NewRuntimeServiceClient(conn)
+	p.clusters = pilotv1.NewClusterServiceClient(conn)
+	p.jobs = pilotv1.NewJobServiceClient(conn)
+	waitFor(t, 60*time.Second, "pilot to answer", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := p.runtimes.ListRuntimes(ctx, &pilotv1.ListRuntimesRequest{})
+		return err == nil, fmt.Sprint(err)
+	})
+	t.Cleanup(func() {
+		p.cleanupClusters()
+		p.stop()
+		conn.Close()
+		if t.Failed() {
+			p.dumpLogs()
+		}
+	})
+	return p
+}
+
+func (p *pilot) start() {
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer logf.Close()
+	p.cmd = exec.Command(filepath.Join(p.bin, "pilot"), "--data-dir", filepath.Join(p.dataDir, "pilot"),
+		"--listen", p.addr, "--http-listen", "127.0.0.1:0", "--log-format", "json")
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *pilot) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+	p.cmd = nil
+}
+
+// cleanupClusters deletes what a failed test left, so no process outlives it.
+func (p *pilot) cleanupClusters() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	list, err := p.clusters.ListClusters(ctx, &pilotv1.ListClustersRequest{})
+	if err != nil {
+		return
+	}
+	for _, c := range list.Clusters {
+		if r, err := p.clusters.DeleteCluster(ctx, &pilotv1.DeleteClusterRequest{Id: c.Id, Force: true}); err == nil {
+			p.waitJob(ctx, r.Job.Id)
+		}
+	}
+}
+
+func (p *pilot) dumpLogs() {
+	b, _ := os.ReadFile(p.logPath)
+	p.t.Logf("pilot log (last 8 KiB):\n%s", tail(string(b), 8192))
+	_ = filepath.Walk(filepath.Join(p.dataDir, "pilot", "runtimes"), func(path string, info os.FileInfo, err error) error {
+		if err == nil && info.Name() == "agent.log" {
+			b, _ := os.ReadFile(path)
+			p.t.Logf("%s (last 4 KiB):\n%s", path, tail(string(b), 4096))
+		}
+		return nil
+	})
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// hangar runs the CLI against this pilot.
+func (p *pilot) hangar(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(p.bin, "hangar"), append([]string{"--pilot", p.addr}, args...)...)
+	cmd.Dir = repoRoot(p.t)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (p *pilot) mustHangar(args ...string) string {
+	p.t.Helper()
+	out, err := p.hangar(args...)
+	if err != nil {
+		p.t.Fatalf("hangar %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (p *pilot) waitJob(ctx context.Context, id string) *pilotv1.Job {
+	st, err := p.jobs.WatchJob(ctx, &pilotv1.WatchJobRequest{Id: id})
+	if err != nil {
+		p.t.Fatalf("watch job %s: %v", id, err)
+	}
+	var last *pilotv1.Job
+	for {
+		j, err := st.Recv()
+		if err != nil {
+			break
+		}
+		last = j
+	}
+	if last == nil || !terminal(last.State) {
+		// The stream may have ended early (pilot restart): read it directly.
+		j, err := p.jobs.GetJob(ctx, &pilotv1.GetJobRequest{Id: id})
+		if err != nil {
+			p.t.Fatalf("get job %s: %v", id, err)
+		}
+		last = j
+	}
+	return last
+}
+
+func terminal(s pilotv1.JobState) bool {
+	return s == pilotv1.JobState_JOB_STATE_SUCCEEDED || s == pilotv1.JobState_JOB_STATE_FAILED || s == pilotv1.JobState_JOB_STATE_CANCELLED
+}
+
+func (p *pilot) cluster(id string) *pilotv1.Cluster {
+	p.t.Helper()
+	c, err := p.clusters.GetCluster(context.Background(), &pilotv1.GetClusterRequest{Id: id})
+	if err != nil {
+		p.t.Fatalf("get cluster %s: %v", id, err)
+	}
+	return c
+}
+
+// runtimeRoot is where the local provider keeps this pilot's instances.
+func (p *pilot) runtimeRoot() string { return filepath.Join(p.dataDir, "pilot", "runtimes", "local") }
+
+func (p *pilot) instanceRoot(instanceID string) string {
+	return filepath.Join(p.runtimeRoot(), "instances", instanceID, "root")
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s (last: %s)", timeout, what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// processesOf lists pids whose environment names one of the instances.
+func processesOf(instanceIDs ...string) []string {
+	want := map[string]bool{}
+	for _, id := range instanceIDs {
+		want["HANGAR_INSTANCE_ID="+id] = true
+	}
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+			if i := bytes.IndexByte(data, 0); i >= 0 {
+				return i + 1, data[:i], nil
+			}
+			if atEOF && len(data) > 0 {
+				return len(data), data, nil
+			}
+			return 0, nil, nil
+		})
+		for sc.Scan() {
+			if want[sc.Text()] {
+				pids = append(pids, e.Name())
+				break
+			}
+		}
+	}
+	return pids
+}
