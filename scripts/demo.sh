@@ -8,19 +8,24 @@ hangar() { "$BIN/hangar" "$@"; }
 
 hangar up
 hangar app push examples/kv
-out=$(hangar cluster create kv --param cluster.replica.count=2 --wait -o json | tee /dev/stderr | tail -n 1)
-id=$(printf '%s' "$out" | sed -n 's/.*"id": *"\(cl-[0-9a-f]*\)".*/\1/p' | head -n 1)
+# Progress goes to stderr; the final cluster, as JSON, to stdout.
+id=$(hangar cluster create kv --param cluster.replica.count=2 --wait -o json | grep -o '"cl-[0-9a-f]*"' | head -n 1 | tr -d '"')
 echo
-echo "The kv cluster is running. Try it:"
 hangar cluster show "$id"
-primary=$(hangar cluster show "$id" -o json | tr -d '\n ' | sed -n 's/.*"role":"primary","instance_id":"[^"]*","address":"\([0-9.]*\)".*/\1/p')
-if [ -n "$primary" ]; then
-  cat <<MSG
+primary=$(hangar cluster show "$id" | awk '$1 == "kv" && $2 == "primary" { print $3 ":" $4; exit }')
+replica=$(hangar cluster show "$id" | awk '$1 == "kv" && $2 == "replica" { print $3 ":" $4; exit }')
+cat <<MSG
 
-  curl -X PUT --data 'world' http://$primary:6380/kv/hello   # write on the primary
-  curl http://$primary:6380/status                           # role, motd, keys
-  hangar cluster update-env $id motd='changed at runtime' --wait
-  hangar cluster delete $id --wait                           # removes everything
-  hangar down                                                # stops pilot
+The kv cluster $id is running on this machine. Reach it:
+
+  curl -X PUT --data world http://$primary/kv/hello    # write on the primary
+  curl http://${replica:-$primary}/kv/hello                 # read, replicated
+  curl http://$primary/status                          # role, motd, keys
+
+Change it, watch it, remove it:
+
+  bin/hangar cluster update-env $id motd='hi from hangar' --wait   # every node re-renders and reloads
+  bin/hangar job list --cluster $id
+  bin/hangar cluster delete $id --wait                               # leaves nothing behind
+  bin/hangar down                                                      # stops pilot
 MSG
-fi

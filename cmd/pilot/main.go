@@ -73,4 +73,3 @@ func main() {
 		os.Exit(1)
 	}
 }
-

@@ -92,7 +92,8 @@ func New(ctx context.Context, cfg Config) (*Renderer, error) {
 		r.log.Info("resuming delivered confd templates", "dir", r.delivered)
 	case cfg.BakedDir != "" && isDir(filepath.Join(cfg.BakedDir, "conf.d")):
 		if err := r.stageBaked(); err != nil {
-			return nil, err
+			// The drone must still run commands and accept a delivery.
+			r.log.Error("baked-in confd templates not used", "err", err)
 		}
 	}
 	ctx, r.cancel = context.WithCancel(ctx)

@@ -265,6 +265,24 @@ func TestBakedTemplates(t *testing.T) {
 	waitFor(t, "baked template re-rendered", func() bool { return readFile(dest) == "zone=z9" })
 }
 
+func TestBrokenBakedTemplatesDoNotStopTheDrone(t *testing.T) {
+	f := newFixture(t)
+	baked := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(baked, "conf.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(baked, "conf.d", "x.toml"), []byte("[template]\nsrc = \"missing.tmpl\"\ndest = \"/x\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := f.renderer(t, baked)
+	if r.active != "" {
+		t.Fatalf("active dir %q, want none", r.active)
+	}
+	if err := r.Configure(context.Background(), f.files(`ok`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDeliveredFilesWinOverBaked(t *testing.T) {
 	f := newFixture(t)
 	r := f.renderer(t, "")

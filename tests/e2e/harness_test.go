@@ -25,6 +25,14 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 var (
 	buildOnce sync.Once
 	binDir    string
@@ -80,6 +88,7 @@ type pilot struct {
 	bin      string
 	dataDir  string
 	addr     string
+	httpAddr string
 	logPath  string
 	cmd      *exec.Cmd
 	conn     *grpc.ClientConn
@@ -92,7 +101,7 @@ type pilot struct {
 func startPilot(t *testing.T) *pilot {
 	t.Helper()
 	bin := binaries(t)
-	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t)}
+	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t)}
 	p.logPath = filepath.Join(p.dataDir, "pilot.log")
 	p.start()
 	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -128,7 +137,7 @@ func (p *pilot) start() {
 	}
 	defer logf.Close()
 	p.cmd = exec.Command(filepath.Join(p.bin, "pilot"), "--data-dir", filepath.Join(p.dataDir, "pilot"),
-		"--listen", p.addr, "--http-listen", "127.0.0.1:0", "--log-format", "json")
+		"--listen", p.addr, "--http-listen", p.httpAddr, "--log-format", "json")
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)

@@ -147,6 +147,26 @@ func TestKVClusterLifecycle(t *testing.T) {
 	primary := primaries[0]
 	primaryAddr := primary.Address + ":6380"
 
+	t.Run("the REST gateway serves the same cluster", func(t *testing.T) {
+		body, err := httpGet("http://" + p.httpAddr + "/v1/clusters/" + c.Id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+			Nodes  []struct {
+				Address string `json:"address"`
+			} `json:"nodes"`
+		}
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatalf("decode %s: %v", body, err)
+		}
+		if got.ID != c.Id || got.Status != "CLUSTER_STATUS_ACTIVE" || len(got.Nodes) != 3 {
+			t.Fatalf("REST cluster: %+v", got)
+		}
+	})
+
 	t.Run("every node's config names the primary", func(t *testing.T) {
 		for _, n := range c.Nodes {
 			conf := kvConf(t, p, n)
