@@ -8,6 +8,8 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -32,7 +34,14 @@ const PluginName = "provider"
 // Serve runs impl as a provider plugin and returns when pilot shuts the plugin
 // down. It is meant for a plugin's main(). A nil logger makes go-plugin log
 // JSON to stderr; NewPluginLogger + HCLog give the same format from slog.
+//
+// A plugin exits when pilot dies without shutting it down (a crash, a
+// SIGKILL): go-plugin would otherwise leave it running forever, and a
+// restarted pilot starts a new one.
 func Serve(impl providerv1.ProviderServer, logger hclog.Logger) {
+	done := make(chan struct{})
+	defer close(done)
+	go exitWithParent(os.Getppid(), time.Second, done, func() { os.Exit(0) })
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &grpcPlugin{impl: impl}},
@@ -60,4 +69,23 @@ func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 
 func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
 	return providerv1.NewProviderClient(c), nil
+}
+
+// exitWithParent calls exit once this process's parent is no longer parent
+// (the process was re-parented because the parent died), checking every
+// interval until done is closed.
+func exitWithParent(parent int, interval time.Duration, done <-chan struct{}, exit func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			if os.Getppid() != parent {
+				exit()
+				return
+			}
+		}
+	}
 }

@@ -12,9 +12,9 @@ import (
 func TestFailingCommandFailsJob(t *testing.T) {
 	p := startPilot(t)
 	createLocalRuntime(t, p)
-	p.mustHangar("app", "push", "tests/e2e/testdata/failapp")
+	p.mustHangar("app", "push", "tests/e2e/testdata/testapp")
 
-	c, job := createCluster(t, p, "failapp", nil)
+	c, job := createCluster(t, p, "testapp", nil)
 	if job.State != pilotv1.JobState_JOB_STATE_FAILED {
 		t.Fatalf("job ended %v, want FAILED", job.State)
 	}

@@ -160,6 +160,13 @@ func (p *pilot) stop() {
 	p.cmd = nil
 }
 
+// kill ends pilot abruptly, as a crash would.
+func (p *pilot) kill() {
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	p.cmd = nil
+}
+
 // cleanupClusters deletes what a failed test left, so no process outlives it.
 func (p *pilot) cleanupClusters() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -306,6 +313,22 @@ func processesOf(instanceIDs ...string) []string {
 				pids = append(pids, e.Name())
 				break
 			}
+		}
+	}
+	return pids
+}
+
+// processesRunning lists pids whose command line starts with exe.
+func processesRunning(exe string) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if arg0, _, _ := bytes.Cut(b, []byte{0}); string(arg0) == exe {
+			pids = append(pids, e.Name())
 		}
 	}
 	return pids
