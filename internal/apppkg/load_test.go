@@ -159,7 +159,6 @@ type entry struct {
 	typ      byte
 	body     string
 	linkname string
-	size     int64 // when > 0, the header claims this size
 }
 
 func makeArchive(t *testing.T, entries []entry) []byte {

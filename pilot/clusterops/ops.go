@@ -85,6 +85,44 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 	}
 }
 
+// taskEnv is what a handler works on, loaded fresh from the store.
+type taskEnv struct {
+	in   input
+	c    *pilotv1.Cluster
+	n    *pilotv1.Network
+	pkg  *apppkg.Package
+	spec *apppkg.ClusterSpec
+}
+
+const (
+	needNetwork = 1 << iota
+	needSpec
+)
+
+// load reads the task's input and the cluster it acts on, plus its network
+// and rendered spec when asked.
+func (o *Ops) load(ctx context.Context, t *jobs.Task, need int) (*taskEnv, error) {
+	in, err := parseInput(t)
+	if err != nil {
+		return nil, err
+	}
+	e := &taskEnv{in: in}
+	if e.c, err = o.cluster(ctx, in.ClusterID); err != nil {
+		return nil, err
+	}
+	if need&needNetwork != 0 {
+		if e.n, err = o.network(ctx, e.c); err != nil {
+			return nil, err
+		}
+	}
+	if need&needSpec != 0 {
+		if e.pkg, e.spec, err = Spec(ctx, o.cfg.Store, e.c); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
 func parseInput(t *jobs.Task) (input, error) {
 	var in input
 	if err := json.Unmarshal([]byte(t.Task.Input), &in); err != nil {
@@ -168,14 +206,11 @@ func providerErr(what string, err error) error {
 const defaultNetwork = "default"
 
 func (o *Ops) createNetwork(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, 0)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
+	c := tc.c
 	rt, prov, prt, err := o.runtime(ctx, c.Runtime)
 	if err != nil {
 		return err
@@ -236,18 +271,11 @@ func (o *Ops) network(ctx context.Context, c *pilotv1.Cluster) (*pilotv1.Network
 }
 
 func (o *Ops) ensureFrontgate(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, needNetwork)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
-	n, err := o.network(ctx, c)
-	if err != nil {
-		return err
-	}
+	c, n := tc.c, tc.n
 	if n.FrontgateInstanceId == "" {
 		_, prov, prt, err := o.runtime(ctx, c.Runtime)
 		if err != nil {
@@ -284,22 +312,11 @@ func (o *Ops) ensureFrontgate(ctx context.Context, t *jobs.Task) error {
 }
 
 func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, needNetwork|needSpec)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
-	n, err := o.network(ctx, c)
-	if err != nil {
-		return err
-	}
-	_, spec, err := Spec(ctx, o.cfg.Store, c)
-	if err != nil {
-		return err
-	}
+	in, c, n, spec := tc.in, tc.c, tc.n, tc.spec
 	role := roleSpec(spec, in.Role)
 	_, prov, prt, err := o.runtime(ctx, c.Runtime)
 	if err != nil {
@@ -394,22 +411,11 @@ func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, spec *apppkg.ClusterSp
 }
 
 func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, needNetwork|needSpec)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
-	n, err := o.network(ctx, c)
-	if err != nil {
-		return err
-	}
-	_, spec, err := Spec(ctx, o.cfg.Store, c)
-	if err != nil {
-		return err
-	}
+	c, n, spec := tc.c, tc.n, tc.spec
 	kvs := MetadataTree(c, n, spec)
 	_, err = o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: c.Id, Kvs: kvs}}})
 	if err != nil {
@@ -435,22 +441,11 @@ func (o *Ops) callFrontgate(ctx context.Context, n *pilotv1.Network, req *stream
 }
 
 func (o *Ops) waitDrones(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, needNetwork|needSpec)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
-	n, err := o.network(ctx, c)
-	if err != nil {
-		return err
-	}
-	_, spec, err := Spec(ctx, o.cfg.Store, c)
-	if err != nil {
-		return err
-	}
+	c, n, spec := tc.c, tc.n, tc.spec
 	want := map[string]bool{}
 	for _, nd := range agentNodes(c, spec) {
 		want[nd.Id] = true
@@ -500,22 +495,11 @@ func agentNodes(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Node {
 }
 
 func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, needNetwork|needSpec)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
-	n, err := o.network(ctx, c)
-	if err != nil {
-		return err
-	}
-	pkg, spec, err := Spec(ctx, o.cfg.Store, c)
-	if err != nil {
-		return err
-	}
+	c, n, pkg, spec := tc.c, tc.n, tc.pkg, tc.spec
 	if len(pkg.Confd) == 0 {
 		// Nothing to deliver: templates baked into the image (/etc/confd)
 		// are the drone's own business.

@@ -14,6 +14,7 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -27,14 +28,11 @@ const outputTail = 2048
 // crash asks the drones for the same ids and gets the recorded results
 // instead of running anything twice.
 func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, 0)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
+	in, c := tc.in, tc.c
 	n, err := o.network(ctx, c)
 	if err != nil {
 		if in.Force {
@@ -47,18 +45,56 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return err
 	}
-	type target struct {
-		node    *pilotv1.Node
-		cmd     string
-		timeout int
+	targets := serviceTargets(c, spec, in.Roles, in.Service)
+	nodes := make([]*pilotv1.Node, len(targets))
+	byNode := map[string]target{}
+	for i, tg := range targets {
+		nodes[i] = tg.node
+		byNode[tg.node.Id] = tg
 	}
+	err = forEachNode(ctx, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
+		tg := byNode[nd.Id]
+		return o.runOnNode(ctx, t, n, nd, tg.cmd, tg.timeout)
+	})
+	if err != nil && in.Force && forceAllowed(spec, in.Roles, in.Service) && !jobs.IsRetryable(err) {
+		o.log.Warn("forced: going on past a failed service", "service", in.Service, "cluster_id", c.Id, "err", err)
+		return nil
+	}
+	return err
+}
+
+// forceAllowed: a forced delete may go on past a failing service, except a
+// destroy whose role says allow_force: false.
+func forceAllowed(spec *apppkg.ClusterSpec, roles []string, service string) bool {
+	if service != "destroy" {
+		return true
+	}
+	for _, role := range roles {
+		if rs := roleSpec(spec, role); rs != nil {
+			if svc, ok := rs.Service(service); ok && !svc.AllowForce {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+type target struct {
+	node    *pilotv1.Node
+	cmd     string
+	timeout int
+}
+
+// serviceTargets picks the nodes of roles that run service: every node with
+// an agent, or the nodes_to_execute_on lowest server ids.
+func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, roles []string, service string) []target {
 	var targets []target
-	for _, role := range in.Roles {
+	for _, role := range roles {
 		rs := roleSpec(spec, role)
 		if rs == nil {
 			continue
 		}
-		svc, ok := rs.Service(in.Service)
+		svc, ok := rs.Service(service)
 		if !ok {
 			continue
 		}
@@ -77,21 +113,7 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 			targets = append(targets, target{node: nd, cmd: svc.Cmd, timeout: svc.Timeout})
 		}
 	}
-	nodes := make([]*pilotv1.Node, len(targets))
-	byNode := map[string]target{}
-	for i, tg := range targets {
-		nodes[i] = tg.node
-		byNode[tg.node.Id] = tg
-	}
-	err = forEachNode(ctx, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
-		tg := byNode[nd.Id]
-		return o.runOnNode(ctx, t, n, nd, tg.cmd, tg.timeout)
-	})
-	if err != nil && in.Force && !jobs.IsRetryable(err) {
-		o.log.Warn("forced: going on past a failed service", "service", in.Service, "cluster_id", c.Id, "err", err)
-		return nil
-	}
-	return err
+	return targets
 }
 
 func commandID(jobID, taskID, nodeID string) string {
@@ -156,14 +178,11 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 // ---- delete ----
 
 func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, 0)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
+	c := tc.c
 	_, prov, prt, err := o.runtime(ctx, c.Runtime)
 	if err != nil {
 		return err
@@ -191,14 +210,11 @@ func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
 }
 
 func (o *Ops) deleteMetadata(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, 0)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
+	c := tc.c
 	if c.NetworkId == "" {
 		return nil
 	}
@@ -222,14 +238,11 @@ func (o *Ops) deleteMetadata(ctx context.Context, t *jobs.Task) error {
 // the frontgate and the provider network, then the retired record — so a
 // crash anywhere in between is finished by the re-run.
 func (o *Ops) releaseNetwork(ctx context.Context, t *jobs.Task) error {
-	in, err := parseInput(t)
+	tc, err := o.load(ctx, t, 0)
 	if err != nil {
 		return err
 	}
-	c, err := o.cluster(ctx, in.ClusterID)
-	if err != nil {
-		return err
-	}
+	c := tc.c
 	if c.NetworkId == "" {
 		return nil
 	}
