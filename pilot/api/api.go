@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"regexp"
 	"sort"
-	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -35,6 +34,7 @@ type Config struct {
 	Store     *store.Store
 	Engine    *jobs.Engine
 	Providers *providers.Host
+	Packages  *clusterops.Packages
 	// RuntimeDefaults fills provider-specific runtime config left empty
 	// (for local: root_dir and bin_dir).
 	RuntimeDefaults func(rt *pilotv1.Runtime)
@@ -50,9 +50,6 @@ type Server struct {
 
 	cfg Config
 	log *slog.Logger
-
-	mu   sync.Mutex
-	pkgs map[string]*apppkg.Package // parsed packages by name/version
 }
 
 // New returns the API server.
@@ -60,7 +57,10 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, pkgs: map[string]*apppkg.Package{}}
+	if cfg.Packages == nil {
+		cfg.Packages = clusterops.NewPackages(cfg.Store)
+	}
+	return &Server{cfg: cfg, log: cfg.Logger}
 }
 
 func newID(prefix string) string {
@@ -192,21 +192,7 @@ func (s *Server) findApp(ctx context.Context, name, version string) (*pilotv1.Ap
 }
 
 func (s *Server) pkg(ctx context.Context, name, version string) (*apppkg.Package, error) {
-	key := name + "/" + version
-	s.mu.Lock()
-	p, ok := s.pkgs[key]
-	s.mu.Unlock()
-	if ok {
-		return p, nil
-	}
-	p, err := clusterops.LoadPackage(ctx, s.cfg.Store, name, version)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.pkgs[key] = p
-	s.mu.Unlock()
-	return p, nil
+	return s.cfg.Packages.Get(ctx, name, version)
 }
 
 // ---- runtimes ----

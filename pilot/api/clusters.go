@@ -78,13 +78,27 @@ func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRe
 		return nil, status.Errorf(codes.Internal, "plan: %v", err)
 	}
 	c.JobId = job.Id
-	if err := s.cfg.Store.Commit(ctx, map[string]int64{store.ClusterKey(c.Id): 0, store.JobKey(job.Id): 0},
-		map[string]proto.Message{store.ClusterKey(c.Id): c, store.JobKey(job.Id): job}); err != nil {
+	if err := s.commitWithJob(ctx, c, 0, job); err != nil {
 		return nil, toStatus(err)
 	}
-	s.cfg.Engine.Wake()
 	s.log.Info("cluster create accepted", "cluster_id", c.Id, "app", c.App, "version", c.AppVersion, "runtime", c.Runtime, "nodes", len(c.Nodes), "job_id", job.Id)
 	return &pilotv1.ClusterJob{Cluster: s.redact(ctx, c), Job: job}, nil
+}
+
+// commitWithJob writes the cluster (if it is still at rev; 0: new) and its
+// new job in one transaction, then wakes the engine.
+func (s *Server) commitWithJob(ctx context.Context, c *pilotv1.Cluster, rev int64, job *pilotv1.Job) error {
+	puts := jobs.Records(job)
+	guards := map[string]int64{store.ClusterKey(c.Id): rev}
+	for k := range puts {
+		guards[k] = 0
+	}
+	puts[store.ClusterKey(c.Id)] = c
+	if err := s.cfg.Store.Commit(ctx, guards, puts); err != nil {
+		return err
+	}
+	s.cfg.Engine.Wake()
+	return nil
 }
 
 // redact hides password parameter values.
@@ -134,7 +148,7 @@ func notFoundCluster(id string, err error) error {
 
 // withEndpoints resolves the spec's endpoints to node addresses.
 func (s *Server) withEndpoints(ctx context.Context, c *pilotv1.Cluster) *pilotv1.Cluster {
-	_, spec, err := clusterops.Spec(ctx, s.cfg.Store, c)
+	_, spec, err := s.cfg.Packages.Spec(ctx, c)
 	if err != nil {
 		return c
 	}
@@ -186,7 +200,7 @@ func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRe
 	if err := s.busy(ctx, c); err != nil {
 		return nil, err
 	}
-	_, spec, err := clusterops.Spec(ctx, s.cfg.Store, c)
+	_, spec, err := s.cfg.Packages.Spec(ctx, c)
 	if err != nil && !req.Force {
 		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s: %v; delete with force to skip its services", c.Id, err)
 	}
@@ -196,11 +210,9 @@ func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRe
 	}
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING
 	c.JobId = job.Id
-	if err := s.cfg.Store.Commit(ctx, map[string]int64{store.ClusterKey(c.Id): rev, store.JobKey(job.Id): 0},
-		map[string]proto.Message{store.ClusterKey(c.Id): c, store.JobKey(job.Id): job}); err != nil {
+	if err := s.commitWithJob(ctx, c, rev, job); err != nil {
 		return nil, toStatus(err)
 	}
-	s.cfg.Engine.Wake()
 	s.log.Info("cluster delete accepted", "cluster_id", c.Id, "job_id", job.Id, "force", req.Force)
 	return &pilotv1.ClusterJob{Cluster: s.redact(ctx, c), Job: job}, nil
 }
@@ -241,11 +253,9 @@ func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateCluste
 	c.Params = nv.Strings()
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
 	c.JobId = job.Id
-	if err := s.cfg.Store.Commit(ctx, map[string]int64{store.ClusterKey(c.Id): rev, store.JobKey(job.Id): 0},
-		map[string]proto.Message{store.ClusterKey(c.Id): c, store.JobKey(job.Id): job}); err != nil {
+	if err := s.commitWithJob(ctx, c, rev, job); err != nil {
 		return nil, toStatus(err)
 	}
-	s.cfg.Engine.Wake()
 	s.log.Info("cluster env update accepted", "cluster_id", c.Id, "job_id", job.Id, "keys", len(req.Env))
 	return &pilotv1.ClusterJob{Cluster: s.redact(ctx, c), Job: job}, nil
 }

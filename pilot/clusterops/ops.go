@@ -1,7 +1,6 @@
 package clusterops
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +33,7 @@ import (
 // Config wires the handlers to pilot's parts.
 type Config struct {
 	Store      *store.Store
+	Packages   *Packages
 	Frontgates *fglink.Server
 	Providers  *providers.Host
 	// PilotAddress is the host:port frontgates dial.
@@ -53,6 +53,9 @@ type Ops struct {
 func New(cfg Config) *Ops {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Packages == nil {
+		cfg.Packages = NewPackages(cfg.Store)
 	}
 	if cfg.DroneWait <= 0 {
 		cfg.DroneWait = 3 * time.Minute
@@ -116,7 +119,7 @@ func (o *Ops) load(ctx context.Context, t *jobs.Task, need int) (*taskEnv, error
 		}
 	}
 	if need&needSpec != 0 {
-		if e.pkg, e.spec, err = Spec(ctx, o.cfg.Store, e.c); err != nil {
+		if e.pkg, e.spec, err = o.cfg.Packages.Spec(ctx, e.c); err != nil {
 			return nil, err
 		}
 	}
@@ -144,37 +147,6 @@ func (o *Ops) cluster(ctx context.Context, id string) (*pilotv1.Cluster, error) 
 
 func (o *Ops) updateCluster(ctx context.Context, id string, fn func(*pilotv1.Cluster) error) (*pilotv1.Cluster, error) {
 	return store.Update(ctx, o.cfg.Store, store.ClusterKey(id), newCluster, fn)
-}
-
-// LoadPackage reads an app version's package from the store.
-func LoadPackage(ctx context.Context, s *store.Store, app, version string) (*apppkg.Package, error) {
-	raw, err := s.GetRaw(ctx, store.ArchiveKey(app, version))
-	if err != nil {
-		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
-	}
-	pkg, err := apppkg.LoadArchive(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
-	}
-	return pkg, nil
-}
-
-// Spec renders the cluster's spec from its package and stored parameters.
-// Rendering is deterministic, so every handler sees the same spec.
-func Spec(ctx context.Context, s *store.Store, c *pilotv1.Cluster) (*apppkg.Package, *apppkg.ClusterSpec, error) {
-	pkg, err := LoadPackage(ctx, s, c.App, c.AppVersion)
-	if err != nil {
-		return nil, nil, err
-	}
-	vals, err := pkg.Resolve(c.Params)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster %s parameters: %w", c.Id, err)
-	}
-	spec, err := pkg.Render(vals)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster %s spec: %w", c.Id, err)
-	}
-	return pkg, spec, nil
 }
 
 func (o *Ops) runtime(ctx context.Context, id string) (*pilotv1.Runtime, providerv1.ProviderClient, *providerv1.Runtime, error) {

@@ -41,7 +41,7 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		}
 		return err
 	}
-	_, spec, err := Spec(ctx, o.cfg.Store, c)
+	_, spec, err := o.cfg.Packages.Spec(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -14,11 +14,14 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
@@ -121,6 +124,13 @@ func NewJob(id, kind, clusterID string, tasks []*pilotv1.Task) *pilotv1.Job {
 	return &pilotv1.Job{Id: id, Kind: kind, ClusterId: clusterID, State: pilotv1.JobState_JOB_STATE_PENDING, Tasks: tasks, CreatedAt: now, UpdatedAt: now}
 }
 
+// Records are the keys a new job is written as: the job and its entry in
+// the active index. Callers add them to the transaction that makes the
+// change the job carries out, guarded on the keys not existing.
+func Records(job *pilotv1.Job) map[string]proto.Message {
+	return map[string]proto.Message{store.JobKey(job.Id): job, store.ActiveJobKey(job.Id): &emptypb.Empty{}}
+}
+
 // Validate checks a job's task graph: unique ids, known kinds, known deps,
 // no cycles.
 func (e *Engine) Validate(job *pilotv1.Job) error {
@@ -185,7 +195,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	watch := e.cfg.Store.Client().Watch(clientv3.WithRequireLeader(wctx), store.JobsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	watch := e.cfg.Store.Client().Watch(clientv3.WithRequireLeader(wctx), store.ActiveJobsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	tick := time.NewTicker(e.cfg.Rescan)
 	defer tick.Stop()
 
@@ -200,28 +210,35 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-tick.C:
 		case _, ok := <-watch:
 			if !ok {
-				watch = e.cfg.Store.Client().Watch(clientv3.WithRequireLeader(wctx), store.JobsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+				watch = e.cfg.Store.Client().Watch(clientv3.WithRequireLeader(wctx), store.ActiveJobsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 			}
 		}
 	}
 }
 
 func (e *Engine) scan(ctx context.Context, sess *concurrency.Session, wg *sync.WaitGroup) {
-	jobs, err := store.List(ctx, e.cfg.Store, store.JobsPrefix, func() *pilotv1.Job { return &pilotv1.Job{} })
+	resp, err := e.cfg.Store.Client().Get(ctx, store.ActiveJobsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		if ctx.Err() == nil {
-			e.log.Warn("list jobs", "err", err)
+			e.log.Warn("list active jobs", "err", err)
 		}
 		return
 	}
-	for _, j := range jobs {
-		if Terminal(j.State) {
-			continue
-		}
+	for _, kv := range resp.Kvs {
+		id := strings.TrimPrefix(string(kv.Key), store.ActiveJobsPrefix)
 		e.mu.Lock()
-		busy := e.running[j.Id]
+		busy := e.running[id]
 		e.mu.Unlock()
 		if busy {
+			continue
+		}
+		j := &pilotv1.Job{}
+		if _, err := e.cfg.Store.Get(ctx, store.JobKey(id), j); err != nil || Terminal(j.State) {
+			// Finished (or gone) but still indexed: a crash came between the
+			// job's last write and the index update.
+			if err == nil || errors.Is(err, store.ErrNotFound) {
+				_ = e.cfg.Store.Delete(ctx, store.ActiveJobKey(id))
+			}
 			continue
 		}
 		ok, err := e.claim(ctx, sess, j.Id)
@@ -393,10 +410,11 @@ func (e *Engine) finish(ctx context.Context, job *pilotv1.Job, outcome pilotv1.J
 		}
 		return nil
 	})
-	if err == nil {
-		log.Info("job finished", "state", outcome.String(), "error", final.Error)
+	if err != nil {
+		return err
 	}
-	return err
+	log.Info("job finished", "state", outcome.String(), "error", final.Error)
+	return e.cfg.Store.Delete(ctx, store.ActiveJobKey(job.Id))
 }
 
 func jobError(job *pilotv1.Job, outcome pilotv1.JobState) string {

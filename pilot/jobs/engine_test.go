@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
@@ -86,7 +87,11 @@ func task(id string, deps ...string) *pilotv1.Task {
 
 func submit(t *testing.T, s *store.Store, j *pilotv1.Job) {
 	t.Helper()
-	if err := s.Create(context.Background(), store.JobKey(j.Id), j); err != nil {
+	guards := map[string]int64{}
+	for k := range Records(j) {
+		guards[k] = 0
+	}
+	if err := s.Commit(context.Background(), guards, Records(j)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -121,6 +126,26 @@ func TestRunsInDependencyOrder(t *testing.T) {
 	}
 	if len(finalized) != 1 || finalized[0] != pilotv1.JobState_JOB_STATE_SUCCEEDED {
 		t.Fatalf("finalizer calls %v, want one with SUCCEEDED", finalized)
+	}
+	waitActive(t, s, 0)
+}
+
+// waitActive waits until the active-job index holds n entries.
+func waitActive(t *testing.T, s *store.Store, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := s.Client().Get(context.Background(), store.ActiveJobsPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Count == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("active-job index holds %d entries, want %d", resp.Count, n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

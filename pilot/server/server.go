@@ -107,9 +107,10 @@ func Run(ctx context.Context, cfg Config) error {
 	fg := fglink.New(log.With("component", "fglink"), streamrpc.Options{HeartbeatInterval: 5 * time.Second})
 	provs := providers.New(cfg.PluginDir, log.With("component", "providers"))
 	defer provs.Close()
-	ops := clusterops.New(clusterops.Config{Store: st, Frontgates: fg, Providers: provs, PilotAddress: advertise, Logger: log.With("component", "clusterops")})
+	pkgs := clusterops.NewPackages(st)
+	ops := clusterops.New(clusterops.Config{Store: st, Packages: pkgs, Frontgates: fg, Providers: provs, PilotAddress: advertise, Logger: log.With("component", "clusterops")})
 	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
-	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Logger: log.With("component", "api"),
+	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Logger: log.With("component", "api"),
 		RuntimeDefaults: func(rt *pilotv1.Runtime) {
 			if rt.Provider != "local" {
 				return

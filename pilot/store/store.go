@@ -25,6 +25,9 @@ const (
 	NetworksPrefix = "/hangar/networks/"
 	JobsPrefix     = "/hangar/jobs/"
 	ClaimsPrefix   = "/hangar/claims/"
+	// ActiveJobsPrefix indexes the jobs not yet terminal, so the engine
+	// looks at live work only, however long the job history grows.
+	ActiveJobsPrefix = "/hangar/active-jobs/"
 )
 
 // ErrNotFound is returned when a key does not exist.
@@ -51,6 +54,7 @@ func RuntimeKey(id string) string            { return RuntimesPrefix + id }
 func ClusterKey(id string) string            { return ClustersPrefix + id }
 func NetworkKey(runtime, id string) string   { return NetworksPrefix + runtime + "/" + id }
 func JobKey(id string) string                { return JobsPrefix + id }
+func ActiveJobKey(id string) string          { return ActiveJobsPrefix + id }
 
 var marshal = protojson.MarshalOptions{UseProtoNames: true}
 var unmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
