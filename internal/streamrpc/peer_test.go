@@ -45,7 +45,7 @@ type harness struct {
 	stop   func()
 }
 
-func start(t *testing.T, serverHandler, clientHandler Handler, serverOpts, clientOpts Options, runClient bool) *harness {
+func start(t testing.TB, serverHandler, clientHandler Handler, serverOpts, clientOpts Options, runClient bool) *harness {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

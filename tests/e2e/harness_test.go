@@ -47,7 +47,7 @@ var (
 )
 
 // repoRoot finds the module root from this test's directory.
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
@@ -57,7 +57,7 @@ func repoRoot(t *testing.T) string {
 }
 
 // binaries builds every command once per test binary run.
-func binaries(t *testing.T) string {
+func binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "hangar-e2e-bin-")
@@ -79,7 +79,7 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,7 +91,7 @@ func freePort(t *testing.T) string {
 
 // pilot is a running pilot process and clients of its API.
 type pilot struct {
-	t        *testing.T
+	t        testing.TB
 	bin      string
 	dataDir  string
 	addr     string
@@ -105,7 +105,7 @@ type pilot struct {
 	jobs     pilotv1.JobServiceClient
 }
 
-func startPilot(t *testing.T) *pilot {
+func startPilot(t testing.TB) *pilot {
 	t.Helper()
 	bin := binaries(t)
 	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t)}
@@ -272,7 +272,7 @@ func (p *pilot) instanceRoot(instanceID string) string {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	last := ""

@@ -22,7 +22,7 @@ import (
 	"github.com/hangarhq/hangar/internal/userdata"
 )
 
-func createLocalRuntime(t *testing.T, p *pilot) {
+func createLocalRuntime(t testing.TB, p *pilot) {
 	t.Helper()
 	_, err := p.runtimes.CreateRuntime(context.Background(), &pilotv1.CreateRuntimeRequest{Id: "local", Provider: "local", Zone: "local"})
 	if err != nil {
@@ -30,7 +30,7 @@ func createLocalRuntime(t *testing.T, p *pilot) {
 	}
 }
 
-func createCluster(t *testing.T, p *pilot, app string, params map[string]string) (*pilotv1.Cluster, *pilotv1.Job) {
+func createCluster(t testing.TB, p *pilot, app string, params map[string]string) (*pilotv1.Cluster, *pilotv1.Job) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -42,7 +42,7 @@ func createCluster(t *testing.T, p *pilot, app string, params map[string]string)
 	return p.cluster(r.Cluster.Id), job
 }
 
-func mustSucceed(t *testing.T, j *pilotv1.Job) {
+func mustSucceed(t testing.TB, j *pilotv1.Job) {
 	t.Helper()
 	if j.State != pilotv1.JobState_JOB_STATE_SUCCEEDED {
 		t.Fatalf("job %s (%s) ended %v: %s", j.Id, j.Kind, j.State, j.Error)
