@@ -10,6 +10,7 @@
 package pilotv1
 
 import (
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -259,6 +260,61 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{3}
 }
 
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	// Reads everything of the tenant.
+	Role_ROLE_VIEWER Role = 1
+	// Reads and changes apps, runtimes, clusters and jobs.
+	Role_ROLE_MEMBER Role = 2
+	// Also manages the tenant's users and reads its audit log.
+	Role_ROLE_ADMIN Role = 3
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_VIEWER",
+		2: "ROLE_MEMBER",
+		3: "ROLE_ADMIN",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_VIEWER":      1,
+		"ROLE_MEMBER":      2,
+		"ROLE_ADMIN":       3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_pilot_v1_pilot_proto_enumTypes[4].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_pilot_v1_pilot_proto_enumTypes[4]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{4}
+}
+
 type PushAppRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The package as a .tar.gz of its folder.
@@ -316,6 +372,7 @@ type App struct {
 	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Lint warnings found when the package was pushed.
 	Warnings      []string `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Tenant        string   `protobuf:"bytes,9,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -404,6 +461,13 @@ func (x *App) GetWarnings() []string {
 		return x.Warnings
 	}
 	return nil
+}
+
+func (x *App) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 type ListAppsRequest struct {
@@ -543,12 +607,15 @@ type Runtime struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Provider plugin name: "local".
-	Provider      string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
-	Zone          string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
-	Config        map[string]string      `protobuf:"bytes,4,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Provider  string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	Zone      string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	Config    map[string]string      `protobuf:"bytes,4,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Tenant    string                 `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Names of the stored credentials; their values are never returned.
+	CredentialKeys []string `protobuf:"bytes,7,rep,name=credential_keys,json=credentialKeys,proto3" json:"credential_keys,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Runtime) Reset() {
@@ -616,12 +683,28 @@ func (x *Runtime) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Runtime) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Runtime) GetCredentialKeys() []string {
+	if x != nil {
+		return x.CredentialKeys
+	}
+	return nil
+}
+
 type CreateRuntimeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Provider      string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
-	Zone          string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
-	Config        map[string]string      `protobuf:"bytes,4,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Provider string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	Zone     string                 `protobuf:"bytes,3,opt,name=zone,proto3" json:"zone,omitempty"`
+	Config   map[string]string      `protobuf:"bytes,4,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Provider credentials: encrypted at rest, never logged or returned.
+	Credentials   map[string]string `protobuf:"bytes,5,rep,name=credentials,proto3" json:"credentials,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -680,6 +763,13 @@ func (x *CreateRuntimeRequest) GetZone() string {
 func (x *CreateRuntimeRequest) GetConfig() map[string]string {
 	if x != nil {
 		return x.Config
+	}
+	return nil
+}
+
+func (x *CreateRuntimeRequest) GetCredentials() map[string]string {
+	if x != nil {
+		return x.Credentials
 	}
 	return nil
 }
@@ -911,6 +1001,7 @@ type Cluster struct {
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Endpoints from the cluster spec, resolved to addresses.
 	Endpoints     []*Endpoint `protobuf:"bytes,12,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	Tenant        string      `protobuf:"bytes,13,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1027,6 +1118,13 @@ func (x *Cluster) GetEndpoints() []*Endpoint {
 		return x.Endpoints
 	}
 	return nil
+}
+
+func (x *Cluster) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 type Endpoint struct {
@@ -1723,6 +1821,7 @@ type Job struct {
 	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	CancelRequested bool                   `protobuf:"varint,9,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
+	Tenant          string                 `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1818,6 +1917,13 @@ func (x *Job) GetCancelRequested() bool {
 		return x.CancelRequested
 	}
 	return false
+}
+
+func (x *Job) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 type GetJobRequest struct {
@@ -2137,13 +2243,837 @@ func (x *Network) GetClusterIds() []string {
 	return nil
 }
 
+type User struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Tenant        string                 `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=hangar.pilot.v1.Role" json:"role,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *User) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *User) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *User) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *User) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type CreateUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role  Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=hangar.pilot.v1.Role" json:"role,omitempty"`
+	// Only admins of the default tenant may create users in another tenant
+	// (creating that tenant); empty means the caller's tenant.
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserRequest) Reset() {
+	*x = CreateUserRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserRequest) ProtoMessage() {}
+
+func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CreateUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *CreateUserRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type CreateUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The user's API token: shown once, stored only as a hash.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserResponse) Reset() {
+	*x = CreateUserResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserResponse) ProtoMessage() {}
+
+func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
+func (*CreateUserResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *CreateUserResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type ListUsersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+}
+
+type ListUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type DeleteUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserRequest) Reset() {
+	*x = DeleteUserRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserRequest) ProtoMessage() {}
+
+func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteUserRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserResponse) Reset() {
+	*x = DeleteUserResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserResponse) ProtoMessage() {}
+
+func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+}
+
+type AuditEntry struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Time   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	User   string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	Tenant string                 `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Full gRPC method, e.g. /hangar.pilot.v1.ClusterService/CreateCluster.
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// The object acted on, when the request names one.
+	Target string `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
+	// gRPC status code name: "OK", "InvalidArgument"...
+	Result        string `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
+	Message       string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *AuditEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many entries, newest first (default 100, max 1000).
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListAuditRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*AuditEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListAuditResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type RevokeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "frontgate" (id: frontgate id) or "drone" (id: node id).
+	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRequest) Reset() {
+	*x = RevokeRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequest) ProtoMessage() {}
+
+func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RevokeRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeResponse) Reset() {
+	*x = RevokeResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeResponse) ProtoMessage() {}
+
+func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
+func (*RevokeResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+}
+
+type Revocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	By            string                 `protobuf:"bytes,5,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *Revocation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Revocation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Revocation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Revocation) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Revocation) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+type ListRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsRequest) Reset() {
+	*x = ListRevocationsRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsRequest) ProtoMessage() {}
+
+func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+}
+
+type ListRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocations   []*Revocation          `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsResponse) Reset() {
+	*x = ListRevocationsResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsResponse) ProtoMessage() {}
+
+func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
 var File_pilot_v1_pilot_proto protoreflect.FileDescriptor
 
 const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\n" +
-	"\x14pilot/v1/pilot.proto\x12\x0fhangar.pilot.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
+	"\x14pilot/v1/pilot.proto\x12\x0fhangar.pilot.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16stream/v1/stream.proto\"*\n" +
 	"\x0ePushAppRequest\x12\x18\n" +
-	"\aarchive\x18\x01 \x01(\fR\aarchive\"\x84\x02\n" +
+	"\aarchive\x18\x01 \x01(\fR\aarchive\"\x9c\x02\n" +
 	"\x03App\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -2155,29 +3085,36 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"configJson\x129\n" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
-	"\bwarnings\x18\b \x03(\tR\bwarnings\"\x11\n" +
+	"\bwarnings\x18\b \x03(\tR\bwarnings\x12\x16\n" +
+	"\x06tenant\x18\t \x01(\tR\x06tenant\"\x11\n" +
 	"\x0fListAppsRequest\"<\n" +
 	"\x10ListAppsResponse\x12(\n" +
 	"\x04apps\x18\x01 \x03(\v2\x14.hangar.pilot.v1.AppR\x04apps\"=\n" +
 	"\rGetAppRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\"\xfd\x01\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"\xbe\x02\n" +
 	"\aRuntime\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x12\n" +
 	"\x04zone\x18\x03 \x01(\tR\x04zone\x12<\n" +
 	"\x06config\x18\x04 \x03(\v2$.hangar.pilot.v1.Runtime.ConfigEntryR\x06config\x129\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x1a9\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x16\n" +
+	"\x06tenant\x18\x06 \x01(\tR\x06tenant\x12'\n" +
+	"\x0fcredential_keys\x18\a \x03(\tR\x0ecredentialKeys\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdc\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x02\n" +
 	"\x14CreateRuntimeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x12\n" +
 	"\x04zone\x18\x03 \x01(\tR\x04zone\x12I\n" +
-	"\x06config\x18\x04 \x03(\v21.hangar.pilot.v1.CreateRuntimeRequest.ConfigEntryR\x06config\x1a9\n" +
+	"\x06config\x18\x04 \x03(\v21.hangar.pilot.v1.CreateRuntimeRequest.ConfigEntryR\x06config\x12X\n" +
+	"\vcredentials\x18\x05 \x03(\v26.hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntryR\vcredentials\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10CredentialsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x15\n" +
 	"\x13ListRuntimesRequest\"L\n" +
@@ -2192,7 +3129,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"instanceId\x12\x18\n" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x10\n" +
 	"\x03sid\x18\x05 \x01(\x05R\x03sid\x123\n" +
-	"\x06status\x18\x06 \x01(\x0e2\x1b.hangar.pilot.v1.NodeStatusR\x06status\"\x82\x04\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x1b.hangar.pilot.v1.NodeStatusR\x06status\"\x9a\x04\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -2209,7 +3146,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	" \x01(\tR\x05jobId\x129\n" +
 	"\n" +
 	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
-	"\tendpoints\x18\f \x03(\v2\x19.hangar.pilot.v1.EndpointR\tendpoints\x1a9\n" +
+	"\tendpoints\x18\f \x03(\v2\x19.hangar.pilot.v1.EndpointR\tendpoints\x12\x16\n" +
+	"\x06tenant\x18\r \x01(\tR\x06tenant\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"|\n" +
@@ -2279,7 +3217,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"finishedAt\x12>\n" +
 	"\fnode_results\x18\n" +
 	" \x03(\v2\x1b.hangar.pilot.v1.NodeResultR\vnodeResults\x12\x14\n" +
-	"\x05input\x18\v \x01(\tR\x05input\"\xdd\x02\n" +
+	"\x05input\x18\v \x01(\tR\x05input\"\xf5\x02\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
@@ -2292,7 +3230,9 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12)\n" +
-	"\x10cancel_requested\x18\t \x01(\bR\x0fcancelRequested\"\x1f\n" +
+	"\x10cancel_requested\x18\t \x01(\bR\x0fcancelRequested\x12\x16\n" +
+	"\x06tenant\x18\n" +
+	" \x01(\tR\x06tenant\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"0\n" +
 	"\x0fListJobsRequest\x12\x1d\n" +
@@ -2312,7 +3252,56 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x15frontgate_instance_id\x18\x05 \x01(\tR\x13frontgateInstanceId\x12+\n" +
 	"\x11frontgate_address\x18\x06 \x01(\tR\x10frontgateAddress\x12\x1f\n" +
 	"\vcluster_ids\x18\a \x03(\tR\n" +
-	"clusterIds*\xd7\x01\n" +
+	"clusterIds\"\x98\x01\n" +
+	"\x04User\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12)\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x15.hangar.pilot.v1.RoleR\x04role\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"j\n" +
+	"\x11CreateUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x15.hangar.pilot.v1.RoleR\x04role\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"U\n" +
+	"\x12CreateUserResponse\x12)\n" +
+	"\x04user\x18\x01 \x01(\v2\x15.hangar.pilot.v1.UserR\x04user\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\x12\n" +
+	"\x10ListUsersRequest\"@\n" +
+	"\x11ListUsersResponse\x12+\n" +
+	"\x05users\x18\x01 \x03(\v2\x15.hangar.pilot.v1.UserR\x05users\"'\n" +
+	"\x11DeleteUserRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12DeleteUserResponse\"\x0f\n" +
+	"\rWhoAmIRequest\"\xda\x01\n" +
+	"\n" +
+	"AuditEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x12\x16\n" +
+	"\x06tenant\x18\x04 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12\x16\n" +
+	"\x06target\x18\x06 \x01(\tR\x06target\x12\x16\n" +
+	"\x06result\x18\a \x01(\tR\x06result\x12\x18\n" +
+	"\amessage\x18\b \x01(\tR\amessage\"(\n" +
+	"\x10ListAuditRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"J\n" +
+	"\x11ListAuditResponse\x125\n" +
+	"\aentries\x18\x01 \x03(\v2\x1b.hangar.pilot.v1.AuditEntryR\aentries\"K\n" +
+	"\rRevokeRequest\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x10\n" +
+	"\x0eRevokeResponse\"\x88\x01\n" +
+	"\n" +
+	"Revocation\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x0e\n" +
+	"\x02by\x18\x05 \x01(\tR\x02by\"\x18\n" +
+	"\x16ListRevocationsRequest\"X\n" +
+	"\x17ListRevocationsResponse\x12=\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x1b.hangar.pilot.v1.RevocationR\vrevocations*\xd7\x01\n" +
 	"\rClusterStatus\x12\x1e\n" +
 	"\x1aCLUSTER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CLUSTER_STATUS_PENDING\x10\x01\x12\x19\n" +
@@ -2341,7 +3330,13 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x04\x12\x16\n" +
-	"\x12TASK_STATE_SKIPPED\x10\x052\x9f\x02\n" +
+	"\x12TASK_STATE_SKIPPED\x10\x05*N\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vROLE_VIEWER\x10\x01\x12\x0f\n" +
+	"\vROLE_MEMBER\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x032\x9f\x02\n" +
 	"\n" +
 	"AppService\x12U\n" +
 	"\aPushApp\x12\x1f.hangar.pilot.v1.PushAppRequest\x1a\x14.hangar.pilot.v1.App\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/apps\x12a\n" +
@@ -2359,7 +3354,22 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\n" +
 	"GetCluster\x12\".hangar.pilot.v1.GetClusterRequest\x1a\x18.hangar.pilot.v1.Cluster\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/clusters/{id}\x12n\n" +
 	"\rDeleteCluster\x12%.hangar.pilot.v1.DeleteClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/clusters/{id}\x12{\n" +
-	"\x10UpdateClusterEnv\x12(.hangar.pilot.v1.UpdateClusterEnvRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/clusters/{id}/env2\x8d\x03\n" +
+	"\x10UpdateClusterEnv\x12(.hangar.pilot.v1.UpdateClusterEnvRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/clusters/{id}/env2\xa7\x03\n" +
+	"\vUserService\x12k\n" +
+	"\n" +
+	"CreateUser\x12\".hangar.pilot.v1.CreateUserRequest\x1a#.hangar.pilot.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/users\x12e\n" +
+	"\tListUsers\x12!.hangar.pilot.v1.ListUsersRequest\x1a\".hangar.pilot.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/users\x12o\n" +
+	"\n" +
+	"DeleteUser\x12\".hangar.pilot.v1.DeleteUserRequest\x1a#.hangar.pilot.v1.DeleteUserResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/users/{name}\x12S\n" +
+	"\x06WhoAmI\x12\x1e.hangar.pilot.v1.WhoAmIRequest\x1a\x15.hangar.pilot.v1.User\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/whoami2u\n" +
+	"\fAuditService\x12e\n" +
+	"\tListAudit\x12!.hangar.pilot.v1.ListAuditRequest\x1a\".hangar.pilot.v1.ListAuditResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/audit2\xf7\x01\n" +
+	"\x0fSecurityService\x12e\n" +
+	"\x06Revoke\x12\x1e.hangar.pilot.v1.RevokeRequest\x1a\x1f.hangar.pilot.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/revocations\x12}\n" +
+	"\x0fListRevocations\x12'.hangar.pilot.v1.ListRevocationsRequest\x1a(.hangar.pilot.v1.ListRevocationsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/revocations2Y\n" +
+	"\x11EnrollmentService\x12D\n" +
+	"\x04Join\x12\x1d.hangar.stream.v1.JoinRequest\x1a\x1d.hangar.stream.v1.Certificate2\x8d\x03\n" +
 	"\n" +
 	"JobService\x12U\n" +
 	"\x06GetJob\x12\x1e.hangar.pilot.v1.GetJobRequest\x1a\x14.hangar.pilot.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12a\n" +
@@ -2380,113 +3390,159 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 	return file_pilot_v1_pilot_proto_rawDescData
 }
 
-var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),              // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                 // 1: hangar.pilot.v1.NodeStatus
 	(JobState)(0),                   // 2: hangar.pilot.v1.JobState
 	(TaskState)(0),                  // 3: hangar.pilot.v1.TaskState
-	(*PushAppRequest)(nil),          // 4: hangar.pilot.v1.PushAppRequest
-	(*App)(nil),                     // 5: hangar.pilot.v1.App
-	(*ListAppsRequest)(nil),         // 6: hangar.pilot.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),        // 7: hangar.pilot.v1.ListAppsResponse
-	(*GetAppRequest)(nil),           // 8: hangar.pilot.v1.GetAppRequest
-	(*Runtime)(nil),                 // 9: hangar.pilot.v1.Runtime
-	(*CreateRuntimeRequest)(nil),    // 10: hangar.pilot.v1.CreateRuntimeRequest
-	(*ListRuntimesRequest)(nil),     // 11: hangar.pilot.v1.ListRuntimesRequest
-	(*ListRuntimesResponse)(nil),    // 12: hangar.pilot.v1.ListRuntimesResponse
-	(*GetRuntimeRequest)(nil),       // 13: hangar.pilot.v1.GetRuntimeRequest
-	(*Node)(nil),                    // 14: hangar.pilot.v1.Node
-	(*Cluster)(nil),                 // 15: hangar.pilot.v1.Cluster
-	(*Endpoint)(nil),                // 16: hangar.pilot.v1.Endpoint
-	(*CreateClusterRequest)(nil),    // 17: hangar.pilot.v1.CreateClusterRequest
-	(*ClusterJob)(nil),              // 18: hangar.pilot.v1.ClusterJob
-	(*ListClustersRequest)(nil),     // 19: hangar.pilot.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),    // 20: hangar.pilot.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),       // 21: hangar.pilot.v1.GetClusterRequest
-	(*DeleteClusterRequest)(nil),    // 22: hangar.pilot.v1.DeleteClusterRequest
-	(*UpdateClusterEnvRequest)(nil), // 23: hangar.pilot.v1.UpdateClusterEnvRequest
-	(*NodeResult)(nil),              // 24: hangar.pilot.v1.NodeResult
-	(*Task)(nil),                    // 25: hangar.pilot.v1.Task
-	(*Job)(nil),                     // 26: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),           // 27: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),         // 28: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 29: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 30: hangar.pilot.v1.WatchJobRequest
-	(*CancelJobRequest)(nil),        // 31: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                 // 32: hangar.pilot.v1.Network
-	nil,                             // 33: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                             // 34: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                             // 35: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                             // 36: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                             // 37: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),   // 38: google.protobuf.Timestamp
+	(Role)(0),                       // 4: hangar.pilot.v1.Role
+	(*PushAppRequest)(nil),          // 5: hangar.pilot.v1.PushAppRequest
+	(*App)(nil),                     // 6: hangar.pilot.v1.App
+	(*ListAppsRequest)(nil),         // 7: hangar.pilot.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),        // 8: hangar.pilot.v1.ListAppsResponse
+	(*GetAppRequest)(nil),           // 9: hangar.pilot.v1.GetAppRequest
+	(*Runtime)(nil),                 // 10: hangar.pilot.v1.Runtime
+	(*CreateRuntimeRequest)(nil),    // 11: hangar.pilot.v1.CreateRuntimeRequest
+	(*ListRuntimesRequest)(nil),     // 12: hangar.pilot.v1.ListRuntimesRequest
+	(*ListRuntimesResponse)(nil),    // 13: hangar.pilot.v1.ListRuntimesResponse
+	(*GetRuntimeRequest)(nil),       // 14: hangar.pilot.v1.GetRuntimeRequest
+	(*Node)(nil),                    // 15: hangar.pilot.v1.Node
+	(*Cluster)(nil),                 // 16: hangar.pilot.v1.Cluster
+	(*Endpoint)(nil),                // 17: hangar.pilot.v1.Endpoint
+	(*CreateClusterRequest)(nil),    // 18: hangar.pilot.v1.CreateClusterRequest
+	(*ClusterJob)(nil),              // 19: hangar.pilot.v1.ClusterJob
+	(*ListClustersRequest)(nil),     // 20: hangar.pilot.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),    // 21: hangar.pilot.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),       // 22: hangar.pilot.v1.GetClusterRequest
+	(*DeleteClusterRequest)(nil),    // 23: hangar.pilot.v1.DeleteClusterRequest
+	(*UpdateClusterEnvRequest)(nil), // 24: hangar.pilot.v1.UpdateClusterEnvRequest
+	(*NodeResult)(nil),              // 25: hangar.pilot.v1.NodeResult
+	(*Task)(nil),                    // 26: hangar.pilot.v1.Task
+	(*Job)(nil),                     // 27: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),           // 28: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),         // 29: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),        // 30: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),         // 31: hangar.pilot.v1.WatchJobRequest
+	(*CancelJobRequest)(nil),        // 32: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                 // 33: hangar.pilot.v1.Network
+	(*User)(nil),                    // 34: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),       // 35: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),      // 36: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),        // 37: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),       // 38: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),       // 39: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),      // 40: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),           // 41: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),              // 42: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),        // 43: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),       // 44: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),           // 45: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),          // 46: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),              // 47: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),  // 48: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil), // 49: hangar.pilot.v1.ListRevocationsResponse
+	nil,                             // 50: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                             // 51: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                             // 52: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                             // 53: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                             // 54: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                             // 55: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	(*timestamppb.Timestamp)(nil),   // 56: google.protobuf.Timestamp
+	(*streamv1.JoinRequest)(nil),    // 57: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),    // 58: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	38, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 1: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
-	33, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	38, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	34, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	9,  // 5: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
-	1,  // 6: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	0,  // 7: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	35, // 8: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
-	14, // 9: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	38, // 10: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	16, // 11: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	36, // 12: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	15, // 13: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	26, // 14: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	15, // 15: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	37, // 16: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	38, // 17: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	38, // 18: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 19: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	38, // 20: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	38, // 21: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	24, // 22: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	2,  // 23: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	25, // 24: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	38, // 25: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	38, // 26: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	26, // 27: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	4,  // 28: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	6,  // 29: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	8,  // 30: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	10, // 31: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	11, // 32: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	13, // 33: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	17, // 34: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	19, // 35: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	21, // 36: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	22, // 37: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	23, // 38: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	27, // 39: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	28, // 40: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	30, // 41: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	31, // 42: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	5,  // 43: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	7,  // 44: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	5,  // 45: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	9,  // 46: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	12, // 47: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	9,  // 48: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	18, // 49: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 50: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	15, // 51: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	18, // 52: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	18, // 53: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	26, // 54: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	29, // 55: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	26, // 56: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	26, // 57: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	43, // [43:58] is the sub-list for method output_type
-	28, // [28:43] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	56, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	6,  // 1: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
+	50, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	56, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	51, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	52, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	10, // 6: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
+	1,  // 7: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
+	0,  // 8: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
+	53, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	15, // 10: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
+	56, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	17, // 12: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	54, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	16, // 14: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	27, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	16, // 16: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	55, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	56, // 18: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	56, // 19: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	3,  // 20: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	56, // 21: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	56, // 22: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	25, // 23: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	2,  // 24: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	26, // 25: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	56, // 26: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	56, // 27: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	27, // 28: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	4,  // 29: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	56, // 30: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 31: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	34, // 32: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	34, // 33: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	56, // 34: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	42, // 35: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	56, // 36: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	47, // 37: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	5,  // 38: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	7,  // 39: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	9,  // 40: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	11, // 41: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	12, // 42: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	14, // 43: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	18, // 44: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	20, // 45: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	22, // 46: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	23, // 47: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	24, // 48: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	35, // 49: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	37, // 50: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	39, // 51: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	41, // 52: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	43, // 53: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	45, // 54: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	48, // 55: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	57, // 56: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	28, // 57: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	29, // 58: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	31, // 59: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	32, // 60: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	6,  // 61: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	8,  // 62: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	6,  // 63: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	10, // 64: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	13, // 65: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	10, // 66: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	19, // 67: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 68: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	16, // 69: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	19, // 70: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 71: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	36, // 72: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	38, // 73: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	40, // 74: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	34, // 75: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	44, // 76: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	46, // 77: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	49, // 78: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	58, // 79: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	27, // 80: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	30, // 81: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	27, // 82: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	27, // 83: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	61, // [61:84] is the sub-list for method output_type
+	38, // [38:61] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -2499,10 +3555,10 @@ func file_pilot_v1_pilot_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   34,
+			NumEnums:      5,
+			NumMessages:   51,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   8,
 		},
 		GoTypes:           file_pilot_v1_pilot_proto_goTypes,
 		DependencyIndexes: file_pilot_v1_pilot_proto_depIdxs,

@@ -91,6 +91,248 @@ func (CommandState) EnumDescriptor() ([]byte, []int) {
 	return file_stream_v1_stream_proto_rawDescGZIP(), []int{0}
 }
 
+// JoinRequest exchanges a join token (from the instance's user data) for a
+// certificate over the caller's own key.
+type JoinRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// PEM certificate request; its public key is what gets certified.
+	CsrPem        string `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_stream_v1_stream_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *JoinRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetCsrPem() string {
+	if x != nil {
+		return x.CsrPem
+	}
+	return ""
+}
+
+// Certificate is an issued certificate with what a peer needs to trust
+// the others.
+type Certificate struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CertificatePem string                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	CaPem          string                 `protobuf:"bytes,2,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	// Ed25519 public key that verifies pilot's command signatures.
+	CommandPublicKey []byte                 `protobuf:"bytes,3,opt,name=command_public_key,json=commandPublicKey,proto3" json:"command_public_key,omitempty"`
+	NotAfter         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Certificate) Reset() {
+	*x = Certificate{}
+	mi := &file_stream_v1_stream_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Certificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Certificate) ProtoMessage() {}
+
+func (x *Certificate) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
+func (*Certificate) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Certificate) GetCertificatePem() string {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return ""
+}
+
+func (x *Certificate) GetCaPem() string {
+	if x != nil {
+		return x.CaPem
+	}
+	return ""
+}
+
+func (x *Certificate) GetCommandPublicKey() []byte {
+	if x != nil {
+		return x.CommandPublicKey
+	}
+	return nil
+}
+
+func (x *Certificate) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+// RenewCertificate asks for a new certificate before the current one
+// expires. The proof binds the new key to the current identity: it is the
+// signature, by the current certificate's key, of the new CSR's DER bytes.
+type RenewCertificate struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	CsrPem                string                 `protobuf:"bytes,1,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	CurrentCertificatePem string                 `protobuf:"bytes,2,opt,name=current_certificate_pem,json=currentCertificatePem,proto3" json:"current_certificate_pem,omitempty"`
+	Proof                 []byte                 `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *RenewCertificate) Reset() {
+	*x = RenewCertificate{}
+	mi := &file_stream_v1_stream_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificate) ProtoMessage() {}
+
+func (x *RenewCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificate.ProtoReflect.Descriptor instead.
+func (*RenewCertificate) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RenewCertificate) GetCsrPem() string {
+	if x != nil {
+		return x.CsrPem
+	}
+	return ""
+}
+
+func (x *RenewCertificate) GetCurrentCertificatePem() string {
+	if x != nil {
+		return x.CurrentCertificatePem
+	}
+	return ""
+}
+
+func (x *RenewCertificate) GetProof() []byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+// Revoke tells a frontgate to disconnect and refuse a drone.
+type Revoke struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revoke) Reset() {
+	*x = Revoke{}
+	mi := &file_stream_v1_stream_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revoke) ProtoMessage() {}
+
+func (x *Revoke) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
+func (*Revoke) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Revoke) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Revoke) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
 // Envelope is the only message on a link stream.
 type Envelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -108,7 +350,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_stream_v1_stream_proto_msgTypes[0]
+	mi := &file_stream_v1_stream_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +362,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[0]
+	mi := &file_stream_v1_stream_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +375,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{0}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Envelope) GetKind() isEnvelope_Kind {
@@ -239,7 +481,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_stream_v1_stream_proto_msgTypes[1]
+	mi := &file_stream_v1_stream_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -251,7 +493,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[1]
+	mi := &file_stream_v1_stream_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -264,7 +506,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{1}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hello) GetComponent() string {
@@ -311,7 +553,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_stream_v1_stream_proto_msgTypes[2]
+	mi := &file_stream_v1_stream_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +565,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[2]
+	mi := &file_stream_v1_stream_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +578,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{2}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Heartbeat) GetSentAt() *timestamppb.Timestamp {
@@ -356,7 +598,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_stream_v1_stream_proto_msgTypes[3]
+	mi := &file_stream_v1_stream_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +610,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[3]
+	mi := &file_stream_v1_stream_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +623,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{3}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Cancel) GetRequestId() string {
@@ -403,6 +645,9 @@ type Request struct {
 	//	*Request_DeleteMetadata
 	//	*Request_ConfigureRenderer
 	//	*Request_ListDrones
+	//	*Request_Join
+	//	*Request_RenewCertificate
+	//	*Request_Revoke
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -410,7 +655,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_stream_v1_stream_proto_msgTypes[4]
+	mi := &file_stream_v1_stream_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +667,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[4]
+	mi := &file_stream_v1_stream_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +680,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{4}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Request) GetId() string {
@@ -504,6 +749,33 @@ func (x *Request) GetListDrones() *ListDrones {
 	return nil
 }
 
+func (x *Request) GetJoin() *JoinRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Join); ok {
+			return x.Join
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetRenewCertificate() *RenewCertificate {
+	if x != nil {
+		if x, ok := x.Body.(*Request_RenewCertificate); ok {
+			return x.RenewCertificate
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetRevoke() *Revoke {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Revoke); ok {
+			return x.Revoke
+		}
+	}
+	return nil
+}
+
 type isRequest_Body interface {
 	isRequest_Body()
 }
@@ -528,6 +800,21 @@ type Request_ListDrones struct {
 	ListDrones *ListDrones `protobuf:"bytes,14,opt,name=list_drones,json=listDrones,proto3,oneof"`
 }
 
+type Request_Join struct {
+	// drone -> frontgate -> pilot: a drone's first certificate.
+	Join *JoinRequest `protobuf:"bytes,15,opt,name=join,proto3,oneof"`
+}
+
+type Request_RenewCertificate struct {
+	// frontgate -> pilot (its own), drone -> frontgate -> pilot (relayed).
+	RenewCertificate *RenewCertificate `protobuf:"bytes,16,opt,name=renew_certificate,json=renewCertificate,proto3,oneof"`
+}
+
+type Request_Revoke struct {
+	// pilot -> frontgate.
+	Revoke *Revoke `protobuf:"bytes,17,opt,name=revoke,proto3,oneof"`
+}
+
 func (*Request_RunCommand) isRequest_Body() {}
 
 func (*Request_ApplyMetadata) isRequest_Body() {}
@@ -537,6 +824,12 @@ func (*Request_DeleteMetadata) isRequest_Body() {}
 func (*Request_ConfigureRenderer) isRequest_Body() {}
 
 func (*Request_ListDrones) isRequest_Body() {}
+
+func (*Request_Join) isRequest_Body() {}
+
+func (*Request_RenewCertificate) isRequest_Body() {}
+
+func (*Request_Revoke) isRequest_Body() {}
 
 type Response struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -548,6 +841,7 @@ type Response struct {
 	//	*Response_CommandResult
 	//	*Response_Ack
 	//	*Response_DroneList
+	//	*Response_Certificate
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -555,7 +849,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_stream_v1_stream_proto_msgTypes[5]
+	mi := &file_stream_v1_stream_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +861,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[5]
+	mi := &file_stream_v1_stream_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +874,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{5}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Response) GetRequestId() string {
@@ -631,6 +925,15 @@ func (x *Response) GetDroneList() *DroneList {
 	return nil
 }
 
+func (x *Response) GetCertificate() *Certificate {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Certificate); ok {
+			return x.Certificate
+		}
+	}
+	return nil
+}
+
 type isResponse_Body interface {
 	isResponse_Body()
 }
@@ -647,11 +950,17 @@ type Response_DroneList struct {
 	DroneList *DroneList `protobuf:"bytes,12,opt,name=drone_list,json=droneList,proto3,oneof"`
 }
 
+type Response_Certificate struct {
+	Certificate *Certificate `protobuf:"bytes,13,opt,name=certificate,proto3,oneof"`
+}
+
 func (*Response_CommandResult) isResponse_Body() {}
 
 func (*Response_Ack) isResponse_Body() {}
 
 func (*Response_DroneList) isResponse_Body() {}
+
+func (*Response_Certificate) isResponse_Body() {}
 
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -665,7 +974,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_stream_v1_stream_proto_msgTypes[6]
+	mi := &file_stream_v1_stream_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +986,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[6]
+	mi := &file_stream_v1_stream_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +999,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{6}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Error) GetCode() string {
@@ -716,7 +1025,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_stream_v1_stream_proto_msgTypes[7]
+	mi := &file_stream_v1_stream_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +1037,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[7]
+	mi := &file_stream_v1_stream_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +1050,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{7}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ack) GetMessage() string {
@@ -763,14 +1072,20 @@ type RunCommand struct {
 	// Enforced by the drone; 0 means the default (600 s).
 	TimeoutSeconds int32 `protobuf:"varint,4,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
 	// Run as this user; empty means the drone's own user.
-	User          string `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	User string `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	// The drone runs nothing after this instant.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// pilot's Ed25519 signature over the command (internal/cmdsign): a drone
+	// runs only commands pilot signed for it, so a compromised frontgate
+	// cannot make drones run anything.
+	Signature     []byte `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunCommand) Reset() {
 	*x = RunCommand{}
-	mi := &file_stream_v1_stream_proto_msgTypes[8]
+	mi := &file_stream_v1_stream_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1097,7 @@ func (x *RunCommand) String() string {
 func (*RunCommand) ProtoMessage() {}
 
 func (x *RunCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[8]
+	mi := &file_stream_v1_stream_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1110,7 @@ func (x *RunCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCommand.ProtoReflect.Descriptor instead.
 func (*RunCommand) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{8}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RunCommand) GetNodeId() string {
@@ -833,6 +1148,20 @@ func (x *RunCommand) GetUser() string {
 	return ""
 }
 
+func (x *RunCommand) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *RunCommand) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 type CommandResult struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	CommandId string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
@@ -851,7 +1180,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_stream_v1_stream_proto_msgTypes[9]
+	mi := &file_stream_v1_stream_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1192,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[9]
+	mi := &file_stream_v1_stream_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1205,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{9}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CommandResult) GetCommandId() string {
@@ -946,16 +1275,19 @@ func (x *CommandResult) GetError() string {
 // relative to /clusters/<cluster_id>/, e.g. "hosts/master/i-1/ip"). The
 // frontgate applies the difference in one etcd transaction.
 type ApplyMetadata struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	Kvs           map[string]string      `protobuf:"bytes,2,rep,name=kvs,proto3" json:"kvs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Kvs       map[string]string      `protobuf:"bytes,2,rep,name=kvs,proto3" json:"kvs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Nodes whose drones may read this cluster's prefix (its own nodes and
+	// those of clusters linking to it). Nobody else can, and no drone writes.
+	ReaderNodeIds []string `protobuf:"bytes,3,rep,name=reader_node_ids,json=readerNodeIds,proto3" json:"reader_node_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyMetadata) Reset() {
 	*x = ApplyMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[10]
+	mi := &file_stream_v1_stream_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1299,7 @@ func (x *ApplyMetadata) String() string {
 func (*ApplyMetadata) ProtoMessage() {}
 
 func (x *ApplyMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[10]
+	mi := &file_stream_v1_stream_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1312,7 @@ func (x *ApplyMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyMetadata.ProtoReflect.Descriptor instead.
 func (*ApplyMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{10}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ApplyMetadata) GetClusterId() string {
@@ -997,6 +1329,13 @@ func (x *ApplyMetadata) GetKvs() map[string]string {
 	return nil
 }
 
+func (x *ApplyMetadata) GetReaderNodeIds() []string {
+	if x != nil {
+		return x.ReaderNodeIds
+	}
+	return nil
+}
+
 // DeleteMetadata removes /clusters/<cluster_id>/ entirely.
 type DeleteMetadata struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1007,7 +1346,7 @@ type DeleteMetadata struct {
 
 func (x *DeleteMetadata) Reset() {
 	*x = DeleteMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[11]
+	mi := &file_stream_v1_stream_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1358,7 @@ func (x *DeleteMetadata) String() string {
 func (*DeleteMetadata) ProtoMessage() {}
 
 func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[11]
+	mi := &file_stream_v1_stream_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1371,7 @@ func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMetadata.ProtoReflect.Descriptor instead.
 func (*DeleteMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{11}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteMetadata) GetClusterId() string {
@@ -1049,14 +1388,17 @@ type ConfigureRenderer struct {
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// Paths relative to the confd dir: "conf.d/x.toml", "templates/x.tmpl".
-	Files         map[string][]byte `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Files map[string][]byte `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Decrypts the cluster's secret metadata values (internal/secretbox
+	// "enc:v1:" strings): passwords never sit in clear in any etcd.
+	MetadataKey   []byte `protobuf:"bytes,4,opt,name=metadata_key,json=metadataKey,proto3" json:"metadata_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureRenderer) Reset() {
 	*x = ConfigureRenderer{}
-	mi := &file_stream_v1_stream_proto_msgTypes[12]
+	mi := &file_stream_v1_stream_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1410,7 @@ func (x *ConfigureRenderer) String() string {
 func (*ConfigureRenderer) ProtoMessage() {}
 
 func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[12]
+	mi := &file_stream_v1_stream_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1423,7 @@ func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRenderer.ProtoReflect.Descriptor instead.
 func (*ConfigureRenderer) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{12}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ConfigureRenderer) GetNodeId() string {
@@ -1105,6 +1447,13 @@ func (x *ConfigureRenderer) GetFiles() map[string][]byte {
 	return nil
 }
 
+func (x *ConfigureRenderer) GetMetadataKey() []byte {
+	if x != nil {
+		return x.MetadataKey
+	}
+	return nil
+}
+
 type ListDrones struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty means all clusters.
@@ -1115,7 +1464,7 @@ type ListDrones struct {
 
 func (x *ListDrones) Reset() {
 	*x = ListDrones{}
-	mi := &file_stream_v1_stream_proto_msgTypes[13]
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1476,7 @@ func (x *ListDrones) String() string {
 func (*ListDrones) ProtoMessage() {}
 
 func (x *ListDrones) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[13]
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1489,7 @@ func (x *ListDrones) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDrones.ProtoReflect.Descriptor instead.
 func (*ListDrones) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{13}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListDrones) GetClusterId() string {
@@ -1162,7 +1511,7 @@ type DroneInfo struct {
 
 func (x *DroneInfo) Reset() {
 	*x = DroneInfo{}
-	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1523,7 @@ func (x *DroneInfo) String() string {
 func (*DroneInfo) ProtoMessage() {}
 
 func (x *DroneInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1536,7 @@ func (x *DroneInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneInfo.ProtoReflect.Descriptor instead.
 func (*DroneInfo) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{14}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DroneInfo) GetNodeId() string {
@@ -1227,7 +1576,7 @@ type DroneList struct {
 
 func (x *DroneList) Reset() {
 	*x = DroneList{}
-	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1588,7 @@ func (x *DroneList) String() string {
 func (*DroneList) ProtoMessage() {}
 
 func (x *DroneList) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1601,7 @@ func (x *DroneList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneList.ProtoReflect.Descriptor instead.
 func (*DroneList) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{15}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DroneList) GetDrones() []*DroneInfo {
@@ -1266,7 +1615,23 @@ var File_stream_v1_stream_proto protoreflect.FileDescriptor
 
 const file_stream_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x16stream/v1/stream.proto\x12\x10hangar.stream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x02\n" +
+	"\x16stream/v1/stream.proto\x12\x10hangar.stream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n" +
+	"\vJoinRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
+	"\acsr_pem\x18\x02 \x01(\tR\x06csrPem\"\xb4\x01\n" +
+	"\vCertificate\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\tR\x0ecertificatePem\x12\x15\n" +
+	"\x06ca_pem\x18\x02 \x01(\tR\x05caPem\x12,\n" +
+	"\x12command_public_key\x18\x03 \x01(\fR\x10commandPublicKey\x127\n" +
+	"\tnot_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"y\n" +
+	"\x10RenewCertificate\x12\x17\n" +
+	"\acsr_pem\x18\x01 \x01(\tR\x06csrPem\x126\n" +
+	"\x17current_certificate_pem\x18\x02 \x01(\tR\x15currentCertificatePem\x12\x14\n" +
+	"\x05proof\x18\x03 \x01(\fR\x05proof\"@\n" +
+	"\x06Revoke\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\"\xa5\x02\n" +
 	"\bEnvelope\x12/\n" +
 	"\x05hello\x18\x01 \x01(\v2\x17.hangar.stream.v1.HelloH\x00R\x05hello\x125\n" +
 	"\arequest\x18\x02 \x01(\v2\x19.hangar.stream.v1.RequestH\x00R\arequest\x128\n" +
@@ -1285,7 +1650,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"'\n" +
 	"\x06Cancel\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\"\xc8\x03\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"\x84\x05\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
@@ -1296,8 +1661,11 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x0fdelete_metadata\x18\f \x01(\v2 .hangar.stream.v1.DeleteMetadataH\x00R\x0edeleteMetadata\x12T\n" +
 	"\x12configure_renderer\x18\r \x01(\v2#.hangar.stream.v1.ConfigureRendererH\x00R\x11configureRenderer\x12?\n" +
 	"\vlist_drones\x18\x0e \x01(\v2\x1c.hangar.stream.v1.ListDronesH\x00R\n" +
-	"listDronesB\x06\n" +
-	"\x04body\"\x93\x02\n" +
+	"listDrones\x123\n" +
+	"\x04join\x18\x0f \x01(\v2\x1d.hangar.stream.v1.JoinRequestH\x00R\x04join\x12Q\n" +
+	"\x11renew_certificate\x18\x10 \x01(\v2\".hangar.stream.v1.RenewCertificateH\x00R\x10renewCertificate\x122\n" +
+	"\x06revoke\x18\x11 \x01(\v2\x18.hangar.stream.v1.RevokeH\x00R\x06revokeB\x06\n" +
+	"\x04body\"\xd6\x02\n" +
 	"\bResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12-\n" +
@@ -1306,13 +1674,14 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	" \x01(\v2\x1f.hangar.stream.v1.CommandResultH\x00R\rcommandResult\x12)\n" +
 	"\x03ack\x18\v \x01(\v2\x15.hangar.stream.v1.AckH\x00R\x03ack\x12<\n" +
 	"\n" +
-	"drone_list\x18\f \x01(\v2\x1b.hangar.stream.v1.DroneListH\x00R\tdroneListB\x06\n" +
+	"drone_list\x18\f \x01(\v2\x1b.hangar.stream.v1.DroneListH\x00R\tdroneList\x12A\n" +
+	"\vcertificate\x18\r \x01(\v2\x1d.hangar.stream.v1.CertificateH\x00R\vcertificateB\x06\n" +
 	"\x04body\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x1f\n" +
 	"\x03Ack\x12\x18\n" +
-	"\amessage\x18\x01 \x01(\tR\amessage\"\x93\x01\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"\xec\x01\n" +
 	"\n" +
 	"RunCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
@@ -1320,7 +1689,10 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"command_id\x18\x02 \x01(\tR\tcommandId\x12\x10\n" +
 	"\x03cmd\x18\x03 \x01(\tR\x03cmd\x12'\n" +
 	"\x0ftimeout_seconds\x18\x04 \x01(\x05R\x0etimeoutSeconds\x12\x12\n" +
-	"\x04user\x18\x05 \x01(\tR\x04user\"\xeb\x02\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1c\n" +
+	"\tsignature\x18\a \x01(\fR\tsignature\"\xeb\x02\n" +
 	"\rCommandResult\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x17\n" +
@@ -1333,22 +1705,24 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
-	"\x05error\x18\t \x01(\tR\x05error\"\xa2\x01\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"\xca\x01\n" +
 	"\rApplyMetadata\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12:\n" +
-	"\x03kvs\x18\x02 \x03(\v2(.hangar.stream.v1.ApplyMetadata.KvsEntryR\x03kvs\x1a6\n" +
+	"\x03kvs\x18\x02 \x03(\v2(.hangar.stream.v1.ApplyMetadata.KvsEntryR\x03kvs\x12&\n" +
+	"\x0freader_node_ids\x18\x03 \x03(\tR\rreaderNodeIds\x1a6\n" +
 	"\bKvsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"/\n" +
 	"\x0eDeleteMetadata\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xcb\x01\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xee\x01\n" +
 	"\x11ConfigureRenderer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12D\n" +
-	"\x05files\x18\x03 \x03(\v2..hangar.stream.v1.ConfigureRenderer.FilesEntryR\x05files\x1a8\n" +
+	"\x05files\x18\x03 \x03(\v2..hangar.stream.v1.ConfigureRenderer.FilesEntryR\x05files\x12!\n" +
+	"\fmetadata_key\x18\x04 \x01(\fR\vmetadataKey\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1373,9 +1747,10 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x1dCOMMAND_STATE_FAILED_TO_START\x10\x04\x12\x16\n" +
 	"\x12COMMAND_STATE_LOST\x10\x052V\n" +
 	"\rFrontgateLink\x12E\n" +
-	"\aConnect\x12\x1a.hangar.stream.v1.Envelope\x1a\x1a.hangar.stream.v1.Envelope(\x010\x012R\n" +
+	"\aConnect\x12\x1a.hangar.stream.v1.Envelope\x1a\x1a.hangar.stream.v1.Envelope(\x010\x012\x98\x01\n" +
 	"\tDroneLink\x12E\n" +
-	"\aConnect\x12\x1a.hangar.stream.v1.Envelope\x1a\x1a.hangar.stream.v1.Envelope(\x010\x01B2Z0github.com/hangarhq/hangar/api/streamv1;streamv1b\x06proto3"
+	"\aConnect\x12\x1a.hangar.stream.v1.Envelope\x1a\x1a.hangar.stream.v1.Envelope(\x010\x01\x12D\n" +
+	"\x04Join\x12\x1d.hangar.stream.v1.JoinRequest\x1a\x1d.hangar.stream.v1.CertificateB2Z0github.com/hangarhq/hangar/api/streamv1;streamv1b\x06proto3"
 
 var (
 	file_stream_v1_stream_proto_rawDescOnce sync.Once
@@ -1390,62 +1765,74 @@ func file_stream_v1_stream_proto_rawDescGZIP() []byte {
 }
 
 var file_stream_v1_stream_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_stream_v1_stream_proto_goTypes = []any{
 	(CommandState)(0),             // 0: hangar.stream.v1.CommandState
-	(*Envelope)(nil),              // 1: hangar.stream.v1.Envelope
-	(*Hello)(nil),                 // 2: hangar.stream.v1.Hello
-	(*Heartbeat)(nil),             // 3: hangar.stream.v1.Heartbeat
-	(*Cancel)(nil),                // 4: hangar.stream.v1.Cancel
-	(*Request)(nil),               // 5: hangar.stream.v1.Request
-	(*Response)(nil),              // 6: hangar.stream.v1.Response
-	(*Error)(nil),                 // 7: hangar.stream.v1.Error
-	(*Ack)(nil),                   // 8: hangar.stream.v1.Ack
-	(*RunCommand)(nil),            // 9: hangar.stream.v1.RunCommand
-	(*CommandResult)(nil),         // 10: hangar.stream.v1.CommandResult
-	(*ApplyMetadata)(nil),         // 11: hangar.stream.v1.ApplyMetadata
-	(*DeleteMetadata)(nil),        // 12: hangar.stream.v1.DeleteMetadata
-	(*ConfigureRenderer)(nil),     // 13: hangar.stream.v1.ConfigureRenderer
-	(*ListDrones)(nil),            // 14: hangar.stream.v1.ListDrones
-	(*DroneInfo)(nil),             // 15: hangar.stream.v1.DroneInfo
-	(*DroneList)(nil),             // 16: hangar.stream.v1.DroneList
-	nil,                           // 17: hangar.stream.v1.ApplyMetadata.KvsEntry
-	nil,                           // 18: hangar.stream.v1.ConfigureRenderer.FilesEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*JoinRequest)(nil),           // 1: hangar.stream.v1.JoinRequest
+	(*Certificate)(nil),           // 2: hangar.stream.v1.Certificate
+	(*RenewCertificate)(nil),      // 3: hangar.stream.v1.RenewCertificate
+	(*Revoke)(nil),                // 4: hangar.stream.v1.Revoke
+	(*Envelope)(nil),              // 5: hangar.stream.v1.Envelope
+	(*Hello)(nil),                 // 6: hangar.stream.v1.Hello
+	(*Heartbeat)(nil),             // 7: hangar.stream.v1.Heartbeat
+	(*Cancel)(nil),                // 8: hangar.stream.v1.Cancel
+	(*Request)(nil),               // 9: hangar.stream.v1.Request
+	(*Response)(nil),              // 10: hangar.stream.v1.Response
+	(*Error)(nil),                 // 11: hangar.stream.v1.Error
+	(*Ack)(nil),                   // 12: hangar.stream.v1.Ack
+	(*RunCommand)(nil),            // 13: hangar.stream.v1.RunCommand
+	(*CommandResult)(nil),         // 14: hangar.stream.v1.CommandResult
+	(*ApplyMetadata)(nil),         // 15: hangar.stream.v1.ApplyMetadata
+	(*DeleteMetadata)(nil),        // 16: hangar.stream.v1.DeleteMetadata
+	(*ConfigureRenderer)(nil),     // 17: hangar.stream.v1.ConfigureRenderer
+	(*ListDrones)(nil),            // 18: hangar.stream.v1.ListDrones
+	(*DroneInfo)(nil),             // 19: hangar.stream.v1.DroneInfo
+	(*DroneList)(nil),             // 20: hangar.stream.v1.DroneList
+	nil,                           // 21: hangar.stream.v1.ApplyMetadata.KvsEntry
+	nil,                           // 22: hangar.stream.v1.ConfigureRenderer.FilesEntry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_stream_v1_stream_proto_depIdxs = []int32{
-	2,  // 0: hangar.stream.v1.Envelope.hello:type_name -> hangar.stream.v1.Hello
-	5,  // 1: hangar.stream.v1.Envelope.request:type_name -> hangar.stream.v1.Request
-	6,  // 2: hangar.stream.v1.Envelope.response:type_name -> hangar.stream.v1.Response
-	4,  // 3: hangar.stream.v1.Envelope.cancel:type_name -> hangar.stream.v1.Cancel
-	3,  // 4: hangar.stream.v1.Envelope.heartbeat:type_name -> hangar.stream.v1.Heartbeat
-	19, // 5: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	19, // 6: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
-	9,  // 7: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
-	11, // 8: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
-	12, // 9: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
-	13, // 10: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
-	14, // 11: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
-	7,  // 12: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
-	10, // 13: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
-	8,  // 14: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
-	16, // 15: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
-	0,  // 16: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
-	19, // 17: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
-	19, // 18: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
-	17, // 19: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
-	18, // 20: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
-	19, // 21: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
-	15, // 22: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
-	1,  // 23: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
-	1,  // 24: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
-	1,  // 25: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
-	1,  // 26: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
-	25, // [25:27] is the sub-list for method output_type
-	23, // [23:25] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	23, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	6,  // 1: hangar.stream.v1.Envelope.hello:type_name -> hangar.stream.v1.Hello
+	9,  // 2: hangar.stream.v1.Envelope.request:type_name -> hangar.stream.v1.Request
+	10, // 3: hangar.stream.v1.Envelope.response:type_name -> hangar.stream.v1.Response
+	8,  // 4: hangar.stream.v1.Envelope.cancel:type_name -> hangar.stream.v1.Cancel
+	7,  // 5: hangar.stream.v1.Envelope.heartbeat:type_name -> hangar.stream.v1.Heartbeat
+	23, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	23, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
+	13, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
+	15, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
+	16, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
+	17, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
+	18, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
+	1,  // 13: hangar.stream.v1.Request.join:type_name -> hangar.stream.v1.JoinRequest
+	3,  // 14: hangar.stream.v1.Request.renew_certificate:type_name -> hangar.stream.v1.RenewCertificate
+	4,  // 15: hangar.stream.v1.Request.revoke:type_name -> hangar.stream.v1.Revoke
+	11, // 16: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
+	14, // 17: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
+	12, // 18: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
+	20, // 19: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
+	2,  // 20: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
+	23, // 21: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 22: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
+	23, // 23: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
+	23, // 24: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
+	21, // 25: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
+	22, // 26: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
+	23, // 27: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
+	19, // 28: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
+	5,  // 29: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
+	5,  // 30: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
+	1,  // 31: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
+	5,  // 32: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
+	5,  // 33: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
+	2,  // 34: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
+	32, // [32:35] is the sub-list for method output_type
+	29, // [29:32] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_stream_v1_stream_proto_init() }
@@ -1453,24 +1840,28 @@ func file_stream_v1_stream_proto_init() {
 	if File_stream_v1_stream_proto != nil {
 		return
 	}
-	file_stream_v1_stream_proto_msgTypes[0].OneofWrappers = []any{
+	file_stream_v1_stream_proto_msgTypes[4].OneofWrappers = []any{
 		(*Envelope_Hello)(nil),
 		(*Envelope_Request)(nil),
 		(*Envelope_Response)(nil),
 		(*Envelope_Cancel)(nil),
 		(*Envelope_Heartbeat)(nil),
 	}
-	file_stream_v1_stream_proto_msgTypes[4].OneofWrappers = []any{
+	file_stream_v1_stream_proto_msgTypes[8].OneofWrappers = []any{
 		(*Request_RunCommand)(nil),
 		(*Request_ApplyMetadata)(nil),
 		(*Request_DeleteMetadata)(nil),
 		(*Request_ConfigureRenderer)(nil),
 		(*Request_ListDrones)(nil),
+		(*Request_Join)(nil),
+		(*Request_RenewCertificate)(nil),
+		(*Request_Revoke)(nil),
 	}
-	file_stream_v1_stream_proto_msgTypes[5].OneofWrappers = []any{
+	file_stream_v1_stream_proto_msgTypes[9].OneofWrappers = []any{
 		(*Response_CommandResult)(nil),
 		(*Response_Ack)(nil),
 		(*Response_DroneList)(nil),
+		(*Response_Certificate)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1478,7 +1869,7 @@ func file_stream_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_v1_stream_proto_rawDesc), len(file_stream_v1_stream_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

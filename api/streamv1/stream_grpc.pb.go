@@ -126,6 +126,7 @@ var FrontgateLink_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	DroneLink_Connect_FullMethodName = "/hangar.stream.v1.DroneLink/Connect"
+	DroneLink_Join_FullMethodName    = "/hangar.stream.v1.DroneLink/Join"
 )
 
 // DroneLinkClient is the client API for DroneLink service.
@@ -133,8 +134,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // DroneLink is served by frontgate; every drone holds one Connect stream.
+// Connect requires the drone's client certificate; Join is the one call
+// allowed without one: it exchanges a single-use join token for the
+// drone's first certificate (relayed to pilot, which alone can issue it).
 type DroneLinkClient interface {
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Envelope, Envelope], error)
+	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*Certificate, error)
 }
 
 type droneLinkClient struct {
@@ -158,13 +163,27 @@ func (c *droneLinkClient) Connect(ctx context.Context, opts ...grpc.CallOption) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DroneLink_ConnectClient = grpc.BidiStreamingClient[Envelope, Envelope]
 
+func (c *droneLinkClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*Certificate, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Certificate)
+	err := c.cc.Invoke(ctx, DroneLink_Join_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DroneLinkServer is the server API for DroneLink service.
 // All implementations must embed UnimplementedDroneLinkServer
 // for forward compatibility.
 //
 // DroneLink is served by frontgate; every drone holds one Connect stream.
+// Connect requires the drone's client certificate; Join is the one call
+// allowed without one: it exchanges a single-use join token for the
+// drone's first certificate (relayed to pilot, which alone can issue it).
 type DroneLinkServer interface {
 	Connect(grpc.BidiStreamingServer[Envelope, Envelope]) error
+	Join(context.Context, *JoinRequest) (*Certificate, error)
 	mustEmbedUnimplementedDroneLinkServer()
 }
 
@@ -177,6 +196,9 @@ type UnimplementedDroneLinkServer struct{}
 
 func (UnimplementedDroneLinkServer) Connect(grpc.BidiStreamingServer[Envelope, Envelope]) error {
 	return status.Errorf(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedDroneLinkServer) Join(context.Context, *JoinRequest) (*Certificate, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Join not implemented")
 }
 func (UnimplementedDroneLinkServer) mustEmbedUnimplementedDroneLinkServer() {}
 func (UnimplementedDroneLinkServer) testEmbeddedByValue()                   {}
@@ -206,13 +228,36 @@ func _DroneLink_Connect_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DroneLink_ConnectServer = grpc.BidiStreamingServer[Envelope, Envelope]
 
+func _DroneLink_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DroneLinkServer).Join(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DroneLink_Join_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DroneLinkServer).Join(ctx, req.(*JoinRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DroneLink_ServiceDesc is the grpc.ServiceDesc for DroneLink service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var DroneLink_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "hangar.stream.v1.DroneLink",
 	HandlerType: (*DroneLinkServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Join",
+			Handler:    _DroneLink_Join_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Connect",

@@ -24,6 +24,12 @@ type Frontgate struct {
 	FrontgateID string `json:"frontgate_id"`
 	// PilotAddress is host:port of pilot's gRPC endpoint.
 	PilotAddress string `json:"pilot_address"`
+	// JoinToken is exchanged once, at first boot, for the frontgate's
+	// certificate (pilot's EnrollmentService.Join).
+	JoinToken string `json:"join_token"`
+	// CAPEM is pilot's CA certificate: the frontgate trusts pilot's server
+	// certificate through it before it has a certificate of its own.
+	CAPEM string `json:"ca_pem"`
 }
 
 // Drone is the user data of an app instance.
@@ -35,6 +41,12 @@ type Drone struct {
 	FrontgateAddress string `json:"frontgate_address"`
 	// EtcdEndpoints are the frontgate's etcd client URLs.
 	EtcdEndpoints []string `json:"etcd_endpoints"`
+	// JoinToken is exchanged once, at first boot, for the drone's
+	// certificate (DroneLink.Join, relayed to pilot).
+	JoinToken string `json:"join_token"`
+	// CAPEM is pilot's CA certificate, trusted for the frontgate's server
+	// certificate.
+	CAPEM string `json:"ca_pem"`
 }
 
 // Validate reports the first missing field.
@@ -44,6 +56,8 @@ func (f Frontgate) Validate() error {
 		return errors.New("user data: frontgate_id is required")
 	case f.PilotAddress == "":
 		return errors.New("user data: pilot_address is required")
+	case f.CAPEM == "":
+		return errors.New("user data: ca_pem is required")
 	}
 	return nil
 }
@@ -59,6 +73,8 @@ func (d Drone) Validate() error {
 		return errors.New("user data: frontgate_address is required")
 	case len(d.EtcdEndpoints) == 0:
 		return errors.New("user data: etcd_endpoints is required")
+	case d.CAPEM == "":
+		return errors.New("user data: ca_pem is required")
 	}
 	return nil
 }
