@@ -262,6 +262,12 @@ func (p *Peer) serve(ctx context.Context, req *streamv1.Request) {
 			cancel()
 		}()
 		resp := p.handler(hctx, req)
+		if ctx.Err() != nil {
+			// The stream is going away: the handler was cut short, so its
+			// answer is not the request's result. The requester re-sends
+			// on its next stream.
+			return
+		}
 		if resp == nil {
 			resp = ErrorResponse(CodeInternal, "handler returned no response")
 		}

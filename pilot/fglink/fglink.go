@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 )
 
@@ -26,6 +29,7 @@ type Server struct {
 
 	log  *slog.Logger
 	opts streamrpc.Options
+	cfg  Config
 
 	mu      sync.Mutex
 	peers   map[string]*conn
@@ -33,18 +37,32 @@ type Server struct {
 }
 
 type conn struct {
-	peer  *streamrpc.Peer
-	hello *streamv1.Hello
-	since time.Time
+	peer   *streamrpc.Peer
+	hello  *streamv1.Hello
+	since  time.Time
+	cancel context.CancelFunc
+}
+
+// Config holds what the link needs beyond the stream options.
+type Config struct {
+	// Identify returns the verified identity of the stream's peer (from its
+	// client certificate). Required: a frontgate is who its certificate
+	// says, never who its hello says.
+	Identify func(ctx context.Context) (pki.Identity, error)
+	// Revoked reports whether an identity has been revoked.
+	Revoked func(pki.Identity) bool
+	// Handler serves requests a frontgate sends pilot (certificate joins and
+	// renewals); caller is the frontgate's verified identity.
+	Handler func(ctx context.Context, caller pki.Identity, req *streamv1.Request) *streamv1.Response
 }
 
 // New returns a server. opts tune the heartbeats of each stream.
-func New(log *slog.Logger, opts streamrpc.Options) *Server {
+func New(log *slog.Logger, opts streamrpc.Options, cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	opts.Logger = log
-	return &Server{log: log, opts: opts, peers: map[string]*conn{}, changed: make(chan struct{})}
+	return &Server{log: log, opts: opts, cfg: cfg, peers: map[string]*conn{}, changed: make(chan struct{})}
 }
 
 func (s *Server) notify() {
@@ -54,16 +72,39 @@ func (s *Server) notify() {
 
 // Connect serves one frontgate's stream for as long as it lasts.
 func (s *Server) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1.Envelope]) error {
+	if s.cfg.Identify == nil {
+		return status.Error(codes.Unavailable, "frontgate link: no identity check configured")
+	}
+	id, err := s.cfg.Identify(st.Context())
+	if err != nil {
+		return status.Errorf(codes.Unauthenticated, "frontgate link: %v; a frontgate must present the certificate pilot issued it", err)
+	}
+	if id.Kind != pki.KindFrontgate {
+		return status.Errorf(codes.PermissionDenied, "frontgate link: %s is not a frontgate", id)
+	}
+	if s.cfg.Revoked != nil && s.cfg.Revoked(id) {
+		s.log.Warn("revoked frontgate refused", "frontgate_id", id.ID)
+		return status.Errorf(codes.PermissionDenied, "frontgate %s is revoked", id.ID)
+	}
 	hello, err := streamrpc.RecvHello(st, 10*time.Second)
 	if err != nil {
 		return err
 	}
-	if hello.Component != "frontgate" {
-		return fmt.Errorf("hello: component %q cannot connect here; only frontgates can", hello.Component)
+	if hello.Component != "frontgate" || hello.Id != id.ID {
+		s.log.Warn("frontgate hello does not match its certificate", "certificate", id.String(), "hello_id", hello.Id, "hello_component", hello.Component)
+		return status.Errorf(codes.PermissionDenied, "hello says %s %q but the certificate is %s", hello.Component, hello.Id, id)
 	}
 	log := s.log.With("frontgate_id", hello.Id)
-	p := streamrpc.NewPeer(st, nil, s.opts)
-	c := &conn{peer: p, hello: hello, since: time.Now()}
+	var handler streamrpc.Handler
+	if s.cfg.Handler != nil {
+		handler = func(ctx context.Context, req *streamv1.Request) *streamv1.Response {
+			return s.cfg.Handler(ctx, id, req)
+		}
+	}
+	p := streamrpc.NewPeer(st, handler, s.opts)
+	pctx, cancel := context.WithCancel(st.Context())
+	defer cancel()
+	c := &conn{peer: p, hello: hello, since: time.Now(), cancel: cancel}
 	s.mu.Lock()
 	old := s.peers[hello.Id]
 	s.peers[hello.Id] = c
@@ -74,7 +115,7 @@ func (s *Server) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1
 	} else {
 		log.Info("frontgate connected", "version", hello.Version)
 	}
-	err = p.Run(st.Context())
+	err = p.Run(pctx)
 	s.mu.Lock()
 	if s.peers[hello.Id] == c {
 		delete(s.peers, hello.Id)
@@ -147,4 +188,16 @@ func (s *Server) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.peers)
+}
+
+// Disconnect ends the frontgate's stream (after a revocation; the identity
+// check refuses its reconnects).
+func (s *Server) Disconnect(id string) bool {
+	s.mu.Lock()
+	c, ok := s.peers[id]
+	s.mu.Unlock()
+	if ok {
+		c.cancel()
+	}
+	return ok
 }

@@ -2,6 +2,7 @@ package fglink
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
@@ -11,26 +12,71 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func serve(t *testing.T) (*Server, string) {
+// testPKI is a CA with pilot's server credentials.
+type testPKI struct {
+	ca    *pki.CA
+	pilot *tlsutil.Creds
+}
+
+func newPKI(t *testing.T) *testPKI {
 	t.Helper()
-	s := New(nil, streamrpc.Options{HeartbeatInterval: 100 * time.Millisecond})
+	ca, err := pki.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testPKI{ca: ca, pilot: creds(t, ca, pki.Identity{Kind: pki.KindPilot, ID: "pilot"})}
+}
+
+func creds(t *testing.T, ca *pki.CA, id pki.Identity) *tlsutil.Creds {
+	t.Helper()
+	key, _ := pki.NewKey()
+	certPEM, _, err := ca.Issue(key.Public(), id, []net.IP{net.ParseIP("127.0.0.1")}, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	c, err := tlsutil.Save(t.TempDir(), keyPEM, certPEM, ca.CertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var (
+	revokedMu sync.Mutex
+	revoked   = map[string]bool{}
+)
+
+func serve(t *testing.T) (*Server, string, *testPKI) {
+	t.Helper()
+	tp := newPKI(t)
+	s := New(nil, streamrpc.Options{HeartbeatInterval: 100 * time.Millisecond}, Config{
+		Identify: tlsutil.PeerIdentity,
+		Revoked: func(id pki.Identity) bool {
+			revokedMu.Lock()
+			defer revokedMu.Unlock()
+			return revoked[id.ID]
+		},
+	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(tp.pilot.ServerConfig(tls.VerifyClientCertIfGiven))))
 	streamv1.RegisterFrontgateLinkServer(gs, s)
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
-	return s, lis.Addr().String()
+	return s, lis.Addr().String(), tp
 }
 
 // fakeFrontgate dials the server and answers requests with h until stopped.
@@ -39,9 +85,10 @@ type fakeFrontgate struct {
 	done chan struct{}
 }
 
-func dial(t *testing.T, addr, component, id string, h streamrpc.Handler) *fakeFrontgate {
+func dial(t *testing.T, tp *testPKI, cert pki.Identity, addr, component, id string, h streamrpc.Handler) *fakeFrontgate {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c := creds(t, tp.ca, cert)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(c.ClientConfig("127.0.0.1"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +116,7 @@ func list(id string) *streamv1.Request {
 }
 
 func TestCallWaitsForTheFrontgate(t *testing.T) {
-	s, addr := serve(t)
+	s, addr, tp := serve(t)
 	res := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -81,7 +128,7 @@ func TestCallWaitsForTheFrontgate(t *testing.T) {
 		res <- err
 	}()
 	// The call is pending before the frontgate exists.
-	dial(t, addr, "frontgate", "fg-1", func(context.Context, *streamv1.Request) *streamv1.Response {
+	dial(t, tp, fg1, addr, "frontgate", "fg-1", func(context.Context, *streamv1.Request) *streamv1.Response {
 		return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: "fg-1 here"}}}
 	})
 	if err := <-res; err != nil {
@@ -93,13 +140,13 @@ func TestCallWaitsForTheFrontgate(t *testing.T) {
 }
 
 func TestCallResendsAfterTheStreamBreaks(t *testing.T) {
-	s, addr := serve(t)
+	s, addr, tp := serve(t)
 	var mu sync.Mutex
 	seen := map[string]int{}
 	first := make(chan struct{})
 	var firstOnce sync.Once
 	// The first frontgate receives the request and never answers.
-	f1 := dial(t, addr, "frontgate", "fg-1", func(ctx context.Context, req *streamv1.Request) *streamv1.Response {
+	f1 := dial(t, tp, fg1, addr, "frontgate", "fg-1", func(ctx context.Context, req *streamv1.Request) *streamv1.Response {
 		mu.Lock()
 		seen[req.Id]++
 		mu.Unlock()
@@ -119,7 +166,7 @@ func TestCallResendsAfterTheStreamBreaks(t *testing.T) {
 	}()
 	<-first
 	f1.stop()
-	dial(t, addr, "frontgate", "fg-1", func(_ context.Context, req *streamv1.Request) *streamv1.Response {
+	dial(t, tp, fg1, addr, "frontgate", "fg-1", func(_ context.Context, req *streamv1.Request) *streamv1.Response {
 		mu.Lock()
 		seen[req.Id]++
 		mu.Unlock()
@@ -135,17 +182,69 @@ func TestCallResendsAfterTheStreamBreaks(t *testing.T) {
 	}
 }
 
-func TestOnlyFrontgatesMayConnect(t *testing.T) {
-	s, addr := serve(t)
-	f := dial(t, addr, "drone", "cln-1", nil)
+var fg1 = pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}
+
+func TestOnlyCertifiedFrontgatesMayConnect(t *testing.T) {
+	s, addr, tp := serve(t)
+	for _, tc := range []struct {
+		name      string
+		cert      pki.Identity
+		component string
+		helloID   string
+	}{
+		{"a drone certificate", pki.Identity{Kind: pki.KindDrone, ID: "cln-1", Cluster: "cl-1"}, "drone", "cln-1"},
+		{"a drone claiming to be a frontgate", pki.Identity{Kind: pki.KindDrone, ID: "cln-1", Cluster: "cl-1"}, "frontgate", "fg-1"},
+		{"a frontgate claiming another id", fg1, "frontgate", "fg-2"},
+		{"a revoked frontgate", pki.Identity{Kind: pki.KindFrontgate, ID: "fg-revoked"}, "frontgate", "fg-revoked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			revokedMu.Lock()
+			revoked["fg-revoked"] = true
+			revokedMu.Unlock()
+			f := dial(t, tp, tc.cert, addr, tc.component, tc.helloID, nil)
+			select {
+			case <-f.done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("stream was not refused")
+			}
+			if s.Count() != 0 {
+				t.Fatalf("%d frontgates registered", s.Count())
+			}
+		})
+	}
+	// Without any client certificate the link refuses too.
+	anon, _ := tlsutil.AnonymousClientConfig(tp.ca.CertPEM(), "127.0.0.1")
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(anon)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := streamv1.NewFrontgateLinkClient(conn).Connect(ctx)
+	if err == nil {
+		_ = streamrpc.SendHello(st, &streamv1.Hello{Component: "frontgate", Id: "fg-1"})
+		_, err = st.Recv()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("anonymous stream: %v, want a refusal naming the certificate", err)
+	}
+}
+
+func TestDisconnectEndsTheStream(t *testing.T) {
+	s, addr, tp := serve(t)
+	f := dial(t, tp, fg1, addr, "frontgate", "fg-1", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.WaitConnected(ctx, "fg-1"); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Disconnect("fg-1") {
+		t.Fatal("Disconnect found no stream")
+	}
 	select {
 	case <-f.done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("a drone's stream to the frontgate link was not refused")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if _, err := s.Call(ctx, "cln-1", list("")); err == nil || !strings.Contains(err.Error(), "not connected") {
-		t.Fatalf("call to a refused peer: %v", err)
+		t.Fatal("disconnected frontgate's stream stayed up")
 	}
 }
