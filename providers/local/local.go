@@ -8,6 +8,9 @@ package local
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -137,8 +140,8 @@ func parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 	if z := rt.GetZone(); z != "" && z != Zone {
 		return cfg, status.Errorf(codes.InvalidArgument, "runtime.zone %q: the local provider has the single zone %q", z, Zone)
 	}
-	if len(rt.GetCredentials()) > 0 {
-		return cfg, status.Error(codes.InvalidArgument, "runtime.credentials: the local provider takes no credentials")
+	if err := checkAccessKey(rt); err != nil {
+		return cfg, err
 	}
 	keys := make([]string, 0, len(rt.GetConfig()))
 	for k := range rt.GetConfig() {
@@ -147,10 +150,10 @@ func parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		switch k {
-		case keyRootDir, keyBinDir, keyRangesDir:
+		case keyRootDir, keyBinDir, keyRangesDir, keyAccessKeyHash:
 		default:
 			return cfg, status.Errorf(codes.InvalidArgument,
-				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir)
+				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir, keyAccessKeyHash)
 		}
 	}
 	dir := func(key, why string, required bool) (string, error) {
@@ -232,4 +235,38 @@ func internal(format string, args ...any) error {
 // code (Canceled or DeadlineExceeded).
 func ctxError(ctx context.Context, what string) error {
 	return status.Errorf(status.FromContextError(ctx.Err()).Code(), "%s: %v", what, ctx.Err())
+}
+
+// Access keys. A local runtime on a shared host can require a key, so that
+// only whoever holds it can create instances through it: the runtime's
+// config names the key's SHA-256 (not secret), its credentials carry the
+// key itself (secret: pilot stores it encrypted and passes it on each call).
+const (
+	keyAccessKeyHash = "access_key_sha256"
+	credAccessKey    = "access_key"
+)
+
+func checkAccessKey(rt *providerv1.Runtime) error {
+	creds := rt.GetCredentials()
+	for k := range creds {
+		if k != credAccessKey {
+			return status.Errorf(codes.InvalidArgument, "runtime.credentials.%s is not a local provider credential (allowed: %s)", k, credAccessKey)
+		}
+	}
+	want := rt.GetConfig()[keyAccessKeyHash]
+	key, given := creds[credAccessKey]
+	switch {
+	case want == "" && given:
+		return status.Errorf(codes.InvalidArgument, "runtime.credentials.%s is given but runtime.config.%s is not set: nothing would check it", credAccessKey, keyAccessKeyHash)
+	case want == "":
+		return nil
+	case !given:
+		return status.Errorf(codes.PermissionDenied, "runtime.credentials.%s is required by this runtime (runtime.config.%s is set)", credAccessKey, keyAccessKeyHash)
+	}
+	sum := sha256.Sum256([]byte(key))
+	if subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(strings.ToLower(want))) != 1 {
+		// Never echo the key.
+		return status.Errorf(codes.PermissionDenied, "runtime.credentials.%s does not match runtime.config.%s", credAccessKey, keyAccessKeyHash)
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package local
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"os"
 	"path/filepath"
@@ -97,8 +99,9 @@ func TestRuntimeValidation(t *testing.T) {
 		{"no root_dir", &providerv1.Runtime{Config: cfg(keyBinDir, bin)}, "root_dir is required"},
 		{"relative root_dir", &providerv1.Runtime{Config: cfg(keyRootDir, "state", keyBinDir, bin)}, "root_dir must be an absolute path"},
 		{"no bin_dir", &providerv1.Runtime{Config: cfg(keyRootDir, root)}, "bin_dir is required"},
-		{"unknown key", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin, "rootdir", "/x")}, "runtime.config.rootdir is not a local provider setting (allowed: root_dir, bin_dir, ranges_dir)"},
-		{"credentials", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin), Credentials: cfg("key", "secret")}, "runtime.credentials"},
+		{"unknown key", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin, "rootdir", "/x")}, "runtime.config.rootdir is not a local provider setting (allowed: root_dir, bin_dir, ranges_dir, access_key_sha256)"},
+		{"unknown credential", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin), Credentials: cfg("key", "secret")}, "runtime.credentials.key"},
+		{"access key nobody checks", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin), Credentials: cfg(credAccessKey, "secret")}, "runtime.config.access_key_sha256"},
 		{"zone", &providerv1.Runtime{Zone: "us-east-1", Config: cfg(keyRootDir, root, keyBinDir, bin)}, "runtime.zone"},
 	}
 	for _, tt := range tests {
@@ -112,6 +115,28 @@ func TestRuntimeValidation(t *testing.T) {
 			wantCode(t, err, codes.InvalidArgument, tt.mention)
 		})
 	}
+
+	t.Run("access key", func(t *testing.T) {
+		sum := sha256.Sum256([]byte("right"))
+		locked := cfg(keyRootDir, root, keyBinDir, bin, keyAccessKeyHash, hex.EncodeToString(sum[:]))
+		for _, tc := range []struct {
+			name  string
+			creds map[string]string
+			code  codes.Code
+		}{
+			{"wrong", cfg(credAccessKey, "secret"), codes.PermissionDenied},
+			{"missing", nil, codes.PermissionDenied},
+			{"right", cfg(credAccessKey, "right"), codes.OK},
+		} {
+			_, err := p.ValidateRuntime(t.Context(), &providerv1.ValidateRuntimeRequest{Runtime: &providerv1.Runtime{Config: locked, Credentials: tc.creds}})
+			if status.Code(err) != tc.code {
+				t.Errorf("%s key: %v, want %v", tc.name, err, tc.code)
+			}
+			if err != nil && strings.Contains(err.Error(), "secret") {
+				t.Errorf("error leaks the key: %v", err)
+			}
+		}
+	})
 
 	t.Run("missing frontgate binary", func(t *testing.T) {
 		half := t.TempDir()
