@@ -1,12 +1,16 @@
-// Package frontgate assembles and runs one frontgate: the embedded etcd
-// holding its network's cluster metadata, the DroneLink server drones dial,
-// the stream to pilot, and optionally a Prometheus endpoint. The parts live
-// in the sub-packages; this package only starts them in order and stops
-// them in reverse.
+// Package frontgate assembles and runs one frontgate: its identity
+// (enrolled with pilot on first start), the embedded etcd holding its
+// network's cluster metadata behind mutual TLS and per-cluster RBAC, the
+// DroneLink server drones dial, the stream to pilot with the renewal of the
+// frontgate's certificate over it, and optionally a Prometheus endpoint.
+// The parts live in the sub-packages; this package only starts them in
+// order and stops them in reverse.
 package frontgate
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,29 +20,44 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/frontgate/access"
+	"github.com/hangarhq/hangar/frontgate/enroll"
 	"github.com/hangarhq/hangar/frontgate/metastore"
 	"github.com/hangarhq/hangar/frontgate/pilotlink"
 	"github.com/hangarhq/hangar/frontgate/relay"
 	"github.com/hangarhq/hangar/frontgate/server"
 	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
+
+// RenewTimeout bounds one renewal request to pilot.
+const RenewTimeout = 30 * time.Second
 
 // Config configures a frontgate. Addresses may use port 0 (tests); the
 // bound addresses are read back from the Frontgate.
 type Config struct {
 	FrontgateID  string
 	PilotAddress string
-	// DataDir holds the frontgate's state; etcd keeps its data in
-	// DataDir/etcd.
+	// JoinToken and CAPEM come from the user data: the single-use token
+	// exchanged for the frontgate's certificate on first start, and
+	// pilot's CA certificate, the trust root of every connection.
+	JoinToken string
+	CAPEM     []byte
+	// DataDir holds the frontgate's state: etcd keeps its data in
+	// DataDir/etcd, the key and certificates are in DataDir/tls.
 	DataDir string
 	// EtcdClientURL and EtcdPeerURL are the embedded etcd's listen URLs,
-	// e.g. http://127.10.1.2:2379 and http://127.10.1.2:2380.
+	// e.g. https://127.10.1.2:2379 and https://127.10.1.2:2380; both
+	// require a client certificate of pilot's CA.
 	EtcdClientURL, EtcdPeerURL string
 	// DroneListen is host:port of the DroneLink server.
 	DroneListen string
@@ -53,6 +72,9 @@ type Config struct {
 	PilotBackoffBase, PilotBackoffMax time.Duration
 	// PilotPeer and DronePeer tune the two kinds of streams.
 	PilotPeer, DronePeer streamrpc.Options
+	// EnrollBackoffBase and EnrollBackoffMax bound the delay between join
+	// attempts while pilot is unreachable (enroll's defaults when zero).
+	EnrollBackoffBase, EnrollBackoffMax time.Duration
 }
 
 func (c Config) validate() error {
@@ -76,6 +98,7 @@ func (c Config) validate() error {
 // Frontgate is a running frontgate.
 type Frontgate struct {
 	log     *slog.Logger
+	creds   *tlsutil.Creds
 	etcd    *etcdserver.Server
 	cli     *clientv3.Client
 	relay   *relay.Relay
@@ -114,15 +137,44 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 		}
 	}()
 
+	res, err := enroll.Ensure(ctx, enroll.Config{
+		Dir:          filepath.Join(cfg.DataDir, "tls"),
+		FrontgateID:  cfg.FrontgateID,
+		PilotAddress: cfg.PilotAddress,
+		JoinToken:    cfg.JoinToken,
+		CAPEM:        cfg.CAPEM,
+		Logger:       log.With("component", "enroll"),
+		BackoffBase:  cfg.EnrollBackoffBase,
+		BackoffMax:   cfg.EnrollBackoffMax,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)
+	}
+	f.creds = res.Creds
+	pilotHost, err := enroll.PilotHost(cfg.PilotAddress)
+	if err != nil {
+		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)
+	}
+
+	// etcd reads the files again at every handshake, so the renewal's
+	// rewrite of DataDir/tls is all it takes to serve the new certificate.
+	tlsDir := f.creds.Dir()
+	etcdTLS := &transport.TLSInfo{
+		CertFile:       filepath.Join(tlsDir, tlsutil.CertFile),
+		KeyFile:        filepath.Join(tlsDir, tlsutil.KeyFile),
+		TrustedCAFile:  filepath.Join(tlsDir, tlsutil.CAFile),
+		ClientCertAuth: true,
+	}
 	// One cluster's metadata change is one transaction: allow clusters of
 	// several hundred nodes (about 17 keys each).
 	const maxTxnOps = 16384
-	var err error
 	f.etcd, err = etcdserver.Start(ctx, etcdserver.Config{
 		Name:            cfg.FrontgateID,
 		DataDir:         filepath.Join(cfg.DataDir, "etcd"),
 		ClientURL:       cfg.EtcdClientURL,
 		PeerURL:         cfg.EtcdPeerURL,
+		ClientTLS:       etcdTLS,
+		PeerTLS:         etcdTLS,
 		WALSegmentBytes: cfg.WALSegmentBytes,
 		MaxTxnOps:       maxTxnOps,
 		MaxRequestBytes: 8 << 20,
@@ -131,40 +183,43 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)
 	}
+	// The frontgate's own client is the user its certificate's CN names.
 	if f.cli, err = f.etcd.Client(); err != nil {
 		return nil, fmt.Errorf("frontgate %s: etcd client: %w", cfg.FrontgateID, err)
 	}
+	acl := access.New(f.cli, log.With("component", "access"))
+	if err := acl.Bootstrap(ctx, f.creds.Identity().CommonName()); err != nil {
+		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)
+	}
+	revoked, err := acl.RevokedNodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)
+	}
 	store := metastore.New(f.cli, metastore.Options{Logger: log.With("component", "metastore"), MaxTxnOps: maxTxnOps})
 
-	f.relay = relay.New(relay.Config{Logger: log.With("component", "relay"), Peer: cfg.DronePeer})
-	ln, err := net.Listen("tcp", cfg.DroneListen)
-	if err != nil {
-		return nil, fmt.Errorf("frontgate %s: drone listener: %w", cfg.FrontgateID, err)
-	}
-	f.droneAddr = ln.Addr().String()
-	// Drones find a dead stream by heartbeats; gRPC keepalive pings from a
-	// drone's client are tolerated rather than answered with GOAWAY.
-	f.grpc = grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
-	streamv1.RegisterDroneLinkServer(f.grpc, f.relay)
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		if err := f.grpc.Serve(ln); err != nil {
-			f.fail(fmt.Errorf("drone server: %w", err))
-		}
-	}()
-
-	m := newMetrics()
-	handler, err := server.New(server.Config{Metadata: store, Drones: f.relay, Logger: log.With("component", "server"), Observe: m.observe})
-	if err != nil {
-		return nil, err
+	// The relay, the link and the handler refer to each other; the
+	// closures are only called once all three exist and the servers run.
+	var handler *server.Handler
+	f.relay = relay.New(relay.Config{
+		Logger: log.With("component", "relay"),
+		Peer:   cfg.DronePeer,
+		Handler: func(ctx context.Context, from pki.Identity, req *streamv1.Request) *streamv1.Response {
+			return handler.ServeDrone(ctx, from, req)
+		},
+		Join: func(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+			return handler.Join(ctx, req)
+		},
+	})
+	for _, n := range revoked {
+		f.relay.Refuse(n)
 	}
 	f.link, err = pilotlink.New(pilotlink.Config{
 		PilotAddress: cfg.PilotAddress,
+		Credentials:  credentials.NewTLS(f.creds.ClientConfig(pilotHost)),
 		FrontgateID:  cfg.FrontgateID,
 		Version:      cfg.Version,
 		Capabilities: server.Capabilities(),
-		Handler:      handler.Serve,
+		Handler:      func(ctx context.Context, req *streamv1.Request) *streamv1.Response { return handler.Serve(ctx, req) },
 		Peer:         cfg.PilotPeer,
 		Logger:       log.With("component", "pilotlink"),
 		BackoffBase:  cfg.PilotBackoffBase,
@@ -173,6 +228,34 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)
 	}
+	m := newMetrics()
+	handler, err = server.New(server.Config{Metadata: store, Drones: f.relay, Access: acl, Pilot: f.link, Logger: log.With("component", "server"), Observe: m.observe})
+	if err != nil {
+		return nil, err
+	}
+
+	ln, err := net.Listen("tcp", cfg.DroneListen)
+	if err != nil {
+		return nil, fmt.Errorf("frontgate %s: drone listener: %w", cfg.FrontgateID, err)
+	}
+	f.droneAddr = ln.Addr().String()
+	// A client certificate is optional at the handshake because Join
+	// comes from drones that have none yet; Connect refuses streams
+	// without one. Drones find a dead stream by heartbeats; gRPC keepalive
+	// pings from a drone's client are tolerated rather than answered with
+	// GOAWAY.
+	f.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(f.creds.ServerConfig(tls.VerifyClientCertIfGiven))),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	streamv1.RegisterDroneLinkServer(f.grpc, f.relay)
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		if err := f.grpc.Serve(ln); err != nil {
+			f.fail(fmt.Errorf("drone server: %w", err))
+		}
+	}()
 	m.watch(f.relay.Count, f.link.Connected)
 
 	if cfg.MetricsListen != "" {
@@ -193,10 +276,14 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 
 	linkCtx, stopLink := context.WithCancel(context.Background())
 	f.stopLink = stopLink
-	f.wg.Add(2)
+	f.wg.Add(3)
 	go func() {
 		defer f.wg.Done()
 		_ = f.link.Run(linkCtx)
+	}()
+	go func() {
+		defer f.wg.Done()
+		tlsutil.RenewLoop(linkCtx, f.creds, f.renew, log.With("component", "renew"))
 	}()
 	// Etcd reports fatal errors on a channel that its Close closes.
 	go func() {
@@ -210,10 +297,38 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 		}
 	}()
 
-	log.Info("frontgate started", "pilot", cfg.PilotAddress, "drone_listen", f.droneAddr, "etcd", f.etcd.ClientURL(), "metrics", f.metricsAddr)
+	log.Info("frontgate started", "pilot", cfg.PilotAddress, "drone_listen", f.droneAddr, "etcd", f.etcd.ClientURL(), "metrics", f.metricsAddr,
+		"identity", f.creds.Identity().String(), "certificate_not_after", f.creds.Leaf().NotAfter, "enrolled_now", res.Joined, "revoked_nodes", len(revoked))
 	ok = true
 	return f, nil
 }
+
+// renew is the frontgate's tlsutil.RenewFunc: the request goes to pilot on
+// the link's stream, which the current certificate authenticates.
+func (f *Frontgate) renew(ctx context.Context, csrPEM, currentPEM, proof []byte) (certPEM, caPEM []byte, err error) {
+	ctx, cancel := context.WithTimeout(ctx, RenewTimeout)
+	defer cancel()
+	resp, err := f.link.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{
+		CsrPem:                string(csrPEM),
+		CurrentCertificatePem: string(currentPEM),
+		Proof:                 proof,
+	}}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("renew certificate: %w", err)
+	}
+	c := resp.GetCertificate()
+	if c == nil {
+		return nil, nil, fmt.Errorf("renew certificate: pilot answered %T, want a certificate", resp.GetBody())
+	}
+	if err := enroll.CheckIssued([]byte(c.GetCertificatePem()), f.creds.Pool(), f.creds.Identity()); err != nil {
+		return nil, nil, fmt.Errorf("renew certificate: the certificate pilot returned: %w", err)
+	}
+	// The trust root stays the one the frontgate was given at boot.
+	return []byte(c.GetCertificatePem()), f.creds.CAPEM(), nil
+}
+
+// Certificate is the frontgate's current certificate.
+func (f *Frontgate) Certificate() *x509.Certificate { return f.creds.Leaf() }
 
 // fail records the first fatal error and signals Done.
 func (f *Frontgate) fail(err error) {

@@ -2,7 +2,10 @@
 // the frontgate of its network, runs the lifecycle commands pilot sends
 // (each at most once), and keeps the app's config files rendered from the
 // cluster metadata with confd templates. Providers start it with the
-// instance's user data; it is not meant to be run by hand.
+// instance's user data; it is not meant to be run by hand. On its first
+// start it exchanges the user data's join token for its certificate; from
+// then on every connection (the frontgate's stream and its etcd) is mutual
+// TLS with that certificate.
 package main
 
 import (
@@ -12,9 +15,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hangarhq/hangar/drone/agent"
+	"github.com/hangarhq/hangar/drone/enroll"
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/drone/render"
@@ -46,7 +52,11 @@ with confd templates, re-rendering and running their reload commands
 whenever the metadata changes.
 
 A provider starts the drone when it creates an instance, passing the user
-data pilot wrote for it (cluster id, node id, the frontgate's addresses):
+data pilot wrote for it (cluster id, node id, the frontgate's addresses, a
+single-use join token and pilot's CA certificate). On the first start the
+drone makes a key and exchanges the token for its certificate through the
+frontgate; it keeps them in <data-dir>/tls and renews the certificate
+before it expires.
 
   drone --userdata <file> --data-dir <dir> [flags]
 
@@ -75,8 +85,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	var o options
 	fs := flag.NewFlagSet("drone", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.userdata, "userdata", "", "`file` with the instance's user data (JSON: cluster_id, node_id, frontgate_address, etcd_endpoints); required")
-	fs.StringVar(&o.dataDir, "data-dir", "", "`dir` for the drone's state: command records, cmd.log, delivered confd files; required")
+	fs.StringVar(&o.userdata, "userdata", "", "`file` with the instance's user data (JSON: cluster_id, node_id, frontgate_address, etcd_endpoints, join_token, ca_pem); required")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`dir` for the drone's state: its certificate (tls/), command records, cmd.log, delivered confd files; required")
 	fs.StringVar(&o.root, "root", os.Getenv("HANGAR_ROOT"), "the instance's filesystem root `dir`: commands and reload commands run there and template destinations are placed under it (default $HANGAR_ROOT, else /)")
 	fs.StringVar(&o.confdDir, "confd-dir", defaultConfdDir, "`dir` of confd templates baked into the image (conf.d/, templates/), used until templates are delivered; taken under --root unless given")
 	fs.StringVar(&o.logFormat, "log-format", "", "log format: text or json (default json, or text when stderr is a terminal)")
@@ -192,13 +202,37 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	log.Info("drone starting", "version", version, "frontgate", ud.FrontgateAddress, "data_dir", o.dataDir, "root", o.root)
 
+	id, err := enroll.Ensure(ctx, enroll.Config{
+		Dir:              filepath.Join(o.dataDir, "tls"),
+		NodeID:           ud.NodeID,
+		ClusterID:        ud.ClusterID,
+		FrontgateAddress: ud.FrontgateAddress,
+		JoinToken:        ud.JoinToken,
+		CAPEM:            []byte(ud.CAPEM),
+		Logger:           log.With("component", "enroll"),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while waiting for the frontgate: not a failure.
+			return nil
+		}
+		return err
+	}
+
+	endpoints, err := etcdEndpoints(ud.EtcdEndpoints)
+	if err != nil {
+		return err
+	}
 	etcd, err := clientv3.New(clientv3.Config{
-		Endpoints:   ud.EtcdEndpoints,
+		Endpoints: endpoints,
+		// No ServerName: gRPC checks each endpoint's certificate against
+		// that endpoint's own host (a 3-node frontgate has three).
+		TLS:         id.Creds.ClientConfig(""),
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {
-		return fmt.Errorf("etcd client for %v: %w", ud.EtcdEndpoints, err)
+		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
 	defer etcd.Close()
 
@@ -231,6 +265,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		NodeID:           ud.NodeID,
 		ClusterID:        ud.ClusterID,
 		FrontgateAddress: ud.FrontgateAddress,
+		Creds:            id.Creds,
+		CommandPublicKey: id.CommandPublicKey,
 		Version:          version,
 		Executor:         ex,
 		Renderer:         rend,
@@ -244,4 +280,24 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// etcdEndpoints returns the frontgate's etcd client URLs as https ones: its
+// etcd accepts only client-certificate TLS, so an http:// endpoint (from
+// user data written before etcd had TLS) is dialed with TLS all the same,
+// never in plaintext.
+func etcdEndpoints(eps []string) ([]string, error) {
+	out := make([]string, 0, len(eps))
+	for i, ep := range eps {
+		if !strings.Contains(ep, "://") {
+			ep = "https://" + ep
+		}
+		u, err := url.Parse(ep)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return nil, fmt.Errorf("user data etcd_endpoints[%d] %q: want https://host:port", i, eps[i])
+		}
+		u.Scheme = "https"
+		out = append(out, u.String())
+	}
+	return out, nil
 }

@@ -63,12 +63,22 @@ to it.
 
 Pilot creates a frontgate when the first cluster lands in a network and removes
 it with the last one; its provider starts this command with the instance's user
-data (frontgate_id, pilot_address). You rarely run it by hand.
+data (frontgate_id, pilot_address, join_token, ca_pem). You rarely run it by
+hand.
 
-Listens on --address:
-  9611  DroneLink gRPC (drones dial in)
-  2379  etcd clients (drones' confd)
-  2380  etcd peers`,
+Identity: on first start the frontgate makes a key and exchanges the user
+data's single-use join token for a certificate (pilot's EnrollmentService.Join,
+over TLS trusting ca_pem); key, certificate and CA are kept in DIR/tls and
+loaded on later starts. The certificate is renewed over the pilot stream at two
+thirds of its lifetime. A used or expired token cannot be retried: pilot must
+recreate the instance.
+
+Listens on --address, every port TLS with the frontgate's certificate:
+  9611  DroneLink gRPC (drones dial in; Connect needs the drone's certificate,
+        Join a join token that pilot checks)
+  2379  etcd clients (drones' confd; client certificate required, read-only
+        per cluster)
+  2380  etcd peers (client certificate required)`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -77,8 +87,8 @@ Listens on --address:
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.userdata, "userdata", "", "user data JSON file (frontgate_id, pilot_address)")
-	f.StringVar(&o.dataDir, "data-dir", "", "directory for the frontgate's state (etcd data in DIR/etcd)")
+	f.StringVar(&o.userdata, "userdata", "", "user data JSON file (frontgate_id, pilot_address, join_token, ca_pem)")
+	f.StringVar(&o.dataDir, "data-dir", "", "directory for the frontgate's state (etcd data in DIR/etcd, key and certificates in DIR/tls)")
 	f.StringVar(&o.address, "address", defaultAddress, "IP address to listen on; defaults to $HANGAR_ADDRESS when set")
 	f.StringVar(&o.logFormat, "log-format", "", "log format: text or json (default text on a terminal, json otherwise)")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "host:port serving Prometheus /metrics (off when empty)")
@@ -112,9 +122,11 @@ func run(ctx context.Context, o options, stderr io.Writer, getenv func(string) s
 	fg, err := frontgate.Start(ctx, frontgate.Config{
 		FrontgateID:     ud.FrontgateID,
 		PilotAddress:    ud.PilotAddress,
+		JoinToken:       ud.JoinToken,
+		CAPEM:           []byte(ud.CAPEM),
 		DataDir:         dataDir,
-		EtcdClientURL:   "http://" + hostPort(userdata.FrontgateEtcdPort),
-		EtcdPeerURL:     "http://" + hostPort(userdata.FrontgatePeerPort),
+		EtcdClientURL:   "https://" + hostPort(userdata.FrontgateEtcdPort),
+		EtcdPeerURL:     "https://" + hostPort(userdata.FrontgatePeerPort),
 		DroneListen:     hostPort(userdata.FrontgateDronePort),
 		MetricsListen:   o.metricsListen,
 		WALSegmentBytes: walSegmentBytes,

@@ -197,7 +197,7 @@ func TestJobShowListsTasksAndFailedNodes(t *testing.T) {
 }
 
 func TestConnectionRefusedSaysToStartPilot(t *testing.T) {
-	res := runCLI(t, freeAddr(t), "cluster", "list")
+	res := runCLI(t, deadPilot(t), "cluster", "list")
 	if res.code != 1 {
 		t.Fatalf("exit %d, want 1", res.code)
 	}
@@ -374,14 +374,11 @@ func TestGlobalFlagErrors(t *testing.T) {
 	}
 }
 
-func TestPilotAddressFromEnvironment(t *testing.T) {
-	addr := startFake(t, newFakeState())
+func TestPilotAddressCAAndTokenFromEnvironment(t *testing.T) {
+	p := startFake(t, newFakeState())
 	e := testEnv(t)
 	e.getenv = func(k string) string {
-		if k == envPilotAddr {
-			return addr
-		}
-		return ""
+		return map[string]string{envPilotAddr: p.addr, envCA: p.caFile, envToken: p.token}[k]
 	}
 	res := runCLIEnv(t, e, "runtime", "list")
 	if res.code != 0 {
@@ -394,7 +391,8 @@ func TestJobWatchGivesUpWhenPilotStaysAway(t *testing.T) {
 	e := testEnv(t)
 	e.watch.firstContactTimeout = 300 * time.Millisecond
 	start := time.Now()
-	res := runCLIEnv(t, e, "--pilot", freeAddr(t), "job", "watch", "j-1")
+	p := deadPilot(t)
+	res := runCLIEnv(t, e, "--pilot", p.addr, "--ca", p.caFile, "job", "watch", "j-1")
 	if res.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", res.code, res.stderr)
 	}
@@ -434,7 +432,9 @@ func TestInterruptedWaitLeavesJobRunning(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	code := make(chan int, 1)
-	go func() { code <- run(ctx, []string{"--pilot", addr, "cluster", "create", "kv", "--wait"}, e) }()
+	go func() {
+		code <- run(ctx, []string{"--pilot", addr.addr, "--ca", addr.caFile, "--token", addr.token, "cluster", "create", "kv", "--wait"}, e)
+	}()
 
 	err := pollUntil(context.Background(), 10*time.Millisecond, 10*time.Second, func() (bool, error) {
 		return strings.Contains(out.String(), "▸ run instances"), nil

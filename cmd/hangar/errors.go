@@ -42,6 +42,11 @@ func rpcError(addr, what string, err error, h hints) error {
 	var msg string
 	switch st.Code() {
 	case codes.Unavailable:
+		if isTLSProblem(st.Message()) {
+			msg = fmt.Sprintf("%s: pilot at %s could not be verified (%s): pass the CA certificate of this pilot with --ca or %s (a pilot started by `hangar up` keeps it at ~/.hangar/pilot/ca/ca.crt)",
+				what, addr, st.Message(), envCA)
+			break
+		}
 		msg = fmt.Sprintf("%s: cannot reach pilot at %s (%s): is pilot running? start it with `hangar up`, or point --pilot (or %s) at it",
 			what, addr, st.Message(), envPilotAddr)
 	case codes.DeadlineExceeded:
@@ -58,6 +63,17 @@ func rpcError(addr, what string, err error, h hints) error {
 		msg += "; " + hint
 	}
 	return &cliError{msg: msg, cause: err}
+}
+
+// isTLSProblem reports whether a connection failed in the TLS handshake
+// rather than for want of a listener.
+func isTLSProblem(msg string) bool {
+	for _, s := range []string{"x509:", "tls:", "authentication handshake failed", "certificate"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // jobFailedError reports a job that ended in any state but success. Its

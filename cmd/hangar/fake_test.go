@@ -3,19 +3,30 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/pki"
 )
 
 // fakeState is an in-memory pilot: it records the requests it gets and
@@ -38,6 +49,11 @@ type fakeState struct {
 	// hang lists jobs whose last stream stays open after its snapshots,
 	// as for a job that is still running.
 	hang map[string]bool
+
+	createUserReqs []*pilotv1.CreateUserRequest
+	deletedUsers   []string
+	auditLimits    []int32
+	revokeReqs     []*pilotv1.RevokeRequest
 }
 
 func newFakeState() *fakeState {
@@ -224,21 +240,167 @@ func (f *fakeJobs) WatchJob(req *pilotv1.WatchJobRequest, stream grpc.ServerStre
 	return nil
 }
 
+type fakeUsers struct {
+	pilotv1.UnimplementedUserServiceServer
+	s *fakeState
+}
+
+func (f *fakeUsers) CreateUser(_ context.Context, req *pilotv1.CreateUserRequest) (*pilotv1.CreateUserResponse, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	f.s.createUserReqs = append(f.s.createUserReqs, req)
+	tenant := req.GetTenant()
+	if tenant == "" {
+		tenant = "default"
+	}
+	return &pilotv1.CreateUserResponse{User: &pilotv1.User{Name: req.GetName(), Tenant: tenant, Role: req.GetRole()}, Token: "hgt_new-users-token"}, nil
+}
+
+func (f *fakeUsers) ListUsers(context.Context, *pilotv1.ListUsersRequest) (*pilotv1.ListUsersResponse, error) {
+	return &pilotv1.ListUsersResponse{Users: []*pilotv1.User{
+		{Name: "admin", Tenant: "default", Role: pilotv1.Role_ROLE_ADMIN, CreatedAt: at(0)},
+		{Name: "alice", Tenant: "default", Role: pilotv1.Role_ROLE_VIEWER, CreatedAt: at(60)},
+	}}, nil
+}
+
+func (f *fakeUsers) DeleteUser(_ context.Context, req *pilotv1.DeleteUserRequest) (*pilotv1.DeleteUserResponse, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	f.s.deletedUsers = append(f.s.deletedUsers, req.GetName())
+	if req.GetName() != "alice" {
+		return nil, status.Errorf(codes.NotFound, "user %s: not found; `hangar user list` shows the existing ones", req.GetName())
+	}
+	return &pilotv1.DeleteUserResponse{}, nil
+}
+
+func (f *fakeUsers) WhoAmI(context.Context, *pilotv1.WhoAmIRequest) (*pilotv1.User, error) {
+	return &pilotv1.User{Name: "admin", Tenant: "default", Role: pilotv1.Role_ROLE_ADMIN}, nil
+}
+
+type fakeAudit struct {
+	pilotv1.UnimplementedAuditServiceServer
+	s *fakeState
+}
+
+func (f *fakeAudit) ListAudit(_ context.Context, req *pilotv1.ListAuditRequest) (*pilotv1.ListAuditResponse, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	f.s.auditLimits = append(f.s.auditLimits, req.GetLimit())
+	return &pilotv1.ListAuditResponse{Entries: []*pilotv1.AuditEntry{
+		{Id: "2", Time: at(10), User: "alice", Tenant: "default", Method: "/hangar.pilot.v1.ClusterService/DeleteCluster", Target: "cl-1", Result: "PermissionDenied", Message: "DeleteCluster needs role member or above"},
+		{Id: "1", Time: at(0), User: "admin", Tenant: "default", Method: "/hangar.pilot.v1.ClusterService/CreateCluster", Target: "cl-1", Result: "OK"},
+	}}, nil
+}
+
+type fakeSecurity struct {
+	pilotv1.UnimplementedSecurityServiceServer
+	s *fakeState
+}
+
+func (f *fakeSecurity) Revoke(_ context.Context, req *pilotv1.RevokeRequest) (*pilotv1.RevokeResponse, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	f.s.revokeReqs = append(f.s.revokeReqs, req)
+	return &pilotv1.RevokeResponse{}, nil
+}
+
 func (s *fakeState) register(srv *grpc.Server) {
 	pilotv1.RegisterAppServiceServer(srv, &fakeApps{s: s})
 	pilotv1.RegisterRuntimeServiceServer(srv, &fakeRuntimes{s: s})
 	pilotv1.RegisterClusterServiceServer(srv, &fakeClusters{s: s})
 	pilotv1.RegisterJobServiceServer(srv, &fakeJobs{s: s})
+	pilotv1.RegisterUserServiceServer(srv, &fakeUsers{s: s})
+	pilotv1.RegisterAuditServiceServer(srv, &fakeAudit{s: s})
+	pilotv1.RegisterSecurityServiceServer(srv, &fakeSecurity{s: s})
 }
 
-// startFake serves s on a 127.0.0.1 port until the test ends.
-func startFake(t *testing.T, s *fakeState) string {
+// fakeCredentials makes, in dir, what pilot makes in its data dir at its
+// first start (ca/ca.crt and admin.token), or reads them back, and returns
+// the server TLS config (a certificate for 127.0.0.1 signed by that CA)
+// and the token.
+func fakeCredentials(dir string) (*tls.Config, string, error) {
+	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "ca"))
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, "", err
+	}
+	certPEM, _, err := ca.Issue(key.Public(), pki.Identity{Kind: pki.KindPilot, ID: "pilot"}, []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"}, time.Hour)
+	if err != nil {
+		return nil, "", err
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, "", err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, "", err
+	}
+	tokenPath := filepath.Join(dir, "admin.token")
+	b, err := os.ReadFile(tokenPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		var raw [32]byte
+		_, _ = rand.Read(raw[:])
+		b = []byte("hgt_" + base64.RawURLEncoding.EncodeToString(raw[:]) + "\n")
+		err = os.WriteFile(tokenPath, b, 0o600)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, strings.TrimSpace(string(b)), nil
+}
+
+// fakeServer is a gRPC server with TLS and pilot's answer to a call
+// without the right bearer token.
+func fakeServer(tlsCfg *tls.Config, token string) *grpc.Server {
+	check := func(ctx context.Context) error {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer "+token {
+			return status.Error(codes.Unauthenticated, "missing or invalid API token; pass --token or set HANGAR_TOKEN")
+		}
+		return nil
+	}
+	return grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := check(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := check(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	)
+}
+
+// fakePilot is a running fake: where it listens, the CA file that checks
+// its certificate and the token it accepts.
+type fakePilot struct {
+	addr   string
+	caFile string
+	token  string
+}
+
+// startFake serves s with TLS on a 127.0.0.1 port until the test ends.
+func startFake(t *testing.T, s *fakeState) fakePilot {
 	t.Helper()
+	dir := t.TempDir()
+	tlsCfg, token, err := fakeCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	srv := fakeServer(tlsCfg, token)
 	s.register(srv)
 	done := make(chan struct{})
 	go func() {
@@ -249,7 +411,7 @@ func startFake(t *testing.T, s *fakeState) string {
 		srv.Stop()
 		<-done
 	})
-	return lis.Addr().String()
+	return fakePilot{addr: lis.Addr().String(), caFile: filepath.Join(dir, "ca", "ca.crt"), token: token}
 }
 
 // cliResult is what one run of the command tree printed and returned.
@@ -258,10 +420,11 @@ type cliResult struct {
 	code           int
 }
 
-// runCLI runs the real command tree in-process against pilot at addr.
-func runCLI(t *testing.T, addr string, args ...string) cliResult {
+// runCLI runs the real command tree in-process against the fake p,
+// trusting its CA and passing its token.
+func runCLI(t *testing.T, p fakePilot, args ...string) cliResult {
 	t.Helper()
-	return runCLIEnv(t, testEnv(t), append([]string{"--pilot", addr}, args...)...)
+	return runCLIEnv(t, testEnv(t), append([]string{"--pilot", p.addr, "--ca", p.caFile, "--token", p.token}, args...)...)
 }
 
 func runCLIEnv(t *testing.T, e env, args ...string) cliResult {
@@ -380,4 +543,15 @@ func failingJob(id string) []*pilotv1.Job {
 		snap(id, jRunning, timed(tk("t1", net, tSucceeded, 1), 0, 1), tk("t2", start, tRunning, 1), tk("t3", conf, tPending, 0)),
 		last,
 	})
+}
+
+// deadPilot is a fake that does not run: its CA exists, nothing listens.
+func deadPilot(t *testing.T) fakePilot {
+	t.Helper()
+	dir := t.TempDir()
+	_, token, err := fakeCredentials(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fakePilot{addr: freeAddr(t), caFile: filepath.Join(dir, "ca", "ca.crt"), token: token}
 }

@@ -26,6 +26,8 @@ const (
 type cli struct {
 	env
 	pilotAddr  string
+	tokenFlag  string
+	caFlag     string
 	outputFlag string
 	verbose    bool
 	format     outputFormat
@@ -35,12 +37,15 @@ type cli struct {
 	pilot      *pilotClients
 }
 
-// pilotClients are the four services of pilot's API on one connection.
+// pilotClients are the services of pilot's API on one connection.
 type pilotClients struct {
 	apps     pilotv1.AppServiceClient
 	runtimes pilotv1.RuntimeServiceClient
 	clusters pilotv1.ClusterServiceClient
 	jobs     pilotv1.JobServiceClient
+	users    pilotv1.UserServiceClient
+	audit    pilotv1.AuditServiceClient
+	security pilotv1.SecurityServiceClient
 }
 
 func newPilotClients(conn grpc.ClientConnInterface) *pilotClients {
@@ -49,6 +54,9 @@ func newPilotClients(conn grpc.ClientConnInterface) *pilotClients {
 		runtimes: pilotv1.NewRuntimeServiceClient(conn),
 		clusters: pilotv1.NewClusterServiceClient(conn),
 		jobs:     pilotv1.NewJobServiceClient(conn),
+		users:    pilotv1.NewUserServiceClient(conn),
+		audit:    pilotv1.NewAuditServiceClient(conn),
+		security: pilotv1.NewSecurityServiceClient(conn),
 	}
 }
 
@@ -64,7 +72,11 @@ func (c *cli) clients() (*pilotClients, error) {
 	if c.pilot != nil {
 		return c.pilot, nil
 	}
-	conn, err := dialPilot(c.pilotAddr)
+	sec, err := c.security("")
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dialPilot(c.pilotAddr, sec)
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +109,16 @@ func newRootCmd(c *cli) *cobra.Command {
 (AppCenter-format app packages: a Redis primary with replicas, a MariaDB pair,
 a ZooKeeper ensemble...) on runtimes such as this machine or a cloud.
 
-Every command talks to pilot, Hangar's hub, over gRPC at --pilot (or the
-HANGAR_PILOT environment variable). 'hangar up' starts a pilot on this machine
-together with the "local" runtime, so a first cluster needs no cloud account.
+Every command talks to pilot, Hangar's hub, over gRPC with TLS at --pilot (or
+the HANGAR_PILOT environment variable). 'hangar up' starts a pilot on this
+machine together with the "local" runtime, so a first cluster needs no cloud
+account.
+
+Pilot's certificate is checked against --ca (or HANGAR_CA; default
+~/.hangar/pilot/ca/ca.crt, which 'hangar up' creates), and every call carries
+the API token from --token (or HANGAR_TOKEN; default the first admin's token
+in ~/.hangar/pilot/admin.token). An admin creates more users with
+'hangar user create'.
 
 Changes to clusters run as jobs inside pilot; add --wait to follow one live,
 or run 'hangar job watch ID' at any time. With -o json, commands print pilot's
@@ -111,8 +130,9 @@ API responses as JSON for scripts (job watch prints one JSON object per line).`,
   hangar app push ./examples/redis
   hangar cluster create redis --param env.maxmemory=256 --wait
 
-  # Talk to a pilot elsewhere and print JSON for a script
-  HANGAR_PILOT=10.0.0.5:7400 hangar cluster list -o json`,
+  # Talk to a pilot elsewhere with your own token, and print JSON for a script
+  export HANGAR_PILOT=10.0.0.5:7400 HANGAR_CA=./pilot-ca.crt
+  HANGAR_TOKEN=hgt_... hangar cluster list -o json`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -134,6 +154,9 @@ API responses as JSON for scripts (job watch prints one JSON object per line).`,
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.pilotAddr, "pilot", defaultAddr, "pilot's gRPC address, HOST:PORT (env "+envPilotAddr+")")
+	// Neither default is read here: the help must never print a token.
+	pf.StringVar(&c.tokenFlag, "token", "", "API token (env "+envToken+"; default: the token in ~/.hangar/pilot/admin.token)")
+	pf.StringVar(&c.caFlag, "ca", "", "CA certificate that signed pilot's (env "+envCA+"; default: ~/.hangar/pilot/ca/ca.crt)")
 	pf.StringVarP(&c.outputFlag, "output", "o", "text", "output format: text or json")
 	pf.BoolVarP(&c.verbose, "verbose", "v", false, "log diagnostics (connection retries...) to stderr")
 
@@ -144,6 +167,10 @@ API responses as JSON for scripts (job watch prints one JSON object per line).`,
 		newRuntimeCmd(c),
 		newClusterCmd(c),
 		newJobCmd(c),
+		newUserCmd(c),
+		newWhoAmICmd(c),
+		newAuditCmd(c),
+		newRevokeCmd(c),
 	)
 	return root
 }

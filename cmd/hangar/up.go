@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -41,6 +42,12 @@ DATA-DIR/pilot, its log is appended to DATA-DIR/pilot.log and its process id
 is written to DATA-DIR/pilot.pid, which 'hangar down' uses to stop it. up
 waits until pilot answers (at most --timeout); if pilot exits instead, up
 prints the end of its log.
+
+Pilot serves over TLS only and wants an API token on every call. At its first
+start it creates its certificate authority (DATA-DIR/pilot/ca/ca.crt) and the
+first admin's token (DATA-DIR/pilot/admin.token, readable by you alone); up
+waits for both, and the other commands read them from there by default
+(--ca and --token, or HANGAR_CA and HANGAR_TOKEN, point elsewhere).
 
 up is safe to run again: it only starts what is missing.`,
 		Example: `  # Start pilot with the defaults (data in ~/.hangar, gRPC on 127.0.0.1:7400)
@@ -80,29 +87,41 @@ func (c *cli) up(ctx context.Context, o upOptions) error {
 	if o.timeout <= 0 {
 		return fmt.Errorf("--timeout %s: must be positive, e.g. 30s", o.timeout)
 	}
-	// Retry connecting quickly: gRPC's default backoff (1s and growing)
-	// would let a pilot that is already up wait unnoticed.
-	conn, err := dialPilot(addr, grpc.WithConnectParams(grpc.ConnectParams{
-		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
-		MinConnectTimeout: 2 * time.Second,
-	}))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	cl := newPilotClients(conn)
 
 	started := false
 	pid := 0
-	if pilotAnswers(ctx, cl) {
+	var conn *grpc.ClientConn
+	sec, err := c.security(dataDir)
+	switch {
+	case err == nil:
+		conn, err = dialUp(addr, sec)
+		if err != nil {
+			return err
+		}
+		if !pilotAnswers(ctx, newPilotClients(conn)) {
+			_ = conn.Close()
+			conn = nil
+		}
+	case errors.Is(err, errNoCA):
+		// Before pilot's first start there is no CA yet; but without one
+		// hangar cannot tell whether what listens at addr is pilot.
+		if somethingListens(addr) {
+			return fmt.Errorf("something answers at %s, but hangar has no CA certificate to check that it is pilot: pass its CA with --ca or %s, or choose another --listen", addr, envCA)
+		}
+	default:
+		return err
+	}
+	if conn != nil {
 		fmt.Fprintf(c.stdout, "pilot is already running at %s.\n", addr)
 	} else {
-		pid, err = c.startPilot(ctx, cl, dataDir, addr, o)
+		pid, conn, err = c.startPilot(ctx, dataDir, addr, o)
 		if err != nil {
 			return err
 		}
 		started = true
 	}
+	defer conn.Close()
+	cl := newPilotClients(conn)
 
 	// Say where pilot runs before anything else can fail, so a failure
 	// below does not leave an unexplained pilot behind.
@@ -112,9 +131,11 @@ func (c *cli) up(ctx context.Context, o upOptions) error {
 	}
 	fmt.Fprintf(w, "  gRPC API:  %s\n", addr)
 	if started {
-		fmt.Fprintf(w, "  REST API:  http://%s\n", o.httpListen)
+		fmt.Fprintf(w, "  REST API:  https://%s\n", o.httpListen)
 		fmt.Fprintf(w, "  data:      %s\n", filepath.Join(dataDir, "pilot"))
 		fmt.Fprintf(w, "  log:       %s\n", logPath(dataDir))
+		fmt.Fprintf(w, "  CA:        %s\n", caCertPath(dataDir))
+		fmt.Fprintf(w, "  admin API token: in %s (keep it secret)\n", adminTokenPath(dataDir))
 	}
 
 	created, err := ensureLocalRuntime(ctx, cl)
@@ -130,8 +151,13 @@ func (c *cli) up(ctx context.Context, o upOptions) error {
 	if addr != c.pilotAddr {
 		fmt.Fprintf(w, "  export %s=%s                 # point hangar at this pilot\n", envPilotAddr, addr)
 	}
+	if o.dataDir != "" && c.caFlag == "" && c.getenv(envCA) == "" {
+		// Other commands look in ~/.hangar by default: say where these are.
+		fmt.Fprintf(w, "  export %s=%s %s=$(cat %s)\n", envCA, caCertPath(dataDir), envToken, adminTokenPath(dataDir))
+	}
 	fmt.Fprintln(w, "  hangar app push ./examples/<app>        # store an app package")
 	fmt.Fprintln(w, "  hangar cluster create <app> --wait      # deploy it on this machine")
+	fmt.Fprintln(w, "  hangar user create NAME --role member   # give someone else access")
 	if started {
 		down := "hangar down"
 		if o.dataDir != "" {
@@ -142,12 +168,38 @@ func (c *cli) up(ctx context.Context, o upOptions) error {
 	return nil
 }
 
+// dialUp connects to the pilot up looks after, retrying quickly: gRPC's
+// default backoff (1s and growing) would let a pilot that is already up
+// wait unnoticed.
+func dialUp(addr string, sec dialSecurity) (*grpc.ClientConn, error) {
+	return dialPilot(addr, sec, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
+		MinConnectTimeout: 2 * time.Second,
+	}))
+}
+
+// somethingListens reports whether a TCP connection to addr succeeds.
+func somethingListens(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
 // pilotAnswers reports whether a pilot serves its API on cl's connection.
+// An answer refusing the call (a bad token, a missing role) is still
+// pilot's: the call that follows reports the refusal.
 func pilotAnswers(ctx context.Context, cl *pilotClients) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	_, err := cl.runtimes.ListRuntimes(ctx, &pilotv1.ListRuntimesRequest{})
-	return err == nil
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return false
+	}
+	return true
 }
 
 // ensureLocalRuntime creates the "local" runtime unless it exists, and says
@@ -162,28 +214,30 @@ func ensureLocalRuntime(ctx context.Context, cl *pilotClients) (bool, error) {
 	return err == nil, err
 }
 
-// startPilot starts a detached pilot and waits until it answers.
-func (c *cli) startPilot(ctx context.Context, cl *pilotClients, dataDir, addr string, o upOptions) (int, error) {
+// startPilot starts a detached pilot and waits until it wrote its CA
+// certificate and first admin's token (on a first start) and answers over
+// TLS; it returns the connection to it.
+func (c *cli) startPilot(ctx context.Context, dataDir, addr string, o upOptions) (int, *grpc.ClientConn, error) {
 	pidFile, logFile := pidPath(dataDir), logPath(dataDir)
 	if pid, err := readPIDFile(pidFile); err == nil && processAlive(pid) && isPilotProcess(pid) {
-		return 0, fmt.Errorf("the pilot started from %s (pid %d) runs but does not answer at %s: if it is still starting, run `hangar up` again in a moment; if it listens elsewhere, pass that address with --listen; or stop it with `hangar down` and see %s",
+		return 0, nil, fmt.Errorf("the pilot started from %s (pid %d) runs but does not answer at %s: if it is still starting, run `hangar up` again in a moment; if it listens elsewhere, pass that address with --listen; or stop it with `hangar down` and see %s",
 			dataDir, pid, addr, logFile)
 	}
 	bin, err := findPilotBinary(c.executable, c.lookPath)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(dataDir, "pilot"), 0o700); err != nil {
-		return 0, fmt.Errorf("create the data folder: %w", err)
+		return 0, nil, fmt.Errorf("create the data folder: %w", err)
 	}
 	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return 0, fmt.Errorf("open pilot's log: %w", err)
+		return 0, nil, fmt.Errorf("open pilot's log: %w", err)
 	}
 	defer log.Close()
 	logStart, err := log.Seek(0, io.SeekEnd)
 	if err != nil {
-		return 0, fmt.Errorf("open pilot's log: %w", err)
+		return 0, nil, fmt.Errorf("open pilot's log: %w", err)
 	}
 	args := []string{
 		"--data-dir", filepath.Join(dataDir, "pilot"),
@@ -194,35 +248,58 @@ func (c *cli) startPilot(ctx context.Context, cl *pilotClients, dataDir, addr st
 	c.logger.Debug("starting pilot", "binary", bin, "args", args)
 	pid, err := startDetached(bin, args, dataDir, log)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if err := writePIDFile(pidFile, pid); err != nil {
 		// Without the pid file `hangar down` could not stop it: do not leave
 		// a pilot nobody can find.
 		_ = killProcess(pid)
-		return 0, fmt.Errorf("write %s: %w (pilot was stopped again)", pidFile, err)
+		return 0, nil, fmt.Errorf("write %s: %w (pilot was stopped again)", pidFile, err)
 	}
 	fmt.Fprintf(c.stdout, "Starting pilot (%s), waiting for it to answer at %s ...\n", bin, addr)
 
 	var exitDesc string
+	var conn *grpc.ClientConn
 	err = pollUntil(ctx, 200*time.Millisecond, o.timeout, func() (bool, error) {
 		if exited, desc := childExited(pid); exited {
 			exitDesc = desc
 			return false, errPilotExited
 		}
-		return pilotAnswers(ctx, cl), nil
+		if conn == nil {
+			// Pilot writes its CA and the admin's token at its first
+			// start: wait for both before the first call.
+			sec, err := c.security(dataDir)
+			if errors.Is(err, errNoCA) || (err == nil && sec.token == "") {
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			if conn, err = dialUp(addr, sec); err != nil {
+				return false, err
+			}
+		}
+		return pilotAnswers(ctx, newPilotClients(conn)), nil
 	})
+	if err == nil {
+		return pid, conn, nil
+	}
+	if conn != nil {
+		_ = conn.Close()
+	}
 	switch {
-	case err == nil:
-		return pid, nil
 	case errors.Is(err, errPilotExited):
 		_ = os.Remove(pidFile)
-		return 0, fmt.Errorf("pilot exited while starting (%s); the end of %s:\n%s", exitDesc, logFile, orNoOutput(indent(tailFile(logFile, logStart, 20), "  ")))
+		return 0, nil, fmt.Errorf("pilot exited while starting (%s); the end of %s:\n%s", exitDesc, logFile, orNoOutput(indent(tailFile(logFile, logStart, 20), "  ")))
 	case errors.Is(err, errPollTimeout):
-		return 0, fmt.Errorf("pilot (pid %d) did not answer at %s within %s; it is still running. The end of %s:\n%s\nWait and run `hangar up` again, or stop it with `hangar down`",
-			pid, addr, o.timeout, logFile, orNoOutput(indent(tailFile(logFile, logStart, 20), "  ")))
+		waited := "answer at " + addr
+		if conn == nil {
+			waited = "write " + caCertPath(dataDir) + " and " + adminTokenPath(dataDir)
+		}
+		return 0, nil, fmt.Errorf("pilot (pid %d) did not %s within %s; it is still running. The end of %s:\n%s\nWait and run `hangar up` again, or stop it with `hangar down`",
+			pid, waited, o.timeout, logFile, orNoOutput(indent(tailFile(logFile, logStart, 20), "  ")))
 	default:
-		return 0, fmt.Errorf("stopped waiting for pilot (pid %d), which goes on starting in the background: %w", pid, err)
+		return 0, nil, fmt.Errorf("stopped waiting for pilot (pid %d), which goes on starting in the background: %w", pid, err)
 	}
 }
 

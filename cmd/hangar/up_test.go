@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
 
 	"github.com/hangarhq/hangar/api/pilotv1"
 )
@@ -38,12 +37,19 @@ func fakePilotMain(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	// Like pilot: the CA and the first admin's token are written at the
+	// first start, before it serves.
+	tlsCfg, token, err := fakeCredentials(*dataDir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fake pilot: %v\n", err)
+		return 1
+	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "fake pilot: %v\n", err)
 		return 1
 	}
-	srv := grpc.NewServer()
+	srv := fakeServer(tlsCfg, token)
 	newFakeState().register(srv)
 	fmt.Fprintf(os.Stderr, `{"msg":"fake pilot listening","addr":%q}`+"\n", lis.Addr())
 	go func() {
@@ -117,7 +123,8 @@ func TestUpStartsPilotDetachedAndDownStopsIt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pid file after up: %v", err)
 	}
-	for _, want := range []string{"pilot started (pid " + fmt.Sprint(pid), listen, logPath(dataDir), `Runtime "local" created`, "export HANGAR_PILOT=" + listen, "hangar down"} {
+	for _, want := range []string{"pilot started (pid " + fmt.Sprint(pid), listen, logPath(dataDir), `Runtime "local" created`, "export HANGAR_PILOT=" + listen, "hangar down",
+		"HANGAR_CA=" + caCertPath(dataDir), "HANGAR_TOKEN=$(cat " + adminTokenPath(dataDir) + ")"} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("up output lacks %q:\n%s", want, res.stdout)
 		}
@@ -134,7 +141,18 @@ func TestUpStartsPilotDetachedAndDownStopsIt(t *testing.T) {
 		t.Errorf("pilot session id = %d (%v), want its own (%d)", sid, err, pid)
 	}
 
-	conn, err := dialPilot(listen)
+	token, err := os.ReadFile(adminTokenPath(dataDir))
+	if err != nil {
+		t.Fatalf("admin token after up: %v", err)
+	}
+	if strings.Contains(res.stdout, strings.TrimSpace(string(token))) {
+		t.Errorf("up printed the admin token:\n%s", res.stdout)
+	}
+	caPEM, err := os.ReadFile(caCertPath(dataDir))
+	if err != nil {
+		t.Fatalf("CA after up: %v", err)
+	}
+	conn, err := dialPilot(listen, dialSecurity{caPEM: caPEM, token: strings.TrimSpace(string(token))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,9 +233,10 @@ func TestUpReportsPilotExitingEarly(t *testing.T) {
 
 func TestUpWhenPilotAlreadyAnswers(t *testing.T) {
 	s := newFakeState()
-	addr := startFake(t, s)
+	p := startFake(t, s)
+	addr := p.addr
 	e := testEnv(t) // no pilot binary anywhere: up must not need one
-	res := runCLIEnv(t, e, "--pilot", addr, "up", "--data-dir", t.TempDir(), "--listen", addr)
+	res := runCLIEnv(t, e, "--pilot", addr, "--ca", p.caFile, "--token", p.token, "up", "--data-dir", t.TempDir(), "--listen", addr)
 	if res.code != 0 {
 		t.Fatalf("exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hangarhq/hangar/internal/logging"
 	"github.com/hangarhq/hangar/pilot/server"
@@ -23,6 +24,11 @@ names an external cluster), serves the API over gRPC on --listen and as
 REST/JSON on --http-listen (with /metrics and /healthz), runs jobs, and starts
 provider plugins (hangar-provider-<name>) from --plugin-dir. Frontgates dial
 --advertise-address.
+
+Every port is TLS. Pilot runs the CA (DATA-DIR/ca) that certifies frontgates
+and drones; API calls need a user token. On first start pilot creates user
+"admin" (tenant "default") and writes its token to DATA-DIR/admin.token,
+which the hangar CLI reads. See docs/security.md.
 
 Usage:
   pilot --data-dir DIR [flags]
@@ -43,6 +49,8 @@ func main() {
 	etcd := fs.String("etcd-endpoints", "", "comma-separated external etcd endpoints (default: embedded etcd)")
 	pluginDir := fs.String("plugin-dir", "", "directory of provider plugins and agent binaries (default: this binary's directory)")
 	logFormat := fs.String("log-format", "", "text or json (default: text on a terminal, json otherwise)")
+	certTTL := fs.Duration("cert-ttl", 24*time.Hour, "lifetime of the certificates pilot's CA issues (renewed at 2/3)")
+	secretKeyFile := fs.String("secret-key-file", "", "master key for secrets at rest (default: $HANGAR_SECRET_KEY, else DATA-DIR/secret.key, created on first start)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			return
@@ -66,7 +74,7 @@ func main() {
 	defer stop()
 	err = server.Run(ctx, server.Config{
 		DataDir: *dataDir, Listen: *listen, HTTPListen: *httpListen, AdvertiseAddress: *advertise,
-		EtcdEndpoints: endpoints, PluginDir: *pluginDir, Logger: log,
+		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile, Logger: log,
 	})
 	if err != nil {
 		log.Error("pilot failed", "err", err)

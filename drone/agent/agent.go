@@ -1,23 +1,32 @@
 // Package agent is the drone's link to its frontgate: it dials the
-// frontgate's DroneLink, introduces itself with a Hello, and serves the
-// frontgate's requests (run a command, configure the renderer) over the
-// envelope protocol, reconnecting with backoff for as long as the drone runs.
+// frontgate's DroneLink over mutual TLS with the drone's certificate,
+// introduces itself with a Hello, and serves the frontgate's requests (run a
+// command, configure the renderer) over the envelope protocol, reconnecting
+// with backoff for as long as the drone runs. It also renews the drone's
+// certificate before it expires, through the same stream.
 package agent
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 // Executor runs commands at most once per command id (drone/executor).
@@ -27,19 +36,23 @@ type Executor interface {
 
 // Renderer installs and renders delivered confd files (drone/render).
 type Renderer interface {
-	Configure(ctx context.Context, files map[string][]byte) error
+	Configure(ctx context.Context, files map[string][]byte, metadataKey []byte) error
 }
 
 // Config describes an Agent.
 type Config struct {
 	NodeID    string
 	ClusterID string
-	// FrontgateAddress is host:port of the frontgate's DroneLink.
+	// FrontgateAddress is host:port of the frontgate's DroneLink. Its host
+	// must be in the frontgate's certificate.
 	FrontgateAddress string
-	Version          string
-	Executor         Executor
-	Renderer         Renderer
-	Logger           *slog.Logger
+	// Creds are the drone's certificate (drone/enroll); the agent presents
+	// them on every connection and renews them before they expire.
+	Creds    *tlsutil.Creds
+	Version  string
+	Executor Executor
+	Renderer Renderer
+	Logger   *slog.Logger
 	// Stream tunes the envelope protocol (heartbeats).
 	Stream streamrpc.Options
 	// BackoffBase and BackoffMax bound reconnect delays (default 200ms and
@@ -47,12 +60,24 @@ type Config struct {
 	// (default 10s).
 	BackoffBase, BackoffMax time.Duration
 	StableAfter             time.Duration
+	// RenewTimeout bounds one renewal request (default 1m).
+	RenewTimeout time.Duration
+	// CommandPublicKey is pilot's command key (drone/enroll): the agent
+	// runs only commands it signed for this node that have not expired.
+	// Without it every command is refused.
+	CommandPublicKey ed25519.PublicKey
 }
 
 // Agent holds the drone's connection to its frontgate.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg        Config
+	log        *slog.Logger
+	serverName string
+
+	mu sync.Mutex
+	// peer is the current stream's, nil between connections: renewals go
+	// through whichever stream is up.
+	peer *streamrpc.Peer
 }
 
 // New checks cfg.
@@ -68,6 +93,17 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: Executor is required")
 	case cfg.Renderer == nil:
 		return nil, errors.New("agent: Renderer is required")
+	case cfg.Creds == nil:
+		return nil, errors.New("agent: Creds is required (the drone's certificate from drone/enroll)")
+	}
+	host, _, err := net.SplitHostPort(cfg.FrontgateAddress)
+	if err != nil || host == "" {
+		return nil, fmt.Errorf("agent: FrontgateAddress %q: want host:port", cfg.FrontgateAddress)
+	}
+	// The frontgate checks the Hello against the certificate; a mismatch
+	// here would only show up there as an endless stream of refusals.
+	if id := cfg.Creds.Identity(); id.Kind != pki.KindDrone || id.ID != cfg.NodeID || id.Cluster != cfg.ClusterID {
+		return nil, fmt.Errorf("agent: certificate identity %s is not drone %s of cluster %s", id, cfg.NodeID, cfg.ClusterID)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -81,9 +117,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.StableAfter <= 0 {
 		cfg.StableAfter = 10 * time.Second
 	}
+	if cfg.RenewTimeout <= 0 {
+		cfg.RenewTimeout = time.Minute
+	}
 	log := cfg.Logger.With("node_id", cfg.NodeID, "cluster_id", cfg.ClusterID)
 	cfg.Stream.Logger = log
-	return &Agent{cfg: cfg, log: log}, nil
+	return &Agent{cfg: cfg, log: log, serverName: host}, nil
 }
 
 // Run keeps the drone connected to its frontgate until ctx ends, and
@@ -91,6 +130,14 @@ func New(cfg Config) (*Agent, error) {
 // abandoned by the handler only: commands keep running, and the frontgate
 // gets their result by sending the same command id again.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		tlsutil.RenewLoop(ctx, a.cfg.Creds, a.renew, a.log)
+	}()
+	defer func() { cancel(); <-renewed }()
+
 	bo := backoff.New(a.cfg.BackoffBase, a.cfg.BackoffMax)
 	for {
 		connectedAt, err := a.session(ctx)
@@ -119,7 +166,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // session runs one connection. connectedAt is zero when it never got as far
 // as sending the Hello.
 func (a *Agent) session(ctx context.Context) (connectedAt time.Time, err error) {
-	conn, err := dial(a.cfg.FrontgateAddress)
+	conn, err := a.dial()
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -143,17 +190,82 @@ func (a *Agent) session(ctx context.Context) (connectedAt time.Time, err error) 
 	connectedAt = time.Now()
 	a.log.Info("connected to frontgate", "address", a.cfg.FrontgateAddress)
 	peer := streamrpc.NewPeer(stream, a.handle, a.cfg.Stream)
+	a.setPeer(peer)
+	defer a.setPeer(nil)
 	return connectedAt, peer.Run(sctx)
 }
 
+func (a *Agent) setPeer(p *streamrpc.Peer) {
+	a.mu.Lock()
+	a.peer = p
+	a.mu.Unlock()
+}
+
+func (a *Agent) currentPeer() *streamrpc.Peer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.peer
+}
+
 // dial opens the gRPC connection to the frontgate. Transport security is
-// chosen here and only here: plaintext until drones receive certificates.
-func dial(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// chosen here and only here: mutual TLS, trusting only pilot's CA, with the
+// current certificate (so a renewed one is used from the next handshake).
+func (a *Agent) dial() (*grpc.ClientConn, error) {
+	tc := credentials.NewTLS(a.cfg.Creds.ClientConfig(a.serverName))
+	conn, err := grpc.NewClient(a.cfg.FrontgateAddress, grpc.WithTransportCredentials(tc))
 	if err != nil {
-		return nil, fmt.Errorf("dial frontgate %s: %w", addr, err)
+		return nil, fmt.Errorf("dial frontgate %s: %w", a.cfg.FrontgateAddress, err)
 	}
 	return conn, nil
+}
+
+// renew is the agent's tlsutil.RenewFunc: the request goes over the
+// current stream, and the frontgate relays it to pilot unchanged.
+func (a *Agent) renew(ctx context.Context, csrPEM, currentPEM, proof []byte) (certPEM, caPEM []byte, err error) {
+	p := a.currentPeer()
+	if p == nil {
+		return nil, nil, errors.New("renew certificate: not connected to the frontgate")
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RenewTimeout)
+	defer cancel()
+	resp, err := p.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{
+		CsrPem:                string(csrPEM),
+		CurrentCertificatePem: string(currentPEM),
+		Proof:                 proof,
+	}}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("renew certificate: %w", err)
+	}
+	c := resp.GetCertificate()
+	if c == nil {
+		return nil, nil, fmt.Errorf("renew certificate: the frontgate answered %T, want a certificate", resp.GetBody())
+	}
+	if err := a.checkRenewed([]byte(c.GetCertificatePem())); err != nil {
+		return nil, nil, fmt.Errorf("renew certificate: %w", err)
+	}
+	// The trust root stays the one the drone was given at boot: the
+	// frontgate relaying the answer must not be able to swap it.
+	return []byte(c.GetCertificatePem()), a.cfg.Creds.CAPEM(), nil
+}
+
+// checkRenewed accepts a renewed certificate only if pilot's CA issued it,
+// for this same drone, as a client certificate.
+func (a *Agent) checkRenewed(certPEM []byte) error {
+	cert, err := pki.ParseCert(certPEM)
+	if err != nil {
+		return err
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: a.cfg.Creds.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("the new certificate is not valid under pilot's CA: %w", err)
+	}
+	id, err := pki.IdentityOf(cert)
+	if err != nil {
+		return fmt.Errorf("the new certificate: %w", err)
+	}
+	if cur := a.cfg.Creds.Identity(); id != cur {
+		return fmt.Errorf("the new certificate is for %s, not this drone (%s)", id, cur)
+	}
+	return nil
 }
 
 // handle serves one request from the frontgate.
@@ -169,8 +281,12 @@ func (a *Agent) handle(ctx context.Context, req *streamv1.Request) *streamv1.Res
 }
 
 func (a *Agent) runCommand(ctx context.Context, rc *streamv1.RunCommand) *streamv1.Response {
-	if rc.GetNodeId() != "" && rc.GetNodeId() != a.cfg.NodeID {
-		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "run_command.node_id %q is not this drone (%s)", rc.GetNodeId(), a.cfg.NodeID)
+	// Verified before the executor sees it, so a replayed command id is
+	// answered from its record only when pilot signed it for this node and
+	// it has not expired.
+	if err := cmdsign.Verify(a.cfg.CommandPublicKey, rc, a.cfg.NodeID, time.Now()); err != nil {
+		a.log.Error("command rejected", "command_id", rc.GetCommandId(), "reason", err.Error())
+		return streamrpc.ErrorResponse(cmdsign.CodeUnauthenticated, "command %s rejected: %v", rc.GetCommandId(), err)
 	}
 	res, err := a.cfg.Executor.Run(ctx, rc)
 	switch {
@@ -191,7 +307,7 @@ func (a *Agent) configureRenderer(ctx context.Context, cr *streamv1.ConfigureRen
 	if cr.GetClusterId() != "" && cr.GetClusterId() != a.cfg.ClusterID {
 		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "configure_renderer.cluster_id %q is not this drone's cluster (%s)", cr.GetClusterId(), a.cfg.ClusterID)
 	}
-	if err := a.cfg.Renderer.Configure(ctx, cr.GetFiles()); err != nil {
+	if err := a.cfg.Renderer.Configure(ctx, cr.GetFiles(), cr.GetMetadataKey()); err != nil {
 		// The files or the metadata they need are wrong: retrying the same
 		// delivery cannot help, so the failure is reported as invalid.
 		a.log.Warn("configure renderer", "err", err)

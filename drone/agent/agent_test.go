@@ -3,10 +3,13 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,36 +20,112 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var droneID = pki.Identity{Kind: pki.KindDrone, ID: "cln-1", Cluster: "cl-1"}
+
+func newCA(t *testing.T) *pki.CA {
+	t.Helper()
+	ca, err := pki.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+// issue certifies a new key for id and returns it as in-memory creds.
+func issue(t *testing.T, ca *pki.CA, id pki.Identity, ips []net.IP, ttl time.Duration) *tlsutil.Creds {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _, err := ca.Issue(key.Public(), id, ips, nil, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tlsutil.Save("", keyPEM, certPEM, ca.CertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
 // connection is one drone stream as the fake frontgate sees it.
 type connection struct {
 	hello *streamv1.Hello
 	peer  *streamrpc.Peer
+	// identity and serial are those of the client certificate the drone
+	// presented.
+	identity pki.Identity
+	serial   *big.Int
 }
 
-// fakeFrontgate serves DroneLink with a streamrpc.Peer per stream, like the
-// real frontgate, and hands each connection to the test.
+// fakeFrontgate serves DroneLink over TLS like the real frontgate: a
+// stream needs a client certificate from the CA whose identity matches the
+// Hello, and renewals are answered (as pilot would, behind it) with a
+// certificate from the CA. It hands each connection to the test.
 type fakeFrontgate struct {
 	streamv1.UnimplementedDroneLinkServer
+	ca    *pki.CA
 	conns chan connection
 	addr  string
+
+	mu       sync.Mutex
+	renewals int
+	// renewAs and renewCA, when set, make renewals answer with a
+	// certificate for another identity or from another CA.
+	renewAs *pki.Identity
+	renewCA *pki.CA
 }
 
 func (f *fakeFrontgate) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1.Envelope]) error {
+	id, err := tlsutil.PeerIdentity(st.Context())
+	if err != nil {
+		return status.Errorf(codes.Unauthenticated, "a drone certificate is required: %v", err)
+	}
 	h, err := streamrpc.RecvHello(st, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	p := streamrpc.NewPeer(st, nil, streamrpc.Options{})
+	if h.GetId() != id.ID || h.GetClusterId() != id.Cluster || id.Kind != pki.KindDrone {
+		return status.Errorf(codes.PermissionDenied, "hello %s/%s does not match the certificate %s", h.GetClusterId(), h.GetId(), id)
+	}
+	pr, _ := peer.FromContext(st.Context())
+	serial := pr.AuthInfo.(credentials.TLSInfo).State.PeerCertificates[0].SerialNumber
+	p := streamrpc.NewPeer(st, f.handle, streamrpc.Options{})
 	select {
-	case f.conns <- connection{h, p}:
+	case f.conns <- connection{hello: h, peer: p, identity: id, serial: serial}:
 	case <-st.Context().Done():
 		return nil
 	}
@@ -54,14 +133,64 @@ func (f *fakeFrontgate) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, s
 	return nil
 }
 
-func startFrontgate(t *testing.T) *fakeFrontgate {
+// handle answers renew_certificate the way pilot does.
+func (f *fakeFrontgate) handle(_ context.Context, req *streamv1.Request) *streamv1.Response {
+	rc := req.GetRenewCertificate()
+	if rc == nil {
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "unexpected %T", req.GetBody())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.renewals++
+	cur, id, err := f.ca.Verify([]byte(rc.GetCurrentCertificatePem()))
+	if err != nil {
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "current certificate: %v", err)
+	}
+	csr, err := pki.ParseCSR([]byte(rc.GetCsrPem()))
+	if err != nil {
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "%v", err)
+	}
+	if err := pki.VerifyProof(cur, csr.Raw, rc.GetProof()); err != nil {
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "%v", err)
+	}
+	ca := f.ca
+	if f.renewCA != nil {
+		ca = f.renewCA
+	}
+	if f.renewAs != nil {
+		id = *f.renewAs
+	}
+	certPEM, notAfter, err := ca.Issue(csr.PublicKey, id, nil, nil, time.Hour)
+	if err != nil {
+		return streamrpc.ErrorResponse(streamrpc.CodeInternal, "%v", err)
+	}
+	return &streamv1.Response{Body: &streamv1.Response_Certificate{Certificate: &streamv1.Certificate{
+		CertificatePem: string(certPEM), CaPem: string(ca.CertPEM()), NotAfter: timestamppb.New(notAfter),
+	}}}
+}
+
+func (f *fakeFrontgate) renewalCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.renewals
+}
+
+// startFrontgate serves with a certificate from serverCA, and trusts and
+// renews with ca.
+func startFrontgate(t *testing.T, ca, serverCA *pki.CA) *fakeFrontgate {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeFrontgate{conns: make(chan connection, 4), addr: lis.Addr().String()}
-	gs := grpc.NewServer()
+	f := &fakeFrontgate{ca: ca, conns: make(chan connection, 4), addr: lis.Addr().String()}
+	fg := issue(t, serverCA, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, []net.IP{net.ParseIP("127.0.0.1")}, time.Hour)
+	// The server trusts ca for client certificates even when serverCA
+	// differs: only the drone's check of the server is under test then.
+	stc := fg.ServerConfig(tls.VerifyClientCertIfGiven)
+	stc.GetConfigForClient = nil
+	stc.ClientCAs = ca.Pool()
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(stc)))
 	streamv1.RegisterDroneLinkServer(gs, f)
 	served := make(chan struct{})
 	go func() { defer close(served); _ = gs.Serve(lis) }()
@@ -87,7 +216,7 @@ type fakeRenderer struct {
 	err   error
 }
 
-func (r *fakeRenderer) Configure(_ context.Context, files map[string][]byte) error {
+func (r *fakeRenderer) Configure(_ context.Context, files map[string][]byte, _ []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.files = files
@@ -95,26 +224,43 @@ func (r *fakeRenderer) Configure(_ context.Context, files map[string][]byte) err
 }
 
 type drone struct {
-	dir  string
-	exec *executor.Executor
-	rend *fakeRenderer
+	dir   string
+	exec  *executor.Executor
+	rend  *fakeRenderer
+	creds *tlsutil.Creds
+	// cmdKey signs commands as pilot would; the agent trusts its public
+	// half unless an option says otherwise.
+	cmdKey ed25519.PrivateKey
 }
 
-// startDrone runs an agent against addr until the test ends.
-func startDrone(t *testing.T, addr string) *drone {
+// startDrone runs an agent against addr until the test ends, with a
+// certificate from ca valid for an hour.
+func startDrone(t *testing.T, ca *pki.CA, addr string, opts ...func(*Config)) *drone {
 	t.Helper()
-	d := &drone{dir: t.TempDir(), rend: &fakeRenderer{}}
+	return startDroneWith(t, issue(t, ca, droneID, nil, time.Hour), addr, opts...)
+}
+
+// startDroneWith runs an agent with creds; opts adjust its Config last.
+func startDroneWith(t *testing.T, creds *tlsutil.Creds, addr string, opts ...func(*Config)) *drone {
+	t.Helper()
+	d := &drone{dir: t.TempDir(), rend: &fakeRenderer{}, creds: creds, cmdKey: newCommandKey(t)}
 	var err error
 	d.exec, err = executor.New(executor.Config{DataDir: d.dir, NodeID: "cln-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{
+	cfg := Config{
 		NodeID: "cln-1", ClusterID: "cl-1", FrontgateAddress: addr, Version: "test",
+		Creds:    creds,
 		Executor: d.exec, Renderer: d.rend,
 		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
-	})
+		CommandPublicKey: d.cmdKey.Public().(ed25519.PublicKey),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,14 +289,18 @@ func call(t *testing.T, p *streamrpc.Peer, req *streamv1.Request) (*streamv1.Res
 }
 
 func TestServesRequests(t *testing.T) {
-	fg := startFrontgate(t)
-	d := startDrone(t, fg.addr)
+	ca := newCA(t)
+	fg := startFrontgate(t, ca, ca)
+	d := startDrone(t, ca, fg.addr)
 	c := fg.next(t)
 	if c.hello.Component != "drone" || c.hello.Id != "cln-1" || c.hello.ClusterId != "cl-1" || c.hello.Version != "test" {
 		t.Fatalf("hello: %v", c.hello)
 	}
+	if c.identity != droneID {
+		t.Fatalf("the drone presented %s, want %s", c.identity, droneID)
+	}
 
-	resp, err := call(t, c.peer, runCommand(&streamv1.RunCommand{NodeId: "cln-1", CommandId: "c1", Cmd: "echo hi; exit 4"}))
+	resp, err := call(t, c.peer, d.signed(t, &streamv1.RunCommand{NodeId: "cln-1", CommandId: "c1", Cmd: "echo hi; exit 4"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,8 +329,8 @@ func TestServesRequests(t *testing.T) {
 		want string
 	}{
 		{"render failure names the template", &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{Files: files}}}, streamrpc.CodeInvalid, "a.tmpl"},
-		{"command for another node", runCommand(&streamv1.RunCommand{NodeId: "cln-2", CommandId: "c2", Cmd: "true"}), streamrpc.CodeInvalid, "cln-2"},
-		{"bad command id", runCommand(&streamv1.RunCommand{CommandId: "a/b", Cmd: "true"}), streamrpc.CodeInvalid, "command_id"},
+		{"command for another node", d.signed(t, &streamv1.RunCommand{NodeId: "cln-2", CommandId: "c2", Cmd: "true"}), cmdsign.CodeUnauthenticated, "cln-2"},
+		{"bad command id", d.signed(t, &streamv1.RunCommand{NodeId: "cln-1", CommandId: "a/b", Cmd: "true"}), streamrpc.CodeInvalid, "command_id"},
 		{"renderer for another cluster", &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{ClusterId: "cl-9"}}}, streamrpc.CodeInvalid, "cl-9"},
 		{"request a drone does not serve", &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{}}}, streamrpc.CodeInvalid, "ListDrones"},
 	} {
@@ -279,16 +429,18 @@ func (p *proxy) close() {
 }
 
 func TestCommandSurvivesAConnectionCut(t *testing.T) {
-	fg := startFrontgate(t)
+	ca := newCA(t)
+	fg := startFrontgate(t, ca, ca)
 	px := startProxy(t, fg.addr)
-	d := startDrone(t, px.addr())
+	d := startDrone(t, ca, px.addr())
 	first := fg.next(t)
 
 	marker := filepath.Join(d.dir, "marker")
 	req := &streamv1.RunCommand{NodeId: "cln-1", CommandId: "job-1.task-3", Cmd: fmt.Sprintf("sleep 1; echo ran >> %s", marker), TimeoutSeconds: 30}
+	signedReq := d.signed(t, req)
 	callErr := make(chan error, 1)
 	go func() {
-		_, err := call(t, first.peer, runCommand(req))
+		_, err := call(t, first.peer, signedReq)
 		callErr <- err
 	}()
 
@@ -316,7 +468,7 @@ func TestCommandSurvivesAConnectionCut(t *testing.T) {
 
 	// The drone comes back, and the frontgate asks again with the same id.
 	second := fg.next(t)
-	resp, err := call(t, second.peer, runCommand(req))
+	resp, err := call(t, second.peer, signedReq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +494,8 @@ func TestConnectsOnceTheFrontgateIsUp(t *testing.T) {
 	closed := l.Addr().String()
 	l.Close()
 	px := startProxy(t, closed)
-	startDrone(t, px.addr())
+	ca := newCA(t)
+	d := startDrone(t, ca, px.addr())
 
 	// Let the drone fail a few attempts, then bring the frontgate up.
 	deadline := time.Now().Add(10 * time.Second)
@@ -358,16 +511,17 @@ func TestConnectsOnceTheFrontgateIsUp(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	fg := startFrontgate(t)
+	fg := startFrontgate(t, ca, ca)
 	px.setTarget(fg.addr)
 	c := fg.next(t)
-	if _, err := call(t, c.peer, runCommand(&streamv1.RunCommand{CommandId: "late", Cmd: "true"})); err != nil {
+	if _, err := call(t, c.peer, d.signed(t, &streamv1.RunCommand{NodeId: "cln-1", CommandId: "late", Cmd: "true"})); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestNewRejectsIncompleteConfig(t *testing.T) {
-	full := Config{NodeID: "n", ClusterID: "c", FrontgateAddress: "a:1", Executor: &executor.Executor{}, Renderer: &fakeRenderer{}}
+	ca := newCA(t)
+	full := Config{NodeID: "cln-1", ClusterID: "cl-1", FrontgateAddress: "a:1", Creds: issue(t, ca, droneID, nil, time.Hour), Executor: &executor.Executor{}, Renderer: &fakeRenderer{}}
 	for _, tc := range []struct {
 		want   string
 		mutate func(*Config)
@@ -375,8 +529,12 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 		{"NodeID", func(c *Config) { c.NodeID = "" }},
 		{"ClusterID", func(c *Config) { c.ClusterID = "" }},
 		{"FrontgateAddress", func(c *Config) { c.FrontgateAddress = "" }},
+		{"host:port", func(c *Config) { c.FrontgateAddress = "no-port" }},
 		{"Executor", func(c *Config) { c.Executor = nil }},
 		{"Renderer", func(c *Config) { c.Renderer = nil }},
+		{"Creds", func(c *Config) { c.Creds = nil }},
+		{"not drone cln-2", func(c *Config) { c.NodeID = "cln-2" }},
+		{"hangar://drone/cl-1/cln-1", func(c *Config) { c.ClusterID = "cl-2" }},
 	} {
 		cfg := full
 		tc.mutate(&cfg)
@@ -386,5 +544,80 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 	}
 	if _, err := New(full); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRefusesAFrontgateOutsideTheCA(t *testing.T) {
+	ca := newCA(t)
+	fg := startFrontgate(t, ca, newCA(t))
+	px := startProxy(t, fg.addr)
+	startDrone(t, ca, px.addr())
+	// Each attempt reaches the impostor's TLS handshake, none its Connect.
+	waitFor(t, "three connection attempts", func() bool {
+		px.mu.Lock()
+		defer px.mu.Unlock()
+		return px.attempts >= 3
+	})
+	select {
+	case c := <-fg.conns:
+		t.Fatalf("the drone opened a stream to a frontgate pilot's CA did not certify: %v", c.hello)
+	default:
+	}
+}
+
+func TestRenewsThroughTheStreamWithoutDroppingIt(t *testing.T) {
+	ca := newCA(t)
+	fg := startFrontgate(t, ca, ca)
+	px := startProxy(t, fg.addr)
+	// Certificates start a minute in the past; with 30s left of 90 the
+	// renewal is due at once.
+	d := startDroneWith(t, issue(t, ca, droneID, nil, 30*time.Second), px.addr())
+	first := fg.next(t)
+	old := d.creds.Leaf().SerialNumber
+	waitFor(t, "the renewed certificate", func() bool { return d.creds.Leaf().SerialNumber.Cmp(old) != 0 })
+	renewed := d.creds.Leaf()
+	if id := d.creds.Identity(); id != droneID || time.Until(renewed.NotAfter) < 50*time.Minute {
+		t.Fatalf("renewed as %s until %s", id, renewed.NotAfter)
+	}
+
+	// The stream opened with the old certificate still serves: the drone
+	// answers (here, that it serves no such request) rather than the
+	// stream being gone.
+	if _, err := call(t, first.peer, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{}}}); !streamrpc.IsCode(err, streamrpc.CodeInvalid) {
+		t.Fatalf("the first stream after renewal: %v", err)
+	}
+	// The next handshake presents the new one.
+	px.cut()
+	second := fg.next(t)
+	if second.serial.Cmp(renewed.SerialNumber) != 0 {
+		t.Fatalf("reconnected with certificate %v, want the renewed %v", second.serial, renewed.SerialNumber)
+	}
+}
+
+func TestRejectsABadRenewal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(f *fakeFrontgate)
+	}{
+		{"certificate for another node", func(f *fakeFrontgate) {
+			f.renewAs = &pki.Identity{Kind: pki.KindDrone, ID: "cln-2", Cluster: "cl-1"}
+		}},
+		{"certificate from another CA", func(f *fakeFrontgate) { f.renewCA = newCA(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := newCA(t)
+			fg := startFrontgate(t, ca, ca)
+			fg.mu.Lock()
+			tc.set(fg)
+			fg.mu.Unlock()
+			d := startDroneWith(t, issue(t, ca, droneID, nil, 30*time.Second), fg.addr)
+			old := d.creds.Leaf().SerialNumber
+			fg.next(t)
+			// A second request means the answer to the first was handled.
+			waitFor(t, "a retried renewal", func() bool { return fg.renewalCount() >= 2 })
+			if d.creds.Leaf().SerialNumber.Cmp(old) != 0 || d.creds.Identity() != droneID {
+				t.Fatalf("the drone took the bad certificate (%s)", d.creds.Identity())
+			}
+		})
 	}
 }

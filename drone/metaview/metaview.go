@@ -4,6 +4,11 @@
 // /self/host being the node's own host entry and /self/env the cluster env
 // overlaid with the node's role env. It also adapts the view to confd's
 // backends.StoreClient, so confd templates run against it unchanged.
+//
+// Secret values (password env) are stored sealed ("enc:v1:…", see
+// internal/secretbox) with the cluster's metadata key, bound to their etcd
+// key; the view opens those it serves with that key, so templates see them
+// in clear while etcd never holds them so.
 package metaview
 
 import (
@@ -17,6 +22,8 @@ import (
 
 	"github.com/abtreece/confd/pkg/backends"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hangarhq/hangar/internal/secretbox"
 )
 
 // Root is the key prefix of the view.
@@ -34,15 +41,21 @@ type Config struct {
 	// CallTimeout bounds each etcd read made through a StoreClient, whose
 	// methods carry no context (default 10s).
 	CallTimeout time.Duration
+	// MetadataKey opens the cluster's sealed values; it may also be set
+	// later with SetMetadataKey. Without it a sealed value is an error.
+	MetadataKey []byte
 }
 
 // View is the /self view of one node. It holds no state besides its
-// configuration: every read sees the current tree.
+// configuration and metadata key: every read sees the current tree.
 type View struct {
 	c       *clientv3.Client
 	prefix  string
 	nodeID  string
 	timeout time.Duration
+	// box opens sealed values; nil until a key is set. It is swapped
+	// whole, as pilot delivers a key while renders run.
+	box atomic.Pointer[secretbox.Box]
 }
 
 // New checks cfg and returns the view.
@@ -58,12 +71,29 @@ func New(cfg Config) (*View, error) {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = defaultCallTimeout
 	}
-	return &View{
+	v := &View{
 		c:       cfg.Client,
 		prefix:  "/clusters/" + cfg.ClusterID + "/",
 		nodeID:  cfg.NodeID,
 		timeout: cfg.CallTimeout,
-	}, nil
+	}
+	if cfg.MetadataKey != nil {
+		if err := v.SetMetadataKey(cfg.MetadataKey); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// SetMetadataKey sets the key that opens the cluster's sealed values (the
+// 32 bytes pilot sends in ConfigureRenderer.metadata_key).
+func (v *View) SetMetadataKey(key []byte) error {
+	b, err := secretbox.New(key)
+	if err != nil {
+		return fmt.Errorf("metaview: metadata key: %w", err)
+	}
+	v.box.Store(b)
+	return nil
 }
 
 // ClusterPrefix is the etcd prefix the view is built from.
@@ -71,7 +101,9 @@ func (v *View) ClusterPrefix() string { return v.prefix }
 
 // Values returns every view entry whose key starts with one of prefixes
 // (string prefixes, as confd's etcd backend matches them: "/self/host" also
-// matches "/self/hosts/…"), read at one revision, and that revision.
+// matches "/self/hosts/…"), read at one revision, and that revision. Sealed
+// values are returned opened; one that does not open is an error naming its
+// etcd key, never passed on as ciphertext.
 func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string, int64, error) {
 	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix())
 	if err != nil {
@@ -81,16 +113,46 @@ func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string
 	for _, kv := range resp.Kvs {
 		tree[strings.TrimPrefix(string(kv.Key), v.prefix)] = string(kv.Value)
 	}
+	box := v.box.Load()
 	out := map[string]string{}
-	for k, val := range build(v.nodeID, tree) {
+	var errs []error
+	for k, src := range build(v.nodeID, tree) {
 		for _, p := range prefixes {
-			if strings.HasPrefix(k, p) {
-				out[k] = val
-				break
+			if !strings.HasPrefix(k, p) {
+				continue
 			}
+			// Only served values are opened, so an unrelated bad value
+			// does not stop templates that never read it.
+			val, err := v.open(box, src, tree[src])
+			if err != nil {
+				errs = append(errs, err)
+			}
+			out[k] = val
+			break
 		}
 	}
+	if len(errs) > 0 {
+		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+		return nil, 0, errors.Join(errs...)
+	}
 	return out, resp.Header.Revision, nil
+}
+
+// open returns a tree value, opened when sealed. The associated data is the
+// value's etcd key, so a value copied to another key or cluster fails.
+func (v *View) open(box *secretbox.Box, rel, val string) (string, error) {
+	if !secretbox.IsSealed(val) {
+		return val, nil
+	}
+	key := v.prefix + rel
+	if box == nil {
+		return "", fmt.Errorf("metadata %s is encrypted and this drone has no metadata key yet (pilot sends it with the confd delivery)", key)
+	}
+	plain, err := box.Open(val, key)
+	if err != nil {
+		return "", fmt.Errorf("metadata %s: %w", key, err)
+	}
+	return plain, nil
 }
 
 // Revision returns etcd's current revision.
@@ -191,11 +253,12 @@ func (s *StoreClient) WatchPrefix(_ string, _ []string, waitIndex uint64, stopCh
 // from there misses nothing a render through this client did not see.
 func (s *StoreClient) Revision() int64 { return s.rev.Load() }
 
-// build maps a cluster tree (keys relative to /clusters/<id>/) to the view.
+// build maps a cluster tree (keys relative to /clusters/<id>/) to the view:
+// it returns, for each view key, the tree key its value comes from.
 func build(nodeID string, tree map[string]string) map[string]string {
 	out := make(map[string]string, len(tree))
 	hostPrefix, role := findHost(nodeID, tree)
-	for k, val := range tree {
+	for k := range tree {
 		switch {
 		case strings.HasPrefix(k, "roles/"), strings.HasPrefix(k, "env/"):
 			// Merged below: roles/ is only the source of role env.
@@ -203,26 +266,26 @@ func build(nodeID string, tree map[string]string) map[string]string {
 			// /self/host is the node's own entry; never let a stray
 			// cluster-level key shadow it.
 		default:
-			out[Root+"/"+k] = val
+			out[Root+"/"+k] = k
 		}
 	}
 	if hostPrefix != "" {
-		for k, val := range tree {
+		for k := range tree {
 			if field, ok := strings.CutPrefix(k, hostPrefix); ok && field != "" {
-				out[Root+"/host/"+field] = val
+				out[Root+"/host/"+field] = k
 			}
 		}
 	}
-	for k, val := range tree {
+	for k := range tree {
 		if key, ok := strings.CutPrefix(k, "env/"); ok && key != "" {
-			out[Root+"/env/"+key] = val
+			out[Root+"/env/"+key] = k
 		}
 	}
 	if role != "" {
 		roleEnv := "roles/" + role + "/env/"
-		for k, val := range tree {
+		for k := range tree {
 			if key, ok := strings.CutPrefix(k, roleEnv); ok && key != "" {
-				out[Root+"/env/"+key] = val
+				out[Root+"/env/"+key] = k
 			}
 		}
 	}

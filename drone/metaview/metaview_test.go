@@ -1,6 +1,7 @@
 package metaview
 
 import (
+	"bytes"
 	"context"
 	"maps"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/secretbox"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -282,5 +284,80 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v): %v, want an error naming %s", tc.cfg, err, tc.want)
 		}
+	}
+}
+
+func TestSealedValues(t *testing.T) {
+	c := startEtcd(t)
+	key := bytes.Repeat([]byte{4}, secretbox.KeySize)
+	box, err := secretbox.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := func(cluster, rel, plain string) string {
+		return box.Seal(plain, "/clusters/"+cluster+"/"+rel)
+	}
+	good := merge(host("db", "i-1", "cln-1", "10.0.0.1"), map[string]string{
+		"env/port":                "6379",
+		"env/requirepass":         seal("cl-a", "env/requirepass", "s3cret"),
+		"roles/db/env/admin_pass": seal("cl-a", "roles/db/env/admin_pass", "adm1n"),
+	})
+	put(t, c, "/clusters/cl-a/", good)
+
+	v, err := New(Config{Client: c, ClusterID: "cl-a", NodeID: "cln-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// No key yet: the sealed value is an error naming it, and a read that
+	// does not touch it still works.
+	if _, _, err := v.Values(ctx, []string{"/self/env"}); err == nil || !strings.Contains(err.Error(), "/clusters/cl-a/env/requirepass") || !strings.Contains(err.Error(), "no metadata key") {
+		t.Fatalf("Values without a key: err = %v", err)
+	}
+	if got, _, err := v.Values(ctx, []string{"/self/host"}); err != nil || got["/self/host/ip"] != "10.0.0.1" {
+		t.Fatalf("host read without a key = %v, %v", got, err)
+	}
+
+	if err := v.SetMetadataKey(key[:16]); err == nil {
+		t.Fatal("a 16-byte metadata key was accepted")
+	}
+	if err := v.SetMetadataKey(key); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := v.Values(ctx, []string{"/self/env"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"/self/env/port": "6379", "/self/env/requirepass": "s3cret", "/self/env/admin_pass": "adm1n"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("Values = %v, want %v", got, want)
+	}
+
+	// Key in Config works the same.
+	v2, err := New(Config{Client: c, ClusterID: "cl-a", NodeID: "cln-1", MetadataKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := v2.Values(ctx, []string{"/self/env/requirepass"}); err != nil || got["/self/env/requirepass"] != "s3cret" {
+		t.Fatalf("Values with Config.MetadataKey = %v, %v", got, err)
+	}
+
+	// Refused, naming the key: a tampered value, a value copied from
+	// another key, a value sealed for another cluster.
+	raw := []byte(good["env/requirepass"])
+	raw[len(raw)-3] ^= 1
+	for name, bad := range map[string]string{
+		"tampered":          string(raw),
+		"copied from a key": good["roles/db/env/admin_pass"],
+		"other cluster":     seal("cl-b", "env/requirepass", "s3cret"),
+	} {
+		put(t, c, "/clusters/cl-a/", map[string]string{"env/requirepass": bad})
+		_, _, err := v.Values(ctx, []string{"/self/env"})
+		if err == nil || !strings.Contains(err.Error(), "/clusters/cl-a/env/requirepass") {
+			t.Errorf("%s: err = %v, want one naming /clusters/cl-a/env/requirepass", name, err)
+		}
+	}
+	if _, err := New(Config{Client: c, ClusterID: "cl-a", NodeID: "cln-1", MetadataKey: []byte("short")}); err == nil {
+		t.Fatal("New accepted a short metadata key")
 	}
 }

@@ -5,6 +5,10 @@
 // and an image's own /etc/confd is used when nothing was delivered. Files
 // are rendered with abtreece/confd's template package, from the Renderer's
 // own etcd watch loop, so that Close can stop it.
+//
+// Pilot also delivers the cluster's metadata key with Configure; it is kept
+// (DataDir/metadata.key, 0600) and given to the view, which opens the
+// sealed password values templates read.
 package render
 
 import (
@@ -21,13 +25,19 @@ import (
 
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/secretbox"
 )
 
 const defaultSettle = 100 * time.Millisecond
 
+// keyFile is the metadata key's file under DataDir.
+const keyFile = "metadata.key"
+
 // Config describes a Renderer.
 type Config struct {
-	// DataDir holds the delivered files, under DataDir/confd.
+	// DataDir holds the delivered files, under DataDir/confd, and the
+	// metadata key.
 	DataDir string
 	// RootDir, when set, is the instance's filesystem root: absolute
 	// template destinations are placed under it.
@@ -35,7 +45,8 @@ type Config struct {
 	// BakedDir is a confd dir baked into the image (with conf.d/ and
 	// templates/), used while no files were delivered. Empty means none.
 	BakedDir string
-	View     *metaview.View
+	// View is read for rendering; the renderer sets its metadata key.
+	View *metaview.View
 	// Settle is how long a change waits for more before the files are
 	// rendered, so a burst of metadata changes costs one render (default
 	// 100ms).
@@ -49,6 +60,7 @@ type Renderer struct {
 	log       *slog.Logger
 	delivered string // DataDir/confd
 	baked     string // DataDir/confd-baked: BakedDir with dests moved under RootDir
+	keyPath   string // DataDir/metadata.key
 
 	mu     sync.Mutex // serialises renders and changes of active
 	active string     // the confd dir being rendered; "" before any
@@ -80,10 +92,16 @@ func New(ctx context.Context, cfg Config) (*Renderer, error) {
 		log:       cfg.Logger,
 		delivered: filepath.Join(cfg.DataDir, "confd"),
 		baked:     filepath.Join(cfg.DataDir, "confd-baked"),
+		keyPath:   filepath.Join(cfg.DataDir, keyFile),
 		done:      make(chan struct{}),
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("render: create %s: %w", cfg.DataDir, err)
+	}
+	if err := r.loadKey(); err != nil {
+		// Values that need the key fail to render, naming themselves; the
+		// next delivery brings the key again.
+		r.log.Error("metadata key not loaded", "err", err)
 	}
 	recoverInstall(r.delivered)
 	switch {
@@ -120,21 +138,56 @@ func (r *Renderer) stageBaked() error {
 	return nil
 }
 
+// loadKey gives the view the metadata key kept by an earlier Configure.
+func (r *Renderer) loadKey() error {
+	key, err := os.ReadFile(r.keyPath)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("render: read metadata key: %w", err)
+	}
+	if err := r.cfg.View.SetMetadataKey(key); err != nil {
+		return fmt.Errorf("render: metadata key in %s: %w", r.keyPath, err)
+	}
+	return nil
+}
+
 // Configure replaces the rendered set with files (paths "conf.d/x.toml",
 // "templates/x.tmpl"), keeps them for later restarts, and renders them
-// once. The error names the file or template that failed; the files stay
-// installed and are rendered again on the next metadata change.
-func (r *Renderer) Configure(ctx context.Context, files map[string][]byte) error {
-	prepared, err := prepare(files, r.cfg.RootDir)
-	if err != nil {
-		return fmt.Errorf("configure renderer: %w", err)
+// once. metadataKey, when given, is the cluster's key for sealed metadata
+// values: it is kept (0600) and used from then on. A delivery may carry
+// only the key (no files), for templates baked into the image: the current
+// set is then rendered again with it. The error names the file or template
+// that failed; the files stay installed and are rendered again on the next
+// metadata change.
+func (r *Renderer) Configure(ctx context.Context, files map[string][]byte, metadataKey []byte) error {
+	if len(metadataKey) > 0 && len(metadataKey) != secretbox.KeySize {
+		return fmt.Errorf("configure renderer: metadata_key: %d bytes; it must be %d bytes", len(metadataKey), secretbox.KeySize)
+	}
+	var prepared map[string][]byte
+	if len(files) > 0 || len(metadataKey) == 0 {
+		var err error
+		if prepared, err = prepare(files, r.cfg.RootDir); err != nil {
+			return fmt.Errorf("configure renderer: %w", err)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := install(r.delivered, prepared); err != nil {
-		return fmt.Errorf("configure renderer: %w", err)
+	if len(metadataKey) > 0 {
+		if err := pki.WriteFileAtomic(r.keyPath, metadataKey, 0o600); err != nil {
+			return fmt.Errorf("configure renderer: keep metadata key: %w", err)
+		}
+		if err := r.cfg.View.SetMetadataKey(metadataKey); err != nil {
+			return fmt.Errorf("configure renderer: %w", err)
+		}
 	}
-	r.active = r.delivered
+	if prepared != nil {
+		if err := install(r.delivered, prepared); err != nil {
+			return fmt.Errorf("configure renderer: %w", err)
+		}
+		r.active = r.delivered
+	}
 	if _, err := r.renderLocked(ctx); err != nil {
 		return fmt.Errorf("configure renderer: %w", err)
 	}
@@ -176,6 +229,10 @@ func (r *Renderer) renderLocked(ctx context.Context) (int64, error) {
 				errs = append(errs, fmt.Errorf("template resource %s: create folder of dest: %w", rel, err))
 				continue
 			}
+		}
+		if err := checkSize(file, filepath.Join(r.active, "templates"), sc); err != nil {
+			errs = append(errs, fmt.Errorf("render %s (template %s): %w", rel, res.src, err))
+			continue
 		}
 		err = template.Process(template.Config{
 			ConfDir:     r.active,

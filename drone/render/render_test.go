@@ -17,6 +17,7 @@ import (
 
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/secretbox"
 )
 
 func TestMain(m *testing.M) {
@@ -134,7 +135,7 @@ func TestRenderRerenderAndResume(t *testing.T) {
 	r := f.renderer(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := r.Configure(ctx, f.files(kvTmpl)); err != nil {
+	if err := r.Configure(ctx, f.files(kvTmpl), nil); err != nil {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(f.root, "opt/kv/kv.conf")
@@ -190,7 +191,7 @@ func TestConfigureReportsTheFailingTemplate(t *testing.T) {
 	files := f.files(kvTmpl)
 	files["conf.d/bad.toml"] = []byte("[template]\nsrc = \"bad.tmpl\"\ndest = \"/etc/bad.conf\"\nkeys = [\"/\"]\n")
 	files["templates/bad.tmpl"] = []byte(`{{getv "/host/no_such_field"}}`)
-	err := r.Configure(ctx, files)
+	err := r.Configure(ctx, files, nil)
 	if err == nil || !strings.Contains(err.Error(), "conf.d/bad.toml") || !strings.Contains(err.Error(), "bad.tmpl") {
 		t.Fatalf("got %v, want an error naming conf.d/bad.toml and bad.tmpl", err)
 	}
@@ -234,7 +235,7 @@ func TestConfigureRejectsBadFiles(t *testing.T) {
 		{"only templates", map[string][]byte{"templates/a": []byte("x")}, "no conf.d/<name>.toml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := r.Configure(context.Background(), tc.files)
+			err := r.Configure(context.Background(), tc.files, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
 			}
@@ -278,7 +279,7 @@ func TestBrokenBakedTemplatesDoNotStopTheDrone(t *testing.T) {
 	if r.active != "" {
 		t.Fatalf("active dir %q, want none", r.active)
 	}
-	if err := r.Configure(context.Background(), f.files(`ok`)); err != nil {
+	if err := r.Configure(context.Background(), f.files(`ok`), nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -286,7 +287,7 @@ func TestBrokenBakedTemplatesDoNotStopTheDrone(t *testing.T) {
 func TestDeliveredFilesWinOverBaked(t *testing.T) {
 	f := newFixture(t)
 	r := f.renderer(t, "")
-	if err := r.Configure(context.Background(), f.files(`delivered`)); err != nil {
+	if err := r.Configure(context.Background(), f.files(`delivered`), nil); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -320,4 +321,139 @@ func TestCheckName(t *testing.T) {
 			t.Errorf("checkName(%q) = %v, want ok=%v", name, err, ok)
 		}
 	}
+}
+
+func TestSealedPasswordsRenderInClear(t *testing.T) {
+	f := newFixture(t)
+	master, err := secretbox.New(bytes.Repeat([]byte{6}, secretbox.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbox, err := master.Metadata("cl-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As pilot writes them: sealed with the cluster's key, bound to the key.
+	put(t, f.c,
+		"env/requirepass", mbox.Seal("s3cret", "/clusters/cl-1/env/requirepass"),
+		"roles/master/env/admin_pass", mbox.Seal("adm1n", "/clusters/cl-1/roles/master/env/admin_pass"))
+	files := f.files(`pass={{getv "/env/requirepass"}} admin={{getv "/env/admin_pass"}} port={{getv "/env/port"}}`)
+	dest := filepath.Join(f.root, "opt/kv/kv.conf")
+	want := "pass=s3cret admin=adm1n port=7001"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	r := f.renderer(t, "")
+	// Without the key the render fails naming the value; nothing is
+	// written with ciphertext in it.
+	if err := r.Configure(ctx, files, nil); err == nil || !strings.Contains(err.Error(), "/clusters/cl-1/env/requirepass") {
+		t.Fatalf("Configure without a key: err = %v, want one naming /clusters/cl-1/env/requirepass", err)
+	}
+	if got := readFile(dest); got != "" {
+		t.Fatalf("rendered without a key: %q", got)
+	}
+	if err := r.Configure(ctx, files, mbox.Key()[:8]); err == nil || !strings.Contains(err.Error(), "metadata_key") {
+		t.Fatalf("Configure with a short key: err = %v", err)
+	}
+
+	if err := r.Configure(ctx, files, mbox.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(dest); got != want {
+		t.Fatalf("rendered %q, want %q", got, want)
+	}
+	resp, err := f.c.Get(ctx, "/clusters/cl-1/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if strings.Contains(string(kv.Value), "s3cret") || strings.Contains(string(kv.Value), "adm1n") {
+			t.Fatalf("etcd holds a password in clear at %s", kv.Key)
+		}
+	}
+	if !strings.HasPrefix(etcdValue(t, f.c, "/clusters/cl-1/env/requirepass"), secretbox.Prefix) {
+		t.Fatal("env/requirepass is not sealed in etcd")
+	}
+	fi, err := os.Stat(filepath.Join(f.data, "metadata.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("metadata key kept with mode %o, want 600", fi.Mode().Perm())
+	}
+
+	// A changed password re-renders through the watch loop.
+	put(t, f.c, "env/requirepass", mbox.Seal("n3w", "/clusters/cl-1/env/requirepass"))
+	want = "pass=n3w admin=adm1n port=7001"
+	waitFor(t, "re-render of a changed password", func() bool { return readFile(dest) == want })
+
+	// A restarted drone (a fresh view, no key in memory) uses the kept key.
+	r.Close()
+	v2, err := metaview.New(metaview.Config{Client: f.c, ClusterID: "cl-1", NodeID: "cln-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.view = v2
+	r2 := f.renderer(t, "")
+	put(t, f.c, "env/requirepass", mbox.Seal("again", "/clusters/cl-1/env/requirepass"))
+	want = "pass=again admin=adm1n port=7001"
+	waitFor(t, "render after restart with the kept key", func() bool { return readFile(dest) == want })
+
+	// A tampered value, or one copied from another key, fails the render
+	// naming it; the file keeps its last good content.
+	for name, bad := range map[string]string{
+		"tampered":  strings.Replace(etcdValue(t, f.c, "/clusters/cl-1/env/requirepass"), secretbox.Prefix+"A", secretbox.Prefix+"B", 1) + "AAAA",
+		"copied":    etcdValue(t, f.c, "/clusters/cl-1/roles/master/env/admin_pass"),
+		"other key": master.Seal("x", "/clusters/cl-1/env/requirepass"),
+	} {
+		put(t, f.c, "env/requirepass", bad)
+		err := r2.Render(ctx)
+		if err == nil || !strings.Contains(err.Error(), "/clusters/cl-1/env/requirepass") {
+			t.Errorf("%s: Render err = %v, want one naming /clusters/cl-1/env/requirepass", name, err)
+		}
+		if got := readFile(dest); got != want {
+			t.Errorf("%s: file now %q, want the last good %q", name, got, want)
+		}
+	}
+}
+
+func TestKeyOnlyDeliveryForBakedTemplates(t *testing.T) {
+	f := newFixture(t)
+	mbox, err := secretbox.New(bytes.Repeat([]byte{8}, secretbox.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, f.c, "env/requirepass", mbox.Seal("s3cret", "/clusters/cl-1/env/requirepass"))
+	baked := filepath.Join(t.TempDir(), "etc", "confd")
+	for name, data := range f.files(`pass={{getv "/env/requirepass"}}`) {
+		p := filepath.Join(baked, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := f.renderer(t, baked)
+	if err := r.Render(context.Background()); err == nil {
+		t.Fatal("baked template with a sealed value rendered without a key")
+	}
+	if err := r.Configure(context.Background(), nil, mbox.Key()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(filepath.Join(f.root, "opt/kv/kv.conf")); got != "pass=s3cret" {
+		t.Fatalf("baked template rendered %q, want pass=s3cret", got)
+	}
+	if r.active != r.baked {
+		t.Fatalf("a key-only delivery changed the active dir to %s", r.active)
+	}
+}
+
+func etcdValue(t *testing.T, c *clientv3.Client, key string) string {
+	t.Helper()
+	resp, err := c.Get(context.Background(), key)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get %s: %v (%d kvs)", key, err, len(resp.Kvs))
+	}
+	return string(resp.Kvs[0].Value)
 }

@@ -15,6 +15,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hangarhq/hangar/internal/limits"
 )
 
 // Root is the etcd prefix holding every cluster's tree.
@@ -34,6 +36,9 @@ var (
 	ErrInvalid = errors.New("invalid metadata")
 	// ErrTooManyOps marks a change larger than one etcd transaction may be.
 	ErrTooManyOps = errors.New("change too large for one etcd transaction")
+	// ErrTooLarge marks a tree with more bytes than Options.MaxBytes. It is
+	// an ErrInvalid too: the same tree would always be refused.
+	ErrTooLarge = fmt.Errorf("%w: tree too large", ErrInvalid)
 	// ErrConflict marks a change that lost the race against other writers
 	// maxAttempts times in a row.
 	ErrConflict = errors.New("concurrent writes kept conflicting")
@@ -46,13 +51,19 @@ type Options struct {
 	// DefaultMaxTxnOps). A change needing more puts and deletes fails with
 	// ErrTooManyOps rather than being split, which would expose half of it.
 	MaxTxnOps int
+	// MaxBytes bounds a cluster's whole tree in one Apply: the sum of each
+	// key's full etcd path and value (default limits.MaxMetadataBytes).
+	// The tree is written in one transaction and read whole by every drone
+	// of the cluster, so a larger one is refused before etcd sees it.
+	MaxBytes int
 }
 
 // Store reads and writes cluster trees through an etcd client.
 type Store struct {
-	kv     clientv3.KV
-	log    *slog.Logger
-	maxOps int
+	kv       clientv3.KV
+	log      *slog.Logger
+	maxOps   int
+	maxBytes int
 
 	mu    sync.Mutex
 	locks map[string]*clusterLock
@@ -83,7 +94,10 @@ func New(kv clientv3.KV, opts Options) *Store {
 	if opts.MaxTxnOps <= 0 {
 		opts.MaxTxnOps = DefaultMaxTxnOps
 	}
-	return &Store{kv: kv, log: opts.Logger, maxOps: opts.MaxTxnOps, locks: map[string]*clusterLock{}}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = limits.MaxMetadataBytes
+	}
+	return &Store{kv: kv, log: opts.Logger, maxOps: opts.MaxTxnOps, maxBytes: opts.MaxBytes, locks: map[string]*clusterLock{}}
 }
 
 // Prefix is the etcd prefix of a cluster's tree, with its trailing slash so
@@ -134,11 +148,17 @@ func (s *Store) Apply(ctx context.Context, clusterID string, kvs map[string]stri
 		return Result{}, err
 	}
 	keys := make([]string, 0, len(kvs))
-	for k := range kvs {
+	size := 0
+	for k, v := range kvs {
 		if err := ValidateKey(k); err != nil {
 			return Result{}, fmt.Errorf("cluster %s: %w", clusterID, err)
 		}
 		keys = append(keys, k)
+		size += len(Prefix(clusterID)) + len(k) + len(v)
+	}
+	if size > s.maxBytes {
+		return Result{}, fmt.Errorf("apply metadata of cluster %s: %d keys take %d bytes with their paths, more than the %d allowed: %w",
+			clusterID, len(kvs), size, s.maxBytes, ErrTooLarge)
 	}
 	// Sorted so that the transaction, and the watch events it produces, come
 	// in a stable order.

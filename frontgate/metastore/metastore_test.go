@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/limits"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -244,6 +245,30 @@ func TestTooManyOps(t *testing.T) {
 	}
 	if got, _ := dump(t, c, "c-1"); len(got) != 0 {
 		t.Fatalf("a refused change left %d keys", len(got))
+	}
+}
+
+func TestTooLarge(t *testing.T) {
+	c := startEtcd(t)
+	ctx := testCtx(t)
+	const max = 1000
+	s := New(c, Options{MaxBytes: max})
+	fits := map[string]string{"k": strings.Repeat("v", max-len(Prefix("c-1"))-1)}
+	if _, err := s.Apply(ctx, "c-1", fits); err != nil {
+		t.Fatalf("Apply of exactly %d bytes: %v", max, err)
+	}
+	over := map[string]string{"k": fits["k"], "l": ""}
+	_, err := s.Apply(ctx, "c-1", over)
+	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "c-1") {
+		t.Fatalf("Apply over the limit = %v, want ErrTooLarge (an ErrInvalid) naming the cluster", err)
+	}
+	if got, _ := dump(t, c, "c-1"); !equal(got, fits) {
+		t.Fatalf("a refused change altered the tree: %v", got)
+	}
+	// The default is limits.MaxMetadataBytes.
+	huge := map[string]string{"k": strings.Repeat("v", limits.MaxMetadataBytes)}
+	if _, err := New(c, Options{}).Apply(ctx, "c-2", huge); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Apply of %d bytes with the default limit = %v, want ErrTooLarge", limits.MaxMetadataBytes, err)
 	}
 }
 

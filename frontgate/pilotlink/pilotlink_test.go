@@ -2,6 +2,7 @@ package pilotlink
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync/atomic"
@@ -9,9 +10,15 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
+	"github.com/hangarhq/hangar/frontgate/internal/testca"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -50,8 +57,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestHelloAndRequests(t *testing.T) {
-	p := fakepilot.Start(t, "127.0.0.1:0")
-	l, err := New(Config{PilotAddress: p.Addr(), FrontgateID: "fg-1", Version: "v1.2.3", Capabilities: []string{"run_command"}, Handler: ack})
+	p := fakepilot.Start(t, "127.0.0.1:0", nil)
+	l, err := New(Config{PilotAddress: p.Addr(), Credentials: p.ClientCredentials(t, "fg-1"), FrontgateID: "fg-1", Version: "v1.2.3", Capabilities: []string{"run_command"}, Handler: ack})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +88,10 @@ func TestHelloAndRequests(t *testing.T) {
 }
 
 func TestReconnectsAfterPilotRestart(t *testing.T) {
-	p := fakepilot.Start(t, "127.0.0.1:0")
+	p := fakepilot.Start(t, "127.0.0.1:0", nil)
 	var ups, downs atomic.Int32
 	l, err := New(Config{
-		PilotAddress: p.Addr(), FrontgateID: "fg-1", Handler: ack,
+		PilotAddress: p.Addr(), Credentials: p.ClientCredentials(t, "fg-1"), FrontgateID: "fg-1", Handler: ack,
 		OnState: func(up bool) {
 			if up {
 				ups.Add(1)
@@ -104,7 +111,7 @@ func TestReconnectsAfterPilotRestart(t *testing.T) {
 
 	// While pilot is down, attempts fail and back off; a pilot that comes
 	// back on the same address is found again.
-	p2 := fakepilot.Start(t, p.Addr())
+	p2 := fakepilot.Start(t, p.Addr(), p.CA())
 	h := p2.WaitConnected(t, 15*time.Second)
 	if h.Id != "fg-1" {
 		t.Fatalf("hello after restart = %v", h)
@@ -117,12 +124,12 @@ func TestReconnectsAfterPilotRestart(t *testing.T) {
 
 func TestRunStopsWhileBackingOff(t *testing.T) {
 	// Nothing listens here once the fake pilot is gone.
-	p := fakepilot.Start(t, "127.0.0.1:0")
+	p := fakepilot.Start(t, "127.0.0.1:0", nil)
 	addr := p.Addr()
 	p.Stop()
 	failed := make(chan struct{}, 1)
 	log := slog.New(&signalHandler{msg: "cannot reach pilot", ch: failed})
-	l, err := New(Config{PilotAddress: addr, FrontgateID: "fg-1", Handler: ack, Logger: log, BackoffBase: time.Hour, BackoffMax: time.Hour})
+	l, err := New(Config{PilotAddress: addr, Credentials: p.ClientCredentials(t, "fg-1"), FrontgateID: "fg-1", Handler: ack, Logger: log, BackoffBase: time.Hour, BackoffMax: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,9 +157,10 @@ func TestNewChecksConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no address", Config{FrontgateID: "fg", Handler: ack}, "pilot address is required"},
-		{"no id", Config{PilotAddress: "x:1", Handler: ack}, "frontgate id is required"},
-		{"no handler", Config{PilotAddress: "x:1", FrontgateID: "fg"}, "handler is required"},
+		{"no address", Config{FrontgateID: "fg", Handler: ack, Credentials: insecure.NewCredentials()}, "pilot address is required"},
+		{"no id", Config{PilotAddress: "x:1", Handler: ack, Credentials: insecure.NewCredentials()}, "frontgate id is required"},
+		{"no handler", Config{PilotAddress: "x:1", FrontgateID: "fg", Credentials: insecure.NewCredentials()}, "handler is required"},
+		{"no credentials", Config{PilotAddress: "x:1", FrontgateID: "fg", Handler: ack}, "transport credentials are required (mutual TLS with the frontgate's certificate)"},
 	}
 	for _, tt := range tests {
 		if _, err := New(tt.cfg); err == nil || err.Error() != "pilot link: "+tt.want {
@@ -179,3 +187,89 @@ func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *signalHandler) WithGroup(string) slog.Handler      { return h }
+
+func TestCallWaitsForTheStreamAndCarriesRenewal(t *testing.T) {
+	p := fakepilot.Start(t, "127.0.0.1:0", nil)
+	id := pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}
+	creds := testca.Creds(t, p.CA(), id, time.Hour)
+	l, err := New(Config{PilotAddress: p.Addr(), Credentials: credentials.NewTLS(creds.ClientConfig("127.0.0.1")), FrontgateID: "fg-1", Handler: ack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// A call made before any stream is up waits for one.
+	renewed := make(chan error, 1)
+	go func() {
+		renewed <- tlsutil.RenewOnce(ctx, creds, func(ctx context.Context, csrPEM, currentPEM, proof []byte) ([]byte, []byte, error) {
+			resp, err := l.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{
+				CsrPem: string(csrPEM), CurrentCertificatePem: string(currentPEM), Proof: proof,
+			}}})
+			if err != nil {
+				return nil, nil, err
+			}
+			return []byte(resp.GetCertificate().GetCertificatePem()), []byte(resp.GetCertificate().GetCaPem()), nil
+		})
+	}()
+	before := creds.Leaf().SerialNumber
+	stop := run(t, l)
+	if err := <-renewed; err != nil {
+		t.Fatalf("renewal over the link: %v", err)
+	}
+	if creds.Leaf().SerialNumber.Cmp(before) == 0 || creds.Identity() != id {
+		t.Fatalf("after renewal the certificate is %v of %s, want a new one of %s", creds.Leaf().SerialNumber, creds.Identity(), id)
+	}
+	if n := p.Renewals(id); n != 1 {
+		t.Fatalf("pilot granted %d renewals, want 1", n)
+	}
+
+	// Pilot's refusal comes back as its error.
+	_, err = l.Call(ctx, &streamv1.Request{Body: &streamv1.Request_Join{Join: &streamv1.JoinRequest{Token: "nope", CsrPem: "x"}}})
+	if _, ok := err.(*streamrpc.Error); !ok {
+		t.Fatalf("Call of a refused join = %v, want pilot's *streamrpc.Error", err)
+	}
+
+	if err := stop(); err != context.Canceled {
+		t.Fatalf("Run = %v", err)
+	}
+	if _, err := l.Call(ctx, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{}}}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Call after Run returned = %v, want ErrStopped", err)
+	}
+}
+
+func TestCallGivesUpWithoutStream(t *testing.T) {
+	l, err := New(Config{PilotAddress: "127.0.0.1:1", Credentials: insecure.NewCredentials(), FrontgateID: "fg-1", Handler: ack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err = l.Call(ctx, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{}}})
+	if !errors.Is(err, ErrNotConnected) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Call without a stream = %v, want ErrNotConnected and DeadlineExceeded", err)
+	}
+}
+
+func TestPilotRefusesFrontgateWithoutCertificate(t *testing.T) {
+	p := fakepilot.Start(t, "127.0.0.1:0", nil)
+	tc, err := tlsutil.AnonymousClientConfig(p.CA().CertPEM(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := make(chan struct{}, 1)
+	l, err := New(Config{PilotAddress: p.Addr(), Credentials: credentials.NewTLS(tc), FrontgateID: "fg-1", Handler: ack,
+		Logger: slog.New(&signalHandler{msg: "pilot stream ended; reconnecting", ch: failed}), BackoffBase: time.Hour, BackoffMax: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	select {
+	case <-failed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a link without a certificate was not refused")
+	}
+	if len(p.Hellos()) != 0 {
+		t.Fatalf("pilot accepted hellos %v from a frontgate without a certificate", p.Hellos())
+	}
+}

@@ -5,6 +5,11 @@
 // node's next stream. Drones execute a command id at most once and answer a
 // repeat with the recorded result, so the resend is how a result survives a
 // cut connection.
+//
+// A drone is who its client certificate says: Connect admits only a
+// verified drone certificate whose node and cluster match the Hello, and
+// never a revoked node. Join, the one call allowed without a certificate,
+// is handed to Config.Join (which relays it to pilot).
 package relay
 
 import (
@@ -13,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +28,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 var (
@@ -36,6 +44,18 @@ var (
 	ErrClosed = errors.New("frontgate relay closed")
 )
 
+// DefaultMaxJoins is the default of Config.MaxJoins.
+const DefaultMaxJoins = 16
+
+// DroneHandler serves a request a drone sent on its stream; from is the
+// drone's verified identity.
+type DroneHandler func(ctx context.Context, from pki.Identity, req *streamv1.Request) *streamv1.Response
+
+// JoinFunc turns a drone's join request into its certificate. An error may
+// be a *streamrpc.Error (pilot's answer), a gRPC status, or a context
+// error; Join maps each to the matching gRPC code.
+type JoinFunc func(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error)
+
 // Config configures a Relay.
 type Config struct {
 	Logger *slog.Logger
@@ -44,7 +64,13 @@ type Config struct {
 	// Peer tunes the drone streams (heartbeats, dead-peer detection).
 	Peer streamrpc.Options
 	// Handler serves requests drones send to the frontgate; nil serves none.
-	Handler streamrpc.Handler
+	Handler DroneHandler
+	// Join serves DroneLink.Join; nil answers Unimplemented.
+	Join JoinFunc
+	// MaxJoins bounds the joins relayed at once (default DefaultMaxJoins):
+	// Join needs no certificate, so anyone in the network can call it,
+	// and each call costs pilot a token lookup.
+	MaxJoins int
 }
 
 // Relay implements streamv1.DroneLinkServer.
@@ -62,9 +88,14 @@ type Relay struct {
 
 	mu    sync.Mutex
 	conns map[string]*conn
+	// refused are revoked node ids: never admitted again.
+	refused map[string]bool
 	// joined is closed and replaced whenever a drone connects, waking the
 	// calls that wait for one.
 	joined chan struct{}
+
+	// joinSlots holds one token per Join in progress.
+	joinSlots chan struct{}
 }
 
 // conn is one drone stream.
@@ -85,14 +116,19 @@ func New(cfg Config) *Relay {
 	if cfg.Peer.Logger == nil {
 		cfg.Peer.Logger = cfg.Logger
 	}
+	if cfg.MaxJoins <= 0 {
+		cfg.MaxJoins = DefaultMaxJoins
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Relay{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		base:    base,
-		stopAll: stop,
-		conns:   map[string]*conn{},
-		joined:  make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		base:      base,
+		stopAll:   stop,
+		conns:     map[string]*conn{},
+		refused:   map[string]bool{},
+		joined:    make(chan struct{}),
+		joinSlots: make(chan struct{}, cfg.MaxJoins),
 	}
 }
 
@@ -103,6 +139,22 @@ func (r *Relay) Connect(stream streamv1.DroneLink_ConnectServer) error {
 		return status.Error(codes.Unavailable, "frontgate is shutting down")
 	}
 	defer r.streams.Done()
+
+	// Who the caller is comes from its certificate alone; the Hello is
+	// only checked against it.
+	id, err := tlsutil.PeerIdentity(stream.Context())
+	if err != nil {
+		r.log.Warn("drone stream without a certificate refused", "err", err)
+		return status.Errorf(codes.Unauthenticated, "DroneLink.Connect needs the drone's client certificate (obtained with DroneLink.Join): %v", err)
+	}
+	if id.Kind != pki.KindDrone {
+		r.log.Warn("non-drone certificate refused on DroneLink", "identity", id.String())
+		return status.Errorf(codes.PermissionDenied, "DroneLink.Connect serves drones; the certificate is %s", id)
+	}
+	if r.isRefused(id.ID) {
+		r.log.Warn("revoked drone refused", "node_id", id.ID, "cluster_id", id.Cluster)
+		return status.Errorf(codes.PermissionDenied, "node %s is revoked; the node must be replaced", id.ID)
+	}
 
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -124,7 +176,17 @@ func (r *Relay) Connect(stream streamv1.DroneLink_ConnectServer) error {
 	if hello.ClusterId == "" {
 		return status.Errorf(codes.InvalidArgument, "hello from node %s: cluster_id is required", hello.Id)
 	}
+	if hello.Id != id.ID || hello.ClusterId != id.Cluster {
+		r.log.Warn("drone hello does not match its certificate", "certificate", id.String(), "hello_id", hello.Id, "hello_cluster_id", hello.ClusterId)
+		return status.Errorf(codes.PermissionDenied, "hello says node %q of cluster %q but the certificate is %s", hello.Id, hello.ClusterId, id)
+	}
 
+	var handler streamrpc.Handler
+	if r.cfg.Handler != nil {
+		handler = func(ctx context.Context, req *streamv1.Request) *streamv1.Response {
+			return r.cfg.Handler(ctx, id, req)
+		}
+	}
 	c := &conn{
 		info: &streamv1.DroneInfo{
 			NodeId:      hello.Id,
@@ -132,11 +194,17 @@ func (r *Relay) Connect(stream streamv1.DroneLink_ConnectServer) error {
 			Version:     hello.Version,
 			ConnectedAt: timestamppb.Now(),
 		},
-		peer:   streamrpc.NewPeer(s, r.cfg.Handler, r.cfg.Peer),
+		peer:   streamrpc.NewPeer(s, handler, r.cfg.Peer),
 		cancel: cancel,
 	}
 	log := r.log.With("node_id", hello.Id, "cluster_id", hello.ClusterId)
-	if old := r.register(c); old != nil {
+	old, ok := r.register(c)
+	if !ok {
+		// Revoked while its Hello was on the way.
+		log.Warn("revoked drone refused")
+		return status.Errorf(codes.PermissionDenied, "node %s is revoked; the node must be replaced", id.ID)
+	}
+	if old != nil {
 		// Registered first so calls cut by this replacement find the new
 		// stream when they resend.
 		log.Info("drone reconnected; replacing its previous stream")
@@ -182,14 +250,132 @@ type ctxStream struct {
 
 func (s ctxStream) Context() context.Context { return s.ctx }
 
-func (r *Relay) register(c *conn) (old *conn) {
+// register makes c its node's stream, returning the stream it replaces;
+// ok is false, and nothing registered, when the node is refused.
+func (r *Relay) register(c *conn) (old *conn, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.refused[c.info.NodeId] {
+		return nil, false
+	}
 	old = r.conns[c.info.NodeId]
 	r.conns[c.info.NodeId] = c
 	close(r.joined)
 	r.joined = make(chan struct{})
-	return old
+	return old, true
+}
+
+func (r *Relay) isRefused(nodeID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused[nodeID]
+}
+
+// Refuse stops admitting nodeID (a revoked node) and ends its stream if it
+// has one; it reports whether it ended one. Requests waiting for the node
+// run into their deadlines.
+func (r *Relay) Refuse(nodeID string) bool {
+	r.mu.Lock()
+	r.refused[nodeID] = true
+	c := r.conns[nodeID]
+	if c != nil {
+		delete(r.conns, nodeID)
+	}
+	r.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.cancel()
+	r.log.Warn("revoked drone disconnected", "node_id", nodeID, "cluster_id", c.info.ClusterId)
+	return true
+}
+
+// Join relays a drone's join through Config.Join. The caller needs no
+// certificate: the single-use token is what pilot checks, and pilot
+// certifies the identity the token names, whatever the caller claims.
+func (r *Relay) Join(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+	if r.cfg.Join == nil {
+		return nil, status.Error(codes.Unimplemented, "this frontgate relays no joins")
+	}
+	switch {
+	case req.GetToken() == "":
+		return nil, status.Error(codes.InvalidArgument, "join: token is required (the join_token of the instance's user data)")
+	case req.GetCsrPem() == "":
+		return nil, status.Error(codes.InvalidArgument, "join: csr_pem is required (a PEM certificate request over the drone's new key)")
+	}
+	select {
+	case r.joinSlots <- struct{}{}:
+		defer func() { <-r.joinSlots }()
+	default:
+		return nil, status.Errorf(codes.ResourceExhausted, "join: %d joins already in progress at this frontgate; retry shortly", cap(r.joinSlots))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(r.base, cancel)()
+	cert, err := r.cfg.Join(ctx, req)
+	if err != nil {
+		if r.base.Err() != nil {
+			return nil, status.Error(codes.Unavailable, "join: frontgate is shutting down")
+		}
+		st := StatusOf(err)
+		r.log.Warn("join failed", "code", st.Code().String(), "err", st.Message())
+		return nil, st.Err()
+	}
+	if cert.GetCertificatePem() == "" {
+		return nil, status.Error(codes.Internal, "join: pilot answered without a certificate")
+	}
+	return cert, nil
+}
+
+// StatusOf maps an error of a relayed call to a gRPC status: pilot's
+// stream error codes to the gRPC codes of the same meaning, context errors
+// to DeadlineExceeded and Canceled, anything else (no stream to pilot) to
+// Unavailable, which a caller retries.
+func StatusOf(err error) *status.Status {
+	if st, ok := status.FromError(err); ok {
+		return st
+	}
+	var remote *streamrpc.Error
+	switch {
+	case errors.As(err, &remote):
+		return status.New(codeOf(remote.Code), remote.Message)
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, err.Error())
+	}
+	return status.New(codes.Unavailable, err.Error())
+}
+
+// codeOf reads a stream error code ("permission_denied", "invalid", …).
+// Spellings differ only in case and underscores, so both the stream's
+// names and gRPC's are understood.
+func codeOf(code string) codes.Code {
+	switch strings.ReplaceAll(strings.ToLower(code), "_", "") {
+	case "invalid", "invalidargument":
+		return codes.InvalidArgument
+	case "unauthenticated":
+		return codes.Unauthenticated
+	case "permissiondenied", "forbidden":
+		return codes.PermissionDenied
+	case "notfound":
+		return codes.NotFound
+	case "alreadyexists":
+		return codes.AlreadyExists
+	case "failedprecondition":
+		return codes.FailedPrecondition
+	case "resourceexhausted":
+		return codes.ResourceExhausted
+	case "unavailable":
+		return codes.Unavailable
+	case "deadlineexceeded":
+		return codes.DeadlineExceeded
+	case "cancelled", "canceled":
+		return codes.Canceled
+	case "internal":
+		return codes.Internal
+	}
+	return codes.Unknown
 }
 
 // unregister removes c unless a newer stream of its node replaced it, and

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
@@ -12,24 +13,39 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/frontgate/internal/testca"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// serve starts a DroneLink server backed by a new Relay.
-func serve(t *testing.T) (*Relay, string) {
+// testServer is a DroneLink server over mutual TLS, like the frontgate's.
+type testServer struct {
+	addr string
+	ca   *pki.CA
+}
+
+// serve starts a DroneLink server backed by a new Relay made from cfg.
+func serve(t *testing.T, cfg ...Config) (*Relay, *testServer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := New(Config{})
-	srv := grpc.NewServer()
+	ca := testca.New(t)
+	fg := testca.Creds(t, ca, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, time.Hour)
+	var c Config
+	if len(cfg) > 0 {
+		c = cfg[0]
+	}
+	r := New(c)
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(fg.ServerConfig(tls.VerifyClientCertIfGiven))))
 	streamv1.RegisterDroneLinkServer(srv, r)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
@@ -38,7 +54,24 @@ func serve(t *testing.T) (*Relay, string) {
 		srv.GracefulStop()
 		<-done
 	})
-	return r, ln.Addr().String()
+	return r, &testServer{addr: ln.Addr().String(), ca: ca}
+}
+
+// dial connects to the server presenting creds (none when nil).
+func (s *testServer) dial(t *testing.T, creds *tlsutil.Creds) *grpc.ClientConn {
+	t.Helper()
+	tc, err := tlsutil.AnonymousClientConfig(s.ca.CertPEM(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds != nil {
+		tc = creds.ClientConfig("127.0.0.1")
+	}
+	cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cc
 }
 
 // fakeDrone executes a command id at most once and answers repeats from
@@ -109,17 +142,20 @@ func (c *droneConn) cut() {
 	<-c.done
 }
 
-func connect(t *testing.T, addr string, d *fakeDrone, connNo int) *droneConn {
+func connect(t *testing.T, srv *testServer, d *fakeDrone, connNo int) *droneConn {
 	t.Helper()
-	return connectHello(t, addr, &streamv1.Hello{Component: "drone", Id: d.node, ClusterId: d.cluster, Version: "test"}, d.handler(connNo))
+	return connectHello(t, srv, &streamv1.Hello{Component: "drone", Id: d.node, ClusterId: d.cluster, Version: "test"}, d.handler(connNo))
 }
 
-func connectHello(t *testing.T, addr string, hello *streamv1.Hello, h streamrpc.Handler) *droneConn {
+// connectHello connects with a certificate for the node and cluster the
+// hello names (cluster cl-x when it names none) and sends hello.
+func connectHello(t *testing.T, srv *testServer, hello *streamv1.Hello, h streamrpc.Handler) *droneConn {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	cluster := hello.ClusterId
+	if cluster == "" {
+		cluster = "cl-x"
 	}
+	cc := srv.dial(t, testca.Drone(t, srv.ca, hello.Id, cluster))
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := streamv1.NewDroneLinkClient(cc).Connect(ctx)
 	if err != nil {
@@ -373,5 +409,207 @@ func TestCloseEndsStreams(t *testing.T) {
 	<-late.done
 	if err := late.peer.Err(); status.Code(err) != codes.Unavailable {
 		t.Fatalf("stream after Close ended with %v, want Unavailable", err)
+	}
+}
+
+// streamEnd opens a stream presenting creds (none when nil), sends hello
+// and returns the error the stream ends with.
+func streamEnd(t *testing.T, srv *testServer, creds *tlsutil.Creds, hello *streamv1.Hello) error {
+	t.Helper()
+	cc := srv.dial(t, creds)
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := streamv1.NewDroneLinkClient(cc).Connect(ctx)
+	if err != nil {
+		return err
+	}
+	// The server may refuse before it reads the hello; the refusal then
+	// surfaces at Recv.
+	_ = streamrpc.SendHello(stream, hello)
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return err
+		}
+	}
+}
+
+func TestConnectNeedsMatchingDroneCertificate(t *testing.T) {
+	r, srv := serve(t)
+	hello := &streamv1.Hello{Component: "drone", Id: "cln-a", ClusterId: "cl-1"}
+	otherCA := testca.New(t)
+	tests := []struct {
+		name  string
+		creds *tlsutil.Creds
+		hello *streamv1.Hello
+		code  codes.Code
+		want  string
+	}{
+		{"no certificate", nil, hello, codes.Unauthenticated, "needs the drone's client certificate"},
+		{"frontgate certificate", testca.Creds(t, srv.ca, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-2"}, time.Hour), hello, codes.PermissionDenied, "serves drones"},
+		{"other node", testca.Drone(t, srv.ca, "cln-b", "cl-1"), hello, codes.PermissionDenied, `hello says node "cln-a" of cluster "cl-1" but the certificate is hangar://drone/cl-1/cln-b`},
+		{"other cluster", testca.Drone(t, srv.ca, "cln-a", "cl-2"), hello, codes.PermissionDenied, "but the certificate is hangar://drone/cl-2/cln-a"},
+		// A certificate of another CA fails the handshake itself.
+		{"foreign CA", testca.Drone(t, otherCA, "cln-a", "cl-1"), hello, codes.Unavailable, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := streamEnd(t, srv, tt.creds, tt.hello)
+			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.want) {
+				t.Fatalf("stream ended with %v, want %v containing %q", err, tt.code, tt.want)
+			}
+		})
+	}
+	if r.Count() != 0 {
+		t.Fatalf("%d drones registered without a matching certificate", r.Count())
+	}
+}
+
+func TestRefuseDropsAndRefusesNode(t *testing.T) {
+	r, srv := serve(t)
+	a := connect(t, srv, newFakeDrone("cln-a", "cl-1"), 1)
+	connect(t, srv, newFakeDrone("cln-b", "cl-1"), 1)
+	waitFor(t, "two drones", func() bool { return r.Count() == 2 })
+
+	if !r.Refuse("cln-a") {
+		t.Fatal("Refuse of a connected node reported no stream ended")
+	}
+	select {
+	case <-a.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked node's stream was not ended")
+	}
+	if got := r.List(""); len(got) != 1 || got[0].NodeId != "cln-b" {
+		t.Fatalf("after revoking cln-a the drones are %v, want only cln-b", got)
+	}
+	err := streamEnd(t, srv, testca.Drone(t, srv.ca, "cln-a", "cl-1"), &streamv1.Hello{Component: "drone", Id: "cln-a", ClusterId: "cl-1"})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "node cln-a is revoked") {
+		t.Fatalf("reconnect of a revoked node ended with %v, want PermissionDenied naming it", err)
+	}
+
+	// A node revoked while away is refused when it comes back.
+	if r.Refuse("cln-c") {
+		t.Fatal("Refuse of an absent node reported a stream ended")
+	}
+	err = streamEnd(t, srv, testca.Drone(t, srv.ca, "cln-c", "cl-1"), &streamv1.Hello{Component: "drone", Id: "cln-c", ClusterId: "cl-1"})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("connect of a node revoked while away ended with %v, want PermissionDenied", err)
+	}
+	if r.Count() != 1 {
+		t.Fatalf("%d drones connected, want 1", r.Count())
+	}
+}
+
+func TestDroneRequestsCarryTheCertificateIdentity(t *testing.T) {
+	got := make(chan pki.Identity, 1)
+	r, srv := serve(t, Config{Handler: func(_ context.Context, from pki.Identity, req *streamv1.Request) *streamv1.Response {
+		got <- from
+		return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: "ok"}}}
+	}})
+	c := connect(t, srv, newFakeDrone("cln-a", "cl-1"), 1)
+	waitFor(t, "drone", func() bool { return r.Count() == 1 })
+	resp, err := c.peer.Call(callCtx(t, 10*time.Second), &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{}}})
+	if err != nil || resp.GetAck() == nil {
+		t.Fatalf("drone's request = %v, %v", resp, err)
+	}
+	if id := <-got; id != (pki.Identity{Kind: pki.KindDrone, ID: "cln-a", Cluster: "cl-1"}) {
+		t.Fatalf("handler saw %v, want the drone's certificate identity", id)
+	}
+}
+
+func TestJoin(t *testing.T) {
+	release := make(chan struct{})
+	join := func(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+		switch req.Token {
+		case "good":
+			return &streamv1.Certificate{CertificatePem: "CERT for " + req.CsrPem, CaPem: "CA"}, nil
+		case "used":
+			return nil, &streamrpc.Error{Code: "permission_denied", Message: "join token already used"}
+		case "hold":
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil, ctx.Err()
+		}
+		return nil, errors.New("no stream to pilot")
+	}
+	_, srv := serve(t, Config{Join: join, MaxJoins: 1})
+	cc := srv.dial(t, nil) // joins come from drones without a certificate
+	defer cc.Close()
+	client := streamv1.NewDroneLinkClient(cc)
+
+	cert, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{Token: "good", CsrPem: "CSR"})
+	if err != nil || cert.CertificatePem != "CERT for CSR" || cert.CaPem != "CA" {
+		t.Fatalf("Join = %v, %v; want the relayed certificate", cert, err)
+	}
+	tests := []struct {
+		name string
+		req  *streamv1.JoinRequest
+		code codes.Code
+		want string
+	}{
+		{"refused by pilot", &streamv1.JoinRequest{Token: "used", CsrPem: "CSR"}, codes.PermissionDenied, "join token already used"},
+		{"pilot unreachable", &streamv1.JoinRequest{Token: "x", CsrPem: "CSR"}, codes.Unavailable, "no stream to pilot"},
+		{"no token", &streamv1.JoinRequest{CsrPem: "CSR"}, codes.InvalidArgument, "token is required"},
+		{"no csr", &streamv1.JoinRequest{Token: "good"}, codes.InvalidArgument, "csr_pem is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := client.Join(callCtx(t, 10*time.Second), tt.req)
+			if status.Code(err) != tt.code || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Join = %v, want %v containing %q", err, tt.code, tt.want)
+			}
+		})
+	}
+
+	// Joins in progress are bounded: one more than MaxJoins is turned away.
+	held := make(chan error, 1)
+	go func() {
+		_, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{Token: "hold", CsrPem: "CSR"})
+		held <- err
+	}()
+	waitFor(t, "a join turned away while another is in progress", func() bool {
+		_, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{Token: "good", CsrPem: "CSR"})
+		return status.Code(err) == codes.ResourceExhausted
+	})
+	close(release)
+	if err := <-held; err == nil {
+		t.Fatal("the held join succeeded")
+	}
+}
+
+func TestJoinUnimplementedWithoutJoinFunc(t *testing.T) {
+	_, srv := serve(t)
+	cc := srv.dial(t, nil)
+	defer cc.Close()
+	_, err := streamv1.NewDroneLinkClient(cc).Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{Token: "t", CsrPem: "c"})
+	if status.Code(err) != codes.Unimplemented {
+		t.Fatalf("Join = %v, want Unimplemented", err)
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	tests := []struct {
+		err  error
+		code codes.Code
+	}{
+		{&streamrpc.Error{Code: "permission_denied"}, codes.PermissionDenied},
+		{&streamrpc.Error{Code: "PermissionDenied"}, codes.PermissionDenied},
+		{&streamrpc.Error{Code: streamrpc.CodeInvalid}, codes.InvalidArgument},
+		{&streamrpc.Error{Code: "unauthenticated"}, codes.Unauthenticated},
+		{&streamrpc.Error{Code: streamrpc.CodeNotFound}, codes.NotFound},
+		{&streamrpc.Error{Code: streamrpc.CodeCancelled}, codes.Canceled},
+		{&streamrpc.Error{Code: streamrpc.CodeDeadline}, codes.DeadlineExceeded},
+		{&streamrpc.Error{Code: streamrpc.CodeInternal}, codes.Internal},
+		{&streamrpc.Error{Code: "something new"}, codes.Unknown},
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{status.Error(codes.Aborted, "x"), codes.Aborted},
+		{errors.New("pilot link down"), codes.Unavailable},
+	}
+	for _, tt := range tests {
+		if got := StatusOf(tt.err).Code(); got != tt.code {
+			t.Errorf("StatusOf(%v) = %v, want %v", tt.err, got, tt.code)
+		}
 	}
 }

@@ -1,8 +1,11 @@
 // Package server answers the requests pilot sends on the frontgate's
-// stream: metadata changes go to the metadata store, commands and renderer
-// configuration are relayed to the drone they name, and the list of
-// connected drones comes from the relay. Every failure is answered with a
-// stable error code and a message naming what failed.
+// stream: metadata changes go to the metadata store (and who may read a
+// cluster to etcd's RBAC), commands and renderer configuration are relayed
+// to the drone they name, revocations end a drone's stream and its etcd
+// user, and the list of connected drones comes from the relay. It also
+// carries the drones' own requests up to pilot: their joins and their
+// certificate renewals. Every failure is answered with a stable error code
+// and a message naming what failed.
 package server
 
 import (
@@ -13,8 +16,10 @@ import (
 	"time"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/frontgate/access"
 	"github.com/hangarhq/hangar/frontgate/metastore"
 	"github.com/hangarhq/hangar/frontgate/relay"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 )
 
@@ -25,15 +30,24 @@ const (
 	KindDeleteMetadata    = "delete_metadata"
 	KindConfigureRenderer = "configure_renderer"
 	KindListDrones        = "list_drones"
-	KindUnknown           = "unknown"
+	KindRevoke            = "revoke"
+	// KindJoin and KindRenewCertificate are drones' requests carried up to
+	// pilot.
+	KindJoin             = "join"
+	KindRenewCertificate = "renew_certificate"
+	KindUnknown          = "unknown"
 )
 
 // ResultOK is the result reported to Observe for a request that succeeded.
 const ResultOK = "ok"
 
+// CodePermissionDenied answers a request the frontgate refuses to carry
+// (a drone renewing another identity's certificate).
+const CodePermissionDenied = "permission_denied"
+
 // Capabilities lists the request kinds a Handler serves, for the Hello.
 func Capabilities() []string {
-	return []string{KindApplyMetadata, KindDeleteMetadata, KindRunCommand, KindConfigureRenderer, KindListDrones}
+	return []string{KindApplyMetadata, KindDeleteMetadata, KindRunCommand, KindConfigureRenderer, KindListDrones, KindRevoke}
 }
 
 // Kind names the request's body.
@@ -49,6 +63,12 @@ func Kind(req *streamv1.Request) string {
 		return KindConfigureRenderer
 	case *streamv1.Request_ListDrones:
 		return KindListDrones
+	case *streamv1.Request_Revoke:
+		return KindRevoke
+	case *streamv1.Request_Join:
+		return KindJoin
+	case *streamv1.Request_RenewCertificate:
+		return KindRenewCertificate
 	}
 	return KindUnknown
 }
@@ -63,12 +83,28 @@ type Metadata interface {
 type Drones interface {
 	Call(ctx context.Context, nodeID string, req *streamv1.Request) (*streamv1.Response, error)
 	List(clusterID string) []*streamv1.DroneInfo
+	Refuse(nodeID string) bool
+}
+
+// Access is the part of *access.Manager the handler uses.
+type Access interface {
+	SetReaders(ctx context.Context, clusterID string, nodeIDs []string) error
+	DeleteCluster(ctx context.Context, clusterID string) error
+	Revoke(ctx context.Context, nodeID, clusterID string) error
+}
+
+// Pilot is the part of *pilotlink.Link the handler uses to carry drones'
+// requests up.
+type Pilot interface {
+	Call(ctx context.Context, req *streamv1.Request) (*streamv1.Response, error)
 }
 
 // Config configures a Handler.
 type Config struct {
 	Metadata Metadata
 	Drones   Drones
+	Access   Access
+	Pilot    Pilot
 	Logger   *slog.Logger
 	// Observe, when set, is told the kind and result (ResultOK or the error
 	// code) of every request served.
@@ -87,8 +123,8 @@ type Handler struct {
 
 // New returns a Handler.
 func New(cfg Config) (*Handler, error) {
-	if cfg.Metadata == nil || cfg.Drones == nil {
-		return nil, errors.New("frontgate handler: metadata store and drone relay are required")
+	if cfg.Metadata == nil || cfg.Drones == nil || cfg.Access == nil || cfg.Pilot == nil {
+		return nil, errors.New("frontgate handler: metadata store, drone relay, access manager and pilot link are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -101,9 +137,14 @@ func New(cfg Config) (*Handler, error) {
 
 // Serve answers one request; it is a streamrpc.Handler.
 func (h *Handler) Serve(ctx context.Context, req *streamv1.Request) *streamv1.Response {
+	return h.observe(req, func() *streamv1.Response { return h.serve(ctx, req) })
+}
+
+// observe runs serve for req, then logs and counts its outcome.
+func (h *Handler) observe(req *streamv1.Request, serve func() *streamv1.Response) *streamv1.Response {
 	kind := Kind(req)
 	start := time.Now()
-	resp := h.serve(ctx, req)
+	resp := serve()
 	result := ResultOK
 	if e := resp.GetError(); e != nil {
 		result = e.Code
@@ -121,6 +162,11 @@ func (h *Handler) serve(ctx context.Context, req *streamv1.Request) *streamv1.Re
 	switch b := req.GetBody().(type) {
 	case *streamv1.Request_ApplyMetadata:
 		m := b.ApplyMetadata
+		// Readers first: a failure leaves the tree as it was, and pilot's
+		// retry applies both.
+		if err := h.cfg.Access.SetReaders(ctx, m.GetClusterId(), m.GetReaderNodeIds()); err != nil {
+			return metadataError(err)
+		}
 		res, err := h.cfg.Metadata.Apply(ctx, m.GetClusterId(), m.GetKvs())
 		if err != nil {
 			return metadataError(err)
@@ -129,7 +175,7 @@ func (h *Handler) serve(ctx context.Context, req *streamv1.Request) *streamv1.Re
 		if res.Changed() {
 			msg = fmt.Sprintf("cluster %s: %d keys written, %d deleted at revision %d", m.GetClusterId(), res.Puts, res.Deletes, res.Revision)
 		}
-		return ackResponse(msg)
+		return ackResponse(fmt.Sprintf("%s; %d readers", msg, len(m.GetReaderNodeIds())))
 
 	case *streamv1.Request_DeleteMetadata:
 		id := b.DeleteMetadata.GetClusterId()
@@ -137,7 +183,27 @@ func (h *Handler) serve(ctx context.Context, req *streamv1.Request) *streamv1.Re
 		if err != nil {
 			return metadataError(err)
 		}
-		return ackResponse(fmt.Sprintf("cluster %s: %d keys deleted", id, n))
+		if err := h.cfg.Access.DeleteCluster(ctx, id); err != nil {
+			return metadataError(err)
+		}
+		return ackResponse(fmt.Sprintf("cluster %s: %d keys deleted, its readers removed", id, n))
+
+	case *streamv1.Request_Revoke:
+		node, cluster := b.Revoke.GetNodeId(), b.Revoke.GetClusterId()
+		if err := access.ValidateNodeID(node); err != nil {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "revoke: %v", err)
+		}
+		// Refused in memory first, so that the node is out at once even
+		// if recording it fails (pilot then retries).
+		dropped := h.cfg.Drones.Refuse(node)
+		if err := h.cfg.Access.Revoke(ctx, node, cluster); err != nil {
+			return metadataError(fmt.Errorf("revoke node %s: %w", node, err))
+		}
+		msg := fmt.Sprintf("node %s revoked; it was not connected", node)
+		if dropped {
+			msg = fmt.Sprintf("node %s revoked; its stream was ended", node)
+		}
+		return ackResponse(msg)
 
 	case *streamv1.Request_RunCommand:
 		rc := b.RunCommand
@@ -233,10 +299,76 @@ func (h *Handler) relay(ctx context.Context, nodeID, what string, req *streamv1.
 	return streamrpc.ErrorResponse(streamrpc.CodeInternal, "%s: %v", what, err)
 }
 
+// ServeDrone answers a request a drone sent on its stream: only a renewal
+// of its own certificate, carried unchanged to pilot, which checks the
+// current certificate and the proof. It is a relay.DroneHandler.
+func (h *Handler) ServeDrone(ctx context.Context, from pki.Identity, req *streamv1.Request) *streamv1.Response {
+	return h.observe(req, func() *streamv1.Response {
+		rc := req.GetRenewCertificate()
+		if rc == nil {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s from drone %s: the frontgate serves drones only renew_certificate", req.GetId(), from.ID)
+		}
+		// Pilot would refuse a renewal of another identity anyway; the
+		// frontgate does not even carry one.
+		cur, err := pki.ParseCert([]byte(rc.GetCurrentCertificatePem()))
+		if err != nil {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "renew_certificate from drone %s: current_certificate_pem: %v", from.ID, err)
+		}
+		if id, err := pki.IdentityOf(cur); err != nil || id != from {
+			return streamrpc.ErrorResponse(CodePermissionDenied, "renew_certificate on the stream of %s names another certificate; a drone renews only its own", from)
+		}
+		resp, err := h.cfg.Pilot.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: rc}})
+		if err != nil {
+			return pilotError("renew_certificate for "+from.String(), err)
+		}
+		if resp.GetCertificate() == nil {
+			return streamrpc.ErrorResponse(streamrpc.CodeInternal, "renew_certificate for %s: pilot answered without a certificate", from)
+		}
+		return &streamv1.Response{Body: resp.GetBody()}
+	})
+}
+
+// Join carries a drone's join request to pilot and returns the certificate
+// pilot issued; a failure is pilot's *streamrpc.Error or the reason pilot
+// could not be asked. It is a relay.JoinFunc.
+func (h *Handler) Join(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+	var cert *streamv1.Certificate
+	var err error
+	env := &streamv1.Request{Body: &streamv1.Request_Join{Join: req}}
+	h.observe(env, func() *streamv1.Response {
+		var resp *streamv1.Response
+		resp, err = h.cfg.Pilot.Call(ctx, &streamv1.Request{Body: &streamv1.Request_Join{Join: req}})
+		if err != nil {
+			return pilotError("join", err)
+		}
+		cert = resp.GetCertificate()
+		return resp
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// pilotError answers a drone's request that pilot refused or that could
+// not reach pilot.
+func pilotError(what string, err error) *streamv1.Response {
+	var remote *streamrpc.Error
+	switch {
+	case errors.As(err, &remote):
+		return streamrpc.ErrorResponse(remote.Code, "%s: pilot: %s", what, remote.Message)
+	case errors.Is(err, context.DeadlineExceeded):
+		return streamrpc.ErrorResponse(streamrpc.CodeDeadline, "%s: %v", what, err)
+	case errors.Is(err, context.Canceled):
+		return streamrpc.ErrorResponse(streamrpc.CodeCancelled, "%s: %v", what, err)
+	}
+	return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "%s: %v", what, err)
+}
+
 func metadataError(err error) *streamv1.Response {
 	code := streamrpc.CodeUnavailable // etcd unreachable or overloaded: worth a retry
 	switch {
-	case errors.Is(err, metastore.ErrInvalid):
+	case errors.Is(err, metastore.ErrInvalid), errors.Is(err, access.ErrInvalid):
 		code = streamrpc.CodeInvalid
 	case errors.Is(err, metastore.ErrTooManyOps):
 		code = streamrpc.CodeInternal

@@ -11,10 +11,14 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/frontgate/access"
+	"github.com/hangarhq/hangar/frontgate/internal/testca"
 	"github.com/hangarhq/hangar/frontgate/metastore"
 	"github.com/hangarhq/hangar/frontgate/relay"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 )
 
@@ -66,6 +70,54 @@ func (f *fakeDrones) List(cluster string) []*streamv1.DroneInfo {
 	return []*streamv1.DroneInfo{{NodeId: "cln-a", ClusterId: "cl-1"}}
 }
 
+func (f *fakeDrones) Refuse(node string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes = append(f.nodes, "refuse:"+node)
+	return node == "cln-connected"
+}
+
+// fakeAccess records the access changes asked for.
+type fakeAccess struct {
+	mu    sync.Mutex
+	calls []string
+	err   error
+}
+
+func (f *fakeAccess) record(call string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call)
+	return f.err
+}
+
+func (f *fakeAccess) SetReaders(_ context.Context, cluster string, nodes []string) error {
+	return f.record(fmt.Sprintf("readers %s %v", cluster, nodes))
+}
+
+func (f *fakeAccess) DeleteCluster(_ context.Context, cluster string) error {
+	return f.record("delete " + cluster)
+}
+
+func (f *fakeAccess) Revoke(_ context.Context, node, cluster string) error {
+	return f.record("revoke " + node + " " + cluster)
+}
+
+// fakePilot answers with resp or err and records what it was sent.
+type fakePilot struct {
+	mu   sync.Mutex
+	sent []*streamv1.Request
+	resp *streamv1.Response
+	err  error
+}
+
+func (f *fakePilot) Call(_ context.Context, req *streamv1.Request) (*streamv1.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, req)
+	return f.resp, f.err
+}
+
 type observed struct {
 	mu   sync.Mutex
 	seen []string
@@ -79,7 +131,7 @@ func (o *observed) observe(kind, result string) {
 
 func newHandler(t *testing.T, m *fakeMeta, d *fakeDrones, o *observed) *Handler {
 	t.Helper()
-	h, err := New(Config{Metadata: m, Drones: d, Observe: o.observe})
+	h, err := New(Config{Metadata: m, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}, Observe: o.observe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,6 +278,9 @@ func TestNewNeedsDependencies(t *testing.T) {
 	if _, err := New(Config{Metadata: &fakeMeta{}}); err == nil {
 		t.Fatal("New without a relay succeeded")
 	}
+	if _, err := New(Config{Metadata: &fakeMeta{}, Drones: &fakeDrones{}, Pilot: &fakePilot{}}); err == nil || !strings.Contains(err.Error(), "access manager") {
+		t.Fatalf("New without an access manager = %v", err)
+	}
 }
 
 // seqDrones answers RunCommand with states from a script, then EXITED.
@@ -251,7 +306,7 @@ func (s *seqDrones) Call(_ context.Context, node string, req *streamv1.Request) 
 func TestRunCommandWaitsOutRunning(t *testing.T) {
 	running := streamv1.CommandState_COMMAND_STATE_RUNNING
 	d := &seqDrones{states: []streamv1.CommandState{running, running}}
-	h, err := New(Config{Metadata: &fakeMeta{}, Drones: d, PollInterval: 5 * time.Millisecond})
+	h, err := New(Config{Metadata: &fakeMeta{}, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}, PollInterval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,12 +320,154 @@ func TestRunCommandWaitsOutRunning(t *testing.T) {
 
 	// A command still running at the deadline is answered as running.
 	d = &seqDrones{states: slices.Repeat([]streamv1.CommandState{running}, 1000)}
-	h, err = New(Config{Metadata: &fakeMeta{}, Drones: d, PollInterval: 5 * time.Millisecond})
+	h, err = New(Config{Metadata: &fakeMeta{}, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}, PollInterval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp = h.Serve(ctxFor(t, 300*time.Millisecond), run("cln-a", "c2"))
 	if resp.GetError() != nil || resp.GetCommandResult().GetState() != running {
 		t.Fatalf("response %v, want the RUNNING result", resp)
+	}
+}
+
+func TestAccessFollowsMetadata(t *testing.T) {
+	tests := []struct {
+		name      string
+		req       *streamv1.Request
+		accessErr error
+		wantCalls []string
+		wantCode  string
+		wantMsg   string
+	}{
+		{
+			"apply sets readers", &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: "cl-1", Kvs: map[string]string{"a": "1"}, ReaderNodeIds: []string{"cln-a", "cln-b"}}}},
+			nil, []string{"readers cl-1 [cln-a cln-b]"}, "", "2 readers",
+		},
+		{
+			"bad reader is invalid and writes nothing", &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: "cl-1", ReaderNodeIds: []string{"../x"}}}},
+			fmt.Errorf("cluster cl-1: reader_node_ids: %w: node id \"../x\"", access.ErrInvalid), []string{"readers cl-1 [../x]"}, streamrpc.CodeInvalid, `node id "../x"`,
+		},
+		{
+			"etcd down while setting readers", apply("cl-1", nil),
+			errors.New("etcdserver: no leader"), []string{"readers cl-1 []"}, streamrpc.CodeUnavailable, "no leader",
+		},
+		{
+			"delete removes the readers", &streamv1.Request{Body: &streamv1.Request_DeleteMetadata{DeleteMetadata: &streamv1.DeleteMetadata{ClusterId: "cl-1"}}},
+			nil, []string{"delete cl-1"}, "", "readers removed",
+		},
+		{
+			"revoke", &streamv1.Request{Body: &streamv1.Request_Revoke{Revoke: &streamv1.Revoke{NodeId: "cln-connected", ClusterId: "cl-1"}}},
+			nil, []string{"revoke cln-connected cl-1"}, "", "node cln-connected revoked; its stream was ended",
+		},
+		{
+			"revoke of an absent node", &streamv1.Request{Body: &streamv1.Request_Revoke{Revoke: &streamv1.Revoke{NodeId: "cln-away", ClusterId: "cl-1"}}},
+			nil, []string{"revoke cln-away cl-1"}, "", "it was not connected",
+		},
+		{
+			"revoke without node", &streamv1.Request{Body: &streamv1.Request_Revoke{Revoke: &streamv1.Revoke{ClusterId: "cl-1"}}},
+			nil, nil, streamrpc.CodeInvalid, `revoke: invalid access request: node id ""`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &fakeMeta{applied: map[string]map[string]string{}}
+			a := &fakeAccess{err: tt.accessErr}
+			d := &fakeDrones{}
+			h, err := New(Config{Metadata: m, Drones: d, Access: a, Pilot: &fakePilot{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp := h.Serve(ctxFor(t, time.Second), tt.req)
+			checkResp(t, resp, tt.wantCode, tt.wantMsg)
+			if !slices.Equal(a.calls, tt.wantCalls) {
+				t.Fatalf("access calls %v, want %v", a.calls, tt.wantCalls)
+			}
+			if tt.wantCode != "" && len(m.applied) > 0 {
+				t.Fatalf("metadata written although access failed: %v", m.applied)
+			}
+			if rv := tt.req.GetRevoke(); rv != nil && rv.NodeId != "" && !slices.Equal(d.nodes, []string{"refuse:" + rv.NodeId}) {
+				t.Fatalf("relay calls %v, want the node refused", d.nodes)
+			}
+		})
+	}
+}
+
+func renewReq(t *testing.T, ca *pki.CA, id pki.Identity) *streamv1.Request {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _, err := ca.Issue(key.Public(), id, nil, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{CsrPem: "CSR", CurrentCertificatePem: string(certPEM), Proof: []byte("proof")}}}
+}
+
+func TestDroneRenewalCarriedToPilot(t *testing.T) {
+	ca := testca.New(t)
+	drone := pki.Identity{Kind: pki.KindDrone, ID: "cln-a", Cluster: "cl-1"}
+	other := pki.Identity{Kind: pki.KindDrone, ID: "cln-b", Cluster: "cl-1"}
+	granted := &streamv1.Response{Body: &streamv1.Response_Certificate{Certificate: &streamv1.Certificate{CertificatePem: "NEW"}}}
+	tests := []struct {
+		name     string
+		req      *streamv1.Request
+		pilot    *fakePilot
+		wantCode string
+		wantMsg  string
+		wantSent bool
+	}{
+		{"own certificate", renewReq(t, ca, drone), &fakePilot{resp: granted}, "", "", true},
+		{"another drone's certificate", renewReq(t, ca, other), &fakePilot{resp: granted}, CodePermissionDenied, "a drone renews only its own", false},
+		{"no certificate", &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{}}}, &fakePilot{}, streamrpc.CodeInvalid, "current_certificate_pem", false},
+		{"refused by pilot", renewReq(t, ca, drone), &fakePilot{err: &streamrpc.Error{Code: "permission_denied", Message: "node revoked"}}, "permission_denied", "pilot: node revoked", true},
+		{"pilot unreachable", renewReq(t, ca, drone), &fakePilot{err: errors.New("no stream to pilot")}, streamrpc.CodeUnavailable, "no stream to pilot", true},
+		{"not a renewal", run("cln-a", "c1"), &fakePilot{}, streamrpc.CodeInvalid, "only renew_certificate", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := &observed{}
+			h, err := New(Config{Metadata: &fakeMeta{}, Drones: &fakeDrones{}, Access: &fakeAccess{}, Pilot: tt.pilot, Observe: o.observe})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp := h.ServeDrone(ctxFor(t, time.Second), drone, tt.req)
+			checkResp(t, resp, tt.wantCode, tt.wantMsg)
+			if tt.wantCode == "" && resp.GetCertificate().GetCertificatePem() != "NEW" {
+				t.Fatalf("response %v, want pilot's certificate", resp)
+			}
+			if sent := len(tt.pilot.sent) > 0; sent != tt.wantSent {
+				t.Fatalf("sent to pilot: %v, want %v", sent, tt.wantSent)
+			}
+			if tt.wantSent && !proto.Equal(tt.pilot.sent[0].GetRenewCertificate(), tt.req.GetRenewCertificate()) {
+				t.Fatal("the renewal reached pilot changed")
+			}
+		})
+	}
+}
+
+func TestJoinCarriedToPilot(t *testing.T) {
+	cert := &streamv1.Certificate{CertificatePem: "CERT", CaPem: "CA"}
+	p := &fakePilot{resp: &streamv1.Response{Body: &streamv1.Response_Certificate{Certificate: cert}}}
+	o := &observed{}
+	h, err := New(Config{Metadata: &fakeMeta{}, Drones: &fakeDrones{}, Access: &fakeAccess{}, Pilot: p, Observe: o.observe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &streamv1.JoinRequest{Token: "tok", CsrPem: "CSR"}
+	got, err := h.Join(ctxFor(t, time.Second), req)
+	if err != nil || got.GetCertificatePem() != "CERT" {
+		t.Fatalf("Join = %v, %v", got, err)
+	}
+	if len(p.sent) != 1 || !proto.Equal(p.sent[0].GetJoin(), req) {
+		t.Fatalf("pilot was sent %v, want the join unchanged", p.sent)
+	}
+	p.resp, p.err = nil, &streamrpc.Error{Code: "permission_denied", Message: "token used"}
+	if _, err := h.Join(ctxFor(t, time.Second), req); !streamrpc.IsCode(err, "permission_denied") {
+		t.Fatalf("refused Join = %v, want pilot's error", err)
+	}
+	if !slices.Equal(o.seen, []string{"join=ok", "join=permission_denied"}) {
+		t.Fatalf("observed %v", o.seen)
 	}
 }

@@ -1,6 +1,7 @@
 package apppkg
 
 import (
+	"bytes"
 	"fmt"
 	"path"
 	"regexp"
@@ -10,6 +11,8 @@ import (
 	"text/template"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/hangarhq/hangar/internal/limits"
 )
 
 // ConfdResource is the [template] table of a confd/conf.d/*.toml file.
@@ -30,6 +33,13 @@ type ConfdResource struct {
 // ParseConfdResource parses and checks one conf.d file; name is used in
 // errors.
 func ParseConfdResource(name string, data []byte) (ConfdResource, error) {
+	if len(data) > limits.MaxConfdResourceBytes {
+		return ConfdResource{}, fmt.Errorf("%s: %d bytes, more than the %d allowed for a template resource", name, len(data), limits.MaxConfdResourceBytes)
+	}
+	// Counted before parsing: deep nesting is what makes the parser costly.
+	if n := bytes.Count(data, []byte("{")) + bytes.Count(data, []byte("[")) + bytes.Count(data, []byte(".")); n > limits.MaxConfdResourceNesting {
+		return ConfdResource{}, fmt.Errorf("%s: %d '{', '[' and '.' characters, more than the %d allowed (deeply nested tables and keys are refused)", name, n, limits.MaxConfdResourceNesting)
+	}
 	var doc struct {
 		Template *ConfdResource `toml:"template"`
 	}

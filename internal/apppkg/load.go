@@ -17,16 +17,19 @@ import (
 	"time"
 
 	"github.com/cbroglie/mustache"
+
+	"github.com/hangarhq/hangar/internal/limits"
 )
 
 // Limits on what a package may hold. They bound the memory one upload can
 // take in pilot, compressed and uncompressed (a small archive can expand to
-// gigabytes).
+// gigabytes); internal/limits says why each value.
 const (
-	MaxArchiveBytes = 8 << 20  // refuse larger archives (compressed)
-	MaxFiles        = 1000     // files in one package
-	MaxFileBytes    = 4 << 20  // one file, uncompressed
-	MaxTotalBytes   = 32 << 20 // all files, uncompressed
+	MaxArchiveBytes = limits.MaxArchiveBytes     // refuse larger archives (compressed)
+	MaxFiles        = limits.MaxPackageFiles     // files in one package
+	MaxFileBytes    = limits.MaxPackageFileBytes // one file, uncompressed
+	MaxTotalBytes   = limits.MaxPackageBytes     // all files, uncompressed
+	MaxConfdBytes   = limits.MaxConfdBytes       // confd/conf.d and confd/templates together
 )
 
 // File names with a meaning in a package.
@@ -409,6 +412,13 @@ func load(files map[string]file) (*Package, error) {
 		default:
 			w.add("%s: not used by Hangar", n)
 		}
+	}
+	confdBytes := 0
+	for _, data := range p.Confd {
+		confdBytes += len(data)
+	}
+	if confdBytes > MaxConfdBytes {
+		return nil, fmt.Errorf("confd/: %d bytes in conf.d and templates, more than the %d allowed (they are sent to every drone in one message)", confdBytes, MaxConfdBytes)
 	}
 	if err := checkConfd(p.Confd, &w); err != nil {
 		return nil, err

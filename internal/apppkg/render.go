@@ -1,7 +1,6 @@
 package apppkg
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"text/template"
 
 	"github.com/cbroglie/mustache"
+
+	"github.com/hangarhq/hangar/internal/limits"
 )
 
 // tagUse is one distinct tag of cluster.json.mustache.
@@ -156,10 +157,11 @@ func (p *Package) compileGo() error {
 	// The parentheses let X be a pipeline ("{{index .env "a-b"}}").
 	text := goTagOpen.ReplaceAllString(p.Template, "{{ getv (")
 	text = goTagClose.ReplaceAllString(text, ") }}")
-	t, err := template.New(fileGoTmpl).Option("missingkey=error").Funcs(template.FuncMap{"getv": getv}).Parse(text)
+	t, err := template.New(fileGoTmpl).Option("missingkey=error").Funcs(placeholderFuncs()).Parse(text)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fileGoTmpl, err)
 	}
+	meter(t)
 	p.gotmpl = t
 	return nil
 }
@@ -196,11 +198,7 @@ func (p *Package) execute(v *Values, probe bool) ([]byte, error) {
 			}
 			m[it.Key] = val
 		}
-		var buf bytes.Buffer
-		if err := p.gotmpl.Execute(&buf, ctx); err != nil {
-			return nil, err
-		}
-		return buf.Bytes(), nil
+		return p.executeGo(ctx)
 	}
 	ctx := map[string]any{}
 	for _, u := range p.tags {
@@ -223,11 +221,15 @@ func (p *Package) execute(v *Values, probe bool) ([]byte, error) {
 		}
 		m[parts[len(parts)-1]] = lit
 	}
-	out, err := p.mustache.Render(ctx)
+	out := &limitedBuffer{max: limits.MaxClusterSpecBytes}
+	err := p.mustache.FRender(out, ctx)
+	if out.over {
+		return nil, errTooLarge
+	}
 	if err != nil {
 		return nil, err
 	}
-	return []byte(out), nil
+	return out.Bytes(), nil
 }
 
 // probeParams fills Service.ParamPaths by rendering once more with markers

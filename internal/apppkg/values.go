@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Values are the parameters of one cluster, checked against config.json,
@@ -248,6 +249,14 @@ func zeroLiteral(it *Item) string { return jsonLiteral(zeroValue(it)) }
 
 // fromString converts a user-given string by the parameter's type.
 func fromString(it *Item, s string) (any, error) {
+	// Values end up in JSON, etcd, shell arguments and config files: text
+	// that JSON would silently alter or that C strings would cut is refused.
+	if !utf8.ValidString(s) {
+		return nil, errors.New("not valid UTF-8 text")
+	}
+	if strings.ContainsRune(s, 0) {
+		return nil, errors.New("contains a NUL character, which no value may hold")
+	}
 	switch {
 	case it.Type == TypeInteger:
 		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)

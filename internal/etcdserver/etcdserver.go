@@ -1,6 +1,7 @@
 // Package etcdserver starts an embedded single-member etcd for pilot's state
 // and a frontgate's cluster metadata: zero setup for the default install,
-// with listen addresses that may use port 0 (the bound address is read back).
+// with listen addresses that may use port 0 (the bound address is read back),
+// and optionally mutual TLS on the client and peer ports.
 package etcdserver
 
 import (
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/storage/wal"
@@ -25,10 +27,23 @@ type Config struct {
 	Name string
 	// DataDir holds the member's data; created when missing.
 	DataDir string
-	// ClientURL is where clients connect, e.g. http://127.0.0.1:0.
+	// ClientURL is where clients connect, e.g. http://127.0.0.1:0, or
+	// https://… when ClientTLS is set.
 	ClientURL string
-	// PeerURL is where peers connect (default http://127.0.0.1:0).
+	// PeerURL is where peers connect (default http://127.0.0.1:0, or
+	// https://127.0.0.1:0 with PeerTLS).
 	PeerURL string
+	// ClientTLS, when set, serves clients over TLS only (ClientURL must be
+	// https) with these files. With ClientCertAuth, etcd refuses clients
+	// without a certificate signed by TrustedCAFile and takes the
+	// certificate's CN as the user name once auth is enabled. etcd reads
+	// CertFile and KeyFile again at every handshake
+	// (transport.TLSInfo.baseConfig's GetCertificate and
+	// GetClientCertificate), so a renewal only rewrites the files; the CA
+	// is read once, at start.
+	ClientTLS *transport.TLSInfo
+	// PeerTLS does the same for the peer port (PeerURL must be https).
+	PeerTLS *transport.TLSInfo
 	// WALSegmentBytes, when set, replaces etcd's 64 MB WAL preallocation
 	// (process-wide: etcd keeps it in a package variable). Tests and small
 	// frontgates set it so a fresh data dir is not 100+ MB.
@@ -46,6 +61,7 @@ type Config struct {
 type Server struct {
 	etcd      *embed.Etcd
 	clientURL string
+	clientTLS *transport.TLSInfo
 }
 
 var walSizeOnce sync.Once
@@ -59,10 +75,10 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		c.Name = "default"
 	}
 	if c.ClientURL == "" {
-		c.ClientURL = "http://127.0.0.1:0"
+		c.ClientURL = scheme(c.ClientTLS) + "://127.0.0.1:0"
 	}
 	if c.PeerURL == "" {
-		c.PeerURL = "http://127.0.0.1:0"
+		c.PeerURL = scheme(c.PeerTLS) + "://127.0.0.1:0"
 	}
 	if c.WALSegmentBytes > 0 {
 		walSizeOnce.Do(func() { wal.SegmentSizeBytes = c.WALSegmentBytes })
@@ -77,6 +93,14 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	pu, err := url.Parse(c.PeerURL)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: peer url %q: %w", c.PeerURL, err)
+	}
+	// etcd would serve plaintext on an http URL despite TLS files (and
+	// refuse https without them), so a mismatch is a configuration error.
+	if want := scheme(c.ClientTLS); cu.Scheme != want {
+		return nil, fmt.Errorf("etcd: client url %q: scheme must be %s (client TLS configured: %v)", c.ClientURL, want, c.ClientTLS != nil)
+	}
+	if want := scheme(c.PeerTLS); pu.Scheme != want {
+		return nil, fmt.Errorf("etcd: peer url %q: scheme must be %s (peer TLS configured: %v)", c.PeerURL, want, c.PeerTLS != nil)
 	}
 	cfg := embed.NewConfig()
 	cfg.Name = c.Name
@@ -97,6 +121,16 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	}
 	if c.MaxRequestBytes > 0 {
 		cfg.MaxRequestBytes = c.MaxRequestBytes
+	}
+	if c.ClientTLS != nil {
+		cfg.ClientTLSInfo = *c.ClientTLS
+		// The JSON gateway would reach etcd with the server's own
+		// certificate, whose CN etcd ignores there: nothing needs it, so
+		// the client port speaks gRPC only.
+		cfg.EnableGRPCGateway = false
+	}
+	if c.PeerTLS != nil {
+		cfg.PeerTLSInfo = *c.PeerTLS
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.LogLevel = "error"
@@ -121,19 +155,37 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.Logger != nil {
 		c.Logger.Info("embedded etcd ready", "client_url", bound.String(), "data_dir", c.DataDir)
 	}
-	return &Server{etcd: e, clientURL: bound.String()}, nil
+	return &Server{etcd: e, clientURL: bound.String(), clientTLS: c.ClientTLS}, nil
+}
+
+func scheme(t *transport.TLSInfo) string {
+	if t != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // ClientURL is the bound client URL (with the real port when 0 was asked).
 func (s *Server) ClientURL() string { return s.clientURL }
 
-// Client returns a new client of this member; the caller closes it.
+// Client returns a new client of this member; the caller closes it. With
+// ClientTLS it presents ClientTLS's certificate (re-read at every
+// handshake) and trusts its CA, so it is the user named by that
+// certificate's CN.
 func (s *Server) Client() (*clientv3.Client, error) {
-	return clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   []string{s.clientURL},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-	})
+	}
+	if s.clientTLS != nil {
+		tc, err := s.clientTLS.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("etcd client TLS: %w", err)
+		}
+		cfg.TLS = tc
+	}
+	return clientv3.New(cfg)
 }
 
 // Err reports a fatal server error.

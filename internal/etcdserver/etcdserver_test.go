@@ -2,12 +2,22 @@ package etcdserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -67,5 +77,99 @@ func TestStartServeRestart(t *testing.T) {
 func TestStartNeedsDataDir(t *testing.T) {
 	if _, err := Start(context.Background(), Config{}); err == nil {
 		t.Fatal("Start without a data dir succeeded")
+	}
+}
+
+// tlsFiles writes a CA and a frontgate certificate for 127.0.0.1 to a new
+// dir and returns etcd's view of them.
+func tlsFiles(t *testing.T) (*transport.TLSInfo, *pki.CA) {
+	t.Helper()
+	ca, err := pki.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _, err := ca.Issue(key.Public(), pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, []net.IP{net.ParseIP("127.0.0.1")}, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := tlsutil.Save(dir, keyPEM, certPEM, ca.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	return &transport.TLSInfo{
+		CertFile:       filepath.Join(dir, tlsutil.CertFile),
+		KeyFile:        filepath.Join(dir, tlsutil.KeyFile),
+		TrustedCAFile:  filepath.Join(dir, tlsutil.CAFile),
+		ClientCertAuth: true,
+	}, ca
+}
+
+func TestMutualTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, ca := tlsFiles(t)
+	s, err := Start(ctx, Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20, ClientTLS: info, PeerTLS: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(s.ClientURL(), "https://127.0.0.1:") {
+		t.Fatalf("client URL %s, want https on 127.0.0.1", s.ClientURL())
+	}
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Put(ctx, "/k", "v"); err != nil {
+		t.Fatalf("put with the server's certificate: %v", err)
+	}
+
+	// A client that trusts the CA but has no certificate of its own gets
+	// no connection at all.
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM())
+	anon, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{s.ClientURL()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop(),
+		TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelShort()
+	if _, err := anon.Get(short, "/k"); err == nil {
+		t.Fatal("a client without a certificate read etcd")
+	}
+}
+
+func TestSchemeMustMatchTLS(t *testing.T) {
+	info, _ := tlsFiles(t)
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"http with client TLS", Config{ClientURL: "http://127.0.0.1:0", ClientTLS: info}, `client url "http://127.0.0.1:0": scheme must be https`},
+		{"https without client TLS", Config{ClientURL: "https://127.0.0.1:0"}, `client url "https://127.0.0.1:0": scheme must be http`},
+		{"http with peer TLS", Config{PeerURL: "http://127.0.0.1:0", PeerTLS: info}, `peer url "http://127.0.0.1:0": scheme must be https`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.DataDir = t.TempDir()
+			_, err := Start(context.Background(), tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Start = %v, want an error containing %s", err, tt.want)
+			}
+		})
 	}
 }

@@ -1,8 +1,14 @@
 // Package api implements pilot's public gRPC services (apps, runtimes,
-// clusters, jobs). It validates every request completely before writing
-// anything, and writes each change together with its job in one etcd
-// transaction, so a bad request leaves no trace and an accepted one is never
-// half-recorded.
+// clusters, jobs, users, audit). It validates every request completely
+// before writing anything, and writes each change together with its job in
+// one etcd transaction, so a bad request leaves no trace and an accepted one
+// is never half-recorded.
+//
+// Every object belongs to the tenant of the user who created it, and every
+// call sees only the caller's tenant (the Principal pilot/auth's
+// interceptors put in the context; a call without one is refused). Another
+// tenant's object answers NotFound with the very message a missing one
+// gets, so a caller cannot even learn that it exists.
 package api
 
 import (
@@ -10,6 +16,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"regexp"
@@ -23,9 +30,11 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/secretbox"
+	"github.com/hangarhq/hangar/pilot/audit"
+	"github.com/hangarhq/hangar/pilot/auth"
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/jobs"
-	"github.com/hangarhq/hangar/pilot/providers"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
@@ -33,12 +42,25 @@ import (
 type Config struct {
 	Store     *store.Store
 	Engine    *jobs.Engine
-	Providers *providers.Host
+	Providers ProviderSource
 	Packages  *clusterops.Packages
 	// RuntimeDefaults fills provider-specific runtime config left empty
 	// (for local: root_dir and bin_dir).
 	RuntimeDefaults func(rt *pilotv1.Runtime)
-	Logger          *slog.Logger
+	// Users backs UserService; Audit backs AuditService. Without them
+	// those services answer Unimplemented.
+	Users *auth.Users
+	Audit *audit.Log
+	// Box seals password parameters and provider credentials at rest; nil
+	// (tests) stores them as given.
+	Box    *secretbox.Box
+	Logger *slog.Logger
+}
+
+// ProviderSource hands out provider clients (*providers.Host starts the
+// plugins; tests give an in-process fake).
+type ProviderSource interface {
+	Get(ctx context.Context, name string) (providerv1.ProviderClient, error)
 }
 
 // Server implements the pilotv1 services.
@@ -47,6 +69,8 @@ type Server struct {
 	pilotv1.UnimplementedRuntimeServiceServer
 	pilotv1.UnimplementedClusterServiceServer
 	pilotv1.UnimplementedJobServiceServer
+	pilotv1.UnimplementedUserServiceServer
+	pilotv1.UnimplementedAuditServiceServer
 
 	cfg Config
 	log *slog.Logger
@@ -59,6 +83,7 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Packages == nil {
 		cfg.Packages = clusterops.NewPackages(cfg.Store)
+		cfg.Packages.Box = cfg.Box
 	}
 	return &Server{cfg: cfg, log: cfg.Logger}
 }
@@ -96,10 +121,21 @@ func invalid(format string, args ...any) error {
 
 var validID = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 
+// tenant is the caller's tenant; handlers never run without one.
+func tenant(ctx context.Context) (string, error) {
+	p, err := auth.Require(ctx)
+	return p.Tenant, err
+}
+
 // ---- apps ----
 
-// PushApp validates a package and stores it with its archive.
+// PushApp validates a package and stores it with its archive in the
+// caller's tenant.
 func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pilotv1.App, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if len(req.Archive) == 0 {
 		return nil, invalid("archive: the package .tar.gz is required")
 	}
@@ -131,17 +167,18 @@ func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pil
 		ConfigJson:  string(pkg.Config.Raw),
 		CreatedAt:   timestamppb.Now(),
 		Warnings:    pkg.Warnings,
+		Tenant:      tn,
 	}
 	for _, n := range spec.Nodes {
 		app.Roles = append(app.Roles, n.Role)
 	}
-	err = s.cfg.Store.CreateAll(ctx, map[string]proto.Message{store.AppKey(app.Name, app.Version): app},
-		map[string][]byte{store.ArchiveKey(app.Name, app.Version): req.Archive})
+	err = s.cfg.Store.CreateAll(ctx, map[string]proto.Message{store.AppKey(tn, app.Name, app.Version): app},
+		map[string][]byte{store.ArchiveKey(tn, app.Name, app.Version): req.Archive})
 	if errors.Is(err, store.ErrExists) {
-		old, gerr := s.cfg.Store.GetRaw(ctx, store.ArchiveKey(app.Name, app.Version))
+		old, gerr := s.cfg.Store.GetRaw(ctx, store.ArchiveKey(tn, app.Name, app.Version))
 		if gerr == nil && bytes.Equal(old, req.Archive) {
 			existing := &pilotv1.App{}
-			if _, err := s.cfg.Store.Get(ctx, store.AppKey(app.Name, app.Version), existing); err == nil {
+			if _, err := s.cfg.Store.Get(ctx, store.AppKey(tn, app.Name, app.Version), existing); err == nil {
 				return existing, nil
 			}
 		}
@@ -150,13 +187,17 @@ func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pil
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.log.Info("app pushed", "app", app.Name, "version", app.Version, "roles", app.Roles, "warnings", len(app.Warnings))
+	s.log.Info("app pushed", "app", app.Name, "version", app.Version, "tenant", tn, "roles", app.Roles, "warnings", len(app.Warnings))
 	return app, nil
 }
 
-// ListApps lists every app version.
+// ListApps lists every version of the tenant's apps.
 func (s *Server) ListApps(ctx context.Context, _ *pilotv1.ListAppsRequest) (*pilotv1.ListAppsResponse, error) {
-	apps, err := store.List(ctx, s.cfg.Store, store.AppsPrefix, func() *pilotv1.App { return &pilotv1.App{} })
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	apps, err := store.List(ctx, s.cfg.Store, store.TenantAppsPrefix(tn), func() *pilotv1.App { return &pilotv1.App{} })
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -165,22 +206,34 @@ func (s *Server) ListApps(ctx context.Context, _ *pilotv1.ListAppsRequest) (*pil
 
 // GetApp returns a version of an app, the newest when none is named.
 func (s *Server) GetApp(ctx context.Context, req *pilotv1.GetAppRequest) (*pilotv1.App, error) {
-	app, err := s.findApp(ctx, req.Name, req.Version)
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	app, err := s.findApp(ctx, tn, req.Name, req.Version)
 	return app, toStatus(err)
 }
 
-func (s *Server) findApp(ctx context.Context, name, version string) (*pilotv1.App, error) {
+// findApp looks only in the tenant's apps: another tenant's app of the
+// same name is, for this caller, not there.
+func (s *Server) findApp(ctx context.Context, tn, name, version string) (*pilotv1.App, error) {
 	if name == "" {
 		return nil, invalid("app: a name is required")
 	}
+	if !validID.MatchString(name) {
+		return nil, invalid("app %q: names are lowercase letters, digits and dashes, starting with a letter", name)
+	}
 	if version != "" {
 		app := &pilotv1.App{}
-		if _, err := s.cfg.Store.Get(ctx, store.AppKey(name, version), app); err != nil {
-			return nil, status.Errorf(codes.NotFound, "app %s version %s: not found; `hangar app list` shows what was pushed", name, version)
+		if _, err := s.cfg.Store.Get(ctx, store.AppKey(tn, name, version), app); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, status.Errorf(codes.NotFound, "app %s version %s: not found; `hangar app list` shows what was pushed", name, version)
+			}
+			return nil, err
 		}
 		return app, nil
 	}
-	apps, err := store.List(ctx, s.cfg.Store, store.AppsPrefix+name+"/", func() *pilotv1.App { return &pilotv1.App{} })
+	apps, err := store.List(ctx, s.cfg.Store, store.TenantAppsPrefix(tn)+name+"/", func() *pilotv1.App { return &pilotv1.App{} })
 	if err != nil {
 		return nil, err
 	}
@@ -191,21 +244,35 @@ func (s *Server) findApp(ctx context.Context, name, version string) (*pilotv1.Ap
 	return apps[len(apps)-1], nil
 }
 
-func (s *Server) pkg(ctx context.Context, name, version string) (*apppkg.Package, error) {
-	return s.cfg.Packages.Get(ctx, name, version)
+func (s *Server) pkg(ctx context.Context, tn, name, version string) (*apppkg.Package, error) {
+	return s.cfg.Packages.Get(ctx, tn, name, version)
 }
 
 // ---- runtimes ----
 
-// CreateRuntime registers a runtime after its provider accepted its config.
+// CreateRuntime registers a runtime of the caller's tenant after its
+// provider accepted its config.
 func (s *Server) CreateRuntime(ctx context.Context, req *pilotv1.CreateRuntimeRequest) (*pilotv1.Runtime, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if !validID.MatchString(req.Id) {
 		return nil, invalid("id %q: use lowercase letters, digits and dashes, starting with a letter", req.Id)
 	}
 	if req.Provider == "" {
 		return nil, invalid("provider: required (e.g. local)")
 	}
-	rt := &pilotv1.Runtime{Id: req.Id, Provider: req.Provider, Zone: req.Zone, Config: req.Config, CreatedAt: timestamppb.Now()}
+	for k := range req.Credentials {
+		if k == "" {
+			return nil, invalid("credentials: a credential needs a name (KEY=VALUE)")
+		}
+	}
+	rt := &pilotv1.Runtime{Id: req.Id, Provider: req.Provider, Zone: req.Zone, Config: req.Config, CreatedAt: timestamppb.Now(), Tenant: tn}
+	for k := range req.Credentials {
+		rt.CredentialKeys = append(rt.CredentialKeys, k)
+	}
+	sort.Strings(rt.CredentialKeys)
 	if rt.Config == nil {
 		rt.Config = map[string]string{}
 	}
@@ -213,37 +280,77 @@ func (s *Server) CreateRuntime(ctx context.Context, req *pilotv1.CreateRuntimeRe
 		s.cfg.RuntimeDefaults(rt)
 	}
 	existing := &pilotv1.Runtime{}
-	if _, err := s.cfg.Store.Get(ctx, store.RuntimeKey(rt.Id), existing); err == nil {
+	if _, err := s.cfg.Store.Get(ctx, store.RuntimeKey(tn, rt.Id), existing); err == nil {
 		return nil, status.Errorf(codes.AlreadyExists, "runtime %s exists", rt.Id)
+	}
+	if s.cfg.Providers == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "provider %q: this pilot has no provider host (api.Config.Providers)", rt.Provider)
 	}
 	prov, err := s.cfg.Providers.Get(ctx, rt.Provider)
 	if err != nil {
 		return nil, invalid("provider %q: %v", rt.Provider, err)
 	}
-	if _, err := prov.ValidateRuntime(ctx, &providerv1.ValidateRuntimeRequest{Runtime: &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config}}); err != nil {
+	// The provider checks the credentials in clear; only pilot's etcd gets
+	// them sealed, apart from the Runtime record the API returns.
+	if _, err := prov.ValidateRuntime(ctx, &providerv1.ValidateRuntimeRequest{Runtime: &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config, Credentials: req.Credentials}}); err != nil {
 		return nil, invalid("runtime %s rejected by provider %s: %v", rt.Id, rt.Provider, status.Convert(err).Message())
 	}
-	if err := s.cfg.Store.Create(ctx, store.RuntimeKey(rt.Id), rt); err != nil {
+	var raw map[string][]byte
+	if len(req.Credentials) > 0 {
+		b, err := json.Marshal(secretbox.SealCredentials(s.cfg.Box, rt.Id, req.Credentials))
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "runtime %s credentials: %v", rt.Id, err)
+		}
+		raw = map[string][]byte{store.RuntimeCredentialsKey(tn, rt.Id): b}
+	}
+	if err := s.cfg.Store.CreateAll(ctx, map[string]proto.Message{store.RuntimeKey(tn, rt.Id): rt}, raw); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return nil, status.Errorf(codes.AlreadyExists, "runtime %s exists", rt.Id)
+		}
 		return nil, toStatus(err)
 	}
-	s.log.Info("runtime created", "runtime", rt.Id, "provider", rt.Provider)
+	s.log.Info("runtime created", "runtime", rt.Id, "provider", rt.Provider, "tenant", tn, "credential_keys", rt.CredentialKeys)
 	return rt, nil
 }
 
-// ListRuntimes lists runtimes.
+// ListRuntimes lists the tenant's runtimes.
 func (s *Server) ListRuntimes(ctx context.Context, _ *pilotv1.ListRuntimesRequest) (*pilotv1.ListRuntimesResponse, error) {
-	rts, err := store.List(ctx, s.cfg.Store, store.RuntimesPrefix, func() *pilotv1.Runtime { return &pilotv1.Runtime{} })
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rts, err := store.List(ctx, s.cfg.Store, store.TenantRuntimesPrefix(tn), func() *pilotv1.Runtime { return &pilotv1.Runtime{} })
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &pilotv1.ListRuntimesResponse{Runtimes: rts}, nil
 }
 
-// GetRuntime returns one runtime.
+// GetRuntime returns one of the tenant's runtimes.
 func (s *Server) GetRuntime(ctx context.Context, req *pilotv1.GetRuntimeRequest) (*pilotv1.Runtime, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.findRuntime(ctx, tn, req.Id)
+}
+
+func (s *Server) findRuntime(ctx context.Context, tn, id string) (*pilotv1.Runtime, error) {
 	rt := &pilotv1.Runtime{}
-	if _, err := s.cfg.Store.Get(ctx, store.RuntimeKey(req.Id), rt); err != nil {
+	// An id that is not a valid one cannot exist: answer as for a missing
+	// one rather than let it shape a key.
+	if !validID.MatchString(id) {
+		return nil, notFoundRuntime(id)
+	}
+	if _, err := s.cfg.Store.Get(ctx, store.RuntimeKey(tn, id), rt); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFoundRuntime(id)
+		}
 		return nil, toStatus(err)
 	}
 	return rt, nil
+}
+
+func notFoundRuntime(id string) error {
+	return status.Errorf(codes.NotFound, "runtime %s: not found; `hangar runtime list` shows the registered ones", id)
 }

@@ -15,12 +15,21 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/pilot/auth"
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const testTenant = "default"
+
+// asMember is a call of a member of testTenant, as the interceptors would
+// hand it to the handlers.
+func asMember() context.Context {
+	return auth.NewContext(context.Background(), auth.Principal{User: "tester", Tenant: testTenant, Role: pilotv1.Role_ROLE_MEMBER})
+}
 
 func newServer(t *testing.T) (*Server, *store.Store) {
 	t.Helper()
@@ -38,7 +47,7 @@ func newServer(t *testing.T) (*Server, *store.Store) {
 	ops := clusterops.New(clusterops.Config{Store: st})
 	engine := jobs.New(jobs.Config{Store: st, Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
 	// The runtime exists; no provider is needed to reject bad input.
-	if err := st.Create(context.Background(), store.RuntimeKey("local"), &pilotv1.Runtime{Id: "local", Provider: "local"}); err != nil {
+	if err := st.Create(context.Background(), store.RuntimeKey(testTenant, "local"), &pilotv1.Runtime{Id: "local", Provider: "local", Tenant: testTenant}); err != nil {
 		t.Fatal(err)
 	}
 	return New(Config{Store: st, Engine: engine}), st
@@ -123,7 +132,7 @@ func TestBadPackagesAreRefusedByName(t *testing.T) {
 		}, "servics"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.PushApp(context.Background(), &pilotv1.PushAppRequest{Archive: copyPackage(t, tc.edit)})
+			_, err := s.PushApp(asMember(), &pilotv1.PushAppRequest{Archive: copyPackage(t, tc.edit)})
 			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want InvalidArgument naming %q", err, tc.want)
 			}
@@ -136,7 +145,7 @@ func TestBadPackagesAreRefusedByName(t *testing.T) {
 
 func TestBadParametersCreateNothing(t *testing.T) {
 	s, st := newServer(t)
-	if _, err := s.PushApp(context.Background(), &pilotv1.PushAppRequest{Archive: copyPackage(t, nil)}); err != nil {
+	if _, err := s.PushApp(asMember(), &pilotv1.PushAppRequest{Archive: copyPackage(t, nil)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -151,7 +160,7 @@ func TestBadParametersCreateNothing(t *testing.T) {
 		{"value outside the enumeration", map[string]string{"cluster.primary.count": "2"}, "cluster.primary.count"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.CreateCluster(context.Background(), &pilotv1.CreateClusterRequest{App: "kv", Runtime: "local", Params: tc.params})
+			_, err := s.CreateCluster(asMember(), &pilotv1.CreateClusterRequest{App: "kv", Runtime: "local", Params: tc.params})
 			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want InvalidArgument naming %q", err, tc.want)
 			}
@@ -163,20 +172,20 @@ func TestBadParametersCreateNothing(t *testing.T) {
 		})
 	}
 	// Unknown app and runtime are named too.
-	if _, err := s.CreateCluster(context.Background(), &pilotv1.CreateClusterRequest{App: "nope", Runtime: "local"}); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "nope") {
+	if _, err := s.CreateCluster(asMember(), &pilotv1.CreateClusterRequest{App: "nope", Runtime: "local"}); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("unknown app: %v", err)
 	}
-	if _, err := s.CreateCluster(context.Background(), &pilotv1.CreateClusterRequest{App: "kv", Runtime: "mars"}); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "mars") {
+	if _, err := s.CreateCluster(asMember(), &pilotv1.CreateClusterRequest{App: "kv", Runtime: "mars"}); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "mars") {
 		t.Fatalf("unknown runtime: %v", err)
 	}
 }
 
 func TestCreateStoresClusterAndJobTogether(t *testing.T) {
 	s, st := newServer(t)
-	if _, err := s.PushApp(context.Background(), &pilotv1.PushAppRequest{Archive: copyPackage(t, nil)}); err != nil {
+	if _, err := s.PushApp(asMember(), &pilotv1.PushAppRequest{Archive: copyPackage(t, nil)}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := s.CreateCluster(context.Background(), &pilotv1.CreateClusterRequest{App: "kv", Params: map[string]string{"cluster.replica.count": "3"}})
+	r, err := s.CreateCluster(asMember(), &pilotv1.CreateClusterRequest{App: "kv", Params: map[string]string{"cluster.replica.count": "3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,13 +207,13 @@ func TestCreateStoresClusterAndJobTogether(t *testing.T) {
 		t.Fatalf("start steps %v, want primary then replica", starts)
 	}
 	// Pushing the same package again is a no-op; a changed one under the same version is refused.
-	if _, err := s.PushApp(context.Background(), &pilotv1.PushAppRequest{Archive: copyPackage(t, nil)}); err != nil {
+	if _, err := s.PushApp(asMember(), &pilotv1.PushAppRequest{Archive: copyPackage(t, nil)}); err != nil {
 		t.Fatalf("re-push of identical package: %v", err)
 	}
 	changed := copyPackage(t, func(d string) {
 		replaceIn(t, filepath.Join(d, "config.json"), `"default": "hello from hangar"`, `"default": "hi"`)
 	})
-	if _, err := s.PushApp(context.Background(), &pilotv1.PushAppRequest{Archive: changed}); status.Code(err) != codes.AlreadyExists {
+	if _, err := s.PushApp(asMember(), &pilotv1.PushAppRequest{Archive: changed}); status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("changed package under the same version: %v, want AlreadyExists", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -15,6 +16,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
@@ -26,31 +28,36 @@ const redacted = "******"
 // CreateCluster validates everything, then stores the cluster and its create
 // job in one transaction.
 func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRequest) (*pilotv1.ClusterJob, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if req.App == "" {
 		return nil, invalid("app: required (see `hangar app list`)")
 	}
 	if req.Runtime == "" {
 		req.Runtime = "local"
 	}
-	app, err := s.findApp(ctx, req.App, req.AppVersion)
+	app, err := s.findApp(ctx, tn, req.App, req.AppVersion)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	rt := &pilotv1.Runtime{}
-	if _, err := s.cfg.Store.Get(ctx, store.RuntimeKey(req.Runtime), rt); err != nil {
-		return nil, status.Errorf(codes.NotFound, "runtime %s: not found; `hangar runtime list` shows the registered ones", req.Runtime)
+	rt, err := s.findRuntime(ctx, tn, req.Runtime)
+	if err != nil {
+		return nil, err
 	}
-	pkg, err := s.pkg(ctx, app.Name, app.Version)
+	pkg, err := s.pkg(ctx, tn, app.Name, app.Version)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	secret := clusterops.SecretParam(pkg)
 	vals, err := pkg.Resolve(req.Params)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, invalid("%s", scrub(err, req.Params, secret))
 	}
 	spec, err := pkg.Render(vals)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, invalid("%s", scrub(err, req.Params, secret))
 	}
 
 	c := &pilotv1.Cluster{
@@ -62,6 +69,7 @@ func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRe
 		Status:     pilotv1.ClusterStatus_CLUSTER_STATUS_PENDING,
 		Params:     vals.Strings(),
 		CreatedAt:  timestamppb.Now(),
+		Tenant:     tn,
 	}
 	sid := int32(0)
 	for _, n := range spec.Nodes {
@@ -73,7 +81,9 @@ func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRe
 	if len(c.Nodes) == 0 {
 		return nil, invalid("cluster.<role>.count: the cluster would have no nodes; at least one role needs a count above 0")
 	}
+	c.Params = secretbox.SealParams(s.cfg.Box, c.Id, c.Params, secret)
 	job := jobs.NewJob(newID("job-"), clusterops.KindCreate, c.Id, clusterops.PlanCreate(c, spec))
+	job.Tenant = tn
 	if err := s.cfg.Engine.Validate(job); err != nil {
 		return nil, status.Errorf(codes.Internal, "plan: %v", err)
 	}
@@ -81,7 +91,7 @@ func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRe
 	if err := s.commitWithJob(ctx, c, 0, job); err != nil {
 		return nil, toStatus(err)
 	}
-	s.log.Info("cluster create accepted", "cluster_id", c.Id, "app", c.App, "version", c.AppVersion, "runtime", c.Runtime, "nodes", len(c.Nodes), "job_id", job.Id)
+	s.log.Info("cluster create accepted", "cluster_id", c.Id, "tenant", tn, "app", c.App, "version", c.AppVersion, "runtime", c.Runtime, "nodes", len(c.Nodes), "job_id", job.Id)
 	return &pilotv1.ClusterJob{Cluster: s.redact(ctx, c), Job: job}, nil
 }
 
@@ -101,42 +111,81 @@ func (s *Server) commitWithJob(ctx context.Context, c *pilotv1.Cluster, rev int6
 	return nil
 }
 
-// redact hides password parameter values.
-func (s *Server) redact(ctx context.Context, c *pilotv1.Cluster) *pilotv1.Cluster {
-	var vals *apppkg.Values
-	pkg, err := s.pkg(ctx, c.App, c.AppVersion)
-	if err == nil {
-		vals, err = pkg.Resolve(c.Params)
+// scrub removes from err's message every secret value of params, as given
+// or quoted: a refused password must not come back in the answer, pilot's
+// log or the audit log.
+func scrub(err error, params map[string]string, secret func(string) bool) string {
+	msg := err.Error()
+	for k, v := range params {
+		if v == "" || !secret(k) {
+			continue
+		}
+		q := strconv.Quote(v)
+		for _, form := range []string{q, q[1 : len(q)-1], v} {
+			msg = strings.ReplaceAll(msg, form, redacted)
+		}
 	}
+	return msg
+}
+
+// redact hides password parameter values (stored sealed or not).
+func (s *Server) redact(ctx context.Context, c *pilotv1.Cluster) *pilotv1.Cluster {
+	pkg, err := s.pkg(ctx, c.Tenant, c.App, c.AppVersion)
+	secret := clusterops.SecretParam(pkg)
 	out := proto.Clone(c).(*pilotv1.Cluster)
-	for k := range out.Params {
+	for k, v := range out.Params {
 		// Without the package we cannot tell which are secret: hide all.
-		if err != nil || vals.Secret(k) {
+		if err != nil || secret(k) || secretbox.IsSealed(v) {
 			out.Params[k] = redacted
 		}
 	}
 	return out
 }
 
-// ListClusters lists clusters.
+// ListClusters lists the tenant's clusters.
 func (s *Server) ListClusters(ctx context.Context, _ *pilotv1.ListClustersRequest) (*pilotv1.ListClustersResponse, error) {
-	cs, err := store.List(ctx, s.cfg.Store, store.ClustersPrefix, func() *pilotv1.Cluster { return &pilotv1.Cluster{} })
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := store.List(ctx, s.cfg.Store, store.ClustersPrefix, func() *pilotv1.Cluster { return &pilotv1.Cluster{} })
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	for i, c := range cs {
-		cs[i] = s.withEndpoints(ctx, s.redact(ctx, c))
+	cs := make([]*pilotv1.Cluster, 0, len(all))
+	for _, c := range all {
+		if c.Tenant == tn {
+			cs = append(cs, s.withEndpoints(ctx, s.redact(ctx, c)))
+		}
 	}
 	return &pilotv1.ListClustersResponse{Clusters: cs}, nil
 }
 
 // GetCluster returns a cluster with its nodes and endpoints.
 func (s *Server) GetCluster(ctx context.Context, req *pilotv1.GetClusterRequest) (*pilotv1.Cluster, error) {
-	c := &pilotv1.Cluster{}
-	if _, err := s.cfg.Store.Get(ctx, store.ClusterKey(req.Id), c); err != nil {
-		return nil, notFoundCluster(req.Id, err)
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, _, err := s.getCluster(ctx, tn, req.Id)
+	if err != nil {
+		return nil, err
 	}
 	return s.withEndpoints(ctx, s.redact(ctx, c)), nil
+}
+
+// getCluster reads a cluster of the tenant with its revision; another
+// tenant's answers exactly like a missing one.
+func (s *Server) getCluster(ctx context.Context, tn, id string) (*pilotv1.Cluster, int64, error) {
+	c := &pilotv1.Cluster{}
+	rev, err := s.cfg.Store.Get(ctx, store.ClusterKey(id), c)
+	if err != nil {
+		return nil, 0, notFoundCluster(id, err)
+	}
+	if c.Tenant != tn {
+		return nil, 0, notFoundCluster(id, store.ErrNotFound)
+	}
+	return c, rev, nil
 }
 
 func notFoundCluster(id string, err error) error {
@@ -192,10 +241,13 @@ func (s *Server) busy(ctx context.Context, c *pilotv1.Cluster) error {
 
 // DeleteCluster starts the delete job.
 func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRequest) (*pilotv1.ClusterJob, error) {
-	c := &pilotv1.Cluster{}
-	rev, err := s.cfg.Store.Get(ctx, store.ClusterKey(req.Id), c)
+	tn, err := tenant(ctx)
 	if err != nil {
-		return nil, notFoundCluster(req.Id, err)
+		return nil, err
+	}
+	c, rev, err := s.getCluster(ctx, tn, req.Id)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.busy(ctx, c); err != nil {
 		return nil, err
@@ -205,6 +257,7 @@ func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRe
 		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s: %v; delete with force to skip its services", c.Id, err)
 	}
 	job := jobs.NewJob(newID("job-"), clusterops.KindDelete, c.Id, clusterops.PlanDelete(c, spec, req.Force))
+	job.Tenant = tn
 	if err := s.cfg.Engine.Validate(job); err != nil {
 		return nil, status.Errorf(codes.Internal, "plan: %v", err)
 	}
@@ -220,13 +273,18 @@ func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRe
 // UpdateClusterEnv validates the new env values and starts a job that
 // re-registers the metadata.
 func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateClusterEnvRequest) (*pilotv1.ClusterJob, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Existence first: another tenant's cluster answers NotFound whatever
+	// the request holds.
+	c, rev, err := s.getCluster(ctx, tn, req.Id)
+	if err != nil {
+		return nil, err
+	}
 	if len(req.Env) == 0 {
 		return nil, invalid("env: give at least one key=value")
-	}
-	c := &pilotv1.Cluster{}
-	rev, err := s.cfg.Store.Get(ctx, store.ClusterKey(req.Id), c)
-	if err != nil {
-		return nil, notFoundCluster(req.Id, err)
 	}
 	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
 		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s is %s; env can change only on an active cluster", c.Id, c.Status)
@@ -234,23 +292,30 @@ func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateCluste
 	if err := s.busy(ctx, c); err != nil {
 		return nil, err
 	}
-	pkg, err := s.pkg(ctx, c.App, c.AppVersion)
+	pkg, err := s.pkg(ctx, c.Tenant, c.App, c.AppVersion)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	vals, err := pkg.Resolve(c.Params)
+	secret := clusterops.SecretParam(pkg)
+	stored, err := secretbox.OpenParams(s.cfg.Box, c.Id, c.Params, secret)
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s stored parameters: %v", c.Id, err)
 	}
+	vals, err := pkg.Resolve(stored)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s stored parameters: %v", c.Id, err)
+	}
+	envSecret := func(k string) bool { return secret("env." + k) }
 	nv, err := vals.ChangeEnv(req.Env)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, invalid("%s", scrub(err, req.Env, envSecret))
 	}
 	if _, err := pkg.Render(nv); err != nil {
-		return nil, invalid("%v", err)
+		return nil, invalid("%s", scrub(err, req.Env, envSecret))
 	}
 	job := jobs.NewJob(newID("job-"), clusterops.KindUpdateEnv, c.Id, clusterops.PlanUpdateEnv(c))
-	c.Params = nv.Strings()
+	job.Tenant = tn
+	c.Params = secretbox.SealParams(s.cfg.Box, c.Id, nv.Strings(), secret)
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
 	c.JobId = job.Id
 	if err := s.commitWithJob(ctx, c, rev, job); err != nil {
@@ -262,24 +327,45 @@ func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateCluste
 
 // ---- jobs ----
 
-// GetJob returns a job.
+// errOtherTenant stops a read-modify-write of another tenant's record.
+var errOtherTenant = errors.New("not the caller's tenant")
+
+func notFoundJob(id string) error {
+	return status.Errorf(codes.NotFound, "job %s: not found; `hangar job list` shows the existing ones", id)
+}
+
+// GetJob returns a job of the tenant.
 func (s *Server) GetJob(ctx context.Context, req *pilotv1.GetJobRequest) (*pilotv1.Job, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
 	j := &pilotv1.Job{}
 	if _, err := s.cfg.Store.Get(ctx, store.JobKey(req.Id), j); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFoundJob(req.Id)
+		}
 		return nil, toStatus(fmt.Errorf("job %s: %w", req.Id, err))
+	}
+	if j.Tenant != tn {
+		return nil, notFoundJob(req.Id)
 	}
 	return j, nil
 }
 
-// ListJobs lists jobs, optionally of one cluster, oldest first.
+// ListJobs lists the tenant's jobs, optionally of one cluster, oldest first.
 func (s *Server) ListJobs(ctx context.Context, req *pilotv1.ListJobsRequest) (*pilotv1.ListJobsResponse, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
 	js, err := store.List(ctx, s.cfg.Store, store.JobsPrefix, func() *pilotv1.Job { return &pilotv1.Job{} })
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := js[:0]
 	for _, j := range js {
-		if req.ClusterId == "" || j.ClusterId == req.ClusterId {
+		if j.Tenant == tn && (req.ClusterId == "" || j.ClusterId == req.ClusterId) {
 			out = append(out, j)
 		}
 	}
@@ -289,19 +375,44 @@ func (s *Server) ListJobs(ctx context.Context, req *pilotv1.ListJobsRequest) (*p
 
 // WatchJob streams the job after every change until it is terminal.
 func (s *Server) WatchJob(req *pilotv1.WatchJobRequest, st grpc.ServerStreamingServer[pilotv1.Job]) error {
-	err := jobs.Watch(st.Context(), s.cfg.Store, req.Id, st.Send)
+	tn, err := tenant(st.Context())
+	if err != nil {
+		return err
+	}
+	first := true
+	err = jobs.Watch(st.Context(), s.cfg.Store, req.Id, func(j *pilotv1.Job) error {
+		// The first snapshot decides: a job never changes tenant.
+		if first && j.Tenant != tn {
+			return errOtherTenant
+		}
+		first = false
+		return st.Send(j)
+	})
+	if errors.Is(err, errOtherTenant) || errors.Is(err, store.ErrNotFound) {
+		return notFoundJob(req.Id)
+	}
 	return toStatus(err)
 }
 
-// CancelJob asks a running job to stop.
+// CancelJob asks a running job of the tenant to stop.
 func (s *Server) CancelJob(ctx context.Context, req *pilotv1.CancelJobRequest) (*pilotv1.Job, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
 	j, err := store.Update(ctx, s.cfg.Store, store.JobKey(req.Id), func() *pilotv1.Job { return &pilotv1.Job{} }, func(j *pilotv1.Job) error {
+		if j.Tenant != tn {
+			return errOtherTenant
+		}
 		if jobs.Terminal(j.State) || j.CancelRequested {
 			return store.ErrNoChange
 		}
 		j.CancelRequested = true
 		return nil
 	})
+	if errors.Is(err, errOtherTenant) || errors.Is(err, store.ErrNotFound) {
+		return nil, notFoundJob(req.Id)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -2,15 +2,18 @@ package clusterops
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hangarhq/hangar/internal/pki"
 	"hash/fnv"
 	"log/slog"
 	"net"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/metatree"
+	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/userdata"
 	"github.com/hangarhq/hangar/pilot/fglink"
@@ -41,6 +45,35 @@ type Config struct {
 	Logger       *slog.Logger
 	// DroneWait bounds waiting for drones to connect (default 3 min).
 	DroneWait time.Duration
+	// CommandKey signs every command sent to a drone (internal/cmdsign);
+	// drones run nothing else. Without it no command is sent.
+	CommandKey ed25519.PrivateKey
+	// Tokens issues the join tokens put in new instances' user data.
+	Tokens TokenIssuer
+	// CAPEM is pilot's CA certificate, handed to new instances so they can
+	// trust pilot and their frontgate before they have certificates.
+	CAPEM []byte
+	// Box opens runtime credentials stored sealed (nil: stored in clear).
+	Box *secretbox.Box
+}
+
+// TokenIssuer issues single-use join tokens (pilot/enroll.Tokens).
+type TokenIssuer interface {
+	Issue(ctx context.Context, id pki.Identity, ips []net.IP, ttl time.Duration) (string, error)
+}
+
+// joinTokenTTL bounds how long a new instance has to join.
+const joinTokenTTL = time.Hour
+
+func (o *Ops) joinToken(ctx context.Context, id pki.Identity) (string, error) {
+	if o.cfg.Tokens == nil {
+		return "", errors.New("no join token issuer configured")
+	}
+	tok, err := o.cfg.Tokens.Issue(ctx, id, nil, joinTokenTTL)
+	if err != nil {
+		return "", jobs.Retryable(fmt.Errorf("issue join token for %s: %w", id, err))
+	}
+	return tok, nil
 }
 
 // Ops holds the handlers.
@@ -149,16 +182,41 @@ func (o *Ops) updateCluster(ctx context.Context, id string, fn func(*pilotv1.Clu
 	return store.Update(ctx, o.cfg.Store, store.ClusterKey(id), newCluster, fn)
 }
 
-func (o *Ops) runtime(ctx context.Context, id string) (*pilotv1.Runtime, providerv1.ProviderClient, *providerv1.Runtime, error) {
+func (o *Ops) runtime(ctx context.Context, tenant, id string) (*pilotv1.Runtime, providerv1.ProviderClient, *providerv1.Runtime, error) {
 	rt := &pilotv1.Runtime{}
-	if _, err := o.cfg.Store.Get(ctx, store.RuntimeKey(id), rt); err != nil {
+	if _, err := o.cfg.Store.Get(ctx, store.RuntimeKey(tenant, id), rt); err != nil {
 		return nil, nil, nil, fmt.Errorf("load runtime %s: %w", id, err)
 	}
 	prov, err := o.cfg.Providers.Get(ctx, rt.Provider)
 	if err != nil {
 		return nil, nil, nil, jobs.Retryable(err)
 	}
-	return rt, prov, &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config}, nil
+	creds, err := RuntimeCredentials(ctx, o.cfg.Store, o.cfg.Box, tenant, rt.Id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return rt, prov, &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config, Credentials: creds}, nil
+}
+
+// RuntimeCredentials reads and opens a runtime's stored credentials (none
+// stored: nil).
+func RuntimeCredentials(ctx context.Context, st *store.Store, box *secretbox.Box, tenant, id string) (map[string]string, error) {
+	raw, err := st.GetRaw(ctx, store.RuntimeCredentialsKey(tenant, id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var sealed map[string]string
+	if err := json.Unmarshal(raw, &sealed); err != nil {
+		return nil, fmt.Errorf("runtime %s credentials: %w", id, err)
+	}
+	creds, err := secretbox.OpenCredentials(box, id, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("runtime %s credentials: %w (is pilot using the secret key they were stored with?)", id, err)
+	}
+	return creds, nil
 }
 
 // providerErr marks transient provider failures retryable.
@@ -183,11 +241,11 @@ func (o *Ops) createNetwork(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c := tc.c
-	rt, prov, prt, err := o.runtime(ctx, c.Runtime)
+	rt, prov, prt, err := o.runtime(ctx, c.Tenant, c.Runtime)
 	if err != nil {
 		return err
 	}
-	key := store.NetworkKey(rt.Id, defaultNetwork)
+	key := store.NetworkKey(c.Tenant, rt.Id, defaultNetwork)
 	for {
 		n, err := store.Update(ctx, o.cfg.Store, key, newNetwork, func(n *pilotv1.Network) error {
 			if slices.Contains(n.ClusterIds, c.Id) {
@@ -233,7 +291,7 @@ func (o *Ops) createNetwork(ctx context.Context, t *jobs.Task) error {
 
 func (o *Ops) network(ctx context.Context, c *pilotv1.Cluster) (*pilotv1.Network, error) {
 	n := &pilotv1.Network{}
-	if _, err := o.cfg.Store.Get(ctx, store.NetworkKey(c.Runtime, defaultNetwork), n); err != nil {
+	if _, err := o.cfg.Store.Get(ctx, store.NetworkKey(c.Tenant, c.Runtime, defaultNetwork), n); err != nil {
 		return nil, fmt.Errorf("network of cluster %s: %w", c.Id, err)
 	}
 	if n.Id != c.NetworkId {
@@ -249,7 +307,14 @@ func (o *Ops) ensureFrontgate(ctx context.Context, t *jobs.Task) error {
 	}
 	c, n := tc.c, tc.n
 	if n.FrontgateInstanceId == "" {
-		_, prov, prt, err := o.runtime(ctx, c.Runtime)
+		_, prov, prt, err := o.runtime(ctx, c.Tenant, c.Runtime)
+		if err != nil {
+			return err
+		}
+		// A retry issues a new token; the provider returns the instance the
+		// first attempt made (same idempotency token), whose user data holds
+		// the first token, still valid for the hour.
+		tok, err := o.joinToken(ctx, pki.Identity{Kind: pki.KindFrontgate, ID: n.FrontgateId})
 		if err != nil {
 			return err
 		}
@@ -259,13 +324,13 @@ func (o *Ops) ensureFrontgate(ctx context.Context, t *jobs.Task) error {
 			NetworkId:        n.Id,
 			Name:             n.FrontgateId,
 			Image:            "frontgate",
-			UserData:         userdata.Encode(userdata.Frontgate{FrontgateID: n.FrontgateId, PilotAddress: o.cfg.PilotAddress}),
+			UserData:         userdata.Encode(userdata.Frontgate{FrontgateID: n.FrontgateId, PilotAddress: o.cfg.PilotAddress, JoinToken: tok, CAPEM: string(o.cfg.CAPEM)}),
 			Labels:           map[string]string{"hangar/role": "frontgate"},
 		})
 		if err != nil {
 			return providerErr("run frontgate instance", err)
 		}
-		n, err = store.Update(ctx, o.cfg.Store, store.NetworkKey(c.Runtime, defaultNetwork), newNetwork, func(n *pilotv1.Network) error {
+		n, err = store.Update(ctx, o.cfg.Store, store.NetworkKey(c.Tenant, c.Runtime, defaultNetwork), newNetwork, func(n *pilotv1.Network) error {
 			n.FrontgateInstanceId = inst.Id
 			n.FrontgateAddress = inst.Address
 			return nil
@@ -290,20 +355,24 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 	}
 	in, c, n, spec := tc.in, tc.c, tc.n, tc.spec
 	role := roleSpec(spec, in.Role)
-	_, prov, prt, err := o.runtime(ctx, c.Runtime)
+	_, prov, prt, err := o.runtime(ctx, c.Tenant, c.Runtime)
 	if err != nil {
 		return err
 	}
 	ud := userdata.Drone{
 		ClusterID:        c.Id,
 		FrontgateAddress: net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateDronePort)),
-		EtcdEndpoints:    []string{"http://" + net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateEtcdPort))},
+		EtcdEndpoints:    []string{"https://" + net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateEtcdPort))},
+		CAPEM:            string(o.cfg.CAPEM),
 	}
 	for _, node := range c.Nodes {
 		if node.Role != in.Role || node.InstanceId != "" {
 			continue
 		}
 		ud.NodeID = node.Id
+		if ud.JoinToken, err = o.joinToken(ctx, pki.Identity{Kind: pki.KindDrone, ID: node.Id, Cluster: c.Id}); err != nil {
+			return err
+		}
 		req := &providerv1.RunInstanceRequest{
 			Runtime:          prt,
 			IdempotencyToken: node.Id,
@@ -361,8 +430,13 @@ func gsid(nodeID string) string {
 	return strconv.Itoa(100000000 + int(h.Sum32()%900000000))
 }
 
-// MetadataTree builds the cluster's metadata from its record and spec.
-func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, spec *apppkg.ClusterSpec) map[string]string {
+// MetadataTree builds the cluster's metadata from its record and spec. With
+// a master box, the env values of password parameters are sealed with the
+// cluster's metadata key (box.Metadata), bound to their etcd key, so no
+// frontgate etcd holds them in clear; the cluster's drones get that key
+// (deliverConfd) and open them. pkg gives the parameters' types; a nil box
+// (tests) leaves every value clear.
+func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box) (map[string]string, error) {
 	var hosts []metatree.Host
 	for _, nd := range c.Nodes {
 		if nd.InstanceId == "" {
@@ -379,7 +453,72 @@ func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, spec *apppkg.ClusterSp
 	if n != nil {
 		info.VXNet = n.Id
 	}
-	return metatree.Build(info, spec, hosts, metatree.Options{})
+	tree := metatree.Build(info, spec, hosts, metatree.Options{})
+	if box == nil || pkg == nil {
+		return tree, nil
+	}
+	if err := sealSecretEnv(tree, c, pkg, box); err != nil {
+		return nil, fmt.Errorf("metadata of cluster %s: %w", c.Id, err)
+	}
+	return tree, nil
+}
+
+// sealSecretEnv seals the env values of tree (env/<key> and
+// roles/<role>/env/<key>) that hold a password: those whose key is a
+// password parameter of config.json, and, since cluster.json may publish a
+// password under another env name, those equal to a password's value.
+func sealSecretEnv(tree map[string]string, c *pilotv1.Cluster, pkg *apppkg.Package, box *secretbox.Box) error {
+	secret := SecretParam(pkg)
+	params, err := secretbox.OpenParams(box, c.Id, c.Params, secret)
+	if err != nil {
+		return err
+	}
+	vals, err := pkg.Resolve(params)
+	if err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	passwords := map[string]bool{}
+	for _, it := range pkg.Config.Items() {
+		if it.Type != apppkg.TypePassword {
+			continue
+		}
+		if v, ok := vals.Get(it.Path); ok {
+			if s, _ := v.(string); s != "" {
+				passwords[s] = true
+			}
+		}
+	}
+	mbox, err := box.Metadata(c.Id)
+	if err != nil {
+		return err
+	}
+	// The drone opens a value with its etcd key as associated data, so a
+	// value moved to another key or cluster does not open.
+	prefix := "/clusters/" + c.Id + "/"
+	for k, v := range tree {
+		role, name, ok := envLeaf(k)
+		if !ok {
+			continue
+		}
+		if passwords[v] || secret(apppkg.GroupEnv+"."+name) || (role != "" && secret(apppkg.GroupEnv+"."+role+"."+name)) {
+			tree[k] = mbox.Seal(v, prefix+k)
+		}
+	}
+	return nil
+}
+
+// envLeaf parses an env key of the tree: "env/<name>" (role "") or
+// "roles/<role>/env/<name>", with metatree's "%2F" escape undone.
+func envLeaf(k string) (role, name string, ok bool) {
+	unescape := func(s string) string { return strings.ReplaceAll(s, "%2F", "/") }
+	if name, ok := strings.CutPrefix(k, "env/"); ok && name != "" {
+		return "", unescape(name), true
+	}
+	parts := strings.SplitN(k, "/", 4)
+	if len(parts) == 4 && parts[0] == "roles" && parts[2] == "env" && parts[3] != "" {
+		return unescape(parts[1]), unescape(parts[3]), true
+	}
+	return "", "", false
 }
 
 func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
@@ -388,8 +527,11 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c, n, spec := tc.c, tc.n, tc.spec
-	kvs := MetadataTree(c, n, spec)
-	_, err = o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: c.Id, Kvs: kvs}}})
+	kvs, err := MetadataTree(c, n, tc.pkg, spec, o.cfg.Packages.Box)
+	if err != nil {
+		return err
+	}
+	_, err = o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: c.Id, Kvs: kvs, ReaderNodeIds: readers(c)}}})
 	if err != nil {
 		return fmt.Errorf("apply metadata of cluster %s: %w", c.Id, err)
 	}
@@ -472,13 +614,23 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c, n, pkg, spec := tc.c, tc.n, tc.pkg, tc.spec
-	if len(pkg.Confd) == 0 {
+	var key []byte
+	if box := o.cfg.Packages.Box; box != nil {
+		mbox, err := box.Metadata(c.Id)
+		if err != nil {
+			return fmt.Errorf("metadata key of cluster %s: %w", c.Id, err)
+		}
+		key = mbox.Key()
+	}
+	if len(pkg.Confd) == 0 && key == nil {
 		// Nothing to deliver: templates baked into the image (/etc/confd)
-		// are the drone's own business.
+		// are the drone's own business. With a key, the delivery carries
+		// only the key, which baked templates need as much as delivered
+		// ones to read password env values.
 		return nil
 	}
 	return forEachNode(ctx, agentNodes(c, spec), func(ctx context.Context, nd *pilotv1.Node) error {
-		_, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{NodeId: nd.Id, ClusterId: c.Id, Files: pkg.Confd}}})
+		_, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{NodeId: nd.Id, ClusterId: c.Id, Files: pkg.Confd, MetadataKey: key}}})
 		if err != nil {
 			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
 		}
@@ -519,4 +671,16 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-tm.C:
 		return nil
 	}
+}
+
+// readers are the nodes whose drones may read the cluster's metadata: its
+// own. (Nodes of clusters linking to it join them once links exist.)
+func readers(c *pilotv1.Cluster) []string {
+	out := make([]string, 0, len(c.Nodes))
+	for _, n := range c.Nodes {
+		if n.InstanceId != "" {
+			out = append(out, n.Id)
+		}
+	}
+	return out
 }

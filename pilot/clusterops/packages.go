@@ -8,6 +8,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
@@ -15,6 +16,11 @@ import (
 // version never changes (a different archive under the same version is
 // refused), so a parse is good for the life of the process.
 type Packages struct {
+	// Box is pilot's master secret box: password parameters are stored
+	// sealed with it, and each cluster's metadata key derives from it.
+	// Set it before first use; nil (tests) means values are not sealed.
+	Box *secretbox.Box
+
 	st *store.Store
 
 	mu sync.Mutex
@@ -26,16 +32,20 @@ func NewPackages(st *store.Store) *Packages {
 	return &Packages{st: st, m: map[string]*apppkg.Package{}}
 }
 
-// Get returns the parsed package of an app version.
-func (p *Packages) Get(ctx context.Context, app, version string) (*apppkg.Package, error) {
+// Get returns the parsed package of a tenant's app version (two tenants may
+// push different packages under the same name and version).
+func (p *Packages) Get(ctx context.Context, tenant, app, version string) (*apppkg.Package, error) {
 	key := app + "/" + version
+	if tenant != "" { // every stored cluster has one; tests may not
+		key = tenant + "/" + key
+	}
 	p.mu.Lock()
 	pkg, ok := p.m[key]
 	p.mu.Unlock()
 	if ok {
 		return pkg, nil
 	}
-	raw, err := p.st.GetRaw(ctx, store.ArchiveKey(app, version))
+	raw, err := p.st.GetRaw(ctx, store.ArchiveKey(tenant, app, version))
 	if err != nil {
 		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
 	}
@@ -49,14 +59,19 @@ func (p *Packages) Get(ctx context.Context, app, version string) (*apppkg.Packag
 	return pkg, nil
 }
 
-// Spec renders the cluster's spec from its package and stored parameters.
-// Rendering is deterministic, so every handler sees the same spec.
+// Spec renders the cluster's spec from its package and stored parameters
+// (password parameters are opened first). Rendering is deterministic, so
+// every handler sees the same spec.
 func (p *Packages) Spec(ctx context.Context, c *pilotv1.Cluster) (*apppkg.Package, *apppkg.ClusterSpec, error) {
-	pkg, err := p.Get(ctx, c.App, c.AppVersion)
+	pkg, err := p.Get(ctx, c.Tenant, c.App, c.AppVersion)
 	if err != nil {
 		return nil, nil, err
 	}
-	vals, err := pkg.Resolve(c.Params)
+	params, err := secretbox.OpenParams(p.Box, c.Id, c.Params, SecretParam(pkg))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster %s parameters: %w", c.Id, err)
+	}
+	vals, err := pkg.Resolve(params)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster %s parameters: %w", c.Id, err)
 	}
@@ -65,4 +80,16 @@ func (p *Packages) Spec(ctx context.Context, c *pilotv1.Cluster) (*apppkg.Packag
 		return nil, nil, fmt.Errorf("cluster %s spec: %w", c.Id, err)
 	}
 	return pkg, spec, nil
+}
+
+// SecretParam reports which parameter paths of pkg are passwords: the ones
+// stored sealed (secretbox.SealParams) and sealed in the metadata tree.
+func SecretParam(pkg *apppkg.Package) func(path string) bool {
+	return func(path string) bool {
+		if pkg == nil || pkg.Config == nil {
+			return false
+		}
+		it, ok := pkg.Config.Item(path)
+		return ok && it.Type == apppkg.TypePassword
+	}
 }

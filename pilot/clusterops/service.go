@@ -2,6 +2,7 @@ package clusterops
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -52,11 +55,20 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		nodes[i] = tg.node
 		byNode[tg.node.Id] = tg
 	}
-	err = forEachNode(ctx, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
+	forced := in.Force && forceAllowed(spec, in.Roles, in.Service)
+	rctx := ctx
+	if forced {
+		// A forced delete does not wait long on nodes it cannot reach (a
+		// dead or revoked frontgate): their resources go anyway.
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, forcedWait)
+		defer cancel()
+	}
+	err = forEachNode(rctx, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
 		tg := byNode[nd.Id]
 		return o.runOnNode(ctx, t, n, nd, tg.cmd, tg.timeout)
 	})
-	if err != nil && in.Force && forceAllowed(spec, in.Roles, in.Service) && !jobs.IsRetryable(err) {
+	if err != nil && forced {
 		o.log.Warn("forced: going on past a failed service", "service", in.Service, "cluster_id", c.Id, "err", err)
 		return nil
 	}
@@ -120,20 +132,50 @@ func commandID(jobID, taskID, nodeID string) string {
 	return safeID(jobID + "." + taskID + "." + nodeID)
 }
 
+// commandRequest builds the request running cmd on node nodeID, signed with
+// key. The expiry counts from now rather than being fixed per command id: a
+// retry, even after a pilot restart, signs afresh, and the drone answers a
+// command id it already ran with the recorded result whatever the
+// signature's fields (after checking it).
+func commandRequest(key ed25519.PrivateKey, nodeID, id, cmd string, timeout int, now time.Time) (*streamv1.Request, error) {
+	if len(key) == 0 {
+		return nil, fmt.Errorf("node %s: command %s not sent: pilot has no command key (clusterops.Config.CommandKey) and never sends unsigned commands", nodeID, id)
+	}
+	rc := &streamv1.RunCommand{NodeId: nodeID, CommandId: id, Cmd: cmd, TimeoutSeconds: int32(timeout)}
+	rc.ExpiresAt = timestamppb.New(cmdsign.ExpiresAt(now, rc.TimeoutSeconds))
+	if err := cmdsign.Sign(key, rc); err != nil {
+		return nil, fmt.Errorf("node %s: %w", nodeID, err)
+	}
+	return &streamv1.Request{Body: &streamv1.Request_RunCommand{RunCommand: rc}}, nil
+}
+
 func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, nd *pilotv1.Node, cmd string, timeout int) error {
 	if timeout <= 0 {
 		timeout = 600
 	}
 	id := commandID(t.Job.Id, t.Task.Id, nd.Id)
+	// Signed before anything is recorded: without a key the node never
+	// shows as running.
+	req, err := commandRequest(o.cfg.CommandKey, nd.Id, id, cmd, timeout, time.Now())
+	if err != nil {
+		return err
+	}
 	nr := &pilotv1.NodeResult{NodeId: nd.Id, InstanceId: nd.InstanceId, Role: nd.Role, CommandId: id, Cmd: cmd, State: "running", StartedAt: timestamppb.Now()}
 	_ = t.Record(ctx, nr)
-	req := &streamv1.Request{Body: &streamv1.Request_RunCommand{RunCommand: &streamv1.RunCommand{NodeId: nd.Id, CommandId: id, Cmd: cmd, TimeoutSeconds: int32(timeout)}}}
 	// The drone enforces the timeout; we wait a little longer for its answer.
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second+30*time.Second)
 	defer cancel()
 	var res *streamv1.CommandResult
 	for {
 		resp, err := o.cfg.Frontgates.Call(cctx, n.FrontgateId, req)
+		var remote *streamrpc.Error
+		if errors.As(err, &remote) && remote.Code == cmdsign.CodeUnauthenticated {
+			// The drone refused the signature (wrong key, clock skew): a
+			// retry signs with the same key and clock, so it cannot help.
+			nr.State, nr.Error = "rejected", err.Error()
+			_ = t.Record(ctx, nr)
+			return fmt.Errorf("node %s (role %s): %s: the drone refused the command's signature (check that the drone joined this pilot and that the clocks agree): %w", nd.Id, nd.Role, t.Task.Title, err)
+		}
 		if err != nil {
 			nr.State, nr.Error = "unreachable", err.Error()
 			_ = t.Record(ctx, nr)
@@ -183,7 +225,7 @@ func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c := tc.c
-	_, prov, prt, err := o.runtime(ctx, c.Runtime)
+	_, prov, prt, err := o.runtime(ctx, c.Tenant, c.Runtime)
 	if err != nil {
 		return err
 	}
@@ -228,9 +270,25 @@ func (o *Ops) deleteMetadata(ctx context.Context, t *jobs.Task) error {
 	if n.FrontgateInstanceId == "" {
 		return nil
 	}
-	_, err = o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_DeleteMetadata{DeleteMetadata: &streamv1.DeleteMetadata{ClusterId: c.Id}}})
+	cctx := ctx
+	if tc.in.Force {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, forcedWait)
+		defer cancel()
+	}
+	_, err = o.callFrontgate(cctx, n, &streamv1.Request{Body: &streamv1.Request_DeleteMetadata{DeleteMetadata: &streamv1.DeleteMetadata{ClusterId: c.Id}}})
+	if err != nil && tc.in.Force {
+		// The frontgate goes with its network when this is the last
+		// cluster; otherwise its metadata is orphaned until then. Say so.
+		o.log.Warn("forced: metadata not deleted; its frontgate is unreachable", "cluster_id", c.Id, "frontgate_id", n.FrontgateId, "err", err)
+		return nil
+	}
 	return err
 }
+
+// forcedWait bounds how long a forced delete waits on an unreachable node
+// or frontgate.
+const forcedWait = 15 * time.Second
 
 // releaseNetwork takes the cluster out of its network. The last cluster out
 // retires the network record first (renamed under retired/, in one
@@ -246,8 +304,8 @@ func (o *Ops) releaseNetwork(ctx context.Context, t *jobs.Task) error {
 	if c.NetworkId == "" {
 		return nil
 	}
-	key := store.NetworkKey(c.Runtime, defaultNetwork)
-	retiredKey := store.NetworkKey(c.Runtime, "retired/"+c.NetworkId)
+	key := store.NetworkKey(c.Tenant, c.Runtime, defaultNetwork)
+	retiredKey := store.NetworkKey(c.Tenant, c.Runtime, "retired/"+c.NetworkId)
 	for {
 		n := &pilotv1.Network{}
 		rev, err := o.cfg.Store.Get(ctx, key, n)
@@ -275,7 +333,7 @@ func (o *Ops) releaseNetwork(ctx context.Context, t *jobs.Task) error {
 	} else if err != nil {
 		return err
 	}
-	_, prov, prt, err := o.runtime(ctx, c.Runtime)
+	_, prov, prt, err := o.runtime(ctx, c.Tenant, c.Runtime)
 	if err != nil {
 		return err
 	}

@@ -7,13 +7,26 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/secretbox"
+	"github.com/hangarhq/hangar/internal/tlsutil"
+	"github.com/hangarhq/hangar/pilot/audit"
+	"github.com/hangarhq/hangar/pilot/auth"
+	"github.com/hangarhq/hangar/pilot/enroll"
+	"github.com/hangarhq/hangar/pilot/security"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"google.golang.org/grpc/credentials"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +37,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
@@ -53,7 +65,12 @@ type Config struct {
 	// PluginDir holds hangar-provider-* binaries and the agents the local
 	// provider starts (default: the directory of the running executable).
 	PluginDir string
-	Logger    *slog.Logger
+	// CertTTL is the lifetime of the certificates pilot issues (default 24h).
+	CertTTL time.Duration
+	// SecretKeyFile holds the master key for secrets at rest (default:
+	// $HANGAR_SECRET_KEY, else <data dir>/secret.key, created on first start).
+	SecretKeyFile string
+	Logger        *slog.Logger
 	// Ready, if set, receives the bound gRPC and HTTP addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -84,39 +101,112 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 
-	ecli, stopEtcd, err := openEtcd(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer stopEtcd()
-	st := store.New(ecli)
-
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (is another pilot running?): %w", cfg.Listen, err)
 	}
+	defer lis.Close()
 	grpcAddr := lis.Addr().String()
 	advertise := cfg.AdvertiseAddress
 	if advertise == "" {
 		advertise = grpcAddr
 	}
 
+	// Identity: the CA, pilot's own certificate (kept fresh locally), the
+	// command key, the secret box.
+	ca, err := pki.LoadOrCreateCA(filepath.Join(cfg.DataDir, "ca"))
+	if err != nil {
+		return err
+	}
+	creds, err := ownCredentials(ca, filepath.Join(cfg.DataDir, "tls"), cfg.CertTTL, grpcAddr, advertise)
+	if err != nil {
+		return err
+	}
+	cmdKey, err := cmdsign.LoadOrCreateKey(filepath.Join(cfg.DataDir, "command.key"))
+	if err != nil {
+		return err
+	}
+	box, src, err := secretbox.LoadMaster(cfg.SecretKeyFile, filepath.Join(cfg.DataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
+	log.Info("secret key loaded", "source", src)
+
+	ecli, stopEtcd, err := openEtcd(ctx, cfg, creds, log)
+	if err != nil {
+		return err
+	}
+	defer stopEtcd()
+	st := store.New(ecli)
+
+	rctx, rcancel := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	defer func() { rcancel(); bg.Wait() }()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		tlsutil.RenewLoop(rctx, creds, func(_ context.Context, csrPEM, _, _ []byte) ([]byte, []byte, error) {
+			csr, err := pki.ParseCSR(csrPEM)
+			if err != nil {
+				return nil, nil, err
+			}
+			leaf := creds.Leaf()
+			cert, _, err := ca.Issue(csr.PublicKey, creds.Identity(), leaf.IPAddresses, leaf.DNSNames, certTTL(cfg.CertTTL))
+			return cert, ca.CertPEM(), err
+		}, log.With("component", "tls"))
+	}()
+
+	revs, err := enroll.NewRevocations(ctx, ecli, log.With("component", "revocations"))
+	if err != nil {
+		return err
+	}
+	defer revs.Close()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	fg := fglink.New(log.With("component", "fglink"), streamrpc.Options{HeartbeatInterval: 5 * time.Second})
+	tokens, err := enroll.NewTokens(enroll.Config{
+		Client: ecli, CA: ca, CertTTL: cfg.CertTTL, CommandPublicKey: cmdKey.Public().(ed25519.PublicKey),
+		Revocations: revs, Logger: log.With("component", "enroll"),
+		ResolveIPs: func(ctx context.Context, id pki.Identity) ([]net.IP, error) { return frontgateIPs(ctx, st, id) },
+	})
+	if err != nil {
+		return err
+	}
+	var sec *security.Security
+	fg := fglink.New(log.With("component", "fglink"), streamrpc.Options{HeartbeatInterval: 5 * time.Second}, fglink.Config{
+		Identify: tlsutil.PeerIdentity,
+		Revoked:  revs.IsRevoked,
+		Handler: func(ctx context.Context, caller pki.Identity, req *streamv1.Request) *streamv1.Response {
+			return sec.FrontgateRequest(ctx, caller, req)
+		},
+	})
+	sec = security.New(security.Config{Store: st, Tokens: tokens, Revocations: revs, Frontgates: fg, Logger: log.With("component", "security"),
+		Caller: func(ctx context.Context) string {
+			if p, ok := auth.FromContext(ctx); ok {
+				return p.User + "@" + p.Tenant
+			}
+			return ""
+		}})
 	provs := providers.New(cfg.PluginDir, log.With("component", "providers"))
 	defer provs.Close()
 	pkgs := clusterops.NewPackages(st)
-	ops := clusterops.New(clusterops.Config{Store: st, Packages: pkgs, Frontgates: fg, Providers: provs, PilotAddress: advertise, Logger: log.With("component", "clusterops")})
+	pkgs.Box = box
+	ops := clusterops.New(clusterops.Config{Store: st, Packages: pkgs, Frontgates: fg, Providers: provs, PilotAddress: advertise,
+		CommandKey: cmdKey, Tokens: tokens, CAPEM: ca.CertPEM(), Box: box, Logger: log.With("component", "clusterops")})
+	auditLog := audit.New(audit.Config{Client: ecli, Logger: log.With("component", "audit")})
+	users := auth.New(auth.Config{Client: ecli, Logger: log.With("component", "auth"), Audit: auditLog})
+	if err := users.Bootstrap(ctx, cfg.DataDir); err != nil {
+		return err
+	}
 	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
-	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Logger: log.With("component", "api"),
+	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
 		RuntimeDefaults: func(rt *pilotv1.Runtime) {
 			if rt.Provider != "local" {
 				return
 			}
 			if rt.Config["root_dir"] == "" {
-				rt.Config["root_dir"] = filepath.Join(cfg.DataDir, "runtimes", rt.Id)
+				rt.Config["root_dir"] = filepath.Join(cfg.DataDir, "runtimes", rt.Tenant, rt.Id)
 			}
 			if rt.Config["bin_dir"] == "" {
 				rt.Config["bin_dir"] = cfg.PluginDir
@@ -124,11 +214,21 @@ func Run(ctx context.Context, cfg Config) error {
 		}})
 	registerMetrics(reg, st, fg)
 
-	gs := grpc.NewServer()
+	methods := auth.Methods()
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(creds.ServerConfig(tls.VerifyClientCertIfGiven))),
+		grpc.ChainUnaryInterceptor(users.UnaryInterceptor(methods), auditLog.UnaryInterceptor(methods)),
+		grpc.ChainStreamInterceptor(users.StreamInterceptor(methods)),
+		grpc.MaxRecvMsgSize(16<<20), // package archives are up to 8 MiB
+	)
 	pilotv1.RegisterAppServiceServer(gs, apiSrv)
 	pilotv1.RegisterRuntimeServiceServer(gs, apiSrv)
 	pilotv1.RegisterClusterServiceServer(gs, apiSrv)
 	pilotv1.RegisterJobServiceServer(gs, apiSrv)
+	pilotv1.RegisterUserServiceServer(gs, apiSrv)
+	pilotv1.RegisterAuditServiceServer(gs, apiSrv)
+	pilotv1.RegisterSecurityServiceServer(gs, sec)
+	pilotv1.RegisterEnrollmentServiceServer(gs, enroll.NewService(tokens))
 	streamv1.RegisterFrontgateLinkServer(gs, fg)
 
 	var wg sync.WaitGroup
@@ -153,7 +253,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Wait()
 	}()
 
-	httpSrv, httpAddr, err := startHTTP(ctx, cfg.HTTPListen, grpcAddr, reg, &wg, errc)
+	httpSrv, httpAddr, err := startHTTP(ctx, cfg.HTTPListen, grpcAddr, creds, users, reg, &wg, errc)
 	if err != nil {
 		return err
 	}
@@ -186,19 +286,30 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 }
 
-func openEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.Client, func(), error) {
+func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.Logger) (*clientv3.Client, func(), error) {
 	if len(cfg.EtcdEndpoints) > 0 {
-		c, err := clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		c, err := clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("")})
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect to etcd %v: %w", cfg.EtcdEndpoints, err)
 		}
 		return c, func() { c.Close() }, nil
 	}
+	// Only pilot talks to its etcd: mutual TLS with pilot's own certificate
+	// on both ports, so the port accepts nobody else.
+	tlsInfo := &transport.TLSInfo{
+		CertFile:       filepath.Join(creds.Dir(), tlsutil.CertFile),
+		KeyFile:        filepath.Join(creds.Dir(), tlsutil.KeyFile),
+		TrustedCAFile:  filepath.Join(creds.Dir(), tlsutil.CAFile),
+		ClientCertAuth: true,
+	}
+	peerInfo := *tlsInfo
 	srv, err := etcdserver.Start(ctx, etcdserver.Config{
 		Name:            "pilot",
 		DataDir:         filepath.Join(cfg.DataDir, "etcd"),
-		ClientURL:       "http://127.0.0.1:0",
-		PeerURL:         "http://127.0.0.1:0",
+		ClientURL:       "https://127.0.0.1:0",
+		PeerURL:         "https://127.0.0.1:0",
+		ClientTLS:       tlsInfo,
+		PeerTLS:         &peerInfo,
 		WALSegmentBytes: 8 << 20,
 		Logger:          log,
 	})
@@ -213,14 +324,75 @@ func openEtcd(ctx context.Context, cfg Config, log *slog.Logger) (*clientv3.Clie
 	return c, func() { c.Close(); srv.Close() }, nil
 }
 
-func startHTTP(ctx context.Context, addr, grpcAddr string, reg *prometheus.Registry, wg *sync.WaitGroup, errc chan<- error) (*http.Server, string, error) {
+func certTTL(d time.Duration) time.Duration {
+	if d <= 0 {
+		return enroll.DefaultCertTTL
+	}
+	return d
+}
+
+// ownCredentials issues pilot's own certificate for the addresses it serves
+// (re-issued at every start; renewed while running).
+func ownCredentials(ca *pki.CA, dir string, ttl time.Duration, addrs ...string) (*tlsutil.Creds, error) {
+	ips := []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}
+	dns := []string{"localhost"}
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			host = a
+		}
+		if ip := net.ParseIP(host); ip != nil {
+			if !ip.IsUnspecified() {
+				ips = append(ips, ip)
+			}
+		} else if host != "" {
+			dns = append(dns, host)
+		}
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	certPEM, _, err := ca.Issue(key.Public(), pki.Identity{Kind: pki.KindPilot, ID: "pilot"}, ips, dns, certTTL(ttl))
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return tlsutil.Save(dir, keyPEM, certPEM, ca.CertPEM())
+}
+
+// frontgateIPs finds the recorded address of a frontgate, for its
+// certificate.
+func frontgateIPs(ctx context.Context, st *store.Store, id pki.Identity) ([]net.IP, error) {
+	nets, err := store.List(ctx, st, store.NetworksPrefix, func() *pilotv1.Network { return &pilotv1.Network{} })
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		if n.FrontgateId == id.ID && n.FrontgateAddress != "" {
+			if ip := net.ParseIP(n.FrontgateAddress); ip != nil {
+				return []net.IP{ip}, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+func startHTTP(ctx context.Context, addr, grpcAddr string, creds *tlsutil.Creds, users *auth.Users, reg *prometheus.Registry, wg *sync.WaitGroup, errc chan<- error) (*http.Server, string, error) {
 	gw := runtime.NewServeMux()
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	host, _, _ := net.SplitHostPort(grpcAddr)
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig(host)))}
 	for _, register := range []func(context.Context, *runtime.ServeMux, string, []grpc.DialOption) error{
 		pilotv1.RegisterAppServiceHandlerFromEndpoint,
 		pilotv1.RegisterRuntimeServiceHandlerFromEndpoint,
 		pilotv1.RegisterClusterServiceHandlerFromEndpoint,
 		pilotv1.RegisterJobServiceHandlerFromEndpoint,
+		pilotv1.RegisterUserServiceHandlerFromEndpoint,
+		pilotv1.RegisterAuditServiceHandlerFromEndpoint,
+		pilotv1.RegisterSecurityServiceHandlerFromEndpoint,
 	} {
 		if err := register(ctx, gw, grpcAddr, opts); err != nil {
 			return nil, "", fmt.Errorf("rest gateway: %w", err)
@@ -228,18 +400,31 @@ func startHTTP(ctx context.Context, addr, grpcAddr string, reg *prometheus.Regis
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", gw)
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			http.Error(w, "metrics need an API token: Authorization: Bearer <token>", http.StatusUnauthorized)
+			return
+		}
+		if _, err := users.Authenticate(r.Context(), tok); err != nil {
+			http.Error(w, "invalid API token", http.StatusUnauthorized)
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	}))
+	// Liveness only: says nothing but "ok".
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: creds.ServerConfig(tls.NoClientCert)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
+		if err := srv.ServeTLS(lis, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("https: %w", err)
 		}
 	}()
 	return srv, lis.Addr().String(), nil

@@ -47,14 +47,30 @@ func New(c *clientv3.Client) *Store { return &Store{c: c} }
 // Client exposes the etcd client for watches and leases.
 func (s *Store) Client() *clientv3.Client { return s.c }
 
-// Key helpers.
-func AppKey(name, version string) string     { return AppsPrefix + name + "/" + version }
-func ArchiveKey(name, version string) string { return ArchivesPrefix + name + "/" + version }
-func RuntimeKey(id string) string            { return RuntimesPrefix + id }
-func ClusterKey(id string) string            { return ClustersPrefix + id }
-func NetworkKey(runtime, id string) string   { return NetworksPrefix + runtime + "/" + id }
-func JobKey(id string) string                { return JobsPrefix + id }
-func ActiveJobKey(id string) string          { return ActiveJobsPrefix + id }
+// Key helpers. Apps and runtimes are named by their tenant's users, so two
+// tenants may use the same name: their keys (and the networks of their
+// runtimes) start with the tenant. Clusters and jobs have random global ids
+// and carry their tenant in the record.
+func AppKey(tenant, name, version string) string {
+	return AppsPrefix + tenant + "/" + name + "/" + version
+}
+func ArchiveKey(tenant, name, version string) string {
+	return ArchivesPrefix + tenant + "/" + name + "/" + version
+}
+func RuntimeKey(tenant, id string) string { return RuntimesPrefix + tenant + "/" + id }
+func ClusterKey(id string) string         { return ClustersPrefix + id }
+func NetworkKey(tenant, runtime, id string) string {
+	return NetworksPrefix + tenant + "/" + runtime + "/" + id
+}
+func JobKey(id string) string       { return JobsPrefix + id }
+func ActiveJobKey(id string) string { return ActiveJobsPrefix + id }
+
+// TenantAppsPrefix holds every version of every app of a tenant; add
+// name + "/" for one app's versions.
+func TenantAppsPrefix(tenant string) string { return AppsPrefix + tenant + "/" }
+
+// TenantRuntimesPrefix holds a tenant's runtimes.
+func TenantRuntimesPrefix(tenant string) string { return RuntimesPrefix + tenant + "/" }
 
 var marshal = protojson.MarshalOptions{UseProtoNames: true}
 var unmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
@@ -252,3 +268,12 @@ func (s *Store) Commit(ctx context.Context, guards map[string]int64, puts map[st
 
 // ErrConflict is returned by Commit when a guard failed.
 var ErrConflict = errors.New("changed concurrently; try again")
+
+// RuntimeCredentialsPrefix holds each runtime's credentials, sealed
+// (secretbox), apart from the Runtime record the API returns.
+const RuntimeCredentialsPrefix = "/hangar/runtime-credentials/"
+
+// RuntimeCredentialsKey is where a runtime's sealed credentials are kept.
+func RuntimeCredentialsKey(tenant, id string) string {
+	return RuntimeCredentialsPrefix + tenant + "/" + id
+}

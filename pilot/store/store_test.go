@@ -35,7 +35,7 @@ func newNet() *pilotv1.Network { return &pilotv1.Network{} }
 func TestUpdateNeverLosesAConcurrentWrite(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	key := NetworkKey("local", "default")
+	key := NetworkKey("default", "local", "default")
 	if err := s.Create(ctx, key, &pilotv1.Network{Id: "n"}); err != nil {
 		t.Fatal(err)
 	}

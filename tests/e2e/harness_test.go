@@ -21,9 +21,11 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 func TestMain(m *testing.M) {
@@ -96,6 +98,7 @@ type pilot struct {
 	dataDir  string
 	addr     string
 	httpAddr string
+	token    string
 	logPath  string
 	cmd      *exec.Cmd
 	conn     *grpc.ClientConn
@@ -111,7 +114,23 @@ func startPilot(t testing.TB) *pilot {
 	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t)}
 	p.logPath = filepath.Join(p.dataDir, "pilot.log")
 	p.start()
-	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Pilot writes its CA and the first admin's token on first start.
+	waitFor(t, 60*time.Second, "pilot to write its CA and admin token", func() (bool, string) {
+		_, e1 := os.Stat(p.caPath())
+		_, e2 := os.Stat(p.tokenPath())
+		return e1 == nil && e2 == nil, fmt.Sprint(e1, e2)
+	})
+	tok, err := os.ReadFile(p.tokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.token = strings.TrimSpace(string(tok))
+	tlsCfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithPerRPCCredentials(bearer(p.token)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +211,7 @@ func (p *pilot) cleanupClusters() {
 func (p *pilot) dumpLogs() {
 	b, _ := os.ReadFile(p.logPath)
 	p.t.Logf("pilot log (last 8 KiB):\n%s", tail(string(b), 8192))
-	_ = filepath.Walk(filepath.Join(p.dataDir, "pilot", "runtimes"), func(path string, info os.FileInfo, err error) error {
+	_ = filepath.Walk(filepath.Join(p.dataDir, "pilot", "runtimes", "default"), func(path string, info os.FileInfo, err error) error {
 		if err == nil && info.Name() == "agent.log" {
 			b, _ := os.ReadFile(path)
 			p.t.Logf("%s (last 4 KiB):\n%s", path, tail(string(b), 4096))
@@ -208,9 +227,38 @@ func tail(s string, n int) string {
 	return s
 }
 
+func (p *pilot) caPath() string    { return filepath.Join(p.dataDir, "pilot", "ca", "ca.crt") }
+func (p *pilot) tokenPath() string { return filepath.Join(p.dataDir, "pilot", "admin.token") }
+
+func (p *pilot) caPEM() []byte {
+	b, err := os.ReadFile(p.caPath())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return b
+}
+
+// ca is pilot's CA, read from its data dir: tests use it to make the
+// certificates an attacker (or an operator) would hold.
+func (p *pilot) ca() *pki.CA {
+	ca, err := pki.LoadOrCreateCA(filepath.Join(p.dataDir, "pilot", "ca"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return ca
+}
+
+// bearer sends an API token with every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return true }
+
 // hangar runs the CLI against this pilot.
 func (p *pilot) hangar(args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(p.bin, "hangar"), append([]string{"--pilot", p.addr}, args...)...)
+	cmd := exec.Command(filepath.Join(p.bin, "hangar"), append([]string{"--pilot", p.addr, "--ca", p.caPath(), "--token", p.token}, args...)...)
 	cmd.Dir = repoRoot(p.t)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -265,7 +313,9 @@ func (p *pilot) cluster(id string) *pilotv1.Cluster {
 }
 
 // runtimeRoot is where the local provider keeps this pilot's instances.
-func (p *pilot) runtimeRoot() string { return filepath.Join(p.dataDir, "pilot", "runtimes", "local") }
+func (p *pilot) runtimeRoot() string {
+	return filepath.Join(p.dataDir, "pilot", "runtimes", "default", "local")
+}
 
 func (p *pilot) instanceRoot(instanceID string) string {
 	return filepath.Join(p.runtimeRoot(), "instances", instanceID, "root")

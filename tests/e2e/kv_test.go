@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 	"github.com/hangarhq/hangar/internal/userdata"
 )
 
@@ -91,12 +94,44 @@ func frontgateOf(t *testing.T, p *pilot, n *pilotv1.Node) userdata.Drone {
 	return ud
 }
 
-func etcdKeys(t *testing.T, endpoint, prefix string) int {
+// etcdClient connects to a frontgate's etcd as id, with a certificate made
+// from pilot's CA.
+func etcdClient(t *testing.T, p *pilot, endpoint string, id pki.Identity) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	key, _ := pki.NewKey()
+	certPEM, _, err := p.ca().Issue(key.Public(), id, nil, nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	keyPEM, _ := pki.EncodeKey(key)
+	creds, err := tlsutil.Save(t.TempDir(), keyPEM, certPEM, p.caPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(endpoint)
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig(u.Hostname())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// frontgateID finds the frontgate's id in its instance's user data.
+func frontgateID(t *testing.T, p *pilot) string {
+	t.Helper()
+	for _, dir := range instanceDirs(t, p) {
+		fg, err := userdata.ReadFrontgate(filepath.Join(p.runtimeRoot(), "instances", dir, "userdata.json"))
+		if err == nil {
+			return fg.FrontgateID
+		}
+	}
+	t.Fatal("no frontgate instance")
+	return ""
+}
+
+func etcdKeys(t *testing.T, p *pilot, endpoint, prefix string) int {
+	t.Helper()
+	c := etcdClient(t, p, endpoint, pki.Identity{Kind: pki.KindFrontgate, ID: frontgateID(t, p)})
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -148,7 +183,7 @@ func TestKVClusterLifecycle(t *testing.T) {
 	primaryAddr := primary.Address + ":6380"
 
 	t.Run("the REST gateway serves the same cluster", func(t *testing.T) {
-		body, err := httpGet("http://" + p.httpAddr + "/v1/clusters/" + c.Id)
+		body, err := p.restGet("/v1/clusters/" + c.Id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,7 +289,7 @@ func TestKVClusterLifecycle(t *testing.T) {
 	c2, job2 := createCluster(t, p, "kv", map[string]string{"cluster.replica.count": "0"})
 	mustSucceed(t, job2)
 	fg := frontgateOf(t, p, primary)
-	if n := etcdKeys(t, fg.EtcdEndpoints[0], "/clusters/"+c.Id+"/"); n == 0 {
+	if n := etcdKeys(t, p, fg.EtcdEndpoints[0], "/clusters/"+c.Id+"/"); n == 0 {
 		t.Fatalf("frontgate etcd holds no metadata for %s before delete", c.Id)
 	}
 
@@ -276,10 +311,10 @@ func TestKVClusterLifecycle(t *testing.T) {
 				t.Errorf("instance dir %s still exists (%v)", id, err)
 			}
 		}
-		if n := etcdKeys(t, fg.EtcdEndpoints[0], "/clusters/"+c.Id+"/"); n != 0 {
+		if n := etcdKeys(t, p, fg.EtcdEndpoints[0], "/clusters/"+c.Id+"/"); n != 0 {
 			t.Errorf("frontgate etcd still holds %d metadata keys of deleted cluster %s", n, c.Id)
 		}
-		if n := etcdKeys(t, fg.EtcdEndpoints[0], "/clusters/"+c2.Id+"/"); n == 0 {
+		if n := etcdKeys(t, p, fg.EtcdEndpoints[0], "/clusters/"+c2.Id+"/"); n == 0 {
 			t.Errorf("deleting %s removed the metadata of %s", c.Id, c2.Id)
 		}
 	})
@@ -310,4 +345,25 @@ func instanceDirs(t *testing.T, p *pilot) []string {
 		out = append(out, e.Name())
 	}
 	return out
+}
+
+// restGet calls pilot's REST gateway over TLS with the admin token.
+func (p *pilot) restGet(path string) (string, error) {
+	cfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1")
+	if err != nil {
+		return "", err
+	}
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	req, _ := http.NewRequest(http.MethodGet, "https://"+p.httpAddr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return string(b), nil
 }

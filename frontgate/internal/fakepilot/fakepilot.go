@@ -1,48 +1,98 @@
-// Package fakepilot is a test stand-in for pilot's FrontgateLink: it
-// accepts frontgate streams, records their Hellos and lets a test send
-// requests down the current stream.
+// Package fakepilot is a test stand-in for pilot as a frontgate sees it:
+// FrontgateLink over mutual TLS (the frontgate is who its certificate says,
+// and its Hello must agree), EnrollmentService.Join, and the requests a
+// frontgate sends up the stream (drones' joins, certificate renewals). It
+// runs a real CA with single-use join tokens, records Hellos, and lets a
+// test send requests down the current stream.
 package fakepilot
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/frontgate/internal/testca"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
+
+// CodePermissionDenied is the code the fake pilot refuses a join or a
+// renewal with.
+const CodePermissionDenied = "permission_denied"
 
 // Pilot is a running fake pilot.
 type Pilot struct {
 	streamv1.UnimplementedFrontgateLinkServer
 
 	addr string
+	ca   *pki.CA
 	srv  *grpc.Server
 	done chan struct{}
 	base context.Context
 	stop context.CancelFunc
 
-	mu      sync.Mutex
-	peer    *streamrpc.Peer
-	hellos  []*streamv1.Hello
-	changed chan struct{}
+	commandKey ed25519.PublicKey
+
+	mu       sync.Mutex
+	peer     *streamrpc.Peer
+	hellos   []*streamv1.Hello
+	changed  chan struct{}
+	tokens   map[string]grant
+	revoked  map[pki.Identity]bool
+	ttl      time.Duration
+	renewals map[pki.Identity]int
+	joins    int
+}
+
+type grant struct {
+	id  pki.Identity
+	ips []net.IP
 }
 
 // Start serves on addr ("127.0.0.1:0" for any port, or the address of a
-// previous fake pilot to stand for a restarted one). It stops at test end.
-func Start(t testing.TB, addr string) *Pilot {
+// previous fake pilot to stand for a restarted one) with a server
+// certificate of ca for 127.0.0.1; a nil ca gets a new one. It stops at
+// test end.
+func Start(t testing.TB, addr string, ca *pki.CA) *Pilot {
 	t.Helper()
+	if ca == nil {
+		ca = testca.New(t)
+	}
+	self := testca.Creds(t, ca, pki.Identity{Kind: pki.KindPilot, ID: "pilot"}, time.Hour)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("fake pilot: listen %s: %v", addr, err)
 	}
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	base, stop := context.WithCancel(context.Background())
-	p := &Pilot{addr: ln.Addr().String(), srv: grpc.NewServer(), done: make(chan struct{}), base: base, stop: stop, changed: make(chan struct{})}
+	p := &Pilot{
+		addr: ln.Addr().String(), ca: ca, done: make(chan struct{}), base: base, stop: stop,
+		commandKey: pub, changed: make(chan struct{}), tokens: map[string]grant{}, revoked: map[pki.Identity]bool{},
+		ttl: time.Hour, renewals: map[pki.Identity]int{},
+	}
+	// Like pilot's port: a client certificate is optional, because Join
+	// comes from frontgates that have none yet.
+	p.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(self.ServerConfig(tls.VerifyClientCertIfGiven))))
 	streamv1.RegisterFrontgateLinkServer(p.srv, p)
+	pilotv1.RegisterEnrollmentServiceServer(p.srv, enrollment{p: p})
 	go func() {
 		defer close(p.done)
 		_ = p.srv.Serve(ln)
@@ -54,6 +104,57 @@ func Start(t testing.TB, addr string) *Pilot {
 // Addr is the address the fake pilot listens on.
 func (p *Pilot) Addr() string { return p.addr }
 
+// CA is the fake pilot's certificate authority.
+func (p *Pilot) CA() *pki.CA { return p.ca }
+
+// CommandKey is the command public key handed out with certificates.
+func (p *Pilot) CommandKey() ed25519.PublicKey { return p.commandKey }
+
+// SetCertTTL sets the lifetime of the certificates issued from now on
+// (default 1h).
+func (p *Pilot) SetCertTTL(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ttl = d
+}
+
+// AddToken makes token redeemable once for a certificate of id, valid for
+// ips.
+func (p *Pilot) AddToken(token string, id pki.Identity, ips ...net.IP) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tokens[token] = grant{id: id, ips: ips}
+}
+
+// Revoke refuses id's renewals and, for a frontgate, its streams.
+func (p *Pilot) Revoke(id pki.Identity) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.revoked[id] = true
+}
+
+// Renewals is how many renewals of id were granted.
+func (p *Pilot) Renewals(id pki.Identity) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.renewals[id]
+}
+
+// Joins is how many joins were granted.
+func (p *Pilot) Joins() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.joins
+}
+
+// ClientCredentials are transport credentials of a frontgate certified by
+// this pilot's CA, for tests that start a link without enrolling.
+func (p *Pilot) ClientCredentials(t testing.TB, frontgateID string) credentials.TransportCredentials {
+	t.Helper()
+	c := testca.Creds(t, p.ca, pki.Identity{Kind: pki.KindFrontgate, ID: frontgateID}, time.Hour)
+	return credentials.NewTLS(c.ClientConfig("127.0.0.1"))
+}
+
 // Stop ends every stream and the server, as a pilot crash would.
 func (p *Pilot) Stop() {
 	p.stop()
@@ -63,14 +164,27 @@ func (p *Pilot) Stop() {
 
 // Connect implements streamv1.FrontgateLinkServer.
 func (p *Pilot) Connect(stream streamv1.FrontgateLink_ConnectServer) error {
+	id, err := tlsutil.PeerIdentity(stream.Context())
+	if err != nil {
+		return status.Errorf(codes.Unauthenticated, "fake pilot: %v", err)
+	}
+	p.mu.Lock()
+	revoked := p.revoked[id]
+	p.mu.Unlock()
+	if id.Kind != pki.KindFrontgate || revoked {
+		return status.Errorf(codes.PermissionDenied, "fake pilot: %s may not connect", id)
+	}
 	hello, err := streamrpc.RecvHello(stream, 5*time.Second)
 	if err != nil {
 		return err
 	}
+	if hello.Component != "frontgate" || hello.Id != id.ID {
+		return status.Errorf(codes.PermissionDenied, "fake pilot: hello %s %q from %s", hello.Component, hello.Id, id)
+	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	defer context.AfterFunc(p.base, cancel)()
-	peer := streamrpc.NewPeer(stream, nil, streamrpc.Options{})
+	peer := streamrpc.NewPeer(stream, p.serve, streamrpc.Options{})
 	p.mu.Lock()
 	p.peer = peer
 	p.hellos = append(p.hellos, hello)
@@ -84,6 +198,96 @@ func (p *Pilot) Connect(stream streamv1.FrontgateLink_ConnectServer) error {
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+// serve answers a frontgate's requests, as pilot does.
+func (p *Pilot) serve(_ context.Context, req *streamv1.Request) *streamv1.Response {
+	var cert *streamv1.Certificate
+	var err error
+	switch b := req.GetBody().(type) {
+	case *streamv1.Request_Join:
+		cert, err = p.join(b.Join)
+	case *streamv1.Request_RenewCertificate:
+		cert, err = p.renew(b.RenewCertificate)
+	default:
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "fake pilot serves join and renew_certificate only")
+	}
+	if err != nil {
+		return streamrpc.ErrorResponse(CodePermissionDenied, "%v", err)
+	}
+	return &streamv1.Response{Body: &streamv1.Response_Certificate{Certificate: cert}}
+}
+
+func (p *Pilot) join(req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+	csr, err := pki.ParseCSR([]byte(req.GetCsrPem()))
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	g, ok := p.tokens[req.GetToken()]
+	delete(p.tokens, req.GetToken())
+	if ok {
+		p.joins++
+	}
+	p.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("join token unknown, expired or already used")
+	}
+	return p.issue(csr.PublicKey, g.id, g.ips)
+}
+
+func (p *Pilot) renew(req *streamv1.RenewCertificate) (*streamv1.Certificate, error) {
+	cur, id, err := p.ca.Verify([]byte(req.GetCurrentCertificatePem()))
+	if err != nil {
+		return nil, err
+	}
+	csr, err := pki.ParseCSR([]byte(req.GetCsrPem()))
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.VerifyProof(cur, csr.Raw, req.GetProof()); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	revoked := p.revoked[id]
+	if !revoked {
+		p.renewals[id]++
+	}
+	p.mu.Unlock()
+	if revoked {
+		return nil, fmt.Errorf("%s is revoked", id)
+	}
+	return p.issue(csr.PublicKey, id, cur.IPAddresses)
+}
+
+func (p *Pilot) issue(pub any, id pki.Identity, ips []net.IP) (*streamv1.Certificate, error) {
+	p.mu.Lock()
+	ttl := p.ttl
+	p.mu.Unlock()
+	certPEM, notAfter, err := p.ca.Issue(pub, id, ips, nil, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &streamv1.Certificate{
+		CertificatePem:   string(certPEM),
+		CaPem:            string(p.ca.CertPEM()),
+		CommandPublicKey: p.commandKey,
+		NotAfter:         timestamppb.New(notAfter),
+	}, nil
+}
+
+// enrollment is pilot's EnrollmentService.
+type enrollment struct {
+	pilotv1.UnimplementedEnrollmentServiceServer
+	p *Pilot
+}
+
+func (e enrollment) Join(_ context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+	cert, err := e.p.join(req)
+	if err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	return cert, nil
 }
 
 // Hellos returns the Hellos received so far, one per stream.

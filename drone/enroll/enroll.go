@@ -1,0 +1,285 @@
+// Package enroll gives a drone its identity. On the first start it makes a
+// key, asks its frontgate's DroneLink.Join (relayed to pilot) to certify it
+// in exchange for the single-use join token from the user data, and keeps
+// the certificate and pilot's command public key under the data dir; every
+// later start loads them from there. The join is the one call a drone makes
+// without a certificate, so it trusts the frontgate only through the CA
+// certificate in the user data.
+package enroll
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/tlsutil"
+)
+
+// CommandKeyFile is the name, in the credentials dir, of pilot's command
+// public key (PEM "PUBLIC KEY", PKIX).
+const CommandKeyFile = "command.pub"
+
+// ErrRefused is wrapped by the error returned when pilot refuses the join
+// token (used, expired, unknown or revoked) or the request: retrying cannot
+// help, the instance must be recreated with a new token.
+var ErrRefused = errors.New("join refused")
+
+// Config describes a drone's enrollment.
+type Config struct {
+	// Dir keeps the credentials (key.pem, cert.pem, ca.pem, command.pub):
+	// <data-dir>/tls.
+	Dir string
+	// NodeID and ClusterID are the identity the user data names; the
+	// certificate must carry exactly this one.
+	NodeID    string
+	ClusterID string
+	// FrontgateAddress is host:port of the frontgate's DroneLink; its host
+	// must be in the frontgate's certificate.
+	FrontgateAddress string
+	// JoinToken and CAPEM come from the user data. The token is needed only
+	// while Dir holds no certificate.
+	JoinToken string
+	CAPEM     []byte
+	Logger    *slog.Logger
+	// BackoffBase and BackoffMax bound the delay between join attempts
+	// while the frontgate is unreachable (default 500ms and 30s).
+	BackoffBase, BackoffMax time.Duration
+	// CallTimeout bounds one Join call (default 30s): the frontgate relays
+	// it to pilot and waits for the answer.
+	CallTimeout time.Duration
+}
+
+// Result is the drone's identity.
+type Result struct {
+	Creds *tlsutil.Creds
+	// CommandPublicKey verifies pilot's signature on every command.
+	CommandPublicKey ed25519.PublicKey
+	// Joined is true when this start enrolled (false: loaded from Dir).
+	Joined bool
+}
+
+// Ensure returns the drone's credentials: loaded from cfg.Dir when a
+// certificate is there, else obtained by joining, which is retried with
+// backoff until it succeeds, pilot refuses it (ErrRefused), or ctx ends.
+func Ensure(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if tlsutil.Exists(cfg.Dir) {
+		return load(cfg)
+	}
+	return join(ctx, cfg)
+}
+
+func (cfg *Config) check() error {
+	switch {
+	case cfg.Dir == "":
+		return errors.New("enroll: Dir is required")
+	case cfg.NodeID == "":
+		return errors.New("enroll: NodeID is required")
+	case cfg.ClusterID == "":
+		return errors.New("enroll: ClusterID is required")
+	case cfg.FrontgateAddress == "":
+		return errors.New("enroll: FrontgateAddress is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 500 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 30 * time.Second
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 30 * time.Second
+	}
+	return nil
+}
+
+func (cfg *Config) identity() pki.Identity {
+	return pki.Identity{Kind: pki.KindDrone, ID: cfg.NodeID, Cluster: cfg.ClusterID}
+}
+
+func load(cfg Config) (*Result, error) {
+	creds, err := tlsutil.Load(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	// Data dirs get copied between instances by images and backups; a
+	// certificate for another node would be refused by the frontgate on
+	// every connection, so say so now.
+	if id := creds.Identity(); id != cfg.identity() {
+		return nil, fmt.Errorf("enroll: the certificate in %s is for %s, but the user data names %s; remove %s to join again with a new token", cfg.Dir, id, cfg.identity(), cfg.Dir)
+	}
+	if na := creds.Leaf().NotAfter; time.Now().After(na) {
+		return nil, fmt.Errorf("enroll: the certificate in %s expired at %s and can no longer be renewed; recreate the instance", cfg.Dir, na.Format(time.RFC3339))
+	}
+	key, err := ReadCommandKey(filepath.Join(cfg.Dir, CommandKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	cfg.Logger.Info("loaded the drone's certificate", "dir", cfg.Dir, "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter)
+	return &Result{Creds: creds, CommandPublicKey: key}, nil
+}
+
+func join(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.JoinToken == "" {
+		return nil, fmt.Errorf("enroll: user data join_token is required: %s holds no certificate yet", cfg.Dir)
+	}
+	if len(cfg.CAPEM) == 0 {
+		return nil, errors.New("enroll: user data ca_pem is required to join")
+	}
+	host, _, err := net.SplitHostPort(cfg.FrontgateAddress)
+	if err != nil || host == "" {
+		return nil, fmt.Errorf("enroll: frontgate address %q: want host:port", cfg.FrontgateAddress)
+	}
+	tc, err := tlsutil.AnonymousClientConfig(cfg.CAPEM, host)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: user data ca_pem: %w", err)
+	}
+	pool := tc.RootCAs
+
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	csrPEM, err := pki.NewCSR(key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	req := &streamv1.JoinRequest{Token: cfg.JoinToken, CsrPem: string(csrPEM)}
+	bo := backoff.New(cfg.BackoffBase, cfg.BackoffMax)
+	var cert *streamv1.Certificate
+	for {
+		cert, err = callJoin(ctx, cfg, tc, req)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("enroll: join through %s: %w", cfg.FrontgateAddress, ctx.Err())
+		}
+		switch status.Code(err) {
+		case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument:
+			return nil, fmt.Errorf("enroll: %w by pilot (through frontgate %s): %s; the token works once and for an hour only: recreate the instance", ErrRefused, cfg.FrontgateAddress, status.Convert(err).Message())
+		}
+		wait := bo.Next()
+		cfg.Logger.Warn("cannot join yet; retrying", "frontgate", cfg.FrontgateAddress, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("enroll: join through %s: %w", cfg.FrontgateAddress, ctx.Err())
+		case <-t.C:
+		}
+	}
+
+	certPEM := []byte(cert.GetCertificatePem())
+	if err := checkIssued(certPEM, pool, cfg.identity()); err != nil {
+		return nil, fmt.Errorf("enroll: the certificate the join returned: %w", err)
+	}
+	cmdKey := ed25519.PublicKey(cert.GetCommandPublicKey())
+	if len(cmdKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("enroll: the join returned a command public key of %d bytes, want %d (Ed25519)", len(cmdKey), ed25519.PublicKeySize)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("enroll: create %s: %w", cfg.Dir, err)
+	}
+	// The command key goes first: cert.pem, written last by Save, is what
+	// marks the enrollment complete.
+	if err := writeCommandKey(filepath.Join(cfg.Dir, CommandKeyFile), cmdKey); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	// The trust root stays the user data's: the frontgate that relayed the
+	// answer must not be able to substitute its own.
+	creds, err := tlsutil.Save(cfg.Dir, keyPEM, certPEM, cfg.CAPEM)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	cfg.Logger.Info("joined: certificate issued", "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter, "dir", cfg.Dir)
+	return &Result{Creds: creds, CommandPublicKey: cmdKey, Joined: true}, nil
+}
+
+// callJoin makes one attempt on a connection of its own: a reused one
+// would answer from gRPC's reconnect backoff (up to two minutes) rather
+// than try the frontgate again when this loop decides to.
+func callJoin(ctx context.Context, cfg Config, tc *tls.Config, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+	conn, err := grpc.NewClient(cfg.FrontgateAddress, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		return nil, fmt.Errorf("dial frontgate %s: %w", cfg.FrontgateAddress, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
+	defer cancel()
+	return streamv1.NewDroneLinkClient(conn).Join(ctx, req)
+}
+
+// checkIssued accepts a certificate only if pool's CA issued it as a
+// client certificate for want.
+func checkIssued(certPEM []byte, pool *x509.CertPool, want pki.Identity) error {
+	c, err := pki.ParseCert(certPEM)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("not valid under the user data's CA: %w", err)
+	}
+	id, err := pki.IdentityOf(c)
+	if err != nil {
+		return err
+	}
+	if id != want {
+		return fmt.Errorf("it is for %s, but the user data names %s", id, want)
+	}
+	return nil
+}
+
+func writeCommandKey(path string, key ed25519.PublicKey) error {
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		return fmt.Errorf("encode command public key: %w", err)
+	}
+	return pki.WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+}
+
+// ReadCommandKey reads pilot's command public key as Ensure saved it.
+func ReadCommandKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read command public key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("command public key %s: not a PEM PUBLIC KEY", path)
+	}
+	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("command public key %s: %w", path, err)
+	}
+	ek, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("command public key %s: %T, want Ed25519", path, k)
+	}
+	return ek, nil
+}

@@ -1,0 +1,234 @@
+// Package enroll gives a frontgate its identity. On the first start it
+// makes a key and asks pilot's EnrollmentService.Join to certify it in
+// exchange for the single-use join token from the user data; the
+// certificate, key and CA are kept in <data-dir>/tls, and every later start
+// loads them from there. The join is the one call a frontgate makes without
+// a certificate, so it trusts pilot only through the CA certificate in the
+// user data.
+package enroll
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/tlsutil"
+)
+
+// ErrRefused is wrapped by the error returned when pilot refuses the join
+// (token used, expired, unknown, or the request malformed): retrying cannot
+// help, pilot must recreate the instance with a new token.
+var ErrRefused = errors.New("join refused")
+
+// Config describes a frontgate's enrollment.
+type Config struct {
+	// Dir keeps the credentials (key.pem, cert.pem, ca.pem):
+	// <data-dir>/tls.
+	Dir string
+	// FrontgateID is the identity the user data names; the certificate
+	// must carry exactly this one.
+	FrontgateID string
+	// PilotAddress is host:port of pilot's gRPC endpoint; its host must be
+	// in pilot's certificate.
+	PilotAddress string
+	// JoinToken and CAPEM come from the user data. The token is needed
+	// only while Dir holds no certificate.
+	JoinToken string
+	CAPEM     []byte
+	Logger    *slog.Logger
+	// BackoffBase and BackoffMax bound the delay between join attempts
+	// while pilot is unreachable (default 500ms and 30s).
+	BackoffBase, BackoffMax time.Duration
+	// CallTimeout bounds one Join call (default 30s).
+	CallTimeout time.Duration
+}
+
+// Result is the frontgate's identity.
+type Result struct {
+	Creds *tlsutil.Creds
+	// Joined is true when this start enrolled (false: loaded from Dir).
+	Joined bool
+}
+
+// Ensure returns the frontgate's credentials: loaded from cfg.Dir when a
+// certificate is there, else obtained by joining, which is retried with
+// backoff until it succeeds, pilot refuses it (ErrRefused), or ctx ends.
+func Ensure(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if tlsutil.Exists(cfg.Dir) {
+		return load(cfg)
+	}
+	return join(ctx, cfg)
+}
+
+func (cfg *Config) check() error {
+	switch {
+	case cfg.Dir == "":
+		return errors.New("enroll: Dir is required")
+	case cfg.FrontgateID == "":
+		return errors.New("enroll: FrontgateID is required")
+	case cfg.PilotAddress == "":
+		return errors.New("enroll: PilotAddress is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 500 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 30 * time.Second
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 30 * time.Second
+	}
+	return nil
+}
+
+func (cfg *Config) identity() pki.Identity {
+	return pki.Identity{Kind: pki.KindFrontgate, ID: cfg.FrontgateID}
+}
+
+// PilotHost is the host part of a pilot address: the name pilot's
+// certificate must carry.
+func PilotHost(address string) (string, error) {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil || host == "" {
+		return "", fmt.Errorf("pilot address %q: want host:port", address)
+	}
+	return host, nil
+}
+
+func load(cfg Config) (*Result, error) {
+	creds, err := tlsutil.Load(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w; remove %s to join again (the instance then needs a new join token from pilot)", err, cfg.Dir)
+	}
+	// Data dirs get copied by images and backups; a certificate of another
+	// frontgate would be refused by pilot on every connection.
+	if id := creds.Identity(); id != cfg.identity() {
+		return nil, fmt.Errorf("enroll: the certificate in %s is for %s, but the user data names %s; remove %s to join again with a new token", cfg.Dir, id, cfg.identity(), cfg.Dir)
+	}
+	if na := creds.Leaf().NotAfter; time.Now().After(na) {
+		return nil, fmt.Errorf("enroll: the certificate in %s expired at %s and can no longer be renewed; pilot must recreate this frontgate", cfg.Dir, na.Format(time.RFC3339))
+	}
+	cfg.Logger.Info("loaded the frontgate's certificate", "dir", cfg.Dir, "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter)
+	return &Result{Creds: creds}, nil
+}
+
+func join(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.JoinToken == "" {
+		return nil, fmt.Errorf("enroll: user data join_token is required: %s holds no certificate yet", cfg.Dir)
+	}
+	if len(cfg.CAPEM) == 0 {
+		return nil, errors.New("enroll: user data ca_pem is required to join")
+	}
+	host, err := PilotHost(cfg.PilotAddress)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	tc, err := tlsutil.AnonymousClientConfig(cfg.CAPEM, host)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: user data ca_pem: %w", err)
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	csrPEM, err := pki.NewCSR(key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	req := &streamv1.JoinRequest{Token: cfg.JoinToken, CsrPem: string(csrPEM)}
+
+	cc, err := grpc.NewClient(cfg.PilotAddress, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	if err != nil {
+		return nil, fmt.Errorf("enroll: dial pilot %s: %w", cfg.PilotAddress, err)
+	}
+	defer cc.Close()
+	client := pilotv1.NewEnrollmentServiceClient(cc)
+
+	bo := backoff.New(cfg.BackoffBase, cfg.BackoffMax)
+	var cert *streamv1.Certificate
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
+		cert, err = client.Join(callCtx, req)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("enroll: join at pilot %s: %w", cfg.PilotAddress, ctx.Err())
+		}
+		switch status.Code(err) {
+		case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument:
+			return nil, fmt.Errorf("enroll: %w by pilot %s: %s; a join token works once and for an hour only: pilot must recreate this frontgate", ErrRefused, cfg.PilotAddress, status.Convert(err).Message())
+		}
+		wait := bo.Next()
+		cfg.Logger.Warn("cannot join yet; retrying", "pilot", cfg.PilotAddress, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("enroll: join at pilot %s: %w", cfg.PilotAddress, ctx.Err())
+		case <-t.C:
+		}
+	}
+
+	certPEM := []byte(cert.GetCertificatePem())
+	if err := CheckIssued(certPEM, tc.RootCAs, cfg.identity()); err != nil {
+		return nil, fmt.Errorf("enroll: the certificate pilot returned: %w", err)
+	}
+	// The trust root stays the one from the user data, which already
+	// authenticated pilot for this very call.
+	creds, err := tlsutil.Save(cfg.Dir, keyPEM, certPEM, cfg.CAPEM)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	cfg.Logger.Info("joined pilot; certificate saved", "dir", cfg.Dir, "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter)
+	return &Result{Creds: creds, Joined: true}, nil
+}
+
+// CheckIssued accepts only a certificate of the CA (roots) for the
+// frontgate want, usable to serve (drones and etcd clients) and as a client
+// (to pilot): what a join or a renewal must return.
+func CheckIssued(certPEM []byte, roots *x509.CertPool, want pki.Identity) error {
+	cert, err := pki.ParseCert(certPEM)
+	if err != nil {
+		return err
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("not valid under the CA of the user data: %w", err)
+	}
+	if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+		return errors.New("it is not a server certificate, and a frontgate serves drones and etcd")
+	}
+	id, err := pki.IdentityOf(cert)
+	if err != nil {
+		return err
+	}
+	if id != want {
+		return fmt.Errorf("it is for %s, not this frontgate (%s)", id, want)
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+// Package limits holds the size and work limits that bound what one peer can
+// make a Hangar process hold in memory, write to disk or compute: every
+// value that crosses a trust boundary (an API call, a stream message, an app
+// package, a metadata tree, a rendered file) is checked against one of these
+// before it is kept. The values sit in one place so that limits that must
+// nest (a package must fit in a gRPC message, a metadata tree in an etcd
+// request) can be checked against each other by this package's tests.
+package limits
+
+import (
+	"google.golang.org/grpc"
+)
+
+// gRPC.
+const (
+	// MaxGRPCRecvBytes is the largest message a Hangar gRPC server accepts
+	// and a Hangar client sends. It is what a peer can make a server
+	// buffer per message before any check runs. The largest legitimate
+	// requests are PushApp (an archive of at most MaxArchiveBytes) and the
+	// stream envelopes carrying a metadata tree (MaxMetadataBytes) or a
+	// package's confd files (MaxConfdBytes); 16 MiB fits each with room for
+	// framing and JSON-to-proto overhead, and is 4x gRPC's 4 MiB default,
+	// which PushApp alone would exceed.
+	MaxGRPCRecvBytes = 16 << 20
+
+	// MaxGRPCSendBytes is the largest message a Hangar gRPC server sends and
+	// a Hangar client receives. Job snapshots carry every node's command
+	// output (up to 64 KiB each, drone/executor.MaxOutputBytes), so a
+	// thousand-node job needs 64 MiB. Clients talk only to authenticated
+	// servers, so the larger value costs no exposure to strangers.
+	MaxGRPCSendBytes = 64 << 20
+)
+
+// App packages (internal/apppkg).
+const (
+	// MaxArchiveBytes bounds an uploaded package archive (compressed). Real
+	// packages are tens of KiB; 8 MiB leaves room for icons and docs and
+	// still fits in one gRPC message (MaxGRPCRecvBytes).
+	MaxArchiveBytes = 8 << 20
+	// MaxPackageFiles bounds the files in one package, so a package of
+	// empty files cannot make pilot keep millions of map entries.
+	MaxPackageFiles = 1000
+	// MaxPackageFileBytes bounds one file of a package, uncompressed: gzip
+	// expands up to 1000x, so the compressed limit alone bounds nothing.
+	MaxPackageFileBytes = 4 << 20
+	// MaxPackageBytes bounds all files of a package, uncompressed.
+	MaxPackageBytes = 32 << 20
+	// MaxConfdBytes bounds the confd files a package ships (conf.d and
+	// templates together): they travel to every drone in one
+	// ConfigureRenderer message, which must fit MaxGRPCRecvBytes with the
+	// rest of the envelope.
+	MaxConfdBytes = 4 << 20
+	// MaxConfdResourceBytes bounds one conf.d/*.toml. A resource is a
+	// handful of short settings (a few hundred bytes); the bound keeps the
+	// TOML parser's cost small (see MaxConfdResourceNesting).
+	MaxConfdResourceBytes = 64 << 10
+	// MaxConfdResourceNesting bounds the '{', '[' and '.' characters of
+	// one conf.d/*.toml. The TOML parser (BurntSushi/toml) takes memory
+	// quadratic in the depth of nested inline tables and dotted keys: 16
+	// KiB of "{b=" took over 4 GiB. A real resource has a few; 1024 cost
+	// at most about 50 MiB and 0.1 s, and still allow long commands and
+	// paths with dots.
+	MaxConfdResourceNesting = 1024
+	// MaxClusterSpecBytes bounds the JSON a cluster template renders to.
+	// A template may repeat a parameter in many tags (and a Go template may
+	// loop), so the output can be far larger than its inputs; a real
+	// cluster.json is a few KiB.
+	MaxClusterSpecBytes = 4 << 20
+	// MaxTemplateValueBytes bounds one string a function of a Go cluster
+	// template (getv, print, printf, html, js, urlquery…) returns:
+	// assigning a variable to itself doubled in a loop would otherwise grow
+	// exponentially in memory without writing a byte of output.
+	MaxTemplateValueBytes = 1 << 20
+	// MaxTemplateWork bounds the work of one Go cluster template execution,
+	// in units of one executed template node or one KiB of string built by
+	// a function. A range over 10^12, a loop nested in loops, or templates
+	// calling each other twice per level can take forever without output;
+	// real templates use a few hundred units. A million units is well under
+	// a second.
+	MaxTemplateWork = 1_000_000
+)
+
+// Drones.
+const (
+	// MaxRenderedFileBytes bounds one config file the drone renders from a
+	// confd template. Configs are KiB to a few hundred KiB even for
+	// clusters of thousands of nodes; a template looping over its own
+	// output size must fail rather than fill the instance's disk.
+	MaxRenderedFileBytes = 8 << 20
+)
+
+// Metadata (frontgate).
+const (
+	// MaxMetadataBytes bounds one cluster's metadata tree in one Apply,
+	// counting each key's full etcd path and its value. The tree is written
+	// as one etcd transaction, so it must fit in one etcd request
+	// (FrontgateEtcdMaxRequestBytes) with per-operation overhead; every
+	// drone of the cluster also reads the whole tree. A node's entries take
+	// about 1 KiB, so 4 MiB holds clusters of thousands of nodes.
+	MaxMetadataBytes = 4 << 20
+	// FrontgateEtcdMaxRequestBytes is the request limit the frontgate's
+	// etcd member must be started with (etcd's default is 1.5 MiB): a
+	// transaction writing a tree of MaxMetadataBytes plus operation
+	// overhead must pass.
+	FrontgateEtcdMaxRequestBytes = 8 << 20
+)
+
+// GRPCServerOptions are the message size limits every Hangar gRPC server
+// (pilot's API and FrontgateLink, frontgate's DroneLink) is created with.
+func GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxGRPCRecvBytes),
+		grpc.MaxSendMsgSize(MaxGRPCSendBytes),
+	}
+}
+
+// GRPCDialOptions are the matching limits for every Hangar gRPC client: it
+// refuses to send what a server would refuse (failing with a clear error
+// before the bytes travel) and accepts what a server may send.
+func GRPCDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(MaxGRPCSendBytes),
+			grpc.MaxCallSendMsgSize(MaxGRPCRecvBytes),
+		),
+	}
+}

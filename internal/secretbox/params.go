@@ -1,0 +1,110 @@
+package secretbox
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// ParamAD is the associated data of a cluster parameter: the value opens
+// only as that parameter of that cluster.
+func ParamAD(clusterID, path string) string { return clusterID + "/" + path }
+
+// CredentialAD is the associated data of a runtime credential.
+func CredentialAD(runtimeID, key string) string { return runtimeID + "/" + key }
+
+// SealParams returns a copy of a cluster's parameters (path -> value) with
+// the values of the paths secret reports sealed, for storing. Values already
+// sealed are kept as they are, so stored parameters can be merged with new
+// ones and sealed again. A nil box (sealing disabled) or a nil secret
+// returns an unchanged copy.
+func SealParams(box *Box, clusterID string, params map[string]string, secret func(path string) bool) map[string]string {
+	out := make(map[string]string, len(params))
+	for k, v := range params {
+		if box != nil && secret != nil && secret(k) && !IsSealed(v) {
+			v = box.Seal(v, ParamAD(clusterID, k))
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// OpenParams returns a copy of stored parameters with the sealed values
+// opened. When secret is not nil only its paths are opened (a sealed-looking
+// value of another parameter is the user's text); when nil, every sealed
+// value is. A secret value stored in clear, from before sealing was enabled,
+// is returned as it is. Every value that fails to open is reported, by path.
+func OpenParams(box *Box, clusterID string, params map[string]string, secret func(path string) bool) (map[string]string, error) {
+	out := make(map[string]string, len(params))
+	var errs []error
+	for _, k := range sortedKeys(params) {
+		v := params[k]
+		if IsSealed(v) && (secret == nil || secret(k)) {
+			if box == nil {
+				errs = append(errs, fmt.Errorf("parameter %s of cluster %s is encrypted, but no secret key is configured; start pilot with the key it was sealed with (--secret-key-file or %s)", k, clusterID, EnvKey))
+				continue
+			}
+			plain, err := box.Open(v, ParamAD(clusterID, k))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("parameter %s of cluster %s: %w", k, clusterID, err))
+				continue
+			}
+			v = plain
+		}
+		out[k] = v
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// SealCredentials returns a copy of a runtime's provider credentials with
+// every value sealed (values already sealed are kept). A nil box returns an
+// unchanged copy.
+func SealCredentials(box *Box, runtimeID string, creds map[string]string) map[string]string {
+	out := make(map[string]string, len(creds))
+	for k, v := range creds {
+		if box != nil && !IsSealed(v) {
+			v = box.Seal(v, CredentialAD(runtimeID, k))
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// OpenCredentials returns a copy of stored credentials with every sealed
+// value opened; each failure is reported by key.
+func OpenCredentials(box *Box, runtimeID string, creds map[string]string) (map[string]string, error) {
+	out := make(map[string]string, len(creds))
+	var errs []error
+	for _, k := range sortedKeys(creds) {
+		v := creds[k]
+		if IsSealed(v) {
+			if box == nil {
+				errs = append(errs, fmt.Errorf("credential %s of runtime %s is encrypted, but no secret key is configured; start pilot with the key it was sealed with (--secret-key-file or %s)", k, runtimeID, EnvKey))
+				continue
+			}
+			plain, err := box.Open(v, CredentialAD(runtimeID, k))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("credential %s of runtime %s: %w", k, runtimeID, err))
+				continue
+			}
+			v = plain
+		}
+		out[k] = v
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

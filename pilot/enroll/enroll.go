@@ -1,0 +1,432 @@
+// Package enroll is how pilot hands out and renews certificates: it issues
+// join tokens, redeems them for a first certificate, renews certificates
+// before they expire, and keeps the list of revoked identities.
+//
+// Token lifecycle. When pilot starts an instance it calls Tokens.Issue for
+// the identity it decided (a frontgate, or one cluster's drone) and, for a
+// frontgate, the address it will serve on. The token ("hjt_" + 32 random
+// bytes, base64url) goes into the instance's user data; pilot keeps only
+// its SHA-256, at /hangar/join-tokens/<hex sha256> in its etcd, with the
+// identity, the IPs and the expiry (one hour by default). On first boot the
+// instance makes its own key and sends a CSR with the token — a frontgate
+// to EnrollmentService.Join, a drone to its frontgate, which relays it. Redeem
+// checks the CSR's self-signature, finds the token by hash, refuses it when
+// unknown, expired, already used or when its identity has been revoked, and
+// marks it used with a compare-and-swap on the record's revision, so of any
+// number of concurrent redeems exactly one gets a certificate. The
+// certificate is for the identity and IPs the token names: nothing in the
+// CSR (subject, SANs) and nothing the relaying frontgate says is copied.
+// Used and expired records stay a day (an etcd lease) so a late retry is
+// told "already used" or "expired" rather than "not recognised", then
+// disappear.
+//
+// Renewal. Before its certificate expires a component sends a new CSR, its
+// current certificate and a proof (the current key's signature over the new
+// CSR) over its authenticated stream. Renew checks the current certificate
+// against the CA (chain and validity), the revocation list and the proof,
+// and issues the same identity with the same addresses to the new key.
+//
+// Revocation. Revocations are kept at /hangar/revocations/<kind>/<id> and
+// mirrored in memory by an etcd watch, so IsRevoked is cheap enough for
+// every handshake and every replica sees a revocation made by another.
+package enroll
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/pki"
+)
+
+// TokensPrefix is where join-token records live in pilot's etcd.
+const TokensPrefix = "/hangar/join-tokens/"
+
+// TokenPrefix starts every join token, so a leaked one is recognisable
+// (secret scanners, logs) and cannot be mistaken for a user token.
+const TokenPrefix = "hjt_"
+
+// DefaultTokenTTL is how long a join token is valid: enough for an instance
+// to boot, short enough that user data read later is useless.
+const DefaultTokenTTL = time.Hour
+
+// DefaultCertTTL is the lifetime of an issued certificate.
+const DefaultCertTTL = 24 * time.Hour
+
+// tokenRetention is how long a token record outlives its expiry, so a late
+// retry gets the precise refusal.
+const tokenRetention = 24 * time.Hour
+
+// maxCSRBytes bounds a CSR from an unauthenticated caller; a P-256 CSR is
+// well under 1 KiB.
+const maxCSRBytes = 16 << 10
+
+const tokenRandomBytes = 32
+
+// Refusal reasons. The errors returned by Redeem and Renew wrap one of them
+// (test with errors.Is); their text is safe to send to the caller.
+var (
+	ErrInvalid      = errors.New("invalid enrollment request")
+	ErrTokenUnknown = errors.New("join token not recognised")
+	ErrTokenExpired = errors.New("join token expired")
+	ErrTokenUsed    = errors.New("join token already used")
+	ErrRevoked      = errors.New("identity revoked")
+	ErrCertificate  = errors.New("current certificate not valid")
+	ErrProof        = errors.New("renewal proof does not match the current certificate")
+	ErrNotAllowed   = errors.New("caller may not renew this identity")
+)
+
+// refusal is a refused request: msg is what the caller is told, reason
+// which of the Err* values it is.
+type refusal struct {
+	reason error
+	msg    string
+}
+
+func (r *refusal) Error() string { return r.msg }
+func (r *refusal) Unwrap() error { return r.reason }
+
+func refuse(reason error, format string, args ...any) error {
+	return &refusal{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// Config configures Tokens.
+type Config struct {
+	// Client is pilot's etcd (store.Store.Client()); the caller keeps
+	// ownership.
+	Client *clientv3.Client
+	// CA issues the certificates.
+	CA *pki.CA
+	// CertTTL is the lifetime of issued certificates (default 24h).
+	CertTTL time.Duration
+	// CommandPublicKey is pilot's Ed25519 command key, handed to every
+	// component with its certificate.
+	CommandPublicKey []byte
+	// Revocations is consulted on every redeem and renewal.
+	Revocations *Revocations
+	// ResolveIPs gives the addresses of an identity whose token was issued
+	// without any: a frontgate's address is known only once the provider
+	// has started it, which is after its user data (and token) was made.
+	// No address yet is a retryable failure that leaves the token unused.
+	ResolveIPs func(ctx context.Context, id pki.Identity) ([]net.IP, error)
+	Logger     *slog.Logger
+}
+
+// Tokens issues and redeems join tokens and renews certificates: all the
+// ways pilot's CA signs a key for another component.
+type Tokens struct {
+	c      *clientv3.Client
+	ca     *pki.CA
+	ttl    time.Duration
+	cmdKey []byte
+	revs   *Revocations
+	log    *slog.Logger
+
+	resolveIPs func(ctx context.Context, id pki.Identity) ([]net.IP, error)
+}
+
+// NewTokens checks cfg and returns Tokens.
+func NewTokens(cfg Config) (*Tokens, error) {
+	switch {
+	case cfg.Client == nil:
+		return nil, errors.New("enroll: Config.Client is required (pilot's etcd client)")
+	case cfg.CA == nil:
+		return nil, errors.New("enroll: Config.CA is required")
+	case cfg.Revocations == nil:
+		return nil, errors.New("enroll: Config.Revocations is required: redeems and renewals must check it")
+	case cfg.CertTTL < 0:
+		return nil, fmt.Errorf("enroll: Config.CertTTL %v: must be positive (0 means %v)", cfg.CertTTL, DefaultCertTTL)
+	case len(cfg.CommandPublicKey) != ed25519.PublicKeySize:
+		return nil, fmt.Errorf("enroll: Config.CommandPublicKey has %d bytes, want %d (Ed25519)", len(cfg.CommandPublicKey), ed25519.PublicKeySize)
+	}
+	ttl := cfg.CertTTL
+	if ttl == 0 {
+		ttl = DefaultCertTTL
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Tokens{
+		c:      cfg.Client,
+		ca:     cfg.CA,
+		ttl:    ttl,
+		cmdKey: append([]byte(nil), cfg.CommandPublicKey...),
+		revs:   cfg.Revocations,
+		log:    log,
+
+		resolveIPs: cfg.ResolveIPs,
+	}, nil
+}
+
+// tokenRecord is what etcd keeps for a token (never the token itself).
+type tokenRecord struct {
+	Identity  string     `json:"identity"`
+	IPs       []string   `json:"ips"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	UsedAt    *time.Time `json:"used_at"`
+}
+
+// TokenKey is the etcd key of token's record.
+func TokenKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return TokensPrefix + hex.EncodeToString(sum[:])
+}
+
+// Issue creates a single-use join token for id, valid for ttl, whose
+// certificate will carry ips (a frontgate's serving address; drones need
+// none).
+func (t *Tokens) Issue(ctx context.Context, id pki.Identity, ips []net.IP, ttl time.Duration) (string, error) {
+	if err := id.Validate(); err != nil {
+		return "", fmt.Errorf("issue join token: %w", err)
+	}
+	if id.Kind == pki.KindPilot {
+		return "", fmt.Errorf("issue join token for %s: only frontgates and drones join; pilot certifies itself", id)
+	}
+	if ttl <= 0 {
+		return "", fmt.Errorf("issue join token for %s: ttl %v must be positive", id, ttl)
+	}
+	rec := tokenRecord{Identity: id.String(), ExpiresAt: time.Now().Add(ttl).UTC()}
+	for i, ip := range ips {
+		if ip == nil || (ip.To4() == nil && len(ip) != net.IPv6len) {
+			return "", fmt.Errorf("issue join token for %s: ips[%d] is not an IP address", id, i)
+		}
+		rec.IPs = append(rec.IPs, ip.String())
+	}
+	raw := make([]byte, tokenRandomBytes)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("issue join token for %s: random: %w", id, err)
+	}
+	token := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return "", fmt.Errorf("issue join token for %s: %w", id, err)
+	}
+	// The lease only collects old records; validity is ExpiresAt.
+	lease, err := t.c.Grant(ctx, int64((ttl+tokenRetention)/time.Second)+1)
+	if err != nil {
+		return "", fmt.Errorf("issue join token for %s: lease: %w", id, err)
+	}
+	key := TokenKey(token)
+	// A colliding hash is impossible in practice; the guard makes sure a
+	// record is never overwritten even so.
+	resp, err := t.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease.ID))).
+		Commit()
+	if err != nil {
+		return "", fmt.Errorf("issue join token for %s: store: %w", id, err)
+	}
+	if !resp.Succeeded {
+		return "", fmt.Errorf("issue join token for %s: token record exists; try again", id)
+	}
+	t.log.Info("join token issued", "identity", id.String(), "ips", rec.IPs, "expires_at", rec.ExpiresAt)
+	return token, nil
+}
+
+// wellFormed reports whether token could be one Issue made.
+func wellFormed(token string) bool {
+	body, ok := strings.CutPrefix(token, TokenPrefix)
+	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(tokenRandomBytes) {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(body)
+	return err == nil
+}
+
+// parseCSR reads a caller's CSR, bounded and with its signature checked.
+func parseCSR(csrPEM []byte) (csrDER []byte, pub any, err error) {
+	if len(csrPEM) == 0 {
+		return nil, nil, refuse(ErrInvalid, "csr_pem: required (a PEM CERTIFICATE REQUEST)")
+	}
+	if len(csrPEM) > maxCSRBytes {
+		return nil, nil, refuse(ErrInvalid, "csr_pem: %d bytes, at most %d allowed", len(csrPEM), maxCSRBytes)
+	}
+	csr, err := pki.ParseCSR(csrPEM)
+	if err != nil {
+		return nil, nil, refuse(ErrInvalid, "csr_pem: %v", err)
+	}
+	return csr.Raw, csr.PublicKey, nil
+}
+
+// Redeem exchanges token for a certificate over the CSR's key. The
+// certificate carries the identity and IPs the token was issued for,
+// whatever the CSR asks; the identity is returned too. Refusals wrap
+// ErrInvalid, ErrTokenUnknown, ErrTokenExpired, ErrTokenUsed or ErrRevoked;
+// any other error is pilot's (etcd), and the token is then still unused.
+func (t *Tokens) Redeem(ctx context.Context, token string, csrPEM []byte) (*streamv1.Certificate, pki.Identity, error) {
+	if token == "" {
+		return nil, pki.Identity{}, refuse(ErrInvalid, "token: required (the join token from the user data)")
+	}
+	// The CSR is checked before the token is looked at, so a request that
+	// can never succeed does not use the token up.
+	_, pub, err := parseCSR(csrPEM)
+	if err != nil {
+		return nil, pki.Identity{}, err
+	}
+	if !wellFormed(token) {
+		t.log.Warn("join refused", "reason", "malformed token")
+		return nil, pki.Identity{}, refuse(ErrTokenUnknown, "join token not recognised")
+	}
+	key := TokenKey(token)
+	resp, err := t.c.Get(ctx, key)
+	if err != nil {
+		return nil, pki.Identity{}, fmt.Errorf("redeem join token: read: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		t.log.Warn("join refused", "reason", "unknown token")
+		return nil, pki.Identity{}, refuse(ErrTokenUnknown, "join token not recognised")
+	}
+	kv := resp.Kvs[0]
+	var rec tokenRecord
+	if err := json.Unmarshal(kv.Value, &rec); err != nil {
+		return nil, pki.Identity{}, fmt.Errorf("redeem join token: record %s is corrupt: %w", key, err)
+	}
+	id, err := pki.ParseIdentity(rec.Identity)
+	if err != nil {
+		return nil, pki.Identity{}, fmt.Errorf("redeem join token: record %s: %w", key, err)
+	}
+	log := t.log.With("identity", id.String())
+	now := time.Now()
+	switch {
+	case rec.UsedAt != nil:
+		log.Warn("join refused", "reason", "token already used", "used_at", *rec.UsedAt)
+		return nil, id, refuse(ErrTokenUsed, "join token already used")
+	case !now.Before(rec.ExpiresAt):
+		log.Warn("join refused", "reason", "token expired", "expired_at", rec.ExpiresAt)
+		return nil, id, refuse(ErrTokenExpired, "join token expired at %s; ask pilot for a new instance", rec.ExpiresAt.UTC().Format(time.RFC3339))
+	case t.revs.IsRevoked(id):
+		log.Warn("join refused", "reason", "identity revoked")
+		return nil, id, refuse(ErrRevoked, "identity %s is revoked; ask pilot for a new instance", id)
+	}
+	ips := make([]net.IP, 0, len(rec.IPs))
+	for _, s := range rec.IPs {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return nil, id, fmt.Errorf("redeem join token: record %s: ip %q is not an IP address", key, s)
+		}
+		ips = append(ips, ip)
+	}
+	if len(ips) == 0 && id.Kind == pki.KindFrontgate && t.resolveIPs != nil {
+		resolved, err := t.resolveIPs(ctx, id)
+		if err != nil {
+			return nil, id, fmt.Errorf("redeem join token for %s: address: %w", id, err)
+		}
+		if len(resolved) == 0 {
+			return nil, id, fmt.Errorf("redeem join token for %s: its address is not recorded yet; retry", id)
+		}
+		ips = resolved
+	}
+	// Issue before marking the token used: a CA failure then leaves the
+	// token usable, and a certificate that loses the race below is simply
+	// never handed out.
+	certPEM, notAfter, err := t.ca.Issue(pub, id, ips, nil, t.ttl)
+	if err != nil {
+		return nil, id, fmt.Errorf("redeem join token for %s: %w", id, err)
+	}
+	used := now.UTC()
+	rec.UsedAt = &used
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return nil, id, fmt.Errorf("redeem join token for %s: %w", id, err)
+	}
+	// Only a redeem changes a record after Issue, so losing the
+	// compare-and-swap means another redeem won.
+	txn, err := t.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithIgnoreLease())).
+		Commit()
+	if err != nil {
+		return nil, id, fmt.Errorf("redeem join token for %s: mark used: %w", id, err)
+	}
+	if !txn.Succeeded {
+		log.Warn("join refused", "reason", "token already used (concurrent redeem)")
+		return nil, id, refuse(ErrTokenUsed, "join token already used")
+	}
+	log.Info("join token redeemed", "not_after", notAfter)
+	return t.certificate(certPEM, notAfter), id, nil
+}
+
+func (t *Tokens) certificate(certPEM []byte, notAfter time.Time) *streamv1.Certificate {
+	// The certificate keeps whole seconds; report what it says so the
+	// holder's renewal schedule matches the certificate.
+	if c, err := pki.ParseCert(certPEM); err == nil {
+		notAfter = c.NotAfter
+	}
+	return &streamv1.Certificate{
+		CertificatePem:   string(certPEM),
+		CaPem:            string(t.ca.CertPEM()),
+		CommandPublicKey: append([]byte(nil), t.cmdKey...),
+		NotAfter:         timestamppb.New(notAfter),
+	}
+}
+
+// Renew issues a new certificate for csrPEM's key with the identity and
+// addresses of currentPEM, which must be valid under the CA, not revoked,
+// and whose key signed proof over the CSR's DER bytes. caller is the
+// authenticated peer that sent the request: a component renews its own
+// identity, and a frontgate also relays its drones' renewals (which
+// frontgate serves which cluster is not known here; the proof is what makes
+// a relayed renewal safe, since only the holder of the drone's current key
+// can make it). Refusals wrap ErrInvalid, ErrCertificate, ErrRevoked,
+// ErrProof or ErrNotAllowed.
+func (t *Tokens) Renew(ctx context.Context, currentPEM, csrPEM, proof []byte, caller pki.Identity) (*streamv1.Certificate, pki.Identity, error) {
+	if len(currentPEM) == 0 {
+		return nil, pki.Identity{}, refuse(ErrInvalid, "current_certificate_pem: required")
+	}
+	if len(currentPEM) > maxCSRBytes {
+		return nil, pki.Identity{}, refuse(ErrInvalid, "current_certificate_pem: %d bytes, at most %d allowed", len(currentPEM), maxCSRBytes)
+	}
+	if len(proof) == 0 {
+		return nil, pki.Identity{}, refuse(ErrInvalid, "proof: required (signature of the new CSR by the current key)")
+	}
+	csrDER, pub, err := parseCSR(csrPEM)
+	if err != nil {
+		return nil, pki.Identity{}, err
+	}
+	cur, id, err := t.ca.Verify(currentPEM)
+	if err != nil {
+		t.log.Warn("renewal refused", "caller", caller.String(), "reason", err)
+		return nil, pki.Identity{}, refuse(ErrCertificate, "current certificate not valid: %v", err)
+	}
+	log := t.log.With("identity", id.String(), "caller", caller.String())
+	switch {
+	case caller == id:
+	case caller.Kind == pki.KindFrontgate && id.Kind == pki.KindDrone:
+	default:
+		log.Warn("renewal refused", "reason", "caller may not renew this identity")
+		return nil, id, refuse(ErrNotAllowed, "%s may not renew %s: a component renews its own certificate, a frontgate also relays drones'", caller, id)
+	}
+	if t.revs.IsRevoked(caller) {
+		log.Warn("renewal refused", "reason", "caller revoked")
+		return nil, id, refuse(ErrRevoked, "%s is revoked", caller)
+	}
+	if t.revs.IsRevoked(id) {
+		log.Warn("renewal refused", "reason", "identity revoked")
+		return nil, id, refuse(ErrRevoked, "%s is revoked", id)
+	}
+	if err := pki.VerifyProof(cur, csrDER, proof); err != nil {
+		log.Warn("renewal refused", "reason", err)
+		return nil, id, refuse(ErrProof, "%v", err)
+	}
+	certPEM, notAfter, err := t.ca.Issue(pub, id, cur.IPAddresses, cur.DNSNames, t.ttl)
+	if err != nil {
+		return nil, id, fmt.Errorf("renew certificate for %s: %w", id, err)
+	}
+	log.Info("certificate renewed", "not_after", notAfter)
+	return t.certificate(certPEM, notAfter), id, nil
+}
