@@ -22,12 +22,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
-	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
@@ -39,7 +37,7 @@ const CommandKeyFile = "command.pub"
 // ErrRefused is wrapped by the error returned when pilot refuses the join
 // token (used, expired, unknown or revoked) or the request: retrying cannot
 // help, the instance must be recreated with a new token.
-var ErrRefused = errors.New("join refused")
+var ErrRefused = join.ErrRefused
 
 // Config describes a drone's enrollment.
 type Config struct {
@@ -85,7 +83,7 @@ func Ensure(ctx context.Context, cfg Config) (*Result, error) {
 	if tlsutil.Exists(cfg.Dir) {
 		return load(cfg)
 	}
-	return join(ctx, cfg)
+	return enroll(ctx, cfg)
 }
 
 func (cfg *Config) check() error {
@@ -140,7 +138,7 @@ func load(cfg Config) (*Result, error) {
 	return &Result{Creds: creds, CommandPublicKey: key}, nil
 }
 
-func join(ctx context.Context, cfg Config) (*Result, error) {
+func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.JoinToken == "" {
 		return nil, fmt.Errorf("enroll: user data join_token is required: %s holds no certificate yet", cfg.Dir)
 	}
@@ -157,42 +155,18 @@ func join(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	pool := tc.RootCAs
 
-	key, err := pki.NewKey()
+	keyPEM, req, err := join.NewRequest(cfg.JoinToken)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	keyPEM, err := pki.EncodeKey(key)
+	cert, err := join.Retry(ctx, join.Options{
+		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, CallTimeout: cfg.CallTimeout,
+		Where:       "frontgate " + cfg.FrontgateAddress,
+		RefusedHint: "the token works once and for an hour only: recreate the instance",
+		Logger:      cfg.Logger,
+	}, func(ctx context.Context) (*streamv1.Certificate, error) { return callJoin(ctx, cfg, tc, req) })
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	csrPEM, err := pki.NewCSR(key)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	req := &streamv1.JoinRequest{Token: cfg.JoinToken, CsrPem: string(csrPEM)}
-	bo := backoff.New(cfg.BackoffBase, cfg.BackoffMax)
-	var cert *streamv1.Certificate
-	for {
-		cert, err = callJoin(ctx, cfg, tc, req)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("enroll: join through %s: %w", cfg.FrontgateAddress, ctx.Err())
-		}
-		switch status.Code(err) {
-		case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument:
-			return nil, fmt.Errorf("enroll: %w by pilot (through frontgate %s): %s; the token works once and for an hour only: recreate the instance", ErrRefused, cfg.FrontgateAddress, status.Convert(err).Message())
-		}
-		wait := bo.Next()
-		cfg.Logger.Warn("cannot join yet; retrying", "frontgate", cfg.FrontgateAddress, "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("enroll: join through %s: %w", cfg.FrontgateAddress, ctx.Err())
-		case <-t.C:
-		}
 	}
 
 	certPEM := []byte(cert.GetCertificatePem())
@@ -230,8 +204,6 @@ func callJoin(ctx context.Context, cfg Config, tc *tls.Config, req *streamv1.Joi
 		return nil, fmt.Errorf("dial frontgate %s: %w", cfg.FrontgateAddress, err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
-	defer cancel()
 	return streamv1.NewDroneLinkClient(conn).Join(ctx, req)
 }
 

@@ -18,13 +18,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/status"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
-	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
@@ -32,7 +30,7 @@ import (
 // ErrRefused is wrapped by the error returned when pilot refuses the join
 // (token used, expired, unknown, or the request malformed): retrying cannot
 // help, pilot must recreate the instance with a new token.
-var ErrRefused = errors.New("join refused")
+var ErrRefused = join.ErrRefused
 
 // Config describes a frontgate's enrollment.
 type Config struct {
@@ -74,7 +72,7 @@ func Ensure(ctx context.Context, cfg Config) (*Result, error) {
 	if tlsutil.Exists(cfg.Dir) {
 		return load(cfg)
 	}
-	return join(ctx, cfg)
+	return enroll(ctx, cfg)
 }
 
 func (cfg *Config) check() error {
@@ -132,7 +130,7 @@ func load(cfg Config) (*Result, error) {
 	return &Result{Creds: creds}, nil
 }
 
-func join(ctx context.Context, cfg Config) (*Result, error) {
+func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.JoinToken == "" {
 		return nil, fmt.Errorf("enroll: user data join_token is required: %s holds no certificate yet", cfg.Dir)
 	}
@@ -147,19 +145,10 @@ func join(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: user data ca_pem: %w", err)
 	}
-	key, err := pki.NewKey()
+	keyPEM, req, err := join.NewRequest(cfg.JoinToken)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	keyPEM, err := pki.EncodeKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	csrPEM, err := pki.NewCSR(key)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	req := &streamv1.JoinRequest{Token: cfg.JoinToken, CsrPem: string(csrPEM)}
 
 	cc, err := grpc.NewClient(cfg.PilotAddress, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {
@@ -167,32 +156,14 @@ func join(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer cc.Close()
 	client := pilotv1.NewEnrollmentServiceClient(cc)
-
-	bo := backoff.New(cfg.BackoffBase, cfg.BackoffMax)
-	var cert *streamv1.Certificate
-	for {
-		callCtx, cancel := context.WithTimeout(ctx, cfg.CallTimeout)
-		cert, err = client.Join(callCtx, req)
-		cancel()
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("enroll: join at pilot %s: %w", cfg.PilotAddress, ctx.Err())
-		}
-		switch status.Code(err) {
-		case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument:
-			return nil, fmt.Errorf("enroll: %w by pilot %s: %s; a join token works once and for an hour only: pilot must recreate this frontgate", ErrRefused, cfg.PilotAddress, status.Convert(err).Message())
-		}
-		wait := bo.Next()
-		cfg.Logger.Warn("cannot join yet; retrying", "pilot", cfg.PilotAddress, "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("enroll: join at pilot %s: %w", cfg.PilotAddress, ctx.Err())
-		case <-t.C:
-		}
+	cert, err := join.Retry(ctx, join.Options{
+		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, CallTimeout: cfg.CallTimeout,
+		Where:       "pilot " + cfg.PilotAddress,
+		RefusedHint: "a join token works once and for an hour only: pilot must recreate this frontgate",
+		Logger:      cfg.Logger,
+	}, func(ctx context.Context) (*streamv1.Certificate, error) { return client.Join(ctx, req) })
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
 	}
 
 	certPEM := []byte(cert.GetCertificatePem())

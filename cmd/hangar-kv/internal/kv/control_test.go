@@ -128,8 +128,18 @@ func TestStartReloadStop(t *testing.T) {
 	if err := Stop(ctx, StopOptions{PIDFile: in.pidfile, Wait: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Fatalf("pid %d still exists after stop (kill 0: %v)", pid, err)
+	// Stop returns once the server has exited; the exited process may
+	// still await reaping for a moment (a zombie), so wait for it to go.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := syscall.Kill(pid, 0)
+		if errors.Is(err, syscall.ESRCH) || isZombie(pid) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still running 5s after stop (kill 0: %v)", pid, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if _, err := os.Stat(in.pidfile); !os.IsNotExist(err) {
 		t.Fatalf("pidfile left after stop: %v", err)
@@ -265,4 +275,15 @@ func TestMainUsage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// isZombie reports whether pid has exited and awaits reaping.
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
