@@ -34,6 +34,7 @@ import (
 	"github.com/hangarhq/hangar/frontgate/relay"
 	"github.com/hangarhq/hangar/frontgate/server"
 	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/tlsutil"
@@ -177,7 +178,7 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 		PeerTLS:         etcdTLS,
 		WALSegmentBytes: cfg.WALSegmentBytes,
 		MaxTxnOps:       maxTxnOps,
-		MaxRequestBytes: 8 << 20,
+		MaxRequestBytes: limits.FrontgateEtcdMaxRequestBytes,
 		Logger:          log.With("component", "etcd"),
 	})
 	if err != nil {
@@ -244,10 +245,10 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	// without one. Drones find a dead stream by heartbeats; gRPC keepalive
 	// pings from a drone's client are tolerated rather than answered with
 	// GOAWAY.
-	f.grpc = grpc.NewServer(
+	f.grpc = grpc.NewServer(append(limits.GRPCServerOptions(),
 		grpc.Creds(credentials.NewTLS(f.creds.ServerConfig(tls.VerifyClientCertIfGiven))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	streamv1.RegisterDroneLinkServer(f.grpc, f.relay)
 	f.wg.Add(1)
 	go func() {

@@ -14,11 +14,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-)
 
-// maxRecvMsgSize lets job snapshots carrying many nodes' command output
-// through; gRPC's 4 MiB default is too small for large clusters.
-const maxRecvMsgSize = 64 << 20
+	"github.com/hangarhq/hangar/internal/limits"
+)
 
 const (
 	envToken = "HANGAR_TOKEN"
@@ -147,10 +145,9 @@ func dialPilot(addr string, sec dialSecurity, extra ...grpc.DialOption) (*grpc.C
 	if err != nil {
 		return nil, err
 	}
-	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
-	}
+	// The limits let job snapshots carrying many nodes' command output
+	// through; gRPC's 4 MiB default is too small for large clusters.
+	opts := append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if sec.token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken(sec.token)))
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/internal/backoff"
 	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/tlsutil"
@@ -212,7 +213,7 @@ func (a *Agent) currentPeer() *streamrpc.Peer {
 // current certificate (so a renewed one is used from the next handshake).
 func (a *Agent) dial() (*grpc.ClientConn, error) {
 	tc := credentials.NewTLS(a.cfg.Creds.ClientConfig(a.serverName))
-	conn, err := grpc.NewClient(a.cfg.FrontgateAddress, grpc.WithTransportCredentials(tc))
+	conn, err := grpc.NewClient(a.cfg.FrontgateAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(tc))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial frontgate %s: %w", a.cfg.FrontgateAddress, err)
 	}

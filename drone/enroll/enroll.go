@@ -26,6 +26,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/join"
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
@@ -199,7 +200,7 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 // would answer from gRPC's reconnect backoff (up to two minutes) rather
 // than try the frontgate again when this loop decides to.
 func callJoin(ctx context.Context, cfg Config, tc *tls.Config, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
-	conn, err := grpc.NewClient(cfg.FrontgateAddress, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	conn, err := grpc.NewClient(cfg.FrontgateAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial frontgate %s: %w", cfg.FrontgateAddress, err)
 	}

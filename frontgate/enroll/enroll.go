@@ -23,6 +23,7 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/join"
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
@@ -150,7 +151,7 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 
-	cc, err := grpc.NewClient(cfg.PilotAddress, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	cc, err := grpc.NewClient(cfg.PilotAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: dial pilot %s: %w", cfg.PilotAddress, err)
 	}

@@ -16,10 +16,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 )
 
@@ -162,7 +165,14 @@ func (l *Link) Run(ctx context.Context) error {
 			bo.Reset()
 		}
 		delay := bo.Next()
-		if upFor > 0 {
+		if refused(err) {
+			// Pilot knows this frontgate and will not have it (revoked, or a
+			// certificate it no longer accepts). Retrying soon cannot change
+			// that; retry slowly so an operator's fix is still picked up.
+			delay = l.cfg.BackoffMax
+			l.log.Error("pilot refuses this frontgate; if it was revoked, delete the clusters behind it with --force and stop this instance, otherwise check its certificate",
+				"err", err, "retry_in", delay.Round(time.Millisecond))
+		} else if upFor > 0 {
 			l.log.Warn("pilot stream ended; reconnecting", "err", err, "up_for", upFor.Round(time.Millisecond), "retry_in", delay.Round(time.Millisecond))
 		} else {
 			l.log.Warn("cannot reach pilot", "err", err, "retry_in", delay.Round(time.Millisecond))
@@ -175,6 +185,13 @@ func (l *Link) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// refused reports whether pilot turned this frontgate away for who it is,
+// rather than the stream failing on its way.
+func refused(err error) bool {
+	c := status.Code(err)
+	return c == codes.PermissionDenied || c == codes.Unauthenticated
 }
 
 // session runs one stream to its end. upFor is how long it was up after the
@@ -230,7 +247,7 @@ func (l *Link) setUp(up bool) {
 // also what makes a renewed certificate reach pilot: a new connection means
 // a new handshake.
 func (l *Link) dial() (*grpc.ClientConn, error) {
-	cc, err := grpc.NewClient(l.cfg.PilotAddress, grpc.WithTransportCredentials(l.cfg.Credentials))
+	cc, err := grpc.NewClient(l.cfg.PilotAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(l.cfg.Credentials))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial pilot %s: %w", l.cfg.PilotAddress, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
 	"github.com/hangarhq/hangar/frontgate/internal/testca"
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/tlsutil"
@@ -84,6 +87,26 @@ func TestHelloAndRequests(t *testing.T) {
 	}
 	if l.Connected() {
 		t.Fatal("still connected after Run returned")
+	}
+}
+
+// A cluster's metadata may be up to limits.MaxMetadataBytes, and pilot
+// sends it in one envelope: the link must take envelopes above gRPC's
+// 4 MiB default.
+func TestReceivesLargestMetadataTree(t *testing.T) {
+	p := fakepilot.Start(t, "127.0.0.1:0", nil)
+	l, err := New(Config{PilotAddress: p.Addr(), Credentials: p.ClientCredentials(t, "fg-1"), FrontgateID: "fg-1", Handler: ack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, l)
+	p.WaitConnected(t, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kvs := map[string]string{"env/blob": strings.Repeat("x", limits.MaxMetadataBytes)}
+	resp, err := p.Call(ctx, &streamv1.Request{Id: "big", Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: "cl-1", Kvs: kvs}}})
+	if err != nil || resp.GetAck().GetMessage() != "ok big" {
+		t.Fatalf("a %d-byte metadata tree: %v, %v", limits.MaxMetadataBytes, resp, err)
 	}
 }
 
@@ -169,15 +192,31 @@ func TestNewChecksConfig(t *testing.T) {
 	}
 }
 
-// signalHandler sends on ch whenever a record with message msg is logged.
+// signalHandler sends on ch whenever a record with message msg is logged,
+// keeping the attributes of the first such record.
 type signalHandler struct {
 	msg string
 	ch  chan struct{}
+
+	mu    sync.Mutex
+	attrs map[string]string
+}
+
+func (h *signalHandler) attr(key string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.attrs[key]
 }
 
 func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
 	if r.Message == h.msg {
+		h.mu.Lock()
+		if h.attrs == nil {
+			h.attrs = map[string]string{}
+			r.Attrs(func(a slog.Attr) bool { h.attrs[a.Key] = a.Value.String(); return true })
+		}
+		h.mu.Unlock()
 		select {
 		case h.ch <- struct{}{}:
 		default:
@@ -258,8 +297,11 @@ func TestPilotRefusesFrontgateWithoutCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	failed := make(chan struct{}, 1)
+	h := &signalHandler{msg: "pilot refuses this frontgate; if it was revoked, delete the clusters behind it with --force and stop this instance, otherwise check its certificate", ch: failed}
+	// A tiny base: a refusal must still wait the full maximum, because
+	// retrying soon cannot change pilot's answer.
 	l, err := New(Config{PilotAddress: p.Addr(), Credentials: credentials.NewTLS(tc), FrontgateID: "fg-1", Handler: ack,
-		Logger: slog.New(&signalHandler{msg: "pilot stream ended; reconnecting", ch: failed}), BackoffBase: time.Hour, BackoffMax: time.Hour})
+		Logger: slog.New(h), BackoffBase: time.Millisecond, BackoffMax: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +310,9 @@ func TestPilotRefusesFrontgateWithoutCertificate(t *testing.T) {
 	case <-failed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a link without a certificate was not refused")
+	}
+	if got := h.attr("retry_in"); got != time.Hour.String() {
+		t.Fatalf("after a refusal the link retries in %s, want the maximum backoff (1h0m0s)", got)
 	}
 	if len(p.Hellos()) != 0 {
 		t.Fatalf("pilot accepted hellos %v from a frontgate without a certificate", p.Hellos())

@@ -40,8 +40,12 @@ type conn struct {
 	peer   *streamrpc.Peer
 	hello  *streamv1.Hello
 	since  time.Time
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 }
+
+// errRevoked is the cause a revocation cancels a stream with, so the
+// frontgate is told why it was cut rather than seeing a bare EOF.
+var errRevoked = errors.New("revoked")
 
 // Config holds what the link needs beyond the stream options.
 type Config struct {
@@ -102,8 +106,8 @@ func (s *Server) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1
 		}
 	}
 	p := streamrpc.NewPeer(st, handler, s.opts)
-	pctx, cancel := context.WithCancel(st.Context())
-	defer cancel()
+	pctx, cancel := context.WithCancelCause(st.Context())
+	defer cancel(nil)
 	c := &conn{peer: p, hello: hello, since: time.Now(), cancel: cancel}
 	s.mu.Lock()
 	old := s.peers[hello.Id]
@@ -122,6 +126,10 @@ func (s *Server) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1
 		s.notify()
 	}
 	s.mu.Unlock()
+	if errors.Is(context.Cause(pctx), errRevoked) {
+		log.Warn("revoked frontgate disconnected")
+		return status.Errorf(codes.PermissionDenied, "frontgate %s is revoked", id.ID)
+	}
 	log.Info("frontgate disconnected", "reason", err)
 	return nil
 }
@@ -197,7 +205,7 @@ func (s *Server) Disconnect(id string) bool {
 	c, ok := s.peers[id]
 	s.mu.Unlock()
 	if ok {
-		c.cancel()
+		c.cancel(errRevoked)
 	}
 	return ok
 }

@@ -12,7 +12,9 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -83,6 +85,7 @@ func serve(t *testing.T) (*Server, string, *testPKI) {
 type fakeFrontgate struct {
 	stop func()
 	done chan struct{}
+	err  error // why the stream ended; read after done
 }
 
 func dial(t *testing.T, tp *testPKI, cert pki.Identity, addr, component, id string, h streamrpc.Handler) *fakeFrontgate {
@@ -103,7 +106,7 @@ func dial(t *testing.T, tp *testPKI, cert pki.Identity, addr, component, id stri
 	f := &fakeFrontgate{done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
-		_ = streamrpc.NewPeer(st, h, streamrpc.Options{HeartbeatInterval: 100 * time.Millisecond}).Run(ctx)
+		f.err = streamrpc.NewPeer(st, h, streamrpc.Options{HeartbeatInterval: 100 * time.Millisecond}).Run(ctx)
 	}()
 	var once sync.Once
 	f.stop = func() { once.Do(func() { cancel(); <-f.done; conn.Close() }) }
@@ -246,5 +249,9 @@ func TestDisconnectEndsTheStream(t *testing.T) {
 	case <-f.done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("disconnected frontgate's stream stayed up")
+	}
+	// The frontgate is told why, not left with a bare EOF.
+	if status.Code(f.err) != codes.PermissionDenied || !strings.Contains(f.err.Error(), "revoked") {
+		t.Fatalf("stream ended with %v, want PermissionDenied naming the revocation", f.err)
 	}
 }

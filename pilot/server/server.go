@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/internal/tlsutil"
@@ -215,12 +216,11 @@ func Run(ctx context.Context, cfg Config) error {
 	registerMetrics(reg, st, fg)
 
 	methods := auth.Methods()
-	gs := grpc.NewServer(
+	gs := grpc.NewServer(append(limits.GRPCServerOptions(),
 		grpc.Creds(credentials.NewTLS(creds.ServerConfig(tls.VerifyClientCertIfGiven))),
 		grpc.ChainUnaryInterceptor(users.UnaryInterceptor(methods), auditLog.UnaryInterceptor(methods)),
 		grpc.ChainStreamInterceptor(users.StreamInterceptor(methods)),
-		grpc.MaxRecvMsgSize(16<<20), // package archives are up to 8 MiB
-	)
+	)...)
 	pilotv1.RegisterAppServiceServer(gs, apiSrv)
 	pilotv1.RegisterRuntimeServiceServer(gs, apiSrv)
 	pilotv1.RegisterClusterServiceServer(gs, apiSrv)
@@ -384,7 +384,7 @@ func frontgateIPs(ctx context.Context, st *store.Store, id pki.Identity) ([]net.
 func startHTTP(ctx context.Context, addr, grpcAddr string, creds *tlsutil.Creds, users *auth.Users, reg *prometheus.Registry, wg *sync.WaitGroup, errc chan<- error) (*http.Server, string, error) {
 	gw := runtime.NewServeMux()
 	host, _, _ := net.SplitHostPort(grpcAddr)
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig(host)))}
+	opts := append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig(host))))
 	for _, register := range []func(context.Context, *runtime.ServeMux, string, []grpc.DialOption) error{
 		pilotv1.RegisterAppServiceHandlerFromEndpoint,
 		pilotv1.RegisterRuntimeServiceHandlerFromEndpoint,

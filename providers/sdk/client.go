@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/limits"
 )
 
 // defaultStartTimeout bounds the plugin handshake when ctx has no deadline.
@@ -67,9 +68,10 @@ func Start(ctx context.Context, path string, logger *slog.Logger) (*Client, erro
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		// AutoMTLS: only this pilot process can call the plugin, even though
 		// it listens on a socket other local users might reach.
-		AutoMTLS:     true,
-		StartTimeout: timeout,
-		Logger:       newHCLogger(plog, base),
+		AutoMTLS:        true,
+		GRPCDialOptions: limits.GRPCDialOptions(),
+		StartTimeout:    timeout,
+		Logger:          newHCLogger(plog, base),
 		// Without these, go-plugin discards whatever the plugin writes to its
 		// os.Stdout/os.Stderr after Serve (they are relayed over gRPC).
 		SyncStdout: c.stdout,

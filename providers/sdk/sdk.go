@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/limits"
 )
 
 // Handshake is shared by pilot and every provider plugin. go-plugin refuses to
@@ -45,8 +46,10 @@ func Serve(impl providerv1.ProviderServer, logger hclog.Logger) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &grpcPlugin{impl: impl}},
-		GRPCServer:      plugin.DefaultGRPCServer,
-		Logger:          logger,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, limits.GRPCServerOptions()...)...)
+		},
+		Logger: logger,
 	})
 }
 

@@ -327,3 +327,86 @@ func etcdURLFromLog(t *testing.T, p *pilot) string {
 	t.Fatal("pilot's log does not give its etcd's URL")
 	return ""
 }
+
+// TestRevokedFrontgate revokes a running frontgate: pilot must cut its
+// stream, refuse every reconnect (also when tried by hand with the
+// frontgate's own certificate), and the frontgate must not spin on it.
+func TestRevokedFrontgate(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "examples/kv")
+	c, job := createCluster(t, p, "kv", map[string]string{"cluster.replica.count": "0"})
+	mustSucceed(t, job)
+	fgInstance, fgUD := frontgateInstance(t, p)
+	connected := func() (bool, string) {
+		m, err := p.restGet("/metrics")
+		for _, l := range strings.Split(m, "\n") {
+			if strings.HasPrefix(l, "hangar_pilot_frontgates_connected ") {
+				return strings.TrimSpace(strings.TrimPrefix(l, "hangar_pilot_frontgates_connected ")) != "0", l
+			}
+		}
+		return false, fmt.Sprint("no gauge in /metrics: ", err)
+	}
+	if ok, line := connected(); !ok {
+		t.Fatalf("before the revoke the frontgate should be connected: %s", line)
+	}
+
+	out := p.mustHangar("revoke", "frontgate", fgUD.FrontgateID, "--reason", "e2e")
+	if !strings.Contains(out, "revoked") {
+		t.Fatalf("hangar revoke: %s", out)
+	}
+	waitFor(t, 30*time.Second, "pilot to drop the revoked frontgate", func() (bool, string) {
+		ok, line := connected()
+		return !ok, line
+	})
+
+	// The frontgate's own certificate, straight from its instance, is
+	// refused at the stream by name.
+	creds, err := tlsutil.Load(filepath.Join(p.instanceDir(fgInstance), "data", "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig("127.0.0.1"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := streamv1.NewFrontgateLinkClient(conn).Connect(ctx)
+	if err == nil {
+		_ = streamrpc.SendHello(st, &streamv1.Hello{Component: "frontgate", Id: fgUD.FrontgateID})
+		_, err = st.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("the revoked frontgate's certificate opened a stream: %v, want PermissionDenied naming the revocation", err)
+	}
+
+	// The real frontgate is refused when it tries again, says so in its
+	// log, and backs off to its maximum rather than spinning.
+	const refusal = "pilot refuses this frontgate"
+	fgLog := filepath.Join(p.instanceDir(fgInstance), "agent.log")
+	waitFor(t, 30*time.Second, "the frontgate to log that pilot refuses it", func() (bool, string) {
+		b, _ := os.ReadFile(fgLog)
+		return strings.Contains(string(b), refusal), tail(string(b), 600)
+	})
+	if ok, line := connected(); ok {
+		t.Fatalf("the revoked frontgate reconnected: %s", line)
+	}
+	b, _ := os.ReadFile(fgLog)
+	if n := strings.Count(string(b), refusal); n > 2 {
+		t.Errorf("the frontgate was refused %d times within seconds: it retries without backing off", n)
+	}
+
+	// What the refusal tells the operator to do works: a forced delete of
+	// the cluster behind the revoked frontgate ends, and takes every
+	// instance, the frontgate's included, with it.
+	before := instanceDirs(t, p)
+	out = p.mustHangar("cluster", "delete", c.Id, "--force", "--wait")
+	if left := instanceDirs(t, p); len(left) > 0 {
+		t.Errorf("instances left after the forced delete: %v\n%s", left, out)
+	}
+	if pids := processesOf(before...); len(pids) > 0 {
+		t.Errorf("processes left after the forced delete: %v", pids)
+	}
+}
