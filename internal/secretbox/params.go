@@ -10,8 +10,13 @@ import (
 // only as that parameter of that cluster.
 func ParamAD(clusterID, path string) string { return clusterID + "/" + path }
 
-// CredentialAD is the associated data of a runtime credential.
-func CredentialAD(runtimeID, key string) string { return runtimeID + "/" + key }
+// CredentialAD is the associated data of a runtime credential. Runtime ids
+// are unique only within a tenant, so the tenant is part of it: a
+// credential copied to another tenant's runtime of the same name does not
+// open there.
+func CredentialAD(tenant, runtimeID, key string) string {
+	return tenant + "/" + runtimeID + "/" + key
+}
 
 // SealParams returns a copy of a cluster's parameters (path -> value) with
 // the values of the paths secret reports sealed, for storing. Values already
@@ -59,14 +64,14 @@ func OpenParams(box *Box, clusterID string, params map[string]string, secret fun
 	return out, nil
 }
 
-// SealCredentials returns a copy of a runtime's provider credentials with
-// every value sealed (values already sealed are kept). A nil box returns an
-// unchanged copy.
-func SealCredentials(box *Box, runtimeID string, creds map[string]string) map[string]string {
+// SealCredentials returns a copy of the provider credentials of a tenant's
+// runtime with every value sealed (values already sealed are kept). A nil
+// box returns an unchanged copy.
+func SealCredentials(box *Box, tenant, runtimeID string, creds map[string]string) map[string]string {
 	out := make(map[string]string, len(creds))
 	for k, v := range creds {
 		if box != nil && !IsSealed(v) {
-			v = box.Seal(v, CredentialAD(runtimeID, k))
+			v = box.Seal(v, CredentialAD(tenant, runtimeID, k))
 		}
 		out[k] = v
 	}
@@ -75,7 +80,7 @@ func SealCredentials(box *Box, runtimeID string, creds map[string]string) map[st
 
 // OpenCredentials returns a copy of stored credentials with every sealed
 // value opened; each failure is reported by key.
-func OpenCredentials(box *Box, runtimeID string, creds map[string]string) (map[string]string, error) {
+func OpenCredentials(box *Box, tenant, runtimeID string, creds map[string]string) (map[string]string, error) {
 	out := make(map[string]string, len(creds))
 	var errs []error
 	for _, k := range sortedKeys(creds) {
@@ -85,7 +90,7 @@ func OpenCredentials(box *Box, runtimeID string, creds map[string]string) (map[s
 				errs = append(errs, fmt.Errorf("credential %s of runtime %s is encrypted, but no secret key is configured; start pilot with the key it was sealed with (--secret-key-file or %s)", k, runtimeID, EnvKey))
 				continue
 			}
-			plain, err := box.Open(v, CredentialAD(runtimeID, k))
+			plain, err := box.Open(v, CredentialAD(tenant, runtimeID, k))
 			if err != nil {
 				errs = append(errs, fmt.Errorf("credential %s of runtime %s: %w", k, runtimeID, err))
 				continue

@@ -330,21 +330,26 @@ func TestParams(t *testing.T) {
 func TestCredentials(t *testing.T) {
 	b := testBox(t, 1)
 	creds := map[string]string{"access_key_id": "AK", "secret_access_key": "SK"}
-	sealed := SealCredentials(b, "rt-1", creds)
+	sealed := SealCredentials(b, "acme", "rt-1", creds)
 	for k, v := range sealed {
 		if !IsSealed(v) {
 			t.Fatalf("credential %s not sealed: %q", k, v)
 		}
 	}
-	got, err := OpenCredentials(b, "rt-1", sealed)
+	got, err := OpenCredentials(b, "acme", "rt-1", sealed)
 	if err != nil || got["access_key_id"] != "AK" || got["secret_access_key"] != "SK" {
 		t.Fatalf("OpenCredentials = %v, %v", got, err)
 	}
-	if _, err := OpenCredentials(b, "rt-2", sealed); err == nil || !strings.Contains(err.Error(), "runtime rt-2") {
+	if _, err := OpenCredentials(b, "acme", "rt-2", sealed); err == nil || !strings.Contains(err.Error(), "runtime rt-2") {
 		t.Fatalf("credentials moved to rt-2 opened: %v", err)
 	}
+	// Runtime ids are per tenant: the same id in another tenant is another
+	// runtime.
+	if _, err := OpenCredentials(b, "globex", "rt-1", sealed); err == nil || !strings.Contains(err.Error(), "runtime rt-1") {
+		t.Fatalf("credentials moved to tenant globex's rt-1 opened: %v", err)
+	}
 	swapped := map[string]string{"access_key_id": sealed["secret_access_key"]}
-	if _, err := OpenCredentials(b, "rt-1", swapped); err == nil || !strings.Contains(err.Error(), "access_key_id") {
+	if _, err := OpenCredentials(b, "acme", "rt-1", swapped); err == nil || !strings.Contains(err.Error(), "access_key_id") {
 		t.Fatalf("credential swapped between keys opened: %v", err)
 	}
 }

@@ -297,7 +297,7 @@ func (s *Server) CreateRuntime(ctx context.Context, req *pilotv1.CreateRuntimeRe
 	}
 	var raw map[string][]byte
 	if len(req.Credentials) > 0 {
-		b, err := json.Marshal(secretbox.SealCredentials(s.cfg.Box, rt.Id, req.Credentials))
+		b, err := json.Marshal(secretbox.SealCredentials(s.cfg.Box, tn, rt.Id, req.Credentials))
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "runtime %s credentials: %v", rt.Id, err)
 		}

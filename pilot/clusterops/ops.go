@@ -212,7 +212,7 @@ func RuntimeCredentials(ctx context.Context, st *store.Store, box *secretbox.Box
 	if err := json.Unmarshal(raw, &sealed); err != nil {
 		return nil, fmt.Errorf("runtime %s credentials: %w", id, err)
 	}
-	creds, err := secretbox.OpenCredentials(box, id, sealed)
+	creds, err := secretbox.OpenCredentials(box, tenant, id, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("runtime %s credentials: %w (is pilot using the secret key they were stored with?)", id, err)
 	}
