@@ -5,6 +5,8 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FuzzMetastoreKeys checks the validation that keeps each cluster's
@@ -43,6 +45,9 @@ func FuzzMetastoreKeys(f *testing.F) {
 			if seg == "" || seg == "." || seg == ".." {
 				t.Fatalf("accepted key %q with segment %q", key, seg)
 			}
+		}
+		if !utf8.ValidString(key) || strings.IndexFunc(key, unicode.IsControl) >= 0 {
+			t.Fatalf("accepted key %q with a control character or invalid UTF-8", key)
 		}
 		if idErr != nil {
 			return

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -120,9 +122,17 @@ func ValidateClusterID(id string) error {
 // ValidateKey checks a key relative to a cluster's prefix, such as
 // "hosts/master/i-1/ip".
 func ValidateKey(key string) error {
-	const allowed = `keys are relative paths like "hosts/master/i-1/ip": no leading "/", no empty, "." or ".." segment`
+	const allowed = `keys are relative paths like "hosts/master/i-1/ip": UTF-8 without control characters, no leading "/", no empty, "." or ".." segment`
 	if key == "" {
 		return fmt.Errorf("%w: empty key; %s", ErrInvalid, allowed)
+	}
+	// Control characters would pass into confd's key lookups and rendered
+	// files (a newline in a key splits a config line in two).
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("%w: key %q is not valid UTF-8; %s", ErrInvalid, key, allowed)
+	}
+	if i := strings.IndexFunc(key, unicode.IsControl); i >= 0 {
+		return fmt.Errorf("%w: key %q has control character %U at byte %d; %s", ErrInvalid, key, []rune(key[i:])[0], i, allowed)
 	}
 	if strings.HasPrefix(key, "/") {
 		return fmt.Errorf("%w: key %q starts with \"/\"; %s", ErrInvalid, key, allowed)

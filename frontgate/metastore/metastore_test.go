@@ -288,6 +288,10 @@ func TestValidation(t *testing.T) {
 		{"empty segment", "c-1", "hosts//x", `key "hosts//x" has an empty segment`},
 		{"trailing slash", "c-1", "hosts/", `key "hosts/" has an empty segment`},
 		{"empty key", "c-1", "", "empty key"},
+		{"newline", "c-1", "env/a\nb", `key "env/a\nb" has control character U+000A at byte 5`},
+		{"nul", "c-1", "env/\x00", "control character U+0000"},
+		{"delete char", "c-1", "env/\x7f", "control character U+007F"},
+		{"not utf-8", "c-1", "env/\xff", "not valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -250,18 +250,29 @@ func (p *Peer) serve(ctx context.Context, req *streamv1.Request) {
 		cancel()
 		return
 	}
+	if _, dup := p.inflight[req.Id]; dup {
+		// A second request with a running one's id would take over its
+		// cancel entry (and lose it when either ends). Ids are reused only
+		// to retry the same request, so the retry is told to come back
+		// once the first has answered, and the first runs on.
+		p.mu.Unlock()
+		cancel()
+		p.log.Warn("request id already in flight; refused", "request_id", req.Id)
+		p.reply(req.Id, ErrorResponse(CodeUnavailable, "request id %s is already in flight on this stream; retry after its answer", req.Id))
+		return
+	}
 	p.inflight[req.Id] = cancel
 	p.handled.Add(1)
 	p.mu.Unlock()
 	go func() {
 		defer p.handled.Done()
-		defer func() {
-			p.mu.Lock()
-			delete(p.inflight, req.Id)
-			p.mu.Unlock()
-			cancel()
-		}()
 		resp := p.handler(hctx, req)
+		// The id is free again before the answer goes out, so a retry sent
+		// on receiving it is never mistaken for a duplicate.
+		p.mu.Lock()
+		delete(p.inflight, req.Id)
+		p.mu.Unlock()
+		cancel()
 		if ctx.Err() != nil {
 			// The stream is going away: the handler was cut short, so its
 			// answer is not the request's result. The requester re-sends
@@ -308,6 +319,12 @@ func (p *Peer) Call(ctx context.Context, req *streamv1.Request) (*streamv1.Respo
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrClosed
+	}
+	if _, dup := p.pending[req.Id]; dup {
+		p.mu.Unlock()
+		// Typed as unavailable, like the remote refusal of a duplicate: a
+		// relay passes it on as an answer and the origin retries later.
+		return nil, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("request id %s is already waiting for an answer on this stream; retry after its answer", req.Id)}
 	}
 	p.pending[req.Id] = ch
 	p.mu.Unlock()

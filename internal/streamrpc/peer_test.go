@@ -40,6 +40,7 @@ func (s *linkServer) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, stre
 
 type harness struct {
 	srv    *linkServer
+	raw    streamv1.DroneLink_ConnectClient // the client's stream when no client Peer runs
 	client *Peer
 	server *Peer
 	stop   func()
@@ -74,6 +75,7 @@ func start(t testing.TB, serverHandler, clientHandler Handler, serverOpts, clien
 		h.client = NewPeer(st, clientHandler, clientOpts)
 		go func() { defer close(clientDone); _ = h.client.Run(ctx) }()
 	} else {
+		h.raw = st
 		close(clientDone)
 	}
 	select {
@@ -236,5 +238,84 @@ func TestHeartbeatsKeepIdlePeerAlive(t *testing.T) {
 	}
 	if _, err := h.client.Call(context.Background(), &streamv1.Request{}); err != nil {
 		t.Fatalf("call after idle period: %v", err)
+	}
+}
+
+// Request ids are unique per stream; a duplicate must neither run nor take
+// over the first request's cancellation.
+func TestDuplicateRequestIDs(t *testing.T) {
+	started := make(chan struct{}, 2)
+	cancelled := make(chan struct{})
+	h := start(t, func(ctx context.Context, _ *streamv1.Request) *streamv1.Response {
+		started <- struct{}{}
+		<-ctx.Done()
+		close(cancelled)
+		return ack("cancelled")
+	}, nil, Options{}, Options{}, false)
+	send := func(env *streamv1.Envelope) {
+		t.Helper()
+		if err := h.raw.Send(env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := func() *streamv1.Envelope {
+		return &streamv1.Envelope{Kind: &streamv1.Envelope_Request{Request: &streamv1.Request{Id: "r-1"}}}
+	}
+	send(req())
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first request never started")
+	}
+	send(req())
+	env, err := h.raw.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := env.GetResponse()
+	if resp.GetRequestId() != "r-1" || resp.GetError().GetCode() != CodeUnavailable || !strings.Contains(resp.GetError().GetMessage(), "already in flight") {
+		t.Fatalf("the duplicate got %v, want an unavailable error naming the id", env)
+	}
+	// The first request is still cancellable by its id.
+	send(&streamv1.Envelope{Kind: &streamv1.Envelope_Cancel{Cancel: &streamv1.Cancel{RequestId: "r-1"}}})
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelling r-1 did not reach the first request")
+	}
+	if len(started) != 0 {
+		t.Fatal("the duplicate request ran")
+	}
+}
+
+func TestCallRefusesAnIDAlreadyWaiting(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	h := start(t, func(ctx context.Context, _ *streamv1.Request) *streamv1.Response {
+		started <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return ack("ok")
+	}, nil, Options{}, Options{}, true)
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.client.Call(context.Background(), &streamv1.Request{Id: "same"})
+		first <- err
+	}()
+	select {
+	case <-started: // the first call is registered and waiting
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first call never reached the handler")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := h.client.Call(ctx, &streamv1.Request{Id: "same"}); !IsCode(err, CodeUnavailable) || !strings.Contains(err.Error(), "already waiting") {
+		t.Fatalf("second call with the same id: %v, want a refusal", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the first call failed: %v", err)
 	}
 }
