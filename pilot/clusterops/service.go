@@ -149,6 +149,15 @@ func commandRequest(key ed25519.PrivateKey, nodeID, id, cmd string, timeout int,
 	return &streamv1.Request{Body: &streamv1.Request_RunCommand{RunCommand: rc}}, nil
 }
 
+// progress records a node's intermediate state (running, unreachable,
+// rejected) in its job. It is what `job watch` shows; the task's outcome
+// does not depend on it, so a failed write is logged, not fatal.
+func (o *Ops) progress(ctx context.Context, t *jobs.Task, nr *pilotv1.NodeResult) {
+	if err := t.Record(ctx, nr); err != nil {
+		o.log.Warn("record node progress", "job_id", t.Job.Id, "task_id", t.Task.Id, "node_id", nr.NodeId, "state", nr.State, "err", err)
+	}
+}
+
 func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, nd *pilotv1.Node, cmd string, timeout int) error {
 	if timeout <= 0 {
 		timeout = 600
@@ -161,7 +170,7 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 		return err
 	}
 	nr := &pilotv1.NodeResult{NodeId: nd.Id, InstanceId: nd.InstanceId, Role: nd.Role, CommandId: id, Cmd: cmd, State: "running", StartedAt: timestamppb.Now()}
-	_ = t.Record(ctx, nr)
+	o.progress(ctx, t, nr)
 	// The drone enforces the timeout; we wait a little longer for its answer.
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second+30*time.Second)
 	defer cancel()
@@ -173,12 +182,12 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 			// The drone refused the signature (wrong key, clock skew): a
 			// retry signs with the same key and clock, so it cannot help.
 			nr.State, nr.Error = "rejected", err.Error()
-			_ = t.Record(ctx, nr)
+			o.progress(ctx, t, nr)
 			return fmt.Errorf("node %s (role %s): %s: the drone refused the command's signature (check that the drone joined this pilot and that the clocks agree): %w", nd.Id, nd.Role, t.Task.Title, err)
 		}
 		if err != nil {
 			nr.State, nr.Error = "unreachable", err.Error()
-			_ = t.Record(ctx, nr)
+			o.progress(ctx, t, nr)
 			return jobs.Retryable(fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err))
 		}
 		res = resp.GetCommandResult()
@@ -197,7 +206,12 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 	nr.Output = string(res.Output)
 	nr.State = strings.TrimPrefix(strings.ToLower(res.State.String()), "command_state_")
 	nr.StartedAt, nr.FinishedAt, nr.Error = res.StartedAt, res.FinishedAt, res.Error
-	_ = t.Record(ctx, nr)
+	if err := t.Record(ctx, nr); err != nil {
+		// The result must not be lost: the retry asks the drone again, and
+		// the drone answers the command id it already ran with its
+		// recorded result instead of running it twice.
+		return jobs.Retryable(fmt.Errorf("node %s: record the result of command %s: %w", nd.Id, id, err))
+	}
 	if res.State == streamv1.CommandState_COMMAND_STATE_EXITED && res.ExitCode == 0 {
 		return nil
 	}
