@@ -12,7 +12,7 @@ func TestExitWithParent(t *testing.T) {
 		done := make(chan struct{})
 		defer close(done)
 		// A parent pid that is not ours stands for "re-parented".
-		go exitWithParent(os.Getppid()+1, 5*time.Millisecond, done, func() { close(exited) })
+		go exitWithParent(os.Getppid()+1, 5*time.Millisecond, done, os.Getppid, func() { close(exited) })
 		select {
 		case <-exited:
 		case <-time.After(5 * time.Second):
@@ -22,11 +22,26 @@ func TestExitWithParent(t *testing.T) {
 	t.Run("parent alive: stays until done", func(t *testing.T) {
 		done := make(chan struct{})
 		stopped := make(chan struct{})
+		checks := make(chan struct{})
+		getppid := func() int {
+			select {
+			case checks <- struct{}{}:
+			case <-done:
+			}
+			return os.Getppid()
+		}
 		go func() {
-			exitWithParent(os.Getppid(), 5*time.Millisecond, done, func() { t.Error("exited while the parent lives") })
+			exitWithParent(os.Getppid(), time.Millisecond, done, getppid, func() { t.Error("exited while the parent lives") })
 			close(stopped)
 		}()
-		time.Sleep(50 * time.Millisecond) // several checks happen meanwhile
+		// Let the watcher check several times, each time finding the parent.
+		for i := 0; i < 3; i++ {
+			select {
+			case <-checks:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the watcher made %d checks, want 3", i)
+			}
+		}
 		close(done)
 		select {
 		case <-stopped:

@@ -42,7 +42,7 @@ const PluginName = "provider"
 func Serve(impl providerv1.ProviderServer, logger hclog.Logger) {
 	done := make(chan struct{})
 	defer close(done)
-	go exitWithParent(os.Getppid(), time.Second, done, func() { os.Exit(0) })
+	go exitWithParent(os.Getppid(), time.Second, done, os.Getppid, func() { os.Exit(0) })
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &grpcPlugin{impl: impl}},
@@ -77,7 +77,7 @@ func (p *grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc
 // exitWithParent calls exit once this process's parent is no longer parent
 // (the process was re-parented because the parent died), checking every
 // interval until done is closed.
-func exitWithParent(parent int, interval time.Duration, done <-chan struct{}, exit func()) {
+func exitWithParent(parent int, interval time.Duration, done <-chan struct{}, getppid func() int, exit func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -85,7 +85,7 @@ func exitWithParent(parent int, interval time.Duration, done <-chan struct{}, ex
 		case <-done:
 			return
 		case <-t.C:
-			if os.Getppid() != parent {
+			if getppid() != parent {
 				exit()
 				return
 			}
