@@ -209,9 +209,15 @@ func writeFailures(w io.Writer, job *pilotv1.Job) error {
 			if r.GetInstanceId() != "" {
 				p.printf(", instance %s", r.GetInstanceId())
 			}
-			p.printf("): exit code %d", r.GetExitCode())
-			if r.GetState() != "" && r.GetState() != "exited" {
-				p.printf(" (%s)", strings.ReplaceAll(r.GetState(), "_", " "))
+			// Only a command that ran has an exit code; an unreachable or
+			// rejected node's "0" would read as success.
+			switch st := strings.ReplaceAll(r.GetState(), "_", " "); st {
+			case "", "exited":
+				p.printf("): exit code %d", r.GetExitCode())
+			case "timed out":
+				p.printf("): exit code %d (%s)", r.GetExitCode(), st)
+			default:
+				p.printf("): %s", st)
 			}
 			p.printf("\n")
 			if r.GetError() != "" {

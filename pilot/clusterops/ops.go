@@ -343,6 +343,9 @@ func (o *Ops) ensureFrontgate(ctx context.Context, t *jobs.Task) error {
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	if err := o.cfg.Frontgates.WaitConnected(wctx, n.FrontgateId); err != nil {
+		if errors.Is(err, fglink.ErrRevoked) {
+			return err
+		}
 		return jobs.Retryable(fmt.Errorf("frontgate %s (instance %s at %s) did not connect to pilot at %s: %w", n.FrontgateId, n.FrontgateInstanceId, n.FrontgateAddress, o.cfg.PilotAddress, err))
 	}
 	return nil
@@ -545,6 +548,9 @@ func (o *Ops) callFrontgate(ctx context.Context, n *pilotv1.Network, req *stream
 	defer cancel()
 	resp, err := o.cfg.Frontgates.Call(cctx, n.FrontgateId, req)
 	if err != nil {
+		if errors.Is(err, fglink.ErrRevoked) {
+			return nil, err
+		}
 		var re *streamrpc.Error
 		if errors.As(err, &re) && re.Code != streamrpc.CodeUnavailable && re.Code != streamrpc.CodeDeadline {
 			return nil, err

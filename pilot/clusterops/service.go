@@ -18,6 +18,7 @@ import (
 	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/pilot/fglink"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -188,6 +189,9 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 		if err != nil {
 			nr.State, nr.Error = "unreachable", err.Error()
 			o.progress(ctx, t, nr)
+			if errors.Is(err, fglink.ErrRevoked) {
+				return fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err)
+			}
 			return jobs.Retryable(fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err))
 		}
 		res = resp.GetCommandResult()

@@ -43,6 +43,10 @@ type conn struct {
 	cancel context.CancelCauseFunc
 }
 
+// ErrRevoked is returned by Call and WaitConnected for a frontgate that has
+// been revoked: it will not connect again, so retrying is pointless.
+var ErrRevoked = errors.New("revoked: pilot refuses it; delete the clusters behind it with --force so their network gets a new frontgate")
+
 // errRevoked is the cause a revocation cancels a stream with, so the
 // frontgate is told why it was cut rather than seeing a bare EOF.
 var errRevoked = errors.New("revoked")
@@ -150,6 +154,11 @@ func (s *Server) WaitConnected(ctx context.Context, id string) error {
 
 func (s *Server) wait(ctx context.Context, id string) (*streamrpc.Peer, error) {
 	for {
+		// A revoked frontgate will never be let back in: waiting for it
+		// would only make every caller time out.
+		if s.cfg.Revoked != nil && s.cfg.Revoked(pki.Identity{Kind: pki.KindFrontgate, ID: id}) {
+			return nil, fmt.Errorf("frontgate %s: %w", id, ErrRevoked)
+		}
 		s.mu.Lock()
 		c, ok := s.peers[id]
 		ch := s.changed
@@ -203,6 +212,9 @@ func (s *Server) Count() int {
 func (s *Server) Disconnect(id string) bool {
 	s.mu.Lock()
 	c, ok := s.peers[id]
+	// Wakes callers waiting for this frontgate to connect, so they see the
+	// revocation now rather than at their deadline.
+	s.notify()
 	s.mu.Unlock()
 	if ok {
 		c.cancel(errRevoked)

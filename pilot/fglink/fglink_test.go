@@ -255,3 +255,29 @@ func TestDisconnectEndsTheStream(t *testing.T) {
 		t.Fatalf("stream ended with %v, want PermissionDenied naming the revocation", f.err)
 	}
 }
+
+// Callers waiting for a revoked frontgate are told at once (and those
+// already waiting when it is revoked, as soon as it is), instead of timing
+// out, since it will never connect again.
+func TestCallsToARevokedFrontgateFailFast(t *testing.T) {
+	s, _, _ := serve(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	waiting := make(chan error, 1)
+	go func() { _, err := s.Call(ctx, "fg-later", list("r1")); waiting <- err }()
+
+	revokedMu.Lock()
+	revoked["fg-gone"] = true
+	revoked["fg-later"] = true
+	revokedMu.Unlock()
+	if _, err := s.Call(ctx, "fg-gone", list("r2")); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("Call to a revoked frontgate = %v, want ErrRevoked", err)
+	}
+	if err := s.WaitConnected(ctx, "fg-gone"); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("WaitConnected for a revoked frontgate = %v, want ErrRevoked", err)
+	}
+	s.Disconnect("fg-later") // what the revoke does, though it is not connected
+	if err := <-waiting; !errors.Is(err, ErrRevoked) {
+		t.Fatalf("a Call already waiting when its frontgate was revoked = %v, want ErrRevoked", err)
+	}
+}

@@ -351,7 +351,10 @@ func TestRevokedFrontgate(t *testing.T) {
 		t.Fatalf("before the revoke the frontgate should be connected: %s", line)
 	}
 
-	out := p.mustHangar("revoke", "frontgate", fgUD.FrontgateID, "--reason", "e2e")
+	out, err := p.hangar("revoke", "frontgate", fgUD.FrontgateID, "--reason", "e2e")
+	if err != nil {
+		t.Fatalf("hangar revoke: %v\n%s", err, out)
+	}
 	if !strings.Contains(out, "revoked") {
 		t.Fatalf("hangar revoke: %s", out)
 	}
@@ -396,6 +399,13 @@ func TestRevokedFrontgate(t *testing.T) {
 	b, _ := os.ReadFile(fgLog)
 	if n := strings.Count(string(b), refusal); n > 2 {
 		t.Errorf("the frontgate was refused %d times within seconds: it retries without backing off", n)
+	}
+
+	// Work behind the revoked frontgate fails at once and says why, rather
+	// than retrying until it times out.
+	out, err = p.hangar("cluster", "delete", c.Id, "--wait")
+	if err == nil || !strings.Contains(out, "revoked") || !strings.Contains(out, "--force") {
+		t.Fatalf("a delete behind the revoked frontgate: %v\n%s\nwant a failure naming the revocation and --force", err, out)
 	}
 
 	// What the refusal tells the operator to do works: a forced delete of
