@@ -5,6 +5,12 @@
 // frontgate's certificate over it, and optionally a Prometheus endpoint.
 // The parts live in the sub-packages; this package only starts them in
 // order and stops them in reverse.
+//
+// Start-up: enroll (or load) the identity; start etcd with auth on (on a
+// first start etcd runs once admitting only the frontgate's certificate,
+// to enable auth there, and is restarted; see startEtcd and package
+// access); load the revoked nodes; start the DroneLink server, the metrics
+// endpoint, the pilot link and the renewal loop.
 package frontgate
 
 import (
@@ -76,6 +82,10 @@ type Config struct {
 	// EnrollBackoffBase and EnrollBackoffMax bound the delay between join
 	// attempts while pilot is unreachable (enroll's defaults when zero).
 	EnrollBackoffBase, EnrollBackoffMax time.Duration
+
+	// onRestrictedEtcd lets the package's tests probe etcd while it runs
+	// admitting the frontgate alone (see startEtcd).
+	onRestrictedEtcd func(*etcdserver.Server)
 }
 
 func (c Config) validate() error {
@@ -160,38 +170,39 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	// etcd reads the files again at every handshake, so the renewal's
 	// rewrite of DataDir/tls is all it takes to serve the new certificate.
 	tlsDir := f.creds.Dir()
+	owner := f.creds.Identity().CommonName()
 	etcdTLS := &transport.TLSInfo{
 		CertFile:       filepath.Join(tlsDir, tlsutil.CertFile),
 		KeyFile:        filepath.Join(tlsDir, tlsutil.KeyFile),
 		TrustedCAFile:  filepath.Join(tlsDir, tlsutil.CAFile),
 		ClientCertAuth: true,
 	}
+	// The member is alone in its cluster, yet its peer port would take
+	// raft messages from any certificate of pilot's CA, and etcd auth does
+	// not cover that port: only the frontgate's own certificate may speak
+	// raft to it.
+	peerTLS := *etcdTLS
+	peerTLS.AllowedCNs = []string{owner}
 	// One cluster's metadata change is one transaction: allow clusters of
 	// several hundred nodes (about 17 keys each).
 	const maxTxnOps = 16384
-	f.etcd, err = etcdserver.Start(ctx, etcdserver.Config{
+	// The frontgate's own client is the user its certificate's CN names.
+	f.etcd, f.cli, err = startEtcd(ctx, etcdserver.Config{
 		Name:            cfg.FrontgateID,
 		DataDir:         filepath.Join(cfg.DataDir, "etcd"),
 		ClientURL:       cfg.EtcdClientURL,
 		PeerURL:         cfg.EtcdPeerURL,
 		ClientTLS:       etcdTLS,
-		PeerTLS:         etcdTLS,
+		PeerTLS:         &peerTLS,
 		WALSegmentBytes: cfg.WALSegmentBytes,
 		MaxTxnOps:       maxTxnOps,
 		MaxRequestBytes: limits.FrontgateEtcdMaxRequestBytes,
 		Logger:          log.With("component", "etcd"),
-	})
+	}, owner, log.With("component", "access"), cfg.onRestrictedEtcd)
 	if err != nil {
 		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)
 	}
-	// The frontgate's own client is the user its certificate's CN names.
-	if f.cli, err = f.etcd.Client(); err != nil {
-		return nil, fmt.Errorf("frontgate %s: etcd client: %w", cfg.FrontgateID, err)
-	}
 	acl := access.New(f.cli, log.With("component", "access"))
-	if err := acl.Bootstrap(ctx, f.creds.Identity().CommonName()); err != nil {
-		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)
-	}
 	revoked, err := acl.RevokedNodes(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("frontgate %s: %w", cfg.FrontgateID, err)

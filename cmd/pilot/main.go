@@ -5,8 +5,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hangarhq/hangar/internal/logging"
+	"github.com/hangarhq/hangar/pilot/audit"
 	"github.com/hangarhq/hangar/pilot/server"
 )
 
@@ -40,7 +43,38 @@ Flags:
 `
 
 func main() {
+	cfg, logFormat, err := parseArgs(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "pilot:", err)
+		}
+		os.Exit(2)
+	}
+	log, err := logging.New(logFormat, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pilot:", err)
+		os.Exit(2)
+	}
+	cfg.Logger = log
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := server.Run(ctx, cfg); err != nil {
+		log.Error("pilot failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// errUsage is a flag the flag package has already reported, with usage.
+var errUsage = errors.New("bad flags")
+
+// parseArgs turns pilot's command line into its configuration and log
+// format; usage and flag errors go to out.
+func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	fs := flag.NewFlagSet("pilot", flag.ContinueOnError)
+	fs.SetOutput(out)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
 	dataDir := fs.String("data-dir", "", "directory for pilot's etcd and local runtimes (required)")
 	listen := fs.String("listen", "127.0.0.1:7400", "gRPC API and frontgate link address")
@@ -51,33 +85,41 @@ func main() {
 	logFormat := fs.String("log-format", "", "text or json (default: text on a terminal, json otherwise)")
 	certTTL := fs.Duration("cert-ttl", 24*time.Hour, "lifetime of the certificates pilot's CA issues (renewed at 2/3)")
 	secretKeyFile := fs.String("secret-key-file", "", "master key for secrets at rest (default: $HANGAR_SECRET_KEY, else DATA-DIR/secret.key, created on first start)")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == flag.ErrHelp {
-			return
+	auditMaxAge := fs.Duration("audit-max-age", audit.DefaultMaxAge,
+		"delete audit log entries older than this, checked at start and then hourly (the default 2160h is 90 days); 0 keeps entries forever")
+	auditMaxEntries := fs.Int("audit-max-entries", audit.DefaultMaxEntriesPerTenant,
+		"per tenant, keep only the newest this many audit log entries and delete older ones, checked at start and then hourly; 0 = no limit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return server.Config{}, "", err
 		}
-		os.Exit(2)
-	}
-	log, err := logging.New(*logFormat, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pilot:", err)
-		os.Exit(2)
+		return server.Config{}, "", errUsage
 	}
 	if *dataDir == "" {
-		fmt.Fprintln(os.Stderr, "pilot: --data-dir is required (try --help)")
-		os.Exit(2)
+		return server.Config{}, "", errors.New("--data-dir is required (try --help)")
+	}
+	retention, err := auditRetention(*auditMaxAge, *auditMaxEntries)
+	if err != nil {
+		return server.Config{}, "", err
 	}
 	var endpoints []string
 	if *etcd != "" {
 		endpoints = strings.Split(*etcd, ",")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err = server.Run(ctx, server.Config{
+	return server.Config{
 		DataDir: *dataDir, Listen: *listen, HTTPListen: *httpListen, AdvertiseAddress: *advertise,
-		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile, Logger: log,
-	})
-	if err != nil {
-		log.Error("pilot failed", "err", err)
-		os.Exit(1)
+		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile,
+		AuditRetention: retention,
+	}, *logFormat, nil
+}
+
+// auditRetention checks the retention flags, naming the one that is wrong.
+func auditRetention(maxAge time.Duration, maxEntries int) (audit.Retention, error) {
+	if maxAge < 0 {
+		return audit.Retention{}, fmt.Errorf("--audit-max-age %s: must be 0 (keep entries forever) or a positive duration such as 720h", maxAge)
 	}
+	if maxEntries < 0 {
+		return audit.Retention{}, fmt.Errorf("--audit-max-entries %d: must be 0 (no limit) or a positive number of entries per tenant", maxEntries)
+	}
+	return audit.Retention{MaxAge: maxAge, MaxEntriesPerTenant: maxEntries}, nil
 }

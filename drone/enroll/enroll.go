@@ -5,6 +5,12 @@
 // later start loads them from there. The join is the one call a drone makes
 // without a certificate, so it trusts the frontgate only through the CA
 // certificate in the user data.
+//
+// The key is saved (join.PendingKeyFile, 0600) before the first attempt,
+// and every retry and every start until the certificate is saved asks with
+// it: pilot marks the token used when it answers, then certifies only that
+// key again, so a join whose answer was lost (the frontgate's stream cut,
+// the drone stopped before saving) completes without a new token.
 package enroll
 
 import (
@@ -42,8 +48,8 @@ var ErrRefused = join.ErrRefused
 
 // Config describes a drone's enrollment.
 type Config struct {
-	// Dir keeps the credentials (key.pem, cert.pem, ca.pem, command.pub):
-	// <data-dir>/tls.
+	// Dir keeps the credentials (key.pem, cert.pem, ca.pem, command.pub,
+	// and while a join is unfinished pending-key.pem): <data-dir>/tls.
 	Dir string
 	// NodeID and ClusterID are the identity the user data names; the
 	// certificate must carry exactly this one.
@@ -82,9 +88,38 @@ func Ensure(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	if tlsutil.Exists(cfg.Dir) {
-		return load(cfg)
+		res, err := load(cfg)
+		if err == nil {
+			// A crash may have come between saving the certificate and
+			// removing the pending key.
+			forgetPendingKey(cfg)
+		}
+		return res, err
 	}
 	return enroll(ctx, cfg)
+}
+
+// forgetPendingKey removes the join's pending key once a certificate is
+// saved. Failing to is no reason to stop: the key is a copy of the one the
+// credentials hold, and the next start tries again.
+func forgetPendingKey(cfg Config) {
+	if err := join.ForgetPendingKey(cfg.Dir); err != nil {
+		cfg.Logger.Warn("cannot remove the pending join key", "dir", cfg.Dir, "err", err)
+	}
+}
+
+// pendingRequest is the join request, for the key an earlier start saved
+// if its join did not finish (pilot certifies that key again for the same
+// token), else for a new key saved before it is sent.
+func pendingRequest(cfg Config) ([]byte, *streamv1.JoinRequest, error) {
+	keyPEM, req, reused, err := join.PendingRequest(cfg.Dir, cfg.JoinToken)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enroll: %w", err)
+	}
+	if reused {
+		cfg.Logger.Info("joining with the key of an earlier, unfinished join", "dir", cfg.Dir)
+	}
+	return keyPEM, req, nil
 }
 
 func (cfg *Config) check() error {
@@ -156,9 +191,9 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	pool := tc.RootCAs
 
-	keyPEM, req, err := join.NewRequest(cfg.JoinToken)
+	keyPEM, req, err := pendingRequest(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
+		return nil, err
 	}
 	cert, err := join.Retry(ctx, join.Options{
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, CallTimeout: cfg.CallTimeout,
@@ -192,6 +227,8 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
+	// The pending key is now the credentials' key.pem.
+	forgetPendingKey(cfg)
 	cfg.Logger.Info("joined: certificate issued", "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter, "dir", cfg.Dir)
 	return &Result{Creds: creds, CommandPublicKey: cmdKey, Joined: true}, nil
 }

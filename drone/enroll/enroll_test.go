@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
@@ -87,7 +91,8 @@ func (g *gate) Accept() (net.Conn, error) {
 }
 
 // joinServer is a fake frontgate DroneLink: Join redeems single-use tokens
-// for the identity each names, signing with the test CA, as pilot would.
+// for the identity each names, signing with the test CA, as pilot would —
+// a used token again for the key that used it, and for no other.
 type joinServer struct {
 	streamv1.UnimplementedDroneLinkServer
 	ca     *pki.CA
@@ -97,7 +102,13 @@ type joinServer struct {
 
 	mu     sync.Mutex
 	tokens map[string]pki.Identity
+	usedBy map[string][sha256.Size]byte
 	calls  int
+	// granted are the SHA-256 of the keys of the joins granted, in order.
+	granted [][sha256.Size]byte
+	// loseAnswers is how many more granted joins lose their answer, as
+	// when the frontgate's stream to pilot is cut after pilot redeemed.
+	loseAnswers int
 	// issueAs, when set, replaces the token's identity (a lying frontgate).
 	issueAs *pki.Identity
 }
@@ -114,7 +125,7 @@ func startJoinServer(t *testing.T, ca, serverCA *pki.CA) *joinServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &joinServer{ca: ca, cmdKey: pub, gate: &gate{Listener: lis}, addr: lis.Addr().String(), tokens: map[string]pki.Identity{"tok-1": droneID}}
+	s := &joinServer{ca: ca, cmdKey: pub, gate: &gate{Listener: lis}, addr: lis.Addr().String(), tokens: map[string]pki.Identity{"tok-1": droneID}, usedBy: map[string][sha256.Size]byte{}}
 	fg := issue(t, serverCA, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, []net.IP{net.ParseIP("127.0.0.1")}, time.Hour)
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(fg.ServerConfig(tls.VerifyClientCertIfGiven))))
 	streamv1.RegisterDroneLinkServer(gs, s)
@@ -128,15 +139,17 @@ func (s *joinServer) Join(_ context.Context, req *streamv1.JoinRequest) (*stream
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
-	id, ok := s.tokens[req.GetToken()]
-	if !ok {
-		return nil, status.Error(codes.PermissionDenied, "join token is unknown, used or expired")
-	}
-	delete(s.tokens, req.GetToken())
 	csr, err := pki.ParseCSR([]byte(req.GetCsrPem()))
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	key := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	id, ok := s.tokens[req.GetToken()]
+	if used, was := s.usedBy[req.GetToken()]; !ok || (was && used != key) {
+		return nil, status.Error(codes.PermissionDenied, "join token is unknown, used or expired")
+	}
+	s.usedBy[req.GetToken()] = key
+	s.granted = append(s.granted, key)
 	if s.issueAs != nil {
 		id = *s.issueAs
 	}
@@ -144,7 +157,17 @@ func (s *joinServer) Join(_ context.Context, req *streamv1.JoinRequest) (*stream
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
+	if s.loseAnswers > 0 {
+		s.loseAnswers--
+		return nil, status.Error(codes.Unavailable, "join: the stream to pilot was cut")
+	}
 	return &streamv1.Certificate{CertificatePem: string(certPEM), CaPem: string(s.ca.CertPEM()), CommandPublicKey: s.cmdKey, NotAfter: timestamppb.New(notAfter)}, nil
+}
+
+func (s *joinServer) grantedKeys() [][sha256.Size]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.granted)
 }
 
 func (s *joinServer) callCount() int {
@@ -366,4 +389,94 @@ func TestFirstStartNeedsTokenAndCA(t *testing.T) {
 	if s.callCount() != 0 {
 		t.Fatal("Join was called with an incomplete config")
 	}
+}
+
+// A join whose answer is lost after pilot marked the token used completes
+// with the same key: on the next attempt, or on the next start when the
+// drone stopped before it. Another key still finds the token used.
+func TestLostJoinAnswerCompletesWithTheSameKey(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		restart bool
+	}{
+		{"retried in the same start", false},
+		{"retried by the next start", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := newCA(t)
+			s := startJoinServer(t, ca, ca)
+			s.mu.Lock()
+			s.loseAnswers = 1
+			s.mu.Unlock()
+			dir := filepath.Join(t.TempDir(), "tls")
+
+			var pendingPEM []byte
+			if tc.restart {
+				pendingPEM = stopAfterLostAnswer(t, s, config(t, s, ca, dir))
+			}
+			res, err := ensure(t, config(t, s, ca, dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Joined || res.Creds.Identity() != droneID {
+				t.Fatalf("joined %v as %s, want a join as %s", res.Joined, res.Creds.Identity(), droneID)
+			}
+			keys := s.grantedKeys()
+			leafKey := sha256.Sum256(res.Creds.Leaf().RawSubjectPublicKeyInfo)
+			if len(keys) != 2 || keys[0] != leafKey || keys[1] != leafKey {
+				t.Fatalf("%d joins granted; want 2 (the lost one, then the retry), both for the saved key", len(keys))
+			}
+			if tc.restart {
+				saved, err := os.ReadFile(filepath.Join(dir, tlsutil.KeyFile))
+				if err != nil || !bytes.Equal(saved, pendingPEM) {
+					t.Fatalf("saved key: %v; want the pending key of the first start", err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, join.PendingKeyFile)); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("pending key after the certificate was saved: %v; want it removed", err)
+			}
+			_, err = ensure(t, config(t, s, ca, filepath.Join(t.TempDir(), "tls")))
+			if !errors.Is(err, ErrRefused) {
+				t.Fatalf("join with another key = %v, want ErrRefused", err)
+			}
+		})
+	}
+}
+
+// stopAfterLostAnswer runs a first start whose join is granted but whose
+// answer is lost, and stops it before it retries (the next retry is an
+// hour away), as a crash would. It returns the pending key left behind.
+func stopAfterLostAnswer(t *testing.T, s *joinServer, cfg Config) []byte {
+	t.Helper()
+	cfg.BackoffBase, cfg.BackoffMax = time.Hour, time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Ensure(ctx, cfg)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.grantedKeys()) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first start never reached the frontgate")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first start = %v, want it stopped while waiting to retry", err)
+	}
+	if tlsutil.Exists(cfg.Dir) {
+		t.Fatal("the first start saved a certificate it never received")
+	}
+	path := filepath.Join(cfg.Dir, join.PendingKeyFile)
+	keyPEM, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the first start left no pending key: %v", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pending key: %v, want mode 0600", err)
+	}
+	return keyPEM
 }

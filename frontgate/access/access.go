@@ -7,6 +7,16 @@
 // granted that role and nothing else, so no drone writes anything and none
 // reads another cluster. The package also keeps the revoked node ids, under
 // a prefix no drone can read.
+//
+// Until auth is enabled, etcd gives every client it admits full access, and
+// its client-certificate check admits any certificate of pilot's CA. So the
+// frontgate starts its etcd in two steps when the stored data does not show
+// auth enabled (a first start, or one that crashed before auth was on):
+// etcd first runs admitting only the frontgate's own certificate, Bootstrap
+// runs there, that etcd stops; then etcd starts as configured, admitting
+// every certificate of the CA, and CheckEnabled confirms auth is on (a
+// start that finds it off stops). Later starts find auth enabled in the
+// stored data and go straight to the second step.
 package access
 
 import (
@@ -76,7 +86,9 @@ func New(etcd Etcd, log *slog.Logger) *Manager {
 // "frontgate:<id>") as a root user, so the frontgate keeps full access
 // through its certificate. etcd wants a user named root before it enables
 // auth: it gets a random password that is never stored or used. Bootstrap
-// is a no-op once auth is enabled.
+// is a no-op once auth is enabled. Run it only on an etcd that admits
+// owner's certificate alone: until auth is on, any client etcd admits may
+// read and write everything.
 func (m *Manager) Bootstrap(ctx context.Context, owner string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -106,6 +118,21 @@ func (m *Manager) Bootstrap(ctx context.Context, owner string) error {
 		return fmt.Errorf("enable etcd auth: %w", err)
 	}
 	m.log.Info("etcd auth enabled", "owner", owner)
+	return nil
+}
+
+// CheckEnabled returns an error unless etcd auth is enabled. The frontgate
+// calls it instead of Bootstrap once its etcd admits every certificate of
+// pilot's CA: enabling auth there would leave that etcd open to all of them
+// until it is on, so a start that finds it off stops.
+func (m *Manager) CheckEnabled(ctx context.Context) error {
+	st, err := m.etcd.AuthStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("etcd auth status: %w", err)
+	}
+	if !st.Enabled {
+		return errors.New("etcd auth is not enabled: the frontgate only enables it while its etcd admits the frontgate alone")
+	}
 	return nil
 }
 

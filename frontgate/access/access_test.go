@@ -34,6 +34,16 @@ type env struct {
 
 func start(t *testing.T) *env {
 	t.Helper()
+	e := startWithoutAuth(t)
+	if err := e.m.Bootstrap(ctx(t), "frontgate:fg-1"); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// startWithoutAuth is start before the bootstrap.
+func startWithoutAuth(t *testing.T) *env {
+	t.Helper()
 	ca := testca.New(t)
 	fg := testca.Creds(t, ca, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, time.Hour)
 	info := &transport.TLSInfo{
@@ -52,11 +62,7 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { own.Close() })
-	m := New(own, nil)
-	if err := m.Bootstrap(ctx(t), "frontgate:fg-1"); err != nil {
-		t.Fatal(err)
-	}
-	return &env{ca: ca, url: srv.ClientURL(), own: own, m: m}
+	return &env{ca: ca, url: srv.ClientURL(), own: own, m: New(own, nil)}
 }
 
 func ctx(t *testing.T) context.Context {
@@ -291,6 +297,19 @@ func TestBootstrapIsIdempotentAndKeepsOwnerAccess(t *testing.T) {
 	defer c.Close()
 	if reads(t, c, "/anything") {
 		t.Fatal("another frontgate's certificate reads this etcd")
+	}
+}
+
+func TestCheckEnabled(t *testing.T) {
+	e := startWithoutAuth(t)
+	if err := e.m.CheckEnabled(ctx(t)); err == nil || !strings.Contains(err.Error(), "etcd auth is not enabled") {
+		t.Fatalf("CheckEnabled before Bootstrap = %v, want auth reported off", err)
+	}
+	if err := e.m.Bootstrap(ctx(t), "frontgate:fg-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.CheckEnabled(ctx(t)); err != nil {
+		t.Fatalf("CheckEnabled after Bootstrap: %v", err)
 	}
 }
 

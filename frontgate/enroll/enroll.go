@@ -5,6 +5,12 @@
 // loads them from there. The join is the one call a frontgate makes without
 // a certificate, so it trusts pilot only through the CA certificate in the
 // user data.
+//
+// The key is saved (join.PendingKeyFile, 0600) before the first attempt,
+// and every retry and every start until the certificate is saved asks with
+// it: pilot marks the token used when it answers, then certifies only that
+// key again, so a join whose answer was lost (the call cut, the process
+// stopped before saving) completes without a new token.
 package enroll
 
 import (
@@ -35,8 +41,8 @@ var ErrRefused = join.ErrRefused
 
 // Config describes a frontgate's enrollment.
 type Config struct {
-	// Dir keeps the credentials (key.pem, cert.pem, ca.pem):
-	// <data-dir>/tls.
+	// Dir keeps the credentials (key.pem, cert.pem, ca.pem, and while a
+	// join is unfinished pending-key.pem): <data-dir>/tls.
 	Dir string
 	// FrontgateID is the identity the user data names; the certificate
 	// must carry exactly this one.
@@ -71,9 +77,38 @@ func Ensure(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	if tlsutil.Exists(cfg.Dir) {
-		return load(cfg)
+		res, err := load(cfg)
+		if err == nil {
+			// A crash may have come between saving the certificate and
+			// removing the pending key.
+			forgetPendingKey(cfg)
+		}
+		return res, err
 	}
 	return enroll(ctx, cfg)
+}
+
+// forgetPendingKey removes the join's pending key once a certificate is
+// saved. Failing to is no reason to stop: the key is a copy of the one the
+// credentials hold, and the next start tries again.
+func forgetPendingKey(cfg Config) {
+	if err := join.ForgetPendingKey(cfg.Dir); err != nil {
+		cfg.Logger.Warn("cannot remove the pending join key", "dir", cfg.Dir, "err", err)
+	}
+}
+
+// pendingRequest is the join request, for the key an earlier start saved
+// if its join did not finish (pilot certifies that key again for the same
+// token), else for a new key saved before it is sent.
+func pendingRequest(cfg Config) ([]byte, *streamv1.JoinRequest, error) {
+	keyPEM, req, reused, err := join.PendingRequest(cfg.Dir, cfg.JoinToken)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enroll: %w", err)
+	}
+	if reused {
+		cfg.Logger.Info("joining with the key of an earlier, unfinished join", "dir", cfg.Dir)
+	}
+	return keyPEM, req, nil
 }
 
 func (cfg *Config) check() error {
@@ -146,9 +181,9 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: user data ca_pem: %w", err)
 	}
-	keyPEM, req, err := join.NewRequest(cfg.JoinToken)
+	keyPEM, req, err := pendingRequest(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
+		return nil, err
 	}
 
 	cc, err := grpc.NewClient(cfg.PilotAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
@@ -177,6 +212,8 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
+	// The pending key is now the credentials' key.pem.
+	forgetPendingKey(cfg)
 	cfg.Logger.Info("joined pilot; certificate saved", "dir", cfg.Dir, "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter)
 	return &Result{Creds: creds, Joined: true}, nil
 }

@@ -1,8 +1,11 @@
 package enroll
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
 	"github.com/hangarhq/hangar/frontgate/internal/testca"
+	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
@@ -170,4 +174,96 @@ func TestBadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A join whose answer is lost after pilot marked the token used completes
+// with the same key: on the next attempt, or on the next start when the
+// frontgate stopped before it. Another key still finds the token used.
+func TestLostJoinAnswerCompletesWithTheSameKey(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		restart bool
+	}{
+		{"retried in the same start", false},
+		{"retried by the next start", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := fakepilot.Start(t, "127.0.0.1:0", nil)
+			p.AcceptRejoins()
+			p.AddToken("tok-1", fg1, testca.Loopback)
+			p.LoseJoinAnswers(1)
+			dir := filepath.Join(t.TempDir(), "tls")
+			pending := filepath.Join(dir, join.PendingKeyFile)
+
+			var pendingPEM []byte
+			if tc.restart {
+				pendingPEM = stopAfterLostAnswer(t, p, config(p, dir, "tok-1"))
+			}
+			res, err := Ensure(testCtx(t), config(p, dir, "tok-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Joined || res.Creds.Identity() != fg1 {
+				t.Fatalf("joined=%v identity=%s, want a join as %s", res.Joined, res.Creds.Identity(), fg1)
+			}
+			keys := p.JoinKeys()
+			leafKey := sha256.Sum256(res.Creds.Leaf().RawSubjectPublicKeyInfo)
+			if len(keys) != 2 || keys[0] != leafKey || keys[1] != leafKey {
+				t.Fatalf("pilot granted %d joins; want 2 (the lost one, then the retry), both for the saved key", len(keys))
+			}
+			if tc.restart {
+				saved, err := os.ReadFile(filepath.Join(dir, tlsutil.KeyFile))
+				if err != nil || !bytes.Equal(saved, pendingPEM) {
+					t.Fatalf("saved key: %v; want the pending key of the first start", err)
+				}
+			}
+			if _, err := os.Stat(pending); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("pending key after the certificate was saved: %v; want it removed", err)
+			}
+
+			// The token is bound to that key: a new one (a fresh dir) is
+			// refused.
+			_, err = Ensure(testCtx(t), config(p, t.TempDir(), "tok-1"))
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "already used") {
+				t.Fatalf("join with another key = %v, want ErrRefused, already used", err)
+			}
+		})
+	}
+}
+
+// stopAfterLostAnswer runs a first start whose join is granted but whose
+// answer is lost, and stops it before it retries (the next retry is an
+// hour away), as a crash would. It returns the pending key left behind.
+func stopAfterLostAnswer(t *testing.T, p *fakepilot.Pilot, cfg Config) []byte {
+	t.Helper()
+	cfg.BackoffBase, cfg.BackoffMax = time.Hour, time.Hour
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Ensure(ctx, cfg)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Joins() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first start never reached pilot")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first start = %v, want it stopped while waiting to retry", err)
+	}
+	if tlsutil.Exists(cfg.Dir) {
+		t.Fatal("the first start saved a certificate it never received")
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(cfg.Dir, join.PendingKeyFile))
+	if err != nil {
+		t.Fatalf("the first start left no pending key: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(cfg.Dir, join.PendingKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pending key: %v, want mode 0600", err)
+	}
+	return keyPEM
 }

@@ -1,7 +1,9 @@
 // Package etcdserver starts an embedded single-member etcd for pilot's state
 // and a frontgate's cluster metadata: zero setup for the default install,
 // with listen addresses that may use port 0 (the bound address is read back),
-// and optionally mutual TLS on the client and peer ports.
+// and optionally mutual TLS on the client and peer ports. StoredAuthEnabled
+// reads a stopped member's auth switch, so a caller can decide before
+// starting it whether the member would serve without auth.
 package etcdserver
 
 import (
@@ -14,9 +16,12 @@ import (
 	"sync"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/storage/datadir"
+	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.uber.org/zap"
 )
@@ -40,9 +45,13 @@ type Config struct {
 	// CertFile and KeyFile again at every handshake
 	// (transport.TLSInfo.baseConfig's GetCertificate and
 	// GetClientCertificate), so a renewal only rewrites the files; the CA
-	// is read once, at start.
+	// is read once, at start. AllowedCNs, when set, narrows ClientCertAuth
+	// to certificates of the CA whose CN is listed: others fail the
+	// handshake before any request, whatever etcd's auth state. Client
+	// does not apply it to the server's own certificate.
 	ClientTLS *transport.TLSInfo
-	// PeerTLS does the same for the peer port (PeerURL must be https).
+	// PeerTLS does the same for the peer port (PeerURL must be https),
+	// AllowedCNs included.
 	PeerTLS *transport.TLSInfo
 	// WALSegmentBytes, when set, replaces etcd's 64 MB WAL preallocation
 	// (process-wide: etcd keeps it in a package variable). Tests and small
@@ -61,6 +70,7 @@ type Config struct {
 type Server struct {
 	etcd      *embed.Etcd
 	clientURL string
+	peerURL   string
 	clientTLS *transport.TLSInfo
 }
 
@@ -152,10 +162,61 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		return nil, ctx.Err()
 	}
 	bound := url.URL{Scheme: cu.Scheme, Host: e.Clients[0].Addr().String()}
+	peer := url.URL{Scheme: pu.Scheme, Host: e.Peers[0].Addr().String()}
 	if c.Logger != nil {
-		c.Logger.Info("embedded etcd ready", "client_url", bound.String(), "data_dir", c.DataDir)
+		c.Logger.Info("embedded etcd ready", "client_url", bound.String(), "data_dir", c.DataDir, "allowed_client_cns", allowedCNs(c.ClientTLS))
 	}
-	return &Server{etcd: e, clientURL: bound.String(), clientTLS: c.ClientTLS}, nil
+	return &Server{etcd: e, clientURL: bound.String(), peerURL: peer.String(), clientTLS: c.ClientTLS}, nil
+}
+
+func allowedCNs(t *transport.TLSInfo) []string {
+	if t == nil {
+		return nil
+	}
+	return t.AllowedCNs
+}
+
+// storedAuthLockWait bounds the wait for the backend's file lock, which a
+// running member holds.
+const storedAuthLockWait = time.Second
+
+// StoredAuthEnabled reports whether the member in dataDir had etcd auth
+// enabled when it last wrote its backend; false when dataDir holds no
+// member yet. It reads the backend file directly, so it works only while
+// no member runs on dataDir (it fails after a second otherwise).
+//
+// The answer can lag the truth: an auth change that reached the WAL but not
+// yet the backend (a crash right after it) is applied from the WAL only at
+// the next start. For a member that never disables auth the lag reads as
+// disabled when it is enabled, so a caller that guards the start whenever
+// it reads false errs on the safe side.
+func StoredAuthEnabled(dataDir string) (bool, error) {
+	path := datadir.ToBackendFileName(dataDir)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("etcd: stored auth state: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: storedAuthLockWait})
+	if err != nil {
+		return false, fmt.Errorf("etcd: stored auth state: open %s (is a member running on %s?): %w", path, dataDir, err)
+	}
+	defer db.Close()
+	var enabled bool
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(schema.Auth.Name())
+		if b == nil {
+			return nil
+		}
+		// etcd writes 1 for enabled and 0 for disabled.
+		v := b.Get(schema.AuthEnabledKeyName)
+		enabled = len(v) == 1 && v[0] == 1
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("etcd: stored auth state: read %s: %w", path, err)
+	}
+	return enabled, nil
 }
 
 func scheme(t *transport.TLSInfo) string {
@@ -168,6 +229,9 @@ func scheme(t *transport.TLSInfo) string {
 // ClientURL is the bound client URL (with the real port when 0 was asked).
 func (s *Server) ClientURL() string { return s.clientURL }
 
+// PeerURL is the bound peer URL (with the real port when 0 was asked).
+func (s *Server) PeerURL() string { return s.peerURL }
+
 // Client returns a new client of this member; the caller closes it. With
 // ClientTLS it presents ClientTLS's certificate (re-read at every
 // handshake) and trusts its CA, so it is the user named by that
@@ -179,7 +243,12 @@ func (s *Server) Client() (*clientv3.Client, error) {
 		Logger:      zap.NewNop(),
 	}
 	if s.clientTLS != nil {
-		tc, err := s.clientTLS.ClientConfig()
+		// AllowedCNs and AllowedHostnames say which clients the server
+		// admits; on a client config etcd would check the server's
+		// certificate against them instead.
+		info := *s.clientTLS
+		info.AllowedCNs, info.AllowedHostnames = nil, nil
+		tc, err := info.ClientConfig()
 		if err != nil {
 			return nil, fmt.Errorf("etcd client TLS: %w", err)
 		}

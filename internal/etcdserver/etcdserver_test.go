@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,11 +89,23 @@ func tlsFiles(t *testing.T) (*transport.TLSInfo, *pki.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	creds := issue(t, ca, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"})
+	return &transport.TLSInfo{
+		CertFile:       filepath.Join(creds.Dir(), tlsutil.CertFile),
+		KeyFile:        filepath.Join(creds.Dir(), tlsutil.KeyFile),
+		TrustedCAFile:  filepath.Join(creds.Dir(), tlsutil.CAFile),
+		ClientCertAuth: true,
+	}, ca
+}
+
+// issue saves a certificate of ca for id and 127.0.0.1 in a new dir.
+func issue(t *testing.T, ca *pki.CA, id pki.Identity) *tlsutil.Creds {
+	t.Helper()
 	key, err := pki.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, _, err := ca.Issue(key.Public(), pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, []net.IP{net.ParseIP("127.0.0.1")}, nil, time.Hour)
+	certPEM, _, err := ca.Issue(key.Public(), id, []net.IP{net.ParseIP("127.0.0.1")}, nil, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,16 +113,29 @@ func tlsFiles(t *testing.T) (*transport.TLSInfo, *pki.CA) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if _, err := tlsutil.Save(dir, keyPEM, certPEM, ca.CertPEM()); err != nil {
+	creds, err := tlsutil.Save(t.TempDir(), keyPEM, certPEM, ca.CertPEM())
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &transport.TLSInfo{
-		CertFile:       filepath.Join(dir, tlsutil.CertFile),
-		KeyFile:        filepath.Join(dir, tlsutil.KeyFile),
-		TrustedCAFile:  filepath.Join(dir, tlsutil.CAFile),
-		ClientCertAuth: true,
-	}, ca
+	return creds
+}
+
+// handshake reports whether a TLS server at rawURL admits creds, by an
+// HTTP/1 request of /version (both ports serve it): with TLS 1.3 a refused
+// client certificate only shows after the handshake, as the server's
+// alert, so a request is what makes it visible.
+func handshake(ctx context.Context, rawURL string, creds *tlsutil.Creds) error {
+	tr := &http.Transport{TLSClientConfig: creds.ClientConfig("127.0.0.1")}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL+"/version", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -172,4 +198,102 @@ func TestSchemeMustMatchTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAllowedCNs(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, ca := tlsFiles(t)
+	only := *info
+	only.AllowedCNs = []string{"frontgate:fg-1"}
+	peerOnly := only
+	s, err := Start(ctx, Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20, ClientTLS: &only, PeerTLS: &peerOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The server's own client is admitted (its certificate has the CN).
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Put(ctx, "/k", "v"); err != nil {
+		t.Fatalf("put with the allowed certificate: %v", err)
+	}
+	tests := []struct {
+		name  string
+		id    pki.Identity
+		admit bool
+	}{
+		{"the allowed CN", pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, true},
+		{"another frontgate", pki.Identity{Kind: pki.KindFrontgate, ID: "fg-2"}, false},
+		{"a drone", pki.Identity{Kind: pki.KindDrone, ID: "cln-1", Cluster: "cl-1"}, false},
+	}
+	for _, tt := range tests {
+		creds := issue(t, ca, tt.id)
+		for port, u := range map[string]string{"client": s.ClientURL(), "peer": s.PeerURL()} {
+			err := handshake(ctx, u, creds)
+			if tt.admit && err != nil {
+				t.Errorf("%s on the %s port: %v, want admitted", tt.name, port, err)
+			}
+			if !tt.admit && (err == nil || !strings.Contains(err.Error(), "bad certificate")) {
+				t.Errorf("%s on the %s port: %v, want the certificate refused", tt.name, port, err)
+			}
+		}
+	}
+}
+
+func TestStoredAuthEnabled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	check := func(want bool) {
+		t.Helper()
+		got, err := StoredAuthEnabled(dir)
+		if err != nil || got != want {
+			t.Fatalf("StoredAuthEnabled = %v, %v; want %v", got, err, want)
+		}
+	}
+	check(false) // no member yet
+
+	s, err := Start(ctx, Config{DataDir: dir, WALSegmentBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := StoredAuthEnabled(dir); err == nil || !strings.Contains(err.Error(), "is a member running") {
+		t.Errorf("StoredAuthEnabled on a running member = %v, want an error", err)
+	}
+	c, err := s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Put(ctx, "/k", "v")
+	c.Close()
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(false) // a member that never enabled auth
+
+	s, err = Start(ctx, Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = s.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func() error{
+		func() error { _, err := c.UserAdd(ctx, "root", "pw"); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := c.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	s.Close()
+	check(true)
 }

@@ -1,16 +1,27 @@
 // Package join is the client side of enrollment shared by frontgates and
-// drones: make a fresh key and certificate request, then call Join until
-// pilot answers or refuses. A refusal (used, expired, unknown or revoked
-// token; a malformed request) is final; anything else — the peer not up yet,
-// pilot busy — is retried with backoff, because agents often boot before
-// the component they join through.
+// drones: make a key and certificate request, then call Join until pilot
+// answers or refuses. A refusal (used, expired, unknown or revoked token; a
+// malformed request) is final; anything else — the peer not up yet, pilot
+// busy, an answer lost on the way — is retried with backoff, because agents
+// often boot before the component they join through.
+//
+// Every attempt carries the same key. Pilot marks a token used when it
+// redeems it, but certifies the key that used it again for as long as the
+// token is valid, so a join whose answer was lost succeeds on a retry with
+// the same key and only with it. The key is therefore saved (PendingKeyFile,
+// 0600) before the first attempt and reused by a restart until the
+// certificate is saved next to it; then ForgetPendingKey removes it.
 package join
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -24,8 +35,13 @@ import (
 // ErrRefused is wrapped by Retry's error when pilot refused the join.
 var ErrRefused = errors.New("join refused")
 
+// PendingKeyFile is the name, in a credentials dir, of the key a join is
+// under way for.
+const PendingKeyFile = "pending-key.pem"
+
 // NewRequest makes a key and a join request for it; the key (PEM) is kept
-// by the caller and saved with the certificate the join returns.
+// by the caller and saved with the certificate the join returns. It keeps
+// nothing on disk: a component should use PendingRequest.
 func NewRequest(token string) (keyPEM []byte, req *streamv1.JoinRequest, err error) {
 	key, err := pki.NewKey()
 	if err != nil {
@@ -34,11 +50,88 @@ func NewRequest(token string) (keyPEM []byte, req *streamv1.JoinRequest, err err
 	if keyPEM, err = pki.EncodeKey(key); err != nil {
 		return nil, nil, err
 	}
-	csrPEM, err := pki.NewCSR(key)
+	req, err = requestFor(token, key)
 	if err != nil {
 		return nil, nil, err
 	}
-	return keyPEM, &streamv1.JoinRequest{Token: token, CsrPem: string(csrPEM)}, nil
+	return keyPEM, req, nil
+}
+
+// PendingRequest returns the key in dir's PendingKeyFile and a join request
+// for it. When there is none it makes a key and saves it there first (0600,
+// written to a temporary file and renamed; dir is created 0700), so that
+// whatever happens after the request leaves — an answer lost, a crash before
+// the certificate is saved — the next start asks again with the same key,
+// which pilot certifies again for a token it already used. reused reports
+// whether the key was an earlier start's.
+func PendingRequest(dir, token string) (keyPEM []byte, req *streamv1.JoinRequest, reused bool, err error) {
+	path := filepath.Join(dir, PendingKeyFile)
+	key, keyPEM, err := readPendingKey(path)
+	switch {
+	case err == nil:
+		reused = true
+	case errors.Is(err, fs.ErrNotExist):
+		if key, keyPEM, err = newPendingKey(dir, path); err != nil {
+			return nil, nil, false, err
+		}
+	default:
+		return nil, nil, false, err
+	}
+	req, err = requestFor(token, key)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return keyPEM, req, reused, nil
+}
+
+// ForgetPendingKey removes dir's pending key, if any: once the certificate
+// is saved the key lives on as the credentials' own, and a start that finds
+// a certificate calls it too, in case a crash came between the two.
+func ForgetPendingKey(dir string) error {
+	if err := os.Remove(filepath.Join(dir, PendingKeyFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the pending join key: %w", err)
+	}
+	return nil
+}
+
+func readPendingKey(path string) (crypto.Signer, []byte, error) {
+	keyPEM, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the pending join key: %w", err)
+	}
+	key, err := pki.ParseKey(keyPEM)
+	if err != nil {
+		// Not replaced silently: if its join went through, pilot
+		// certifies no other key for the token.
+		return nil, nil, fmt.Errorf("pending join key %s: %w; remove it to join with a new key (accepted only if the join token was not used yet)", path, err)
+	}
+	return key, keyPEM, nil
+}
+
+func newPendingKey(dir, path string) (crypto.Signer, []byte, error) {
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, nil, fmt.Errorf("make a join key: %w", err)
+	}
+	keyPEM, err := pki.EncodeKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("save the pending join key: %w", err)
+	}
+	if err := pki.WriteFileAtomic(path, keyPEM, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("save the pending join key: %w", err)
+	}
+	return key, keyPEM, nil
+}
+
+func requestFor(token string, key crypto.Signer) (*streamv1.JoinRequest, error) {
+	csrPEM, err := pki.NewCSR(key)
+	if err != nil {
+		return nil, err
+	}
+	return &streamv1.JoinRequest{Token: token, CsrPem: string(csrPEM)}, nil
 }
 
 // Options tune Retry.
@@ -54,6 +147,9 @@ type Options struct {
 }
 
 // Retry calls call until it succeeds, is refused (ErrRefused), or ctx ends.
+// call must send the same request (the same key) every time: pilot answers
+// a retry of a join whose answer was lost only for the key that used the
+// token.
 func Retry(ctx context.Context, o Options, call func(ctx context.Context) (*streamv1.Certificate, error)) (*streamv1.Certificate, error) {
 	log := o.Logger
 	if log == nil {

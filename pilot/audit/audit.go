@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -50,12 +51,24 @@ type Config struct {
 	// Client is pilot's etcd; the caller keeps ownership.
 	Client *clientv3.Client
 	Logger *slog.Logger
+	// Retention bounds how much of the log Prune and RunRetention keep;
+	// the zero value keeps everything.
+	Retention Retention
 }
 
 // Log is the audit log.
 type Log struct {
 	c   *clientv3.Client
 	log *slog.Logger
+
+	// kv is what retention reads and deletes through: c, or in tests a
+	// wrapper that watches the size of each delete.
+	kv        clientv3.KV
+	retention Retention
+	// batch bounds the keys one retention request reads or deletes.
+	batch int
+	// pruned and failedRuns feed pilot's metrics.
+	pruned, failedRuns atomic.Uint64
 }
 
 // New returns the audit log over cfg.Client.
@@ -64,7 +77,7 @@ func New(cfg Config) *Log {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Log{c: cfg.Client, log: log}
+	return &Log{c: cfg.Client, log: log, kv: cfg.Client, retention: cfg.Retention, batch: pruneBatch}
 }
 
 // TenantPrefix holds one tenant's entries.
@@ -75,7 +88,13 @@ func TenantPrefix(tenant string) string { return Prefix + tenant + "/" }
 func newID(t time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%016x-%s", t.UnixNano(), hex.EncodeToString(b[:]))
+	return timeKey(t) + "-" + hex.EncodeToString(b[:])
+}
+
+// timeKey is the time part of an id: retention compares it with a cutoff
+// to find, by key order alone, every entry older than that cutoff.
+func timeKey(t time.Time) string {
+	return fmt.Sprintf("%016x", t.UnixNano())
 }
 
 var marshal = protojson.MarshalOptions{UseProtoNames: true}

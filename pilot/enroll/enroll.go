@@ -13,12 +13,26 @@
 // checks the CSR's self-signature, finds the token by hash, refuses it when
 // unknown, expired, already used or when its identity has been revoked, and
 // marks it used with a compare-and-swap on the record's revision, so of any
-// number of concurrent redeems exactly one gets a certificate. The
-// certificate is for the identity and IPs the token names: nothing in the
-// CSR (subject, SANs) and nothing the relaying frontgate says is copied.
-// Used and expired records stay a day (an etcd lease) so a late retry is
-// told "already used" or "expired" rather than "not recognised", then
-// disappear.
+// number of concurrent redeems with different keys exactly one gets a
+// certificate. The certificate is for the identity and IPs the token names:
+// nothing in the CSR (subject, SANs) and nothing the relaying frontgate says
+// is copied. Used and expired records stay a day (an etcd lease) so a late
+// retry is told "already used" or "expired" rather than "not recognised",
+// then disappear.
+//
+// Re-joining with the same key. Marking a token used also records the
+// SHA-256 of the CSR's public key (its DER SubjectPublicKeyInfo). The answer
+// to a join can be lost after the token was marked (a stream cut, a crash
+// before the certificate was saved), so a later redeem of a used token whose
+// CSR carries that same key — the CSR's self-signature proves the caller
+// holds it — is a retry of the same join: while the token has not expired
+// and the identity is not revoked it gets a fresh certificate for the same
+// identity and IPs, and the record is left as it is. Single use is kept
+// where it matters: the token certifies one key, so a redeem with any other
+// key is refused as "already used", and concurrent redeems with the same key
+// may all succeed (they certify the one key the token is bound to). Joining
+// components keep their key on disk until the certificate is saved, so a
+// restart retries with it too.
 //
 // Renewal. Before its certificate expires a component sends a new CSR, its
 // current certificate and a proof (the current key's signature over the new
@@ -36,6 +50,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -179,6 +194,10 @@ type tokenRecord struct {
 	IPs       []string   `json:"ips"`
 	ExpiresAt time.Time  `json:"expires_at"`
 	UsedAt    *time.Time `json:"used_at"`
+	// KeySHA256 is the hex SHA-256 of the public key (DER
+	// SubjectPublicKeyInfo) the token was redeemed for: the one key a
+	// retried join may present again.
+	KeySHA256 string `json:"key_sha256,omitempty"`
 }
 
 // TokenKey is the etcd key of token's record.
@@ -248,33 +267,52 @@ func wellFormed(token string) bool {
 	return err == nil
 }
 
+// request is a caller's parsed CSR.
+type request struct {
+	der []byte
+	pub any
+	// keySum is the hex SHA-256 of the public key (DER
+	// SubjectPublicKeyInfo): what a used token's record remembers of the
+	// key it certified.
+	keySum string
+}
+
 // parseCSR reads a caller's CSR, bounded and with its signature checked.
-func parseCSR(csrPEM []byte) (csrDER []byte, pub any, err error) {
+func parseCSR(csrPEM []byte) (*request, error) {
 	if len(csrPEM) == 0 {
-		return nil, nil, refuse(ErrInvalid, "csr_pem: required (a PEM CERTIFICATE REQUEST)")
+		return nil, refuse(ErrInvalid, "csr_pem: required (a PEM CERTIFICATE REQUEST)")
 	}
 	if len(csrPEM) > maxCSRBytes {
-		return nil, nil, refuse(ErrInvalid, "csr_pem: %d bytes, at most %d allowed", len(csrPEM), maxCSRBytes)
+		return nil, refuse(ErrInvalid, "csr_pem: %d bytes, at most %d allowed", len(csrPEM), maxCSRBytes)
 	}
 	csr, err := pki.ParseCSR(csrPEM)
 	if err != nil {
-		return nil, nil, refuse(ErrInvalid, "csr_pem: %v", err)
+		return nil, refuse(ErrInvalid, "csr_pem: %v", err)
 	}
-	return csr.Raw, csr.PublicKey, nil
+	// Re-encoded rather than csr.RawSubjectPublicKeyInfo, so the hash
+	// names the key whatever encoding choices the CSR made.
+	spki, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
+	if err != nil {
+		return nil, refuse(ErrInvalid, "csr_pem: public key: %v (an RSA, ECDSA or Ed25519 key allowed)", err)
+	}
+	sum := sha256.Sum256(spki)
+	return &request{der: csr.Raw, pub: csr.PublicKey, keySum: hex.EncodeToString(sum[:])}, nil
 }
 
 // Redeem exchanges token for a certificate over the CSR's key. The
 // certificate carries the identity and IPs the token was issued for,
-// whatever the CSR asks; the identity is returned too. Refusals wrap
-// ErrInvalid, ErrTokenUnknown, ErrTokenExpired, ErrTokenUsed or ErrRevoked;
-// any other error is pilot's (etcd), and the token is then still unused.
+// whatever the CSR asks; the identity is returned too. A token already used
+// by the CSR's very key is redeemed again (a retry whose first answer was
+// lost); with any other key it is refused. Refusals wrap ErrInvalid,
+// ErrTokenUnknown, ErrTokenExpired, ErrTokenUsed or ErrRevoked; any other
+// error is pilot's (etcd), and the token is then as it was.
 func (t *Tokens) Redeem(ctx context.Context, token string, csrPEM []byte) (*streamv1.Certificate, pki.Identity, error) {
 	if token == "" {
 		return nil, pki.Identity{}, refuse(ErrInvalid, "token: required (the join token from the user data)")
 	}
 	// The CSR is checked before the token is looked at, so a request that
 	// can never succeed does not use the token up.
-	_, pub, err := parseCSR(csrPEM)
+	req, err := parseCSR(csrPEM)
 	if err != nil {
 		return nil, pki.Identity{}, err
 	}
@@ -283,82 +321,148 @@ func (t *Tokens) Redeem(ctx context.Context, token string, csrPEM []byte) (*stre
 		return nil, pki.Identity{}, refuse(ErrTokenUnknown, "join token not recognised")
 	}
 	key := TokenKey(token)
-	resp, err := t.c.Get(ctx, key)
+	rec, rev, id, err := t.load(ctx, key)
 	if err != nil {
-		return nil, pki.Identity{}, fmt.Errorf("redeem join token: read: %w", err)
-	}
-	if len(resp.Kvs) == 0 {
-		t.log.Warn("join refused", "reason", "unknown token")
-		return nil, pki.Identity{}, refuse(ErrTokenUnknown, "join token not recognised")
-	}
-	kv := resp.Kvs[0]
-	var rec tokenRecord
-	if err := json.Unmarshal(kv.Value, &rec); err != nil {
-		return nil, pki.Identity{}, fmt.Errorf("redeem join token: record %s is corrupt: %w", key, err)
-	}
-	id, err := pki.ParseIdentity(rec.Identity)
-	if err != nil {
-		return nil, pki.Identity{}, fmt.Errorf("redeem join token: record %s: %w", key, err)
+		return nil, id, err
 	}
 	log := t.log.With("identity", id.String())
 	now := time.Now()
-	switch {
-	case rec.UsedAt != nil:
-		log.Warn("join refused", "reason", "token already used", "used_at", *rec.UsedAt)
-		return nil, id, refuse(ErrTokenUsed, "join token already used")
-	case !now.Before(rec.ExpiresAt):
-		log.Warn("join refused", "reason", "token expired", "expired_at", rec.ExpiresAt)
-		return nil, id, refuse(ErrTokenExpired, "join token expired at %s; ask pilot for a new instance", rec.ExpiresAt.UTC().Format(time.RFC3339))
-	case t.revs.IsRevoked(id):
-		log.Warn("join refused", "reason", "identity revoked")
-		return nil, id, refuse(ErrRevoked, "identity %s is revoked; ask pilot for a new instance", id)
+	retry, err := t.admit(log, rec, id, req.keySum, now)
+	if err != nil {
+		return nil, id, err
 	}
+	ips, err := t.addresses(ctx, key, rec, id)
+	if err != nil {
+		return nil, id, err
+	}
+	// Issue before marking the token used: a CA failure then leaves the
+	// token usable, and a certificate that loses the race below to another
+	// key is simply never handed out.
+	certPEM, notAfter, err := t.ca.Issue(req.pub, id, ips, nil, t.ttl)
+	if err != nil {
+		return nil, id, fmt.Errorf("redeem join token for %s: %w", id, err)
+	}
+	if !retry {
+		if retry, err = t.markUsed(ctx, log, key, rev, rec, req.keySum, now); err != nil {
+			return nil, id, err
+		}
+	}
+	if retry {
+		log.Info("join retried with the same key", "not_after", notAfter)
+	} else {
+		log.Info("join token redeemed", "not_after", notAfter)
+	}
+	return t.certificate(certPEM, notAfter), id, nil
+}
+
+// load reads the record at key with its revision and identity.
+func (t *Tokens) load(ctx context.Context, key string) (tokenRecord, int64, pki.Identity, error) {
+	var rec tokenRecord
+	resp, err := t.c.Get(ctx, key)
+	if err != nil {
+		return rec, 0, pki.Identity{}, fmt.Errorf("redeem join token: read: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		t.log.Warn("join refused", "reason", "unknown token")
+		return rec, 0, pki.Identity{}, refuse(ErrTokenUnknown, "join token not recognised")
+	}
+	kv := resp.Kvs[0]
+	if err := json.Unmarshal(kv.Value, &rec); err != nil {
+		return rec, 0, pki.Identity{}, fmt.Errorf("redeem join token: record %s is corrupt: %w", key, err)
+	}
+	id, err := pki.ParseIdentity(rec.Identity)
+	if err != nil {
+		return rec, 0, pki.Identity{}, fmt.Errorf("redeem join token: record %s: %w", key, err)
+	}
+	return rec, kv.ModRevision, id, nil
+}
+
+// admit decides whether the key whose hash is keySum may redeem rec now:
+// as the first redeem (retry false), or as a retry of the join that used
+// the token with this same key (retry true). A used token is refused to
+// any other key before anything else, exactly as if retries did not exist.
+func (t *Tokens) admit(log *slog.Logger, rec tokenRecord, id pki.Identity, keySum string, now time.Time) (retry bool, err error) {
+	used := rec.UsedAt != nil
+	// Records used before keys were remembered have no sum and match no
+	// key. The sums are of public keys, so comparing them in variable
+	// time reveals nothing.
+	if used && rec.KeySHA256 != keySum {
+		log.Warn("join refused", "reason", "token already used", "used_at", *rec.UsedAt)
+		return false, refuse(ErrTokenUsed, "join token already used")
+	}
+	switch {
+	case !now.Before(rec.ExpiresAt):
+		log.Warn("join refused", "reason", "token expired", "expired_at", rec.ExpiresAt, "used", used)
+		return false, refuse(ErrTokenExpired, "join token expired at %s; ask pilot for a new instance", rec.ExpiresAt.UTC().Format(time.RFC3339))
+	case t.revs.IsRevoked(id):
+		log.Warn("join refused", "reason", "identity revoked", "used", used)
+		return false, refuse(ErrRevoked, "identity %s is revoked; ask pilot for a new instance", id)
+	}
+	return used, nil
+}
+
+// addresses are the IPs the certificate for rec carries: the token's, or
+// for a frontgate whose token named none, the ones resolveIPs reports now
+// (a retry resolves them again: the instance, hence its address, is the
+// same).
+func (t *Tokens) addresses(ctx context.Context, key string, rec tokenRecord, id pki.Identity) ([]net.IP, error) {
 	ips := make([]net.IP, 0, len(rec.IPs))
 	for _, s := range rec.IPs {
 		ip := net.ParseIP(s)
 		if ip == nil {
-			return nil, id, fmt.Errorf("redeem join token: record %s: ip %q is not an IP address", key, s)
+			return nil, fmt.Errorf("redeem join token: record %s: ip %q is not an IP address", key, s)
 		}
 		ips = append(ips, ip)
 	}
-	if len(ips) == 0 && id.Kind == pki.KindFrontgate && t.resolveIPs != nil {
-		resolved, err := t.resolveIPs(ctx, id)
-		if err != nil {
-			return nil, id, fmt.Errorf("redeem join token for %s: address: %w", id, err)
-		}
-		if len(resolved) == 0 {
-			return nil, id, fmt.Errorf("redeem join token for %s: its address is not recorded yet; retry", id)
-		}
-		ips = resolved
+	if len(ips) > 0 || id.Kind != pki.KindFrontgate || t.resolveIPs == nil {
+		return ips, nil
 	}
-	// Issue before marking the token used: a CA failure then leaves the
-	// token usable, and a certificate that loses the race below is simply
-	// never handed out.
-	certPEM, notAfter, err := t.ca.Issue(pub, id, ips, nil, t.ttl)
+	resolved, err := t.resolveIPs(ctx, id)
 	if err != nil {
-		return nil, id, fmt.Errorf("redeem join token for %s: %w", id, err)
+		return nil, fmt.Errorf("redeem join token for %s: address: %w", id, err)
 	}
+	if len(resolved) == 0 {
+		return nil, fmt.Errorf("redeem join token for %s: its address is not recorded yet; retry", id)
+	}
+	return resolved, nil
+}
+
+// markUsed records that the key whose hash is keySum used rec (read at
+// revision rev), with a compare-and-swap so that of concurrent redeems one
+// wins. Losing is not the end: if the winner had the same key, this redeem
+// is a retry of that join (retry true); otherwise the token is used.
+func (t *Tokens) markUsed(ctx context.Context, log *slog.Logger, key string, rev int64, rec tokenRecord, keySum string, now time.Time) (retry bool, err error) {
 	used := now.UTC()
 	rec.UsedAt = &used
+	rec.KeySHA256 = keySum
 	val, err := json.Marshal(rec)
 	if err != nil {
-		return nil, id, fmt.Errorf("redeem join token for %s: %w", id, err)
+		return false, fmt.Errorf("redeem join token for %s: %w", rec.Identity, err)
 	}
-	// Only a redeem changes a record after Issue, so losing the
-	// compare-and-swap means another redeem won.
 	txn, err := t.c.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 		Then(clientv3.OpPut(key, string(val), clientv3.WithIgnoreLease())).
 		Commit()
 	if err != nil {
-		return nil, id, fmt.Errorf("redeem join token for %s: mark used: %w", id, err)
+		return false, fmt.Errorf("redeem join token for %s: mark used: %w", rec.Identity, err)
 	}
-	if !txn.Succeeded {
-		log.Warn("join refused", "reason", "token already used (concurrent redeem)")
-		return nil, id, refuse(ErrTokenUsed, "join token already used")
+	if txn.Succeeded {
+		return false, nil
 	}
-	log.Info("join token redeemed", "not_after", notAfter)
-	return t.certificate(certPEM, notAfter), id, nil
+	// Only a redeem changes a record after Issue, so another redeem won;
+	// read what it recorded and judge this one as a retry of it.
+	won, _, id, err := t.load(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	if won.UsedAt == nil {
+		log.Warn("join refused", "reason", "token record changed while unused (concurrent redeem)")
+		return false, refuse(ErrTokenUsed, "join token already used")
+	}
+	if _, err := t.admit(log, won, id, keySum, time.Now()); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func (t *Tokens) certificate(certPEM []byte, notAfter time.Time) *streamv1.Certificate {
@@ -394,7 +498,7 @@ func (t *Tokens) Renew(ctx context.Context, currentPEM, csrPEM, proof []byte, ca
 	if len(proof) == 0 {
 		return nil, pki.Identity{}, refuse(ErrInvalid, "proof: required (signature of the new CSR by the current key)")
 	}
-	csrDER, pub, err := parseCSR(csrPEM)
+	req, err := parseCSR(csrPEM)
 	if err != nil {
 		return nil, pki.Identity{}, err
 	}
@@ -419,11 +523,11 @@ func (t *Tokens) Renew(ctx context.Context, currentPEM, csrPEM, proof []byte, ca
 		log.Warn("renewal refused", "reason", "identity revoked")
 		return nil, id, refuse(ErrRevoked, "%s is revoked", id)
 	}
-	if err := pki.VerifyProof(cur, csrDER, proof); err != nil {
+	if err := pki.VerifyProof(cur, req.der, proof); err != nil {
 		log.Warn("renewal refused", "reason", err)
 		return nil, id, refuse(ErrProof, "%v", err)
 	}
-	certPEM, notAfter, err := t.ca.Issue(pub, id, cur.IPAddresses, cur.DNSNames, t.ttl)
+	certPEM, notAfter, err := t.ca.Issue(req.pub, id, cur.IPAddresses, cur.DNSNames, t.ttl)
 	if err != nil {
 		return nil, id, fmt.Errorf("renew certificate for %s: %w", id, err)
 	}

@@ -24,6 +24,7 @@ func TestJoinAnswersWithSafeCodesAndMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, csr := newCSR(t)
+	_, otherCSR := newCSR(t)
 
 	cert, err := svc.Join(ctx, &streamv1.JoinRequest{Token: token, CsrPem: string(csr)})
 	if err != nil || cert.GetCertificatePem() == "" {
@@ -35,7 +36,10 @@ func TestJoinAnswersWithSafeCodesAndMessages(t *testing.T) {
 		code codes.Code
 		msg  string
 	}{
-		{"used", &streamv1.JoinRequest{Token: token, CsrPem: string(csr)}, codes.PermissionDenied, "join token already used"},
+		// The same key again is a retry whose answer was lost; another
+		// key finds the token used.
+		{"retried with the same key", &streamv1.JoinRequest{Token: token, CsrPem: string(csr)}, codes.OK, ""},
+		{"used", &streamv1.JoinRequest{Token: token, CsrPem: string(otherCSR)}, codes.PermissionDenied, "join token already used"},
 		{"unknown", &streamv1.JoinRequest{Token: TokenPrefix + strings.Repeat("B", 43), CsrPem: string(csr)}, codes.PermissionDenied, "join token not recognised"},
 		{"malformed csr", &streamv1.JoinRequest{Token: token, CsrPem: "nope"}, codes.InvalidArgument, "csr_pem: certificate request: not a PEM CERTIFICATE REQUEST"},
 		{"empty", &streamv1.JoinRequest{}, codes.InvalidArgument, "token: required"},

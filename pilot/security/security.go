@@ -7,6 +7,7 @@ package security
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -80,6 +81,12 @@ func (s *Security) join(ctx context.Context, caller pki.Identity, j *streamv1.Jo
 		return streamrpc.ErrorResponse("permission_denied", "a frontgate may relay joins of drones only")
 	}
 	fg, err := s.frontgateOf(ctx, id.Cluster)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		// Pilot could not look; the drone retries with the same key, which
+		// the spent token still accepts (a re-join).
+		s.log.Warn("drone join: cannot check its frontgate; asking it to retry", "identity", id.String(), "err", err)
+		return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "pilot cannot check the frontgate of cluster %s now; retry", id.Cluster)
+	}
 	if err != nil || fg != caller.ID {
 		s.log.Warn("frontgate relayed a join for a drone it does not serve; refused", "frontgate", caller.String(), "identity", id.String(), "err", err)
 		return streamrpc.ErrorResponse("permission_denied", "drone %s is not served by frontgate %s", id.ID, caller.ID)

@@ -71,7 +71,10 @@ type Config struct {
 	// SecretKeyFile holds the master key for secrets at rest (default:
 	// $HANGAR_SECRET_KEY, else <data dir>/secret.key, created on first start).
 	SecretKeyFile string
-	Logger        *slog.Logger
+	// AuditRetention bounds the audit log (zero fields: unlimited); pilot
+	// prunes it at start and every audit.DefaultPruneInterval.
+	AuditRetention audit.Retention
+	Logger         *slog.Logger
 	// Ready, if set, receives the bound gRPC and HTTP addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -84,6 +87,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.DataDir == "" {
 		return errors.New("--data-dir is required")
+	}
+	if err := cfg.AuditRetention.Validate(); err != nil {
+		return err
 	}
 	if cfg.PluginDir == "" {
 		exe, err := os.Executable()
@@ -195,7 +201,13 @@ func Run(ctx context.Context, cfg Config) error {
 	pkgs.Box = box
 	ops := clusterops.New(clusterops.Config{Store: st, Packages: pkgs, Frontgates: fg, Providers: provs, PilotAddress: advertise,
 		CommandKey: cmdKey, Tokens: tokens, CAPEM: ca.CertPEM(), Box: box, Logger: log.With("component", "clusterops")})
-	auditLog := audit.New(audit.Config{Client: ecli, Logger: log.With("component", "audit")})
+	auditLog := audit.New(audit.Config{Client: ecli, Logger: log.With("component", "audit"), Retention: cfg.AuditRetention})
+	registerAuditMetrics(reg, auditLog)
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		auditLog.RunRetention(rctx, audit.DefaultPruneInterval)
+	}()
 	users := auth.New(auth.Config{Client: ecli, Logger: log.With("component", "auth"), Audit: auditLog})
 	if err := users.Bootstrap(ctx, cfg.DataDir); err != nil {
 		return err
@@ -451,6 +463,21 @@ func registerMetrics(reg *prometheus.Registry, st *store.Store, fg *fglink.Serve
 			ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n), k[0], k[1])
 		}
 	}})
+}
+
+// registerAuditMetrics exposes audit retention, so an operator can see it
+// working and alert when it fails.
+func registerAuditMetrics(reg *prometheus.Registry, l *audit.Log) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hangar_pilot_audit_entries_pruned_total",
+			Help: "Audit log entries deleted by retention (--audit-max-age, --audit-max-entries).",
+		}, func() float64 { return float64(l.PrunedEntries()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hangar_pilot_audit_prune_failures_total",
+			Help: "Audit retention runs that failed (each logged at Warn); the next run retries.",
+		}, func() float64 { return float64(l.FailedPruneRuns()) }),
+	)
 }
 
 type collectorFunc struct {

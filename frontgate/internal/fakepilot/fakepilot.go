@@ -3,16 +3,21 @@
 // and its Hello must agree), EnrollmentService.Join, and the requests a
 // frontgate sends up the stream (drones' joins, certificate renewals). It
 // runs a real CA with single-use join tokens, records Hellos, and lets a
-// test send requests down the current stream.
+// test send requests down the current stream. To test joins that must be
+// retried, it can lose answers after redeeming (LoseJoinAnswers) and, as
+// pilot does, certify again the key that used a token (AcceptRejoins).
 package fakepilot
 
 import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -52,17 +57,30 @@ type Pilot struct {
 	peer     *streamrpc.Peer
 	hellos   []*streamv1.Hello
 	changed  chan struct{}
-	tokens   map[string]grant
+	tokens   map[string]*grant
 	revoked  map[pki.Identity]bool
 	ttl      time.Duration
 	renewals map[pki.Identity]int
 	joins    int
+	// rejoins: a used token is redeemed again by the key that used it.
+	rejoins bool
+	// loseAnswers is how many more granted joins lose their answer.
+	loseAnswers int
+	// joinKeys are the SHA-256 of each granted join's key, in order.
+	joinKeys [][sha256.Size]byte
 }
 
 type grant struct {
 	id  pki.Identity
 	ips []net.IP
+	// usedBy is the SHA-256 of the public key that redeemed the token.
+	usedBy *[sha256.Size]byte
 }
+
+// errAnswerLost is the failure of a join that was granted but whose answer
+// never reached the caller; it is answered as unavailable, so the caller
+// retries.
+var errAnswerLost = errors.New("fake pilot: the join was granted but its answer was lost")
 
 // Start serves on addr ("127.0.0.1:0" for any port, or the address of a
 // previous fake pilot to stand for a restarted one) with a server
@@ -85,7 +103,7 @@ func Start(t testing.TB, addr string, ca *pki.CA) *Pilot {
 	base, stop := context.WithCancel(context.Background())
 	p := &Pilot{
 		addr: ln.Addr().String(), ca: ca, done: make(chan struct{}), base: base, stop: stop,
-		commandKey: pub, changed: make(chan struct{}), tokens: map[string]grant{}, revoked: map[pki.Identity]bool{},
+		commandKey: pub, changed: make(chan struct{}), tokens: map[string]*grant{}, revoked: map[pki.Identity]bool{},
 		ttl: time.Hour, renewals: map[pki.Identity]int{},
 	}
 	// Like pilot's port: a client certificate is optional, because Join
@@ -123,7 +141,34 @@ func (p *Pilot) SetCertTTL(d time.Duration) {
 func (p *Pilot) AddToken(token string, id pki.Identity, ips ...net.IP) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.tokens[token] = grant{id: id, ips: ips}
+	p.tokens[token] = &grant{id: id, ips: ips}
+}
+
+// AcceptRejoins makes a used token redeemable again by the key that used
+// it (a new certificate each time), as pilot does so that a join whose
+// answer was lost can be retried; any other key is still refused. Without
+// it a token works once whatever the key.
+func (p *Pilot) AcceptRejoins() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rejoins = true
+}
+
+// LoseJoinAnswers makes the next n granted joins fail after the token was
+// marked used, as when the stream is cut before the answer arrives: the
+// caller is told the join is unavailable.
+func (p *Pilot) LoseJoinAnswers(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.loseAnswers = n
+}
+
+// JoinKeys are the SHA-256 of the DER public key (SubjectPublicKeyInfo)
+// of every granted join, lost answers included, in order.
+func (p *Pilot) JoinKeys() [][sha256.Size]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.joinKeys)
 }
 
 // Revoke refuses id's renewals and, for a frontgate, its streams.
@@ -140,7 +185,8 @@ func (p *Pilot) Renewals(id pki.Identity) int {
 	return p.renewals[id]
 }
 
-// Joins is how many joins were granted.
+// Joins is how many joins were granted (lost answers and re-joins
+// included).
 func (p *Pilot) Joins() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -212,6 +258,9 @@ func (p *Pilot) serve(_ context.Context, req *streamv1.Request) *streamv1.Respon
 	default:
 		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "fake pilot serves join and renew_certificate only")
 	}
+	if errors.Is(err, errAnswerLost) {
+		return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "%v", err)
+	}
 	if err != nil {
 		return streamrpc.ErrorResponse(CodePermissionDenied, "%v", err)
 	}
@@ -223,17 +272,41 @@ func (p *Pilot) join(req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
+	key := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	g, lose, err := p.redeem(req.GetToken(), key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := p.issue(csr.PublicKey, g.id, g.ips)
+	if err != nil {
+		return nil, err
+	}
+	if lose {
+		return nil, errAnswerLost
+	}
+	return cert, nil
+}
+
+// redeem marks token used by key, or refuses it; lose says the answer to
+// this join is to be lost.
+func (p *Pilot) redeem(token string, key [sha256.Size]byte) (g grant, lose bool, err error) {
 	p.mu.Lock()
-	g, ok := p.tokens[req.GetToken()]
-	delete(p.tokens, req.GetToken())
-	if ok {
-		p.joins++
+	defer p.mu.Unlock()
+	gp, ok := p.tokens[token]
+	switch {
+	case !ok:
+		return grant{}, false, errors.New("join token unknown or expired")
+	case gp.usedBy != nil && !(p.rejoins && *gp.usedBy == key):
+		return grant{}, false, errors.New("join token already used")
 	}
-	p.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("join token unknown, expired or already used")
+	gp.usedBy = &key
+	p.joins++
+	p.joinKeys = append(p.joinKeys, key)
+	if p.loseAnswers > 0 {
+		p.loseAnswers--
+		lose = true
 	}
-	return p.issue(csr.PublicKey, g.id, g.ips)
+	return *gp, lose, nil
 }
 
 func (p *Pilot) renew(req *streamv1.RenewCertificate) (*streamv1.Certificate, error) {
@@ -284,6 +357,9 @@ type enrollment struct {
 
 func (e enrollment) Join(_ context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
 	cert, err := e.p.join(req)
+	if errors.Is(err, errAnswerLost) {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
 	if err != nil {
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangarhq/hangar/pilot/audit"
+)
+
+func TestAuditRetentionFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		want    audit.Retention
+		wantErr string // a substring; "" means no error
+	}{
+		{"defaults: 90 days, 100000 per tenant", nil, audit.Retention{MaxAge: 2160 * time.Hour, MaxEntriesPerTenant: 100000}, ""},
+		{"both set", []string{"--audit-max-age", "720h", "--audit-max-entries", "500"}, audit.Retention{MaxAge: 720 * time.Hour, MaxEntriesPerTenant: 500}, ""},
+		{"zero is unlimited", []string{"--audit-max-age", "0", "--audit-max-entries", "0"}, audit.Retention{}, ""},
+		{"negative age", []string{"--audit-max-age", "-1h"}, audit.Retention{}, "--audit-max-age -1h0m0s: must be 0"},
+		{"negative count", []string{"--audit-max-entries", "-5"}, audit.Retention{}, "--audit-max-entries -5: must be 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _, err := parseArgs(append([]string{"--data-dir", t.TempDir()}, tc.args...), io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parseArgs(%v) error = %v, want one containing %q", tc.args, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseArgs(%v): %v", tc.args, err)
+			}
+			if cfg.AuditRetention != tc.want {
+				t.Errorf("parseArgs(%v).AuditRetention = %+v, want %+v", tc.args, cfg.AuditRetention, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseArgsUsageErrors(t *testing.T) {
+	if _, _, err := parseArgs(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Errorf("no --data-dir: %v", err)
+	}
+	if _, _, err := parseArgs([]string{"--bogus"}, io.Discard); !errors.Is(err, errUsage) {
+		t.Errorf("unknown flag: %v, want errUsage", err)
+	}
+	var help strings.Builder
+	if _, _, err := parseArgs([]string{"--help"}, &help); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"-audit-max-age", "0 keeps entries forever", "-audit-max-entries", "0 = no limit"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("--help does not say %q", want)
+		}
+	}
+}
