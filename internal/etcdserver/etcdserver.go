@@ -63,8 +63,19 @@ type Config struct {
 	MaxTxnOps uint
 	// MaxRequestBytes raises etcd's 1.5 MiB request limit when set.
 	MaxRequestBytes uint
-	Logger          *slog.Logger
+	// CompactionRetention is how much history etcd keeps (default
+	// DefaultCompactionRetention): older revisions are compacted
+	// periodically. Without it every overwritten or deleted value stays in
+	// the database for ever, and a pilot or frontgate that runs for months
+	// fills its disk. Watchers resuming from a compacted revision are told
+	// so and re-read (as the drone's metadata view does).
+	CompactionRetention time.Duration
+	Logger              *slog.Logger
 }
+
+// DefaultCompactionRetention is the history kept when Config leaves it
+// unset: long enough for any watcher to resume after a reconnect.
+const DefaultCompactionRetention = time.Hour
 
 // Server is a running member.
 type Server struct {
@@ -132,6 +143,11 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.MaxRequestBytes > 0 {
 		cfg.MaxRequestBytes = c.MaxRequestBytes
 	}
+	if c.CompactionRetention <= 0 {
+		c.CompactionRetention = DefaultCompactionRetention
+	}
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = c.CompactionRetention.String()
 	if c.ClientTLS != nil {
 		cfg.ClientTLSInfo = *c.ClientTLS
 		// The JSON gateway would reach etcd with the server's own

@@ -306,13 +306,15 @@ func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.L
 		}
 		return c, func() { c.Close() }, nil
 	}
-	// Only pilot talks to its etcd: mutual TLS with pilot's own certificate
-	// on both ports, so the port accepts nobody else.
+	// Only pilot talks to its etcd: mutual TLS on both ports, admitting
+	// pilot's own certificate alone. The CA also signs every frontgate and
+	// drone, and one on the same host must not reach pilot's state.
 	tlsInfo := &transport.TLSInfo{
 		CertFile:       filepath.Join(creds.Dir(), tlsutil.CertFile),
 		KeyFile:        filepath.Join(creds.Dir(), tlsutil.KeyFile),
 		TrustedCAFile:  filepath.Join(creds.Dir(), tlsutil.CAFile),
 		ClientCertAuth: true,
+		AllowedCNs:     []string{creds.Identity().CommonName()},
 	}
 	peerInfo := *tlsInfo
 	srv, err := etcdserver.Start(ctx, etcdserver.Config{
