@@ -417,10 +417,22 @@ func TestDroneJoinRelayedToPilot(t *testing.T) {
 	connectDrone(t, fg, ca, "cln-a", "cl-1", creds)
 	waitFor(t, "the joined drone listed", func() bool { return slices.Equal(listed(t, pilot, ""), []string{"cln-a"}) })
 
-	// The token worked once.
-	_, err = client.Join(callCtx(t), &streamv1.JoinRequest{Token: "tok-a", CsrPem: string(csr)})
+	// The token worked once: another key is refused. (The same key may
+	// join again, to recover a lost answer.)
+	otherKey, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCSR, err := pki.NewCSR(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Join(callCtx(t), &streamv1.JoinRequest{Token: "tok-a", CsrPem: string(otherCSR)})
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "already used") {
 		t.Fatalf("second join with the token = %v, want pilot's PermissionDenied", err)
+	}
+	if _, err := client.Join(callCtx(t), &streamv1.JoinRequest{Token: "tok-a", CsrPem: string(csr)}); err != nil {
+		t.Fatalf("a re-join with the same key: %v", err)
 	}
 }
 

@@ -189,7 +189,6 @@ func TestLostJoinAnswerCompletesWithTheSameKey(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := fakepilot.Start(t, "127.0.0.1:0", nil)
-			p.AcceptRejoins()
 			p.AddToken("tok-1", fg1, testca.Loopback)
 			p.LoseJoinAnswers(1)
 			dir := filepath.Join(t.TempDir(), "tls")

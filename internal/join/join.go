@@ -39,24 +39,6 @@ var ErrRefused = errors.New("join refused")
 // under way for.
 const PendingKeyFile = "pending-key.pem"
 
-// NewRequest makes a key and a join request for it; the key (PEM) is kept
-// by the caller and saved with the certificate the join returns. It keeps
-// nothing on disk: a component should use PendingRequest.
-func NewRequest(token string) (keyPEM []byte, req *streamv1.JoinRequest, err error) {
-	key, err := pki.NewKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	if keyPEM, err = pki.EncodeKey(key); err != nil {
-		return nil, nil, err
-	}
-	req, err = requestFor(token, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return keyPEM, req, nil
-}
-
 // PendingRequest returns the key in dir's PendingKeyFile and a join request
 // for it. When there is none it makes a key and saves it there first (0600,
 // written to a temporary file and renamed; dir is created 0700), so that

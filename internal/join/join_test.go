@@ -62,24 +62,6 @@ func TestRetryStopsWithContext(t *testing.T) {
 	}
 }
 
-func TestNewRequestCarriesAValidCSR(t *testing.T) {
-	keyPEM, req, err := NewRequest("hjt_x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := pki.ParseKey(keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := pki.ParseCSR([]byte(req.CsrPem))
-	if err != nil || req.Token != "hjt_x" {
-		t.Fatalf("csr %v token %q", err, req.Token)
-	}
-	if !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(csr.PublicKey) {
-		t.Fatal("the CSR is not for the returned key")
-	}
-}
-
 func TestPendingRequestKeepsTheKeyUntilForgotten(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
 	keyPEM, req, reused, err := PendingRequest(dir, "hjt_x")

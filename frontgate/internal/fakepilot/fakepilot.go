@@ -4,8 +4,8 @@
 // frontgate sends up the stream (drones' joins, certificate renewals). It
 // runs a real CA with single-use join tokens, records Hellos, and lets a
 // test send requests down the current stream. To test joins that must be
-// retried, it can lose answers after redeeming (LoseJoinAnswers) and, as
-// pilot does, certify again the key that used a token (AcceptRejoins).
+// retried, it can lose answers after redeeming (LoseJoinAnswers); as pilot
+// does, it certifies again the key that used a token, and no other.
 package fakepilot
 
 import (
@@ -62,8 +62,6 @@ type Pilot struct {
 	ttl      time.Duration
 	renewals map[pki.Identity]int
 	joins    int
-	// rejoins: a used token is redeemed again by the key that used it.
-	rejoins bool
 	// loseAnswers is how many more granted joins lose their answer.
 	loseAnswers int
 	// joinKeys are the SHA-256 of each granted join's key, in order.
@@ -142,16 +140,6 @@ func (p *Pilot) AddToken(token string, id pki.Identity, ips ...net.IP) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.tokens[token] = &grant{id: id, ips: ips}
-}
-
-// AcceptRejoins makes a used token redeemable again by the key that used
-// it (a new certificate each time), as pilot does so that a join whose
-// answer was lost can be retried; any other key is still refused. Without
-// it a token works once whatever the key.
-func (p *Pilot) AcceptRejoins() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.rejoins = true
 }
 
 // LoseJoinAnswers makes the next n granted joins fail after the token was
@@ -296,7 +284,7 @@ func (p *Pilot) redeem(token string, key [sha256.Size]byte) (g grant, lose bool,
 	switch {
 	case !ok:
 		return grant{}, false, errors.New("join token unknown or expired")
-	case gp.usedBy != nil && !(p.rejoins && *gp.usedBy == key):
+	case gp.usedBy != nil && *gp.usedBy != key:
 		return grant{}, false, errors.New("join token already used")
 	}
 	gp.usedBy = &key
