@@ -31,43 +31,13 @@ import (
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var droneID = pki.Identity{Kind: pki.KindDrone, ID: "cln-1", Cluster: "cl-1"}
-
-func newCA(t *testing.T) *pki.CA {
-	t.Helper()
-	ca, err := pki.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
-
-// issue certifies a new key for id and returns it as in-memory creds.
-func issue(t *testing.T, ca *pki.CA, id pki.Identity, ips []net.IP, ttl time.Duration) *tlsutil.Creds {
-	t.Helper()
-	key, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, _, err := ca.Issue(key.Public(), id, ips, nil, ttl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := pki.EncodeKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tlsutil.Save("", keyPEM, certPEM, ca.CertPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -184,7 +154,7 @@ func startFrontgate(t *testing.T, ca, serverCA *pki.CA) *fakeFrontgate {
 		t.Fatal(err)
 	}
 	f := &fakeFrontgate{ca: ca, conns: make(chan connection, 4), addr: lis.Addr().String()}
-	fg := issue(t, serverCA, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, []net.IP{net.ParseIP("127.0.0.1")}, time.Hour)
+	fg := testca.Creds(t, serverCA, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, time.Hour)
 	// The server trusts ca for client certificates even when serverCA
 	// differs: only the drone's check of the server is under test then.
 	stc := fg.ServerConfig(tls.VerifyClientCertIfGiven)
@@ -237,7 +207,7 @@ type drone struct {
 // certificate from ca valid for an hour.
 func startDrone(t *testing.T, ca *pki.CA, addr string, opts ...func(*Config)) *drone {
 	t.Helper()
-	return startDroneWith(t, issue(t, ca, droneID, nil, time.Hour), addr, opts...)
+	return startDroneWith(t, testca.Creds(t, ca, droneID, time.Hour), addr, opts...)
 }
 
 // startDroneWith runs an agent with creds; opts adjust its Config last.
@@ -289,7 +259,7 @@ func call(t *testing.T, p *streamrpc.Peer, req *streamv1.Request) (*streamv1.Res
 }
 
 func TestServesRequests(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	fg := startFrontgate(t, ca, ca)
 	d := startDrone(t, ca, fg.addr)
 	c := fg.next(t)
@@ -429,7 +399,7 @@ func (p *proxy) close() {
 }
 
 func TestCommandSurvivesAConnectionCut(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	fg := startFrontgate(t, ca, ca)
 	px := startProxy(t, fg.addr)
 	d := startDrone(t, ca, px.addr())
@@ -494,7 +464,7 @@ func TestConnectsOnceTheFrontgateIsUp(t *testing.T) {
 	closed := l.Addr().String()
 	l.Close()
 	px := startProxy(t, closed)
-	ca := newCA(t)
+	ca := testca.New(t)
 	d := startDrone(t, ca, px.addr())
 
 	// Let the drone fail a few attempts, then bring the frontgate up.
@@ -520,8 +490,8 @@ func TestConnectsOnceTheFrontgateIsUp(t *testing.T) {
 }
 
 func TestNewRejectsIncompleteConfig(t *testing.T) {
-	ca := newCA(t)
-	full := Config{NodeID: "cln-1", ClusterID: "cl-1", FrontgateAddress: "a:1", Creds: issue(t, ca, droneID, nil, time.Hour), Executor: &executor.Executor{}, Renderer: &fakeRenderer{}}
+	ca := testca.New(t)
+	full := Config{NodeID: "cln-1", ClusterID: "cl-1", FrontgateAddress: "a:1", Creds: testca.Creds(t, ca, droneID, time.Hour), Executor: &executor.Executor{}, Renderer: &fakeRenderer{}}
 	for _, tc := range []struct {
 		want   string
 		mutate func(*Config)
@@ -548,8 +518,8 @@ func TestNewRejectsIncompleteConfig(t *testing.T) {
 }
 
 func TestRefusesAFrontgateOutsideTheCA(t *testing.T) {
-	ca := newCA(t)
-	fg := startFrontgate(t, ca, newCA(t))
+	ca := testca.New(t)
+	fg := startFrontgate(t, ca, testca.New(t))
 	px := startProxy(t, fg.addr)
 	startDrone(t, ca, px.addr())
 	// Each attempt reaches the impostor's TLS handshake, none its Connect.
@@ -566,12 +536,12 @@ func TestRefusesAFrontgateOutsideTheCA(t *testing.T) {
 }
 
 func TestRenewsThroughTheStreamWithoutDroppingIt(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	fg := startFrontgate(t, ca, ca)
 	px := startProxy(t, fg.addr)
 	// Certificates start a minute in the past; with 30s left of 90 the
 	// renewal is due at once.
-	d := startDroneWith(t, issue(t, ca, droneID, nil, 30*time.Second), px.addr())
+	d := startDroneWith(t, testca.Creds(t, ca, droneID, 30*time.Second), px.addr())
 	first := fg.next(t)
 	old := d.creds.Leaf().SerialNumber
 	waitFor(t, "the renewed certificate", func() bool { return d.creds.Leaf().SerialNumber.Cmp(old) != 0 })
@@ -602,15 +572,15 @@ func TestRejectsABadRenewal(t *testing.T) {
 		{"certificate for another node", func(f *fakeFrontgate) {
 			f.renewAs = &pki.Identity{Kind: pki.KindDrone, ID: "cln-2", Cluster: "cl-1"}
 		}},
-		{"certificate from another CA", func(f *fakeFrontgate) { f.renewCA = newCA(t) }},
+		{"certificate from another CA", func(f *fakeFrontgate) { f.renewCA = testca.New(t) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca := newCA(t)
+			ca := testca.New(t)
 			fg := startFrontgate(t, ca, ca)
 			fg.mu.Lock()
 			tc.set(fg)
 			fg.mu.Unlock()
-			d := startDroneWith(t, issue(t, ca, droneID, nil, 30*time.Second), fg.addr)
+			d := startDroneWith(t, testca.Creds(t, ca, droneID, 30*time.Second), fg.addr)
 			old := d.creds.Leaf().SerialNumber
 			fg.next(t)
 			// A second request means the answer to the first was handled.

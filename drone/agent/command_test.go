@@ -19,6 +19,7 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/testca"
 )
 
 func newCommandKey(t *testing.T) ed25519.PrivateKey {
@@ -69,7 +70,7 @@ func (b *logBuffer) String() string {
 }
 
 func TestRunsOnlyCommandsPilotSigned(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	fg := startFrontgate(t, ca, ca)
 	logs := &logBuffer{}
 	d := startDrone(t, ca, fg.addr, func(c *Config) {
@@ -172,7 +173,7 @@ func TestRunsOnlyCommandsPilotSigned(t *testing.T) {
 
 // A drone without pilot's public key fails closed.
 func TestRefusesEveryCommandWithoutAKey(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	fg := startFrontgate(t, ca, ca)
 	d := startDrone(t, ca, fg.addr, func(c *Config) { c.CommandPublicKey = nil })
 	c := fg.next(t)

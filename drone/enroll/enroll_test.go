@@ -30,43 +30,13 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var droneID = pki.Identity{Kind: pki.KindDrone, ID: "cln-1", Cluster: "cl-1"}
-
-func newCA(t *testing.T) *pki.CA {
-	t.Helper()
-	ca, err := pki.LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
-
-// issue certifies a new key for id and returns it as in-memory creds.
-func issue(t *testing.T, ca *pki.CA, id pki.Identity, ips []net.IP, ttl time.Duration) *tlsutil.Creds {
-	t.Helper()
-	key, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, _, err := ca.Issue(key.Public(), id, ips, nil, ttl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := pki.EncodeKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := tlsutil.Save("", keyPEM, certPEM, ca.CertPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // gate is a listener that, while down, drops every connection it
 // accepts: the frontgate's port as seen before the frontgate boots.
@@ -126,7 +96,7 @@ func startJoinServer(t *testing.T, ca, serverCA *pki.CA) *joinServer {
 		t.Fatal(err)
 	}
 	s := &joinServer{ca: ca, cmdKey: pub, gate: &gate{Listener: lis}, addr: lis.Addr().String(), tokens: map[string]pki.Identity{"tok-1": droneID}, usedBy: map[string][sha256.Size]byte{}}
-	fg := issue(t, serverCA, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, []net.IP{net.ParseIP("127.0.0.1")}, time.Hour)
+	fg := testca.Creds(t, serverCA, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}, time.Hour)
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(fg.ServerConfig(tls.VerifyClientCertIfGiven))))
 	streamv1.RegisterDroneLinkServer(gs, s)
 	served := make(chan struct{})
@@ -194,7 +164,7 @@ func ensure(t *testing.T, cfg Config) (*Result, error) {
 }
 
 func TestJoinSavesCredentialsThenRestartLoadsThem(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	s := startJoinServer(t, ca, ca)
 	dir := filepath.Join(t.TempDir(), "tls")
 	res, err := ensure(t, config(t, s, ca, dir))
@@ -232,7 +202,7 @@ func TestJoinSavesCredentialsThenRestartLoadsThem(t *testing.T) {
 }
 
 func TestRefusedTokenStopsAtOnce(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	s := startJoinServer(t, ca, ca)
 	cfg := config(t, s, ca, filepath.Join(t.TempDir(), "tls"))
 	cfg.JoinToken = "used-or-unknown"
@@ -249,7 +219,7 @@ func TestRefusedTokenStopsAtOnce(t *testing.T) {
 }
 
 func TestRetriesUntilTheFrontgateIsUp(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	s := startJoinServer(t, ca, ca)
 	s.gate.down.Store(true)
 	done := make(chan error, 1)
@@ -279,8 +249,8 @@ func TestRetriesUntilTheFrontgateIsUp(t *testing.T) {
 }
 
 func TestNeverSendsTheTokenToAnImpostor(t *testing.T) {
-	ca := newCA(t)
-	s := startJoinServer(t, ca, newCA(t))
+	ca := testca.New(t)
+	s := startJoinServer(t, ca, testca.New(t))
 	cfg := config(t, s, ca, filepath.Join(t.TempDir(), "tls"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -294,7 +264,7 @@ func TestNeverSendsTheTokenToAnImpostor(t *testing.T) {
 }
 
 func TestRefusesACertificateForAnotherNode(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	s := startJoinServer(t, ca, ca)
 	s.issueAs = &pki.Identity{Kind: pki.KindDrone, ID: "cln-2", Cluster: "cl-1"}
 	cfg := config(t, s, ca, filepath.Join(t.TempDir(), "tls"))
@@ -308,7 +278,7 @@ func TestRefusesACertificateForAnotherNode(t *testing.T) {
 }
 
 func TestLoadChecks(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	s := startJoinServer(t, ca, ca)
 	// save writes credentials as a past join would have.
 	save := func(t *testing.T, id pki.Identity, ttl time.Duration, withKey bool) string {
@@ -368,7 +338,7 @@ func TestLoadChecks(t *testing.T) {
 }
 
 func TestFirstStartNeedsTokenAndCA(t *testing.T) {
-	ca := newCA(t)
+	ca := testca.New(t)
 	s := startJoinServer(t, ca, ca)
 	for _, tc := range []struct {
 		want   string
@@ -403,7 +373,7 @@ func TestLostJoinAnswerCompletesWithTheSameKey(t *testing.T) {
 		{"retried by the next start", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ca := newCA(t)
+			ca := testca.New(t)
 			s := startJoinServer(t, ca, ca)
 			s.mu.Lock()
 			s.loseAnswers = 1

@@ -15,7 +15,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/frontgate/access"
-	"github.com/hangarhq/hangar/frontgate/internal/testca"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/frontgate/metastore"
 	"github.com/hangarhq/hangar/frontgate/relay"
 	"github.com/hangarhq/hangar/internal/pki"

@@ -1,6 +1,6 @@
-// Package testca gives the frontgate's tests a certificate authority like
-// pilot's, and credentials issued by it, so that every test speaks the same
-// mutual TLS as production.
+// Package testca gives tests a certificate authority like pilot's, and
+// credentials issued by it, so that every test speaks the same mutual TLS
+// as production.
 package testca
 
 import (
