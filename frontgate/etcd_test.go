@@ -14,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
-	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/etcdserver"
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 

@@ -25,9 +25,9 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
-	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 

@@ -15,9 +15,9 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/etcdserver"
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 

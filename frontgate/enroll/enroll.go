@@ -81,34 +81,11 @@ func Ensure(ctx context.Context, cfg Config) (*Result, error) {
 		if err == nil {
 			// A crash may have come between saving the certificate and
 			// removing the pending key.
-			forgetPendingKey(cfg)
+			join.Finished(cfg.Dir, cfg.Logger)
 		}
 		return res, err
 	}
 	return enroll(ctx, cfg)
-}
-
-// forgetPendingKey removes the join's pending key once a certificate is
-// saved. Failing to is no reason to stop: the key is a copy of the one the
-// credentials hold, and the next start tries again.
-func forgetPendingKey(cfg Config) {
-	if err := join.ForgetPendingKey(cfg.Dir); err != nil {
-		cfg.Logger.Warn("cannot remove the pending join key", "dir", cfg.Dir, "err", err)
-	}
-}
-
-// pendingRequest is the join request, for the key an earlier start saved
-// if its join did not finish (pilot certifies that key again for the same
-// token), else for a new key saved before it is sent.
-func pendingRequest(cfg Config) ([]byte, *streamv1.JoinRequest, error) {
-	keyPEM, req, reused, err := join.PendingRequest(cfg.Dir, cfg.JoinToken)
-	if err != nil {
-		return nil, nil, fmt.Errorf("enroll: %w", err)
-	}
-	if reused {
-		cfg.Logger.Info("joining with the key of an earlier, unfinished join", "dir", cfg.Dir)
-	}
-	return keyPEM, req, nil
 }
 
 func (cfg *Config) check() error {
@@ -181,7 +158,7 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: user data ca_pem: %w", err)
 	}
-	keyPEM, req, err := pendingRequest(cfg)
+	keyPEM, req, err := join.Pending(cfg.Dir, cfg.JoinToken, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +190,7 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	// The pending key is now the credentials' key.pem.
-	forgetPendingKey(cfg)
+	join.Finished(cfg.Dir, cfg.Logger)
 	cfg.Logger.Info("joined pilot; certificate saved", "dir", cfg.Dir, "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter)
 	return &Result{Creds: creds, Joined: true}, nil
 }

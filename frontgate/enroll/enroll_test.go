@@ -16,9 +16,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
-	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 

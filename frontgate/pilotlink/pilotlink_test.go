@@ -17,10 +17,10 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
-	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
-	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 

@@ -15,11 +15,11 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/frontgate/access"
-	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/frontgate/metastore"
 	"github.com/hangarhq/hangar/frontgate/relay"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/testca"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -76,6 +76,28 @@ func ForgetPendingKey(dir string) error {
 	return nil
 }
 
+// Pending is PendingRequest for a component starting up: it says in log
+// when it resumes an earlier start's unfinished join.
+func Pending(dir, token string, log *slog.Logger) ([]byte, *streamv1.JoinRequest, error) {
+	keyPEM, req, reused, err := PendingRequest(dir, token)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enroll: %w", err)
+	}
+	if reused {
+		log.Info("joining with the key of an earlier, unfinished join", "dir", dir)
+	}
+	return keyPEM, req, nil
+}
+
+// Finished removes the pending key once the certificate is saved. Failing
+// to is no reason to stop: the key is a copy of the one the credentials
+// hold, and the next start tries again; it is logged.
+func Finished(dir string, log *slog.Logger) {
+	if err := ForgetPendingKey(dir); err != nil {
+		log.Warn("cannot remove the pending join key", "dir", dir, "err", err)
+	}
+}
+
 func readPendingKey(path string) (crypto.Signer, []byte, error) {
 	keyPEM, err := os.ReadFile(path)
 	if err != nil {

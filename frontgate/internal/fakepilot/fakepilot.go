@@ -30,9 +30,9 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
-	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
