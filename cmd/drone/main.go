@@ -56,7 +56,9 @@ data pilot wrote for it (cluster id, node id, the frontgate's addresses, a
 single-use join token and pilot's CA certificate). On the first start the
 drone makes a key and exchanges the token for its certificate through the
 frontgate; it keeps them in <data-dir>/tls and renews the certificate
-before it expires.
+before it expires. The key is saved before the first attempt, so a join
+whose answer was lost (a cut stream, a restart) is retried with it and
+succeeds; the token refuses any other key.
 
   drone --userdata <file> --data-dir <dir> [flags]
 

@@ -70,15 +70,17 @@ Identity: on first start the frontgate makes a key and exchanges the user
 data's single-use join token for a certificate (pilot's EnrollmentService.Join,
 over TLS trusting ca_pem); key, certificate and CA are kept in DIR/tls and
 loaded on later starts. The certificate is renewed over the pilot stream at two
-thirds of its lifetime. A used or expired token cannot be retried: pilot must
-recreate the instance.
+thirds of its lifetime. The join key is saved (DIR/tls/pending-key.pem) before
+the first attempt, so a join whose answer was lost is retried with it, also
+after a restart; a token used by another key, or expired, cannot be retried:
+pilot must recreate the instance.
 
 Listens on --address, every port TLS with the frontgate's certificate:
   9611  DroneLink gRPC (drones dial in; Connect needs the drone's certificate,
         Join a join token that pilot checks)
   2379  etcd clients (drones' confd; client certificate required, read-only
         per cluster)
-  2380  etcd peers (client certificate required)`,
+  2380  etcd peers (client certificate required: the frontgate's own only)`,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -419,4 +419,12 @@ func TestRevokedFrontgate(t *testing.T) {
 	if pids := processesOf(before...); len(pids) > 0 {
 		t.Errorf("processes left after the forced delete: %v", pids)
 	}
+
+	// The runtime is usable again: the next cluster gets a new network and
+	// a new frontgate, which the revocation does not touch.
+	_, job = createCluster(t, p, "kv", map[string]string{"cluster.replica.count": "0"})
+	mustSucceed(t, job)
+	if _, fg := frontgateInstance(t, p); fg.FrontgateID == fgUD.FrontgateID {
+		t.Fatalf("the new cluster is served by the revoked frontgate %s", fg.FrontgateID)
+	}
 }
