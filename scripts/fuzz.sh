@@ -33,8 +33,11 @@ for entry in "${targets[@]}"; do
 	read -r pkg target <<<"$entry"
 	echo "=== $target ($pkg, ${seconds}s)"
 	# -run '^$' skips the package's ordinary tests; the target's seed corpus
-	# still runs first. The timeout leaves room for building and for
-	# minimizing a crasher.
-	go test -run '^$' -fuzz "^${target}\$" -fuzztime "${seconds}s" -timeout "$((seconds + 300))s" "$pkg"
+	# still runs first. -fuzzminimizetime 1x: by default every new
+	# interesting input is minimized for up to a minute, during which no
+	# new input is tried — measured, a 60 s run then executed 13 archives
+	# instead of ~400000. A crasher is kept as found, unminimized. The
+	# timeout leaves room for building.
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "${seconds}s" -fuzzminimizetime 1x -timeout "$((seconds + 300))s" "$pkg"
 done
 echo "all ${#targets[@]} fuzz targets ran ${seconds}s without a failure"
