@@ -12,28 +12,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
-	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 	"github.com/hangarhq/hangar/internal/secretbox"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func startEtcd(t *testing.T) *clientv3.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	srv, err := etcdserver.Start(ctx, etcdserver.Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := srv.Client()
-	if err != nil {
-		srv.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); srv.Close() })
-	return c
-}
 
 func put(t *testing.T, c *clientv3.Client, prefix string, kvs map[string]string) {
 	t.Helper()
@@ -63,7 +46,7 @@ func merge(ms ...map[string]string) map[string]string {
 }
 
 func TestView(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	roled := merge(
 		host("master", "i-1", "cln-1", "10.0.0.1"),
 		host("replica", "i-2", "cln-2", "10.0.0.2"),
@@ -188,7 +171,7 @@ func TestView(t *testing.T) {
 }
 
 func TestWatchPrefix(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	v, err := New(Config{Client: c, ClusterID: "w", NodeID: "cln-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +271,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestSealedValues(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	key := bytes.Repeat([]byte{4}, secretbox.KeySize)
 	box, err := secretbox.New(key)
 	if err != nil {

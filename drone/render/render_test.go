@@ -16,30 +16,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/hangarhq/hangar/drone/metaview"
-	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 	"github.com/hangarhq/hangar/internal/secretbox"
 )
 
 func TestMain(m *testing.M) {
 	RouteConfdLogs(slog.New(slog.DiscardHandler))
 	goleak.VerifyTestMain(m)
-}
-
-func startEtcd(t *testing.T) *clientv3.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	srv, err := etcdserver.Start(ctx, etcdserver.Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := srv.Client()
-	if err != nil {
-		srv.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); srv.Close() })
-	return c
 }
 
 func put(t *testing.T, c *clientv3.Client, kvs ...string) {
@@ -78,7 +61,7 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	put(t, c,
 		"hosts/master/i-1/node_id", "cln-1", "hosts/master/i-1/ip", "10.0.0.1",
 		"hosts/replica/i-2/node_id", "cln-2", "hosts/replica/i-2/ip", "10.0.0.2",

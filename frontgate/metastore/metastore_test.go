@@ -12,28 +12,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
-	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 	"github.com/hangarhq/hangar/internal/limits"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func startEtcd(t *testing.T) *clientv3.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := etcdserver.Start(ctx, etcdserver.Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	c, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -68,7 +51,7 @@ func equal(a, b map[string]string) bool {
 }
 
 func TestApplyOneRevisionPerChange(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	s := New(c, Options{})
 	ctx := testCtx(t)
 
@@ -130,7 +113,7 @@ func TestApplyOneRevisionPerChange(t *testing.T) {
 }
 
 func TestWatcherSeesOneBatch(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	s := New(c, Options{})
 	ctx := testCtx(t)
 
@@ -172,7 +155,7 @@ func TestWatcherSeesOneBatch(t *testing.T) {
 }
 
 func TestApplyConcurrentWritersConverge(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	ctx := testCtx(t)
 	// Two stores stand for two writers that share no lock, so only the
 	// transaction guard keeps them consistent.
@@ -204,7 +187,7 @@ func TestApplyConcurrentWritersConverge(t *testing.T) {
 }
 
 func TestDelete(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	s := New(c, Options{})
 	ctx := testCtx(t)
 	if _, err := s.Apply(ctx, "c-1", map[string]string{"a": "1", "b/c": "2"}); err != nil {
@@ -229,7 +212,7 @@ func TestDelete(t *testing.T) {
 }
 
 func TestTooManyOps(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	ctx := testCtx(t)
 	big := map[string]string{}
 	for i := range DefaultMaxTxnOps + 1 {
@@ -249,7 +232,7 @@ func TestTooManyOps(t *testing.T) {
 }
 
 func TestTooLarge(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	ctx := testCtx(t)
 	const max = 1000
 	s := New(c, Options{MaxBytes: max})
@@ -273,7 +256,7 @@ func TestTooLarge(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Client(t)
 	s := New(c, Options{})
 	ctx := testCtx(t)
 	tests := []struct {

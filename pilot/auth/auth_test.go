@@ -22,25 +22,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
-	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func newEtcd(t *testing.T) *clientv3.Client {
-	t.Helper()
-	srv, err := etcdserver.Start(context.Background(), etcdserver.Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	c, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // everything returns every key and value in etcd, to look for secrets.
 func everything(t *testing.T, c *clientv3.Client) string {
@@ -57,7 +42,7 @@ func everything(t *testing.T, c *clientv3.Client) string {
 }
 
 func TestTokensAreStoredOnlyAsHashes(t *testing.T) {
-	c := newEtcd(t)
+	c := etcdtest.Client(t)
 	u := New(Config{Client: c})
 	ctx := context.Background()
 	user, token, err := u.Create(ctx, "acme", "alice", pilotv1.Role_ROLE_MEMBER)
@@ -85,7 +70,7 @@ func TestTokensAreStoredOnlyAsHashes(t *testing.T) {
 }
 
 func TestAuthenticateRefusesEveryBadToken(t *testing.T) {
-	c := newEtcd(t)
+	c := etcdtest.Client(t)
 	u := New(Config{Client: c})
 	ctx := context.Background()
 	_, good, err := u.Create(ctx, "acme", "alice", pilotv1.Role_ROLE_ADMIN)
@@ -126,7 +111,7 @@ func TestAuthenticateRefusesEveryBadToken(t *testing.T) {
 }
 
 func TestCreateValidatesAndRefusesDuplicates(t *testing.T) {
-	u := New(Config{Client: newEtcd(t)})
+	u := New(Config{Client: etcdtest.Client(t)})
 	ctx := context.Background()
 	for _, tc := range []struct {
 		tenant, name string
@@ -164,7 +149,7 @@ func TestCreateValidatesAndRefusesDuplicates(t *testing.T) {
 }
 
 func TestBootstrapCreatesTheFirstAdminOnce(t *testing.T) {
-	c := newEtcd(t)
+	c := etcdtest.Client(t)
 	var logs bytes.Buffer
 	u := New(Config{Client: c, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx := context.Background()
@@ -228,7 +213,7 @@ func callAs(u *Users, methods map[string]Rule, method string, auth ...string) (P
 }
 
 func TestInterceptorParsesBearerAndChecksRoles(t *testing.T) {
-	u := New(Config{Client: newEtcd(t)})
+	u := New(Config{Client: etcdtest.Client(t)})
 	ctx := context.Background()
 	_, viewerTok, _ := u.Create(ctx, "acme", "vic", pilotv1.Role_ROLE_VIEWER)
 	_, adminTok, _ := u.Create(ctx, "acme", "ada", pilotv1.Role_ROLE_ADMIN)
@@ -287,7 +272,7 @@ func (f *fakeRecorder) Record(ctx context.Context, method string, _, _ any, err 
 
 func TestRefusedChangesAreAudited(t *testing.T) {
 	rec := &fakeRecorder{}
-	u := New(Config{Client: newEtcd(t), Audit: rec})
+	u := New(Config{Client: etcdtest.Client(t), Audit: rec})
 	_, tok, _ := u.Create(context.Background(), "acme", "vic", pilotv1.Role_ROLE_VIEWER)
 	if _, err := callAs(u, Methods(), pilotv1.ClusterService_DeleteCluster_FullMethodName, "Bearer "+tok); status.Code(err) != codes.PermissionDenied {
 		t.Fatal(err)
@@ -303,7 +288,7 @@ func TestRefusedChangesAreAudited(t *testing.T) {
 }
 
 func TestStreamInterceptorCarriesThePrincipal(t *testing.T) {
-	u := New(Config{Client: newEtcd(t)})
+	u := New(Config{Client: etcdtest.Client(t)})
 	_, tok, _ := u.Create(context.Background(), "acme", "vic", pilotv1.Role_ROLE_VIEWER)
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tok))
 	var seen Principal
@@ -341,7 +326,7 @@ func TestParseRole(t *testing.T) {
 }
 
 func TestRequireHTTP(t *testing.T) {
-	u := New(Config{Client: newEtcd(t)})
+	u := New(Config{Client: etcdtest.Client(t)})
 	_, viewerTok, _ := u.Create(context.Background(), "acme", "vic", pilotv1.Role_ROLE_VIEWER)
 	_, adminTok, _ := u.Create(context.Background(), "acme", "ada", pilotv1.Role_ROLE_ADMIN)
 	h := u.RequireHTTP(pilotv1.Role_ROLE_ADMIN, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -6,11 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 	"github.com/hangarhq/hangar/internal/pki"
 )
 
 func TestRevocationReachesOtherReplicasThroughTheWatch(t *testing.T) {
-	c := newEtcd(t)
+	c := etcdtest.Client(t)
 	ctx := context.Background()
 	a, err := NewRevocations(ctx, c, nil)
 	if err != nil {
@@ -76,7 +77,7 @@ func TestRevocationReachesOtherReplicasThroughTheWatch(t *testing.T) {
 }
 
 func TestRevokeRecordsAndLists(t *testing.T) {
-	c := newEtcd(t)
+	c := etcdtest.Client(t)
 	ctx := context.Background()
 	r, err := NewRevocations(ctx, c, nil)
 	if err != nil {
@@ -114,7 +115,7 @@ func TestRevokeRecordsAndLists(t *testing.T) {
 }
 
 func TestRevokeValidatesItsInput(t *testing.T) {
-	c := newEtcd(t)
+	c := etcdtest.Client(t)
 	ctx := context.Background()
 	r, err := NewRevocations(ctx, c, nil)
 	if err != nil {

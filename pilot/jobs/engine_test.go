@@ -12,7 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
-	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
@@ -20,16 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	srv, err := etcdserver.Start(context.Background(), etcdserver.Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	c, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := etcdtest.Client(t)
 	return store.New(c)
 }
 

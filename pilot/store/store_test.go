@@ -9,7 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
-	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -17,16 +17,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	srv, err := etcdserver.Start(context.Background(), etcdserver.Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	c, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := etcdtest.Client(t)
 	return New(c)
 }
 
