@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -130,18 +129,9 @@ func (cfg *Config) identity() pki.Identity {
 }
 
 func load(cfg Config) (*Result, error) {
-	creds, err := tlsutil.Load(cfg.Dir)
+	creds, err := join.LoadIssued(cfg.Dir, cfg.identity(), "recreate the instance")
 	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	// Data dirs get copied between instances by images and backups; a
-	// certificate for another node would be refused by the frontgate on
-	// every connection, so say so now.
-	if id := creds.Identity(); id != cfg.identity() {
-		return nil, fmt.Errorf("enroll: the certificate in %s is for %s, but the user data names %s; remove %s to join again with a new token", cfg.Dir, id, cfg.identity(), cfg.Dir)
-	}
-	if na := creds.Leaf().NotAfter; time.Now().After(na) {
-		return nil, fmt.Errorf("enroll: the certificate in %s expired at %s and can no longer be renewed; recreate the instance", cfg.Dir, na.Format(time.RFC3339))
+		return nil, err
 	}
 	key, err := ReadCommandKey(filepath.Join(cfg.Dir, CommandKeyFile))
 	if err != nil {
@@ -152,94 +142,39 @@ func load(cfg Config) (*Result, error) {
 }
 
 func enroll(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.JoinToken == "" {
-		return nil, fmt.Errorf("enroll: user data join_token is required: %s holds no certificate yet", cfg.Dir)
-	}
-	if len(cfg.CAPEM) == 0 {
-		return nil, errors.New("enroll: user data ca_pem is required to join")
-	}
-	host, _, err := net.SplitHostPort(cfg.FrontgateAddress)
-	if err != nil || host == "" {
-		return nil, fmt.Errorf("enroll: frontgate address %q: want host:port", cfg.FrontgateAddress)
-	}
-	tc, err := tlsutil.AnonymousClientConfig(cfg.CAPEM, host)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: user data ca_pem: %w", err)
-	}
-	pool := tc.RootCAs
-
-	keyPEM, req, err := join.Pending(cfg.Dir, cfg.JoinToken, cfg.Logger)
+	var cmdKey ed25519.PublicKey
+	creds, err := join.Enroll(ctx, join.Enrollment{
+		Dir: cfg.Dir, Token: cfg.JoinToken, CAPEM: cfg.CAPEM,
+		Peer: "frontgate", Address: cfg.FrontgateAddress,
+		Want: cfg.identity(),
+		Options: join.Options{
+			BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, CallTimeout: cfg.CallTimeout,
+			RefusedHint: "the token works once and for an hour only: recreate the instance",
+			Logger:      cfg.Logger,
+		},
+		Call: func(ctx context.Context, tc *tls.Config, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+			conn, err := grpc.NewClient(cfg.FrontgateAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
+			if err != nil {
+				return nil, fmt.Errorf("dial frontgate %s: %w", cfg.FrontgateAddress, err)
+			}
+			defer conn.Close()
+			return streamv1.NewDroneLinkClient(conn).Join(ctx, req)
+		},
+		BeforeSave: func(cert *streamv1.Certificate) error {
+			cmdKey = ed25519.PublicKey(cert.GetCommandPublicKey())
+			if len(cmdKey) != ed25519.PublicKeySize {
+				return fmt.Errorf("the join returned a command public key of %d bytes, want %d (Ed25519)", len(cmdKey), ed25519.PublicKeySize)
+			}
+			if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+				return fmt.Errorf("create %s: %w", cfg.Dir, err)
+			}
+			return writeCommandKey(filepath.Join(cfg.Dir, CommandKeyFile), cmdKey)
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	cert, err := join.Retry(ctx, join.Options{
-		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, CallTimeout: cfg.CallTimeout,
-		Where:       "frontgate " + cfg.FrontgateAddress,
-		RefusedHint: "the token works once and for an hour only: recreate the instance",
-		Logger:      cfg.Logger,
-	}, func(ctx context.Context) (*streamv1.Certificate, error) { return callJoin(ctx, cfg, tc, req) })
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-
-	certPEM := []byte(cert.GetCertificatePem())
-	if err := checkIssued(certPEM, pool, cfg.identity()); err != nil {
-		return nil, fmt.Errorf("enroll: the certificate the join returned: %w", err)
-	}
-	cmdKey := ed25519.PublicKey(cert.GetCommandPublicKey())
-	if len(cmdKey) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("enroll: the join returned a command public key of %d bytes, want %d (Ed25519)", len(cmdKey), ed25519.PublicKeySize)
-	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("enroll: create %s: %w", cfg.Dir, err)
-	}
-	// The command key goes first: cert.pem, written last by Save, is what
-	// marks the enrollment complete.
-	if err := writeCommandKey(filepath.Join(cfg.Dir, CommandKeyFile), cmdKey); err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	// The trust root stays the user data's: the frontgate that relayed the
-	// answer must not be able to substitute its own.
-	creds, err := tlsutil.Save(cfg.Dir, keyPEM, certPEM, cfg.CAPEM)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	// The pending key is now the credentials' key.pem.
-	join.Finished(cfg.Dir, cfg.Logger)
-	cfg.Logger.Info("joined: certificate issued", "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter, "dir", cfg.Dir)
 	return &Result{Creds: creds, CommandPublicKey: cmdKey, Joined: true}, nil
-}
-
-// callJoin makes one attempt on a connection of its own: a reused one
-// would answer from gRPC's reconnect backoff (up to two minutes) rather
-// than try the frontgate again when this loop decides to.
-func callJoin(ctx context.Context, cfg Config, tc *tls.Config, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
-	conn, err := grpc.NewClient(cfg.FrontgateAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
-	if err != nil {
-		return nil, fmt.Errorf("dial frontgate %s: %w", cfg.FrontgateAddress, err)
-	}
-	defer conn.Close()
-	return streamv1.NewDroneLinkClient(conn).Join(ctx, req)
-}
-
-// checkIssued accepts a certificate only if pool's CA issued it as a
-// client certificate for want.
-func checkIssued(certPEM []byte, pool *x509.CertPool, want pki.Identity) error {
-	c, err := pki.ParseCert(certPEM)
-	if err != nil {
-		return err
-	}
-	if _, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return fmt.Errorf("not valid under the user data's CA: %w", err)
-	}
-	id, err := pki.IdentityOf(c)
-	if err != nil {
-		return err
-	}
-	if id != want {
-		return fmt.Errorf("it is for %s, but the user data names %s", id, want)
-	}
-	return nil
 }
 
 func writeCommandKey(path string, key ed25519.PublicKey) error {

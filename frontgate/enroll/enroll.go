@@ -15,12 +15,12 @@ package enroll
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -127,94 +127,46 @@ func PilotHost(address string) (string, error) {
 }
 
 func load(cfg Config) (*Result, error) {
-	creds, err := tlsutil.Load(cfg.Dir)
+	creds, err := join.LoadIssued(cfg.Dir, cfg.identity(), "pilot must recreate this frontgate")
 	if err != nil {
-		return nil, fmt.Errorf("enroll: %w; remove %s to join again (the instance then needs a new join token from pilot)", err, cfg.Dir)
-	}
-	// Data dirs get copied by images and backups; a certificate of another
-	// frontgate would be refused by pilot on every connection.
-	if id := creds.Identity(); id != cfg.identity() {
-		return nil, fmt.Errorf("enroll: the certificate in %s is for %s, but the user data names %s; remove %s to join again with a new token", cfg.Dir, id, cfg.identity(), cfg.Dir)
-	}
-	if na := creds.Leaf().NotAfter; time.Now().After(na) {
-		return nil, fmt.Errorf("enroll: the certificate in %s expired at %s and can no longer be renewed; pilot must recreate this frontgate", cfg.Dir, na.Format(time.RFC3339))
+		return nil, err
 	}
 	cfg.Logger.Info("loaded the frontgate's certificate", "dir", cfg.Dir, "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter)
 	return &Result{Creds: creds}, nil
 }
 
 func enroll(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.JoinToken == "" {
-		return nil, fmt.Errorf("enroll: user data join_token is required: %s holds no certificate yet", cfg.Dir)
-	}
-	if len(cfg.CAPEM) == 0 {
-		return nil, errors.New("enroll: user data ca_pem is required to join")
-	}
-	host, err := PilotHost(cfg.PilotAddress)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	tc, err := tlsutil.AnonymousClientConfig(cfg.CAPEM, host)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: user data ca_pem: %w", err)
-	}
-	keyPEM, req, err := join.Pending(cfg.Dir, cfg.JoinToken, cfg.Logger)
+	creds, err := join.Enroll(ctx, join.Enrollment{
+		Dir: cfg.Dir, Token: cfg.JoinToken, CAPEM: cfg.CAPEM,
+		Peer: "pilot", Address: cfg.PilotAddress,
+		Want:   cfg.identity(),
+		Usages: serverUsage,
+		Options: join.Options{
+			BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, CallTimeout: cfg.CallTimeout,
+			RefusedHint: "a join token works once and for an hour only: pilot must recreate this frontgate",
+			Logger:      cfg.Logger,
+		},
+		Call: func(ctx context.Context, tc *tls.Config, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+			cc, err := grpc.NewClient(cfg.PilotAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
+			if err != nil {
+				return nil, fmt.Errorf("dial pilot %s: %w", cfg.PilotAddress, err)
+			}
+			defer cc.Close()
+			return pilotv1.NewEnrollmentServiceClient(cc).Join(ctx, req)
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-
-	cc, err := grpc.NewClient(cfg.PilotAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))...)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: dial pilot %s: %w", cfg.PilotAddress, err)
-	}
-	defer cc.Close()
-	client := pilotv1.NewEnrollmentServiceClient(cc)
-	cert, err := join.Retry(ctx, join.Options{
-		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, CallTimeout: cfg.CallTimeout,
-		Where:       "pilot " + cfg.PilotAddress,
-		RefusedHint: "a join token works once and for an hour only: pilot must recreate this frontgate",
-		Logger:      cfg.Logger,
-	}, func(ctx context.Context) (*streamv1.Certificate, error) { return client.Join(ctx, req) })
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-
-	certPEM := []byte(cert.GetCertificatePem())
-	if err := CheckIssued(certPEM, tc.RootCAs, cfg.identity()); err != nil {
-		return nil, fmt.Errorf("enroll: the certificate pilot returned: %w", err)
-	}
-	// The trust root stays the one from the user data, which already
-	// authenticated pilot for this very call.
-	creds, err := tlsutil.Save(cfg.Dir, keyPEM, certPEM, cfg.CAPEM)
-	if err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	// The pending key is now the credentials' key.pem.
-	join.Finished(cfg.Dir, cfg.Logger)
-	cfg.Logger.Info("joined pilot; certificate saved", "dir", cfg.Dir, "identity", creds.Identity().String(), "not_after", creds.Leaf().NotAfter)
 	return &Result{Creds: creds, Joined: true}, nil
 }
+
+// serverUsage: a frontgate also serves, its drones and its etcd.
+var serverUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 
 // CheckIssued accepts only a certificate of the CA (roots) for the
 // frontgate want, usable to serve (drones and etcd clients) and as a client
 // (to pilot): what a join or a renewal must return.
 func CheckIssued(certPEM []byte, roots *x509.CertPool, want pki.Identity) error {
-	cert, err := pki.ParseCert(certPEM)
-	if err != nil {
-		return err
-	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return fmt.Errorf("not valid under the CA of the user data: %w", err)
-	}
-	if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
-		return errors.New("it is not a server certificate, and a frontgate serves drones and etcd")
-	}
-	id, err := pki.IdentityOf(cert)
-	if err != nil {
-		return err
-	}
-	if id != want {
-		return fmt.Errorf("it is for %s, not this frontgate (%s)", id, want)
-	}
-	return nil
+	return join.CheckIssued(certPEM, roots, want, serverUsage...)
 }

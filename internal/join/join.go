@@ -11,6 +11,10 @@
 // the same key and only with it. The key is therefore saved (PendingKeyFile,
 // 0600) before the first attempt and reused by a restart until the
 // certificate is saved next to it; then ForgetPendingKey removes it.
+//
+// Enroll runs that whole first join for a component, and LoadIssued checks
+// the credentials a past one saved; the frontgate and the drone differ
+// only in the endpoint they call and what they keep besides.
 package join
 
 import (
