@@ -306,7 +306,9 @@ func (ca *CA) Issue(pub crypto.PublicKey, id Identity, ips []net.IP, dnsNames []
 		return nil, time.Time{}, err
 	}
 	now := time.Now()
-	notAfter := now.Add(ttl)
+	// A certificate holds whole seconds: the time returned is the one it
+	// carries, so a holder's renewal schedule matches it.
+	notAfter := now.Add(ttl).Truncate(time.Second)
 	if notAfter.After(ca.cert.NotAfter) {
 		notAfter = ca.cert.NotAfter
 	}

@@ -63,6 +63,9 @@ func TestCAIssuesAndVerifies(t *testing.T) {
 	if err != nil || got != id {
 		t.Fatalf("verify: %v %v", got, err)
 	}
+	if !cert.NotAfter.Equal(notAfter) {
+		t.Fatalf("Issue reported not after %v, the certificate says %v", notAfter, cert.NotAfter)
+	}
 	if cert.Subject.CommonName != "drone:cln-1" {
 		t.Fatalf("CN %q: etcd would not see the drone's user name", cert.Subject.CommonName)
 	}

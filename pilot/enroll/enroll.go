@@ -466,11 +466,6 @@ func (t *Tokens) markUsed(ctx context.Context, log *slog.Logger, key string, rev
 }
 
 func (t *Tokens) certificate(certPEM []byte, notAfter time.Time) *streamv1.Certificate {
-	// The certificate keeps whole seconds; report what it says so the
-	// holder's renewal schedule matches the certificate.
-	if c, err := pki.ParseCert(certPEM); err == nil {
-		notAfter = c.NotAfter
-	}
 	return &streamv1.Certificate{
 		CertificatePem:   string(certPEM),
 		CaPem:            string(t.ca.CertPEM()),
