@@ -25,7 +25,7 @@ import (
 // handshake, as the server's alert, so it makes a request: HTTP/1 GET
 // /version, which etcd serves on both its ports.
 func admits(ctx context.Context, rawURL string, creds *tlsutil.Creds) error {
-	tr := &http.Transport{TLSClientConfig: creds.ClientConfig("127.0.0.1")}
+	tr := &http.Transport{TLSClientConfig: creds.ClientConfig("127.0.0.1", pki.Identity{})}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL+"/version", nil)
 	if err != nil {
@@ -47,7 +47,7 @@ func refusedCert(err error) bool {
 // etcdClient is a client of the etcd at rawURL presenting creds.
 func etcdClient(t *testing.T, rawURL string, creds *tlsutil.Creds) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{rawURL}, DialTimeout: 2 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("127.0.0.1")})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{rawURL}, DialTimeout: 2 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("127.0.0.1", pki.Identity{})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -227,7 +227,7 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	}
 	f.link, err = pilotlink.New(pilotlink.Config{
 		PilotAddress: cfg.PilotAddress,
-		Credentials:  credentials.NewTLS(f.creds.ClientConfig(pilotHost)),
+		Credentials:  credentials.NewTLS(f.creds.ClientConfig(pilotHost, tlsutil.PilotIdentity)),
 		FrontgateID:  cfg.FrontgateID,
 		Version:      cfg.Version,
 		Capabilities: server.Capabilities(),

@@ -93,12 +93,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // when nil).
 func etcdAs(t *testing.T, fg *Frontgate, ca *pki.CA, creds *tlsutil.Creds) *clientv3.Client {
 	t.Helper()
-	tc, err := tlsutil.AnonymousClientConfig(ca.CertPEM(), "127.0.0.1")
+	tc, err := tlsutil.AnonymousClientConfig(ca.CertPEM(), "127.0.0.1", pki.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if creds != nil {
-		tc = creds.ClientConfig("127.0.0.1")
+		tc = creds.ClientConfig("127.0.0.1", pki.Identity{})
 	}
 	c, err := clientv3.New(clientv3.Config{Endpoints: []string{fg.EtcdClientURL()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: tc})
 	if err != nil {
@@ -131,12 +131,12 @@ type drone struct {
 
 func dialDrone(t *testing.T, fg *Frontgate, ca *pki.CA, creds *tlsutil.Creds) *grpc.ClientConn {
 	t.Helper()
-	tc, err := tlsutil.AnonymousClientConfig(ca.CertPEM(), "127.0.0.1")
+	tc, err := tlsutil.AnonymousClientConfig(ca.CertPEM(), "127.0.0.1", pki.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if creds != nil {
-		tc = creds.ClientConfig("127.0.0.1")
+		tc = creds.ClientConfig("127.0.0.1", pki.Identity{})
 	}
 	cc, err := grpc.NewClient(fg.DroneAddr(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {
@@ -499,7 +499,7 @@ func TestRevokeDropsDroneAndSurvivesRestart(t *testing.T) {
 // serverSerial is the serial of the certificate served at addr.
 func serverSerial(t *testing.T, addr string, ca *pki.CA, client *tlsutil.Creds) *big.Int {
 	t.Helper()
-	tc := client.ClientConfig("127.0.0.1")
+	tc := client.ClientConfig("127.0.0.1", pki.Identity{})
 	d := tls.Dialer{Config: tc}
 	conn, err := d.DialContext(callCtx(t), "tcp", addr)
 	if err != nil {

@@ -1383,15 +1383,25 @@ func (x *DeleteMetadata) GetClusterId() string {
 
 // ConfigureRenderer delivers the app's confd files to a drone and asks it to
 // render them once (then it keeps re-rendering on every metadata change).
+// Rendering runs the files' check and reload commands and writes their
+// destinations, so the request is signed by pilot like a command
+// (internal/cmdsign): a frontgate relays it but cannot forge, alter,
+// redirect or extend it.
 type ConfigureRenderer struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// Paths relative to the confd dir: "conf.d/x.toml", "templates/x.tmpl".
 	Files map[string][]byte `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Decrypts the cluster's secret metadata values (internal/secretbox
-	// "enc:v1:" strings): passwords never sit in clear in any etcd.
-	MetadataKey   []byte `protobuf:"bytes,4,opt,name=metadata_key,json=metadataKey,proto3" json:"metadata_key,omitempty"`
+	// The cluster's metadata key (it opens the internal/secretbox "enc:v1:"
+	// values of the metadata, so passwords never sit in clear in any etcd),
+	// sealed by pilot to the drone's certificate key (internal/seal): the
+	// frontgate relaying it cannot open it. Empty when the cluster has none.
+	SealedMetadataKey []byte `protobuf:"bytes,5,opt,name=sealed_metadata_key,json=sealedMetadataKey,proto3" json:"sealed_metadata_key,omitempty"`
+	// The drone refuses the request after this instant.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// pilot's Ed25519 signature over every field above (internal/cmdsign).
+	Signature     []byte `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1447,9 +1457,23 @@ func (x *ConfigureRenderer) GetFiles() map[string][]byte {
 	return nil
 }
 
-func (x *ConfigureRenderer) GetMetadataKey() []byte {
+func (x *ConfigureRenderer) GetSealedMetadataKey() []byte {
 	if x != nil {
-		return x.MetadataKey
+		return x.SealedMetadataKey
+	}
+	return nil
+}
+
+func (x *ConfigureRenderer) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ConfigureRenderer) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
 	}
 	return nil
 }
@@ -1716,17 +1740,20 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"/\n" +
 	"\x0eDeleteMetadata\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xee\x01\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xe8\x02\n" +
 	"\x11ConfigureRenderer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12D\n" +
-	"\x05files\x18\x03 \x03(\v2..hangar.stream.v1.ConfigureRenderer.FilesEntryR\x05files\x12!\n" +
-	"\fmetadata_key\x18\x04 \x01(\fR\vmetadataKey\x1a8\n" +
+	"\x05files\x18\x03 \x03(\v2..hangar.stream.v1.ConfigureRenderer.FilesEntryR\x05files\x12.\n" +
+	"\x13sealed_metadata_key\x18\x05 \x01(\fR\x11sealedMetadataKey\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1c\n" +
+	"\tsignature\x18\a \x01(\fR\tsignature\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"+\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01J\x04\b\x04\x10\x05R\fmetadata_key\"+\n" +
 	"\n" +
 	"ListDrones\x12\x1d\n" +
 	"\n" +
@@ -1820,19 +1847,20 @@ var file_stream_v1_stream_proto_depIdxs = []int32{
 	23, // 24: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
 	21, // 25: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
 	22, // 26: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
-	23, // 27: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
-	19, // 28: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
-	5,  // 29: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
-	5,  // 30: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
-	1,  // 31: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
-	5,  // 32: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
-	5,  // 33: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
-	2,  // 34: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
-	32, // [32:35] is the sub-list for method output_type
-	29, // [29:32] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	23, // 27: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 28: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
+	19, // 29: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
+	5,  // 30: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
+	5,  // 31: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
+	1,  // 32: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
+	5,  // 33: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
+	5,  // 34: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
+	2,  // 35: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
+	33, // [33:36] is the sub-list for method output_type
+	30, // [30:33] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_stream_v1_stream_proto_init() }

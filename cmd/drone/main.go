@@ -31,6 +31,7 @@ import (
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/drone/render"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/userdata"
 )
 
@@ -208,6 +209,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		Dir:              filepath.Join(o.dataDir, "tls"),
 		NodeID:           ud.NodeID,
 		ClusterID:        ud.ClusterID,
+		FrontgateID:      ud.FrontgateID,
 		FrontgateAddress: ud.FrontgateAddress,
 		JoinToken:        ud.JoinToken,
 		CAPEM:            []byte(ud.CAPEM),
@@ -229,7 +231,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		Endpoints: endpoints,
 		// No ServerName: gRPC checks each endpoint's certificate against
 		// that endpoint's own host (a 3-node frontgate has three).
-		TLS:         id.Creds.ClientConfig(""),
+		// The frontgate's etcd must present the frontgate's own identity.
+		TLS:         id.Creds.ClientConfig("", pki.Identity{Kind: pki.KindFrontgate, ID: ud.FrontgateID}),
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})
@@ -266,6 +269,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	a, err := agent.New(agent.Config{
 		NodeID:           ud.NodeID,
 		ClusterID:        ud.ClusterID,
+		FrontgateID:      ud.FrontgateID,
 		FrontgateAddress: ud.FrontgateAddress,
 		Creds:            id.Creds,
 		CommandPublicKey: id.CommandPublicKey,

@@ -32,6 +32,7 @@ import (
 	"github.com/hangarhq/hangar/drone/enroll"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/seal"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 	"github.com/hangarhq/hangar/internal/userdata"
@@ -250,7 +251,7 @@ func startEtcd(ctx context.Context, t *testing.T, fgDir string, fg *tlsutil.Cred
 		t.Fatal("etcd not ready")
 	}
 	clientURL := "https://" + e.Clients[0].Addr().String()
-	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}, TLS: fg.ClientConfig(""), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}, TLS: fg.ClientConfig("", pki.Identity{}), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +347,7 @@ func TestDroneEndToEnd(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	udPath := filepath.Join(dir, "userdata.json")
 	ud := userdata.Drone{
-		ClusterID: "cl-1", NodeID: "cln-1", FrontgateAddress: lis.Addr().String(),
+		ClusterID: "cl-1", NodeID: "cln-1", FrontgateID: "fg-1", FrontgateAddress: lis.Addr().String(),
 		// As user data written before etcd had TLS: still dialed with TLS.
 		EtcdEndpoints: []string{strings.Replace(etcdURL, "https://", "http://", 1)},
 		JoinToken:     "tok-1", CAPEM: string(ca.CertPEM()),
@@ -396,15 +397,35 @@ func TestDroneEndToEnd(t *testing.T) {
 	}
 
 	dest := filepath.Join(dir, "out", "app.conf")
-	resp, err := peer.Call(ctx, &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{
+	// Pilot seals the metadata key to the key of the certificate the
+	// drone just saved, and signs the whole configuration.
+	saved, err := tlsutil.Load(filepath.Join(dataDir, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metaKey := bytes.Repeat([]byte{9}, 32)
+	box, err := seal.To(saved.Key().Public(), seal.MetadataKeyInfo("cl-1", "cln-1"), metaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &streamv1.ConfigureRenderer{
 		NodeId: "cln-1", ClusterId: "cl-1",
 		Files: map[string][]byte{
 			"conf.d/app.toml":    fmt.Appendf(nil, "[template]\nsrc = \"app.tmpl\"\ndest = %q\nkeys = [\"/host\"]\n", dest),
 			"templates/app.tmpl": []byte(`bind {{getv "/host/ip"}}`),
 		},
-	}}})
+		SealedMetadataKey: box,
+		ExpiresAt:         timestamppb.New(time.Now().Add(cmdsign.RendererLifetime)),
+	}
+	if err := cmdsign.SignRenderer(cmdPriv, cr); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := peer.Call(ctx, &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: cr}})
 	if err != nil || resp.GetAck() == nil {
 		t.Fatalf("configure renderer: %v %v", resp, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dataDir, "metadata.key")); !bytes.Equal(b, metaKey) {
+		t.Fatalf("kept metadata key %x, want the one pilot sealed (%x)", b, metaKey)
 	}
 	if b, _ := os.ReadFile(dest); string(b) != "bind 127.1.0.5" {
 		t.Fatalf("rendered %q", b)
@@ -430,7 +451,7 @@ func TestDroneEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dc, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, TLS: creds.ClientConfig(""), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	dc, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, TLS: creds.ClientConfig("", pki.Identity{}), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +517,7 @@ func TestRefusedJoinExitsWithTheReason(t *testing.T) {
 
 	dir := t.TempDir()
 	udPath := filepath.Join(dir, "userdata.json")
-	ud := userdata.Drone{ClusterID: "cl-1", NodeID: "cln-1", FrontgateAddress: lis.Addr().String(), EtcdEndpoints: []string{"https://127.0.0.1:1"}, JoinToken: "spent", CAPEM: string(ca.CertPEM())}
+	ud := userdata.Drone{ClusterID: "cl-1", NodeID: "cln-1", FrontgateID: "fg-1", FrontgateAddress: lis.Addr().String(), EtcdEndpoints: []string{"https://127.0.0.1:1"}, JoinToken: "spent", CAPEM: string(ca.CertPEM())}
 	if err := os.WriteFile(udPath, userdata.Encode(ud), 0o600); err != nil {
 		t.Fatal(err)
 	}

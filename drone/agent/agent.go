@@ -4,6 +4,12 @@
 // command, configure the renderer) over the envelope protocol, reconnecting
 // with backoff for as long as the drone runs. It also renews the drone's
 // certificate before it expires, through the same stream.
+//
+// The frontgate is trusted to relay, not to command: the agent talks only
+// to the frontgate its user data names (its certificate must say so), and
+// acts only on requests pilot signed for this node (internal/cmdsign),
+// opening the metadata key pilot sealed to this drone's own key
+// (internal/seal).
 package agent
 
 import (
@@ -26,6 +32,7 @@ import (
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/seal"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
@@ -44,6 +51,9 @@ type Renderer interface {
 type Config struct {
 	NodeID    string
 	ClusterID string
+	// FrontgateID is the frontgate of this drone's network (user data): a
+	// server whose certificate names another identity is not dialed.
+	FrontgateID string
 	// FrontgateAddress is host:port of the frontgate's DroneLink. Its host
 	// must be in the frontgate's certificate.
 	FrontgateAddress string
@@ -88,6 +98,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: NodeID is required")
 	case cfg.ClusterID == "":
 		return nil, errors.New("agent: ClusterID is required")
+	case cfg.FrontgateID == "":
+		return nil, errors.New("agent: FrontgateID is required (user data frontgate_id)")
 	case cfg.FrontgateAddress == "":
 		return nil, errors.New("agent: FrontgateAddress is required")
 	case cfg.Executor == nil:
@@ -212,7 +224,7 @@ func (a *Agent) currentPeer() *streamrpc.Peer {
 // chosen here and only here: mutual TLS, trusting only pilot's CA, with the
 // current certificate (so a renewed one is used from the next handshake).
 func (a *Agent) dial() (*grpc.ClientConn, error) {
-	tc := credentials.NewTLS(a.cfg.Creds.ClientConfig(a.serverName))
+	tc := credentials.NewTLS(a.cfg.Creds.ClientConfig(a.serverName, pki.Identity{Kind: pki.KindFrontgate, ID: a.cfg.FrontgateID}))
 	conn, err := grpc.NewClient(a.cfg.FrontgateAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(tc))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial frontgate %s: %w", a.cfg.FrontgateAddress, err)
@@ -302,13 +314,25 @@ func (a *Agent) runCommand(ctx context.Context, rc *streamv1.RunCommand) *stream
 }
 
 func (a *Agent) configureRenderer(ctx context.Context, cr *streamv1.ConfigureRenderer) *streamv1.Response {
-	if cr.GetNodeId() != "" && cr.GetNodeId() != a.cfg.NodeID {
-		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "configure_renderer.node_id %q is not this drone (%s)", cr.GetNodeId(), a.cfg.NodeID)
+	// Rendering writes files and runs the toml's check and reload
+	// commands, so a configuration is held to the same rule as a command:
+	// pilot signed it, for this node, and it has not expired.
+	if err := cmdsign.VerifyRenderer(a.cfg.CommandPublicKey, cr, a.cfg.NodeID, a.cfg.ClusterID, time.Now()); err != nil {
+		a.log.Error("renderer configuration rejected", "reason", err.Error())
+		return streamrpc.ErrorResponse(cmdsign.CodeUnauthenticated, "configure_renderer rejected: %v", err)
 	}
-	if cr.GetClusterId() != "" && cr.GetClusterId() != a.cfg.ClusterID {
-		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "configure_renderer.cluster_id %q is not this drone's cluster (%s)", cr.GetClusterId(), a.cfg.ClusterID)
+	var key []byte
+	if box := cr.GetSealedMetadataKey(); len(box) > 0 {
+		var err error
+		if key, err = seal.Open(a.cfg.Creds.Key(), seal.MetadataKeyInfo(a.cfg.ClusterID, a.cfg.NodeID), box); err != nil {
+			// Pilot seals to the key it certified last; across a renewal
+			// that is briefly not the one this drone holds. Unavailable
+			// makes pilot seal again and resend.
+			a.log.Warn("metadata key does not open with this drone's key; pilot will resend", "err", err)
+			return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "configure_renderer.sealed_metadata_key: %v (sealed to another key than this drone's current certificate key; resend)", err)
+		}
 	}
-	if err := a.cfg.Renderer.Configure(ctx, cr.GetFiles(), cr.GetMetadataKey()); err != nil {
+	if err := a.cfg.Renderer.Configure(ctx, cr.GetFiles(), key); err != nil {
 		// The files or the metadata they need are wrong: retrying the same
 		// delivery cannot help, so the failure is reported as invalid.
 		a.log.Warn("configure renderer", "err", err)

@@ -182,14 +182,17 @@ func (f *fakeFrontgate) next(t *testing.T) connection {
 // fakeRenderer records deliveries and fails when told to.
 type fakeRenderer struct {
 	mu    sync.Mutex
+	calls int
 	files map[string][]byte
+	key   []byte
 	err   error
 }
 
-func (r *fakeRenderer) Configure(_ context.Context, files map[string][]byte, _ []byte) error {
+func (r *fakeRenderer) Configure(_ context.Context, files map[string][]byte, key []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.files = files
+	r.calls++
+	r.files, r.key = files, key
 	return r.err
 }
 
@@ -220,7 +223,7 @@ func startDroneWith(t *testing.T, creds *tlsutil.Creds, addr string, opts ...fun
 		t.Fatal(err)
 	}
 	cfg := Config{
-		NodeID: "cln-1", ClusterID: "cl-1", FrontgateAddress: addr, Version: "test",
+		NodeID: "cln-1", ClusterID: "cl-1", FrontgateID: "fg-1", FrontgateAddress: addr, Version: "test",
 		Creds:    creds,
 		Executor: d.exec, Renderer: d.rend,
 		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
@@ -280,7 +283,7 @@ func TestServesRequests(t *testing.T) {
 	}
 
 	files := map[string][]byte{"conf.d/a.toml": []byte("x")}
-	resp, err = call(t, c.peer, &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{NodeId: "cln-1", ClusterId: "cl-1", Files: files}}})
+	resp, err = call(t, c.peer, d.signedRenderer(t, &streamv1.ConfigureRenderer{NodeId: "cln-1", ClusterId: "cl-1", Files: files}))
 	if err != nil || resp.GetAck() == nil {
 		t.Fatalf("configure: %v %v", resp, err)
 	}
@@ -298,10 +301,10 @@ func TestServesRequests(t *testing.T) {
 		code string
 		want string
 	}{
-		{"render failure names the template", &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{Files: files}}}, streamrpc.CodeInvalid, "a.tmpl"},
+		{"render failure names the template", d.signedRenderer(t, &streamv1.ConfigureRenderer{NodeId: "cln-1", ClusterId: "cl-1", Files: files}), streamrpc.CodeInvalid, "a.tmpl"},
 		{"command for another node", d.signed(t, &streamv1.RunCommand{NodeId: "cln-2", CommandId: "c2", Cmd: "true"}), cmdsign.CodeUnauthenticated, "cln-2"},
 		{"bad command id", d.signed(t, &streamv1.RunCommand{NodeId: "cln-1", CommandId: "a/b", Cmd: "true"}), streamrpc.CodeInvalid, "command_id"},
-		{"renderer for another cluster", &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{ClusterId: "cl-9"}}}, streamrpc.CodeInvalid, "cl-9"},
+		{"renderer for another cluster", d.signedRenderer(t, &streamv1.ConfigureRenderer{NodeId: "cln-1", ClusterId: "cl-9"}), cmdsign.CodeUnauthenticated, "cl-9"},
 		{"request a drone does not serve", &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{}}}, streamrpc.CodeInvalid, "ListDrones"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -491,13 +494,14 @@ func TestConnectsOnceTheFrontgateIsUp(t *testing.T) {
 
 func TestNewRejectsIncompleteConfig(t *testing.T) {
 	ca := testca.New(t)
-	full := Config{NodeID: "cln-1", ClusterID: "cl-1", FrontgateAddress: "a:1", Creds: testca.Creds(t, ca, droneID, time.Hour), Executor: &executor.Executor{}, Renderer: &fakeRenderer{}}
+	full := Config{NodeID: "cln-1", ClusterID: "cl-1", FrontgateID: "fg-1", FrontgateAddress: "a:1", Creds: testca.Creds(t, ca, droneID, time.Hour), Executor: &executor.Executor{}, Renderer: &fakeRenderer{}}
 	for _, tc := range []struct {
 		want   string
 		mutate func(*Config)
 	}{
 		{"NodeID", func(c *Config) { c.NodeID = "" }},
 		{"ClusterID", func(c *Config) { c.ClusterID = "" }},
+		{"FrontgateID", func(c *Config) { c.FrontgateID = "" }},
 		{"FrontgateAddress", func(c *Config) { c.FrontgateAddress = "" }},
 		{"host:port", func(c *Config) { c.FrontgateAddress = "no-port" }},
 		{"Executor", func(c *Config) { c.Executor = nil }},

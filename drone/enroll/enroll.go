@@ -54,6 +54,9 @@ type Config struct {
 	// certificate must carry exactly this one.
 	NodeID    string
 	ClusterID string
+	// FrontgateID is the frontgate the user data names: the join is made
+	// only with a server whose certificate is that frontgate's.
+	FrontgateID string
 	// FrontgateAddress is host:port of the frontgate's DroneLink; its host
 	// must be in the frontgate's certificate.
 	FrontgateAddress string
@@ -106,6 +109,8 @@ func (cfg *Config) check() error {
 		return errors.New("enroll: NodeID is required")
 	case cfg.ClusterID == "":
 		return errors.New("enroll: ClusterID is required")
+	case cfg.FrontgateID == "":
+		return errors.New("enroll: FrontgateID is required (user data frontgate_id)")
 	case cfg.FrontgateAddress == "":
 		return errors.New("enroll: FrontgateAddress is required")
 	}
@@ -146,7 +151,8 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	creds, err := join.Enroll(ctx, join.Enrollment{
 		Dir: cfg.Dir, Token: cfg.JoinToken, CAPEM: cfg.CAPEM,
 		Peer: "frontgate", Address: cfg.FrontgateAddress,
-		Want: cfg.identity(),
+		Server: pki.Identity{Kind: pki.KindFrontgate, ID: cfg.FrontgateID},
+		Want:   cfg.identity(),
 		Options: join.Options{
 			BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, CallTimeout: cfg.CallTimeout,
 			RefusedHint: "the token works once and for an hour only: recreate the instance",

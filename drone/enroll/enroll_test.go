@@ -149,7 +149,7 @@ func (s *joinServer) callCount() int {
 func config(t *testing.T, s *joinServer, ca *pki.CA, dir string) Config {
 	return Config{
 		Dir: dir, NodeID: "cln-1", ClusterID: "cl-1",
-		FrontgateAddress: s.addr, JoinToken: "tok-1", CAPEM: ca.CertPEM(),
+		FrontgateID: "fg-1", FrontgateAddress: s.addr, JoinToken: "tok-1", CAPEM: ca.CertPEM(),
 		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
 		BackoffBase: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
 		CallTimeout: 5 * time.Second,

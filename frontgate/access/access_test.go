@@ -75,7 +75,7 @@ func ctx(t *testing.T) context.Context {
 func (e *env) drone(t *testing.T, node, cluster string) *clientv3.Client {
 	t.Helper()
 	creds := testca.Drone(t, e.ca, node, cluster)
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("127.0.0.1")})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("127.0.0.1", pki.Identity{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestBootstrapIsIdempotentAndKeepsOwnerAccess(t *testing.T) {
 	e.put(t, "/anything", "v")
 	// A certificate of another frontgate is nobody here.
 	other := testca.Creds(t, e.ca, pki.Identity{Kind: pki.KindFrontgate, ID: "fg-2"}, time.Hour)
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: other.ClientConfig("127.0.0.1")})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{e.url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: other.ClientConfig("127.0.0.1", pki.Identity{})})
 	if err != nil {
 		t.Fatal(err)
 	}

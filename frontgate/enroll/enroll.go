@@ -139,6 +139,7 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 	creds, err := join.Enroll(ctx, join.Enrollment{
 		Dir: cfg.Dir, Token: cfg.JoinToken, CAPEM: cfg.CAPEM,
 		Peer: "pilot", Address: cfg.PilotAddress,
+		Server: tlsutil.PilotIdentity,
 		Want:   cfg.identity(),
 		Usages: serverUsage,
 		Options: join.Options{

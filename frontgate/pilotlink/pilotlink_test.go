@@ -231,7 +231,7 @@ func TestCallWaitsForTheStreamAndCarriesRenewal(t *testing.T) {
 	p := fakepilot.Start(t, "127.0.0.1:0", nil)
 	id := pki.Identity{Kind: pki.KindFrontgate, ID: "fg-1"}
 	creds := testca.Creds(t, p.CA(), id, time.Hour)
-	l, err := New(Config{PilotAddress: p.Addr(), Credentials: credentials.NewTLS(creds.ClientConfig("127.0.0.1")), FrontgateID: "fg-1", Handler: ack})
+	l, err := New(Config{PilotAddress: p.Addr(), Credentials: credentials.NewTLS(creds.ClientConfig("127.0.0.1", pki.Identity{})), FrontgateID: "fg-1", Handler: ack})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestCallGivesUpWithoutStream(t *testing.T) {
 
 func TestPilotRefusesFrontgateWithoutCertificate(t *testing.T) {
 	p := fakepilot.Start(t, "127.0.0.1:0", nil)
-	tc, err := tlsutil.AnonymousClientConfig(p.CA().CertPEM(), "127.0.0.1")
+	tc, err := tlsutil.AnonymousClientConfig(p.CA().CertPEM(), "127.0.0.1", pki.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,12 +61,12 @@ func serve(t *testing.T, cfg ...Config) (*Relay, *testServer) {
 // dial connects to the server presenting creds (none when nil).
 func (s *testServer) dial(t *testing.T, creds *tlsutil.Creds) *grpc.ClientConn {
 	t.Helper()
-	tc, err := tlsutil.AnonymousClientConfig(s.ca.CertPEM(), "127.0.0.1")
+	tc, err := tlsutil.AnonymousClientConfig(s.ca.CertPEM(), "127.0.0.1", pki.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if creds != nil {
-		tc = creds.ClientConfig("127.0.0.1")
+		tc = creds.ClientConfig("127.0.0.1", pki.Identity{})
 	}
 	cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {

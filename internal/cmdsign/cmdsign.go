@@ -1,15 +1,19 @@
-// Package cmdsign signs the commands pilot sends to drones and verifies
-// them on the drone, so that a frontgate (or anything else between pilot and
-// a drone) cannot make a drone run a command pilot did not ask for, run it
-// on another node, or replay it long after pilot sent it.
+// Package cmdsign signs what pilot sends drones to execute or write, and
+// verifies it on the drone, so that a frontgate (or anything else between
+// pilot and a drone) cannot make a drone run or install anything pilot did
+// not ask for, send it to another node, or replay it long after pilot sent
+// it. Two requests are signed: RunCommand (a command line) and
+// ConfigureRenderer (confd templates, whose toml names check and reload
+// commands and destinations, plus the sealed metadata key). Any request
+// added later that leads a drone to execute or write gets its own prefix
+// here.
 //
 // Pilot holds an Ed25519 key (LoadOrCreateKey); drones get its public half
-// when they join. The signature covers the canonical bytes of a RunCommand
-// (Canonical):
+// when they join. The signature covers canonical bytes: a prefix naming the
+// request kind and version, then each field as its length (big-endian
+// uint64) followed by its bytes. For a RunCommand (Canonical):
 //
 //	"hangar-command-v1\n"
-//	then, for each field in this order, its length as a big-endian uint64
-//	followed by its bytes:
 //	  command_id
 //	  node_id
 //	  cmd
@@ -18,10 +22,20 @@
 //	  expires_at       as RFC 3339 with nanoseconds in UTC
 //	                   (time.RFC3339Nano, e.g. "2031-05-04T10:00:00.5Z")
 //
-// The prefix keeps a command signature from ever being valid as a signature
-// of anything else signed with the same key; the length prefixes make the
+// For a ConfigureRenderer (CanonicalRenderer):
+//
+//	"hangar-renderer-v1\n"
+//	  node_id
+//	  cluster_id
+//	  the number of files, as a decimal integer
+//	  each file's path, then its content, in ascending path order
+//	  sealed_metadata_key
+//	  expires_at       as above
+//
+// The prefix keeps a signature of one kind from ever being valid as one of
+// another kind signed with the same key; the length prefixes make the
 // encoding unambiguous (no field can spill into the next). Fields added to
-// RunCommand later are not covered until the prefix version changes.
+// a message later are not covered until its prefix version changes.
 package cmdsign
 
 import (
@@ -34,6 +48,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"time"
 
@@ -44,6 +59,15 @@ import (
 
 // Prefix starts the signed bytes of every command (domain separation).
 const Prefix = "hangar-command-v1\n"
+
+// RendererPrefix starts the signed bytes of every renderer configuration.
+const RendererPrefix = "hangar-renderer-v1\n"
+
+// RendererLifetime is how long a signed renderer configuration is valid:
+// long enough for relays and re-sends after a broken stream, short enough
+// that a captured one is useless soon after. Pilot signs it anew for every
+// delivery.
+const RendererLifetime = 10 * time.Minute
 
 // ExpiryMargin is added to a command's timeout to get its lifetime: long
 // enough for relays, retries and pilot asking again for the result of a
@@ -61,10 +85,10 @@ const CodeUnauthenticated = "unauthenticated"
 // Reasons Verify refuses a command. Verify wraps them with detail; test
 // with errors.Is.
 var (
-	ErrMissingSignature = errors.New("command is not signed")
-	ErrBadSignature     = errors.New("command signature is not valid")
-	ErrWrongTarget      = errors.New("command is addressed to another node")
-	ErrExpired          = errors.New("command has expired")
+	ErrMissingSignature = errors.New("request is not signed")
+	ErrBadSignature     = errors.New("signature is not valid")
+	ErrWrongTarget      = errors.New("request is addressed to another node")
+	ErrExpired          = errors.New("request has expired")
 )
 
 // ExpiresAt is the expiry pilot gives a command with timeoutSeconds sent at
@@ -81,37 +105,63 @@ func ExpiresAt(now time.Time, timeoutSeconds int32) time.Time {
 // when expires_at is missing or out of range: a command that never expires
 // is never signed.
 func Canonical(rc *streamv1.RunCommand) ([]byte, error) {
-	exp, err := expiry(rc.GetExpiresAt())
+	exp, err := expiry("run_command", rc.GetExpiresAt())
 	if err != nil {
 		return nil, err
 	}
-	fields := []string{
-		rc.GetCommandId(),
-		rc.GetNodeId(),
-		rc.GetCmd(),
-		strconv.FormatInt(int64(rc.GetTimeoutSeconds()), 10),
-		rc.GetUser(),
-		exp.Format(time.RFC3339Nano),
+	return encode(Prefix,
+		[]byte(rc.GetCommandId()),
+		[]byte(rc.GetNodeId()),
+		[]byte(rc.GetCmd()),
+		[]byte(strconv.FormatInt(int64(rc.GetTimeoutSeconds()), 10)),
+		[]byte(rc.GetUser()),
+		[]byte(exp.Format(time.RFC3339Nano)),
+	), nil
+}
+
+// CanonicalRenderer returns the bytes signed for cr (see the package doc).
+// Like Canonical, it fails when expires_at is missing or out of range.
+func CanonicalRenderer(cr *streamv1.ConfigureRenderer) ([]byte, error) {
+	exp, err := expiry("configure_renderer", cr.GetExpiresAt())
+	if err != nil {
+		return nil, err
 	}
-	n := len(Prefix)
+	files := cr.GetFiles()
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	fields := make([][]byte, 0, 5+2*len(names))
+	fields = append(fields, []byte(cr.GetNodeId()), []byte(cr.GetClusterId()), []byte(strconv.Itoa(len(names))))
+	for _, name := range names {
+		fields = append(fields, []byte(name), files[name])
+	}
+	fields = append(fields, cr.GetSealedMetadataKey(), []byte(exp.Format(time.RFC3339Nano)))
+	return encode(RendererPrefix, fields...), nil
+}
+
+// encode is prefix followed by each field, length first.
+func encode(prefix string, fields ...[]byte) []byte {
+	n := len(prefix)
 	for _, f := range fields {
 		n += 8 + len(f)
 	}
 	b := make([]byte, 0, n)
-	b = append(b, Prefix...)
+	b = append(b, prefix...)
 	for _, f := range fields {
 		b = binary.BigEndian.AppendUint64(b, uint64(len(f)))
 		b = append(b, f...)
 	}
-	return b, nil
+	return b
 }
 
-func expiry(ts *timestamppb.Timestamp) (time.Time, error) {
+func expiry(msg string, ts *timestamppb.Timestamp) (time.Time, error) {
 	if ts == nil {
-		return time.Time{}, errors.New("run_command.expires_at is not set; every signed command must expire")
+		return time.Time{}, fmt.Errorf("%s.expires_at is not set; everything pilot signs must expire", msg)
 	}
 	if err := ts.CheckValid(); err != nil {
-		return time.Time{}, fmt.Errorf("run_command.expires_at: %w", err)
+		return time.Time{}, fmt.Errorf("%s.expires_at: %w", msg, err)
 	}
 	return ts.AsTime().UTC(), nil
 }
@@ -123,15 +173,37 @@ func Sign(priv ed25519.PrivateKey, rc *streamv1.RunCommand) error {
 	if rc == nil {
 		return errors.New("sign command: no command")
 	}
-	if len(priv) != ed25519.PrivateKeySize {
-		return fmt.Errorf("sign command %s: command key has %d bytes, want an Ed25519 private key (%d)", rc.GetCommandId(), len(priv), ed25519.PrivateKeySize)
-	}
-	msg, err := Canonical(rc)
+	sig, err := sign(priv, func() ([]byte, error) { return Canonical(rc) })
 	if err != nil {
 		return fmt.Errorf("sign command %s: %w", rc.GetCommandId(), err)
 	}
-	rc.Signature = ed25519.Sign(priv, msg)
+	rc.Signature = sig
 	return nil
+}
+
+// SignRenderer signs cr with priv and sets cr.Signature; cr.ExpiresAt must
+// be set (now + RendererLifetime).
+func SignRenderer(priv ed25519.PrivateKey, cr *streamv1.ConfigureRenderer) error {
+	if cr == nil {
+		return errors.New("sign renderer configuration: none given")
+	}
+	sig, err := sign(priv, func() ([]byte, error) { return CanonicalRenderer(cr) })
+	if err != nil {
+		return fmt.Errorf("sign renderer configuration for node %s: %w", cr.GetNodeId(), err)
+	}
+	cr.Signature = sig
+	return nil
+}
+
+func sign(priv ed25519.PrivateKey, canonical func() ([]byte, error)) ([]byte, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("command key has %d bytes, want an Ed25519 private key (%d)", len(priv), ed25519.PrivateKeySize)
+	}
+	msg, err := canonical()
+	if err != nil {
+		return nil, err
+	}
+	return ed25519.Sign(priv, msg), nil
 }
 
 // Verify checks that rc carries pub's signature over its current fields,
@@ -142,27 +214,56 @@ func Sign(priv ed25519.PrivateKey, rc *streamv1.RunCommand) error {
 // The signature is checked first, so the other checks judge fields pilot
 // vouched for.
 func Verify(pub ed25519.PublicKey, rc *streamv1.RunCommand, selfNodeID string, now time.Time) error {
-	if len(rc.GetSignature()) == 0 {
-		return fmt.Errorf("%w: run_command.signature is empty; pilot signs every command", ErrMissingSignature)
-	}
-	if len(pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: this drone has no valid command public key (%d bytes, want %d)", ErrBadSignature, len(pub), ed25519.PublicKeySize)
-	}
-	if len(rc.GetSignature()) != ed25519.SignatureSize {
-		return fmt.Errorf("%w: signature has %d bytes, want %d", ErrBadSignature, len(rc.GetSignature()), ed25519.SignatureSize)
-	}
-	msg, err := Canonical(rc)
-	if err != nil {
-		// Sign never produces this, so the command was not signed as sent.
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
-	}
-	if !ed25519.Verify(pub, msg, rc.GetSignature()) {
-		return fmt.Errorf("%w: it does not match the command and pilot's command key", ErrBadSignature)
+	if err := verify(pub, "run_command", rc.GetSignature(), func() ([]byte, error) { return Canonical(rc) }); err != nil {
+		return err
 	}
 	if selfNodeID == "" || rc.GetNodeId() != selfNodeID {
 		return fmt.Errorf("%w: node_id %q, this node is %q", ErrWrongTarget, rc.GetNodeId(), selfNodeID)
 	}
-	exp, _ := expiry(rc.GetExpiresAt()) // valid: Canonical accepted it
+	exp, _ := expiry("run_command", rc.GetExpiresAt()) // valid: Canonical accepted it
+	return checkExpiry(exp, now)
+}
+
+// VerifyRenderer checks cr as Verify checks a command: pub's signature
+// over its whole content, addressed to this node of this cluster, not
+// expired at now.
+func VerifyRenderer(pub ed25519.PublicKey, cr *streamv1.ConfigureRenderer, selfNodeID, selfClusterID string, now time.Time) error {
+	if err := verify(pub, "configure_renderer", cr.GetSignature(), func() ([]byte, error) { return CanonicalRenderer(cr) }); err != nil {
+		return err
+	}
+	if selfNodeID == "" || cr.GetNodeId() != selfNodeID {
+		return fmt.Errorf("%w: node_id %q, this node is %q", ErrWrongTarget, cr.GetNodeId(), selfNodeID)
+	}
+	if selfClusterID == "" || cr.GetClusterId() != selfClusterID {
+		return fmt.Errorf("%w: cluster_id %q, this node is in cluster %q", ErrWrongTarget, cr.GetClusterId(), selfClusterID)
+	}
+	exp, _ := expiry("configure_renderer", cr.GetExpiresAt()) // valid: CanonicalRenderer accepted it
+	return checkExpiry(exp, now)
+}
+
+// verify checks sig over the bytes canonical returns.
+func verify(pub ed25519.PublicKey, msgName string, sig []byte, canonical func() ([]byte, error)) error {
+	if len(sig) == 0 {
+		return fmt.Errorf("%w: %s.signature is empty; pilot signs every request a drone executes", ErrMissingSignature, msgName)
+	}
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("%w: this drone has no valid command public key (%d bytes, want %d)", ErrBadSignature, len(pub), ed25519.PublicKeySize)
+	}
+	if len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: signature has %d bytes, want %d", ErrBadSignature, len(sig), ed25519.SignatureSize)
+	}
+	msg, err := canonical()
+	if err != nil {
+		// Signing never produces this, so the request was not signed as sent.
+		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	if !ed25519.Verify(pub, msg, sig) {
+		return fmt.Errorf("%w: it does not match the %s and pilot's command key", ErrBadSignature, msgName)
+	}
+	return nil
+}
+
+func checkExpiry(exp, now time.Time) error {
 	if !now.Before(exp) {
 		return fmt.Errorf("%w: expired at %s, now %s", ErrExpired, exp.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}

@@ -128,7 +128,7 @@ func issue(t *testing.T, ca *pki.CA, id pki.Identity) *tlsutil.Creds {
 // client certificate only shows after the handshake, as the server's
 // alert, so a request is what makes it visible.
 func handshake(ctx context.Context, rawURL string, creds *tlsutil.Creds) error {
-	tr := &http.Transport{TLSClientConfig: creds.ClientConfig("127.0.0.1")}
+	tr := &http.Transport{TLSClientConfig: creds.ClientConfig("127.0.0.1", pki.Identity{})}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL+"/version", nil)
 	if err != nil {

@@ -29,6 +29,9 @@ type Enrollment struct {
 	// Peer names what is joined ("pilot", "frontgate") and Address is its
 	// host:port; the host must be in the certificate it presents.
 	Peer, Address string
+	// Server is who must answer: the certificate Address presents must
+	// name it (pilot, or the frontgate the user data names).
+	Server pki.Identity
 	// Want is the identity the user data names: the certificate must carry
 	// exactly this one.
 	Want pki.Identity
@@ -61,11 +64,14 @@ func Enroll(ctx context.Context, e Enrollment) (*tlsutil.Creds, error) {
 	if len(e.CAPEM) == 0 {
 		return nil, errors.New("enroll: user data ca_pem is required to join")
 	}
+	if e.Server == (pki.Identity{}) {
+		return nil, fmt.Errorf("enroll: the identity %s must present is required", e.Peer)
+	}
 	host, _, err := net.SplitHostPort(e.Address)
 	if err != nil || host == "" {
 		return nil, fmt.Errorf("enroll: %s address %q: want host:port", e.Peer, e.Address)
 	}
-	tc, err := tlsutil.AnonymousClientConfig(e.CAPEM, host)
+	tc, err := tlsutil.AnonymousClientConfig(e.CAPEM, host, e.Server)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: user data ca_pem: %w", err)
 	}

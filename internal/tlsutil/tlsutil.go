@@ -201,25 +201,59 @@ func (c *Creds) ServerConfig(clientAuth tls.ClientAuthType) *tls.Config {
 	return cfg
 }
 
+// PilotIdentity is the identity in pilot's own certificate: what a
+// frontgate dialing pilot must find there.
+var PilotIdentity = pki.Identity{Kind: pki.KindPilot, ID: "pilot"}
+
 // ClientConfig dials serverName (a host or IP in the server's certificate)
-// presenting the current certificate.
-func (c *Creds) ClientConfig(serverName string) *tls.Config {
-	return &tls.Config{
+// presenting the current certificate, and accepts the server only if its
+// certificate, valid under the CA, names server (RequireServer). The zero
+// Identity accepts any certificate of the CA: only for servers that are
+// not Hangar components (an external etcd).
+func (c *Creds) ClientConfig(serverName string, server pki.Identity) *tls.Config {
+	return RequireServer(&tls.Config{
 		MinVersion:           tls.VersionTLS13,
 		ServerName:           serverName,
 		RootCAs:              c.Pool(),
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.current(), nil },
-	}
+	}, server)
 }
 
 // AnonymousClientConfig trusts caPEM without presenting a certificate: for
-// the join call made before a component has one.
-func AnonymousClientConfig(caPEM []byte, serverName string) (*tls.Config, error) {
+// the join call made before a component has one. The server must be
+// server, as for ClientConfig.
+func AnonymousClientConfig(caPEM []byte, serverName string, server pki.Identity) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("CA: no certificate in PEM")
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS13, ServerName: serverName, RootCAs: pool}, nil
+	return RequireServer(&tls.Config{MinVersion: tls.VersionTLS13, ServerName: serverName, RootCAs: pool}, server), nil
+}
+
+// RequireServer makes cfg refuse a server whose certificate does not name
+// want (its hangar:// URI SAN). Checking the address alone is not enough:
+// pilot's CA certifies every frontgate, so any of them — a revoked one, one
+// that held the same address before — would pass for another. The zero
+// Identity leaves cfg as it is.
+func RequireServer(cfg *tls.Config, want pki.Identity) *tls.Config {
+	if want == (pki.Identity{}) {
+		return cfg
+	}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		// Runs after the chain and the address were verified.
+		if len(cs.PeerCertificates) == 0 {
+			return fmt.Errorf("server presented no certificate; want %s", want)
+		}
+		got, err := pki.IdentityOf(cs.PeerCertificates[0])
+		if err != nil {
+			return fmt.Errorf("server certificate: %w; want %s", err, want)
+		}
+		if got != want {
+			return fmt.Errorf("server certificate is for %s, not %s", got, want)
+		}
+		return nil
+	}
+	return cfg
 }
 
 // PeerIdentity returns the identity in the verified client certificate of

@@ -75,16 +75,16 @@ func TestMutualTLSCarriesIdentityAndRotates(t *testing.T) {
 		return resp.CertificatePem
 	}
 
-	if got := call(client.ClientConfig("127.0.0.1")); got != "hangar://drone/cl-1/cln-1" {
+	if got := call(client.ClientConfig("127.0.0.1", pki.Identity{})); got != "hangar://drone/cl-1/cln-1" {
 		t.Fatalf("server saw %q, want the drone's identity", got)
 	}
-	anon, _ := AnonymousClientConfig(ca.CertPEM(), "127.0.0.1")
+	anon, _ := AnonymousClientConfig(ca.CertPEM(), "127.0.0.1", pki.Identity{})
 	if got := call(anon); got[:10] != "anonymous:" {
 		t.Fatalf("anonymous caller seen as %q", got)
 	}
 	// A client trusting another CA refuses the server.
 	other, _ := pki.LoadOrCreateCA(t.TempDir())
-	wrong, _ := AnonymousClientConfig(other.CertPEM(), "127.0.0.1")
+	wrong, _ := AnonymousClientConfig(other.CertPEM(), "127.0.0.1", pki.Identity{})
 	if got := call(wrong); got[:6] != "error:" {
 		t.Fatalf("a client with another CA connected: %q", got)
 	}
@@ -116,7 +116,7 @@ func TestMutualTLSCarriesIdentityAndRotates(t *testing.T) {
 	if err != nil || reloaded.Leaf().SerialNumber.Cmp(client.Leaf().SerialNumber) != 0 {
 		t.Fatalf("renewed certificate not saved: %v", err)
 	}
-	if got := call(client.ClientConfig("127.0.0.1")); got != "hangar://drone/cl-1/cln-1" {
+	if got := call(client.ClientConfig("127.0.0.1", pki.Identity{})); got != "hangar://drone/cl-1/cln-1" {
 		t.Fatalf("after renewal the server saw %q", got)
 	}
 }

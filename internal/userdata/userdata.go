@@ -37,6 +37,12 @@ type Drone struct {
 	ClusterID string `json:"cluster_id"`
 	// NodeID is the node's stable id (cln-...); the drone's identity.
 	NodeID string `json:"node_id"`
+	// FrontgateID is the frontgate of the instance's network. The drone
+	// trusts a server as its frontgate (DroneLink, etcd, the join) only
+	// when its certificate names this frontgate: a certificate pilot
+	// issued to another frontgate — a revoked one, or one that held the
+	// same address before — is refused.
+	FrontgateID string `json:"frontgate_id"`
 	// FrontgateAddress is host:port of the frontgate's DroneLink.
 	FrontgateAddress string `json:"frontgate_address"`
 	// EtcdEndpoints are the frontgate's etcd client URLs.
@@ -69,6 +75,8 @@ func (d Drone) Validate() error {
 		return errors.New("user data: cluster_id is required")
 	case d.NodeID == "":
 		return errors.New("user data: node_id is required")
+	case d.FrontgateID == "":
+		return errors.New("user data: frontgate_id is required")
 	case d.FrontgateAddress == "":
 		return errors.New("user data: frontgate_address is required")
 	case len(d.EtcdEndpoints) == 0:

@@ -2,11 +2,11 @@ package clusterops
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/hangarhq/hangar/internal/pki"
 	"hash/fnv"
 	"log/slog"
 	"net"
@@ -19,12 +19,16 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/metatree"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/seal"
 	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/userdata"
@@ -50,6 +54,10 @@ type Config struct {
 	CommandKey ed25519.PrivateKey
 	// Tokens issues the join tokens put in new instances' user data.
 	Tokens TokenIssuer
+	// DroneKeys gives the key of each drone's current certificate, which
+	// its cluster's metadata key is sealed to (pilot/enroll.Tokens).
+	// Without it no metadata key is delivered.
+	DroneKeys DroneKeySource
 	// CAPEM is pilot's CA certificate, handed to new instances so they can
 	// trust pilot and their frontgate before they have certificates.
 	CAPEM []byte
@@ -60,6 +68,12 @@ type Config struct {
 // TokenIssuer issues single-use join tokens (pilot/enroll.Tokens).
 type TokenIssuer interface {
 	Issue(ctx context.Context, id pki.Identity, ips []net.IP, ttl time.Duration) (string, error)
+}
+
+// DroneKeySource gives the public key of a drone's current certificate
+// (pilot/enroll.Tokens).
+type DroneKeySource interface {
+	DroneKey(ctx context.Context, id pki.Identity) (crypto.PublicKey, error)
 }
 
 // joinTokenTTL bounds how long a new instance has to join.
@@ -364,6 +378,7 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 	}
 	ud := userdata.Drone{
 		ClusterID:        c.Id,
+		FrontgateID:      n.FrontgateId,
 		FrontgateAddress: net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateDronePort)),
 		EtcdEndpoints:    []string{"https://" + net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateEtcdPort))},
 		CAPEM:            string(o.cfg.CAPEM),
@@ -635,13 +650,46 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		// ones to read password env values.
 		return nil
 	}
+	now := time.Now()
 	return forEachNode(ctx, agentNodes(c, spec), func(ctx context.Context, nd *pilotv1.Node) error {
-		_, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: &streamv1.ConfigureRenderer{NodeId: nd.Id, ClusterId: c.Id, Files: pkg.Confd, MetadataKey: key}}})
+		req, err := o.rendererRequest(ctx, c.Id, nd.Id, pkg.Confd, key, now)
 		if err != nil {
+			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
+		}
+		if _, err := o.callFrontgate(ctx, n, req); err != nil {
 			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
 		}
 		return nil
 	})
+}
+
+// rendererRequest builds the signed ConfigureRenderer for one node, with
+// the cluster's metadata key (if any) sealed to the node's certificate key.
+// It is built anew for every attempt: a retry after the drone renewed its
+// certificate seals to the new key, and the expiry counts from now.
+func (o *Ops) rendererRequest(ctx context.Context, clusterID, nodeID string, files map[string][]byte, metadataKey []byte, now time.Time) (*streamv1.Request, error) {
+	if len(o.cfg.CommandKey) == 0 {
+		return nil, errors.New("not sent: pilot has no command key (clusterops.Config.CommandKey) and never sends unsigned renderer configurations")
+	}
+	cr := &streamv1.ConfigureRenderer{NodeId: nodeID, ClusterId: clusterID, Files: files, ExpiresAt: timestamppb.New(now.Add(cmdsign.RendererLifetime))}
+	if len(metadataKey) > 0 {
+		if o.cfg.DroneKeys == nil {
+			return nil, errors.New("not sent: pilot has no drone key source (clusterops.Config.DroneKeys) to seal the metadata key to")
+		}
+		pub, err := o.cfg.DroneKeys.DroneKey(ctx, pki.Identity{Kind: pki.KindDrone, ID: nodeID, Cluster: clusterID})
+		if err != nil {
+			// The drone is connected, so it has joined: a missing record
+			// is a read racing its join, or etcd.
+			return nil, jobs.Retryable(err)
+		}
+		if cr.SealedMetadataKey, err = seal.To(pub, seal.MetadataKeyInfo(clusterID, nodeID), metadataKey); err != nil {
+			return nil, fmt.Errorf("seal the metadata key: %w", err)
+		}
+	}
+	if err := cmdsign.SignRenderer(o.cfg.CommandKey, cr); err != nil {
+		return nil, err
+	}
+	return &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: cr}}, nil
 }
 
 // forEachNode runs fn for every node in parallel and joins the errors.

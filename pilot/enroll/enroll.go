@@ -347,6 +347,11 @@ func (t *Tokens) Redeem(ctx context.Context, token string, csrPEM []byte) (*stre
 			return nil, id, err
 		}
 	}
+	if err := t.recordDroneKey(ctx, id, req.pub, notAfter); err != nil {
+		// The token is marked used by this key, so the drone's retry
+		// with the same key is admitted and records it then.
+		return nil, id, err
+	}
 	if retry {
 		log.Info("join retried with the same key", "not_after", notAfter)
 	} else {
@@ -525,6 +530,9 @@ func (t *Tokens) Renew(ctx context.Context, currentPEM, csrPEM, proof []byte, ca
 	certPEM, notAfter, err := t.ca.Issue(req.pub, id, cur.IPAddresses, cur.DNSNames, t.ttl)
 	if err != nil {
 		return nil, id, fmt.Errorf("renew certificate for %s: %w", id, err)
+	}
+	if err := t.recordDroneKey(ctx, id, req.pub, notAfter); err != nil {
+		return nil, id, err
 	}
 	log.Info("certificate renewed", "not_after", notAfter)
 	return t.certificate(certPEM, notAfter), id, nil

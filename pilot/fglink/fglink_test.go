@@ -91,7 +91,7 @@ type fakeFrontgate struct {
 func dial(t *testing.T, tp *testPKI, cert pki.Identity, addr, component, id string, h streamrpc.Handler) *fakeFrontgate {
 	t.Helper()
 	c := creds(t, tp.ca, cert)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(c.ClientConfig("127.0.0.1"))))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(c.ClientConfig("127.0.0.1", pki.Identity{}))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestOnlyCertifiedFrontgatesMayConnect(t *testing.T) {
 		})
 	}
 	// Without any client certificate the link refuses too.
-	anon, _ := tlsutil.AnonymousClientConfig(tp.ca.CertPEM(), "127.0.0.1")
+	anon, _ := tlsutil.AnonymousClientConfig(tp.ca.CertPEM(), "127.0.0.1", pki.Identity{})
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(anon)))
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func TestEtcdAdmitsOnlyPilot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		oc, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 2 * time.Second, Logger: zap.NewNop(), TLS: other.ClientConfig("127.0.0.1")})
+		oc, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 2 * time.Second, Logger: zap.NewNop(), TLS: other.ClientConfig("127.0.0.1", pki.Identity{})})
 		if err != nil {
 			continue // refused while dialling: what we want
 		}

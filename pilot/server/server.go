@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 	pkgs := clusterops.NewPackages(st)
 	pkgs.Box = box
 	ops := clusterops.New(clusterops.Config{Store: st, Packages: pkgs, Frontgates: fg, Providers: provs, PilotAddress: advertise,
-		CommandKey: cmdKey, Tokens: tokens, CAPEM: ca.CertPEM(), Box: box, Logger: log.With("component", "clusterops")})
+		CommandKey: cmdKey, Tokens: tokens, DroneKeys: tokens, CAPEM: ca.CertPEM(), Box: box, Logger: log.With("component", "clusterops")})
 	auditLog := audit.New(audit.Config{Client: ecli, Logger: log.With("component", "audit"), Retention: cfg.AuditRetention})
 	registerAuditMetrics(reg, auditLog)
 	bg.Add(1)
@@ -300,7 +300,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.Logger) (*clientv3.Client, func(), error) {
 	if len(cfg.EtcdEndpoints) > 0 {
-		c, err := clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("")})
+		c, err := clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("", pki.Identity{})})
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect to etcd %v: %w", cfg.EtcdEndpoints, err)
 		}
@@ -398,7 +398,7 @@ func frontgateIPs(ctx context.Context, st *store.Store, id pki.Identity) ([]net.
 func startHTTP(ctx context.Context, addr, grpcAddr string, creds *tlsutil.Creds, users *auth.Users, reg *prometheus.Registry, wg *sync.WaitGroup, errc chan<- error) (*http.Server, string, error) {
 	gw := runtime.NewServeMux()
 	host, _, _ := net.SplitHostPort(grpcAddr)
-	opts := append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig(host))))
+	opts := append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig(host, tlsutil.PilotIdentity))))
 	for _, register := range []func(context.Context, *runtime.ServeMux, string, []grpc.DialOption) error{
 		pilotv1.RegisterAppServiceHandlerFromEndpoint,
 		pilotv1.RegisterRuntimeServiceHandlerFromEndpoint,

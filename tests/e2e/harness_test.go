@@ -125,7 +125,7 @@ func startPilot(t testing.TB) *pilot {
 		t.Fatal(err)
 	}
 	p.token = strings.TrimSpace(string(tok))
-	tlsCfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1")
+	tlsCfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1", pki.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}

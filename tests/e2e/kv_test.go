@@ -109,7 +109,7 @@ func etcdClient(t *testing.T, p *pilot, endpoint string, id pki.Identity) *clien
 		t.Fatal(err)
 	}
 	u, _ := url.Parse(endpoint)
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig(u.Hostname())})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig(u.Hostname(), pki.Identity{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func instanceDirs(t *testing.T, p *pilot) []string {
 
 // restGet calls pilot's REST gateway over TLS with the admin token.
 func (p *pilot) restGet(path string) (string, error) {
-	cfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1")
+	cfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1", pki.Identity{})
 	if err != nil {
 		return "", err
 	}

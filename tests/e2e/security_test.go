@@ -80,7 +80,7 @@ func TestSecurityBoundaries(t *testing.T) {
 	fgHost, _, _ := net.SplitHostPort(droneUD.FrontgateAddress)
 
 	t.Run("the API refuses calls without a token", func(t *testing.T) {
-		cfg, _ := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1")
+		cfg, _ := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1", pki.Identity{})
 		conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
 			t.Fatal(err)
@@ -93,7 +93,7 @@ func TestSecurityBoundaries(t *testing.T) {
 	})
 
 	t.Run("used join tokens are refused", func(t *testing.T) {
-		cfg, _ := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1")
+		cfg, _ := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1", pki.Identity{})
 		conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
 			t.Fatal(err)
@@ -104,7 +104,7 @@ func TestSecurityBoundaries(t *testing.T) {
 			t.Fatalf("re-using the frontgate's token at pilot: %v", err)
 		}
 		// The drone's token, through the frontgate.
-		fcfg, _ := tlsutil.AnonymousClientConfig(p.caPEM(), fgHost)
+		fcfg, _ := tlsutil.AnonymousClientConfig(p.caPEM(), fgHost, pki.Identity{})
 		fconn, err := grpc.NewClient(droneUD.FrontgateAddress, grpc.WithTransportCredentials(credentials.NewTLS(fcfg)))
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +122,7 @@ func TestSecurityBoundaries(t *testing.T) {
 			{"pilot", p.addr, "127.0.0.1"},
 			{"frontgate", droneUD.FrontgateAddress, fgHost},
 		} {
-			cfg, _ := tlsutil.AnonymousClientConfig(p.caPEM(), tc.host)
+			cfg, _ := tlsutil.AnonymousClientConfig(p.caPEM(), tc.host, pki.Identity{})
 			conn, err := grpc.NewClient(tc.addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 			if err != nil {
 				t.Fatal(err)
@@ -154,7 +154,7 @@ func TestSecurityBoundaries(t *testing.T) {
 		certPEM, _, _ := other.Issue(key.Public(), pki.Identity{Kind: pki.KindDrone, ID: droneA.Id, Cluster: a.Id}, nil, nil, time.Hour)
 		keyPEM, _ := pki.EncodeKey(key)
 		forged, _ := tlsutil.Save(t.TempDir(), keyPEM, certPEM, other.CertPEM())
-		cfg := forged.ClientConfig(fgHost)
+		cfg := forged.ClientConfig(fgHost, pki.Identity{})
 		cfg.RootCAs = p.ca().Pool() // trust the real frontgate, present the forged cert
 		conn, err := grpc.NewClient(droneUD.FrontgateAddress, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
@@ -177,7 +177,7 @@ func TestSecurityBoundaries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := clientv3.New(clientv3.Config{Endpoints: droneUD.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig(fgHost)})
+		c, err := clientv3.New(clientv3.Config{Endpoints: droneUD.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig(fgHost, pki.Identity{})})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -369,7 +369,7 @@ func TestRevokedFrontgate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig("127.0.0.1"))))
+	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig("127.0.0.1", pki.Identity{}))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -186,7 +186,7 @@ func (p *Pilot) Joins() int {
 func (p *Pilot) ClientCredentials(t testing.TB, frontgateID string) credentials.TransportCredentials {
 	t.Helper()
 	c := testca.Creds(t, p.ca, pki.Identity{Kind: pki.KindFrontgate, ID: frontgateID}, time.Hour)
-	return credentials.NewTLS(c.ClientConfig("127.0.0.1"))
+	return credentials.NewTLS(c.ClientConfig("127.0.0.1", tlsutil.PilotIdentity))
 }
 
 // Stop ends every stream and the server, as a pilot crash would.
