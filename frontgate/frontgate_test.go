@@ -25,6 +25,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/frontgate/internal/fakepilot"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/testca"
@@ -393,7 +394,7 @@ func TestDroneJoinRelayedToPilot(t *testing.T) {
 	cc := dialDrone(t, fg, ca, nil) // a joining drone has no certificate yet
 	defer cc.Close()
 	client := streamv1.NewDroneLinkClient(cc)
-	cert, err := client.Join(callCtx(t), &streamv1.JoinRequest{Token: "tok-a", CsrPem: string(csr)})
+	cert, err := client.Join(callCtx(t), joinRequest(t, "tok-a", csr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,11 +428,11 @@ func TestDroneJoinRelayedToPilot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = client.Join(callCtx(t), &streamv1.JoinRequest{Token: "tok-a", CsrPem: string(otherCSR)})
+	_, err = client.Join(callCtx(t), joinRequest(t, "tok-a", otherCSR))
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "already used") {
 		t.Fatalf("second join with the token = %v, want pilot's PermissionDenied", err)
 	}
-	if _, err := client.Join(callCtx(t), &streamv1.JoinRequest{Token: "tok-a", CsrPem: string(csr)}); err != nil {
+	if _, err := client.Join(callCtx(t), joinRequest(t, "tok-a", csr)); err != nil {
 		t.Fatalf("a re-join with the same key: %v", err)
 	}
 }
@@ -623,4 +624,14 @@ func TestStartChecksConfig(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "data dir is required") {
 		t.Fatalf("Start = %v, want the missing data dir named", err)
 	}
+}
+
+// joinRequest is what a drone holding token sends to join with csr.
+func joinRequest(t *testing.T, token string, csr []byte) *streamv1.JoinRequest {
+	t.Helper()
+	r, err := jointoken.Request(token, csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -92,12 +92,19 @@ func (CommandState) EnumDescriptor() ([]byte, []int) {
 }
 
 // JoinRequest exchanges a join token (from the instance's user data) for a
-// certificate over the caller's own key.
+// certificate over the caller's own key. The token itself never leaves the
+// instance (internal/jointoken): the request names it and proves it for
+// this certificate request only, so a frontgate relaying a drone's join
+// cannot redeem the token for a key of its own.
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
 	// PEM certificate request; its public key is what gets certified.
-	CsrPem        string `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	CsrPem string `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	// The token's id: hex SHA-256 of the token.
+	TokenId string `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// Ed25519 signature, by the key derived from the token, over the
+	// certificate request's DER bytes (internal/jointoken.Prove).
+	TokenProof    []byte `protobuf:"bytes,4,opt,name=token_proof,json=tokenProof,proto3" json:"token_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -132,18 +139,25 @@ func (*JoinRequest) Descriptor() ([]byte, []int) {
 	return file_stream_v1_stream_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *JoinRequest) GetToken() string {
-	if x != nil {
-		return x.Token
-	}
-	return ""
-}
-
 func (x *JoinRequest) GetCsrPem() string {
 	if x != nil {
 		return x.CsrPem
 	}
 	return ""
+}
+
+func (x *JoinRequest) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetTokenProof() []byte {
+	if x != nil {
+		return x.TokenProof
+	}
+	return nil
 }
 
 // Certificate is an issued certificate with what a peer needs to trust
@@ -1639,10 +1653,12 @@ var File_stream_v1_stream_proto protoreflect.FileDescriptor
 
 const file_stream_v1_stream_proto_rawDesc = "" +
 	"\n" +
-	"\x16stream/v1/stream.proto\x12\x10hangar.stream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"<\n" +
-	"\vJoinRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
-	"\acsr_pem\x18\x02 \x01(\tR\x06csrPem\"\xb4\x01\n" +
+	"\x16stream/v1/stream.proto\x12\x10hangar.stream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"o\n" +
+	"\vJoinRequest\x12\x17\n" +
+	"\acsr_pem\x18\x02 \x01(\tR\x06csrPem\x12\x19\n" +
+	"\btoken_id\x18\x03 \x01(\tR\atokenId\x12\x1f\n" +
+	"\vtoken_proof\x18\x04 \x01(\fR\n" +
+	"tokenProofJ\x04\b\x01\x10\x02R\x05token\"\xb4\x01\n" +
 	"\vCertificate\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\tR\x0ecertificatePem\x12\x15\n" +
 	"\x06ca_pem\x18\x02 \x01(\tR\x05caPem\x12,\n" +

@@ -31,6 +31,7 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/enroll"
 	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/seal"
 	"github.com/hangarhq/hangar/internal/streamrpc"
@@ -156,11 +157,17 @@ func (f *frontgate) Join(_ context.Context, req *streamv1.JoinRequest) (*streamv
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.joins++
-	id, ok := f.tokens[req.GetToken()]
-	if !ok {
+	var id pki.Identity
+	var tok string
+	for t, tid := range f.tokens {
+		if jointoken.Proves(t, req) {
+			id, tok = tid, t
+		}
+	}
+	if tok == "" {
 		return nil, status.Error(codes.PermissionDenied, "join token is unknown, used or expired")
 	}
-	delete(f.tokens, req.GetToken())
+	delete(f.tokens, tok)
 	csr, err := pki.ParseCSR([]byte(req.GetCsrPem()))
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())

@@ -22,6 +22,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/tlsutil"
@@ -139,7 +140,7 @@ func startPilot(t *testing.T, frontgateIP string) (*testPilot, string) {
 
 func (p *testPilot) Join(_ context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
 	p.mu.Lock()
-	ok := req.Token == token && !p.used
+	ok := jointoken.Proves(token, req) && !p.used
 	p.used = true
 	p.mu.Unlock()
 	if !ok {

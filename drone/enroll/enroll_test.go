@@ -29,6 +29,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/join"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
@@ -114,11 +115,17 @@ func (s *joinServer) Join(_ context.Context, req *streamv1.JoinRequest) (*stream
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	key := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
-	id, ok := s.tokens[req.GetToken()]
-	if used, was := s.usedBy[req.GetToken()]; !ok || (was && used != key) {
+	var tok string
+	for t := range s.tokens {
+		if jointoken.Proves(t, req) {
+			tok = t
+		}
+	}
+	id, ok := s.tokens[tok]
+	if used, was := s.usedBy[tok]; !ok || (was && used != key) {
 		return nil, status.Error(codes.PermissionDenied, "join token is unknown, used or expired")
 	}
-	s.usedBy[req.GetToken()] = key
+	s.usedBy[tok] = key
 	s.granted = append(s.granted, key)
 	if s.issueAs != nil {
 		id = *s.issueAs

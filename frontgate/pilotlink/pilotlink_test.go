@@ -264,7 +264,7 @@ func TestCallWaitsForTheStreamAndCarriesRenewal(t *testing.T) {
 	}
 
 	// Pilot's refusal comes back as its error.
-	_, err = l.Call(ctx, &streamv1.Request{Body: &streamv1.Request_Join{Join: &streamv1.JoinRequest{Token: "nope", CsrPem: "x"}}})
+	_, err = l.Call(ctx, &streamv1.Request{Body: &streamv1.Request_Join{Join: &streamv1.JoinRequest{TokenId: "nope", TokenProof: []byte("proof"), CsrPem: "x"}}})
 	if _, ok := err.(*streamrpc.Error); !ok {
 		t.Fatalf("Call of a refused join = %v, want pilot's *streamrpc.Error", err)
 	}

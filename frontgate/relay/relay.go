@@ -298,8 +298,8 @@ func (r *Relay) Join(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.
 		return nil, status.Error(codes.Unimplemented, "this frontgate relays no joins")
 	}
 	switch {
-	case req.GetToken() == "":
-		return nil, status.Error(codes.InvalidArgument, "join: token is required (the join_token of the instance's user data)")
+	case req.GetTokenId() == "" || len(req.GetTokenProof()) == 0:
+		return nil, status.Error(codes.InvalidArgument, "join: token_id and token_proof are required (made from the join_token of the instance's user data)")
 	case req.GetCsrPem() == "":
 		return nil, status.Error(codes.InvalidArgument, "join: csr_pem is required (a PEM certificate request over the drone's new key)")
 	}

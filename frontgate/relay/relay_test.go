@@ -524,7 +524,7 @@ func TestDroneRequestsCarryTheCertificateIdentity(t *testing.T) {
 func TestJoin(t *testing.T) {
 	release := make(chan struct{})
 	join := func(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
-		switch req.Token {
+		switch req.TokenId {
 		case "good":
 			return &streamv1.Certificate{CertificatePem: "CERT for " + req.CsrPem, CaPem: "CA"}, nil
 		case "used":
@@ -543,7 +543,7 @@ func TestJoin(t *testing.T) {
 	defer cc.Close()
 	client := streamv1.NewDroneLinkClient(cc)
 
-	cert, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{Token: "good", CsrPem: "CSR"})
+	cert, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{TokenId: "good", TokenProof: []byte("proof"), CsrPem: "CSR"})
 	if err != nil || cert.CertificatePem != "CERT for CSR" || cert.CaPem != "CA" {
 		t.Fatalf("Join = %v, %v; want the relayed certificate", cert, err)
 	}
@@ -553,10 +553,10 @@ func TestJoin(t *testing.T) {
 		code codes.Code
 		want string
 	}{
-		{"refused by pilot", &streamv1.JoinRequest{Token: "used", CsrPem: "CSR"}, codes.PermissionDenied, "join token already used"},
-		{"pilot unreachable", &streamv1.JoinRequest{Token: "x", CsrPem: "CSR"}, codes.Unavailable, "no stream to pilot"},
-		{"no token", &streamv1.JoinRequest{CsrPem: "CSR"}, codes.InvalidArgument, "token is required"},
-		{"no csr", &streamv1.JoinRequest{Token: "good"}, codes.InvalidArgument, "csr_pem is required"},
+		{"refused by pilot", &streamv1.JoinRequest{TokenId: "used", TokenProof: []byte("proof"), CsrPem: "CSR"}, codes.PermissionDenied, "join token already used"},
+		{"pilot unreachable", &streamv1.JoinRequest{TokenId: "x", TokenProof: []byte("proof"), CsrPem: "CSR"}, codes.Unavailable, "no stream to pilot"},
+		{"no token", &streamv1.JoinRequest{CsrPem: "CSR"}, codes.InvalidArgument, "token_id and token_proof are required"},
+		{"no csr", &streamv1.JoinRequest{TokenId: "good", TokenProof: []byte("proof")}, codes.InvalidArgument, "csr_pem is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -570,11 +570,11 @@ func TestJoin(t *testing.T) {
 	// Joins in progress are bounded: one more than MaxJoins is turned away.
 	held := make(chan error, 1)
 	go func() {
-		_, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{Token: "hold", CsrPem: "CSR"})
+		_, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{TokenId: "hold", TokenProof: []byte("proof"), CsrPem: "CSR"})
 		held <- err
 	}()
 	waitFor(t, "a join turned away while another is in progress", func() bool {
-		_, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{Token: "good", CsrPem: "CSR"})
+		_, err := client.Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{TokenId: "good", TokenProof: []byte("proof"), CsrPem: "CSR"})
 		return status.Code(err) == codes.ResourceExhausted
 	})
 	close(release)
@@ -587,7 +587,7 @@ func TestJoinUnimplementedWithoutJoinFunc(t *testing.T) {
 	_, srv := serve(t)
 	cc := srv.dial(t, nil)
 	defer cc.Close()
-	_, err := streamv1.NewDroneLinkClient(cc).Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{Token: "t", CsrPem: "c"})
+	_, err := streamv1.NewDroneLinkClient(cc).Join(callCtx(t, 10*time.Second), &streamv1.JoinRequest{TokenId: "t", TokenProof: []byte("proof"), CsrPem: "c"})
 	if status.Code(err) != codes.Unimplemented {
 		t.Fatalf("Join = %v, want Unimplemented", err)
 	}

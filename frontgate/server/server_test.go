@@ -455,7 +455,7 @@ func TestJoinCarriedToPilot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := &streamv1.JoinRequest{Token: "tok", CsrPem: "CSR"}
+	req := &streamv1.JoinRequest{TokenId: "tok", TokenProof: []byte("proof"), CsrPem: "CSR"}
 	got, err := h.Join(ctxFor(t, time.Second), req)
 	if err != nil || got.GetCertificatePem() != "CERT" {
 		t.Fatalf("Join = %v, %v", got, err)

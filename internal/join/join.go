@@ -33,6 +33,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 )
 
@@ -139,7 +140,7 @@ func requestFor(token string, key crypto.Signer) (*streamv1.JoinRequest, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &streamv1.JoinRequest{Token: token, CsrPem: string(csrPEM)}, nil
+	return jointoken.Request(token, csrPEM)
 }
 
 // Options tune Retry.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 )
 
@@ -68,8 +69,11 @@ func TestPendingRequestKeepsTheKeyUntilForgotten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reused || req.Token != "hjt_x" {
-		t.Fatalf("first call: reused %v token %q; want a new key for the token", reused, req.Token)
+	if reused || !jointoken.Proves("hjt_x", req) {
+		t.Fatalf("first call: reused %v, request %v; want a new key and a proof of the token", reused, req)
+	}
+	if strings.Contains(req.String(), "hjt_x") {
+		t.Fatalf("the join request carries the token itself: %v", req)
 	}
 	path := filepath.Join(dir, PendingKeyFile)
 	onDisk, err := os.ReadFile(path)

@@ -113,7 +113,7 @@ func methodTable() []methodCase {
 		{pilotv1.SecurityService_Revoke_FullMethodName, admin, platform, func(x ids) proto.Message {
 			return &pilotv1.RevokeRequest{Kind: "drone", Id: "cln-12345678", Reason: "test"}
 		}, codes.Unimplemented},
-		{pilotv1.EnrollmentService_Join_FullMethodName, 0, noToken, func(x ids) proto.Message { return &streamv1.JoinRequest{Token: "hjt_x"} }, codes.Unimplemented},
+		{pilotv1.EnrollmentService_Join_FullMethodName, 0, noToken, func(x ids) proto.Message { return &streamv1.JoinRequest{TokenId: "hjt_x", TokenProof: []byte("proof")} }, codes.Unimplemented},
 	}
 }
 

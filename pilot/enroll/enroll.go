@@ -6,12 +6,16 @@
 // the identity it decided (a frontgate, or one cluster's drone) and, for a
 // frontgate, the address it will serve on. The token ("hjt_" + 32 random
 // bytes, base64url) goes into the instance's user data; pilot keeps only
-// its SHA-256, at /hangar/join-tokens/<hex sha256> in its etcd, with the
+// its id (SHA-256) and the public key that checks proofs of it
+// (internal/jointoken), at /hangar/join-tokens/<id> in its etcd, with the
 // identity, the IPs and the expiry (one hour by default). On first boot the
-// instance makes its own key and sends a CSR with the token — a frontgate
-// to EnrollmentService.Join, a drone to its frontgate, which relays it. Redeem
-// checks the CSR's self-signature, finds the token by hash, refuses it when
-// unknown, expired, already used or when its identity has been revoked, and
+// instance makes its own key and sends a CSR with the token's id and a
+// proof of the token over that CSR — never the token — a frontgate to
+// EnrollmentService.Join, a drone to its frontgate, which relays it: the
+// relay cannot redeem the token for a key of its own. Redeem checks the
+// CSR's self-signature, finds the token by id, checks the proof, refuses
+// it when unknown, expired, already used or when its identity has been
+// revoked, and
 // marks it used with a compare-and-swap on the record's revision, so of any
 // number of concurrent redeems with different keys exactly one gets a
 // certificate. The certificate is for the identity and IPs the token names:
@@ -48,32 +52,29 @@ package enroll
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 )
 
 // TokensPrefix is where join-token records live in pilot's etcd.
 const TokensPrefix = "/hangar/join-tokens/"
 
-// TokenPrefix starts every join token, so a leaked one is recognisable
-// (secret scanners, logs) and cannot be mistaken for a user token.
-const TokenPrefix = "hjt_"
+// TokenPrefix starts every join token (jointoken.Prefix).
+const TokenPrefix = jointoken.Prefix
 
 // DefaultTokenTTL is how long a join token is valid: enough for an instance
 // to boot, short enough that user data read later is useless.
@@ -89,8 +90,6 @@ const tokenRetention = 24 * time.Hour
 // maxCSRBytes bounds a CSR from an unauthenticated caller; a P-256 CSR is
 // well under 1 KiB.
 const maxCSRBytes = 16 << 10
-
-const tokenRandomBytes = 32
 
 // Refusal reasons. The errors returned by Redeem and Renew wrap one of them
 // (test with errors.Is); their text is safe to send to the caller.
@@ -198,13 +197,13 @@ type tokenRecord struct {
 	// SubjectPublicKeyInfo) the token was redeemed for: the one key a
 	// retried join may present again.
 	KeySHA256 string `json:"key_sha256,omitempty"`
+	// ProofKey checks proofs of the token (jointoken.PublicKey): a join
+	// proves the token without sending it.
+	ProofKey []byte `json:"proof_key"`
 }
 
 // TokenKey is the etcd key of token's record.
-func TokenKey(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return TokensPrefix + hex.EncodeToString(sum[:])
-}
+func TokenKey(token string) string { return TokensPrefix + jointoken.ID(token) }
 
 // Issue creates a single-use join token for id, valid for ttl, whose
 // certificate will carry ips (a frontgate's serving address; drones need
@@ -219,18 +218,17 @@ func (t *Tokens) Issue(ctx context.Context, id pki.Identity, ips []net.IP, ttl t
 	if ttl <= 0 {
 		return "", fmt.Errorf("issue join token for %s: ttl %v must be positive", id, ttl)
 	}
-	rec := tokenRecord{Identity: id.String(), ExpiresAt: time.Now().Add(ttl).UTC()}
+	token, err := jointoken.New()
+	if err != nil {
+		return "", fmt.Errorf("issue join token for %s: %w", id, err)
+	}
+	rec := tokenRecord{Identity: id.String(), ExpiresAt: time.Now().Add(ttl).UTC(), ProofKey: jointoken.PublicKey(token)}
 	for i, ip := range ips {
 		if ip == nil || (ip.To4() == nil && len(ip) != net.IPv6len) {
 			return "", fmt.Errorf("issue join token for %s: ips[%d] is not an IP address", id, i)
 		}
 		rec.IPs = append(rec.IPs, ip.String())
 	}
-	raw := make([]byte, tokenRandomBytes)
-	if _, err := rand.Read(raw); err != nil {
-		return "", fmt.Errorf("issue join token for %s: random: %w", id, err)
-	}
-	token := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return "", fmt.Errorf("issue join token for %s: %w", id, err)
@@ -255,16 +253,6 @@ func (t *Tokens) Issue(ctx context.Context, id pki.Identity, ips []net.IP, ttl t
 	}
 	t.log.Info("join token issued", "identity", id.String(), "ips", rec.IPs, "expires_at", rec.ExpiresAt)
 	return token, nil
-}
-
-// wellFormed reports whether token could be one Issue made.
-func wellFormed(token string) bool {
-	body, ok := strings.CutPrefix(token, TokenPrefix)
-	if !ok || len(body) != base64.RawURLEncoding.EncodedLen(tokenRandomBytes) {
-		return false
-	}
-	_, err := base64.RawURLEncoding.DecodeString(body)
-	return err == nil
 }
 
 // request is a caller's parsed CSR.
@@ -299,33 +287,40 @@ func parseCSR(csrPEM []byte) (*request, error) {
 	return &request{der: csr.Raw, pub: csr.PublicKey, keySum: hex.EncodeToString(sum[:])}, nil
 }
 
-// Redeem exchanges token for a certificate over the CSR's key. The
-// certificate carries the identity and IPs the token was issued for,
-// whatever the CSR asks; the identity is returned too. A token already used
-// by the CSR's very key is redeemed again (a retry whose first answer was
-// lost); with any other key it is refused. Refusals wrap ErrInvalid,
+// Redeem exchanges the token jr proves for a certificate over jr's CSR
+// key. The certificate carries the identity and IPs the token was issued
+// for, whatever the CSR asks; the identity is returned too. A token already
+// used by the CSR's very key is redeemed again (a retry whose first answer
+// was lost); with any other key it is refused. Refusals wrap ErrInvalid,
 // ErrTokenUnknown, ErrTokenExpired, ErrTokenUsed or ErrRevoked; any other
 // error is pilot's (etcd), and the token is then as it was.
-func (t *Tokens) Redeem(ctx context.Context, token string, csrPEM []byte) (*streamv1.Certificate, pki.Identity, error) {
-	if token == "" {
-		return nil, pki.Identity{}, refuse(ErrInvalid, "token: required (the join token from the user data)")
+func (t *Tokens) Redeem(ctx context.Context, jr *streamv1.JoinRequest) (*streamv1.Certificate, pki.Identity, error) {
+	if jr.GetTokenId() == "" || len(jr.GetTokenProof()) == 0 {
+		return nil, pki.Identity{}, refuse(ErrInvalid, "token_id and token_proof: required (made from the join token of the user data)")
 	}
 	// The CSR is checked before the token is looked at, so a request that
 	// can never succeed does not use the token up.
-	req, err := parseCSR(csrPEM)
+	req, err := parseCSR([]byte(jr.GetCsrPem()))
 	if err != nil {
 		return nil, pki.Identity{}, err
 	}
-	if !wellFormed(token) {
-		t.log.Warn("join refused", "reason", "malformed token")
+	if !jointoken.ValidID(jr.GetTokenId()) {
+		t.log.Warn("join refused", "reason", "malformed token id")
 		return nil, pki.Identity{}, refuse(ErrTokenUnknown, "join token not recognised")
 	}
-	key := TokenKey(token)
+	key := TokensPrefix + jr.GetTokenId()
 	rec, rev, id, err := t.load(ctx, key)
 	if err != nil {
 		return nil, id, err
 	}
 	log := t.log.With("identity", id.String())
+	// Checked before anything else about the record, so that a caller
+	// without the token (a relay replaying a proof for another CSR)
+	// learns nothing of its state.
+	if !jointoken.Verify(rec.ProofKey, req.der, jr.GetTokenProof()) {
+		log.Warn("join refused", "reason", "token proof does not match the certificate request")
+		return nil, id, refuse(ErrTokenUnknown, "join token not recognised")
+	}
 	now := time.Now()
 	retry, err := t.admit(log, rec, id, req.keySum, now)
 	if err != nil {

@@ -21,7 +21,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 )
 
@@ -124,7 +126,7 @@ func TestRedeemCertifiesTheTokensIdentityWhateverTheCSRSays(t *testing.T) {
 			}
 			csrPEM, pub := hostileCSR(t)
 			before := time.Now()
-			got, id, err := e.tokens.Redeem(ctx, token, csrPEM)
+			got, id, err := e.tokens.Redeem(ctx, joinReq(token, csrPEM))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,11 +201,11 @@ func TestSecondRedeemIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, csr := newCSR(t)
-	if _, _, err := e.tokens.Redeem(ctx, token, csr); err != nil {
+	if _, _, err := e.tokens.Redeem(ctx, joinReq(token, csr)); err != nil {
 		t.Fatal(err)
 	}
 	_, csr2 := newCSR(t)
-	_, _, err = e.tokens.Redeem(ctx, token, csr2)
+	_, _, err = e.tokens.Redeem(ctx, joinReq(token, csr2))
 	if !errors.Is(err, ErrTokenUsed) || err.Error() != "join token already used" {
 		t.Fatalf("second redeem: %v, want %q", err, ErrTokenUsed)
 	}
@@ -226,7 +228,7 @@ func TestExpiredTokenIsRefused(t *testing.T) {
 	issued := time.Now()
 	eventually(t, "the token's expiry", func() bool { return time.Since(issued) > 5*time.Millisecond })
 	_, csr := newCSR(t)
-	_, _, err = e.tokens.Redeem(ctx, token, csr)
+	_, _, err = e.tokens.Redeem(ctx, joinReq(token, csr))
 	if !errors.Is(err, ErrTokenExpired) || !strings.HasPrefix(err.Error(), "join token expired at ") || !strings.HasSuffix(err.Error(), "; ask pilot for a new instance") {
 		t.Fatalf("redeem of an expired token: %v", err)
 	}
@@ -252,7 +254,7 @@ func TestConcurrentRedeemsSucceedExactlyOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, _, errs[i] = e.tokens.Redeem(ctx, token, csrs[i])
+			_, _, errs[i] = e.tokens.Redeem(ctx, joinReq(token, csrs[i]))
 		}()
 	}
 	close(start)
@@ -296,21 +298,21 @@ func TestRedeemRefusesBadTokensAndCSRs(t *testing.T) {
 		{"unknown token", unknown, csr, ErrTokenUnknown, "join token not recognised"},
 		{"malformed token", "hjt_short", csr, ErrTokenUnknown, "join token not recognised"},
 		{"user token", "hgt_" + strings.Repeat("A", 43), csr, ErrTokenUnknown, "join token not recognised"},
-		{"no token", "", csr, ErrInvalid, "token: required"},
+		{"no token", "", csr, ErrInvalid, "token_id and token_proof: required"},
 		{"no csr", good, nil, ErrInvalid, "csr_pem: required"},
 		{"not pem", good, []byte("hello"), ErrInvalid, "csr_pem: "},
 		{"bad signature", good, badSig, ErrInvalid, "csr_pem: certificate request: bad signature"},
 		{"huge csr", good, bytes.Repeat([]byte("A"), maxCSRBytes+1), ErrInvalid, "csr_pem: 16385 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := e.tokens.Redeem(ctx, tc.token, tc.csr)
+			_, _, err := e.tokens.Redeem(ctx, joinReq(tc.token, tc.csr))
 			if !errors.Is(err, tc.want) || !strings.HasPrefix(err.Error(), tc.message) {
 				t.Fatalf("err %v, want %v starting %q", err, tc.want, tc.message)
 			}
 		})
 	}
 	// None of the bad CSRs used the token up.
-	if _, _, err := e.tokens.Redeem(ctx, good, csr); err != nil {
+	if _, _, err := e.tokens.Redeem(ctx, joinReq(good, csr)); err != nil {
 		t.Fatalf("token after refused requests: %v", err)
 	}
 }
@@ -326,7 +328,7 @@ func TestRedeemRefusesARevokedIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, csr := newCSR(t)
-	if _, _, err := e.tokens.Redeem(ctx, token, csr); !errors.Is(err, ErrRevoked) {
+	if _, _, err := e.tokens.Redeem(ctx, joinReq(token, csr)); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("redeem for a revoked node: %v, want %v", err, ErrRevoked)
 	}
 }
@@ -379,5 +381,64 @@ func TestNewTokensChecksConfig(t *testing.T) {
 				t.Fatalf("err %v, want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// joinReq is what a component holding token sends to join with csrPEM:
+// the token's id and its proof over the CSR, never the token.
+func joinReq(token string, csrPEM []byte) *streamv1.JoinRequest {
+	r := &streamv1.JoinRequest{CsrPem: string(csrPEM)}
+	if token != "" {
+		r.TokenId = jointoken.ID(token)
+		der := csrPEM
+		if c, err := pki.ParseCSR(csrPEM); err == nil {
+			der = c.Raw
+		}
+		r.TokenProof = jointoken.Prove(token, der)
+	}
+	return r
+}
+
+// A drone's join goes through its frontgate. The frontgate sees the
+// request but not the token, so it can neither swap in a certificate
+// request of its own nor forge a proof; none of it uses the token up.
+func TestRedeemNeedsAProofOfTheToken(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	token, err := e.tokens.Issue(ctx, pki.Identity{Kind: pki.KindDrone, ID: "n1", Cluster: "c1"}, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, droneCSR := newCSR(t)
+	_, relayCSR := newCSR(t)
+	swapped := joinReq(token, droneCSR)
+	swapped.CsrPem = string(relayCSR)
+	other, err := jointoken.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := joinReq(other, relayCSR)
+	forged.TokenId = jointoken.ID(token)
+	badID := joinReq(token, droneCSR)
+	badID.TokenId = "zz"
+	noProof := joinReq(token, droneCSR)
+	noProof.TokenProof = nil
+	for name, tc := range map[string]struct {
+		req  *streamv1.JoinRequest
+		want error
+	}{
+		"the relay's CSR with the drone's proof": {swapped, ErrTokenUnknown},
+		"a proof by another token":               {forged, ErrTokenUnknown},
+		"a malformed token id":                   {badID, ErrTokenUnknown},
+		"no proof":                               {noProof, ErrInvalid},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, _, err := e.tokens.Redeem(ctx, tc.req); !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if _, _, err := e.tokens.Redeem(ctx, joinReq(token, droneCSR)); err != nil {
+		t.Fatalf("the drone's own join after the attempts: %v", err)
 	}
 }

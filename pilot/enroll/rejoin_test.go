@@ -139,7 +139,7 @@ func TestRedeemAgainWithTheSameKey(t *testing.T) {
 				t.Fatal(err)
 			}
 			k := newKeyCSRs(t)
-			first, _, err := tokens.Redeem(ctx, token, tc.first(k))
+			first, _, err := tokens.Redeem(ctx, joinReq(token, tc.first(k)))
 			if !errors.Is(err, tc.firstWant) {
 				t.Fatalf("first redeem: %v, want %v", err, tc.firstWant)
 			}
@@ -148,7 +148,7 @@ func TestRedeemAgainWithTheSameKey(t *testing.T) {
 			}
 			valBefore, revBefore := storedRecord(t, e.client, token)
 
-			got, gotID, err := tokens.Redeem(ctx, token, tc.second(k))
+			got, gotID, err := tokens.Redeem(ctx, joinReq(token, tc.second(k)))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("second redeem: %v, want %v", err, tc.want)
 			}
@@ -222,7 +222,7 @@ func TestConcurrentRedeemsWithTheSameKeyAllSucceed(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			_, _, errs[i] = e.tokens.Redeem(ctx, token, csrs[i])
+			_, _, errs[i] = e.tokens.Redeem(ctx, joinReq(token, csrs[i]))
 		}()
 	}
 	close(start)
@@ -241,7 +241,7 @@ func TestConcurrentRedeemsWithTheSameKeyAllSucceed(t *testing.T) {
 		t.Fatalf("record %s does not name the key", val)
 	}
 	_, other := newCSR(t)
-	if _, _, err := e.tokens.Redeem(ctx, token, other); !errors.Is(err, ErrTokenUsed) {
+	if _, _, err := e.tokens.Redeem(ctx, joinReq(token, other)); !errors.Is(err, ErrTokenUsed) {
 		t.Fatalf("another key after the race: %v, want %v", err, ErrTokenUsed)
 	}
 }
@@ -270,7 +270,7 @@ func TestRecordWithoutKeyIsNotReusable(t *testing.T) {
 	if _, err := e.client.Put(ctx, TokenKey(token), string(b), clientv3.WithIgnoreLease()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.tokens.Redeem(ctx, token, csr); !errors.Is(err, ErrTokenUsed) {
+	if _, _, err := e.tokens.Redeem(ctx, joinReq(token, csr)); !errors.Is(err, ErrTokenUsed) {
 		t.Fatalf("redeem of a token used without a recorded key: %v, want %v", err, ErrTokenUsed)
 	}
 }

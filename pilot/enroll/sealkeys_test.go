@@ -29,7 +29,7 @@ func TestDroneKeyFollowsCertifiedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	k1, csr1 := newCSR(t)
-	cert, _, err := e.tokens.Redeem(ctx, tok, csr1)
+	cert, _, err := e.tokens.Redeem(ctx, joinReq(tok, csr1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestDroneKeyFollowsCertifiedKey(t *testing.T) {
 
 	// A retried join with the first key certifies it again, so it is the
 	// one to seal to again.
-	if _, _, err := e.tokens.Redeem(ctx, tok, csr1); err != nil {
+	if _, _, err := e.tokens.Redeem(ctx, joinReq(tok, csr1)); err != nil {
 		t.Fatal(err)
 	}
 	same("after a retried join", k1.Public().(*ecdsa.PublicKey))
@@ -63,7 +63,7 @@ func TestDroneKeyFollowsCertifiedKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, fcsr := newCSR(t)
-	if _, _, err := e.tokens.Redeem(ctx, ftok, fcsr); err != nil {
+	if _, _, err := e.tokens.Redeem(ctx, joinReq(ftok, fcsr)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.tokens.DroneKey(ctx, fg); err == nil {

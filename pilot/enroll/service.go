@@ -24,7 +24,7 @@ func NewService(t *Tokens) *Service { return &Service{tokens: t} }
 
 // Join redeems the request's token for a certificate over its CSR.
 func (s *Service) Join(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
-	cert, _, err := s.tokens.Redeem(ctx, req.GetToken(), []byte(req.GetCsrPem()))
+	cert, _, err := s.tokens.Redeem(ctx, req)
 	if err != nil {
 		if Status(err).Code() == codes.Unavailable {
 			s.tokens.log.Error("join failed", "err", err)

@@ -26,7 +26,7 @@ func TestJoinAnswersWithSafeCodesAndMessages(t *testing.T) {
 	_, csr := newCSR(t)
 	_, otherCSR := newCSR(t)
 
-	cert, err := svc.Join(ctx, &streamv1.JoinRequest{Token: token, CsrPem: string(csr)})
+	cert, err := svc.Join(ctx, joinReq(token, csr))
 	if err != nil || cert.GetCertificatePem() == "" {
 		t.Fatalf("join: %v", err)
 	}
@@ -38,11 +38,11 @@ func TestJoinAnswersWithSafeCodesAndMessages(t *testing.T) {
 	}{
 		// The same key again is a retry whose answer was lost; another
 		// key finds the token used.
-		{"retried with the same key", &streamv1.JoinRequest{Token: token, CsrPem: string(csr)}, codes.OK, ""},
-		{"used", &streamv1.JoinRequest{Token: token, CsrPem: string(otherCSR)}, codes.PermissionDenied, "join token already used"},
-		{"unknown", &streamv1.JoinRequest{Token: TokenPrefix + strings.Repeat("B", 43), CsrPem: string(csr)}, codes.PermissionDenied, "join token not recognised"},
-		{"malformed csr", &streamv1.JoinRequest{Token: token, CsrPem: "nope"}, codes.InvalidArgument, "csr_pem: certificate request: not a PEM CERTIFICATE REQUEST"},
-		{"empty", &streamv1.JoinRequest{}, codes.InvalidArgument, "token: required"},
+		{"retried with the same key", joinReq(token, csr), codes.OK, ""},
+		{"used", joinReq(token, otherCSR), codes.PermissionDenied, "join token already used"},
+		{"unknown", joinReq(TokenPrefix+strings.Repeat("B", 43), csr), codes.PermissionDenied, "join token not recognised"},
+		{"malformed csr", joinReq(token, []byte("nope")), codes.InvalidArgument, "csr_pem: certificate request: not a PEM CERTIFICATE REQUEST"},
+		{"empty", &streamv1.JoinRequest{}, codes.InvalidArgument, "token_id and token_proof: required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := svc.Join(ctx, tc.req)
@@ -55,7 +55,7 @@ func TestJoinAnswersWithSafeCodesAndMessages(t *testing.T) {
 	// With etcd gone the caller is told to retry, and nothing more.
 	e.client.Close()
 	token2 := TokenPrefix + strings.Repeat("C", 43)
-	_, err = svc.Join(ctx, &streamv1.JoinRequest{Token: token2, CsrPem: string(csr)})
+	_, err = svc.Join(ctx, joinReq(token2, csr))
 	st := status.Convert(err)
 	if st.Code() != codes.Unavailable || st.Message() != "enrollment is unavailable; retry later" {
 		t.Fatalf("with etcd closed: %v %q, want Unavailable without detail", st.Code(), st.Message())

@@ -72,7 +72,7 @@ func (s *Security) FrontgateRequest(ctx context.Context, caller pki.Identity, re
 // frontgate: a frontgate cannot obtain certificates for anyone else, even
 // with a stolen token (which is then spent).
 func (s *Security) join(ctx context.Context, caller pki.Identity, j *streamv1.JoinRequest) *streamv1.Response {
-	cert, id, err := s.cfg.Tokens.Redeem(ctx, j.Token, []byte(j.CsrPem))
+	cert, id, err := s.cfg.Tokens.Redeem(ctx, j)
 	if err != nil {
 		return &streamv1.Response{Error: enroll.StreamError(err)}
 	}

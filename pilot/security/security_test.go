@@ -14,6 +14,7 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/pilot/enroll"
@@ -75,7 +76,7 @@ func joinReq(t *testing.T, token string) *streamv1.Request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &streamv1.Request{Body: &streamv1.Request_Join{Join: &streamv1.JoinRequest{Token: token, CsrPem: string(csr)}}}
+	return &streamv1.Request{Body: &streamv1.Request_Join{Join: mustRequest(jointoken.Request(token, csr))}}
 }
 
 // A frontgate relays drones' joins, but only gets certificates for drones
@@ -138,4 +139,11 @@ func TestOnlyJoinAndRenewFromAFrontgate(t *testing.T) {
 	if resp.GetError().GetCode() != streamrpc.CodeInvalid {
 		t.Fatalf("a list request from a frontgate = %v, want invalid", resp)
 	}
+}
+
+func mustRequest(r *streamv1.JoinRequest, err error) *streamv1.JoinRequest {
+	if err != nil {
+		panic(err)
+	}
+	return r
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/etcdserver"
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/seal"
 	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/tlsutil"
@@ -286,7 +287,6 @@ type fakeFrontgateLink struct {
 	p         *pilot
 	mu        sync.Mutex
 	renderers [][]byte // each ConfigureRenderer as it came off the wire
-	got       chan struct{}
 }
 
 func (f *fakeFrontgateLink) handle(ctx context.Context, req *streamv1.Request) *streamv1.Response {
@@ -297,10 +297,6 @@ func (f *fakeFrontgateLink) handle(ctx context.Context, req *streamv1.Request) *
 		f.mu.Lock()
 		f.renderers = append(f.renderers, raw)
 		f.mu.Unlock()
-		select {
-		case f.got <- struct{}{}:
-		default:
-		}
 		return ack
 	case *streamv1.Request_ListDrones:
 		// Claim every drone of the cluster is connected, so that pilot
@@ -324,7 +320,9 @@ func (f *fakeFrontgateLink) handle(ctx context.Context, req *streamv1.Request) *
 
 // A frontgate relays the metadata key pilot hands each drone; before the
 // fix the key travelled in clear, so the frontgate could open the
-// cluster's passwords. The attacker here plays the whole frontgate with its
+// cluster's passwords; and it relays the drones' joins, which carried the
+// join token in clear, so it could have pilot certify its own key as a
+// drone's (and have secrets sealed to it). The attacker here plays the whole frontgate with its
 // stolen certificate — it relays the drones' joins to pilot and claims
 // they are connected — and keeps what pilot asks it to relay: nothing it
 // gets holds the key.
@@ -358,19 +356,39 @@ func TestAttackFrontgateReadsMetadataKey(t *testing.T) {
 	if err := streamrpc.SendHello(st, &streamv1.Hello{Component: "frontgate", Id: fgUD.FrontgateID}); err != nil {
 		t.Fatal(err)
 	}
-	fake := &fakeFrontgateLink{p: p, got: make(chan struct{}, 1)}
+	fake := &fakeFrontgateLink{p: p}
 	peer := streamrpc.NewPeer(st, fake.handle, streamrpc.Options{})
 	runDone := make(chan struct{})
 	go func() { defer close(runDone); _ = peer.Run(ctx) }()
 	defer func() { cancel(); <-runDone }()
-	// ...and at its address, relaying joins as a frontgate does.
+	// ...and at its address, relaying joins as a frontgate does — after
+	// first trying to redeem each drone's join for a key of its own, so
+	// that pilot would seal the drones' secrets to the attacker.
+	attackerKey, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	attackerCSR, err := pki.NewCSR(attackerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hijacks []error
+	relay := func(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
+		resp, err := peer.Call(ctx, &streamv1.Request{Body: &streamv1.Request_Join{Join: req}})
+		if err != nil {
+			return nil, err
+		}
+		return resp.GetCertificate(), nil
+	}
 	serveDroneLinkWith(t, droneAddr, fgCreds.ServerConfig(tls.VerifyClientCertIfGiven).Certificates[0], fgCreds, &fakeDroneLink{
 		join: func(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
-			resp, err := peer.Call(ctx, &streamv1.Request{Body: &streamv1.Request_Join{Join: req}})
-			if err != nil {
-				return nil, err
-			}
-			return resp.GetCertificate(), nil
+			hijack := proto.Clone(req).(*streamv1.JoinRequest)
+			hijack.CsrPem = string(attackerCSR)
+			_, err := relay(ctx, hijack)
+			fake.mu.Lock()
+			hijacks = append(hijacks, err)
+			fake.mu.Unlock()
+			return relay(ctx, req)
 		},
 	})
 
@@ -380,12 +398,11 @@ func TestAttackFrontgateReadsMetadataKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-fake.got:
-	case <-ctx.Done():
-		p.dumpLogs()
-		t.Fatal("pilot never sent the frontgate a renderer configuration to relay")
-	}
+	waitFor(t, time.Minute, "a drone's join relayed and a renderer configuration sent by pilot", func() (bool, string) {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return len(hijacks) > 0 && len(fake.renderers) > 0, fmt.Sprintf("%d joins, %d renderer configurations", len(hijacks), len(fake.renderers))
+	})
 
 	master, err := secretbox.ReadKeyFile(filepath.Join(p.dataDir, "pilot", "secret.key"))
 	if err != nil {
@@ -402,16 +419,28 @@ func TestAttackFrontgateReadsMetadataKey(t *testing.T) {
 	metaKey := mbox.Key()
 	fake.mu.Lock()
 	defer fake.mu.Unlock()
-	for _, raw := range fake.renderers {
-		if bytes.Contains(raw, metaKey) {
-			t.Fatal("the renderer configuration relayed by the frontgate carries the cluster's metadata key in clear")
+	t.Run("a relayed join is not certified for the relay's key", func(t *testing.T) {
+		for _, err := range hijacks {
+			if err == nil {
+				t.Fatal("pilot certified the attacker's key for a drone whose join it relayed")
+			}
 		}
-		var cr streamv1.ConfigureRenderer
-		if err := proto.Unmarshal(raw, &cr); err != nil {
-			t.Fatal(err)
+	})
+	t.Run("the metadata key is not relayed in clear", func(t *testing.T) {
+		for _, raw := range fake.renderers {
+			if bytes.Contains(raw, metaKey) {
+				t.Fatal("the renderer configuration relayed by the frontgate carries the cluster's metadata key in clear")
+			}
+			var cr streamv1.ConfigureRenderer
+			if err := proto.Unmarshal(raw, &cr); err != nil {
+				t.Fatal(err)
+			}
+			if len(cr.GetSealedMetadataKey()) == 0 || len(cr.GetSignature()) == 0 {
+				t.Fatalf("renderer configuration without a sealed key or a signature: %v", &cr)
+			}
+			if _, err := seal.Open(attackerKey, seal.MetadataKeyInfo(cr.GetClusterId(), cr.GetNodeId()), cr.GetSealedMetadataKey()); err == nil {
+				t.Fatal("the metadata key was sealed to the attacker's key")
+			}
 		}
-		if len(cr.GetSealedMetadataKey()) == 0 || len(cr.GetSignature()) == 0 {
-			t.Fatalf("renderer configuration without a sealed key or a signature: %v", &cr)
-		}
-	}
+	})
 }

@@ -24,6 +24,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/tlsutil"
@@ -99,7 +100,7 @@ func TestSecurityBoundaries(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		_, err = pilotv1.NewEnrollmentServiceClient(conn).Join(ctx, &streamv1.JoinRequest{Token: fgUD.JoinToken, CsrPem: string(newCSR(t))})
+		_, err = pilotv1.NewEnrollmentServiceClient(conn).Join(ctx, joinRequest(t, fgUD.JoinToken, newCSR(t)))
 		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "already used") {
 			t.Fatalf("re-using the frontgate's token at pilot: %v", err)
 		}
@@ -110,7 +111,7 @@ func TestSecurityBoundaries(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer fconn.Close()
-		_, err = streamv1.NewDroneLinkClient(fconn).Join(ctx, &streamv1.JoinRequest{Token: droneUD.JoinToken, CsrPem: string(newCSR(t))})
+		_, err = streamv1.NewDroneLinkClient(fconn).Join(ctx, joinRequest(t, droneUD.JoinToken, newCSR(t)))
 		if status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("re-using a drone's token at the frontgate: %v, want PermissionDenied", err)
 		}
@@ -427,4 +428,14 @@ func TestRevokedFrontgate(t *testing.T) {
 	if _, fg := frontgateInstance(t, p); fg.FrontgateID == fgUD.FrontgateID {
 		t.Fatalf("the new cluster is served by the revoked frontgate %s", fg.FrontgateID)
 	}
+}
+
+// joinRequest is what an instance holding token sends to join with csr.
+func joinRequest(t *testing.T, token string, csr []byte) *streamv1.JoinRequest {
+	t.Helper()
+	r, err := jointoken.Request(token, csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

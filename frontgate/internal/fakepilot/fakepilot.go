@@ -30,6 +30,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/testca"
@@ -69,8 +70,9 @@ type Pilot struct {
 }
 
 type grant struct {
-	id  pki.Identity
-	ips []net.IP
+	id       pki.Identity
+	ips      []net.IP
+	proofKey ed25519.PublicKey
 	// usedBy is the SHA-256 of the public key that redeemed the token.
 	usedBy *[sha256.Size]byte
 }
@@ -139,7 +141,8 @@ func (p *Pilot) SetCertTTL(d time.Duration) {
 func (p *Pilot) AddToken(token string, id pki.Identity, ips ...net.IP) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.tokens[token] = &grant{id: id, ips: ips}
+	// Kept by id, as pilot keeps them: joins send the id and a proof.
+	p.tokens[jointoken.ID(token)] = &grant{id: id, ips: ips, proofKey: jointoken.PublicKey(token)}
 }
 
 // LoseJoinAnswers makes the next n granted joins fail after the token was
@@ -261,7 +264,7 @@ func (p *Pilot) join(req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
 		return nil, err
 	}
 	key := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
-	g, lose, err := p.redeem(req.GetToken(), key)
+	g, lose, err := p.redeem(req.GetTokenId(), csr.Raw, req.GetTokenProof(), key)
 	if err != nil {
 		return nil, err
 	}
@@ -277,12 +280,12 @@ func (p *Pilot) join(req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
 
 // redeem marks token used by key, or refuses it; lose says the answer to
 // this join is to be lost.
-func (p *Pilot) redeem(token string, key [sha256.Size]byte) (g grant, lose bool, err error) {
+func (p *Pilot) redeem(tokenID string, csrDER, proof []byte, key [sha256.Size]byte) (g grant, lose bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	gp, ok := p.tokens[token]
+	gp, ok := p.tokens[tokenID]
 	switch {
-	case !ok:
+	case !ok || !jointoken.Verify(gp.proofKey, csrDER, proof):
 		return grant{}, false, errors.New("join token unknown or expired")
 	case gp.usedBy != nil && *gp.usedBy != key:
 		return grant{}, false, errors.New("join token already used")
