@@ -81,7 +81,7 @@ func getState(t *testing.T, p *Provider, rt *providerv1.Runtime, id string) prov
 
 func TestRuntimeValidation(t *testing.T) {
 	bin := writeBinDir(t, fakeDrone, fakeFrontgate)
-	root := t.TempDir()
+	root := openDir(t)
 	p := newProvider(t, Config{})
 	cfg := func(kv ...string) map[string]string {
 		m := map[string]string{}
@@ -139,7 +139,7 @@ func TestRuntimeValidation(t *testing.T) {
 	})
 
 	t.Run("missing frontgate binary", func(t *testing.T) {
-		half := t.TempDir()
+		half := openDir(t)
 		if err := os.WriteFile(filepath.Join(half, droneBinary), []byte(fakeDrone), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -307,7 +307,7 @@ func TestRunInstanceInputErrors(t *testing.T) {
 		waitLog(t, filepath.Join(rt.Config[keyRootDir], "instances", in.GetId()), "env: id="+in.GetId())
 	})
 	t.Run("missing binary", func(t *testing.T) {
-		half := t.TempDir()
+		half := openDir(t)
 		rt2 := newRuntime(t, half)
 		n2 := mustNetwork(t, p, rt2, "n2")
 		_, err := p.RunInstance(t.Context(), runReq(rt2, n2.GetId(), "x", "drone"))
@@ -365,7 +365,9 @@ func readState(t *testing.T, rt *providerv1.Runtime) *state {
 
 func writeState(t *testing.T, rt *providerv1.Runtime, st *state) {
 	t.Helper()
-	cfg, err := parseRuntime(rt)
+	p := New(Config{})
+	defer p.Close()
+	cfg, err := p.parseRuntime(rt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +490,7 @@ func TestRangeClaims(t *testing.T) {
 		return &providerv1.Runtime{Config: map[string]string{keyRootDir: root, keyBinDir: bin, keyRangesDir: ranges}}
 	}
 	p := newProvider(t, Config{})
-	rootA, rootB := t.TempDir(), t.TempDir()
+	rootA, rootB := openDir(t), openDir(t)
 	a1 := mustNetwork(t, p, rtFor(rootA), "a1")
 	b1 := mustNetwork(t, p, rtFor(rootB), "b1")
 	a2 := mustNetwork(t, p, rtFor(rootA), "a2")
@@ -513,7 +515,7 @@ func TestRangeClaims(t *testing.T) {
 	}
 
 	// A root that vanished (a removed test directory) leaves stale claims.
-	gone := filepath.Join(t.TempDir(), "gone")
+	gone := filepath.Join(openDir(t), "gone")
 	c1 := mustNetwork(t, p, rtFor(gone), "c1")
 	if err := os.RemoveAll(gone); err != nil {
 		t.Fatal(err)
@@ -549,11 +551,14 @@ func TestLockWaitHonoursContext(t *testing.T) {
 func TestInstanceEnv(t *testing.T) {
 	cfg := runtimeConfig{root: "/r", bin: "/b"}
 	rec := &instance{ID: "i-1", Address: "127.10.1.2"}
-	base := []string{"HOME=/home/x", "PATH=/usr/bin", "HANGAR_PROVIDER_PLUGIN=cookie", "PLUGIN_MIN_PORT=1",
-		"HANGAR_INSTANCE_ID=i-outer", "KEEP=a=b"}
+	// Pilot's environment reaches the plugin: of it, an instance gets the
+	// locale and time zone, nothing else.
+	base := []string{"HOME=/root", "PATH=/usr/bin", "HANGAR_PROVIDER_PLUGIN=cookie", "PLUGIN_MIN_PORT=1",
+		"HANGAR_INSTANCE_ID=i-outer", "HANGAR_SECRET_KEY=k", "HANGAR_TOKEN=hgt_x", "USER=root",
+		"LANG=C.UTF-8", "LC_ALL=C", "TZ=UTC"}
 	got := strings.Join(instanceEnv(base, cfg, rec), "\n")
-	want := strings.Join([]string{"HOME=/home/x", "KEEP=a=b", "HANGAR_INSTANCE_ID=i-1", "HANGAR_ADDRESS=127.10.1.2",
-		"HANGAR_ROOT=/r/instances/i-1/root", "PATH=/b:/usr/bin"}, "\n")
+	want := strings.Join([]string{"LANG=C.UTF-8", "LC_ALL=C", "TZ=UTC", "HANGAR_INSTANCE_ID=i-1", "HANGAR_ADDRESS=127.10.1.2",
+		"HANGAR_ROOT=/r/instances/i-1/root", "HOME=/r/instances/i-1/home", "TMPDIR=/r/instances/i-1/tmp", "PATH=/b:/usr/bin"}, "\n")
 	if got != want {
 		t.Errorf("instanceEnv =\n%s\nwant\n%s", got, want)
 	}
