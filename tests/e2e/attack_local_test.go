@@ -143,13 +143,16 @@ func TestAttackInstanceReadsPilotSecrets(t *testing.T) {
 	if !strings.Contains(out, "thief-done") {
 		t.Fatalf("no init output of the thief in the job: %+v", job.Tasks)
 	}
-	for f, s := range secrets {
-		if strings.Contains(out, s) || strings.Contains(job.Error, s) {
+	for _, f := range targets {
+		if s := secrets[f]; strings.Contains(out, s) || strings.Contains(job.Error, s) {
 			t.Errorf("the thief read %s: it is in the job's output", f)
 		}
 		if !strings.Contains(out, f+": Permission denied") {
-			t.Errorf("reading %s was not refused with permission denied; output:\n%s", f, out)
+			t.Errorf("reading %s was not refused with permission denied", f)
 		}
+	}
+	if t.Failed() {
+		t.Logf("the thief's output (%d bytes, first 2 KiB):\n%s", len(out), out[:min(len(out), 2048)])
 	}
 	// The thief's identity: not root, not pilot's user.
 	if strings.Contains(out, "uid=0(") {

@@ -223,7 +223,7 @@ func (p *pilot) cleanupClusters() {
 func (p *pilot) dumpLogs() {
 	b, _ := os.ReadFile(p.logPath)
 	p.t.Logf("pilot log (last 8 KiB):\n%s", tail(string(b), 8192))
-	_ = filepath.Walk(filepath.Join(p.dataDir, "pilot-runtimes", "default"), func(path string, info os.FileInfo, err error) error {
+	_ = filepath.Walk(filepath.Dir(p.runtimeRoot()), func(path string, info os.FileInfo, err error) error {
 		if err == nil && info.Name() == "agent.log" {
 			b, _ := os.ReadFile(path)
 			p.t.Logf("%s (last 4 KiB):\n%s", path, tail(string(b), 4096))
@@ -325,8 +325,14 @@ func (p *pilot) cluster(id string) *pilotv1.Cluster {
 }
 
 // runtimeRoot is where the local provider keeps this pilot's instances:
-// the default root_dir of runtime "local", next to pilot's data dir.
+// the root_dir of runtime "local" as pilot recorded it (by default next to
+// pilot's data dir).
 func (p *pilot) runtimeRoot() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if rt, err := p.runtimes.GetRuntime(ctx, &pilotv1.GetRuntimeRequest{Id: "local"}); err == nil && rt.Config["root_dir"] != "" {
+		return rt.Config["root_dir"]
+	}
 	return filepath.Join(p.dataDir, "pilot-runtimes", "default", "local")
 }
 
