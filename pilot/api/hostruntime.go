@@ -132,3 +132,42 @@ func hostDirs(rt *pilotv1.Runtime, caps sdk.Capabilities) ([]hostDir, error) {
 	}
 	return out, nil
 }
+
+// checkStoredHostRuntime refuses new clusters on a runtime pilot would no
+// longer let anyone create: one whose instances run on pilot's host in a
+// tenant other than the platform's (only a tenant's own user could have
+// made it, before host runtimes were reserved to platform admins), or whose
+// host directories overlap pilot's own. A provider that does not answer is
+// left to fail the job as before.
+func (s *Server) checkStoredHostRuntime(ctx context.Context, rt *pilotv1.Runtime) error {
+	if s.cfg.Providers == nil {
+		return nil
+	}
+	prov, err := s.cfg.Providers.Get(ctx, rt.Provider)
+	if err != nil {
+		return nil
+	}
+	caps, err := providerCapabilities(ctx, prov, rt.Provider)
+	if err != nil {
+		return nil
+	}
+	if caps.RunsOnPilotHost && rt.Tenant != auth.DefaultTenant {
+		return status.Errorf(codes.FailedPrecondition,
+			"runtime %s: provider %s runs instances on pilot's own host, and such runtimes are now reserved to admins of tenant %s; this one predates that and takes no new clusters — ask a platform admin for a runtime",
+			rt.Id, rt.Provider, auth.DefaultTenant)
+	}
+	dirs, err := hostDirs(rt, caps)
+	if err != nil {
+		return status.Errorf(codes.FailedPrecondition, "runtime %s: %s", rt.Id, status.Convert(err).Message())
+	}
+	for _, d := range dirs {
+		for _, p := range s.protected {
+			if hostpath.Overlap(d.path, p) {
+				return status.Errorf(codes.FailedPrecondition,
+					"runtime %s: runtime.config.%s %s overlaps %s, which holds pilot's own data and keys; this runtime predates that check and takes no new clusters — create another runtime with a %s outside it",
+					rt.Id, d.key, d.path, p, d.key)
+			}
+		}
+	}
+	return nil
+}

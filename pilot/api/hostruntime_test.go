@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,9 +9,11 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/pilot/auth"
+	"github.com/hangarhq/hangar/pilot/store"
 )
 
 // A provider whose instances run on pilot's host is for the platform team
@@ -114,5 +117,44 @@ func TestHostRuntimeDirectories(t *testing.T) {
 	if _, err := cl.CreateRuntime(ctx, &pilotv1.CreateRuntimeRequest{Id: "second", Provider: "fakehost",
 		Config: map[string]string{"root_dir": filepath.Join(base, "second"), "bin_dir": bin}}); err != nil {
 		t.Errorf("a second runtime with its own root_dir and the shared bin_dir: %v", err)
+	}
+}
+
+// Host runtimes stored before the checks existed (a tenant's own, one in
+// pilot's data dir) take no new clusters.
+func TestStoredHostRuntimeTakesNoNewClusters(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, rt := range []*pilotv1.Runtime{
+		{Id: "old", Provider: "fakehost", Tenant: alpha, Config: map[string]string{"root_dir": "/srv/alpha"}},
+		{Id: "inside", Provider: "fakehost", Tenant: auth.DefaultTenant, Config: map[string]string{"root_dir": harnessPilotData + "/runtimes/default/inside"}},
+	} {
+		if err := h.st.CreateAll(ctx, map[string]proto.Message{store.RuntimeKey(rt.Tenant, rt.Id): rt}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	archive := copyPackage(t, nil)
+	for _, tn := range []struct{ tenant, user string }{{alpha, "member"}, {auth.DefaultTenant, "admin"}} {
+		if _, err := pilotv1.NewAppServiceClient(h.conn).PushApp(h.as(t, tn.tenant, tn.user), &pilotv1.PushAppRequest{Archive: archive}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := pilotv1.NewClusterServiceClient(h.conn)
+	for _, tc := range []struct {
+		tenant, user, runtime string
+		mention               []string
+	}{
+		{alpha, "member", "old", []string{"runtime old", "reserved to admins of tenant default"}},
+		{auth.DefaultTenant, "admin", "inside", []string{"runtime inside", "runtime.config.root_dir", harnessPilotData}},
+	} {
+		_, err := cl.CreateCluster(h.as(t, tc.tenant, tc.user), &pilotv1.CreateClusterRequest{App: "kv", Runtime: tc.runtime})
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("cluster on runtime %s: %v, want FailedPrecondition", tc.runtime, err)
+		}
+		for _, m := range tc.mention {
+			if !strings.Contains(err.Error(), m) {
+				t.Errorf("error %q does not mention %q", err, m)
+			}
+		}
 	}
 }
