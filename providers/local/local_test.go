@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"net"
 	"os"
@@ -590,5 +591,36 @@ func TestParseStat(t *testing.T) {
 				t.Errorf("parseStat = %c, %d, %v; want %c, %d", state, start, err, tt.state, tt.start)
 			}
 		})
+	}
+}
+
+func TestParseListening(t *testing.T) {
+	var le [4]byte
+	put := func(a, b, c, d byte) string {
+		le = [4]byte{a, b, c, d}
+		return strings.ToUpper(strconv.FormatUint(uint64(binary.NativeEndian.Uint32(le[:])), 16))
+	}
+	pad := func(h string) string { return strings.Repeat("0", 8-len(h)) + h }
+	table := "  sl  local_address rem_address   st tx_queue\n" +
+		"   0: " + pad(put(127, 10, 3, 1)) + ":2553 00000000:0000 0A 00000000:00000000\n" + // listening
+		"   1: " + pad(put(127, 10, 4, 2)) + ":1F90 0100007F:AE09 06 00000000:00000000\n" + // time-wait
+		"   2: " + pad(put(10, 0, 0, 1)) + ":0050 00000000:0000 0A 00000000:00000000\n" + // not loopback
+		"   3: garbage\n"
+	got := parseListening([]byte(table))
+	if len(got) != 1 || !got["127.10.3"] {
+		t.Errorf("parseListening = %v, want only 127.10.3", got)
+	}
+}
+
+func TestClaimSkipsRangesSomeoneListensOn(t *testing.T) {
+	rt := newRuntime(t, writeBinDir(t, fakeDrone, fakeFrontgate))
+	l, err := net.Listen("tcp", "127.10.1.1:0")
+	if err != nil {
+		t.Skipf("cannot listen on 127.10.1.1: %v", err)
+	}
+	defer l.Close()
+	p := newProvider(t, Config{})
+	if n := mustNetwork(t, p, rt, "n"); n.GetCidr() != "127.10.2.0/24" {
+		t.Errorf("with 127.10.1.1 in use by another program, the first network got %s, want 127.10.2.0/24", n.GetCidr())
 	}
 }

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -187,6 +189,9 @@ func (p *Provider) claimRange(ctx context.Context, cfg runtimeConfig, st *state,
 		return "", err
 	}
 	defer unlock()
+	// Claims are per user; a range another user's pilot (or anything
+	// else) already serves on is skipped too.
+	listening := listeningRanges()
 	for i := range numRanges {
 		base := rangeBase(i)
 		cidr := base + ".0/24"
@@ -198,7 +203,7 @@ func (p *Provider) claimRange(ctx context.Context, cfg runtimeConfig, st *state,
 		if err != nil {
 			return "", err
 		}
-		if !free {
+		if !free || listening[base] {
 			continue
 		}
 		b, _ := json.Marshal(claim{RootDir: cfg.root, NetworkID: id})
@@ -266,4 +271,38 @@ func lockRanges(ctx context.Context, dir string, euid int) (func(), error) {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return lockFile(ctx, filepath.Join(dir, ".lock"))
+}
+
+// listeningRanges returns the 127.X.Y of every address some TCP socket
+// listens on, from /proc/net/tcp (this network namespace's).
+func listeningRanges() map[string]bool {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return nil
+	}
+	return parseListening(b)
+}
+
+// parseListening reads /proc/net/tcp: each line's local address is the
+// IPv4 address as a hexadecimal number in host byte order, a colon and the
+// port; state 0A is LISTEN.
+func parseListening(b []byte) map[string]bool {
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "0A" {
+			continue
+		}
+		hexIP, _, ok := strings.Cut(f[1], ":")
+		n, err := strconv.ParseUint(hexIP, 16, 32)
+		if !ok || err != nil {
+			continue
+		}
+		var ip [4]byte
+		binary.NativeEndian.PutUint32(ip[:], uint32(n))
+		if ip[0] == 127 {
+			out[fmt.Sprintf("127.%d.%d", ip[1], ip[2])] = true
+		}
+	}
+	return out
 }
