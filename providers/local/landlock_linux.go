@@ -97,8 +97,9 @@ var devFiles = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/
 // domain out of reach for what ptrace would guard: environ, mem, fds);
 // a few device files.
 func instanceRules(spec launchSpec, abi int) []llRule {
-	all := llHandled(abi)
-	rules := []llRule{{spec.Dir, all}, {spec.Bin, llExec}}
+	// Everything in its own directory: landlockRestrict keeps what the
+	// ruleset handles.
+	rules := []llRule{{spec.Dir, ^uint64(0)}, {spec.Bin, llExec}}
 	for _, d := range systemDirs {
 		rules = append(rules, llRule{d, llExec})
 	}
@@ -121,9 +122,18 @@ func landlockRestrict(abi int, rules []llRule) error {
 	if abi < 1 {
 		return errors.New("Landlock is not available in this kernel")
 	}
-	handled := llHandled(abi)
+	// Connecting to a named unix socket is a right of its own only in
+	// recent kernels (an ABI version this code does not number): try it,
+	// and without it, the kernel says EINVAL. Without it, an instance can
+	// connect to the sockets of the provider's user (see docs/providers.md).
+	handled := llHandled(abi) | unix.LANDLOCK_ACCESS_FS_RESOLVE_UNIX
 	attr := llRulesetAttr{handledFS: handled, scoped: llScoped(abi)}
 	fd, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr), 0)
+	if errno == unix.EINVAL {
+		handled = llHandled(abi)
+		attr.handledFS = handled
+		fd, _, errno = unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr), 0)
+	}
 	if errno != 0 {
 		return fmt.Errorf("landlock_create_ruleset: %w", errno)
 	}
