@@ -120,7 +120,7 @@ func instanceRules(spec launchSpec, abi int) []llRule {
 // The caller must have locked its OS thread and must exec from it.
 func landlockRestrict(abi int, rules []llRule) error {
 	if abi < 1 {
-		return errors.New("Landlock is not available in this kernel")
+		return errors.New("this kernel has no Landlock")
 	}
 	// Connecting to a named unix socket is a right of its own only in
 	// recent kernels (an ABI version this code does not number): try it,

@@ -7,5 +7,5 @@ import "errors"
 func landlockABI() int { return 0 }
 
 func confineAndExec(launchSpec) error {
-	return errors.New("Landlock needs Linux")
+	return errors.New("confining instances with Landlock needs Linux")
 }
