@@ -25,13 +25,25 @@ runtime's settings in pilot:
 
   root_dir    (required) absolute directory for its state and instance directories
   bin_dir     (required) absolute directory holding the drone and frontgate binaries
-  ranges_dir  (optional) host-wide directory where address ranges are claimed
-              (default: $TMPDIR/hangar-local-ranges)
+  ranges_dir  (optional) directory, writable by this user only, where address
+              ranges are claimed host-wide (default: /run/hangar/local-ranges
+              as root, else $XDG_RUNTIME_DIR/hangar-local-ranges or
+              $TMPDIR/hangar-local-ranges-UID)
+
+Instances never run with this plugin's privileges: as root it runs each one
+as an unprivileged user of its own (uids from 1879048192) owning its
+directory, so root_dir's and bin_dir's parents must be searchable by others
+(o+x); otherwise it confines each one with Landlock to its directory, the
+binaries and read-only system directories. Without root or Landlock it
+starts no instance.
 
 See docs/providers.md.
 `
 
 func main() {
+	// The provider starts instances through this same binary when it does
+	// not run as root: it then only confines itself and execs the agent.
+	local.MaybeLaunch()
 	if len(os.Args) > 1 {
 		os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 	}

@@ -28,8 +28,24 @@ ID is the name clusters refer to (--runtime ID). --provider names the plugin:
 the Docker daemon must run), "sim" (simulated instances for tests), or a
 cloud's plugin. --zone picks the provider's zone, and each --config KEY=VALUE
 sets one of the provider's settings (repeat it for several). Pilot checks the
-settings with the provider before it stores the runtime.`,
-		Example: `  # Containers on this machine's Docker
+settings with the provider before it stores the runtime.
+
+A provider whose instances run on pilot's own machine ("local") is for
+platform admins only (admins of tenant "default"). Its directories must lie
+outside pilot's data directory and outside every other runtime's root_dir.
+The local provider's settings (all optional through pilot):
+
+  root_dir    where its state and instance directories live (default: next to
+              pilot's data directory). As root, instances run as users of
+              their own, so every directory above it must be searchable by
+              others (o+x).
+  bin_dir     the drone and frontgate binaries, and what apps call (default:
+              pilot's plugin directory)
+  ranges_dir  where it claims address ranges; writable by pilot's user only`,
+		Example: `  # A second local runtime (platform admins), in a directory of its own
+  hangar runtime create local2 --provider local --config root_dir=/srv/hangar/local2
+
+  # Containers on this machine's Docker
   hangar runtime create docker1 --provider docker --zone local
 
   # A provider with settings
@@ -65,7 +81,8 @@ func (c *cli) runtimeCreate(ctx context.Context, id string, o runtimeCreateOptio
 	})
 	if err != nil {
 		return c.rpcError("create runtime "+id, err, hints{
-			codes.AlreadyExists: "see it with `hangar runtime list`, or pick another ID",
+			codes.AlreadyExists:    "see it with `hangar runtime list`, or pick another ID",
+			codes.PermissionDenied: "`hangar user whoami` shows your tenant and role",
 		})
 	}
 	if c.format == formatJSON {

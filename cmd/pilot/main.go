@@ -76,7 +76,7 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	fs := flag.NewFlagSet("pilot", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	dataDir := fs.String("data-dir", "", "directory for pilot's etcd and local runtimes (required)")
+	dataDir := fs.String("data-dir", "", "directory for pilot's etcd, CA and keys (required); local runtimes default to DIR-runtimes next to it")
 	listen := fs.String("listen", "127.0.0.1:7400", "gRPC API and frontgate link address")
 	httpListen := fs.String("http-listen", "127.0.0.1:7401", "REST gateway, /metrics and /healthz address")
 	advertise := fs.String("advertise-address", "", "address frontgates dial (default: the --listen address)")

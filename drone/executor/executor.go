@@ -359,7 +359,7 @@ func (e *Executor) command(rec record, out *os.File) (*exec.Cmd, error) {
 	c.Stdout, c.Stderr = out, out
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if rec.User != "" {
-		cred, u, err := credentialFor(rec.User)
+		cred, u, err := credentialFor(rec.User, os.Geteuid())
 		if err != nil {
 			return nil, err
 		}
@@ -373,8 +373,9 @@ func (e *Executor) command(rec record, out *os.File) (*exec.Cmd, error) {
 }
 
 // credentialFor looks up name (or a numeric uid). It returns a nil
-// credential when name is the drone's own user.
-func credentialFor(name string) (*syscall.Credential, *user.User, error) {
+// credential when name is the drone's own user (euid), and an error saying
+// so when the drone is not root and so cannot switch to another.
+func credentialFor(name string, euid int) (*syscall.Credential, *user.User, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		if _, nerr := strconv.Atoi(name); nerr == nil {
@@ -388,8 +389,13 @@ func credentialFor(name string) (*syscall.Credential, *user.User, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("run as user %q: uid %q is not numeric", name, u.Uid)
 	}
-	if int(uid) == os.Getuid() {
+	if int(uid) == euid {
 		return nil, u, nil
+	}
+	if euid != 0 {
+		// On the local runtime every instance runs as an unprivileged
+		// user of its own, which is the point: it must not become root.
+		return nil, nil, fmt.Errorf("run as user %q: this drone runs as unprivileged uid %d and cannot switch users (on the local runtime every instance has a user of its own); leave the command's user unset to run it as the drone's user", name, euid)
 	}
 	gid, err := strconv.ParseUint(u.Gid, 10, 32)
 	if err != nil {

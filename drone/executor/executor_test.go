@@ -371,6 +371,21 @@ func TestUsers(t *testing.T) {
 	}
 }
 
+// An unprivileged drone (the local runtime's) cannot switch users, and says
+// so rather than failing in the kernel's words.
+func TestUnprivilegedDroneCannotSwitchUser(t *testing.T) {
+	const self = 1879048200
+	_, _, err := credentialFor("root", self)
+	if err == nil || !strings.Contains(err.Error(), `run as user "root"`) || !strings.Contains(err.Error(), "cannot switch users") ||
+		!strings.Contains(err.Error(), "1879048200") {
+		t.Fatalf("switch to root from an unprivileged uid: %v", err)
+	}
+	cred, u, err := credentialFor("0", 0)
+	if err != nil || cred != nil || u.Uid != "0" {
+		t.Fatalf("root asking for root: %v %v %v, want no switch", cred, u, err)
+	}
+}
+
 func TestRootDirAndCmdLog(t *testing.T) {
 	dir := t.TempDir()
 	root := t.TempDir()

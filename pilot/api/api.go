@@ -19,8 +19,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"regexp"
 	"sort"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -30,6 +32,7 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/hostpath"
 	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/pilot/audit"
 	"github.com/hangarhq/hangar/pilot/auth"
@@ -53,8 +56,12 @@ type Config struct {
 	Audit *audit.Log
 	// Box seals password parameters and provider credentials at rest; nil
 	// (tests) stores them as given.
-	Box    *secretbox.Box
-	Logger *slog.Logger
+	Box *secretbox.Box
+	// ProtectedDirs hold pilot's own secrets on its host (its data
+	// directory, the secret key's file): no host directory of a runtime
+	// (see sdk.CapHostDirPrefix) may overlap one.
+	ProtectedDirs []string
+	Logger        *slog.Logger
 }
 
 // ProviderSource hands out provider clients (*providers.Host starts the
@@ -74,6 +81,11 @@ type Server struct {
 
 	cfg Config
 	log *slog.Logger
+	// protected is cfg.ProtectedDirs resolved.
+	protected []string
+	// hostMu serialises the creation of runtimes with host directories,
+	// so that two overlapping ones cannot both pass the overlap check.
+	hostMu sync.Mutex
 }
 
 // New returns the API server.
@@ -85,7 +97,16 @@ func New(cfg Config) *Server {
 		cfg.Packages = clusterops.NewPackages(cfg.Store)
 		cfg.Packages.Box = cfg.Box
 	}
-	return &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	for _, d := range cfg.ProtectedDirs {
+		if r, err := hostpath.Resolve(d); err == nil {
+			s.protected = append(s.protected, r)
+		} else {
+			// Compare at least the path as given.
+			s.protected = append(s.protected, filepath.Clean(d))
+		}
+	}
+	return s
 }
 
 func newID(prefix string) string {
@@ -253,10 +274,11 @@ func (s *Server) pkg(ctx context.Context, tn, name, version string) (*apppkg.Pac
 // CreateRuntime registers a runtime of the caller's tenant after its
 // provider accepted its config.
 func (s *Server) CreateRuntime(ctx context.Context, req *pilotv1.CreateRuntimeRequest) (*pilotv1.Runtime, error) {
-	tn, err := tenant(ctx)
+	caller, err := auth.Require(ctx)
 	if err != nil {
 		return nil, err
 	}
+	tn := caller.Tenant
 	if !validID.MatchString(req.Id) {
 		return nil, invalid("id %q: use lowercase letters, digits and dashes, starting with a letter", req.Id)
 	}
@@ -289,6 +311,21 @@ func (s *Server) CreateRuntime(ctx context.Context, req *pilotv1.CreateRuntimeRe
 	prov, err := s.cfg.Providers.Get(ctx, rt.Provider)
 	if err != nil {
 		return nil, invalid("provider %q: %v", rt.Provider, err)
+	}
+	caps, err := providerCapabilities(ctx, prov, rt.Provider)
+	if err != nil {
+		return nil, err
+	}
+	if len(caps.HostDirs) > 0 {
+		// Held until the runtime is stored: the check and the write are
+		// one step for every other creation of a host runtime.
+		s.hostMu.Lock()
+		defer s.hostMu.Unlock()
+	}
+	// Before the provider sees the runtime: validating it may already
+	// create its directories.
+	if err := s.checkHostRuntime(ctx, caller, rt, caps); err != nil {
+		return nil, err
 	}
 	// The provider checks the credentials in clear; only pilot's etcd gets
 	// them sealed, apart from the Runtime record the API returns.

@@ -46,6 +46,9 @@ func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRe
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkStoredHostRuntime(ctx, rt); err != nil {
+		return nil, err
+	}
 	pkg, err := s.pkg(ctx, tn, app.Name, app.Version)
 	if err != nil {
 		return nil, toStatus(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
+	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // Tenants of the isolation tests. Their names are unusual enough that
@@ -34,21 +35,35 @@ const (
 )
 
 // fakeProviders accepts every runtime of provider "fake", so runtimes can
-// be created without a plugin process.
+// be created without a plugin process; provider "fakehost" declares what
+// the local provider does (instances on pilot's host, host directories).
 type fakeProviders struct{}
 
 func (fakeProviders) Get(_ context.Context, name string) (providerv1.ProviderClient, error) {
-	if name != "fake" {
-		return nil, fmt.Errorf("no provider %q in this test", name)
+	switch name {
+	case "fake":
+		return fakeProvider{}, nil
+	case "fakehost":
+		return fakeProvider{caps: []string{sdk.CapRunsOnPilotHost, sdk.CapExclusiveHostDirPrefix + "root_dir", sdk.CapHostDirPrefix + "bin_dir"}}, nil
 	}
-	return fakeProvider{}, nil
+	return nil, fmt.Errorf("no provider %q in this test", name)
 }
 
-type fakeProvider struct{ providerv1.ProviderClient }
+type fakeProvider struct {
+	providerv1.ProviderClient
+	caps []string
+}
+
+func (f fakeProvider) Info(context.Context, *providerv1.InfoRequest, ...grpc.CallOption) (*providerv1.InfoResponse, error) {
+	return &providerv1.InfoResponse{Name: "fake", Version: "1", Capabilities: f.caps}, nil
+}
 
 func (fakeProvider) ValidateRuntime(context.Context, *providerv1.ValidateRuntimeRequest, ...grpc.CallOption) (*providerv1.ValidateRuntimeResponse, error) {
 	return &providerv1.ValidateRuntimeResponse{}, nil
 }
+
+// harnessPilotData stands for pilot's data directory in the harness.
+const harnessPilotData = "/nonexistent/hangar-test/pilot"
 
 // Services pilot/api does not implement, registered so the interceptors
 // run in front of them as they do in pilot.
@@ -88,7 +103,7 @@ func newHarness(t *testing.T) *harness {
 	engine := jobs.New(jobs.Config{Store: st, Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
 	log := audit.New(audit.Config{Client: ec})
 	users := auth.New(auth.Config{Client: ec, Audit: log})
-	srv := New(Config{Store: st, Engine: engine, Providers: fakeProviders{}, Users: users, Audit: log})
+	srv := New(Config{Store: st, Engine: engine, Providers: fakeProviders{}, Users: users, Audit: log, ProtectedDirs: []string{harnessPilotData}})
 
 	methods := auth.Methods()
 	gs := grpc.NewServer(

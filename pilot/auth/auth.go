@@ -36,6 +36,13 @@ type Principal struct {
 	Role   pilotv1.Role
 }
 
+// PlatformAdmin reports whether p is an admin of DefaultTenant: the
+// platform team, who may do what reaches beyond one tenant (revoke
+// identities, create runtimes whose instances run on pilot's own host).
+func (p Principal) PlatformAdmin() bool {
+	return p.Tenant == DefaultTenant && p.Role == pilotv1.Role_ROLE_ADMIN
+}
+
 type principalKey struct{}
 
 // NewContext returns ctx carrying p.

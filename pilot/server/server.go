@@ -53,7 +53,8 @@ import (
 
 // Config configures pilot.
 type Config struct {
-	// DataDir holds the embedded etcd and local runtimes' instances.
+	// DataDir holds the embedded etcd, the CA and pilot's keys. Local runtimes
+	// default to a directory next to it (see runtimesDir), never inside.
 	DataDir string
 	// Listen is the gRPC address (API and frontgate link).
 	Listen string
@@ -213,18 +214,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
+	runtimes := runtimesDir(cfg.DataDir, os.Geteuid())
+	log.Info("local runtimes default to", "dir", runtimes)
 	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
-		RuntimeDefaults: func(rt *pilotv1.Runtime) {
-			if rt.Provider != "local" {
-				return
-			}
-			if rt.Config["root_dir"] == "" {
-				rt.Config["root_dir"] = filepath.Join(cfg.DataDir, "runtimes", rt.Tenant, rt.Id)
-			}
-			if rt.Config["bin_dir"] == "" {
-				rt.Config["bin_dir"] = cfg.PluginDir
-			}
-		}})
+		RuntimeDefaults: localRuntimeDefaults(runtimes, cfg.PluginDir), ProtectedDirs: protectedDirs(cfg)})
 	registerMetrics(reg, st, fg)
 
 	methods := auth.Methods()

@@ -16,7 +16,22 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Instances of a provider not running as root start through this test
+	// binary as their launcher.
+	MaybeLaunch()
 	goleak.VerifyTestMain(m)
+}
+
+// openDir is t.TempDir with its parent made traversable by others: as root
+// the provider runs instances as users of their own, who must reach their
+// directory and the agents (the test's temporary directories are 0700).
+func openDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // Fake agents: they log what they were given and sleep. The drone also
@@ -42,7 +57,7 @@ exec sleep 1000
 
 func writeBinDir(t *testing.T, drone, frontgate string) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := openDir(t)
 	for name, body := range map[string]string{droneBinary: drone, frontgateBinary: frontgate} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
@@ -56,7 +71,7 @@ func writeBinDir(t *testing.T, drone, frontgate string) string {
 // under root_dir when the test ends is killed.
 func newRuntime(t *testing.T, binDir string) *providerv1.Runtime {
 	t.Helper()
-	root := t.TempDir()
+	root := openDir(t)
 	killLeftovers(t, root)
 	return &providerv1.Runtime{
 		Id: "rt-test",

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -16,7 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/api/providerv1"
-	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // Environment variables every instance process gets.
@@ -39,7 +39,7 @@ const (
 // process. Image "frontgate" runs a frontgate; any other image, including
 // none (an app that names no image), runs a drone.
 func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
 		return nil, err
 	}
@@ -76,9 +76,13 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 				return status.Errorf(codes.FailedPrecondition,
 					"idempotency_token %q created instance %s, which has been deleted; use a new token", token, ts.ID)
 			}
-			// Checked before anything is recorded, so a bad bin_dir leaves
-			// nothing behind.
+			// Checked before anything is recorded, so a bad bin_dir, or a
+			// host where instances cannot be isolated, leaves nothing
+			// behind.
 			if _, err := cfg.binary(binaryFor(req.GetImage())); err != nil {
+				return err
+			}
+			if err := p.checkIsolation(cfg); err != nil {
 				return err
 			}
 			var err error
@@ -93,7 +97,7 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 			if err != nil {
 				return err
 			}
-			if err := p.start(t, rec, bin, req.GetUserData(), interrupted); err != nil {
+			if err := p.start(ctx, t, rec, bin, req.GetUserData(), interrupted); err != nil {
 				return err
 			}
 		}
@@ -179,9 +183,9 @@ func (t *tx) freeAddress(n *network) (string, error) {
 // interrupted start the process may already run: then it is adopted (the
 // oldest process carrying the instance id is the agent; the others are its
 // descendants).
-func (p *Provider) start(t *tx, rec *instance, bin string, userData []byte, interrupted bool) error {
+func (p *Provider) start(ctx context.Context, t *tx, rec *instance, bin string, userData []byte, interrupted bool) error {
 	if interrupted {
-		if pids := processesWithEnv(EnvInstanceID + "=" + rec.ID); len(pids) > 0 {
+		if pids := p.instanceProcesses(rec); len(pids) > 0 {
 			if _, start, err := procStat(pids[0]); err == nil {
 				rec.PID, rec.StartTime = pids[0], start
 				p.log.Info("instance process adopted", "instance", rec.ID, "pid", rec.PID)
@@ -195,9 +199,14 @@ func (p *Provider) start(t *tx, rec *instance, bin string, userData []byte, inte
 			p.log.Error("forget failed instance", "instance", rec.ID, "error", serr)
 		}
 		_ = os.RemoveAll(t.cfg.instanceDir(rec.ID))
+		if rec.UID != 0 {
+			if err := p.uids.release(ctx, rec.UID, t.cfg.root, rec.ID); err != nil {
+				p.log.Warn("release instance user", "instance", rec.ID, "uid", rec.UID, "error", err)
+			}
+		}
 		return err
 	}
-	proc, start, err := spawn(t.cfg, rec, bin, userData)
+	proc, start, err := p.spawn(ctx, t, rec, bin, userData)
 	if err != nil {
 		return fail(err)
 	}
@@ -209,19 +218,54 @@ func (p *Provider) start(t *tx, rec *instance, bin string, userData []byte, inte
 		return fail(err)
 	}
 	p.log.Info("instance started", "instance", rec.ID, "network", rec.NetworkID,
-		"address", rec.Address, "image", rec.Image, "pid", rec.PID)
+		"address", rec.Address, "image", rec.Image, "pid", rec.PID, "uid", rec.UID, "isolation", p.iso.String())
 	return nil
 }
 
+// Directories of an instance's own, besides data/ and root/: its HOME and
+// TMPDIR, so that what an app keeps there stays in the instance's
+// directory rather than in a directory other instances share.
+const (
+	homeDir = "home"
+	tmpDir  = "tmp"
+)
+
 // spawn prepares the instance directory and starts the agent in its own
 // session, so that it outlives the plugin and pilot and gets none of their
-// terminal's signals.
-func spawn(cfg runtimeConfig, rec *instance, bin string, userData []byte) (*os.Process, uint64, error) {
+// terminal's signals. The agent never runs with the provider's privileges:
+// as root, it runs as a user of its own that owns its directory; otherwise
+// through the launcher, confined by Landlock.
+func (p *Provider) spawn(ctx context.Context, t *tx, rec *instance, bin string, userData []byte) (*os.Process, uint64, error) {
+	cfg := t.cfg
 	dir := cfg.instanceDir(rec.ID)
-	for _, d := range []string{dir, filepath.Join(dir, dataDir), filepath.Join(dir, rootDir)} {
+	var cred *syscall.Credential
+	if p.iso == isolationUser {
+		// A former attempt's process may have left links in the
+		// directory for root to follow: start from nothing. Nothing of
+		// the instance runs (start looked for its processes).
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, 0, internal("run instance %s: %v", rec.ID, err)
+		}
+	}
+	for _, d := range []string{dir, filepath.Join(dir, dataDir), filepath.Join(dir, rootDir), filepath.Join(dir, homeDir), filepath.Join(dir, tmpDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, 0, internal("run instance %s: %v", rec.ID, err)
 		}
+	}
+	if p.iso == isolationUser {
+		// Claimed once the directory exists: a claim whose directory is
+		// missing counts as stale (see claimStale).
+		uid, err := p.uids.claim(ctx, cfg.root, rec.ID)
+		if err != nil {
+			return nil, 0, err
+		}
+		if rec.UID != uid {
+			rec.UID = uid
+			if err := t.save(); err != nil {
+				return nil, 0, err
+			}
+		}
+		cred = &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
 	}
 	ud := filepath.Join(dir, userDataFile)
 	if err := os.WriteFile(ud, userData, 0o600); err != nil {
@@ -232,19 +276,30 @@ func spawn(cfg runtimeConfig, rec *instance, bin string, userData []byte) (*os.P
 		return nil, 0, internal("run instance %s: open %s: %v", rec.ID, agentLog, err)
 	}
 	defer logf.Close()
+	if cred != nil {
+		if err := chownTree(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return nil, 0, internal("run instance %s: give its directory to its user %d: %v", rec.ID, cred.Uid, err)
+		}
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, 0, internal("run instance %s: %v", rec.ID, err)
 	}
 	defer devnull.Close()
 
-	proc, err := os.StartProcess(bin,
-		[]string{bin, "--userdata", ud, "--data-dir", filepath.Join(dir, dataDir)},
+	exe, argv := bin, []string{bin, "--userdata", ud, "--data-dir", filepath.Join(dir, dataDir)}
+	if p.iso == isolationLandlock {
+		exe = p.launcher
+		if argv, err = launcherArgs(p.launcher, launchSpec{Dir: dir, Bin: cfg.bin, Exec: bin, Args: argv}); err != nil {
+			return nil, 0, internal("run instance %s: %v", rec.ID, err)
+		}
+	}
+	proc, err := os.StartProcess(exe, argv,
 		&os.ProcAttr{
 			Dir:   dir,
 			Env:   instanceEnv(os.Environ(), cfg, rec),
 			Files: []*os.File{devnull, logf, logf},
-			Sys:   &syscall.SysProcAttr{Setsid: true},
+			Sys:   &syscall.SysProcAttr{Setsid: true, Credential: cred},
 		})
 	if err != nil {
 		return nil, 0, internal("run instance %s: start %s: %v", rec.ID, bin, err)
@@ -260,31 +315,59 @@ func spawn(cfg runtimeConfig, rec *instance, bin string, userData []byte) (*os.P
 	return proc, start, nil
 }
 
-// instanceEnv is the plugin's environment with the instance's variables set
-// and go-plugin's own removed (an agent must not believe it is a plugin).
+// chownTree gives dir and everything in it to uid:gid, without following
+// links.
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+}
+
+// instanceEnv is what an instance's agent gets: the instance's variables,
+// its own HOME and TMPDIR, PATH with bin_dir first, and of the plugin's
+// environment (which is pilot's) only the locale and time zone.
 func instanceEnv(base []string, cfg runtimeConfig, rec *instance) []string {
 	path := cfg.bin
-	env := make([]string, 0, len(base)+4)
+	env := make([]string, 0, 8)
 	for _, kv := range base {
-		k, v, _ := strings.Cut(kv, "=")
-		switch {
-		case k == EnvInstanceID, k == EnvAddress, k == EnvRoot, k == sdk.Handshake.MagicCookieKey,
-			strings.HasPrefix(k, "PLUGIN_"):
-			continue
-		case k == "PATH":
+		if k, v, _ := strings.Cut(kv, "="); k == "PATH" {
 			if v != "" {
 				path += ":" + v
 			}
 			continue
 		}
-		env = append(env, kv)
+		if passedEnv(kv) {
+			env = append(env, kv)
+		}
 	}
+	dir := cfg.instanceDir(rec.ID)
 	return append(env,
 		EnvInstanceID+"="+rec.ID,
 		EnvAddress+"="+rec.Address,
-		EnvRoot+"="+filepath.Join(cfg.instanceDir(rec.ID), rootDir),
+		EnvRoot+"="+filepath.Join(dir, rootDir),
+		"HOME="+filepath.Join(dir, homeDir),
+		"TMPDIR="+filepath.Join(dir, tmpDir),
 		"PATH="+path,
 	)
+}
+
+// instanceProcesses lists the instance's live processes, oldest first: by
+// its id in their environment and, for an instance with a user of its own,
+// by that user (which it cannot shed, unlike its environment).
+func (p *Provider) instanceProcesses(rec *instance) []int {
+	pids := processesWithEnv(EnvInstanceID + "=" + rec.ID)
+	if rec.UID != 0 {
+		for _, pid := range processesWithUID(rec.UID) {
+			if !slices.Contains(pids, pid) {
+				pids = append(pids, pid)
+			}
+		}
+		sortByStart(pids)
+	}
+	return pids
 }
 
 func (in *instance) state() providerv1.InstanceState {
@@ -312,7 +395,7 @@ func (in *instance) proto() *providerv1.Instance {
 
 // GetInstance returns an instance, or NotFound.
 func (p *Provider) GetInstance(ctx context.Context, req *providerv1.GetInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
 		return nil, err
 	}
@@ -338,7 +421,7 @@ func (p *Provider) GetInstance(ctx context.Context, req *providerv1.GetInstanceR
 // ListInstances lists the instances of a network, or of the whole runtime
 // when network_id is empty, oldest first.
 func (p *Provider) ListInstances(ctx context.Context, req *providerv1.ListInstancesRequest) (*providerv1.ListInstancesResponse, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +458,7 @@ func (p *Provider) ListInstances(ctx context.Context, req *providerv1.ListInstan
 // detached), removes its directory and frees its address. A missing instance
 // is not an error.
 func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteInstanceRequest) (*providerv1.DeleteInstanceResponse, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +482,7 @@ func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteIns
 	// other call on this root. The address stays taken until the processes
 	// are gone, so nothing new can bind it meanwhile.
 	find := func() []int {
-		pids := processesWithEnv(EnvInstanceID + "=" + id)
+		pids := p.instanceProcesses(&rec)
 		// The recorded process counts even when its environ is unreadable
 		// (it changed user and the plugin is not root).
 		if alive(rec.PID, rec.StartTime) && !slices.Contains(pids, rec.PID) {
@@ -427,6 +510,13 @@ func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteIns
 	})
 	if err != nil {
 		return nil, err
+	}
+	if rec.UID != 0 {
+		// After the directory is gone; a claim left by a crash before
+		// this is stale without it and taken over.
+		if err := p.uids.release(ctx, rec.UID, cfg.root, id); err != nil {
+			p.log.Warn("release instance user", "instance", id, "uid", rec.UID, "error", err)
+		}
 	}
 	p.log.Info("instance deleted", "instance", id, "network", rec.NetworkID, "address", rec.Address)
 	return &providerv1.DeleteInstanceResponse{}, nil

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // Name is the provider's name as reported by Info.
@@ -55,6 +56,10 @@ type Config struct {
 	// KillGrace is how long DeleteInstance waits for processes to exit
 	// after SIGTERM before it sends SIGKILL. Zero or more than 10s means 10s.
 	KillGrace time.Duration
+	// Launcher is an executable that calls MaybeLaunch first thing; when
+	// the provider does not run as root it starts every instance through
+	// it. Default: this process's own executable.
+	Launcher string
 }
 
 // Provider implements providerv1.ProviderServer with local processes.
@@ -64,6 +69,12 @@ type Provider struct {
 	log       *slog.Logger
 	killGrace time.Duration
 	reaper    *reaper
+
+	// How instances are isolated, decided once (see isolation.go).
+	euid     int
+	iso      isolation
+	launcher string
+	uids     uidRegistry
 
 	// mu serialises state transactions of this process; the flock on
 	// root_dir/.lock serialises them across processes.
@@ -83,7 +94,15 @@ func New(cfg Config) *Provider {
 	if grace <= 0 || grace > maxKillGrace {
 		grace = maxKillGrace
 	}
-	return &Provider{log: log, killGrace: grace, reaper: newReaper()}
+	launcher := cfg.Launcher
+	if launcher == "" {
+		launcher, _ = os.Executable()
+	}
+	euid := os.Geteuid()
+	iso := detectIsolation(euid, landlockABI())
+	log.Info("local provider isolates instances", "isolation", iso.String(), "euid", euid)
+	return &Provider{log: log, killGrace: grace, reaper: newReaper(),
+		euid: euid, iso: iso, launcher: launcher, uids: uidRegistry{dir: defaultUIDsDir}}
 }
 
 // Close stops the reaper. Instances keep running: they belong to the runtime,
@@ -96,16 +115,23 @@ func (p *Provider) Close() error {
 // Info names the provider.
 func (p *Provider) Info(context.Context, *providerv1.InfoRequest) (*providerv1.InfoResponse, error) {
 	return &providerv1.InfoResponse{
-		Name:         Name,
-		Version:      Version,
-		Capabilities: []string{"networks", "instances"},
+		Name:    Name,
+		Version: Version,
+		Capabilities: []string{"networks", "instances",
+			// Instances are processes on this host, which is pilot's.
+			sdk.CapRunsOnPilotHost,
+			sdk.CapExclusiveHostDirPrefix + keyRootDir,
+			sdk.CapHostDirPrefix + keyBinDir,
+			sdk.CapHostDirPrefix + keyRangesDir,
+		},
 	}, nil
 }
 
 // ValidateRuntime checks the runtime's settings, that bin_dir holds both
-// agents and that root_dir is usable.
+// agents, that root_dir is usable and that instances can be isolated (and
+// reach what they need once they are).
 func (p *Provider) ValidateRuntime(ctx context.Context, req *providerv1.ValidateRuntimeRequest) (*providerv1.ValidateRuntimeResponse, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
 		return nil, err
 	}
@@ -114,10 +140,13 @@ func (p *Provider) ValidateRuntime(ctx context.Context, req *providerv1.Validate
 			return nil, err
 		}
 	}
+	if err := p.checkIsolation(cfg); err != nil {
+		return nil, err
+	}
 	if err := p.update(ctx, cfg, func(*tx) error { return nil }); err != nil {
 		return nil, err
 	}
-	unlock, err := lockRanges(ctx, cfg.rangesDir)
+	unlock, err := lockRanges(ctx, cfg.rangesDir, p.euid)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +161,7 @@ type runtimeConfig struct {
 	rangesDir string
 }
 
-func parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
+func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 	var cfg runtimeConfig
 	if rt == nil {
 		return cfg, status.Error(codes.InvalidArgument, "runtime is required")
@@ -180,7 +209,7 @@ func parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 		return cfg, err
 	}
 	if cfg.rangesDir == "" {
-		cfg.rangesDir = defaultRangesDir()
+		cfg.rangesDir = defaultRangesDir(p.euid, os.Getenv("XDG_RUNTIME_DIR"))
 	}
 	return cfg, nil
 }

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"net"
 	"os"
@@ -81,7 +82,7 @@ func getState(t *testing.T, p *Provider, rt *providerv1.Runtime, id string) prov
 
 func TestRuntimeValidation(t *testing.T) {
 	bin := writeBinDir(t, fakeDrone, fakeFrontgate)
-	root := t.TempDir()
+	root := openDir(t)
 	p := newProvider(t, Config{})
 	cfg := func(kv ...string) map[string]string {
 		m := map[string]string{}
@@ -139,7 +140,7 @@ func TestRuntimeValidation(t *testing.T) {
 	})
 
 	t.Run("missing frontgate binary", func(t *testing.T) {
-		half := t.TempDir()
+		half := openDir(t)
 		if err := os.WriteFile(filepath.Join(half, droneBinary), []byte(fakeDrone), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -307,7 +308,7 @@ func TestRunInstanceInputErrors(t *testing.T) {
 		waitLog(t, filepath.Join(rt.Config[keyRootDir], "instances", in.GetId()), "env: id="+in.GetId())
 	})
 	t.Run("missing binary", func(t *testing.T) {
-		half := t.TempDir()
+		half := openDir(t)
 		rt2 := newRuntime(t, half)
 		n2 := mustNetwork(t, p, rt2, "n2")
 		_, err := p.RunInstance(t.Context(), runReq(rt2, n2.GetId(), "x", "drone"))
@@ -365,7 +366,9 @@ func readState(t *testing.T, rt *providerv1.Runtime) *state {
 
 func writeState(t *testing.T, rt *providerv1.Runtime, st *state) {
 	t.Helper()
-	cfg, err := parseRuntime(rt)
+	p := New(Config{})
+	defer p.Close()
+	cfg, err := p.parseRuntime(rt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +491,7 @@ func TestRangeClaims(t *testing.T) {
 		return &providerv1.Runtime{Config: map[string]string{keyRootDir: root, keyBinDir: bin, keyRangesDir: ranges}}
 	}
 	p := newProvider(t, Config{})
-	rootA, rootB := t.TempDir(), t.TempDir()
+	rootA, rootB := openDir(t), openDir(t)
 	a1 := mustNetwork(t, p, rtFor(rootA), "a1")
 	b1 := mustNetwork(t, p, rtFor(rootB), "b1")
 	a2 := mustNetwork(t, p, rtFor(rootA), "a2")
@@ -513,7 +516,7 @@ func TestRangeClaims(t *testing.T) {
 	}
 
 	// A root that vanished (a removed test directory) leaves stale claims.
-	gone := filepath.Join(t.TempDir(), "gone")
+	gone := filepath.Join(openDir(t), "gone")
 	c1 := mustNetwork(t, p, rtFor(gone), "c1")
 	if err := os.RemoveAll(gone); err != nil {
 		t.Fatal(err)
@@ -549,11 +552,14 @@ func TestLockWaitHonoursContext(t *testing.T) {
 func TestInstanceEnv(t *testing.T) {
 	cfg := runtimeConfig{root: "/r", bin: "/b"}
 	rec := &instance{ID: "i-1", Address: "127.10.1.2"}
-	base := []string{"HOME=/home/x", "PATH=/usr/bin", "HANGAR_PROVIDER_PLUGIN=cookie", "PLUGIN_MIN_PORT=1",
-		"HANGAR_INSTANCE_ID=i-outer", "KEEP=a=b"}
+	// Pilot's environment reaches the plugin: of it, an instance gets the
+	// locale and time zone, nothing else.
+	base := []string{"HOME=/root", "PATH=/usr/bin", "HANGAR_PROVIDER_PLUGIN=cookie", "PLUGIN_MIN_PORT=1",
+		"HANGAR_INSTANCE_ID=i-outer", "HANGAR_SECRET_KEY=k", "HANGAR_TOKEN=hgt_x", "USER=root",
+		"LANG=C.UTF-8", "LC_ALL=C", "TZ=UTC"}
 	got := strings.Join(instanceEnv(base, cfg, rec), "\n")
-	want := strings.Join([]string{"HOME=/home/x", "KEEP=a=b", "HANGAR_INSTANCE_ID=i-1", "HANGAR_ADDRESS=127.10.1.2",
-		"HANGAR_ROOT=/r/instances/i-1/root", "PATH=/b:/usr/bin"}, "\n")
+	want := strings.Join([]string{"LANG=C.UTF-8", "LC_ALL=C", "TZ=UTC", "HANGAR_INSTANCE_ID=i-1", "HANGAR_ADDRESS=127.10.1.2",
+		"HANGAR_ROOT=/r/instances/i-1/root", "HOME=/r/instances/i-1/home", "TMPDIR=/r/instances/i-1/tmp", "PATH=/b:/usr/bin"}, "\n")
 	if got != want {
 		t.Errorf("instanceEnv =\n%s\nwant\n%s", got, want)
 	}
@@ -585,5 +591,36 @@ func TestParseStat(t *testing.T) {
 				t.Errorf("parseStat = %c, %d, %v; want %c, %d", state, start, err, tt.state, tt.start)
 			}
 		})
+	}
+}
+
+func TestParseListening(t *testing.T) {
+	var le [4]byte
+	put := func(a, b, c, d byte) string {
+		le = [4]byte{a, b, c, d}
+		return strings.ToUpper(strconv.FormatUint(uint64(binary.NativeEndian.Uint32(le[:])), 16))
+	}
+	pad := func(h string) string { return strings.Repeat("0", 8-len(h)) + h }
+	table := "  sl  local_address rem_address   st tx_queue\n" +
+		"   0: " + pad(put(127, 10, 3, 1)) + ":2553 00000000:0000 0A 00000000:00000000\n" + // listening
+		"   1: " + pad(put(127, 10, 4, 2)) + ":1F90 0100007F:AE09 06 00000000:00000000\n" + // time-wait
+		"   2: " + pad(put(10, 0, 0, 1)) + ":0050 00000000:0000 0A 00000000:00000000\n" + // not loopback
+		"   3: garbage\n"
+	got := parseListening([]byte(table))
+	if len(got) != 1 || !got["127.10.3"] {
+		t.Errorf("parseListening = %v, want only 127.10.3", got)
+	}
+}
+
+func TestClaimSkipsRangesSomeoneListensOn(t *testing.T) {
+	rt := newRuntime(t, writeBinDir(t, fakeDrone, fakeFrontgate))
+	l, err := net.Listen("tcp", "127.10.1.1:0")
+	if err != nil {
+		t.Skipf("cannot listen on 127.10.1.1: %v", err)
+	}
+	defer l.Close()
+	p := newProvider(t, Config{})
+	if n := mustNetwork(t, p, rt, "n"); n.GetCidr() != "127.10.2.0/24" {
+		t.Errorf("with 127.10.1.1 in use by another program, the first network got %s, want 127.10.2.0/24", n.GetCidr())
 	}
 }

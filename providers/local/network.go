@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/hostpath"
 )
 
 // Ranges are 127.X.Y.0/24 with X in 10..255 and Y in 1..255: Linux routes all
@@ -34,14 +37,23 @@ func rangeBase(i int) string {
 
 // defaultRangesDir is where ranges are claimed host-wide. Claims keep two
 // root_dirs on one host (two pilots, parallel test runs) from handing out
-// the same addresses, which would collide on the agents' fixed ports.
-func defaultRangesDir() string {
-	return filepath.Join(os.TempDir(), "hangar-local-ranges")
+// the same addresses, which would collide on the agents' fixed ports. The
+// directory is the provider's user's own (root's, or the per-user runtime
+// directory), never one other users can write: a claim file there decides
+// which addresses, and so which instance users, a runtime gets.
+func defaultRangesDir(euid int, xdgRuntimeDir string) string {
+	switch {
+	case euid == 0:
+		return "/run/hangar/local-ranges"
+	case filepath.IsAbs(xdgRuntimeDir):
+		return filepath.Join(xdgRuntimeDir, "hangar-local-ranges")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("hangar-local-ranges-%d", euid))
 }
 
 // CreateNetwork allocates a free 127.X.Y.0/24 range.
 func (p *Provider) CreateNetwork(ctx context.Context, req *providerv1.CreateNetworkRequest) (*providerv1.Network, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +77,7 @@ func (p *Provider) CreateNetwork(ctx context.Context, req *providerv1.CreateNetw
 		if err != nil {
 			return err
 		}
-		cidr, err := claimRange(ctx, cfg, t.st, id)
+		cidr, err := p.claimRange(ctx, cfg, t.st, id)
 		if err != nil {
 			return err
 		}
@@ -88,7 +100,7 @@ func (p *Provider) CreateNetwork(ctx context.Context, req *providerv1.CreateNetw
 
 // GetNetwork returns a network, or NotFound.
 func (p *Provider) GetNetwork(ctx context.Context, req *providerv1.GetNetworkRequest) (*providerv1.Network, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +126,7 @@ func (p *Provider) GetNetwork(ctx context.Context, req *providerv1.GetNetworkReq
 // DeleteNetwork removes an empty network and frees its range. A missing
 // network is not an error.
 func (p *Provider) DeleteNetwork(ctx context.Context, req *providerv1.DeleteNetworkRequest) (*providerv1.DeleteNetworkResponse, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
 		return nil, err
 	}
@@ -167,16 +179,19 @@ type claim struct {
 
 // claimRange finds the lowest range free both in st and host-wide, and
 // claims it for network id. Called with the root's lock held.
-func claimRange(ctx context.Context, cfg runtimeConfig, st *state, id string) (string, error) {
+func (p *Provider) claimRange(ctx context.Context, cfg runtimeConfig, st *state, id string) (string, error) {
 	used := map[string]bool{}
 	for _, n := range st.Networks {
 		used[n.CIDR] = true
 	}
-	unlock, err := lockRanges(ctx, cfg.rangesDir)
+	unlock, err := lockRanges(ctx, cfg.rangesDir, p.euid)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
+	// Claims are per user; a range another user's pilot (or anything
+	// else) already serves on is skipped too.
+	listening := listeningRanges()
 	for i := range numRanges {
 		base := rangeBase(i)
 		cidr := base + ".0/24"
@@ -188,11 +203,11 @@ func claimRange(ctx context.Context, cfg runtimeConfig, st *state, id string) (s
 		if err != nil {
 			return "", err
 		}
-		if !free {
+		if !free || listening[base] {
 			continue
 		}
 		b, _ := json.Marshal(claim{RootDir: cfg.root, NetworkID: id})
-		if err := os.WriteFile(path, b, 0o644); err != nil {
+		if err := writeFileAtomic(path, b); err != nil {
 			return "", internal("claim range %s in runtime.config.%s %s: %v", cidr, keyRangesDir, cfg.rangesDir, err)
 		}
 		return cidr, nil
@@ -230,7 +245,7 @@ func claimFree(path, root string, st *state) (bool, error) {
 // releaseRange drops n's host-wide claim if it is still n's. Failures are
 // only logged: a leftover claim of this root is reclaimed by claimFree.
 func (p *Provider) releaseRange(ctx context.Context, cfg runtimeConfig, n *network) {
-	unlock, err := lockRanges(ctx, cfg.rangesDir)
+	unlock, err := lockRanges(ctx, cfg.rangesDir, p.euid)
 	if err != nil {
 		p.log.Warn("release range claim", "network", n.ID, "cidr", n.CIDR, "error", err)
 		return
@@ -249,18 +264,45 @@ func (p *Provider) releaseRange(ctx context.Context, cfg runtimeConfig, n *netwo
 	}
 }
 
-// lockRanges creates the ranges directory if needed (sticky and
-// world-writable, like /tmp, since every user's pilot shares it) and locks it.
-func lockRanges(ctx context.Context, dir string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, internal("runtime.config.%s %s: %v", keyRangesDir, dir, err)
-	}
-	if err := os.Mkdir(dir, 0o755); err == nil {
-		if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
-			return nil, internal("runtime.config.%s %s: %v", keyRangesDir, dir, err)
-		}
-	} else if !errors.Is(err, fs.ErrExist) {
-		return nil, internal("runtime.config.%s %s: %v", keyRangesDir, dir, err)
+// lockRanges creates the ranges directory if needed (mode 0700), checks
+// that only this process's user can write to it, and locks it.
+func lockRanges(ctx context.Context, dir string, euid int) (func(), error) {
+	if err := hostpath.Private(dir, euid, "runtime.config."+keyRangesDir); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return lockFile(ctx, filepath.Join(dir, ".lock"))
+}
+
+// listeningRanges returns the 127.X.Y of every address some TCP socket
+// listens on, from /proc/net/tcp (this network namespace's).
+func listeningRanges() map[string]bool {
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return nil
+	}
+	return parseListening(b)
+}
+
+// parseListening reads /proc/net/tcp: each line's local address is the
+// IPv4 address as a hexadecimal number in host byte order, a colon and the
+// port; state 0A is LISTEN.
+func parseListening(b []byte) map[string]bool {
+	out := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "0A" {
+			continue
+		}
+		hexIP, _, ok := strings.Cut(f[1], ":")
+		n, err := strconv.ParseUint(hexIP, 16, 32)
+		if !ok || err != nil {
+			continue
+		}
+		var ip [4]byte
+		binary.NativeEndian.PutUint32(ip[:], uint32(n))
+		if ip[0] == 127 {
+			out[fmt.Sprintf("127.%d.%d", ip[1], ip[2])] = true
+		}
+	}
+	return out
 }

@@ -51,7 +51,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // pluginRuntime uses the default host-wide ranges_dir, as pilot would.
 func pluginRuntime(t *testing.T) *providerv1.Runtime {
 	t.Helper()
-	root := t.TempDir()
+	root := openDir(t)
 	killLeftovers(t, root)
 	return &providerv1.Runtime{
 		Id:     "rt-plugin",

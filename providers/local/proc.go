@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -63,44 +64,109 @@ func alive(pid int, start uint64) bool {
 // detached with setsid. Processes whose environ cannot be read (other users,
 // when not root) and zombies (empty environ) are not listed.
 func processesWithEnv(entry string) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	self := os.Getpid()
 	want := []byte(entry)
-	type proc struct {
-		pid   int
-		start uint64
-	}
-	var found []proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+	var pids []int
+	eachProcess(func(pid string) {
+		env, err := os.ReadFile("/proc/" + pid + "/environ")
 		if err != nil {
-			continue
+			return
 		}
 		for _, kv := range bytes.Split(env, []byte{0}) {
 			if bytes.Equal(kv, want) {
-				_, start, _ := procStat(pid)
-				found = append(found, proc{pid, start})
-				break
+				n, _ := strconv.Atoi(pid)
+				pids = append(pids, n)
+				return
 			}
 		}
-	}
-	sort.Slice(found, func(i, j int) bool {
-		if found[i].start != found[j].start {
-			return found[i].start < found[j].start
-		}
-		return found[i].pid < found[j].pid
 	})
-	pids := make([]int, len(found))
-	for i, p := range found {
-		pids[i] = p.pid
+	sortByStart(pids)
+	return pids
+}
+
+// sortByStart orders pids oldest first (by start time, then pid).
+func sortByStart(pids []int) {
+	start := make(map[int]uint64, len(pids))
+	for _, pid := range pids {
+		_, start[pid], _ = procStat(pid)
 	}
+	sort.Slice(pids, func(i, j int) bool {
+		if start[pids[i]] != start[pids[j]] {
+			return start[pids[i]] < start[pids[j]]
+		}
+		return pids[i] < pids[j]
+	})
+}
+
+// processUIDs returns the real, effective, saved and filesystem uids of a
+// process, from /proc/<pid>/status.
+func processUIDs(pid string) ([]uint32, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range bytes.Split(b, []byte{'\n'}) {
+		rest, ok := bytes.CutPrefix(line, []byte("Uid:"))
+		if !ok {
+			continue
+		}
+		var uids []uint32
+		for _, f := range bytes.Fields(rest) {
+			u, err := strconv.ParseUint(string(f), 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("parse /proc/%s/status: %w", pid, err)
+			}
+			uids = append(uids, uint32(u))
+		}
+		return uids, nil
+	}
+	return nil, fmt.Errorf("/proc/%s/status has no Uid line", pid)
+}
+
+// eachProcess calls fn with the pid of every process but this one.
+func eachProcess(fn func(pid string)) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range ents {
+		if n := e.Name(); n != self && n[0] >= '0' && n[0] <= '9' {
+			fn(n)
+		}
+	}
+}
+
+// uidsOfProcesses returns the instance uids (uidBase…) some live process
+// runs as.
+func uidsOfProcesses() map[uint32]bool {
+	in := map[uint32]bool{}
+	eachProcess(func(pid string) {
+		uids, _ := processUIDs(pid)
+		for _, u := range uids {
+			if u >= uidBase && u < uidBase+uidCount {
+				in[u] = true
+			}
+		}
+	})
+	return in
+}
+
+// processesWithUID lists the processes running as uid (any of their uids),
+// zombies excluded. Unlike the environment, an instance cannot shed its
+// uid, so this finds every process it started, whatever it did to its
+// environment.
+func processesWithUID(uid uint32) []int {
+	var pids []int
+	eachProcess(func(pid string) {
+		uids, err := processUIDs(pid)
+		if err != nil || !slices.Contains(uids, uid) {
+			return
+		}
+		n, _ := strconv.Atoi(pid)
+		if st, _, err := procStat(n); err == nil && st != 'Z' && st != 'X' {
+			pids = append(pids, n)
+		}
+	})
 	return pids
 }
 

@@ -51,9 +51,12 @@ type instance struct {
 	// PID is 0 while the process is being started; with StartTime (clock
 	// ticks after boot, from /proc/<pid>/stat) it identifies the process
 	// even after the pid has been recycled.
-	PID       int       `json:"pid"`
-	StartTime uint64    `json:"start_time"`
-	Created   time.Time `json:"created"`
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
+	// UID is the instance's own user when the provider runs as root (0:
+	// none, it runs as the provider's user, confined by Landlock).
+	UID     uint32    `json:"uid,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 type tombstone struct {
@@ -75,8 +78,18 @@ type tx struct {
 func (p *Provider) update(ctx context.Context, cfg runtimeConfig, fn func(t *tx) error) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := os.MkdirAll(cfg.instancesDir(), 0o700); err != nil {
+	if err := mkdirs(cfg.instancesDir(), p.dirMode()); err != nil {
 		return internal("create runtime.config.%s %s: %v", keyRootDir, cfg.root, err)
+	}
+	if err := p.checkRootDir(cfg); err != nil {
+		return err
+	}
+	// instances/ is the provider's own: an older provider made it 0700,
+	// which instance users cannot traverse.
+	if fi, err := os.Stat(cfg.instancesDir()); err == nil && fi.Mode().Perm() != p.dirMode() {
+		if err := os.Chmod(cfg.instancesDir(), p.dirMode()); err != nil {
+			return internal("runtime.config.%s: %v", keyRootDir, err)
+		}
 	}
 	unlock, err := lockFile(ctx, filepath.Join(cfg.root, ".lock"))
 	if err != nil {
@@ -128,23 +141,7 @@ func (t *tx) save() error {
 		return internal("encode state: %v", err)
 	}
 	path := filepath.Join(t.cfg.root, stateFile)
-	f, err := os.CreateTemp(t.cfg.root, stateFile+".tmp-*")
-	if err != nil {
-		return internal("write %s: %v", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
 		return internal("write %s: %v", path, err)
 	}
 	return nil
@@ -153,7 +150,7 @@ func (t *tx) save() error {
 // lockFile takes an exclusive flock on path, polling so that ctx can end the
 // wait. The returned func releases it.
 func lockFile(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, internal("open lock %s: %v", path, err)
 	}

@@ -67,6 +67,12 @@ func binaries(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		// Local instances run as users of their own (pilot runs as root
+		// in CI) and run the agents from here.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
 		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
 		cmd.Dir = repoRoot(t)
 		out, err := cmd.CombinedOutput()
@@ -112,6 +118,12 @@ func startPilot(t testing.TB) *pilot {
 	t.Helper()
 	bin := binaries(t)
 	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t)}
+	// The local runtime's instances live next to pilot's data dir and run
+	// as users of their own, who must traverse the test's temporary dir
+	// (created 0700).
+	if err := os.Chmod(filepath.Dir(p.dataDir), 0o711); err != nil {
+		t.Fatal(err)
+	}
 	p.logPath = filepath.Join(p.dataDir, "pilot.log")
 	p.start()
 	// Pilot writes its CA and the first admin's token on first start.
@@ -211,7 +223,7 @@ func (p *pilot) cleanupClusters() {
 func (p *pilot) dumpLogs() {
 	b, _ := os.ReadFile(p.logPath)
 	p.t.Logf("pilot log (last 8 KiB):\n%s", tail(string(b), 8192))
-	_ = filepath.Walk(filepath.Join(p.dataDir, "pilot", "runtimes", "default"), func(path string, info os.FileInfo, err error) error {
+	_ = filepath.Walk(filepath.Dir(p.runtimeRoot()), func(path string, info os.FileInfo, err error) error {
 		if err == nil && info.Name() == "agent.log" {
 			b, _ := os.ReadFile(path)
 			p.t.Logf("%s (last 4 KiB):\n%s", path, tail(string(b), 4096))
@@ -312,9 +324,16 @@ func (p *pilot) cluster(id string) *pilotv1.Cluster {
 	return c
 }
 
-// runtimeRoot is where the local provider keeps this pilot's instances.
+// runtimeRoot is where the local provider keeps this pilot's instances:
+// the root_dir of runtime "local" as pilot recorded it (by default next to
+// pilot's data dir).
 func (p *pilot) runtimeRoot() string {
-	return filepath.Join(p.dataDir, "pilot", "runtimes", "default", "local")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if rt, err := p.runtimes.GetRuntime(ctx, &pilotv1.GetRuntimeRequest{Id: "local"}); err == nil && rt.Config["root_dir"] != "" {
+		return rt.Config["root_dir"]
+	}
+	return filepath.Join(p.dataDir, "pilot-runtimes", "default", "local")
 }
 
 func (p *pilot) instanceRoot(instanceID string) string {
