@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
@@ -43,7 +44,7 @@ func (p *pilot) userToken(t *testing.T, tenant, name, role string) string {
 // runtimesAs is the runtime service as the holder of token.
 func (p *pilot) runtimesAs(t *testing.T, token string) pilotv1.RuntimeServiceClient {
 	t.Helper()
-	tlsCfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1")
+	tlsCfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1", pki.Identity{})
 	if err != nil {
 		t.Fatal(err)
 	}
