@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/logging"
 	"github.com/hangarhq/hangar/pilot/audit"
 	"github.com/hangarhq/hangar/pilot/server"
@@ -89,6 +90,8 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		"delete audit log entries older than this, checked at start and then hourly (the default 2160h is 90 days); 0 keeps entries forever")
 	auditMaxEntries := fs.Int("audit-max-entries", audit.DefaultMaxEntriesPerTenant,
 		"per tenant, keep only the newest this many audit log entries and delete older ones, checked at start and then hourly; 0 = no limit")
+	maxNodes := fs.Int("max-cluster-nodes", limits.DefaultMaxClusterNodes,
+		fmt.Sprintf("the most nodes one cluster may have, all roles together; a create asking for more is refused, naming the count parameter (at most %d)", limits.MaxClusterNodesCeiling))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return server.Config{}, "", err
@@ -102,6 +105,9 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	if err != nil {
 		return server.Config{}, "", err
 	}
+	if err := server.ValidateMaxClusterNodes(*maxNodes); err != nil {
+		return server.Config{}, "", err
+	}
 	var endpoints []string
 	if *etcd != "" {
 		endpoints = strings.Split(*etcd, ",")
@@ -109,7 +115,7 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	return server.Config{
 		DataDir: *dataDir, Listen: *listen, HTTPListen: *httpListen, AdvertiseAddress: *advertise,
 		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile,
-		AuditRetention: retention,
+		AuditRetention: retention, MaxClusterNodes: *maxNodes,
 	}, *logFormat, nil
 }
 

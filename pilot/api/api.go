@@ -53,8 +53,12 @@ type Config struct {
 	Audit *audit.Log
 	// Box seals password parameters and provider credentials at rest; nil
 	// (tests) stores them as given.
-	Box    *secretbox.Box
-	Logger *slog.Logger
+	Box *secretbox.Box
+	// MaxClusterNodes bounds the nodes of one cluster (pilot
+	// --max-cluster-nodes); 0: limits.DefaultMaxClusterNodes. Above
+	// limits.MaxClusterNodesCeiling it counts as the ceiling.
+	MaxClusterNodes int
+	Logger          *slog.Logger
 }
 
 // ProviderSource hands out provider clients (*providers.Host starts the

@@ -74,7 +74,11 @@ type Config struct {
 	// AuditRetention bounds the audit log (zero fields: unlimited); pilot
 	// prunes it at start and every audit.DefaultPruneInterval.
 	AuditRetention audit.Retention
-	Logger         *slog.Logger
+	// MaxClusterNodes bounds the nodes of one cluster, every role together
+	// (0: limits.DefaultMaxClusterNodes; at most
+	// limits.MaxClusterNodesCeiling).
+	MaxClusterNodes int
+	Logger          *slog.Logger
 	// Ready, if set, receives the bound gRPC and HTTP addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -89,6 +93,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("--data-dir is required")
 	}
 	if err := cfg.AuditRetention.Validate(); err != nil {
+		return err
+	}
+	if err := ValidateMaxClusterNodes(cfg.MaxClusterNodes); err != nil {
 		return err
 	}
 	if cfg.PluginDir == "" {
@@ -214,6 +221,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
 	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
+		MaxClusterNodes: cfg.MaxClusterNodes,
 		RuntimeDefaults: func(rt *pilotv1.Runtime) {
 			if rt.Provider != "local" {
 				return
@@ -296,6 +304,15 @@ func Run(ctx context.Context, cfg Config) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// ValidateMaxClusterNodes checks --max-cluster-nodes (0: the default).
+func ValidateMaxClusterNodes(n int) error {
+	if n < 0 || n > limits.MaxClusterNodesCeiling {
+		return fmt.Errorf("--max-cluster-nodes %d: must be 1 to %d (one cluster's metadata must fit one %d-byte transaction), or 0 for the default %d",
+			n, limits.MaxClusterNodesCeiling, limits.MaxMetadataBytes, limits.DefaultMaxClusterNodes)
+	}
+	return nil
 }
 
 func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.Logger) (*clientv3.Client, func(), error) {
