@@ -90,6 +90,8 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		"delete audit log entries older than this, checked at start and then hourly (the default 2160h is 90 days); 0 keeps entries forever")
 	auditMaxEntries := fs.Int("audit-max-entries", audit.DefaultMaxEntriesPerTenant,
 		"per tenant, keep only the newest this many audit log entries and delete older ones, checked at start and then hourly; 0 = no limit")
+	metricsTokenFile := fs.String("metrics-token-file", "",
+		"file holding a token (32+ characters, mode 0600) that opens /metrics to a scraper as \"Authorization: Bearer <token>\"; without it only admins of tenant default may read /metrics")
 	maxNodes := fs.Int("max-cluster-nodes", limits.DefaultMaxClusterNodes,
 		fmt.Sprintf("the most nodes one cluster may have, all roles together; a create asking for more is refused, naming the count parameter (at most %d)", limits.MaxClusterNodesCeiling))
 	if err := fs.Parse(args); err != nil {
@@ -115,7 +117,7 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	return server.Config{
 		DataDir: *dataDir, Listen: *listen, HTTPListen: *httpListen, AdvertiseAddress: *advertise,
 		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile,
-		AuditRetention: retention, MaxClusterNodes: *maxNodes,
+		AuditRetention: retention, MaxClusterNodes: *maxNodes, MetricsTokenFile: *metricsTokenFile,
 	}, *logFormat, nil
 }
 

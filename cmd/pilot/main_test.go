@@ -53,7 +53,7 @@ func TestParseArgsUsageErrors(t *testing.T) {
 	if _, _, err := parseArgs([]string{"--help"}, &help); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"-audit-max-age", "0 keeps entries forever", "-audit-max-entries", "0 = no limit", "-max-cluster-nodes", "all roles together"} {
+	for _, want := range []string{"-audit-max-age", "0 keeps entries forever", "-audit-max-entries", "0 = no limit", "-max-cluster-nodes", "all roles together", "-metrics-token-file", "mode 0600"} {
 		if !strings.Contains(help.String(), want) {
 			t.Errorf("--help does not say %q", want)
 		}
