@@ -100,6 +100,7 @@ type pilot struct {
 	httpAddr string
 	token    string
 	logPath  string
+	args     []string // extra flags, after the harness's own
 	cmd      *exec.Cmd
 	conn     *grpc.ClientConn
 	apps     pilotv1.AppServiceClient
@@ -108,10 +109,11 @@ type pilot struct {
 	jobs     pilotv1.JobServiceClient
 }
 
-func startPilot(t testing.TB) *pilot {
+// startPilot starts pilot with the harness's flags and args.
+func startPilot(t testing.TB, args ...string) *pilot {
 	t.Helper()
 	bin := binaries(t)
-	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t)}
+	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t), args: args}
 	p.logPath = filepath.Join(p.dataDir, "pilot.log")
 	p.start()
 	// Pilot writes its CA and the first admin's token on first start.
@@ -162,8 +164,8 @@ func (p *pilot) start() {
 		p.t.Fatal(err)
 	}
 	defer logf.Close()
-	p.cmd = exec.Command(filepath.Join(p.bin, "pilot"), "--data-dir", filepath.Join(p.dataDir, "pilot"),
-		"--listen", p.addr, "--http-listen", p.httpAddr, "--log-format", "json")
+	p.cmd = exec.Command(filepath.Join(p.bin, "pilot"), append([]string{"--data-dir", filepath.Join(p.dataDir, "pilot"),
+		"--listen", p.addr, "--http-listen", p.httpAddr, "--log-format", "json"}, p.args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
