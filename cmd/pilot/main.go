@@ -32,7 +32,9 @@ provider plugins (hangar-provider-<name>) from --plugin-dir. Frontgates dial
 Every port is TLS. Pilot runs the CA (DATA-DIR/ca) that certifies frontgates
 and drones; API calls need a user token. On first start pilot creates user
 "admin" (tenant "default") and writes its token to DATA-DIR/admin.token,
-which the hangar CLI reads. See docs/security.md.
+which the hangar CLI reads. /metrics is for admins of tenant "default" and
+for the scrape token of --metrics-token-file. A cluster has at most
+--max-cluster-nodes nodes. See docs/security.md and docs/pilot.md.
 
 Usage:
   pilot --data-dir DIR [flags]
