@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/logging"
 	"github.com/hangarhq/hangar/pilot/audit"
 	"github.com/hangarhq/hangar/pilot/server"
@@ -31,7 +32,9 @@ provider plugins (hangar-provider-<name>) from --plugin-dir. Frontgates dial
 Every port is TLS. Pilot runs the CA (DATA-DIR/ca) that certifies frontgates
 and drones; API calls need a user token. On first start pilot creates user
 "admin" (tenant "default") and writes its token to DATA-DIR/admin.token,
-which the hangar CLI reads. See docs/security.md.
+which the hangar CLI reads. /metrics is for admins of tenant "default" and
+for the scrape token of --metrics-token-file. A cluster has at most
+--max-cluster-nodes nodes. See docs/security.md and docs/pilot.md.
 
 Usage:
   pilot --data-dir DIR [flags]
@@ -89,6 +92,10 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		"delete audit log entries older than this, checked at start and then hourly (the default 2160h is 90 days); 0 keeps entries forever")
 	auditMaxEntries := fs.Int("audit-max-entries", audit.DefaultMaxEntriesPerTenant,
 		"per tenant, keep only the newest this many audit log entries and delete older ones, checked at start and then hourly; 0 = no limit")
+	metricsTokenFile := fs.String("metrics-token-file", "",
+		"file holding a token (32+ characters, mode 0600) that opens /metrics to a scraper as \"Authorization: Bearer <token>\"; without it only admins of tenant default may read /metrics")
+	maxNodes := fs.Int("max-cluster-nodes", limits.DefaultMaxClusterNodes,
+		fmt.Sprintf("the most nodes one cluster may have, all roles together; a create asking for more is refused, naming the count parameter (at most %d)", limits.MaxClusterNodesCeiling))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return server.Config{}, "", err
@@ -102,6 +109,9 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	if err != nil {
 		return server.Config{}, "", err
 	}
+	if err := server.ValidateMaxClusterNodes(*maxNodes); err != nil {
+		return server.Config{}, "", err
+	}
 	var endpoints []string
 	if *etcd != "" {
 		endpoints = strings.Split(*etcd, ",")
@@ -109,7 +119,7 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	return server.Config{
 		DataDir: *dataDir, Listen: *listen, HTTPListen: *httpListen, AdvertiseAddress: *advertise,
 		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile,
-		AuditRetention: retention,
+		AuditRetention: retention, MaxClusterNodes: *maxNodes, MetricsTokenFile: *metricsTokenFile,
 	}, *logFormat, nil
 }
 

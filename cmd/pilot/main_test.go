@@ -53,9 +53,34 @@ func TestParseArgsUsageErrors(t *testing.T) {
 	if _, _, err := parseArgs([]string{"--help"}, &help); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"-audit-max-age", "0 keeps entries forever", "-audit-max-entries", "0 = no limit"} {
+	for _, want := range []string{"-audit-max-age", "0 keeps entries forever", "-audit-max-entries", "0 = no limit", "-max-cluster-nodes", "all roles together", "-metrics-token-file", "mode 0600"} {
 		if !strings.Contains(help.String(), want) {
 			t.Errorf("--help does not say %q", want)
+		}
+	}
+}
+
+func TestMaxClusterNodesFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		want    int
+		wantErr string
+	}{
+		{nil, 1000, ""},
+		{[]string{"--max-cluster-nodes", "50"}, 50, ""},
+		{[]string{"--max-cluster-nodes", "4096"}, 4096, ""},
+		{[]string{"--max-cluster-nodes", "4097"}, 0, "--max-cluster-nodes 4097: must be 1 to 4096"},
+		{[]string{"--max-cluster-nodes", "-1"}, 0, "--max-cluster-nodes -1: must be 1 to 4096"},
+	} {
+		cfg, _, err := parseArgs(append([]string{"--data-dir", t.TempDir()}, tc.args...), io.Discard)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("parseArgs(%v) error = %v, want one containing %q", tc.args, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || cfg.MaxClusterNodes != tc.want {
+			t.Errorf("parseArgs(%v) = %d, %v; want %d", tc.args, cfg.MaxClusterNodes, err, tc.want)
 		}
 	}
 }

@@ -105,6 +105,37 @@ const (
 	FrontgateEtcdMaxRequestBytes = 8 << 20
 )
 
+// Clusters (pilot).
+const (
+	// DefaultMaxClusterNodes is the default of pilot --max-cluster-nodes,
+	// the most nodes one cluster may have (all roles together, and so any
+	// one role). Pilot refuses a bigger cluster before it builds a node
+	// record: a count of a million once took 630 MB in five seconds. A
+	// thousand nodes is what the other limits are sized for: job snapshots
+	// (MaxGRPCSendBytes) and one metadata tree (MaxMetadataBytes).
+	DefaultMaxClusterNodes = 1000
+	// nodeMetadataBytes is about what one node adds to its cluster's
+	// metadata tree (its host entry: ids, address, role, resources).
+	nodeMetadataBytes = 1 << 10
+	// MaxClusterNodesCeiling is the most a platform admin may set
+	// --max-cluster-nodes to: the cluster's metadata tree is written in one
+	// transaction of at most MaxMetadataBytes, so a bigger cluster could
+	// be created but never registered.
+	MaxClusterNodesCeiling = MaxMetadataBytes / nodeMetadataBytes
+)
+
+// REST gateway (pilot --http-listen).
+const (
+	// MaxRESTBodyBytes bounds a REST request body. The largest legitimate
+	// one is PushApp: an archive of MaxArchiveBytes, which JSON carries
+	// base64-encoded (4 bytes per 3), plus 1 MiB for the other fields and
+	// whitespace. Every other request is a few KiB. The gateway decodes a
+	// body into memory before the gRPC call it makes, so this is what an
+	// authenticated caller can make pilot buffer per request (an
+	// unauthenticated one, nothing: the token is checked first).
+	MaxRESTBodyBytes = (MaxArchiveBytes+2)/3*4 + 1<<20
+)
+
 // GRPCServerOptions are the message size limits every Hangar gRPC server
 // (pilot's API and FrontgateLink, frontgate's DroneLink) is created with.
 func GRPCServerOptions() []grpc.ServerOption {

@@ -14,7 +14,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/limits"
 )
@@ -40,11 +42,29 @@ func TestLimitsNest(t *testing.T) {
 		{"one conf.d file within the confd files", limits.MaxConfdResourceBytes, limits.MaxConfdBytes},
 		{"a template value within the rendered spec", limits.MaxTemplateValueBytes, limits.MaxClusterSpecBytes},
 		{"requests within responses", limits.MaxGRPCRecvBytes, limits.MaxGRPCSendBytes},
+		{"a REST body, decoded, in a gRPC request", limits.MaxRESTBodyBytes, limits.MaxGRPCRecvBytes},
+		{"the default node limit within what an admin may set", limits.DefaultMaxClusterNodes, limits.MaxClusterNodesCeiling},
 	}
 	for _, tt := range tests {
 		if tt.inner > tt.outr {
 			t.Errorf("%s: %d > %d", tt.name, tt.inner, tt.outr)
 		}
+	}
+}
+
+// The REST body limit admits the largest request the API takes: a PushApp
+// with an archive of MaxArchiveBytes, in the JSON the gateway decodes
+// (bytes as base64), with a little room; and little more.
+func TestRESTBodyFitsTheLargestPush(t *testing.T) {
+	body, err := protojson.MarshalOptions{Multiline: true}.Marshal(&pilotv1.PushAppRequest{Archive: make([]byte, limits.MaxArchiveBytes)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) > limits.MaxRESTBodyBytes {
+		t.Fatalf("a PushApp of the largest archive is %d bytes of JSON, over MaxRESTBodyBytes %d", len(body), limits.MaxRESTBodyBytes)
+	}
+	if slack := limits.MaxRESTBodyBytes - len(body); slack > 2<<20 {
+		t.Errorf("MaxRESTBodyBytes leaves %d bytes beyond the largest push: more than a caller can need", slack)
 	}
 }
 

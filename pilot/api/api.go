@@ -61,7 +61,11 @@ type Config struct {
 	// directory, the secret key's file): no host directory of a runtime
 	// (see sdk.CapHostDirPrefix) may overlap one.
 	ProtectedDirs []string
-	Logger        *slog.Logger
+	// MaxClusterNodes bounds the nodes of one cluster (pilot
+	// --max-cluster-nodes); 0: limits.DefaultMaxClusterNodes. Above
+	// limits.MaxClusterNodesCeiling it counts as the ceiling.
+	MaxClusterNodes int
+	Logger          *slog.Logger
 }
 
 // ProviderSource hands out provider clients (*providers.Host starts the

@@ -31,7 +31,9 @@ func asMember() context.Context {
 	return auth.NewContext(context.Background(), auth.Principal{User: "tester", Tenant: testTenant, Role: pilotv1.Role_ROLE_MEMBER})
 }
 
-func newServer(t *testing.T) (*Server, *store.Store) {
+// newServer is the API over a fresh etcd, with a runtime "local"; opts
+// adjust its Config.
+func newServer(t *testing.T, opts ...func(*Config)) (*Server, *store.Store) {
 	t.Helper()
 	c := etcdtest.Client(t)
 	st := store.New(c)
@@ -41,7 +43,11 @@ func newServer(t *testing.T) (*Server, *store.Store) {
 	if err := st.Create(context.Background(), store.RuntimeKey(testTenant, "local"), &pilotv1.Runtime{Id: "local", Provider: "local", Tenant: testTenant}); err != nil {
 		t.Fatal(err)
 	}
-	return New(Config{Store: st, Engine: engine}), st
+	cfg := Config{Store: st, Engine: engine}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return New(cfg), st
 }
 
 // copyPackage copies examples/kv into a temp dir and applies edits.

@@ -58,9 +58,9 @@ func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRe
 	if err != nil {
 		return nil, invalid("%s", scrub(err, req.Params, secret))
 	}
-	spec, err := pkg.Render(vals)
+	spec, err := s.renderChange(pkg, vals, req.Params, secret)
 	if err != nil {
-		return nil, invalid("%s", scrub(err, req.Params, secret))
+		return nil, err
 	}
 
 	c := &pilotv1.Cluster{
@@ -313,8 +313,8 @@ func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateCluste
 	if err != nil {
 		return nil, invalid("%s", scrub(err, req.Env, envSecret))
 	}
-	if _, err := pkg.Render(nv); err != nil {
-		return nil, invalid("%s", scrub(err, req.Env, envSecret))
+	if _, err := s.renderChange(pkg, nv, req.Env, envSecret); err != nil {
+		return nil, err
 	}
 	job := jobs.NewJob(newID("job-"), clusterops.KindUpdateEnv, c.Id, clusterops.PlanUpdateEnv(c))
 	job.Tenant = tn

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,31 +18,27 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/pilot/gateway"
 )
 
-// newGateway serves the REST gateway in front of h's gRPC server, as pilot
-// does (the gateway forwards the Authorization header as metadata).
+// newGateway serves pilot's REST gateway (pilot/gateway, as pilot serves
+// it) in front of h's gRPC server.
 func newGateway(t *testing.T, h *harness) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	mux := runtime.NewServeMux()
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	for _, register := range []func(context.Context, *runtime.ServeMux, string, []grpc.DialOption) error{
-		pilotv1.RegisterAppServiceHandlerFromEndpoint,
-		pilotv1.RegisterRuntimeServiceHandlerFromEndpoint,
-		pilotv1.RegisterClusterServiceHandlerFromEndpoint,
-		pilotv1.RegisterJobServiceHandlerFromEndpoint,
-		pilotv1.RegisterUserServiceHandlerFromEndpoint,
-		pilotv1.RegisterAuditServiceHandlerFromEndpoint,
-		pilotv1.RegisterSecurityServiceHandlerFromEndpoint,
-	} {
-		if err := register(ctx, mux, h.addr, opts); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
+	gw, err := gateway.New(ctx, gateway.Config{
+		GRPCAddr:    h.addr,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		Authenticate: func(r *http.Request) error {
+			_, err := h.users.AuthenticateHTTP(r)
+			return err
+		},
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
 	}
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(gw)
 	// Registered first, run last: the HTTP server stops before the
 	// gateway's connections close.
 	t.Cleanup(cancel)

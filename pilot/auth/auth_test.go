@@ -20,8 +20,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 )
 
@@ -327,30 +329,101 @@ func TestParseRole(t *testing.T) {
 
 func TestRequireHTTP(t *testing.T) {
 	u := New(Config{Client: etcdtest.Client(t)})
-	_, viewerTok, _ := u.Create(context.Background(), "acme", "vic", pilotv1.Role_ROLE_VIEWER)
-	_, adminTok, _ := u.Create(context.Background(), "acme", "ada", pilotv1.Role_ROLE_ADMIN)
-	h := u.RequireHTTP(pilotv1.Role_ROLE_ADMIN, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ctx := context.Background()
+	_, viewerTok, _ := u.Create(ctx, "acme", "vic", pilotv1.Role_ROLE_VIEWER)
+	_, adminTok, _ := u.Create(ctx, "acme", "ada", pilotv1.Role_ROLE_ADMIN)
+	_, platformTok, _ := u.Create(ctx, DefaultTenant, "ops", pilotv1.Role_ROLE_ADMIN)
+	_, platformViewerTok, _ := u.Create(ctx, DefaultTenant, "intern", pilotv1.Role_ROLE_VIEWER)
+	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := FromContext(r.Context())
 		_, _ = w.Write([]byte("hello " + p.User))
-	}))
+	})
+	admin := Rule{Role: pilotv1.Role_ROLE_ADMIN}
+	platform := Rule{Role: pilotv1.Role_ROLE_ADMIN, DefaultTenantOnly: true}
 	for _, tc := range []struct {
+		name string
+		rule Rule
 		auth string
 		code int
 		body string
 	}{
-		{"", http.StatusUnauthorized, "HANGAR_TOKEN"},
-		{"Bearer hgt_nope", http.StatusUnauthorized, "HANGAR_TOKEN"},
-		{"Bearer " + viewerTok, http.StatusForbidden, "role admin"},
-		{"Bearer " + adminTok, http.StatusOK, "hello ada"},
+		{"no token", admin, "", http.StatusUnauthorized, "HANGAR_TOKEN"},
+		{"unknown token", admin, "Bearer hgt_nope", http.StatusUnauthorized, "HANGAR_TOKEN"},
+		{"a viewer where admins are asked", admin, "Bearer " + viewerTok, http.StatusForbidden, "role admin"},
+		{"an admin", admin, "Bearer " + adminTok, http.StatusOK, "hello ada"},
+		{"a tenant's viewer, platform only", platform, "Bearer " + viewerTok, http.StatusForbidden, "needs role admin"},
+		{"a tenant's admin, platform only", platform, "Bearer " + adminTok, http.StatusForbidden, "reserved to admins of tenant default; you are admin of tenant acme"},
+		{"the platform's viewer, platform only", platform, "Bearer " + platformViewerTok, http.StatusForbidden, "needs role admin"},
+		{"a platform admin", platform, "Bearer " + platformTok, http.StatusOK, "hello ops"},
 	} {
-		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-		if tc.auth != "" {
-			req.Header.Set("Authorization", tc.auth)
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.body) {
-			t.Errorf("Authorization %q: %d %q, want %d holding %q", tc.auth, rec.Code, rec.Body.String(), tc.code, tc.body)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			u.RequireHTTP(tc.rule, hello).ServeHTTP(rec, req)
+			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.body) {
+				t.Errorf("%d %q, want %d holding %q", rec.Code, rec.Body.String(), tc.code, tc.body)
+			}
+		})
+	}
+}
+
+// AuthenticateHTTP looks at the header only: a body is never read, so a
+// caller without a token cannot make pilot buffer it.
+func TestAuthenticateHTTPReadsNoBody(t *testing.T) {
+	u := New(Config{Client: etcdtest.Client(t)})
+	body := &countingReader{}
+	req := httptest.NewRequest(http.MethodPost, "/v1/apps", body)
+	_, err := u.AuthenticateHTTP(req)
+	if status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != unauthenticatedMsg {
+		t.Fatalf("AuthenticateHTTP without a token: %v, want Unauthenticated worded as the gRPC API words it", err)
+	}
+	if body.n != 0 {
+		t.Fatalf("%d bytes of the body were read", body.n)
+	}
+}
+
+// countingReader is an endless body that counts what was read of it.
+type countingReader struct{ n int }
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.n += len(p)
+	return len(p), nil
+}
+
+func TestTapHandle(t *testing.T) {
+	u := New(Config{})
+	wellFormed := TokenPrefix + strings.Repeat("A", 43)
+	for _, tc := range []struct {
+		name   string
+		method string
+		auth   []string
+		ok     bool
+	}{
+		{"no token", pilotv1.AppService_PushApp_FullMethodName, nil, false},
+		{"empty", pilotv1.AppService_PushApp_FullMethodName, []string{""}, false},
+		{"another scheme", pilotv1.AppService_PushApp_FullMethodName, []string{"Basic " + wellFormed}, false},
+		{"not a pilot token", pilotv1.AppService_PushApp_FullMethodName, []string{"Bearer hgt_short"}, false},
+		{"two tokens", pilotv1.AppService_PushApp_FullMethodName, []string{"Bearer " + wellFormed, "Bearer " + wellFormed}, false},
+		{"a well-formed token (checked later, against the users)", pilotv1.AppService_PushApp_FullMethodName, []string{"Bearer " + wellFormed}, true},
+		{"lower-case scheme", pilotv1.ClusterService_ListClusters_FullMethodName, []string{"bearer " + wellFormed}, true},
+		{"a join, which carries its own credential", pilotv1.EnrollmentService_Join_FullMethodName, nil, true},
+		{"the frontgate link, ditto", streamv1.FrontgateLink_Connect_FullMethodName, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			md := metadata.MD{}
+			for _, a := range tc.auth {
+				md.Append("authorization", a)
+			}
+			_, err := u.TapHandle(context.Background(), &tap.Info{FullMethodName: tc.method, Header: md})
+			if tc.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tc.ok && (status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != unauthenticatedMsg) {
+				t.Fatalf("got %v, want Unauthenticated worded as the interceptors word it", err)
+			}
+		})
 	}
 }

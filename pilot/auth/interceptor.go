@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 )
@@ -37,6 +38,25 @@ func (u *Users) StreamInterceptor(methods map[string]Rule) grpc.StreamServerInte
 		}
 		return handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
 	}
+}
+
+// TapHandle refuses a call of a method that needs a token, when the call
+// carries none that could be valid (absent, not "Bearer", not of the form
+// of a token pilot issues), before gRPC reads a byte of its message. The
+// interceptors check a well-formed token against the users, but only once
+// gRPC has read the message (up to limits.MaxGRPCRecvBytes): this keeps
+// callers with no token at all from making pilot hold any of it. It runs
+// on the connection's reader and does no I/O. Install it with
+// grpc.InTapHandle.
+func (u *Users) TapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if isNoTokenMethod(info.FullMethodName) {
+		return ctx, nil
+	}
+	if tok, ok := bearerOf(info.Header); ok && wellFormed(tok) {
+		return ctx, nil
+	}
+	u.log.Warn("API call refused before its message was read: no well-formed API token", "method", info.FullMethodName, "peer", peerAddr(ctx))
+	return ctx, status.Error(codes.Unauthenticated, unauthenticatedMsg)
 }
 
 type principalStream struct {
@@ -111,11 +131,21 @@ func bearer(ctx context.Context) (string, bool) {
 	if !ok {
 		return "", false
 	}
+	return bearerOf(md)
+}
+
+// bearerOf reads the token of md's single "authorization" value.
+func bearerOf(md metadata.MD) (string, bool) {
 	vals := md.Get("authorization")
 	if len(vals) != 1 {
 		return "", false
 	}
-	scheme, token, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	return parseBearer(vals[0])
+}
+
+// parseBearer reads an Authorization value "Bearer <token>".
+func parseBearer(v string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") {
 		return "", false
 	}
@@ -135,29 +165,57 @@ func (p Principal) Describe() string {
 	return fmt.Sprintf("%s (%s, tenant %s)", p.User, RoleName(p.Role), p.Tenant)
 }
 
+// AuthenticateHTTP authenticates an HTTP request by its "Authorization:
+// Bearer" header alone: nothing of its body is read, so a caller without a
+// token cannot make pilot buffer a byte of it. It fails with the statuses
+// the gRPC API answers: Unauthenticated (worded as there) or Unavailable
+// when pilot cannot check tokens.
+func (u *Users) AuthenticateHTTP(r *http.Request) (Principal, error) {
+	ctx := metadata.NewIncomingContext(r.Context(), metadata.Pairs("authorization", r.Header.Get("Authorization")))
+	p, err := u.Authenticate(ctx, tokenOf(ctx))
+	switch {
+	case errors.Is(err, ErrBadToken):
+		u.log.Warn("HTTP request refused: invalid API token", "path", r.URL.Path, "peer", r.RemoteAddr)
+		return Principal{}, status.Error(codes.Unauthenticated, unauthenticatedMsg)
+	case err != nil:
+		u.log.Error("API token check failed", "path", r.URL.Path, "err", err)
+		return Principal{}, status.Error(codes.Unavailable, "pilot cannot check API tokens right now; try again")
+	}
+	return p, nil
+}
+
 // RequireHTTP guards a plain HTTP handler (such as /metrics) beside the
-// REST gateway: an "Authorization: Bearer" token of at least role least,
-// else 401 or 403 with the same messages the API gives.
-func (u *Users) RequireHTTP(least pilotv1.Role, next http.Handler) http.Handler {
+// REST gateway: an "Authorization: Bearer" token of a user rule allows,
+// else 401, 403 or 503 with the messages the API gives.
+func (u *Users) RequireHTTP(rule Rule, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := metadata.NewIncomingContext(r.Context(), metadata.Pairs("authorization", r.Header.Get("Authorization")))
-		p, err := u.Authenticate(ctx, tokenOf(ctx))
-		switch {
-		case errors.Is(err, ErrBadToken):
-			u.log.Warn("HTTP request refused: invalid API token", "path", r.URL.Path, "peer", r.RemoteAddr)
-			http.Error(w, unauthenticatedMsg, http.StatusUnauthorized)
-			return
-		case err != nil:
-			u.log.Error("API token check failed", "path", r.URL.Path, "err", err)
-			http.Error(w, "pilot cannot check API tokens right now; try again", http.StatusServiceUnavailable)
-			return
+		p, err := u.AuthenticateHTTP(r)
+		if err == nil {
+			err = allowed(p, r.URL.Path, rule)
+			if err != nil {
+				u.log.Warn("HTTP request refused: role", "path", r.URL.Path, "user", p.User, "tenant", p.Tenant, "role", RoleName(p.Role))
+			}
 		}
-		if err := allowed(p, r.URL.Path, Rule{Role: least}); err != nil {
-			http.Error(w, status.Convert(err).Message(), http.StatusForbidden)
+		if err != nil {
+			http.Error(w, status.Convert(err).Message(), HTTPStatus(err))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
 	})
+}
+
+// HTTPStatus is the HTTP status of an error of AuthenticateHTTP or of a
+// Rule: 401, 403 or 503.
+func HTTPStatus(err error) int {
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // tokenOf is bearer without the found flag: an absent token is simply one

@@ -166,15 +166,20 @@ func (r *Revocations) IsRevoked(id pki.Identity) bool {
 // Disconnecting the identity is the caller's part; every later handshake,
 // join and renewal checks IsRevoked.
 func (r *Revocations) Revoke(ctx context.Context, kind pki.Kind, id, reason, by string) error {
+	// Refusals wrap ErrInvalid, so Status answers InvalidArgument naming
+	// the field: a bad request is the caller's to fix, not pilot's to retry.
 	if kind != pki.KindFrontgate && kind != pki.KindDrone {
-		return fmt.Errorf("revoke: kind %q: want frontgate or drone", kind)
+		return refuse(ErrInvalid, "kind %q: want frontgate or drone", kind)
+	}
+	if id == "" {
+		return refuse(ErrInvalid, "id: required (the frontgate id, or the drone's node id)")
 	}
 	// pki's id rule, borrowed through a throwaway identity.
 	if (pki.Identity{Kind: pki.KindDrone, ID: id, Cluster: "x"}).Validate() != nil {
-		return fmt.Errorf("revoke: id %q: letters, digits, '.', '_' and '-' only, at most 128", id)
+		return refuse(ErrInvalid, "id %q: 1 to 128 letters, digits, '.', '_' and '-', starting with a letter or digit", id)
 	}
 	if len(reason) > maxReasonBytes {
-		return fmt.Errorf("revoke %s %s: reason is %d bytes, at most %d allowed", kind, id, len(reason), maxReasonBytes)
+		return refuse(ErrInvalid, "reason: %d bytes, at most %d allowed", len(reason), maxReasonBytes)
 	}
 	val, err := json.Marshal(revocationRecord{Kind: string(kind), ID: id, Reason: reason, By: by, Time: time.Now().UTC()})
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/hangarhq/hangar/internal/etcdserver/etcdtest"
 	"github.com/hangarhq/hangar/internal/pki"
 )
@@ -131,13 +133,20 @@ func TestRevokeValidatesItsInput(t *testing.T) {
 	}{
 		{"pilot", pki.KindPilot, "pilot", "", `kind "pilot": want frontgate or drone`},
 		{"unknown kind", "user", "x", "", "want frontgate or drone"},
-		{"empty id", pki.KindDrone, "", "", `id "": letters`},
-		{"id with a slash", pki.KindDrone, "a/b", "", `id "a/b": letters`},
-		{"long reason", pki.KindDrone, "n", strings.Repeat("x", maxReasonBytes+1), "reason is 1025 bytes"},
+		{"empty id", pki.KindDrone, "", "", "id: required"},
+		{"id with a slash", pki.KindDrone, "a/b", "", `id "a/b": 1 to 128 letters, digits, '.', '_' and '-'`},
+		{"id too long", pki.KindFrontgate, strings.Repeat("f", 129), "", "1 to 128 letters"},
+		{"id with invalid UTF-8", pki.KindFrontgate, "fg-\xff", "", `id "fg-\xff"`},
+		{"long reason", pki.KindDrone, "n", strings.Repeat("x", maxReasonBytes+1), "reason: 1025 bytes, at most 1024"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := r.Revoke(ctx, tc.kind, tc.id, tc.reason, "admin"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			err := r.Revoke(ctx, tc.kind, tc.id, tc.reason, "admin")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want one containing %q", err, tc.want)
+			}
+			// The caller's mistake, not pilot's trouble: never "retry later".
+			if st := Status(err); st.Code() != codes.InvalidArgument || st.Message() != err.Error() {
+				t.Fatalf("Status(%v) = %v, want InvalidArgument with the same message", err, st)
 			}
 		})
 	}

@@ -51,6 +51,13 @@ var ErrRevoked = errors.New("revoked: pilot refuses it; delete the clusters behi
 // frontgate is told why it was cut rather than seeing a bare EOF.
 var errRevoked = errors.New("revoked")
 
+// errReplaced is the cause a stream is cancelled with when a newer stream
+// with the same identity takes its place. One frontgate holds one stream:
+// keeping the old one open behind the new would leave a stream pilot no
+// longer tracks, and whichever of the two ended first would decide
+// whether pilot thinks the frontgate is there.
+var errReplaced = errors.New("replaced by a newer stream with the same frontgate identity")
+
 // Config holds what the link needs beyond the stream options.
 type Config struct {
 	// Identify returns the verified identity of the stream's peer (from its
@@ -118,8 +125,18 @@ func (s *Server) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1
 	s.peers[hello.Id] = c
 	s.notify()
 	s.mu.Unlock()
+	if s.cfg.Revoked != nil && s.cfg.Revoked(id) {
+		// Revoked while its hello was on the way: Disconnect may have run
+		// before this stream was registered.
+		cancel(errRevoked)
+	}
 	if old != nil {
-		log.Info("frontgate reconnected; replacing its previous stream")
+		// Registered first, cut second: calls cut by this replacement find
+		// the new stream when they re-send. A second stream while the first
+		// is healthy means two holders of the frontgate's certificate (or a
+		// frontgate that lost its stream without noticing): say so loudly.
+		log.Warn("frontgate opened a new stream; replacing its previous stream", "previous_since", old.since, "version", hello.Version)
+		old.cancel(errReplaced)
 	} else {
 		log.Info("frontgate connected", "version", hello.Version)
 	}
@@ -130,9 +147,15 @@ func (s *Server) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1
 		s.notify()
 	}
 	s.mu.Unlock()
-	if errors.Is(context.Cause(pctx), errRevoked) {
+	switch cause := context.Cause(pctx); {
+	case errors.Is(cause, errRevoked):
 		log.Warn("revoked frontgate disconnected")
 		return status.Errorf(codes.PermissionDenied, "frontgate %s is revoked", id.ID)
+	case errors.Is(cause, errReplaced):
+		log.Info("frontgate's previous stream ended", "since", c.since)
+		// Aborted, not a refusal: the frontgate itself reconnects at once
+		// (and, if the newer stream was not its own, takes its place back).
+		return status.Errorf(codes.Aborted, "frontgate %s: this stream was %v; reconnect", id.ID, errReplaced)
 	}
 	log.Info("frontgate disconnected", "reason", err)
 	return nil

@@ -281,3 +281,118 @@ func TestCallsToARevokedFrontgateFailFast(t *testing.T) {
 		t.Fatalf("a Call already waiting when its frontgate was revoked = %v, want ErrRevoked", err)
 	}
 }
+
+// answering is a frontgate handler that names itself in every answer, so a
+// test can tell which stream served a call.
+func answering(name string) streamrpc.Handler {
+	return func(context.Context, *streamv1.Request) *streamv1.Response {
+		return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: name}}}
+	}
+}
+
+// servedBy calls fg-1 and returns the name of the stream that answered.
+func servedBy(t *testing.T, s *Server) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := s.Call(ctx, "fg-1", list(""))
+	if err != nil {
+		t.Fatalf("call fg-1: %v", err)
+	}
+	return resp.GetAck().GetMessage()
+}
+
+func waitEnded(t *testing.T, f *fakeFrontgate, what string) {
+	t.Helper()
+	select {
+	case <-f.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: the stream is still up", what)
+	}
+}
+
+func waitCount(t *testing.T, s *Server, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Count() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d frontgates connected, want %d", s.Count(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A second stream with a frontgate's identity replaces the first: the
+// first is cut, telling its frontgate why (Aborted, so a real frontgate
+// reconnects at once rather than backing off as from a refusal), and the
+// frontgate stays connected through the second. The old stream's end is
+// processed first here; the newer stream's end decides.
+func TestSecondStreamReplacesFirstAndOldEndsFirst(t *testing.T) {
+	s, addr, tp := serve(t)
+	first := dial(t, tp, fg1, addr, "frontgate", "fg-1", answering("first"))
+	if got := servedBy(t, s); got != "first" {
+		t.Fatalf("served by %q, want first", got)
+	}
+	second := dial(t, tp, fg1, addr, "frontgate", "fg-1", answering("second"))
+	waitEnded(t, first, "a second stream with the same identity")
+	if status.Code(first.err) != codes.Aborted || !strings.Contains(first.err.Error(), "replaced by a newer stream") {
+		t.Fatalf("the replaced stream ended with %v, want Aborted saying it was replaced", first.err)
+	}
+	// The old stream's end did not take the frontgate with it.
+	if !s.Connected("fg-1") || s.Count() != 1 {
+		t.Fatalf("after the old stream ended: connected=%v count=%d, want the newer stream kept", s.Connected("fg-1"), s.Count())
+	}
+	if got := servedBy(t, s); got != "second" {
+		t.Fatalf("served by %q, want second", got)
+	}
+	second.stop()
+	waitCount(t, s, 0)
+}
+
+// The other order: the newer stream (an intruder's, say) ends while the
+// frontgate it cut has already reconnected. Pilot keeps the frontgate's
+// own stream: the intruder's end does not mark it gone.
+func TestSecondStreamReplacesFirstAndNewEndsFirst(t *testing.T) {
+	s, addr, tp := serve(t)
+	own := dial(t, tp, fg1, addr, "frontgate", "fg-1", answering("real"))
+	if got := servedBy(t, s); got != "real" {
+		t.Fatalf("served by %q, want real", got)
+	}
+	intruder := dial(t, tp, fg1, addr, "frontgate", "fg-1", answering("intruder"))
+	waitEnded(t, own, "the intruder's stream")
+	// The real frontgate reconnects, as it does after any Aborted end,
+	// which cuts the intruder in turn.
+	back := dial(t, tp, fg1, addr, "frontgate", "fg-1", answering("real again"))
+	waitEnded(t, intruder, "the frontgate's reconnect")
+	if status.Code(intruder.err) != codes.Aborted {
+		t.Fatalf("the intruder's stream ended with %v, want Aborted", intruder.err)
+	}
+	intruder.stop()
+	if !s.Connected("fg-1") || s.Count() != 1 {
+		t.Fatalf("after the intruder's stream ended: connected=%v count=%d, want the frontgate kept", s.Connected("fg-1"), s.Count())
+	}
+	if got := servedBy(t, s); got != "real again" {
+		t.Fatalf("served by %q, want the frontgate's own stream", got)
+	}
+	back.stop()
+	waitCount(t, s, 0)
+}
+
+// The attack as reported: a second stream opens and closes again at once.
+// The first stream must not stay open behind a pilot that believes the
+// frontgate gone: it is cut, so its frontgate reconnects.
+func TestShortLivedSecondStreamLeavesNoGhost(t *testing.T) {
+	s, addr, tp := serve(t)
+	first := dial(t, tp, fg1, addr, "frontgate", "fg-1", answering("first"))
+	if got := servedBy(t, s); got != "first" {
+		t.Fatalf("served by %q, want first", got)
+	}
+	second := dial(t, tp, fg1, addr, "frontgate", "fg-1", answering("second"))
+	waitEnded(t, first, "a second stream with the same identity")
+	second.stop()
+	waitCount(t, s, 0)
+	dial(t, tp, fg1, addr, "frontgate", "fg-1", answering("first again"))
+	if got := servedBy(t, s); got != "first again" {
+		t.Fatalf("served by %q, want the reconnected frontgate", got)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
@@ -146,4 +148,35 @@ func mustRequest(r *streamv1.JoinRequest, err error) *streamv1.JoinRequest {
 		panic(err)
 	}
 	return r
+}
+
+// A bad revoke request is the caller's to fix: InvalidArgument naming the
+// field and what it allows (the gateway answers 400), never "retry later",
+// and nothing is recorded.
+func TestRevokeRefusesBadInput(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		req  *pilotv1.RevokeRequest
+		want string
+	}{
+		{"no kind", &pilotv1.RevokeRequest{Id: "fg-1"}, `kind "": want frontgate or drone`},
+		{"pilot", &pilotv1.RevokeRequest{Kind: "pilot", Id: "pilot"}, "want frontgate or drone"},
+		{"no id", &pilotv1.RevokeRequest{Kind: "frontgate"}, "id: required"},
+		{"id with a slash", &pilotv1.RevokeRequest{Kind: "drone", Id: "../x"}, `id "../x": 1 to 128 letters, digits, '.', '_' and '-'`},
+		{"id with a space", &pilotv1.RevokeRequest{Kind: "frontgate", Id: "fg 1"}, `id "fg 1"`},
+		{"reason too long", &pilotv1.RevokeRequest{Kind: "frontgate", Id: "fg-1", Reason: strings.Repeat("r", 2000)}, "reason: 2000 bytes, at most 1024"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.sec.Revoke(ctx, tc.req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Revoke = %v, want InvalidArgument containing %q", err, tc.want)
+			}
+		})
+	}
+	list, err := e.sec.ListRevocations(ctx, &pilotv1.ListRevocationsRequest{})
+	if err != nil || len(list.Revocations) != 0 {
+		t.Fatalf("after refused revokes: %v, %v; want nothing recorded", list, err)
+	}
 }

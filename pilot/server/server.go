@@ -27,11 +27,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -46,6 +44,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/api"
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/fglink"
+	"github.com/hangarhq/hangar/pilot/gateway"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/providers"
 	"github.com/hangarhq/hangar/pilot/store"
@@ -75,7 +74,15 @@ type Config struct {
 	// AuditRetention bounds the audit log (zero fields: unlimited); pilot
 	// prunes it at start and every audit.DefaultPruneInterval.
 	AuditRetention audit.Retention
-	Logger         *slog.Logger
+	// MetricsTokenFile, when set, holds a token that opens /metrics to a
+	// scraper (besides platform admins); the file must be readable by its
+	// owner only.
+	MetricsTokenFile string
+	// MaxClusterNodes bounds the nodes of one cluster, every role together
+	// (0: limits.DefaultMaxClusterNodes; at most
+	// limits.MaxClusterNodesCeiling).
+	MaxClusterNodes int
+	Logger          *slog.Logger
 	// Ready, if set, receives the bound gRPC and HTTP addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -91,6 +98,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := cfg.AuditRetention.Validate(); err != nil {
 		return err
+	}
+	if err := ValidateMaxClusterNodes(cfg.MaxClusterNodes); err != nil {
+		return err
+	}
+	var scrape *auth.ScrapeToken
+	if cfg.MetricsTokenFile != "" {
+		var err error
+		if scrape, err = auth.LoadScrapeToken(cfg.MetricsTokenFile); err != nil {
+			return fmt.Errorf("--metrics-token-file: %w", err)
+		}
 	}
 	if cfg.PluginDir == "" {
 		exe, err := os.Executable()
@@ -217,12 +234,15 @@ func Run(ctx context.Context, cfg Config) error {
 	runtimes := runtimesDir(cfg.DataDir, os.Geteuid())
 	log.Info("local runtimes default to", "dir", runtimes)
 	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
+		MaxClusterNodes: cfg.MaxClusterNodes,
 		RuntimeDefaults: localRuntimeDefaults(runtimes, cfg.PluginDir), ProtectedDirs: protectedDirs(cfg)})
 	registerMetrics(reg, st, fg)
 
 	methods := auth.Methods()
 	gs := grpc.NewServer(append(limits.GRPCServerOptions(),
 		grpc.Creds(credentials.NewTLS(creds.ServerConfig(tls.VerifyClientCertIfGiven))),
+		// Calls without a token are refused before their message is read.
+		grpc.InTapHandle(users.TapHandle),
 		grpc.ChainUnaryInterceptor(users.UnaryInterceptor(methods), auditLog.UnaryInterceptor(methods)),
 		grpc.ChainStreamInterceptor(users.StreamInterceptor(methods)),
 	)...)
@@ -258,7 +278,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Wait()
 	}()
 
-	httpSrv, httpAddr, err := startHTTP(ctx, cfg.HTTPListen, grpcAddr, creds, users, reg, &wg, errc)
+	httpSrv, httpAddr, err := startHTTP(ctx, httpConfig{addr: cfg.HTTPListen, grpcAddr: grpcAddr, creds: creds, users: users, scrape: scrape, reg: reg, log: log}, &wg, errc)
 	if err != nil {
 		return err
 	}
@@ -289,6 +309,15 @@ func Run(ctx context.Context, cfg Config) error {
 	case err := <-errc:
 		return err
 	}
+}
+
+// ValidateMaxClusterNodes checks --max-cluster-nodes (0: the default).
+func ValidateMaxClusterNodes(n int) error {
+	if n < 0 || n > limits.MaxClusterNodesCeiling {
+		return fmt.Errorf("--max-cluster-nodes %d: must be 1 to %d (one cluster's metadata must fit one %d-byte transaction), or 0 for the default %d",
+			n, limits.MaxClusterNodesCeiling, limits.MaxMetadataBytes, limits.DefaultMaxClusterNodes)
+	}
+	return nil
 }
 
 func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.Logger) (*clientv3.Client, func(), error) {
@@ -388,45 +417,46 @@ func frontgateIPs(ctx context.Context, st *store.Store, id pki.Identity) ([]net.
 	return nil, nil
 }
 
-func startHTTP(ctx context.Context, addr, grpcAddr string, creds *tlsutil.Creds, users *auth.Users, reg *prometheus.Registry, wg *sync.WaitGroup, errc chan<- error) (*http.Server, string, error) {
-	gw := runtime.NewServeMux()
-	host, _, _ := net.SplitHostPort(grpcAddr)
-	opts := append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(creds.ClientConfig(host, tlsutil.PilotIdentity))))
-	for _, register := range []func(context.Context, *runtime.ServeMux, string, []grpc.DialOption) error{
-		pilotv1.RegisterAppServiceHandlerFromEndpoint,
-		pilotv1.RegisterRuntimeServiceHandlerFromEndpoint,
-		pilotv1.RegisterClusterServiceHandlerFromEndpoint,
-		pilotv1.RegisterJobServiceHandlerFromEndpoint,
-		pilotv1.RegisterUserServiceHandlerFromEndpoint,
-		pilotv1.RegisterAuditServiceHandlerFromEndpoint,
-		pilotv1.RegisterSecurityServiceHandlerFromEndpoint,
-	} {
-		if err := register(ctx, gw, grpcAddr, opts); err != nil {
-			return nil, "", fmt.Errorf("rest gateway: %w", err)
-		}
+// httpConfig is what the HTTP listener serves.
+type httpConfig struct {
+	addr, grpcAddr string
+	creds          *tlsutil.Creds
+	users          *auth.Users
+	// scrape opens /metrics besides platform admins (nil: admins only).
+	scrape *auth.ScrapeToken
+	reg    *prometheus.Registry
+	log    *slog.Logger
+}
+
+// metricsRule: platform-wide counts (jobs and frontgates of every tenant)
+// are for the platform's admins, not any tenant's.
+var metricsRule = auth.Rule{Role: pilotv1.Role_ROLE_ADMIN, DefaultTenantOnly: true}
+
+func startHTTP(ctx context.Context, hc httpConfig, wg *sync.WaitGroup, errc chan<- error) (*http.Server, string, error) {
+	host, _, _ := net.SplitHostPort(hc.grpcAddr)
+	gw, err := gateway.New(ctx, gateway.Config{
+		GRPCAddr:    hc.grpcAddr,
+		DialOptions: append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(hc.creds.ClientConfig(host, tlsutil.PilotIdentity)))),
+		Authenticate: func(r *http.Request) error {
+			_, err := hc.users.AuthenticateHTTP(r)
+			return err
+		},
+		Logger: hc.log.With("component", "gateway"),
+	})
+	if err != nil {
+		return nil, "", err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", gw)
-	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			http.Error(w, "metrics need an API token: Authorization: Bearer <token>", http.StatusUnauthorized)
-			return
-		}
-		if _, err := users.Authenticate(r.Context(), tok); err != nil {
-			http.Error(w, "invalid API token", http.StatusUnauthorized)
-			return
-		}
-		metrics.ServeHTTP(w, r)
-	}))
+	metrics := promhttp.HandlerFor(hc.reg, promhttp.HandlerOpts{})
+	mux.Handle("/metrics", hc.scrape.Or(metrics, hc.users.RequireHTTP(metricsRule, metrics)))
 	// Liveness only: says nothing but "ok".
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	lis, err := net.Listen("tcp", addr)
+	lis, err := net.Listen("tcp", hc.addr)
 	if err != nil {
-		return nil, "", fmt.Errorf("listen on %s: %w", addr, err)
+		return nil, "", fmt.Errorf("listen on %s: %w", hc.addr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: creds.ServerConfig(tls.NoClientCert)}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: hc.creds.ServerConfig(tls.NoClientCert)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

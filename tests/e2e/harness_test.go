@@ -106,6 +106,7 @@ type pilot struct {
 	httpAddr string
 	token    string
 	logPath  string
+	args     []string // extra flags, after the harness's own
 	cmd      *exec.Cmd
 	conn     *grpc.ClientConn
 	apps     pilotv1.AppServiceClient
@@ -114,10 +115,11 @@ type pilot struct {
 	jobs     pilotv1.JobServiceClient
 }
 
-func startPilot(t testing.TB) *pilot {
+// startPilot starts pilot with the harness's flags and args.
+func startPilot(t testing.TB, args ...string) *pilot {
 	t.Helper()
 	bin := binaries(t)
-	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t)}
+	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t), args: args}
 	// The local runtime's instances live next to pilot's data dir and run
 	// as users of their own, who must traverse the test's temporary dir
 	// (created 0700).
@@ -174,8 +176,8 @@ func (p *pilot) start() {
 		p.t.Fatal(err)
 	}
 	defer logf.Close()
-	p.cmd = exec.Command(filepath.Join(p.bin, "pilot"), "--data-dir", filepath.Join(p.dataDir, "pilot"),
-		"--listen", p.addr, "--http-listen", p.httpAddr, "--log-format", "json")
+	p.cmd = exec.Command(filepath.Join(p.bin, "pilot"), append([]string{"--data-dir", filepath.Join(p.dataDir, "pilot"),
+		"--listen", p.addr, "--http-listen", p.httpAddr, "--log-format", "json"}, p.args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)

@@ -349,21 +349,34 @@ func instanceDirs(t *testing.T, p *pilot) []string {
 
 // restGet calls pilot's REST gateway over TLS with the admin token.
 func (p *pilot) restGet(path string) (string, error) {
+	code, body, err := p.rest(http.MethodGet, path, p.token, nil)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("GET %s: %d %s", path, code, http.StatusText(code))
+	}
+	return body, err
+}
+
+// rest calls pilot's REST gateway over TLS with token ("" for none) and
+// body (nil for none), and returns the status and the answer.
+func (p *pilot) rest(method, path, token string, body io.Reader) (int, string, error) {
 	cfg, err := tlsutil.AnonymousClientConfig(p.caPEM(), "127.0.0.1", pki.Identity{})
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
-	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	req, _ := http.NewRequest(http.MethodGet, "https://"+p.httpAddr+path, nil)
-	req.Header.Set("Authorization", "Bearer "+p.token)
+	c := http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequest(method, "https://"+p.httpAddr+path, body)
+	if err != nil {
+		return 0, "", err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return string(b), nil
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
