@@ -21,7 +21,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	RouteConfdLogs(slog.New(slog.DiscardHandler))
 	goleak.VerifyTestMain(m)
 }
 
