@@ -106,6 +106,17 @@ func TestFirstStartAdmitsOnlyTheFrontgateUntilAuthIsOn(t *testing.T) {
 	if resp, err := d.Get(callCtx(t), "/clusters/cl-1/", clientv3.WithPrefix()); err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("reader of cl-1 reading it = %v, %v", resp, err)
 	}
+	// RBAC does not cover leases or maintenance; the frontgate refuses
+	// them to everyone but itself.
+	if _, err := d.Grant(callCtx(t), 60); !denied(err) {
+		t.Fatalf("drone granting a lease = %v, want permission denied", err)
+	}
+	if _, err := d.Status(callCtx(t), fg.EtcdClientURL()); !denied(err) {
+		t.Fatalf("drone asking the member's status = %v, want permission denied", err)
+	}
+	if _, err := fg.cli.Grant(callCtx(t), 60); err != nil {
+		t.Fatalf("the frontgate granting a lease: %v", err)
+	}
 	if got := etcdTree(t, fg, ca, "/written-by/"); len(got) != 0 {
 		t.Fatalf("writes during the restricted phase landed: %v", got)
 	}

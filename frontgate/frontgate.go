@@ -187,6 +187,8 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	// several hundred nodes (about 17 keys each).
 	const maxTxnOps = 16384
 	// The frontgate's own client is the user its certificate's CN names.
+	// Every other client (drones) may only read and watch: etcd's RBAC
+	// leaves leases and maintenance open to any authenticated user.
 	f.etcd, f.cli, err = startEtcd(ctx, etcdserver.Config{
 		Name:            cfg.FrontgateID,
 		DataDir:         filepath.Join(cfg.DataDir, "etcd"),
@@ -194,6 +196,7 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 		PeerURL:         cfg.EtcdPeerURL,
 		ClientTLS:       etcdTLS,
 		PeerTLS:         &peerTLS,
+		FullAccessCNs:   []string{owner},
 		WALSegmentBytes: cfg.WALSegmentBytes,
 		MaxTxnOps:       maxTxnOps,
 		MaxRequestBytes: limits.FrontgateEtcdMaxRequestBytes,

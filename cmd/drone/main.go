@@ -177,7 +177,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 0
 	}
 	log := newLogger(o, stderr)
-	render.RouteConfdLogs(log)
 	if err := serve(ctx, o, log); err != nil {
 		log.Error("drone failed", "err", err)
 		return 1

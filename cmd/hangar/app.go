@@ -18,12 +18,13 @@ func newAppCmd(c *cli) *cobra.Command {
 config.json, cluster.json.mustache, confd/...) that describe how to deploy an
 application as a cluster. Pilot stores every pushed version; clusters are
 created from them with 'hangar cluster create'.`,
-		Example: `  hangar app push ./examples/redis
+		Example: `  hangar app lint ./examples/redis
+  hangar app push ./examples/redis
   hangar app list
   hangar app show redis`,
 		RunE: groupRunE,
 	}
-	cmd.AddCommand(newAppPushCmd(c), newAppListCmd(c), newAppShowCmd(c))
+	cmd.AddCommand(newAppPushCmd(c), newAppLintCmd(c), newAppListCmd(c), newAppShowCmd(c))
 	return cmd
 }
 

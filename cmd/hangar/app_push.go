@@ -27,8 +27,10 @@ out; symbolic links are refused. DIR may also be a ready .tar.gz (or .tgz) of
 a package, which is sent as it is. A package archive may be at most %d MiB.
 
 Pilot answers with the app's name, version and roles, and with lint warnings:
-fields accepted for AppCenter compatibility that have no effect here. An
-invalid package is rejected with an error naming the field.`, apppkg.MaxArchiveBytes>>20),
+fields accepted for AppCenter compatibility that have no effect here, and
+parameters inserted into a command where the node's shell would act on their
+value. An invalid package is rejected with an error naming the field.
+'hangar app lint DIR' runs the same checks here, without pushing.`, apppkg.MaxArchiveBytes>>20),
 		Example: `  # Push a package folder
   hangar app push ./examples/redis
 

@@ -1,22 +1,15 @@
 package render
 
 import (
-	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/BurntSushi/toml"
+	"github.com/hangarhq/hangar/internal/confdres"
 )
-
-// resource is the part of a conf.d/*.toml the drone checks and rewrites.
-type resource struct {
-	src, dest string
-}
 
 // checkName validates a delivered file's path: "conf.d/<x>.toml" or
 // "templates/<x>", relative, and staying inside its folder.
@@ -40,10 +33,11 @@ func checkName(name string) error {
 }
 
 // prepare checks a set of confd files and returns it ready to be written:
-// each toml names a template of the set, and when root is set each
-// absolute dest is moved under root (the instance's filesystem root on the
-// local runtime).
-func prepare(files map[string][]byte, root string) (map[string][]byte, error) {
+// each toml passes the rules pushed packages pass (internal/confdres: a
+// clean absolute dest, src inside templates/, mode without special bits)
+// and names a template of the set. Files are kept as given; dests are
+// placed under the root dir only when rendered.
+func prepare(files map[string][]byte) (map[string][]byte, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("files: empty; at least one conf.d/<name>.toml and its template are required")
 	}
@@ -56,14 +50,13 @@ func prepare(files map[string][]byte, root string) (map[string][]byte, error) {
 		data := files[name]
 		if strings.HasPrefix(name, "conf.d/") {
 			nToml++
-			res, rewritten, err := rewriteResource(name, data, root)
+			res, err := confdres.Parse(fmt.Sprintf("files[%q]", name), data)
 			if err != nil {
 				return nil, err
 			}
-			if _, ok := files["templates/"+res.src]; !ok {
-				return nil, fmt.Errorf("files[%q]: template.src %q is not among the files (want templates/%s)", name, res.src, res.src)
+			if _, ok := files["templates/"+res.Src]; !ok {
+				return nil, fmt.Errorf("files[%q]: [template] src %q is not among the files (want templates/%s)", name, res.Src, res.Src)
 			}
-			data = rewritten
 		}
 		out[name] = data
 	}
@@ -73,51 +66,13 @@ func prepare(files map[string][]byte, root string) (map[string][]byte, error) {
 	return out, nil
 }
 
-// rewriteResource parses a template resource and moves its dest under root.
-func rewriteResource(name string, data []byte, root string) (resource, []byte, error) {
-	var m map[string]any
-	if _, err := toml.Decode(string(data), &m); err != nil {
-		return resource{}, nil, fmt.Errorf("files[%q]: not valid TOML: %w", name, err)
+// readResource reads and checks an installed toml; rel names it in errors.
+func readResource(file, rel string) (confdres.Resource, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return confdres.Resource{}, err
 	}
-	t, ok := m["template"].(map[string]any)
-	if !ok {
-		return resource{}, nil, fmt.Errorf("files[%q]: a [template] table is required", name)
-	}
-	var res resource
-	res.src, _ = t["src"].(string)
-	res.dest, _ = t["dest"].(string)
-	switch {
-	case res.src == "":
-		return res, nil, fmt.Errorf("files[%q]: template.src is required", name)
-	case path.IsAbs(res.src) || path.Clean(res.src) != res.src || strings.HasPrefix(res.src, "../"):
-		return res, nil, fmt.Errorf("files[%q]: template.src %q must be a clean path relative to templates/", name, res.src)
-	case res.dest == "":
-		return res, nil, fmt.Errorf("files[%q]: template.dest is required", name)
-	}
-	if root == "" || !path.IsAbs(res.dest) {
-		return res, data, nil
-	}
-	res.dest = filepath.Join(root, res.dest)
-	t["dest"] = res.dest
-	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(m); err != nil {
-		return res, nil, fmt.Errorf("files[%q]: re-encode with dest under the root dir: %w", name, err)
-	}
-	return res, buf.Bytes(), nil
-}
-
-// readResource reads src and dest of a persisted toml.
-func readResource(file string) (resource, error) {
-	var tc struct {
-		Template struct {
-			Src  string `toml:"src"`
-			Dest string `toml:"dest"`
-		} `toml:"template"`
-	}
-	if _, err := toml.DecodeFile(file, &tc); err != nil {
-		return resource{}, err
-	}
-	return resource{src: tc.Template.Src, dest: tc.Template.Dest}, nil
+	return confdres.Parse(rel, data)
 }
 
 // collect reads the conf.d and templates folders of a confd dir.

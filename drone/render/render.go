@@ -3,8 +3,12 @@
 // delivers the app's confd files (conf.d/*.toml, templates/*) with
 // Configure; they are kept on disk so a restarted drone resumes rendering,
 // and an image's own /etc/confd is used when nothing was delivered. Files
-// are rendered with abtreece/confd's template package, from the Renderer's
-// own etcd watch loop, so that Close can stop it.
+// are rendered with abtreece/confd's template functions, from the
+// Renderer's own etcd watch loop, so that Close can stop it, and written by
+// the Renderer itself: every dest is checked (internal/confdres) and
+// written inside the root dir through an os.Root, so neither a dest nor a
+// symlink in the instance leads the write outside it, and with exactly the
+// mode the resource gives.
 //
 // Pilot also delivers the cluster's metadata key with Configure; it is kept
 // (DataDir/metadata.key, 0600) and given to the view, which opens the
@@ -20,8 +24,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/abtreece/confd/pkg/template"
 
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/internal/backoff"
@@ -39,8 +41,8 @@ type Config struct {
 	// DataDir holds the delivered files, under DataDir/confd, and the
 	// metadata key.
 	DataDir string
-	// RootDir, when set, is the instance's filesystem root: absolute
-	// template destinations are placed under it.
+	// RootDir, when set, is the instance's filesystem root: template
+	// destinations are placed under it, and nothing is written outside it.
 	RootDir string
 	// BakedDir is a confd dir baked into the image (with conf.d/ and
 	// templates/), used while no files were delivered. Empty means none.
@@ -59,12 +61,15 @@ type Renderer struct {
 	cfg       Config
 	log       *slog.Logger
 	delivered string // DataDir/confd
-	baked     string // DataDir/confd-baked: BakedDir with dests moved under RootDir
+	baked     string // DataDir/confd-baked: a checked copy of BakedDir
 	keyPath   string // DataDir/metadata.key
 
 	mu     sync.Mutex // serialises renders and changes of active
 	active string     // the confd dir being rendered; "" before any
 
+	// life ends at Close: it stops the watch loop and a check_cmd or
+	// reload_cmd still running.
+	life   context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -114,19 +119,20 @@ func New(ctx context.Context, cfg Config) (*Renderer, error) {
 			r.log.Error("baked-in confd templates not used", "err", err)
 		}
 	}
-	ctx, r.cancel = context.WithCancel(ctx)
-	go r.loop(ctx)
+	r.life, r.cancel = context.WithCancel(ctx)
+	go r.loop(r.life)
 	return r, nil
 }
 
-// stageBaked copies the image's confd dir so its dests can be moved under
-// the root dir like delivered ones.
+// stageBaked checks and copies the image's confd dir: on the local runtime
+// it lies inside the instance, where the app's commands could change it
+// while it is rendered.
 func (r *Renderer) stageBaked() error {
 	files, err := collect(r.cfg.BakedDir)
 	if err != nil {
 		return fmt.Errorf("render: baked templates: %w", err)
 	}
-	prepared, err := prepare(files, r.cfg.RootDir)
+	prepared, err := prepare(files)
 	if err != nil {
 		return fmt.Errorf("render: baked templates in %s: %w", r.cfg.BakedDir, err)
 	}
@@ -168,7 +174,7 @@ func (r *Renderer) Configure(ctx context.Context, files map[string][]byte, metad
 	var prepared map[string][]byte
 	if len(files) > 0 || len(metadataKey) == 0 {
 		var err error
-		if prepared, err = prepare(files, r.cfg.RootDir); err != nil {
+		if prepared, err = prepare(files); err != nil {
 			return fmt.Errorf("configure renderer: %w", err)
 		}
 	}
@@ -214,35 +220,27 @@ func (r *Renderer) renderLocked(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	t, closeTarget, err := r.openTarget()
+	if err != nil {
+		return 0, err
+	}
+	defer closeTarget()
 	sc := r.cfg.View.StoreClient(ctx)
+	templates := filepath.Join(r.active, "templates")
 	var errs []error
 	for _, file := range tomls {
 		rel, _ := filepath.Rel(r.active, file)
-		res, err := readResource(file)
+		res, err := readResource(file, rel)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("template resource %s: %w", rel, err))
+			errs = append(errs, fmt.Errorf("template resource %w", err))
 			continue
 		}
-		if res.dest != "" {
-			// confd stages the output beside dest, so its folder must exist.
-			if err := os.MkdirAll(filepath.Dir(res.dest), 0o755); err != nil {
-				errs = append(errs, fmt.Errorf("template resource %s: create folder of dest: %w", rel, err))
-				continue
-			}
+		out, err := renderTemplate(res, templates, sc)
+		if err == nil {
+			err = r.place(ctx, t, res, out)
 		}
-		if err := checkSize(file, filepath.Join(r.active, "templates"), sc); err != nil {
-			errs = append(errs, fmt.Errorf("render %s (template %s): %w", rel, res.src, err))
-			continue
-		}
-		err = template.Process(template.Config{
-			ConfDir:     r.active,
-			ConfigDir:   file, // one resource: confd accepts a file here
-			TemplateDir: filepath.Join(r.active, "templates"),
-			Prefix:      metaview.Root,
-			StoreClient: sc,
-		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("render %s (template %s): %w", rel, res.src, err))
+			errs = append(errs, fmt.Errorf("render %s (template %s): %w", rel, res.Src, err))
 		}
 	}
 	return sc.Revision(), errors.Join(errs...)
@@ -315,8 +313,8 @@ func pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Close stops the watch loop and waits for it. A reload_cmd that is running
-// is waited for: confd gives no way to stop it.
+// Close stops the watch loop and waits for it; a check_cmd or reload_cmd
+// still running is killed (its process group).
 func (r *Renderer) Close() {
 	r.cancel()
 	<-r.done

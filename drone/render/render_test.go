@@ -21,7 +21,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	RouteConfdLogs(slog.New(slog.DiscardHandler))
 	goleak.VerifyTestMain(m)
 }
 
@@ -72,7 +71,11 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	return &fixture{c: c, view: v, data: filepath.Join(dir, "data"), root: filepath.Join(dir, "root"), reloads: filepath.Join(dir, "reloads")}
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{c: c, view: v, data: filepath.Join(dir, "data"), root: root, reloads: filepath.Join(dir, "reloads")}
 }
 
 func (f *fixture) renderer(t *testing.T, baked string) *Renderer {
@@ -129,7 +132,8 @@ func TestRenderRerenderAndResume(t *testing.T) {
 	if n := lines(f.reloads); n != 1 {
 		t.Fatalf("reload ran %d times, want 1", n)
 	}
-	// The persisted resource keeps its settings, with dest moved under root.
+	// The persisted resource is kept as delivered: its dest is the
+	// instance's path, placed under the root only when written.
 	var tc struct {
 		Template struct {
 			Dest      string   `toml:"dest"`
@@ -140,7 +144,7 @@ func TestRenderRerenderAndResume(t *testing.T) {
 	if _, err := toml.DecodeFile(filepath.Join(f.data, "confd/conf.d/kv.toml"), &tc); err != nil {
 		t.Fatal(err)
 	}
-	if tc.Template.Dest != dest || len(tc.Template.Keys) != 1 || !strings.Contains(tc.Template.ReloadCmd, f.reloads) {
+	if tc.Template.Dest != "/opt/kv/kv.conf" || len(tc.Template.Keys) != 1 || !strings.Contains(tc.Template.ReloadCmd, f.reloads) {
 		t.Fatalf("persisted resource: %+v", tc.Template)
 	}
 
@@ -210,11 +214,15 @@ func TestConfigureRejectsBadFiles(t *testing.T) {
 		{"escaping path", with("templates/../../x", "x"), `files["templates/../../x"]`},
 		{"absolute path", with("/etc/passwd", "x"), `files["/etc/passwd"]`},
 		{"other folder", with("bin/x", "x"), `files["bin/x"]`},
-		{"toml not toml", with("conf.d/x.toml", "[[["), `files["conf.d/x.toml"]: not valid TOML`},
-		{"no template table", with("conf.d/x.toml", "a = 1"), "[template] table is required"},
-		{"no dest", with("conf.d/x.toml", "[template]\nsrc = \"kv.conf.tmpl\""), "template.dest is required"},
-		{"src escapes", with("conf.d/x.toml", "[template]\nsrc = \"../x\"\ndest = \"/x\""), `template.src "../x"`},
-		{"src missing", with("conf.d/x.toml", "[template]\nsrc = \"nope.tmpl\"\ndest = \"/x\""), `template.src "nope.tmpl" is not among the files`},
+		{"toml not toml", with("conf.d/x.toml", "[[["), `files["conf.d/x.toml"]: toml:`},
+		{"no template table", with("conf.d/x.toml", "a = 1"), `files["conf.d/x.toml"]: unknown keys a`},
+		{"empty toml", with("conf.d/x.toml", ""), `files["conf.d/x.toml"]: missing the [template] table`},
+		{"no dest", with("conf.d/x.toml", "[template]\nsrc = \"kv.conf.tmpl\""), `files["conf.d/x.toml"]: [template] dest "": required`},
+		{"src escapes", with("conf.d/x.toml", "[template]\nsrc = \"../x\"\ndest = \"/x\""), `[template] src "../x": must be a plain relative path`},
+		{"src missing", with("conf.d/x.toml", "[template]\nsrc = \"nope.tmpl\"\ndest = \"/x\""), `[template] src "nope.tmpl" is not among the files`},
+		{"dest escapes", with("conf.d/x.toml", "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"/../../tmp/x\""), `files["conf.d/x.toml"]: [template] dest "/../../tmp/x": must be a clean absolute path`},
+		{"relative dest", with("conf.d/x.toml", "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"x.conf\""), `files["conf.d/x.toml"]: [template] dest "x.conf": must be an absolute path`},
+		{"setuid mode", with("conf.d/x.toml", "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"/x\"\nmode = \"4755\""), `files["conf.d/x.toml"]: [template] mode "4755"`},
 		{"only templates", map[string][]byte{"templates/a": []byte("x")}, "no conf.d/<name>.toml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,83 +1,23 @@
 package apppkg
 
 import (
-	"bytes"
 	"fmt"
 	"path"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"text/template"
 
-	"github.com/BurntSushi/toml"
-
-	"github.com/hangarhq/hangar/internal/limits"
+	"github.com/hangarhq/hangar/internal/confdres"
 )
 
 // ConfdResource is the [template] table of a confd/conf.d/*.toml file.
-type ConfdResource struct {
-	Src       string   `toml:"src"`  // relative to confd/templates/
-	Dest      string   `toml:"dest"` // absolute path on the instance
-	Keys      []string `toml:"keys"`
-	ReloadCmd string   `toml:"reload_cmd"`
-	CheckCmd  string   `toml:"check_cmd"`
-	Mode      string   `toml:"mode"` // octal, e.g. "0644"
-	UID       *int     `toml:"uid"`
-	GID       *int     `toml:"gid"`
-	Owner     string   `toml:"owner"`
-	Group     string   `toml:"group"`
-	Prefix    string   `toml:"prefix"`
-}
+type ConfdResource = confdres.Resource
 
-// ParseConfdResource parses and checks one conf.d file; name is used in
-// errors.
+// ParseConfdResource parses and checks one conf.d file by the rules the
+// drones apply too (internal/confdres); name is used in errors.
 func ParseConfdResource(name string, data []byte) (ConfdResource, error) {
-	if len(data) > limits.MaxConfdResourceBytes {
-		return ConfdResource{}, fmt.Errorf("%s: %d bytes, more than the %d allowed for a template resource", name, len(data), limits.MaxConfdResourceBytes)
-	}
-	// Counted before parsing: deep nesting is what makes the parser costly.
-	if n := bytes.Count(data, []byte("{")) + bytes.Count(data, []byte("[")) + bytes.Count(data, []byte(".")); n > limits.MaxConfdResourceNesting {
-		return ConfdResource{}, fmt.Errorf("%s: %d '{', '[' and '.' characters, more than the %d allowed (deeply nested tables and keys are refused)", name, n, limits.MaxConfdResourceNesting)
-	}
-	var doc struct {
-		Template *ConfdResource `toml:"template"`
-	}
-	md, err := toml.Decode(string(data), &doc)
-	if err != nil {
-		return ConfdResource{}, fmt.Errorf("%s: %w", name, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, 0, len(und))
-		for _, k := range und {
-			keys = append(keys, k.String())
-		}
-		return ConfdResource{}, fmt.Errorf("%s: unknown keys %s; allowed in [template]: src, dest, keys, reload_cmd, check_cmd, mode, uid, gid, owner, group, prefix", name, strings.Join(keys, ", "))
-	}
-	if doc.Template == nil {
-		return ConfdResource{}, fmt.Errorf("%s: missing the [template] table", name)
-	}
-	r := *doc.Template
-	if r.Src == "" {
-		return ConfdResource{}, fmt.Errorf("%s: [template] src is required (a file in confd/templates/)", name)
-	}
-	if c, skip, err := cleanName(r.Src); err != nil || skip || c != r.Src {
-		return ConfdResource{}, fmt.Errorf("%s: [template] src %q: must be a plain relative path inside confd/templates/", name, r.Src)
-	}
-	if r.Dest == "" || !path.IsAbs(r.Dest) {
-		return ConfdResource{}, fmt.Errorf("%s: [template] dest %q: must be an absolute path", name, r.Dest)
-	}
-	if r.Mode != "" {
-		if _, err := strconv.ParseUint(r.Mode, 8, 32); err != nil {
-			return ConfdResource{}, fmt.Errorf("%s: [template] mode %q: must be octal, like \"0644\"", name, r.Mode)
-		}
-	}
-	for _, k := range r.Keys {
-		if !strings.HasPrefix(k, "/") {
-			return ConfdResource{}, fmt.Errorf("%s: [template] keys: %q must start with '/'", name, k)
-		}
-	}
-	return r, nil
+	return confdres.Parse(name, data)
 }
 
 // confdFuncs returns the template functions of the confd the drones run

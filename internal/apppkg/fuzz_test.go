@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -175,8 +177,8 @@ func FuzzLoadArchive(f *testing.F) {
 
 // FuzzParseConfdResource checks that every conf.d toml is accepted or
 // refused with an error naming the file, and that an accepted one keeps
-// what the drone relies on: src stays inside templates/, dest is absolute,
-// keys are absolute, mode is octal.
+// what the drone relies on: src stays inside templates/, dest is a clean
+// absolute path, keys are absolute, mode is octal permission bits.
 func FuzzParseConfdResource(f *testing.F) {
 	f.Add([]byte(kvToml))
 	if b, err := os.ReadFile(filepath.Join(kvExample, "confd", "conf.d", "kv.toml")); err == nil {
@@ -198,8 +200,8 @@ func FuzzParseConfdResource(f *testing.F) {
 		if c, skip, err := cleanName(r.Src); err != nil || skip || c != r.Src {
 			t.Fatalf("accepted src %q that is not a plain relative path", r.Src)
 		}
-		if !strings.HasPrefix(r.Dest, "/") {
-			t.Fatalf("accepted relative dest %q", r.Dest)
+		if !strings.HasPrefix(r.Dest, "/") || path.Clean(r.Dest) != r.Dest || r.Dest == "/" {
+			t.Fatalf("accepted dest %q that is not a clean absolute path", r.Dest)
 		}
 		for _, k := range r.Keys {
 			if !strings.HasPrefix(k, "/") {
@@ -207,8 +209,8 @@ func FuzzParseConfdResource(f *testing.F) {
 			}
 		}
 		if r.Mode != "" {
-			if _, err := strconv.ParseUint(r.Mode, 8, 32); err != nil {
-				t.Fatalf("accepted mode %q", r.Mode)
+			if m, err := strconv.ParseUint(r.Mode, 8, 32); err != nil || m > 0o777 || fs.FileMode(m) != r.Perm {
+				t.Fatalf("accepted mode %q as %o", r.Mode, r.Perm)
 			}
 		}
 	})

@@ -437,6 +437,7 @@ func load(files map[string]file) (*Package, error) {
 	for _, s := range spec.Warnings {
 		w.add("%s", s)
 	}
+	p.checkShellParams(vals, &w)
 	p.Warnings = w.list()
 	return p, nil
 }

@@ -1,7 +1,8 @@
 // Package etcdserver starts an embedded single-member etcd for pilot's state
 // and a frontgate's cluster metadata: zero setup for the default install,
 // with listen addresses that may use port 0 (the bound address is read back),
-// and optionally mutual TLS on the client and peer ports. StoredAuthEnabled
+// optionally mutual TLS on the client and peer ports, and optionally every
+// client but named ones limited to reads (FullAccessCNs). StoredAuthEnabled
 // reads a stopped member's auth switch, so a caller can decide before
 // starting it whether the member would serve without auth.
 package etcdserver
@@ -53,6 +54,14 @@ type Config struct {
 	// PeerTLS does the same for the peer port (PeerURL must be https),
 	// AllowedCNs included.
 	PeerTLS *transport.TLSInfo
+	// FullAccessCNs, when set, leaves every etcd call to the clients whose
+	// certificate CN is listed and lets every other client only read: KV
+	// Range and Watch. All other calls (writes, every lease call,
+	// maintenance, cluster membership, auth, lock, election) are refused
+	// with PermissionDenied before etcd handles them; etcd's RBAC covers
+	// keys, not leases or maintenance. It needs ClientTLS with
+	// ClientCertAuth.
+	FullAccessCNs []string
 	// WALSegmentBytes, when set, replaces etcd's 64 MB WAL preallocation
 	// (process-wide: etcd keeps it in a package variable). Tests and small
 	// frontgates set it so a fresh data dir is not 100+ MB.
@@ -157,6 +166,12 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	}
 	if c.PeerTLS != nil {
 		cfg.PeerTLSInfo = *c.PeerTLS
+	}
+	if len(c.FullAccessCNs) > 0 {
+		if c.ClientTLS == nil || !c.ClientTLS.ClientCertAuth {
+			return nil, errors.New("etcd: FullAccessCNs needs client TLS with client certificates: callers are told apart by their certificate's CN")
+		}
+		cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, accessGuard{full: c.FullAccessCNs}.serverOptions()...)
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.LogLevel = "error"

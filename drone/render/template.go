@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path"
@@ -10,68 +11,59 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	confdtmpl "github.com/abtreece/confd/pkg/template"
 	confdutil "github.com/abtreece/confd/pkg/util"
 	"github.com/kelseyhightower/memkv"
 
 	"github.com/hangarhq/hangar/drone/metaview"
+	"github.com/hangarhq/hangar/internal/confdres"
 	"github.com/hangarhq/hangar/internal/limits"
 )
 
-// confd writes a template's output straight into a file beside dest,
-// without any bound, and offers no hook before it does. So each resource is
-// first rendered here, in memory and counted but not kept, with the same
-// engine, functions and values; only when its output fits
-// limits.MaxRenderedFileBytes does confd render it for real. The two reads
-// of the metadata may differ if it changes in between: the next change
-// renders (and checks) again.
+// The drone renders a resource in memory, with confd's engine, functions
+// and values (abtreece/confd's pkg/template does the same, but writes
+// straight into a file beside dest, without a bound, and by path, so a
+// symlink planted in the instance would take the write elsewhere). The
+// output is bounded by limits.MaxRenderedFileBytes; write.go puts it in
+// place.
 
 var (
 	errFileTooLarge = fmt.Errorf("output is larger than the %d bytes allowed for a rendered file; nothing was written", limits.MaxRenderedFileBytes)
 	errSeqTooLong   = fmt.Errorf("seq of more than %d numbers", limits.MaxRenderedFileBytes)
 )
 
-// checkSize renders the resource in file (a conf.d toml) without writing
-// it and fails when its output would be too large, or when it asks seq for
-// a sequence that could not fit a file (confd would allocate it whole).
-// Other failures are left for confd to report, in its own words.
-func checkSize(file, templateDir string, sc *metaview.StoreClient) error {
-	var tc struct {
-		Template struct {
-			Src  string   `toml:"src"`
-			Keys []string `toml:"keys"`
-		} `toml:"template"`
-	}
-	if _, err := toml.DecodeFile(file, &tc); err != nil || tc.Template.Src == "" {
-		return nil
-	}
-	// As confd: the renderer's prefix replaces the resource's own.
-	keys := make([]string, len(tc.Template.Keys))
-	for i, k := range tc.Template.Keys {
+// renderTemplate executes res's template (in templateDir) on the values of
+// its keys, as confd does: the renderer's prefix (/self) replaces the
+// resource's own, and the keys are read at one revision of the metadata.
+func renderTemplate(res confdres.Resource, templateDir string, sc *metaview.StoreClient) ([]byte, error) {
+	keys := make([]string, len(res.Keys))
+	for i, k := range res.Keys {
 		keys[i] = path.Join(metaview.Root, k)
 	}
 	values, err := sc.GetValues(keys)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	store := memkv.New()
 	for k, v := range values {
 		store.Set(path.Join("/", strings.TrimPrefix(k, metaview.Root)), v)
 	}
-	src := filepath.Join(templateDir, tc.Template.Src)
+	src := filepath.Join(templateDir, filepath.FromSlash(res.Src))
 	t, err := template.New(filepath.Base(src)).Funcs(confdFuncs(store.FuncMap)).ParseFiles(src)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	err = t.Execute(&countingWriter{left: limits.MaxRenderedFileBytes}, nil)
+	out := &boundedBuffer{left: limits.MaxRenderedFileBytes}
+	err = t.Execute(out, nil)
 	switch {
 	case errors.Is(err, errFileTooLarge):
-		return errFileTooLarge
+		return nil, errFileTooLarge
 	case errors.Is(err, errSeqTooLong):
-		return fmt.Errorf("%w; nothing was written", errSeqTooLong)
+		return nil, fmt.Errorf("%w; nothing was written", errSeqTooLong)
+	case err != nil:
+		return nil, err
 	}
-	return nil
+	return out.Bytes(), nil
 }
 
 // confdFuncs are the template functions of abtreece/confd v0.30.0's
@@ -125,15 +117,18 @@ func confdFuncs(storeFuncs map[string]any) template.FuncMap {
 	return m
 }
 
-// countingWriter discards what it is given and fails once more than left
+// boundedBuffer keeps what it is given and fails once more than left
 // bytes came.
-type countingWriter struct{ left int }
+type boundedBuffer struct {
+	bytes.Buffer
+	left int
+}
 
-func (w *countingWriter) Write(p []byte) (int, error) {
+func (w *boundedBuffer) Write(p []byte) (int, error) {
 	if len(p) > w.left {
 		w.left = -1
 		return 0, errFileTooLarge
 	}
 	w.left -= len(p)
-	return len(p), nil
+	return w.Buffer.Write(p)
 }

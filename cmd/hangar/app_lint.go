@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+)
+
+func newAppLintCmd(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "lint DIR",
+		Short: "Check an app package here, without pushing it",
+		Long: `Check an app package folder (or a .tar.gz of one) as pilot checks it when it
+is pushed, without contacting pilot: every file is parsed, cluster.json is
+rendered with the default parameters, and the confd files are checked as the
+drones check them. An invalid package fails with an error naming the file
+and field.
+
+The warnings are those 'hangar app push' prints: fields accepted for
+AppCenter compatibility that have no effect here, and parameters inserted
+into a command (a service's cmd, a health check...) where the node's shell
+would act on their value, naming the template line. The exit status is 0
+when the package is valid, warnings or not.`,
+		Example: `  hangar app lint ./examples/redis
+  hangar app lint redis-1.0.0.tar.gz -o json | jq -r '.warnings[]'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.appLint(args[0])
+		},
+	}
+}
+
+func (c *cli) appLint(dir string) error {
+	archive, err := readPackage(dir)
+	if err != nil {
+		return err
+	}
+	pkg, err := apppkg.LoadArchive(bytes.NewReader(archive))
+	if err != nil {
+		return fmt.Errorf("lint %s: %w", dir, err)
+	}
+	vals, err := pkg.Resolve(nil)
+	if err != nil {
+		return fmt.Errorf("lint %s: default parameters: %w", dir, err)
+	}
+	spec, err := pkg.Render(vals)
+	if err != nil {
+		return fmt.Errorf("lint %s: %w", dir, err)
+	}
+	app := &pilotv1.App{
+		Name:        pkg.Meta.Name,
+		Version:     pkg.Meta.Version,
+		AppVersion:  pkg.Meta.AppVersion,
+		Description: pkg.Meta.Description,
+		Warnings:    pkg.Warnings,
+	}
+	for _, n := range spec.Nodes {
+		app.Roles = append(app.Roles, n.Role)
+	}
+	if c.format == formatJSON {
+		return writeJSON(c.stdout, app)
+	}
+	fmt.Fprintf(c.stdout, "%s %s is a valid package.\n", app.GetName(), app.GetVersion())
+	writeAppSummary(c.stdout, app)
+	return nil
+}
