@@ -47,7 +47,7 @@ func TestFullAccessCNs(t *testing.T) {
 	}
 
 	creds := issue(t, ca, pki.Identity{Kind: pki.KindDrone, ID: "cln-1", Cluster: "cl-1"})
-	drone, err := clientv3.New(clientv3.Config{Endpoints: []string{s.ClientURL()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("127.0.0.1")})
+	drone, err := clientv3.New(clientv3.Config{Endpoints: []string{s.ClientURL()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("127.0.0.1", pki.Identity{})})
 	if err != nil {
 		t.Fatal(err)
 	}

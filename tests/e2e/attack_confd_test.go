@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 	"github.com/hangarhq/hangar/internal/userdata"
 )
@@ -173,7 +174,7 @@ func TestAttackDroneGrantsLeases(t *testing.T) {
 	host := ud.EtcdEndpoints[0]
 	host = strings.TrimPrefix(host, "https://")
 	host = host[:strings.LastIndex(host, ":")]
-	d, err := clientv3.New(clientv3.Config{Endpoints: ud.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig(host)})
+	d, err := clientv3.New(clientv3.Config{Endpoints: ud.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig(host, pki.Identity{})})
 	if err != nil {
 		t.Fatal(err)
 	}
