@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/atomicfile"
 	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -188,7 +189,7 @@ func writeCommandKey(path string, key ed25519.PublicKey) error {
 	if err != nil {
 		return fmt.Errorf("encode command public key: %w", err)
 	}
-	return pki.WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+	return atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
 }
 
 // ReadCommandKey reads pilot's command public key as Ensure saved it.

@@ -26,8 +26,8 @@ import (
 	"time"
 
 	"github.com/hangarhq/hangar/drone/metaview"
+	"github.com/hangarhq/hangar/internal/atomicfile"
 	"github.com/hangarhq/hangar/internal/backoff"
-	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/secretbox"
 )
 
@@ -181,7 +181,7 @@ func (r *Renderer) Configure(ctx context.Context, files map[string][]byte, metad
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(metadataKey) > 0 {
-		if err := pki.WriteFileAtomic(r.keyPath, metadataKey, 0o600); err != nil {
+		if err := atomicfile.Write(r.keyPath, metadataKey, 0o600); err != nil {
 			return fmt.Errorf("configure renderer: keep metadata key: %w", err)
 		}
 		if err := r.cfg.View.SetMetadataKey(metadataKey); err != nil {

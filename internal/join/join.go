@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/atomicfile"
 	"github.com/hangarhq/hangar/internal/backoff"
 	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -129,7 +130,7 @@ func newPendingKey(dir, path string) (crypto.Signer, []byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("save the pending join key: %w", err)
 	}
-	if err := pki.WriteFileAtomic(path, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(path, keyPEM, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("save the pending join key: %w", err)
 	}
 	return key, keyPEM, nil

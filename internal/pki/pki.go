@@ -24,6 +24,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/hangarhq/hangar/internal/atomicfile"
 )
 
 // Kind is what a certificate's holder is.
@@ -280,10 +282,10 @@ func createCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, caKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, caKeyFile), keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, caCertFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, caCertFile), certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return parseCA(certPEM, keyPEM)
@@ -354,33 +356,4 @@ func newSerial() (*big.Int, error) {
 		return nil, fmt.Errorf("certificate serial: %w", err)
 	}
 	return n, nil
-}
-
-// WriteFileAtomic writes b to path through a temporary file and a rename,
-// so a crash never leaves a half-written key or certificate.
-func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
+	"github.com/hangarhq/hangar/internal/atomicfile"
 	"github.com/hangarhq/hangar/internal/backoff"
 	"github.com/hangarhq/hangar/internal/pki"
 )
@@ -102,7 +103,7 @@ func (c *Creds) Update(keyPEM, certPEM, caPEM []byte) error {
 			b    []byte
 			mode os.FileMode
 		}{{CAFile, caPEM, 0o644}, {KeyFile, keyPEM, 0o600}, {CertFile, certPEM, 0o644}} {
-			if err := pki.WriteFileAtomic(filepath.Join(c.dir, f.name), f.b, f.mode); err != nil {
+			if err := atomicfile.Write(filepath.Join(c.dir, f.name), f.b, f.mode); err != nil {
 				return fmt.Errorf("save credentials: %w", err)
 			}
 		}

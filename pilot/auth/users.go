@@ -21,7 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
-	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/atomicfile"
 )
 
 // Keys in pilot's etcd.
@@ -340,7 +340,7 @@ func (u *Users) Bootstrap(ctx context.Context, dataDir string) error {
 	}
 	// The file first: a crash after the etcd write would otherwise leave
 	// an admin whose token nobody has.
-	if err := pki.WriteFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write the first admin's token: %w", err)
 	}
 	ok, err := u.put(ctx, rec,

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/atomicfile"
 )
 
 // probeDrone is an agent that tries what a hostile cluster would, and logs
@@ -325,7 +326,7 @@ func TestUIDClaims(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(root, "instances", "i-b")); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(filepath.Join(r.dir, uidCursorFile), []byte(strconv.Itoa(int(b)))); err != nil {
+	if err := atomicfile.Write(filepath.Join(r.dir, uidCursorFile), []byte(strconv.Itoa(int(b))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	mkInstance("i-d")

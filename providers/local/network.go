@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/atomicfile"
 	"github.com/hangarhq/hangar/internal/hostpath"
 )
 
@@ -207,7 +208,7 @@ func (p *Provider) claimRange(ctx context.Context, cfg runtimeConfig, st *state,
 			continue
 		}
 		b, _ := json.Marshal(claim{RootDir: cfg.root, NetworkID: id})
-		if err := writeFileAtomic(path, b); err != nil {
+		if err := atomicfile.Write(path, b, 0o600); err != nil {
 			return "", internal("claim range %s in runtime.config.%s %s: %v", cidr, keyRangesDir, cfg.rangesDir, err)
 		}
 		return cidr, nil

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/hangarhq/hangar/internal/atomicfile"
 )
 
 // tombstoneTTL is how long the token of a deleted network or instance keeps
@@ -141,7 +143,7 @@ func (t *tx) save() error {
 		return internal("encode state: %v", err)
 	}
 	path := filepath.Join(t.cfg.root, stateFile)
-	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return internal("write %s: %v", path, err)
 	}
 	return nil

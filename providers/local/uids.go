@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hangarhq/hangar/internal/atomicfile"
 	"github.com/hangarhq/hangar/internal/hostpath"
 )
 
@@ -89,11 +90,11 @@ func (r uidRegistry) claim(ctx context.Context, root, id string) (uint32, error)
 			continue
 		}
 		b, _ := json.Marshal(uidClaim{RootDir: root, InstanceID: id})
-		if err := writeFileAtomic(filepath.Join(r.dir, strconv.FormatUint(uint64(u), 10)), b); err != nil {
+		if err := atomicfile.Write(filepath.Join(r.dir, strconv.FormatUint(uint64(u), 10)), b, 0o600); err != nil {
 			return 0, internal("claim instance user %d: %v", u, err)
 		}
 		next := uidBase + (u-uidBase+1)%uidCount
-		if err := writeFileAtomic(filepath.Join(r.dir, uidCursorFile), []byte(strconv.FormatUint(uint64(next), 10))); err != nil {
+		if err := atomicfile.Write(filepath.Join(r.dir, uidCursorFile), []byte(strconv.FormatUint(uint64(next), 10)), 0o600); err != nil {
 			return 0, internal("save the instance user cursor: %v", err)
 		}
 		return u, nil
@@ -189,28 +190,4 @@ func uidsMapped() error {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes b to path through a temporary file and a rename,
-// mode 0600.
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
 }
