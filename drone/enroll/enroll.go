@@ -90,16 +90,9 @@ func Ensure(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	if tlsutil.Exists(cfg.Dir) {
-		res, err := load(cfg)
-		if err == nil {
-			// A crash may have come between saving the certificate and
-			// removing the pending key.
-			join.Finished(cfg.Dir, cfg.Logger)
-		}
-		return res, err
-	}
-	return enroll(ctx, cfg)
+	return join.Ensure(ctx, cfg.Dir, cfg.Logger,
+		func() (*Result, error) { return load(cfg) },
+		func(ctx context.Context) (*Result, error) { return enroll(ctx, cfg) })
 }
 
 func (cfg *Config) check() error {
@@ -118,15 +111,7 @@ func (cfg *Config) check() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.BackoffBase <= 0 {
-		cfg.BackoffBase = 500 * time.Millisecond
-	}
-	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = 30 * time.Second
-	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = 30 * time.Second
-	}
+	// Backoff and call timeout defaults are join.Options'.
 	return nil
 }
 

@@ -36,6 +36,7 @@ import (
 	"github.com/hangarhq/hangar/internal/backoff"
 	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
 // ErrRefused is wrapped by Retry's error when pilot refused the join.
@@ -144,10 +145,13 @@ func requestFor(token string, key crypto.Signer) (*streamv1.JoinRequest, error) 
 	return jointoken.Request(token, csrPEM)
 }
 
-// Options tune Retry.
+// Options tune Retry. Zero values take the defaults below.
 type Options struct {
+	// BackoffBase and BackoffMax bound the delay between attempts while
+	// the peer is unreachable (default 500ms and 30s).
 	BackoffBase, BackoffMax time.Duration
-	// CallTimeout bounds one call.
+	// CallTimeout bounds one call (default 30s): a relayed join waits for
+	// pilot's answer.
 	CallTimeout time.Duration
 	// Where names the peer in errors and logs ("pilot 10.0.0.5:7400").
 	Where string
@@ -161,10 +165,8 @@ type Options struct {
 // a retry of a join whose answer was lost only for the key that used the
 // token.
 func Retry(ctx context.Context, o Options, call func(ctx context.Context) (*streamv1.Certificate, error)) (*streamv1.Certificate, error) {
+	o = o.withDefaults()
 	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	bo := backoff.New(o.BackoffBase, o.BackoffMax)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, o.CallTimeout)
@@ -190,4 +192,35 @@ func Retry(ctx context.Context, o Options, call func(ctx context.Context) (*stre
 		case <-t.C:
 		}
 	}
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = 500 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 30 * time.Second
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 30 * time.Second
+	}
+	return o
+}
+
+// Ensure is a component's start: when dir holds a certificate it returns
+// what load reads (and removes a pending key a crash may have left between
+// saving the certificate and forgetting the key), else what enroll
+// obtains by joining.
+func Ensure[T any](ctx context.Context, dir string, log *slog.Logger, load func() (T, error), enroll func(context.Context) (T, error)) (T, error) {
+	if tlsutil.Exists(dir) {
+		res, err := load()
+		if err == nil {
+			Finished(dir, log)
+		}
+		return res, err
+	}
+	return enroll(ctx)
 }
