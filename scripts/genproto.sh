@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$(go env GOPATH)/bin:$PATH"
 inc=(-I proto -I proto/third_party -I /usr/include)
-rm -rf api/pilotv1 api/streamv1 api/providerv1 api/openapi
+# Only generated files are removed: api/ packages may hold hand-written
+# helpers beside them (e.g. api/pilotv1/role.go).
+find api/pilotv1 api/streamv1 api/providerv1 -name '*.pb.go' -o -name '*.pb.gw.go' 2>/dev/null | xargs -r rm -f
+rm -rf api/openapi
 mkdir -p api/openapi
 protoc "${inc[@]}" \
   --go_out=. --go_opt=module=github.com/hangarhq/hangar \

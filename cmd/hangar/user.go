@@ -34,15 +34,11 @@ its hash. To give a user a new token, delete and create it again.`,
 
 // parseRole reads a role as users write it.
 func parseRole(s string) (pilotv1.Role, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "viewer":
-		return pilotv1.Role_ROLE_VIEWER, nil
-	case "member":
-		return pilotv1.Role_ROLE_MEMBER, nil
-	case "admin":
-		return pilotv1.Role_ROLE_ADMIN, nil
+	r, err := pilotv1.ParseRole(strings.ToLower(strings.TrimSpace(s)))
+	if err != nil {
+		return r, fmt.Errorf("--%w", err)
 	}
-	return pilotv1.Role_ROLE_UNSPECIFIED, fmt.Errorf("--role %q: use admin, member or viewer", s)
+	return r, nil
 }
 
 func roleName(r pilotv1.Role) string { return enumName(r.String(), "ROLE_") }

@@ -17,7 +17,6 @@ package auth
 
 import (
 	"context"
-	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,28 +70,5 @@ func Require(ctx context.Context) (Principal, error) {
 // deleted token, so a caller learns nothing about which it was.
 const unauthenticatedMsg = "missing or invalid API token; pass --token or set HANGAR_TOKEN"
 
-// RoleName is the role as users write it: "viewer", "member", "admin".
-func RoleName(r pilotv1.Role) string {
-	switch r {
-	case pilotv1.Role_ROLE_VIEWER:
-		return "viewer"
-	case pilotv1.Role_ROLE_MEMBER:
-		return "member"
-	case pilotv1.Role_ROLE_ADMIN:
-		return "admin"
-	}
-	return "none"
-}
-
-// ParseRole reads a role name as RoleName writes it.
-func ParseRole(s string) (pilotv1.Role, error) {
-	switch s {
-	case "viewer":
-		return pilotv1.Role_ROLE_VIEWER, nil
-	case "member":
-		return pilotv1.Role_ROLE_MEMBER, nil
-	case "admin":
-		return pilotv1.Role_ROLE_ADMIN, nil
-	}
-	return pilotv1.Role_ROLE_UNSPECIFIED, fmt.Errorf("role %q: use admin, member or viewer", s)
-}
+// RoleName is the role as users write it (pilotv1.RoleName).
+func RoleName(r pilotv1.Role) string { return pilotv1.RoleName(r) }

@@ -315,18 +315,6 @@ type fakeStream struct {
 
 func (f *fakeStream) Context() context.Context { return f.ctx }
 
-func TestParseRole(t *testing.T) {
-	for _, name := range []string{"viewer", "member", "admin"} {
-		r, err := ParseRole(name)
-		if err != nil || RoleName(r) != name {
-			t.Errorf("ParseRole(%q) = %v, %v", name, r, err)
-		}
-	}
-	if _, err := ParseRole("root"); err == nil || !strings.Contains(err.Error(), "admin, member or viewer") {
-		t.Errorf("ParseRole(root): %v", err)
-	}
-}
-
 func TestRequireHTTP(t *testing.T) {
 	u := New(Config{Client: etcdtest.Client(t)})
 	ctx := context.Background()
