@@ -40,28 +40,9 @@ func SealParams(box *Box, clusterID string, params map[string]string, secret fun
 // value is. A secret value stored in clear, from before sealing was enabled,
 // is returned as it is. Every value that fails to open is reported, by path.
 func OpenParams(box *Box, clusterID string, params map[string]string, secret func(path string) bool) (map[string]string, error) {
-	out := make(map[string]string, len(params))
-	var errs []error
-	for _, k := range sortedKeys(params) {
-		v := params[k]
-		if IsSealed(v) && (secret == nil || secret(k)) {
-			if box == nil {
-				errs = append(errs, fmt.Errorf("parameter %s of cluster %s is encrypted, but no secret key is configured; start pilot with the key it was sealed with (--secret-key-file or %s)", k, clusterID, EnvKey))
-				continue
-			}
-			plain, err := box.Open(v, ParamAD(clusterID, k))
-			if err != nil {
-				errs = append(errs, fmt.Errorf("parameter %s of cluster %s: %w", k, clusterID, err))
-				continue
-			}
-			v = plain
-		}
-		out[k] = v
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return out, nil
+	return openAll(box, params, func(k string) bool { return secret == nil || secret(k) },
+		func(k string) string { return ParamAD(clusterID, k) },
+		func(k string) string { return fmt.Sprintf("parameter %s of cluster %s", k, clusterID) })
 }
 
 // SealCredentials returns a copy of the provider credentials of a tenant's
@@ -81,18 +62,26 @@ func SealCredentials(box *Box, tenant, runtimeID string, creds map[string]string
 // OpenCredentials returns a copy of stored credentials with every sealed
 // value opened; each failure is reported by key.
 func OpenCredentials(box *Box, tenant, runtimeID string, creds map[string]string) (map[string]string, error) {
-	out := make(map[string]string, len(creds))
+	return openAll(box, creds, func(string) bool { return true },
+		func(k string) string { return CredentialAD(tenant, runtimeID, k) },
+		func(k string) string { return fmt.Sprintf("credential %s of runtime %s", k, runtimeID) })
+}
+
+// openAll returns a copy of m with every sealed value whose key secret
+// accepts opened under ad(key); each failure is reported, named by what(key).
+func openAll(box *Box, m map[string]string, secret func(string) bool, ad, what func(string) string) (map[string]string, error) {
+	out := make(map[string]string, len(m))
 	var errs []error
-	for _, k := range sortedKeys(creds) {
-		v := creds[k]
-		if IsSealed(v) {
+	for _, k := range sortedKeys(m) {
+		v := m[k]
+		if IsSealed(v) && secret(k) {
 			if box == nil {
-				errs = append(errs, fmt.Errorf("credential %s of runtime %s is encrypted, but no secret key is configured; start pilot with the key it was sealed with (--secret-key-file or %s)", k, runtimeID, EnvKey))
+				errs = append(errs, fmt.Errorf("%s is encrypted, but no secret key is configured; start pilot with the key it was sealed with (--secret-key-file or %s)", what(k), EnvKey))
 				continue
 			}
-			plain, err := box.Open(v, CredentialAD(tenant, runtimeID, k))
+			plain, err := box.Open(v, ad(k))
 			if err != nil {
-				errs = append(errs, fmt.Errorf("credential %s of runtime %s: %w", k, runtimeID, err))
+				errs = append(errs, fmt.Errorf("%s: %w", what(k), err))
 				continue
 			}
 			v = plain
