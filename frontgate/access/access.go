@@ -32,6 +32,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hangarhq/hangar/frontgate/metastore"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -147,13 +148,8 @@ func ValidateNodeID(id string) error {
 // ValidateClusterID checks that id may name a cluster (the same rule as
 // the metadata store's).
 func ValidateClusterID(id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: cluster_id is required", ErrInvalid)
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return fmt.Errorf("%w: cluster_id %q: only lowercase letters, digits and '-' are allowed", ErrInvalid, id)
-		}
+	if p := metastore.ClusterIDProblem(id); p != "" {
+		return fmt.Errorf("%w: %s", ErrInvalid, p)
 	}
 	return nil
 }

@@ -108,15 +108,24 @@ func Prefix(clusterID string) string { return Root + clusterID + "/" }
 
 // ValidateClusterID checks that id may name a cluster's tree.
 func ValidateClusterID(id string) error {
+	if p := ClusterIDProblem(id); p != "" {
+		return fmt.Errorf("%w: %s", ErrInvalid, p)
+	}
+	return nil
+}
+
+// ClusterIDProblem says what is wrong with id as a cluster id ("" when
+// nothing is), for the packages that check it with errors of their own.
+func ClusterIDProblem(id string) string {
 	if id == "" {
-		return fmt.Errorf("%w: cluster_id is required", ErrInvalid)
+		return "cluster_id is required"
 	}
 	for _, r := range id {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return fmt.Errorf("%w: cluster_id %q: only lowercase letters, digits and '-' are allowed", ErrInvalid, id)
+			return fmt.Sprintf("cluster_id %q: only lowercase letters, digits and '-' are allowed", id)
 		}
 	}
-	return nil
+	return ""
 }
 
 // ValidateKey checks a key relative to a cluster's prefix, such as
