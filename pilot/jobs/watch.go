@@ -3,12 +3,17 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/pilot/store"
 )
+
+// resultsInterval is how often a watch sends snapshots while only node
+// results change.
+const resultsInterval = 500 * time.Millisecond
 
 // Watch calls fn with the job's view (View) now and after every change of
 // the job or its node results, until the job is terminal (fn has then seen
@@ -41,12 +46,32 @@ func Watch(ctx context.Context, s *store.Store, id string, fn func(*pilotv1.Job)
 	if err := fn(v.snapshot()); err != nil || Terminal(job.State) {
 		return err
 	}
+	// A change of the job (a task started or ended) is sent at once;
+	// results alone are sent at most every resultsInterval, so a thousand
+	// nodes reporting do not make a thousand snapshots.
+	var later *time.Timer
+	var laterC <-chan time.Time
+	sent := func() {
+		if later != nil {
+			later.Stop()
+		}
+		later, laterC = nil, nil
+	}
+	defer sent()
+	lastSent := time.Now()
 	for {
 		var wr clientv3.WatchResponse
 		var ok bool
 		select {
 		case wr, ok = <-jobs:
 		case wr, ok = <-results:
+		case <-laterC:
+			sent()
+			lastSent = time.Now()
+			if err := fn(v.snapshot()); err != nil {
+				return err
+			}
+			continue
 		}
 		if !ok {
 			return ctx.Err()
@@ -54,9 +79,7 @@ func Watch(ctx context.Context, s *store.Store, id string, fn func(*pilotv1.Job)
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("watch job %s: %w", id, err)
 		}
-		if len(wr.Events) == 0 {
-			continue
-		}
+		jobChanged := false
 		for _, ev := range wr.Events {
 			k := string(ev.Kv.Key)
 			if k == key {
@@ -67,7 +90,7 @@ func Watch(ctx context.Context, s *store.Store, id string, fn func(*pilotv1.Job)
 				if err := store.Decode(k, ev.Kv.Value, j); err != nil {
 					return err
 				}
-				v.job = j
+				v.job, jobChanged = j, true
 				continue
 			}
 			if ev.Type == clientv3.EventTypeDelete {
@@ -79,14 +102,27 @@ func Watch(ctx context.Context, s *store.Store, id string, fn func(*pilotv1.Job)
 			}
 			v.put(nr.TaskID, nr.Result)
 		}
+		if len(wr.Events) == 0 {
+			continue
+		}
 		if Terminal(v.job.State) {
 			// The two watches deliver independently: read the results
 			// as of the terminal write, which follows every result.
 			if err := v.load(ctx, s, wr.Header.Revision); err != nil {
 				return err
 			}
+			return fn(v.snapshot())
 		}
-		if err := fn(v.snapshot()); err != nil || Terminal(v.job.State) {
+		if !jobChanged && time.Since(lastSent) < resultsInterval {
+			if laterC == nil {
+				later = time.NewTimer(resultsInterval - time.Since(lastSent))
+				laterC = later.C
+			}
+			continue
+		}
+		sent()
+		lastSent = time.Now()
+		if err := fn(v.snapshot()); err != nil {
 			return err
 		}
 	}
