@@ -78,39 +78,49 @@ func (s *Server) redact(ctx context.Context, c *pilotv1.Cluster) *pilotv1.Cluste
 
 // ListClusters lists the tenant's clusters.
 func (s *Server) ListClusters(ctx context.Context, _ *pilotv1.ListClustersRequest) (*pilotv1.ListClustersResponse, error) {
-	tn, err := tenant(ctx)
+	cs, err := listOfTenant(ctx, s, store.ClustersPrefix, func() *pilotv1.Cluster { return &pilotv1.Cluster{} })
 	if err != nil {
 		return nil, err
 	}
-	all, err := store.List(ctx, s.cfg.Store, store.ClustersPrefix, func() *pilotv1.Cluster { return &pilotv1.Cluster{} })
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	cs := make([]*pilotv1.Cluster, 0, len(all))
-	for _, c := range all {
-		if c.Tenant == tn {
-			cs = append(cs, s.withEndpoints(ctx, s.redact(ctx, c)))
-		}
+	for i, c := range cs {
+		cs[i] = s.withEndpoints(ctx, s.redact(ctx, c))
 	}
 	return &pilotv1.ListClustersResponse{Clusters: cs}, nil
 }
 
-// GetCluster returns a cluster with its nodes and endpoints.
-func (s *Server) GetCluster(ctx context.Context, req *pilotv1.GetClusterRequest) (*pilotv1.Cluster, error) {
+// listOfTenant lists the records under prefix that belong to the caller's
+// tenant (clusters and jobs carry theirs; their keys do not).
+func listOfTenant[M interface {
+	proto.Message
+	GetTenant() string
+}](ctx context.Context, s *Server, prefix string, newM func() M) ([]M, error) {
 	tn, err := tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c, _, err := s.getCluster(ctx, tn, req.Id)
+	all, err := store.List(ctx, s.cfg.Store, prefix, newM)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return slices.DeleteFunc(all, func(m M) bool { return m.GetTenant() != tn }), nil
+}
+
+// GetCluster returns a cluster with its nodes and endpoints.
+func (s *Server) GetCluster(ctx context.Context, req *pilotv1.GetClusterRequest) (*pilotv1.Cluster, error) {
+	c, _, err := s.tenantCluster(ctx, req.Id)
 	if err != nil {
 		return nil, err
 	}
 	return s.withEndpoints(ctx, s.redact(ctx, c)), nil
 }
 
-// getCluster reads a cluster of the tenant with its revision; another
-// tenant's answers exactly like a missing one.
-func (s *Server) getCluster(ctx context.Context, tn, id string) (*pilotv1.Cluster, int64, error) {
+// tenantCluster reads a cluster of the caller's tenant with its revision;
+// another tenant's answers exactly like a missing one.
+func (s *Server) tenantCluster(ctx context.Context, id string) (*pilotv1.Cluster, int64, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	c := &pilotv1.Cluster{}
 	rev, err := s.cfg.Store.Get(ctx, store.ClusterKey(id), c)
 	if err != nil {
@@ -160,11 +170,7 @@ func Endpoints(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Endpoint
 
 // DeleteCluster starts the delete job.
 func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRequest) (*pilotv1.ClusterJob, error) {
-	tn, err := tenant(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c, rev, err := s.getCluster(ctx, tn, req.Id)
+	c, rev, err := s.tenantCluster(ctx, req.Id)
 	if err != nil {
 		return nil, err
 	}
@@ -178,13 +184,9 @@ func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRe
 // UpdateClusterEnv starts a job that re-registers the metadata with the new
 // env values, once the lifecycle has validated them.
 func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateClusterEnvRequest) (*pilotv1.ClusterJob, error) {
-	tn, err := tenant(ctx)
-	if err != nil {
-		return nil, err
-	}
 	// Existence first: another tenant's cluster answers NotFound whatever
 	// the request holds.
-	c, rev, err := s.getCluster(ctx, tn, req.Id)
+	c, rev, err := s.tenantCluster(ctx, req.Id)
 	if err != nil {
 		return nil, err
 	}
@@ -270,22 +272,13 @@ func (s *Server) ListNodeResults(ctx context.Context, req *pilotv1.ListNodeResul
 
 // ListJobs lists the tenant's jobs, optionally of one cluster, oldest first.
 func (s *Server) ListJobs(ctx context.Context, req *pilotv1.ListJobsRequest) (*pilotv1.ListJobsResponse, error) {
-	tn, err := tenant(ctx)
+	js, err := listOfTenant(ctx, s, store.JobsPrefix, func() *pilotv1.Job { return &pilotv1.Job{} })
 	if err != nil {
 		return nil, err
 	}
-	js, err := store.List(ctx, s.cfg.Store, store.JobsPrefix, func() *pilotv1.Job { return &pilotv1.Job{} })
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	out := js[:0]
-	for _, j := range js {
-		if j.Tenant == tn && (req.ClusterId == "" || j.ClusterId == req.ClusterId) {
-			out = append(out, j)
-		}
-	}
-	sort.Slice(out, func(i, k int) bool { return out[i].CreatedAt.AsTime().Before(out[k].CreatedAt.AsTime()) })
-	return &pilotv1.ListJobsResponse{Jobs: out}, nil
+	js = slices.DeleteFunc(js, func(j *pilotv1.Job) bool { return req.ClusterId != "" && j.ClusterId != req.ClusterId })
+	sort.Slice(js, func(i, k int) bool { return js[i].CreatedAt.AsTime().Before(js[k].CreatedAt.AsTime()) })
+	return &pilotv1.ListJobsResponse{Jobs: js}, nil
 }
 
 // WatchJob streams the job after every change until it is terminal.

@@ -148,6 +148,10 @@ type taskEnv struct {
 	n    *pilotv1.Network
 	pkg  *apppkg.Package
 	spec *apppkg.ClusterSpec
+	// prov and prt are the runtime's provider and the runtime as the
+	// provider gets it.
+	prov providerv1.ProviderClient
+	prt  *providerv1.Runtime
 }
 
 const (
@@ -155,10 +159,12 @@ const (
 	// needSpec reads the spec the job was planned with.
 	needSpec
 	needPackage
+	needProvider
 )
 
 // load reads the task's input and the cluster it acts on, plus its network,
-// the job's spec and the cluster's package when asked.
+// the job's spec, the cluster's package and its runtime's provider when
+// asked.
 func (o *Ops) load(ctx context.Context, t *jobs.Task, need int) (*taskEnv, error) {
 	in := t.Task.GetInput()
 	if in.GetClusterId() == "" {
@@ -181,6 +187,11 @@ func (o *Ops) load(ctx context.Context, t *jobs.Task, need int) (*taskEnv, error
 	}
 	if need&needPackage != 0 {
 		if e.pkg, err = o.cfg.Packages.Get(ctx, e.c.Tenant, e.c.App, e.c.AppVersion); err != nil {
+			return nil, err
+		}
+	}
+	if need&needProvider != 0 {
+		if e.prov, e.prt, err = o.provider(ctx, e.c.Tenant, e.c.Runtime); err != nil {
 			return nil, err
 		}
 	}

@@ -35,16 +35,12 @@ func (o *Ops) joinToken(ctx context.Context, id pki.Identity) (string, error) {
 }
 
 func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
-	tc, err := o.load(ctx, t, needNetwork|needSpec)
+	tc, err := o.load(ctx, t, needNetwork|needSpec|needProvider)
 	if err != nil {
 		return err
 	}
 	in, c, n := tc.in, tc.c, tc.n
 	role := roleSpec(tc.spec, in.Role)
-	prov, prt, err := o.provider(ctx, c.Tenant, c.Runtime)
-	if err != nil {
-		return err
-	}
 	ud := userdata.Drone{
 		ClusterID:        c.Id,
 		FrontgateID:      n.FrontgateId,
@@ -61,7 +57,7 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 			return err
 		}
 		req := &providerv1.RunInstanceRequest{
-			Runtime:          prt,
+			Runtime:          tc.prt,
 			IdempotencyToken: node.Id,
 			NetworkId:        n.Id,
 			Name:             node.Id,
@@ -74,7 +70,7 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 			req.MemoryMib = int32(role.Memory)
 			req.VolumeGib = int32(volumeSize(role))
 		}
-		inst, err := prov.RunInstance(ctx, req)
+		inst, err := tc.prov.RunInstance(ctx, req)
 		if err != nil {
 			return providerErr(fmt.Sprintf("run instance for node %s (role %s)", node.Id, node.Role), err)
 		}
@@ -96,20 +92,16 @@ func volumeSize(n *apppkg.NodeSpec) int {
 }
 
 func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
-	tc, err := o.load(ctx, t, 0)
+	tc, err := o.load(ctx, t, needProvider)
 	if err != nil {
 		return err
 	}
 	c := tc.c
-	prov, prt, err := o.provider(ctx, c.Tenant, c.Runtime)
-	if err != nil {
-		return err
-	}
 	for _, nd := range c.Nodes {
 		if nd.InstanceId == "" {
 			continue
 		}
-		if _, err := prov.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: prt, InstanceId: nd.InstanceId}); err != nil {
+		if _, err := tc.prov.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: tc.prt, InstanceId: nd.InstanceId}); err != nil {
 			return providerErr(fmt.Sprintf("delete instance %s of node %s", nd.InstanceId, nd.Id), err)
 		}
 		if err := o.setNode(ctx, c.Id, nd.Id, func(x *pilotv1.Node) {

@@ -38,8 +38,8 @@ type JobQueue interface {
 // LifecycleConfig wires a Lifecycle.
 type LifecycleConfig struct {
 	Store *store.Store
-	// Packages loads and renders packages; its Box seals password
-	// parameters.
+	// Packages loads and renders packages (required); its Box seals
+	// password parameters.
 	Packages *Packages
 	Jobs     JobQueue
 	// MaxClusterNodes bounds the nodes of one cluster (pilot
@@ -58,13 +58,11 @@ type Lifecycle struct {
 
 // NewLifecycle returns the owner of cluster changes.
 func NewLifecycle(cfg LifecycleConfig) *Lifecycle {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Packages == nil {
-		cfg.Packages = NewPackages(cfg.Store)
-	}
-	return &Lifecycle{cfg: cfg, log: cfg.Logger}
+	return &Lifecycle{cfg: cfg, log: log}
 }
 
 // Reason says why a change is refused.

@@ -156,18 +156,14 @@ func (o *Ops) deleteMetadata(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c := tc.c
-	if c.NetworkId == "" {
-		return nil
-	}
+	// No network or no frontgate: the metadata was never registered, or
+	// went with them.
 	n, err := o.network(ctx, c)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		return err
-	}
-	if n.FrontgateInstanceId == "" {
+	if c.NetworkId == "" || errors.Is(err, store.ErrNotFound) || (err == nil && n.FrontgateInstanceId == "") {
 		return nil
+	}
+	if err != nil {
+		return err
 	}
 	cctx, cancel := forcedContext(ctx, tc.in.Force)
 	defer cancel()

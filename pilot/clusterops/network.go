@@ -28,15 +28,11 @@ const defaultNetwork = "default"
 const frontgateConnectWait = 90 * time.Second
 
 func (o *Ops) createNetwork(ctx context.Context, t *jobs.Task) error {
-	tc, err := o.load(ctx, t, 0)
+	tc, err := o.load(ctx, t, needProvider)
 	if err != nil {
 		return err
 	}
-	c := tc.c
-	prov, prt, err := o.provider(ctx, c.Tenant, c.Runtime)
-	if err != nil {
-		return err
-	}
+	c, prov, prt := tc.c, tc.prov, tc.prt
 	key := store.NetworkKey(c.Tenant, c.Runtime, defaultNetwork)
 	for {
 		n, err := store.Update(ctx, o.cfg.Store, key, newNetwork, func(n *pilotv1.Network) error {

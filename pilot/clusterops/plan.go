@@ -2,6 +2,8 @@ package clusterops
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
@@ -75,12 +77,7 @@ func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service, pos
 		}
 		groups[s.Order] = append(groups[s.Order], n.Role)
 	}
-	orders := make([]int, 0, len(groups))
-	for o := range groups {
-		orders = append(orders, o)
-	}
-	sort.Ints(orders)
-	for _, o := range orders {
+	for _, o := range slices.Sorted(maps.Keys(groups)) {
 		roles := groups[o]
 		sort.Strings(roles)
 		id := fmt.Sprintf("%s-o%d", service, o)
