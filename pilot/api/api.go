@@ -1,8 +1,10 @@
 // Package api implements pilot's public gRPC services (apps, runtimes,
 // clusters, jobs, users, audit). It validates every request completely
-// before writing anything, and writes each change together with its job in
-// one etcd transaction, so a bad request leaves no trace and an accepted one
-// is never half-recorded.
+// before writing anything, so a bad request leaves no trace. Cluster
+// changes are a thin adapter, as etcd's v3rpc handlers are: check the
+// caller and the request, call pilot/clusterops' Lifecycle (which writes
+// each change together with its job in one etcd transaction), and map its
+// error to a gRPC code.
 //
 // Every object belongs to the tenant of the user who created it, and every
 // call sees only the caller's tenant (the Principal pilot/auth's

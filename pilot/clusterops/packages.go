@@ -15,7 +15,8 @@ import (
 
 // Packages reads app packages from the store and keeps them parsed: a pushed
 // version never changes (a different archive under the same version is
-// refused), so a parse is good for the life of the process.
+// refused), so a parse is good for the life of the process. It also renders
+// cluster specs, and keeps the one each job was planned with (JobSpec).
 type Packages struct {
 	// Box is pilot's master secret box: password parameters are stored
 	// sealed with it, and each cluster's metadata key derives from it.
