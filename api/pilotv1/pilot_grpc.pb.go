@@ -1223,10 +1223,11 @@ var EnrollmentService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	JobService_GetJob_FullMethodName    = "/hangar.pilot.v1.JobService/GetJob"
-	JobService_ListJobs_FullMethodName  = "/hangar.pilot.v1.JobService/ListJobs"
-	JobService_WatchJob_FullMethodName  = "/hangar.pilot.v1.JobService/WatchJob"
-	JobService_CancelJob_FullMethodName = "/hangar.pilot.v1.JobService/CancelJob"
+	JobService_GetJob_FullMethodName          = "/hangar.pilot.v1.JobService/GetJob"
+	JobService_ListJobs_FullMethodName        = "/hangar.pilot.v1.JobService/ListJobs"
+	JobService_WatchJob_FullMethodName        = "/hangar.pilot.v1.JobService/WatchJob"
+	JobService_ListNodeResults_FullMethodName = "/hangar.pilot.v1.JobService/ListNodeResults"
+	JobService_CancelJob_FullMethodName       = "/hangar.pilot.v1.JobService/CancelJob"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -1234,10 +1235,14 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type JobServiceClient interface {
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*Job, error)
+	// ListJobs lists jobs without their node results (GetJob has them).
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	// WatchJob sends the job now and after every change, ending after the
 	// job reaches a terminal state.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Job], error)
+	// ListNodeResults pages through a job's node results with their whole
+	// output, which job views may trim (NodeResult.output_trimmed).
+	ListNodeResults(ctx context.Context, in *ListNodeResultsRequest, opts ...grpc.CallOption) (*ListNodeResultsResponse, error)
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error)
 }
 
@@ -1288,6 +1293,16 @@ func (c *jobServiceClient) WatchJob(ctx context.Context, in *WatchJobRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_WatchJobClient = grpc.ServerStreamingClient[Job]
 
+func (c *jobServiceClient) ListNodeResults(ctx context.Context, in *ListNodeResultsRequest, opts ...grpc.CallOption) (*ListNodeResultsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNodeResultsResponse)
+	err := c.cc.Invoke(ctx, JobService_ListNodeResults_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *jobServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Job)
@@ -1303,10 +1318,14 @@ func (c *jobServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, 
 // for forward compatibility.
 type JobServiceServer interface {
 	GetJob(context.Context, *GetJobRequest) (*Job, error)
+	// ListJobs lists jobs without their node results (GetJob has them).
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	// WatchJob sends the job now and after every change, ending after the
 	// job reaches a terminal state.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[Job]) error
+	// ListNodeResults pages through a job's node results with their whole
+	// output, which job views may trim (NodeResult.output_trimmed).
+	ListNodeResults(context.Context, *ListNodeResultsRequest) (*ListNodeResultsResponse, error)
 	CancelJob(context.Context, *CancelJobRequest) (*Job, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
@@ -1326,6 +1345,9 @@ func (UnimplementedJobServiceServer) ListJobs(context.Context, *ListJobsRequest)
 }
 func (UnimplementedJobServiceServer) WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[Job]) error {
 	return status.Errorf(codes.Unimplemented, "method WatchJob not implemented")
+}
+func (UnimplementedJobServiceServer) ListNodeResults(context.Context, *ListNodeResultsRequest) (*ListNodeResultsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListNodeResults not implemented")
 }
 func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobRequest) (*Job, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelJob not implemented")
@@ -1398,6 +1420,24 @@ func _JobService_WatchJob_Handler(srv interface{}, stream grpc.ServerStream) err
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_WatchJobServer = grpc.ServerStreamingServer[Job]
 
+func _JobService_ListNodeResults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNodeResultsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListNodeResults(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListNodeResults_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListNodeResults(ctx, req.(*ListNodeResultsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _JobService_CancelJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CancelJobRequest)
 	if err := dec(in); err != nil {
@@ -1430,6 +1470,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListJobs",
 			Handler:    _JobService_ListJobs_Handler,
+		},
+		{
+			MethodName: "ListNodeResults",
+			Handler:    _JobService_ListNodeResults_Handler,
 		},
 		{
 			MethodName: "CancelJob",

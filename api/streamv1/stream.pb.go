@@ -42,6 +42,12 @@ const (
 	CommandState_COMMAND_STATE_FAILED_TO_START CommandState = 4
 	// The drone restarted while it ran; it was not run again.
 	CommandState_COMMAND_STATE_LOST CommandState = 5
+	// The states below are pilot's, never a drone's: they complete the one
+	// vocabulary of a node's command from drone to CLI (NodeResult.state).
+	// The drone refused the command's signature; it did not run.
+	CommandState_COMMAND_STATE_REJECTED CommandState = 6
+	// Pilot could not reach the drone (frontgate or drone not connected).
+	CommandState_COMMAND_STATE_UNREACHABLE CommandState = 7
 )
 
 // Enum value maps for CommandState.
@@ -53,6 +59,8 @@ var (
 		3: "COMMAND_STATE_TIMED_OUT",
 		4: "COMMAND_STATE_FAILED_TO_START",
 		5: "COMMAND_STATE_LOST",
+		6: "COMMAND_STATE_REJECTED",
+		7: "COMMAND_STATE_UNREACHABLE",
 	}
 	CommandState_value = map[string]int32{
 		"COMMAND_STATE_UNSPECIFIED":     0,
@@ -61,6 +69,8 @@ var (
 		"COMMAND_STATE_TIMED_OUT":       3,
 		"COMMAND_STATE_FAILED_TO_START": 4,
 		"COMMAND_STATE_LOST":            5,
+		"COMMAND_STATE_REJECTED":        6,
+		"COMMAND_STATE_UNREACHABLE":     7,
 	}
 )
 
@@ -1781,14 +1791,16 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12=\n" +
 	"\fconnected_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\"@\n" +
 	"\tDroneList\x123\n" +
-	"\x06drones\x18\x01 \x03(\v2\x1b.hangar.stream.v1.DroneInfoR\x06drones*\xba\x01\n" +
+	"\x06drones\x18\x01 \x03(\v2\x1b.hangar.stream.v1.DroneInfoR\x06drones*\xf5\x01\n" +
 	"\fCommandState\x12\x1d\n" +
 	"\x19COMMAND_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15COMMAND_STATE_RUNNING\x10\x01\x12\x18\n" +
 	"\x14COMMAND_STATE_EXITED\x10\x02\x12\x1b\n" +
 	"\x17COMMAND_STATE_TIMED_OUT\x10\x03\x12!\n" +
 	"\x1dCOMMAND_STATE_FAILED_TO_START\x10\x04\x12\x16\n" +
-	"\x12COMMAND_STATE_LOST\x10\x052V\n" +
+	"\x12COMMAND_STATE_LOST\x10\x05\x12\x1a\n" +
+	"\x16COMMAND_STATE_REJECTED\x10\x06\x12\x1d\n" +
+	"\x19COMMAND_STATE_UNREACHABLE\x10\a2V\n" +
 	"\rFrontgateLink\x12E\n" +
 	"\aConnect\x12\x1a.hangar.stream.v1.Envelope\x1a\x1a.hangar.stream.v1.Envelope(\x010\x012\x98\x01\n" +
 	"\tDroneLink\x12E\n" +

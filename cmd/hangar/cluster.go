@@ -43,6 +43,48 @@ func clusterNotFound() hints {
 	return hints{codes.NotFound: "list clusters with `hangar cluster list`"}
 }
 
+// changeReport is how a command that changed a cluster reports the job
+// pilot started for it.
+type changeReport struct {
+	// accepted is the line saying so: "Cluster cl-1 created; job j-1 is
+	// deploying it."
+	accepted string
+	// follow is the line after it when the command does not wait.
+	follow string
+	// refetch reads the cluster again once the job is done (see
+	// waitClusterJob).
+	refetch bool
+}
+
+// reportChange reports a change pilot accepted with resp. Without wait it
+// prints the acceptance (in JSON, resp) and is done. With wait it follows
+// the job to its end; in JSON mode it prints the final cluster and job and
+// is done, in text mode it leaves the last words to the caller (done is
+// false): what the change came to, from final and err (a
+// *jobFailedError when the job failed).
+func (c *cli) reportChange(ctx context.Context, cl *pilotClients, resp *pilotv1.ClusterJob, wait bool, r changeReport) (final *pilotv1.ClusterJob, done bool, err error) {
+	if !wait {
+		if c.format == formatJSON {
+			return resp, true, writeJSON(c.stdout, resp)
+		}
+		fmt.Fprintf(c.stdout, "%s\n%s\n", r.accepted, r.follow)
+		return resp, true, nil
+	}
+	if c.format == formatText {
+		fmt.Fprintln(c.stdout, r.accepted)
+	}
+	final, err = c.waitClusterJob(ctx, cl, resp, r.refetch)
+	if c.format == formatJSON {
+		if final.GetJob() != nil && !isCanceled(ctx, err) {
+			if werr := writeJSON(c.stdout, final); werr != nil {
+				return final, true, werr
+			}
+		}
+		return final, true, err
+	}
+	return final, false, err
+}
+
 // waitClusterJob follows the job a cluster change started. In text mode the
 // progress goes to stdout; in JSON mode it goes to stderr, so that stdout
 // holds only the final ClusterJob. With refetch, the returned cluster is read

@@ -83,24 +83,12 @@ func (c *cli) clusterCreate(ctx context.Context, app string, o clusterCreateOpti
 		})
 	}
 	clusterID, jobID := resp.GetCluster().GetId(), resp.GetJob().GetId()
-	if !o.wait {
-		if c.format == formatJSON {
-			return writeJSON(c.stdout, resp)
-		}
-		fmt.Fprintf(c.stdout, "Cluster %s created; job %s is deploying it.\n", clusterID, jobID)
-		fmt.Fprintf(c.stdout, "Follow it with `hangar job watch %s`; see the cluster with `hangar cluster show %s`.\n", jobID, clusterID)
-		return nil
-	}
-	if c.format == formatText {
-		fmt.Fprintf(c.stdout, "Cluster %s created; job %s is deploying it.\n", clusterID, jobID)
-	}
-	final, err := c.waitClusterJob(ctx, cl, resp, true)
-	if c.format == formatJSON {
-		if final.GetJob() != nil && !isCanceled(ctx, err) {
-			if werr := writeJSON(c.stdout, final); werr != nil {
-				return werr
-			}
-		}
+	final, done, err := c.reportChange(ctx, cl, resp, o.wait, changeReport{
+		accepted: fmt.Sprintf("Cluster %s created; job %s is deploying it.", clusterID, jobID),
+		follow:   fmt.Sprintf("Follow it with `hangar job watch %s`; see the cluster with `hangar cluster show %s`.", jobID, clusterID),
+		refetch:  true,
+	})
+	if done {
 		return err
 	}
 	var failed *jobFailedError

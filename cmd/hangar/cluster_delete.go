@@ -55,23 +55,11 @@ func (c *cli) clusterDelete(ctx context.Context, id string, o clusterDeleteOptio
 		return c.rpcError("delete cluster "+id, err, clusterNotFound())
 	}
 	jobID := resp.GetJob().GetId()
-	if !o.wait {
-		if c.format == formatJSON {
-			return writeJSON(c.stdout, resp)
-		}
-		fmt.Fprintf(c.stdout, "Deleting cluster %s: job %s.\nFollow it with `hangar job watch %s`.\n", id, jobID, jobID)
-		return nil
-	}
-	if c.format == formatText {
-		fmt.Fprintf(c.stdout, "Deleting cluster %s: job %s.\n", id, jobID)
-	}
-	final, err := c.waitClusterJob(ctx, cl, resp, false)
-	if c.format == formatJSON {
-		if !isCanceled(ctx, err) {
-			if werr := writeJSON(c.stdout, final); werr != nil {
-				return werr
-			}
-		}
+	_, done, err := c.reportChange(ctx, cl, resp, o.wait, changeReport{
+		accepted: fmt.Sprintf("Deleting cluster %s: job %s.", id, jobID),
+		follow:   fmt.Sprintf("Follow it with `hangar job watch %s`.", jobID),
+	})
+	if done {
 		return err
 	}
 	if err == nil {

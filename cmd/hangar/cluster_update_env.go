@@ -59,23 +59,12 @@ func (c *cli) clusterUpdateEnv(ctx context.Context, id string, args []string, wa
 		return c.rpcError("update env of cluster "+id, err, h)
 	}
 	jobID := resp.GetJob().GetId()
-	if !wait {
-		if c.format == formatJSON {
-			return writeJSON(c.stdout, resp)
-		}
-		fmt.Fprintf(c.stdout, "Updating env of cluster %s: job %s.\nFollow it with `hangar job watch %s`.\n", id, jobID, jobID)
-		return nil
-	}
-	if c.format == formatText {
-		fmt.Fprintf(c.stdout, "Updating env of cluster %s: job %s.\n", id, jobID)
-	}
-	final, err := c.waitClusterJob(ctx, cl, resp, true)
-	if c.format == formatJSON {
-		if !isCanceled(ctx, err) {
-			if werr := writeJSON(c.stdout, final); werr != nil {
-				return werr
-			}
-		}
+	_, done, err := c.reportChange(ctx, cl, resp, wait, changeReport{
+		accepted: fmt.Sprintf("Updating env of cluster %s: job %s.", id, jobID),
+		follow:   fmt.Sprintf("Follow it with `hangar job watch %s`.", jobID),
+		refetch:  true,
+	})
+	if done {
 		return err
 	}
 	if err == nil {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/pki"
 )
 
@@ -532,8 +533,8 @@ func failingJob(id string) []*pilotv1.Job {
 	failed := timed(tk("t2", start, tFailed, 1), 1, 3.5)
 	failed.Error = "command failed on 1 of 2 nodes"
 	failed.NodeResults = []*pilotv1.NodeResult{
-		{NodeId: "cln-a", Role: "primary", InstanceId: "i-1", ExitCode: 0, State: "exited", Output: "ok\n"},
-		{NodeId: "cln-b", Role: "primary", InstanceId: "i-2", ExitCode: 3, State: "exited", Output: out.String()},
+		{NodeId: "cln-a", Role: "primary", InstanceId: "i-1", ExitCode: 0, State: streamv1.CommandState_COMMAND_STATE_EXITED, Output: "ok\n"},
+		{NodeId: "cln-b", Role: "primary", InstanceId: "i-2", ExitCode: 3, State: streamv1.CommandState_COMMAND_STATE_EXITED, Output: out.String()},
 	}
 	last := snap(id, jFailed, timed(tk("t1", net, tSucceeded, 1), 0, 1), failed, tk("t3", conf, tSkipped, 0))
 	last.Error = "start on role primary (order 1): command failed on 1 of 2 nodes"

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/backoff"
 )
 
@@ -211,7 +212,7 @@ func writeFailures(w io.Writer, job *pilotv1.Job) error {
 			}
 			// Only a command that ran has an exit code; an unreachable or
 			// rejected node's "0" would read as success.
-			switch st := strings.ReplaceAll(r.GetState(), "_", " "); st {
+			switch st := nodeState(r.GetState()); st {
 			case "", "exited":
 				p.printf("): exit code %d", r.GetExitCode())
 			case "timed out":
@@ -236,7 +237,17 @@ func writeFailures(w io.Writer, job *pilotv1.Job) error {
 }
 
 func nodeFailed(r *pilotv1.NodeResult) bool {
-	return r.GetExitCode() != 0 || r.GetError() != "" || (r.GetState() != "" && r.GetState() != "exited")
+	st := r.GetState()
+	return r.GetExitCode() != 0 || r.GetError() != "" || (st != streamv1.CommandState_COMMAND_STATE_UNSPECIFIED && st != streamv1.CommandState_COMMAND_STATE_EXITED)
+}
+
+// nodeState is a command state in words: "exited", "timed out",
+// "unreachable"; "" when unknown.
+func nodeState(s streamv1.CommandState) string {
+	if s == streamv1.CommandState_COMMAND_STATE_UNSPECIFIED {
+		return ""
+	}
+	return strings.ReplaceAll(enumName(s.String(), "COMMAND_STATE_"), "_", " ")
 }
 
 func taskTitle(t *pilotv1.Task) string {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 )
 
 // seqOf yields the snapshots, then err if it is not nil.
@@ -199,9 +200,9 @@ func TestWriteFailuresNodeStates(t *testing.T) {
 	job := snap("j-6", jFailed, func() *pilotv1.Task {
 		t := tk("t1", "init on role db (order 0)", tFailed, 3)
 		t.NodeResults = []*pilotv1.NodeResult{
-			{NodeId: "cln-1", Role: "db", State: "timed_out", ExitCode: -1},
-			{NodeId: "cln-2", Role: "db", State: "unreachable", Error: "drone did not answer"},
-			{NodeId: "cln-3", Role: "db", State: "exited"},
+			{NodeId: "cln-1", Role: "db", State: streamv1.CommandState_COMMAND_STATE_TIMED_OUT, ExitCode: -1},
+			{NodeId: "cln-2", Role: "db", State: streamv1.CommandState_COMMAND_STATE_UNREACHABLE, Error: "drone did not answer"},
+			{NodeId: "cln-3", Role: "db", State: streamv1.CommandState_COMMAND_STATE_EXITED},
 		}
 		return t
 	}())

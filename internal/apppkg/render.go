@@ -38,6 +38,18 @@ func (p *Package) render(v *Values, lint bool) (*ClusterSpec, error) {
 	if err != nil {
 		return nil, err
 	}
+	spec, err := specFromJSON(out, lint)
+	if err != nil {
+		return nil, err
+	}
+	p.probeParams(v, spec)
+	spec.rendered = out
+	return spec, nil
+}
+
+// specFromJSON turns what a cluster template rendered to into the checked
+// spec.
+func specFromJSON(out []byte, lint bool) (*ClusterSpec, error) {
 	spec, err := decodeSpec(out)
 	if err != nil {
 		return nil, err
@@ -49,7 +61,6 @@ func (p *Package) render(v *Values, lint bool) (*ClusterSpec, error) {
 	if err := checkSpec(spec, lint); err != nil {
 		return nil, err
 	}
-	p.probeParams(v, spec)
 	return spec, nil
 }
 

@@ -45,6 +45,9 @@ type ClusterSpec struct {
 
 	// Warnings lists what this rendering accepted without acting on it.
 	Warnings []string `json:"-"`
+
+	// rendered is the JSON the template rendered to (Stored).
+	rendered []byte
 }
 
 // Endpoint is one service a cluster offers (endpoints.<name>).

@@ -27,6 +27,10 @@ import (
 	"go.uber.org/zap"
 )
 
+// grpcOverheadBytes is what etcd's server adds to MaxRequestBytes for
+// gRPC framing (etcdserver/api/v3rpc's grpcOverheadBytes).
+const grpcOverheadBytes = 512 * 1024
+
 // Config describes one embedded member.
 type Config struct {
 	// Name of the member (default "default").
@@ -70,7 +74,8 @@ type Config struct {
 	// a frontgate applies a whole cluster's metadata change in one
 	// transaction, about 17 keys per node.
 	MaxTxnOps uint
-	// MaxRequestBytes raises etcd's 1.5 MiB request limit when set.
+	// MaxRequestBytes raises etcd's 1.5 MiB request limit when set (and
+	// Client's send limit with it).
 	MaxRequestBytes uint
 	// CompactionRetention is how much history etcd keeps (default
 	// DefaultCompactionRetention): older revisions are compacted
@@ -92,6 +97,8 @@ type Server struct {
 	clientURL string
 	peerURL   string
 	clientTLS *transport.TLSInfo
+	// maxRequestBytes is Config.MaxRequestBytes (0: etcd's default).
+	maxRequestBytes uint
 }
 
 var walSizeOnce sync.Once
@@ -197,7 +204,7 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.Logger != nil {
 		c.Logger.Info("embedded etcd ready", "client_url", bound.String(), "data_dir", c.DataDir, "allowed_client_cns", allowedCNs(c.ClientTLS))
 	}
-	return &Server{etcd: e, clientURL: bound.String(), peerURL: peer.String(), clientTLS: c.ClientTLS}, nil
+	return &Server{etcd: e, clientURL: bound.String(), peerURL: peer.String(), clientTLS: c.ClientTLS, maxRequestBytes: c.MaxRequestBytes}, nil
 }
 
 func allowedCNs(t *transport.TLSInfo) []string {
@@ -272,6 +279,12 @@ func (s *Server) Client() (*clientv3.Client, error) {
 		Endpoints:   []string{s.clientURL},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+	}
+	if s.maxRequestBytes > 0 {
+		// The client's own send limit (2 MiB by default) would refuse
+		// what the member accepts; etcd's server allows the same margin
+		// for gRPC framing.
+		cfg.MaxCallSendMsgSize = int(s.maxRequestBytes) + grpcOverheadBytes
 	}
 	if s.clientTLS != nil {
 		// AllowedCNs and AllowedHostnames say which clients the server

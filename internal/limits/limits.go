@@ -24,10 +24,13 @@ const (
 	MaxGRPCRecvBytes = 16 << 20
 
 	// MaxGRPCSendBytes is the largest message a Hangar gRPC server sends and
-	// a Hangar client receives. Job snapshots carry every node's command
-	// output (up to 64 KiB each, drone/executor.MaxOutputBytes), so a
-	// thousand-node job needs 64 MiB. Clients talk only to authenticated
-	// servers, so the larger value costs no exposure to strangers.
+	// a Hangar client receives. The largest answers are pages of node
+	// results (100 of up to 64 KiB of output each,
+	// drone/executor.MaxOutputBytes) and job views (a few MiB of output
+	// shared among the job's nodes, pilot/jobs.ViewOutputBudget, plus each
+	// node's result); 64 MiB leaves them room. Clients talk only to
+	// authenticated servers, so the larger value costs no exposure to
+	// strangers.
 	MaxGRPCSendBytes = 64 << 20
 )
 
@@ -105,14 +108,30 @@ const (
 	FrontgateEtcdMaxRequestBytes = 8 << 20
 )
 
+// Pilot's etcd.
+const (
+	// PilotEtcdMaxRequestBytes is the request limit of pilot's embedded etcd
+	// (etcd's default is 1.5 MiB), and what pilot's etcd client sends at
+	// most. Pilot's largest writes are a pushed app (an archive of
+	// MaxArchiveBytes and the App record holding config.json) and an
+	// accepted change (the cluster record, at most MaxClusterNodesCeiling
+	// nodes of about 200 bytes, with the job record and the spec rendered
+	// from the package, at most MaxClusterSpecBytes). Node results (at most
+	// 64 KiB of output each) and job records (kept under 64 KiB whatever
+	// the cluster's size) are written apart. 16 MiB holds the largest with
+	// room; an external etcd (pilot --etcd-endpoints) needs
+	// --max-request-bytes as large for the largest pushes.
+	PilotEtcdMaxRequestBytes = 16 << 20
+)
+
 // Clusters (pilot).
 const (
 	// DefaultMaxClusterNodes is the default of pilot --max-cluster-nodes,
 	// the most nodes one cluster may have (all roles together, and so any
 	// one role). Pilot refuses a bigger cluster before it builds a node
 	// record: a count of a million once took 630 MB in five seconds. A
-	// thousand nodes is what the other limits are sized for: job snapshots
-	// (MaxGRPCSendBytes) and one metadata tree (MaxMetadataBytes).
+	// thousand nodes is what the other limits are sized for: one metadata
+	// tree (MaxMetadataBytes) with room to spare.
 	DefaultMaxClusterNodes = 1000
 	// nodeMetadataBytes is about what one node adds to its cluster's
 	// metadata tree (its host entry: ids, address, role, resources).

@@ -44,6 +44,12 @@ func TestLimitsNest(t *testing.T) {
 		{"requests within responses", limits.MaxGRPCRecvBytes, limits.MaxGRPCSendBytes},
 		{"a REST body, decoded, in a gRPC request", limits.MaxRESTBodyBytes, limits.MaxGRPCRecvBytes},
 		{"the default node limit within what an admin may set", limits.DefaultMaxClusterNodes, limits.MaxClusterNodesCeiling},
+		// PushApp writes the archive with the App record, which holds
+		// config.json (a package file).
+		{"a pushed app in one pilot etcd request", limits.MaxArchiveBytes + limits.MaxPackageFileBytes + envelopeSlack, limits.PilotEtcdMaxRequestBytes},
+		// An accepted change writes the cluster (about 200 bytes a node),
+		// its job (under 64 KiB) and the rendered spec.
+		{"an accepted change in one pilot etcd request", limits.MaxClusterSpecBytes + limits.MaxClusterNodesCeiling*256 + 64<<10 + envelopeSlack, limits.PilotEtcdMaxRequestBytes},
 	}
 	for _, tt := range tests {
 		if tt.inner > tt.outr {

@@ -1,8 +1,10 @@
 // Package api implements pilot's public gRPC services (apps, runtimes,
 // clusters, jobs, users, audit). It validates every request completely
-// before writing anything, and writes each change together with its job in
-// one etcd transaction, so a bad request leaves no trace and an accepted one
-// is never half-recorded.
+// before writing anything, so a bad request leaves no trace. Cluster
+// changes are a thin adapter, as etcd's v3rpc handlers are: check the
+// caller and the request, call pilot/clusterops' Lifecycle (which writes
+// each change together with its job in one etcd transaction), and map its
+// error to a gRPC code.
 //
 // Every object belongs to the tenant of the user who created it, and every
 // call sees only the caller's tenant (the Principal pilot/auth's
@@ -14,8 +16,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -47,6 +47,9 @@ type Config struct {
 	Engine    *jobs.Engine
 	Providers ProviderSource
 	Packages  *clusterops.Packages
+	// Lifecycle accepts cluster changes; nil: one over Store, Engine,
+	// Packages and MaxClusterNodes.
+	Lifecycle *clusterops.Lifecycle
 	// RuntimeDefaults fills provider-specific runtime config left empty
 	// (for local: root_dir and bin_dir).
 	RuntimeDefaults func(rt *pilotv1.Runtime)
@@ -61,9 +64,8 @@ type Config struct {
 	// directory, the secret key's file): no host directory of a runtime
 	// (see sdk.CapHostDirPrefix) may overlap one.
 	ProtectedDirs []string
-	// MaxClusterNodes bounds the nodes of one cluster (pilot
-	// --max-cluster-nodes); 0: limits.DefaultMaxClusterNodes. Above
-	// limits.MaxClusterNodesCeiling it counts as the ceiling.
+	// MaxClusterNodes is clusterops.LifecycleConfig.MaxClusterNodes, for
+	// the Lifecycle New makes.
 	MaxClusterNodes int
 	Logger          *slog.Logger
 }
@@ -101,6 +103,10 @@ func New(cfg Config) *Server {
 		cfg.Packages = clusterops.NewPackages(cfg.Store)
 		cfg.Packages.Box = cfg.Box
 	}
+	if cfg.Lifecycle == nil {
+		cfg.Lifecycle = clusterops.NewLifecycle(clusterops.LifecycleConfig{Store: cfg.Store, Packages: cfg.Packages, Jobs: cfg.Engine,
+			MaxClusterNodes: cfg.MaxClusterNodes, Logger: cfg.Logger})
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	for _, d := range cfg.ProtectedDirs {
 		if r, err := hostpath.Resolve(d); err == nil {
@@ -113,19 +119,19 @@ func New(cfg Config) *Server {
 	return s
 }
 
-func newID(prefix string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
-
 // toStatus maps internal errors to gRPC codes.
 func toStatus(err error) error {
+	var refused *clusterops.RefusedError
 	switch {
 	case err == nil:
 		return nil
 	case status.Code(err) != codes.Unknown:
 		return err
+	case errors.As(err, &refused):
+		if refused.Reason == clusterops.Precondition {
+			return status.Error(codes.FailedPrecondition, refused.Msg)
+		}
+		return status.Error(codes.InvalidArgument, refused.Msg)
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrExists):

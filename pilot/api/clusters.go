@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
@@ -23,10 +22,11 @@ import (
 )
 
 // redacted replaces password values in every response.
-const redacted = "******"
+const redacted = clusterops.Redacted
 
-// CreateCluster validates everything, then stores the cluster and its create
-// job in one transaction.
+// CreateCluster checks the request and hands it to the lifecycle, which
+// validates everything and stores the cluster and its create job in one
+// transaction.
 func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRequest) (*pilotv1.ClusterJob, error) {
 	tn, err := tenant(ctx)
 	if err != nil {
@@ -49,86 +49,17 @@ func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRe
 	if err := s.checkStoredHostRuntime(ctx, rt); err != nil {
 		return nil, err
 	}
-	pkg, err := s.pkg(ctx, tn, app.Name, app.Version)
+	r, err := s.cfg.Lifecycle.Create(ctx, clusterops.CreateRequest{Tenant: tn, App: app.Name, AppVersion: app.Version, Runtime: rt.Id, Params: req.Params})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	secret := clusterops.SecretParam(pkg)
-	vals, err := pkg.Resolve(req.Params)
-	if err != nil {
-		return nil, invalid("%s", scrub(err, req.Params, secret))
-	}
-	spec, err := s.renderChange(pkg, vals, req.Params, secret)
-	if err != nil {
-		return nil, err
-	}
-
-	c := &pilotv1.Cluster{
-		Id:         newID("cl-"),
-		Name:       spec.Name,
-		App:        app.Name,
-		AppVersion: app.Version,
-		Runtime:    rt.Id,
-		Status:     pilotv1.ClusterStatus_CLUSTER_STATUS_PENDING,
-		Params:     vals.Strings(),
-		CreatedAt:  timestamppb.Now(),
-		Tenant:     tn,
-	}
-	sid := int32(0)
-	for _, n := range spec.Nodes {
-		for i := 0; i < n.Count; i++ {
-			sid++
-			c.Nodes = append(c.Nodes, &pilotv1.Node{Id: newID("cln-"), Role: n.Role, Sid: sid, Status: pilotv1.NodeStatus_NODE_STATUS_PENDING})
-		}
-	}
-	if len(c.Nodes) == 0 {
-		return nil, invalid("cluster.<role>.count: the cluster would have no nodes; at least one role needs a count above 0")
-	}
-	c.Params = secretbox.SealParams(s.cfg.Box, c.Id, c.Params, secret)
-	job := jobs.NewJob(newID("job-"), clusterops.KindCreate, c.Id, clusterops.PlanCreate(c, spec))
-	job.Tenant = tn
-	if err := s.cfg.Engine.Validate(job); err != nil {
-		return nil, status.Errorf(codes.Internal, "plan: %v", err)
-	}
-	c.JobId = job.Id
-	if err := s.commitWithJob(ctx, c, 0, job); err != nil {
-		return nil, toStatus(err)
-	}
-	s.log.Info("cluster create accepted", "cluster_id", c.Id, "tenant", tn, "app", c.App, "version", c.AppVersion, "runtime", c.Runtime, "nodes", len(c.Nodes), "job_id", job.Id)
-	return &pilotv1.ClusterJob{Cluster: s.redact(ctx, c), Job: job}, nil
+	return s.redactJob(ctx, r), nil
 }
 
-// commitWithJob writes the cluster (if it is still at rev; 0: new) and its
-// new job in one transaction, then wakes the engine.
-func (s *Server) commitWithJob(ctx context.Context, c *pilotv1.Cluster, rev int64, job *pilotv1.Job) error {
-	puts := jobs.Records(job)
-	guards := map[string]int64{store.ClusterKey(c.Id): rev}
-	for k := range puts {
-		guards[k] = 0
-	}
-	puts[store.ClusterKey(c.Id)] = c
-	if err := s.cfg.Store.Commit(ctx, guards, puts); err != nil {
-		return err
-	}
-	s.cfg.Engine.Wake()
-	return nil
-}
-
-// scrub removes from err's message every secret value of params, as given
-// or quoted: a refused password must not come back in the answer, pilot's
-// log or the audit log.
-func scrub(err error, params map[string]string, secret func(string) bool) string {
-	msg := err.Error()
-	for k, v := range params {
-		if v == "" || !secret(k) {
-			continue
-		}
-		q := strconv.Quote(v)
-		for _, form := range []string{q, q[1 : len(q)-1], v} {
-			msg = strings.ReplaceAll(msg, form, redacted)
-		}
-	}
-	return msg
+// redactJob is what a change answers: the cluster with its passwords
+// hidden, and its job.
+func (s *Server) redactJob(ctx context.Context, r *pilotv1.ClusterJob) *pilotv1.ClusterJob {
+	return &pilotv1.ClusterJob{Cluster: s.redact(ctx, r.Cluster), Job: r.Job}
 }
 
 // redact hides password parameter values (stored sealed or not).
@@ -147,39 +78,49 @@ func (s *Server) redact(ctx context.Context, c *pilotv1.Cluster) *pilotv1.Cluste
 
 // ListClusters lists the tenant's clusters.
 func (s *Server) ListClusters(ctx context.Context, _ *pilotv1.ListClustersRequest) (*pilotv1.ListClustersResponse, error) {
-	tn, err := tenant(ctx)
+	cs, err := listOfTenant(ctx, s, store.ClustersPrefix, func() *pilotv1.Cluster { return &pilotv1.Cluster{} })
 	if err != nil {
 		return nil, err
 	}
-	all, err := store.List(ctx, s.cfg.Store, store.ClustersPrefix, func() *pilotv1.Cluster { return &pilotv1.Cluster{} })
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	cs := make([]*pilotv1.Cluster, 0, len(all))
-	for _, c := range all {
-		if c.Tenant == tn {
-			cs = append(cs, s.withEndpoints(ctx, s.redact(ctx, c)))
-		}
+	for i, c := range cs {
+		cs[i] = s.withEndpoints(ctx, s.redact(ctx, c))
 	}
 	return &pilotv1.ListClustersResponse{Clusters: cs}, nil
 }
 
-// GetCluster returns a cluster with its nodes and endpoints.
-func (s *Server) GetCluster(ctx context.Context, req *pilotv1.GetClusterRequest) (*pilotv1.Cluster, error) {
+// listOfTenant lists the records under prefix that belong to the caller's
+// tenant (clusters and jobs carry theirs; their keys do not).
+func listOfTenant[M interface {
+	proto.Message
+	GetTenant() string
+}](ctx context.Context, s *Server, prefix string, newM func() M) ([]M, error) {
 	tn, err := tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c, _, err := s.getCluster(ctx, tn, req.Id)
+	all, err := store.List(ctx, s.cfg.Store, prefix, newM)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return slices.DeleteFunc(all, func(m M) bool { return m.GetTenant() != tn }), nil
+}
+
+// GetCluster returns a cluster with its nodes and endpoints.
+func (s *Server) GetCluster(ctx context.Context, req *pilotv1.GetClusterRequest) (*pilotv1.Cluster, error) {
+	c, _, err := s.tenantCluster(ctx, req.Id)
 	if err != nil {
 		return nil, err
 	}
 	return s.withEndpoints(ctx, s.redact(ctx, c)), nil
 }
 
-// getCluster reads a cluster of the tenant with its revision; another
-// tenant's answers exactly like a missing one.
-func (s *Server) getCluster(ctx context.Context, tn, id string) (*pilotv1.Cluster, int64, error) {
+// tenantCluster reads a cluster of the caller's tenant with its revision;
+// another tenant's answers exactly like a missing one.
+func (s *Server) tenantCluster(ctx context.Context, id string) (*pilotv1.Cluster, int64, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	c := &pilotv1.Cluster{}
 	rev, err := s.cfg.Store.Get(ctx, store.ClusterKey(id), c)
 	if err != nil {
@@ -200,7 +141,7 @@ func notFoundCluster(id string, err error) error {
 
 // withEndpoints resolves the spec's endpoints to node addresses.
 func (s *Server) withEndpoints(ctx context.Context, c *pilotv1.Cluster) *pilotv1.Cluster {
-	_, spec, err := s.cfg.Packages.Spec(ctx, c)
+	spec, err := s.cfg.Lifecycle.Spec(ctx, c)
 	if err != nil {
 		return c
 	}
@@ -227,105 +168,36 @@ func Endpoints(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Endpoint
 	return out
 }
 
-// busy refuses a change while another job of the cluster runs.
-func (s *Server) busy(ctx context.Context, c *pilotv1.Cluster) error {
-	if c.JobId == "" {
-		return nil
-	}
-	j := &pilotv1.Job{}
-	if _, err := s.cfg.Store.Get(ctx, store.JobKey(c.JobId), j); err != nil {
-		return nil
-	}
-	if !jobs.Terminal(j.State) {
-		return status.Errorf(codes.FailedPrecondition, "cluster %s: job %s (%s) is still running; wait for it (`hangar job watch %s`) or cancel it", c.Id, j.Id, j.Kind, j.Id)
-	}
-	return nil
-}
-
 // DeleteCluster starts the delete job.
 func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRequest) (*pilotv1.ClusterJob, error) {
-	tn, err := tenant(ctx)
+	c, rev, err := s.tenantCluster(ctx, req.Id)
 	if err != nil {
 		return nil, err
 	}
-	c, rev, err := s.getCluster(ctx, tn, req.Id)
+	r, err := s.cfg.Lifecycle.Delete(ctx, c, rev, req.Force)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.busy(ctx, c); err != nil {
-		return nil, err
-	}
-	_, spec, err := s.cfg.Packages.Spec(ctx, c)
-	if err != nil && !req.Force {
-		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s: %v; delete with force to skip its services", c.Id, err)
-	}
-	job := jobs.NewJob(newID("job-"), clusterops.KindDelete, c.Id, clusterops.PlanDelete(c, spec, req.Force))
-	job.Tenant = tn
-	if err := s.cfg.Engine.Validate(job); err != nil {
-		return nil, status.Errorf(codes.Internal, "plan: %v", err)
-	}
-	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING
-	c.JobId = job.Id
-	if err := s.commitWithJob(ctx, c, rev, job); err != nil {
 		return nil, toStatus(err)
 	}
-	s.log.Info("cluster delete accepted", "cluster_id", c.Id, "job_id", job.Id, "force", req.Force)
-	return &pilotv1.ClusterJob{Cluster: s.redact(ctx, c), Job: job}, nil
+	return s.redactJob(ctx, r), nil
 }
 
-// UpdateClusterEnv validates the new env values and starts a job that
-// re-registers the metadata.
+// UpdateClusterEnv starts a job that re-registers the metadata with the new
+// env values, once the lifecycle has validated them.
 func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateClusterEnvRequest) (*pilotv1.ClusterJob, error) {
-	tn, err := tenant(ctx)
-	if err != nil {
-		return nil, err
-	}
 	// Existence first: another tenant's cluster answers NotFound whatever
 	// the request holds.
-	c, rev, err := s.getCluster(ctx, tn, req.Id)
+	c, rev, err := s.tenantCluster(ctx, req.Id)
 	if err != nil {
 		return nil, err
 	}
 	if len(req.Env) == 0 {
 		return nil, invalid("env: give at least one key=value")
 	}
-	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
-		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s is %s; env can change only on an active cluster", c.Id, c.Status)
-	}
-	if err := s.busy(ctx, c); err != nil {
-		return nil, err
-	}
-	pkg, err := s.pkg(ctx, c.Tenant, c.App, c.AppVersion)
+	r, err := s.cfg.Lifecycle.UpdateEnv(ctx, c, rev, req.Env)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	secret := clusterops.SecretParam(pkg)
-	stored, err := secretbox.OpenParams(s.cfg.Box, c.Id, c.Params, secret)
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s stored parameters: %v", c.Id, err)
-	}
-	vals, err := pkg.Resolve(stored)
-	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "cluster %s stored parameters: %v", c.Id, err)
-	}
-	envSecret := func(k string) bool { return secret("env." + k) }
-	nv, err := vals.ChangeEnv(req.Env)
-	if err != nil {
-		return nil, invalid("%s", scrub(err, req.Env, envSecret))
-	}
-	if _, err := s.renderChange(pkg, nv, req.Env, envSecret); err != nil {
-		return nil, err
-	}
-	job := jobs.NewJob(newID("job-"), clusterops.KindUpdateEnv, c.Id, clusterops.PlanUpdateEnv(c))
-	job.Tenant = tn
-	c.Params = secretbox.SealParams(s.cfg.Box, c.Id, nv.Strings(), secret)
-	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
-	c.JobId = job.Id
-	if err := s.commitWithJob(ctx, c, rev, job); err != nil {
-		return nil, toStatus(err)
-	}
-	s.log.Info("cluster env update accepted", "cluster_id", c.Id, "job_id", job.Id, "keys", len(req.Env))
-	return &pilotv1.ClusterJob{Cluster: s.redact(ctx, c), Job: job}, nil
+	return s.redactJob(ctx, r), nil
 }
 
 // ---- jobs ----
@@ -339,41 +211,74 @@ func notFoundJob(id string) error {
 
 // GetJob returns a job of the tenant.
 func (s *Server) GetJob(ctx context.Context, req *pilotv1.GetJobRequest) (*pilotv1.Job, error) {
+	j, err := s.tenantJob(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	v, err := jobs.View(ctx, s.cfg.Store, j)
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("job %s: %w", req.Id, err))
+	}
+	return v, nil
+}
+
+// tenantJob reads the record of a job of the caller's tenant; another
+// tenant's answers exactly like a missing one.
+func (s *Server) tenantJob(ctx context.Context, id string) (*pilotv1.Job, error) {
 	tn, err := tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
 	j := &pilotv1.Job{}
-	if _, err := s.cfg.Store.Get(ctx, store.JobKey(req.Id), j); err != nil {
+	if _, err := s.cfg.Store.Get(ctx, store.JobKey(id), j); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFoundJob(req.Id)
+			return nil, notFoundJob(id)
 		}
-		return nil, toStatus(fmt.Errorf("job %s: %w", req.Id, err))
+		return nil, toStatus(fmt.Errorf("job %s: %w", id, err))
 	}
 	if j.Tenant != tn {
-		return nil, notFoundJob(req.Id)
+		return nil, notFoundJob(id)
 	}
 	return j, nil
 }
 
-// ListJobs lists the tenant's jobs, optionally of one cluster, oldest first.
-func (s *Server) ListJobs(ctx context.Context, req *pilotv1.ListJobsRequest) (*pilotv1.ListJobsResponse, error) {
-	tn, err := tenant(ctx)
+// maxResultsPage is the largest page of ListNodeResults: 100 results of up
+// to 64 KiB of output each stay well within a response.
+const maxResultsPage = 100
+
+// ListNodeResults pages through a job's node results, outputs whole.
+func (s *Server) ListNodeResults(ctx context.Context, req *pilotv1.ListNodeResultsRequest) (*pilotv1.ListNodeResultsResponse, error) {
+	j, err := s.tenantJob(ctx, req.JobId)
 	if err != nil {
 		return nil, err
 	}
-	js, err := store.List(ctx, s.cfg.Store, store.JobsPrefix, func() *pilotv1.Job { return &pilotv1.Job{} })
+	size := int(req.PageSize)
+	if size <= 0 || size > maxResultsPage {
+		size = maxResultsPage
+	}
+	if req.TaskId != "" && !slices.ContainsFunc(j.Tasks, func(t *pilotv1.Task) bool { return t.Id == req.TaskId }) {
+		return nil, status.Errorf(codes.NotFound, "job %s has no task %s; `hangar job show %s` lists them", j.Id, req.TaskId, j.Id)
+	}
+	page, next, err := jobs.ResultsPage(ctx, s.cfg.Store, j.Id, req.TaskId, req.PageToken, size)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := js[:0]
-	for _, j := range js {
-		if j.Tenant == tn && (req.ClusterId == "" || j.ClusterId == req.ClusterId) {
-			out = append(out, j)
-		}
+	out := &pilotv1.ListNodeResultsResponse{NextPageToken: next}
+	for _, r := range page {
+		out.Results = append(out.Results, &pilotv1.TaskNodeResult{TaskId: r.TaskID, Result: r.Result})
 	}
-	sort.Slice(out, func(i, k int) bool { return out[i].CreatedAt.AsTime().Before(out[k].CreatedAt.AsTime()) })
-	return &pilotv1.ListJobsResponse{Jobs: out}, nil
+	return out, nil
+}
+
+// ListJobs lists the tenant's jobs, optionally of one cluster, oldest first.
+func (s *Server) ListJobs(ctx context.Context, req *pilotv1.ListJobsRequest) (*pilotv1.ListJobsResponse, error) {
+	js, err := listOfTenant(ctx, s, store.JobsPrefix, func() *pilotv1.Job { return &pilotv1.Job{} })
+	if err != nil {
+		return nil, err
+	}
+	js = slices.DeleteFunc(js, func(j *pilotv1.Job) bool { return req.ClusterId != "" && j.ClusterId != req.ClusterId })
+	sort.Slice(js, func(i, k int) bool { return js[i].CreatedAt.AsTime().Before(js[k].CreatedAt.AsTime()) })
+	return &pilotv1.ListJobsResponse{Jobs: js}, nil
 }
 
 // WatchJob streams the job after every change until it is terminal.

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
-	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
@@ -100,18 +99,5 @@ func TestClusterSizeRefusedBeforeAllocating(t *testing.T) {
 	}
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("got %v, want InvalidArgument", err)
-	}
-}
-
-func TestMaxNodes(t *testing.T) {
-	for _, tc := range []struct{ set, want int }{
-		{0, limits.DefaultMaxClusterNodes},
-		{-1, limits.DefaultMaxClusterNodes},
-		{5, 5},
-		{limits.MaxClusterNodesCeiling + 1, limits.MaxClusterNodesCeiling},
-	} {
-		if got := (&Server{cfg: Config{MaxClusterNodes: tc.set}}).maxNodes(); got != tc.want {
-			t.Errorf("MaxClusterNodes %d: limit %d, want %d", tc.set, got, tc.want)
-		}
 	}
 }

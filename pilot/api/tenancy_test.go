@@ -86,6 +86,7 @@ func methodTable() []methodCase {
 		{pilotv1.JobService_ListJobs_FullMethodName, viewer, listing, func(x ids) proto.Message { return &pilotv1.ListJobsRequest{} }, codes.OK},
 		{pilotv1.JobService_GetJob_FullMethodName, viewer, onObject, func(x ids) proto.Message { return &pilotv1.GetJobRequest{Id: x.job1} }, codes.OK},
 		{pilotv1.JobService_WatchJob_FullMethodName, viewer, onObject, func(x ids) proto.Message { return &pilotv1.WatchJobRequest{Id: x.job1} }, codes.OK},
+		{pilotv1.JobService_ListNodeResults_FullMethodName, viewer, onObject, func(x ids) proto.Message { return &pilotv1.ListNodeResultsRequest{JobId: x.job1} }, codes.OK},
 		{pilotv1.UserService_WhoAmI_FullMethodName, viewer, self, func(x ids) proto.Message { return &pilotv1.WhoAmIRequest{} }, codes.OK},
 		{pilotv1.UserService_ListUsers_FullMethodName, admin, listing, func(x ids) proto.Message { return &pilotv1.ListUsersRequest{} }, codes.OK},
 		{pilotv1.AuditService_ListAudit_FullMethodName, admin, listing, func(x ids) proto.Message { return &pilotv1.ListAuditRequest{Limit: 1000} }, codes.OK},

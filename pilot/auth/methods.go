@@ -60,10 +60,11 @@ func Methods() map[string]Rule {
 		pilotv1.ClusterService_DeleteCluster_FullMethodName:    change,
 		pilotv1.ClusterService_UpdateClusterEnv_FullMethodName: change,
 
-		pilotv1.JobService_GetJob_FullMethodName:    viewer,
-		pilotv1.JobService_ListJobs_FullMethodName:  viewer,
-		pilotv1.JobService_WatchJob_FullMethodName:  viewer,
-		pilotv1.JobService_CancelJob_FullMethodName: change,
+		pilotv1.JobService_GetJob_FullMethodName:          viewer,
+		pilotv1.JobService_ListJobs_FullMethodName:        viewer,
+		pilotv1.JobService_WatchJob_FullMethodName:        viewer,
+		pilotv1.JobService_ListNodeResults_FullMethodName: viewer,
+		pilotv1.JobService_CancelJob_FullMethodName:       change,
 
 		pilotv1.UserService_CreateUser_FullMethodName: adminChange,
 		pilotv1.UserService_ListUsers_FullMethodName:  admin,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
@@ -14,7 +15,8 @@ import (
 
 // Packages reads app packages from the store and keeps them parsed: a pushed
 // version never changes (a different archive under the same version is
-// refused), so a parse is good for the life of the process.
+// refused), so a parse is good for the life of the process. It also renders
+// cluster specs, and keeps the one each job was planned with (JobSpec).
 type Packages struct {
 	// Box is pilot's master secret box: password parameters are stored
 	// sealed with it, and each cluster's metadata key derives from it.
@@ -25,6 +27,10 @@ type Packages struct {
 
 	mu sync.Mutex
 	m  map[string]*apppkg.Package
+
+	// renders counts the cluster specs rendered: once per accepted change,
+	// which tests hold pilot to.
+	renders atomic.Int64
 }
 
 // NewPackages returns an empty cache over st.
@@ -59,9 +65,16 @@ func (p *Packages) Get(ctx context.Context, tenant, app, version string) (*apppk
 	return pkg, nil
 }
 
+// render renders a cluster spec: every render of pilot goes through here.
+func (p *Packages) render(pkg *apppkg.Package, vals *apppkg.Values) (*apppkg.ClusterSpec, error) {
+	p.renders.Add(1)
+	return pkg.Render(vals)
+}
+
 // Spec renders the cluster's spec from its package and stored parameters
-// (password parameters are opened first). Rendering is deterministic, so
-// every handler sees the same spec.
+// (password parameters are opened first). A change renders its spec once
+// and stores it with its job (JobSpec); this is for clusters whose job
+// has none.
 func (p *Packages) Spec(ctx context.Context, c *pilotv1.Cluster) (*apppkg.Package, *apppkg.ClusterSpec, error) {
 	pkg, err := p.Get(ctx, c.Tenant, c.App, c.AppVersion)
 	if err != nil {
@@ -75,7 +88,7 @@ func (p *Packages) Spec(ctx context.Context, c *pilotv1.Cluster) (*apppkg.Packag
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster %s parameters: %w", c.Id, err)
 	}
-	spec, err := pkg.Render(vals)
+	spec, err := p.render(pkg, vals)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster %s spec: %w", c.Id, err)
 	}
@@ -92,4 +105,35 @@ func SecretParam(pkg *apppkg.Package) func(path string) bool {
 		it, ok := pkg.Config.Item(path)
 		return ok && it.Type == apppkg.TypePassword
 	}
+}
+
+// sealSpec is the form a job's spec is stored in: sealed with the master
+// box (the rendered spec holds the parameters' values, passwords
+// included), bound to its job; clear without a box (tests).
+func (p *Packages) sealSpec(jobID string, stored []byte) []byte {
+	if p.Box == nil {
+		return stored
+	}
+	return []byte(p.Box.Seal(string(stored), store.JobSpecKey(jobID)))
+}
+
+// JobSpec reads the spec a job was planned with, stored with it when the
+// change was accepted, and its stored form (apppkg.ClusterSpec.Stored).
+func (p *Packages) JobSpec(ctx context.Context, jobID string) (*apppkg.ClusterSpec, []byte, error) {
+	raw, err := p.st.GetRaw(ctx, store.JobSpecKey(jobID))
+	if err != nil {
+		return nil, nil, fmt.Errorf("spec of job %s: %w", jobID, err)
+	}
+	if secretbox.IsSealed(string(raw)) {
+		clear, err := p.Box.Open(string(raw), store.JobSpecKey(jobID))
+		if err != nil {
+			return nil, nil, fmt.Errorf("spec of job %s: %w", jobID, err)
+		}
+		raw = []byte(clear)
+	}
+	spec, err := apppkg.DecodeStored(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("spec of job %s: %w", jobID, err)
+	}
+	return spec, raw, nil
 }

@@ -1,14 +1,9 @@
-// Package clusterops turns cluster changes into jobs: it plans the task graph
-// of each operation (create, delete, update env) following the AppCenter
-// order of events (APPCENTER-FORMAT.md §4), and implements the task handlers
-// that carry them out through the provider, the frontgate and the drones.
-// Every handler converges from whatever state it finds, so the job engine
-// may run it again after a crash.
 package clusterops
 
 import (
-	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
@@ -36,32 +31,19 @@ const (
 	taskReleaseNetwork  = "release_network"
 )
 
-// input is the JSON input of every task.
-type input struct {
-	ClusterID string   `json:"cluster_id"`
-	Role      string   `json:"role,omitempty"`
-	Service   string   `json:"service,omitempty"`
-	Roles     []string `json:"roles,omitempty"`
-	// PostStart selects init nodes: "" all, "pre" only roles whose init runs
-	// before start, "post" only those whose init runs after start.
-	PostStart string `json:"post_start,omitempty"`
-	// Force lets a delete go on past failing destroy/stop commands.
-	Force bool `json:"force,omitempty"`
-}
-
+// planner builds a job's task graph step by step.
 type planner struct {
 	tasks []*pilotv1.Task
 	last  []string
 }
 
 // add appends a task depending on the previous step (all of its tasks).
-func (p *planner) add(id, kind, title string, in input) {
+func (p *planner) add(id, kind, title string, in *pilotv1.TaskInput) {
 	p.addParallel([]*pilotv1.Task{p.task(id, kind, title, in)})
 }
 
-func (p *planner) task(id, kind, title string, in input) *pilotv1.Task {
-	b, _ := json.Marshal(in)
-	return &pilotv1.Task{Id: id, Kind: kind, Title: title, Input: string(b)}
+func (p *planner) task(id, kind, title string, in *pilotv1.TaskInput) *pilotv1.Task {
+	return &pilotv1.Task{Id: id, Kind: kind, Title: title, Input: in}
 }
 
 // addParallel appends a step of tasks that run together.
@@ -79,7 +61,9 @@ func (p *planner) addParallel(ts []*pilotv1.Task) {
 }
 
 // serviceSteps adds one task per order group of service, ascending; equal
-// orders (across roles) share a task and run in parallel.
+// orders (across roles) share a task and run in parallel. postStart picks
+// roles by their service's post_start_service: "" every role, "pre" those
+// without it (init before start), "post" those with it.
 func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service, postStart string, force bool) {
 	groups := map[int][]string{}
 	for _, n := range spec.Nodes {
@@ -93,12 +77,7 @@ func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service, pos
 		}
 		groups[s.Order] = append(groups[s.Order], n.Role)
 	}
-	orders := make([]int, 0, len(groups))
-	for o := range groups {
-		orders = append(orders, o)
-	}
-	sort.Ints(orders)
-	for _, o := range orders {
+	for _, o := range slices.Sorted(maps.Keys(groups)) {
 		roles := groups[o]
 		sort.Strings(roles)
 		id := fmt.Sprintf("%s-o%d", service, o)
@@ -106,7 +85,7 @@ func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service, pos
 			id = fmt.Sprintf("%s-post-o%d", service, o)
 		}
 		p.add(id, taskRunService, fmt.Sprintf("%s on %s (order %d)", service, roleList(roles), o),
-			input{ClusterID: clusterID, Service: service, Roles: roles, PostStart: postStart, Force: force})
+			&pilotv1.TaskInput{ClusterId: clusterID, Service: service, Roles: roles, Force: force})
 	}
 }
 
@@ -129,17 +108,17 @@ func roleList(roles []string) string {
 // without post_start_service), start by order, then the post-start inits.
 func PlanCreate(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Task {
 	p := &planner{}
-	in := input{ClusterID: c.Id}
-	p.add("network", taskCreateNetwork, "create or join the runtime's network", in)
-	p.add("frontgate", taskEnsureFrontgate, "ensure the network's frontgate is running and connected", in)
+	in := func() *pilotv1.TaskInput { return &pilotv1.TaskInput{ClusterId: c.Id} }
+	p.add("network", taskCreateNetwork, "create or join the runtime's network", in())
+	p.add("frontgate", taskEnsureFrontgate, "ensure the network's frontgate is running and connected", in())
 	var runs []*pilotv1.Task
 	for _, role := range rolesOf(c) {
-		runs = append(runs, p.task("instances-"+safeID(role), taskRunInstances, "run instances for "+roleList([]string{role}), input{ClusterID: c.Id, Role: role}))
+		runs = append(runs, p.task("instances-"+safeID(role), taskRunInstances, "run instances for "+roleList([]string{role}), &pilotv1.TaskInput{ClusterId: c.Id, Role: role}))
 	}
 	p.addParallel(runs)
-	p.add("register", taskRegister, "register metadata", in)
-	p.add("drones", taskWaitDrones, "wait for every drone to connect", in)
-	p.add("confd", taskDeliverConfd, "deliver confd templates and render", in)
+	p.add("register", taskRegister, "register metadata", in())
+	p.add("drones", taskWaitDrones, "wait for every drone to connect", in())
+	p.add("confd", taskDeliverConfd, "deliver confd templates and render", in())
 	p.serviceSteps(spec, c.Id, "init", "pre", false)
 	p.serviceSteps(spec, c.Id, "start", "", false)
 	p.serviceSteps(spec, c.Id, "init", "post", false)
@@ -174,10 +153,10 @@ func PlanDelete(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, force bool) []*pil
 			p.serviceSteps(spec, c.Id, "destroy", "", force)
 		}
 	}
-	in := input{ClusterID: c.Id, Force: force}
-	p.add("delete-instances", taskDeleteInstances, "delete instances", in)
-	p.add("delete-metadata", taskDeleteMetadata, "delete metadata", in)
-	p.add("release-network", taskReleaseNetwork, "leave the network; remove it and its frontgate if it was the last cluster", in)
+	in := func() *pilotv1.TaskInput { return &pilotv1.TaskInput{ClusterId: c.Id, Force: force} }
+	p.add("delete-instances", taskDeleteInstances, "delete instances", in())
+	p.add("delete-metadata", taskDeleteMetadata, "delete metadata", in())
+	p.add("release-network", taskReleaseNetwork, "leave the network; remove it and its frontgate if it was the last cluster", in())
 	return p.tasks
 }
 
@@ -185,7 +164,7 @@ func PlanDelete(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, force bool) []*pil
 // from the new values and runs the reload commands of changed files.
 func PlanUpdateEnv(c *pilotv1.Cluster) []*pilotv1.Task {
 	p := &planner{}
-	p.add("register", taskRegister, "register metadata with the new env", input{ClusterID: c.Id})
+	p.add("register", taskRegister, "register metadata with the new env", &pilotv1.TaskInput{ClusterId: c.Id})
 	return p.tasks
 }
 

@@ -1,7 +1,6 @@
 package clusterops
 
 import (
-	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -72,8 +71,7 @@ func TestPlanCreateFollowsRoleOrder(t *testing.T) {
 	}
 	for _, task := range PlanCreate(clusterOf(spec, false), spec) {
 		if task.Id == "start-o1" {
-			var in input
-			_ = json.Unmarshal([]byte(task.Input), &in)
+			in := task.Input
 			if !reflect.DeepEqual(in.Roles, []string{"cache", "disc"}) {
 				t.Fatalf("start-o1 roles %v, want cache and disc in parallel", in.Roles)
 			}

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,14 +12,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
-	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/pilot/fglink"
 	"github.com/hangarhq/hangar/pilot/jobs"
-	"github.com/hangarhq/hangar/pilot/store"
 )
 
 // outputTail is how much of a failing command's output goes into errors.
@@ -32,21 +29,17 @@ const outputTail = 2048
 // crash asks the drones for the same ids and gets the recorded results
 // instead of running anything twice.
 func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
-	tc, err := o.load(ctx, t, 0)
+	tc, err := o.load(ctx, t, needSpec)
 	if err != nil {
 		return err
 	}
-	in, c := tc.in, tc.c
+	in, c, spec := tc.in, tc.c, tc.spec
 	n, err := o.network(ctx, c)
 	if err != nil {
 		if in.Force {
 			o.log.Warn("forced: skipping service, cluster has no network", "service", in.Service, "err", err)
 			return nil
 		}
-		return err
-	}
-	_, spec, err := o.cfg.Packages.Spec(ctx, c)
-	if err != nil {
 		return err
 	}
 	targets := serviceTargets(c, spec, in.Roles, in.Service)
@@ -57,14 +50,8 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		byNode[tg.node.Id] = tg
 	}
 	forced := in.Force && forceAllowed(spec, in.Roles, in.Service)
-	rctx := ctx
-	if forced {
-		// A forced delete does not wait long on nodes it cannot reach (a
-		// dead or revoked frontgate): their resources go anyway.
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, forcedWait)
-		defer cancel()
-	}
+	rctx, cancel := forcedContext(ctx, forced)
+	defer cancel()
 	err = forEachNode(rctx, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
 		tg := byNode[nd.Id]
 		return o.runOnNode(ctx, t, n, nd, tg.cmd, tg.timeout)
@@ -74,6 +61,20 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		return nil
 	}
 	return err
+}
+
+// forcedWait bounds how long a forced delete waits on an unreachable node
+// or frontgate.
+const forcedWait = 15 * time.Second
+
+// forcedContext bounds ctx by forcedWait when force is set: a forced delete
+// does not wait long on nodes or a frontgate it cannot reach (dead, or
+// revoked), as their resources go anyway.
+func forcedContext(ctx context.Context, force bool) (context.Context, context.CancelFunc) {
+	if !force {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, forcedWait)
 }
 
 // forceAllowed: a forced delete may go on past a failing service, except a
@@ -170,7 +171,7 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 	if err != nil {
 		return err
 	}
-	nr := &pilotv1.NodeResult{NodeId: nd.Id, InstanceId: nd.InstanceId, Role: nd.Role, CommandId: id, Cmd: cmd, State: "running", StartedAt: timestamppb.Now()}
+	nr := &pilotv1.NodeResult{NodeId: nd.Id, InstanceId: nd.InstanceId, Role: nd.Role, CommandId: id, Cmd: cmd, State: streamv1.CommandState_COMMAND_STATE_RUNNING, StartedAt: timestamppb.Now()}
 	o.progress(ctx, t, nr)
 	// The drone enforces the timeout; we wait a little longer for its answer.
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second+30*time.Second)
@@ -182,12 +183,12 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 		if errors.As(err, &remote) && remote.Code == cmdsign.CodeUnauthenticated {
 			// The drone refused the signature (wrong key, clock skew): a
 			// retry signs with the same key and clock, so it cannot help.
-			nr.State, nr.Error = "rejected", err.Error()
+			nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_REJECTED, err.Error()
 			o.progress(ctx, t, nr)
 			return fmt.Errorf("node %s (role %s): %s: the drone refused the command's signature (check that the drone joined this pilot and that the clocks agree): %w", nd.Id, nd.Role, t.Task.Title, err)
 		}
 		if err != nil {
-			nr.State, nr.Error = "unreachable", err.Error()
+			nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_UNREACHABLE, err.Error()
 			o.progress(ctx, t, nr)
 			if errors.Is(err, fglink.ErrRevoked) {
 				return fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err)
@@ -207,8 +208,10 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 		}
 	}
 	nr.ExitCode = res.ExitCode
-	nr.Output = string(res.Output)
-	nr.State = strings.TrimPrefix(strings.ToLower(res.State.String()), "command_state_")
+	// Output is text in the record; a command printing bytes that are not
+	// UTF-8 must not make its result unrecordable.
+	nr.Output = strings.ToValidUTF8(string(res.Output), "\uFFFD")
+	nr.State = res.State
 	nr.StartedAt, nr.FinishedAt, nr.Error = res.StartedAt, res.FinishedAt, res.Error
 	if err := t.Record(ctx, nr); err != nil {
 		// The result must not be lost: the retry asks the drone again, and
@@ -233,216 +236,4 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 		what = "was lost when the drone restarted"
 	}
 	return fmt.Errorf("node %s (role %s, %s): command %q %s; output: %s", nd.Id, nd.Role, nd.Address, cmd, what, strings.TrimSpace(out))
-}
-
-// ---- delete ----
-
-func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
-	tc, err := o.load(ctx, t, 0)
-	if err != nil {
-		return err
-	}
-	c := tc.c
-	_, prov, prt, err := o.runtime(ctx, c.Tenant, c.Runtime)
-	if err != nil {
-		return err
-	}
-	for _, nd := range c.Nodes {
-		if nd.InstanceId == "" {
-			continue
-		}
-		if _, err := prov.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: prt, InstanceId: nd.InstanceId}); err != nil {
-			return providerErr(fmt.Sprintf("delete instance %s of node %s", nd.InstanceId, nd.Id), err)
-		}
-		nodeID := nd.Id
-		if _, err := o.updateCluster(ctx, c.Id, func(c *pilotv1.Cluster) error {
-			for _, x := range c.Nodes {
-				if x.Id == nodeID {
-					x.InstanceId, x.Status = "", pilotv1.NodeStatus_NODE_STATUS_DELETED
-				}
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (o *Ops) deleteMetadata(ctx context.Context, t *jobs.Task) error {
-	tc, err := o.load(ctx, t, 0)
-	if err != nil {
-		return err
-	}
-	c := tc.c
-	if c.NetworkId == "" {
-		return nil
-	}
-	n, err := o.network(ctx, c)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		return err
-	}
-	if n.FrontgateInstanceId == "" {
-		return nil
-	}
-	cctx := ctx
-	if tc.in.Force {
-		var cancel context.CancelFunc
-		cctx, cancel = context.WithTimeout(ctx, forcedWait)
-		defer cancel()
-	}
-	_, err = o.callFrontgate(cctx, n, &streamv1.Request{Body: &streamv1.Request_DeleteMetadata{DeleteMetadata: &streamv1.DeleteMetadata{ClusterId: c.Id}}})
-	if err != nil && tc.in.Force {
-		// The frontgate goes with its network when this is the last
-		// cluster; otherwise its metadata is orphaned until then. Say so.
-		o.log.Warn("forced: metadata not deleted; its frontgate is unreachable", "cluster_id", c.Id, "frontgate_id", n.FrontgateId, "err", err)
-		return nil
-	}
-	return err
-}
-
-// forcedWait bounds how long a forced delete waits on an unreachable node
-// or frontgate.
-const forcedWait = 15 * time.Second
-
-// releaseNetwork takes the cluster out of its network. The last cluster out
-// retires the network record first (renamed under retired/, in one
-// transaction that fails if another cluster joined meanwhile), then deletes
-// the frontgate and the provider network, then the retired record — so a
-// crash anywhere in between is finished by the re-run.
-func (o *Ops) releaseNetwork(ctx context.Context, t *jobs.Task) error {
-	tc, err := o.load(ctx, t, 0)
-	if err != nil {
-		return err
-	}
-	c := tc.c
-	if c.NetworkId == "" {
-		return nil
-	}
-	key := store.NetworkKey(c.Tenant, c.Runtime, defaultNetwork)
-	retiredKey := store.NetworkKey(c.Tenant, c.Runtime, "retired/"+c.NetworkId)
-	for {
-		n := &pilotv1.Network{}
-		rev, err := o.cfg.Store.Get(ctx, key, n)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if err == nil && n.Id == c.NetworkId {
-			n.ClusterIds = slices.DeleteFunc(n.ClusterIds, func(id string) bool { return id == c.Id })
-			retired, err := o.leaveOrRetire(ctx, key, retiredKey, rev, n)
-			if err != nil {
-				return err
-			}
-			if !retired {
-				continue // lost a race; look again
-			}
-			if len(n.ClusterIds) > 0 {
-				return nil // other clusters still use the network
-			}
-		}
-		break
-	}
-	n := &pilotv1.Network{}
-	if _, err := o.cfg.Store.Get(ctx, retiredKey, n); errors.Is(err, store.ErrNotFound) {
-		return nil // already removed, or other clusters keep it
-	} else if err != nil {
-		return err
-	}
-	_, prov, prt, err := o.runtime(ctx, c.Tenant, c.Runtime)
-	if err != nil {
-		return err
-	}
-	if n.FrontgateInstanceId != "" {
-		if _, err := prov.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: prt, InstanceId: n.FrontgateInstanceId}); err != nil {
-			return providerErr("delete frontgate instance "+n.FrontgateInstanceId, err)
-		}
-	}
-	if _, err := prov.DeleteNetwork(ctx, &providerv1.DeleteNetworkRequest{Runtime: prt, NetworkId: n.Id}); err != nil {
-		return providerErr("delete network "+n.Id, err)
-	}
-	o.log.Info("network and frontgate removed with their last cluster", "network_id", n.Id, "frontgate_id", n.FrontgateId)
-	return o.cfg.Store.Delete(ctx, retiredKey)
-}
-
-// leaveOrRetire writes the network without this cluster, or — when it was
-// the last — moves it to retiredKey, guarded on the revision read.
-func (o *Ops) leaveOrRetire(ctx context.Context, key, retiredKey string, rev int64, n *pilotv1.Network) (bool, error) {
-	if len(n.ClusterIds) > 0 {
-		_, err := store.Update(ctx, o.cfg.Store, key, newNetwork, func(cur *pilotv1.Network) error {
-			cur.ClusterIds = n.ClusterIds
-			return nil
-		})
-		return err == nil, err
-	}
-	ok, err := o.cfg.Store.Move(ctx, key, rev, retiredKey, n)
-	return ok, err
-}
-
-// ---- finalizers ----
-
-func (o *Ops) finishCreate(ctx context.Context, j *pilotv1.Job) error {
-	_, err := o.updateCluster(ctx, j.ClusterId, func(c *pilotv1.Cluster) error {
-		if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
-			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE
-			for _, nd := range c.Nodes {
-				nd.Status = pilotv1.NodeStatus_NODE_STATUS_ACTIVE
-			}
-		} else {
-			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED
-			failedNodes := failedNodeIDs(j)
-			for _, nd := range c.Nodes {
-				if failedNodes[nd.Id] {
-					nd.Status = pilotv1.NodeStatus_NODE_STATUS_FAILED
-				}
-			}
-		}
-		return nil
-	})
-	return ignoreNotFound(err)
-}
-
-func failedNodeIDs(j *pilotv1.Job) map[string]bool {
-	out := map[string]bool{}
-	for _, t := range j.Tasks {
-		for _, r := range t.NodeResults {
-			if r.State != "exited" || r.ExitCode != 0 {
-				out[r.NodeId] = true
-			}
-		}
-	}
-	return out
-}
-
-func (o *Ops) finishDelete(ctx context.Context, j *pilotv1.Job) error {
-	if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
-		// The job record stays as the history of the cluster.
-		return o.cfg.Store.Delete(ctx, store.ClusterKey(j.ClusterId))
-	}
-	_, err := o.updateCluster(ctx, j.ClusterId, func(c *pilotv1.Cluster) error {
-		c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED
-		return nil
-	})
-	return ignoreNotFound(err)
-}
-
-func (o *Ops) finishUpdate(ctx context.Context, j *pilotv1.Job) error {
-	_, err := o.updateCluster(ctx, j.ClusterId, func(c *pilotv1.Cluster) error {
-		if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
-			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE
-		} else {
-			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED
-		}
-		return nil
-	})
-	return ignoreNotFound(err)
-}
-
-func ignoreNotFound(err error) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	return err
 }

@@ -2,10 +2,11 @@
 // before anything runs; the engine claims a job with an etcd lease (so one
 // replica runs it at a time), runs each task whose dependencies succeeded
 // through the handler registered for its kind, and records every state
-// change and node result in the job record. It is level-triggered: on start
-// and on every change it looks at what is stored and carries on from there,
-// so a pilot that crashed mid-job resumes it — handlers are idempotent, and a
-// task found RUNNING is simply run again.
+// change in the job record, and node results in records of their own
+// (results.go). It is level-triggered: on start and on every change it
+// looks at what is stored and carries on from there, so a pilot that
+// crashed mid-job resumes it — handlers are idempotent, and a task found
+// RUNNING is simply run again.
 package jobs
 
 import (
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -487,7 +489,7 @@ func (e *Engine) runTask(ctx context.Context, jobID, taskID string) {
 		log.Info("task started", "kind", t.Kind, "title", t.Title, "attempt", t.Attempts)
 
 		tctx, cancel := context.WithTimeout(ctx, e.cfg.TaskTimeout)
-		err = runHandler(tctx, h, &Task{Job: job, Task: t, engine: e})
+		err = runHandler(tctx, h, NewTask(e.cfg.Store, job, t))
 		cancel()
 
 		if err != nil && ctx.Err() != nil {
@@ -499,7 +501,7 @@ func (e *Engine) runTask(ctx context.Context, jobID, taskID string) {
 		if err != nil && IsRetryable(err) && int(t.Attempts) < e.cfg.MaxAttempts {
 			log.Warn("task attempt failed; retrying", "err", err, "attempt", t.Attempts)
 			if _, uerr := e.update(ctx, jobID, func(j *pilotv1.Job) error {
-				findTask(j, taskID).Error = err.Error()
+				findTask(j, taskID).Error = boundError(err.Error())
 				return nil
 			}); uerr != nil {
 				return
@@ -517,7 +519,7 @@ func (e *Engine) runTask(ctx context.Context, jobID, taskID string) {
 			t.FinishedAt = timestamppb.Now()
 			if err != nil {
 				t.State = pilotv1.TaskState_TASK_STATE_FAILED
-				t.Error = err.Error()
+				t.Error = boundError(err.Error())
 			} else {
 				t.State = pilotv1.TaskState_TASK_STATE_SUCCEEDED
 				t.Error = ""
@@ -535,6 +537,23 @@ func (e *Engine) runTask(ctx context.Context, jobID, taskID string) {
 		}
 		return
 	}
+}
+
+// MaxErrorBytes bounds a task's error in the job record (and so the job's,
+// which quotes it): an error naming every failed node of a thousand must
+// not make the record grow with the cluster. The node results keep each
+// node's own.
+const MaxErrorBytes = 4 << 10
+
+func boundError(s string) string {
+	if len(s) <= MaxErrorBytes {
+		return s
+	}
+	cut := MaxErrorBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d more bytes; the node results have each node's error)", s[:cut], len(s)-cut)
 }
 
 // runHandler turns a handler panic into a task failure: one bad task must
@@ -577,24 +596,20 @@ func sleep(ctx context.Context, d time.Duration) error {
 // Task is what a handler gets: the job and task as stored when the attempt
 // began, and a way to record node results as they arrive.
 type Task struct {
-	Job    *pilotv1.Job
-	Task   *pilotv1.Task
-	engine *Engine
+	Job   *pilotv1.Job
+	Task  *pilotv1.Task
+	store *store.Store
 }
 
-// Record stores (or replaces, by node and command id) a node result in the
-// task, so progress is visible while the task runs.
+// NewTask is the Task the engine hands a handler for task t of job j;
+// tests of handlers build theirs with it.
+func NewTask(s *store.Store, j *pilotv1.Job, t *pilotv1.Task) *Task {
+	return &Task{Job: j, Task: t, store: s}
+}
+
+// Record stores (or replaces) a node's result in the task, under the
+// result's own key, so progress is visible while the task runs and the job
+// record does not grow with it.
 func (t *Task) Record(ctx context.Context, r *pilotv1.NodeResult) error {
-	_, err := t.engine.update(ctx, t.Job.Id, func(j *pilotv1.Job) error {
-		task := findTask(j, t.Task.Id)
-		for i, old := range task.NodeResults {
-			if old.NodeId == r.NodeId && old.CommandId == r.CommandId {
-				task.NodeResults[i] = r
-				return nil
-			}
-		}
-		task.NodeResults = append(task.NodeResults, r)
-		return nil
-	})
-	return err
+	return t.store.Put(ctx, store.NodeResultKey(t.Job.Id, t.Task.Id, r.NodeId), r)
 }

@@ -11,17 +11,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/hangarhq/hangar/internal/cmdsign"
-	"github.com/hangarhq/hangar/internal/limits"
-	"github.com/hangarhq/hangar/internal/pki"
-	"github.com/hangarhq/hangar/internal/secretbox"
-	"github.com/hangarhq/hangar/internal/tlsutil"
-	"github.com/hangarhq/hangar/pilot/audit"
-	"github.com/hangarhq/hangar/pilot/auth"
-	"github.com/hangarhq/hangar/pilot/enroll"
-	"github.com/hangarhq/hangar/pilot/security"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
-	"google.golang.org/grpc/credentials"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,20 +22,31 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/limits"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/internal/streamrpc"
+	"github.com/hangarhq/hangar/internal/tlsutil"
 	"github.com/hangarhq/hangar/pilot/api"
+	"github.com/hangarhq/hangar/pilot/audit"
+	"github.com/hangarhq/hangar/pilot/auth"
 	"github.com/hangarhq/hangar/pilot/clusterops"
+	"github.com/hangarhq/hangar/pilot/enroll"
 	"github.com/hangarhq/hangar/pilot/fglink"
 	"github.com/hangarhq/hangar/pilot/gateway"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/providers"
+	"github.com/hangarhq/hangar/pilot/security"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
@@ -231,10 +231,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
+	lifecycle := clusterops.NewLifecycle(clusterops.LifecycleConfig{Store: st, Packages: pkgs, Jobs: engine, MaxClusterNodes: cfg.MaxClusterNodes,
+		Logger: log.With("component", "lifecycle")})
 	runtimes := runtimesDir(cfg.DataDir, os.Geteuid())
 	log.Info("local runtimes default to", "dir", runtimes)
-	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
-		MaxClusterNodes: cfg.MaxClusterNodes,
+	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Lifecycle: lifecycle, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
 		RuntimeDefaults: localRuntimeDefaults(runtimes, cfg.PluginDir), ProtectedDirs: protectedDirs(cfg)})
 	registerMetrics(reg, st, fg)
 
@@ -322,7 +323,10 @@ func ValidateMaxClusterNodes(n int) error {
 
 func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.Logger) (*clientv3.Client, func(), error) {
 	if len(cfg.EtcdEndpoints) > 0 {
-		c, err := clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("", pki.Identity{})})
+		// The external cluster's own --max-request-bytes decides what it
+		// takes; the client must not refuse less.
+		c, err := clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: creds.ClientConfig("", pki.Identity{}),
+			MaxCallSendMsgSize: limits.PilotEtcdMaxRequestBytes + 1<<20})
 		if err != nil {
 			return nil, nil, fmt.Errorf("connect to etcd %v: %w", cfg.EtcdEndpoints, err)
 		}
@@ -347,6 +351,7 @@ func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.L
 		ClientTLS:       tlsInfo,
 		PeerTLS:         &peerInfo,
 		WALSegmentBytes: 8 << 20,
+		MaxRequestBytes: limits.PilotEtcdMaxRequestBytes,
 		Logger:          log,
 	})
 	if err != nil {

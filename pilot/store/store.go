@@ -28,6 +28,15 @@ const (
 	// ActiveJobsPrefix indexes the jobs not yet terminal, so the engine
 	// looks at live work only, however long the job history grows.
 	ActiveJobsPrefix = "/hangar/active-jobs/"
+	// NodeResultsPrefix holds each node's command result per job and task,
+	// apart from the job record: a task update then rewrites a record that
+	// does not grow with the cluster, and a result is written once per
+	// change of its own.
+	NodeResultsPrefix = "/hangar/node-results/"
+	// JobSpecsPrefix holds the cluster spec each job was planned with,
+	// rendered once when the change was accepted (raw JSON, see
+	// apppkg.ClusterSpec.Stored).
+	JobSpecsPrefix = "/hangar/job-specs/"
 )
 
 // ErrNotFound is returned when a key does not exist.
@@ -64,6 +73,15 @@ func NetworkKey(tenant, runtime, id string) string {
 }
 func JobKey(id string) string       { return JobsPrefix + id }
 func ActiveJobKey(id string) string { return ActiveJobsPrefix + id }
+func JobSpecKey(id string) string   { return JobSpecsPrefix + id }
+
+// JobNodeResultsPrefix holds every node result of a job, by task then node.
+func JobNodeResultsPrefix(jobID string) string { return NodeResultsPrefix + jobID + "/" }
+
+// NodeResultKey is where a node's result in a task is kept.
+func NodeResultKey(jobID, taskID, nodeID string) string {
+	return JobNodeResultsPrefix(jobID) + taskID + "/" + nodeID
+}
 
 // TenantAppsPrefix holds every version of every app of a tenant; add
 // name + "/" for one app's versions.
@@ -200,6 +218,47 @@ func List[M proto.Message](ctx context.Context, s *Store, prefix string, newM fu
 	return out, nil
 }
 
+// Page is one page of the keys under a prefix.
+type Page struct {
+	Keys   []string
+	Values [][]byte
+	// More is true when keys after the last one remain.
+	More bool
+}
+
+// ListPage reads at most limit keys under prefix that sort after after
+// ("": from the first), as of revision rev (0: now). Paging keeps what one
+// read holds bounded however many keys the prefix has.
+func (s *Store) ListPage(ctx context.Context, prefix, after string, limit int, rev int64) (Page, error) {
+	start := prefix
+	if after != "" {
+		start = after + "\x00"
+	}
+	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithLimit(int64(limit)),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.c.Get(ctx, start, opts...)
+	if err != nil {
+		return Page{}, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	p := Page{More: resp.More}
+	for _, kv := range resp.Kvs {
+		p.Keys = append(p.Keys, string(kv.Key))
+		p.Values = append(p.Values, kv.Value)
+	}
+	return p, nil
+}
+
+// Decode decodes a value read raw (ListPage, a watch event) into m.
+func Decode(key string, b []byte, m proto.Message) error {
+	if err := unmarshal.Unmarshal(b, m); err != nil {
+		return fmt.Errorf("decode %s: %w", key, err)
+	}
+	return nil
+}
+
 // GetRaw reads a raw value.
 func (s *Store) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	resp, err := s.c.Get(ctx, key)
@@ -237,9 +296,14 @@ func (s *Store) Move(ctx context.Context, from string, rev int64, to string, m p
 }
 
 // Commit writes puts in one transaction that succeeds only if every key in
-// guards still has the given mod revision (0: does not exist). It is how the
-// API changes a cluster and creates its job atomically.
+// guards still has the given mod revision (0: does not exist). It is how a
+// cluster changes together with the job that carries the change out.
 func (s *Store) Commit(ctx context.Context, guards map[string]int64, puts map[string]proto.Message) error {
+	return s.CommitRaw(ctx, guards, puts, nil)
+}
+
+// CommitRaw is Commit that also writes raw values.
+func (s *Store) CommitRaw(ctx context.Context, guards map[string]int64, puts map[string]proto.Message, raw map[string][]byte) error {
 	var cmps []clientv3.Cmp
 	for k, rev := range guards {
 		if rev == 0 {
@@ -254,6 +318,9 @@ func (s *Store) Commit(ctx context.Context, guards map[string]int64, puts map[st
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", k, err)
 		}
+		ops = append(ops, clientv3.OpPut(k, string(b)))
+	}
+	for k, b := range raw {
 		ops = append(ops, clientv3.OpPut(k, string(b)))
 	}
 	resp, err := s.c.Txn(ctx).If(cmps...).Then(ops...).Commit()

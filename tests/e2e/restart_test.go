@@ -9,6 +9,7 @@ import (
 	"time"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 )
 
 // Pilot killed while a lifecycle command runs: the restarted pilot resumes
@@ -32,7 +33,7 @@ func TestPilotCrashMidJobResumes(t *testing.T) {
 		}
 		for _, task := range j.Tasks {
 			for _, nr := range task.NodeResults {
-				if strings.HasPrefix(task.Title, "init ") && nr.State == "running" {
+				if strings.HasPrefix(task.Title, "init ") && nr.State == streamv1.CommandState_COMMAND_STATE_RUNNING {
 					return true, ""
 				}
 			}

@@ -248,11 +248,12 @@ func waitHealthy(ctx context.Context, addr string, pid int, wait time.Duration) 
 	defer cancel()
 	var lastErr error
 	for {
-		if exited, status := reap(pid); exited || !alive(pid) {
-			if exited {
-				return fmt.Errorf("hangar-kv serve (pid %d) exited (%s) before answering http://%s/healthz", pid, status, addr)
-			}
-			return fmt.Errorf("hangar-kv serve (pid %d) exited before answering http://%s/healthz", pid, addr)
+		// The server is our unreaped child, so its pid is its own until
+		// reaped: reaping alone says whether it ended. (alive's look at
+		// /proc/<pid>/cmdline can find it empty just after exec, while the
+		// kernel is still setting up the new program's arguments.)
+		if exited, status := reap(pid); exited {
+			return fmt.Errorf("hangar-kv serve (pid %d) exited (%s) before answering http://%s/healthz", pid, status, addr)
 		}
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
 		got, err := healthz(pctx, addr)

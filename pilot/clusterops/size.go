@@ -1,4 +1,4 @@
-package api
+package clusterops
 
 import (
 	"fmt"
@@ -8,26 +8,9 @@ import (
 	"github.com/hangarhq/hangar/internal/limits"
 )
 
-// renderChange renders the cluster a change asks for and checks that this
-// pilot will hold it. Every request that decides a cluster's nodes renders
-// here (create and env updates today; scale-out and scale-in when they
-// come), so the node limit has one place and runs before any node record,
-// plan or stored value exists: rendering costs no more for a count of a
-// million than for one, building a million node records cost 630 MB.
-func (s *Server) renderChange(pkg *apppkg.Package, vals *apppkg.Values, params map[string]string, secret func(string) bool) (*apppkg.ClusterSpec, error) {
-	spec, err := pkg.Render(vals)
-	if err != nil {
-		return nil, invalid("%s", scrub(err, params, secret))
-	}
-	if err := checkClusterSize(spec, vals, s.maxNodes()); err != nil {
-		return nil, invalid("%v", err)
-	}
-	return spec, nil
-}
-
-// maxNodes is pilot --max-cluster-nodes, within what the other limits hold.
-func (s *Server) maxNodes() int {
-	n := s.cfg.MaxClusterNodes
+// maxNodes is pilot --max-cluster-nodes (n), within what the other limits
+// hold.
+func maxNodes(n int) int {
 	if n <= 0 {
 		return limits.DefaultMaxClusterNodes
 	}

@@ -1,0 +1,129 @@
+package clusterops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/seal"
+	"github.com/hangarhq/hangar/pilot/jobs"
+)
+
+// The drones of the cluster's instances: waited for until each has
+// connected to its frontgate, then given their renderer configuration (the
+// package's confd files and the cluster's metadata key, signed, the key
+// sealed to each drone).
+
+// droneListInterval is how often the frontgate is asked which drones are
+// connected while some are missing.
+const droneListInterval = 300 * time.Millisecond
+
+func (o *Ops) waitDrones(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, needNetwork|needSpec)
+	if err != nil {
+		return err
+	}
+	c, n := tc.c, tc.n
+	want := map[string]bool{}
+	for _, nd := range agentNodes(c, tc.spec) {
+		want[nd.Id] = true
+	}
+	deadline := time.Now().Add(o.cfg.DroneWait)
+	for {
+		resp, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{ClusterId: c.Id}}})
+		if err != nil {
+			return err
+		}
+		missing := []string{}
+		got := map[string]bool{}
+		for _, d := range resp.GetDroneList().GetDrones() {
+			got[d.NodeId] = true
+		}
+		for id := range want {
+			if !got[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			sort.Strings(missing)
+			return fmt.Errorf("drones of nodes %v did not connect to frontgate %s within %v; check the instances' agent logs", missing, n.FrontgateId, o.cfg.DroneWait)
+		}
+		if err := sleepCtx(ctx, droneListInterval); err != nil {
+			return err
+		}
+	}
+}
+
+func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, needNetwork|needSpec|needPackage)
+	if err != nil {
+		return err
+	}
+	c, n, pkg := tc.c, tc.n, tc.pkg
+	var key []byte
+	if box := o.cfg.Packages.Box; box != nil {
+		mbox, err := box.Metadata(c.Id)
+		if err != nil {
+			return fmt.Errorf("metadata key of cluster %s: %w", c.Id, err)
+		}
+		key = mbox.Key()
+	}
+	if len(pkg.Confd) == 0 && key == nil {
+		// Nothing to deliver: templates baked into the image (/etc/confd)
+		// are the drone's own business. With a key, the delivery carries
+		// only the key, which baked templates need as much as delivered
+		// ones to read password env values.
+		return nil
+	}
+	now := time.Now()
+	return forEachNode(ctx, agentNodes(c, tc.spec), func(ctx context.Context, nd *pilotv1.Node) error {
+		req, err := o.rendererRequest(ctx, c.Id, nd.Id, pkg.Confd, key, now)
+		if err != nil {
+			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
+		}
+		if _, err := o.callFrontgate(ctx, n, req); err != nil {
+			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
+		}
+		return nil
+	})
+}
+
+// rendererRequest builds the signed ConfigureRenderer for one node, with
+// the cluster's metadata key (if any) sealed to the node's certificate key.
+// It is built anew for every attempt: a retry after the drone renewed its
+// certificate seals to the new key, and the expiry counts from now.
+func (o *Ops) rendererRequest(ctx context.Context, clusterID, nodeID string, files map[string][]byte, metadataKey []byte, now time.Time) (*streamv1.Request, error) {
+	if len(o.cfg.CommandKey) == 0 {
+		return nil, errors.New("not sent: pilot has no command key (clusterops.Config.CommandKey) and never sends unsigned renderer configurations")
+	}
+	cr := &streamv1.ConfigureRenderer{NodeId: nodeID, ClusterId: clusterID, Files: files, ExpiresAt: timestamppb.New(now.Add(cmdsign.RendererLifetime))}
+	if len(metadataKey) > 0 {
+		if o.cfg.DroneKeys == nil {
+			return nil, errors.New("not sent: pilot has no drone key source (clusterops.Config.DroneKeys) to seal the metadata key to")
+		}
+		pub, err := o.cfg.DroneKeys.DroneKey(ctx, pki.Identity{Kind: pki.KindDrone, ID: nodeID, Cluster: clusterID})
+		if err != nil {
+			// The drone is connected, so it has joined: a missing record
+			// is a read racing its join, or etcd.
+			return nil, jobs.Retryable(err)
+		}
+		if cr.SealedMetadataKey, err = seal.To(pub, seal.MetadataKeyInfo(clusterID, nodeID), metadataKey); err != nil {
+			return nil, fmt.Errorf("seal the metadata key: %w", err)
+		}
+	}
+	if err := cmdsign.SignRenderer(o.cfg.CommandKey, cr); err != nil {
+		return nil, err
+	}
+	return &streamv1.Request{Body: &streamv1.Request_ConfigureRenderer{ConfigureRenderer: cr}}, nil
+}

@@ -1,0 +1,286 @@
+package clusterops
+
+import (
+	"bytes"
+	"context"
+	"maps"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/secretbox"
+	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// Every task handler, run twice in a row (as the engine does after a crash
+// or a retry), converges: the second run creates, runs and deletes
+// nothing more, and leaves the same state. The handlers run in their
+// plans' order — create, update env, delete — against a fake provider and
+// a fake frontgate link that keep the real ones' contracts.
+func TestHandlersConvergeWhenRunTwice(t *testing.T) {
+	h := newOpsHarness(t)
+	ctx := context.Background()
+	created := h.create(t, map[string]string{"cluster.replica.count": "2"})
+	id := created.Cluster.Id
+	ran := map[string]bool{}
+	var networkID string // once the network exists
+
+	// checks says, after a task ran twice, what must hold once.
+	checks := map[string]func(t *testing.T, job *pilotv1.Job, task *pilotv1.Task){
+		taskCreateNetwork: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			n := h.network(t)
+			c, _ := h.cluster(t, id)
+			if got := h.prov.count(h.prov.creates, "CreateNetwork"); got != 1 {
+				t.Errorf("CreateNetwork created %d networks, want 1", got)
+			}
+			if !reflect.DeepEqual(n.ClusterIds, []string{id}) || c.NetworkId != n.Id {
+				t.Errorf("network %s holds clusters %v, cluster's network %q; want the cluster in it once", n.Id, n.ClusterIds, c.NetworkId)
+			}
+		},
+		taskEnsureFrontgate: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			n := h.network(t)
+			if got := h.prov.instancesLabelled("hangar/role", "frontgate"); got != 1 || n.FrontgateInstanceId == "" {
+				t.Errorf("%d frontgate instances, network records %q; want one, recorded", got, n.FrontgateInstanceId)
+			}
+		},
+		taskRunInstances: func(t *testing.T, job *pilotv1.Job, task *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			want := 0
+			for _, nd := range c.Nodes {
+				if nd.Role != task.Input.Role {
+					continue
+				}
+				want++
+				if nd.InstanceId == "" || nd.Address == "" {
+					t.Errorf("node %s has no instance recorded: %v", nd.Id, nd)
+				}
+			}
+			if got := h.prov.instancesLabelled("hangar/role", task.Input.Role); got != want || want == 0 {
+				t.Errorf("role %s: %d instances for %d nodes", task.Input.Role, got, want)
+			}
+		},
+		taskRegister: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			spec, err := h.life.Spec(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := MetadataTree(c, h.network(t), h.pkg, spec, h.pkgs.Box)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.fg.mu.Lock()
+			got, readers := h.fg.metadata[id], h.fg.readers[id]
+			h.fg.mu.Unlock()
+			if !sameTree(got, want) || len(readers) != len(c.Nodes) {
+				t.Errorf("frontgate holds %d keys read by %v; want the cluster's %d-key tree read by its %d nodes", len(got), readers, len(want), len(c.Nodes))
+			}
+		},
+		taskWaitDrones: func(*testing.T, *pilotv1.Job, *pilotv1.Task) {}, // it returned nil, twice
+		taskDeliverConfd: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			mbox, err := h.pkgs.Box.Metadata(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.fg.mu.Lock()
+			defer h.fg.mu.Unlock()
+			for _, nd := range c.Nodes {
+				cr := h.fg.renderers[nd.Id]
+				if cr == nil || !reflect.DeepEqual(cr.Files, h.pkg.Confd) || !bytes.Equal(h.fg.keys[nd.Id], mbox.Key()) {
+					t.Errorf("node %s: renderer configured %v, metadata key opened %v; want the package's confd files and the cluster's key", nd.Id, cr != nil, h.fg.keys[nd.Id] != nil)
+				}
+			}
+		},
+		taskRunService: func(t *testing.T, job *pilotv1.Job, task *pilotv1.Task) {
+			var results []*pilotv1.NodeResult
+			if err := jobs.ForEachResult(ctx, h.st, job.Id, 0, func(nr jobs.NodeResult) error {
+				if nr.TaskID == task.Id {
+					results = append(results, nr.Result)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(results) == 0 {
+				t.Fatalf("%s: no node result recorded", task.Title)
+			}
+			h.fg.mu.Lock()
+			defer h.fg.mu.Unlock()
+			for _, r := range results {
+				if runs := h.fg.execs[execKey(r.NodeId, r.Cmd)]; runs != 1 || r.State != streamv1.CommandState_COMMAND_STATE_EXITED || !strings.Contains(r.Output, "ran ") {
+					t.Errorf("%s on node %s: ran %d times, recorded %v %q; want once, exited with its output", task.Title, r.NodeId, runs, r.State, r.Output)
+				}
+			}
+		},
+		taskDeleteInstances: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			for _, nd := range c.Nodes {
+				if nd.InstanceId != "" || nd.Status != pilotv1.NodeStatus_NODE_STATUS_DELETED {
+					t.Errorf("node %s after delete: instance %q, status %v", nd.Id, nd.InstanceId, nd.Status)
+				}
+			}
+			if got, want := h.prov.count(h.prov.deletes, "DeleteInstance"), len(c.Nodes); got != want {
+				t.Errorf("%d instances deleted, want %d", got, want)
+			}
+			if n := h.prov.instancesLabelled("hangar/cluster", id); n != 0 {
+				t.Errorf("%d instances of the cluster left", n)
+			}
+		},
+		taskDeleteMetadata: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			h.fg.mu.Lock()
+			defer h.fg.mu.Unlock()
+			if _, ok := h.fg.metadata[id]; ok {
+				t.Error("the frontgate still holds the cluster's metadata")
+			}
+		},
+		taskReleaseNetwork: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			if n := len(h.prov.networks) + len(h.prov.instances); n != 0 {
+				t.Errorf("%d networks and instances left at the provider", n)
+			}
+			if got := h.prov.count(h.prov.deletes, "DeleteNetwork"); got != 1 {
+				t.Errorf("DeleteNetwork deleted %d networks, want 1", got)
+			}
+			for _, k := range []string{defaultNetwork, "retired/" + networkID} {
+				if _, err := h.st.GetRaw(ctx, store.NetworkKey(harnessTenant, harnessRuntime, k)); err == nil {
+					t.Errorf("network record %s is left", k)
+				}
+			}
+		},
+	}
+	runTwice := func(job *pilotv1.Job) {
+		for _, task := range job.Tasks {
+			for attempt := range 2 {
+				if err := h.run(t, job, task); err != nil {
+					t.Fatalf("%s (%s), run %d: %v", task.Id, task.Kind, attempt+1, err)
+				}
+			}
+			t.Run(job.Kind+"/"+task.Id, func(t *testing.T) { checks[task.Kind](t, job, task) })
+			ran[task.Kind] = true
+		}
+	}
+
+	runTwice(created.Job)
+	h.finish(t, created.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+
+	c, rev := h.cluster(t, id)
+	updated, err := h.life.UpdateEnv(ctx, c, rev, map[string]string{"motd": "changed twice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(updated.Job)
+	h.fg.mu.Lock()
+	motd := h.fg.metadata[id]["env/motd"]
+	h.fg.mu.Unlock()
+	if motd != "changed twice" {
+		t.Fatalf("after the env update the frontgate holds motd %q: the handler did not read the update's spec", motd)
+	}
+	h.finish(t, updated.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+
+	c, rev = h.cluster(t, id)
+	networkID = c.NetworkId
+	deleted, err := h.life.Delete(ctx, c, rev, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(deleted.Job)
+
+	if missing := slices.DeleteFunc(slices.Sorted(maps.Keys(h.ops.Handlers())), func(k string) bool { return ran[k] }); len(missing) > 0 {
+		t.Errorf("handlers never run by this test: %v", missing)
+	}
+}
+
+// A create renders the package once, when it is accepted: every handler
+// of the create reads the spec stored with the job, and so do the
+// cluster's endpoints and the delete that follows.
+func TestCreateRendersThePackageOnce(t *testing.T) {
+	h := newOpsHarness(t)
+	ctx := context.Background()
+	r := h.create(t, map[string]string{"cluster.replica.count": "3"})
+	if got := h.pkgs.renders.Load(); got != 1 {
+		t.Fatalf("accepting the create rendered %d times, want 1", got)
+	}
+	for _, task := range r.Job.Tasks {
+		if err := h.run(t, r.Job, task); err != nil {
+			t.Fatalf("%s: %v", task.Id, err)
+		}
+	}
+	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	c, rev := h.cluster(t, r.Cluster.Id)
+	if _, err := h.life.Spec(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.life.Delete(ctx, c, rev, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.pkgs.renders.Load(); got != 1 {
+		t.Fatalf("a create, its %d tasks, reading the spec and accepting the delete rendered %d times, want 1", len(r.Job.Tasks), got)
+	}
+}
+
+// A failing command fails its step naming the node, its exit code and
+// output, records the result, and fails the cluster's node when the job
+// ends; a re-run asks the drone again rather than running it twice.
+func TestRunServiceFailureIsRecordedOnce(t *testing.T) {
+	h := newOpsHarness(t)
+	h.fg.exitCode = func(cmd string) int32 {
+		if strings.HasPrefix(cmd, "mkdir") { // init
+			return 3
+		}
+		return 0
+	}
+	r := h.create(t, map[string]string{"cluster.replica.count": "0"})
+	for _, task := range r.Job.Tasks {
+		err := h.run(t, r.Job, task)
+		if !strings.HasPrefix(task.Title, "init ") {
+			if err != nil {
+				t.Fatalf("%s: %v", task.Id, err)
+			}
+			continue
+		}
+		again := h.run(t, r.Job, task)
+		for _, e := range []error{err, again} {
+			if e == nil || !strings.Contains(e.Error(), "exited with code 3") || !strings.Contains(e.Error(), "ran mkdir") || jobs.IsRetryable(e) {
+				t.Fatalf("init: %v; want a final error with the exit code and output, at every run", e)
+			}
+		}
+		break
+	}
+	h.fg.mu.Lock()
+	if len(h.fg.runs) != 1 {
+		t.Errorf("commands run: %v; want the one init", h.fg.runs)
+	}
+	for cmdID, n := range h.fg.runs {
+		if n != 1 {
+			t.Errorf("command %s ran %d times", cmdID, n)
+		}
+	}
+	h.fg.mu.Unlock()
+	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_FAILED)
+	c, _ := h.cluster(t, r.Cluster.Id)
+	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED || c.Nodes[0].Status != pilotv1.NodeStatus_NODE_STATUS_FAILED {
+		t.Fatalf("after the failed init: cluster %v, node %v; want both failed", c.Status, c.Nodes[0].Status)
+	}
+}
+
+// sameTree compares metadata trees; sealed values differ at every seal, so
+// for those only that both are sealed.
+func sameTree(got, want map[string]string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	keys := slices.Collect(maps.Keys(want))
+	sort.Strings(keys)
+	for _, k := range keys {
+		g, w := got[k], want[k]
+		if g != w && !(secretbox.IsSealed(g) && secretbox.IsSealed(w)) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,114 @@
+package clusterops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/userdata"
+	"github.com/hangarhq/hangar/pilot/jobs"
+)
+
+// The cluster's instances: run through the provider with each node's id as
+// the idempotency token (so a re-run finds the instance the first attempt
+// made), and deleted with the cluster.
+
+// joinTokenTTL bounds how long a new instance has to join.
+const joinTokenTTL = time.Hour
+
+func (o *Ops) joinToken(ctx context.Context, id pki.Identity) (string, error) {
+	if o.cfg.Tokens == nil {
+		return "", errors.New("no join token issuer configured")
+	}
+	tok, err := o.cfg.Tokens.Issue(ctx, id, nil, joinTokenTTL)
+	if err != nil {
+		return "", jobs.Retryable(fmt.Errorf("issue join token for %s: %w", id, err))
+	}
+	return tok, nil
+}
+
+func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, needNetwork|needSpec|needProvider)
+	if err != nil {
+		return err
+	}
+	in, c, n := tc.in, tc.c, tc.n
+	role := roleSpec(tc.spec, in.Role)
+	ud := userdata.Drone{
+		ClusterID:        c.Id,
+		FrontgateID:      n.FrontgateId,
+		FrontgateAddress: net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateDronePort)),
+		EtcdEndpoints:    []string{"https://" + net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateEtcdPort))},
+		CAPEM:            string(o.cfg.CAPEM),
+	}
+	for _, node := range c.Nodes {
+		if node.Role != in.Role || node.InstanceId != "" {
+			continue
+		}
+		ud.NodeID = node.Id
+		if ud.JoinToken, err = o.joinToken(ctx, pki.Identity{Kind: pki.KindDrone, ID: node.Id, Cluster: c.Id}); err != nil {
+			return err
+		}
+		req := &providerv1.RunInstanceRequest{
+			Runtime:          tc.prt,
+			IdempotencyToken: node.Id,
+			NetworkId:        n.Id,
+			Name:             node.Id,
+			UserData:         userdata.Encode(ud),
+			Labels:           map[string]string{"hangar/cluster": c.Id, "hangar/role": node.Role, "hangar/node": node.Id},
+		}
+		if role != nil {
+			req.Image = role.Container.Image
+			req.Cpu = int32(role.CPU)
+			req.MemoryMib = int32(role.Memory)
+			req.VolumeGib = int32(volumeSize(role))
+		}
+		inst, err := tc.prov.RunInstance(ctx, req)
+		if err != nil {
+			return providerErr(fmt.Sprintf("run instance for node %s (role %s)", node.Id, node.Role), err)
+		}
+		if err := o.setNode(ctx, c.Id, node.Id, func(nd *pilotv1.Node) {
+			nd.InstanceId, nd.Address = inst.Id, inst.Address
+		}); err != nil {
+			return err
+		}
+		o.log.Info("instance running", "cluster_id", c.Id, "node_id", node.Id, "instance_id", inst.Id, "address", inst.Address)
+	}
+	return nil
+}
+
+func volumeSize(n *apppkg.NodeSpec) int {
+	if n.Volume == nil {
+		return 0
+	}
+	return n.Volume.Size
+}
+
+func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, needProvider)
+	if err != nil {
+		return err
+	}
+	c := tc.c
+	for _, nd := range c.Nodes {
+		if nd.InstanceId == "" {
+			continue
+		}
+		if _, err := tc.prov.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: tc.prt, InstanceId: nd.InstanceId}); err != nil {
+			return providerErr(fmt.Sprintf("delete instance %s of node %s", nd.InstanceId, nd.Id), err)
+		}
+		if err := o.setNode(ctx, c.Id, nd.Id, func(x *pilotv1.Node) {
+			x.InstanceId, x.Status = "", pilotv1.NodeStatus_NODE_STATUS_DELETED
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

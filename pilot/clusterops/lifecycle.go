@@ -1,0 +1,389 @@
+package clusterops
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/secretbox"
+	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// Accepting a change: everything is checked and computed before anything
+// is written, and what the change writes (the cluster, its job, the spec
+// the job was planned with) is one transaction, guarded on the cluster's
+// revision. So a refused change leaves no trace, an accepted one is never
+// half-recorded, and the handlers read the spec rendered here instead of
+// rendering again.
+
+// JobQueue is what the lifecycle needs of the job engine (*jobs.Engine).
+type JobQueue interface {
+	// Validate checks a job's task graph before it is stored.
+	Validate(job *pilotv1.Job) error
+	// Wake makes the engine look at stored jobs now.
+	Wake()
+}
+
+// LifecycleConfig wires a Lifecycle.
+type LifecycleConfig struct {
+	Store *store.Store
+	// Packages loads and renders packages (required); its Box seals
+	// password parameters.
+	Packages *Packages
+	Jobs     JobQueue
+	// MaxClusterNodes bounds the nodes of one cluster (pilot
+	// --max-cluster-nodes); 0: limits.DefaultMaxClusterNodes. Above
+	// limits.MaxClusterNodesCeiling it counts as the ceiling.
+	MaxClusterNodes int
+	Logger          *slog.Logger
+}
+
+// Lifecycle accepts changes to clusters. Create a Lifecycle with
+// NewLifecycle.
+type Lifecycle struct {
+	cfg LifecycleConfig
+	log *slog.Logger
+}
+
+// NewLifecycle returns the owner of cluster changes.
+func NewLifecycle(cfg LifecycleConfig) *Lifecycle {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Lifecycle{cfg: cfg, log: log}
+}
+
+// Reason says why a change is refused.
+type Reason int
+
+const (
+	// Invalid: the request itself is wrong (a parameter, a count).
+	Invalid Reason = iota + 1
+	// Precondition: the cluster's state does not allow the change now.
+	Precondition
+)
+
+// RefusedError is a change the lifecycle does not accept. Its message is
+// for the user: it names what to change, and never a password.
+type RefusedError struct {
+	Reason Reason
+	Msg    string
+}
+
+func (e *RefusedError) Error() string { return e.Msg }
+
+func refuse(r Reason, format string, args ...any) error {
+	return &RefusedError{Reason: r, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Redacted replaces password values wherever a user could read them.
+const Redacted = "******"
+
+// CreateRequest asks for a new cluster of an app version (both found in
+// the tenant) on one of the tenant's runtimes.
+type CreateRequest struct {
+	Tenant, App, AppVersion, Runtime string
+	Params                           map[string]string
+}
+
+// Create accepts a new cluster: it resolves the parameters, renders the
+// spec, checks the node limit, builds the node records, seals the
+// passwords, and commits the cluster with its create job.
+func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.ClusterJob, error) {
+	pkg, err := l.cfg.Packages.Get(ctx, r.Tenant, r.App, r.AppVersion)
+	if err != nil {
+		return nil, err
+	}
+	secret := SecretParam(pkg)
+	vals, err := pkg.Resolve(r.Params)
+	if err != nil {
+		return nil, refuse(Invalid, "%s", scrub(err, r.Params, secret))
+	}
+	spec, stored, err := l.render(pkg, vals, r.Params, secret)
+	if err != nil {
+		return nil, err
+	}
+	c := &pilotv1.Cluster{
+		Id:         newID("cl-"),
+		Name:       spec.Name,
+		App:        r.App,
+		AppVersion: r.AppVersion,
+		Runtime:    r.Runtime,
+		Status:     pilotv1.ClusterStatus_CLUSTER_STATUS_PENDING,
+		Params:     vals.Strings(),
+		CreatedAt:  timestamppb.Now(),
+		Tenant:     r.Tenant,
+	}
+	sid := int32(0)
+	for _, n := range spec.Nodes {
+		for i := 0; i < n.Count; i++ {
+			sid++
+			c.Nodes = append(c.Nodes, &pilotv1.Node{Id: newID("cln-"), Role: n.Role, Sid: sid, Status: pilotv1.NodeStatus_NODE_STATUS_PENDING})
+		}
+	}
+	if len(c.Nodes) == 0 {
+		return nil, refuse(Invalid, "cluster.<role>.count: the cluster would have no nodes; at least one role needs a count above 0")
+	}
+	c.Params = secretbox.SealParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
+	job, err := l.commit(ctx, c, 0, KindCreate, PlanCreate(c, spec), stored)
+	if err != nil {
+		return nil, err
+	}
+	l.log.Info("cluster create accepted", "cluster_id", c.Id, "tenant", c.Tenant, "app", c.App, "version", c.AppVersion, "runtime", c.Runtime, "nodes", len(c.Nodes), "job_id", job.Id)
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// Delete accepts the delete of cluster c, read at revision rev: its
+// services are planned from its current spec; with force, a spec that
+// cannot be had plans none.
+func (l *Lifecycle) Delete(ctx context.Context, c *pilotv1.Cluster, rev int64, force bool) (*pilotv1.ClusterJob, error) {
+	if err := l.busy(ctx, c); err != nil {
+		return nil, err
+	}
+	spec, stored, err := l.currentSpec(ctx, c)
+	if err != nil && !force {
+		return nil, refuse(Precondition, "cluster %s: %v; delete with force to skip its services", c.Id, err)
+	}
+	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING
+	job, err := l.commit(ctx, c, rev, KindDelete, PlanDelete(c, spec, force), stored)
+	if err != nil {
+		return nil, err
+	}
+	l.log.Info("cluster delete accepted", "cluster_id", c.Id, "job_id", job.Id, "force", force)
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// UpdateEnv accepts new env values (keys without "env.") for cluster c,
+// read at revision rev: the cluster must be active and idle, the values
+// valid and changeable, and the spec they render within the node limit.
+func (l *Lifecycle) UpdateEnv(ctx context.Context, c *pilotv1.Cluster, rev int64, env map[string]string) (*pilotv1.ClusterJob, error) {
+	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		return nil, refuse(Precondition, "cluster %s is %s; env can change only on an active cluster", c.Id, c.Status)
+	}
+	if err := l.busy(ctx, c); err != nil {
+		return nil, err
+	}
+	pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
+	if err != nil {
+		return nil, err
+	}
+	secret := SecretParam(pkg)
+	params, err := secretbox.OpenParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
+	}
+	vals, err := pkg.Resolve(params)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
+	}
+	envSecret := func(k string) bool { return secret(apppkg.GroupEnv + "." + k) }
+	nv, err := vals.ChangeEnv(env)
+	if err != nil {
+		return nil, refuse(Invalid, "%s", scrub(err, env, envSecret))
+	}
+	_, stored, err := l.render(pkg, nv, env, envSecret)
+	if err != nil {
+		return nil, err
+	}
+	c.Params = secretbox.SealParams(l.cfg.Packages.Box, c.Id, nv.Strings(), secret)
+	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
+	job, err := l.commit(ctx, c, rev, KindUpdateEnv, PlanUpdateEnv(c), stored)
+	if err != nil {
+		return nil, err
+	}
+	l.log.Info("cluster env update accepted", "cluster_id", c.Id, "job_id", job.Id, "keys", len(env))
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// Spec is the cluster's current spec: the one its last job was planned
+// with, or, for a cluster whose job stored none, rendered from its stored
+// parameters.
+func (l *Lifecycle) Spec(ctx context.Context, c *pilotv1.Cluster) (*apppkg.ClusterSpec, error) {
+	spec, _, err := l.currentSpec(ctx, c)
+	return spec, err
+}
+
+func (l *Lifecycle) currentSpec(ctx context.Context, c *pilotv1.Cluster) (*apppkg.ClusterSpec, []byte, error) {
+	if c.JobId != "" {
+		spec, stored, err := l.cfg.Packages.JobSpec(ctx, c.JobId)
+		if !errors.Is(err, store.ErrNotFound) {
+			return spec, stored, err
+		}
+	}
+	_, spec, err := l.cfg.Packages.Spec(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	stored, err := spec.Stored()
+	if err != nil {
+		return nil, nil, err
+	}
+	return spec, stored, nil
+}
+
+// render renders the spec a change asks for and checks that this pilot
+// will hold it. Every change that decides a cluster's nodes renders here
+// (create and env updates today; scale-out and scale-in when they come),
+// so the node limit has one place and runs before any node record, plan or
+// stored value exists: rendering costs no more for a count of a million
+// than for one, building a million node records cost 630 MB. It returns
+// the spec and its stored form, which the change's job keeps.
+func (l *Lifecycle) render(pkg *apppkg.Package, vals *apppkg.Values, params map[string]string, secret func(string) bool) (*apppkg.ClusterSpec, []byte, error) {
+	spec, err := l.cfg.Packages.render(pkg, vals)
+	if err != nil {
+		return nil, nil, refuse(Invalid, "%s", scrub(err, params, secret))
+	}
+	if err := checkClusterSize(spec, vals, maxNodes(l.cfg.MaxClusterNodes)); err != nil {
+		return nil, nil, refuse(Invalid, "%v", err)
+	}
+	stored, err := spec.Stored()
+	if err != nil {
+		return nil, nil, err
+	}
+	return spec, stored, nil
+}
+
+// busy refuses a change while another job of the cluster runs.
+func (l *Lifecycle) busy(ctx context.Context, c *pilotv1.Cluster) error {
+	if c.JobId == "" {
+		return nil
+	}
+	j := &pilotv1.Job{}
+	if _, err := l.cfg.Store.Get(ctx, store.JobKey(c.JobId), j); err != nil {
+		return nil
+	}
+	if !jobs.Terminal(j.State) {
+		return refuse(Precondition, "cluster %s: job %s (%s) is still running; wait for it (`hangar job watch %s`) or cancel it", c.Id, j.Id, j.Kind, j.Id)
+	}
+	return nil
+}
+
+// commit plans the job of a change and writes it with the cluster (if the
+// cluster is still at rev; 0: new) and the spec it was planned with (nil:
+// none), in one transaction, then wakes the engine.
+func (l *Lifecycle) commit(ctx context.Context, c *pilotv1.Cluster, rev int64, kind string, tasks []*pilotv1.Task, spec []byte) (*pilotv1.Job, error) {
+	job := jobs.NewJob(newID("job-"), kind, c.Id, tasks)
+	job.Tenant = c.Tenant
+	if err := l.cfg.Jobs.Validate(job); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	c.JobId = job.Id
+	puts := jobs.Records(job)
+	guards := map[string]int64{store.ClusterKey(c.Id): rev}
+	for k := range puts {
+		guards[k] = 0
+	}
+	puts[store.ClusterKey(c.Id)] = c
+	var raw map[string][]byte
+	if spec != nil {
+		raw = map[string][]byte{store.JobSpecKey(job.Id): l.cfg.Packages.sealSpec(job.Id, spec)}
+	}
+	if err := l.cfg.Store.CommitRaw(ctx, guards, puts, raw); err != nil {
+		return nil, err
+	}
+	l.cfg.Jobs.Wake()
+	return job, nil
+}
+
+func newID(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// scrub removes from err's message every secret value of params, as given
+// or quoted: a refused password must not come back in the answer, pilot's
+// log or the audit log.
+func scrub(err error, params map[string]string, secret func(string) bool) string {
+	msg := err.Error()
+	for k, v := range params {
+		if v == "" || !secret(k) {
+			continue
+		}
+		q := strconv.Quote(v)
+		for _, form := range []string{q, q[1 : len(q)-1], v} {
+			msg = strings.ReplaceAll(msg, form, Redacted)
+		}
+	}
+	return msg
+}
+
+// ---- finalizers: the cluster's state once its job ended ----
+
+func (o *Ops) finishCreate(ctx context.Context, j *pilotv1.Job) error {
+	var failedNodes map[string]bool
+	if j.State != pilotv1.JobState_JOB_STATE_SUCCEEDED {
+		var err error
+		if failedNodes, err = failedNodeIDs(ctx, o.cfg.Store, j.Id); err != nil {
+			return err
+		}
+	}
+	_, err := o.updateCluster(ctx, j.ClusterId, func(c *pilotv1.Cluster) error {
+		if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
+			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE
+			for _, nd := range c.Nodes {
+				nd.Status = pilotv1.NodeStatus_NODE_STATUS_ACTIVE
+			}
+		} else {
+			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED
+			for _, nd := range c.Nodes {
+				if failedNodes[nd.Id] {
+					nd.Status = pilotv1.NodeStatus_NODE_STATUS_FAILED
+				}
+			}
+		}
+		return nil
+	})
+	return ignoreNotFound(err)
+}
+
+// failedNodeIDs are the nodes whose command failed in any task of the job.
+func failedNodeIDs(ctx context.Context, st *store.Store, jobID string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := jobs.ForEachResult(ctx, st, jobID, 0, func(nr jobs.NodeResult) error {
+		if r := nr.Result; r.State != streamv1.CommandState_COMMAND_STATE_EXITED || r.ExitCode != 0 {
+			out[r.NodeId] = true
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (o *Ops) finishDelete(ctx context.Context, j *pilotv1.Job) error {
+	if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
+		// The job record stays as the history of the cluster.
+		return o.cfg.Store.Delete(ctx, store.ClusterKey(j.ClusterId))
+	}
+	return o.finishUpdate(ctx, j)
+}
+
+func (o *Ops) finishUpdate(ctx context.Context, j *pilotv1.Job) error {
+	_, err := o.updateCluster(ctx, j.ClusterId, func(c *pilotv1.Cluster) error {
+		if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
+			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE
+		} else {
+			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED
+		}
+		return nil
+	})
+	return ignoreNotFound(err)
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}

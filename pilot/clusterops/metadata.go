@@ -1,0 +1,178 @@
+package clusterops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/internal/metatree"
+	"github.com/hangarhq/hangar/internal/secretbox"
+	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// The cluster's metadata in its frontgate's etcd (the AppCenter tree the
+// drones render from): built from the cluster record and the job's spec,
+// password values sealed, applied whole in one transaction, deleted with
+// the cluster.
+
+// gsid is a stable 9-digit id per node (AppCenter's global server id).
+func gsid(nodeID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(nodeID))
+	return strconv.Itoa(100000000 + int(h.Sum32()%900000000))
+}
+
+// MetadataTree builds the cluster's metadata from its record and spec. With
+// a master box, the env values of password parameters are sealed with the
+// cluster's metadata key (box.Metadata), bound to their etcd key, so no
+// frontgate etcd holds them in clear; the cluster's drones get that key
+// (deliverConfd) and open them. pkg gives the parameters' types; a nil box
+// (tests) leaves every value clear.
+func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box) (map[string]string, error) {
+	var hosts []metatree.Host
+	for _, nd := range c.Nodes {
+		if nd.InstanceId == "" {
+			continue
+		}
+		h := metatree.Host{NodeID: nd.Id, InstanceID: nd.InstanceId, Role: nd.Role, IP: nd.Address, SID: int(nd.Sid), GID: int(nd.Sid), GSID: gsid(nd.Id)}
+		if r := roleSpec(spec, nd.Role); r != nil {
+			h.CPU, h.Memory, h.GPU, h.VolumeSize, h.InstanceClass = r.CPU, r.Memory, r.GPU, volumeSize(r), r.InstanceClass
+		}
+		hosts = append(hosts, h)
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].SID < hosts[j].SID })
+	info := metatree.Cluster{ClusterID: c.Id, AppID: c.App, AppVersion: c.AppVersion, UserID: "", Zone: "", VXNet: c.NetworkId, GlobalUUID: c.Id}
+	if n != nil {
+		info.VXNet = n.Id
+	}
+	tree := metatree.Build(info, spec, hosts, metatree.Options{})
+	if box == nil || pkg == nil {
+		return tree, nil
+	}
+	if err := sealSecretEnv(tree, c, pkg, box); err != nil {
+		return nil, fmt.Errorf("metadata of cluster %s: %w", c.Id, err)
+	}
+	return tree, nil
+}
+
+// sealSecretEnv seals the env values of tree (env/<key> and
+// roles/<role>/env/<key>) that hold a password: those whose key is a
+// password parameter of config.json, and, since cluster.json may publish a
+// password under another env name, those equal to a password's value.
+func sealSecretEnv(tree map[string]string, c *pilotv1.Cluster, pkg *apppkg.Package, box *secretbox.Box) error {
+	secret := SecretParam(pkg)
+	params, err := secretbox.OpenParams(box, c.Id, c.Params, secret)
+	if err != nil {
+		return err
+	}
+	vals, err := pkg.Resolve(params)
+	if err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	passwords := map[string]bool{}
+	for _, it := range pkg.Config.Items() {
+		if it.Type != apppkg.TypePassword {
+			continue
+		}
+		if v, ok := vals.Get(it.Path); ok {
+			if s, _ := v.(string); s != "" {
+				passwords[s] = true
+			}
+		}
+	}
+	mbox, err := box.Metadata(c.Id)
+	if err != nil {
+		return err
+	}
+	// The drone opens a value with its etcd key as associated data, so a
+	// value moved to another key or cluster does not open.
+	prefix := "/clusters/" + c.Id + "/"
+	for k, v := range tree {
+		role, name, ok := envLeaf(k)
+		if !ok {
+			continue
+		}
+		if passwords[v] || secret(apppkg.GroupEnv+"."+name) || (role != "" && secret(apppkg.GroupEnv+"."+role+"."+name)) {
+			tree[k] = mbox.Seal(v, prefix+k)
+		}
+	}
+	return nil
+}
+
+// envLeaf parses an env key of the tree: "env/<name>" (role "") or
+// "roles/<role>/env/<name>", with metatree's "%2F" escape undone.
+func envLeaf(k string) (role, name string, ok bool) {
+	unescape := func(s string) string { return strings.ReplaceAll(s, "%2F", "/") }
+	if name, ok := strings.CutPrefix(k, "env/"); ok && name != "" {
+		return "", unescape(name), true
+	}
+	parts := strings.SplitN(k, "/", 4)
+	if len(parts) == 4 && parts[0] == "roles" && parts[2] == "env" && parts[3] != "" {
+		return unescape(parts[1]), unescape(parts[3]), true
+	}
+	return "", "", false
+}
+
+func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, needNetwork|needSpec|needPackage)
+	if err != nil {
+		return err
+	}
+	c, n := tc.c, tc.n
+	kvs, err := MetadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box)
+	if err != nil {
+		return err
+	}
+	_, err = o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: c.Id, Kvs: kvs, ReaderNodeIds: readers(c)}}})
+	if err != nil {
+		return fmt.Errorf("apply metadata of cluster %s: %w", c.Id, err)
+	}
+	return nil
+}
+
+// readers are the nodes whose drones may read the cluster's metadata: its
+// own. (Nodes of clusters linking to it join them once links exist.)
+func readers(c *pilotv1.Cluster) []string {
+	out := make([]string, 0, len(c.Nodes))
+	for _, n := range c.Nodes {
+		if n.InstanceId != "" {
+			out = append(out, n.Id)
+		}
+	}
+	return out
+}
+
+func (o *Ops) deleteMetadata(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, 0)
+	if err != nil {
+		return err
+	}
+	c := tc.c
+	// No network or no frontgate: the metadata was never registered, or
+	// went with them.
+	n, err := o.network(ctx, c)
+	if c.NetworkId == "" || errors.Is(err, store.ErrNotFound) || (err == nil && n.FrontgateInstanceId == "") {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cctx, cancel := forcedContext(ctx, tc.in.Force)
+	defer cancel()
+	_, err = o.callFrontgate(cctx, n, &streamv1.Request{Body: &streamv1.Request_DeleteMetadata{DeleteMetadata: &streamv1.DeleteMetadata{ClusterId: c.Id}}})
+	if err != nil && tc.in.Force {
+		// The frontgate goes with its network when this is the last
+		// cluster; otherwise its metadata is orphaned until then. Say so.
+		o.log.Warn("forced: metadata not deleted; its frontgate is unreachable", "cluster_id", c.Id, "frontgate_id", n.FrontgateId, "err", err)
+		return nil
+	}
+	return err
+}
