@@ -398,6 +398,15 @@ func TestAttackFrontgateReadsMetadataKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The create cannot finish behind the attacker. Revoking the frontgate
+	// ends it at once; it must have ended before the clean-up deletes the
+	// clusters, or its instances outlive the test.
+	t.Cleanup(func() {
+		_, _ = p.hangar("revoke", "frontgate", fgUD.FrontgateID, "--reason", "compromised in a test")
+		wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		p.waitJob(wctx, r.Job.Id)
+	})
 	waitFor(t, time.Minute, "a drone's join relayed and a renderer configuration sent by pilot", func() (bool, string) {
 		fake.mu.Lock()
 		defer fake.mu.Unlock()
