@@ -14,8 +14,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +33,17 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if binDir != "" {
+		// Every test deletes what it created; an agent still running from
+		// the binaries built here is a leak (of that test, or of a delete).
+		if left := agentsOf(binDir); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "processes left running from %s after the tests: %v\n", binDir, left)
+			for _, pid := range left {
+				if n, err := strconv.Atoi(pid); err == nil {
+					_ = syscall.Kill(n, syscall.SIGKILL)
+				}
+			}
+			code = 1
+		}
 		os.RemoveAll(binDir)
 	}
 	if code == 0 {
@@ -392,6 +405,15 @@ func processesOf(instanceIDs ...string) []string {
 				break
 			}
 		}
+	}
+	return pids
+}
+
+// agentsOf lists pids of processes whose executable is in dir.
+func agentsOf(dir string) []string {
+	var pids []string
+	for _, name := range []string{"drone", "frontgate", "hangar-kv", "hangar-provider-local", "pilot"} {
+		pids = append(pids, processesRunning(filepath.Join(dir, name))...)
 	}
 	return pids
 }
