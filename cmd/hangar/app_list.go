@@ -27,11 +27,10 @@ own version, its roles and when it was pushed.`,
 }
 
 func (c *cli) appList(ctx context.Context) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.apps.ListApps(ctx, &pilotv1.ListAppsRequest{})
 	if err != nil {

@@ -48,11 +48,10 @@ func (c *cli) appPush(ctx context.Context, dir string) error {
 	if err != nil {
 		return err
 	}
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	app, err := cl.apps.PushApp(ctx, &pilotv1.PushAppRequest{Archive: archive})
 	if err != nil {

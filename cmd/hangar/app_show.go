@@ -35,11 +35,10 @@ and its allowed values or range. Password defaults are hidden.`,
 }
 
 func (c *cli) appShow(ctx context.Context, name, version string) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	app, err := cl.apps.GetApp(ctx, &pilotv1.GetAppRequest{Name: name, Version: version})
 	if err != nil {

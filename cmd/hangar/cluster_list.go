@@ -26,11 +26,10 @@ nodes and creation time.`,
 }
 
 func (c *cli) clusterList(ctx context.Context) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.clusters.ListClusters(ctx, &pilotv1.ListClustersRequest{})
 	if err != nil {

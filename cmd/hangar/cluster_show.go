@@ -26,11 +26,10 @@ job that changed the cluster is shown too: 'hangar job show JOB' explains it.`,
 }
 
 func (c *cli) clusterShow(ctx context.Context, id string) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	k, err := cl.clusters.GetCluster(ctx, &pilotv1.GetClusterRequest{Id: id})
 	if err != nil {

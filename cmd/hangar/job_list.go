@@ -29,11 +29,10 @@ state, tasks done out of all, and creation time.`,
 }
 
 func (c *cli) jobList(ctx context.Context, clusterID string) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.jobs.ListJobs(ctx, &pilotv1.ListJobsRequest{ClusterId: clusterID})
 	if err != nil {

@@ -36,11 +36,10 @@ func jobNotFound() hints {
 }
 
 func (c *cli) jobShow(ctx context.Context, id string) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	job, err := cl.jobs.GetJob(ctx, &pilotv1.GetJobRequest{Id: id})
 	if err != nil {

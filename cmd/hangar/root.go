@@ -97,6 +97,17 @@ func callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, rpcTimeout)
 }
 
+// call opens the API clients and bounds ctx by one call's timeout: what
+// every command does before its request.
+func (c *cli) call(ctx context.Context) (*pilotClients, context.Context, context.CancelFunc, error) {
+	cl, err := c.clients()
+	if err != nil {
+		return nil, ctx, func() {}, err
+	}
+	ctx, cancel := callCtx(ctx)
+	return cl, ctx, cancel, nil
+}
+
 func newRootCmd(c *cli) *cobra.Command {
 	defaultAddr := defaultPilotAddr
 	if v := strings.TrimSpace(c.getenv(envPilotAddr)); v != "" {

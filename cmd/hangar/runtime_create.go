@@ -70,11 +70,10 @@ func (c *cli) runtimeCreate(ctx context.Context, id string, o runtimeCreateOptio
 	if err != nil {
 		return err
 	}
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	rt, err := cl.runtimes.CreateRuntime(ctx, &pilotv1.CreateRuntimeRequest{
 		Id: id, Provider: o.provider, Zone: o.zone, Config: config,

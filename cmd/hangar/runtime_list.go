@@ -28,11 +28,10 @@ settings (secret settings are never returned by pilot).`,
 }
 
 func (c *cli) runtimeList(ctx context.Context) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.runtimes.ListRuntimes(ctx, &pilotv1.ListRuntimesRequest{})
 	if err != nil {

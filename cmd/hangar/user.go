@@ -81,11 +81,10 @@ func (c *cli) userCreate(ctx context.Context, name string, o userCreateOptions) 
 	if err != nil {
 		return err
 	}
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.users.CreateUser(ctx, &pilotv1.CreateUserRequest{Name: name, Role: role, Tenant: o.tenant})
 	if err != nil {
@@ -115,11 +114,10 @@ func newUserListCmd(c *cli) *cobra.Command {
 }
 
 func (c *cli) userList(ctx context.Context) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.users.ListUsers(ctx, &pilotv1.ListUsersRequest{})
 	if err != nil {
@@ -149,11 +147,10 @@ func newUserDeleteCmd(c *cli) *cobra.Command {
 }
 
 func (c *cli) userDelete(ctx context.Context, name string) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.users.DeleteUser(ctx, &pilotv1.DeleteUserRequest{Name: name})
 	if err != nil {
@@ -178,11 +175,10 @@ func newWhoAmICmd(c *cli) *cobra.Command {
 }
 
 func (c *cli) whoami(ctx context.Context) error {
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	u, err := cl.users.WhoAmI(ctx, &pilotv1.WhoAmIRequest{})
 	if err != nil {
@@ -222,11 +218,10 @@ func (c *cli) audit(ctx context.Context, o auditOptions) error {
 	if o.limit < 1 || o.limit > 1000 {
 		return fmt.Errorf("--limit %d: give 1 to 1000", o.limit)
 	}
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.audit.ListAudit(ctx, &pilotv1.ListAuditRequest{Limit: int32(o.limit)})
 	if err != nil {
@@ -282,11 +277,10 @@ func (c *cli) revoke(ctx context.Context, kind, id string, o revokeOptions) erro
 	if kind != "frontgate" && kind != "drone" {
 		return fmt.Errorf("%q: revoke a frontgate or a drone: `hangar revoke frontgate|drone ID`", kind)
 	}
-	cl, err := c.clients()
+	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.security.Revoke(ctx, &pilotv1.RevokeRequest{Kind: kind, Id: id, Reason: o.reason})
 	if err != nil {
