@@ -67,11 +67,10 @@ func (c *cli) clusterCreate(ctx context.Context, app string, o clusterCreateOpti
 	if err != nil {
 		return err
 	}
-	cl, err := c.clients()
+	cl, cctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.clusters.CreateCluster(cctx, &pilotv1.CreateClusterRequest{
 		App: app, AppVersion: o.version, Runtime: o.runtime, Params: params,

@@ -44,11 +44,10 @@ status 1 if it fails.`,
 }
 
 func (c *cli) clusterDelete(ctx context.Context, id string, o clusterDeleteOptions) error {
-	cl, err := c.clients()
+	cl, cctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.clusters.DeleteCluster(cctx, &pilotv1.DeleteClusterRequest{Id: id, Force: o.force})
 	if err != nil {

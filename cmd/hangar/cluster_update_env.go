@@ -46,11 +46,10 @@ func (c *cli) clusterUpdateEnv(ctx context.Context, id string, args []string, wa
 	if err != nil {
 		return err
 	}
-	cl, err := c.clients()
+	cl, cctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := callCtx(ctx)
 	defer cancel()
 	resp, err := cl.clusters.UpdateClusterEnv(cctx, &pilotv1.UpdateClusterEnvRequest{Id: id, Env: env})
 	if err != nil {
