@@ -448,8 +448,8 @@ func TestDroneEndToEnd(t *testing.T) {
 	}
 	// The drone verifies with the key it got at join, not any key.
 	_, otherPriv, _ := ed25519.GenerateKey(rand.Reader)
-	if _, err := peer.Call(ctx, command(otherPriv, "c-2", "true")); !streamrpc.IsCode(err, cmdsign.CodeUnauthenticated) {
-		t.Fatalf("a command signed with another key: %v, want %s", err, cmdsign.CodeUnauthenticated)
+	if _, err := peer.Call(ctx, command(otherPriv, "c-2", "true")); !streamrpc.IsCode(err, streamrpc.CodeUnauthenticated) {
+		t.Fatalf("a command signed with another key: %v, want %s", err, streamrpc.CodeUnauthenticated)
 	}
 
 	// The certificate the drone saved is what etcd knows it by: its own

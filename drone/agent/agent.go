@@ -299,7 +299,7 @@ func (a *Agent) runCommand(ctx context.Context, rc *streamv1.RunCommand) *stream
 	// it has not expired.
 	if err := cmdsign.Verify(a.cfg.CommandPublicKey, rc, a.cfg.NodeID, time.Now()); err != nil {
 		a.log.Error("command rejected", "command_id", rc.GetCommandId(), "reason", err.Error())
-		return streamrpc.ErrorResponse(cmdsign.CodeUnauthenticated, "command %s rejected: %v", rc.GetCommandId(), err)
+		return streamrpc.ErrorResponse(streamrpc.CodeUnauthenticated, "command %s rejected: %v", rc.GetCommandId(), err)
 	}
 	res, err := a.cfg.Executor.Run(ctx, rc)
 	switch {
@@ -319,7 +319,7 @@ func (a *Agent) configureRenderer(ctx context.Context, cr *streamv1.ConfigureRen
 	// pilot signed it, for this node, and it has not expired.
 	if err := cmdsign.VerifyRenderer(a.cfg.CommandPublicKey, cr, a.cfg.NodeID, a.cfg.ClusterID, time.Now()); err != nil {
 		a.log.Error("renderer configuration rejected", "reason", err.Error())
-		return streamrpc.ErrorResponse(cmdsign.CodeUnauthenticated, "configure_renderer rejected: %v", err)
+		return streamrpc.ErrorResponse(streamrpc.CodeUnauthenticated, "configure_renderer rejected: %v", err)
 	}
 	var key []byte
 	if box := cr.GetSealedMetadataKey(); len(box) > 0 {

@@ -28,7 +28,6 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/executor"
-	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
 	"github.com/hangarhq/hangar/internal/testca"
@@ -302,9 +301,9 @@ func TestServesRequests(t *testing.T) {
 		want string
 	}{
 		{"render failure names the template", d.signedRenderer(t, &streamv1.ConfigureRenderer{NodeId: "cln-1", ClusterId: "cl-1", Files: files}), streamrpc.CodeInvalid, "a.tmpl"},
-		{"command for another node", d.signed(t, &streamv1.RunCommand{NodeId: "cln-2", CommandId: "c2", Cmd: "true"}), cmdsign.CodeUnauthenticated, "cln-2"},
+		{"command for another node", d.signed(t, &streamv1.RunCommand{NodeId: "cln-2", CommandId: "c2", Cmd: "true"}), streamrpc.CodeUnauthenticated, "cln-2"},
 		{"bad command id", d.signed(t, &streamv1.RunCommand{NodeId: "cln-1", CommandId: "a/b", Cmd: "true"}), streamrpc.CodeInvalid, "command_id"},
-		{"renderer for another cluster", d.signedRenderer(t, &streamv1.ConfigureRenderer{NodeId: "cln-1", ClusterId: "cl-9"}), cmdsign.CodeUnauthenticated, "cl-9"},
+		{"renderer for another cluster", d.signedRenderer(t, &streamv1.ConfigureRenderer{NodeId: "cln-1", ClusterId: "cl-9"}), streamrpc.CodeUnauthenticated, "cl-9"},
 		{"request a drone does not serve", &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{}}}, streamrpc.CodeInvalid, "ListDrones"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -116,8 +116,8 @@ func TestRunsOnlyCommandsPilotSigned(t *testing.T) {
 			req := tc.req(t)
 			id := req.GetRunCommand().GetCommandId()
 			_, err := call(t, c.peer, req)
-			if !streamrpc.IsCode(err, cmdsign.CodeUnauthenticated) || !strings.Contains(err.Error(), "command "+id+" rejected") || !strings.Contains(err.Error(), tc.reason) {
-				t.Fatalf("got %v, want an %s error rejecting %s for %q", err, cmdsign.CodeUnauthenticated, id, tc.reason)
+			if !streamrpc.IsCode(err, streamrpc.CodeUnauthenticated) || !strings.Contains(err.Error(), "command "+id+" rejected") || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("got %v, want an %s error rejecting %s for %q", err, streamrpc.CodeUnauthenticated, id, tc.reason)
 			}
 			if _, err := os.Stat(markerOf(id)); !os.IsNotExist(err) {
 				t.Fatalf("the rejected command ran (marker: %v)", err)
@@ -158,8 +158,8 @@ func TestRunsOnlyCommandsPilotSigned(t *testing.T) {
 	expired := cmdOf("valid")
 	expired.ExpiresAt = timestamppb.New(time.Now().Add(-time.Minute))
 	for _, rq := range []*streamv1.Request{d.signed(t, other), d.signed(t, expired)} {
-		if _, err := call(t, c.peer, rq); !streamrpc.IsCode(err, cmdsign.CodeUnauthenticated) {
-			t.Fatalf("replay of an executed id, %v: got %v, want %s", rq.GetRunCommand(), err, cmdsign.CodeUnauthenticated)
+		if _, err := call(t, c.peer, rq); !streamrpc.IsCode(err, streamrpc.CodeUnauthenticated) {
+			t.Fatalf("replay of an executed id, %v: got %v, want %s", rq.GetRunCommand(), err, streamrpc.CodeUnauthenticated)
 		}
 	}
 	b, err := os.ReadFile(markerOf("valid"))
@@ -179,8 +179,8 @@ func TestRefusesEveryCommandWithoutAKey(t *testing.T) {
 	c := fg.next(t)
 	marker := filepath.Join(d.dir, "marker")
 	_, err := call(t, c.peer, d.signed(t, &streamv1.RunCommand{NodeId: "cln-1", CommandId: "c1", Cmd: "touch " + marker}))
-	if !streamrpc.IsCode(err, cmdsign.CodeUnauthenticated) || !strings.Contains(err.Error(), "no valid command public key") {
-		t.Fatalf("got %v, want %s naming the missing key", err, cmdsign.CodeUnauthenticated)
+	if !streamrpc.IsCode(err, streamrpc.CodeUnauthenticated) || !strings.Contains(err.Error(), "no valid command public key") {
+		t.Fatalf("got %v, want %s naming the missing key", err, streamrpc.CodeUnauthenticated)
 	}
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatalf("the command ran (marker: %v)", err)

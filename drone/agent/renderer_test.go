@@ -71,8 +71,8 @@ func TestRendererConfigurationMustBeSignedByPilot(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := call(t, c.peer, tc.req)
-			if !streamrpc.IsCode(err, cmdsign.CodeUnauthenticated) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want %s naming %q", err, cmdsign.CodeUnauthenticated, tc.want)
+			if !streamrpc.IsCode(err, streamrpc.CodeUnauthenticated) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s naming %q", err, streamrpc.CodeUnauthenticated, tc.want)
 			}
 		})
 	}

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -317,7 +316,7 @@ func (r *Relay) Join(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.
 		if r.base.Err() != nil {
 			return nil, status.Error(codes.Unavailable, "join: frontgate is shutting down")
 		}
-		st := StatusOf(err)
+		st := streamrpc.Status(err)
 		r.log.Warn("join failed", "code", st.Code().String(), "err", st.Message())
 		return nil, st.Err()
 	}
@@ -325,57 +324,6 @@ func (r *Relay) Join(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.
 		return nil, status.Error(codes.Internal, "join: pilot answered without a certificate")
 	}
 	return cert, nil
-}
-
-// StatusOf maps an error of a relayed call to a gRPC status: pilot's
-// stream error codes to the gRPC codes of the same meaning, context errors
-// to DeadlineExceeded and Canceled, anything else (no stream to pilot) to
-// Unavailable, which a caller retries.
-func StatusOf(err error) *status.Status {
-	if st, ok := status.FromError(err); ok {
-		return st
-	}
-	var remote *streamrpc.Error
-	switch {
-	case errors.As(err, &remote):
-		return status.New(codeOf(remote.Code), remote.Message)
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.New(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.New(codes.Canceled, err.Error())
-	}
-	return status.New(codes.Unavailable, err.Error())
-}
-
-// codeOf reads a stream error code ("permission_denied", "invalid", …).
-// Spellings differ only in case and underscores, so both the stream's
-// names and gRPC's are understood.
-func codeOf(code string) codes.Code {
-	switch strings.ReplaceAll(strings.ToLower(code), "_", "") {
-	case "invalid", "invalidargument":
-		return codes.InvalidArgument
-	case "unauthenticated":
-		return codes.Unauthenticated
-	case "permissiondenied", "forbidden":
-		return codes.PermissionDenied
-	case "notfound":
-		return codes.NotFound
-	case "alreadyexists":
-		return codes.AlreadyExists
-	case "failedprecondition":
-		return codes.FailedPrecondition
-	case "resourceexhausted":
-		return codes.ResourceExhausted
-	case "unavailable":
-		return codes.Unavailable
-	case "deadlineexceeded":
-		return codes.DeadlineExceeded
-	case "cancelled", "canceled":
-		return codes.Canceled
-	case "internal":
-		return codes.Internal
-	}
-	return codes.Unknown
 }
 
 // unregister removes c unless a newer stream of its node replaced it, and

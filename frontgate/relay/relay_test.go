@@ -593,27 +593,3 @@ func TestJoinUnimplementedWithoutJoinFunc(t *testing.T) {
 	}
 }
 
-func TestStatusOf(t *testing.T) {
-	tests := []struct {
-		err  error
-		code codes.Code
-	}{
-		{&streamrpc.Error{Code: "permission_denied"}, codes.PermissionDenied},
-		{&streamrpc.Error{Code: "PermissionDenied"}, codes.PermissionDenied},
-		{&streamrpc.Error{Code: streamrpc.CodeInvalid}, codes.InvalidArgument},
-		{&streamrpc.Error{Code: "unauthenticated"}, codes.Unauthenticated},
-		{&streamrpc.Error{Code: streamrpc.CodeNotFound}, codes.NotFound},
-		{&streamrpc.Error{Code: streamrpc.CodeCancelled}, codes.Canceled},
-		{&streamrpc.Error{Code: streamrpc.CodeDeadline}, codes.DeadlineExceeded},
-		{&streamrpc.Error{Code: streamrpc.CodeInternal}, codes.Internal},
-		{&streamrpc.Error{Code: "something new"}, codes.Unknown},
-		{context.DeadlineExceeded, codes.DeadlineExceeded},
-		{status.Error(codes.Aborted, "x"), codes.Aborted},
-		{errors.New("pilot link down"), codes.Unavailable},
-	}
-	for _, tt := range tests {
-		if got := StatusOf(tt.err).Code(); got != tt.code {
-			t.Errorf("StatusOf(%v) = %v, want %v", tt.err, got, tt.code)
-		}
-	}
-}

@@ -41,9 +41,6 @@ const (
 // ResultOK is the result reported to Observe for a request that succeeded.
 const ResultOK = "ok"
 
-// CodePermissionDenied answers a request the frontgate refuses to carry
-// (a drone renewing another identity's certificate).
-const CodePermissionDenied = "permission_denied"
 
 // Capabilities lists the request kinds a Handler serves, for the Hello.
 func Capabilities() []string {
@@ -286,15 +283,13 @@ func (h *Handler) relay(ctx context.Context, nodeID, what string, req *streamv1.
 	var remote *streamrpc.Error
 	switch {
 	case errors.As(err, &remote):
-		return streamrpc.ErrorResponse(remote.Code, "%s on node %s: %s", what, nodeID, remote.Message)
+		return streamrpc.ErrorFor(what+" on node "+nodeID, err)
 	case errors.Is(err, relay.ErrInvalid):
 		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "%s: %v", what, err)
 	case errors.Is(err, relay.ErrNotConnected), errors.Is(err, relay.ErrClosed):
 		return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "%s: %v", what, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return streamrpc.ErrorResponse(streamrpc.CodeDeadline, "%s: %v", what, err)
-	case errors.Is(err, context.Canceled):
-		return streamrpc.ErrorResponse(streamrpc.CodeCancelled, "%s: %v", what, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return streamrpc.ErrorFor(what, err)
 	}
 	return streamrpc.ErrorResponse(streamrpc.CodeInternal, "%s: %v", what, err)
 }
@@ -315,7 +310,7 @@ func (h *Handler) ServeDrone(ctx context.Context, from pki.Identity, req *stream
 			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "renew_certificate from drone %s: current_certificate_pem: %v", from.ID, err)
 		}
 		if id, err := pki.IdentityOf(cur); err != nil || id != from {
-			return streamrpc.ErrorResponse(CodePermissionDenied, "renew_certificate on the stream of %s names another certificate; a drone renews only its own", from)
+			return streamrpc.ErrorResponse(streamrpc.CodePermissionDenied, "renew_certificate on the stream of %s names another certificate; a drone renews only its own", from)
 		}
 		resp, err := h.cfg.Pilot.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: rc}})
 		if err != nil {
@@ -350,19 +345,14 @@ func (h *Handler) Join(ctx context.Context, req *streamv1.JoinRequest) (*streamv
 	return cert, nil
 }
 
-// pilotError answers a drone's request that pilot refused or that could
-// not reach pilot.
+// pilotError answers a drone's request that pilot refused ("<what>:
+// pilot: <reason>", with pilot's code) or that could not reach pilot.
 func pilotError(what string, err error) *streamv1.Response {
 	var remote *streamrpc.Error
-	switch {
-	case errors.As(err, &remote):
-		return streamrpc.ErrorResponse(remote.Code, "%s: pilot: %s", what, remote.Message)
-	case errors.Is(err, context.DeadlineExceeded):
-		return streamrpc.ErrorResponse(streamrpc.CodeDeadline, "%s: %v", what, err)
-	case errors.Is(err, context.Canceled):
-		return streamrpc.ErrorResponse(streamrpc.CodeCancelled, "%s: %v", what, err)
+	if errors.As(err, &remote) {
+		what += ": pilot"
 	}
-	return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "%s: %v", what, err)
+	return streamrpc.ErrorFor(what, err)
 }
 
 func metadataError(err error) *streamv1.Response {

@@ -419,7 +419,7 @@ func TestDroneRenewalCarriedToPilot(t *testing.T) {
 		wantSent bool
 	}{
 		{"own certificate", renewReq(t, ca, drone), &fakePilot{resp: granted}, "", "", true},
-		{"another drone's certificate", renewReq(t, ca, other), &fakePilot{resp: granted}, CodePermissionDenied, "a drone renews only its own", false},
+		{"another drone's certificate", renewReq(t, ca, other), &fakePilot{resp: granted}, streamrpc.CodePermissionDenied, "a drone renews only its own", false},
 		{"no certificate", &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{}}}, &fakePilot{}, streamrpc.CodeInvalid, "current_certificate_pem", false},
 		{"refused by pilot", renewReq(t, ca, drone), &fakePilot{err: &streamrpc.Error{Code: "permission_denied", Message: "node revoked"}}, "permission_denied", "pilot: node revoked", true},
 		{"pilot unreachable", renewReq(t, ca, drone), &fakePilot{err: errors.New("no stream to pilot")}, streamrpc.CodeUnavailable, "no stream to pilot", true},

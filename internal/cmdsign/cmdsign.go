@@ -78,9 +78,6 @@ const ExpiryMargin = 10 * time.Minute
 // defaultTimeout is the drone's timeout for timeout_seconds 0.
 const defaultTimeout = 600 * time.Second
 
-// CodeUnauthenticated is the streamv1.Error code a drone answers a command
-// that fails verification with.
-const CodeUnauthenticated = "unauthenticated"
 
 // Reasons Verify refuses a command. Verify wraps them with detail; test
 // with errors.Is.

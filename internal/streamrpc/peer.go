@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -32,38 +31,6 @@ type Stream interface {
 // (the request id is filled in by the Peer). ctx ends at the request's
 // deadline, when the peer cancels it, or when the stream closes.
 type Handler func(ctx context.Context, req *streamv1.Request) *streamv1.Response
-
-// Error is a failure reported by the remote side in Response.error.
-type Error struct {
-	Code    string
-	Message string
-}
-
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-// Error codes carried in streamv1.Error.
-const (
-	CodeUnavailable = "unavailable"
-	CodeInvalid     = "invalid"
-	CodeNotFound    = "not_found"
-	CodeDeadline    = "deadline_exceeded"
-	CodeCancelled   = "cancelled"
-	CodeInternal    = "internal"
-)
-
-// ErrClosed is returned by Call once the stream has ended.
-var ErrClosed = errors.New("stream closed")
-
-// ErrorResponse builds a response carrying a remote error.
-func ErrorResponse(code string, format string, args ...any) *streamv1.Response {
-	return &streamv1.Response{Error: &streamv1.Error{Code: code, Message: fmt.Sprintf(format, args...)}}
-}
-
-// IsCode reports whether err is a remote Error with the given code.
-func IsCode(err error, code string) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Code == code
-}
 
 // Options tune a Peer.
 type Options struct {

@@ -204,7 +204,7 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 	case *streamv1.Request_ConfigureRenderer:
 		cr := b.ConfigureRenderer
 		if err := cmdsign.VerifyRenderer(f.cmdKey, cr, cr.NodeId, cr.ClusterId, time.Now()); err != nil {
-			return nil, &streamrpc.Error{Code: cmdsign.CodeUnauthenticated, Message: err.Error()}
+			return nil, &streamrpc.Error{Code: streamrpc.CodeUnauthenticated, Message: err.Error()}
 		}
 		if len(cr.SealedMetadataKey) > 0 {
 			key, err := seal.Open(f.drones.key(cr.NodeId), seal.MetadataKeyInfo(cr.ClusterId, cr.NodeId), cr.SealedMetadataKey)
@@ -218,7 +218,7 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 	case *streamv1.Request_RunCommand:
 		rc := b.RunCommand
 		if err := cmdsign.Verify(f.cmdKey, rc, rc.NodeId, time.Now()); err != nil {
-			return nil, &streamrpc.Error{Code: cmdsign.CodeUnauthenticated, Message: err.Error()}
+			return nil, &streamrpc.Error{Code: streamrpc.CodeUnauthenticated, Message: err.Error()}
 		}
 		if res, ok := f.results[rc.CommandId]; ok {
 			return &streamv1.Response{Body: &streamv1.Response_CommandResult{CommandResult: res}}, nil

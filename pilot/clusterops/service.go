@@ -180,7 +180,7 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 	for {
 		resp, err := o.cfg.Frontgates.Call(cctx, n.FrontgateId, req)
 		var remote *streamrpc.Error
-		if errors.As(err, &remote) && remote.Code == cmdsign.CodeUnauthenticated {
+		if errors.As(err, &remote) && remote.Code == streamrpc.CodeUnauthenticated {
 			// The drone refused the signature (wrong key, clock skew): a
 			// retry signs with the same key and clock, so it cannot help.
 			nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_REJECTED, err.Error()

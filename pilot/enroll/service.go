@@ -9,6 +9,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/streamrpc"
 )
 
 // Service is pilot's EnrollmentService: a frontgate's first certificate.
@@ -63,16 +64,5 @@ func StreamError(err error) *streamv1.Error {
 		return nil
 	}
 	st := Status(err)
-	code := "unavailable"
-	switch st.Code() {
-	case codes.InvalidArgument:
-		code = "invalid"
-	case codes.PermissionDenied:
-		code = "permission_denied"
-	case codes.Canceled:
-		code = "cancelled"
-	case codes.DeadlineExceeded:
-		code = "deadline_exceeded"
-	}
-	return &streamv1.Error{Code: code, Message: st.Message()}
+	return &streamv1.Error{Code: streamrpc.StreamCode(st.Code()), Message: st.Message()}
 }

@@ -78,7 +78,7 @@ func (s *Security) join(ctx context.Context, caller pki.Identity, j *streamv1.Jo
 	}
 	if id.Kind != pki.KindDrone {
 		s.log.Warn("frontgate relayed a join for a non-drone identity; refused", "frontgate", caller.String(), "identity", id.String())
-		return streamrpc.ErrorResponse("permission_denied", "a frontgate may relay joins of drones only")
+		return streamrpc.ErrorResponse(streamrpc.CodePermissionDenied, "a frontgate may relay joins of drones only")
 	}
 	fg, err := s.frontgateOf(ctx, id.Cluster)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -89,7 +89,7 @@ func (s *Security) join(ctx context.Context, caller pki.Identity, j *streamv1.Jo
 	}
 	if err != nil || fg != caller.ID {
 		s.log.Warn("frontgate relayed a join for a drone it does not serve; refused", "frontgate", caller.String(), "identity", id.String(), "err", err)
-		return streamrpc.ErrorResponse("permission_denied", "drone %s is not served by frontgate %s", id.ID, caller.ID)
+		return streamrpc.ErrorResponse(streamrpc.CodePermissionDenied, "drone %s is not served by frontgate %s", id.ID, caller.ID)
 	}
 	s.log.Info("drone joined", "identity", id.String(), "via", caller.String())
 	return certResponse(cert)

@@ -26,7 +26,6 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
-	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/etcdserver"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/seal"
@@ -210,8 +209,8 @@ func TestAttackFrontgateConfiguresRenderer(t *testing.T) {
 		NodeId: node.Id, ClusterId: c.Id,
 		Files: map[string][]byte{"conf.d/x.toml": []byte(toml), "templates/x.tmpl": []byte("x")},
 	}}})
-	if !streamrpc.IsCode(err, cmdsign.CodeUnauthenticated) {
-		t.Errorf("an unsigned renderer configuration from the frontgate: %v, want %s", err, cmdsign.CodeUnauthenticated)
+	if !streamrpc.IsCode(err, streamrpc.CodeUnauthenticated) {
+		t.Errorf("an unsigned renderer configuration from the frontgate: %v, want %s", err, streamrpc.CodeUnauthenticated)
 	}
 	if b, err := os.ReadFile(marker); err == nil {
 		t.Fatalf("the drone ran the frontgate's check/reload command: %s", b)

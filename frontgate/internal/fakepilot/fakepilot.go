@@ -37,9 +37,6 @@ import (
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
-// CodePermissionDenied is the code the fake pilot refuses a join or a
-// renewal with.
-const CodePermissionDenied = "permission_denied"
 
 // Pilot is a running fake pilot.
 type Pilot struct {
@@ -253,7 +250,7 @@ func (p *Pilot) serve(_ context.Context, req *streamv1.Request) *streamv1.Respon
 		return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "%v", err)
 	}
 	if err != nil {
-		return streamrpc.ErrorResponse(CodePermissionDenied, "%v", err)
+		return streamrpc.ErrorResponse(streamrpc.CodePermissionDenied, "%v", err)
 	}
 	return &streamv1.Response{Body: &streamv1.Response_Certificate{Certificate: cert}}
 }
