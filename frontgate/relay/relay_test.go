@@ -592,4 +592,3 @@ func TestJoinUnimplementedWithoutJoinFunc(t *testing.T) {
 		t.Fatalf("Join = %v, want Unimplemented", err)
 	}
 }
-

@@ -41,7 +41,6 @@ const (
 // ResultOK is the result reported to Observe for a request that succeeded.
 const ResultOK = "ok"
 
-
 // Capabilities lists the request kinds a Handler serves, for the Hello.
 func Capabilities() []string {
 	return []string{KindApplyMetadata, KindDeleteMetadata, KindRunCommand, KindConfigureRenderer, KindListDrones, KindRevoke}

@@ -78,7 +78,6 @@ const ExpiryMargin = 10 * time.Minute
 // defaultTimeout is the drone's timeout for timeout_seconds 0.
 const defaultTimeout = 600 * time.Second
 
-
 // Reasons Verify refuses a command. Verify wraps them with detail; test
 // with errors.Is.
 var (

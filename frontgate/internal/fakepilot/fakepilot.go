@@ -37,7 +37,6 @@ import (
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
-
 // Pilot is a running fake pilot.
 type Pilot struct {
 	streamv1.UnimplementedFrontgateLinkServer
