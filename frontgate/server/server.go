@@ -105,10 +105,6 @@ type Config struct {
 	// Observe, when set, is told the kind and result (ResultOK or the error
 	// code) of every request served.
 	Observe func(kind, result string)
-	// PollInterval is the first delay before asking a drone again about a
-	// command it reported as still running (default 500ms; it doubles up
-	// to 5s).
-	PollInterval time.Duration
 }
 
 // Handler serves pilot's requests.
@@ -124,9 +120,6 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 500 * time.Millisecond
 	}
 	return &Handler{cfg: cfg, log: cfg.Logger}, nil
 }
@@ -230,34 +223,16 @@ func (h *Handler) serve(ctx context.Context, req *streamv1.Request) *streamv1.Re
 	return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s: no body the frontgate serves (it serves %v)", req.GetId(), Capabilities())
 }
 
-// runCommand relays rc until the drone reports a final state. A drone asked
-// again about a command still running (after the relay resent it on a new
-// stream) answers RUNNING at once; pilot sent one request and waits for the
-// outcome, so we keep asking under the same command id. When the deadline
-// comes first, the last RUNNING result is the answer: pilot may ask again.
+// runCommand relays rc to its drone once. The drone answers when the
+// command ends (a repeated command id waits for the same execution), so
+// the result is pushed as soon as there is one, and a stream cut on the way
+// is covered by the relay re-sending the same command id on the drone's
+// next stream. Only when pilot's deadline comes first is the answer a
+// RUNNING result; pilot then asks again under the same command id.
 func (h *Handler) runCommand(ctx context.Context, rc *streamv1.RunCommand) *streamv1.Response {
 	ctx, cancel := withMargin(ctx)
 	defer cancel()
-	what := fmt.Sprintf("run_command %s", rc.GetCommandId())
-	delay := h.cfg.PollInterval
-	for {
-		resp := h.relay(ctx, rc.GetNodeId(), what, &streamv1.Request{Body: &streamv1.Request_RunCommand{RunCommand: rc}})
-		if resp.GetCommandResult().GetState() != streamv1.CommandState_COMMAND_STATE_RUNNING {
-			return resp
-		}
-		// Leave room for one more round trip before the deadline.
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*delay {
-			return resp
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return resp
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
+	return h.relay(ctx, rc.GetNodeId(), "run_command "+rc.GetCommandId(), &streamv1.Request{Body: &streamv1.Request_RunCommand{RunCommand: rc}})
 }
 
 // withMargin ends ctx slightly before pilot's deadline, so that pilot

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,50 +284,70 @@ func TestNewNeedsDependencies(t *testing.T) {
 	}
 }
 
-// seqDrones answers RunCommand with states from a script, then EXITED.
-type seqDrones struct {
+// runningDrones answers RunCommand as a drone does: when the command ends
+// (end is closed), or with RUNNING when the request's deadline comes first.
+type runningDrones struct {
 	fakeDrones
-	states []streamv1.CommandState
-	calls  int
-	ids    []string
+	end   chan struct{}
+	calls atomic.Int32
 }
 
-func (s *seqDrones) Call(_ context.Context, node string, req *streamv1.Request) (*streamv1.Response, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (d *runningDrones) Call(ctx context.Context, node string, req *streamv1.Request) (*streamv1.Response, error) {
+	d.calls.Add(1)
 	state := streamv1.CommandState_COMMAND_STATE_EXITED
-	if s.calls < len(s.states) {
-		state = s.states[s.calls]
+	select {
+	case <-d.end:
+	case <-ctx.Done():
+		state = streamv1.CommandState_COMMAND_STATE_RUNNING
 	}
-	s.calls++
-	s.ids = append(s.ids, req.GetRunCommand().GetCommandId())
 	return &streamv1.Response{Body: &streamv1.Response_CommandResult{CommandResult: &streamv1.CommandResult{CommandId: req.GetRunCommand().GetCommandId(), NodeId: node, State: state}}}, nil
 }
 
-func TestRunCommandWaitsOutRunning(t *testing.T) {
-	running := streamv1.CommandState_COMMAND_STATE_RUNNING
-	d := &seqDrones{states: []streamv1.CommandState{running, running}}
-	h, err := New(Config{Metadata: &fakeMeta{}, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}, PollInterval: 5 * time.Millisecond})
+// The result of a command is pushed when it ends: the frontgate relays
+// pilot's request once and answers with the drone's answer, without asking
+// again on a timer.
+func TestRunCommandResultIsPushedWhenItEnds(t *testing.T) {
+	d := &runningDrones{end: make(chan struct{})}
+	h, err := New(Config{Metadata: &fakeMeta{}, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := h.Serve(ctxFor(t, 10*time.Second), run("cln-a", "c1"))
+	answered := make(chan *streamv1.Response, 1)
+	go func() { answered <- h.Serve(ctxFor(t, 10*time.Second), run("cln-a", "c1")) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.calls.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the command was never relayed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case resp := <-answered:
+		t.Fatalf("answered %v before the command ended", resp)
+	default:
+	}
+	close(d.end)
+	resp := <-answered
 	if got := resp.GetCommandResult().GetState(); got != streamv1.CommandState_COMMAND_STATE_EXITED {
 		t.Fatalf("state %v, want EXITED", got)
 	}
-	if d.calls != 3 || d.ids[0] != "c1" || d.ids[2] != "c1" {
-		t.Fatalf("asked %d times with ids %v, want 3 times for c1", d.calls, d.ids)
+	if n := d.calls.Load(); n != 1 {
+		t.Fatalf("the drone was asked %d times, want once", n)
 	}
 
-	// A command still running at the deadline is answered as running.
-	d = &seqDrones{states: slices.Repeat([]streamv1.CommandState{running}, 1000)}
-	h, err = New(Config{Metadata: &fakeMeta{}, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}, PollInterval: 5 * time.Millisecond})
+	// A command still running at the deadline is answered as running,
+	// after one request.
+	d = &runningDrones{end: make(chan struct{})}
+	h, err = New(Config{Metadata: &fakeMeta{}, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp = h.Serve(ctxFor(t, 300*time.Millisecond), run("cln-a", "c2"))
-	if resp.GetError() != nil || resp.GetCommandResult().GetState() != running {
+	if resp.GetError() != nil || resp.GetCommandResult().GetState() != streamv1.CommandState_COMMAND_STATE_RUNNING {
 		t.Fatalf("response %v, want the RUNNING result", resp)
+	}
+	if n := d.calls.Load(); n != 1 {
+		t.Fatalf("the drone was asked %d times, want once", n)
 	}
 }
 

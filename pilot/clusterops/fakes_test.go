@@ -145,6 +145,11 @@ type fakeFrontgate struct {
 	drones *fakeDroneKeys
 	// exitCode decides a command's exit code (nil: 0).
 	exitCode func(cmd string) int32
+	// stillRunning, when it holds for a command, answers it RUNNING, as a
+	// drone does when the request's deadline comes before the command's
+	// end.
+	stillRunning func(cmd string) bool
+	asked        map[string]int // command id → requests received
 
 	mu        sync.Mutex
 	metadata  map[string]map[string]string // cluster → tree
@@ -220,8 +225,15 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 		if err := cmdsign.Verify(f.cmdKey, rc, rc.NodeId, time.Now()); err != nil {
 			return nil, &streamrpc.Error{Code: streamrpc.CodeUnauthenticated, Message: err.Error()}
 		}
+		if f.asked == nil {
+			f.asked = map[string]int{}
+		}
+		f.asked[rc.CommandId]++
 		if res, ok := f.results[rc.CommandId]; ok {
 			return &streamv1.Response{Body: &streamv1.Response_CommandResult{CommandResult: res}}, nil
+		}
+		if f.stillRunning != nil && f.stillRunning(rc.Cmd) {
+			return &streamv1.Response{Body: &streamv1.Response_CommandResult{CommandResult: &streamv1.CommandResult{CommandId: rc.CommandId, NodeId: rc.NodeId, State: streamv1.CommandState_COMMAND_STATE_RUNNING}}}, nil
 		}
 		f.runs[rc.CommandId]++
 		f.execs[execKey(rc.NodeId, rc.Cmd)]++

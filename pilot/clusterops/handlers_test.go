@@ -268,6 +268,52 @@ func TestRunServiceFailureIsRecordedOnce(t *testing.T) {
 	}
 }
 
+// A command's result is pushed: pilot asks its frontgate once per run of
+// the step and takes the answer. One still running at the deadline is not
+// polled for; the step is retried, asking again under the same command id.
+func TestRunServiceAsksOnceAndRetriesWhatIsStillRunning(t *testing.T) {
+	h := newOpsHarness(t)
+	running := true
+	h.fg.stillRunning = func(cmd string) bool { return running && strings.HasPrefix(cmd, "mkdir") }
+	r := h.create(t, map[string]string{"cluster.replica.count": "0"})
+	for _, task := range r.Job.Tasks {
+		if !strings.HasPrefix(task.Title, "init ") {
+			if err := h.run(t, r.Job, task); err != nil {
+				t.Fatalf("%s: %v", task.Id, err)
+			}
+			continue
+		}
+		err := h.run(t, r.Job, task)
+		if err == nil || !jobs.IsRetryable(err) || !strings.Contains(err.Error(), "still running") {
+			t.Fatalf("init still running: %v; want a retryable error saying so", err)
+		}
+		h.fg.mu.Lock()
+		asked := maps.Clone(h.fg.asked)
+		h.fg.mu.Unlock()
+		if len(asked) != 1 {
+			t.Fatalf("asked about %v, want one command", asked)
+		}
+		for id, n := range asked {
+			if n != 1 {
+				t.Fatalf("command %s asked %d times in one run, want once", id, n)
+			}
+		}
+		running = false
+		if err := h.run(t, r.Job, task); err != nil {
+			t.Fatalf("init once it ended: %v", err)
+		}
+		h.fg.mu.Lock()
+		defer h.fg.mu.Unlock()
+		for id, n := range h.fg.asked {
+			if n != 2 || h.fg.runs[id] != 1 {
+				t.Fatalf("command %s: asked %d times, run %d; want asked twice (once per run of the step) and run once", id, n, h.fg.runs[id])
+			}
+		}
+		return
+	}
+	t.Fatal("no init step")
+}
+
 // sameTree compares metadata trees; sealed values differ at every seal, so
 // for those only that both are sealed.
 func sameTree(got, want map[string]string) bool {

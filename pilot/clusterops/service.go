@@ -176,36 +176,36 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 	// The drone enforces the timeout; we wait a little longer for its answer.
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second+30*time.Second)
 	defer cancel()
-	var res *streamv1.CommandResult
-	for {
-		resp, err := o.cfg.Frontgates.Call(cctx, n.FrontgateId, req)
-		var remote *streamrpc.Error
-		if errors.As(err, &remote) && remote.Code == streamrpc.CodeUnauthenticated {
-			// The drone refused the signature (wrong key, clock skew): a
-			// retry signs with the same key and clock, so it cannot help.
-			nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_REJECTED, err.Error()
-			o.progress(ctx, t, nr)
-			return fmt.Errorf("node %s (role %s): %s: the drone refused the command's signature (check that the drone joined this pilot and that the clocks agree): %w", nd.Id, nd.Role, t.Task.Title, err)
+	// One request: the drone answers when the command ends, and the
+	// frontgate link and the relay re-send the same command id after a cut
+	// stream, so the result is pushed, not polled for.
+	resp, err := o.cfg.Frontgates.Call(cctx, n.FrontgateId, req)
+	var remote *streamrpc.Error
+	if errors.As(err, &remote) && remote.Code == streamrpc.CodeUnauthenticated {
+		// The drone refused the signature (wrong key, clock skew): a
+		// retry signs with the same key and clock, so it cannot help.
+		nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_REJECTED, err.Error()
+		o.progress(ctx, t, nr)
+		return fmt.Errorf("node %s (role %s): %s: the drone refused the command's signature (check that the drone joined this pilot and that the clocks agree): %w", nd.Id, nd.Role, t.Task.Title, err)
+	}
+	if err != nil {
+		nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_UNREACHABLE, err.Error()
+		o.progress(ctx, t, nr)
+		if errors.Is(err, fglink.ErrRevoked) {
+			return fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err)
 		}
-		if err != nil {
-			nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_UNREACHABLE, err.Error()
-			o.progress(ctx, t, nr)
-			if errors.Is(err, fglink.ErrRevoked) {
-				return fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err)
-			}
-			return jobs.Retryable(fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err))
-		}
-		res = resp.GetCommandResult()
-		if res == nil {
-			return fmt.Errorf("node %s: frontgate answered a command with no result", nd.Id)
-		}
-		if res.State != streamv1.CommandState_COMMAND_STATE_RUNNING {
-			break
-		}
-		// Still running (a previous attempt started it): ask again.
-		if err := sleepCtx(cctx, time.Second); err != nil {
-			return jobs.Retryable(fmt.Errorf("node %s: waiting for command %s: %w", nd.Id, id, err))
-		}
+		return jobs.Retryable(fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err))
+	}
+	res := resp.GetCommandResult()
+	if res == nil {
+		return fmt.Errorf("node %s: frontgate answered a command with no result", nd.Id)
+	}
+	if res.State == streamv1.CommandState_COMMAND_STATE_RUNNING {
+		// Our deadline came before the command's end (the drone enforces
+		// the timeout, so this means a slow link or a drone restarted
+		// mid-wait): the retry asks again under the same command id, and
+		// the drone answers when it ends.
+		return jobs.Retryable(fmt.Errorf("node %s (role %s): %s: command %s still running at the deadline; asking again", nd.Id, nd.Role, t.Task.Title, id))
 	}
 	nr.ExitCode = res.ExitCode
 	// Output is text in the record; a command printing bytes that are not
