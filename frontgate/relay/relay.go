@@ -36,8 +36,8 @@ var (
 	// ErrInvalid marks a request the relay cannot route.
 	ErrInvalid = errors.New("invalid relay request")
 	// ErrNotConnected marks a node that was not connected (again) before
-	// the request's deadline.
-	ErrNotConnected = errors.New("node not connected")
+	// the request's deadline, or that is revoked.
+	ErrNotConnected = streamrpc.ErrNotConnected
 	// ErrClosed is returned by calls waiting for a drone when the Relay is
 	// closed.
 	ErrClosed = errors.New("frontgate relay closed")
@@ -85,23 +85,12 @@ type Relay struct {
 	streams  sync.WaitGroup
 	closeMux sync.Mutex
 
-	mu    sync.Mutex
-	conns map[string]*conn
-	// refused are revoked node ids: never admitted again.
-	refused map[string]bool
-	// joined is closed and replaced whenever a drone connects, waking the
-	// calls that wait for one.
-	joined chan struct{}
+	// hub holds the drone streams by node id; revoked nodes are refused
+	// there.
+	hub *streamrpc.Hub[*streamv1.DroneInfo]
 
 	// joinSlots holds one token per Join in progress.
 	joinSlots chan struct{}
-}
-
-// conn is one drone stream.
-type conn struct {
-	info   *streamv1.DroneInfo
-	peer   *streamrpc.Peer
-	cancel context.CancelFunc
 }
 
 // New returns a Relay with no drones connected.
@@ -124,9 +113,7 @@ func New(cfg Config) *Relay {
 		log:       cfg.Logger,
 		base:      base,
 		stopAll:   stop,
-		conns:     map[string]*conn{},
-		refused:   map[string]bool{},
-		joined:    make(chan struct{}),
+		hub:       streamrpc.NewHub[*streamv1.DroneInfo](streamrpc.HubConfig{Logger: cfg.Logger}),
 		joinSlots: make(chan struct{}, cfg.MaxJoins),
 	}
 }
@@ -150,14 +137,14 @@ func (r *Relay) Connect(stream streamv1.DroneLink_ConnectServer) error {
 		r.log.Warn("non-drone certificate refused on DroneLink", "identity", id.String())
 		return status.Errorf(codes.PermissionDenied, "DroneLink.Connect serves drones; the certificate is %s", id)
 	}
-	if r.isRefused(id.ID) {
+	if r.hub.Gone(id.ID) != nil {
 		r.log.Warn("revoked drone refused", "node_id", id.ID, "cluster_id", id.Cluster)
 		return status.Errorf(codes.PermissionDenied, "node %s is revoked; the node must be replaced", id.ID)
 	}
 
-	ctx, cancel := context.WithCancel(stream.Context())
-	defer cancel()
-	stopOnClose := context.AfterFunc(r.base, cancel)
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	stopOnClose := context.AfterFunc(r.base, func() { cancel(ErrClosed) })
 	defer stopOnClose()
 	// Close must not wait out a silent client's hello timeout.
 	s := ctxStream{stream, ctx}
@@ -186,34 +173,28 @@ func (r *Relay) Connect(stream streamv1.DroneLink_ConnectServer) error {
 			return r.cfg.Handler(ctx, id, req)
 		}
 	}
-	c := &conn{
-		info: &streamv1.DroneInfo{
-			NodeId:      hello.Id,
-			ClusterId:   hello.ClusterId,
-			Version:     hello.Version,
-			ConnectedAt: timestamppb.Now(),
-		},
-		peer:   streamrpc.NewPeer(s, handler, r.cfg.Peer),
-		cancel: cancel,
+	info := &streamv1.DroneInfo{
+		NodeId:      hello.Id,
+		ClusterId:   hello.ClusterId,
+		Version:     hello.Version,
+		ConnectedAt: timestamppb.Now(),
 	}
 	log := r.log.With("node_id", hello.Id, "cluster_id", hello.ClusterId)
-	old, ok := r.register(c)
-	if !ok {
+	peer := streamrpc.NewPeer(s, handler, r.cfg.Peer)
+	c, old, err := r.hub.Admit(hello.Id, peer, info, cancel)
+	if err != nil {
 		// Revoked while its Hello was on the way.
 		log.Warn("revoked drone refused")
 		return status.Errorf(codes.PermissionDenied, "node %s is revoked; the node must be replaced", id.ID)
 	}
 	if old != nil {
-		// Registered first so calls cut by this replacement find the new
-		// stream when they resend.
 		log.Info("drone reconnected; replacing its previous stream")
-		old.cancel()
 	} else {
 		log.Info("drone connected", "version", hello.Version)
 	}
 
-	err = c.peer.Run(ctx)
-	if r.unregister(c) {
+	err = peer.Run(ctx)
+	if r.hub.Leave(c) {
 		log.Info("drone disconnected", "err", err)
 	}
 	// The stream's end is the answer: the drone reconnects on any outcome.
@@ -237,6 +218,7 @@ func (r *Relay) enter() bool {
 func (r *Relay) Close() {
 	r.closeMux.Lock()
 	r.stopAll()
+	r.hub.Close()
 	r.closeMux.Unlock()
 	r.streams.Wait()
 }
@@ -249,45 +231,19 @@ type ctxStream struct {
 
 func (s ctxStream) Context() context.Context { return s.ctx }
 
-// register makes c its node's stream, returning the stream it replaces;
-// ok is false, and nothing registered, when the node is refused.
-func (r *Relay) register(c *conn) (old *conn, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.refused[c.info.NodeId] {
-		return nil, false
-	}
-	old = r.conns[c.info.NodeId]
-	r.conns[c.info.NodeId] = c
-	close(r.joined)
-	r.joined = make(chan struct{})
-	return old, true
-}
-
-func (r *Relay) isRefused(nodeID string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.refused[nodeID]
-}
-
 // Refuse stops admitting nodeID (a revoked node) and ends its stream if it
 // has one; it reports whether it ended one. Requests waiting for the node
-// run into their deadlines.
+// fail at once.
 func (r *Relay) Refuse(nodeID string) bool {
-	r.mu.Lock()
-	r.refused[nodeID] = true
-	c := r.conns[nodeID]
-	if c != nil {
-		delete(r.conns, nodeID)
-	}
-	r.mu.Unlock()
-	if c == nil {
+	if !r.hub.Refuse(nodeID, errRevoked) {
 		return false
 	}
-	c.cancel()
-	r.log.Warn("revoked drone disconnected", "node_id", nodeID, "cluster_id", c.info.ClusterId)
+	r.log.Warn("revoked drone disconnected", "node_id", nodeID)
 	return true
 }
+
+// errRevoked is the cause a revoked drone's stream is ended with.
+var errRevoked = errors.New("revoked")
 
 // Join relays a drone's join through Config.Join. The caller needs no
 // certificate: the single-use token is what pilot checks, and pilot
@@ -326,36 +282,18 @@ func (r *Relay) Join(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.
 	return cert, nil
 }
 
-// unregister removes c unless a newer stream of its node replaced it, and
-// reports whether it did.
-func (r *Relay) unregister(c *conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.conns[c.info.NodeId] != c {
-		return false
-	}
-	delete(r.conns, c.info.NodeId)
-	return true
-}
-
 // Count is the number of connected drones.
-func (r *Relay) Count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.conns)
-}
+func (r *Relay) Count() int { return r.hub.Count() }
 
 // List returns the connected drones of clusterID (all drones when it is
 // empty), ordered by node id.
 func (r *Relay) List(clusterID string) []*streamv1.DroneInfo {
-	r.mu.Lock()
-	out := make([]*streamv1.DroneInfo, 0, len(r.conns))
-	for _, c := range r.conns {
-		if clusterID == "" || c.info.ClusterId == clusterID {
-			out = append(out, proto.Clone(c.info).(*streamv1.DroneInfo))
+	var out []*streamv1.DroneInfo
+	for _, c := range r.hub.Conns() {
+		if clusterID == "" || c.Info.ClusterId == clusterID {
+			out = append(out, proto.Clone(c.Info).(*streamv1.DroneInfo))
 		}
 	}
-	r.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeId < out[j].NodeId })
 	return out
 }
@@ -363,8 +301,8 @@ func (r *Relay) List(clusterID string) []*streamv1.DroneInfo {
 // Call sends req to the drone nodeID and returns its response. It waits
 // until ctx's deadline for the node to be connected; when the stream ends
 // before the answer, it waits for the node's next stream and sends the same
-// request again. A failure reported by the drone is returned as
-// *streamrpc.Error along with the response.
+// request again (streamrpc.Hub.Call). A failure reported by the drone is
+// returned as *streamrpc.Error along with the response.
 //
 // Resending is only safe for requests the drone answers idempotently
 // (commands carry a command id; renderer configuration replaces state).
@@ -376,58 +314,17 @@ func (r *Relay) Call(ctx context.Context, nodeID string, req *streamv1.Request) 
 		return nil, fmt.Errorf("%w: request to node %s has no body", ErrInvalid, nodeID)
 	}
 	start := time.Now()
-	var last *conn
-	for sends := 0; ; sends++ {
-		c, err := r.await(ctx, nodeID, last)
-		if errors.Is(err, ErrClosed) {
-			return nil, fmt.Errorf("node %s: %w", nodeID, err)
-		}
-		if err != nil {
-			if sends > 0 {
-				return nil, fmt.Errorf("node %s: stream cut before the answer and the node did not reconnect within %v: %w (%w)",
-					nodeID, time.Since(start).Round(time.Millisecond), ErrNotConnected, err)
-			}
-			return nil, fmt.Errorf("node %s: not connected within %v: %w (%w)",
-				nodeID, time.Since(start).Round(time.Millisecond), ErrNotConnected, err)
-		}
-		if sends > 0 {
-			r.log.Info("resending request on the node's new stream", "node_id", nodeID, "request_id", req.Id)
-		}
-		resp, err := c.peer.Call(ctx, req)
-		var remote *streamrpc.Error
-		switch {
-		case err == nil:
-			return resp, nil
-		case errors.As(err, &remote):
-			return resp, err
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("node %s: no answer to request %s within %v: %w",
-				nodeID, req.Id, time.Since(start).Round(time.Millisecond), ctx.Err())
-		}
-		// The stream ended (or broke while sending): wait for the next one.
-		r.log.Debug("drone stream ended during a request", "node_id", nodeID, "request_id", req.Id, "err", err)
-		last = c
+	resp, err := r.hub.Call(ctx, nodeID, req)
+	var remote *streamrpc.Error
+	switch {
+	case err == nil, errors.As(err, &remote):
+		return resp, err
+	case errors.Is(err, streamrpc.ErrHubClosed):
+		return nil, fmt.Errorf("node %s: %w", nodeID, ErrClosed)
+	case errors.Is(err, streamrpc.ErrRefused):
+		return nil, fmt.Errorf("node %s is revoked: %w", nodeID, ErrNotConnected)
+	case errors.Is(err, streamrpc.ErrNotConnected):
+		return nil, fmt.Errorf("node %s: not connected within %v: %w", nodeID, time.Since(start).Round(time.Millisecond), err)
 	}
-}
-
-// await returns the node's current stream once it is one other than
-// stale, waiting for the node to connect until ctx ends or the Relay is
-// closed.
-func (r *Relay) await(ctx context.Context, nodeID string, stale *conn) (*conn, error) {
-	for {
-		r.mu.Lock()
-		c := r.conns[nodeID]
-		joined := r.joined
-		r.mu.Unlock()
-		if c != nil && c != stale {
-			return c, nil
-		}
-		select {
-		case <-joined:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-r.base.Done():
-			return nil, ErrClosed
-		}
-	}
+	return nil, fmt.Errorf("node %s: no answer to request %s within %v: %w", nodeID, req.Id, time.Since(start).Round(time.Millisecond), err)
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,17 +29,7 @@ type Server struct {
 	log  *slog.Logger
 	opts streamrpc.Options
 	cfg  Config
-
-	mu      sync.Mutex
-	peers   map[string]*conn
-	changed chan struct{} // closed and replaced on every connect/disconnect
-}
-
-type conn struct {
-	peer   *streamrpc.Peer
-	hello  *streamv1.Hello
-	since  time.Time
-	cancel context.CancelCauseFunc
+	hub  *streamrpc.Hub[*streamv1.Hello]
 }
 
 // ErrRevoked is returned by Call and WaitConnected for a frontgate that has
@@ -50,13 +39,6 @@ var ErrRevoked = errors.New("revoked: pilot refuses it; delete the clusters behi
 // errRevoked is the cause a revocation cancels a stream with, so the
 // frontgate is told why it was cut rather than seeing a bare EOF.
 var errRevoked = errors.New("revoked")
-
-// errReplaced is the cause a stream is cancelled with when a newer stream
-// with the same identity takes its place. One frontgate holds one stream:
-// keeping the old one open behind the new would leave a stream pilot no
-// longer tracks, and whichever of the two ended first would decide
-// whether pilot thinks the frontgate is there.
-var errReplaced = errors.New("replaced by a newer stream with the same frontgate identity")
 
 // Config holds what the link needs beyond the stream options.
 type Config struct {
@@ -77,12 +59,16 @@ func New(log *slog.Logger, opts streamrpc.Options, cfg Config) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	opts.Logger = log
-	return &Server{log: log, opts: opts, cfg: cfg, peers: map[string]*conn{}, changed: make(chan struct{})}
-}
-
-func (s *Server) notify() {
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s := &Server{log: log, opts: opts, cfg: cfg}
+	s.hub = streamrpc.NewHub[*streamv1.Hello](streamrpc.HubConfig{Logger: log, Gone: func(id string) error {
+		// A revoked frontgate will never be let back in: waiting for it
+		// would only make every caller time out.
+		if cfg.Revoked != nil && cfg.Revoked(pki.Identity{Kind: pki.KindFrontgate, ID: id}) {
+			return fmt.Errorf("frontgate %s: %w", id, ErrRevoked)
+		}
+		return nil
+	}})
+	return s
 }
 
 // Connect serves one frontgate's stream for as long as it lasts.
@@ -119,43 +105,31 @@ func (s *Server) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1
 	p := streamrpc.NewPeer(st, handler, s.opts)
 	pctx, cancel := context.WithCancelCause(st.Context())
 	defer cancel(nil)
-	c := &conn{peer: p, hello: hello, since: time.Now(), cancel: cancel}
-	s.mu.Lock()
-	old := s.peers[hello.Id]
-	s.peers[hello.Id] = c
-	s.notify()
-	s.mu.Unlock()
-	if s.cfg.Revoked != nil && s.cfg.Revoked(id) {
-		// Revoked while its hello was on the way: Disconnect may have run
-		// before this stream was registered.
-		cancel(errRevoked)
+	c, old, err := s.hub.Admit(hello.Id, p, hello, cancel)
+	if err != nil {
+		// Revoked while its hello was on the way.
+		log.Warn("revoked frontgate refused")
+		return status.Errorf(codes.PermissionDenied, "frontgate %s is revoked", id.ID)
 	}
 	if old != nil {
-		// Registered first, cut second: calls cut by this replacement find
-		// the new stream when they re-send. A second stream while the first
-		// is healthy means two holders of the frontgate's certificate (or a
-		// frontgate that lost its stream without noticing): say so loudly.
-		log.Warn("frontgate opened a new stream; replacing its previous stream", "previous_since", old.since, "version", hello.Version)
-		old.cancel(errReplaced)
+		// A second stream while the first is healthy means two holders of
+		// the frontgate's certificate (or a frontgate that lost its stream
+		// without noticing): say so loudly.
+		log.Warn("frontgate opened a new stream; replacing its previous stream", "previous_since", old.Since, "version", hello.Version)
 	} else {
 		log.Info("frontgate connected", "version", hello.Version)
 	}
 	err = p.Run(pctx)
-	s.mu.Lock()
-	if s.peers[hello.Id] == c {
-		delete(s.peers, hello.Id)
-		s.notify()
-	}
-	s.mu.Unlock()
+	s.hub.Leave(c)
 	switch cause := context.Cause(pctx); {
 	case errors.Is(cause, errRevoked):
 		log.Warn("revoked frontgate disconnected")
 		return status.Errorf(codes.PermissionDenied, "frontgate %s is revoked", id.ID)
-	case errors.Is(cause, errReplaced):
-		log.Info("frontgate's previous stream ended", "since", c.since)
+	case errors.Is(cause, streamrpc.ErrReplaced):
+		log.Info("frontgate's previous stream ended", "since", c.Since)
 		// Aborted, not a refusal: the frontgate itself reconnects at once
 		// (and, if the newer stream was not its own, takes its place back).
-		return status.Errorf(codes.Aborted, "frontgate %s: this stream was %v; reconnect", id.ID, errReplaced)
+		return status.Errorf(codes.Aborted, "frontgate %s: this stream was %v; reconnect", id.ID, cause)
 	}
 	log.Info("frontgate disconnected", "reason", err)
 	return nil
@@ -163,84 +137,38 @@ func (s *Server) Connect(st grpc.BidiStreamingServer[streamv1.Envelope, streamv1
 
 // Connected reports whether the frontgate holds a stream now.
 func (s *Server) Connected(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.peers[id]
+	_, ok := s.hub.Get(id)
 	return ok
 }
 
 // WaitConnected blocks until the frontgate is connected or ctx ends.
 func (s *Server) WaitConnected(ctx context.Context, id string) error {
-	_, err := s.wait(ctx, id)
-	return err
-}
-
-func (s *Server) wait(ctx context.Context, id string) (*streamrpc.Peer, error) {
-	for {
-		// A revoked frontgate will never be let back in: waiting for it
-		// would only make every caller time out.
-		if s.cfg.Revoked != nil && s.cfg.Revoked(pki.Identity{Kind: pki.KindFrontgate, ID: id}) {
-			return nil, fmt.Errorf("frontgate %s: %w", id, ErrRevoked)
-		}
-		s.mu.Lock()
-		c, ok := s.peers[id]
-		ch := s.changed
-		s.mu.Unlock()
-		if ok {
-			select {
-			case <-c.peer.Done():
-				// Closing; the next change notification removes it.
-			default:
-				return c.peer, nil
-			}
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("frontgate %s is not connected: %w", id, ctx.Err())
-		}
-	}
+	_, err := s.hub.Await(ctx, id, nil)
+	return s.callError(id, err)
 }
 
 // Call sends req to the frontgate, waiting for it to be connected, and
 // re-sends it on the next stream when the current one breaks first. Remote
 // errors (*streamrpc.Error) are returned as they are.
 func (s *Server) Call(ctx context.Context, id string, req *streamv1.Request) (*streamv1.Response, error) {
-	if req.Id == "" {
-		req.Id = streamrpc.NewID()
+	resp, err := s.hub.Call(ctx, id, req)
+	return resp, s.callError(id, err)
+}
+
+// callError names the frontgate in a failure to reach it; errors the
+// frontgate reported, and revocations (which name it), stay as they are.
+func (s *Server) callError(id string, err error) error {
+	var remote *streamrpc.Error
+	if err == nil || errors.As(err, &remote) || errors.Is(err, ErrRevoked) {
+		return err
 	}
-	for {
-		p, err := s.wait(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := p.Call(ctx, req)
-		if errors.Is(err, streamrpc.ErrClosed) && ctx.Err() == nil {
-			s.log.Info("frontgate stream broke during a request; re-sending on the next one", "frontgate_id", id, "request_id", req.Id)
-			continue
-		}
-		return resp, err
-	}
+	return fmt.Errorf("frontgate %s: %w", id, err)
 }
 
 // Count is the number of connected frontgates.
-func (s *Server) Count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.peers)
-}
+func (s *Server) Count() int { return s.hub.Count() }
 
 // Disconnect ends the frontgate's stream (after a revocation; the identity
-// check refuses its reconnects).
-func (s *Server) Disconnect(id string) bool {
-	s.mu.Lock()
-	c, ok := s.peers[id]
-	// Wakes callers waiting for this frontgate to connect, so they see the
-	// revocation now rather than at their deadline.
-	s.notify()
-	s.mu.Unlock()
-	if ok {
-		c.cancel(errRevoked)
-	}
-	return ok
-}
+// check refuses its reconnects). Callers waiting for it see the revocation
+// now rather than at their deadline.
+func (s *Server) Disconnect(id string) bool { return s.hub.Disconnect(id, errRevoked) }
