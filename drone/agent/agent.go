@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -28,7 +27,6 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/executor"
-	"github.com/hangarhq/hangar/internal/backoff"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -84,11 +82,8 @@ type Agent struct {
 	cfg        Config
 	log        *slog.Logger
 	serverName string
-
-	mu sync.Mutex
-	// peer is the current stream's, nil between connections: renewals go
-	// through whichever stream is up.
-	peer *streamrpc.Peer
+	// link keeps the stream: renewals go through whichever stream is up.
+	link *streamrpc.Client
 }
 
 // New checks cfg.
@@ -135,7 +130,28 @@ func New(cfg Config) (*Agent, error) {
 	}
 	log := cfg.Logger.With("node_id", cfg.NodeID, "cluster_id", cfg.ClusterID)
 	cfg.Stream.Logger = log
-	return &Agent{cfg: cfg, log: log, serverName: host}, nil
+	a := &Agent{cfg: cfg, log: log, serverName: host}
+	a.link, err = streamrpc.NewClient(streamrpc.ClientConfig{
+		Name:   "frontgate",
+		Target: cfg.FrontgateAddress,
+		Open:   a.open,
+		Hello: &streamv1.Hello{
+			Component:    "drone",
+			Id:           cfg.NodeID,
+			ClusterId:    cfg.ClusterID,
+			Version:      cfg.Version,
+			Capabilities: []string{"run_command", "configure_renderer"},
+		},
+		Handler:     a.handle,
+		Peer:        cfg.Stream,
+		Logger:      log,
+		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, StableAfter: cfg.StableAfter,
+		Refused: "the frontgate refuses this drone; if the node was revoked, replace it, otherwise check its certificate",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return a, nil
 }
 
 // Run keeps the drone connected to its frontgate until ctx ends, and
@@ -150,98 +166,33 @@ func (a *Agent) Run(ctx context.Context) error {
 		tlsutil.RenewLoop(ctx, a.cfg.Creds, a.renew, a.log)
 	}()
 	defer func() { cancel(); <-renewed }()
-
-	bo := backoff.New(a.cfg.BackoffBase, a.cfg.BackoffMax)
-	for {
-		connectedAt, err := a.session(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if !connectedAt.IsZero() && time.Since(connectedAt) >= a.cfg.StableAfter {
-			bo.Reset()
-		}
-		delay := bo.Next()
-		if connectedAt.IsZero() {
-			a.log.Warn("cannot reach frontgate", "address", a.cfg.FrontgateAddress, "err", err, "retry_in", delay)
-		} else {
-			a.log.Warn("connection to frontgate lost", "address", a.cfg.FrontgateAddress, "err", err, "retry_in", delay)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
+	return a.link.Run(ctx)
 }
 
-// session runs one connection. connectedAt is zero when it never got as far
-// as sending the Hello.
-func (a *Agent) session(ctx context.Context) (connectedAt time.Time, err error) {
-	conn, err := a.dial()
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer conn.Close()
-	// Cancelling sctx ends the stream, which also ends the Peer's reader.
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := streamv1.NewDroneLinkClient(conn).Connect(sctx)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("open stream to %s: %w", a.cfg.FrontgateAddress, err)
-	}
-	if err := streamrpc.SendHello(stream, &streamv1.Hello{
-		Component:    "drone",
-		Id:           a.cfg.NodeID,
-		ClusterId:    a.cfg.ClusterID,
-		Version:      a.cfg.Version,
-		Capabilities: []string{"run_command", "configure_renderer"},
-	}); err != nil {
-		return time.Time{}, err
-	}
-	connectedAt = time.Now()
-	a.log.Info("connected to frontgate", "address", a.cfg.FrontgateAddress)
-	peer := streamrpc.NewPeer(stream, a.handle, a.cfg.Stream)
-	a.setPeer(peer)
-	defer a.setPeer(nil)
-	return connectedAt, peer.Run(sctx)
-}
-
-func (a *Agent) setPeer(p *streamrpc.Peer) {
-	a.mu.Lock()
-	a.peer = p
-	a.mu.Unlock()
-}
-
-func (a *Agent) currentPeer() *streamrpc.Peer {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.peer
-}
-
-// dial opens the gRPC connection to the frontgate. Transport security is
-// chosen here and only here: mutual TLS, trusting only pilot's CA, with the
+// open makes one connection to the frontgate and opens the stream.
+// Transport security is chosen here and only here: mutual TLS, trusting
+// only pilot's CA and only the frontgate the user data names, with the
 // current certificate (so a renewed one is used from the next handshake).
-func (a *Agent) dial() (*grpc.ClientConn, error) {
+func (a *Agent) open(ctx context.Context) (streamrpc.Stream, func(), error) {
 	tc := credentials.NewTLS(a.cfg.Creds.ClientConfig(a.serverName, pki.Identity{Kind: pki.KindFrontgate, ID: a.cfg.FrontgateID}))
 	conn, err := grpc.NewClient(a.cfg.FrontgateAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(tc))...)
 	if err != nil {
-		return nil, fmt.Errorf("dial frontgate %s: %w", a.cfg.FrontgateAddress, err)
+		return nil, nil, fmt.Errorf("dial frontgate %s: %w", a.cfg.FrontgateAddress, err)
 	}
-	return conn, nil
+	stream, err := streamv1.NewDroneLinkClient(conn).Connect(ctx)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("open stream to %s: %w", a.cfg.FrontgateAddress, err)
+	}
+	return stream, func() { conn.Close() }, nil
 }
 
 // renew is the agent's tlsutil.RenewFunc: the request goes over the
 // current stream, and the frontgate relays it to pilot unchanged.
 func (a *Agent) renew(ctx context.Context, csrPEM, currentPEM, proof []byte) (certPEM, caPEM []byte, err error) {
-	p := a.currentPeer()
-	if p == nil {
-		return nil, nil, errors.New("renew certificate: not connected to the frontgate")
-	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RenewTimeout)
 	defer cancel()
-	resp, err := p.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{
+	resp, err := a.link.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{
 		CsrPem:                string(csrPEM),
 		CurrentCertificatePem: string(currentPEM),
 		Proof:                 proof,

@@ -1,12 +1,32 @@
 // Package backoff computes reconnect delays: exponential growth with full
 // jitter, so that when pilot (or a frontgate) restarts, the hundreds of peers
 // that lost it spread their reconnects out instead of arriving as one storm.
+// Sleep is the one way Hangar waits out such a delay: it ends with its
+// context.
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
+
+// Sleep waits d, or until ctx ends, whichever comes first, and returns
+// ctx's error in the second case. A d of zero or less returns at once
+// (ctx's error, if it has ended).
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // Backoff yields successive delays. The zero value is not usable; use New.
 // It is not safe for concurrent use: each reconnect loop owns its own.

@@ -1,6 +1,8 @@
 package backoff
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -46,5 +48,19 @@ func TestJitterSpreadsPeers(t *testing.T) {
 	}
 	if len(seen) < 50 {
 		t.Fatalf("only %d distinct delays among 100 peers", len(seen))
+	}
+}
+
+func TestSleep(t *testing.T) {
+	if err := Sleep(context.Background(), time.Millisecond); err != nil {
+		t.Fatalf("a sleep that ran out: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a sleep whose context ended: %v", err)
+	}
+	if err := Sleep(ctx, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a zero sleep of an ended context: %v", err)
 	}
 }
