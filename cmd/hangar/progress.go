@@ -361,13 +361,9 @@ func watchJobSnapshots(ctx context.Context, jobs pilotv1.JobServiceClient, id st
 			} else {
 				logger.Debug("reconnect failed", "job", id, "error", err)
 			}
-			t := time.NewTimer(bo.Next())
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				yield(nil, ctx.Err())
+			if err := backoff.Sleep(ctx, bo.Next()); err != nil {
+				yield(nil, err)
 				return
-			case <-t.C:
 			}
 		}
 	}

@@ -272,7 +272,7 @@ func (r *Renderer) loop(ctx context.Context) {
 					return
 				}
 				r.log.Warn("read metadata revision", "err", err)
-				if !pause(ctx, bo.Next()) {
+				if backoff.Sleep(ctx, bo.Next()) != nil {
 					return
 				}
 				continue
@@ -288,28 +288,16 @@ func (r *Renderer) loop(ctx context.Context) {
 		if err != nil {
 			r.log.Warn("watch metadata", "err", err)
 			synced = false
-			if !pause(ctx, bo.Next()) {
+			if backoff.Sleep(ctx, bo.Next()) != nil {
 				return
 			}
 			continue
 		}
 		bo.Reset()
-		if !pause(ctx, r.cfg.Settle) {
+		if backoff.Sleep(ctx, r.cfg.Settle) != nil {
 			return
 		}
 		rev = max(next, r.renderAndLog(ctx))
-	}
-}
-
-// pause waits d, reporting false when ctx ended first.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

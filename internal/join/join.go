@@ -184,12 +184,8 @@ func Retry(ctx context.Context, o Options, call func(ctx context.Context) (*stre
 		}
 		wait := bo.Next()
 		log.Warn("cannot join yet; retrying", "via", o.Where, "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("join via %s: %w", o.Where, ctx.Err())
-		case <-t.C:
+		if err := backoff.Sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("join via %s: %w", o.Where, err)
 		}
 	}
 }

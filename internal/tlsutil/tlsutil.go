@@ -289,13 +289,13 @@ func RenewLoop(ctx context.Context, c *Creds, renew RenewFunc, log *slog.Logger)
 		leaf := c.Leaf()
 		life := leaf.NotAfter.Sub(leaf.NotBefore)
 		at := leaf.NotBefore.Add(life * 2 / 3)
-		if !sleep(ctx, time.Until(at)) {
+		if backoff.Sleep(ctx, time.Until(at)) != nil {
 			return
 		}
 		if err := RenewOnce(ctx, c, renew); err != nil {
 			wait := b.Next()
 			log.Warn("certificate renewal failed; retrying", "err", err, "retry_in", wait, "expires", leaf.NotAfter)
-			if !sleep(ctx, wait) {
+			if backoff.Sleep(ctx, wait) != nil {
 				return
 			}
 			continue
@@ -334,20 +334,6 @@ func RenewOnce(ctx context.Context, c *Creds, renew RenewFunc) error {
 		return err
 	}
 	return c.Update(keyPEM, certPEM, caPEM)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 func pemCert(der []byte) []byte {

@@ -338,17 +338,6 @@ func forEachNode(ctx context.Context, nodes []*pilotv1.Node, fn func(context.Con
 	return err
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
-}
-
 func roleSpec(spec *apppkg.ClusterSpec, role string) *apppkg.NodeSpec {
 	for i := range spec.Nodes {
 		if spec.Nodes[i].Role == role {

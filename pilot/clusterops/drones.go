@@ -11,6 +11,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/backoff"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/seal"
@@ -59,7 +60,7 @@ func (o *Ops) waitDrones(ctx context.Context, t *jobs.Task) error {
 			sort.Strings(missing)
 			return fmt.Errorf("drones of nodes %v did not connect to frontgate %s within %v; check the instances' agent logs", missing, n.FrontgateId, o.cfg.DroneWait)
 		}
-		if err := sleepCtx(ctx, droneListInterval); err != nil {
+		if err := backoff.Sleep(ctx, droneListInterval); err != nil {
 			return err
 		}
 	}

@@ -127,7 +127,7 @@ func (r *Revocations) watch(ctx context.Context, rev int64) {
 			if ctx.Err() != nil {
 				return
 			}
-			if !sleep(ctx, b.Next()) {
+			if backoff.Sleep(ctx, b.Next()) != nil {
 				return
 			}
 			var err error
@@ -137,17 +137,6 @@ func (r *Revocations) watch(ctx context.Context, rev int64) {
 				r.log.Warn("revocations reload failed; retrying", "err", err)
 			}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

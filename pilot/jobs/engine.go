@@ -395,7 +395,7 @@ func (e *Engine) finish(ctx context.Context, job *pilotv1.Job, outcome pilotv1.J
 				break
 			}
 			log.Warn("job finalizer failed; retrying", "err", err)
-			if err := sleep(ctx, b.Next()); err != nil {
+			if err := backoff.Sleep(ctx, b.Next()); err != nil {
 				return err
 			}
 		}
@@ -506,7 +506,7 @@ func (e *Engine) runTask(ctx context.Context, jobID, taskID string) {
 			}); uerr != nil {
 				return
 			}
-			if sleep(ctx, b.Next()) != nil {
+			if backoff.Sleep(ctx, b.Next()) != nil {
 				return
 			}
 			continue
@@ -580,17 +580,6 @@ func (e *Engine) markCancelledIfRequested(jobID, taskID string) {
 		t.FinishedAt = timestamppb.Now()
 		return nil
 	})
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Task is what a handler gets: the job and task as stored when the attempt

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hangarhq/hangar/internal/backoff"
 )
 
 // procStat reads a process's state letter and start time (clock ticks after
@@ -191,7 +193,7 @@ func terminate(ctx context.Context, find func() []int, grace time.Duration) erro
 		if time.Now().After(deadline) {
 			break
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := backoff.Sleep(ctx, poll); err != nil {
 			return err
 		}
 	}
@@ -209,20 +211,9 @@ func terminate(ctx context.Context, find func() []int, grace time.Duration) erro
 		if time.Now().After(deadline) {
 			return fmt.Errorf("processes %v still running after SIGKILL", pids)
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := backoff.Sleep(ctx, poll); err != nil {
 			return err
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hangarhq/hangar/internal/atomicfile"
+	"github.com/hangarhq/hangar/internal/backoff"
 )
 
 // tombstoneTTL is how long the token of a deleted network or instance keeps
@@ -169,13 +170,9 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 			_ = f.Close()
 			return nil, internal("lock %s: %v", path, err)
 		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, poll) != nil {
 			_ = f.Close()
 			return nil, ctxError(ctx, "lock "+path)
-		case <-t.C:
 		}
 	}
 }
