@@ -40,6 +40,7 @@ import (
 	"github.com/hangarhq/hangar/frontgate/relay"
 	"github.com/hangarhq/hangar/frontgate/server"
 	"github.com/hangarhq/hangar/internal/etcdserver"
+	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/streamrpc"
@@ -298,7 +299,7 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	}()
 	go func() {
 		defer f.wg.Done()
-		tlsutil.RenewLoop(linkCtx, f.creds, f.renew, log.With("component", "renew"))
+		tlsutil.RenewLoop(linkCtx, f.creds, join.Renewer(f.creds, RenewTimeout, f.link.Call, x509.ExtKeyUsageServerAuth), log.With("component", "renew"))
 	}()
 	// Etcd reports fatal errors on a channel that its Close closes.
 	go func() {
@@ -316,30 +317,6 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 		"identity", f.creds.Identity().String(), "certificate_not_after", f.creds.Leaf().NotAfter, "enrolled_now", res.Joined, "revoked_nodes", len(revoked))
 	ok = true
 	return f, nil
-}
-
-// renew is the frontgate's tlsutil.RenewFunc: the request goes to pilot on
-// the link's stream, which the current certificate authenticates.
-func (f *Frontgate) renew(ctx context.Context, csrPEM, currentPEM, proof []byte) (certPEM, caPEM []byte, err error) {
-	ctx, cancel := context.WithTimeout(ctx, RenewTimeout)
-	defer cancel()
-	resp, err := f.link.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{
-		CsrPem:                string(csrPEM),
-		CurrentCertificatePem: string(currentPEM),
-		Proof:                 proof,
-	}}})
-	if err != nil {
-		return nil, nil, fmt.Errorf("renew certificate: %w", err)
-	}
-	c := resp.GetCertificate()
-	if c == nil {
-		return nil, nil, fmt.Errorf("renew certificate: pilot answered %T, want a certificate", resp.GetBody())
-	}
-	if err := enroll.CheckIssued([]byte(c.GetCertificatePem()), f.creds.Pool(), f.creds.Identity()); err != nil {
-		return nil, nil, fmt.Errorf("renew certificate: the certificate pilot returned: %w", err)
-	}
-	// The trust root stays the one the frontgate was given at boot.
-	return []byte(c.GetCertificatePem()), f.creds.CAPEM(), nil
 }
 
 // Certificate is the frontgate's current certificate.

@@ -15,7 +15,6 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/internal/cmdsign"
+	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/seal"
@@ -163,7 +163,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
-		tlsutil.RenewLoop(ctx, a.cfg.Creds, a.renew, a.log)
+		tlsutil.RenewLoop(ctx, a.cfg.Creds, join.Renewer(a.cfg.Creds, a.cfg.RenewTimeout, a.link.Call), a.log)
 	}()
 	defer func() { cancel(); <-renewed }()
 	return a.link.Run(ctx)
@@ -185,51 +185,6 @@ func (a *Agent) open(ctx context.Context) (streamrpc.Stream, func(), error) {
 		return nil, nil, fmt.Errorf("open stream to %s: %w", a.cfg.FrontgateAddress, err)
 	}
 	return stream, func() { conn.Close() }, nil
-}
-
-// renew is the agent's tlsutil.RenewFunc: the request goes over the
-// current stream, and the frontgate relays it to pilot unchanged.
-func (a *Agent) renew(ctx context.Context, csrPEM, currentPEM, proof []byte) (certPEM, caPEM []byte, err error) {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.RenewTimeout)
-	defer cancel()
-	resp, err := a.link.Call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{
-		CsrPem:                string(csrPEM),
-		CurrentCertificatePem: string(currentPEM),
-		Proof:                 proof,
-	}}})
-	if err != nil {
-		return nil, nil, fmt.Errorf("renew certificate: %w", err)
-	}
-	c := resp.GetCertificate()
-	if c == nil {
-		return nil, nil, fmt.Errorf("renew certificate: the frontgate answered %T, want a certificate", resp.GetBody())
-	}
-	if err := a.checkRenewed([]byte(c.GetCertificatePem())); err != nil {
-		return nil, nil, fmt.Errorf("renew certificate: %w", err)
-	}
-	// The trust root stays the one the drone was given at boot: the
-	// frontgate relaying the answer must not be able to swap it.
-	return []byte(c.GetCertificatePem()), a.cfg.Creds.CAPEM(), nil
-}
-
-// checkRenewed accepts a renewed certificate only if pilot's CA issued it,
-// for this same drone, as a client certificate.
-func (a *Agent) checkRenewed(certPEM []byte) error {
-	cert, err := pki.ParseCert(certPEM)
-	if err != nil {
-		return err
-	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: a.cfg.Creds.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return fmt.Errorf("the new certificate is not valid under pilot's CA: %w", err)
-	}
-	id, err := pki.IdentityOf(cert)
-	if err != nil {
-		return fmt.Errorf("the new certificate: %w", err)
-	}
-	if cur := a.cfg.Creds.Identity(); id != cur {
-		return fmt.Errorf("the new certificate is for %s, not this drone (%s)", id, cur)
-	}
-	return nil
 }
 
 // handle serves one request from the frontgate.

@@ -149,10 +149,3 @@ func enroll(ctx context.Context, cfg Config) (*Result, error) {
 
 // serverUsage: a frontgate also serves, its drones and its etcd.
 var serverUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-
-// CheckIssued accepts only a certificate of the CA (roots) for the
-// frontgate want, usable to serve (drones and etcd clients) and as a client
-// (to pilot): what a join or a renewal must return.
-func CheckIssued(certPEM []byte, roots *x509.CertPool, want pki.Identity) error {
-	return join.CheckIssued(certPEM, roots, want, serverUsage...)
-}

@@ -146,3 +146,32 @@ func LoadIssued(dir string, want pki.Identity, recreate string) (*tlsutil.Creds,
 	}
 	return creds, nil
 }
+
+// Renewer is the tlsutil.RenewFunc of a component that renews over its
+// stream: call carries the request (a frontgate's to pilot, a drone's to its
+// frontgate, which relays it unchanged), bounded by timeout, and the answer
+// is accepted only when CheckIssued passes for creds' own identity with
+// usages. The trust root stays creds': whoever relays the answer must not
+// be able to swap it.
+func Renewer(creds *tlsutil.Creds, timeout time.Duration, call func(context.Context, *streamv1.Request) (*streamv1.Response, error), usages ...x509.ExtKeyUsage) tlsutil.RenewFunc {
+	return func(ctx context.Context, csrPEM, currentPEM, proof []byte) ([]byte, []byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		resp, err := call(ctx, &streamv1.Request{Body: &streamv1.Request_RenewCertificate{RenewCertificate: &streamv1.RenewCertificate{
+			CsrPem:                string(csrPEM),
+			CurrentCertificatePem: string(currentPEM),
+			Proof:                 proof,
+		}}})
+		if err != nil {
+			return nil, nil, fmt.Errorf("renew certificate: %w", err)
+		}
+		c := resp.GetCertificate()
+		if c == nil {
+			return nil, nil, fmt.Errorf("renew certificate: the answer is %T, want a certificate", resp.GetBody())
+		}
+		if err := CheckIssued([]byte(c.GetCertificatePem()), creds.Pool(), creds.Identity(), usages...); err != nil {
+			return nil, nil, fmt.Errorf("renew certificate: the certificate returned: %w", err)
+		}
+		return []byte(c.GetCertificatePem()), creds.CAPEM(), nil
+	}
+}
