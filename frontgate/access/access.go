@@ -32,9 +32,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/hangarhq/hangar/frontgate/metastore"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hangarhq/hangar/frontgate/metastore"
 )
 
 // Prefixes of the frontgate's own bookkeeping: outside /clusters/, so no
