@@ -19,15 +19,22 @@ func (s *Server) users() (*auth.Users, error) {
 	return s.cfg.Users, nil
 }
 
+// callerAndUsers is the caller and the user store, what every user method
+// starts with.
+func (s *Server) callerAndUsers(ctx context.Context) (auth.Principal, *auth.Users, error) {
+	p, err := auth.Require(ctx)
+	if err != nil {
+		return p, nil, err
+	}
+	us, err := s.users()
+	return p, us, err
+}
+
 // CreateUser adds a user to the caller's tenant (admins of the default
 // tenant may name another tenant, which creates it) and returns its token:
 // the only time anyone sees it.
 func (s *Server) CreateUser(ctx context.Context, req *pilotv1.CreateUserRequest) (*pilotv1.CreateUserResponse, error) {
-	p, err := auth.Require(ctx)
-	if err != nil {
-		return nil, err
-	}
-	us, err := s.users()
+	p, us, err := s.callerAndUsers(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -56,11 +63,7 @@ func (s *Server) CreateUser(ctx context.Context, req *pilotv1.CreateUserRequest)
 
 // ListUsers lists the caller's tenant's users.
 func (s *Server) ListUsers(ctx context.Context, _ *pilotv1.ListUsersRequest) (*pilotv1.ListUsersResponse, error) {
-	p, err := auth.Require(ctx)
-	if err != nil {
-		return nil, err
-	}
-	us, err := s.users()
+	p, us, err := s.callerAndUsers(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -74,11 +77,7 @@ func (s *Server) ListUsers(ctx context.Context, _ *pilotv1.ListUsersRequest) (*p
 // DeleteUser removes a user of the caller's tenant; its token stops
 // working at once.
 func (s *Server) DeleteUser(ctx context.Context, req *pilotv1.DeleteUserRequest) (*pilotv1.DeleteUserResponse, error) {
-	p, err := auth.Require(ctx)
-	if err != nil {
-		return nil, err
-	}
-	us, err := s.users()
+	p, us, err := s.callerAndUsers(ctx)
 	if err != nil {
 		return nil, err
 	}

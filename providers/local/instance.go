@@ -395,27 +395,14 @@ func (in *instance) proto() *providerv1.Instance {
 
 // GetInstance returns an instance, or NotFound.
 func (p *Provider) GetInstance(ctx context.Context, req *providerv1.GetInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
-	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
-		return nil, err
-	}
-	var out *providerv1.Instance
-	err = p.update(ctx, cfg, func(t *tx) error {
-		in, ok := t.st.Instances[id]
-		if !ok {
-			return status.Errorf(codes.NotFound, "instance %s not found", id)
-		}
-		out = in.proto()
-		return nil
+	in, err := getRecord(ctx, p, req.GetRuntime(), "instance", req.GetInstanceId(), func(st *state, id string) (*instance, bool) {
+		in, ok := st.Instances[id]
+		return in, ok
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return in.proto(), nil
 }
 
 // ListInstances lists the instances of a network, or of the whole runtime

@@ -101,27 +101,37 @@ func (p *Provider) CreateNetwork(ctx context.Context, req *providerv1.CreateNetw
 
 // GetNetwork returns a network, or NotFound.
 func (p *Provider) GetNetwork(ctx context.Context, req *providerv1.GetNetworkRequest) (*providerv1.Network, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
-	id := req.GetNetworkId()
-	if err := required("network_id", id); err != nil {
-		return nil, err
-	}
-	var out *network
-	err = p.update(ctx, cfg, func(t *tx) error {
-		n, ok := t.st.Networks[id]
-		if !ok {
-			return status.Errorf(codes.NotFound, "network %s not found", id)
-		}
-		out = n
-		return nil
+	n, err := getRecord(ctx, p, req.GetRuntime(), "network", req.GetNetworkId(), func(st *state, id string) (*network, bool) {
+		n, ok := st.Networks[id]
+		return n, ok
 	})
 	if err != nil {
 		return nil, err
 	}
-	return out.proto(), nil
+	return n.proto(), nil
+}
+
+// getRecord reads the record id of a kind ("network", "instance") under the
+// state lock: InvalidArgument when id is empty, NotFound when it is not
+// there. The record is read inside the transaction; its proto is made after.
+func getRecord[T any](ctx context.Context, p *Provider, rt *providerv1.Runtime, kind, id string, find func(*state, string) (T, bool)) (T, error) {
+	var out T
+	cfg, err := p.parseRuntime(rt)
+	if err != nil {
+		return out, err
+	}
+	if err := required(kind+"_id", id); err != nil {
+		return out, err
+	}
+	err = p.update(ctx, cfg, func(t *tx) error {
+		rec, ok := find(t.st, id)
+		if !ok {
+			return status.Errorf(codes.NotFound, "%s %s not found", kind, id)
+		}
+		out = rec
+		return nil
+	})
+	return out, err
 }
 
 // DeleteNetwork removes an empty network and frees its range. A missing
