@@ -1556,6 +1556,149 @@ func (x *UpdateClusterEnvRequest) GetEnv() map[string]string {
 	return nil
 }
 
+type RestartClusterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Only these roles (empty: every role with a restart service).
+	Roles []string `protobuf:"bytes,2,rep,name=roles,proto3" json:"roles,omitempty"`
+	// Plan only: the answer's job shows the tasks and nothing is stored or run.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartClusterRequest) Reset() {
+	*x = RestartClusterRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartClusterRequest) ProtoMessage() {}
+
+func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartClusterRequest.ProtoReflect.Descriptor instead.
+func (*RestartClusterRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RestartClusterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RestartClusterRequest) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *RestartClusterRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type RunClusterServiceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The custom service's name in cluster.json.
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// Only these roles (empty: every role that has the service).
+	Roles []string `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	// The service's parameters by name (its service_params), as text; each is
+	// checked against the config.json parameter it carries.
+	Params map[string]string `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Plan only, as for RestartClusterRequest.
+	DryRun        bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunClusterServiceRequest) Reset() {
+	*x = RunClusterServiceRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunClusterServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunClusterServiceRequest) ProtoMessage() {}
+
+func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
+func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RunClusterServiceRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunClusterServiceRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *RunClusterServiceRequest) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *RunClusterServiceRequest) GetParams() map[string]string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *RunClusterServiceRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 // NodeResult is one drone's report of one command.
 type NodeResult struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -1582,7 +1725,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1737,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1750,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{20}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -1705,14 +1848,17 @@ type TaskInput struct {
 	Roles   []string `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
 	// delete: go on past failing destroy/stop commands and unreachable
 	// frontgates.
-	Force         bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
+	// run_service: the JSON object each role's command gets as its one
+	// argument (custom services), by role; absent roles get none.
+	ServiceArgs   map[string]string `protobuf:"bytes,6,rep,name=service_args,json=serviceArgs,proto3" json:"service_args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1870,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1883,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -1775,6 +1921,13 @@ func (x *TaskInput) GetForce() bool {
 	return false
 }
 
+func (x *TaskInput) GetServiceArgs() map[string]string {
+	if x != nil {
+		return x.ServiceArgs
+	}
+	return nil
+}
+
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1800,7 +1953,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1965,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1978,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Task) GetId() string {
@@ -1924,7 +2077,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2089,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +2102,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Job) GetId() string {
@@ -2031,7 +2184,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2196,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2209,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2076,7 +2229,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2241,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2254,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -2120,7 +2273,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2285,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2298,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2164,7 +2317,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2329,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2342,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2214,7 +2367,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2379,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2392,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -2282,7 +2435,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2447,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2460,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -2335,7 +2488,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2500,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2513,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -2386,7 +2539,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2398,7 +2551,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2411,7 +2564,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2440,7 +2593,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2452,7 +2605,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2465,7 +2618,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Network) GetId() string {
@@ -2529,7 +2682,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2541,7 +2694,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2554,7 +2707,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *User) GetName() string {
@@ -2598,7 +2751,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2763,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2776,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -2658,7 +2811,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2823,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2836,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -2708,7 +2861,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2873,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2886,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
 }
 
 type ListUsersResponse struct {
@@ -2745,7 +2898,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +2910,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +2923,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -2789,7 +2942,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +2954,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +2967,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -2832,7 +2985,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2844,7 +2997,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2857,7 +3010,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
 }
 
 type WhoAmIRequest struct {
@@ -2868,7 +3021,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3033,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3046,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
 }
 
 type AuditEntry struct {
@@ -2915,7 +3068,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3080,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3093,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -3009,7 +3162,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3021,7 +3174,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3034,7 +3187,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -3053,7 +3206,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3065,7 +3218,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3078,7 +3231,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -3100,7 +3253,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3265,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3278,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -3157,7 +3310,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3322,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3335,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 type Revocation struct {
@@ -3198,7 +3351,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3363,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3376,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Revocation) GetKind() string {
@@ -3269,7 +3422,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3281,7 +3434,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3294,7 +3447,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 type ListRevocationsResponse struct {
@@ -3306,7 +3459,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3471,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3484,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -3457,6 +3610,19 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x03env\x18\x02 \x03(\v21.hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntryR\x03env\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\x15RestartClusterRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"\xfd\x01\n" +
+	"\x18RunClusterServiceRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12\x14\n" +
+	"\x05roles\x18\x03 \x03(\tR\x05roles\x12M\n" +
+	"\x06params\x18\x04 \x03(\v25.hangar.pilot.v1.RunClusterServiceRequest.ParamsEntryR\x06params\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x1a9\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xab\x03\n" +
 	"\n" +
 	"NodeResult\x12\x17\n" +
@@ -3476,14 +3642,18 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12%\n" +
-	"\x0eoutput_trimmed\x18\f \x01(\bR\routputTrimmed\"\x84\x01\n" +
+	"\x0eoutput_trimmed\x18\f \x01(\bR\routputTrimmed\"\x94\x02\n" +
 	"\tTaskInput\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n" +
 	"\aservice\x18\x03 \x01(\tR\aservice\x12\x14\n" +
 	"\x05roles\x18\x04 \x03(\tR\x05roles\x12\x14\n" +
-	"\x05force\x18\x05 \x01(\bR\x05force\"\xb3\x03\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\x12N\n" +
+	"\fservice_args\x18\x06 \x03(\v2+.hangar.pilot.v1.TaskInput.ServiceArgsEntryR\vserviceArgs\x1a>\n" +
+	"\x10ServiceArgsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -3641,14 +3811,16 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rCreateRuntime\x12%.hangar.pilot.v1.CreateRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/runtimes\x12q\n" +
 	"\fListRuntimes\x12$.hangar.pilot.v1.ListRuntimesRequest\x1a%.hangar.pilot.v1.ListRuntimesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/runtimes\x12e\n" +
 	"\n" +
-	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xc5\x04\n" +
+	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xd1\x06\n" +
 	"\x0eClusterService\x12l\n" +
 	"\rCreateCluster\x12%.hangar.pilot.v1.CreateClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/clusters\x12q\n" +
 	"\fListClusters\x12$.hangar.pilot.v1.ListClustersRequest\x1a%.hangar.pilot.v1.ListClustersResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/clusters\x12e\n" +
 	"\n" +
 	"GetCluster\x12\".hangar.pilot.v1.GetClusterRequest\x1a\x18.hangar.pilot.v1.Cluster\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/clusters/{id}\x12n\n" +
 	"\rDeleteCluster\x12%.hangar.pilot.v1.DeleteClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/clusters/{id}\x12{\n" +
-	"\x10UpdateClusterEnv\x12(.hangar.pilot.v1.UpdateClusterEnvRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/clusters/{id}/env2\xa7\x03\n" +
+	"\x10UpdateClusterEnv\x12(.hangar.pilot.v1.UpdateClusterEnvRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/clusters/{id}/env\x12{\n" +
+	"\x0eRestartCluster\x12&.hangar.pilot.v1.RestartClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/restart\x12\x8c\x01\n" +
+	"\x11RunClusterService\x12).hangar.pilot.v1.RunClusterServiceRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/clusters/{id}/services/{service}2\xa7\x03\n" +
 	"\vUserService\x12k\n" +
 	"\n" +
 	"CreateUser\x12\".hangar.pilot.v1.CreateUserRequest\x1a#.hangar.pilot.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/users\x12e\n" +
@@ -3686,169 +3858,179 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_pilot_v1_pilot_proto_goTypes = []any{
-	(ClusterStatus)(0),              // 0: hangar.pilot.v1.ClusterStatus
-	(NodeStatus)(0),                 // 1: hangar.pilot.v1.NodeStatus
-	(JobState)(0),                   // 2: hangar.pilot.v1.JobState
-	(TaskState)(0),                  // 3: hangar.pilot.v1.TaskState
-	(Role)(0),                       // 4: hangar.pilot.v1.Role
-	(*PushAppRequest)(nil),          // 5: hangar.pilot.v1.PushAppRequest
-	(*App)(nil),                     // 6: hangar.pilot.v1.App
-	(*ListAppsRequest)(nil),         // 7: hangar.pilot.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),        // 8: hangar.pilot.v1.ListAppsResponse
-	(*GetAppRequest)(nil),           // 9: hangar.pilot.v1.GetAppRequest
-	(*Runtime)(nil),                 // 10: hangar.pilot.v1.Runtime
-	(*CreateRuntimeRequest)(nil),    // 11: hangar.pilot.v1.CreateRuntimeRequest
-	(*ListRuntimesRequest)(nil),     // 12: hangar.pilot.v1.ListRuntimesRequest
-	(*ListRuntimesResponse)(nil),    // 13: hangar.pilot.v1.ListRuntimesResponse
-	(*GetRuntimeRequest)(nil),       // 14: hangar.pilot.v1.GetRuntimeRequest
-	(*Node)(nil),                    // 15: hangar.pilot.v1.Node
-	(*Cluster)(nil),                 // 16: hangar.pilot.v1.Cluster
-	(*Endpoint)(nil),                // 17: hangar.pilot.v1.Endpoint
-	(*CreateClusterRequest)(nil),    // 18: hangar.pilot.v1.CreateClusterRequest
-	(*ClusterJob)(nil),              // 19: hangar.pilot.v1.ClusterJob
-	(*ListClustersRequest)(nil),     // 20: hangar.pilot.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),    // 21: hangar.pilot.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),       // 22: hangar.pilot.v1.GetClusterRequest
-	(*DeleteClusterRequest)(nil),    // 23: hangar.pilot.v1.DeleteClusterRequest
-	(*UpdateClusterEnvRequest)(nil), // 24: hangar.pilot.v1.UpdateClusterEnvRequest
-	(*NodeResult)(nil),              // 25: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),               // 26: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                    // 27: hangar.pilot.v1.Task
-	(*Job)(nil),                     // 28: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),           // 29: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),         // 30: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),        // 31: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),         // 32: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),  // 33: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil), // 34: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),          // 35: hangar.pilot.v1.TaskNodeResult
-	(*CancelJobRequest)(nil),        // 36: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                 // 37: hangar.pilot.v1.Network
-	(*User)(nil),                    // 38: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),       // 39: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),      // 40: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),        // 41: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),       // 42: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),       // 43: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),      // 44: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),           // 45: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),              // 46: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),        // 47: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),       // 48: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),           // 49: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),          // 50: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),              // 51: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),  // 52: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil), // 53: hangar.pilot.v1.ListRevocationsResponse
-	nil,                             // 54: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                             // 55: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                             // 56: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                             // 57: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                             // 58: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                             // 59: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	(*timestamppb.Timestamp)(nil),   // 60: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),      // 61: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),    // 62: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),    // 63: hangar.stream.v1.Certificate
+	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
+	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
+	(JobState)(0),                    // 2: hangar.pilot.v1.JobState
+	(TaskState)(0),                   // 3: hangar.pilot.v1.TaskState
+	(Role)(0),                        // 4: hangar.pilot.v1.Role
+	(*PushAppRequest)(nil),           // 5: hangar.pilot.v1.PushAppRequest
+	(*App)(nil),                      // 6: hangar.pilot.v1.App
+	(*ListAppsRequest)(nil),          // 7: hangar.pilot.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),         // 8: hangar.pilot.v1.ListAppsResponse
+	(*GetAppRequest)(nil),            // 9: hangar.pilot.v1.GetAppRequest
+	(*Runtime)(nil),                  // 10: hangar.pilot.v1.Runtime
+	(*CreateRuntimeRequest)(nil),     // 11: hangar.pilot.v1.CreateRuntimeRequest
+	(*ListRuntimesRequest)(nil),      // 12: hangar.pilot.v1.ListRuntimesRequest
+	(*ListRuntimesResponse)(nil),     // 13: hangar.pilot.v1.ListRuntimesResponse
+	(*GetRuntimeRequest)(nil),        // 14: hangar.pilot.v1.GetRuntimeRequest
+	(*Node)(nil),                     // 15: hangar.pilot.v1.Node
+	(*Cluster)(nil),                  // 16: hangar.pilot.v1.Cluster
+	(*Endpoint)(nil),                 // 17: hangar.pilot.v1.Endpoint
+	(*CreateClusterRequest)(nil),     // 18: hangar.pilot.v1.CreateClusterRequest
+	(*ClusterJob)(nil),               // 19: hangar.pilot.v1.ClusterJob
+	(*ListClustersRequest)(nil),      // 20: hangar.pilot.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),     // 21: hangar.pilot.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),        // 22: hangar.pilot.v1.GetClusterRequest
+	(*DeleteClusterRequest)(nil),     // 23: hangar.pilot.v1.DeleteClusterRequest
+	(*UpdateClusterEnvRequest)(nil),  // 24: hangar.pilot.v1.UpdateClusterEnvRequest
+	(*RestartClusterRequest)(nil),    // 25: hangar.pilot.v1.RestartClusterRequest
+	(*RunClusterServiceRequest)(nil), // 26: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),               // 27: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                // 28: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                     // 29: hangar.pilot.v1.Task
+	(*Job)(nil),                      // 30: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),            // 31: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),          // 32: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 33: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),          // 34: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),   // 35: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),  // 36: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),           // 37: hangar.pilot.v1.TaskNodeResult
+	(*CancelJobRequest)(nil),         // 38: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                  // 39: hangar.pilot.v1.Network
+	(*User)(nil),                     // 40: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),        // 41: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 42: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 43: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 44: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),        // 45: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 46: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),            // 47: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),               // 48: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),         // 49: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 50: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),            // 51: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 52: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),               // 53: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),   // 54: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 55: hangar.pilot.v1.ListRevocationsResponse
+	nil,                              // 56: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                              // 57: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                              // 58: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                              // 59: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                              // 60: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                              // 61: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                              // 62: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                              // 63: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),    // 64: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),       // 65: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),     // 66: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),     // 67: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	60, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	64, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
-	54, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	60, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	55, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	56, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	56, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	64, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	57, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	58, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	10, // 6: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,  // 7: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
 	0,  // 8: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	57, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	59, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
 	15, // 10: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	60, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	64, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
 	17, // 12: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	58, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	60, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
 	16, // 14: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	28, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	30, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
 	16, // 16: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	59, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	61, // 18: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	60, // 19: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	60, // 20: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 21: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	60, // 22: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	60, // 23: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	25, // 24: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	26, // 25: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	2,  // 26: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	27, // 27: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	60, // 28: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	60, // 29: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	28, // 30: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	35, // 31: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	25, // 32: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	4,  // 33: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	60, // 34: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 35: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	38, // 36: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	38, // 37: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	60, // 38: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	46, // 39: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	60, // 40: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	51, // 41: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	5,  // 42: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	7,  // 43: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	9,  // 44: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	11, // 45: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	12, // 46: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	14, // 47: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	18, // 48: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	20, // 49: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	22, // 50: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	23, // 51: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	24, // 52: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	39, // 53: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	41, // 54: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	43, // 55: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	45, // 56: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	47, // 57: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	49, // 58: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	52, // 59: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	62, // 60: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	29, // 61: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	30, // 62: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	32, // 63: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	33, // 64: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	36, // 65: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	6,  // 66: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	8,  // 67: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	6,  // 68: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	10, // 69: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	13, // 70: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	10, // 71: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	19, // 72: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 73: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	16, // 74: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	19, // 75: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 76: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	40, // 77: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	42, // 78: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	44, // 79: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	38, // 80: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	48, // 81: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	50, // 82: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	53, // 83: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	63, // 84: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	28, // 85: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	31, // 86: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	28, // 87: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	34, // 88: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	28, // 89: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	66, // [66:90] is the sub-list for method output_type
-	42, // [42:66] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	61, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	62, // 18: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	65, // 19: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	64, // 20: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	64, // 21: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	63, // 22: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	3,  // 23: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	64, // 24: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	64, // 25: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	27, // 26: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	28, // 27: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	2,  // 28: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	29, // 29: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	64, // 30: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	64, // 31: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	30, // 32: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	37, // 33: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	27, // 34: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	4,  // 35: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	64, // 36: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 37: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	40, // 38: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	40, // 39: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	64, // 40: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	48, // 41: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	64, // 42: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	53, // 43: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	5,  // 44: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	7,  // 45: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	9,  // 46: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	11, // 47: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	12, // 48: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	14, // 49: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	18, // 50: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	20, // 51: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	22, // 52: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	23, // 53: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	24, // 54: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	25, // 55: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	26, // 56: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	41, // 57: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	43, // 58: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	45, // 59: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	47, // 60: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	49, // 61: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	51, // 62: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	54, // 63: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	66, // 64: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	31, // 65: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	32, // 66: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	34, // 67: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	35, // 68: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	38, // 69: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	6,  // 70: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	8,  // 71: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	6,  // 72: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	10, // 73: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	13, // 74: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	10, // 75: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	19, // 76: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 77: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	16, // 78: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	19, // 79: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 80: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 81: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 82: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	42, // 83: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	44, // 84: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	46, // 85: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	40, // 86: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	50, // 87: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	52, // 88: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	55, // 89: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	67, // 90: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	30, // 91: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	33, // 92: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	30, // 93: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	36, // 94: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	30, // 95: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	70, // [70:96] is the sub-list for method output_type
+	44, // [44:70] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -3862,7 +4044,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   55,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

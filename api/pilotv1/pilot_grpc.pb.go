@@ -381,11 +381,13 @@ var RuntimeService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ClusterService_CreateCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/CreateCluster"
-	ClusterService_ListClusters_FullMethodName     = "/hangar.pilot.v1.ClusterService/ListClusters"
-	ClusterService_GetCluster_FullMethodName       = "/hangar.pilot.v1.ClusterService/GetCluster"
-	ClusterService_DeleteCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/DeleteCluster"
-	ClusterService_UpdateClusterEnv_FullMethodName = "/hangar.pilot.v1.ClusterService/UpdateClusterEnv"
+	ClusterService_CreateCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/CreateCluster"
+	ClusterService_ListClusters_FullMethodName      = "/hangar.pilot.v1.ClusterService/ListClusters"
+	ClusterService_GetCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/GetCluster"
+	ClusterService_DeleteCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/DeleteCluster"
+	ClusterService_UpdateClusterEnv_FullMethodName  = "/hangar.pilot.v1.ClusterService/UpdateClusterEnv"
+	ClusterService_RestartCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestartCluster"
+	ClusterService_RunClusterService_FullMethodName = "/hangar.pilot.v1.ClusterService/RunClusterService"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -400,6 +402,13 @@ type ClusterServiceClient interface {
 	DeleteCluster(ctx context.Context, in *DeleteClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// UpdateClusterEnv changes env parameters; every node re-renders its config.
 	UpdateClusterEnv(ctx context.Context, in *UpdateClusterEnvRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// RestartCluster runs the app's restart service by order (AppCenter's
+	// restart), on every role that has one or on the roles named.
+	RestartCluster(ctx context.Context, in *RestartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// RunClusterService runs one of the app's custom services (type custom
+	// in cluster.json), with its service_params checked against config.json
+	// and passed to the command as one JSON argument.
+	RunClusterService(ctx context.Context, in *RunClusterServiceRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 }
 
 type clusterServiceClient struct {
@@ -460,6 +469,26 @@ func (c *clusterServiceClient) UpdateClusterEnv(ctx context.Context, in *UpdateC
 	return out, nil
 }
 
+func (c *clusterServiceClient) RestartCluster(ctx context.Context, in *RestartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_RestartCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) RunClusterService(ctx context.Context, in *RunClusterServiceRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_RunClusterService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -472,6 +501,13 @@ type ClusterServiceServer interface {
 	DeleteCluster(context.Context, *DeleteClusterRequest) (*ClusterJob, error)
 	// UpdateClusterEnv changes env parameters; every node re-renders its config.
 	UpdateClusterEnv(context.Context, *UpdateClusterEnvRequest) (*ClusterJob, error)
+	// RestartCluster runs the app's restart service by order (AppCenter's
+	// restart), on every role that has one or on the roles named.
+	RestartCluster(context.Context, *RestartClusterRequest) (*ClusterJob, error)
+	// RunClusterService runs one of the app's custom services (type custom
+	// in cluster.json), with its service_params checked against config.json
+	// and passed to the command as one JSON argument.
+	RunClusterService(context.Context, *RunClusterServiceRequest) (*ClusterJob, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -496,6 +532,12 @@ func (UnimplementedClusterServiceServer) DeleteCluster(context.Context, *DeleteC
 }
 func (UnimplementedClusterServiceServer) UpdateClusterEnv(context.Context, *UpdateClusterEnvRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpdateClusterEnv not implemented")
+}
+func (UnimplementedClusterServiceServer) RestartCluster(context.Context, *RestartClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RestartCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) RunClusterService(context.Context, *RunClusterServiceRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RunClusterService not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -608,6 +650,42 @@ func _ClusterService_UpdateClusterEnv_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_RestartCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestartClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).RestartCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_RestartCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).RestartCluster(ctx, req.(*RestartClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_RunClusterService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunClusterServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).RunClusterService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_RunClusterService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).RunClusterService(ctx, req.(*RunClusterServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -634,6 +712,14 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateClusterEnv",
 			Handler:    _ClusterService_UpdateClusterEnv_Handler,
+		},
+		{
+			MethodName: "RestartCluster",
+			Handler:    _ClusterService_RestartCluster_Handler,
+		},
+		{
+			MethodName: "RunClusterService",
+			Handler:    _ClusterService_RunClusterService_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

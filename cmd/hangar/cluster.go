@@ -19,13 +19,16 @@ func newClusterCmd(c *cli) *cobra.Command {
 		Short: "Create, inspect, change and delete clusters",
 		Long: `Work with clusters: running deployments of an app version on a runtime.
 
-Every change (create, update-env, delete) starts a job inside pilot and
-returns at once with the job's id; add --wait to follow the job live and get
-the result, or follow it later with 'hangar job watch JOB'.`,
+Every change (create, update-env, restart, run, delete) starts a job inside
+pilot and returns at once with the job's id; add --wait to follow the job
+live and get the result, or follow it later with 'hangar job watch JOB'.
+Operations on a running cluster take --dry-run to print their plan first.`,
 		Example: `  hangar cluster create redis --param cluster.replica.count=2 --wait
   hangar cluster list
   hangar cluster show cl-1a2b3c
   hangar cluster update-env cl-1a2b3c maxmemory=512 --wait
+  hangar cluster restart cl-1a2b3c --dry-run
+  hangar cluster run cl-1a2b3c repair --param node.ip=10.0.0.5 --wait
   hangar cluster delete cl-1a2b3c --wait`,
 		RunE: groupRunE,
 	}
@@ -35,6 +38,8 @@ the result, or follow it later with 'hangar job watch JOB'.`,
 		newClusterShowCmd(c),
 		newClusterDeleteCmd(c),
 		newClusterUpdateEnvCmd(c),
+		newClusterRestartCmd(c),
+		newClusterRunCmd(c),
 	)
 	return cmd
 }

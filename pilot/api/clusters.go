@@ -200,6 +200,32 @@ func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateCluste
 	return s.redactJob(ctx, r), nil
 }
 
+// RestartCluster starts a job running the app's restart service by order.
+func (s *Server) RestartCluster(ctx context.Context, req *pilotv1.RestartClusterRequest) (*pilotv1.ClusterJob, error) {
+	c, rev, err := s.tenantCluster(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.cfg.Lifecycle.Restart(ctx, clusterops.OpRequest{C: c, Rev: rev, Roles: req.Roles, DryRun: req.DryRun})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return s.redactJob(ctx, r), nil
+}
+
+// RunClusterService starts a job running one of the app's custom services.
+func (s *Server) RunClusterService(ctx context.Context, req *pilotv1.RunClusterServiceRequest) (*pilotv1.ClusterJob, error) {
+	c, rev, err := s.tenantCluster(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.cfg.Lifecycle.RunService(ctx, clusterops.OpRequest{C: c, Rev: rev, Roles: req.Roles, DryRun: req.DryRun}, req.Service, req.Params)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return s.redactJob(ctx, r), nil
+}
+
 // ---- jobs ----
 
 // errOtherTenant stops a read-modify-write of another tenant's record.

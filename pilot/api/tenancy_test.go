@@ -108,6 +108,14 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_UpdateClusterEnv_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.UpdateClusterEnvRequest{Id: x.cl1, Env: map[string]string{"motd": "changed"}}
 		}, codes.OK},
+		{pilotv1.ClusterService_RestartCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			// cl1 is updating after the row above: refused for that, once
+			// the caller may.
+			return &pilotv1.RestartClusterRequest{Id: x.cl1, DryRun: true}
+		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_RunClusterService_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.RunClusterServiceRequest{Id: x.cl1, Service: "compact", DryRun: true}
+		}, codes.FailedPrecondition},
 		{pilotv1.JobService_CancelJob_FullMethodName, member, onObject, func(x ids) proto.Message { return &pilotv1.CancelJobRequest{Id: x.job3} }, codes.OK},
 		{pilotv1.ClusterService_DeleteCluster_FullMethodName, member, onObject, func(x ids) proto.Message { return &pilotv1.DeleteClusterRequest{Id: x.cl2} }, codes.OK},
 		{pilotv1.UserService_DeleteUser_FullMethodName, admin, onObject, func(x ids) proto.Message { return &pilotv1.DeleteUserRequest{Name: x.victim} }, codes.OK},

@@ -54,11 +54,13 @@ func Methods() map[string]Rule {
 		pilotv1.RuntimeService_ListRuntimes_FullMethodName:  viewer,
 		pilotv1.RuntimeService_GetRuntime_FullMethodName:    viewer,
 
-		pilotv1.ClusterService_CreateCluster_FullMethodName:    change,
-		pilotv1.ClusterService_ListClusters_FullMethodName:     viewer,
-		pilotv1.ClusterService_GetCluster_FullMethodName:       viewer,
-		pilotv1.ClusterService_DeleteCluster_FullMethodName:    change,
-		pilotv1.ClusterService_UpdateClusterEnv_FullMethodName: change,
+		pilotv1.ClusterService_CreateCluster_FullMethodName:     change,
+		pilotv1.ClusterService_ListClusters_FullMethodName:      viewer,
+		pilotv1.ClusterService_GetCluster_FullMethodName:        viewer,
+		pilotv1.ClusterService_DeleteCluster_FullMethodName:     change,
+		pilotv1.ClusterService_UpdateClusterEnv_FullMethodName:  change,
+		pilotv1.ClusterService_RestartCluster_FullMethodName:    change,
+		pilotv1.ClusterService_RunClusterService_FullMethodName: change,
 
 		pilotv1.JobService_GetJob_FullMethodName:          viewer,
 		pilotv1.JobService_ListJobs_FullMethodName:        viewer,

@@ -138,6 +138,7 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 		KindCreate:    o.finishCreate,
 		KindDelete:    o.finishDelete,
 		KindUpdateEnv: o.finishUpdate,
+		KindRestart:   o.finishUpdate,
 	}
 }
 

@@ -304,6 +304,12 @@ const (
 
 func newOpsHarness(t *testing.T) *opsHarness {
 	t.Helper()
+	return newOpsHarnessWith(t, filepath.Join("..", "..", "examples", "kv"))
+}
+
+// newOpsHarnessWith is newOpsHarness with the package in dir.
+func newOpsHarnessWith(t *testing.T, dir string) *opsHarness {
+	t.Helper()
 	st := store.New(etcdtest.Client(t))
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -322,7 +328,6 @@ func newOpsHarness(t *testing.T) *opsHarness {
 	if err := st.Create(ctx, store.RuntimeKey(harnessTenant, harnessRuntime), &pilotv1.Runtime{Id: harnessRuntime, Provider: "fake", Tenant: harnessTenant}); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join("..", "..", "examples", "kv")
 	archive, err := apppkg.ArchiveDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -336,7 +341,7 @@ func newOpsHarness(t *testing.T) *opsHarness {
 	return h
 }
 
-// create accepts a kv cluster with params.
+// create accepts a cluster of the harness's package with params.
 func (h *opsHarness) create(t *testing.T, params map[string]string) *pilotv1.ClusterJob {
 	t.Helper()
 	r, err := h.life.Create(context.Background(), CreateRequest{Tenant: harnessTenant, App: h.pkg.Meta.Name, AppVersion: h.pkg.Meta.Version, Runtime: harnessRuntime, Params: params})

@@ -65,14 +65,30 @@ func (p *planner) addParallel(ts []*pilotv1.Task) {
 // roles by their service's post_start_service: "" every role, "pre" those
 // without it (init before start), "post" those with it.
 func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service, postStart string, force bool) {
+	p.orderGroups(spec, clusterID, service, force, nil, func(role string, s apppkg.Service) bool {
+		switch {
+		case postStart == "pre" && s.PostStartService, postStart == "post" && !s.PostStartService:
+			return false
+		}
+		return true
+	}, postStart == "post")
+}
+
+// serviceStepsFor is serviceSteps for the roles named only, each role's
+// command getting its JSON argument from args (custom services).
+func (p *planner) serviceStepsFor(spec *apppkg.ClusterSpec, clusterID, service string, roles []string, args map[string]string) {
+	p.orderGroups(spec, clusterID, service, false, args, func(role string, _ apppkg.Service) bool {
+		return slices.Contains(roles, role)
+	}, false)
+}
+
+// orderGroups adds the order-group steps of service for the roles keep
+// accepts.
+func (p *planner) orderGroups(spec *apppkg.ClusterSpec, clusterID, service string, force bool, args map[string]string, keep func(string, apppkg.Service) bool, post bool) {
 	groups := map[int][]string{}
 	for _, n := range spec.Nodes {
 		s, ok := n.Service(service)
-		if !ok || n.Count == 0 || !agentInstalled(n) {
-			continue
-		}
-		switch {
-		case postStart == "pre" && s.PostStartService, postStart == "post" && !s.PostStartService:
+		if !ok || n.Count == 0 || !agentInstalled(n) || !keep(n.Role, s) {
 			continue
 		}
 		groups[s.Order] = append(groups[s.Order], n.Role)
@@ -80,12 +96,20 @@ func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service, pos
 	for _, o := range slices.Sorted(maps.Keys(groups)) {
 		roles := groups[o]
 		sort.Strings(roles)
-		id := fmt.Sprintf("%s-o%d", service, o)
-		if postStart == "post" {
-			id = fmt.Sprintf("%s-post-o%d", service, o)
+		id := fmt.Sprintf("%s-o%d", safeID(service), o)
+		if post {
+			id = fmt.Sprintf("%s-post-o%d", safeID(service), o)
 		}
-		p.add(id, taskRunService, fmt.Sprintf("%s on %s (order %d)", service, roleList(roles), o),
-			&pilotv1.TaskInput{ClusterId: clusterID, Service: service, Roles: roles, Force: force})
+		in := &pilotv1.TaskInput{ClusterId: clusterID, Service: service, Roles: roles, Force: force}
+		for _, role := range roles {
+			if a, ok := args[role]; ok {
+				if in.ServiceArgs == nil {
+					in.ServiceArgs = map[string]string{}
+				}
+				in.ServiceArgs[role] = a
+			}
+		}
+		p.add(id, taskRunService, fmt.Sprintf("%s on %s (order %d)", service, roleList(roles), o), in)
 	}
 }
 

@@ -42,7 +42,7 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		}
 		return err
 	}
-	targets := serviceTargets(c, spec, in.Roles, in.Service)
+	targets := serviceTargets(c, spec, in.Roles, in.Service, in.ServiceArgs)
 	nodes := make([]*pilotv1.Node, len(targets))
 	byNode := map[string]target{}
 	for i, tg := range targets {
@@ -100,8 +100,9 @@ type target struct {
 }
 
 // serviceTargets picks the nodes of roles that run service: every node with
-// an agent, or the nodes_to_execute_on lowest server ids.
-func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, roles []string, service string) []target {
+// an agent, or the nodes_to_execute_on lowest server ids. A role's command
+// gets its argument from args, if any.
+func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, roles []string, service string, args map[string]string) []target {
 	var targets []target
 	for _, role := range roles {
 		rs := roleSpec(spec, role)
@@ -124,7 +125,7 @@ func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, roles []string
 			nodes = nodes[:svc.NodesToExecuteOn]
 		}
 		for _, nd := range nodes {
-			targets = append(targets, target{node: nd, cmd: svc.Cmd, timeout: svc.Timeout})
+			targets = append(targets, target{node: nd, cmd: withArg(svc.Cmd, args[role]), timeout: svc.Timeout})
 		}
 	}
 	return targets

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/hangarhq/hangar/api/pilotv1"
+)
+
+// writePlan prints the job a dry run planned: its steps in order and, for
+// the steps that run commands, which node runs what.
+func writePlan(w io.Writer, r *pilotv1.ClusterJob) error {
+	j := r.GetJob()
+	fmt.Fprintf(w, "Plan for cluster %s (%s): %d steps; nothing was changed.\n", r.GetCluster().GetId(), j.GetKind(), len(j.GetTasks()))
+	for i, t := range j.GetTasks() {
+		fmt.Fprintf(w, "%d. %s\n", i+1, t.GetTitle())
+		if len(t.GetNodeResults()) == 0 {
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, nr := range t.GetNodeResults() {
+			fmt.Fprintf(tw, "   \t%s\t%s\t%s\n", nr.GetNodeId(), orDash(nr.GetRole()), nr.GetCmd())
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportOperation reports an operation pilot accepted, or printed as a
+// plan when dryRun.
+func (c *cli) reportOperation(ctx context.Context, cl *pilotClients, resp *pilotv1.ClusterJob, dryRun, wait bool, what string) error {
+	if dryRun {
+		if c.format == formatJSON {
+			return writeJSON(c.stdout, resp)
+		}
+		return writePlan(c.stdout, resp)
+	}
+	id, jobID := resp.GetCluster().GetId(), resp.GetJob().GetId()
+	_, done, err := c.reportChange(ctx, cl, resp, wait, changeReport{
+		accepted: fmt.Sprintf("%s of cluster %s: job %s.", what, id, jobID),
+		follow:   fmt.Sprintf("Follow it with `hangar job watch %s`.", jobID),
+		refetch:  true,
+	})
+	if done {
+		return err
+	}
+	if err == nil {
+		fmt.Fprintf(c.stdout, "%s of cluster %s done.\n", what, id)
+	}
+	return err
+}

@@ -1,0 +1,201 @@
+package clusterops
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+)
+
+// Operations on a running cluster that run the app's own services:
+// restart (AppCenter's "restart by order") and custom services. Each is a
+// job planned here, like create and delete, and each may be planned only
+// (dry run): the answer then carries the job as it would run, with every
+// node's command, and nothing is stored.
+
+// Job kinds of the operations.
+const (
+	KindRestart       = "restart_cluster"
+	KindCustomService = "custom_service"
+)
+
+// DryRunJobID names the job of a dry run: it was never stored.
+const DryRunJobID = "dry-run"
+
+// OpRequest is an operation on cluster C, read at revision Rev.
+type OpRequest struct {
+	C   *pilotv1.Cluster
+	Rev int64
+	// Roles limits the operation (empty: every role that has the service).
+	Roles []string
+	// DryRun plans only.
+	DryRun bool
+}
+
+// Restart accepts running the restart service by order on the roles of r
+// that have one.
+func (l *Lifecycle) Restart(ctx context.Context, r OpRequest) (*pilotv1.ClusterJob, error) {
+	return l.runServiceOp(ctx, r, KindRestart, "restart", nil)
+}
+
+// RunService accepts running the custom service of cluster r.C with
+// params (its service_params by name), checked against config.json for
+// every role it runs on.
+func (l *Lifecycle) RunService(ctx context.Context, r OpRequest, service string, params map[string]string) (*pilotv1.ClusterJob, error) {
+	if strings.TrimSpace(service) == "" {
+		return nil, refuse(Invalid, "service: required; name one of the app's custom services")
+	}
+	return l.runServiceOp(ctx, r, KindCustomService, service, params)
+}
+
+func (l *Lifecycle) runServiceOp(ctx context.Context, r OpRequest, kind, service string, params map[string]string) (*pilotv1.ClusterJob, error) {
+	c := r.C
+	// A running job first: it is what the user can act on.
+	if err := l.busy(ctx, c); err != nil {
+		return nil, err
+	}
+	switch c.Status {
+	case pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED:
+	default:
+		return nil, refuse(Precondition, "cluster %s is %s; %s runs on an active (or failed) cluster", c.Id, c.Status, service)
+	}
+	spec, stored, err := l.currentSpec(ctx, c)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+	}
+	roles, err := serviceRoles(spec, service, kind == KindCustomService, r.Roles)
+	if err != nil {
+		return nil, err
+	}
+	var args map[string]string
+	if kind == KindCustomService {
+		pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
+		if err != nil {
+			return nil, err
+		}
+		args = map[string]string{}
+		for _, role := range roles {
+			a, err := pkg.ServiceArgs(spec, role, service, params)
+			if err != nil {
+				return nil, refuse(Invalid, "%v", err)
+			}
+			args[role] = string(a)
+		}
+	} else if len(params) > 0 {
+		return nil, refuse(Invalid, "params: %s takes none", service)
+	}
+	tasks := PlanService(c, spec, service, roles, args)
+	if r.DryRun {
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, kind, tasks)}, nil
+	}
+	if kind == KindRestart {
+		// A custom service changes nothing Hangar manages, so the cluster
+		// keeps its status whatever the service's outcome (its job keeps
+		// that); a restart may leave services down, so the cluster is
+		// updating until it ends, then active or failed.
+		c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
+	}
+	job, err := l.commit(ctx, c, r.Rev, kind, tasks, stored)
+	if err != nil {
+		return nil, err
+	}
+	l.log.Info("cluster operation accepted", "cluster_id", c.Id, "kind", kind, "service", service, "roles", roles, "job_id", job.Id)
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// serviceRoles are the roles that run service: those asked for (each must
+// exist and have the service), or every role that has it. A custom service
+// must be declared as one (type custom): the system services run only
+// within the operations they belong to.
+func serviceRoles(spec *apppkg.ClusterSpec, service string, custom bool, asked []string) ([]string, error) {
+	var have []string
+	for _, n := range spec.Nodes {
+		svc, ok := n.Service(service)
+		if !ok || n.Count == 0 || !n.AgentInstalled {
+			continue
+		}
+		if custom && !svc.IsCustom() {
+			return nil, refuse(Invalid, "service %q of role %q is not a custom service (type custom in cluster.json); it runs only within its own operation", service, n.Role)
+		}
+		have = append(have, n.Role)
+	}
+	sort.Strings(have)
+	if len(have) == 0 {
+		return nil, refuse(Invalid, "service %q: no role of this app has it (with a command and nodes)%s", service, customHint(spec, custom))
+	}
+	if len(asked) == 0 {
+		return have, nil
+	}
+	var out []string
+	for _, role := range asked {
+		if !slices.Contains(have, role) {
+			return nil, refuse(Invalid, "roles: %q has no service %q; roles that have it: %s", role, service, strings.Join(have, ", "))
+		}
+		if !slices.Contains(out, role) {
+			out = append(out, role)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// customHint lists the app's custom services, for a refusal naming an
+// unknown one.
+func customHint(spec *apppkg.ClusterSpec, custom bool) string {
+	if !custom {
+		return ""
+	}
+	var names []string
+	for _, n := range spec.Nodes {
+		for name, svc := range n.Services {
+			if svc.IsCustom() && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return "; the app has no custom services"
+	}
+	sort.Strings(names)
+	return "; its custom services: " + strings.Join(names, ", ")
+}
+
+// PlanService runs service by order on roles: one step per order group,
+// ascending, equal orders in parallel. args are the JSON arguments by role.
+func PlanService(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, service string, roles []string, args map[string]string) []*pilotv1.Task {
+	p := &planner{}
+	p.serviceStepsFor(spec, c.Id, service, roles, args)
+	return p.tasks
+}
+
+// DryRun is the job kind would run as tasks, without being stored: every
+// service step lists the command each node would run, and the other steps
+// their inputs.
+func DryRun(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, kind string, tasks []*pilotv1.Task) *pilotv1.Job {
+	for _, t := range tasks {
+		if t.Kind != taskRunService {
+			continue
+		}
+		for _, tg := range serviceTargets(c, spec, t.Input.Roles, t.Input.Service, t.Input.ServiceArgs) {
+			t.NodeResults = append(t.NodeResults, &pilotv1.NodeResult{NodeId: tg.node.Id, InstanceId: tg.node.InstanceId, Role: tg.node.Role, Cmd: tg.cmd})
+		}
+	}
+	return &pilotv1.Job{Id: DryRunJobID, Kind: kind, ClusterId: c.Id, Tenant: c.Tenant, Tasks: tasks}
+}
+
+// withArg appends a service's JSON argument to its command, quoted for the
+// shell: the command gets it as one argument, whatever it holds.
+func withArg(cmd, arg string) string {
+	if arg == "" {
+		return cmd
+	}
+	return cmd + " " + shellQuote(arg)
+}
+
+// shellQuote is s in single quotes, every ' closed, escaped and reopened.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

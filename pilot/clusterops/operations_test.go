@@ -1,0 +1,177 @@
+package clusterops
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// opsappHarness has an active opsapp cluster (a lead and two members):
+// its create job ran every task and ended.
+func opsappHarness(t *testing.T) (*opsHarness, *pilotv1.Cluster) {
+	t.Helper()
+	h := newOpsHarnessWith(t, filepath.Join("..", "..", "tests", "e2e", "testdata", "opsapp"))
+	r := h.create(t, nil)
+	for _, task := range r.Job.Tasks {
+		if err := h.run(t, r.Job, task); err != nil {
+			t.Fatalf("create %s: %v", task.Id, err)
+		}
+	}
+	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	c, _ := h.cluster(t, r.Cluster.Id)
+	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after create: %v", c.Status)
+	}
+	return h, c
+}
+
+func (h *opsHarness) op(t *testing.T, id string) OpRequest {
+	t.Helper()
+	c, rev := h.cluster(t, id)
+	return OpRequest{C: c, Rev: rev}
+}
+
+// Restart is AppCenter's restart by order: one step per order group, the
+// lead's (order 1) before the members' (order 2), each node's restart
+// command run once; a dry run shows that plan with every node's command
+// and stores nothing.
+func TestRestartByOrder(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+
+	req := h.op(t, c.Id)
+	req.DryRun = true
+	dry, err := h.life.Restart(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Job.Id != DryRunJobID || len(dry.Job.Tasks) != 2 {
+		t.Fatalf("dry run: job %s with %d tasks, want %s with 2", dry.Job.Id, len(dry.Job.Tasks), DryRunJobID)
+	}
+	if roles := dry.Job.Tasks[0].Input.Roles; len(roles) != 1 || roles[0] != "lead" || dry.Job.Tasks[1].Input.Roles[0] != "member" {
+		t.Fatalf("dry run steps: %v then %v, want lead then member", dry.Job.Tasks[0].Input.Roles, dry.Job.Tasks[1].Input.Roles)
+	}
+	if n := len(dry.Job.Tasks[1].NodeResults); n != 2 || !strings.Contains(dry.Job.Tasks[1].NodeResults[0].Cmd, "restart") {
+		t.Fatalf("dry run lists %d member commands (%v), want the 2 restart commands", n, dry.Job.Tasks[1].NodeResults)
+	}
+	after, _ := h.cluster(t, c.Id)
+	if after.JobId != c.JobId || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("a dry run changed the cluster: job %s status %v", after.JobId, after.Status)
+	}
+	if _, err := h.st.Get(ctx, store.JobKey(DryRunJobID), &pilotv1.Job{}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a dry run stored a job: %v", err)
+	}
+
+	r, err := h.life.Restart(ctx, h.op(t, c.Id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Cluster.Status; got != pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING {
+		t.Fatalf("during the restart the cluster is %v, want updating", got)
+	}
+	if len(r.Job.Tasks) != 2 || len(r.Job.Tasks[1].DependsOn) != 1 || r.Job.Tasks[1].DependsOn[0] != r.Job.Tasks[0].Id {
+		t.Fatalf("restart tasks %v: the members' step must depend on the lead's", r.Job.Tasks)
+	}
+	if _, err := h.life.Restart(ctx, h.op(t, c.Id)); err == nil || !strings.Contains(err.Error(), r.Job.Id) {
+		t.Fatalf("a second operation while the restart runs: %v, want a refusal naming job %s", err, r.Job.Id)
+	}
+	for _, task := range r.Job.Tasks {
+		if err := h.run(t, r.Job, task); err != nil {
+			t.Fatalf("%s: %v", task.Id, err)
+		}
+	}
+	h.fg.mu.Lock()
+	restarts := 0
+	for k, n := range h.fg.execs {
+		if strings.Contains(k, "echo restart") {
+			restarts += n
+		}
+	}
+	h.fg.mu.Unlock()
+	if restarts != 3 {
+		t.Fatalf("restart ran %d times, want once on each of the 3 nodes", restarts)
+	}
+	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	if c, _ := h.cluster(t, c.Id); c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after the restart: %v, want active", c.Status)
+	}
+}
+
+// A custom service gets its parameters, checked against config.json, as
+// one JSON argument quoted for the shell; anything else is refused naming
+// what is wrong, and nothing is stored.
+func TestRunServiceParameters(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+
+	req := h.op(t, c.Id)
+	req.DryRun = true
+	dry, err := h.life.RunService(ctx, req, "greet", map[string]string{"name": "bob", "times": "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := dry.Job.Tasks[0].NodeResults[0].Cmd
+	if want := `echo >> "$HANGAR_ROOT/greet.log" '{"name":"bob","times":2}'`; cmd != want {
+		t.Fatalf("command %q, want %q", cmd, want)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		service string
+		roles   []string
+		params  map[string]string
+		want    string
+	}{
+		{"value outside its pattern", "greet", nil, map[string]string{"name": "Bob'; id"}, `parameter "name"`},
+		{"value out of range", "greet", nil, map[string]string{"times": "9"}, `parameter "times"`},
+		{"undeclared parameter", "greet", nil, map[string]string{"color": "red"}, `unknown parameter "color"`},
+		{"unknown service", "fly", nil, nil, "its custom services: greet"},
+		{"system service", "restart", nil, nil, "not a custom service"},
+		{"role without it", "greet", []string{"ghost"}, nil, `roles: "ghost"`},
+		{"no service", "", nil, nil, "service: required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := h.op(t, c.Id)
+			req.Roles = tc.roles
+			_, err := h.life.RunService(ctx, req, tc.service, tc.params)
+			var refused *RefusedError
+			if !errors.As(err, &refused) || refused.Reason != Invalid || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an invalid request naming %q", err, tc.want)
+			}
+			if after, _ := h.cluster(t, c.Id); after.JobId != c.JobId {
+				t.Fatal("a refused request started a job")
+			}
+		})
+	}
+
+	// Run for real on the lead only: the command gets the argument and the
+	// cluster's status stays as it is.
+	req = h.op(t, c.Id)
+	req.Roles = []string{"lead"}
+	r, err := h.life.RunService(ctx, req, "greet", map[string]string{"name": "ann"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Job.Tasks) != 1 || r.Cluster.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("greet on the lead: %d tasks, cluster %v; want 1 task and the cluster still active", len(r.Job.Tasks), r.Cluster.Status)
+	}
+	if err := h.run(t, r.Job, r.Job.Tasks[0]); err != nil {
+		t.Fatal(err)
+	}
+	h.fg.mu.Lock()
+	defer h.fg.mu.Unlock()
+	var ran []string
+	for k := range h.fg.execs {
+		if strings.Contains(k, "greet.log") {
+			ran = append(ran, k)
+		}
+	}
+	if len(ran) != 1 || !strings.Contains(ran[0], `'{"name":"ann","times":1}'`) {
+		t.Fatalf("greet ran as %q, want once, on the lead, with its defaults filled in", ran)
+	}
+}
