@@ -386,6 +386,7 @@ const (
 	ClusterService_GetCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/GetCluster"
 	ClusterService_DeleteCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/DeleteCluster"
 	ClusterService_UpdateClusterEnv_FullMethodName  = "/hangar.pilot.v1.ClusterService/UpdateClusterEnv"
+	ClusterService_ScaleCluster_FullMethodName      = "/hangar.pilot.v1.ClusterService/ScaleCluster"
 	ClusterService_RestartCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestartCluster"
 	ClusterService_RunClusterService_FullMethodName = "/hangar.pilot.v1.ClusterService/RunClusterService"
 )
@@ -402,6 +403,9 @@ type ClusterServiceClient interface {
 	DeleteCluster(ctx context.Context, in *DeleteClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// UpdateClusterEnv changes env parameters; every node re-renders its config.
 	UpdateClusterEnv(ctx context.Context, in *UpdateClusterEnvRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// ScaleCluster changes a role's node count: a scale-out or a scale-in,
+	// each in AppCenter's order of events (docs/operations.md).
+	ScaleCluster(ctx context.Context, in *ScaleClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// RestartCluster runs the app's restart service by order (AppCenter's
 	// restart), on every role that has one or on the roles named.
 	RestartCluster(ctx context.Context, in *RestartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
@@ -469,6 +473,16 @@ func (c *clusterServiceClient) UpdateClusterEnv(ctx context.Context, in *UpdateC
 	return out, nil
 }
 
+func (c *clusterServiceClient) ScaleCluster(ctx context.Context, in *ScaleClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_ScaleCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterServiceClient) RestartCluster(ctx context.Context, in *RestartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterJob)
@@ -501,6 +515,9 @@ type ClusterServiceServer interface {
 	DeleteCluster(context.Context, *DeleteClusterRequest) (*ClusterJob, error)
 	// UpdateClusterEnv changes env parameters; every node re-renders its config.
 	UpdateClusterEnv(context.Context, *UpdateClusterEnvRequest) (*ClusterJob, error)
+	// ScaleCluster changes a role's node count: a scale-out or a scale-in,
+	// each in AppCenter's order of events (docs/operations.md).
+	ScaleCluster(context.Context, *ScaleClusterRequest) (*ClusterJob, error)
 	// RestartCluster runs the app's restart service by order (AppCenter's
 	// restart), on every role that has one or on the roles named.
 	RestartCluster(context.Context, *RestartClusterRequest) (*ClusterJob, error)
@@ -532,6 +549,9 @@ func (UnimplementedClusterServiceServer) DeleteCluster(context.Context, *DeleteC
 }
 func (UnimplementedClusterServiceServer) UpdateClusterEnv(context.Context, *UpdateClusterEnvRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpdateClusterEnv not implemented")
+}
+func (UnimplementedClusterServiceServer) ScaleCluster(context.Context, *ScaleClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ScaleCluster not implemented")
 }
 func (UnimplementedClusterServiceServer) RestartCluster(context.Context, *RestartClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RestartCluster not implemented")
@@ -650,6 +670,24 @@ func _ClusterService_UpdateClusterEnv_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_ScaleCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScaleClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ScaleCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ScaleCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ScaleCluster(ctx, req.(*ScaleClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterService_RestartCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RestartClusterRequest)
 	if err := dec(in); err != nil {
@@ -712,6 +750,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateClusterEnv",
 			Handler:    _ClusterService_UpdateClusterEnv_Handler,
+		},
+		{
+			MethodName: "ScaleCluster",
+			Handler:    _ClusterService_ScaleCluster_Handler,
 		},
 		{
 			MethodName: "RestartCluster",

@@ -19,7 +19,7 @@ func newClusterCmd(c *cli) *cobra.Command {
 		Short: "Create, inspect, change and delete clusters",
 		Long: `Work with clusters: running deployments of an app version on a runtime.
 
-Every change (create, update-env, restart, run, delete) starts a job inside
+Every change (create, update-env, scale, restart, run, delete) starts a job inside
 pilot and returns at once with the job's id; add --wait to follow the job
 live and get the result, or follow it later with 'hangar job watch JOB'.
 Operations on a running cluster take --dry-run to print their plan first.`,
@@ -27,6 +27,7 @@ Operations on a running cluster take --dry-run to print their plan first.`,
   hangar cluster list
   hangar cluster show cl-1a2b3c
   hangar cluster update-env cl-1a2b3c maxmemory=512 --wait
+  hangar cluster scale cl-1a2b3c --role replica --count 3 --wait
   hangar cluster restart cl-1a2b3c --dry-run
   hangar cluster run cl-1a2b3c repair --param node.ip=10.0.0.5 --wait
   hangar cluster delete cl-1a2b3c --wait`,
@@ -38,6 +39,7 @@ Operations on a running cluster take --dry-run to print their plan first.`,
 		newClusterShowCmd(c),
 		newClusterDeleteCmd(c),
 		newClusterUpdateEnvCmd(c),
+		newClusterScaleCmd(c),
 		newClusterRestartCmd(c),
 		newClusterRunCmd(c),
 	)

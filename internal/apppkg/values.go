@@ -151,13 +151,7 @@ func (c *Config) unknownParam(key, prefix string) error {
 // to env: "port" or "<role>.<key>". It refuses unknown keys, parameters
 // declared changeable=false, and bad values, naming each.
 func (v *Values) ChangeEnv(changes map[string]string) (*Values, error) {
-	nv := &Values{cfg: v.cfg, vals: make(map[string]any, len(v.vals)), set: make(map[string]bool, len(v.set))}
-	for k, x := range v.vals {
-		nv.vals[k] = x
-	}
-	for k, x := range v.set {
-		nv.set[k] = x
-	}
+	nv := v.clone()
 	keys := make([]string, 0, len(changes))
 	for k := range changes {
 		keys = append(keys, k)
@@ -185,6 +179,41 @@ func (v *Values) ChangeEnv(changes map[string]string) (*Values, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	return nv, nil
+}
+
+func (v *Values) clone() *Values {
+	nv := &Values{cfg: v.cfg, vals: make(map[string]any, len(v.vals)), set: make(map[string]bool, len(v.set))}
+	for k, x := range v.vals {
+		nv.vals[k] = x
+	}
+	for k, x := range v.set {
+		nv.set[k] = x
+	}
+	return nv
+}
+
+// CountPath is the config.json parameter of a role's node count, as
+// AppCenter packages name it.
+func CountPath(role string) string { return GroupCluster + "." + role + ".count" }
+
+// ChangeCount returns a copy of v with role's node count (CountPath) set to
+// count, checked against its range, min and max. A count is changed by
+// scaling whatever its changeable flag says: that flag is about config
+// changes, and AppCenter packages mark counts unchangeable to keep them out
+// of the config form.
+func (v *Values) ChangeCount(role string, count int) (*Values, error) {
+	path := CountPath(role)
+	it, ok := v.cfg.items[path]
+	if !ok {
+		return nil, fmt.Errorf("%s: not a parameter of this app, so role %q cannot be scaled", path, role)
+	}
+	val, err := parseValue(it, strconv.Itoa(count))
+	if err != nil {
+		return nil, err
+	}
+	nv := v.clone()
+	nv.vals[path], nv.set[path] = val, true
 	return nv, nil
 }
 

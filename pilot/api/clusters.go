@@ -200,6 +200,25 @@ func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateCluste
 	return s.redactJob(ctx, r), nil
 }
 
+// ScaleCluster starts a scale-out or scale-in of one role.
+func (s *Server) ScaleCluster(ctx context.Context, req *pilotv1.ScaleClusterRequest) (*pilotv1.ClusterJob, error) {
+	c, rev, err := s.tenantCluster(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if req.Role == "" {
+		return nil, invalid("role: required; name the role to scale")
+	}
+	if req.Count < 0 {
+		return nil, invalid("count: %d; a node count is 0 or more", req.Count)
+	}
+	r, err := s.cfg.Lifecycle.Scale(ctx, clusterops.OpRequest{C: c, Rev: rev, DryRun: req.DryRun}, req.Role, int(req.Count))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return s.redactJob(ctx, r), nil
+}
+
 // RestartCluster starts a job running the app's restart service by order.
 func (s *Server) RestartCluster(ctx context.Context, req *pilotv1.RestartClusterRequest) (*pilotv1.ClusterJob, error) {
 	c, rev, err := s.tenantCluster(ctx, req.Id)

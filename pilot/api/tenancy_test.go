@@ -113,6 +113,9 @@ func methodTable() []methodCase {
 			// the caller may.
 			return &pilotv1.RestartClusterRequest{Id: x.cl1, DryRun: true}
 		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_ScaleCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.ScaleClusterRequest{Id: x.cl1, Role: "replica", Count: 3, DryRun: true}
+		}, codes.FailedPrecondition},
 		{pilotv1.ClusterService_RunClusterService_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.RunClusterServiceRequest{Id: x.cl1, Service: "compact", DryRun: true}
 		}, codes.FailedPrecondition},

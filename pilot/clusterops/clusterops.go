@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -129,6 +130,8 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 		taskDeleteInstances: o.deleteInstances,
 		taskDeleteMetadata:  o.deleteMetadata,
 		taskReleaseNetwork:  o.releaseNetwork,
+		taskAddNodes:        o.addNodes,
+		taskRemoveNodes:     o.removeNodes,
 	}
 }
 
@@ -139,6 +142,8 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 		KindDelete:    o.finishDelete,
 		KindUpdateEnv: o.finishUpdate,
 		KindRestart:   o.finishUpdate,
+		KindScaleOut:  o.finishScale,
+		KindScaleIn:   o.finishScale,
 	}
 }
 
@@ -349,6 +354,21 @@ func roleSpec(spec *apppkg.ClusterSpec, role string) *apppkg.NodeSpec {
 }
 
 // agentNodes are the nodes with an instance whose role runs the agent.
+// onlyNodes keeps the nodes whose ids are listed; no list keeps all (a
+// task's node_ids narrows it to some nodes, e.g. those a scale-out adds).
+func onlyNodes(nodes []*pilotv1.Node, ids []string) []*pilotv1.Node {
+	if len(ids) == 0 {
+		return nodes
+	}
+	var out []*pilotv1.Node
+	for _, nd := range nodes {
+		if slices.Contains(ids, nd.Id) {
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
 func agentNodes(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Node {
 	var out []*pilotv1.Node
 	for _, nd := range c.Nodes {

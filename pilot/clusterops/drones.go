@@ -34,7 +34,7 @@ func (o *Ops) waitDrones(ctx context.Context, t *jobs.Task) error {
 	}
 	c, n := tc.c, tc.n
 	want := map[string]bool{}
-	for _, nd := range agentNodes(c, tc.spec) {
+	for _, nd := range onlyNodes(agentNodes(c, tc.spec), tc.in.NodeIds) {
 		want[nd.Id] = true
 	}
 	deadline := time.Now().Add(o.cfg.DroneWait)

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -29,6 +30,8 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	id := created.Cluster.Id
 	ran := map[string]bool{}
 	var networkID string // once the network exists
+	removed := 0         // instances deleted by scale-ins, whose nodes are gone
+	var lastSid int32    // the highest sid given before a scale-out
 
 	// checks says, after a task ran twice, what must hold once.
 	checks := map[string]func(t *testing.T, job *pilotv1.Job, task *pilotv1.Task){
@@ -64,22 +67,84 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 				t.Errorf("role %s: %d instances for %d nodes", task.Input.Role, got, want)
 			}
 		},
-		taskRegister: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+		taskRegister: func(t *testing.T, job *pilotv1.Job, task *pilotv1.Task) {
 			c, _ := h.cluster(t, id)
-			spec, err := h.life.Spec(ctx, c)
+			spec, _, err := h.pkgs.JobSpec(ctx, job.Id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := MetadataTree(c, h.network(t), h.pkg, spec, h.pkgs.Box)
+			want, err := metadataTree(c, h.network(t), h.pkg, spec, h.pkgs.Box, task.Input.AddingNodeIds, task.Input.DeletingNodeIds)
 			if err != nil {
 				t.Fatal(err)
+			}
+			withInstance := 0
+			for _, nd := range c.Nodes {
+				if nd.InstanceId != "" {
+					withInstance++
+				}
 			}
 			h.fg.mu.Lock()
 			got, readers := h.fg.metadata[id], h.fg.readers[id]
 			h.fg.mu.Unlock()
-			if !sameTree(got, want) || len(readers) != len(c.Nodes) {
-				t.Errorf("frontgate holds %d keys read by %v; want the cluster's %d-key tree read by its %d nodes", len(got), readers, len(want), len(c.Nodes))
+			if !sameTree(got, want) || len(readers) != withInstance {
+				t.Errorf("frontgate holds %d keys read by %v; want the cluster's %d-key tree read by its %d nodes", len(got), readers, len(want), withInstance)
 			}
+			for _, part := range []struct {
+				dir string
+				ids []string
+			}{{"adding-hosts/", task.Input.AddingNodeIds}, {"deleting-hosts/", task.Input.DeletingNodeIds}} {
+				listed := 0
+				for k := range got {
+					if strings.HasPrefix(k, part.dir) && strings.HasSuffix(k, "/node_id") {
+						listed++
+					}
+				}
+				if listed != len(part.ids) {
+					t.Errorf("%s lists %d hosts, want %d", part.dir, listed, len(part.ids))
+				}
+			}
+		},
+		taskAddNodes: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			role := 0
+			for _, nd := range c.Nodes {
+				if nd.Role == task.Input.Role {
+					role++
+				}
+			}
+			for _, want := range task.Input.NodeIds {
+				n := 0
+				for _, nd := range c.Nodes {
+					if nd.Id == want {
+						n++
+						if nd.Sid <= lastSid {
+							t.Errorf("new node %s got sid %d, not above the last given (%d)", nd.Id, nd.Sid, lastSid)
+						}
+					}
+				}
+				if n != 1 {
+					t.Errorf("node %s recorded %d times, want once", want, n)
+				}
+			}
+			if got := c.Params["cluster."+task.Input.Role+".count"]; got != strconv.Itoa(role) {
+				t.Errorf("count parameter %q, want %d", got, role)
+			}
+		},
+		taskRemoveNodes: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			role := 0
+			for _, nd := range c.Nodes {
+				if slices.Contains(task.Input.NodeIds, nd.Id) {
+					t.Errorf("removed node %s is still recorded", nd.Id)
+				}
+				if nd.Role == task.Input.Role {
+					role++
+				}
+			}
+			if got := c.Params["cluster."+task.Input.Role+".count"]; got != strconv.Itoa(role) {
+				t.Errorf("count parameter %q, want %d", got, role)
+			}
+			removed += len(task.Input.NodeIds)
 		},
 		taskWaitDrones: func(*testing.T, *pilotv1.Job, *pilotv1.Task) {}, // it returned nil, twice
 		taskDeliverConfd: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
@@ -118,18 +183,26 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 				}
 			}
 		},
-		taskDeleteInstances: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+		taskDeleteInstances: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
 			c, _ := h.cluster(t, id)
+			deleted, left := 0, 0
 			for _, nd := range c.Nodes {
-				if nd.InstanceId != "" || nd.Status != pilotv1.NodeStatus_NODE_STATUS_DELETED {
-					t.Errorf("node %s after delete: instance %q, status %v", nd.Id, nd.InstanceId, nd.Status)
+				if len(task.Input.NodeIds) == 0 || slices.Contains(task.Input.NodeIds, nd.Id) {
+					if nd.InstanceId != "" || nd.Status != pilotv1.NodeStatus_NODE_STATUS_DELETED {
+						t.Errorf("node %s after delete: instance %q, status %v", nd.Id, nd.InstanceId, nd.Status)
+					}
+				}
+				if nd.Status == pilotv1.NodeStatus_NODE_STATUS_DELETED {
+					deleted++
+				} else {
+					left++
 				}
 			}
-			if got, want := h.prov.count(h.prov.deletes, "DeleteInstance"), len(c.Nodes); got != want {
+			if got, want := h.prov.count(h.prov.deletes, "DeleteInstance"), deleted+removed; got != want {
 				t.Errorf("%d instances deleted, want %d", got, want)
 			}
-			if n := h.prov.instancesLabelled("hangar/cluster", id); n != 0 {
-				t.Errorf("%d instances of the cluster left", n)
+			if n := h.prov.instancesLabelled("hangar/cluster", id); n != left {
+				t.Errorf("%d instances of the cluster left, want %d", n, left)
 			}
 		},
 		taskDeleteMetadata: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
@@ -181,6 +254,23 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 		t.Fatalf("after the env update the frontgate holds motd %q: the handler did not read the update's spec", motd)
 	}
 	h.finish(t, updated.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+
+	// Scale the replicas out by one, then in by two.
+	c, rev = h.cluster(t, id)
+	lastSid = c.LastSid
+	out, err := h.life.Scale(ctx, OpRequest{C: c, Rev: rev}, "replica", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(out.Job)
+	h.finish(t, out.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	c, rev = h.cluster(t, id)
+	in, err := h.life.Scale(ctx, OpRequest{C: c, Rev: rev}, "replica", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(in.Job)
+	h.finish(t, in.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
 
 	c, rev = h.cluster(t, id)
 	networkID = c.NetworkId

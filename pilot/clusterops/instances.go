@@ -97,7 +97,7 @@ func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c := tc.c
-	for _, nd := range c.Nodes {
+	for _, nd := range onlyNodes(c.Nodes, tc.in.NodeIds) {
 		if nd.InstanceId == "" {
 			continue
 		}

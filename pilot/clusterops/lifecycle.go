@@ -136,6 +136,7 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 	if len(c.Nodes) == 0 {
 		return nil, refuse(Invalid, "cluster.<role>.count: the cluster would have no nodes; at least one role needs a count above 0")
 	}
+	c.LastSid = sid
 	c.Params = secretbox.SealParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
 	job, err := l.commit(ctx, c, 0, KindCreate, PlanCreate(c, spec), stored)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,7 +38,15 @@ func gsid(nodeID string) string {
 // (deliverConfd) and open them. pkg gives the parameters' types; a nil box
 // (tests) leaves every value clear.
 func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box) (map[string]string, error) {
+	return metadataTree(c, n, pkg, spec, box, nil, nil)
+}
+
+// metadataTree is MetadataTree during a scale-out or scale-in: the nodes of
+// adding are also listed under adding-hosts, those of deleting under
+// deleting-hosts (they stay under hosts too, as AppCenter's do).
+func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box, adding, deleting []string) (map[string]string, error) {
 	var hosts []metatree.Host
+	var opts metatree.Options
 	for _, nd := range c.Nodes {
 		if nd.InstanceId == "" {
 			continue
@@ -47,13 +56,19 @@ func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 			h.CPU, h.Memory, h.GPU, h.VolumeSize, h.InstanceClass = r.CPU, r.Memory, r.GPU, volumeSize(r), r.InstanceClass
 		}
 		hosts = append(hosts, h)
+		if slices.Contains(adding, nd.Id) {
+			opts.Adding = append(opts.Adding, h)
+		}
+		if slices.Contains(deleting, nd.Id) {
+			opts.Deleting = append(opts.Deleting, h)
+		}
 	}
 	sort.Slice(hosts, func(i, j int) bool { return hosts[i].SID < hosts[j].SID })
 	info := metatree.Cluster{ClusterID: c.Id, AppID: c.App, AppVersion: c.AppVersion, UserID: "", Zone: "", VXNet: c.NetworkId, GlobalUUID: c.Id}
 	if n != nil {
 		info.VXNet = n.Id
 	}
-	tree := metatree.Build(info, spec, hosts, metatree.Options{})
+	tree := metatree.Build(info, spec, hosts, opts)
 	if box == nil || pkg == nil {
 		return tree, nil
 	}
@@ -127,7 +142,7 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c, n := tc.c, tc.n
-	kvs, err := MetadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box)
+	kvs, err := metadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box, tc.in.AddingNodeIds, tc.in.DeletingNodeIds)
 	if err != nil {
 		return err
 	}

@@ -167,7 +167,7 @@ func customHint(spec *apppkg.ClusterSpec, custom bool) string {
 // ascending, equal orders in parallel. args are the JSON arguments by role.
 func PlanService(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, service string, roles []string, args map[string]string) []*pilotv1.Task {
 	p := &planner{}
-	p.serviceStepsFor(spec, c.Id, service, roles, args)
+	p.serviceSteps(spec, c.Id, service, stepSpec{roles: roles, args: args})
 	return p.tasks
 }
 
@@ -179,7 +179,7 @@ func DryRun(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, kind string, tasks []*
 		if t.Kind != taskRunService {
 			continue
 		}
-		for _, tg := range serviceTargets(c, spec, t.Input.Roles, t.Input.Service, t.Input.ServiceArgs) {
+		for _, tg := range serviceTargets(c, spec, t.Input) {
 			t.NodeResults = append(t.NodeResults, &pilotv1.NodeResult{NodeId: tg.node.Id, InstanceId: tg.node.InstanceId, Role: tg.node.Role, Cmd: tg.cmd})
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -173,5 +174,157 @@ func TestRunServiceParameters(t *testing.T) {
 	}
 	if len(ran) != 1 || !strings.Contains(ran[0], `'{"name":"ann","times":1}'`) {
 		t.Fatalf("greet ran as %q, want once, on the lead, with its defaults filled in", ran)
+	}
+}
+
+// titles are a job's step titles, in order.
+func titles(j *pilotv1.Job) []string {
+	out := make([]string, len(j.Tasks))
+	for i, t := range j.Tasks {
+		out[i] = t.Title
+	}
+	return out
+}
+
+// Scaling follows AppCenter's order of events step by step: a dry run
+// shows it, for a scale-out and a scale-in.
+func TestScalePlans(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+	req := h.op(t, c.Id)
+	req.DryRun = true
+	out, err := h.life.Scale(ctx, req, "member", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"scale_out pre_check on role lead (order 0)",
+		"add 1 nodes to role member",
+		"run instances for role member",
+		"register metadata with the new nodes (adding-hosts)",
+		"wait for the new nodes' drones",
+		"deliver confd templates to the new nodes",
+		"init on role member (order 0)",
+		"start on role member (order 2)",
+		"scale_out on role lead (order 0)",
+		"scale_out on role member (order 1)",
+		"register metadata (adding-hosts cleared)",
+	}
+	if got := titles(out.Job); !slices.Equal(got, want) {
+		t.Fatalf("scale-out plan:\n %q\nwant\n %q", got, want)
+	}
+	// The new node's steps run on it alone; scale_out on the others only.
+	added := out.Job.Tasks[1].Input.NodeIds
+	if len(added) != 1 || !slices.Equal(out.Job.Tasks[7].Input.NodeIds, added) || slices.Contains(out.Job.Tasks[9].Input.NodeIds, added[0]) {
+		t.Fatalf("start on %v and scale_out on %v, want start on the new node %v only and scale_out on the others", out.Job.Tasks[7].Input.NodeIds, out.Job.Tasks[9].Input.NodeIds, added)
+	}
+
+	in, err := h.life.Scale(ctx, req, "member", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{
+		"register metadata with the leaving nodes (deleting-hosts)",
+		"scale_in pre_check on role lead (order 0)",
+		"scale_in on role lead (order 0)",
+		"scale_in on role member (order 1)",
+		"stop on role member (order 1)",
+		"destroy on role member (order 0)",
+		"delete the 1 leaving instances",
+		"remove 1 nodes from role member",
+		"register metadata (deleting-hosts cleared)",
+	}
+	if got := titles(in.Job); !slices.Equal(got, want) {
+		t.Fatalf("scale-in plan:\n %q\nwant\n %q", got, want)
+	}
+	// The member with the highest server id leaves.
+	var highest *pilotv1.Node
+	for _, nd := range c.Nodes {
+		if nd.Role == "member" && (highest == nil || nd.Sid > highest.Sid) {
+			highest = nd
+		}
+	}
+	if got := in.Job.Tasks[0].Input.DeletingNodeIds; len(got) != 1 || got[0] != highest.Id {
+		t.Fatalf("leaving %v, want the highest sid %s", got, highest.Id)
+	}
+	for _, tc := range []struct {
+		role  string
+		count int
+		want  string
+	}{
+		{"member", 9, "cluster.member.count"},
+		{"member", 2, "already has 2 nodes"},
+		{"ghost", 1, `"ghost"`},
+		{"lead", 2, "cluster.lead.count"},
+	} {
+		if _, err := h.life.Scale(ctx, req, tc.role, tc.count); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("scale %s to %d: %v, want a refusal naming %q", tc.role, tc.count, err, tc.want)
+		}
+	}
+}
+
+// A scale_out pre_check that exits non-zero refuses the scale-out before
+// anything changes: no node record, instance or metadata change, and the
+// cluster is active again with its count as it was. A server id is never
+// given twice, even after a scale-in freed it.
+func TestScaleOutPreCheckAndSids(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+	h.fg.exitCode = func(cmd string) int32 {
+		if strings.Contains(cmd, "refuse-scale") {
+			return 4
+		}
+		return 0
+	}
+	instances := h.prov.instancesLabelled("hangar/cluster", c.Id)
+	h.fg.mu.Lock()
+	applies := h.fg.applies
+	h.fg.mu.Unlock()
+	r, err := h.life.Scale(ctx, h.op(t, c.Id), "member", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.run(t, r.Job, r.Job.Tasks[0]); err == nil || !strings.Contains(err.Error(), "exited with code 4") {
+		t.Fatalf("pre_check: %v, want the failure with its exit code", err)
+	}
+	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_FAILED)
+	after, _ := h.cluster(t, c.Id)
+	h.fg.mu.Lock()
+	applied := h.fg.applies
+	h.fg.mu.Unlock()
+	if after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || len(after.Nodes) != len(c.Nodes) || after.Params["cluster.member.count"] != "2" ||
+		h.prov.instancesLabelled("hangar/cluster", c.Id) != instances || applied != applies {
+		t.Fatalf("after a refused scale-out: %v, %d nodes, count %s, %d instances, %d metadata applies; want it all as before",
+			after.Status, len(after.Nodes), after.Params["cluster.member.count"], h.prov.instancesLabelled("hangar/cluster", c.Id), applied-applies)
+	}
+
+	h.fg.exitCode = nil
+	runAll := func(r *pilotv1.ClusterJob) {
+		t.Helper()
+		for _, task := range r.Job.Tasks {
+			if err := h.run(t, r.Job, task); err != nil {
+				t.Fatalf("%s: %v", task.Title, err)
+			}
+		}
+		h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	}
+	r, err = h.life.Scale(ctx, h.op(t, c.Id), "member", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAll(r)
+	r, err = h.life.Scale(ctx, h.op(t, c.Id), "member", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAll(r)
+	final, _ := h.cluster(t, c.Id)
+	var sids []int32
+	for _, nd := range final.Nodes {
+		sids = append(sids, nd.Sid)
+	}
+	// lead 1, members 2 and 3; the scale-in removed 3; the new member is 4.
+	if !slices.Equal(sids, []int32{1, 2, 4}) || final.LastSid != 4 {
+		t.Fatalf("sids %v (last %d), want [1 2 4]: a freed sid is never given again", sids, final.LastSid)
 	}
 }

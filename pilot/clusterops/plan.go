@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
@@ -60,56 +61,70 @@ func (p *planner) addParallel(ts []*pilotv1.Task) {
 	p.last = ids
 }
 
+// stepSpec says which nodes a service's steps cover and how.
+type stepSpec struct {
+	// idPrefix starts the steps' task ids (default: the service's name).
+	idPrefix string
+	// postStart picks roles by their service's post_start_service: ""
+	// every role, "pre" those without it (init before start), "post" those
+	// with it.
+	postStart string
+	// roles limits the steps to these roles (nil: every role with the
+	// service).
+	roles []string
+	// nodeIDs limits them to these nodes (nil: every node of the roles).
+	nodeIDs []string
+	// preCheck runs the service's pre_check instead of its cmd, on the
+	// roles that have one.
+	preCheck bool
+	force    bool
+	// args are the JSON arguments of custom services, by role.
+	args map[string]string
+}
+
 // serviceSteps adds one task per order group of service, ascending; equal
-// orders (across roles) share a task and run in parallel. postStart picks
-// roles by their service's post_start_service: "" every role, "pre" those
-// without it (init before start), "post" those with it.
-func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service, postStart string, force bool) {
-	p.orderGroups(spec, clusterID, service, force, nil, func(role string, s apppkg.Service) bool {
-		switch {
-		case postStart == "pre" && s.PostStartService, postStart == "post" && !s.PostStartService:
-			return false
-		}
-		return true
-	}, postStart == "post")
-}
-
-// serviceStepsFor is serviceSteps for the roles named only, each role's
-// command getting its JSON argument from args (custom services).
-func (p *planner) serviceStepsFor(spec *apppkg.ClusterSpec, clusterID, service string, roles []string, args map[string]string) {
-	p.orderGroups(spec, clusterID, service, false, args, func(role string, _ apppkg.Service) bool {
-		return slices.Contains(roles, role)
-	}, false)
-}
-
-// orderGroups adds the order-group steps of service for the roles keep
-// accepts.
-func (p *planner) orderGroups(spec *apppkg.ClusterSpec, clusterID, service string, force bool, args map[string]string, keep func(string, apppkg.Service) bool, post bool) {
+// orders (across roles) share a task and run in parallel.
+func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service string, o stepSpec) {
 	groups := map[int][]string{}
 	for _, n := range spec.Nodes {
 		s, ok := n.Service(service)
-		if !ok || n.Count == 0 || !agentInstalled(n) || !keep(n.Role, s) {
+		if !ok || n.Count == 0 || !agentInstalled(n) {
+			continue
+		}
+		switch {
+		case o.postStart == "pre" && s.PostStartService, o.postStart == "post" && !s.PostStartService:
+			continue
+		case o.roles != nil && !slices.Contains(o.roles, n.Role):
+			continue
+		case o.preCheck && strings.TrimSpace(s.PreCheck) == "":
 			continue
 		}
 		groups[s.Order] = append(groups[s.Order], n.Role)
 	}
-	for _, o := range slices.Sorted(maps.Keys(groups)) {
-		roles := groups[o]
+	prefix := o.idPrefix
+	if prefix == "" {
+		prefix = safeID(service)
+	}
+	if o.postStart == "post" {
+		prefix += "-post"
+	}
+	what := service
+	if o.preCheck {
+		what += " pre_check"
+	}
+	for _, ord := range slices.Sorted(maps.Keys(groups)) {
+		roles := groups[ord]
 		sort.Strings(roles)
-		id := fmt.Sprintf("%s-o%d", safeID(service), o)
-		if post {
-			id = fmt.Sprintf("%s-post-o%d", safeID(service), o)
-		}
-		in := &pilotv1.TaskInput{ClusterId: clusterID, Service: service, Roles: roles, Force: force}
+		in := &pilotv1.TaskInput{ClusterId: clusterID, Service: service, Roles: roles, Force: o.force, NodeIds: o.nodeIDs, PreCheck: o.preCheck}
 		for _, role := range roles {
-			if a, ok := args[role]; ok {
+			if a, ok := o.args[role]; ok {
 				if in.ServiceArgs == nil {
 					in.ServiceArgs = map[string]string{}
 				}
 				in.ServiceArgs[role] = a
 			}
 		}
-		p.add(id, taskRunService, fmt.Sprintf("%s on %s (order %d)", service, roleList(roles), o), in)
+		p.add(fmt.Sprintf("%s-o%d", prefix, ord), taskRunService, fmt.Sprintf("%s on %s (order %d)", what, roleList(roles), ord), in)
 	}
 }
 
@@ -143,9 +158,9 @@ func PlanCreate(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Task {
 	p.add("register", taskRegister, "register metadata", in())
 	p.add("drones", taskWaitDrones, "wait for every drone to connect", in())
 	p.add("confd", taskDeliverConfd, "deliver confd templates and render", in())
-	p.serviceSteps(spec, c.Id, "init", "pre", false)
-	p.serviceSteps(spec, c.Id, "start", "", false)
-	p.serviceSteps(spec, c.Id, "init", "post", false)
+	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "pre"})
+	p.serviceSteps(spec, c.Id, "start", stepSpec{})
+	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "post"})
 	return p.tasks
 }
 
@@ -170,11 +185,11 @@ func PlanDelete(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, force bool) []*pil
 			}
 		}
 		if preDestroy {
-			p.serviceSteps(spec, c.Id, "destroy", "", force)
+			p.serviceSteps(spec, c.Id, "destroy", stepSpec{force: force})
 		}
-		p.serviceSteps(spec, c.Id, "stop", "", force)
+		p.serviceSteps(spec, c.Id, "stop", stepSpec{force: force})
 		if postDestroy && !preDestroy {
-			p.serviceSteps(spec, c.Id, "destroy", "", force)
+			p.serviceSteps(spec, c.Id, "destroy", stepSpec{force: force})
 		}
 	}
 	in := func() *pilotv1.TaskInput { return &pilotv1.TaskInput{ClusterId: c.Id, Force: force} }

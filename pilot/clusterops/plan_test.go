@@ -117,7 +117,7 @@ func TestServiceTargets(t *testing.T) {
 		{Id: "n4", Role: "noagent", Sid: 4, InstanceId: "i4"},
 	}}
 	var ids []string
-	for _, tg := range serviceTargets(c, spec, []string{"a", "noagent"}, "init", nil) {
+	for _, tg := range serviceTargets(c, spec, &pilotv1.TaskInput{Roles: []string{"a", "noagent"}, Service: "init"}) {
 		ids = append(ids, tg.node.Id)
 	}
 	if !reflect.DeepEqual(ids, []string{"n1", "n2"}) {

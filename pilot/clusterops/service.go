@@ -42,7 +42,7 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		}
 		return err
 	}
-	targets := serviceTargets(c, spec, in.Roles, in.Service, in.ServiceArgs)
+	targets := serviceTargets(c, spec, in)
 	nodes := make([]*pilotv1.Node, len(targets))
 	byNode := map[string]target{}
 	for i, tg := range targets {
@@ -99,12 +99,15 @@ type target struct {
 	timeout int
 }
 
-// serviceTargets picks the nodes of roles that run service: every node with
-// an agent, or the nodes_to_execute_on lowest server ids. A role's command
-// gets its argument from args, if any.
-func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, roles []string, service string, args map[string]string) []target {
+// serviceTargets picks the nodes of in.Roles that run in.Service: every
+// node with an agent (or those of in.NodeIds), or the nodes_to_execute_on
+// lowest server ids. A role's command gets its argument from
+// in.ServiceArgs, if any; with in.PreCheck the service's pre_check runs
+// instead, on the roles that have one.
+func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, in *pilotv1.TaskInput) []target {
 	var targets []target
-	for _, role := range roles {
+	for _, role := range in.Roles {
+		service := in.Service
 		rs := roleSpec(spec, role)
 		if rs == nil {
 			continue
@@ -113,8 +116,15 @@ func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, roles []string
 		if !ok {
 			continue
 		}
+		cmd := withArg(svc.Cmd, in.ServiceArgs[role])
+		if in.PreCheck {
+			if strings.TrimSpace(svc.PreCheck) == "" {
+				continue
+			}
+			cmd = svc.PreCheck
+		}
 		var nodes []*pilotv1.Node
-		for _, nd := range agentNodes(c, spec) {
+		for _, nd := range onlyNodes(agentNodes(c, spec), in.NodeIds) {
 			if nd.Role == role {
 				nodes = append(nodes, nd)
 			}
@@ -125,7 +135,7 @@ func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, roles []string
 			nodes = nodes[:svc.NodesToExecuteOn]
 		}
 		for _, nd := range nodes {
-			targets = append(targets, target{node: nd, cmd: withArg(svc.Cmd, args[role]), timeout: svc.Timeout})
+			targets = append(targets, target{node: nd, cmd: cmd, timeout: svc.Timeout})
 		}
 	}
 	return targets

@@ -118,3 +118,121 @@ func TestRestartAndCustomService(t *testing.T) {
 		t.Fatalf("REST dry run: %d %v\n%s", code, err, body)
 	}
 }
+
+// nodeBySid finds a cluster's node by its server id.
+func nodeBySid(c *pilotv1.Cluster, sid int32) *pilotv1.Node {
+	for _, n := range c.Nodes {
+		if n.Sid == sid {
+			return n
+		}
+	}
+	return nil
+}
+
+// latestEnd and earliestStart bound a set of node results in time.
+func latestEnd(rs [][]*pilotv1.NodeResult) time.Time {
+	var t time.Time
+	for _, step := range rs {
+		for _, nr := range step {
+			if e := nr.FinishedAt.AsTime(); e.After(t) {
+				t = e
+			}
+		}
+	}
+	return t
+}
+
+func earliestStart(rs [][]*pilotv1.NodeResult) time.Time {
+	var t time.Time
+	for _, step := range rs {
+		for _, nr := range step {
+			if s := nr.StartedAt.AsTime(); t.IsZero() || s.Before(t) {
+				t = s
+			}
+		}
+	}
+	return t
+}
+
+// TestScaleOutAndIn scales a real cluster's members out and in, checking
+// AppCenter's order of events from the drones' own times, a pre_check that
+// refuses, and that a server id is never given twice.
+func TestScaleOutAndIn(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "tests/e2e/testdata/opsapp")
+	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "2"})
+	mustSucceed(t, job)
+	lead := nodeBySid(c, 1)
+	dirsBefore := len(instanceDirs(t, p))
+
+	// The lead's scale_out pre_check refuses: nothing changes, and the
+	// user sees the check's output.
+	refuse := filepath.Join(p.instanceRoot(lead.InstanceId), "refuse-scale")
+	if err := os.WriteFile(refuse, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.hangar("cluster", "scale", c.Id, "--role", "member", "--count", "3", "--wait")
+	if err == nil || !strings.Contains(out, "the lead refuses to scale") || !strings.Contains(out, "exited with code 4") {
+		t.Fatalf("a refused scale-out: %v\n%s\nwant a failure showing the pre_check's output and exit code", err, out)
+	}
+	after := p.cluster(c.Id)
+	if after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || len(after.Nodes) != 3 || after.Params["cluster.member.count"] != "2" || len(instanceDirs(t, p)) != dirsBefore {
+		t.Fatalf("after the refusal: %v, %d nodes, count %s, %d instances (was %d); want nothing changed",
+			after.Status, len(after.Nodes), after.Params["cluster.member.count"], len(instanceDirs(t, p)), dirsBefore)
+	}
+	if err := os.Remove(refuse); err != nil {
+		t.Fatal(err)
+	}
+
+	// Scale-out: the new node inits and starts, then scale_out runs on the
+	// others.
+	out = p.mustHangar("cluster", "scale", c.Id, "--role", "member", "--count", "3", "--wait")
+	after = p.cluster(c.Id)
+	added := nodeBySid(after, 4)
+	if added == nil || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || after.Params["cluster.member.count"] != "3" {
+		t.Fatalf("after the scale-out: %v, nodes %v\n%s", after.Status, after.Nodes, out)
+	}
+	if got := readTrace(p, added, "events.log"); got != "init\nstart\n" {
+		t.Errorf("the new node ran %q, want init then start", got)
+	}
+	for _, sid := range []int32{1, 2, 3} {
+		if got := readTrace(p, nodeBySid(after, sid), "events.log"); !strings.HasSuffix(got, "scale_out\n") {
+			t.Errorf("node sid %d ran %q, want scale_out last", sid, got)
+		}
+	}
+	if start, scaleOut := stepResults(t, p, after.JobId, "start"), stepResults(t, p, after.JobId, "scale_out on"); latestEnd(start).After(earliestStart(scaleOut)) {
+		t.Fatalf("scale_out began at %v, before the new node's start ended at %v", earliestStart(scaleOut), latestEnd(start))
+	}
+
+	// Scale-in: the highest server ids leave, after scale_in ran on the
+	// others; their processes and directories are gone.
+	leaving := []*pilotv1.Node{nodeBySid(after, 3), nodeBySid(after, 4)}
+	out = p.mustHangar("cluster", "scale", c.Id, "--role", "member", "--count", "1", "--wait")
+	final := p.cluster(c.Id)
+	if len(final.Nodes) != 2 || nodeBySid(final, 1) == nil || nodeBySid(final, 2) == nil || final.Params["cluster.member.count"] != "1" {
+		t.Fatalf("after the scale-in: nodes %v, count %s\n%s", final.Nodes, final.Params["cluster.member.count"], out)
+	}
+	for _, n := range leaving {
+		if pids := processesOf(n.InstanceId); len(pids) > 0 {
+			t.Errorf("leaving node %s still runs %v", n.Id, pids)
+		}
+		if _, err := os.Stat(p.instanceDir(n.InstanceId)); err == nil {
+			t.Errorf("leaving node %s's directory is left", n.Id)
+		}
+	}
+	for _, sid := range []int32{1, 2} {
+		if got := readTrace(p, nodeBySid(final, sid), "events.log"); !strings.HasSuffix(got, "scale_in\n") {
+			t.Errorf("staying node sid %d ran %q, want scale_in last", sid, got)
+		}
+	}
+	if scaleIn, stop := stepResults(t, p, final.JobId, "scale_in on"), stepResults(t, p, final.JobId, "stop"); latestEnd(scaleIn).After(earliestStart(stop)) {
+		t.Fatalf("the leaving nodes stopped at %v, before scale_in ended at %v", earliestStart(stop), latestEnd(scaleIn))
+	}
+
+	// The next node gets a new server id, not a freed one.
+	p.mustHangar("cluster", "scale", c.Id, "--role", "member", "--count", "2", "--wait")
+	if again := p.cluster(c.Id); nodeBySid(again, 5) == nil || nodeBySid(again, 3) != nil {
+		t.Fatalf("after scaling out again: %v; want sid 5, sid 3 never given again", again.Nodes)
+	}
+}
