@@ -16,9 +16,10 @@ or cancelled; a failed job keeps the exit code and output of every node whose
 command failed.`,
 		Example: `  hangar job list --cluster cl-1a2b3c
   hangar job watch j-4d5e6f
-  hangar job show j-4d5e6f`,
+  hangar job show j-4d5e6f
+  hangar job cancel j-4d5e6f --wait`,
 		RunE: groupRunE,
 	}
-	cmd.AddCommand(newJobShowCmd(c), newJobListCmd(c), newJobWatchCmd(c))
+	cmd.AddCommand(newJobShowCmd(c), newJobListCmd(c), newJobWatchCmd(c), newJobCancelCmd(c))
 	return cmd
 }

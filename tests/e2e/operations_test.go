@@ -236,3 +236,41 @@ func TestScaleOutAndIn(t *testing.T) {
 		t.Fatalf("after scaling out again: %v; want sid 5, sid 3 never given again", again.Nodes)
 	}
 }
+
+// TestCancelJob cancels a create whose init sleeps: the job ends cancelled
+// within seconds, not when the command would have, and the cluster says it
+// failed.
+func TestCancelJob(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "tests/e2e/testdata/testapp")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: "testapp", Runtime: "local",
+		Params: map[string]string{"env.exit_code": "0", "env.init_sleep": "60"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "init to be running", func() (bool, string) {
+		steps := stepResults(t, p, r.Job.Id, "init")
+		return len(steps) > 0 && len(steps[0]) > 0, "no init result yet"
+	})
+	start := time.Now()
+	out, err := p.hangar("job", "cancel", r.Job.Id, "--wait")
+	if err == nil {
+		t.Fatalf("job cancel --wait succeeded for a cancelled job:\n%s", out)
+	}
+	j, err := p.jobs.GetJob(ctx, &pilotv1.GetJobRequest{Id: r.Job.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != pilotv1.JobState_JOB_STATE_CANCELLED {
+		t.Fatalf("job %v after the cancel\n%s", j.State, out)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the cancel took %v: it waited for the command", took)
+	}
+	if got := p.cluster(r.Cluster.Id).Status; got != pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED {
+		t.Fatalf("cluster %v after its create was cancelled, want failed", got)
+	}
+}
