@@ -904,10 +904,13 @@ type Node struct {
 	Id   string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
 	// Provider instance id; empty until the instance exists.
-	InstanceId    string     `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	Address       string     `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
-	Sid           int32      `protobuf:"varint,5,opt,name=sid,proto3" json:"sid,omitempty"`
-	Status        NodeStatus `protobuf:"varint,6,opt,name=status,proto3,enum=hangar.pilot.v1.NodeStatus" json:"status,omitempty"`
+	InstanceId string     `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Address    string     `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	Sid        int32      `protobuf:"varint,5,opt,name=sid,proto3" json:"sid,omitempty"`
+	Status     NodeStatus `protobuf:"varint,6,opt,name=status,proto3,enum=hangar.pilot.v1.NodeStatus" json:"status,omitempty"`
+	// How many times the node's instance was replaced (recover): the
+	// replacement is asked for with a new idempotency token.
+	Replacements  int32 `protobuf:"varint,7,opt,name=replacements,proto3" json:"replacements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -982,6 +985,13 @@ func (x *Node) GetStatus() NodeStatus {
 		return x.Status
 	}
 	return NodeStatus_NODE_STATUS_UNSPECIFIED
+}
+
+func (x *Node) GetReplacements() int32 {
+	if x != nil {
+		return x.Replacements
+	}
+	return 0
 }
 
 type Cluster struct {
@@ -1637,6 +1647,68 @@ func (x *ScaleClusterRequest) GetDryRun() bool {
 	return false
 }
 
+type RecoverClusterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The nodes (cln-...) whose instances to replace.
+	NodeIds []string `protobuf:"bytes,2,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	// Plan only, as for RestartClusterRequest.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecoverClusterRequest) Reset() {
+	*x = RecoverClusterRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoverClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoverClusterRequest) ProtoMessage() {}
+
+func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoverClusterRequest.ProtoReflect.Descriptor instead.
+func (*RecoverClusterRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RecoverClusterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RecoverClusterRequest) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+func (x *RecoverClusterRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 type RestartClusterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1650,7 +1722,7 @@ type RestartClusterRequest struct {
 
 func (x *RestartClusterRequest) Reset() {
 	*x = RestartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1734,7 @@ func (x *RestartClusterRequest) String() string {
 func (*RestartClusterRequest) ProtoMessage() {}
 
 func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1747,7 @@ func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RestartClusterRequest) GetId() string {
@@ -1717,7 +1789,7 @@ type RunClusterServiceRequest struct {
 
 func (x *RunClusterServiceRequest) Reset() {
 	*x = RunClusterServiceRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +1801,7 @@ func (x *RunClusterServiceRequest) String() string {
 func (*RunClusterServiceRequest) ProtoMessage() {}
 
 func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +1814,7 @@ func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RunClusterServiceRequest) GetId() string {
@@ -1806,7 +1878,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1890,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1903,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -1943,13 +2015,15 @@ type TaskInput struct {
 	// deleting-hosts (scale-in) besides hosts.
 	AddingNodeIds   []string `protobuf:"bytes,9,rep,name=adding_node_ids,json=addingNodeIds,proto3" json:"adding_node_ids,omitempty"`
 	DeletingNodeIds []string `protobuf:"bytes,10,rep,name=deleting_node_ids,json=deletingNodeIds,proto3" json:"deleting_node_ids,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// delete_instances: the nodes stay, to get new instances (recover).
+	Replace       bool `protobuf:"varint,11,opt,name=replace,proto3" json:"replace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2035,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2048,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -2047,6 +2121,13 @@ func (x *TaskInput) GetDeletingNodeIds() []string {
 	return nil
 }
 
+func (x *TaskInput) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2072,7 +2153,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2165,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2178,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Task) GetId() string {
@@ -2196,7 +2277,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2289,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2302,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Job) GetId() string {
@@ -2303,7 +2384,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2396,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2409,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2348,7 +2429,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2441,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2454,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -2392,7 +2473,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2404,7 +2485,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2417,7 +2498,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2436,7 +2517,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2529,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2542,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2486,7 +2567,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2579,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2592,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -2554,7 +2635,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2647,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2660,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -2607,7 +2688,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2700,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2713,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -2658,7 +2739,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2751,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2764,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2712,7 +2793,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2805,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2818,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Network) GetId() string {
@@ -2801,7 +2882,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +2894,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +2907,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *User) GetName() string {
@@ -2870,7 +2951,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +2963,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +2976,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -2930,7 +3011,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2942,7 +3023,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2955,7 +3036,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -2980,7 +3061,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3073,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3086,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
 }
 
 type ListUsersResponse struct {
@@ -3017,7 +3098,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3029,7 +3110,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3042,7 +3123,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -3061,7 +3142,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3073,7 +3154,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3086,7 +3167,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -3104,7 +3185,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3116,7 +3197,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3129,7 +3210,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
 }
 
 type WhoAmIRequest struct {
@@ -3140,7 +3221,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3233,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3246,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 type AuditEntry struct {
@@ -3187,7 +3268,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3280,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3293,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -3281,7 +3362,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3293,7 +3374,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3306,7 +3387,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -3325,7 +3406,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3337,7 +3418,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3350,7 +3431,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -3372,7 +3453,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3384,7 +3465,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3397,7 +3478,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -3429,7 +3510,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3441,7 +3522,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3454,7 +3535,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 type Revocation struct {
@@ -3470,7 +3551,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3482,7 +3563,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3495,7 +3576,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Revocation) GetKind() string {
@@ -3541,7 +3622,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3553,7 +3634,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3566,7 +3647,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 type ListRevocationsResponse struct {
@@ -3578,7 +3659,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3590,7 +3671,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3603,7 +3684,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -3667,7 +3748,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListRuntimesResponse\x124\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x18.hangar.pilot.v1.RuntimeR\bruntimes\"#\n" +
 	"\x11GetRuntimeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xac\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xd0\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -3675,7 +3756,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"instanceId\x12\x18\n" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x10\n" +
 	"\x03sid\x18\x05 \x01(\x05R\x03sid\x123\n" +
-	"\x06status\x18\x06 \x01(\x0e2\x1b.hangar.pilot.v1.NodeStatusR\x06status\"\xb5\x04\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x1b.hangar.pilot.v1.NodeStatusR\x06status\x12\"\n" +
+	"\freplacements\x18\a \x01(\x05R\freplacements\"\xb5\x04\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -3735,7 +3817,11 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\x05R\x05count\x12\x17\n" +
-	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"V\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"[\n" +
+	"\x15RecoverClusterRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"V\n" +
 	"\x15RestartClusterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x17\n" +
@@ -3767,7 +3853,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12%\n" +
-	"\x0eoutput_trimmed\x18\f \x01(\bR\routputTrimmed\"\xa0\x03\n" +
+	"\x0eoutput_trimmed\x18\f \x01(\bR\routputTrimmed\"\xba\x03\n" +
 	"\tTaskInput\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
@@ -3780,7 +3866,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\tpre_check\x18\b \x01(\bR\bpreCheck\x12&\n" +
 	"\x0fadding_node_ids\x18\t \x03(\tR\raddingNodeIds\x12*\n" +
 	"\x11deleting_node_ids\x18\n" +
-	" \x03(\tR\x0fdeletingNodeIds\x1a>\n" +
+	" \x03(\tR\x0fdeletingNodeIds\x12\x18\n" +
+	"\areplace\x18\v \x01(\bR\areplace\x1a>\n" +
 	"\x10ServiceArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x03\n" +
@@ -3941,7 +4028,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rCreateRuntime\x12%.hangar.pilot.v1.CreateRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/runtimes\x12q\n" +
 	"\fListRuntimes\x12$.hangar.pilot.v1.ListRuntimesRequest\x1a%.hangar.pilot.v1.ListRuntimesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/runtimes\x12e\n" +
 	"\n" +
-	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xc8\a\n" +
+	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xc5\b\n" +
 	"\x0eClusterService\x12l\n" +
 	"\rCreateCluster\x12%.hangar.pilot.v1.CreateClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/clusters\x12q\n" +
 	"\fListClusters\x12$.hangar.pilot.v1.ListClustersRequest\x1a%.hangar.pilot.v1.ListClustersResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/clusters\x12e\n" +
@@ -3950,6 +4037,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rDeleteCluster\x12%.hangar.pilot.v1.DeleteClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/clusters/{id}\x12{\n" +
 	"\x10UpdateClusterEnv\x12(.hangar.pilot.v1.UpdateClusterEnvRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/clusters/{id}/env\x12u\n" +
 	"\fScaleCluster\x12$.hangar.pilot.v1.ScaleClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/clusters/{id}/scale\x12{\n" +
+	"\x0eRecoverCluster\x12&.hangar.pilot.v1.RecoverClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/recover\x12{\n" +
 	"\x0eRestartCluster\x12&.hangar.pilot.v1.RestartClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/restart\x12\x8c\x01\n" +
 	"\x11RunClusterService\x12).hangar.pilot.v1.RunClusterServiceRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/clusters/{id}/services/{service}2\xa7\x03\n" +
 	"\vUserService\x12k\n" +
@@ -3989,7 +4077,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
@@ -4017,95 +4105,96 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	(*DeleteClusterRequest)(nil),     // 23: hangar.pilot.v1.DeleteClusterRequest
 	(*UpdateClusterEnvRequest)(nil),  // 24: hangar.pilot.v1.UpdateClusterEnvRequest
 	(*ScaleClusterRequest)(nil),      // 25: hangar.pilot.v1.ScaleClusterRequest
-	(*RestartClusterRequest)(nil),    // 26: hangar.pilot.v1.RestartClusterRequest
-	(*RunClusterServiceRequest)(nil), // 27: hangar.pilot.v1.RunClusterServiceRequest
-	(*NodeResult)(nil),               // 28: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),                // 29: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                     // 30: hangar.pilot.v1.Task
-	(*Job)(nil),                      // 31: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),            // 32: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),          // 33: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 34: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),          // 35: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),   // 36: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil),  // 37: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),           // 38: hangar.pilot.v1.TaskNodeResult
-	(*CancelJobRequest)(nil),         // 39: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                  // 40: hangar.pilot.v1.Network
-	(*User)(nil),                     // 41: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),        // 42: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 43: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 44: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 45: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),        // 46: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 47: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),            // 48: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),               // 49: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),         // 50: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 51: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),            // 52: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 53: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),               // 54: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),   // 55: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 56: hangar.pilot.v1.ListRevocationsResponse
-	nil,                              // 57: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                              // 58: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                              // 59: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                              // 60: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                              // 61: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                              // 62: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                              // 63: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                              // 64: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),    // 65: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),       // 66: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),     // 67: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),     // 68: hangar.stream.v1.Certificate
+	(*RecoverClusterRequest)(nil),    // 26: hangar.pilot.v1.RecoverClusterRequest
+	(*RestartClusterRequest)(nil),    // 27: hangar.pilot.v1.RestartClusterRequest
+	(*RunClusterServiceRequest)(nil), // 28: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),               // 29: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                // 30: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                     // 31: hangar.pilot.v1.Task
+	(*Job)(nil),                      // 32: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),            // 33: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),          // 34: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 35: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),          // 36: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),   // 37: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),  // 38: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),           // 39: hangar.pilot.v1.TaskNodeResult
+	(*CancelJobRequest)(nil),         // 40: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                  // 41: hangar.pilot.v1.Network
+	(*User)(nil),                     // 42: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),        // 43: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 44: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 45: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 46: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),        // 47: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 48: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),            // 49: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),               // 50: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),         // 51: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 52: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),            // 53: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 54: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),               // 55: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),   // 56: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 57: hangar.pilot.v1.ListRevocationsResponse
+	nil,                              // 58: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                              // 59: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                              // 60: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                              // 61: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                              // 62: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                              // 63: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                              // 64: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                              // 65: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),    // 66: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),       // 67: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),     // 68: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),     // 69: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	65, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	66, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
-	57, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	65, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	58, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	59, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	58, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	66, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	59, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	60, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	10, // 6: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,  // 7: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
 	0,  // 8: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	60, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	61, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
 	15, // 10: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	65, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	66, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
 	17, // 12: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	61, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	62, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
 	16, // 14: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	31, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	32, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
 	16, // 16: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	62, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	63, // 18: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	66, // 19: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	65, // 20: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	65, // 21: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	64, // 22: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	63, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	64, // 18: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	67, // 19: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	66, // 20: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	66, // 21: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	65, // 22: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
 	3,  // 23: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	65, // 24: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	65, // 25: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	28, // 26: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	29, // 27: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	66, // 24: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	66, // 25: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	29, // 26: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	30, // 27: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
 	2,  // 28: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	30, // 29: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	65, // 30: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	65, // 31: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	31, // 32: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	38, // 33: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	28, // 34: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	31, // 29: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	66, // 30: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	66, // 31: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 32: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	39, // 33: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	29, // 34: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
 	4,  // 35: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	65, // 36: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	66, // 36: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
 	4,  // 37: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	41, // 38: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	41, // 39: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	65, // 40: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	49, // 41: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	65, // 42: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	54, // 43: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	42, // 38: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	42, // 39: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	66, // 40: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	50, // 41: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	66, // 42: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	55, // 43: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
 	5,  // 44: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
 	7,  // 45: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
 	9,  // 46: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
@@ -4118,50 +4207,52 @@ var file_pilot_v1_pilot_proto_depIdxs = []int32{
 	23, // 53: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
 	24, // 54: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
 	25, // 55: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	26, // 56: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	27, // 57: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	42, // 58: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	44, // 59: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	46, // 60: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	48, // 61: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	50, // 62: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	52, // 63: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	55, // 64: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	67, // 65: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	32, // 66: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	33, // 67: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	35, // 68: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	36, // 69: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	39, // 70: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	6,  // 71: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	8,  // 72: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	6,  // 73: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	10, // 74: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	13, // 75: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	10, // 76: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	19, // 77: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 78: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	16, // 79: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	19, // 80: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 81: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 82: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 83: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 84: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	43, // 85: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	45, // 86: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	47, // 87: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	41, // 88: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	51, // 89: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	53, // 90: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	56, // 91: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	68, // 92: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	31, // 93: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	34, // 94: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	31, // 95: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	37, // 96: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	31, // 97: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	71, // [71:98] is the sub-list for method output_type
-	44, // [44:71] is the sub-list for method input_type
+	26, // 56: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	27, // 57: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	28, // 58: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	43, // 59: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	45, // 60: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	47, // 61: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	49, // 62: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	51, // 63: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	53, // 64: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	56, // 65: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	68, // 66: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	33, // 67: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	34, // 68: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	36, // 69: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	37, // 70: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	40, // 71: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	6,  // 72: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	8,  // 73: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	6,  // 74: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	10, // 75: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	13, // 76: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	10, // 77: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	19, // 78: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 79: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	16, // 80: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	19, // 81: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 82: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 83: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 84: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 85: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 86: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	44, // 87: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	46, // 88: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	48, // 89: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	42, // 90: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	52, // 91: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	54, // 92: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	57, // 93: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	69, // 94: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	32, // 95: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	35, // 96: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	32, // 97: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	38, // 98: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	32, // 99: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	72, // [72:100] is the sub-list for method output_type
+	44, // [44:72] is the sub-list for method input_type
 	44, // [44:44] is the sub-list for extension type_name
 	44, // [44:44] is the sub-list for extension extendee
 	0,  // [0:44] is the sub-list for field type_name
@@ -4178,7 +4269,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   60,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

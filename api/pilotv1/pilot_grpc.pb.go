@@ -387,6 +387,7 @@ const (
 	ClusterService_DeleteCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/DeleteCluster"
 	ClusterService_UpdateClusterEnv_FullMethodName  = "/hangar.pilot.v1.ClusterService/UpdateClusterEnv"
 	ClusterService_ScaleCluster_FullMethodName      = "/hangar.pilot.v1.ClusterService/ScaleCluster"
+	ClusterService_RecoverCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RecoverCluster"
 	ClusterService_RestartCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestartCluster"
 	ClusterService_RunClusterService_FullMethodName = "/hangar.pilot.v1.ClusterService/RunClusterService"
 )
@@ -406,6 +407,9 @@ type ClusterServiceClient interface {
 	// ScaleCluster changes a role's node count: a scale-out or a scale-in,
 	// each in AppCenter's order of events (docs/operations.md).
 	ScaleCluster(ctx context.Context, in *ScaleClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// RecoverCluster replaces the instances of nodes (lost, or broken): each
+	// keeps its node id and server id, and runs init and start again.
+	RecoverCluster(ctx context.Context, in *RecoverClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// RestartCluster runs the app's restart service by order (AppCenter's
 	// restart), on every role that has one or on the roles named.
 	RestartCluster(ctx context.Context, in *RestartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
@@ -483,6 +487,16 @@ func (c *clusterServiceClient) ScaleCluster(ctx context.Context, in *ScaleCluste
 	return out, nil
 }
 
+func (c *clusterServiceClient) RecoverCluster(ctx context.Context, in *RecoverClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_RecoverCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterServiceClient) RestartCluster(ctx context.Context, in *RestartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterJob)
@@ -518,6 +532,9 @@ type ClusterServiceServer interface {
 	// ScaleCluster changes a role's node count: a scale-out or a scale-in,
 	// each in AppCenter's order of events (docs/operations.md).
 	ScaleCluster(context.Context, *ScaleClusterRequest) (*ClusterJob, error)
+	// RecoverCluster replaces the instances of nodes (lost, or broken): each
+	// keeps its node id and server id, and runs init and start again.
+	RecoverCluster(context.Context, *RecoverClusterRequest) (*ClusterJob, error)
 	// RestartCluster runs the app's restart service by order (AppCenter's
 	// restart), on every role that has one or on the roles named.
 	RestartCluster(context.Context, *RestartClusterRequest) (*ClusterJob, error)
@@ -552,6 +569,9 @@ func (UnimplementedClusterServiceServer) UpdateClusterEnv(context.Context, *Upda
 }
 func (UnimplementedClusterServiceServer) ScaleCluster(context.Context, *ScaleClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ScaleCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) RecoverCluster(context.Context, *RecoverClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RecoverCluster not implemented")
 }
 func (UnimplementedClusterServiceServer) RestartCluster(context.Context, *RestartClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RestartCluster not implemented")
@@ -688,6 +708,24 @@ func _ClusterService_ScaleCluster_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_RecoverCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecoverClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).RecoverCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_RecoverCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).RecoverCluster(ctx, req.(*RecoverClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterService_RestartCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RestartClusterRequest)
 	if err := dec(in); err != nil {
@@ -754,6 +792,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ScaleCluster",
 			Handler:    _ClusterService_ScaleCluster_Handler,
+		},
+		{
+			MethodName: "RecoverCluster",
+			Handler:    _ClusterService_RecoverCluster_Handler,
 		},
 		{
 			MethodName: "RestartCluster",

@@ -40,6 +40,7 @@ Operations on a running cluster take --dry-run to print their plan first.`,
 		newClusterDeleteCmd(c),
 		newClusterUpdateEnvCmd(c),
 		newClusterScaleCmd(c),
+		newClusterRecoverCmd(c),
 		newClusterRestartCmd(c),
 		newClusterRunCmd(c),
 	)

@@ -219,6 +219,19 @@ func (s *Server) ScaleCluster(ctx context.Context, req *pilotv1.ScaleClusterRequ
 	return s.redactJob(ctx, r), nil
 }
 
+// RecoverCluster starts a job replacing the instances of some nodes.
+func (s *Server) RecoverCluster(ctx context.Context, req *pilotv1.RecoverClusterRequest) (*pilotv1.ClusterJob, error) {
+	c, rev, err := s.tenantCluster(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.cfg.Lifecycle.Recover(ctx, clusterops.OpRequest{C: c, Rev: rev, DryRun: req.DryRun}, req.NodeIds)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return s.redactJob(ctx, r), nil
+}
+
 // RestartCluster starts a job running the app's restart service by order.
 func (s *Server) RestartCluster(ctx context.Context, req *pilotv1.RestartClusterRequest) (*pilotv1.ClusterJob, error) {
 	c, rev, err := s.tenantCluster(ctx, req.Id)

@@ -116,6 +116,9 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_ScaleCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.ScaleClusterRequest{Id: x.cl1, Role: "replica", Count: 3, DryRun: true}
 		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_RecoverCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.RecoverClusterRequest{Id: x.cl1, NodeIds: []string{"cln-none"}, DryRun: true}
+		}, codes.FailedPrecondition},
 		{pilotv1.ClusterService_RunClusterService_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.RunClusterServiceRequest{Id: x.cl1, Service: "compact", DryRun: true}
 		}, codes.FailedPrecondition},

@@ -61,6 +61,7 @@ func Methods() map[string]Rule {
 		pilotv1.ClusterService_UpdateClusterEnv_FullMethodName:  change,
 		pilotv1.ClusterService_RestartCluster_FullMethodName:    change,
 		pilotv1.ClusterService_ScaleCluster_FullMethodName:      change,
+		pilotv1.ClusterService_RecoverCluster_FullMethodName:    change,
 		pilotv1.ClusterService_RunClusterService_FullMethodName: change,
 
 		pilotv1.JobService_GetJob_FullMethodName:          viewer,

@@ -144,6 +144,7 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 		KindRestart:   o.finishUpdate,
 		KindScaleOut:  o.finishScale,
 		KindScaleIn:   o.finishScale,
+		KindRecover:   o.finishScale,
 	}
 }
 

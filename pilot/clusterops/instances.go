@@ -58,7 +58,7 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 		}
 		req := &providerv1.RunInstanceRequest{
 			Runtime:          tc.prt,
-			IdempotencyToken: node.Id,
+			IdempotencyToken: instanceToken(node),
 			NetworkId:        n.Id,
 			Name:             node.Id,
 			UserData:         userdata.Encode(ud),
@@ -84,6 +84,16 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 	return nil
 }
 
+// instanceToken is the idempotency token of a node's instance: the node id,
+// and after each replacement a new one, so a retried RunInstance finds the
+// instance it made and a replacement never gets the deleted one.
+func instanceToken(nd *pilotv1.Node) string {
+	if nd.Replacements == 0 {
+		return nd.Id
+	}
+	return fmt.Sprintf("%s.r%d", nd.Id, nd.Replacements)
+}
+
 func volumeSize(n *apppkg.NodeSpec) int {
 	if n.Volume == nil {
 		return 0
@@ -105,6 +115,13 @@ func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
 			return providerErr(fmt.Sprintf("delete instance %s of node %s", nd.InstanceId, nd.Id), err)
 		}
 		if err := o.setNode(ctx, c.Id, nd.Id, func(x *pilotv1.Node) {
+			if tc.in.Replace {
+				// Recovering: the node gets a new instance, asked for
+				// with a new token (the deleted one's is spent).
+				x.InstanceId, x.Address, x.Status = "", "", pilotv1.NodeStatus_NODE_STATUS_PENDING
+				x.Replacements++
+				return
+			}
 			x.InstanceId, x.Status = "", pilotv1.NodeStatus_NODE_STATUS_DELETED
 		}); err != nil {
 			return err

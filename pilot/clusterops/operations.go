@@ -2,6 +2,7 @@ package clusterops
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -198,4 +199,64 @@ func withArg(cmd, arg string) string {
 // shellQuote is s in single quotes, every ' closed, escaped and reopened.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// KindRecover is the job kind of a recover.
+const KindRecover = "recover"
+
+// Recover accepts replacing the instances of nodes of cluster r.C: each is
+// deleted (if anything is left of it) and created anew, keeping the node's
+// id and server id, registered, given its confd files, and runs init and
+// start by order as a new node does.
+func (l *Lifecycle) Recover(ctx context.Context, r OpRequest, nodes []string) (*pilotv1.ClusterJob, error) {
+	c := r.C
+	if err := l.busy(ctx, c); err != nil {
+		return nil, err
+	}
+	if len(nodes) == 0 {
+		return nil, refuse(Invalid, "node_ids: name at least one node (cln-...) to recover; `hangar cluster show` lists them")
+	}
+	if c.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING || c.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED {
+		return nil, refuse(Precondition, "cluster %s is %s", c.Id, c.Status)
+	}
+	have := nodeIDs(c.Nodes)
+	for _, id := range nodes {
+		if !slices.Contains(have, id) {
+			return nil, refuse(Invalid, "node_ids: %q is not a node of cluster %s; its nodes: %s", id, c.Id, strings.Join(have, ", "))
+		}
+	}
+	spec, stored, err := l.currentSpec(ctx, c)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+	}
+	tasks := PlanRecover(c, spec, nodes)
+	if r.DryRun {
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, KindRecover, tasks)}, nil
+	}
+	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
+	job, err := l.commit(ctx, c, r.Rev, KindRecover, tasks, stored)
+	if err != nil {
+		return nil, err
+	}
+	l.log.Info("cluster recover accepted", "cluster_id", c.Id, "nodes", nodes, "job_id", job.Id)
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// PlanRecover replaces the instances of nodes.
+func PlanRecover(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, nodes []string) []*pilotv1.Task {
+	p := &planner{}
+	roles := rolesOfNodes(c, nodes)
+	p.add("delete-instances", taskDeleteInstances, fmt.Sprintf("delete what is left of %d instances", len(nodes)), &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes, Replace: true})
+	var runs []*pilotv1.Task
+	for _, role := range roles {
+		runs = append(runs, p.task("instances-"+safeID(role), taskRunInstances, "run new instances for "+roleList([]string{role}), &pilotv1.TaskInput{ClusterId: c.Id, Role: role}))
+	}
+	p.addParallel(runs)
+	p.add("register", taskRegister, "register metadata with the new instances", &pilotv1.TaskInput{ClusterId: c.Id})
+	p.add("drones", taskWaitDrones, "wait for the new instances' drones", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
+	p.add("confd", taskDeliverConfd, "deliver confd templates to the new instances", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
+	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "pre", roles: roles, nodeIDs: nodes})
+	p.serviceSteps(spec, c.Id, "start", stepSpec{roles: roles, nodeIDs: nodes})
+	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "post", roles: roles, nodeIDs: nodes})
+	return p.tasks
 }

@@ -271,17 +271,16 @@ func setCount(c *pilotv1.Cluster, role string) {
 	c.Params[apppkg.CountPath(role)] = strconv.Itoa(n)
 }
 
-// finishScale settles the cluster after a scale job. Success: every node
-// active. A failure before the new node records were added (a pre_check
-// refused, say) changed nothing, so the cluster is active again; any later
-// failure leaves it failed, its nodes as far as the job got, for the user
-// to retry or reverse.
+// finishScale settles the cluster after a scale or recover job. Success:
+// every node active. A failure of a pre_check changed nothing, so the
+// cluster is active again; any later failure leaves it failed, its nodes
+// as far as the job got, for the user to retry or reverse.
 func (o *Ops) finishScale(ctx context.Context, j *pilotv1.Job) error {
+	// Only pre_checks change nothing; any other step that began did.
 	changed := false
 	for _, t := range j.Tasks {
-		if t.Kind == taskAddNodes || t.Kind == taskRegister {
-			changed = changed || t.State == pilotv1.TaskState_TASK_STATE_SUCCEEDED || t.State == pilotv1.TaskState_TASK_STATE_RUNNING || t.State == pilotv1.TaskState_TASK_STATE_FAILED
-		}
+		began := t.State == pilotv1.TaskState_TASK_STATE_SUCCEEDED || t.State == pilotv1.TaskState_TASK_STATE_RUNNING || t.State == pilotv1.TaskState_TASK_STATE_FAILED
+		changed = changed || (began && !t.GetInput().GetPreCheck())
 	}
 	_, err := o.updateCluster(ctx, j.ClusterId, func(c *pilotv1.Cluster) error {
 		switch {

@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -272,5 +275,47 @@ func TestCancelJob(t *testing.T) {
 	}
 	if got := p.cluster(r.Cluster.Id).Status; got != pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED {
 		t.Fatalf("cluster %v after its create was cancelled, want failed", got)
+	}
+}
+
+// TestRecoverLostNode kills every process of a node, as a lost machine
+// would, and recovers it: the node keeps its id and server id, gets a new
+// instance that runs init and start, and the others are untouched.
+func TestRecoverLostNode(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "tests/e2e/testdata/opsapp")
+	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "2"})
+	mustSucceed(t, job)
+	lost := nodeBySid(c, 3)
+	for _, pid := range processesOf(lost.InstanceId) {
+		n, _ := strconv.Atoi(pid)
+		_ = syscall.Kill(n, syscall.SIGKILL)
+	}
+	waitFor(t, 30*time.Second, "the node's processes to be gone", func() (bool, string) {
+		left := processesOf(lost.InstanceId)
+		return len(left) == 0, fmt.Sprint(left)
+	})
+
+	plan := p.mustHangar("cluster", "recover", c.Id, "--node", lost.Id, "--dry-run")
+	if !strings.Contains(plan, "run new instances for role member") || !strings.Contains(plan, lost.Id) {
+		t.Fatalf("recover plan:\n%s", plan)
+	}
+	out := p.mustHangar("cluster", "recover", c.Id, "--node", lost.Id, "--wait")
+	after := p.cluster(c.Id)
+	back := nodeBySid(after, 3)
+	if back == nil || back.Id != lost.Id || back.InstanceId == "" || back.InstanceId == lost.InstanceId || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after the recover: node %v, cluster %v (lost instance %s)\n%s", back, after.Status, lost.InstanceId, out)
+	}
+	if got := readTrace(p, back, "events.log"); got != "init\nstart\n" {
+		t.Errorf("the new instance ran %q, want init then start", got)
+	}
+	for _, sid := range []int32{1, 2} {
+		if got := readTrace(p, nodeBySid(after, sid), "events.log"); got != "init\nstart\n" {
+			t.Errorf("untouched node sid %d ran %q since its create", sid, got)
+		}
+	}
+	if _, err := os.Stat(p.instanceDir(lost.InstanceId)); err == nil {
+		t.Error("the lost instance's directory is left")
 	}
 }
