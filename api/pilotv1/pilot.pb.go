@@ -910,9 +910,12 @@ type Node struct {
 	Status     NodeStatus `protobuf:"varint,6,opt,name=status,proto3,enum=hangar.pilot.v1.NodeStatus" json:"status,omitempty"`
 	// How many times the node's instance was replaced (recover): the
 	// replacement is asked for with a new idempotency token.
-	Replacements  int32 `protobuf:"varint,7,opt,name=replacements,proto3" json:"replacements,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replacements int32 `protobuf:"varint,7,opt,name=replacements,proto3" json:"replacements,omitempty"`
+	// The metadata revision the node's drone last reported rendering (its
+	// files written and reload commands run); see Cluster.metadata_revision.
+	RenderedRevision int64 `protobuf:"varint,8,opt,name=rendered_revision,json=renderedRevision,proto3" json:"rendered_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -994,6 +997,13 @@ func (x *Node) GetReplacements() int32 {
 	return 0
 }
 
+func (x *Node) GetRenderedRevision() int64 {
+	if x != nil {
+		return x.RenderedRevision
+	}
+	return 0
+}
+
 type Cluster struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1014,9 +1024,13 @@ type Cluster struct {
 	Tenant    string      `protobuf:"bytes,13,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	// The highest server id (sid) ever given in this cluster: a new node gets
 	// the next one, so a sid is never reused, even after a scale-in.
-	LastSid       int32 `protobuf:"varint,14,opt,name=last_sid,json=lastSid,proto3" json:"last_sid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastSid int32 `protobuf:"varint,14,opt,name=last_sid,json=lastSid,proto3" json:"last_sid,omitempty"`
+	// The revision of the cluster's last metadata change at its frontgate: a
+	// node whose rendered_revision is at least this renders the current
+	// metadata.
+	MetadataRevision int64 `protobuf:"varint,15,opt,name=metadata_revision,json=metadataRevision,proto3" json:"metadata_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1143,6 +1157,13 @@ func (x *Cluster) GetTenant() string {
 func (x *Cluster) GetLastSid() int32 {
 	if x != nil {
 		return x.LastSid
+	}
+	return 0
+}
+
+func (x *Cluster) GetMetadataRevision() int64 {
+	if x != nil {
+		return x.MetadataRevision
 	}
 	return 0
 }
@@ -3748,7 +3769,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListRuntimesResponse\x124\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x18.hangar.pilot.v1.RuntimeR\bruntimes\"#\n" +
 	"\x11GetRuntimeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xd0\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xfd\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -3757,7 +3778,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x10\n" +
 	"\x03sid\x18\x05 \x01(\x05R\x03sid\x123\n" +
 	"\x06status\x18\x06 \x01(\x0e2\x1b.hangar.pilot.v1.NodeStatusR\x06status\x12\"\n" +
-	"\freplacements\x18\a \x01(\x05R\freplacements\"\xb5\x04\n" +
+	"\freplacements\x18\a \x01(\x05R\freplacements\x12+\n" +
+	"\x11rendered_revision\x18\b \x01(\x03R\x10renderedRevision\"\xe2\x04\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -3776,7 +3798,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
 	"\tendpoints\x18\f \x03(\v2\x19.hangar.pilot.v1.EndpointR\tendpoints\x12\x16\n" +
 	"\x06tenant\x18\r \x01(\tR\x06tenant\x12\x19\n" +
-	"\blast_sid\x18\x0e \x01(\x05R\alastSid\x1a9\n" +
+	"\blast_sid\x18\x0e \x01(\x05R\alastSid\x12+\n" +
+	"\x11metadata_revision\x18\x0f \x01(\x03R\x10metadataRevision\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"|\n" +

@@ -672,6 +672,7 @@ type Request struct {
 	//	*Request_Join
 	//	*Request_RenewCertificate
 	//	*Request_Revoke
+	//	*Request_RenderReport
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -800,6 +801,15 @@ func (x *Request) GetRevoke() *Revoke {
 	return nil
 }
 
+func (x *Request) GetRenderReport() *RenderReport {
+	if x != nil {
+		if x, ok := x.Body.(*Request_RenderReport); ok {
+			return x.RenderReport
+		}
+	}
+	return nil
+}
+
 type isRequest_Body interface {
 	isRequest_Body()
 }
@@ -839,6 +849,11 @@ type Request_Revoke struct {
 	Revoke *Revoke `protobuf:"bytes,17,opt,name=revoke,proto3,oneof"`
 }
 
+type Request_RenderReport struct {
+	// drone -> frontgate: what the drone's renderer last rendered.
+	RenderReport *RenderReport `protobuf:"bytes,18,opt,name=render_report,json=renderReport,proto3,oneof"`
+}
+
 func (*Request_RunCommand) isRequest_Body() {}
 
 func (*Request_ApplyMetadata) isRequest_Body() {}
@@ -854,6 +869,8 @@ func (*Request_Join) isRequest_Body() {}
 func (*Request_RenewCertificate) isRequest_Body() {}
 
 func (*Request_Revoke) isRequest_Body() {}
+
+func (*Request_RenderReport) isRequest_Body() {}
 
 type Response struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1041,8 +1058,12 @@ func (x *Error) GetMessage() string {
 }
 
 type Ack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Message string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// apply_metadata: the etcd revision of the cluster's last change (this
+	// one's, or, when nothing changed, the one before): a drone that rendered
+	// at this revision or later rendered this tree.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1084,6 +1105,68 @@ func (x *Ack) GetMessage() string {
 	return ""
 }
 
+func (x *Ack) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// RenderReport is sent by a drone after each render of its templates (and
+// again on every new stream): the metadata revision it rendered, and what
+// failed, if anything. The reload commands of changed files have run.
+type RenderReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenderReport) Reset() {
+	*x = RenderReport{}
+	mi := &file_stream_v1_stream_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenderReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenderReport) ProtoMessage() {}
+
+func (x *RenderReport) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenderReport.ProtoReflect.Descriptor instead.
+func (*RenderReport) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RenderReport) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RenderReport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // RunCommand asks a drone to execute cmd. pilot sends it to the frontgate,
 // which relays it to the drone named by node_id. A drone executes a
 // command_id at most once and answers repeats with the recorded result.
@@ -1109,7 +1192,7 @@ type RunCommand struct {
 
 func (x *RunCommand) Reset() {
 	*x = RunCommand{}
-	mi := &file_stream_v1_stream_proto_msgTypes[12]
+	mi := &file_stream_v1_stream_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1204,7 @@ func (x *RunCommand) String() string {
 func (*RunCommand) ProtoMessage() {}
 
 func (x *RunCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[12]
+	mi := &file_stream_v1_stream_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1217,7 @@ func (x *RunCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCommand.ProtoReflect.Descriptor instead.
 func (*RunCommand) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{12}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunCommand) GetNodeId() string {
@@ -1204,7 +1287,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_stream_v1_stream_proto_msgTypes[13]
+	mi := &file_stream_v1_stream_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1299,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[13]
+	mi := &file_stream_v1_stream_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1312,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{13}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CommandResult) GetCommandId() string {
@@ -1311,7 +1394,7 @@ type ApplyMetadata struct {
 
 func (x *ApplyMetadata) Reset() {
 	*x = ApplyMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	mi := &file_stream_v1_stream_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1406,7 @@ func (x *ApplyMetadata) String() string {
 func (*ApplyMetadata) ProtoMessage() {}
 
 func (x *ApplyMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	mi := &file_stream_v1_stream_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1419,7 @@ func (x *ApplyMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyMetadata.ProtoReflect.Descriptor instead.
 func (*ApplyMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{14}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApplyMetadata) GetClusterId() string {
@@ -1370,7 +1453,7 @@ type DeleteMetadata struct {
 
 func (x *DeleteMetadata) Reset() {
 	*x = DeleteMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	mi := &file_stream_v1_stream_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1465,7 @@ func (x *DeleteMetadata) String() string {
 func (*DeleteMetadata) ProtoMessage() {}
 
 func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	mi := &file_stream_v1_stream_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1478,7 @@ func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMetadata.ProtoReflect.Descriptor instead.
 func (*DeleteMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{15}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteMetadata) GetClusterId() string {
@@ -1432,7 +1515,7 @@ type ConfigureRenderer struct {
 
 func (x *ConfigureRenderer) Reset() {
 	*x = ConfigureRenderer{}
-	mi := &file_stream_v1_stream_proto_msgTypes[16]
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1527,7 @@ func (x *ConfigureRenderer) String() string {
 func (*ConfigureRenderer) ProtoMessage() {}
 
 func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[16]
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1540,7 @@ func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRenderer.ProtoReflect.Descriptor instead.
 func (*ConfigureRenderer) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{16}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConfigureRenderer) GetNodeId() string {
@@ -1512,7 +1595,7 @@ type ListDrones struct {
 
 func (x *ListDrones) Reset() {
 	*x = ListDrones{}
-	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1607,7 @@ func (x *ListDrones) String() string {
 func (*ListDrones) ProtoMessage() {}
 
 func (x *ListDrones) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1620,7 @@ func (x *ListDrones) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDrones.ProtoReflect.Descriptor instead.
 func (*ListDrones) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListDrones) GetClusterId() string {
@@ -1548,18 +1631,21 @@ func (x *ListDrones) GetClusterId() string {
 }
 
 type DroneInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	ConnectedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NodeId      string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ClusterId   string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Version     string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	ConnectedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	// The drone's last RenderReport (0: none yet).
+	RenderedRevision int64  `protobuf:"varint,5,opt,name=rendered_revision,json=renderedRevision,proto3" json:"rendered_revision,omitempty"`
+	RenderError      string `protobuf:"bytes,6,opt,name=render_error,json=renderError,proto3" json:"render_error,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DroneInfo) Reset() {
 	*x = DroneInfo{}
-	mi := &file_stream_v1_stream_proto_msgTypes[18]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1657,7 @@ func (x *DroneInfo) String() string {
 func (*DroneInfo) ProtoMessage() {}
 
 func (x *DroneInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[18]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1670,7 @@ func (x *DroneInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneInfo.ProtoReflect.Descriptor instead.
 func (*DroneInfo) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DroneInfo) GetNodeId() string {
@@ -1615,6 +1701,20 @@ func (x *DroneInfo) GetConnectedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *DroneInfo) GetRenderedRevision() int64 {
+	if x != nil {
+		return x.RenderedRevision
+	}
+	return 0
+}
+
+func (x *DroneInfo) GetRenderError() string {
+	if x != nil {
+		return x.RenderError
+	}
+	return ""
+}
+
 type DroneList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Drones        []*DroneInfo           `protobuf:"bytes,1,rep,name=drones,proto3" json:"drones,omitempty"`
@@ -1624,7 +1724,7 @@ type DroneList struct {
 
 func (x *DroneList) Reset() {
 	*x = DroneList{}
-	mi := &file_stream_v1_stream_proto_msgTypes[19]
+	mi := &file_stream_v1_stream_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1736,7 @@ func (x *DroneList) String() string {
 func (*DroneList) ProtoMessage() {}
 
 func (x *DroneList) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[19]
+	mi := &file_stream_v1_stream_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1749,7 @@ func (x *DroneList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneList.ProtoReflect.Descriptor instead.
 func (*DroneList) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DroneList) GetDrones() []*DroneInfo {
@@ -1700,7 +1800,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"'\n" +
 	"\x06Cancel\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\"\x84\x05\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"\xcb\x05\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
@@ -1714,7 +1814,8 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"listDrones\x123\n" +
 	"\x04join\x18\x0f \x01(\v2\x1d.hangar.stream.v1.JoinRequestH\x00R\x04join\x12Q\n" +
 	"\x11renew_certificate\x18\x10 \x01(\v2\".hangar.stream.v1.RenewCertificateH\x00R\x10renewCertificate\x122\n" +
-	"\x06revoke\x18\x11 \x01(\v2\x18.hangar.stream.v1.RevokeH\x00R\x06revokeB\x06\n" +
+	"\x06revoke\x18\x11 \x01(\v2\x18.hangar.stream.v1.RevokeH\x00R\x06revoke\x12E\n" +
+	"\rrender_report\x18\x12 \x01(\v2\x1e.hangar.stream.v1.RenderReportH\x00R\frenderReportB\x06\n" +
 	"\x04body\"\xd6\x02\n" +
 	"\bResponse\x12\x1d\n" +
 	"\n" +
@@ -1729,9 +1830,13 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x04body\"5\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\x1f\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\";\n" +
 	"\x03Ack\x12\x18\n" +
-	"\amessage\x18\x01 \x01(\tR\amessage\"\xec\x01\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"@\n" +
+	"\fRenderReport\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xec\x01\n" +
 	"\n" +
 	"RunCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
@@ -1783,13 +1888,15 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\n" +
 	"ListDrones\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\x9c\x01\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xec\x01\n" +
 	"\tDroneInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12=\n" +
-	"\fconnected_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\"@\n" +
+	"\fconnected_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12+\n" +
+	"\x11rendered_revision\x18\x05 \x01(\x03R\x10renderedRevision\x12!\n" +
+	"\frender_error\x18\x06 \x01(\tR\vrenderError\"@\n" +
 	"\tDroneList\x123\n" +
 	"\x06drones\x18\x01 \x03(\v2\x1b.hangar.stream.v1.DroneInfoR\x06drones*\xf5\x01\n" +
 	"\fCommandState\x12\x1d\n" +
@@ -1820,7 +1927,7 @@ func file_stream_v1_stream_proto_rawDescGZIP() []byte {
 }
 
 var file_stream_v1_stream_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_stream_v1_stream_proto_goTypes = []any{
 	(CommandState)(0),             // 0: hangar.stream.v1.CommandState
 	(*JoinRequest)(nil),           // 1: hangar.stream.v1.JoinRequest
@@ -1835,60 +1942,62 @@ var file_stream_v1_stream_proto_goTypes = []any{
 	(*Response)(nil),              // 10: hangar.stream.v1.Response
 	(*Error)(nil),                 // 11: hangar.stream.v1.Error
 	(*Ack)(nil),                   // 12: hangar.stream.v1.Ack
-	(*RunCommand)(nil),            // 13: hangar.stream.v1.RunCommand
-	(*CommandResult)(nil),         // 14: hangar.stream.v1.CommandResult
-	(*ApplyMetadata)(nil),         // 15: hangar.stream.v1.ApplyMetadata
-	(*DeleteMetadata)(nil),        // 16: hangar.stream.v1.DeleteMetadata
-	(*ConfigureRenderer)(nil),     // 17: hangar.stream.v1.ConfigureRenderer
-	(*ListDrones)(nil),            // 18: hangar.stream.v1.ListDrones
-	(*DroneInfo)(nil),             // 19: hangar.stream.v1.DroneInfo
-	(*DroneList)(nil),             // 20: hangar.stream.v1.DroneList
-	nil,                           // 21: hangar.stream.v1.ApplyMetadata.KvsEntry
-	nil,                           // 22: hangar.stream.v1.ConfigureRenderer.FilesEntry
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*RenderReport)(nil),          // 13: hangar.stream.v1.RenderReport
+	(*RunCommand)(nil),            // 14: hangar.stream.v1.RunCommand
+	(*CommandResult)(nil),         // 15: hangar.stream.v1.CommandResult
+	(*ApplyMetadata)(nil),         // 16: hangar.stream.v1.ApplyMetadata
+	(*DeleteMetadata)(nil),        // 17: hangar.stream.v1.DeleteMetadata
+	(*ConfigureRenderer)(nil),     // 18: hangar.stream.v1.ConfigureRenderer
+	(*ListDrones)(nil),            // 19: hangar.stream.v1.ListDrones
+	(*DroneInfo)(nil),             // 20: hangar.stream.v1.DroneInfo
+	(*DroneList)(nil),             // 21: hangar.stream.v1.DroneList
+	nil,                           // 22: hangar.stream.v1.ApplyMetadata.KvsEntry
+	nil,                           // 23: hangar.stream.v1.ConfigureRenderer.FilesEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_stream_v1_stream_proto_depIdxs = []int32{
-	23, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	24, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.stream.v1.Envelope.hello:type_name -> hangar.stream.v1.Hello
 	9,  // 2: hangar.stream.v1.Envelope.request:type_name -> hangar.stream.v1.Request
 	10, // 3: hangar.stream.v1.Envelope.response:type_name -> hangar.stream.v1.Response
 	8,  // 4: hangar.stream.v1.Envelope.cancel:type_name -> hangar.stream.v1.Cancel
 	7,  // 5: hangar.stream.v1.Envelope.heartbeat:type_name -> hangar.stream.v1.Heartbeat
-	23, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	23, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
-	13, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
-	15, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
-	16, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
-	17, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
-	18, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
+	24, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	24, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
+	14, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
+	16, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
+	17, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
+	18, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
+	19, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
 	1,  // 13: hangar.stream.v1.Request.join:type_name -> hangar.stream.v1.JoinRequest
 	3,  // 14: hangar.stream.v1.Request.renew_certificate:type_name -> hangar.stream.v1.RenewCertificate
 	4,  // 15: hangar.stream.v1.Request.revoke:type_name -> hangar.stream.v1.Revoke
-	11, // 16: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
-	14, // 17: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
-	12, // 18: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
-	20, // 19: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
-	2,  // 20: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
-	23, // 21: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 22: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
-	23, // 23: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
-	23, // 24: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
-	21, // 25: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
-	22, // 26: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
-	23, // 27: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
-	23, // 28: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
-	19, // 29: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
-	5,  // 30: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
-	5,  // 31: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
-	1,  // 32: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
-	5,  // 33: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
-	5,  // 34: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
-	2,  // 35: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
-	33, // [33:36] is the sub-list for method output_type
-	30, // [30:33] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	13, // 16: hangar.stream.v1.Request.render_report:type_name -> hangar.stream.v1.RenderReport
+	11, // 17: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
+	15, // 18: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
+	12, // 19: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
+	21, // 20: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
+	2,  // 21: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
+	24, // 22: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 23: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
+	24, // 24: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
+	24, // 25: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
+	22, // 26: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
+	23, // 27: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
+	24, // 28: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 29: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
+	20, // 30: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
+	5,  // 31: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
+	5,  // 32: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
+	1,  // 33: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
+	5,  // 34: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
+	5,  // 35: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
+	2,  // 36: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
+	34, // [34:37] is the sub-list for method output_type
+	31, // [31:34] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_stream_v1_stream_proto_init() }
@@ -1912,6 +2021,7 @@ func file_stream_v1_stream_proto_init() {
 		(*Request_Join)(nil),
 		(*Request_RenewCertificate)(nil),
 		(*Request_Revoke)(nil),
+		(*Request_RenderReport)(nil),
 	}
 	file_stream_v1_stream_proto_msgTypes[9].OneofWrappers = []any{
 		(*Response_CommandResult)(nil),
@@ -1925,7 +2035,7 @@ func file_stream_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_v1_stream_proto_rawDesc), len(file_stream_v1_stream_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -254,12 +254,14 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	defer ex.Close()
+	reports := agent.NewReports()
 	rend, err := render.New(ctx, render.Config{
-		DataDir:  o.dataDir,
-		RootDir:  o.root,
-		BakedDir: o.confdDir,
-		View:     view,
-		Logger:   log.With("component", "render"),
+		OnRendered: reports.Rendered,
+		DataDir:    o.dataDir,
+		RootDir:    o.root,
+		BakedDir:   o.confdDir,
+		View:       view,
+		Logger:     log.With("component", "render"),
 	})
 	if err != nil {
 		return err
@@ -275,6 +277,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		Version:          version,
 		Executor:         ex,
 		Renderer:         rend,
+		Reports:          reports,
 		// The agent adds node_id and cluster_id itself.
 		Logger: base.With("component", "agent"),
 	})

@@ -140,17 +140,23 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 	if cl.GetJobId() != "" {
 		fmt.Fprintf(w, "Last job:  %s\n", cl.GetJobId())
 	}
+	if cl.GetMetadataRevision() != 0 {
+		fmt.Fprintf(w, "Metadata:  revision %d (RENDERED below: the revision each node last rendered)\n", cl.GetMetadataRevision())
+	}
 
 	fmt.Fprintf(w, "\nNodes (%d):\n", len(cl.GetNodes()))
 	if len(cl.GetNodes()) > 0 {
 		tw := newTable(w)
-		row(tw, "ID", "ROLE", "SID", "INSTANCE", "ADDRESS", "STATUS")
+		row(tw, "ID", "ROLE", "SID", "INSTANCE", "ADDRESS", "STATUS", "RENDERED")
 		for _, n := range cl.GetNodes() {
-			sid := ""
+			sid, rendered := "", "-"
 			if n.GetSid() != 0 {
 				sid = strconv.Itoa(int(n.GetSid()))
 			}
-			row(tw, n.GetId(), n.GetRole(), sid, n.GetInstanceId(), n.GetAddress(), enumName(n.GetStatus().String(), "NODE_STATUS_"))
+			if n.GetRenderedRevision() != 0 {
+				rendered = strconv.FormatInt(n.GetRenderedRevision(), 10)
+			}
+			row(tw, n.GetId(), n.GetRole(), sid, n.GetInstanceId(), n.GetAddress(), enumName(n.GetStatus().String(), "NODE_STATUS_"), rendered)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

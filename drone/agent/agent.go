@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -71,6 +72,9 @@ type Config struct {
 	StableAfter             time.Duration
 	// RenewTimeout bounds one renewal request (default 1m).
 	RenewTimeout time.Duration
+	// Reports, when set, carries the renderer's reports (render.Config
+	// OnRendered) to the frontgate.
+	Reports *Reports
 	// CommandPublicKey is pilot's command key (drone/enroll): the agent
 	// runs only commands it signed for this node that have not expired.
 	// Without it every command is refused.
@@ -147,6 +151,12 @@ func New(cfg Config) (*Agent, error) {
 		Logger:      log,
 		BackoffBase: cfg.BackoffBase, BackoffMax: cfg.BackoffMax, StableAfter: cfg.StableAfter,
 		Refused: "the frontgate refuses this drone; if the node was revoked, replace it, otherwise check its certificate",
+		OnState: func(up bool) {
+			if up && cfg.Reports != nil {
+				// A new stream: the frontgate hears the latest report again.
+				cfg.Reports.poke()
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -160,12 +170,20 @@ func New(cfg Config) (*Agent, error) {
 // gets their result by sending the same command id again.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	renewed := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(renewed)
+		defer wg.Done()
 		tlsutil.RenewLoop(ctx, a.cfg.Creds, join.Renewer(a.cfg.Creds, a.cfg.RenewTimeout, a.link.Call), a.log)
 	}()
-	defer func() { cancel(); <-renewed }()
+	if a.cfg.Reports != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.cfg.Reports.send(ctx, a.link.Call, a.cfg.RenewTimeout)
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
 	return a.link.Run(ctx)
 }
 

@@ -54,6 +54,11 @@ type Config struct {
 	// 100ms).
 	Settle time.Duration
 	Logger *slog.Logger
+	// OnRendered, when set, is told after every render the metadata
+	// revision rendered (the reload commands of changed files have run)
+	// and what failed, if anything. It is called with the renderer's lock
+	// held and must not block.
+	OnRendered func(revision int64, err error)
 }
 
 // Renderer keeps one node's config files rendered.
@@ -212,7 +217,22 @@ func (r *Renderer) Render(ctx context.Context) error {
 // returns the lowest etcd revision it read: the render reflects every change
 // up to it. Each resource is processed on its own so that a failure names
 // it and does not stop the others.
+// renderLocked renders the active files and reports the revision.
 func (r *Renderer) renderLocked(ctx context.Context) (int64, error) {
+	rev, err := r.renderFiles(ctx)
+	if rev == 0 && err == nil {
+		// Nothing to render: the node is as current as its view.
+		if v, verr := r.cfg.View.Revision(ctx); verr == nil {
+			rev = v
+		}
+	}
+	if r.cfg.OnRendered != nil && rev > 0 {
+		r.cfg.OnRendered(rev, err)
+	}
+	return rev, err
+}
+
+func (r *Renderer) renderFiles(ctx context.Context) (int64, error) {
 	if r.active == "" {
 		return 0, nil
 	}

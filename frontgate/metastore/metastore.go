@@ -80,8 +80,8 @@ type clusterLock struct {
 type Result struct {
 	// Puts and Deletes count the keys written and removed.
 	Puts, Deletes int
-	// Revision is the etcd revision of the change, or the revision read when
-	// nothing changed.
+	// Revision is the etcd revision of the change or, when nothing
+	// changed, of the tree's last change (see ChangesPrefix).
 	Revision int64
 }
 
@@ -105,6 +105,14 @@ func New(kv clientv3.KV, opts Options) *Store {
 // Prefix is the etcd prefix of a cluster's tree, with its trailing slash so
 // that cluster "c-1" never matches the keys of "c-10".
 func Prefix(clusterID string) string { return Root + clusterID + "/" }
+
+// ChangesPrefix holds one key per cluster, written by every change of its
+// tree in the same transaction: its mod revision is the revision of the
+// tree's last change, which a read of the tree alone cannot tell after a
+// change that only deleted keys. It lies outside Root, so no drone reads it.
+const ChangesPrefix = "/frontgate/changes/"
+
+func changeKey(clusterID string) string { return ChangesPrefix + clusterID }
 
 // ValidateClusterID checks that id may name a cluster's tree.
 func ValidateClusterID(id string) error {
@@ -155,6 +163,19 @@ func ValidateKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// lastChange is the revision of the last change of clusterID's tree (0:
+// never changed).
+func (s *Store) lastChange(ctx context.Context, clusterID string) (int64, error) {
+	got, err := s.kv.Get(ctx, changeKey(clusterID))
+	if err != nil {
+		return 0, fmt.Errorf("read the last change of cluster %s: %w", clusterID, err)
+	}
+	if len(got.Kvs) == 0 {
+		return 0, nil
+	}
+	return got.Kvs[0].ModRevision, nil
 }
 
 // Apply makes the tree of clusterID equal to kvs (keys relative to its
@@ -214,9 +235,14 @@ func (s *Store) Apply(ctx context.Context, clusterID string, kvs map[string]stri
 			}
 		}
 		if len(ops) == 0 {
-			res.Revision = rev
+			// Unchanged: the revision of the last change, so a caller that
+			// re-applies after a lost answer learns the same revision.
+			if res.Revision, err = s.lastChange(ctx, clusterID); err != nil {
+				return Result{}, err
+			}
 			return res, nil
 		}
+		ops = append(ops, clientv3.OpPut(changeKey(clusterID), ""))
 		if len(ops) > s.maxOps {
 			return Result{}, fmt.Errorf("apply metadata of cluster %s: %d puts and %d deletes, the etcd member allows %d operations per transaction: %w",
 				clusterID, res.Puts, res.Deletes, s.maxOps, ErrTooManyOps)
@@ -252,12 +278,13 @@ func (s *Store) Delete(ctx context.Context, clusterID string) (deleted int64, er
 	}
 	unlock := s.lock(clusterID)
 	defer unlock()
-	resp, err := s.kv.Delete(ctx, Prefix(clusterID), clientv3.WithPrefix())
+	resp, err := s.kv.Txn(ctx).Then(clientv3.OpDelete(Prefix(clusterID), clientv3.WithPrefix()), clientv3.OpDelete(changeKey(clusterID))).Commit()
 	if err != nil {
 		return 0, fmt.Errorf("delete metadata of cluster %s: %w", clusterID, err)
 	}
-	s.log.Debug("metadata deleted", "cluster_id", clusterID, "keys", resp.Deleted)
-	return resp.Deleted, nil
+	deleted = resp.Responses[0].GetResponseDeleteRange().GetDeleted()
+	s.log.Debug("metadata deleted", "cluster_id", clusterID, "keys", deleted)
+	return deleted, nil
 }
 
 // lock serialises the writers of one cluster in this process. The

@@ -295,3 +295,41 @@ func TestValidation(t *testing.T) {
 		t.Fatalf("tree = %v", got)
 	}
 }
+
+// An apply that changes nothing reports the revision of the tree's last
+// change, not the store's current one: a retried apply, and a caller
+// waiting for drones to render it, get the same revision whatever other
+// clusters wrote since, also after a change that only deleted keys.
+func TestUnchangedApplyReportsTheLastChange(t *testing.T) {
+	c := etcdtest.Client(t)
+	s := New(c, Options{})
+	ctx := testCtx(t)
+	first, err := s.Apply(ctx, "c-1", map[string]string{"env/a": "1", "env/b": "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, "c-2", map[string]string{"env/a": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Apply(ctx, "c-1", map[string]string{"env/a": "1", "env/b": "2"})
+	if err != nil || again.Changed() || again.Revision != first.Revision {
+		t.Fatalf("re-apply = %+v, %v; want unchanged at revision %d", again, err, first.Revision)
+	}
+	deleted, err := s.Apply(ctx, "c-1", map[string]string{"env/a": "1"})
+	if err != nil || deleted.Deletes != 1 {
+		t.Fatalf("delete-only apply = %+v, %v", deleted, err)
+	}
+	if _, err := c.Put(ctx, "/elsewhere", "x"); err != nil {
+		t.Fatal(err)
+	}
+	again, err = s.Apply(ctx, "c-1", map[string]string{"env/a": "1"})
+	if err != nil || again.Revision != deleted.Revision {
+		t.Fatalf("re-apply after a delete-only change = %+v, %v; want its revision %d", again, err, deleted.Revision)
+	}
+	if _, err := s.Delete(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := c.Get(ctx, ChangesPrefix+"c-1"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the change marker outlives its cluster: %v %v", resp, err)
+	}
+}

@@ -89,6 +89,11 @@ type Relay struct {
 	// there.
 	hub *streamrpc.Hub[*streamv1.DroneInfo]
 
+	// rendered holds each drone's last render report, across its
+	// reconnects (it repeats it on every new stream anyway).
+	renderMu sync.Mutex
+	rendered map[string]*streamv1.RenderReport
+
 	// joinSlots holds one token per Join in progress.
 	joinSlots chan struct{}
 }
@@ -114,6 +119,7 @@ func New(cfg Config) *Relay {
 		base:      base,
 		stopAll:   stop,
 		hub:       streamrpc.NewHub[*streamv1.DroneInfo](streamrpc.HubConfig{Logger: cfg.Logger}),
+		rendered:  map[string]*streamv1.RenderReport{},
 		joinSlots: make(chan struct{}, cfg.MaxJoins),
 	}
 }
@@ -289,13 +295,31 @@ func (r *Relay) Count() int { return r.hub.Count() }
 // empty), ordered by node id.
 func (r *Relay) List(clusterID string) []*streamv1.DroneInfo {
 	var out []*streamv1.DroneInfo
+	r.renderMu.Lock()
 	for _, c := range r.hub.Conns() {
 		if clusterID == "" || c.Info.ClusterId == clusterID {
-			out = append(out, proto.Clone(c.Info).(*streamv1.DroneInfo))
+			info := proto.Clone(c.Info).(*streamv1.DroneInfo)
+			if rr := r.rendered[info.NodeId]; rr != nil {
+				info.RenderedRevision, info.RenderError = rr.GetRevision(), rr.GetError()
+			}
+			out = append(out, info)
 		}
 	}
+	r.renderMu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeId < out[j].NodeId })
 	return out
+}
+
+// Rendered keeps nodeID's last render report, for List.
+func (r *Relay) Rendered(nodeID string, rr *streamv1.RenderReport) {
+	r.renderMu.Lock()
+	defer r.renderMu.Unlock()
+	// Reports can cross on a reconnect; a lower revision never replaces a
+	// higher one.
+	if old := r.rendered[nodeID]; old != nil && old.GetRevision() > rr.GetRevision() {
+		return
+	}
+	r.rendered[nodeID] = proto.Clone(rr).(*streamv1.RenderReport)
 }
 
 // Call sends req to the drone nodeID and returns its response. It waits

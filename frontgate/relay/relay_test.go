@@ -592,3 +592,32 @@ func TestJoinUnimplementedWithoutJoinFunc(t *testing.T) {
 		t.Fatalf("Join = %v, want Unimplemented", err)
 	}
 }
+
+// A render report shows in List, survives the drone's reconnect, and an
+// older report arriving late never hides a newer one.
+func TestRenderedMergedIntoList(t *testing.T) {
+	r, addr := serve(t)
+	d := newFakeDrone("cln-a", "cl-1")
+	connect(t, addr, d, 1)
+	waitFor(t, "drone", func() bool { return r.Count() == 1 })
+
+	rendered := func() (int64, string) {
+		l := r.List("cl-1")
+		if len(l) != 1 {
+			t.Fatalf("List = %v", l)
+		}
+		return l[0].RenderedRevision, l[0].RenderError
+	}
+	if rev, _ := rendered(); rev != 0 {
+		t.Fatalf("rendered revision %d before any report", rev)
+	}
+	r.Rendered("cln-a", &streamv1.RenderReport{Revision: 7})
+	r.Rendered("cln-a", &streamv1.RenderReport{Revision: 5, Error: "stale"})
+	if rev, msg := rendered(); rev != 7 || msg != "" {
+		t.Fatalf("rendered = %d %q, want 7 and no error", rev, msg)
+	}
+	r.Rendered("cln-a", &streamv1.RenderReport{Revision: 9, Error: "reload_cmd exit 1"})
+	if rev, msg := rendered(); rev != 9 || msg != "reload_cmd exit 1" {
+		t.Fatalf("rendered = %d %q, want 9 with its error", rev, msg)
+	}
+}

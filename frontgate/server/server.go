@@ -35,7 +35,9 @@ const (
 	// pilot.
 	KindJoin             = "join"
 	KindRenewCertificate = "renew_certificate"
-	KindUnknown          = "unknown"
+	// KindRenderReport is what a drone tells of its last render.
+	KindRenderReport = "render_report"
+	KindUnknown      = "unknown"
 )
 
 // ResultOK is the result reported to Observe for a request that succeeded.
@@ -65,6 +67,8 @@ func Kind(req *streamv1.Request) string {
 		return KindJoin
 	case *streamv1.Request_RenewCertificate:
 		return KindRenewCertificate
+	case *streamv1.Request_RenderReport:
+		return KindRenderReport
 	}
 	return KindUnknown
 }
@@ -80,6 +84,8 @@ type Drones interface {
 	Call(ctx context.Context, nodeID string, req *streamv1.Request) (*streamv1.Response, error)
 	List(clusterID string) []*streamv1.DroneInfo
 	Refuse(nodeID string) bool
+	// Rendered records a drone's last render report.
+	Rendered(nodeID string, r *streamv1.RenderReport)
 }
 
 // Access is the part of *access.Manager the handler uses.
@@ -164,7 +170,9 @@ func (h *Handler) serve(ctx context.Context, req *streamv1.Request) *streamv1.Re
 		if res.Changed() {
 			msg = fmt.Sprintf("cluster %s: %d keys written, %d deleted at revision %d", m.GetClusterId(), res.Puts, res.Deletes, res.Revision)
 		}
-		return ackResponse(fmt.Sprintf("%s; %d readers", msg, len(m.GetReaderNodeIds())))
+		ack := ackResponse(fmt.Sprintf("%s; %d readers", msg, len(m.GetReaderNodeIds())))
+		ack.GetAck().Revision = res.Revision
+		return ack
 
 	case *streamv1.Request_DeleteMetadata:
 		id := b.DeleteMetadata.GetClusterId()
@@ -273,9 +281,15 @@ func (h *Handler) relay(ctx context.Context, nodeID, what string, req *streamv1.
 // current certificate and the proof. It is a relay.DroneHandler.
 func (h *Handler) ServeDrone(ctx context.Context, from pki.Identity, req *streamv1.Request) *streamv1.Response {
 	return h.observe(req, func() *streamv1.Response {
+		if rr := req.GetRenderReport(); rr != nil {
+			// What a drone says of itself is kept for pilot to read
+			// (ListDrones); it is never acted on here.
+			h.cfg.Drones.Rendered(from.ID, rr)
+			return ackResponse("render report kept")
+		}
 		rc := req.GetRenewCertificate()
 		if rc == nil {
-			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s from drone %s: the frontgate serves drones only renew_certificate", req.GetId(), from.ID)
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s from drone %s: the frontgate serves drones only renew_certificate and render_report", req.GetId(), from.ID)
 		}
 		// Pilot would refuse a renewal of another identity anyway; the
 		// frontgate does not even carry one.

@@ -55,6 +55,16 @@ type fakeDrones struct {
 	resp     *streamv1.Response
 	err      error
 	listed   string
+	reports  map[string]*streamv1.RenderReport
+}
+
+func (f *fakeDrones) Rendered(node string, rr *streamv1.RenderReport) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reports == nil {
+		f.reports = map[string]*streamv1.RenderReport{}
+	}
+	f.reports[node] = rr
 }
 
 func (f *fakeDrones) Call(ctx context.Context, node string, req *streamv1.Request) (*streamv1.Response, error) {

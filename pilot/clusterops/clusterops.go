@@ -130,6 +130,7 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 		taskDeleteInstances: o.deleteInstances,
 		taskDeleteMetadata:  o.deleteMetadata,
 		taskReleaseNetwork:  o.releaseNetwork,
+		taskWaitRendered:    o.waitRendered,
 		taskAddNodes:        o.addNodes,
 		taskRemoveNodes:     o.removeNodes,
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/seal"
 	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/store"
 )
 
 // The drones of the cluster's instances: waited for until each has
@@ -64,6 +65,76 @@ func (o *Ops) waitDrones(ctx context.Context, t *jobs.Task) error {
 			return err
 		}
 	}
+}
+
+// waitRendered waits until every drone of the cluster (or of the task's
+// nodes) reports having rendered the cluster's current metadata revision:
+// its files written and their reload commands run. A drone whose render of
+// that revision failed fails the step with its error; one that does not
+// catch up within DroneWait fails it naming the node. What each drone
+// rendered is recorded on its node.
+func (o *Ops) waitRendered(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, needNetwork|needSpec)
+	if err != nil {
+		return err
+	}
+	c, n := tc.c, tc.n
+	want := c.MetadataRevision
+	nodes := onlyNodes(agentNodes(c, tc.spec), tc.in.NodeIds)
+	deadline := time.Now().Add(o.cfg.DroneWait)
+	for {
+		resp, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{ClusterId: c.Id}}})
+		if err != nil {
+			return err
+		}
+		got := map[string]*streamv1.DroneInfo{}
+		for _, d := range resp.GetDroneList().GetDrones() {
+			got[d.NodeId] = d
+		}
+		var behind []string
+		var failed []error
+		for _, nd := range nodes {
+			d := got[nd.Id]
+			switch {
+			case d == nil || d.RenderedRevision < want:
+				behind = append(behind, nd.Id)
+			case d.RenderError != "":
+				failed = append(failed, fmt.Errorf("node %s (role %s) rendered revision %d with errors: %s", nd.Id, nd.Role, d.RenderedRevision, d.RenderError))
+			}
+		}
+		if err := o.recordRendered(ctx, c.Id, got); err != nil {
+			return err
+		}
+		if len(failed) > 0 {
+			return errors.Join(failed...)
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nodes %v did not render metadata revision %d within %v; see their agent logs (`hangar cluster show %s` shows what each rendered)", behind, want, o.cfg.DroneWait, c.Id)
+		}
+		if err := backoff.Sleep(ctx, droneListInterval); err != nil {
+			return err
+		}
+	}
+}
+
+// recordRendered keeps on each node the revision its drone last rendered.
+func (o *Ops) recordRendered(ctx context.Context, clusterID string, drones map[string]*streamv1.DroneInfo) error {
+	_, err := o.updateCluster(ctx, clusterID, func(c *pilotv1.Cluster) error {
+		changed := false
+		for _, nd := range c.Nodes {
+			if d := drones[nd.Id]; d != nil && d.RenderedRevision != nd.RenderedRevision {
+				nd.RenderedRevision, changed = d.RenderedRevision, true
+			}
+		}
+		if !changed {
+			return store.ErrNoChange
+		}
+		return nil
+	})
+	return err
 }
 
 func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {

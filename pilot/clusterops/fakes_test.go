@@ -150,6 +150,10 @@ type fakeFrontgate struct {
 	// end.
 	stillRunning func(cmd string) bool
 	asked        map[string]int // command id → requests received
+	// renderLag holds drones that many revisions behind; renderErr gives a
+	// node's render an error.
+	renderLag int
+	renderErr map[string]string
 
 	mu        sync.Mutex
 	metadata  map[string]map[string]string // cluster → tree
@@ -192,7 +196,9 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 		f.metadata[b.ApplyMetadata.ClusterId] = b.ApplyMetadata.Kvs
 		f.readers[b.ApplyMetadata.ClusterId] = b.ApplyMetadata.ReaderNodeIds
 		f.applies++
-		return ack, nil
+		// Each apply is one etcd revision, which every drone renders at
+		// once.
+		return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Revision: int64(f.applies)}}}, nil
 	case *streamv1.Request_DeleteMetadata:
 		delete(f.metadata, b.DeleteMetadata.ClusterId)
 		return ack, nil
@@ -201,7 +207,8 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 		f.prov.mu.Lock()
 		for _, in := range f.prov.instances {
 			if in.Labels["hangar/cluster"] == b.ListDrones.ClusterId {
-				list.Drones = append(list.Drones, &streamv1.DroneInfo{NodeId: in.Labels["hangar/node"], ClusterId: b.ListDrones.ClusterId})
+				node := in.Labels["hangar/node"]
+				list.Drones = append(list.Drones, &streamv1.DroneInfo{NodeId: node, ClusterId: b.ListDrones.ClusterId, RenderedRevision: int64(f.applies - f.renderLag), RenderError: f.renderErr[node]})
 			}
 		}
 		f.prov.mu.Unlock()

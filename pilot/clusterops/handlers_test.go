@@ -147,6 +147,17 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 			removed += len(task.Input.NodeIds)
 		},
 		taskWaitDrones: func(*testing.T, *pilotv1.Job, *pilotv1.Task) {}, // it returned nil, twice
+		taskWaitRendered: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			if c.MetadataRevision == 0 {
+				t.Fatal("no metadata revision recorded")
+			}
+			for _, nd := range c.Nodes {
+				if nd.RenderedRevision != c.MetadataRevision {
+					t.Errorf("node %s rendered revision %d recorded, want %d", nd.Id, nd.RenderedRevision, c.MetadataRevision)
+				}
+			}
+		},
 		taskDeliverConfd: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
 			c, _ := h.cluster(t, id)
 			mbox, err := h.pkgs.Box.Metadata(id)

@@ -146,9 +146,22 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 	if err != nil {
 		return err
 	}
-	_, err = o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: c.Id, Kvs: kvs, ReaderNodeIds: readers(c)}}})
+	resp, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: c.Id, Kvs: kvs, ReaderNodeIds: readers(c)}}})
 	if err != nil {
 		return fmt.Errorf("apply metadata of cluster %s: %w", c.Id, err)
+	}
+	// The revision drones must have rendered to be current (waitRendered,
+	// cluster show).
+	if rev := resp.GetAck().GetRevision(); rev != 0 {
+		if _, err := o.updateCluster(ctx, c.Id, func(c *pilotv1.Cluster) error {
+			if c.MetadataRevision == rev {
+				return store.ErrNoChange
+			}
+			c.MetadataRevision = rev
+			return nil
+		}); err != nil {
+			return fmt.Errorf("record the metadata revision of cluster %s: %w", c.Id, err)
+		}
 	}
 	return nil
 }

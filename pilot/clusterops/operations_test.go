@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/pilot/store"
@@ -326,5 +327,52 @@ func TestScaleOutPreCheckAndSids(t *testing.T) {
 	// lead 1, members 2 and 3; the scale-in removed 3; the new member is 4.
 	if !slices.Equal(sids, []int32{1, 2, 4}) || final.LastSid != 4 {
 		t.Fatalf("sids %v (last %d), want [1 2 4]: a freed sid is never given again", sids, final.LastSid)
+	}
+}
+
+// An env update ends only once every drone reported rendering the new
+// metadata: a drone behind fails the step after the wait, naming it, and
+// one whose render failed fails it with its error.
+func TestUpdateEnvWaitsForRenders(t *testing.T) {
+	h := newOpsHarness(t)
+	ctx := context.Background()
+	r := h.create(t, map[string]string{"cluster.replica.count": "1"})
+	for _, task := range r.Job.Tasks {
+		if err := h.run(t, r.Job, task); err != nil {
+			t.Fatalf("create %s: %v", task.Id, err)
+		}
+	}
+	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	h.ops.cfg.DroneWait = 300 * time.Millisecond
+	c, rev := h.cluster(t, r.Cluster.Id)
+	u, err := h.life.UpdateEnv(ctx, c, rev, map[string]string{"motd": "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	register, rendered := u.Job.Tasks[0], u.Job.Tasks[1]
+	if rendered.Kind != taskWaitRendered {
+		t.Fatalf("update-env steps %v, want the wait for renders after the register", titles(u.Job))
+	}
+	if err := h.run(t, u.Job, register); err != nil {
+		t.Fatal(err)
+	}
+	h.fg.mu.Lock()
+	h.fg.renderLag = 1
+	h.fg.mu.Unlock()
+	if err := h.run(t, u.Job, rendered); err == nil || !strings.Contains(err.Error(), "did not render metadata revision") {
+		t.Fatalf("with drones behind: %v, want a failure naming the revision", err)
+	}
+	node := c.Nodes[0].Id
+	h.fg.mu.Lock()
+	h.fg.renderLag, h.fg.renderErr = 0, map[string]string{node: "render conf.d/motd.toml: reload_cmd exited 1"}
+	h.fg.mu.Unlock()
+	if err := h.run(t, u.Job, rendered); err == nil || !strings.Contains(err.Error(), node) || !strings.Contains(err.Error(), "reload_cmd exited 1") {
+		t.Fatalf("with a failed render: %v, want the node and its error", err)
+	}
+	h.fg.mu.Lock()
+	h.fg.renderErr = nil
+	h.fg.mu.Unlock()
+	if err := h.run(t, u.Job, rendered); err != nil {
+		t.Fatalf("once every drone rendered: %v", err)
 	}
 }

@@ -30,6 +30,7 @@ const (
 	taskDeleteInstances = "delete_instances"
 	taskDeleteMetadata  = "delete_metadata"
 	taskReleaseNetwork  = "release_network"
+	taskWaitRendered    = "wait_rendered"
 )
 
 // planner builds a job's task graph step by step.
@@ -200,10 +201,12 @@ func PlanDelete(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, force bool) []*pil
 }
 
 // PlanUpdateEnv re-registers metadata: every drone re-renders its config
-// from the new values and runs the reload commands of changed files.
+// from the new values and runs the reload commands of changed files, and
+// the job ends when every drone reported it did.
 func PlanUpdateEnv(c *pilotv1.Cluster) []*pilotv1.Task {
 	p := &planner{}
 	p.add("register", taskRegister, "register metadata with the new env", &pilotv1.TaskInput{ClusterId: c.Id})
+	p.add("rendered", taskWaitRendered, "wait for every drone to render it and run its reload commands", &pilotv1.TaskInput{ClusterId: c.Id})
 	return p.tasks
 }
 

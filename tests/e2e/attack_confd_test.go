@@ -99,8 +99,11 @@ func TestAttackConfdDestEscapes(t *testing.T) {
 		t.Fatalf("init did not plant its symlink: %v, %v", fi, err)
 	}
 	// A change of the metadata renders every file again; b-motd.toml
-	// comes after a-link.toml in the same pass.
-	p.mustHangar("cluster", "update-env", c.Id, "motd=changed", "--wait")
+	// comes after a-link.toml in the same pass. --wait waits for the
+	// drone's render report, which names the refused destination.
+	if out, err := p.hangar("cluster", "update-env", c.Id, "motd=changed", "--wait"); err == nil || !strings.Contains(out, "path escapes from parent") {
+		t.Fatalf("update-env --wait did not report the refused dest (err %v):\n%s", err, out)
+	}
 	waitFor(t, time.Minute, "the re-render of motd.conf", func() (bool, string) {
 		b, _ := os.ReadFile(filepath.Join(root, "etc", "confdapp", "motd.conf"))
 		return strings.Contains(string(b), "changed"), string(b)

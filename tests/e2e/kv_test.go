@@ -284,6 +284,25 @@ func TestKVClusterLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("update-env --wait returns once every drone rendered", func(t *testing.T) {
+		p.mustHangar("cluster", "update-env", c.Id, "motd=rendered before the return", "--wait")
+		// No waiting here: the job ended only when every drone reported
+		// the new revision rendered and its reload run.
+		after := p.cluster(c.Id)
+		for _, n := range after.Nodes {
+			if conf := kvConf(t, p, n); !strings.Contains(conf, "motd = rendered before the return") {
+				t.Errorf("node %s: config not yet rendered when --wait returned:\n%s", n.Id, conf)
+			}
+			if n.RenderedRevision < after.MetadataRevision || after.MetadataRevision == 0 {
+				t.Errorf("node %s shows rendered revision %d, cluster metadata revision %d", n.Id, n.RenderedRevision, after.MetadataRevision)
+			}
+		}
+		show := p.mustHangar("cluster", "show", c.Id)
+		if !strings.Contains(show, "RENDERED") || !strings.Contains(show, fmt.Sprintf("revision %d", after.MetadataRevision)) {
+			t.Errorf("cluster show lacks the rendered revisions:\n%s", show)
+		}
+	})
+
 	// A second cluster keeps the network's frontgate alive, so we can see
 	// the first cluster's metadata go while the frontgate stays.
 	c2, job2 := createCluster(t, p, "kv", map[string]string{"cluster.replica.count": "0"})
