@@ -37,6 +37,11 @@ const (
 	ClusterStatus_CLUSTER_STATUS_DELETING    ClusterStatus = 4
 	ClusterStatus_CLUSTER_STATUS_DELETED     ClusterStatus = 5
 	ClusterStatus_CLUSTER_STATUS_UPDATING    ClusterStatus = 6
+	// Stopped by a stop job: its instances are stopped, its nodes kept.
+	ClusterStatus_CLUSTER_STATUS_STOPPED ClusterStatus = 7
+	// Observed: some node's drone has been gone longer than the grace
+	// period although the cluster should be running (the reconcile loop).
+	ClusterStatus_CLUSTER_STATUS_DEGRADED ClusterStatus = 8
 )
 
 // Enum value maps for ClusterStatus.
@@ -49,6 +54,8 @@ var (
 		4: "CLUSTER_STATUS_DELETING",
 		5: "CLUSTER_STATUS_DELETED",
 		6: "CLUSTER_STATUS_UPDATING",
+		7: "CLUSTER_STATUS_STOPPED",
+		8: "CLUSTER_STATUS_DEGRADED",
 	}
 	ClusterStatus_value = map[string]int32{
 		"CLUSTER_STATUS_UNSPECIFIED": 0,
@@ -58,6 +65,8 @@ var (
 		"CLUSTER_STATUS_DELETING":    4,
 		"CLUSTER_STATUS_DELETED":     5,
 		"CLUSTER_STATUS_UPDATING":    6,
+		"CLUSTER_STATUS_STOPPED":     7,
+		"CLUSTER_STATUS_DEGRADED":    8,
 	}
 )
 
@@ -96,6 +105,10 @@ const (
 	NodeStatus_NODE_STATUS_ACTIVE      NodeStatus = 2
 	NodeStatus_NODE_STATUS_FAILED      NodeStatus = 3
 	NodeStatus_NODE_STATUS_DELETED     NodeStatus = 4
+	NodeStatus_NODE_STATUS_STOPPED     NodeStatus = 5
+	// Observed: its drone has been disconnected longer than the grace
+	// period, or its instance is gone.
+	NodeStatus_NODE_STATUS_LOST NodeStatus = 6
 )
 
 // Enum value maps for NodeStatus.
@@ -106,6 +119,8 @@ var (
 		2: "NODE_STATUS_ACTIVE",
 		3: "NODE_STATUS_FAILED",
 		4: "NODE_STATUS_DELETED",
+		5: "NODE_STATUS_STOPPED",
+		6: "NODE_STATUS_LOST",
 	}
 	NodeStatus_value = map[string]int32{
 		"NODE_STATUS_UNSPECIFIED": 0,
@@ -113,6 +128,8 @@ var (
 		"NODE_STATUS_ACTIVE":      2,
 		"NODE_STATUS_FAILED":      3,
 		"NODE_STATUS_DELETED":     4,
+		"NODE_STATUS_STOPPED":     5,
+		"NODE_STATUS_LOST":        6,
 	}
 )
 
@@ -914,8 +931,15 @@ type Node struct {
 	// The metadata revision the node's drone last reported rendering (its
 	// files written and reload commands run); see Cluster.metadata_revision.
 	RenderedRevision int64 `protobuf:"varint,8,opt,name=rendered_revision,json=renderedRevision,proto3" json:"rendered_revision,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Resources the node's instance was given (vertical scaling will
+	// change them; zero: the role's from the spec).
+	Cpu       int32 `protobuf:"varint,9,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	MemoryMib int32 `protobuf:"varint,10,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	VolumeGib int32 `protobuf:"varint,11,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
+	// When the reconcile loop last saw the node's drone connected.
+	SeenAt        *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=seen_at,json=seenAt,proto3" json:"seen_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
@@ -1004,6 +1028,34 @@ func (x *Node) GetRenderedRevision() int64 {
 	return 0
 }
 
+func (x *Node) GetCpu() int32 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *Node) GetMemoryMib() int32 {
+	if x != nil {
+		return x.MemoryMib
+	}
+	return 0
+}
+
+func (x *Node) GetVolumeGib() int32 {
+	if x != nil {
+		return x.VolumeGib
+	}
+	return 0
+}
+
+func (x *Node) GetSeenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SeenAt
+	}
+	return nil
+}
+
 type Cluster struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1029,8 +1081,14 @@ type Cluster struct {
 	// node whose rendered_revision is at least this renders the current
 	// metadata.
 	MetadataRevision int64 `protobuf:"varint,15,opt,name=metadata_revision,json=metadataRevision,proto3" json:"metadata_revision,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The version an upgrade came from: what rollback returns to (empty:
+	// never upgraded, or rolled back).
+	PreviousAppVersion string `protobuf:"bytes,16,opt,name=previous_app_version,json=previousAppVersion,proto3" json:"previous_app_version,omitempty"`
+	// While an upgrade or rollback runs, the version it leaves; published in
+	// the metadata as upgrade-audit.
+	UpgradingFrom string `protobuf:"bytes,17,opt,name=upgrading_from,json=upgradingFrom,proto3" json:"upgrading_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1166,6 +1224,20 @@ func (x *Cluster) GetMetadataRevision() int64 {
 		return x.MetadataRevision
 	}
 	return 0
+}
+
+func (x *Cluster) GetPreviousAppVersion() string {
+	if x != nil {
+		return x.PreviousAppVersion
+	}
+	return ""
+}
+
+func (x *Cluster) GetUpgradingFrom() string {
+	if x != nil {
+		return x.UpgradingFrom
+	}
+	return ""
 }
 
 type Endpoint struct {
@@ -1668,6 +1740,232 @@ func (x *ScaleClusterRequest) GetDryRun() bool {
 	return false
 }
 
+type StopClusterRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DryRun bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// Go on past failing stop commands.
+	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopClusterRequest) Reset() {
+	*x = StopClusterRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopClusterRequest) ProtoMessage() {}
+
+func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopClusterRequest.ProtoReflect.Descriptor instead.
+func (*StopClusterRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StopClusterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StopClusterRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *StopClusterRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type StartClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartClusterRequest) Reset() {
+	*x = StartClusterRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartClusterRequest) ProtoMessage() {}
+
+func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartClusterRequest.ProtoReflect.Descriptor instead.
+func (*StartClusterRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StartClusterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StartClusterRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type UpgradeClusterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The version to upgrade to (of the cluster's app).
+	AppVersion    string `protobuf:"bytes,2,opt,name=app_version,json=appVersion,proto3" json:"app_version,omitempty"`
+	DryRun        bool   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpgradeClusterRequest) Reset() {
+	*x = UpgradeClusterRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpgradeClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpgradeClusterRequest) ProtoMessage() {}
+
+func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpgradeClusterRequest.ProtoReflect.Descriptor instead.
+func (*UpgradeClusterRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *UpgradeClusterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UpgradeClusterRequest) GetAppVersion() string {
+	if x != nil {
+		return x.AppVersion
+	}
+	return ""
+}
+
+func (x *UpgradeClusterRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type RollbackClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DryRun        bool                   `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackClusterRequest) Reset() {
+	*x = RollbackClusterRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackClusterRequest) ProtoMessage() {}
+
+func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackClusterRequest.ProtoReflect.Descriptor instead.
+func (*RollbackClusterRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RollbackClusterRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RollbackClusterRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 type RecoverClusterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1681,7 +1979,7 @@ type RecoverClusterRequest struct {
 
 func (x *RecoverClusterRequest) Reset() {
 	*x = RecoverClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1991,7 @@ func (x *RecoverClusterRequest) String() string {
 func (*RecoverClusterRequest) ProtoMessage() {}
 
 func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +2004,7 @@ func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverClusterRequest.ProtoReflect.Descriptor instead.
 func (*RecoverClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RecoverClusterRequest) GetId() string {
@@ -1743,7 +2041,7 @@ type RestartClusterRequest struct {
 
 func (x *RestartClusterRequest) Reset() {
 	*x = RestartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +2053,7 @@ func (x *RestartClusterRequest) String() string {
 func (*RestartClusterRequest) ProtoMessage() {}
 
 func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +2066,7 @@ func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RestartClusterRequest) GetId() string {
@@ -1810,7 +2108,7 @@ type RunClusterServiceRequest struct {
 
 func (x *RunClusterServiceRequest) Reset() {
 	*x = RunClusterServiceRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2120,7 @@ func (x *RunClusterServiceRequest) String() string {
 func (*RunClusterServiceRequest) ProtoMessage() {}
 
 func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2133,7 @@ func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RunClusterServiceRequest) GetId() string {
@@ -1899,7 +2197,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2209,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2222,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -2037,14 +2335,19 @@ type TaskInput struct {
 	AddingNodeIds   []string `protobuf:"bytes,9,rep,name=adding_node_ids,json=addingNodeIds,proto3" json:"adding_node_ids,omitempty"`
 	DeletingNodeIds []string `protobuf:"bytes,10,rep,name=deleting_node_ids,json=deletingNodeIds,proto3" json:"deleting_node_ids,omitempty"`
 	// delete_instances: the nodes stay, to get new instances (recover).
-	Replace       bool `protobuf:"varint,11,opt,name=replace,proto3" json:"replace,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replace bool `protobuf:"varint,11,opt,name=replace,proto3" json:"replace,omitempty"`
+	// run_service: use the spec the cluster had before this job (the
+	// version an upgrade or rollback leaves), for its stop commands.
+	PriorSpec bool `protobuf:"varint,12,opt,name=prior_spec,json=priorSpec,proto3" json:"prior_spec,omitempty"`
+	// register_metadata: roles listed under vertical-scaling-roles.
+	VerticalScalingRoles []string `protobuf:"bytes,17,rep,name=vertical_scaling_roles,json=verticalScalingRoles,proto3" json:"vertical_scaling_roles,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2359,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2372,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -2149,6 +2452,20 @@ func (x *TaskInput) GetReplace() bool {
 	return false
 }
 
+func (x *TaskInput) GetPriorSpec() bool {
+	if x != nil {
+		return x.PriorSpec
+	}
+	return false
+}
+
+func (x *TaskInput) GetVerticalScalingRoles() []string {
+	if x != nil {
+		return x.VerticalScalingRoles
+	}
+	return nil
+}
+
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2174,7 +2491,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2186,7 +2503,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2199,7 +2516,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Task) GetId() string {
@@ -2298,7 +2615,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2627,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2640,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Job) GetId() string {
@@ -2405,7 +2722,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2734,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2747,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2450,7 +2767,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2779,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2792,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -2494,7 +2811,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2823,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2836,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2538,7 +2855,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2867,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2880,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2588,7 +2905,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2917,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2930,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -2656,7 +2973,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2668,7 +2985,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2681,7 +2998,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -2709,7 +3026,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +3038,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +3051,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -2760,7 +3077,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +3089,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +3102,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2814,7 +3131,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3143,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3156,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Network) GetId() string {
@@ -2903,7 +3220,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2915,7 +3232,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2928,7 +3245,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *User) GetName() string {
@@ -2972,7 +3289,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3301,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3314,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -3032,7 +3349,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3044,7 +3361,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3057,7 +3374,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -3082,7 +3399,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3411,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3424,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 type ListUsersResponse struct {
@@ -3119,7 +3436,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3448,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3461,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -3163,7 +3480,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3175,7 +3492,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3188,7 +3505,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -3206,7 +3523,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3218,7 +3535,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3231,7 +3548,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 type WhoAmIRequest struct {
@@ -3242,7 +3559,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3571,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3584,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 type AuditEntry struct {
@@ -3289,7 +3606,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3301,7 +3618,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3314,7 +3631,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -3383,7 +3700,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3712,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3725,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -3427,7 +3744,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3756,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3769,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -3474,7 +3791,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3486,7 +3803,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3499,7 +3816,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -3531,7 +3848,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3543,7 +3860,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3556,7 +3873,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
 }
 
 type Revocation struct {
@@ -3572,7 +3889,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3584,7 +3901,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3597,7 +3914,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Revocation) GetKind() string {
@@ -3643,7 +3960,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3655,7 +3972,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3668,7 +3985,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
 }
 
 type ListRevocationsResponse struct {
@@ -3680,7 +3997,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +4009,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +4022,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -3769,7 +4086,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListRuntimesResponse\x124\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x18.hangar.pilot.v1.RuntimeR\bruntimes\"#\n" +
 	"\x11GetRuntimeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xfd\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x88\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -3779,7 +4096,14 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x03sid\x18\x05 \x01(\x05R\x03sid\x123\n" +
 	"\x06status\x18\x06 \x01(\x0e2\x1b.hangar.pilot.v1.NodeStatusR\x06status\x12\"\n" +
 	"\freplacements\x18\a \x01(\x05R\freplacements\x12+\n" +
-	"\x11rendered_revision\x18\b \x01(\x03R\x10renderedRevision\"\xe2\x04\n" +
+	"\x11rendered_revision\x18\b \x01(\x03R\x10renderedRevision\x12\x10\n" +
+	"\x03cpu\x18\t \x01(\x05R\x03cpu\x12\x1d\n" +
+	"\n" +
+	"memory_mib\x18\n" +
+	" \x01(\x05R\tmemoryMib\x12\x1d\n" +
+	"\n" +
+	"volume_gib\x18\v \x01(\x05R\tvolumeGib\x123\n" +
+	"\aseen_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x06seenAtJ\x04\b\f\x10\r\"\xbb\x05\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -3799,7 +4123,9 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\tendpoints\x18\f \x03(\v2\x19.hangar.pilot.v1.EndpointR\tendpoints\x12\x16\n" +
 	"\x06tenant\x18\r \x01(\tR\x06tenant\x12\x19\n" +
 	"\blast_sid\x18\x0e \x01(\x05R\alastSid\x12+\n" +
-	"\x11metadata_revision\x18\x0f \x01(\x03R\x10metadataRevision\x1a9\n" +
+	"\x11metadata_revision\x18\x0f \x01(\x03R\x10metadataRevision\x120\n" +
+	"\x14previous_app_version\x18\x10 \x01(\tR\x12previousAppVersion\x12%\n" +
+	"\x0eupgrading_from\x18\x11 \x01(\tR\rupgradingFrom\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"|\n" +
@@ -3840,7 +4166,22 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x14\n" +
 	"\x05count\x18\x03 \x01(\x05R\x05count\x12\x17\n" +
-	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"[\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"S\n" +
+	"\x12StopClusterRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\">\n" +
+	"\x13StartClusterRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"a\n" +
+	"\x15UpgradeClusterRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vapp_version\x18\x02 \x01(\tR\n" +
+	"appVersion\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"A\n" +
+	"\x16RollbackClusterRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"[\n" +
 	"\x15RecoverClusterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12\x17\n" +
@@ -3876,7 +4217,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12%\n" +
-	"\x0eoutput_trimmed\x18\f \x01(\bR\routputTrimmed\"\xba\x03\n" +
+	"\x0eoutput_trimmed\x18\f \x01(\bR\routputTrimmed\"\x95\x04\n" +
 	"\tTaskInput\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
@@ -3890,10 +4231,13 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x0fadding_node_ids\x18\t \x03(\tR\raddingNodeIds\x12*\n" +
 	"\x11deleting_node_ids\x18\n" +
 	" \x03(\tR\x0fdeletingNodeIds\x12\x18\n" +
-	"\areplace\x18\v \x01(\bR\areplace\x1a>\n" +
+	"\areplace\x18\v \x01(\bR\areplace\x12\x1d\n" +
+	"\n" +
+	"prior_spec\x18\f \x01(\bR\tpriorSpec\x124\n" +
+	"\x16vertical_scaling_roles\x18\x11 \x03(\tR\x14verticalScalingRoles\x1a>\n" +
 	"\x10ServiceArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\r\x10\x11\"\xb3\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
@@ -4005,7 +4349,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x02by\x18\x05 \x01(\tR\x02by\"\x18\n" +
 	"\x16ListRevocationsRequest\"X\n" +
 	"\x17ListRevocationsResponse\x12=\n" +
-	"\vrevocations\x18\x01 \x03(\v2\x1b.hangar.pilot.v1.RevocationR\vrevocations*\xd7\x01\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x1b.hangar.pilot.v1.RevocationR\vrevocations*\x90\x02\n" +
 	"\rClusterStatus\x12\x1e\n" +
 	"\x1aCLUSTER_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CLUSTER_STATUS_PENDING\x10\x01\x12\x19\n" +
@@ -4013,14 +4357,18 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x15CLUSTER_STATUS_FAILED\x10\x03\x12\x1b\n" +
 	"\x17CLUSTER_STATUS_DELETING\x10\x04\x12\x1a\n" +
 	"\x16CLUSTER_STATUS_DELETED\x10\x05\x12\x1b\n" +
-	"\x17CLUSTER_STATUS_UPDATING\x10\x06*\x8b\x01\n" +
+	"\x17CLUSTER_STATUS_UPDATING\x10\x06\x12\x1a\n" +
+	"\x16CLUSTER_STATUS_STOPPED\x10\a\x12\x1b\n" +
+	"\x17CLUSTER_STATUS_DEGRADED\x10\b*\xba\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x1b\n" +
 	"\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13NODE_STATUS_PENDING\x10\x01\x12\x16\n" +
 	"\x12NODE_STATUS_ACTIVE\x10\x02\x12\x16\n" +
 	"\x12NODE_STATUS_FAILED\x10\x03\x12\x17\n" +
-	"\x13NODE_STATUS_DELETED\x10\x04*\x9b\x01\n" +
+	"\x13NODE_STATUS_DELETED\x10\x04\x12\x17\n" +
+	"\x13NODE_STATUS_STOPPED\x10\x05\x12\x14\n" +
+	"\x10NODE_STATUS_LOST\x10\x06*\x9b\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
@@ -4051,7 +4399,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rCreateRuntime\x12%.hangar.pilot.v1.CreateRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/runtimes\x12q\n" +
 	"\fListRuntimes\x12$.hangar.pilot.v1.ListRuntimesRequest\x1a%.hangar.pilot.v1.ListRuntimesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/runtimes\x12e\n" +
 	"\n" +
-	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xc5\b\n" +
+	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xad\f\n" +
 	"\x0eClusterService\x12l\n" +
 	"\rCreateCluster\x12%.hangar.pilot.v1.CreateClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/clusters\x12q\n" +
 	"\fListClusters\x12$.hangar.pilot.v1.ListClustersRequest\x1a%.hangar.pilot.v1.ListClustersResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/clusters\x12e\n" +
@@ -4062,7 +4410,11 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\fScaleCluster\x12$.hangar.pilot.v1.ScaleClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/clusters/{id}/scale\x12{\n" +
 	"\x0eRecoverCluster\x12&.hangar.pilot.v1.RecoverClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/recover\x12{\n" +
 	"\x0eRestartCluster\x12&.hangar.pilot.v1.RestartClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/restart\x12\x8c\x01\n" +
-	"\x11RunClusterService\x12).hangar.pilot.v1.RunClusterServiceRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/clusters/{id}/services/{service}2\xa7\x03\n" +
+	"\x11RunClusterService\x12).hangar.pilot.v1.RunClusterServiceRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/clusters/{id}/services/{service}\x12r\n" +
+	"\vStopCluster\x12#.hangar.pilot.v1.StopClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/clusters/{id}/stop\x12u\n" +
+	"\fStartCluster\x12$.hangar.pilot.v1.StartClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/clusters/{id}/start\x12{\n" +
+	"\x0eUpgradeCluster\x12&.hangar.pilot.v1.UpgradeClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/upgrade\x12~\n" +
+	"\x0fRollbackCluster\x12'.hangar.pilot.v1.RollbackClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/clusters/{id}/rollback2\xa7\x03\n" +
 	"\vUserService\x12k\n" +
 	"\n" +
 	"CreateUser\x12\".hangar.pilot.v1.CreateUserRequest\x1a#.hangar.pilot.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/users\x12e\n" +
@@ -4100,7 +4452,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
@@ -4128,157 +4480,170 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	(*DeleteClusterRequest)(nil),     // 23: hangar.pilot.v1.DeleteClusterRequest
 	(*UpdateClusterEnvRequest)(nil),  // 24: hangar.pilot.v1.UpdateClusterEnvRequest
 	(*ScaleClusterRequest)(nil),      // 25: hangar.pilot.v1.ScaleClusterRequest
-	(*RecoverClusterRequest)(nil),    // 26: hangar.pilot.v1.RecoverClusterRequest
-	(*RestartClusterRequest)(nil),    // 27: hangar.pilot.v1.RestartClusterRequest
-	(*RunClusterServiceRequest)(nil), // 28: hangar.pilot.v1.RunClusterServiceRequest
-	(*NodeResult)(nil),               // 29: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),                // 30: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                     // 31: hangar.pilot.v1.Task
-	(*Job)(nil),                      // 32: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),            // 33: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),          // 34: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 35: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),          // 36: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),   // 37: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil),  // 38: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),           // 39: hangar.pilot.v1.TaskNodeResult
-	(*CancelJobRequest)(nil),         // 40: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                  // 41: hangar.pilot.v1.Network
-	(*User)(nil),                     // 42: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),        // 43: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 44: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 45: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 46: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),        // 47: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 48: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),            // 49: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),               // 50: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),         // 51: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 52: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),            // 53: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 54: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),               // 55: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),   // 56: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 57: hangar.pilot.v1.ListRevocationsResponse
-	nil,                              // 58: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                              // 59: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                              // 60: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                              // 61: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                              // 62: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                              // 63: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                              // 64: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                              // 65: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),    // 66: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),       // 67: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),     // 68: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),     // 69: hangar.stream.v1.Certificate
+	(*StopClusterRequest)(nil),       // 26: hangar.pilot.v1.StopClusterRequest
+	(*StartClusterRequest)(nil),      // 27: hangar.pilot.v1.StartClusterRequest
+	(*UpgradeClusterRequest)(nil),    // 28: hangar.pilot.v1.UpgradeClusterRequest
+	(*RollbackClusterRequest)(nil),   // 29: hangar.pilot.v1.RollbackClusterRequest
+	(*RecoverClusterRequest)(nil),    // 30: hangar.pilot.v1.RecoverClusterRequest
+	(*RestartClusterRequest)(nil),    // 31: hangar.pilot.v1.RestartClusterRequest
+	(*RunClusterServiceRequest)(nil), // 32: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),               // 33: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                // 34: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                     // 35: hangar.pilot.v1.Task
+	(*Job)(nil),                      // 36: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),            // 37: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),          // 38: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 39: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),          // 40: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),   // 41: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),  // 42: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),           // 43: hangar.pilot.v1.TaskNodeResult
+	(*CancelJobRequest)(nil),         // 44: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                  // 45: hangar.pilot.v1.Network
+	(*User)(nil),                     // 46: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),        // 47: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 48: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 49: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 50: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),        // 51: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 52: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),            // 53: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),               // 54: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),         // 55: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 56: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),            // 57: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 58: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),               // 59: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),   // 60: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 61: hangar.pilot.v1.ListRevocationsResponse
+	nil,                              // 62: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                              // 63: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                              // 64: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                              // 65: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                              // 66: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                              // 67: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                              // 68: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                              // 69: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),    // 70: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),       // 71: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),     // 72: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),     // 73: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	66, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	70, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
-	58, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	66, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	59, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	60, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	62, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	70, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	63, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	64, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	10, // 6: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,  // 7: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	0,  // 8: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	61, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
-	15, // 10: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	66, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	17, // 12: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	62, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	16, // 14: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	32, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	16, // 16: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	63, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	64, // 18: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	67, // 19: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	66, // 20: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	66, // 21: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	65, // 22: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	3,  // 23: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	66, // 24: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	66, // 25: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	29, // 26: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	30, // 27: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	2,  // 28: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	31, // 29: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	66, // 30: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	66, // 31: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	32, // 32: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	39, // 33: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	29, // 34: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	4,  // 35: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	66, // 36: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	4,  // 37: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	42, // 38: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	42, // 39: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	66, // 40: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	50, // 41: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	66, // 42: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	55, // 43: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	5,  // 44: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	7,  // 45: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	9,  // 46: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	11, // 47: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	12, // 48: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	14, // 49: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	18, // 50: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	20, // 51: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	22, // 52: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	23, // 53: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	24, // 54: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	25, // 55: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	26, // 56: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
-	27, // 57: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	28, // 58: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	43, // 59: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	45, // 60: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	47, // 61: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	49, // 62: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	51, // 63: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	53, // 64: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	56, // 65: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	68, // 66: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	33, // 67: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	34, // 68: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	36, // 69: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	37, // 70: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	40, // 71: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	6,  // 72: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	8,  // 73: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	6,  // 74: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	10, // 75: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	13, // 76: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	10, // 77: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	19, // 78: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 79: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	16, // 80: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	19, // 81: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 82: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 83: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 84: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 85: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	19, // 86: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	44, // 87: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	46, // 88: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	48, // 89: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	42, // 90: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	52, // 91: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	54, // 92: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	57, // 93: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	69, // 94: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	32, // 95: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	35, // 96: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	32, // 97: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	38, // 98: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	32, // 99: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	72, // [72:100] is the sub-list for method output_type
-	44, // [44:72] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	70, // 8: hangar.pilot.v1.Node.seen_at:type_name -> google.protobuf.Timestamp
+	0,  // 9: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
+	65, // 10: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	15, // 11: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
+	70, // 12: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	17, // 13: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	66, // 14: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	16, // 15: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	36, // 16: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	16, // 17: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	67, // 18: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	68, // 19: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	71, // 20: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	70, // 21: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	70, // 22: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	69, // 23: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	3,  // 24: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	70, // 25: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	70, // 26: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	33, // 27: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	34, // 28: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	2,  // 29: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	35, // 30: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	70, // 31: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	70, // 32: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	36, // 33: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	43, // 34: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	33, // 35: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	4,  // 36: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	70, // 37: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 38: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	46, // 39: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	46, // 40: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	70, // 41: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	54, // 42: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	70, // 43: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	59, // 44: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	5,  // 45: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	7,  // 46: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	9,  // 47: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	11, // 48: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	12, // 49: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	14, // 50: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	18, // 51: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	20, // 52: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	22, // 53: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	23, // 54: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	24, // 55: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	25, // 56: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
+	30, // 57: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	31, // 58: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	32, // 59: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	26, // 60: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	27, // 61: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	28, // 62: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	29, // 63: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	47, // 64: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	49, // 65: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	51, // 66: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	53, // 67: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	55, // 68: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	57, // 69: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	60, // 70: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	72, // 71: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	37, // 72: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	38, // 73: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	40, // 74: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	41, // 75: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	44, // 76: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	6,  // 77: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	8,  // 78: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	6,  // 79: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	10, // 80: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	13, // 81: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	10, // 82: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	19, // 83: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 84: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	16, // 85: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	19, // 86: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 87: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 88: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 89: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 90: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 91: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 92: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 93: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 94: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	19, // 95: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	48, // 96: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	50, // 97: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	52, // 98: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	46, // 99: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	56, // 100: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	58, // 101: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	61, // 102: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	73, // 103: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	36, // 104: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	39, // 105: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	36, // 106: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	42, // 107: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	36, // 108: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	77, // [77:109] is the sub-list for method output_type
+	45, // [45:77] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -4292,7 +4657,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   61,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

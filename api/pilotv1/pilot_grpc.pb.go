@@ -390,6 +390,10 @@ const (
 	ClusterService_RecoverCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RecoverCluster"
 	ClusterService_RestartCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestartCluster"
 	ClusterService_RunClusterService_FullMethodName = "/hangar.pilot.v1.ClusterService/RunClusterService"
+	ClusterService_StopCluster_FullMethodName       = "/hangar.pilot.v1.ClusterService/StopCluster"
+	ClusterService_StartCluster_FullMethodName      = "/hangar.pilot.v1.ClusterService/StartCluster"
+	ClusterService_UpgradeCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/UpgradeCluster"
+	ClusterService_RollbackCluster_FullMethodName   = "/hangar.pilot.v1.ClusterService/RollbackCluster"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -417,6 +421,19 @@ type ClusterServiceClient interface {
 	// in cluster.json), with its service_params checked against config.json
 	// and passed to the command as one JSON argument.
 	RunClusterService(ctx context.Context, in *RunClusterServiceRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// StopCluster runs stop by order, then stops the instances (AppCenter's
+	// stop); a stopped cluster keeps its nodes, volumes and metadata.
+	StopCluster(ctx context.Context, in *StopClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// StartCluster starts a stopped cluster's instances, registers its
+	// metadata again and runs start by order (no init).
+	StartCluster(ctx context.Context, in *StartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// UpgradeCluster moves the cluster to another version of its app, one
+	// whose upgrade_policy lists the cluster's version, as its
+	// upgrading_policy says (parallel or sequential).
+	UpgradeCluster(ctx context.Context, in *UpgradeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// RollbackCluster moves an upgraded cluster back to the version it was
+	// upgraded from.
+	RollbackCluster(ctx context.Context, in *RollbackClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 }
 
 type clusterServiceClient struct {
@@ -517,6 +534,46 @@ func (c *clusterServiceClient) RunClusterService(ctx context.Context, in *RunClu
 	return out, nil
 }
 
+func (c *clusterServiceClient) StopCluster(ctx context.Context, in *StopClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_StopCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) StartCluster(ctx context.Context, in *StartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_StartCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) UpgradeCluster(ctx context.Context, in *UpgradeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_UpgradeCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) RollbackCluster(ctx context.Context, in *RollbackClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_RollbackCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -542,6 +599,19 @@ type ClusterServiceServer interface {
 	// in cluster.json), with its service_params checked against config.json
 	// and passed to the command as one JSON argument.
 	RunClusterService(context.Context, *RunClusterServiceRequest) (*ClusterJob, error)
+	// StopCluster runs stop by order, then stops the instances (AppCenter's
+	// stop); a stopped cluster keeps its nodes, volumes and metadata.
+	StopCluster(context.Context, *StopClusterRequest) (*ClusterJob, error)
+	// StartCluster starts a stopped cluster's instances, registers its
+	// metadata again and runs start by order (no init).
+	StartCluster(context.Context, *StartClusterRequest) (*ClusterJob, error)
+	// UpgradeCluster moves the cluster to another version of its app, one
+	// whose upgrade_policy lists the cluster's version, as its
+	// upgrading_policy says (parallel or sequential).
+	UpgradeCluster(context.Context, *UpgradeClusterRequest) (*ClusterJob, error)
+	// RollbackCluster moves an upgraded cluster back to the version it was
+	// upgraded from.
+	RollbackCluster(context.Context, *RollbackClusterRequest) (*ClusterJob, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -578,6 +648,18 @@ func (UnimplementedClusterServiceServer) RestartCluster(context.Context, *Restar
 }
 func (UnimplementedClusterServiceServer) RunClusterService(context.Context, *RunClusterServiceRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RunClusterService not implemented")
+}
+func (UnimplementedClusterServiceServer) StopCluster(context.Context, *StopClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StopCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) StartCluster(context.Context, *StartClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StartCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) UpgradeCluster(context.Context, *UpgradeClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UpgradeCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) RollbackCluster(context.Context, *RollbackClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RollbackCluster not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -762,6 +844,78 @@ func _ClusterService_RunClusterService_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_StopCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).StopCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_StopCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).StopCluster(ctx, req.(*StopClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_StartCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).StartCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_StartCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).StartCluster(ctx, req.(*StartClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_UpgradeCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpgradeClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).UpgradeCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_UpgradeCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).UpgradeCluster(ctx, req.(*UpgradeClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_RollbackCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).RollbackCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_RollbackCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).RollbackCluster(ctx, req.(*RollbackClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -804,6 +958,22 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunClusterService",
 			Handler:    _ClusterService_RunClusterService_Handler,
+		},
+		{
+			MethodName: "StopCluster",
+			Handler:    _ClusterService_StopCluster_Handler,
+		},
+		{
+			MethodName: "StartCluster",
+			Handler:    _ClusterService_StartCluster_Handler,
+		},
+		{
+			MethodName: "UpgradeCluster",
+			Handler:    _ClusterService_UpgradeCluster_Handler,
+		},
+		{
+			MethodName: "RollbackCluster",
+			Handler:    _ClusterService_RollbackCluster_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -35,6 +35,10 @@ const (
 	InstanceState_INSTANCE_STATE_RUNNING     InstanceState = 2
 	InstanceState_INSTANCE_STATE_STOPPED     InstanceState = 3
 	InstanceState_INSTANCE_STATE_TERMINATED  InstanceState = 4
+	// The instance's machine or process is gone although nobody stopped it
+	// (crashed, killed). RunInstance with its token, or StartInstance,
+	// brings it back.
+	InstanceState_INSTANCE_STATE_LOST InstanceState = 5
 )
 
 // Enum value maps for InstanceState.
@@ -45,6 +49,7 @@ var (
 		2: "INSTANCE_STATE_RUNNING",
 		3: "INSTANCE_STATE_STOPPED",
 		4: "INSTANCE_STATE_TERMINATED",
+		5: "INSTANCE_STATE_LOST",
 	}
 	InstanceState_value = map[string]int32{
 		"INSTANCE_STATE_UNSPECIFIED": 0,
@@ -52,6 +57,7 @@ var (
 		"INSTANCE_STATE_RUNNING":     2,
 		"INSTANCE_STATE_STOPPED":     3,
 		"INSTANCE_STATE_TERMINATED":  4,
+		"INSTANCE_STATE_LOST":        5,
 	}
 )
 
@@ -700,7 +706,9 @@ func (x *Instance) GetLabels() map[string]string {
 type RunInstanceRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Runtime *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
-	// The same token always yields the same instance.
+	// The same token always yields the same instance, and converges it to
+	// running: an instance of the token that was lost (not stopped on
+	// purpose) is started again, with its id, address and data.
 	IdempotencyToken string `protobuf:"bytes,2,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
 	NetworkId        string `protobuf:"bytes,3,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
 	Name             string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
@@ -1054,6 +1062,128 @@ func (*DeleteInstanceResponse) Descriptor() ([]byte, []int) {
 	return file_provider_v1_provider_proto_rawDescGZIP(), []int{16}
 }
 
+type StopInstanceRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Runtime    *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	InstanceId string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Identifies this stop among retries (providers that need one to make
+	// stop idempotent use it; stop is idempotent by nature elsewhere).
+	IdempotencyToken string `protobuf:"bytes,3,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *StopInstanceRequest) Reset() {
+	*x = StopInstanceRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopInstanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopInstanceRequest) ProtoMessage() {}
+
+func (x *StopInstanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopInstanceRequest.ProtoReflect.Descriptor instead.
+func (*StopInstanceRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StopInstanceRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *StopInstanceRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *StopInstanceRequest) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+type StartInstanceRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Runtime          *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	InstanceId       string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	IdempotencyToken string                 `protobuf:"bytes,3,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *StartInstanceRequest) Reset() {
+	*x = StartInstanceRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartInstanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartInstanceRequest) ProtoMessage() {}
+
+func (x *StartInstanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartInstanceRequest.ProtoReflect.Descriptor instead.
+func (*StartInstanceRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *StartInstanceRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *StartInstanceRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *StartInstanceRequest) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
 var File_provider_v1_provider_proto protoreflect.FileDescriptor
 
 const file_provider_v1_provider_proto_rawDesc = "" +
@@ -1140,13 +1270,24 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
 	"instanceId\"\x18\n" +
-	"\x16DeleteInstanceResponse*\xa2\x01\n" +
+	"\x16DeleteInstanceResponse\"\x9a\x01\n" +
+	"\x13StopInstanceRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12+\n" +
+	"\x11idempotency_token\x18\x03 \x01(\tR\x10idempotencyToken\"\x9b\x01\n" +
+	"\x14StartInstanceRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12+\n" +
+	"\x11idempotency_token\x18\x03 \x01(\tR\x10idempotencyToken*\xbb\x01\n" +
 	"\rInstanceState\x12\x1e\n" +
 	"\x1aINSTANCE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16INSTANCE_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16INSTANCE_STATE_RUNNING\x10\x02\x12\x1a\n" +
 	"\x16INSTANCE_STATE_STOPPED\x10\x03\x12\x1d\n" +
-	"\x19INSTANCE_STATE_TERMINATED\x10\x042\xca\x06\n" +
+	"\x19INSTANCE_STATE_TERMINATED\x10\x04\x12\x17\n" +
+	"\x13INSTANCE_STATE_LOST\x10\x052\xfa\a\n" +
 	"\bProvider\x12I\n" +
 	"\x04Info\x12\x1f.hangar.provider.v1.InfoRequest\x1a .hangar.provider.v1.InfoResponse\x12j\n" +
 	"\x0fValidateRuntime\x12*.hangar.provider.v1.ValidateRuntimeRequest\x1a+.hangar.provider.v1.ValidateRuntimeResponse\x12V\n" +
@@ -1157,7 +1298,9 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\vRunInstance\x12&.hangar.provider.v1.RunInstanceRequest\x1a\x1c.hangar.provider.v1.Instance\x12S\n" +
 	"\vGetInstance\x12&.hangar.provider.v1.GetInstanceRequest\x1a\x1c.hangar.provider.v1.Instance\x12d\n" +
 	"\rListInstances\x12(.hangar.provider.v1.ListInstancesRequest\x1a).hangar.provider.v1.ListInstancesResponse\x12g\n" +
-	"\x0eDeleteInstance\x12).hangar.provider.v1.DeleteInstanceRequest\x1a*.hangar.provider.v1.DeleteInstanceResponseB6Z4github.com/hangarhq/hangar/api/providerv1;providerv1b\x06proto3"
+	"\x0eDeleteInstance\x12).hangar.provider.v1.DeleteInstanceRequest\x1a*.hangar.provider.v1.DeleteInstanceResponse\x12U\n" +
+	"\fStopInstance\x12'.hangar.provider.v1.StopInstanceRequest\x1a\x1c.hangar.provider.v1.Instance\x12W\n" +
+	"\rStartInstance\x12(.hangar.provider.v1.StartInstanceRequest\x1a\x1c.hangar.provider.v1.InstanceB6Z4github.com/hangarhq/hangar/api/providerv1;providerv1b\x06proto3"
 
 var (
 	file_provider_v1_provider_proto_rawDescOnce sync.Once
@@ -1172,7 +1315,7 @@ func file_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_provider_v1_provider_proto_goTypes = []any{
 	(InstanceState)(0),              // 0: hangar.provider.v1.InstanceState
 	(*Runtime)(nil),                 // 1: hangar.provider.v1.Runtime
@@ -1192,49 +1335,57 @@ var file_provider_v1_provider_proto_goTypes = []any{
 	(*ListInstancesResponse)(nil),   // 15: hangar.provider.v1.ListInstancesResponse
 	(*DeleteInstanceRequest)(nil),   // 16: hangar.provider.v1.DeleteInstanceRequest
 	(*DeleteInstanceResponse)(nil),  // 17: hangar.provider.v1.DeleteInstanceResponse
-	nil,                             // 18: hangar.provider.v1.Runtime.ConfigEntry
-	nil,                             // 19: hangar.provider.v1.Runtime.CredentialsEntry
-	nil,                             // 20: hangar.provider.v1.Instance.LabelsEntry
-	nil,                             // 21: hangar.provider.v1.RunInstanceRequest.LabelsEntry
+	(*StopInstanceRequest)(nil),     // 18: hangar.provider.v1.StopInstanceRequest
+	(*StartInstanceRequest)(nil),    // 19: hangar.provider.v1.StartInstanceRequest
+	nil,                             // 20: hangar.provider.v1.Runtime.ConfigEntry
+	nil,                             // 21: hangar.provider.v1.Runtime.CredentialsEntry
+	nil,                             // 22: hangar.provider.v1.Instance.LabelsEntry
+	nil,                             // 23: hangar.provider.v1.RunInstanceRequest.LabelsEntry
 }
 var file_provider_v1_provider_proto_depIdxs = []int32{
-	18, // 0: hangar.provider.v1.Runtime.config:type_name -> hangar.provider.v1.Runtime.ConfigEntry
-	19, // 1: hangar.provider.v1.Runtime.credentials:type_name -> hangar.provider.v1.Runtime.CredentialsEntry
+	20, // 0: hangar.provider.v1.Runtime.config:type_name -> hangar.provider.v1.Runtime.ConfigEntry
+	21, // 1: hangar.provider.v1.Runtime.credentials:type_name -> hangar.provider.v1.Runtime.CredentialsEntry
 	1,  // 2: hangar.provider.v1.ValidateRuntimeRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 3: hangar.provider.v1.CreateNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 4: hangar.provider.v1.GetNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 5: hangar.provider.v1.DeleteNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	0,  // 6: hangar.provider.v1.Instance.state:type_name -> hangar.provider.v1.InstanceState
-	20, // 7: hangar.provider.v1.Instance.labels:type_name -> hangar.provider.v1.Instance.LabelsEntry
+	22, // 7: hangar.provider.v1.Instance.labels:type_name -> hangar.provider.v1.Instance.LabelsEntry
 	1,  // 8: hangar.provider.v1.RunInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	21, // 9: hangar.provider.v1.RunInstanceRequest.labels:type_name -> hangar.provider.v1.RunInstanceRequest.LabelsEntry
+	23, // 9: hangar.provider.v1.RunInstanceRequest.labels:type_name -> hangar.provider.v1.RunInstanceRequest.LabelsEntry
 	1,  // 10: hangar.provider.v1.GetInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 11: hangar.provider.v1.ListInstancesRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	11, // 12: hangar.provider.v1.ListInstancesResponse.instances:type_name -> hangar.provider.v1.Instance
 	1,  // 13: hangar.provider.v1.DeleteInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	2,  // 14: hangar.provider.v1.Provider.Info:input_type -> hangar.provider.v1.InfoRequest
-	4,  // 15: hangar.provider.v1.Provider.ValidateRuntime:input_type -> hangar.provider.v1.ValidateRuntimeRequest
-	7,  // 16: hangar.provider.v1.Provider.CreateNetwork:input_type -> hangar.provider.v1.CreateNetworkRequest
-	8,  // 17: hangar.provider.v1.Provider.GetNetwork:input_type -> hangar.provider.v1.GetNetworkRequest
-	9,  // 18: hangar.provider.v1.Provider.DeleteNetwork:input_type -> hangar.provider.v1.DeleteNetworkRequest
-	12, // 19: hangar.provider.v1.Provider.RunInstance:input_type -> hangar.provider.v1.RunInstanceRequest
-	13, // 20: hangar.provider.v1.Provider.GetInstance:input_type -> hangar.provider.v1.GetInstanceRequest
-	14, // 21: hangar.provider.v1.Provider.ListInstances:input_type -> hangar.provider.v1.ListInstancesRequest
-	16, // 22: hangar.provider.v1.Provider.DeleteInstance:input_type -> hangar.provider.v1.DeleteInstanceRequest
-	3,  // 23: hangar.provider.v1.Provider.Info:output_type -> hangar.provider.v1.InfoResponse
-	5,  // 24: hangar.provider.v1.Provider.ValidateRuntime:output_type -> hangar.provider.v1.ValidateRuntimeResponse
-	6,  // 25: hangar.provider.v1.Provider.CreateNetwork:output_type -> hangar.provider.v1.Network
-	6,  // 26: hangar.provider.v1.Provider.GetNetwork:output_type -> hangar.provider.v1.Network
-	10, // 27: hangar.provider.v1.Provider.DeleteNetwork:output_type -> hangar.provider.v1.DeleteNetworkResponse
-	11, // 28: hangar.provider.v1.Provider.RunInstance:output_type -> hangar.provider.v1.Instance
-	11, // 29: hangar.provider.v1.Provider.GetInstance:output_type -> hangar.provider.v1.Instance
-	15, // 30: hangar.provider.v1.Provider.ListInstances:output_type -> hangar.provider.v1.ListInstancesResponse
-	17, // 31: hangar.provider.v1.Provider.DeleteInstance:output_type -> hangar.provider.v1.DeleteInstanceResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	1,  // 14: hangar.provider.v1.StopInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	1,  // 15: hangar.provider.v1.StartInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	2,  // 16: hangar.provider.v1.Provider.Info:input_type -> hangar.provider.v1.InfoRequest
+	4,  // 17: hangar.provider.v1.Provider.ValidateRuntime:input_type -> hangar.provider.v1.ValidateRuntimeRequest
+	7,  // 18: hangar.provider.v1.Provider.CreateNetwork:input_type -> hangar.provider.v1.CreateNetworkRequest
+	8,  // 19: hangar.provider.v1.Provider.GetNetwork:input_type -> hangar.provider.v1.GetNetworkRequest
+	9,  // 20: hangar.provider.v1.Provider.DeleteNetwork:input_type -> hangar.provider.v1.DeleteNetworkRequest
+	12, // 21: hangar.provider.v1.Provider.RunInstance:input_type -> hangar.provider.v1.RunInstanceRequest
+	13, // 22: hangar.provider.v1.Provider.GetInstance:input_type -> hangar.provider.v1.GetInstanceRequest
+	14, // 23: hangar.provider.v1.Provider.ListInstances:input_type -> hangar.provider.v1.ListInstancesRequest
+	16, // 24: hangar.provider.v1.Provider.DeleteInstance:input_type -> hangar.provider.v1.DeleteInstanceRequest
+	18, // 25: hangar.provider.v1.Provider.StopInstance:input_type -> hangar.provider.v1.StopInstanceRequest
+	19, // 26: hangar.provider.v1.Provider.StartInstance:input_type -> hangar.provider.v1.StartInstanceRequest
+	3,  // 27: hangar.provider.v1.Provider.Info:output_type -> hangar.provider.v1.InfoResponse
+	5,  // 28: hangar.provider.v1.Provider.ValidateRuntime:output_type -> hangar.provider.v1.ValidateRuntimeResponse
+	6,  // 29: hangar.provider.v1.Provider.CreateNetwork:output_type -> hangar.provider.v1.Network
+	6,  // 30: hangar.provider.v1.Provider.GetNetwork:output_type -> hangar.provider.v1.Network
+	10, // 31: hangar.provider.v1.Provider.DeleteNetwork:output_type -> hangar.provider.v1.DeleteNetworkResponse
+	11, // 32: hangar.provider.v1.Provider.RunInstance:output_type -> hangar.provider.v1.Instance
+	11, // 33: hangar.provider.v1.Provider.GetInstance:output_type -> hangar.provider.v1.Instance
+	15, // 34: hangar.provider.v1.Provider.ListInstances:output_type -> hangar.provider.v1.ListInstancesResponse
+	17, // 35: hangar.provider.v1.Provider.DeleteInstance:output_type -> hangar.provider.v1.DeleteInstanceResponse
+	11, // 36: hangar.provider.v1.Provider.StopInstance:output_type -> hangar.provider.v1.Instance
+	11, // 37: hangar.provider.v1.Provider.StartInstance:output_type -> hangar.provider.v1.Instance
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_provider_v1_provider_proto_init() }
@@ -1248,7 +1399,7 @@ func file_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_provider_v1_provider_proto_rawDesc), len(file_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

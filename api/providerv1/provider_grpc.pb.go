@@ -34,6 +34,8 @@ const (
 	Provider_GetInstance_FullMethodName     = "/hangar.provider.v1.Provider/GetInstance"
 	Provider_ListInstances_FullMethodName   = "/hangar.provider.v1.Provider/ListInstances"
 	Provider_DeleteInstance_FullMethodName  = "/hangar.provider.v1.Provider/DeleteInstance"
+	Provider_StopInstance_FullMethodName    = "/hangar.provider.v1.Provider/StopInstance"
+	Provider_StartInstance_FullMethodName   = "/hangar.provider.v1.Provider/StartInstance"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -53,6 +55,13 @@ type ProviderClient interface {
 	ListInstances(ctx context.Context, in *ListInstancesRequest, opts ...grpc.CallOption) (*ListInstancesResponse, error)
 	// DeleteInstance succeeds when the instance does not exist.
 	DeleteInstance(ctx context.Context, in *DeleteInstanceRequest, opts ...grpc.CallOption) (*DeleteInstanceResponse, error)
+	// StopInstance stops a running instance, keeping its address and data;
+	// stopping a stopped instance is not an error. Capability "stop_start".
+	StopInstance(ctx context.Context, in *StopInstanceRequest, opts ...grpc.CallOption) (*Instance, error)
+	// StartInstance starts a stopped (or lost) instance again, with the same
+	// id, address and data; starting a running one is not an error.
+	// Capability "stop_start".
+	StartInstance(ctx context.Context, in *StartInstanceRequest, opts ...grpc.CallOption) (*Instance, error)
 }
 
 type providerClient struct {
@@ -153,6 +162,26 @@ func (c *providerClient) DeleteInstance(ctx context.Context, in *DeleteInstanceR
 	return out, nil
 }
 
+func (c *providerClient) StopInstance(ctx context.Context, in *StopInstanceRequest, opts ...grpc.CallOption) (*Instance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Instance)
+	err := c.cc.Invoke(ctx, Provider_StopInstance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) StartInstance(ctx context.Context, in *StartInstanceRequest, opts ...grpc.CallOption) (*Instance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Instance)
+	err := c.cc.Invoke(ctx, Provider_StartInstance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -170,6 +199,13 @@ type ProviderServer interface {
 	ListInstances(context.Context, *ListInstancesRequest) (*ListInstancesResponse, error)
 	// DeleteInstance succeeds when the instance does not exist.
 	DeleteInstance(context.Context, *DeleteInstanceRequest) (*DeleteInstanceResponse, error)
+	// StopInstance stops a running instance, keeping its address and data;
+	// stopping a stopped instance is not an error. Capability "stop_start".
+	StopInstance(context.Context, *StopInstanceRequest) (*Instance, error)
+	// StartInstance starts a stopped (or lost) instance again, with the same
+	// id, address and data; starting a running one is not an error.
+	// Capability "stop_start".
+	StartInstance(context.Context, *StartInstanceRequest) (*Instance, error)
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -206,6 +242,12 @@ func (UnimplementedProviderServer) ListInstances(context.Context, *ListInstances
 }
 func (UnimplementedProviderServer) DeleteInstance(context.Context, *DeleteInstanceRequest) (*DeleteInstanceResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteInstance not implemented")
+}
+func (UnimplementedProviderServer) StopInstance(context.Context, *StopInstanceRequest) (*Instance, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StopInstance not implemented")
+}
+func (UnimplementedProviderServer) StartInstance(context.Context, *StartInstanceRequest) (*Instance, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StartInstance not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -390,6 +432,42 @@ func _Provider_DeleteInstance_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_StopInstance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopInstanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).StopInstance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_StopInstance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).StopInstance(ctx, req.(*StopInstanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_StartInstance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartInstanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).StartInstance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_StartInstance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).StartInstance(ctx, req.(*StartInstanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -432,6 +510,14 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteInstance",
 			Handler:    _Provider_DeleteInstance_Handler,
+		},
+		{
+			MethodName: "StopInstance",
+			Handler:    _Provider_StopInstance_Handler,
+		},
+		{
+			MethodName: "StartInstance",
+			Handler:    _Provider_StartInstance_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -30,6 +30,8 @@ Operations on a running cluster take --dry-run to print their plan first.`,
   hangar cluster scale cl-1a2b3c --role replica --count 3 --wait
   hangar cluster restart cl-1a2b3c --dry-run
   hangar cluster run cl-1a2b3c repair --param node.ip=10.0.0.5 --wait
+  hangar cluster stop cl-1a2b3c --wait
+  hangar cluster upgrade cl-1a2b3c --version 2.0.0 --wait
   hangar cluster delete cl-1a2b3c --wait`,
 		RunE: groupRunE,
 	}
@@ -43,6 +45,10 @@ Operations on a running cluster take --dry-run to print their plan first.`,
 		newClusterRecoverCmd(c),
 		newClusterRestartCmd(c),
 		newClusterRunCmd(c),
+		newClusterStopCmd(c),
+		newClusterStartCmd(c),
+		newClusterUpgradeCmd(c),
+		newClusterRollbackCmd(c),
 	)
 	return cmd
 }

@@ -41,14 +41,7 @@ Use it for a node whose machine or process is gone, or one you want rebuilt.
 }
 
 func (c *cli) clusterRecover(ctx context.Context, id string, nodes []string, dryRun, wait bool) error {
-	cl, cctx, cancel, err := c.call(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	resp, err := cl.clusters.RecoverCluster(cctx, &pilotv1.RecoverClusterRequest{Id: id, NodeIds: nodes, DryRun: dryRun})
-	if err != nil {
-		return c.rpcError("recover nodes of cluster "+id, err, clusterNotFound())
-	}
-	return c.reportOperation(ctx, cl, resp, dryRun, wait, "Recover")
+	return c.clusterOp(ctx, id, "recover nodes of", "Recover", dryRun, wait, func(ctx context.Context, cl *pilotClients) (*pilotv1.ClusterJob, error) {
+		return cl.clusters.RecoverCluster(ctx, &pilotv1.RecoverClusterRequest{Id: id, NodeIds: nodes, DryRun: dryRun})
+	})
 }

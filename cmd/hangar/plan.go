@@ -53,3 +53,19 @@ func (c *cli) reportOperation(ctx context.Context, cl *pilotClients, resp *pilot
 	}
 	return err
 }
+
+// clusterOp asks pilot for an operation on cluster id through call, then
+// reports it (as a plan when dryRun). verb names it in errors ("recover
+// nodes of"), what in the report ("Recover").
+func (c *cli) clusterOp(ctx context.Context, id, verb, what string, dryRun, wait bool, call func(context.Context, *pilotClients) (*pilotv1.ClusterJob, error)) error {
+	cl, cctx, cancel, err := c.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	resp, err := call(cctx, cl)
+	if err != nil {
+		return c.rpcError(verb+" cluster "+id, err, clusterNotFound())
+	}
+	return c.reportOperation(ctx, cl, resp, dryRun, wait, what)
+}

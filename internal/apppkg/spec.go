@@ -32,8 +32,8 @@ type ClusterSpec struct {
 	Monitor                    *Monitor              `json:"monitor" hangar:"notyet"`
 	BackupPolicy               string                `json:"backup_policy" hangar:"notyet"`
 	IncrementalBackupSupported bool                  `json:"incremental_backup_supported" hangar:"notyet"`
-	UpgradePolicy              []string              `json:"upgrade_policy" hangar:"notyet"`
-	UpgradingPolicy            string                `json:"upgrading_policy" hangar:"notyet"`
+	UpgradePolicy              []string              `json:"upgrade_policy"`
+	UpgradingPolicy            string                `json:"upgrading_policy"`
 	InPlaceUpgradeNodes        json.RawMessage       `json:"in-place-upgrade-nodes" hangar:"notyet"`
 	AdvancedServices           *AdvancedServices     `json:"advanced_services" hangar:"notyet"`
 	MetadataRootAccess         bool                  `json:"metadata_root_access" hangar:"notyet"`

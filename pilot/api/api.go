@@ -105,7 +105,7 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Lifecycle == nil {
 		cfg.Lifecycle = clusterops.NewLifecycle(clusterops.LifecycleConfig{Store: cfg.Store, Packages: cfg.Packages, Jobs: cfg.Engine,
-			MaxClusterNodes: cfg.MaxClusterNodes, Logger: cfg.Logger})
+			MaxClusterNodes: cfg.MaxClusterNodes, Providers: cfg.Providers, Logger: cfg.Logger})
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	for _, d := range cfg.ProtectedDirs {

@@ -219,43 +219,69 @@ func (s *Server) ScaleCluster(ctx context.Context, req *pilotv1.ScaleClusterRequ
 	return s.redactJob(ctx, r), nil
 }
 
-// RecoverCluster starts a job replacing the instances of some nodes.
-func (s *Server) RecoverCluster(ctx context.Context, req *pilotv1.RecoverClusterRequest) (*pilotv1.ClusterJob, error) {
-	c, rev, err := s.tenantCluster(ctx, req.Id)
+// clusterOp runs an operation of the lifecycle on the caller's cluster id.
+func (s *Server) clusterOp(ctx context.Context, id string, r clusterops.OpRequest, do func(clusterops.OpRequest) (*pilotv1.ClusterJob, error)) (*pilotv1.ClusterJob, error) {
+	c, rev, err := s.tenantCluster(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.cfg.Lifecycle.Recover(ctx, clusterops.OpRequest{C: c, Rev: rev, DryRun: req.DryRun}, req.NodeIds)
+	r.C, r.Rev = c, rev
+	res, err := do(r)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return s.redactJob(ctx, r), nil
+	return s.redactJob(ctx, res), nil
+}
+
+// RecoverCluster starts a job replacing the instances of some nodes.
+func (s *Server) RecoverCluster(ctx context.Context, req *pilotv1.RecoverClusterRequest) (*pilotv1.ClusterJob, error) {
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.Recover(ctx, r, req.NodeIds)
+	})
+}
+
+// StopCluster starts a job running stop by order and stopping the
+// instances.
+func (s *Server) StopCluster(ctx context.Context, req *pilotv1.StopClusterRequest) (*pilotv1.ClusterJob, error) {
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.Stop(ctx, r, req.Force)
+	})
+}
+
+// StartCluster starts a job starting a stopped cluster.
+func (s *Server) StartCluster(ctx context.Context, req *pilotv1.StartClusterRequest) (*pilotv1.ClusterJob, error) {
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.Start(ctx, r)
+	})
+}
+
+// UpgradeCluster starts a job moving the cluster to another app version.
+func (s *Server) UpgradeCluster(ctx context.Context, req *pilotv1.UpgradeClusterRequest) (*pilotv1.ClusterJob, error) {
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.Upgrade(ctx, r, req.AppVersion)
+	})
+}
+
+// RollbackCluster starts a job moving the cluster back to the version its
+// last upgrade came from.
+func (s *Server) RollbackCluster(ctx context.Context, req *pilotv1.RollbackClusterRequest) (*pilotv1.ClusterJob, error) {
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.Rollback(ctx, r)
+	})
 }
 
 // RestartCluster starts a job running the app's restart service by order.
 func (s *Server) RestartCluster(ctx context.Context, req *pilotv1.RestartClusterRequest) (*pilotv1.ClusterJob, error) {
-	c, rev, err := s.tenantCluster(ctx, req.Id)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.cfg.Lifecycle.Restart(ctx, clusterops.OpRequest{C: c, Rev: rev, Roles: req.Roles, DryRun: req.DryRun})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return s.redactJob(ctx, r), nil
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{Roles: req.Roles, DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.Restart(ctx, r)
+	})
 }
 
 // RunClusterService starts a job running one of the app's custom services.
 func (s *Server) RunClusterService(ctx context.Context, req *pilotv1.RunClusterServiceRequest) (*pilotv1.ClusterJob, error) {
-	c, rev, err := s.tenantCluster(ctx, req.Id)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.cfg.Lifecycle.RunService(ctx, clusterops.OpRequest{C: c, Rev: rev, Roles: req.Roles, DryRun: req.DryRun}, req.Service, req.Params)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return s.redactJob(ctx, r), nil
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{Roles: req.Roles, DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.RunService(ctx, r, req.Service, req.Params)
+	})
 }
 
 // ---- jobs ----

@@ -122,6 +122,18 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_RunClusterService_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.RunClusterServiceRequest{Id: x.cl1, Service: "compact", DryRun: true}
 		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_UpgradeCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.UpgradeClusterRequest{Id: x.cl1, AppVersion: "9.0.0", DryRun: true}
+		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_RollbackCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.RollbackClusterRequest{Id: x.cl1, DryRun: true}
+		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_StopCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.StopClusterRequest{Id: x.cl1, DryRun: true}
+		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_StartCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.StartClusterRequest{Id: x.cl1, DryRun: true}
+		}, codes.FailedPrecondition},
 		{pilotv1.JobService_CancelJob_FullMethodName, member, onObject, func(x ids) proto.Message { return &pilotv1.CancelJobRequest{Id: x.job3} }, codes.OK},
 		{pilotv1.ClusterService_DeleteCluster_FullMethodName, member, onObject, func(x ids) proto.Message { return &pilotv1.DeleteClusterRequest{Id: x.cl2} }, codes.OK},
 		{pilotv1.UserService_DeleteUser_FullMethodName, admin, onObject, func(x ids) proto.Message { return &pilotv1.DeleteUserRequest{Name: x.victim} }, codes.OK},

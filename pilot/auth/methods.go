@@ -63,6 +63,10 @@ func Methods() map[string]Rule {
 		pilotv1.ClusterService_ScaleCluster_FullMethodName:      change,
 		pilotv1.ClusterService_RecoverCluster_FullMethodName:    change,
 		pilotv1.ClusterService_RunClusterService_FullMethodName: change,
+		pilotv1.ClusterService_StopCluster_FullMethodName:       change,
+		pilotv1.ClusterService_StartCluster_FullMethodName:      change,
+		pilotv1.ClusterService_UpgradeCluster_FullMethodName:    change,
+		pilotv1.ClusterService_RollbackCluster_FullMethodName:   change,
 
 		pilotv1.JobService_GetJob_FullMethodName:          viewer,
 		pilotv1.JobService_ListJobs_FullMethodName:        viewer,

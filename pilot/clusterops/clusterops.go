@@ -84,6 +84,8 @@ type ProviderSource interface {
 type FrontgateLink interface {
 	Call(ctx context.Context, frontgateID string, req *streamv1.Request) (*streamv1.Response, error)
 	WaitConnected(ctx context.Context, frontgateID string) error
+	// Connected reports whether the frontgate's stream is up now.
+	Connected(frontgateID string) bool
 }
 
 // TokenIssuer issues single-use join tokens (pilot/enroll.Tokens).
@@ -133,6 +135,9 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 		taskWaitRendered:    o.waitRendered,
 		taskAddNodes:        o.addNodes,
 		taskRemoveNodes:     o.removeNodes,
+		taskFinishUpgrade:   o.finishUpgrade,
+		taskStopInstances:   o.stopInstances,
+		taskStartInstances:  o.startInstances,
 	}
 }
 
@@ -146,6 +151,10 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 		KindScaleOut:  o.finishScale,
 		KindScaleIn:   o.finishScale,
 		KindRecover:   o.finishScale,
+		KindUpgrade:   o.finishVersionChange,
+		KindRollback:  o.finishVersionChange,
+		KindStop:      o.finishPower,
+		KindStart:     o.finishPower,
 	}
 }
 
@@ -189,7 +198,12 @@ func (o *Ops) load(ctx context.Context, t *jobs.Task, need int) (*taskEnv, error
 		}
 	}
 	if need&needSpec != 0 {
-		if e.spec, _, err = o.cfg.Packages.JobSpec(ctx, t.Job.Id); err != nil {
+		if in.PriorSpec {
+			e.spec, err = o.cfg.Packages.JobPriorSpec(ctx, t.Job.Id)
+		} else {
+			e.spec, _, err = o.cfg.Packages.JobSpec(ctx, t.Job.Id)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

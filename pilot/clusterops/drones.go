@@ -159,7 +159,7 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		return nil
 	}
 	now := time.Now()
-	return forEachNode(ctx, agentNodes(c, tc.spec), func(ctx context.Context, nd *pilotv1.Node) error {
+	return forEachNode(ctx, onlyNodes(agentNodes(c, tc.spec), tc.in.NodeIds), func(ctx context.Context, nd *pilotv1.Node) error {
 		req, err := o.rendererRequest(ctx, c.Id, nd.Id, pkg.Confd, key, now)
 		if err != nil {
 			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)

@@ -114,6 +114,29 @@ func (p *fakeProvider) DeleteInstance(_ context.Context, req *providerv1.DeleteI
 	return &providerv1.DeleteInstanceResponse{}, nil
 }
 
+func (p *fakeProvider) Info(context.Context, *providerv1.InfoRequest, ...grpc.CallOption) (*providerv1.InfoResponse, error) {
+	return &providerv1.InfoResponse{Name: "fake", Version: "1", Capabilities: []string{"stop_start"}}, nil
+}
+
+func (p *fakeProvider) StopInstance(_ context.Context, req *providerv1.StopInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
+	return p.setState(req.InstanceId, providerv1.InstanceState_INSTANCE_STATE_STOPPED)
+}
+
+func (p *fakeProvider) StartInstance(_ context.Context, req *providerv1.StartInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
+	return p.setState(req.InstanceId, providerv1.InstanceState_INSTANCE_STATE_RUNNING)
+}
+
+func (p *fakeProvider) setState(id string, st providerv1.InstanceState) (*providerv1.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in := p.instances[id]
+	if in == nil {
+		return nil, status.Errorf(codes.NotFound, "instance %s", id)
+	}
+	in.State = st
+	return proto.Clone(in).(*providerv1.Instance), nil
+}
+
 // instancesLabelled counts the running instances with label k=v.
 func (p *fakeProvider) instancesLabelled(k, v string) int {
 	p.mu.Lock()
@@ -164,6 +187,7 @@ type fakeFrontgate struct {
 	results   map[string]*streamv1.CommandResult     // command id → result
 	runs      map[string]int                         // command id → times run
 	execs     map[string]int                         // node and command line → times run
+	ran       []string                               // "node: command line", in the order run
 }
 
 func newFakeFrontgate(prov *fakeProvider, cmdKey ed25519.PublicKey, drones *fakeDroneKeys) *fakeFrontgate {
@@ -171,6 +195,8 @@ func newFakeFrontgate(prov *fakeProvider, cmdKey ed25519.PublicKey, drones *fake
 		renderers: map[string]*streamv1.ConfigureRenderer{}, keys: map[string][]byte{}, results: map[string]*streamv1.CommandResult{}, runs: map[string]int{},
 		execs: map[string]int{}}
 }
+
+func (f *fakeFrontgate) Connected(frontgateID string) bool { return f.connected(frontgateID) }
 
 func (f *fakeFrontgate) connected(frontgateID string) bool {
 	return f.prov.instancesLabelled("hangar/role", "frontgate") > 0 && strings.HasPrefix(frontgateID, "fg-")
@@ -244,6 +270,7 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 		}
 		f.runs[rc.CommandId]++
 		f.execs[execKey(rc.NodeId, rc.Cmd)]++
+		f.ran = append(f.ran, rc.NodeId+": "+rc.Cmd)
 		code := int32(0)
 		if f.exitCode != nil {
 			code = f.exitCode(rc.Cmd)
@@ -335,17 +362,26 @@ func newOpsHarnessWith(t *testing.T, dir string) *opsHarness {
 	if err := st.Create(ctx, store.RuntimeKey(harnessTenant, harnessRuntime), &pilotv1.Runtime{Id: harnessRuntime, Provider: "fake", Tenant: harnessTenant}); err != nil {
 		t.Fatal(err)
 	}
+	h.pkg = h.push(t, dir)
+	return h
+}
+
+// push stores the package in dir, as pilot's app push does, and returns
+// it parsed.
+func (h *opsHarness) push(t *testing.T, dir string) *apppkg.Package {
+	t.Helper()
 	archive, err := apppkg.ArchiveDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.pkg, err = apppkg.LoadDir(dir); err != nil {
+	pkg, err := apppkg.LoadDir(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CreateAll(ctx, nil, map[string][]byte{store.ArchiveKey(harnessTenant, h.pkg.Meta.Name, h.pkg.Meta.Version): archive}); err != nil {
+	if err := h.st.CreateAll(context.Background(), nil, map[string][]byte{store.ArchiveKey(harnessTenant, pkg.Meta.Name, pkg.Meta.Version): archive}); err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return pkg
 }
 
 // create accepts a cluster of the harness's package with params.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"maps"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/pilot/jobs"
@@ -73,7 +75,7 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := metadataTree(c, h.network(t), h.pkg, spec, h.pkgs.Box, task.Input.AddingNodeIds, task.Input.DeletingNodeIds)
+			want, err := metadataTree(c, h.network(t), h.pkg, spec, h.pkgs.Box, task.Input)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,6 +104,21 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 				if listed != len(part.ids) {
 					t.Errorf("%s lists %d hosts, want %d", part.dir, listed, len(part.ids))
 				}
+			}
+		},
+		taskStopInstances: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			h.checkPower(t, id, providerv1.InstanceState_INSTANCE_STATE_STOPPED, pilotv1.NodeStatus_NODE_STATUS_STOPPED)
+		},
+		taskStartInstances: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			h.checkPower(t, id, providerv1.InstanceState_INSTANCE_STATE_RUNNING, pilotv1.NodeStatus_NODE_STATUS_PENDING)
+		},
+		taskFinishUpgrade: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			h.fg.mu.Lock()
+			_, audit := h.fg.metadata[id]["upgrade-audit/from_app_version"]
+			h.fg.mu.Unlock()
+			if c.UpgradingFrom != "" || audit {
+				t.Errorf("after the upgrade: upgrading from %q, upgrade-audit in the metadata: %v", c.UpgradingFrom, audit)
 			}
 		},
 		taskAddNodes: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
@@ -189,7 +206,9 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 			h.fg.mu.Lock()
 			defer h.fg.mu.Unlock()
 			for _, r := range results {
-				if runs := h.fg.execs[execKey(r.NodeId, r.Cmd)]; runs != 1 || r.State != streamv1.CommandState_COMMAND_STATE_EXITED || !strings.Contains(r.Output, "ran ") {
+				// By command id: an upgrade runs the same start command
+				// line again, under a command id of its own.
+				if runs := h.fg.runs[r.CommandId]; runs != 1 || r.State != streamv1.CommandState_COMMAND_STATE_EXITED || !strings.Contains(r.Output, "ran ") {
 					t.Errorf("%s on node %s: ran %d times, recorded %v %q; want once, exited with its output", task.Title, r.NodeId, runs, r.State, r.Output)
 				}
 			}
@@ -283,6 +302,36 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	runTwice(in.Job)
 	h.finish(t, in.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
 
+	// Stop, then start.
+	for _, op := range []func(OpRequest) (*pilotv1.ClusterJob, error){
+		func(r OpRequest) (*pilotv1.ClusterJob, error) { return h.life.Stop(ctx, r, false) },
+		func(r OpRequest) (*pilotv1.ClusterJob, error) { return h.life.Start(ctx, r) },
+	} {
+		c, rev = h.cluster(t, id)
+		r, err := op(OpRequest{C: c, Rev: rev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runTwice(r.Job)
+		h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	}
+	if c, _ := h.cluster(t, id); c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after stop and start the cluster is %v", c.Status)
+	}
+
+	// Upgrade to a copy of the package that takes upgrades from it.
+	kvDir := filepath.Join("..", "..", "examples", "kv")
+	h.push(t, copyDir(t, kvDir, "1.0.1", func(s string) string {
+		return strings.Replace(s, "{\n", "{\n  \"upgrade_policy\": [\"1.0.0\"],\n", 1)
+	}))
+	c, rev = h.cluster(t, id)
+	up, err := h.life.Upgrade(ctx, OpRequest{C: c, Rev: rev}, "1.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(up.Job)
+	h.finish(t, up.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+
 	c, rev = h.cluster(t, id)
 	networkID = c.NetworkId
 	deleted, err := h.life.Delete(ctx, c, rev, false)
@@ -293,6 +342,20 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 
 	if missing := slices.DeleteFunc(slices.Sorted(maps.Keys(h.ops.Handlers())), func(k string) bool { return ran[k] }); len(missing) > 0 {
 		t.Errorf("handlers never run by this test: %v", missing)
+	}
+}
+
+// checkPower checks that every node of cluster id has an instance in
+// state want, and the node status st.
+func (h *opsHarness) checkPower(t *testing.T, id string, want providerv1.InstanceState, st pilotv1.NodeStatus) {
+	t.Helper()
+	c, _ := h.cluster(t, id)
+	h.prov.mu.Lock()
+	defer h.prov.mu.Unlock()
+	for _, nd := range c.Nodes {
+		if in := h.prov.instances[nd.InstanceId]; in == nil || in.State != want || nd.Status != st {
+			t.Errorf("node %s: instance %v, status %v; want %v and %v", nd.Id, in, nd.Status, want, st)
+		}
 	}
 }
 

@@ -46,7 +46,11 @@ type LifecycleConfig struct {
 	// --max-cluster-nodes); 0: limits.DefaultMaxClusterNodes. Above
 	// limits.MaxClusterNodesCeiling it counts as the ceiling.
 	MaxClusterNodes int
-	Logger          *slog.Logger
+	// Providers answers which capabilities a runtime's provider has, so
+	// an operation it cannot carry out is refused before anything
+	// changes (nil: not checked).
+	Providers ProviderSource
+	Logger    *slog.Logger
 }
 
 // Lifecycle accepts changes to clusters. Create a Lifecycle with
@@ -275,6 +279,12 @@ func (l *Lifecycle) busy(ctx context.Context, c *pilotv1.Cluster) error {
 // cluster is still at rev; 0: new) and the spec it was planned with (nil:
 // none), in one transaction, then wakes the engine.
 func (l *Lifecycle) commit(ctx context.Context, c *pilotv1.Cluster, rev int64, kind string, tasks []*pilotv1.Task, spec []byte) (*pilotv1.Job, error) {
+	return l.commitWith(ctx, c, rev, kind, tasks, spec, nil)
+}
+
+// commitWith is commit keeping prior too (nil: none): the spec the
+// cluster had before a change of its app version (JobPriorSpec).
+func (l *Lifecycle) commitWith(ctx context.Context, c *pilotv1.Cluster, rev int64, kind string, tasks []*pilotv1.Task, spec, prior []byte) (*pilotv1.Job, error) {
 	job := jobs.NewJob(newID("job-"), kind, c.Id, tasks)
 	job.Tenant = c.Tenant
 	if err := l.cfg.Jobs.Validate(job); err != nil {
@@ -287,9 +297,12 @@ func (l *Lifecycle) commit(ctx context.Context, c *pilotv1.Cluster, rev int64, k
 		guards[k] = 0
 	}
 	puts[store.ClusterKey(c.Id)] = c
-	var raw map[string][]byte
+	raw := map[string][]byte{}
 	if spec != nil {
-		raw = map[string][]byte{store.JobSpecKey(job.Id): l.cfg.Packages.sealSpec(job.Id, spec)}
+		raw[store.JobSpecKey(job.Id)] = l.cfg.Packages.sealSpec(store.JobSpecKey(job.Id), spec)
+	}
+	if prior != nil {
+		raw[store.JobPriorSpecKey(job.Id)] = l.cfg.Packages.sealSpec(store.JobPriorSpecKey(job.Id), prior)
 	}
 	if err := l.cfg.Store.CommitRaw(ctx, guards, puts, raw); err != nil {
 		return nil, err

@@ -38,15 +38,21 @@ func gsid(nodeID string) string {
 // (deliverConfd) and open them. pkg gives the parameters' types; a nil box
 // (tests) leaves every value clear.
 func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box) (map[string]string, error) {
-	return metadataTree(c, n, pkg, spec, box, nil, nil)
+	return metadataTree(c, n, pkg, spec, box, nil)
 }
 
-// metadataTree is MetadataTree during a scale-out or scale-in: the nodes of
-// adding are also listed under adding-hosts, those of deleting under
-// deleting-hosts (they stay under hosts too, as AppCenter's do).
-func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box, adding, deleting []string) (map[string]string, error) {
+// metadataTree is MetadataTree during an operation: the nodes of in's
+// adding_node_ids are also listed under adding-hosts (scale-out), those of
+// deleting_node_ids under deleting-hosts (scale-in; they stay under hosts
+// too, as AppCenter's do), its vertical_scaling_roles under
+// vertical-scaling-roles; and while an upgrade runs (c.upgrading_from),
+// upgrade-audit. in may be nil.
+func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box, in *pilotv1.TaskInput) (map[string]string, error) {
 	var hosts []metatree.Host
-	var opts metatree.Options
+	opts := metatree.Options{VerticalScalingRoles: in.GetVerticalScalingRoles()}
+	if c.UpgradingFrom != "" {
+		opts.UpgradeAudit = &metatree.UpgradeAudit{FromAppVersion: c.UpgradingFrom, ToAppVersion: c.AppVersion}
+	}
 	for _, nd := range c.Nodes {
 		if nd.InstanceId == "" {
 			continue
@@ -55,11 +61,13 @@ func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 		if r := roleSpec(spec, nd.Role); r != nil {
 			h.CPU, h.Memory, h.GPU, h.VolumeSize, h.InstanceClass = r.CPU, r.Memory, r.GPU, volumeSize(r), r.InstanceClass
 		}
+		// A resized node has its own sizes.
+		h.CPU, h.Memory, h.VolumeSize = orInt(nd.Cpu, h.CPU), orInt(nd.MemoryMib, h.Memory), orInt(nd.VolumeGib, h.VolumeSize)
 		hosts = append(hosts, h)
-		if slices.Contains(adding, nd.Id) {
+		if slices.Contains(in.GetAddingNodeIds(), nd.Id) {
 			opts.Adding = append(opts.Adding, h)
 		}
-		if slices.Contains(deleting, nd.Id) {
+		if slices.Contains(in.GetDeletingNodeIds(), nd.Id) {
 			opts.Deleting = append(opts.Deleting, h)
 		}
 	}
@@ -142,7 +150,7 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c, n := tc.c, tc.n
-	kvs, err := metadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box, tc.in.AddingNodeIds, tc.in.DeletingNodeIds)
+	kvs, err := metadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box, tc.in)
 	if err != nil {
 		return err
 	}
@@ -164,6 +172,14 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 		}
 	}
 	return nil
+}
+
+// orInt is v when set, else def.
+func orInt(v int32, def int) int {
+	if v > 0 {
+		return int(v)
+	}
+	return def
 }
 
 // readers are the nodes whose drones may read the cluster's metadata: its

@@ -90,7 +90,7 @@ func (l *Lifecycle) runServiceOp(ctx context.Context, r OpRequest, kind, service
 	}
 	tasks := PlanService(c, spec, service, roles, args)
 	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, kind, tasks)}, nil
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, kind, tasks)}, nil
 	}
 	if kind == KindRestart {
 		// A custom service changes nothing Hangar manages, so the cluster
@@ -174,13 +174,18 @@ func PlanService(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, service string, r
 
 // DryRun is the job kind would run as tasks, without being stored: every
 // service step lists the command each node would run, and the other steps
-// their inputs.
-func DryRun(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, kind string, tasks []*pilotv1.Task) *pilotv1.Job {
+// their inputs. prior is the spec the cluster had before the change, for
+// steps that use it (nil: none do).
+func DryRun(c *pilotv1.Cluster, spec, prior *apppkg.ClusterSpec, kind string, tasks []*pilotv1.Task) *pilotv1.Job {
 	for _, t := range tasks {
 		if t.Kind != taskRunService {
 			continue
 		}
-		for _, tg := range serviceTargets(c, spec, t.Input) {
+		s := spec
+		if t.Input.GetPriorSpec() && prior != nil {
+			s = prior
+		}
+		for _, tg := range serviceTargets(c, s, t.Input) {
 			t.NodeResults = append(t.NodeResults, &pilotv1.NodeResult{NodeId: tg.node.Id, InstanceId: tg.node.InstanceId, Role: tg.node.Role, Cmd: tg.cmd})
 		}
 	}
@@ -231,7 +236,7 @@ func (l *Lifecycle) Recover(ctx context.Context, r OpRequest, nodes []string) (*
 	}
 	tasks := PlanRecover(c, spec, nodes)
 	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, KindRecover, tasks)}, nil
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindRecover, tasks)}, nil
 	}
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
 	job, err := l.commit(ctx, c, r.Rev, KindRecover, tasks, stored)

@@ -107,25 +107,36 @@ func SecretParam(pkg *apppkg.Package) func(path string) bool {
 	}
 }
 
-// sealSpec is the form a job's spec is stored in: sealed with the master
-// box (the rendered spec holds the parameters' values, passwords
-// included), bound to its job; clear without a box (tests).
-func (p *Packages) sealSpec(jobID string, stored []byte) []byte {
+// sealSpec is the form a job's spec is stored in under key: sealed with
+// the master box (the rendered spec holds the parameters' values,
+// passwords included), bound to its key; clear without a box (tests).
+func (p *Packages) sealSpec(key string, stored []byte) []byte {
 	if p.Box == nil {
 		return stored
 	}
-	return []byte(p.Box.Seal(string(stored), store.JobSpecKey(jobID)))
+	return []byte(p.Box.Seal(string(stored), key))
 }
 
 // JobSpec reads the spec a job was planned with, stored with it when the
 // change was accepted, and its stored form (apppkg.ClusterSpec.Stored).
 func (p *Packages) JobSpec(ctx context.Context, jobID string) (*apppkg.ClusterSpec, []byte, error) {
-	raw, err := p.st.GetRaw(ctx, store.JobSpecKey(jobID))
+	return p.specAt(ctx, jobID, store.JobSpecKey(jobID))
+}
+
+// JobPriorSpec reads the spec the cluster had before job jobID changed its
+// app version.
+func (p *Packages) JobPriorSpec(ctx context.Context, jobID string) (*apppkg.ClusterSpec, error) {
+	spec, _, err := p.specAt(ctx, jobID, store.JobPriorSpecKey(jobID))
+	return spec, err
+}
+
+func (p *Packages) specAt(ctx context.Context, jobID, key string) (*apppkg.ClusterSpec, []byte, error) {
+	raw, err := p.st.GetRaw(ctx, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("spec of job %s: %w", jobID, err)
 	}
 	if secretbox.IsSealed(string(raw)) {
-		clear, err := p.Box.Open(string(raw), store.JobSpecKey(jobID))
+		clear, err := p.Box.Open(string(raw), key)
 		if err != nil {
 			return nil, nil, fmt.Errorf("spec of job %s: %w", jobID, err)
 		}

@@ -79,6 +79,9 @@ type stepSpec struct {
 	// roles that have one.
 	preCheck bool
 	force    bool
+	// priorSpec runs the service from the spec the cluster had before
+	// the job (an upgrade's stop).
+	priorSpec bool
 	// args are the JSON arguments of custom services, by role.
 	args map[string]string
 }
@@ -116,7 +119,7 @@ func (p *planner) serviceSteps(spec *apppkg.ClusterSpec, clusterID, service stri
 	for _, ord := range slices.Sorted(maps.Keys(groups)) {
 		roles := groups[ord]
 		sort.Strings(roles)
-		in := &pilotv1.TaskInput{ClusterId: clusterID, Service: service, Roles: roles, Force: o.force, NodeIds: o.nodeIDs, PreCheck: o.preCheck}
+		in := &pilotv1.TaskInput{ClusterId: clusterID, Service: service, Roles: roles, Force: o.force, NodeIds: o.nodeIDs, PreCheck: o.preCheck, PriorSpec: o.priorSpec}
 		for _, role := range roles {
 			if a, ok := o.args[role]; ok {
 				if in.ServiceArgs == nil {

@@ -115,7 +115,7 @@ func (l *Lifecycle) Scale(ctx context.Context, r OpRequest, role string, count i
 		tasks = PlanScaleIn(c, spec, role, staying, leaving)
 	}
 	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, kind, tasks)}, nil
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, kind, tasks)}, nil
 	}
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
 	job, err := l.commit(ctx, c, r.Rev, kind, tasks, stored)

@@ -52,7 +52,7 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 	forced := in.Force && forceAllowed(spec, in.Roles, in.Service)
 	rctx, cancel := forcedContext(ctx, forced)
 	defer cancel()
-	err = forEachNode(rctx, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
+	err = rollout(rctx, spec, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
 		tg := byNode[nd.Id]
 		return o.runOnNode(ctx, t, n, nd, tg.cmd, tg.timeout)
 	})
@@ -61,6 +61,74 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		return nil
 	}
 	return err
+}
+
+// rollout runs fn on nodes, each role as its spec says (roles of one order
+// group side by side): serial runs one node at a time, max_in_flight at
+// most that many at once, canary runs that many nodes first and, if one
+// fails, leaves the role's other nodes untouched (BOSH's canaries). Once a
+// node failed, a role under any of these starts no more nodes. A role
+// without them runs all its nodes at once.
+func rollout(ctx context.Context, spec *apppkg.ClusterSpec, nodes []*pilotv1.Node, fn func(context.Context, *pilotv1.Node) error) error {
+	byRole := map[string][]*pilotv1.Node{}
+	var roles []string
+	for _, nd := range nodes {
+		if _, ok := byRole[nd.Role]; !ok {
+			roles = append(roles, nd.Role)
+		}
+		byRole[nd.Role] = append(byRole[nd.Role], nd)
+	}
+	if len(roles) == 1 {
+		return rolloutRole(ctx, roleSpec(spec, roles[0]), byRole[roles[0]], fn)
+	}
+	groups := make([]*pilotv1.Node, len(roles))
+	for i, role := range roles {
+		// One stand-in per role, so that the roles run side by side.
+		groups[i] = &pilotv1.Node{Role: role}
+	}
+	return forEachNode(ctx, groups, func(ctx context.Context, g *pilotv1.Node) error {
+		return rolloutRole(ctx, roleSpec(spec, g.Role), byRole[g.Role], fn)
+	})
+}
+
+func rolloutRole(ctx context.Context, rs *apppkg.NodeSpec, nodes []*pilotv1.Node, fn func(context.Context, *pilotv1.Node) error) error {
+	limit, canary := 0, 0
+	if rs != nil {
+		limit, canary = rs.MaxInFlight, rs.Canary
+		if rs.Serial {
+			limit = 1
+		}
+	}
+	if limit == 0 && canary == 0 {
+		return forEachNode(ctx, nodes, fn)
+	}
+	canary = min(canary, len(nodes))
+	if canary > 0 {
+		if err := forEachLimited(ctx, nodes[:canary], limit, fn); err != nil {
+			if rest := len(nodes) - canary; rest > 0 {
+				return fmt.Errorf("canary failed; the role's other %d nodes were left untouched: %w", rest, err)
+			}
+			return err
+		}
+	}
+	return forEachLimited(ctx, nodes[canary:], limit, fn)
+}
+
+// forEachLimited is forEachNode in waves of at most limit nodes (0: one
+// wave), starting no more waves once a node failed.
+func forEachLimited(ctx context.Context, nodes []*pilotv1.Node, limit int, fn func(context.Context, *pilotv1.Node) error) error {
+	if limit <= 0 || limit >= len(nodes) {
+		return forEachNode(ctx, nodes, fn)
+	}
+	for start := 0; start < len(nodes); start += limit {
+		if err := forEachNode(ctx, nodes[start:min(start+limit, len(nodes))], fn); err != nil {
+			if rest := len(nodes) - start - limit; rest > 0 {
+				return fmt.Errorf("%w\n%d more nodes were not started (the role runs at most %d at a time and stops at a failure)", err, rest, limit)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // forcedWait bounds how long a forced delete waits on an unreachable node

@@ -5,11 +5,14 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/pilot/jobs"
 )
@@ -75,5 +78,64 @@ func TestRunOnNodeRefusesWithoutKey(t *testing.T) {
 	}
 	if jobs.IsRetryable(err) {
 		t.Fatalf("runOnNode without key: %v is retryable; a retry cannot find a key", err)
+	}
+}
+
+// A role's serial, max_in_flight and canary shape how its nodes run a
+// service: at most that many at once, the canaries first, and nothing more
+// after a failure.
+func TestRollout(t *testing.T) {
+	nodes := func(n int) []*pilotv1.Node {
+		var out []*pilotv1.Node
+		for i := range n {
+			out = append(out, &pilotv1.Node{Id: fmt.Sprintf("n%d", i), Role: "r", Sid: int32(i + 1)})
+		}
+		return out
+	}
+	spec := func(serial bool, maxInFlight, canary int) *apppkg.ClusterSpec {
+		return &apppkg.ClusterSpec{Nodes: []apppkg.NodeSpec{{Role: "r", Serial: serial, MaxInFlight: maxInFlight, Canary: canary}}}
+	}
+	for _, tc := range []struct {
+		name         string
+		spec         *apppkg.ClusterSpec
+		nodes        int
+		fail         string // node whose call fails
+		wantPeak     int
+		wantRan      int
+		wantErrMatch string
+	}{
+		{"parallel", spec(false, 0, 0), 5, "", 5, 5, ""},
+		{"serial", spec(true, 0, 0), 4, "", 1, 4, ""},
+		{"serial stops at a failure", spec(true, 0, 0), 4, "n1", 1, 2, "2 more nodes were not started"},
+		{"max_in_flight", spec(false, 2, 0), 5, "", 2, 5, ""},
+		{"canary fails", spec(false, 0, 1), 4, "n0", 1, 1, "canary failed; the role's other 3 nodes were left untouched"},
+		{"canary passes", spec(false, 0, 2), 5, "", 3, 5, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			inFlight, peak, ran := 0, 0, 0
+			err := rollout(context.Background(), tc.spec, nodes(tc.nodes), func(_ context.Context, nd *pilotv1.Node) error {
+				mu.Lock()
+				inFlight++
+				ran++
+				peak = max(peak, inFlight)
+				mu.Unlock()
+				// Long enough for parallel calls to overlap.
+				time.Sleep(20 * time.Millisecond)
+				mu.Lock()
+				inFlight--
+				mu.Unlock()
+				if nd.Id == tc.fail {
+					return errors.New("failed")
+				}
+				return nil
+			})
+			if peak != tc.wantPeak || ran != tc.wantRan {
+				t.Errorf("peak %d in flight, %d ran; want %d and %d", peak, ran, tc.wantPeak, tc.wantRan)
+			}
+			if (tc.wantErrMatch == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErrMatch)) {
+				t.Errorf("err = %v, want one saying %q", err, tc.wantErrMatch)
+			}
+		})
 	}
 }

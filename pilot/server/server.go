@@ -232,7 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
 	lifecycle := clusterops.NewLifecycle(clusterops.LifecycleConfig{Store: st, Packages: pkgs, Jobs: engine, MaxClusterNodes: cfg.MaxClusterNodes,
-		Logger: log.With("component", "lifecycle")})
+		Providers: provs, Logger: log.With("component", "lifecycle")})
 	runtimes := runtimesDir(cfg.DataDir, os.Geteuid())
 	log.Info("local runtimes default to", "dir", runtimes)
 	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Lifecycle: lifecycle, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
@@ -297,6 +297,14 @@ func Run(ctx context.Context, cfg Config) error {
 		if err := engine.Run(ectx); err != nil && ectx.Err() == nil {
 			errc <- err
 		}
+	}()
+	// What exists between jobs: lost frontgates and drones noticed,
+	// revived, and written to the clusters' status.
+	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Logger: log.With("component", "reconcile")})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		reconciler.Run(ectx)
 	}()
 
 	log.Info("pilot serving", "grpc", grpcAddr, "http", httpAddr, "advertise", advertise, "data_dir", cfg.DataDir, "plugin_dir", cfg.PluginDir)

@@ -75,6 +75,11 @@ func JobKey(id string) string       { return JobsPrefix + id }
 func ActiveJobKey(id string) string { return ActiveJobsPrefix + id }
 func JobSpecKey(id string) string   { return JobSpecsPrefix + id }
 
+// JobPriorSpecKey keeps the spec a cluster had before a job that changes
+// its app version (upgrade, rollback): the commands that stop the version
+// being left are that version's.
+func JobPriorSpecKey(id string) string { return JobSpecsPrefix + id + ".prior" }
+
 // JobNodeResultsPrefix holds every node result of a job, by task then node.
 func JobNodeResultsPrefix(jobID string) string { return NodeResultsPrefix + jobID + "/" }
 

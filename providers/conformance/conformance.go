@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // callTimeout bounds each call the suite makes.
@@ -48,6 +49,7 @@ func Run(t *testing.T, newClient func(t *testing.T) providerv1.ProviderClient, r
 		return
 	}
 	t.Run("GetAndListInstances", s.getAndList)
+	t.Run("StopStartInstance", s.stopStart)
 	t.Run("DeleteNetworkRefusedWhileInUse", s.deleteNetworkInUse)
 	if !t.Run("DeleteInstance", s.deleteInstance) {
 		return
@@ -268,6 +270,40 @@ func (s *suite) runInstance(t *testing.T) {
 		t.Errorf("ListInstances of the network after %d RunInstance calls with one token = %v, want only %s",
 			parallel+1, list.GetInstances(), s.inst.GetId())
 	}
+}
+
+// stopStart checks StopInstance and StartInstance, twice each, on a
+// provider that declares stop_start; one that does not must answer
+// Unimplemented (or FailedPrecondition) and change nothing.
+func (s *suite) stopStart(t *testing.T) {
+	c := ctx(t)
+	info, err := s.c.Info(c, &providerv1.InfoRequest{})
+	if err != nil {
+		t.Fatalf("Info: %v", err)
+	}
+	id := s.inst.GetId()
+	if !sdk.ParseCapabilities(info.GetCapabilities()).StopStart {
+		_, err := s.c.StopInstance(c, &providerv1.StopInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-stop"})
+		wantCode(t, "StopInstance without the stop_start capability", err, codes.Unimplemented, codes.FailedPrecondition)
+		return
+	}
+	for i := range 2 {
+		in, err := s.c.StopInstance(c, &providerv1.StopInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-stop"})
+		if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_STOPPED {
+			t.Fatalf("StopInstance (call %d): %v, %v; want STOPPED", i+1, in, err)
+		}
+	}
+	if in, err := s.c.GetInstance(c, &providerv1.GetInstanceRequest{Runtime: s.rt, InstanceId: id}); err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_STOPPED {
+		t.Fatalf("GetInstance after stop: %v, %v; want STOPPED", in, err)
+	}
+	for i := range 2 {
+		in, err := s.c.StartInstance(c, &providerv1.StartInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-start"})
+		if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_RUNNING || in.GetAddress() != s.inst.GetAddress() {
+			t.Fatalf("StartInstance (call %d): %v, %v; want RUNNING at %s", i+1, in, err, s.inst.GetAddress())
+		}
+	}
+	_, err = s.c.StopInstance(c, &providerv1.StopInstanceRequest{Runtime: s.rt, InstanceId: "i-conformance-missing", IdempotencyToken: s.prefix + "-stop-missing"})
+	wantCode(t, "StopInstance of an unknown instance", err, codes.NotFound)
 }
 
 func (s *suite) getAndList(t *testing.T) {

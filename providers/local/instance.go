@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -90,7 +91,8 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 				return err
 			}
 		}
-		if rec.PID == 0 {
+		switch {
+		case rec.PID == 0:
 			// A new record, or one whose start was interrupted (plugin
 			// killed): in the latter case the process may be running.
 			bin, err := cfg.binary(binaryFor(rec.Image))
@@ -98,6 +100,12 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 				return err
 			}
 			if err := p.start(ctx, t, rec, bin, req.GetUserData(), interrupted); err != nil {
+				return err
+			}
+		case rec.state() == providerv1.InstanceState_INSTANCE_STATE_LOST:
+			// The token's instance died (killed, or the machine
+			// restarted): the same token converges it to running.
+			if err := p.relaunch(ctx, t, rec); err != nil {
 				return err
 			}
 		}
@@ -222,6 +230,104 @@ func (p *Provider) start(ctx context.Context, t *tx, rec *instance, bin string, 
 	return nil
 }
 
+// relaunch starts the process of an instance that ran before, keeping its
+// directory, address and user.
+func (p *Provider) relaunch(ctx context.Context, t *tx, rec *instance) error {
+	bin, err := t.cfg.binary(binaryFor(rec.Image))
+	if err != nil {
+		return err
+	}
+	// Whatever is left of it (daemons its agent started) goes first, so
+	// the new agent starts from a clean slate and its address is free.
+	if err := terminate(ctx, func() []int { return p.instanceProcesses(rec) }, p.killGrace); err != nil {
+		return internal("restart instance %s: stop what is left of it: %v", rec.ID, err)
+	}
+	proc, start, err := p.spawn(ctx, t, rec, bin, nil)
+	if err != nil {
+		return err
+	}
+	rec.PID, rec.StartTime, rec.Stopped = proc.Pid, start, false
+	p.reaper.add(proc)
+	if err := t.save(); err != nil {
+		_ = syscall.Kill(proc.Pid, syscall.SIGKILL)
+		return err
+	}
+	p.log.Info("instance restarted", "instance", rec.ID, "address", rec.Address, "pid", rec.PID)
+	return nil
+}
+
+// StopInstance stops every process of the instance and keeps it stopped:
+// its directory, address and user stay, and only StartInstance runs it
+// again.
+func (p *Provider) StopInstance(ctx context.Context, req *providerv1.StopInstanceRequest) (*providerv1.Instance, error) {
+	cfg, err := p.parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetInstanceId()
+	if err := required("instance_id", id); err != nil {
+		return nil, err
+	}
+	var rec instance
+	err = p.update(ctx, cfg, func(t *tx) error {
+		in, ok := t.st.Instances[id]
+		if !ok {
+			return status.Errorf(codes.NotFound, "instance %s not found", id)
+		}
+		// Recorded first: a crash mid-stop leaves an instance that no
+		// retried RunInstance brings back.
+		in.Stopped = true
+		rec = *in
+		return t.save()
+	})
+	if err != nil {
+		return nil, err
+	}
+	find := func() []int {
+		pids := p.instanceProcesses(&rec)
+		if alive(rec.PID, rec.StartTime) && !slices.Contains(pids, rec.PID) {
+			pids = append(pids, rec.PID)
+		}
+		return pids
+	}
+	if err := terminate(ctx, find, p.killGrace); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctxError(ctx, "stop instance "+id)
+		}
+		return nil, internal("stop instance %s: %v", id, err)
+	}
+	p.log.Info("instance stopped", "instance", id, "address", rec.Address)
+	return rec.proto(), nil
+}
+
+// StartInstance runs a stopped or lost instance again, with its id,
+// address, user and data.
+func (p *Provider) StartInstance(ctx context.Context, req *providerv1.StartInstanceRequest) (*providerv1.Instance, error) {
+	cfg, err := p.parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetInstanceId()
+	if err := required("instance_id", id); err != nil {
+		return nil, err
+	}
+	var out *providerv1.Instance
+	err = p.update(ctx, cfg, func(t *tx) error {
+		in, ok := t.st.Instances[id]
+		if !ok {
+			return status.Errorf(codes.NotFound, "instance %s not found", id)
+		}
+		if in.state() != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+			if err := p.relaunch(ctx, t, in); err != nil {
+				return err
+			}
+		}
+		out = in.proto()
+		return nil
+	})
+	return out, err
+}
+
 // Directories of an instance's own, besides data/ and root/: its HOME and
 // TMPDIR, so that what an app keeps there stays in the instance's
 // directory rather than in a directory other instances share.
@@ -235,11 +341,26 @@ const (
 // terminal's signals. The agent never runs with the provider's privileges:
 // as root, it runs as a user of its own that owns its directory; otherwise
 // through the launcher, confined by Landlock.
+//
+// userData nil restarts an instance that ran before (StartInstance, or a
+// lost one brought back): its directory, user and user data are kept, and
+// whatever its own processes may have planted in the directory (links for
+// root to follow) is removed first.
 func (p *Provider) spawn(ctx context.Context, t *tx, rec *instance, bin string, userData []byte) (*os.Process, uint64, error) {
 	cfg := t.cfg
 	dir := cfg.instanceDir(rec.ID)
 	var cred *syscall.Credential
-	if p.iso == isolationUser {
+	restart := userData == nil
+	if restart {
+		var err error
+		if userData, err = readOwnFile(filepath.Join(dir, userDataFile)); err != nil {
+			return nil, 0, internal("restart instance %s: read its user data: %v", rec.ID, err)
+		}
+		if err := clearLinks(dir); err != nil {
+			return nil, 0, internal("restart instance %s: %v", rec.ID, err)
+		}
+	}
+	if p.iso == isolationUser && !restart {
 		// A former attempt's process may have left links in the
 		// directory for root to follow: start from nothing. Nothing of
 		// the instance runs (start looked for its processes).
@@ -268,10 +389,11 @@ func (p *Provider) spawn(ctx context.Context, t *tx, rec *instance, bin string, 
 		cred = &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
 	}
 	ud := filepath.Join(dir, userDataFile)
+	_ = os.Remove(ud) // a restart writes it anew, never through a link
 	if err := os.WriteFile(ud, userData, 0o600); err != nil {
 		return nil, 0, internal("run instance %s: write user data: %v", rec.ID, err)
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, agentLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(filepath.Join(dir, agentLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, 0, internal("run instance %s: open %s: %v", rec.ID, agentLog, err)
 	}
@@ -313,6 +435,37 @@ func (p *Provider) spawn(ctx context.Context, t *tx, rec *instance, bin string, 
 		return nil, 0, internal("run instance %s: %v", rec.ID, err)
 	}
 	return proc, start, nil
+}
+
+// readOwnFile reads a regular file, refusing a link.
+func readOwnFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 1<<20))
+}
+
+// clearLinks removes the entries of an instance's directory that root
+// writes or creates but that are not what they should be (a link, or a
+// file where a directory belongs): an instance owns its directory and may
+// have put anything there.
+func clearLinks(dir string) error {
+	for _, name := range []string{dataDir, rootDir, homeDir, tmpDir, agentLog, userDataFile} {
+		path := filepath.Join(dir, name)
+		fi, err := os.Lstat(path)
+		if err != nil {
+			continue
+		}
+		wantDir := name != agentLog && name != userDataFile
+		if fi.Mode()&fs.ModeSymlink != 0 || fi.IsDir() != wantDir {
+			if err := os.RemoveAll(path); err != nil {
+				return fmt.Errorf("remove %s: %w", path, err)
+			}
+		}
+	}
+	return nil
 }
 
 // chownTree gives dir and everything in it to uid:gid, without following
@@ -372,12 +525,14 @@ func (p *Provider) instanceProcesses(rec *instance) []int {
 
 func (in *instance) state() providerv1.InstanceState {
 	switch {
+	case in.Stopped:
+		return providerv1.InstanceState_INSTANCE_STATE_STOPPED
 	case in.PID == 0:
 		return providerv1.InstanceState_INSTANCE_STATE_PENDING
 	case alive(in.PID, in.StartTime):
 		return providerv1.InstanceState_INSTANCE_STATE_RUNNING
 	default:
-		return providerv1.InstanceState_INSTANCE_STATE_STOPPED
+		return providerv1.InstanceState_INSTANCE_STATE_LOST
 	}
 }
 

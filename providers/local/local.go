@@ -120,6 +120,7 @@ func (p *Provider) Info(context.Context, *providerv1.InfoRequest) (*providerv1.I
 		Capabilities: []string{"networks", "instances",
 			// Instances are processes on this host, which is pilot's.
 			sdk.CapRunsOnPilotHost,
+			sdk.CapStopStart,
 			sdk.CapExclusiveHostDirPrefix + keyRootDir,
 			sdk.CapHostDirPrefix + keyBinDir,
 			sdk.CapHostDirPrefix + keyRangesDir,

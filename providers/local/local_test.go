@@ -388,8 +388,8 @@ func TestStateFollowsTheProcess(t *testing.T) {
 	if err := syscall.Kill(rec.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "STOPPED after the process died", func() bool {
-		return getState(t, p, rt, in.GetId()) == providerv1.InstanceState_INSTANCE_STATE_STOPPED
+	waitFor(t, 5*time.Second, "LOST after the process died", func() bool {
+		return getState(t, p, rt, in.GetId()) == providerv1.InstanceState_INSTANCE_STATE_LOST
 	})
 
 	// A recycled pid: a live process (this test) with another start time
@@ -398,8 +398,65 @@ func TestStateFollowsTheProcess(t *testing.T) {
 	st.Instances[in.GetId()].PID = os.Getpid()
 	st.Instances[in.GetId()].StartTime = 1
 	writeState(t, rt, st)
-	if s := getState(t, p, rt, in.GetId()); s != providerv1.InstanceState_INSTANCE_STATE_STOPPED {
-		t.Errorf("instance whose pid was recycled is %v, want STOPPED", s)
+	if s := getState(t, p, rt, in.GetId()); s != providerv1.InstanceState_INSTANCE_STATE_LOST {
+		t.Errorf("instance whose pid was recycled is %v, want LOST", s)
+	}
+}
+
+// A lost instance comes back on a retried RunInstance with its token
+// (same id, address and data); a stopped one stays stopped until
+// StartInstance; stop and start are idempotent.
+func TestStopStartAndRevival(t *testing.T) {
+	rt := newRuntime(t, writeBinDir(t, fakeDrone, fakeFrontgate))
+	p := newProvider(t, Config{})
+	n := mustNetwork(t, p, rt, "n")
+	in := mustRun(t, p, rt, n.GetId(), "i", "drone")
+	defer mustDelete(t, p, rt, in.GetId())
+	ctx := context.Background()
+	kept := filepath.Join(rt.Config[keyRootDir], "instances", in.GetId(), rootDir, "kept")
+	if err := os.WriteFile(kept, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, pid := range instanceProcs(in.GetId()) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	waitFor(t, 5*time.Second, "LOST", func() bool { return getState(t, p, rt, in.GetId()) == providerv1.InstanceState_INSTANCE_STATE_LOST })
+	again, err := p.RunInstance(ctx, runReq(rt, n.GetId(), "i", "drone"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.GetId() != in.GetId() || again.GetAddress() != in.GetAddress() || again.GetState() != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		t.Fatalf("retry of a lost instance = %v, want %s at %s RUNNING", again, in.GetId(), in.GetAddress())
+	}
+	if b, err := os.ReadFile(kept); err != nil || string(b) != "data" {
+		t.Fatalf("the revived instance lost its data: %q, %v", b, err)
+	}
+
+	for range 2 {
+		st, err := p.StopInstance(ctx, &providerv1.StopInstanceRequest{Runtime: rt, InstanceId: in.GetId(), IdempotencyToken: "stop-1"})
+		if err != nil || st.GetState() != providerv1.InstanceState_INSTANCE_STATE_STOPPED {
+			t.Fatalf("stop: %v, %v", st, err)
+		}
+	}
+	if pids := instanceProcs(in.GetId()); len(pids) != 0 {
+		t.Fatalf("%d processes left after stop", len(pids))
+	}
+	// A retried RunInstance does not undo a stop.
+	if r, err := p.RunInstance(ctx, runReq(rt, n.GetId(), "i", "drone")); err != nil || r.GetState() != providerv1.InstanceState_INSTANCE_STATE_STOPPED {
+		t.Fatalf("RunInstance of a stopped instance: %v, %v; want it left stopped", r, err)
+	}
+	for range 2 {
+		st, err := p.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: rt, InstanceId: in.GetId(), IdempotencyToken: "start-1"})
+		if err != nil || st.GetState() != providerv1.InstanceState_INSTANCE_STATE_RUNNING || st.GetAddress() != in.GetAddress() {
+			t.Fatalf("start: %v, %v", st, err)
+		}
+	}
+	if pids := instanceProcs(in.GetId()); len(pids) != 2 {
+		t.Fatalf("%d processes after start, want the drone and its daemon (2)", len(pids))
+	}
+	if _, err := p.StopInstance(ctx, &providerv1.StopInstanceRequest{Runtime: rt, InstanceId: "i-missing"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("stop of an unknown instance: %v, want NotFound", err)
 	}
 }
 

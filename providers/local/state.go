@@ -60,6 +60,9 @@ type instance struct {
 	// none, it runs as the provider's user, confined by Landlock).
 	UID     uint32    `json:"uid,omitempty"`
 	Created time.Time `json:"created"`
+	// Stopped is set by StopInstance: the process is gone on purpose, and
+	// only StartInstance brings it back (a retried RunInstance does not).
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 type tombstone struct {

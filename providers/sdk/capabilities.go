@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -23,6 +24,10 @@ const (
 	// the runtime alone (where its instances live): pilot also refuses one
 	// that overlaps any host directory of another runtime.
 	CapExclusiveHostDirPrefix = "exclusive_host_dir:"
+	// CapStopStart says the provider implements StopInstance and
+	// StartInstance: pilot stops and starts clusters only on runtimes
+	// whose provider has it.
+	CapStopStart = "stop_start"
 )
 
 // Capabilities is what pilot reads from an Info response.
@@ -32,6 +37,8 @@ type Capabilities struct {
 	// HostDirs maps each runtime config key naming a host directory to
 	// whether that directory is exclusive to the runtime.
 	HostDirs map[string]bool
+	// StopStart is CapStopStart.
+	StopStart bool
 }
 
 // ParseCapabilities reads the capabilities pilot acts on.
@@ -41,6 +48,8 @@ func ParseCapabilities(caps []string) Capabilities {
 		switch {
 		case s == CapRunsOnPilotHost:
 			c.RunsOnPilotHost = true
+		case s == CapStopStart:
+			c.StopStart = true
 		case strings.HasPrefix(s, CapExclusiveHostDirPrefix) && len(s) > len(CapExclusiveHostDirPrefix):
 			c.HostDirs[strings.TrimPrefix(s, CapExclusiveHostDirPrefix)] = true
 		case strings.HasPrefix(s, CapHostDirPrefix) && len(s) > len(CapHostDirPrefix):
@@ -61,4 +70,15 @@ func (c Capabilities) HostDirKeys() []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// CapabilityMissingError is an operation refused because the runtime's
+// provider lacks a capability it needs; pilot refuses before anything
+// changes.
+type CapabilityMissingError struct {
+	Provider, Capability, Operation string
+}
+
+func (e *CapabilityMissingError) Error() string {
+	return fmt.Sprintf("runtime provider %q lacks capability %q, which %s needs", e.Provider, e.Capability, e.Operation)
 }

@@ -23,7 +23,9 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -38,6 +40,8 @@ func TestMain(m *testing.M) {
 		if left := agentsOf(binDir); len(left) > 0 {
 			fmt.Fprintf(os.Stderr, "processes left running from %s after the tests: %v\n", binDir, left)
 			for _, pid := range left {
+				cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+				fmt.Fprintf(os.Stderr, "  %s: %s\n", pid, strings.ReplaceAll(string(cmdline), "\x00", " "))
 				if n, err := strconv.Atoi(pid); err == nil {
 					_ = syscall.Kill(n, syscall.SIGKILL)
 				}
@@ -229,8 +233,18 @@ func (p *pilot) cleanupClusters() {
 		return
 	}
 	for _, c := range list.Clusters {
-		if r, err := p.clusters.DeleteCluster(ctx, &pilotv1.DeleteClusterRequest{Id: c.Id, Force: true}); err == nil {
-			p.waitJob(ctx, r.Job.Id)
+		// A job the test left running makes the cluster busy until it
+		// ends; retry until then.
+		for ctx.Err() == nil {
+			r, err := p.clusters.DeleteCluster(ctx, &pilotv1.DeleteClusterRequest{Id: c.Id, Force: true})
+			if err == nil {
+				p.waitJob(ctx, r.Job.Id)
+				break
+			}
+			if status.Code(err) != codes.FailedPrecondition {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 }

@@ -319,3 +319,115 @@ func TestRecoverLostNode(t *testing.T) {
 		t.Error("the lost instance's directory is left")
 	}
 }
+
+// TestUpgradeAndRollback upgrades a running cluster to the package's next
+// version and back, on real drones: the old version's stop runs before the
+// new version's upgrade and start (from the drones' own times and traces),
+// the cluster keeps its nodes, and bad versions change nothing.
+func TestUpgradeAndRollback(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "tests/e2e/testdata/opsapp")
+	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "2"})
+	mustSucceed(t, job)
+
+	out, err := p.hangar("cluster", "upgrade", c.Id, "--version", "2.0.0")
+	if err == nil || !strings.Contains(out, "app_version: opsapp 2.0.0 is not pushed") {
+		t.Fatalf("upgrade to a version never pushed: %v\n%s", err, out)
+	}
+	p.mustHangar("app", "push", "tests/e2e/testdata/opsapp-2")
+	plan := p.mustHangar("cluster", "upgrade", c.Id, "--version", "2.0.0", "--dry-run")
+	for _, want := range []string{"nothing was changed", "stop on role member (order 1)", "upgrade-audit", "upgrade on role lead (order 1)", "echo upgrade v2", "start on role member (order 2)"} {
+		if !strings.Contains(plan, want) {
+			t.Fatalf("upgrade plan lacks %q:\n%s", want, plan)
+		}
+	}
+
+	out = p.mustHangar("cluster", "upgrade", c.Id, "--version", "2.0.0", "--wait")
+	after := p.cluster(c.Id)
+	if after.AppVersion != "2.0.0" || after.PreviousAppVersion != "1.0.0" || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || len(after.Nodes) != 3 {
+		t.Fatalf("after the upgrade: %s (previous %q) %v, %d nodes\n%s", after.AppVersion, after.PreviousAppVersion, after.Status, len(after.Nodes), out)
+	}
+	for _, nd := range after.Nodes {
+		if got := readTrace(p, nd, "events.log"); got != "init\nstart\nstop\nupgrade v2\nstart v2\n" {
+			t.Errorf("node %s (%s) ran %q; want version 1's stop, then upgrade v2 and start v2", nd.Id, nd.Role, got)
+		}
+	}
+	// §4's order, from the drones' times: the members stop (order 1)
+	// before the lead (order 2); the lead starts (order 1) before them.
+	stops, starts := stepResults(t, p, after.JobId, "stop"), stepResults(t, p, after.JobId, "start")
+	if len(stops) != 2 || len(starts) != 2 {
+		t.Fatalf("upgrade had %d stop and %d start steps, want 2 and 2", len(stops), len(starts))
+	}
+	if latestEnd(stops[:1]).After(earliestStart(stops[1:])) || latestEnd(starts[:1]).After(earliestStart(starts[1:])) {
+		t.Fatal("an order group began before the previous one ended")
+	}
+	if latestEnd(stops).After(earliestStart(starts)) {
+		t.Fatal("a node started before every node had stopped (parallel upgrade)")
+	}
+
+	p.mustHangar("cluster", "rollback", c.Id, "--wait")
+	after = p.cluster(c.Id)
+	if after.AppVersion != "1.0.0" || after.PreviousAppVersion != "" || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after the rollback: %s (previous %q) %v", after.AppVersion, after.PreviousAppVersion, after.Status)
+	}
+	for _, nd := range after.Nodes {
+		if got := readTrace(p, nd, "events.log"); !strings.HasSuffix(got, "start v2\nstop v2\nrollback v2\nstart\n") {
+			t.Errorf("node %s rolled back with %q; want version 2's stop and rollback, then version 1's start", nd.Id, got)
+		}
+	}
+	if out, err := p.hangar("cluster", "rollback", c.Id); err == nil || !strings.Contains(out, "no upgrade to roll back") {
+		t.Fatalf("a second rollback: %v\n%s", err, out)
+	}
+}
+
+// TestStopAndStart stops a cluster (stop by order, then its instances:
+// no process of it is left) and starts it again (start by order, no
+// init), on the same instances with their data.
+func TestStopAndStart(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "tests/e2e/testdata/opsapp")
+	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "2"})
+	mustSucceed(t, job)
+
+	plan := p.mustHangar("cluster", "stop", c.Id, "--dry-run")
+	for _, want := range []string{"1. stop on role member (order 1)", "2. stop on role lead (order 2)", "3. stop the instances"} {
+		if !strings.Contains(plan, want) {
+			t.Fatalf("stop plan lacks %q:\n%s", want, plan)
+		}
+	}
+	p.mustHangar("cluster", "stop", c.Id, "--wait")
+	stopped := p.cluster(c.Id)
+	if stopped.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED {
+		t.Fatalf("after stop the cluster is %v", stopped.Status)
+	}
+	for _, nd := range stopped.Nodes {
+		if nd.Status != pilotv1.NodeStatus_NODE_STATUS_STOPPED || len(processesOf(nd.InstanceId)) != 0 {
+			t.Errorf("node %s after stop: %v with processes %v", nd.Id, nd.Status, processesOf(nd.InstanceId))
+		}
+	}
+	if out, err := p.hangar("cluster", "restart", c.Id); err == nil || !strings.Contains(out, "STOPPED") {
+		t.Fatalf("restart of a stopped cluster: %v\n%s", err, out)
+	}
+
+	p.mustHangar("cluster", "start", c.Id, "--wait")
+	after := p.cluster(c.Id)
+	if after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after start the cluster is %v", after.Status)
+	}
+	for _, nd := range after.Nodes {
+		if nd.InstanceId != nodeBySid(c, nd.Sid).InstanceId || len(processesOf(nd.InstanceId)) == 0 {
+			t.Errorf("node %s after start: instance %s (was %s), processes %v", nd.Id, nd.InstanceId, nodeBySid(c, nd.Sid).InstanceId, processesOf(nd.InstanceId))
+		}
+		if got := readTrace(p, nd, "events.log"); got != "init\nstart\nstop\nstart\n" {
+			t.Errorf("node %s ran %q; want stop then start, and no second init", nd.Id, got)
+		}
+	}
+	starts := stepResults(t, p, after.JobId, "start on")
+	if len(starts) != 2 || latestEnd(starts[:1]).After(earliestStart(starts[1:])) {
+		t.Fatalf("start steps %v: the lead's (order 1) must end before the members' (order 2) begin", starts)
+	}
+	// The drones are back and take commands.
+	p.mustHangar("cluster", "run", c.Id, "greet", "--param", "name=ann", "--param", "times=1", "--wait")
+}

@@ -1,0 +1,199 @@
+package clusterops
+
+import (
+	"context"
+	"fmt"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/store"
+	"github.com/hangarhq/hangar/providers/sdk"
+)
+
+// Stopping and starting a cluster (APPCENTER-FORMAT §4):
+//
+//	stop:  stop by order → the instances stopped (their drones with them)
+//	start: the instances started → metadata registered again (addresses
+//	       may change) → drones back → confd → start by order; no init
+//
+// A stopped cluster keeps its nodes, their data and its metadata; only a
+// runtime whose provider declares stop_start can stop instances, and the
+// operation is refused before anything changes on any other.
+
+// Job kinds.
+const (
+	KindStop  = "stop_cluster"
+	KindStart = "start_cluster"
+)
+
+// Task kinds.
+const (
+	taskStopInstances  = "stop_instances"
+	taskStartInstances = "start_instances"
+)
+
+// Stop accepts stopping cluster r.C: force goes on past failing stop
+// commands.
+func (l *Lifecycle) Stop(ctx context.Context, r OpRequest, force bool) (*pilotv1.ClusterJob, error) {
+	c := r.C
+	if err := l.busy(ctx, c); err != nil {
+		return nil, err
+	}
+	switch c.Status {
+	case pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED, pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED:
+	default:
+		return nil, refuse(Precondition, "cluster %s is %s; only an active, degraded or failed cluster is stopped", c.Id, c.Status)
+	}
+	if err := l.requireStopStart(ctx, c, "stop"); err != nil {
+		return nil, err
+	}
+	spec, stored, err := l.currentSpec(ctx, c)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+	}
+	return l.powerOp(ctx, r, KindStop, PlanStop(c, spec, force), spec, stored)
+}
+
+// Start accepts starting the stopped cluster r.C.
+func (l *Lifecycle) Start(ctx context.Context, r OpRequest) (*pilotv1.ClusterJob, error) {
+	c := r.C
+	if err := l.busy(ctx, c); err != nil {
+		return nil, err
+	}
+	switch c.Status {
+	case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED:
+	default:
+		return nil, refuse(Precondition, "cluster %s is %s; only a stopped cluster (or one whose start failed) is started", c.Id, c.Status)
+	}
+	if err := l.requireStopStart(ctx, c, "start"); err != nil {
+		return nil, err
+	}
+	spec, stored, err := l.currentSpec(ctx, c)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+	}
+	return l.powerOp(ctx, r, KindStart, PlanStart(c, spec), spec, stored)
+}
+
+func (l *Lifecycle) powerOp(ctx context.Context, r OpRequest, kind string, tasks []*pilotv1.Task, spec *apppkg.ClusterSpec, stored []byte) (*pilotv1.ClusterJob, error) {
+	c := r.C
+	if r.DryRun {
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, kind, tasks)}, nil
+	}
+	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
+	job, err := l.commit(ctx, c, r.Rev, kind, tasks, stored)
+	if err != nil {
+		return nil, err
+	}
+	l.log.Info("cluster operation accepted", "cluster_id", c.Id, "kind", kind, "job_id", job.Id)
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// requireStopStart refuses op when the cluster's runtime cannot stop and
+// start instances. Without a provider source (tests of other parts) it
+// does not check.
+func (l *Lifecycle) requireStopStart(ctx context.Context, c *pilotv1.Cluster, op string) error {
+	if l.cfg.Providers == nil {
+		return nil
+	}
+	rt := &pilotv1.Runtime{}
+	if _, err := l.cfg.Store.Get(ctx, store.RuntimeKey(c.Tenant, c.Runtime), rt); err != nil {
+		return refuse(Precondition, "cluster %s: runtime %s: %v", c.Id, c.Runtime, err)
+	}
+	prov, err := l.cfg.Providers.Get(ctx, rt.Provider)
+	if err != nil {
+		return fmt.Errorf("runtime %s: provider %s: %w", rt.Id, rt.Provider, err)
+	}
+	info, err := prov.Info(ctx, &providerv1.InfoRequest{})
+	if err != nil {
+		return fmt.Errorf("runtime %s: provider %s: info: %w", rt.Id, rt.Provider, err)
+	}
+	if !sdk.ParseCapabilities(info.GetCapabilities()).StopStart {
+		return refuse(Precondition, "%v", &sdk.CapabilityMissingError{Provider: rt.Provider, Capability: sdk.CapStopStart, Operation: op + " (runtime " + rt.Id + ")"})
+	}
+	return nil
+}
+
+// PlanStop is the stop order of events.
+func PlanStop(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, force bool) []*pilotv1.Task {
+	p := &planner{}
+	p.serviceSteps(spec, c.Id, "stop", stepSpec{force: force})
+	p.add("stop-instances", taskStopInstances, "stop the instances", &pilotv1.TaskInput{ClusterId: c.Id})
+	return p.tasks
+}
+
+// PlanStart is the start order of events.
+func PlanStart(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Task {
+	p := &planner{}
+	in := func() *pilotv1.TaskInput { return &pilotv1.TaskInput{ClusterId: c.Id} }
+	p.add("frontgate", taskEnsureFrontgate, "ensure the network's frontgate is running and connected", in())
+	p.add("start-instances", taskStartInstances, "start the instances", in())
+	p.add("register", taskRegister, "register metadata again (addresses may have changed)", in())
+	p.add("drones", taskWaitDrones, "wait for every drone to connect", in())
+	p.add("confd", taskDeliverConfd, "deliver confd templates and render", in())
+	p.serviceSteps(spec, c.Id, "start", stepSpec{})
+	return p.tasks
+}
+
+// stopInstances stops each node's instance through the provider.
+func (o *Ops) stopInstances(ctx context.Context, t *jobs.Task) error {
+	return o.powerInstances(ctx, t, pilotv1.NodeStatus_NODE_STATUS_STOPPED, func(tc *taskEnv, nd *pilotv1.Node) (*providerv1.Instance, error) {
+		return tc.prov.StopInstance(ctx, &providerv1.StopInstanceRequest{Runtime: tc.prt, InstanceId: nd.InstanceId, IdempotencyToken: t.Job.Id + "." + nd.Id})
+	})
+}
+
+// startInstances starts each node's instance again, recording its address
+// (a provider may give a new one).
+func (o *Ops) startInstances(ctx context.Context, t *jobs.Task) error {
+	return o.powerInstances(ctx, t, pilotv1.NodeStatus_NODE_STATUS_PENDING, func(tc *taskEnv, nd *pilotv1.Node) (*providerv1.Instance, error) {
+		return tc.prov.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: tc.prt, InstanceId: nd.InstanceId, IdempotencyToken: t.Job.Id + "." + nd.Id})
+	})
+}
+
+func (o *Ops) powerInstances(ctx context.Context, t *jobs.Task, st pilotv1.NodeStatus, call func(*taskEnv, *pilotv1.Node) (*providerv1.Instance, error)) error {
+	tc, err := o.load(ctx, t, needProvider)
+	if err != nil {
+		return err
+	}
+	var nodes []*pilotv1.Node
+	for _, nd := range onlyNodes(tc.c.Nodes, tc.in.NodeIds) {
+		if nd.InstanceId != "" {
+			nodes = append(nodes, nd)
+		}
+	}
+	return forEachNode(ctx, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
+		inst, err := call(tc, nd)
+		if err != nil {
+			return providerErr(fmt.Sprintf("%s instance %s of node %s", t.Task.Title, nd.InstanceId, nd.Id), err)
+		}
+		return o.setNode(ctx, tc.c.Id, nd.Id, func(x *pilotv1.Node) {
+			x.Status = st
+			if a := inst.GetAddress(); a != "" {
+				x.Address = a
+			}
+		})
+	})
+}
+
+// finishPower settles a stopped or started cluster.
+func (o *Ops) finishPower(ctx context.Context, j *pilotv1.Job) error {
+	_, err := o.updateCluster(ctx, j.ClusterId, func(c *pilotv1.Cluster) error {
+		switch {
+		case j.State != pilotv1.JobState_JOB_STATE_SUCCEEDED:
+			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED
+		case j.Kind == KindStop:
+			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED
+		default:
+			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE
+			for _, nd := range c.Nodes {
+				if nd.InstanceId != "" {
+					nd.Status = pilotv1.NodeStatus_NODE_STATUS_ACTIVE
+				}
+			}
+		}
+		return nil
+	})
+	return ignoreNotFound(err)
+}

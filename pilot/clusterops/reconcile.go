@@ -1,0 +1,222 @@
+package clusterops
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/api/providerv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// The reconciler: jobs write a cluster's status when they end, but what
+// exists changes between jobs (a frontgate or a drone killed, a machine
+// restarted). The reconciler observes, level-triggered, on a tick: it
+// compares what should run with what is connected, writes what it sees
+// (a node LOST, its cluster DEGRADED; both back to ACTIVE when the node
+// is), and converges what is infrastructure: a frontgate or drone whose
+// instance the provider reports LOST is started again (same instance, id,
+// address and data). It leaves alone clusters a job is working on, and
+// clusters that are not meant to run (stopped, failed, being created or
+// deleted). Later health checks and autoscaling plug in here.
+
+// ReconcilerConfig tunes a Reconciler.
+type ReconcilerConfig struct {
+	// Interval between passes (default 2s).
+	Interval time.Duration
+	// Grace is how long a frontgate or drone may be disconnected before
+	// it counts as lost (default 6s): a drone's reconnect after a cut
+	// stream takes less.
+	Grace  time.Duration
+	Logger *slog.Logger
+}
+
+// Reconciler runs the passes, one at a time, in the goroutine that calls
+// Run. Create it with NewReconciler.
+type Reconciler struct {
+	o   *Ops
+	cfg ReconcilerConfig
+	log *slog.Logger
+	// seen is when each frontgate and node was last seen connected (or
+	// first looked at), by id.
+	seen map[string]time.Time
+	now  func() time.Time
+}
+
+// NewReconciler returns a reconciler over o's store, providers and
+// frontgate link.
+func NewReconciler(o *Ops, cfg ReconcilerConfig) *Reconciler {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 2 * time.Second
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 6 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = o.log
+	}
+	return &Reconciler{o: o, cfg: cfg, log: cfg.Logger, seen: map[string]time.Time{}, now: time.Now}
+}
+
+// Run makes a pass every interval until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("reconcile pass", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// gone reports whether id has been out of sight longer than the grace
+// period; connected marks it seen now.
+func (r *Reconciler) gone(id string, connected bool) bool {
+	now := r.now()
+	last, ok := r.seen[id]
+	if connected || !ok {
+		r.seen[id] = now
+		return false
+	}
+	return now.Sub(last) > r.cfg.Grace
+}
+
+// Pass observes every cluster once.
+func (r *Reconciler) Pass(ctx context.Context) error {
+	o := r.o
+	clusters, err := store.List(ctx, o.cfg.Store, store.ClustersPrefix, newCluster)
+	if err != nil {
+		return fmt.Errorf("list clusters: %w", err)
+	}
+	frontgates := map[string]bool{} // network id → its frontgate is up
+	for _, c := range clusters {
+		if !r.watched(ctx, c) {
+			continue
+		}
+		n, err := o.network(ctx, c)
+		if err != nil || n.FrontgateInstanceId == "" {
+			continue
+		}
+		up, ok := frontgates[n.Id]
+		if !ok {
+			up = o.cfg.Frontgates.Connected(n.FrontgateId)
+			if r.gone(n.FrontgateId, up) {
+				r.revive(ctx, c, n.FrontgateInstanceId, "frontgate "+n.FrontgateId)
+			}
+			frontgates[n.Id] = up
+		}
+		if !up {
+			// Its drones cannot be seen; they are not lost for that.
+			continue
+		}
+		if err := r.observeNodes(ctx, c, n); err != nil {
+			r.log.Warn("observe cluster", "cluster_id", c.Id, "err", err)
+		}
+	}
+	return nil
+}
+
+// watched: only clusters that should be running and that no job is
+// changing are observed.
+func (r *Reconciler) watched(ctx context.Context, c *pilotv1.Cluster) bool {
+	switch c.Status {
+	case pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED:
+	default:
+		return false
+	}
+	if c.JobId != "" {
+		j := &pilotv1.Job{}
+		if _, err := r.o.cfg.Store.Get(ctx, store.JobKey(c.JobId), j); err == nil && !jobs.Terminal(j.State) {
+			return false
+		}
+	}
+	return true
+}
+
+// observeNodes marks the nodes whose drones are gone LOST (reviving their
+// instances where the provider lost them), those back ACTIVE, and the
+// cluster DEGRADED while any node is lost.
+func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pilotv1.Network) error {
+	resp, err := r.o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{ClusterId: c.Id}}})
+	if err != nil {
+		return err
+	}
+	connected := map[string]bool{}
+	for _, d := range resp.GetDroneList().GetDrones() {
+		connected[d.NodeId] = true
+	}
+	lost := map[string]bool{}
+	for _, nd := range c.Nodes {
+		if nd.InstanceId == "" {
+			continue
+		}
+		if r.gone(nd.Id, connected[nd.Id]) {
+			lost[nd.Id] = true
+			r.revive(ctx, c, nd.InstanceId, "drone of node "+nd.Id)
+		}
+	}
+	_, err = r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
+		changed := false
+		anyLost := false
+		for _, nd := range x.Nodes {
+			want := nd.Status
+			switch {
+			case lost[nd.Id]:
+				want, anyLost = pilotv1.NodeStatus_NODE_STATUS_LOST, true
+			case connected[nd.Id] && nd.Status == pilotv1.NodeStatus_NODE_STATUS_LOST:
+				want = pilotv1.NodeStatus_NODE_STATUS_ACTIVE
+			case nd.Status == pilotv1.NodeStatus_NODE_STATUS_LOST:
+				anyLost = true
+			}
+			if want != nd.Status {
+				r.log.Info("node status observed", "cluster_id", x.Id, "node_id", nd.Id, "from", nd.Status, "to", want)
+				nd.Status, changed = want, true
+			}
+		}
+		// A job accepted since this pass began owns the status.
+		if x.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || x.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED {
+			want := pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE
+			if anyLost {
+				want = pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED
+			}
+			if want != x.Status {
+				r.log.Info("cluster status observed", "cluster_id", x.Id, "from", x.Status, "to", want)
+				x.Status, changed = want, true
+			}
+		}
+		if !changed {
+			return store.ErrNoChange
+		}
+		return nil
+	})
+	return ignoreNotFound(err)
+}
+
+// revive starts an instance the provider reports LOST (its process or
+// machine gone though nobody stopped it) again. Anything else (running:
+// the agent is only cut off; stopped: on purpose) is left alone.
+func (r *Reconciler) revive(ctx context.Context, c *pilotv1.Cluster, instanceID, what string) {
+	prov, prt, err := r.o.provider(ctx, c.Tenant, c.Runtime)
+	if err != nil {
+		r.log.Warn("revive: provider", "what", what, "err", err)
+		return
+	}
+	in, err := prov.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: prt, InstanceId: instanceID})
+	if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_LOST {
+		return
+	}
+	if _, err := prov.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: prt, InstanceId: instanceID, IdempotencyToken: "revive." + instanceID}); err != nil {
+		r.log.Warn("revive a lost instance", "what", what, "instance_id", instanceID, "err", err)
+		return
+	}
+	r.log.Info("lost instance started again", "what", what, "instance_id", instanceID, "cluster_id", c.Id)
+}
