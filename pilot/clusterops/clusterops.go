@@ -13,7 +13,10 @@
 // (task graphs), size.go (the node limit), packages.go (packages and specs),
 // network.go (network and frontgate), instances.go, metadata.go, drones.go
 // (drones connected, their renderer configured), service.go (lifecycle
-// commands on nodes).
+// commands on nodes, rolled out per role), operations.go (restart, custom
+// services, recover), scale.go, upgrade.go (upgrade, rollback), power.go
+// (stop, start), reconcile.go (what exists between jobs: observed status,
+// lost agents revived).
 package clusterops
 
 import (

@@ -118,6 +118,16 @@ func (p *fakeProvider) Info(context.Context, *providerv1.InfoRequest, ...grpc.Ca
 	return &providerv1.InfoResponse{Name: "fake", Version: "1", Capabilities: []string{"stop_start"}}, nil
 }
 
+func (p *fakeProvider) GetInstance(_ context.Context, req *providerv1.GetInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in := p.instances[req.InstanceId]
+	if in == nil {
+		return nil, status.Errorf(codes.NotFound, "instance %s", req.InstanceId)
+	}
+	return proto.Clone(in).(*providerv1.Instance), nil
+}
+
 func (p *fakeProvider) StopInstance(_ context.Context, req *providerv1.StopInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
 	return p.setState(req.InstanceId, providerv1.InstanceState_INSTANCE_STATE_STOPPED)
 }
@@ -232,7 +242,8 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 		list := &streamv1.DroneList{}
 		f.prov.mu.Lock()
 		for _, in := range f.prov.instances {
-			if in.Labels["hangar/cluster"] == b.ListDrones.ClusterId {
+			// A drone is connected while its instance runs.
+			if in.Labels["hangar/cluster"] == b.ListDrones.ClusterId && in.State == providerv1.InstanceState_INSTANCE_STATE_RUNNING {
 				node := in.Labels["hangar/node"]
 				list.Drones = append(list.Drones, &streamv1.DroneInfo{NodeId: node, ClusterId: b.ListDrones.ClusterId, RenderedRevision: int64(f.applies - f.renderLag), RenderError: f.renderErr[node]})
 			}

@@ -26,10 +26,10 @@ import (
 
 // ReconcilerConfig tunes a Reconciler.
 type ReconcilerConfig struct {
-	// Interval between passes (default 2s).
+	// Interval between passes (default 1s).
 	Interval time.Duration
 	// Grace is how long a frontgate or drone may be disconnected before
-	// it counts as lost (default 6s): a drone's reconnect after a cut
+	// it counts as lost (default 4s): a drone's reconnect after a cut
 	// stream takes less.
 	Grace  time.Duration
 	Logger *slog.Logger
@@ -51,10 +51,10 @@ type Reconciler struct {
 // frontgate link.
 func NewReconciler(o *Ops, cfg ReconcilerConfig) *Reconciler {
 	if cfg.Interval <= 0 {
-		cfg.Interval = 2 * time.Second
+		cfg.Interval = time.Second
 	}
 	if cfg.Grace <= 0 {
-		cfg.Grace = 6 * time.Second
+		cfg.Grace = 4 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = o.log
