@@ -48,6 +48,8 @@ const (
 	CommandState_COMMAND_STATE_REJECTED CommandState = 6
 	// Pilot could not reach the drone (frontgate or drone not connected).
 	CommandState_COMMAND_STATE_UNREACHABLE CommandState = 7
+	// Killed on request (its job was cancelled), or cancelled before it ran.
+	CommandState_COMMAND_STATE_CANCELLED CommandState = 8
 )
 
 // Enum value maps for CommandState.
@@ -61,6 +63,7 @@ var (
 		5: "COMMAND_STATE_LOST",
 		6: "COMMAND_STATE_REJECTED",
 		7: "COMMAND_STATE_UNREACHABLE",
+		8: "COMMAND_STATE_CANCELLED",
 	}
 	CommandState_value = map[string]int32{
 		"COMMAND_STATE_UNSPECIFIED":     0,
@@ -71,6 +74,7 @@ var (
 		"COMMAND_STATE_LOST":            5,
 		"COMMAND_STATE_REJECTED":        6,
 		"COMMAND_STATE_UNREACHABLE":     7,
+		"COMMAND_STATE_CANCELLED":       8,
 	}
 )
 
@@ -673,6 +677,7 @@ type Request struct {
 	//	*Request_RenewCertificate
 	//	*Request_Revoke
 	//	*Request_RenderReport
+	//	*Request_CancelCommand
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -810,6 +815,15 @@ func (x *Request) GetRenderReport() *RenderReport {
 	return nil
 }
 
+func (x *Request) GetCancelCommand() *CancelCommand {
+	if x != nil {
+		if x, ok := x.Body.(*Request_CancelCommand); ok {
+			return x.CancelCommand
+		}
+	}
+	return nil
+}
+
 type isRequest_Body interface {
 	isRequest_Body()
 }
@@ -854,6 +868,11 @@ type Request_RenderReport struct {
 	RenderReport *RenderReport `protobuf:"bytes,18,opt,name=render_report,json=renderReport,proto3,oneof"`
 }
 
+type Request_CancelCommand struct {
+	// pilot -> frontgate -> drone: kill a command (a cancelled job).
+	CancelCommand *CancelCommand `protobuf:"bytes,19,opt,name=cancel_command,json=cancelCommand,proto3,oneof"`
+}
+
 func (*Request_RunCommand) isRequest_Body() {}
 
 func (*Request_ApplyMetadata) isRequest_Body() {}
@@ -871,6 +890,72 @@ func (*Request_RenewCertificate) isRequest_Body() {}
 func (*Request_Revoke) isRequest_Body() {}
 
 func (*Request_RenderReport) isRequest_Body() {}
+
+func (*Request_CancelCommand) isRequest_Body() {}
+
+// CancelCommand kills command_id on node_id if it runs; the answer is the
+// command's result (CANCELLED, or how it ended before). A command id never
+// seen is recorded cancelled, so a request for it that arrives later never
+// runs it.
+type CancelCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	CommandId     string                 `protobuf:"bytes,2,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelCommand) Reset() {
+	*x = CancelCommand{}
+	mi := &file_stream_v1_stream_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelCommand) ProtoMessage() {}
+
+func (x *CancelCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelCommand.ProtoReflect.Descriptor instead.
+func (*CancelCommand) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CancelCommand) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CancelCommand) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *CancelCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
 
 type Response struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -890,7 +975,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_stream_v1_stream_proto_msgTypes[9]
+	mi := &file_stream_v1_stream_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +987,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[9]
+	mi := &file_stream_v1_stream_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1000,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{9}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Response) GetRequestId() string {
@@ -1015,7 +1100,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_stream_v1_stream_proto_msgTypes[10]
+	mi := &file_stream_v1_stream_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1112,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[10]
+	mi := &file_stream_v1_stream_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1125,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{10}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Error) GetCode() string {
@@ -1070,7 +1155,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_stream_v1_stream_proto_msgTypes[11]
+	mi := &file_stream_v1_stream_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1167,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[11]
+	mi := &file_stream_v1_stream_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1180,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{11}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Ack) GetMessage() string {
@@ -1125,7 +1210,7 @@ type RenderReport struct {
 
 func (x *RenderReport) Reset() {
 	*x = RenderReport{}
-	mi := &file_stream_v1_stream_proto_msgTypes[12]
+	mi := &file_stream_v1_stream_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1222,7 @@ func (x *RenderReport) String() string {
 func (*RenderReport) ProtoMessage() {}
 
 func (x *RenderReport) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[12]
+	mi := &file_stream_v1_stream_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1235,7 @@ func (x *RenderReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenderReport.ProtoReflect.Descriptor instead.
 func (*RenderReport) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{12}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RenderReport) GetRevision() int64 {
@@ -1192,7 +1277,7 @@ type RunCommand struct {
 
 func (x *RunCommand) Reset() {
 	*x = RunCommand{}
-	mi := &file_stream_v1_stream_proto_msgTypes[13]
+	mi := &file_stream_v1_stream_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1289,7 @@ func (x *RunCommand) String() string {
 func (*RunCommand) ProtoMessage() {}
 
 func (x *RunCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[13]
+	mi := &file_stream_v1_stream_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1302,7 @@ func (x *RunCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCommand.ProtoReflect.Descriptor instead.
 func (*RunCommand) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{13}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunCommand) GetNodeId() string {
@@ -1287,7 +1372,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	mi := &file_stream_v1_stream_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1384,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	mi := &file_stream_v1_stream_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1397,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{14}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CommandResult) GetCommandId() string {
@@ -1394,7 +1479,7 @@ type ApplyMetadata struct {
 
 func (x *ApplyMetadata) Reset() {
 	*x = ApplyMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	mi := &file_stream_v1_stream_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1491,7 @@ func (x *ApplyMetadata) String() string {
 func (*ApplyMetadata) ProtoMessage() {}
 
 func (x *ApplyMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	mi := &file_stream_v1_stream_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1504,7 @@ func (x *ApplyMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyMetadata.ProtoReflect.Descriptor instead.
 func (*ApplyMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{15}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ApplyMetadata) GetClusterId() string {
@@ -1453,7 +1538,7 @@ type DeleteMetadata struct {
 
 func (x *DeleteMetadata) Reset() {
 	*x = DeleteMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[16]
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1550,7 @@ func (x *DeleteMetadata) String() string {
 func (*DeleteMetadata) ProtoMessage() {}
 
 func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[16]
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1563,7 @@ func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMetadata.ProtoReflect.Descriptor instead.
 func (*DeleteMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{16}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteMetadata) GetClusterId() string {
@@ -1515,7 +1600,7 @@ type ConfigureRenderer struct {
 
 func (x *ConfigureRenderer) Reset() {
 	*x = ConfigureRenderer{}
-	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1612,7 @@ func (x *ConfigureRenderer) String() string {
 func (*ConfigureRenderer) ProtoMessage() {}
 
 func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1625,7 @@ func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRenderer.ProtoReflect.Descriptor instead.
 func (*ConfigureRenderer) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConfigureRenderer) GetNodeId() string {
@@ -1595,7 +1680,7 @@ type ListDrones struct {
 
 func (x *ListDrones) Reset() {
 	*x = ListDrones{}
-	mi := &file_stream_v1_stream_proto_msgTypes[18]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1692,7 @@ func (x *ListDrones) String() string {
 func (*ListDrones) ProtoMessage() {}
 
 func (x *ListDrones) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[18]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1705,7 @@ func (x *ListDrones) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDrones.ProtoReflect.Descriptor instead.
 func (*ListDrones) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListDrones) GetClusterId() string {
@@ -1645,7 +1730,7 @@ type DroneInfo struct {
 
 func (x *DroneInfo) Reset() {
 	*x = DroneInfo{}
-	mi := &file_stream_v1_stream_proto_msgTypes[19]
+	mi := &file_stream_v1_stream_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1742,7 @@ func (x *DroneInfo) String() string {
 func (*DroneInfo) ProtoMessage() {}
 
 func (x *DroneInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[19]
+	mi := &file_stream_v1_stream_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1755,7 @@ func (x *DroneInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneInfo.ProtoReflect.Descriptor instead.
 func (*DroneInfo) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DroneInfo) GetNodeId() string {
@@ -1724,7 +1809,7 @@ type DroneList struct {
 
 func (x *DroneList) Reset() {
 	*x = DroneList{}
-	mi := &file_stream_v1_stream_proto_msgTypes[20]
+	mi := &file_stream_v1_stream_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +1821,7 @@ func (x *DroneList) String() string {
 func (*DroneList) ProtoMessage() {}
 
 func (x *DroneList) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[20]
+	mi := &file_stream_v1_stream_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +1834,7 @@ func (x *DroneList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneList.ProtoReflect.Descriptor instead.
 func (*DroneList) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{20}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DroneList) GetDrones() []*DroneInfo {
@@ -1800,7 +1885,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"'\n" +
 	"\x06Cancel\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\"\xcb\x05\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"\x95\x06\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
@@ -1815,8 +1900,14 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x04join\x18\x0f \x01(\v2\x1d.hangar.stream.v1.JoinRequestH\x00R\x04join\x12Q\n" +
 	"\x11renew_certificate\x18\x10 \x01(\v2\".hangar.stream.v1.RenewCertificateH\x00R\x10renewCertificate\x122\n" +
 	"\x06revoke\x18\x11 \x01(\v2\x18.hangar.stream.v1.RevokeH\x00R\x06revoke\x12E\n" +
-	"\rrender_report\x18\x12 \x01(\v2\x1e.hangar.stream.v1.RenderReportH\x00R\frenderReportB\x06\n" +
-	"\x04body\"\xd6\x02\n" +
+	"\rrender_report\x18\x12 \x01(\v2\x1e.hangar.stream.v1.RenderReportH\x00R\frenderReport\x12H\n" +
+	"\x0ecancel_command\x18\x13 \x01(\v2\x1f.hangar.stream.v1.CancelCommandH\x00R\rcancelCommandB\x06\n" +
+	"\x04body\"_\n" +
+	"\rCancelCommand\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x02 \x01(\tR\tcommandId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xd6\x02\n" +
 	"\bResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12-\n" +
@@ -1898,7 +1989,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x11rendered_revision\x18\x05 \x01(\x03R\x10renderedRevision\x12!\n" +
 	"\frender_error\x18\x06 \x01(\tR\vrenderError\"@\n" +
 	"\tDroneList\x123\n" +
-	"\x06drones\x18\x01 \x03(\v2\x1b.hangar.stream.v1.DroneInfoR\x06drones*\xf5\x01\n" +
+	"\x06drones\x18\x01 \x03(\v2\x1b.hangar.stream.v1.DroneInfoR\x06drones*\x92\x02\n" +
 	"\fCommandState\x12\x1d\n" +
 	"\x19COMMAND_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15COMMAND_STATE_RUNNING\x10\x01\x12\x18\n" +
@@ -1907,7 +1998,8 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x1dCOMMAND_STATE_FAILED_TO_START\x10\x04\x12\x16\n" +
 	"\x12COMMAND_STATE_LOST\x10\x05\x12\x1a\n" +
 	"\x16COMMAND_STATE_REJECTED\x10\x06\x12\x1d\n" +
-	"\x19COMMAND_STATE_UNREACHABLE\x10\a2V\n" +
+	"\x19COMMAND_STATE_UNREACHABLE\x10\a\x12\x1b\n" +
+	"\x17COMMAND_STATE_CANCELLED\x10\b2V\n" +
 	"\rFrontgateLink\x12E\n" +
 	"\aConnect\x12\x1a.hangar.stream.v1.Envelope\x1a\x1a.hangar.stream.v1.Envelope(\x010\x012\x98\x01\n" +
 	"\tDroneLink\x12E\n" +
@@ -1927,7 +2019,7 @@ func file_stream_v1_stream_proto_rawDescGZIP() []byte {
 }
 
 var file_stream_v1_stream_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_stream_v1_stream_proto_goTypes = []any{
 	(CommandState)(0),             // 0: hangar.stream.v1.CommandState
 	(*JoinRequest)(nil),           // 1: hangar.stream.v1.JoinRequest
@@ -1939,65 +2031,67 @@ var file_stream_v1_stream_proto_goTypes = []any{
 	(*Heartbeat)(nil),             // 7: hangar.stream.v1.Heartbeat
 	(*Cancel)(nil),                // 8: hangar.stream.v1.Cancel
 	(*Request)(nil),               // 9: hangar.stream.v1.Request
-	(*Response)(nil),              // 10: hangar.stream.v1.Response
-	(*Error)(nil),                 // 11: hangar.stream.v1.Error
-	(*Ack)(nil),                   // 12: hangar.stream.v1.Ack
-	(*RenderReport)(nil),          // 13: hangar.stream.v1.RenderReport
-	(*RunCommand)(nil),            // 14: hangar.stream.v1.RunCommand
-	(*CommandResult)(nil),         // 15: hangar.stream.v1.CommandResult
-	(*ApplyMetadata)(nil),         // 16: hangar.stream.v1.ApplyMetadata
-	(*DeleteMetadata)(nil),        // 17: hangar.stream.v1.DeleteMetadata
-	(*ConfigureRenderer)(nil),     // 18: hangar.stream.v1.ConfigureRenderer
-	(*ListDrones)(nil),            // 19: hangar.stream.v1.ListDrones
-	(*DroneInfo)(nil),             // 20: hangar.stream.v1.DroneInfo
-	(*DroneList)(nil),             // 21: hangar.stream.v1.DroneList
-	nil,                           // 22: hangar.stream.v1.ApplyMetadata.KvsEntry
-	nil,                           // 23: hangar.stream.v1.ConfigureRenderer.FilesEntry
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*CancelCommand)(nil),         // 10: hangar.stream.v1.CancelCommand
+	(*Response)(nil),              // 11: hangar.stream.v1.Response
+	(*Error)(nil),                 // 12: hangar.stream.v1.Error
+	(*Ack)(nil),                   // 13: hangar.stream.v1.Ack
+	(*RenderReport)(nil),          // 14: hangar.stream.v1.RenderReport
+	(*RunCommand)(nil),            // 15: hangar.stream.v1.RunCommand
+	(*CommandResult)(nil),         // 16: hangar.stream.v1.CommandResult
+	(*ApplyMetadata)(nil),         // 17: hangar.stream.v1.ApplyMetadata
+	(*DeleteMetadata)(nil),        // 18: hangar.stream.v1.DeleteMetadata
+	(*ConfigureRenderer)(nil),     // 19: hangar.stream.v1.ConfigureRenderer
+	(*ListDrones)(nil),            // 20: hangar.stream.v1.ListDrones
+	(*DroneInfo)(nil),             // 21: hangar.stream.v1.DroneInfo
+	(*DroneList)(nil),             // 22: hangar.stream.v1.DroneList
+	nil,                           // 23: hangar.stream.v1.ApplyMetadata.KvsEntry
+	nil,                           // 24: hangar.stream.v1.ConfigureRenderer.FilesEntry
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_stream_v1_stream_proto_depIdxs = []int32{
-	24, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	25, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.stream.v1.Envelope.hello:type_name -> hangar.stream.v1.Hello
 	9,  // 2: hangar.stream.v1.Envelope.request:type_name -> hangar.stream.v1.Request
-	10, // 3: hangar.stream.v1.Envelope.response:type_name -> hangar.stream.v1.Response
+	11, // 3: hangar.stream.v1.Envelope.response:type_name -> hangar.stream.v1.Response
 	8,  // 4: hangar.stream.v1.Envelope.cancel:type_name -> hangar.stream.v1.Cancel
 	7,  // 5: hangar.stream.v1.Envelope.heartbeat:type_name -> hangar.stream.v1.Heartbeat
-	24, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	24, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
-	14, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
-	16, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
-	17, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
-	18, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
-	19, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
+	25, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	25, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
+	15, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
+	17, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
+	18, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
+	19, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
+	20, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
 	1,  // 13: hangar.stream.v1.Request.join:type_name -> hangar.stream.v1.JoinRequest
 	3,  // 14: hangar.stream.v1.Request.renew_certificate:type_name -> hangar.stream.v1.RenewCertificate
 	4,  // 15: hangar.stream.v1.Request.revoke:type_name -> hangar.stream.v1.Revoke
-	13, // 16: hangar.stream.v1.Request.render_report:type_name -> hangar.stream.v1.RenderReport
-	11, // 17: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
-	15, // 18: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
-	12, // 19: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
-	21, // 20: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
-	2,  // 21: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
-	24, // 22: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 23: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
-	24, // 24: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
-	24, // 25: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
-	22, // 26: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
-	23, // 27: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
-	24, // 28: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
-	24, // 29: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
-	20, // 30: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
-	5,  // 31: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
-	5,  // 32: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
-	1,  // 33: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
-	5,  // 34: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
-	5,  // 35: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
-	2,  // 36: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
-	34, // [34:37] is the sub-list for method output_type
-	31, // [31:34] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	14, // 16: hangar.stream.v1.Request.render_report:type_name -> hangar.stream.v1.RenderReport
+	10, // 17: hangar.stream.v1.Request.cancel_command:type_name -> hangar.stream.v1.CancelCommand
+	12, // 18: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
+	16, // 19: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
+	13, // 20: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
+	22, // 21: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
+	2,  // 22: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
+	25, // 23: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 24: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
+	25, // 25: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
+	25, // 26: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
+	23, // 27: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
+	24, // 28: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
+	25, // 29: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 30: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
+	21, // 31: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
+	5,  // 32: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
+	5,  // 33: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
+	1,  // 34: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
+	5,  // 35: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
+	5,  // 36: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
+	2,  // 37: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
+	35, // [35:38] is the sub-list for method output_type
+	32, // [32:35] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_stream_v1_stream_proto_init() }
@@ -2022,8 +2116,9 @@ func file_stream_v1_stream_proto_init() {
 		(*Request_RenewCertificate)(nil),
 		(*Request_Revoke)(nil),
 		(*Request_RenderReport)(nil),
+		(*Request_CancelCommand)(nil),
 	}
-	file_stream_v1_stream_proto_msgTypes[9].OneofWrappers = []any{
+	file_stream_v1_stream_proto_msgTypes[10].OneofWrappers = []any{
 		(*Response_CommandResult)(nil),
 		(*Response_Ack)(nil),
 		(*Response_DroneList)(nil),
@@ -2035,7 +2130,7 @@ func file_stream_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_v1_stream_proto_rawDesc), len(file_stream_v1_stream_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -39,6 +39,7 @@ import (
 // Executor runs commands at most once per command id (drone/executor).
 type Executor interface {
 	Run(ctx context.Context, req *streamv1.RunCommand) (*streamv1.CommandResult, error)
+	Cancel(ctx context.Context, commandID, reason string) (*streamv1.CommandResult, error)
 }
 
 // Renderer installs and renders delivered confd files (drone/render).
@@ -144,7 +145,7 @@ func New(cfg Config) (*Agent, error) {
 			Id:           cfg.NodeID,
 			ClusterId:    cfg.ClusterID,
 			Version:      cfg.Version,
-			Capabilities: []string{"run_command", "configure_renderer"},
+			Capabilities: []string{"run_command", "cancel_command", "configure_renderer"},
 		},
 		Handler:     a.handle,
 		Peer:        cfg.Stream,
@@ -210,6 +211,8 @@ func (a *Agent) handle(ctx context.Context, req *streamv1.Request) *streamv1.Res
 	switch body := req.GetBody().(type) {
 	case *streamv1.Request_RunCommand:
 		return a.runCommand(ctx, body.RunCommand)
+	case *streamv1.Request_CancelCommand:
+		return a.cancelCommand(ctx, body.CancelCommand)
 	case *streamv1.Request_ConfigureRenderer:
 		return a.configureRenderer(ctx, body.ConfigureRenderer)
 	default:
@@ -231,6 +234,23 @@ func (a *Agent) runCommand(ctx context.Context, rc *streamv1.RunCommand) *stream
 		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "%v", err)
 	case errors.Is(err, executor.ErrClosed):
 		return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "drone is stopping: %v", err)
+	case err != nil:
+		return streamrpc.ErrorResponse(streamrpc.CodeInternal, "%v", err)
+	}
+	return &streamv1.Response{Body: &streamv1.Response_CommandResult{CommandResult: res}}
+}
+
+// cancelCommand kills a command pilot asked to cancel. Unsigned: a cancel
+// runs nothing, and the frontgate that relays it could as well withhold
+// the command it cancels.
+func (a *Agent) cancelCommand(ctx context.Context, cc *streamv1.CancelCommand) *streamv1.Response {
+	if cc.GetNodeId() != a.cfg.NodeID {
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "cancel_command for node %s reached node %s", cc.GetNodeId(), a.cfg.NodeID)
+	}
+	res, err := a.cfg.Executor.Cancel(ctx, cc.GetCommandId(), cc.GetReason())
+	switch {
+	case errors.Is(err, executor.ErrInvalid):
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "%v", err)
 	case err != nil:
 		return streamrpc.ErrorResponse(streamrpc.CodeInternal, "%v", err)
 	}

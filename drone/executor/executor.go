@@ -89,6 +89,11 @@ type execution struct {
 	rec  record
 	done chan struct{} // closed once result is set
 	res  *streamv1.CommandResult
+	// kill is closed (once, under Executor.mu) to cancel the command;
+	// reason says why.
+	kill   chan struct{}
+	killed bool
+	reason string
 }
 
 // New prepares the data dir and marks every command that was still running
@@ -270,7 +275,7 @@ func (e *Executor) claim(id string, req *streamv1.RunCommand, timeout time.Durat
 	if err := writeRecord(e.cmdDir, id, rec); err != nil {
 		return nil, nil, fmt.Errorf("run command %s: record it: %w", id, err)
 	}
-	ex := &execution{rec: rec, done: make(chan struct{})}
+	ex := &execution{rec: rec, done: make(chan struct{}), kill: make(chan struct{})}
 	e.running[id] = ex
 	e.wg.Add(1)
 	go e.execute(ex, timeout)
@@ -306,7 +311,7 @@ func (e *Executor) execute(ex *execution, timeout time.Duration) {
 		final.ExitCode = -1
 		final.Error = err.Error()
 	} else {
-		state, code, msg := e.wait(c, timeout)
+		state, code, msg := e.wait(c, timeout, ex)
 		final.State, final.ExitCode, final.Error = stateName(state), code, msg
 	}
 	if out != nil {
@@ -425,8 +430,8 @@ func withUserEnv(env []string, u *user.User) []string {
 }
 
 // wait waits for the started command, killing its process group at the
-// timeout or when the executor closes.
-func (e *Executor) wait(c *exec.Cmd, timeout time.Duration) (streamv1.CommandState, int32, string) {
+// timeout, on a cancel, or when the executor closes.
+func (e *Executor) wait(c *exec.Cmd, timeout time.Duration, ex *execution) (streamv1.CommandState, int32, string) {
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- c.Wait() }()
 	timer := time.NewTimer(timeout)
@@ -438,6 +443,11 @@ func (e *Executor) wait(c *exec.Cmd, timeout time.Duration) (streamv1.CommandSta
 	case <-waitErr:
 		return streamv1.CommandState_COMMAND_STATE_EXITED, exitCode(c.ProcessState), ""
 	case <-timer.C:
+	case <-ex.kill:
+		state = streamv1.CommandState_COMMAND_STATE_CANCELLED
+		e.mu.Lock()
+		msg = "cancelled: " + ex.reason
+		e.mu.Unlock()
 	case <-e.stop:
 		state = streamv1.CommandState_COMMAND_STATE_LOST
 		msg = "killed because the drone stopped; it was not run again"
@@ -488,6 +498,51 @@ func exitCode(ps *os.ProcessState) int32 {
 		return int32(128 + int(ws.Signal()))
 	}
 	return int32(ps.ExitCode())
+}
+
+// Cancel kills command id if it runs (its process group gets SIGTERM, then
+// SIGKILL after the grace period) and returns its result, state CANCELLED;
+// a command that already ended keeps its result. An id never seen is
+// recorded CANCELLED, so a request for it arriving later (one still in
+// flight when its job was cancelled) never runs it. When ctx ends before
+// the command does, the answer is its RUNNING result.
+func (e *Executor) Cancel(ctx context.Context, id, reason string) (*streamv1.CommandResult, error) {
+	if err := ValidateCommandID(id); err != nil {
+		return nil, invalidError{fmt.Errorf("cancel command: %w", err)}
+	}
+	e.mu.Lock()
+	ex, ok := e.running[id]
+	if !ok {
+		defer e.mu.Unlock()
+		rec, err := readRecord(e.recordPath(id))
+		switch {
+		case err == nil:
+			return rec.result(e.cfg.NodeID), nil
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("cancel command %s: read its record: %w", id, err)
+		}
+		now := time.Now().UTC()
+		rec = record{CommandID: id, State: stateName(streamv1.CommandState_COMMAND_STATE_CANCELLED), ExitCode: -1,
+			StartedAt: now, FinishedAt: now, Error: "cancelled before it ran: " + reason}
+		if err := writeRecord(e.cmdDir, id, rec); err != nil {
+			return nil, fmt.Errorf("cancel command %s: %w", id, err)
+		}
+		e.appendLog(id, "[cancelled]")
+		e.log.Info("command cancelled before it ran", "command_id", id, "reason", reason)
+		return rec.result(e.cfg.NodeID), nil
+	}
+	if !ex.killed {
+		ex.killed, ex.reason = true, reason
+		close(ex.kill)
+		e.log.Info("cancelling command", "command_id", id, "reason", reason)
+	}
+	e.mu.Unlock()
+	select {
+	case <-ex.done:
+		return ex.res, nil
+	case <-ctx.Done():
+		return ex.rec.result(e.cfg.NodeID), nil
+	}
 }
 
 // Close kills the running commands (recorded as LOST) and waits for them.

@@ -463,3 +463,53 @@ func TestDaemonStartedByACommandIsLeftAlone(t *testing.T) {
 		t.Fatal("the daemon died after its command finished")
 	}
 }
+
+// Cancel kills a running command's whole group and records it CANCELLED;
+// a finished command keeps its result; an id never seen is recorded
+// cancelled, so a request for it arriving later runs nothing.
+func TestCancel(t *testing.T) {
+	dir := t.TempDir()
+	e := newExec(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pidFile := filepath.Join(dir, "child.pid")
+	req := &streamv1.RunCommand{CommandId: "long", Cmd: fmt.Sprintf("sleep 60 & echo $! > %s; wait", pidFile)}
+	short, scancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer scancel()
+	if res, err := e.Run(short, req); err != nil || res.State != streamv1.CommandState_COMMAND_STATE_RUNNING {
+		t.Fatalf("Run: %v, %v", res, err)
+	}
+	var child int
+	waitFor(t, 10*time.Second, "the child's pid", func() bool {
+		b, _ := os.ReadFile(pidFile)
+		child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return child > 0
+	})
+	res, err := e.Cancel(ctx, "long", "job j-1 was cancelled")
+	if err != nil || res.State != streamv1.CommandState_COMMAND_STATE_CANCELLED || !strings.Contains(res.Error, "job j-1 was cancelled") {
+		t.Fatalf("Cancel: %v, %v", res, err)
+	}
+	waitFor(t, 5*time.Second, "the command's child to be gone", func() bool { return !alive(child) })
+	if again := run(t, e, req); again.State != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+		t.Fatalf("the cancelled id asked again: %v, want its CANCELLED record", again)
+	}
+
+	done := run(t, e, &streamv1.RunCommand{CommandId: "done", Cmd: "exit 3"})
+	if res, err := e.Cancel(ctx, "done", "late"); err != nil || res.State != done.State || res.ExitCode != 3 {
+		t.Fatalf("Cancel of a finished command: %v, %v; want its result kept", res, err)
+	}
+
+	marker := filepath.Join(dir, "never")
+	if res, err := e.Cancel(ctx, "unseen", "job cancelled"); err != nil || res.State != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+		t.Fatalf("Cancel of an unseen id: %v, %v", res, err)
+	}
+	if res := run(t, e, &streamv1.RunCommand{CommandId: "unseen", Cmd: "touch " + marker}); res.State != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+		t.Fatalf("a request arriving after its cancel: %v", res)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a command cancelled before it arrived ran")
+	}
+	if _, err := e.Cancel(ctx, "../x", "bad"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Cancel of a bad id: %v, want ErrInvalid", err)
+	}
+}

@@ -26,6 +26,7 @@ import (
 // Request kinds, as named in capabilities, logs and metrics.
 const (
 	KindRunCommand        = "run_command"
+	KindCancelCommand     = "cancel_command"
 	KindApplyMetadata     = "apply_metadata"
 	KindDeleteMetadata    = "delete_metadata"
 	KindConfigureRenderer = "configure_renderer"
@@ -45,7 +46,7 @@ const ResultOK = "ok"
 
 // Capabilities lists the request kinds a Handler serves, for the Hello.
 func Capabilities() []string {
-	return []string{KindApplyMetadata, KindDeleteMetadata, KindRunCommand, KindConfigureRenderer, KindListDrones, KindRevoke}
+	return []string{KindApplyMetadata, KindDeleteMetadata, KindRunCommand, KindCancelCommand, KindConfigureRenderer, KindListDrones, KindRevoke}
 }
 
 // Kind names the request's body.
@@ -53,6 +54,8 @@ func Kind(req *streamv1.Request) string {
 	switch req.GetBody().(type) {
 	case *streamv1.Request_RunCommand:
 		return KindRunCommand
+	case *streamv1.Request_CancelCommand:
+		return KindCancelCommand
 	case *streamv1.Request_ApplyMetadata:
 		return KindApplyMetadata
 	case *streamv1.Request_DeleteMetadata:
@@ -213,6 +216,15 @@ func (h *Handler) serve(ctx context.Context, req *streamv1.Request) *streamv1.Re
 			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "run_command for node %s: command_id is required", rc.GetNodeId())
 		}
 		return h.runCommand(ctx, rc)
+
+	case *streamv1.Request_CancelCommand:
+		cc := b.CancelCommand
+		if cc.GetNodeId() == "" || cc.GetCommandId() == "" {
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "cancel_command: node_id and command_id are required")
+		}
+		ctx, cancel := withMargin(ctx)
+		defer cancel()
+		return h.relay(ctx, cc.GetNodeId(), "cancel_command "+cc.GetCommandId(), &streamv1.Request{Body: &streamv1.Request_CancelCommand{CancelCommand: cc}})
 
 	case *streamv1.Request_ConfigureRenderer:
 		cr := b.ConfigureRenderer

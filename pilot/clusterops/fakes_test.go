@@ -187,6 +187,9 @@ type fakeFrontgate struct {
 	// node's render an error.
 	renderLag int
 	renderErr map[string]string
+	// cutOff holds nodes whose drones are not connected although their
+	// instances run.
+	cutOff map[string]bool
 
 	mu        sync.Mutex
 	metadata  map[string]map[string]string // cluster → tree
@@ -243,7 +246,7 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 		f.prov.mu.Lock()
 		for _, in := range f.prov.instances {
 			// A drone is connected while its instance runs.
-			if in.Labels["hangar/cluster"] == b.ListDrones.ClusterId && in.State == providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+			if in.Labels["hangar/cluster"] == b.ListDrones.ClusterId && in.State == providerv1.InstanceState_INSTANCE_STATE_RUNNING && !f.cutOff[in.Labels["hangar/node"]] {
 				node := in.Labels["hangar/node"]
 				list.Drones = append(list.Drones, &streamv1.DroneInfo{NodeId: node, ClusterId: b.ListDrones.ClusterId, RenderedRevision: int64(f.applies - f.renderLag), RenderError: f.renderErr[node]})
 			}

@@ -109,8 +109,10 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		up, ok := frontgates[n.Id]
 		if !ok {
 			up = o.cfg.Frontgates.Connected(n.FrontgateId)
-			if r.gone(n.FrontgateId, up) {
+			if !up && (r.gone(n.FrontgateId, up) || r.lostByProvider(ctx, c, n.FrontgateInstanceId)) {
 				r.revive(ctx, c, n.FrontgateInstanceId, "frontgate "+n.FrontgateId)
+			} else if up {
+				r.gone(n.FrontgateId, up)
 			}
 			frontgates[n.Id] = up
 		}
@@ -159,7 +161,10 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pi
 		if nd.InstanceId == "" {
 			continue
 		}
-		if r.gone(nd.Id, connected[nd.Id]) {
+		// Lost once out of sight past the grace period, or at once when
+		// the provider says its instance died (a pilot that just started
+		// after a machine restart must not call it active meanwhile).
+		if r.gone(nd.Id, connected[nd.Id]) || (!connected[nd.Id] && r.lostByProvider(ctx, c, nd.InstanceId)) {
 			lost[nd.Id] = true
 			r.revive(ctx, c, nd.InstanceId, "drone of node "+nd.Id)
 		}
@@ -199,6 +204,16 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pi
 		return nil
 	})
 	return ignoreNotFound(err)
+}
+
+// lostByProvider reports whether the provider says the instance is LOST.
+func (r *Reconciler) lostByProvider(ctx context.Context, c *pilotv1.Cluster, instanceID string) bool {
+	prov, prt, err := r.o.provider(ctx, c.Tenant, c.Runtime)
+	if err != nil {
+		return false
+	}
+	in, err := prov.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: prt, InstanceId: instanceID})
+	return err == nil && in.GetState() == providerv1.InstanceState_INSTANCE_STATE_LOST
 }
 
 // revive starts an instance the provider reports LOST (its process or

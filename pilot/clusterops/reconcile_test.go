@@ -30,37 +30,54 @@ func TestReconcilerMarksLostAndRevives(t *testing.T) {
 	}
 	pass(0)
 	victim := nodeBySid(c, 2)
-	h.prov.mu.Lock()
-	h.prov.instances[victim.InstanceId].State = providerv1.InstanceState_INSTANCE_STATE_LOST
-	h.prov.mu.Unlock()
+	setState := func(st providerv1.InstanceState) {
+		h.prov.mu.Lock()
+		defer h.prov.mu.Unlock()
+		h.prov.instances[victim.InstanceId].State = st
+	}
+	state := func() providerv1.InstanceState {
+		h.prov.mu.Lock()
+		defer h.prov.mu.Unlock()
+		return h.prov.instances[victim.InstanceId].State
+	}
+	want := func(got *pilotv1.Cluster, cs pilotv1.ClusterStatus, ns pilotv1.NodeStatus, when string) {
+		t.Helper()
+		if got.Status != cs || nodeBySid(got, 2).Status != ns {
+			t.Fatalf("%s: %v / %v, want %v / %v", when, got.Status, nodeBySid(got, 2).Status, cs, ns)
+		}
+	}
 
-	if got := pass(3 * time.Second); got.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || nodeBySid(got, 2).Status != pilotv1.NodeStatus_NODE_STATUS_ACTIVE {
-		t.Fatalf("within the grace period: %v / %v, want both active", got.Status, nodeBySid(got, 2).Status)
+	// A drone cut off while its instance runs: lost only past the grace
+	// period, and nothing is restarted.
+	h.fg.mu.Lock()
+	h.fg.cutOff = map[string]bool{victim.Id: true}
+	h.fg.mu.Unlock()
+	want(pass(3*time.Second), pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, pilotv1.NodeStatus_NODE_STATUS_ACTIVE, "cut off within the grace period")
+	want(pass(3*time.Second), pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED, pilotv1.NodeStatus_NODE_STATUS_LOST, "cut off past the grace period")
+	h.fg.mu.Lock()
+	h.fg.cutOff = nil
+	h.fg.mu.Unlock()
+	want(pass(time.Second), pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, pilotv1.NodeStatus_NODE_STATUS_ACTIVE, "back")
+
+	// An instance the provider lost: lost at once, and started again.
+	setState(providerv1.InstanceState_INSTANCE_STATE_LOST)
+	want(pass(time.Second), pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED, pilotv1.NodeStatus_NODE_STATUS_LOST, "instance lost")
+	if st := state(); st != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		t.Fatalf("the lost instance is %v, want started again", st)
 	}
-	got := pass(3 * time.Second)
-	if got.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED || nodeBySid(got, 2).Status != pilotv1.NodeStatus_NODE_STATUS_LOST {
-		t.Fatalf("past the grace period: %v / %v, want degraded / lost", got.Status, nodeBySid(got, 2).Status)
-	}
-	h.prov.mu.Lock()
-	revived := h.prov.instances[victim.InstanceId].State
-	h.prov.mu.Unlock()
-	if revived != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
-		t.Fatalf("the lost instance is %v, want started again", revived)
-	}
-	if got := pass(time.Second); got.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || nodeBySid(got, 2).Status != pilotv1.NodeStatus_NODE_STATUS_ACTIVE {
-		t.Fatalf("after the revival: %v / %v, want both active", got.Status, nodeBySid(got, 2).Status)
-	}
+	want(pass(time.Second), pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, pilotv1.NodeStatus_NODE_STATUS_ACTIVE, "after the revival")
 
 	// A running job owns the cluster's status.
 	if _, err := h.life.Restart(ctx, h.op(t, c.Id)); err != nil {
 		t.Fatal(err)
 	}
-	h.prov.mu.Lock()
-	h.prov.instances[victim.InstanceId].State = providerv1.InstanceState_INSTANCE_STATE_STOPPED
-	h.prov.mu.Unlock()
+	setState(providerv1.InstanceState_INSTANCE_STATE_LOST)
 	pass(0)
 	if got := pass(10 * time.Second); got.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING || nodeBySid(got, 2).Status != pilotv1.NodeStatus_NODE_STATUS_ACTIVE {
 		t.Fatalf("during a job: %v / %v; the reconciler must leave it alone", got.Status, nodeBySid(got, 2).Status)
+	}
+	if st := state(); st != providerv1.InstanceState_INSTANCE_STATE_LOST {
+		t.Fatalf("during a job the reconciler started the instance (%v)", st)
 	}
 }
 

@@ -230,6 +230,32 @@ func commandRequest(key ed25519.PrivateKey, nodeID, id, cmd string, timeout int,
 	return &streamv1.Request{Body: &streamv1.Request_RunCommand{RunCommand: rc}}, nil
 }
 
+// cancelWait bounds killing a cancelled job's command on its node: the
+// drone's grace period between SIGTERM and SIGKILL, and some.
+const cancelWait = 20 * time.Second
+
+// cancelOnNode kills the command of nr on its node because its job was
+// cancelled, and records how it ended. The job is ending whatever the
+// answer, so a node that cannot be reached is logged, not retried.
+func (o *Ops) cancelOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, nd *pilotv1.Node, nr *pilotv1.NodeResult) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelWait)
+	defer cancel()
+	req := &streamv1.Request{Body: &streamv1.Request_CancelCommand{CancelCommand: &streamv1.CancelCommand{NodeId: nd.Id, CommandId: nr.CommandId, Reason: "job " + t.Job.Id + " was cancelled"}}}
+	resp, err := o.cfg.Frontgates.Call(cctx, n.FrontgateId, req)
+	if res := resp.GetCommandResult(); err == nil && res != nil {
+		nr.State, nr.ExitCode, nr.Error = res.State, res.ExitCode, res.Error
+		nr.Output = strings.ToValidUTF8(string(res.Output), "\uFFFD")
+		nr.StartedAt, nr.FinishedAt = res.StartedAt, res.FinishedAt
+	} else {
+		o.log.Warn("cancel a command on its node", "job_id", t.Job.Id, "node_id", nd.Id, "command_id", nr.CommandId, "err", err)
+		nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_CANCELLED, fmt.Sprintf("job cancelled; the drone could not be told (%v)", err)
+	}
+	if err := t.Record(cctx, nr); err != nil {
+		o.log.Warn("record a cancelled command", "job_id", t.Job.Id, "node_id", nd.Id, "err", err)
+	}
+	return fmt.Errorf("node %s (role %s): %s: cancelled", nd.Id, nd.Role, t.Task.Title)
+}
+
 // progress records a node's intermediate state (running, unreachable,
 // rejected) in its job. It is what `job watch` shows; the task's outcome
 // does not depend on it, so a failed write is logged, not fatal.
@@ -266,6 +292,9 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 		nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_REJECTED, err.Error()
 		o.progress(ctx, t, nr)
 		return fmt.Errorf("node %s (role %s): %s: the drone refused the command's signature (check that the drone joined this pilot and that the clocks agree): %w", nd.Id, nd.Role, t.Task.Title, err)
+	}
+	if err != nil && errors.Is(context.Cause(ctx), jobs.ErrCancelRequested) {
+		return o.cancelOnNode(ctx, t, n, nd, nr)
 	}
 	if err != nil {
 		nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_UNREACHABLE, err.Error()

@@ -434,13 +434,13 @@ func jobError(job *pilotv1.Job, outcome pilotv1.JobState) string {
 // runWave runs the ready tasks in parallel and returns when all have
 // stopped. A cancel request on the job cancels them.
 func (e *Engine) runWave(ctx context.Context, job *pilotv1.Job, ready []*pilotv1.Task) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		e.watchCancel(wctx, job.Id, cancel)
+		e.watchCancel(wctx, job.Id, func() { cancel(ErrCancelRequested) })
 	}()
 	var tasks sync.WaitGroup
 	for _, t := range ready {
@@ -451,11 +451,16 @@ func (e *Engine) runWave(ctx context.Context, job *pilotv1.Job, ready []*pilotv1
 		}(t.Id)
 	}
 	tasks.Wait()
-	cancel()
+	cancel(nil)
 	wg.Wait()
 }
 
-func (e *Engine) watchCancel(ctx context.Context, id string, cancel context.CancelFunc) {
+// ErrCancelRequested is the cause (context.Cause) of a task context
+// cancelled because its job was: a handler then stops what it started on
+// nodes, which it must not do when pilot merely stops (the job resumes).
+var ErrCancelRequested = errors.New("the job was cancelled")
+
+func (e *Engine) watchCancel(ctx context.Context, id string, cancel func()) {
 	w := e.cfg.Store.Client().Watch(clientv3.WithRequireLeader(ctx), store.JobKey(id))
 	for range w {
 		j := &pilotv1.Job{}

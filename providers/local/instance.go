@@ -230,18 +230,16 @@ func (p *Provider) start(ctx context.Context, t *tx, rec *instance, bin string, 
 	return nil
 }
 
-// relaunch starts the process of an instance that ran before, keeping its
-// directory, address and user.
+// relaunch starts the agent of an instance that ran before, keeping its
+// directory, address, user and whatever of it still runs.
 func (p *Provider) relaunch(ctx context.Context, t *tx, rec *instance) error {
 	bin, err := t.cfg.binary(binaryFor(rec.Image))
 	if err != nil {
 		return err
 	}
-	// Whatever is left of it (daemons its agent started) goes first, so
-	// the new agent starts from a clean slate and its address is free.
-	if err := terminate(ctx, func() []int { return p.instanceProcesses(rec) }, p.killGrace); err != nil {
-		return internal("restart instance %s: stop what is left of it: %v", rec.ID, err)
-	}
+	// What the dead agent started (the app's daemons, a command under
+	// way) keeps running: an agent's death is not the app's, and the new
+	// agent picks its commands' results up.
 	proc, start, err := p.spawn(ctx, t, rec, bin, nil)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 )
 
 // readTrace reads a file an app command wrote in an instance ("" when it
@@ -276,6 +277,26 @@ func TestCancelJob(t *testing.T) {
 	if got := p.cluster(r.Cluster.Id).Status; got != pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED {
 		t.Fatalf("cluster %v after its create was cancelled, want failed", got)
 	}
+	// The command was killed on its drone, and its result says so.
+	steps := stepResults(t, p, r.Job.Id, "init")
+	for _, nr := range steps[0] {
+		if nr.State != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+			t.Errorf("node %s: init ended %v (%s), want CANCELLED", nr.NodeId, nr.State, nr.Error)
+		}
+	}
+	c := p.cluster(r.Cluster.Id)
+	waitFor(t, 15*time.Second, "the sleeping init to be gone from every instance", func() (bool, string) {
+		var left []string
+		for _, nd := range c.Nodes {
+			for _, pid := range processesOf(nd.InstanceId) {
+				cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+				if strings.Contains(string(cmdline), "sleep") {
+					left = append(left, nd.Id+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+				}
+			}
+		}
+		return len(left) == 0, strings.Join(left, "; ")
+	})
 }
 
 // TestRecoverLostNode kills every process of a node, as a lost machine
