@@ -76,6 +76,10 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == executor.SuperviseArg {
+		// One command's supervisor (drone/executor), started by a drone.
+		os.Exit(executor.Supervise(os.Args[2:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	code := run(ctx, os.Args[1:], os.Stderr)
 	stop()
@@ -244,11 +248,18 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Each command runs under a supervisor (this binary again), so its
+	// result survives this process being killed.
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the drone's own binary for command supervisors: %w", err)
+	}
 	ex, err := executor.New(executor.Config{
-		DataDir: o.dataDir,
-		RootDir: o.root,
-		NodeID:  ud.NodeID,
-		Logger:  log.With("component", "executor"),
+		DataDir:    o.dataDir,
+		RootDir:    o.root,
+		NodeID:     ud.NodeID,
+		Supervisor: []string{self, executor.SuperviseArg},
+		Logger:     log.With("component", "executor"),
 	})
 	if err != nil {
 		return err

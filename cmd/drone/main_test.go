@@ -30,6 +30,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/enroll"
+	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -39,7 +40,13 @@ import (
 	"github.com/hangarhq/hangar/internal/userdata"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// run() starts command supervisors from its own binary: this one.
+	if len(os.Args) > 1 && os.Args[1] == executor.SuperviseArg {
+		os.Exit(executor.Supervise(os.Args[2:]))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestParse(t *testing.T) {
 	t.Setenv("HANGAR_ROOT", "/srv/inst-1/root")

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/procstat"
 )
 
 // Limits of a command request.
@@ -66,7 +67,15 @@ type Config struct {
 	// removed when the executor starts (default 30 days). Pilot never
 	// retries a command that long after it was sent.
 	Retention time.Duration
-	Logger    *slog.Logger
+	// Supervisor, when set, is the command line (the drone binary and
+	// SuperviseArg) of a small process started per command, in a session
+	// of its own, that runs the command, enforces its timeout and writes
+	// its result into the command's record: a drone killed meanwhile finds
+	// the real result when it comes back, as container runtimes' shims
+	// do. Empty: commands run as the drone's children, and one running
+	// when the drone dies is recorded LOST.
+	Supervisor []string
+	Logger     *slog.Logger
 }
 
 // Executor runs commands. It is safe for concurrent use.
@@ -141,11 +150,17 @@ func (e *Executor) recover() error {
 	for _, ent := range entries {
 		name := ent.Name()
 		full := filepath.Join(e.cmdDir, name)
-		if strings.Contains(name, ".tmp-") || strings.HasSuffix(name, ".out") {
+		if strings.Contains(name, ".tmp-") || (strings.HasSuffix(name, ".out") && !supervisedOutput(e.cmdDir, name)) {
 			// A write that never reached its rename (the record it was
 			// replacing, if any, is intact), or the output of a command
 			// that was running.
 			_ = os.Remove(full)
+			continue
+		}
+		if strings.HasSuffix(name, ".spec.json") || strings.HasSuffix(name, ".cancel") {
+			// A supervisor's inputs: removed when its command settles,
+			// or below with the record of a command lost with its
+			// supervisor.
 			continue
 		}
 		id, ok := strings.CutSuffix(name, ".json")
@@ -159,11 +174,20 @@ func (e *Executor) recover() error {
 			continue
 		}
 		switch {
+		case rec.State == stateName(streamv1.CommandState_COMMAND_STATE_RUNNING) && procstat.Alive(rec.SupervisorPID, rec.SupervisorStart):
+			// Its supervisor outlived the previous drone process: follow
+			// it to the real result.
+			ex := &execution{rec: rec, done: make(chan struct{}), kill: make(chan struct{})}
+			e.running[id] = ex
+			e.wg.Add(1)
+			go e.reattach(ex)
 		case rec.State == stateName(streamv1.CommandState_COMMAND_STATE_RUNNING):
 			rec.State = stateName(streamv1.CommandState_COMMAND_STATE_LOST)
 			rec.ExitCode = -1
 			rec.FinishedAt = now
 			rec.Error = "the drone restarted while the command ran; it was not run again"
+			_ = os.Remove(specPath(e.cmdDir, id))
+			_ = os.Remove(cancelPath(e.cmdDir, id))
 			if err := writeRecord(e.cmdDir, id, rec); err != nil {
 				return fmt.Errorf("executor: mark command %s lost: %w", id, err)
 			}
@@ -174,6 +198,13 @@ func (e *Executor) recover() error {
 		}
 	}
 	return nil
+}
+
+// supervisedOutput: the output file of a command whose supervisor still
+// runs is still being written.
+func supervisedOutput(dir, name string) bool {
+	rec, err := readRecord(filepath.Join(dir, strings.TrimSuffix(name, ".out")+".json"))
+	return err == nil && procstat.Alive(rec.SupervisorPID, rec.SupervisorStart)
 }
 
 // ValidateCommandID checks an id before it is used as a file name.
@@ -292,16 +323,26 @@ func (e *Executor) warnIfDifferent(rec record, req *streamv1.RunCommand) {
 func (e *Executor) execute(ex *execution, timeout time.Duration) {
 	defer e.wg.Done()
 	id := ex.rec.CommandID
-	log := e.log.With("command_id", id)
 	e.appendLog(id, "[executing]: "+oneLine(ex.rec.Cmd))
-	log.Info("command started", "timeout", timeout, "user", ex.rec.User)
+	e.log.Info("command started", "command_id", id, "timeout", timeout, "user", ex.rec.User, "supervised", len(e.cfg.Supervisor) > 0)
+	var final record
+	if len(e.cfg.Supervisor) > 0 {
+		final = e.supervised(ex, timeout)
+	} else {
+		final = e.direct(ex, timeout)
+	}
+	e.finish(ex, final)
+}
 
+// direct runs ex as the drone's own child.
+func (e *Executor) direct(ex *execution, timeout time.Duration) record {
+	id := ex.rec.CommandID
 	final := ex.rec
 	outPath := filepath.Join(e.cmdDir, id+".out")
 	out, err := os.OpenFile(outPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
 	var c *exec.Cmd
 	if err == nil {
-		c, err = e.command(ex.rec, out)
+		c, err = buildCommand(ex.rec, e.cfg.RootDir, e.cfg.Env, out)
 	}
 	if err == nil {
 		err = c.Start()
@@ -316,16 +357,29 @@ func (e *Executor) execute(ex *execution, timeout time.Duration) {
 	}
 	if out != nil {
 		_ = out.Close()
-		final.Output, final.OutputTruncated, err = readTail(outPath, MaxOutputBytes)
-		if err != nil {
-			log.Warn("read command output", "err", err)
-		}
-		// A daemon the command started may still hold the file open; it
-		// keeps writing to it unharmed, but its output is no longer kept.
-		_ = os.Remove(outPath)
+		e.keepOutput(&final, outPath)
 	}
 	final.FinishedAt = time.Now().UTC()
+	return final
+}
 
+// keepOutput puts the tail of the command's output file into rec and
+// removes the file.
+func (e *Executor) keepOutput(rec *record, outPath string) {
+	var err error
+	rec.Output, rec.OutputTruncated, err = readTail(outPath, MaxOutputBytes)
+	if err != nil {
+		e.log.Warn("read command output", "command_id", rec.CommandID, "err", err)
+	}
+	// A daemon the command started may still hold the file open; it
+	// keeps writing to it unharmed, but its output is no longer kept.
+	_ = os.Remove(outPath)
+}
+
+// finish records ex's final result and answers those waiting for it.
+func (e *Executor) finish(ex *execution, final record) {
+	id := final.CommandID
+	log := e.log.With("command_id", id)
 	persisted := true
 	if err := writeRecord(e.cmdDir, id, final); err != nil {
 		// The RUNNING record stays on disk (a restarted drone reports the
@@ -349,18 +403,18 @@ func (e *Executor) execute(ex *execution, timeout time.Duration) {
 	e.mu.Unlock()
 }
 
-// command builds the process for rec: /bin/sh -c in a process group of its
-// own, so a timeout can kill everything the command started. Output goes to
-// a file rather than a pipe: a daemon started by the command inherits it,
-// and with a pipe it would hold up the command's end or, once the drone
-// closed its side, die of SIGPIPE at its next write.
-func (e *Executor) command(rec record, out *os.File) (*exec.Cmd, error) {
+// buildCommand builds the process for rec: /bin/sh -c in dir, in a process
+// group of its own, so a timeout can kill everything the command started.
+// Output goes to a file rather than a pipe: a daemon started by the command
+// inherits it, and with a pipe it would hold up the command's end or, once
+// the drone closed its side, die of SIGPIPE at its next write.
+func buildCommand(rec record, dir string, env []string, out *os.File) (*exec.Cmd, error) {
 	c := exec.Command("/bin/sh", "-c", rec.Cmd)
-	c.Dir = e.cfg.RootDir
+	c.Dir = dir
 	if c.Dir == "" {
 		c.Dir = "/"
 	}
-	c.Env = e.cfg.Env
+	c.Env = env
 	c.Stdout, c.Stderr = out, out
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if rec.User != "" {
@@ -452,16 +506,16 @@ func (e *Executor) wait(c *exec.Cmd, timeout time.Duration, ex *execution) (stre
 		state = streamv1.CommandState_COMMAND_STATE_LOST
 		msg = "killed because the drone stopped; it was not run again"
 	}
-	e.killGroup(c.Process.Pid, waitErr)
+	killGroup(c.Process.Pid, waitErr, e.cfg.KillGrace)
 	return state, exitCode(c.ProcessState), msg
 }
 
 // killGroup sends SIGTERM to the process group, gives it the grace period to
 // exit, then SIGKILLs whatever is left, and returns once the shell was
 // reaped (its result is read from waitErr).
-func (e *Executor) killGroup(pgid int, waitErr <-chan error) {
+func killGroup(pgid int, waitErr <-chan error, graceTime time.Duration) {
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	grace := time.NewTimer(e.cfg.KillGrace)
+	grace := time.NewTimer(graceTime)
 	defer grace.Stop()
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()

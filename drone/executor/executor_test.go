@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -21,7 +22,34 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The test binary plays the drone's parts that run as processes of
+	// their own: a command's supervisor, and a drone to kill.
+	if len(os.Args) > 1 && os.Args[1] == SuperviseArg {
+		os.Exit(Supervise(os.Args[2:]))
+	}
+	if dir := os.Getenv("HANGAR_TEST_DRONE_DIR"); dir != "" {
+		os.Exit(childDrone(dir))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// childDrone starts the command of $HANGAR_TEST_CMD under a supervisor,
+// then waits to be killed.
+func childDrone(dir string) int {
+	e, err := New(Config{DataDir: dir, NodeID: "cln-1", KillGrace: 300 * time.Millisecond, Supervisor: []string{os.Args[0], SuperviseArg}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := e.Run(ctx, &streamv1.RunCommand{CommandId: "survivor", Cmd: os.Getenv("HANGAR_TEST_CMD"), TimeoutSeconds: 30}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	select {}
+}
 
 func newExec(t *testing.T, dir string) *Executor {
 	t.Helper()
@@ -511,5 +539,88 @@ func TestCancel(t *testing.T) {
 	}
 	if _, err := e.Cancel(ctx, "../x", "bad"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Cancel of a bad id: %v, want ErrInvalid", err)
+	}
+}
+
+// A drone killed with SIGKILL while a command runs under its supervisor:
+// the command goes on, and the restarted drone reports its real exit code
+// and never runs it again.
+func TestSupervisedCommandSurvivesTheDrone(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	release := filepath.Join(dir, "release")
+	child := exec.Command(os.Args[0])
+	child.Env = append(os.Environ(), "HANGAR_TEST_DRONE_DIR="+dir,
+		fmt.Sprintf("HANGAR_TEST_CMD=echo start >> %s; while [ ! -e %s ]; do sleep 0.05; done; echo done >> %s; exit 7", marker, release, marker))
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	recPath := filepath.Join(dir, "commands", "survivor.json")
+	var supervisor int
+	waitFor(t, 10*time.Second, "the supervisor to take the command", func() bool {
+		rec, err := readRecord(recPath)
+		supervisor = rec.SupervisorPID
+		return err == nil && supervisor != 0 && countLines(t, marker) == 1
+	})
+	_ = child.Process.Kill()
+	_, _ = child.Process.Wait()
+	if !alive(supervisor) {
+		t.Fatal("the supervisor died with the drone")
+	}
+
+	e := newExec(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if res, err := e.Run(ctx, &streamv1.RunCommand{CommandId: "survivor", Cmd: "echo never"}); err != nil || res.State != streamv1.CommandState_COMMAND_STATE_RUNNING {
+		t.Fatalf("while the command still runs the restarted drone answers %v, %v; want RUNNING", res, err)
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, e, &streamv1.RunCommand{CommandId: "survivor", Cmd: "echo never"})
+	if res.State != streamv1.CommandState_COMMAND_STATE_EXITED || res.ExitCode != 7 {
+		t.Fatalf("after the drone's restart: %v; want EXITED 7", res)
+	}
+	if b, _ := os.ReadFile(marker); string(b) != "start\ndone\n" {
+		t.Fatalf("the command's trace is %q: it must have run once, to its end", b)
+	}
+	waitFor(t, 5*time.Second, "the supervisor to exit", func() bool { return !alive(supervisor) })
+}
+
+// Under a supervisor, a command still times out, is cancelled, and is
+// killed (recorded LOST) when the drone closes.
+func TestSupervisedTimeoutCancelAndClose(t *testing.T) {
+	dir := t.TempDir()
+	e, err := New(Config{DataDir: dir, NodeID: "cln-1", KillGrace: 300 * time.Millisecond, Supervisor: []string{os.Args[0], SuperviseArg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := run(t, e, &streamv1.RunCommand{CommandId: "quick", Cmd: "echo hello; exit 3"}); res.State != streamv1.CommandState_COMMAND_STATE_EXITED || res.ExitCode != 3 || string(res.Output) != "hello\n" {
+		t.Fatalf("quick: %v", res)
+	}
+	if res := run(t, e, &streamv1.RunCommand{CommandId: "slow", Cmd: "sleep 30", TimeoutSeconds: 1}); res.State != streamv1.CommandState_COMMAND_STATE_TIMED_OUT {
+		t.Fatalf("slow: %v, want TIMED_OUT", res)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	short, scancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer scancel()
+	if _, err := e.Run(short, &streamv1.RunCommand{CommandId: "cancelme", Cmd: "sleep 30"}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := e.Cancel(ctx, "cancelme", "test"); err != nil || res.State != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+		t.Fatalf("cancel: %v, %v", res, err)
+	}
+	short2, scancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer scancel2()
+	if _, err := e.Run(short2, &streamv1.RunCommand{CommandId: "closeme", Cmd: "sleep 30"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := readRecord(filepath.Join(dir, "commands", "closeme.json"))
+	if err != nil || rec.State != "LOST" {
+		t.Fatalf("closeme after Close: %v, %v; want LOST", rec.State, err)
 	}
 }

@@ -24,6 +24,10 @@ type record struct {
 	StartedAt       time.Time `json:"started_at"`
 	FinishedAt      time.Time `json:"finished_at,omitzero"`
 	Error           string    `json:"error,omitempty"`
+	// SupervisorPID and SupervisorStart (its start time, clock ticks
+	// after boot) name the supervisor running the command, if any.
+	SupervisorPID   int    `json:"supervisor_pid,omitempty"`
+	SupervisorStart uint64 `json:"supervisor_start,omitempty"`
 }
 
 const statePrefix = "COMMAND_STATE_"

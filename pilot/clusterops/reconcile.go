@@ -99,7 +99,9 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	}
 	frontgates := map[string]bool{} // network id → its frontgate is up
 	for _, c := range clusters {
-		if !r.watched(ctx, c) {
+		switch c.Status {
+		case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED:
+			// Nothing of it should run, or a job is removing it.
 			continue
 		}
 		n, err := o.network(ctx, c)
@@ -120,7 +122,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 			// Its drones cannot be seen; they are not lost for that.
 			continue
 		}
-		if err := r.observeNodes(ctx, c, n); err != nil {
+		if err := r.observeNodes(ctx, c, n, r.watched(ctx, c)); err != nil {
 			r.log.Warn("observe cluster", "cluster_id", c.Id, "err", err)
 		}
 	}
@@ -128,7 +130,8 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 }
 
 // watched: only clusters that should be running and that no job is
-// changing are observed.
+// changing get their status written; the others only have their lost
+// agents revived (a job waiting on a killed drone gets it back).
 func (r *Reconciler) watched(ctx context.Context, c *pilotv1.Cluster) bool {
 	switch c.Status {
 	case pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED:
@@ -144,10 +147,10 @@ func (r *Reconciler) watched(ctx context.Context, c *pilotv1.Cluster) bool {
 	return true
 }
 
-// observeNodes marks the nodes whose drones are gone LOST (reviving their
-// instances where the provider lost them), those back ACTIVE, and the
-// cluster DEGRADED while any node is lost.
-func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pilotv1.Network) error {
+// observeNodes revives the instances of disconnected drones the provider
+// lost and, when write is set, marks the nodes whose drones are gone LOST,
+// those back ACTIVE, and the cluster DEGRADED while any node is lost.
+func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pilotv1.Network, write bool) error {
 	resp, err := r.o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{ClusterId: c.Id}}})
 	if err != nil {
 		return err
@@ -168,6 +171,9 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pi
 			lost[nd.Id] = true
 			r.revive(ctx, c, nd.InstanceId, "drone of node "+nd.Id)
 		}
+	}
+	if !write {
+		return nil
 	}
 	_, err = r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
 		changed := false

@@ -7,6 +7,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/pilot/store"
 )
 
 // The reconciler marks a node whose drone is gone past the grace period
@@ -76,8 +77,21 @@ func TestReconcilerMarksLostAndRevives(t *testing.T) {
 	if got := pass(10 * time.Second); got.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING || nodeBySid(got, 2).Status != pilotv1.NodeStatus_NODE_STATUS_ACTIVE {
 		t.Fatalf("during a job: %v / %v; the reconciler must leave it alone", got.Status, nodeBySid(got, 2).Status)
 	}
+	// …but a lost agent is started again: the job may be waiting on it.
+	if st := state(); st != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		t.Fatalf("during a job the reconciler left the lost instance %v, want it started again", st)
+	}
+	// A stopped cluster's instances are left stopped.
+	h.finish(t, mustJob(t, h, c.Id), pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	stop, err := h.life.Stop(ctx, h.op(t, c.Id), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.runJob(t, stop.Job)
+	setState(providerv1.InstanceState_INSTANCE_STATE_LOST)
+	pass(10 * time.Second)
 	if st := state(); st != providerv1.InstanceState_INSTANCE_STATE_LOST {
-		t.Fatalf("during a job the reconciler started the instance (%v)", st)
+		t.Fatalf("the reconciler started an instance of a stopped cluster (%v)", st)
 	}
 }
 
@@ -88,4 +102,15 @@ func nodeBySid(c *pilotv1.Cluster, sid int32) *pilotv1.Node {
 		}
 	}
 	return nil
+}
+
+// mustJob is the cluster's current job.
+func mustJob(t *testing.T, h *opsHarness, id string) *pilotv1.Job {
+	t.Helper()
+	c, _ := h.cluster(t, id)
+	j := &pilotv1.Job{}
+	if _, err := h.st.Get(context.Background(), store.JobKey(c.JobId), j); err != nil {
+		t.Fatal(err)
+	}
+	return j
 }

@@ -15,50 +15,12 @@ import (
 	"time"
 
 	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/procstat"
 )
 
-// procStat reads a process's state letter and start time (clock ticks after
-// boot, field 22) from /proc/<pid>/stat.
-func procStat(pid int) (state byte, start uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	state, start, err = parseStat(b)
-	if err != nil {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
-	}
-	return state, start, nil
-}
+func procStat(pid int) (state byte, start uint64, err error) { return procstat.Stat(pid) }
 
-func parseStat(b []byte) (state byte, start uint64, err error) {
-	// The command name (field 2) is in parentheses and may itself contain
-	// spaces and parentheses; the fields after the last ')' are plain.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, errors.New("no ')' after the command name")
-	}
-	f := bytes.Fields(b[i+1:])
-	// f[0] is field 3 (state), so field 22 is f[19].
-	if len(f) < 20 || len(f[0]) != 1 {
-		return 0, 0, fmt.Errorf("%d fields after the command name, want at least 20", len(f))
-	}
-	start, err = strconv.ParseUint(string(f[19]), 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("start time: %w", err)
-	}
-	return f[0][0], start, nil
-}
-
-// alive reports whether pid is still the process that started at start, and
-// not a zombie (dead, waiting to be reaped).
-func alive(pid int, start uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	st, s, err := procStat(pid)
-	return err == nil && s == start && st != 'Z' && st != 'X'
-}
+func alive(pid int, start uint64) bool { return procstat.Alive(pid, start) }
 
 // processesWithEnv lists the live processes whose environment holds entry
 // (e.g. "HANGAR_INSTANCE_ID=i-0123abcd"), oldest first. The environment is

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 )
 
 // killAgent SIGKILLs the agent (drone or frontgate binary) of an instance,
@@ -76,4 +78,40 @@ func TestLostAgentsComeBack(t *testing.T) {
 		return nd.Status == pilotv1.NodeStatus_NODE_STATUS_ACTIVE && got.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, got.Status.String() + " " + nd.Status.String()
 	})
 	p.mustHangar("cluster", "run", c.Id, "greet", "--param", "name=again", "--param", "times=1", "--wait")
+}
+
+// TestDroneKilledMidCommand: a drone killed with SIGKILL while a command
+// runs comes back (pilot's reconciler starts it again), finds the command
+// still running under its supervisor, and reports its real exit code: the
+// job succeeds, and the command ran once.
+func TestDroneKilledMidCommand(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "tests/e2e/testdata/testapp")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: "testapp", Runtime: "local",
+		Params: map[string]string{"env.exit_code": "0", "env.init_sleep": "6"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "init to be running", func() (bool, string) {
+		steps := stepResults(t, p, r.Job.Id, "init")
+		return len(steps) > 0 && len(steps[0]) > 0, "no init result yet"
+	})
+	c := p.cluster(r.Cluster.Id)
+	nd := c.Nodes[0]
+	killAgent(t, nd.InstanceId, "drone")
+	j := p.waitJob(ctx, r.Job.Id)
+	if j.State != pilotv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("the create ended %v (%s) after its drone was killed mid-init", j.State, j.Error)
+	}
+	for _, nr := range stepResults(t, p, r.Job.Id, "init")[0] {
+		if nr.State != streamv1.CommandState_COMMAND_STATE_EXITED || nr.ExitCode != 0 {
+			t.Errorf("node %s: init reported %v %d (%s); want the real EXITED 0", nr.NodeId, nr.State, nr.ExitCode, nr.Error)
+		}
+	}
+	if got := readTrace(p, nd, "init.marker"); got != "ran\n" {
+		t.Fatalf("init.marker = %q: init must have run once, to its end", got)
+	}
 }
