@@ -109,6 +109,9 @@ const (
 	// Observed: its drone has been disconnected longer than the grace
 	// period, or its instance is gone.
 	NodeStatus_NODE_STATUS_LOST NodeStatus = 6
+	// Observed: its instance came back from nothing (a machine restart) and
+	// its services are being started again.
+	NodeStatus_NODE_STATUS_STARTING NodeStatus = 7
 )
 
 // Enum value maps for NodeStatus.
@@ -121,6 +124,7 @@ var (
 		4: "NODE_STATUS_DELETED",
 		5: "NODE_STATUS_STOPPED",
 		6: "NODE_STATUS_LOST",
+		7: "NODE_STATUS_STARTING",
 	}
 	NodeStatus_value = map[string]int32{
 		"NODE_STATUS_UNSPECIFIED": 0,
@@ -130,6 +134,7 @@ var (
 		"NODE_STATUS_DELETED":     4,
 		"NODE_STATUS_STOPPED":     5,
 		"NODE_STATUS_LOST":        6,
+		"NODE_STATUS_STARTING":    7,
 	}
 )
 
@@ -4359,7 +4364,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x16CLUSTER_STATUS_DELETED\x10\x05\x12\x1b\n" +
 	"\x17CLUSTER_STATUS_UPDATING\x10\x06\x12\x1a\n" +
 	"\x16CLUSTER_STATUS_STOPPED\x10\a\x12\x1b\n" +
-	"\x17CLUSTER_STATUS_DEGRADED\x10\b*\xba\x01\n" +
+	"\x17CLUSTER_STATUS_DEGRADED\x10\b*\xd4\x01\n" +
 	"\n" +
 	"NodeStatus\x12\x1b\n" +
 	"\x17NODE_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -4368,7 +4373,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x12NODE_STATUS_FAILED\x10\x03\x12\x17\n" +
 	"\x13NODE_STATUS_DELETED\x10\x04\x12\x17\n" +
 	"\x13NODE_STATUS_STOPPED\x10\x05\x12\x14\n" +
-	"\x10NODE_STATUS_LOST\x10\x06*\x9b\x01\n" +
+	"\x10NODE_STATUS_LOST\x10\x06\x12\x18\n" +
+	"\x14NODE_STATUS_STARTING\x10\a*\x9b\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +

@@ -616,10 +616,15 @@ type Instance struct {
 	NetworkId string                 `protobuf:"bytes,2,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
 	Name      string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// The instance's address inside its network.
-	Address       string            `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
-	Image         string            `protobuf:"bytes,5,opt,name=image,proto3" json:"image,omitempty"`
-	State         InstanceState     `protobuf:"varint,6,opt,name=state,proto3,enum=hangar.provider.v1.InstanceState" json:"state,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Address string            `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	Image   string            `protobuf:"bytes,5,opt,name=image,proto3" json:"image,omitempty"`
+	State   InstanceState     `protobuf:"varint,6,opt,name=state,proto3,enum=hangar.provider.v1.InstanceState" json:"state,omitempty"`
+	Labels  map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set in the answer of the call that started the instance from nothing
+	// (a boot: none of its processes were left), so the app's services must
+	// be started again; unset when only its agent was restarted and what
+	// the app runs was left running.
+	Booted        bool `protobuf:"varint,8,opt,name=booted,proto3" json:"booted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -701,6 +706,13 @@ func (x *Instance) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *Instance) GetBooted() bool {
+	if x != nil {
+		return x.Booted
+	}
+	return false
 }
 
 type RunInstanceRequest struct {
@@ -1225,7 +1237,7 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x02 \x01(\tR\tnetworkId\"\x17\n" +
-	"\x15DeleteNetworkResponse\"\xb3\x02\n" +
+	"\x15DeleteNetworkResponse\"\xcb\x02\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1234,7 +1246,8 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05image\x18\x05 \x01(\tR\x05image\x127\n" +
 	"\x05state\x18\x06 \x01(\x0e2!.hangar.provider.v1.InstanceStateR\x05state\x12@\n" +
-	"\x06labels\x18\a \x03(\v2(.hangar.provider.v1.Instance.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\a \x03(\v2(.hangar.provider.v1.Instance.LabelsEntryR\x06labels\x12\x16\n" +
+	"\x06booted\x18\b \x01(\bR\x06booted\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x03\n" +

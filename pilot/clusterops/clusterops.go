@@ -147,17 +147,18 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 // Finalizers returns the job finalizers by job kind.
 func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 	return map[string]jobs.Finalizer{
-		KindCreate:    o.finishCreate,
-		KindDelete:    o.finishDelete,
-		KindUpdateEnv: o.finishUpdate,
-		KindRestart:   o.finishUpdate,
-		KindScaleOut:  o.finishScale,
-		KindScaleIn:   o.finishScale,
-		KindRecover:   o.finishScale,
-		KindUpgrade:   o.finishVersionChange,
-		KindRollback:  o.finishVersionChange,
-		KindStop:      o.finishPower,
-		KindStart:     o.finishPower,
+		KindCreate:     o.finishCreate,
+		KindDelete:     o.finishDelete,
+		KindUpdateEnv:  o.finishUpdate,
+		KindRestart:    o.finishUpdate,
+		KindScaleOut:   o.finishScale,
+		KindScaleIn:    o.finishScale,
+		KindRecover:    o.finishScale,
+		KindUpgrade:    o.finishVersionChange,
+		KindRollback:   o.finishVersionChange,
+		KindStop:       o.finishPower,
+		KindStart:      o.finishPower,
+		KindStartNodes: o.finishPower,
 	}
 }
 

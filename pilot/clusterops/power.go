@@ -26,6 +26,10 @@ import (
 const (
 	KindStop  = "stop_cluster"
 	KindStart = "start_cluster"
+	// KindStartNodes starts the services of nodes whose instances came
+	// back from nothing (the reconciler asks for it after a machine
+	// restart).
+	KindStartNodes = "start_nodes"
 )
 
 // Task kinds.
@@ -89,6 +93,26 @@ func (l *Lifecycle) powerOp(ctx context.Context, r OpRequest, kind string, tasks
 	}
 	l.log.Info("cluster operation accepted", "cluster_id", c.Id, "kind", kind, "job_id", job.Id)
 	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// StartNodes accepts starting the services of nodes of cluster r.C whose
+// instances booted: their drones get the confd files again, then start
+// runs by order on them. No init: the nodes were initialised when they were
+// created.
+func (l *Lifecycle) StartNodes(ctx context.Context, r OpRequest, nodes []string) (*pilotv1.ClusterJob, error) {
+	c := r.C
+	if err := l.busy(ctx, c); err != nil {
+		return nil, err
+	}
+	spec, stored, err := l.currentSpec(ctx, c)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+	}
+	p := &planner{}
+	p.add("drones", taskWaitDrones, "wait for the booted nodes' drones", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
+	p.add("confd", taskDeliverConfd, "deliver confd templates to the booted nodes", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
+	p.serviceSteps(spec, c.Id, "start", stepSpec{roles: rolesOfNodes(c, nodes), nodeIDs: nodes})
+	return l.powerOp(ctx, r, KindStartNodes, p.tasks, spec, stored)
 }
 
 // requireStopStart refuses op when the cluster's runtime cannot stop and
@@ -181,6 +205,22 @@ func (o *Ops) powerInstances(ctx context.Context, t *jobs.Task, st pilotv1.NodeS
 func (o *Ops) finishPower(ctx context.Context, j *pilotv1.Job) error {
 	_, err := o.updateCluster(ctx, j.ClusterId, func(c *pilotv1.Cluster) error {
 		switch {
+		case j.Kind == KindStartNodes:
+			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE
+			for _, nd := range c.Nodes {
+				switch {
+				case nd.Status == pilotv1.NodeStatus_NODE_STATUS_STARTING && j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED:
+					nd.Status = pilotv1.NodeStatus_NODE_STATUS_ACTIVE
+				case nd.Status == pilotv1.NodeStatus_NODE_STATUS_STARTING:
+					nd.Status = pilotv1.NodeStatus_NODE_STATUS_FAILED
+				}
+				if nd.Status != pilotv1.NodeStatus_NODE_STATUS_ACTIVE {
+					c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_DEGRADED
+				}
+			}
+			if j.State != pilotv1.JobState_JOB_STATE_SUCCEEDED {
+				c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED
+			}
 		case j.State != pilotv1.JobState_JOB_STATE_SUCCEEDED:
 			c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED
 		case j.Kind == KindStop:

@@ -31,8 +31,11 @@ type ReconcilerConfig struct {
 	// Grace is how long a frontgate or drone may be disconnected before
 	// it counts as lost (default 4s): a drone's reconnect after a cut
 	// stream takes less.
-	Grace  time.Duration
-	Logger *slog.Logger
+	Grace time.Duration
+	// Lifecycle starts the services of nodes whose instances booted (nil:
+	// they stay STARTING).
+	Lifecycle *Lifecycle
+	Logger    *slog.Logger
 }
 
 // Reconciler runs the passes, one at a time, in the goroutine that calls
@@ -112,17 +115,29 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		if !ok {
 			up = o.cfg.Frontgates.Connected(n.FrontgateId)
 			if !up && (r.gone(n.FrontgateId, up) || r.lostByProvider(ctx, c, n.FrontgateInstanceId)) {
-				r.revive(ctx, c, n.FrontgateInstanceId, "frontgate "+n.FrontgateId)
+				// A frontgate has no services of an app to start.
+				_ = r.revive(ctx, c, n.FrontgateInstanceId, "frontgate "+n.FrontgateId)
 			} else if up {
 				r.gone(n.FrontgateId, up)
 			}
 			frontgates[n.Id] = up
 		}
-		if !up {
-			// Its drones cannot be seen; they are not lost for that.
-			continue
+		// With its frontgate down the drones cannot be seen (they are not
+		// lost for that), but the provider still says which instances
+		// died.
+		var connected map[string]bool
+		if up {
+			resp, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{ClusterId: c.Id}}})
+			if err != nil {
+				r.log.Warn("list drones", "cluster_id", c.Id, "err", err)
+				continue
+			}
+			connected = map[string]bool{}
+			for _, d := range resp.GetDroneList().GetDrones() {
+				connected[d.NodeId] = true
+			}
 		}
-		if err := r.observeNodes(ctx, c, n, r.watched(ctx, c)); err != nil {
+		if err := r.observeNodes(ctx, c, connected, r.watched(ctx, c)); err != nil {
 			r.log.Warn("observe cluster", "cluster_id", c.Id, "err", err)
 		}
 	}
@@ -150,16 +165,12 @@ func (r *Reconciler) watched(ctx context.Context, c *pilotv1.Cluster) bool {
 // observeNodes revives the instances of disconnected drones the provider
 // lost and, when write is set, marks the nodes whose drones are gone LOST,
 // those back ACTIVE, and the cluster DEGRADED while any node is lost.
-func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pilotv1.Network, write bool) error {
-	resp, err := r.o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ListDrones{ListDrones: &streamv1.ListDrones{ClusterId: c.Id}}})
-	if err != nil {
-		return err
-	}
-	connected := map[string]bool{}
-	for _, d := range resp.GetDroneList().GetDrones() {
-		connected[d.NodeId] = true
-	}
-	lost := map[string]bool{}
+//
+// connected holds the drones connected to the frontgate; nil when the
+// frontgate is down and none can be seen.
+func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, connected map[string]bool, write bool) error {
+	seeing := connected != nil
+	lost, booted := map[string]bool{}, map[string]bool{}
 	for _, nd := range c.Nodes {
 		if nd.InstanceId == "" {
 			continue
@@ -167,20 +178,31 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pi
 		// Lost once out of sight past the grace period, or at once when
 		// the provider says its instance died (a pilot that just started
 		// after a machine restart must not call it active meanwhile).
-		if r.gone(nd.Id, connected[nd.Id]) || (!connected[nd.Id] && r.lostByProvider(ctx, c, nd.InstanceId)) {
+		if (seeing && r.gone(nd.Id, connected[nd.Id])) || (!connected[nd.Id] && r.lostByProvider(ctx, c, nd.InstanceId)) {
 			lost[nd.Id] = true
-			r.revive(ctx, c, nd.InstanceId, "drone of node "+nd.Id)
+			booted[nd.Id] = r.revive(ctx, c, nd.InstanceId, "drone of node "+nd.Id)
+		}
+	}
+	if len(booted) > 0 {
+		// Whatever the cluster is doing, a node whose instance booted
+		// needs its services started: say so for good (a pilot restart
+		// must not forget it).
+		if err := r.markStarting(ctx, c.Id, booted); err != nil {
+			return err
 		}
 	}
 	if !write {
 		return nil
 	}
-	_, err = r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
+	_, err := r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
 		changed := false
 		anyLost := false
 		for _, nd := range x.Nodes {
 			want := nd.Status
 			switch {
+			case nd.Status == pilotv1.NodeStatus_NODE_STATUS_STARTING:
+				// Until a start job ran on it (startNodes).
+				anyLost = true
 			case lost[nd.Id]:
 				want, anyLost = pilotv1.NodeStatus_NODE_STATUS_LOST, true
 			case connected[nd.Id] && nd.Status == pilotv1.NodeStatus_NODE_STATUS_LOST:
@@ -209,7 +231,64 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, n *pi
 		}
 		return nil
 	})
+	if err = ignoreNotFound(err); err != nil || !seeing {
+		return err
+	}
+	return r.startBooted(ctx, c.Id, connected)
+}
+
+// markStarting sets the nodes whose instances booted STARTING.
+func (r *Reconciler) markStarting(ctx context.Context, clusterID string, booted map[string]bool) error {
+	_, err := r.o.updateCluster(ctx, clusterID, func(x *pilotv1.Cluster) error {
+		changed := false
+		for _, nd := range x.Nodes {
+			if booted[nd.Id] && nd.Status != pilotv1.NodeStatus_NODE_STATUS_STARTING {
+				nd.Status, changed = pilotv1.NodeStatus_NODE_STATUS_STARTING, true
+			}
+		}
+		if !changed {
+			return store.ErrNoChange
+		}
+		return nil
+	})
 	return ignoreNotFound(err)
+}
+
+// startBooted asks the lifecycle to start the services of the cluster's
+// STARTING nodes once their drones are connected (a job: confd, then start
+// by order on those nodes).
+func (r *Reconciler) startBooted(ctx context.Context, clusterID string, connected map[string]bool) error {
+	if r.cfg.Lifecycle == nil {
+		return nil
+	}
+	c, rev, err := r.clusterAt(ctx, clusterID)
+	if err != nil {
+		return ignoreNotFound(err)
+	}
+	var nodes []string
+	for _, nd := range c.Nodes {
+		if nd.Status == pilotv1.NodeStatus_NODE_STATUS_STARTING {
+			if !connected[nd.Id] {
+				return nil // next pass, once every drone is back
+			}
+			nodes = append(nodes, nd.Id)
+		}
+	}
+	if len(nodes) == 0 {
+		return nil
+	}
+	cj, err := r.cfg.Lifecycle.StartNodes(ctx, OpRequest{C: c, Rev: rev}, nodes)
+	if err != nil {
+		return fmt.Errorf("start the services of booted nodes %v: %w", nodes, err)
+	}
+	r.log.Info("services of booted nodes being started", "cluster_id", clusterID, "nodes", nodes, "job_id", cj.Job.Id)
+	return nil
+}
+
+func (r *Reconciler) clusterAt(ctx context.Context, id string) (*pilotv1.Cluster, int64, error) {
+	c := &pilotv1.Cluster{}
+	rev, err := r.o.cfg.Store.Get(ctx, store.ClusterKey(id), c)
+	return c, rev, err
 }
 
 // lostByProvider reports whether the provider says the instance is LOST.
@@ -225,19 +304,24 @@ func (r *Reconciler) lostByProvider(ctx context.Context, c *pilotv1.Cluster, ins
 // revive starts an instance the provider reports LOST (its process or
 // machine gone though nobody stopped it) again. Anything else (running:
 // the agent is only cut off; stopped: on purpose) is left alone.
-func (r *Reconciler) revive(ctx context.Context, c *pilotv1.Cluster, instanceID, what string) {
+//
+// It reports whether the instance booted: nothing of it was left, so the
+// app's services on it must be started again.
+func (r *Reconciler) revive(ctx context.Context, c *pilotv1.Cluster, instanceID, what string) bool {
 	prov, prt, err := r.o.provider(ctx, c.Tenant, c.Runtime)
 	if err != nil {
 		r.log.Warn("revive: provider", "what", what, "err", err)
-		return
+		return false
 	}
 	in, err := prov.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: prt, InstanceId: instanceID})
 	if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_LOST {
-		return
+		return false
 	}
-	if _, err := prov.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: prt, InstanceId: instanceID, IdempotencyToken: "revive." + instanceID}); err != nil {
+	in, err = prov.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: prt, InstanceId: instanceID, IdempotencyToken: "revive." + instanceID})
+	if err != nil {
 		r.log.Warn("revive a lost instance", "what", what, "instance_id", instanceID, "err", err)
-		return
+		return false
 	}
-	r.log.Info("lost instance started again", "what", what, "instance_id", instanceID, "cluster_id", c.Id)
+	r.log.Info("lost instance started again", "what", what, "instance_id", instanceID, "cluster_id", c.Id, "booted", in.GetBooted())
+	return in.GetBooted()
 }

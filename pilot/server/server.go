@@ -257,6 +257,16 @@ func Run(ctx context.Context, cfg Config) error {
 	pilotv1.RegisterEnrollmentServiceServer(gs, enroll.NewService(tokens))
 	streamv1.RegisterFrontgateLinkServer(gs, fg)
 
+	// One look at what exists before anyone can ask: after a machine
+	// restart the stored statuses say active, and the provider already
+	// knows better (what died is marked lost and started again).
+	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Lifecycle: lifecycle, Logger: log.With("component", "reconcile")})
+	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := reconciler.Pass(pctx); err != nil {
+		log.Warn("first reconcile pass", "err", err)
+	}
+	pcancel()
+
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	wg.Add(1)
@@ -300,7 +310,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	// What exists between jobs: lost frontgates and drones noticed,
 	// revived, and written to the clusters' status.
-	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Logger: log.With("component", "reconcile")})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -239,7 +239,9 @@ func (p *Provider) relaunch(ctx context.Context, t *tx, rec *instance) error {
 	}
 	// What the dead agent started (the app's daemons, a command under
 	// way) keeps running: an agent's death is not the app's, and the new
-	// agent picks its commands' results up.
+	// agent picks its commands' results up. With nothing left, this is a
+	// boot, and the caller learns that the app must be started again.
+	booted := len(p.instanceProcesses(rec)) == 0
 	proc, start, err := p.spawn(ctx, t, rec, bin, nil)
 	if err != nil {
 		return err
@@ -250,7 +252,8 @@ func (p *Provider) relaunch(ctx context.Context, t *tx, rec *instance) error {
 		_ = syscall.Kill(proc.Pid, syscall.SIGKILL)
 		return err
 	}
-	p.log.Info("instance restarted", "instance", rec.ID, "address", rec.Address, "pid", rec.PID)
+	rec.booted = booted
+	p.log.Info("instance restarted", "instance", rec.ID, "address", rec.Address, "pid", rec.PID, "booted", booted)
 	return nil
 }
 
@@ -543,6 +546,7 @@ func (in *instance) proto() *providerv1.Instance {
 		Image:     in.Image,
 		State:     in.state(),
 		Labels:    maps.Clone(in.Labels),
+		Booted:    in.booted,
 	}
 }
 

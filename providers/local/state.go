@@ -63,6 +63,9 @@ type instance struct {
 	// Stopped is set by StopInstance: the process is gone on purpose, and
 	// only StartInstance brings it back (a retried RunInstance does not).
 	Stopped bool `json:"stopped,omitempty"`
+	// booted is set by the call that started the instance from nothing,
+	// for its answer (Instance.booted); never stored.
+	booted bool
 }
 
 type tombstone struct {

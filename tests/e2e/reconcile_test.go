@@ -115,3 +115,61 @@ func TestDroneKilledMidCommand(t *testing.T) {
 		t.Fatalf("init.marker = %q: init must have run once, to its end", got)
 	}
 }
+
+// TestMachineRestart kills every process of a cluster and pilot, as a
+// machine restart would, then starts pilot again (what `hangar up` does):
+// the frontgate, the drones and the app come back with no user action, and
+// from pilot's first answer on the cluster never says active while its
+// service does not answer.
+func TestMachineRestart(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "examples/kv")
+	c, job := createCluster(t, p, "kv", nil)
+	mustSucceed(t, job)
+	serving := func() (bool, string) {
+		for _, n := range c.Nodes {
+			if _, err := httpGet("http://" + n.Address + ":6380/status"); err != nil {
+				return false, n.Id + ": " + err.Error()
+			}
+		}
+		return true, ""
+	}
+	waitFor(t, 30*time.Second, "the service to answer on every node", serving)
+
+	fgInstance, _ := frontgateInstance(t, p)
+	ids := []string{fgInstance}
+	for _, n := range c.Nodes {
+		ids = append(ids, n.InstanceId)
+	}
+	p.kill()
+	for _, pid := range processesOf(ids...) {
+		n, _ := strconv.Atoi(pid)
+		_ = syscall.Kill(n, syscall.SIGKILL)
+	}
+	waitFor(t, 15*time.Second, "every process of the cluster to be gone", func() (bool, string) {
+		left := processesOf(ids...)
+		return len(left) == 0, strings.Join(left, ",")
+	})
+
+	p.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var statuses []string
+	waitFor(t, 90*time.Second, "the cluster to serve again and say so", func() (bool, string) {
+		got, err := p.clusters.GetCluster(ctx, &pilotv1.GetClusterRequest{Id: c.Id})
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(statuses) == 0 || statuses[len(statuses)-1] != got.Status.String() {
+			statuses = append(statuses, got.Status.String())
+		}
+		up, why := serving()
+		if got.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE && !up {
+			t.Fatalf("pilot says the cluster is active while its service is down (%s); statuses seen: %v", why, statuses)
+		}
+		return up && got.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, got.Status.String() + " " + why
+	})
+	t.Logf("statuses seen after the restart: %v", statuses)
+	p.mustHangar("cluster", "update-env", c.Id, "motd=after the restart", "--wait")
+}
