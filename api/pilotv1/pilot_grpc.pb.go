@@ -392,6 +392,7 @@ const (
 	ClusterService_RunClusterService_FullMethodName = "/hangar.pilot.v1.ClusterService/RunClusterService"
 	ClusterService_StopCluster_FullMethodName       = "/hangar.pilot.v1.ClusterService/StopCluster"
 	ClusterService_StartCluster_FullMethodName      = "/hangar.pilot.v1.ClusterService/StartCluster"
+	ClusterService_ResizeCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/ResizeCluster"
 	ClusterService_UpgradeCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/UpgradeCluster"
 	ClusterService_RollbackCluster_FullMethodName   = "/hangar.pilot.v1.ClusterService/RollbackCluster"
 )
@@ -427,6 +428,11 @@ type ClusterServiceClient interface {
 	// StartCluster starts a stopped cluster's instances, registers its
 	// metadata again and runs start by order (no init).
 	StartCluster(ctx context.Context, in *StartClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// ResizeCluster changes a role's cpu, memory or volume size (vertical
+	// scaling): each node runs stop, is resized and runs start, all at once
+	// or one at a time as the role's vertical_scaling_policy says; a
+	// volume-only growth is made online.
+	ResizeCluster(ctx context.Context, in *ResizeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// UpgradeCluster moves the cluster to another version of its app, one
 	// whose upgrade_policy lists the cluster's version, as its
 	// upgrading_policy says (parallel or sequential).
@@ -554,6 +560,16 @@ func (c *clusterServiceClient) StartCluster(ctx context.Context, in *StartCluste
 	return out, nil
 }
 
+func (c *clusterServiceClient) ResizeCluster(ctx context.Context, in *ResizeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_ResizeCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterServiceClient) UpgradeCluster(ctx context.Context, in *UpgradeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterJob)
@@ -605,6 +621,11 @@ type ClusterServiceServer interface {
 	// StartCluster starts a stopped cluster's instances, registers its
 	// metadata again and runs start by order (no init).
 	StartCluster(context.Context, *StartClusterRequest) (*ClusterJob, error)
+	// ResizeCluster changes a role's cpu, memory or volume size (vertical
+	// scaling): each node runs stop, is resized and runs start, all at once
+	// or one at a time as the role's vertical_scaling_policy says; a
+	// volume-only growth is made online.
+	ResizeCluster(context.Context, *ResizeClusterRequest) (*ClusterJob, error)
 	// UpgradeCluster moves the cluster to another version of its app, one
 	// whose upgrade_policy lists the cluster's version, as its
 	// upgrading_policy says (parallel or sequential).
@@ -654,6 +675,9 @@ func (UnimplementedClusterServiceServer) StopCluster(context.Context, *StopClust
 }
 func (UnimplementedClusterServiceServer) StartCluster(context.Context, *StartClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method StartCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) ResizeCluster(context.Context, *ResizeClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResizeCluster not implemented")
 }
 func (UnimplementedClusterServiceServer) UpgradeCluster(context.Context, *UpgradeClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpgradeCluster not implemented")
@@ -880,6 +904,24 @@ func _ClusterService_StartCluster_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_ResizeCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResizeClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ResizeCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ResizeCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ResizeCluster(ctx, req.(*ResizeClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterService_UpgradeCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(UpgradeClusterRequest)
 	if err := dec(in); err != nil {
@@ -966,6 +1008,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StartCluster",
 			Handler:    _ClusterService_StartCluster_Handler,
+		},
+		{
+			MethodName: "ResizeCluster",
+			Handler:    _ClusterService_ResizeCluster_Handler,
 		},
 		{
 			MethodName: "UpgradeCluster",

@@ -624,7 +624,11 @@ type Instance struct {
 	// (a boot: none of its processes were left), so the app's services must
 	// be started again; unset when only its agent was restarted and what
 	// the app runs was left running.
-	Booted        bool `protobuf:"varint,8,opt,name=booted,proto3" json:"booted,omitempty"`
+	Booted bool `protobuf:"varint,8,opt,name=booted,proto3" json:"booted,omitempty"`
+	// The sizes it has now (0: the provider does not say).
+	Cpu           int32 `protobuf:"varint,9,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	MemoryMib     int32 `protobuf:"varint,10,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	VolumeGib     int32 `protobuf:"varint,11,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +717,27 @@ func (x *Instance) GetBooted() bool {
 		return x.Booted
 	}
 	return false
+}
+
+func (x *Instance) GetCpu() int32 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *Instance) GetMemoryMib() int32 {
+	if x != nil {
+		return x.MemoryMib
+	}
+	return 0
+}
+
+func (x *Instance) GetVolumeGib() int32 {
+	if x != nil {
+		return x.VolumeGib
+	}
+	return 0
 }
 
 type RunInstanceRequest struct {
@@ -1136,6 +1161,90 @@ func (x *StopInstanceRequest) GetIdempotencyToken() string {
 	return ""
 }
 
+type ResizeInstanceRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Runtime          *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	InstanceId       string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	IdempotencyToken string                 `protobuf:"bytes,3,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	Cpu              int32                  `protobuf:"varint,4,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	MemoryMib        int32                  `protobuf:"varint,5,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	VolumeGib        int32                  `protobuf:"varint,6,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ResizeInstanceRequest) Reset() {
+	*x = ResizeInstanceRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeInstanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeInstanceRequest) ProtoMessage() {}
+
+func (x *ResizeInstanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeInstanceRequest.ProtoReflect.Descriptor instead.
+func (*ResizeInstanceRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResizeInstanceRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *ResizeInstanceRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *ResizeInstanceRequest) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+func (x *ResizeInstanceRequest) GetCpu() int32 {
+	if x != nil {
+		return x.Cpu
+	}
+	return 0
+}
+
+func (x *ResizeInstanceRequest) GetMemoryMib() int32 {
+	if x != nil {
+		return x.MemoryMib
+	}
+	return 0
+}
+
+func (x *ResizeInstanceRequest) GetVolumeGib() int32 {
+	if x != nil {
+		return x.VolumeGib
+	}
+	return 0
+}
+
 type StartInstanceRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Runtime          *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
@@ -1147,7 +1256,7 @@ type StartInstanceRequest struct {
 
 func (x *StartInstanceRequest) Reset() {
 	*x = StartInstanceRequest{}
-	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	mi := &file_provider_v1_provider_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1268,7 @@ func (x *StartInstanceRequest) String() string {
 func (*StartInstanceRequest) ProtoMessage() {}
 
 func (x *StartInstanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	mi := &file_provider_v1_provider_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1281,7 @@ func (x *StartInstanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartInstanceRequest.ProtoReflect.Descriptor instead.
 func (*StartInstanceRequest) Descriptor() ([]byte, []int) {
-	return file_provider_v1_provider_proto_rawDescGZIP(), []int{18}
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StartInstanceRequest) GetRuntime() *Runtime {
@@ -1237,7 +1346,7 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x02 \x01(\tR\tnetworkId\"\x17\n" +
-	"\x15DeleteNetworkResponse\"\xcb\x02\n" +
+	"\x15DeleteNetworkResponse\"\x9b\x03\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1247,7 +1356,13 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\x05image\x18\x05 \x01(\tR\x05image\x127\n" +
 	"\x05state\x18\x06 \x01(\x0e2!.hangar.provider.v1.InstanceStateR\x05state\x12@\n" +
 	"\x06labels\x18\a \x03(\v2(.hangar.provider.v1.Instance.LabelsEntryR\x06labels\x12\x16\n" +
-	"\x06booted\x18\b \x01(\bR\x06booted\x1a9\n" +
+	"\x06booted\x18\b \x01(\bR\x06booted\x12\x10\n" +
+	"\x03cpu\x18\t \x01(\x05R\x03cpu\x12\x1d\n" +
+	"\n" +
+	"memory_mib\x18\n" +
+	" \x01(\x05R\tmemoryMib\x12\x1d\n" +
+	"\n" +
+	"volume_gib\x18\v \x01(\x05R\tvolumeGib\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x03\n" +
@@ -1288,7 +1403,17 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
 	"instanceId\x12+\n" +
-	"\x11idempotency_token\x18\x03 \x01(\tR\x10idempotencyToken\"\x9b\x01\n" +
+	"\x11idempotency_token\x18\x03 \x01(\tR\x10idempotencyToken\"\xec\x01\n" +
+	"\x15ResizeInstanceRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12+\n" +
+	"\x11idempotency_token\x18\x03 \x01(\tR\x10idempotencyToken\x12\x10\n" +
+	"\x03cpu\x18\x04 \x01(\x05R\x03cpu\x12\x1d\n" +
+	"\n" +
+	"memory_mib\x18\x05 \x01(\x05R\tmemoryMib\x12\x1d\n" +
+	"\n" +
+	"volume_gib\x18\x06 \x01(\x05R\tvolumeGib\"\x9b\x01\n" +
 	"\x14StartInstanceRequest\x125\n" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
@@ -1300,7 +1425,7 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\x16INSTANCE_STATE_RUNNING\x10\x02\x12\x1a\n" +
 	"\x16INSTANCE_STATE_STOPPED\x10\x03\x12\x1d\n" +
 	"\x19INSTANCE_STATE_TERMINATED\x10\x04\x12\x17\n" +
-	"\x13INSTANCE_STATE_LOST\x10\x052\xfa\a\n" +
+	"\x13INSTANCE_STATE_LOST\x10\x052\xd5\b\n" +
 	"\bProvider\x12I\n" +
 	"\x04Info\x12\x1f.hangar.provider.v1.InfoRequest\x1a .hangar.provider.v1.InfoResponse\x12j\n" +
 	"\x0fValidateRuntime\x12*.hangar.provider.v1.ValidateRuntimeRequest\x1a+.hangar.provider.v1.ValidateRuntimeResponse\x12V\n" +
@@ -1313,7 +1438,8 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\rListInstances\x12(.hangar.provider.v1.ListInstancesRequest\x1a).hangar.provider.v1.ListInstancesResponse\x12g\n" +
 	"\x0eDeleteInstance\x12).hangar.provider.v1.DeleteInstanceRequest\x1a*.hangar.provider.v1.DeleteInstanceResponse\x12U\n" +
 	"\fStopInstance\x12'.hangar.provider.v1.StopInstanceRequest\x1a\x1c.hangar.provider.v1.Instance\x12W\n" +
-	"\rStartInstance\x12(.hangar.provider.v1.StartInstanceRequest\x1a\x1c.hangar.provider.v1.InstanceB6Z4github.com/hangarhq/hangar/api/providerv1;providerv1b\x06proto3"
+	"\rStartInstance\x12(.hangar.provider.v1.StartInstanceRequest\x1a\x1c.hangar.provider.v1.Instance\x12Y\n" +
+	"\x0eResizeInstance\x12).hangar.provider.v1.ResizeInstanceRequest\x1a\x1c.hangar.provider.v1.InstanceB6Z4github.com/hangarhq/hangar/api/providerv1;providerv1b\x06proto3"
 
 var (
 	file_provider_v1_provider_proto_rawDescOnce sync.Once
@@ -1328,7 +1454,7 @@ func file_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_provider_v1_provider_proto_goTypes = []any{
 	(InstanceState)(0),              // 0: hangar.provider.v1.InstanceState
 	(*Runtime)(nil),                 // 1: hangar.provider.v1.Runtime
@@ -1349,56 +1475,60 @@ var file_provider_v1_provider_proto_goTypes = []any{
 	(*DeleteInstanceRequest)(nil),   // 16: hangar.provider.v1.DeleteInstanceRequest
 	(*DeleteInstanceResponse)(nil),  // 17: hangar.provider.v1.DeleteInstanceResponse
 	(*StopInstanceRequest)(nil),     // 18: hangar.provider.v1.StopInstanceRequest
-	(*StartInstanceRequest)(nil),    // 19: hangar.provider.v1.StartInstanceRequest
-	nil,                             // 20: hangar.provider.v1.Runtime.ConfigEntry
-	nil,                             // 21: hangar.provider.v1.Runtime.CredentialsEntry
-	nil,                             // 22: hangar.provider.v1.Instance.LabelsEntry
-	nil,                             // 23: hangar.provider.v1.RunInstanceRequest.LabelsEntry
+	(*ResizeInstanceRequest)(nil),   // 19: hangar.provider.v1.ResizeInstanceRequest
+	(*StartInstanceRequest)(nil),    // 20: hangar.provider.v1.StartInstanceRequest
+	nil,                             // 21: hangar.provider.v1.Runtime.ConfigEntry
+	nil,                             // 22: hangar.provider.v1.Runtime.CredentialsEntry
+	nil,                             // 23: hangar.provider.v1.Instance.LabelsEntry
+	nil,                             // 24: hangar.provider.v1.RunInstanceRequest.LabelsEntry
 }
 var file_provider_v1_provider_proto_depIdxs = []int32{
-	20, // 0: hangar.provider.v1.Runtime.config:type_name -> hangar.provider.v1.Runtime.ConfigEntry
-	21, // 1: hangar.provider.v1.Runtime.credentials:type_name -> hangar.provider.v1.Runtime.CredentialsEntry
+	21, // 0: hangar.provider.v1.Runtime.config:type_name -> hangar.provider.v1.Runtime.ConfigEntry
+	22, // 1: hangar.provider.v1.Runtime.credentials:type_name -> hangar.provider.v1.Runtime.CredentialsEntry
 	1,  // 2: hangar.provider.v1.ValidateRuntimeRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 3: hangar.provider.v1.CreateNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 4: hangar.provider.v1.GetNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 5: hangar.provider.v1.DeleteNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	0,  // 6: hangar.provider.v1.Instance.state:type_name -> hangar.provider.v1.InstanceState
-	22, // 7: hangar.provider.v1.Instance.labels:type_name -> hangar.provider.v1.Instance.LabelsEntry
+	23, // 7: hangar.provider.v1.Instance.labels:type_name -> hangar.provider.v1.Instance.LabelsEntry
 	1,  // 8: hangar.provider.v1.RunInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	23, // 9: hangar.provider.v1.RunInstanceRequest.labels:type_name -> hangar.provider.v1.RunInstanceRequest.LabelsEntry
+	24, // 9: hangar.provider.v1.RunInstanceRequest.labels:type_name -> hangar.provider.v1.RunInstanceRequest.LabelsEntry
 	1,  // 10: hangar.provider.v1.GetInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 11: hangar.provider.v1.ListInstancesRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	11, // 12: hangar.provider.v1.ListInstancesResponse.instances:type_name -> hangar.provider.v1.Instance
 	1,  // 13: hangar.provider.v1.DeleteInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 14: hangar.provider.v1.StopInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	1,  // 15: hangar.provider.v1.StartInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	2,  // 16: hangar.provider.v1.Provider.Info:input_type -> hangar.provider.v1.InfoRequest
-	4,  // 17: hangar.provider.v1.Provider.ValidateRuntime:input_type -> hangar.provider.v1.ValidateRuntimeRequest
-	7,  // 18: hangar.provider.v1.Provider.CreateNetwork:input_type -> hangar.provider.v1.CreateNetworkRequest
-	8,  // 19: hangar.provider.v1.Provider.GetNetwork:input_type -> hangar.provider.v1.GetNetworkRequest
-	9,  // 20: hangar.provider.v1.Provider.DeleteNetwork:input_type -> hangar.provider.v1.DeleteNetworkRequest
-	12, // 21: hangar.provider.v1.Provider.RunInstance:input_type -> hangar.provider.v1.RunInstanceRequest
-	13, // 22: hangar.provider.v1.Provider.GetInstance:input_type -> hangar.provider.v1.GetInstanceRequest
-	14, // 23: hangar.provider.v1.Provider.ListInstances:input_type -> hangar.provider.v1.ListInstancesRequest
-	16, // 24: hangar.provider.v1.Provider.DeleteInstance:input_type -> hangar.provider.v1.DeleteInstanceRequest
-	18, // 25: hangar.provider.v1.Provider.StopInstance:input_type -> hangar.provider.v1.StopInstanceRequest
-	19, // 26: hangar.provider.v1.Provider.StartInstance:input_type -> hangar.provider.v1.StartInstanceRequest
-	3,  // 27: hangar.provider.v1.Provider.Info:output_type -> hangar.provider.v1.InfoResponse
-	5,  // 28: hangar.provider.v1.Provider.ValidateRuntime:output_type -> hangar.provider.v1.ValidateRuntimeResponse
-	6,  // 29: hangar.provider.v1.Provider.CreateNetwork:output_type -> hangar.provider.v1.Network
-	6,  // 30: hangar.provider.v1.Provider.GetNetwork:output_type -> hangar.provider.v1.Network
-	10, // 31: hangar.provider.v1.Provider.DeleteNetwork:output_type -> hangar.provider.v1.DeleteNetworkResponse
-	11, // 32: hangar.provider.v1.Provider.RunInstance:output_type -> hangar.provider.v1.Instance
-	11, // 33: hangar.provider.v1.Provider.GetInstance:output_type -> hangar.provider.v1.Instance
-	15, // 34: hangar.provider.v1.Provider.ListInstances:output_type -> hangar.provider.v1.ListInstancesResponse
-	17, // 35: hangar.provider.v1.Provider.DeleteInstance:output_type -> hangar.provider.v1.DeleteInstanceResponse
-	11, // 36: hangar.provider.v1.Provider.StopInstance:output_type -> hangar.provider.v1.Instance
-	11, // 37: hangar.provider.v1.Provider.StartInstance:output_type -> hangar.provider.v1.Instance
-	27, // [27:38] is the sub-list for method output_type
-	16, // [16:27] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	1,  // 15: hangar.provider.v1.ResizeInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	1,  // 16: hangar.provider.v1.StartInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	2,  // 17: hangar.provider.v1.Provider.Info:input_type -> hangar.provider.v1.InfoRequest
+	4,  // 18: hangar.provider.v1.Provider.ValidateRuntime:input_type -> hangar.provider.v1.ValidateRuntimeRequest
+	7,  // 19: hangar.provider.v1.Provider.CreateNetwork:input_type -> hangar.provider.v1.CreateNetworkRequest
+	8,  // 20: hangar.provider.v1.Provider.GetNetwork:input_type -> hangar.provider.v1.GetNetworkRequest
+	9,  // 21: hangar.provider.v1.Provider.DeleteNetwork:input_type -> hangar.provider.v1.DeleteNetworkRequest
+	12, // 22: hangar.provider.v1.Provider.RunInstance:input_type -> hangar.provider.v1.RunInstanceRequest
+	13, // 23: hangar.provider.v1.Provider.GetInstance:input_type -> hangar.provider.v1.GetInstanceRequest
+	14, // 24: hangar.provider.v1.Provider.ListInstances:input_type -> hangar.provider.v1.ListInstancesRequest
+	16, // 25: hangar.provider.v1.Provider.DeleteInstance:input_type -> hangar.provider.v1.DeleteInstanceRequest
+	18, // 26: hangar.provider.v1.Provider.StopInstance:input_type -> hangar.provider.v1.StopInstanceRequest
+	20, // 27: hangar.provider.v1.Provider.StartInstance:input_type -> hangar.provider.v1.StartInstanceRequest
+	19, // 28: hangar.provider.v1.Provider.ResizeInstance:input_type -> hangar.provider.v1.ResizeInstanceRequest
+	3,  // 29: hangar.provider.v1.Provider.Info:output_type -> hangar.provider.v1.InfoResponse
+	5,  // 30: hangar.provider.v1.Provider.ValidateRuntime:output_type -> hangar.provider.v1.ValidateRuntimeResponse
+	6,  // 31: hangar.provider.v1.Provider.CreateNetwork:output_type -> hangar.provider.v1.Network
+	6,  // 32: hangar.provider.v1.Provider.GetNetwork:output_type -> hangar.provider.v1.Network
+	10, // 33: hangar.provider.v1.Provider.DeleteNetwork:output_type -> hangar.provider.v1.DeleteNetworkResponse
+	11, // 34: hangar.provider.v1.Provider.RunInstance:output_type -> hangar.provider.v1.Instance
+	11, // 35: hangar.provider.v1.Provider.GetInstance:output_type -> hangar.provider.v1.Instance
+	15, // 36: hangar.provider.v1.Provider.ListInstances:output_type -> hangar.provider.v1.ListInstancesResponse
+	17, // 37: hangar.provider.v1.Provider.DeleteInstance:output_type -> hangar.provider.v1.DeleteInstanceResponse
+	11, // 38: hangar.provider.v1.Provider.StopInstance:output_type -> hangar.provider.v1.Instance
+	11, // 39: hangar.provider.v1.Provider.StartInstance:output_type -> hangar.provider.v1.Instance
+	11, // 40: hangar.provider.v1.Provider.ResizeInstance:output_type -> hangar.provider.v1.Instance
+	29, // [29:41] is the sub-list for method output_type
+	17, // [17:29] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_provider_v1_provider_proto_init() }
@@ -1412,7 +1542,7 @@ func file_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_provider_v1_provider_proto_rawDesc), len(file_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,7 @@ const (
 	Provider_DeleteInstance_FullMethodName  = "/hangar.provider.v1.Provider/DeleteInstance"
 	Provider_StopInstance_FullMethodName    = "/hangar.provider.v1.Provider/StopInstance"
 	Provider_StartInstance_FullMethodName   = "/hangar.provider.v1.Provider/StartInstance"
+	Provider_ResizeInstance_FullMethodName  = "/hangar.provider.v1.Provider/ResizeInstance"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -62,6 +63,12 @@ type ProviderClient interface {
 	// id, address and data; starting a running one is not an error.
 	// Capability "stop_start".
 	StartInstance(ctx context.Context, in *StartInstanceRequest, opts ...grpc.CallOption) (*Instance, error)
+	// ResizeInstance gives an instance new cpu, memory or volume sizes (0
+	// keeps one). A provider that cannot resize a running instance refuses
+	// with FailedPrecondition (pilot stops it first, as AppCenter does); a
+	// volume never shrinks (InvalidArgument naming volume_gib).
+	// Capability "resize".
+	ResizeInstance(ctx context.Context, in *ResizeInstanceRequest, opts ...grpc.CallOption) (*Instance, error)
 }
 
 type providerClient struct {
@@ -182,6 +189,16 @@ func (c *providerClient) StartInstance(ctx context.Context, in *StartInstanceReq
 	return out, nil
 }
 
+func (c *providerClient) ResizeInstance(ctx context.Context, in *ResizeInstanceRequest, opts ...grpc.CallOption) (*Instance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Instance)
+	err := c.cc.Invoke(ctx, Provider_ResizeInstance_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -206,6 +223,12 @@ type ProviderServer interface {
 	// id, address and data; starting a running one is not an error.
 	// Capability "stop_start".
 	StartInstance(context.Context, *StartInstanceRequest) (*Instance, error)
+	// ResizeInstance gives an instance new cpu, memory or volume sizes (0
+	// keeps one). A provider that cannot resize a running instance refuses
+	// with FailedPrecondition (pilot stops it first, as AppCenter does); a
+	// volume never shrinks (InvalidArgument naming volume_gib).
+	// Capability "resize".
+	ResizeInstance(context.Context, *ResizeInstanceRequest) (*Instance, error)
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -248,6 +271,9 @@ func (UnimplementedProviderServer) StopInstance(context.Context, *StopInstanceRe
 }
 func (UnimplementedProviderServer) StartInstance(context.Context, *StartInstanceRequest) (*Instance, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method StartInstance not implemented")
+}
+func (UnimplementedProviderServer) ResizeInstance(context.Context, *ResizeInstanceRequest) (*Instance, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResizeInstance not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -468,6 +494,24 @@ func _Provider_StartInstance_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_ResizeInstance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResizeInstanceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).ResizeInstance(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_ResizeInstance_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).ResizeInstance(ctx, req.(*ResizeInstanceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -518,6 +562,10 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StartInstance",
 			Handler:    _Provider_StartInstance_Handler,
+		},
+		{
+			MethodName: "ResizeInstance",
+			Handler:    _Provider_ResizeInstance_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

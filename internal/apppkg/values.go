@@ -217,6 +217,26 @@ func (v *Values) ChangeCount(role string, count int) (*Values, error) {
 	return nv, nil
 }
 
+// ChangeRoleParam returns a copy of v with role's resource parameter key
+// (cluster.<role>.<key>: cpu, memory, volume_size) set to value, checked
+// against its range, min and max, whatever its changeable flag says (a
+// resize is its own operation). A package that does not declare the
+// parameter keeps v unchanged: the size then lives with the nodes only.
+func (v *Values) ChangeRoleParam(role, key string, value int) (*Values, error) {
+	path := GroupCluster + "." + role + "." + key
+	it, ok := v.cfg.items[path]
+	if !ok {
+		return v, nil
+	}
+	val, err := parseValue(it, strconv.Itoa(value))
+	if err != nil {
+		return nil, err
+	}
+	nv := v.clone()
+	nv.vals[path], nv.set[path] = val, true
+	return nv, nil
+}
+
 // Strings returns every resolved value as a string by path, for storing.
 // Parameters without a value (no default, not given) are left out.
 func (v *Values) Strings() map[string]string {

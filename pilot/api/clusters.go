@@ -255,6 +255,13 @@ func (s *Server) StartCluster(ctx context.Context, req *pilotv1.StartClusterRequ
 	})
 }
 
+// ResizeCluster starts a job giving a role's nodes new sizes.
+func (s *Server) ResizeCluster(ctx context.Context, req *pilotv1.ResizeClusterRequest) (*pilotv1.ClusterJob, error) {
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.Resize(ctx, r, req.Role, clusterops.Sizes{CPU: int(req.Cpu), MemoryMiB: int(req.MemoryMib), VolumeGiB: int(req.VolumeGib)})
+	})
+}
+
 // UpgradeCluster starts a job moving the cluster to another app version.
 func (s *Server) UpgradeCluster(ctx context.Context, req *pilotv1.UpgradeClusterRequest) (*pilotv1.ClusterJob, error) {
 	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {

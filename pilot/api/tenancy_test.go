@@ -122,6 +122,9 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_RunClusterService_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.RunClusterServiceRequest{Id: x.cl1, Service: "compact", DryRun: true}
 		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_ResizeCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.ResizeClusterRequest{Id: x.cl1, Role: "replica", Cpu: 2, DryRun: true}
+		}, codes.FailedPrecondition},
 		{pilotv1.ClusterService_UpgradeCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.UpgradeClusterRequest{Id: x.cl1, AppVersion: "9.0.0", DryRun: true}
 		}, codes.FailedPrecondition},

@@ -65,6 +65,7 @@ func Methods() map[string]Rule {
 		pilotv1.ClusterService_RunClusterService_FullMethodName: change,
 		pilotv1.ClusterService_StopCluster_FullMethodName:       change,
 		pilotv1.ClusterService_StartCluster_FullMethodName:      change,
+		pilotv1.ClusterService_ResizeCluster_FullMethodName:     change,
 		pilotv1.ClusterService_UpgradeCluster_FullMethodName:    change,
 		pilotv1.ClusterService_RollbackCluster_FullMethodName:   change,
 

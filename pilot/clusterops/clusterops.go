@@ -141,6 +141,7 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 		taskFinishUpgrade:   o.finishUpgrade,
 		taskStopInstances:   o.stopInstances,
 		taskStartInstances:  o.startInstances,
+		taskResizeInstances: o.resizeInstances,
 	}
 }
 
@@ -159,6 +160,7 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 		KindStop:       o.finishPower,
 		KindStart:      o.finishPower,
 		KindStartNodes: o.finishPower,
+		KindResize:     o.finishPower,
 	}
 }
 

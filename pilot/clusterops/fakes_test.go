@@ -115,7 +115,7 @@ func (p *fakeProvider) DeleteInstance(_ context.Context, req *providerv1.DeleteI
 }
 
 func (p *fakeProvider) Info(context.Context, *providerv1.InfoRequest, ...grpc.CallOption) (*providerv1.InfoResponse, error) {
-	return &providerv1.InfoResponse{Name: "fake", Version: "1", Capabilities: []string{"stop_start"}}, nil
+	return &providerv1.InfoResponse{Name: "fake", Version: "1", Capabilities: []string{"stop_start", "resize"}}, nil
 }
 
 func (p *fakeProvider) GetInstance(_ context.Context, req *providerv1.GetInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
@@ -134,6 +134,26 @@ func (p *fakeProvider) StopInstance(_ context.Context, req *providerv1.StopInsta
 
 func (p *fakeProvider) StartInstance(_ context.Context, req *providerv1.StartInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
 	return p.setState(req.InstanceId, providerv1.InstanceState_INSTANCE_STATE_RUNNING)
+}
+
+func (p *fakeProvider) ResizeInstance(_ context.Context, req *providerv1.ResizeInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in := p.instances[req.InstanceId]
+	if in == nil {
+		return nil, status.Errorf(codes.NotFound, "instance %s", req.InstanceId)
+	}
+	if (req.Cpu > 0 || req.MemoryMib > 0) && in.State == providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		return nil, status.Errorf(codes.FailedPrecondition, "instance %s is running", req.InstanceId)
+	}
+	in.Cpu, in.MemoryMib, in.VolumeGib = max(in.Cpu, req.Cpu), max(in.MemoryMib, req.MemoryMib), max(in.VolumeGib, req.VolumeGib)
+	if req.Cpu > 0 {
+		in.Cpu = req.Cpu
+	}
+	if req.MemoryMib > 0 {
+		in.MemoryMib = req.MemoryMib
+	}
+	return proto.Clone(in).(*providerv1.Instance), nil
 }
 
 func (p *fakeProvider) setState(id string, st providerv1.InstanceState) (*providerv1.Instance, error) {

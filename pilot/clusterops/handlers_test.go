@@ -106,11 +106,19 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 				}
 			}
 		},
-		taskStopInstances: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
-			h.checkPower(t, id, providerv1.InstanceState_INSTANCE_STATE_STOPPED, pilotv1.NodeStatus_NODE_STATUS_STOPPED)
+		taskResizeInstances: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			for _, nd := range onlyNodes(c.Nodes, task.Input.NodeIds) {
+				if nd.Cpu != task.Input.Cpu {
+					t.Errorf("node %s has cpu %d after the resize, want %d", nd.Id, nd.Cpu, task.Input.Cpu)
+				}
+			}
 		},
-		taskStartInstances: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
-			h.checkPower(t, id, providerv1.InstanceState_INSTANCE_STATE_RUNNING, pilotv1.NodeStatus_NODE_STATUS_PENDING)
+		taskStopInstances: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
+			h.checkPower(t, id, task.Input.NodeIds, providerv1.InstanceState_INSTANCE_STATE_STOPPED, pilotv1.NodeStatus_NODE_STATUS_STOPPED)
+		},
+		taskStartInstances: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
+			h.checkPower(t, id, task.Input.NodeIds, providerv1.InstanceState_INSTANCE_STATE_RUNNING, pilotv1.NodeStatus_NODE_STATUS_PENDING)
 		},
 		taskFinishUpgrade: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
 			c, _ := h.cluster(t, id)
@@ -302,6 +310,15 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	runTwice(in.Job)
 	h.finish(t, in.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
 
+	// Resize the replicas.
+	c, rev = h.cluster(t, id)
+	rz, err := h.life.Resize(ctx, OpRequest{C: c, Rev: rev}, "replica", Sizes{CPU: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(rz.Job)
+	h.finish(t, rz.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+
 	// Stop, then start.
 	for _, op := range []func(OpRequest) (*pilotv1.ClusterJob, error){
 		func(r OpRequest) (*pilotv1.ClusterJob, error) { return h.life.Stop(ctx, r, false) },
@@ -345,14 +362,14 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	}
 }
 
-// checkPower checks that every node of cluster id has an instance in
-// state want, and the node status st.
-func (h *opsHarness) checkPower(t *testing.T, id string, want providerv1.InstanceState, st pilotv1.NodeStatus) {
+// checkPower checks that every node of cluster id (or of nodes) has an
+// instance in state want, and the node status st.
+func (h *opsHarness) checkPower(t *testing.T, id string, nodes []string, want providerv1.InstanceState, st pilotv1.NodeStatus) {
 	t.Helper()
 	c, _ := h.cluster(t, id)
 	h.prov.mu.Lock()
 	defer h.prov.mu.Unlock()
-	for _, nd := range c.Nodes {
+	for _, nd := range onlyNodes(c.Nodes, nodes) {
 		if in := h.prov.instances[nd.InstanceId]; in == nil || in.State != want || nd.Status != st {
 			t.Errorf("node %s: instance %v, status %v; want %v and %v", nd.Id, in, nd.Status, want, st)
 		}

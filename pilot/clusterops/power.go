@@ -116,9 +116,15 @@ func (l *Lifecycle) StartNodes(ctx context.Context, r OpRequest, nodes []string)
 }
 
 // requireStopStart refuses op when the cluster's runtime cannot stop and
-// start instances. Without a provider source (tests of other parts) it
-// does not check.
+// start instances.
 func (l *Lifecycle) requireStopStart(ctx context.Context, c *pilotv1.Cluster, op string) error {
+	return l.requireCapability(ctx, c, op, sdk.CapStopStart, func(cp sdk.Capabilities) bool { return cp.StopStart })
+}
+
+// requireCapability refuses op, before anything changes, when the
+// provider of the cluster's runtime lacks capability name. Without a
+// provider source (tests of other parts) it does not check.
+func (l *Lifecycle) requireCapability(ctx context.Context, c *pilotv1.Cluster, op, name string, has func(sdk.Capabilities) bool) error {
 	if l.cfg.Providers == nil {
 		return nil
 	}
@@ -134,8 +140,8 @@ func (l *Lifecycle) requireStopStart(ctx context.Context, c *pilotv1.Cluster, op
 	if err != nil {
 		return fmt.Errorf("runtime %s: provider %s: info: %w", rt.Id, rt.Provider, err)
 	}
-	if !sdk.ParseCapabilities(info.GetCapabilities()).StopStart {
-		return refuse(Precondition, "%v", &sdk.CapabilityMissingError{Provider: rt.Provider, Capability: sdk.CapStopStart, Operation: op + " (runtime " + rt.Id + ")"})
+	if !has(sdk.ParseCapabilities(info.GetCapabilities())) {
+		return refuse(Precondition, "%v", &sdk.CapabilityMissingError{Provider: rt.Provider, Capability: name, Operation: op + " (runtime " + rt.Id + ")"})
 	}
 	return nil
 }

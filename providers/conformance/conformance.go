@@ -304,6 +304,26 @@ func (s *suite) stopStart(t *testing.T) {
 	}
 	_, err = s.c.StopInstance(c, &providerv1.StopInstanceRequest{Runtime: s.rt, InstanceId: "i-conformance-missing", IdempotencyToken: s.prefix + "-stop-missing"})
 	wantCode(t, "StopInstance of an unknown instance", err, codes.NotFound)
+
+	if !sdk.ParseCapabilities(info.GetCapabilities()).Resize {
+		return
+	}
+	// Resize: refused while running (or done live), applied once stopped;
+	// a volume never shrinks.
+	if _, err := s.c.StopInstance(c, &providerv1.StopInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-stop-2"}); err != nil {
+		t.Fatalf("StopInstance before a resize: %v", err)
+	}
+	for i := range 2 {
+		in, err := s.c.ResizeInstance(c, &providerv1.ResizeInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-resize", Cpu: 2, MemoryMib: 512, VolumeGib: 2})
+		if err != nil || in.GetCpu() != 2 || in.GetMemoryMib() != 512 || in.GetVolumeGib() != 2 {
+			t.Fatalf("ResizeInstance (call %d): %v, %v; want cpu 2, memory 512, volume 2", i+1, in, err)
+		}
+	}
+	_, err = s.c.ResizeInstance(c, &providerv1.ResizeInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-shrink", VolumeGib: 1})
+	wantCode(t, "ResizeInstance shrinking the volume", err, codes.InvalidArgument)
+	if in, err := s.c.StartInstance(c, &providerv1.StartInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-start-2"}); err != nil || in.GetCpu() != 2 {
+		t.Fatalf("StartInstance after a resize: %v, %v; want it running with cpu 2", in, err)
+	}
 }
 
 func (s *suite) getAndList(t *testing.T) {

@@ -329,6 +329,60 @@ func (p *Provider) StartInstance(ctx context.Context, req *providerv1.StartInsta
 	return out, err
 }
 
+// ResizeInstance records new sizes for a stopped instance. Instances of
+// the local runtime are processes sharing this host: the sizes are what
+// the instance's metadata says it has, not limits (the docker runtime
+// applies them); the instance must still be stopped, as on a cloud, so
+// pilot's plan is the same everywhere.
+func (p *Provider) ResizeInstance(ctx context.Context, req *providerv1.ResizeInstanceRequest) (*providerv1.Instance, error) {
+	cfg, err := p.parseRuntime(req.GetRuntime())
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetInstanceId()
+	if err := required("instance_id", id); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name string
+		v    int32
+	}{{"cpu", req.GetCpu()}, {"memory_mib", req.GetMemoryMib()}, {"volume_gib", req.GetVolumeGib()}} {
+		if f.v < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "%s must be 0 (keep) or more, got %d", f.name, f.v)
+		}
+	}
+	var out *providerv1.Instance
+	err = p.update(ctx, cfg, func(t *tx) error {
+		in, ok := t.st.Instances[id]
+		if !ok {
+			return status.Errorf(codes.NotFound, "instance %s not found", id)
+		}
+		if v := req.GetVolumeGib(); v > 0 && v < in.VolumeGiB {
+			return status.Errorf(codes.InvalidArgument, "volume_gib %d is smaller than the volume's %d GiB; a volume never shrinks", v, in.VolumeGiB)
+		}
+		onlyVolume := req.GetCpu() == 0 && req.GetMemoryMib() == 0
+		if !onlyVolume && in.state() == providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+			return status.Errorf(codes.FailedPrecondition, "instance %s is running; stop it before changing its cpu or memory (a volume grows online)", id)
+		}
+		if v := req.GetCpu(); v > 0 {
+			in.CPU = v
+		}
+		if v := req.GetMemoryMib(); v > 0 {
+			in.MemoryMiB = v
+		}
+		if v := req.GetVolumeGib(); v > 0 {
+			in.VolumeGiB = v
+		}
+		out = in.proto()
+		return t.save()
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.log.Info("instance resized", "instance", id, "cpu", out.Cpu, "memory_mib", out.MemoryMib, "volume_gib", out.VolumeGib)
+	return out, nil
+}
+
 // Directories of an instance's own, besides data/ and root/: its HOME and
 // TMPDIR, so that what an app keeps there stays in the instance's
 // directory rather than in a directory other instances share.
@@ -547,6 +601,9 @@ func (in *instance) proto() *providerv1.Instance {
 		State:     in.state(),
 		Labels:    maps.Clone(in.Labels),
 		Booted:    in.booted,
+		Cpu:       in.CPU,
+		MemoryMib: in.MemoryMiB,
+		VolumeGib: in.VolumeGiB,
 	}
 }
 

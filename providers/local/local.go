@@ -121,6 +121,7 @@ func (p *Provider) Info(context.Context, *providerv1.InfoRequest) (*providerv1.I
 			// Instances are processes on this host, which is pilot's.
 			sdk.CapRunsOnPilotHost,
 			sdk.CapStopStart,
+			sdk.CapResize,
 			sdk.CapExclusiveHostDirPrefix + keyRootDir,
 			sdk.CapHostDirPrefix + keyBinDir,
 			sdk.CapHostDirPrefix + keyRangesDir,

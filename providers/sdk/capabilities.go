@@ -28,6 +28,9 @@ const (
 	// StartInstance: pilot stops and starts clusters only on runtimes
 	// whose provider has it.
 	CapStopStart = "stop_start"
+	// CapResize says the provider implements ResizeInstance: pilot
+	// resizes clusters (vertical scaling) only on runtimes that have it.
+	CapResize = "resize"
 )
 
 // Capabilities is what pilot reads from an Info response.
@@ -39,6 +42,8 @@ type Capabilities struct {
 	HostDirs map[string]bool
 	// StopStart is CapStopStart.
 	StopStart bool
+	// Resize is CapResize.
+	Resize bool
 }
 
 // ParseCapabilities reads the capabilities pilot acts on.
@@ -50,6 +55,8 @@ func ParseCapabilities(caps []string) Capabilities {
 			c.RunsOnPilotHost = true
 		case s == CapStopStart:
 			c.StopStart = true
+		case s == CapResize:
+			c.Resize = true
 		case strings.HasPrefix(s, CapExclusiveHostDirPrefix) && len(s) > len(CapExclusiveHostDirPrefix):
 			c.HostDirs[strings.TrimPrefix(s, CapExclusiveHostDirPrefix)] = true
 		case strings.HasPrefix(s, CapHostDirPrefix) && len(s) > len(CapHostDirPrefix):

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -451,4 +452,70 @@ func TestStopAndStart(t *testing.T) {
 	}
 	// The drones are back and take commands.
 	p.mustHangar("cluster", "run", c.Id, "greet", "--param", "name=ann", "--param", "times=1", "--wait")
+}
+
+// TestResize scales a role vertically on real drones: the role's nodes
+// stop (by order), their instances are stopped, resized and started, they
+// start again, and the new sizes are in the node records and the
+// instances; the other role is untouched.
+func TestResize(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "tests/e2e/testdata/opsapp")
+	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "2"})
+	mustSucceed(t, job)
+
+	plan := p.mustHangar("cluster", "resize", c.Id, "--role", "member", "--cpu", "2", "--memory", "256", "--dry-run")
+	for _, want := range []string{"vertical-scaling-roles", "stop on role member", "resize the instances of role member", "start on role member"} {
+		if !strings.Contains(plan, want) {
+			t.Fatalf("resize plan lacks %q:\n%s", want, plan)
+		}
+	}
+	p.mustHangar("cluster", "resize", c.Id, "--role", "member", "--cpu", "2", "--memory", "256", "--wait")
+	after := p.cluster(c.Id)
+	if after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after the resize: %v", after.Status)
+	}
+	for _, nd := range after.Nodes {
+		got := readTrace(p, nd, "events.log")
+		switch nd.Role {
+		case "member":
+			if nd.Cpu != 2 || nd.MemoryMib != 256 || got != "init\nstart\nstop\nstart\n" {
+				t.Errorf("member %s: cpu %d memory %d, ran %q; want 2, 256, stop then start", nd.Id, nd.Cpu, nd.MemoryMib, got)
+			}
+			st := readInstanceState(t, p, nd.InstanceId)
+			if st.CPU != 2 || st.MemoryMiB != 256 {
+				t.Errorf("member %s: the provider holds cpu %d memory %d", nd.Id, st.CPU, st.MemoryMiB)
+			}
+		default:
+			if nd.Cpu != 0 || got != "init\nstart\n" {
+				t.Errorf("%s %s was touched: cpu %d, ran %q", nd.Role, nd.Id, nd.Cpu, got)
+			}
+		}
+	}
+	if out, err := p.hangar("cluster", "resize", c.Id, "--role", "nobody", "--cpu", "2"); err == nil || !strings.Contains(out, `role: "nobody"`) {
+		t.Fatalf("resize of an unknown role: %v\n%s", err, out)
+	}
+}
+
+// readInstanceState reads what the local provider recorded of an instance.
+func readInstanceState(t *testing.T, p *pilot, id string) struct {
+	CPU       int32 `json:"cpu"`
+	MemoryMiB int32 `json:"memory_mib"`
+} {
+	t.Helper()
+	var st struct {
+		Instances map[string]struct {
+			CPU       int32 `json:"cpu"`
+			MemoryMiB int32 `json:"memory_mib"`
+		} `json:"instances"`
+	}
+	b, err := os.ReadFile(filepath.Join(p.runtimeRoot(), "state.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Instances[id]
 }
