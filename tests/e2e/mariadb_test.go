@@ -127,8 +127,9 @@ func waitForRow(t *testing.T, n *pilotv1.Node, port, want string) {
 // TestMariaDBCluster deploys examples/mariadb through pilot on the local
 // runtime: the primary starts before the replicas (from the drones' own
 // command records), a row written on the primary reaches every replica by
-// GTID replication, a replica added by scale-out catches up, and deleting
-// the cluster stops every server.
+// GTID replication, a replica added by scale-out catches up, a new
+// replication password is applied live, a scale-in leaves the last replica
+// replicating, and deleting the cluster stops every server.
 func TestMariaDBCluster(t *testing.T) {
 	requireTools(t, "HANGAR_REQUIRE_MARIADB", "mariadb", "mariadb-admin", "mariadb-install-db")
 	if _, err := os.Stat("/usr/sbin/mariadbd"); err != nil {
@@ -229,6 +230,55 @@ func TestMariaDBCluster(t *testing.T) {
 			t.Errorf("node %s ran start %d times by the scale-out; want it left alone", n.Id, len(rs))
 		}
 	}
+
+	// A new replication password reaches the running servers through
+	// confd's reload_cmd: the primary changes the user, the replicas
+	// reconnect with it and still replicate.
+	p.mustHangar("cluster", "update-env", c.Id, "replication_password=repl-secret-3", "--wait")
+	if _, err := mariaSQL(primary, port, "UPDATE hangar_test.t SET v = 'written after the password change' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range byRole(after, "replica") {
+		waitForRow(t, n, port, "written after the password change")
+		// CHANGE MASTER wrote it to master.info, and both replication
+		// threads run again.
+		info := filepath.Join(p.instanceRoot(n.InstanceId), "var", "lib", "mysql", "master.info")
+		waitFor(t, 60*time.Second, fmt.Sprintf("replica %s to connect with the new password", n.Id), func() (bool, string) {
+			b, _ := os.ReadFile(info)
+			if !strings.Contains(string(b), "\nrepl-secret-3\n") {
+				return false, info + " lacks the new password"
+			}
+			got, err := mariaSQL(n, port, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'system user'")
+			return err == nil && got == "2", fmt.Sprintf("replication threads: %q %v", got, err)
+		})
+	}
+
+	// Scale-in to one replica: the others stop and go, the last one still
+	// replicates.
+	p.mustHangar("cluster", "scale", c.Id, "--role", "replica", "--count", "1", "--wait")
+	final := p.cluster(c.Id)
+	staying := byRole(final, "replica")
+	if len(staying) != 1 || final.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after the scale-in: %v, nodes %v", final.Status, final.Nodes)
+	}
+	for _, n := range byRole(after, "replica") {
+		if n.Id == staying[0].Id {
+			continue
+		}
+		if pids := processesOf(n.InstanceId); len(pids) > 0 {
+			t.Errorf("removed replica %s still runs %v", n.Id, pids)
+		}
+		if _, err := os.Stat(p.instanceDir(n.InstanceId)); err == nil {
+			t.Errorf("removed replica %s's directory is left", n.Id)
+		}
+		if showsNode(t, p, c.Id, n) {
+			t.Errorf("hangar cluster show still names removed replica %s", n.Id)
+		}
+	}
+	if _, err := mariaSQL(primary, port, "UPDATE hangar_test.t SET v = 'written after the scale-in' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	waitForRow(t, staying[0], port, "written after the scale-in")
 
 	// Delete: every server stops (stop by order) and its instance goes.
 	p.mustHangar("cluster", "delete", c.Id, "--wait")
