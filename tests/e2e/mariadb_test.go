@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,6 +113,26 @@ func mariaSQL(n *pilotv1.Node, port, stmts string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// asInstance runs a shell command on a node as the drone would: as the
+// instance's user (the owner of its directory), with its HANGAR_ROOT.
+func asInstance(t *testing.T, p *pilot, n *pilotv1.Node, cmd string) (string, error) {
+	t.Helper()
+	argv := []string{"/bin/sh", "-c", cmd}
+	if os.Geteuid() == 0 {
+		fi, err := os.Stat(p.instanceDir(n.InstanceId))
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid := fi.Sys().(*syscall.Stat_t).Uid
+		argv = append([]string{"setpriv", fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups"}, argv...)
+	}
+	x := exec.Command(argv[0], argv[1:]...)
+	x.Dir = p.instanceRoot(n.InstanceId)
+	x.Env = append(os.Environ(), "HANGAR_ROOT="+p.instanceRoot(n.InstanceId))
+	out, err := x.CombinedOutput()
+	return string(out), err
+}
+
 // waitForRow polls a replica until it has the test row.
 func waitForRow(t *testing.T, n *pilotv1.Node, port, want string) {
 	t.Helper()
@@ -141,6 +162,11 @@ func TestMariaDBCluster(t *testing.T) {
 	createLocalRuntime(t, p)
 	p.mustHangar("app", "push", "examples/mariadb")
 	port := freePortNumber(t)
+	began := time.Now()
+	lap := func(what string) {
+		t.Logf("%s: %v", what, time.Since(began).Round(time.Millisecond))
+		began = time.Now()
+	}
 	c, job := createCluster(t, p, "mariadb", map[string]string{
 		"cluster.replica.count":    "2",
 		"env.port":                 port,
@@ -148,6 +174,7 @@ func TestMariaDBCluster(t *testing.T) {
 		"env.replication_password": mariaReplPassword,
 	})
 	mustSucceed(t, job)
+	lap("create with two replicas")
 	primaries, replicas := byRole(c, "primary"), byRole(c, "replica")
 	if len(primaries) != 1 || len(replicas) != 2 {
 		t.Fatalf("nodes %v, want one primary and two replicas", c.Nodes)
@@ -208,7 +235,9 @@ func TestMariaDBCluster(t *testing.T) {
 	}
 
 	// Scale-out: the new replica starts after the others and catches up.
+	began = time.Now()
 	out := p.mustHangar("cluster", "scale", c.Id, "--role", "replica", "--count", "3", "--wait")
+	lap("scale-out to three replicas")
 	after := p.cluster(c.Id)
 	var added *pilotv1.Node
 	for _, n := range byRole(after, "replica") {
@@ -228,10 +257,28 @@ func TestMariaDBCluster(t *testing.T) {
 		}
 	}
 
+	// The health check and monitor commands of the spec work on every
+	// node (Hangar does not run them yet).
+	for _, n := range after.Nodes {
+		if out, err := asInstance(t, p, n, `sh "$HANGAR_ROOT/opt/mariadb/ctl.sh" check`); err != nil {
+			t.Errorf("health check on %s: %v\n%s", n.Id, err, out)
+		}
+		out, err := asInstance(t, p, n, `sh "$HANGAR_ROOT/opt/mariadb/ctl.sh" monitor`)
+		var items map[string]int64
+		if err != nil || json.Unmarshal([]byte(out), &items) != nil || items["uptime"] <= 0 {
+			t.Errorf("monitor on %s printed %q (%v), want a JSON object with uptime", n.Id, out, err)
+		}
+		if _, lag := items["seconds_behind_master"]; lag != (n.Role == "replica") {
+			t.Errorf("monitor on %s (%s) printed %q", n.Id, n.Role, out)
+		}
+	}
+
 	// A new replication password reaches the running servers through
 	// confd's reload_cmd: the primary changes the user, the replicas
 	// reconnect with it and still replicate.
+	began = time.Now()
 	p.mustHangar("cluster", "update-env", c.Id, "replication_password=repl-secret-3", "--wait")
+	lap("update-env")
 	if _, err := mariaSQL(primary, port, "UPDATE hangar_test.t SET v = 'written after the password change' WHERE id = 1"); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +299,9 @@ func TestMariaDBCluster(t *testing.T) {
 
 	// Scale-in to one replica: the others stop and go, the last one still
 	// replicates.
+	began = time.Now()
 	p.mustHangar("cluster", "scale", c.Id, "--role", "replica", "--count", "1", "--wait")
+	lap("scale-in to one replica")
 	final := p.cluster(c.Id)
 	staying := byRole(final, "replica")
 	if len(staying) != 1 || final.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
@@ -278,7 +327,9 @@ func TestMariaDBCluster(t *testing.T) {
 	waitForRow(t, staying[0], port, "written after the scale-in")
 
 	// Delete: every server stops (stop by order) and its instance goes.
+	began = time.Now()
 	p.mustHangar("cluster", "delete", c.Id, "--wait")
+	lap("delete")
 	for _, n := range after.Nodes {
 		if pids := processesOf(n.InstanceId); len(pids) > 0 {
 			t.Errorf("node %s still runs %v after the delete", n.Id, pids)
