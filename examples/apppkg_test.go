@@ -22,6 +22,10 @@ func TestPackagesLoadInHangar(t *testing.T) {
 		{"redis", []string{"primary", "replica"}, map[string]string{
 			"env.port": "80", "cluster.primary.count": "2", "env.appendonly": "maybe", "env.maxmemory-policy": "lru",
 		}},
+		{"mariadb", []string{"primary", "replica"}, map[string]string{
+			"env.port": "80", "cluster.primary.count": "2", "cluster.replica.count": "0",
+			"env.admin_password": "short", "env.replication_password": "it's-a-password",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {

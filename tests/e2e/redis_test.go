@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+)
+
+// redisCLI runs redis-cli against a node.
+func redisCLI(n *pilotv1.Node, port string, args ...string) (string, error) {
+	out, err := exec.Command("redis-cli", append([]string{"-h", n.Address, "-p", port}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("redis-cli %v on %s: %v: %s", args, n.Address, err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// waitForKey polls a node until key has want.
+func waitForKey(t *testing.T, n *pilotv1.Node, port, key, want string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("node %s (%s) to have %s=%s", n.Id, n.Address, key, want), func() (bool, string) {
+		got, err := redisCLI(n, port, "get", key)
+		if err != nil {
+			return false, err.Error()
+		}
+		return got == want, fmt.Sprintf("got %q", got)
+	})
+}
+
+func nodeIDs(ns []*pilotv1.Node) []string {
+	var ids []string
+	for _, n := range ns {
+		ids = append(ids, n.Id)
+	}
+	return ids
+}
+
+// TestRedisScale deploys examples/redis through pilot on the local runtime
+// and scales its replicas out and in: a replica added later has the keys
+// written before it, the replicas removed leave no process, directory or
+// metadata behind, and the ones that stay still replicate.
+func TestRedisScale(t *testing.T) {
+	requireTools(t, "HANGAR_REQUIRE_REDIS", "redis-server", "redis-cli")
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "examples/redis")
+	port := freePortNumber(t)
+	c, job := createCluster(t, p, "redis", map[string]string{"cluster.replica.count": "2", "env.port": port})
+	mustSucceed(t, job)
+	primary := byRole(c, "primary")[0]
+	replicas := byRole(c, "replica")
+	if got, err := redisCLI(primary, port, "set", "before", "written before the scale-out"); err != nil || got != "OK" {
+		t.Fatalf("SET on the primary: %q %v", got, err)
+	}
+	for _, n := range replicas {
+		waitForKey(t, n, port, "before", "written before the scale-out")
+	}
+
+	// Scale-out: the new replica gets what was written before it.
+	out := p.mustHangar("cluster", "scale", c.Id, "--role", "replica", "--count", "3", "--wait")
+	grown := p.cluster(c.Id)
+	var added *pilotv1.Node
+	for _, n := range byRole(grown, "replica") {
+		if !slices.Contains(nodeIDs(replicas), n.Id) {
+			added = n
+		}
+	}
+	if added == nil || len(byRole(grown, "replica")) != 3 || grown.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after the scale-out: %v, nodes %v\n%s", grown.Status, grown.Nodes, out)
+	}
+	waitForKey(t, added, port, "before", "written before the scale-out")
+
+	// Scale-in to one replica: the two that leave are gone entirely.
+	out = p.mustHangar("cluster", "scale", c.Id, "--role", "replica", "--count", "1", "--wait")
+	final := p.cluster(c.Id)
+	staying := byRole(final, "replica")
+	if len(staying) != 1 || final.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || final.Params["cluster.replica.count"] != "1" {
+		t.Fatalf("after the scale-in: %v, nodes %v, count %s\n%s", final.Status, final.Nodes, final.Params["cluster.replica.count"], out)
+	}
+	var leaving []*pilotv1.Node
+	for _, n := range byRole(grown, "replica") {
+		if n.Id != staying[0].Id {
+			leaving = append(leaving, n)
+		}
+	}
+	for _, n := range leaving {
+		if pids := processesOf(n.InstanceId); len(pids) > 0 {
+			t.Errorf("removed replica %s still runs %v", n.Id, pids)
+		}
+		if _, err := os.Stat(p.instanceDir(n.InstanceId)); err == nil {
+			t.Errorf("removed replica %s's directory %s is left", n.Id, p.instanceDir(n.InstanceId))
+		}
+		if showsNode(t, p, c.Id, n) {
+			t.Errorf("hangar cluster show still names removed replica %s (%s, %s)", n.Id, n.InstanceId, n.Address)
+		}
+		if _, err := redisCLI(n, port, "ping"); err == nil {
+			t.Errorf("removed replica %s still answers on %s", n.Id, n.Address)
+		}
+	}
+
+	// What stays still replicates, and the primary counts one replica.
+	if got, err := redisCLI(primary, port, "set", "after", "written after the scale-in"); err != nil || got != "OK" {
+		t.Fatalf("SET on the primary: %q %v", got, err)
+	}
+	waitForKey(t, staying[0], port, "after", "written after the scale-in")
+	waitFor(t, 30*time.Second, "the primary to count one connected replica", func() (bool, string) {
+		info, err := redisCLI(primary, port, "info", "replication")
+		return err == nil && strings.Contains(info, "connected_slaves:1\r"), info
+	})
+}
