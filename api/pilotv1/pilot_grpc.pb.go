@@ -393,6 +393,9 @@ const (
 	ClusterService_StopCluster_FullMethodName       = "/hangar.pilot.v1.ClusterService/StopCluster"
 	ClusterService_StartCluster_FullMethodName      = "/hangar.pilot.v1.ClusterService/StartCluster"
 	ClusterService_ResizeCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/ResizeCluster"
+	ClusterService_BackupCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/BackupCluster"
+	ClusterService_ListBackups_FullMethodName       = "/hangar.pilot.v1.ClusterService/ListBackups"
+	ClusterService_RestoreCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestoreCluster"
 	ClusterService_UpgradeCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/UpgradeCluster"
 	ClusterService_RollbackCluster_FullMethodName   = "/hangar.pilot.v1.ClusterService/RollbackCluster"
 )
@@ -433,6 +436,16 @@ type ClusterServiceClient interface {
 	// or one at a time as the role's vertical_scaling_policy says; a
 	// volume-only growth is made online.
 	ResizeCluster(ctx context.Context, in *ResizeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// BackupCluster takes a backup as the package's backup_policy says:
+	// custom runs the app's backup service by order, with the backup's id
+	// (snapshot_id) in its JSON argument. (device, snapshots of the
+	// volumes, needs a provider with the snapshots capability.)
+	BackupCluster(ctx context.Context, in *BackupClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// ListBackups lists a cluster's backups, newest first.
+	ListBackups(ctx context.Context, in *ListBackupsRequest, opts ...grpc.CallOption) (*ListBackupsResponse, error)
+	// RestoreCluster restores one of the cluster's backups in place: the
+	// app's restore service by order (or, without one, start by order).
+	RestoreCluster(ctx context.Context, in *RestoreClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// UpgradeCluster moves the cluster to another version of its app, one
 	// whose upgrade_policy lists the cluster's version, as its
 	// upgrading_policy says (parallel or sequential).
@@ -570,6 +583,36 @@ func (c *clusterServiceClient) ResizeCluster(ctx context.Context, in *ResizeClus
 	return out, nil
 }
 
+func (c *clusterServiceClient) BackupCluster(ctx context.Context, in *BackupClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_BackupCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) ListBackups(ctx context.Context, in *ListBackupsRequest, opts ...grpc.CallOption) (*ListBackupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBackupsResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ListBackups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) RestoreCluster(ctx context.Context, in *RestoreClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_RestoreCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterServiceClient) UpgradeCluster(ctx context.Context, in *UpgradeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterJob)
@@ -626,6 +669,16 @@ type ClusterServiceServer interface {
 	// or one at a time as the role's vertical_scaling_policy says; a
 	// volume-only growth is made online.
 	ResizeCluster(context.Context, *ResizeClusterRequest) (*ClusterJob, error)
+	// BackupCluster takes a backup as the package's backup_policy says:
+	// custom runs the app's backup service by order, with the backup's id
+	// (snapshot_id) in its JSON argument. (device, snapshots of the
+	// volumes, needs a provider with the snapshots capability.)
+	BackupCluster(context.Context, *BackupClusterRequest) (*ClusterJob, error)
+	// ListBackups lists a cluster's backups, newest first.
+	ListBackups(context.Context, *ListBackupsRequest) (*ListBackupsResponse, error)
+	// RestoreCluster restores one of the cluster's backups in place: the
+	// app's restore service by order (or, without one, start by order).
+	RestoreCluster(context.Context, *RestoreClusterRequest) (*ClusterJob, error)
 	// UpgradeCluster moves the cluster to another version of its app, one
 	// whose upgrade_policy lists the cluster's version, as its
 	// upgrading_policy says (parallel or sequential).
@@ -678,6 +731,15 @@ func (UnimplementedClusterServiceServer) StartCluster(context.Context, *StartClu
 }
 func (UnimplementedClusterServiceServer) ResizeCluster(context.Context, *ResizeClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ResizeCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) BackupCluster(context.Context, *BackupClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BackupCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) ListBackups(context.Context, *ListBackupsRequest) (*ListBackupsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListBackups not implemented")
+}
+func (UnimplementedClusterServiceServer) RestoreCluster(context.Context, *RestoreClusterRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RestoreCluster not implemented")
 }
 func (UnimplementedClusterServiceServer) UpgradeCluster(context.Context, *UpgradeClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpgradeCluster not implemented")
@@ -922,6 +984,60 @@ func _ClusterService_ResizeCluster_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_BackupCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BackupClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).BackupCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_BackupCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).BackupCluster(ctx, req.(*BackupClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_ListBackups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBackupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ListBackups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ListBackups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ListBackups(ctx, req.(*ListBackupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_RestoreCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).RestoreCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_RestoreCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).RestoreCluster(ctx, req.(*RestoreClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterService_UpgradeCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(UpgradeClusterRequest)
 	if err := dec(in); err != nil {
@@ -1012,6 +1128,18 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResizeCluster",
 			Handler:    _ClusterService_ResizeCluster_Handler,
+		},
+		{
+			MethodName: "BackupCluster",
+			Handler:    _ClusterService_BackupCluster_Handler,
+		},
+		{
+			MethodName: "ListBackups",
+			Handler:    _ClusterService_ListBackups_Handler,
+		},
+		{
+			MethodName: "RestoreCluster",
+			Handler:    _ClusterService_RestoreCluster_Handler,
 		},
 		{
 			MethodName: "UpgradeCluster",

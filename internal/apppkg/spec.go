@@ -30,7 +30,7 @@ type ClusterSpec struct {
 	ReservedIPs                map[string]ReservedIP `json:"endpoints.reserved_ips" hangar:"notyet"` // endpoints.reserved_ips in cluster.json
 	HealthCheck                *HealthCheck          `json:"health_check" hangar:"notyet"`
 	Monitor                    *Monitor              `json:"monitor" hangar:"notyet"`
-	BackupPolicy               string                `json:"backup_policy" hangar:"notyet"`
+	BackupPolicy               string                `json:"backup_policy"`
 	IncrementalBackupSupported bool                  `json:"incremental_backup_supported" hangar:"notyet"`
 	UpgradePolicy              []string              `json:"upgrade_policy"`
 	UpgradingPolicy            string                `json:"upgrading_policy"`

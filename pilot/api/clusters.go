@@ -262,6 +262,34 @@ func (s *Server) ResizeCluster(ctx context.Context, req *pilotv1.ResizeClusterRe
 	})
 }
 
+// BackupCluster starts a job taking a backup.
+func (s *Server) BackupCluster(ctx context.Context, req *pilotv1.BackupClusterRequest) (*pilotv1.ClusterJob, error) {
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		cj, _, err := s.cfg.Lifecycle.Backup(ctx, r, req.Name, req.Params)
+		return cj, err
+	})
+}
+
+// ListBackups lists the caller's cluster's backups.
+func (s *Server) ListBackups(ctx context.Context, req *pilotv1.ListBackupsRequest) (*pilotv1.ListBackupsResponse, error) {
+	c, _, err := s.tenantCluster(ctx, req.Id)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := s.cfg.Lifecycle.ListBackups(ctx, c)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pilotv1.ListBackupsResponse{Backups: bs}, nil
+}
+
+// RestoreCluster starts a job restoring a backup in place.
+func (s *Server) RestoreCluster(ctx context.Context, req *pilotv1.RestoreClusterRequest) (*pilotv1.ClusterJob, error) {
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.Restore(ctx, r, req.BackupId)
+	})
+}
+
 // UpgradeCluster starts a job moving the cluster to another app version.
 func (s *Server) UpgradeCluster(ctx context.Context, req *pilotv1.UpgradeClusterRequest) (*pilotv1.ClusterJob, error) {
 	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {

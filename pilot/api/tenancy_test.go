@@ -125,6 +125,15 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_ResizeCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.ResizeClusterRequest{Id: x.cl1, Role: "replica", Cpu: 2, DryRun: true}
 		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_BackupCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.BackupClusterRequest{Id: x.cl1, DryRun: true}
+		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_ListBackups_FullMethodName, viewer, onObject, func(x ids) proto.Message {
+			return &pilotv1.ListBackupsRequest{Id: x.cl1}
+		}, codes.OK},
+		{pilotv1.ClusterService_RestoreCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.RestoreClusterRequest{Id: x.cl1, BackupId: "bk-none", DryRun: true}
+		}, codes.FailedPrecondition},
 		{pilotv1.ClusterService_UpgradeCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.UpgradeClusterRequest{Id: x.cl1, AppVersion: "9.0.0", DryRun: true}
 		}, codes.FailedPrecondition},

@@ -66,6 +66,9 @@ func Methods() map[string]Rule {
 		pilotv1.ClusterService_StopCluster_FullMethodName:       change,
 		pilotv1.ClusterService_StartCluster_FullMethodName:      change,
 		pilotv1.ClusterService_ResizeCluster_FullMethodName:     change,
+		pilotv1.ClusterService_BackupCluster_FullMethodName:     change,
+		pilotv1.ClusterService_ListBackups_FullMethodName:       viewer,
+		pilotv1.ClusterService_RestoreCluster_FullMethodName:    change,
 		pilotv1.ClusterService_UpgradeCluster_FullMethodName:    change,
 		pilotv1.ClusterService_RollbackCluster_FullMethodName:   change,
 

@@ -161,6 +161,8 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 		KindStart:      o.finishPower,
 		KindStartNodes: o.finishPower,
 		KindResize:     o.finishPower,
+		KindBackup:     o.finishBackup,
+		KindRestore:    o.finishUpdate,
 	}
 }
 

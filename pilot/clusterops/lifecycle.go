@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
@@ -279,12 +280,14 @@ func (l *Lifecycle) busy(ctx context.Context, c *pilotv1.Cluster) error {
 // cluster is still at rev; 0: new) and the spec it was planned with (nil:
 // none), in one transaction, then wakes the engine.
 func (l *Lifecycle) commit(ctx context.Context, c *pilotv1.Cluster, rev int64, kind string, tasks []*pilotv1.Task, spec []byte) (*pilotv1.Job, error) {
-	return l.commitWith(ctx, c, rev, kind, tasks, spec, nil)
+	return l.commitWith(ctx, c, rev, kind, tasks, spec, nil, nil)
 }
 
 // commitWith is commit keeping prior too (nil: none): the spec the
-// cluster had before a change of its app version (JobPriorSpec).
-func (l *Lifecycle) commitWith(ctx context.Context, c *pilotv1.Cluster, rev int64, kind string, tasks []*pilotv1.Task, spec, prior []byte) (*pilotv1.Job, error) {
+// cluster had before a change of its app version (JobPriorSpec); and
+// creating the records extra returns for the job's id (key → record; nil:
+// none) in the same transaction.
+func (l *Lifecycle) commitWith(ctx context.Context, c *pilotv1.Cluster, rev int64, kind string, tasks []*pilotv1.Task, spec, prior []byte, extra func(jobID string) map[string]proto.Message) (*pilotv1.Job, error) {
 	job := jobs.NewJob(newID("job-"), kind, c.Id, tasks)
 	job.Tenant = c.Tenant
 	if err := l.cfg.Jobs.Validate(job); err != nil {
@@ -297,6 +300,11 @@ func (l *Lifecycle) commitWith(ctx context.Context, c *pilotv1.Cluster, rev int6
 		guards[k] = 0
 	}
 	puts[store.ClusterKey(c.Id)] = c
+	if extra != nil {
+		for k, m := range extra(job.Id) {
+			puts[k], guards[k] = m, 0
+		}
+	}
 	raw := map[string][]byte{}
 	if spec != nil {
 		raw[store.JobSpecKey(job.Id)] = l.cfg.Packages.sealSpec(store.JobSpecKey(job.Id), spec)

@@ -141,7 +141,7 @@ func (l *Lifecycle) changeVersion(ctx context.Context, r OpRequest, version, kin
 		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, to, from, kind, tasks)}, nil
 	}
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
-	job, err := l.commitWith(ctx, c, r.Rev, kind, tasks, stored, fromStored)
+	job, err := l.commitWith(ctx, c, r.Rev, kind, tasks, stored, fromStored, nil)
 	if err != nil {
 		return nil, err
 	}

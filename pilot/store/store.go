@@ -37,6 +37,8 @@ const (
 	// rendered once when the change was accepted (raw JSON, see
 	// apppkg.ClusterSpec.Stored).
 	JobSpecsPrefix = "/hangar/job-specs/"
+	// BackupsPrefix holds each cluster's backups: <cluster>/<backup>.
+	BackupsPrefix = "/hangar/backups/"
 )
 
 // ErrNotFound is returned when a key does not exist.
@@ -74,6 +76,9 @@ func NetworkKey(tenant, runtime, id string) string {
 func JobKey(id string) string       { return JobsPrefix + id }
 func ActiveJobKey(id string) string { return ActiveJobsPrefix + id }
 func JobSpecKey(id string) string   { return JobSpecsPrefix + id }
+
+// BackupKey is where a backup of a cluster is kept.
+func BackupKey(clusterID, id string) string { return BackupsPrefix + clusterID + "/" + id }
 
 // JobPriorSpecKey keeps the spec a cluster had before a job that changes
 // its app version (upgrade, rollback): the commands that stop the version

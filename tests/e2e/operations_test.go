@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 )
@@ -518,4 +520,43 @@ func readInstanceState(t *testing.T, p *pilot, id string) struct {
 		t.Fatal(err)
 	}
 	return st.Instances[id]
+}
+
+// TestBackupAndRestore takes a custom backup and restores it on real
+// drones: the app's backup and restore commands get the backup's id as
+// snapshot_id, restore runs by order, and the backup is listed.
+func TestBackupAndRestore(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "tests/e2e/testdata/opsapp")
+	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "2"})
+	mustSucceed(t, job)
+
+	p.mustHangar("cluster", "backup", c.Id, "--name", "nightly", "--wait")
+	var list pilotv1.ListBackupsResponse
+	if err := protojson.Unmarshal([]byte(p.mustHangar("cluster", "backups", c.Id, "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Backups) != 1 || list.Backups[0].Name != "nightly" || list.Backups[0].State != pilotv1.BackupState_BACKUP_STATE_AVAILABLE {
+		t.Fatalf("backups: %v", list.Backups)
+	}
+	bk := list.Backups[0].Id
+	lead := nodeBySid(c, 1)
+	if got := readTrace(p, lead, "backups.log"); got != `backup {"snapshot_id":"`+bk+`"}`+"\n" {
+		t.Fatalf("the lead's backup command got %q", got)
+	}
+	p.mustHangar("cluster", "restore", c.Id, "--backup", bk, "--wait")
+	for _, nd := range p.cluster(c.Id).Nodes {
+		if got := readTrace(p, nd, "backups.log"); !strings.HasSuffix(got, `restore {"snapshot_id":"`+bk+`"}`+"\n") {
+			t.Errorf("node %s (%s): backups.log %q; want its restore with the backup's id", nd.Id, nd.Role, got)
+		}
+	}
+	after := p.cluster(c.Id)
+	restores := stepResults(t, p, after.JobId, "restore")
+	if len(restores) != 2 || latestEnd(restores[:1]).After(earliestStart(restores[1:])) {
+		t.Fatalf("restore steps %v: the lead's (order 1) must end before the members' (order 2) begin", restores)
+	}
+	if out, err := p.hangar("cluster", "restore", c.Id, "--backup", "bk-none"); err == nil || !strings.Contains(out, "backup_id") {
+		t.Fatalf("restore of an unknown backup: %v\n%s", err, out)
+	}
 }

@@ -1,0 +1,202 @@
+package clusterops
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// Backups (APPCENTER-FORMAT §1.4, §4). With backup_policy custom the app
+// backs itself up: backup runs by order, each command getting one JSON
+// argument holding the backup's id as snapshot_id (plus the service's
+// service_params), and restore runs the same way in place, or, for an app
+// without a restore service, start by order. The backup record is created
+// with its job and says whether it can be restored (its job succeeded).
+//
+// backup_policy device snapshots the nodes' volumes through the provider;
+// no runtime Hangar has today offers snapshots, so it is refused, naming
+// the capability, before anything changes.
+
+// Job kinds.
+const (
+	KindBackup  = "backup_cluster"
+	KindRestore = "restore_cluster"
+)
+
+// Backup accepts taking a backup of cluster r.C.
+func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params map[string]string) (*pilotv1.ClusterJob, *pilotv1.Backup, error) {
+	c := r.C
+	if err := l.busy(ctx, c); err != nil {
+		return nil, nil, err
+	}
+	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		return nil, nil, refuse(Precondition, "cluster %s is %s; only an active cluster is backed up", c.Id, c.Status)
+	}
+	spec, stored, err := l.currentSpec(ctx, c)
+	if err != nil {
+		return nil, nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+	}
+	if err := backupPolicy(spec, c); err != nil {
+		return nil, nil, err
+	}
+	roles, err := serviceRoles(spec, apppkg.SvcBackup, false, nil)
+	if err != nil {
+		return nil, nil, refuse(Invalid, "backup_policy is custom, but %v", err)
+	}
+	pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := &pilotv1.Backup{Id: newID("bk-"), ClusterId: c.Id, Name: name, Policy: spec.BackupPolicy, AppVersion: c.AppVersion,
+		CreatedAt: timestamppb.Now(), State: pilotv1.BackupState_BACKUP_STATE_PENDING, Tenant: c.Tenant}
+	if b.Name == "" {
+		b.Name = b.Id
+	}
+	args := map[string]string{}
+	for _, role := range roles {
+		a, err := pkg.ServiceArgs(spec, role, apppkg.SvcBackup, params)
+		if err != nil {
+			return nil, nil, refuse(Invalid, "%v", err)
+		}
+		if args[role], err = withSnapshotID(a, b.Id); err != nil {
+			return nil, nil, err
+		}
+	}
+	p := &planner{}
+	p.serviceSteps(spec, c.Id, apppkg.SvcBackup, stepSpec{roles: roles, args: args})
+	for _, t := range p.tasks {
+		t.Input.BackupId = b.Id
+	}
+	if r.DryRun {
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindBackup, p.tasks)}, b, nil
+	}
+	job, err := l.commitWith(ctx, c, r.Rev, KindBackup, p.tasks, stored, nil, func(jobID string) map[string]proto.Message {
+		b.JobId = jobID
+		return map[string]proto.Message{store.BackupKey(c.Id, b.Id): b}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	l.log.Info("cluster backup accepted", "cluster_id", c.Id, "backup_id", b.Id, "job_id", job.Id)
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, b, nil
+}
+
+func newBackup() *pilotv1.Backup { return &pilotv1.Backup{} }
+
+// backupPolicy refuses a backup or restore the package does not provide
+// for.
+func backupPolicy(spec *apppkg.ClusterSpec, c *pilotv1.Cluster) error {
+	switch spec.BackupPolicy {
+	case "custom":
+		return nil
+	case "device":
+		return refuse(Precondition, "backup_policy is device (snapshots of the volumes), and the provider of runtime %s lacks capability %q; no runtime Hangar has today offers it", c.Runtime, "snapshots")
+	default:
+		return refuse(Precondition, "%s %s declares no backup_policy (custom or device) in its cluster.json, so it cannot be backed up", c.App, c.AppVersion)
+	}
+}
+
+// withSnapshotID adds the backup's id to a service's JSON argument.
+func withSnapshotID(arg []byte, id string) (string, error) {
+	m := map[string]any{}
+	if len(arg) > 0 {
+		if err := json.Unmarshal(arg, &m); err != nil {
+			return "", fmt.Errorf("backup argument: %w", err)
+		}
+	}
+	m["snapshot_id"] = id
+	b, err := json.Marshal(m)
+	return string(b), err
+}
+
+// ListBackups returns the cluster's backups, newest first.
+func (l *Lifecycle) ListBackups(ctx context.Context, c *pilotv1.Cluster) ([]*pilotv1.Backup, error) {
+	bs, err := store.List(ctx, l.cfg.Store, store.BackupsPrefix+c.Id+"/", newBackup)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].CreatedAt.AsTime().After(bs[j].CreatedAt.AsTime()) })
+	return bs, nil
+}
+
+// Restore accepts restoring backup id into cluster r.C.
+func (l *Lifecycle) Restore(ctx context.Context, r OpRequest, id string) (*pilotv1.ClusterJob, error) {
+	c := r.C
+	if err := l.busy(ctx, c); err != nil {
+		return nil, err
+	}
+	switch c.Status {
+	case pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED:
+	default:
+		return nil, refuse(Precondition, "cluster %s is %s; a backup is restored into an active (or failed) cluster", c.Id, c.Status)
+	}
+	b := &pilotv1.Backup{}
+	if _, err := l.cfg.Store.Get(ctx, store.BackupKey(c.Id, id), b); err != nil {
+		return nil, refuse(Invalid, "backup_id: %q is not a backup of cluster %s (`hangar cluster backups %s` lists them)", id, c.Id, c.Id)
+	}
+	if b.State != pilotv1.BackupState_BACKUP_STATE_AVAILABLE {
+		return nil, refuse(Precondition, "backup %s is %s; only an available backup (its job succeeded) is restored", id, b.State)
+	}
+	if b.AppVersion != c.AppVersion {
+		return nil, refuse(Precondition, "backup %s was taken of %s %s, the cluster runs %s; roll back or upgrade first", id, c.App, b.AppVersion, c.AppVersion)
+	}
+	spec, stored, err := l.currentSpec(ctx, c)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+	}
+	if err := backupPolicy(spec, c); err != nil {
+		return nil, err
+	}
+	p := &planner{}
+	if roles, err := serviceRoles(spec, apppkg.SvcRestore, false, nil); err == nil {
+		args := map[string]string{}
+		for _, role := range roles {
+			if args[role], err = withSnapshotID(nil, b.Id); err != nil {
+				return nil, err
+			}
+		}
+		p.serviceSteps(spec, c.Id, apppkg.SvcRestore, stepSpec{roles: roles, args: args})
+	} else {
+		// AppCenter: an app without restore is started.
+		p.serviceSteps(spec, c.Id, "start", stepSpec{})
+	}
+	if r.DryRun {
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindRestore, p.tasks)}, nil
+	}
+	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
+	job, err := l.commit(ctx, c, r.Rev, KindRestore, p.tasks, stored)
+	if err != nil {
+		return nil, err
+	}
+	l.log.Info("cluster restore accepted", "cluster_id", c.Id, "backup_id", id, "job_id", job.Id)
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// finishBackup says whether the backup can be restored.
+func (o *Ops) finishBackup(ctx context.Context, j *pilotv1.Job) error {
+	id := ""
+	for _, t := range j.Tasks {
+		if t.GetInput().GetBackupId() != "" {
+			id = t.Input.BackupId
+		}
+	}
+	if id == "" {
+		return nil
+	}
+	_, err := store.Update(ctx, o.cfg.Store, store.BackupKey(j.ClusterId, id), newBackup, func(b *pilotv1.Backup) error {
+		b.State = pilotv1.BackupState_BACKUP_STATE_FAILED
+		if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
+			b.State = pilotv1.BackupState_BACKUP_STATE_AVAILABLE
+		}
+		return nil
+	})
+	return ignoreNotFound(err)
+}

@@ -1,0 +1,70 @@
+package clusterops
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/pilot/store"
+)
+
+// A custom backup runs the app's backup service with the backup's id as
+// snapshot_id and is available once its job succeeded; restore runs the
+// restore service by order with the same id; a failed backup cannot be
+// restored.
+func TestBackupAndRestore(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+	cj, b, err := h.life.Backup(ctx, h.op(t, c.Id), "nightly", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Name != "nightly" || b.Policy != "custom" || b.State != pilotv1.BackupState_BACKUP_STATE_PENDING || b.JobId != cj.Job.Id {
+		t.Fatalf("backup record %v", b)
+	}
+	before := h.ranCount()
+	h.runJob(t, cj.Job)
+	ran := h.ranSince(before)
+	if len(ran) != 1 || !strings.Contains(ran[0], `"snapshot_id":"`+b.Id+`"`) || !strings.HasPrefix(ran[0], leadOf(c)+": ") {
+		t.Fatalf("backup ran %q; want the lead's backup with snapshot_id %s", ran, b.Id)
+	}
+	list, err := h.life.ListBackups(ctx, c)
+	if err != nil || len(list) != 1 || list[0].State != pilotv1.BackupState_BACKUP_STATE_AVAILABLE {
+		t.Fatalf("backups after the job: %v, %v", list, err)
+	}
+
+	r, err := h.life.Restore(ctx, h.op(t, c.Id), b.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = h.ranCount()
+	h.runJob(t, r.Job)
+	ran = h.ranSince(before)
+	if len(ran) != 3 || !strings.HasPrefix(ran[0], leadOf(c)+": ") || !strings.Contains(strings.Join(ran, "\n"), "restore") {
+		t.Fatalf("restore ran %q; want the lead's restore, then the members'", ran)
+	}
+
+	// A failed backup is not restored; an unknown one is refused.
+	fj, fb, err := h.life.Backup(ctx, h.op(t, c.Id), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.finish(t, fj.Job, pilotv1.JobState_JOB_STATE_FAILED)
+	got := &pilotv1.Backup{}
+	if _, err := h.st.Get(ctx, store.BackupKey(c.Id, fb.Id), got); err != nil || got.State != pilotv1.BackupState_BACKUP_STATE_FAILED || got.Name != fb.Id {
+		t.Fatalf("failed backup: %v, %v", got, err)
+	}
+	for _, tc := range []struct{ id, want string }{{fb.Id, "only an available backup"}, {"bk-none", `backup_id: "bk-none"`}} {
+		if _, err := h.life.Restore(ctx, h.op(t, c.Id), tc.id); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("restore %s: %v; want %q", tc.id, err, tc.want)
+		}
+	}
+	// A package without backup_policy cannot be backed up.
+	h2 := newOpsHarness(t)
+	r2 := h2.create(t, nil)
+	h2.runJob(t, r2.Job)
+	if _, _, err := h2.life.Backup(ctx, h2.op(t, r2.Cluster.Id), "", nil); err == nil || !strings.Contains(err.Error(), "declares no backup_policy") {
+		t.Fatalf("backup of kv: %v", err)
+	}
+}
