@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -229,35 +230,53 @@ func TestCrashPilotDuringOperations(t *testing.T) {
 		t.Skip("the crash suite restarts pilot about 20 times")
 	}
 	plan := crashPlan(t)
+	// The ops run at once whatever -parallel says: a run mostly waits
+	// (for the dead pilot's job claim to expire, 10 s).
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, op := range crashOps {
 		seeds := plan[op.name]
 		if len(seeds) == 0 {
 			continue
 		}
-		t.Run(op.name, func(t *testing.T) {
-			t.Parallel()
-			p := startPilot(t)
-			createLocalRuntime(t, p)
-			p.mustHangar("app", "push", "tests/e2e/testdata/"+crashApp)
-			ct := newCrashTraces(t, p)
-			for _, seed := range seeds {
-				if !t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { crashRun(t, p, ct, op, seed) }) {
-					// The pilot's state is unknown after a failed run: stop
-					// here, the seed replays it.
-					t.Fatalf("seed %d failed; replay it with HANGAR_CRASH_SEED=%d HANGAR_CRASH_OP=%s", seed, seed, op.name)
+		wg.Go(func() {
+			t.Run(op.name, func(t *testing.T) {
+				p := startPilot(t)
+				createLocalRuntime(t, p)
+				p.mustHangar("app", "push", "tests/e2e/testdata/"+crashApp)
+				ct := newCrashTraces(t, p)
+				for _, seed := range seeds {
+					if !t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { crashRun(t, p, ct, op, seed) }) {
+						// The pilot's state is unknown after a failed run: stop
+						// here, the seed replays it.
+						t.Fatalf("seed %d failed; replay it with HANGAR_CRASH_SEED=%d HANGAR_CRASH_OP=%s", seed, seed, op.name)
+					}
 				}
-			}
+			})
 		})
 	}
 }
 
 // crashRun is one run: setup, the op, a SIGKILL of pilot at the seed's
-// moment, a restart, and the checks.
+// moment and a restart (twice in some runs), and the checks.
 func crashRun(t *testing.T, p *pilot, ct *crashTraces, op crashOp, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	at := rng.Float64()
-	sub := time.Duration(rng.Int64N(int64(crashMaxSubDelay)))
-	t.Logf("seed=%d op=%s kill_at=%.2f of the tasks kill_after=%v", seed, op.name, at, sub)
+	// One kill, or (one run in four) a second one while the restarted
+	// pilot resumes the job.
+	kills := 1 + rng.IntN(4)/3
+	at := make([]float64, kills)
+	sub := make([]time.Duration, kills)
+	for i := range kills {
+		at[i] = rng.Float64()
+		sub[i] = time.Duration(rng.Int64N(int64(crashMaxSubDelay)))
+	}
+	if kills == 2 && at[1] < at[0] {
+		at[0], at[1] = at[1], at[0]
+	}
+	t.Logf("seed=%d op=%s kill_at=%.2f of the tasks kill_after=%v", seed, op.name, at[0], sub[0])
+	if kills == 2 {
+		t.Logf("seed=%d second kill_at=%.2f of the tasks kill_after=%v", seed, at[1], sub[1])
+	}
 
 	var before *pilotv1.Cluster
 	if op.setup != nil {
@@ -266,9 +285,11 @@ func crashRun(t *testing.T, p *pilot, ct *crashTraces, op crashOp, seed uint64) 
 	tracesBefore := ct.read(t)
 	clusterID, jobID, want := op.run(t, p, rng, before)
 
-	point, plugins := killWhen(t, p, jobID, at, sub)
-	t.Logf("SIGKILL pilot %s", point)
-	crashRestart(t, p, plugins)
+	for i := range kills {
+		point, plugins := killWhen(t, p, jobID, at[i], sub[i])
+		t.Logf("SIGKILL pilot %s", point)
+		crashRestart(t, p, plugins)
+	}
 
 	job := waitTerminal(t, p, jobID, crashJobDeadline)
 	t.Logf("job %s ended %v after the restart", job.Id, job.State)
@@ -581,7 +602,7 @@ func checkCommandRecords(t *testing.T, p *pilot, job *pilotv1.Job, c *pilotv1.Cl
 // that a deleted node's lines stay).
 type crashTraces struct{ dir string }
 
-func newCrashTraces(t *testing.T, p *pilot) *crashTraces {
+func newCrashTraces(t testing.TB, p *pilot) *crashTraces {
 	t.Helper()
 	root := p.runtimeRoot()
 	dir := filepath.Join(root, "traces")
@@ -603,7 +624,7 @@ func newCrashTraces(t *testing.T, p *pilot) *crashTraces {
 }
 
 // read counts the lines of each service per instance.
-func (ct *crashTraces) read(t *testing.T) map[string]map[string]int {
+func (ct *crashTraces) read(t testing.TB) map[string]map[string]int {
 	t.Helper()
 	out := map[string]map[string]int{}
 	entries, err := os.ReadDir(ct.dir)
