@@ -323,13 +323,19 @@ func crashRun(t *testing.T, p *pilot, ct *crashTraces, op crashOp, seed uint64) 
 // returns the pids of the provider plugins the killed pilot had started.
 func killWhen(t *testing.T, p *pilot, jobID string, at float64, sub time.Duration) (string, []string) {
 	t.Helper()
-	var point string
-	waitFor(t, crashJobDeadline, "the task to kill pilot at", func() (bool, string) {
+	var point, last string
+	deadline := time.Now().Add(crashJobDeadline)
+	for point == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for the task to kill pilot at (last: %s)", crashJobDeadline, last)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		j, err := p.jobs.GetJob(ctx, &pilotv1.GetJobRequest{Id: jobID})
+		cancel()
 		if err != nil || len(j.Tasks) == 0 {
-			return false, fmt.Sprint(err)
+			last = fmt.Sprint(err)
+			time.Sleep(crashPollInterval)
+			continue
 		}
 		k := min(int(at*float64(len(j.Tasks))), len(j.Tasks)-1)
 		task := j.Tasks[k]
@@ -337,12 +343,12 @@ func killWhen(t *testing.T, p *pilot, jobID string, at float64, sub time.Duratio
 		case terminal(j.State):
 			point = fmt.Sprintf("%v after job %s ended %v (task %d/%d %q not reached)", sub, jobID, j.State, k+1, len(j.Tasks), task.Title)
 		case task.State != pilotv1.TaskState_TASK_STATE_PENDING:
-			point = fmt.Sprintf("%v after task %d/%d %q became %v", sub, k+1, len(j.Tasks), task.Title, task.State)
+			point = fmt.Sprintf("%v after task %d/%d %q was seen %v", sub, k+1, len(j.Tasks), task.Title, task.State)
 		default:
-			return false, fmt.Sprintf("task %d %q is %v", k+1, task.Title, task.State)
+			last = fmt.Sprintf("task %d %q is %v", k+1, task.Title, task.State)
+			time.Sleep(crashPollInterval)
 		}
-		return true, ""
-	})
+	}
 	time.Sleep(sub) // the random moment is the point
 	plugins := processesUnder(p, "")
 	p.kill()
@@ -359,8 +365,18 @@ func crashRestart(t *testing.T, p *pilot, plugins []string) {
 		left := alive(plugins)
 		return len(left) == 0, strings.Join(left, ",")
 	})
+	var from int64
+	if fi, err := os.Stat(p.logPath); err == nil {
+		from = fi.Size()
+	}
 	p.start()
 	waitFor(t, time.Minute, "the restarted pilot to answer", func() (bool, string) {
+		if b, err := os.ReadFile(p.logPath); err == nil && int64(len(b)) > from {
+			if i := bytes.Index(b[from:], []byte(`"msg":"pilot failed"`)); i >= 0 {
+				line, _, _ := bytes.Cut(b[from+int64(i):], []byte("\n"))
+				t.Fatalf("the restarted pilot failed: %s", line)
+			}
+		}
 		_, err := p.runtimes.ListRuntimes(ctx, &pilotv1.ListRuntimesRequest{})
 		if err != nil {
 			cancel()
