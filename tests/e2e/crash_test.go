@@ -268,7 +268,13 @@ func crashRun(t *testing.T, p *pilot, ct *crashTraces, op crashOp, seed uint64) 
 	sub := make([]time.Duration, kills)
 	for i := range kills {
 		at[i] = rng.Float64()
-		sub[i] = time.Duration(rng.Int64N(int64(crashMaxSubDelay)))
+		// Half the kills land within a short step (a provider call, a
+		// metadata apply), the others anywhere up to crashMaxSubDelay.
+		limit := crashMaxSubDelay
+		if rng.IntN(2) == 0 {
+			limit = crashMaxSubDelay / 8
+		}
+		sub[i] = time.Duration(rng.Int64N(int64(limit)))
 	}
 	if kills == 2 && at[1] < at[0] {
 		at[0], at[1] = at[1], at[0]
