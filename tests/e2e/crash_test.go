@@ -36,15 +36,16 @@ import (
 // HANGAR_CRASH_SEED=<seed> (and HANGAR_CRASH_OP=<op>, else the op the seed
 // was run with by default: crashOps[seed % len(crashOps)]).
 //
-//	HANGAR_CRASH_RUNS  runs in all, spread over the ops (default 21)
+//	HANGAR_CRASH_RUNS  runs in all, spread over the ops (default 25)
 //	HANGAR_CRASH_SEED  replay this one seed
-//	HANGAR_CRASH_OP    only this op (create, scale-out, scale-in)
+//	HANGAR_CRASH_OP    only this op (create, scale-out, scale-in, restart,
+//	                   delete)
 //	HANGAR_CRASH_STRICT=1  a job that a crash made fail (FAILED or
 //	                   CANCELLED, with a reason) fails the run too
 
 const (
 	crashApp          = "crashapp"
-	crashDefaultRuns  = 21
+	crashDefaultRuns  = 25
 	crashJobDeadline  = 3 * time.Minute
 	crashMaxSubDelay  = 400 * time.Millisecond
 	crashPollInterval = 10 * time.Millisecond
@@ -61,6 +62,8 @@ type crashOp struct {
 	// traces is what the op's commands append, per instance: service →
 	// lines, given the cluster before (nil for a create) and after.
 	traces func(before, after *pilotv1.Cluster) map[string]map[string]int
+	// deletes: the op removes the cluster (after is nil in traces).
+	deletes bool
 }
 
 var crashOps = []crashOp{
@@ -132,6 +135,52 @@ var crashOps = []crashOp{
 			}
 			return out
 		},
+	},
+	{
+		name: "restart",
+		setup: func(t *testing.T, p *pilot, rng *rand.Rand) *pilotv1.Cluster {
+			return crashSetupCluster(t, p, 1+rng.IntN(3))
+		},
+		run: func(t *testing.T, p *pilot, rng *rand.Rand, before *pilotv1.Cluster) (string, string, map[string]int) {
+			r, err := p.clusters.RestartCluster(context.Background(), &pilotv1.RestartClusterRequest{Id: before.Id})
+			if err != nil {
+				t.Fatalf("restart: %v", err)
+			}
+			t.Logf("restart %d nodes: job %s", len(before.Nodes), r.Job.Id)
+			return before.Id, r.Job.Id, map[string]int{"lead": 1, "member": len(byRole(before, "member"))}
+		},
+		traces: func(before, _ *pilotv1.Cluster) map[string]map[string]int {
+			out := map[string]map[string]int{}
+			for _, n := range before.Nodes {
+				out[n.InstanceId] = map[string]int{"restart": 1}
+			}
+			return out
+		},
+	},
+	{
+		name: "delete",
+		setup: func(t *testing.T, p *pilot, rng *rand.Rand) *pilotv1.Cluster {
+			return crashSetupCluster(t, p, 1+rng.IntN(3))
+		},
+		run: func(t *testing.T, p *pilot, rng *rand.Rand, before *pilotv1.Cluster) (string, string, map[string]int) {
+			r, err := p.clusters.DeleteCluster(context.Background(), &pilotv1.DeleteClusterRequest{Id: before.Id})
+			if err != nil {
+				t.Fatalf("delete: %v", err)
+			}
+			t.Logf("delete %d nodes: job %s", len(before.Nodes), r.Job.Id)
+			return before.Id, r.Job.Id, nil
+		},
+		traces: func(before, _ *pilotv1.Cluster) map[string]map[string]int {
+			out := map[string]map[string]int{}
+			for _, n := range before.Nodes {
+				out[n.InstanceId] = map[string]int{"stop": 1}
+				if n.Role == "member" {
+					out[n.InstanceId]["destroy"] = 1
+				}
+			}
+			return out
+		},
+		deletes: true,
 	},
 }
 
@@ -299,6 +348,24 @@ func crashRun(t *testing.T, p *pilot, ct *crashTraces, op crashOp, seed uint64) 
 
 	job := waitTerminal(t, p, jobID, crashJobDeadline)
 	t.Logf("job %s ended %v after the restart", job.Id, job.State)
+	if op.deletes && job.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
+		// Gone, and nothing left: no instance, no directory, no process;
+		// the leaving nodes stopped once.
+		if out, err := p.hangar("cluster", "show", clusterID); err == nil {
+			t.Errorf("cluster %s is still shown after its delete succeeded:\n%s", clusterID, out)
+		}
+		checkRuntimeEmpty(t, p)
+		ct.check(t, tracesBefore, op.traces(before, nil), true)
+		return
+	}
+	if op.deletes {
+		checkJobOutcome(t, job, clusterShow(t, p, clusterID))
+		if out, err := p.hangar("cluster", "delete", clusterID, "--force", "--wait"); err != nil {
+			t.Fatalf("delete %s again after its delete %v: %v\n%s", clusterID, job.State, err, out)
+		}
+		checkRuntimeEmpty(t, p)
+		return
+	}
 	after := clusterShow(t, p, clusterID)
 	checkJobOutcome(t, job, after)
 	checkInstances(t, p, after)
