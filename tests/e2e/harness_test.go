@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -104,8 +105,34 @@ func binaries(t testing.TB) string {
 	return binDir
 }
 
+// freePort finds a port for a listener of a process the test starts (and
+// may restart on the same port). It is taken below the kernel's ephemeral
+// range when it can: a port from that range, once freed, can be taken
+// again by any bind to port 0 (another pilot's etcd) or any outgoing
+// connection before the process binds it, and a pilot restarted after a
+// crash would then fail with "address already in use".
 func freePort(t testing.TB) string {
 	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	const first = 10000
+	for range 100 {
+		if low-first < 1000 {
+			break
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first+mrand.IntN(low-first)))
+		if err != nil {
+			continue
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
