@@ -608,11 +608,15 @@ func paramInt(c *pilotv1.Cluster, key string) int64 {
 	return v
 }
 
-// droneRecord is the part of a drone's command record the suite reads.
+// droneRecord is the part of a drone's command record
+// (<instance>/data/commands/<id>.json) the tests read.
 type droneRecord struct {
-	CommandID string `json:"command_id"`
-	State     string `json:"state"`
-	ExitCode  int32  `json:"exit_code"`
+	CommandID  string    `json:"command_id"`
+	Cmd        string    `json:"cmd"`
+	State      string    `json:"state"`
+	ExitCode   int32     `json:"exit_code"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
 }
 
 // checkCommandRecords: on every node, the drone recorded each of the job's

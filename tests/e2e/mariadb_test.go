@@ -31,16 +31,6 @@ func requireTools(t *testing.T, require string, cmds ...string) {
 	}
 }
 
-// droneRecord is what a drone keeps of one command it ran, under the
-// instance's data dir (drone/executor/record.go).
-type droneRecord struct {
-	Cmd        string    `json:"cmd"`
-	State      string    `json:"state"`
-	ExitCode   int32     `json:"exit_code"`
-	StartedAt  time.Time `json:"started_at"`
-	FinishedAt time.Time `json:"finished_at"`
-}
-
 // droneRecords returns the records of a node's commands that end with
 // suffix, oldest first.
 func droneRecords(t *testing.T, p *pilot, n *pilotv1.Node, suffix string) []droneRecord {
