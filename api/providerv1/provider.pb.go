@@ -203,7 +203,10 @@ type InfoResponse struct {
 	// (providers/sdk): "runs_on_pilot_host" (only platform admins may create
 	// its runtimes), "host_dir:KEY" and "exclusive_host_dir:KEY" (runtime
 	// config KEY is a directory on pilot's host, kept out of pilot's data and
-	// of other runtimes' exclusive directories). See docs/providers.md.
+	// of other runtimes' exclusive directories), and the optional calls it
+	// implements: "stop_start", "resize" ("live_resize": also while
+	// running), "volumes", "snapshots". A call whose capability is not
+	// declared answers Unimplemented. See docs/providers.md.
 	Capabilities  []string `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -620,15 +623,19 @@ type Instance struct {
 	Image   string            `protobuf:"bytes,5,opt,name=image,proto3" json:"image,omitempty"`
 	State   InstanceState     `protobuf:"varint,6,opt,name=state,proto3,enum=hangar.provider.v1.InstanceState" json:"state,omitempty"`
 	Labels  map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Resources as last requested (RunInstance, ResizeInstance); 0 is the
+	// provider's default.
+	Cpu       int32 `protobuf:"varint,8,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	MemoryMib int32 `protobuf:"varint,9,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	VolumeGib int32 `protobuf:"varint,10,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
+	// The instance's data volume (capability "volumes"): what
+	// DeleteInstance(keep_volume) keeps and RunInstance(volume_id) reuses.
+	VolumeId string `protobuf:"bytes,11,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
 	// Set in the answer of the call that started the instance from nothing
 	// (a boot: none of its processes were left), so the app's services must
 	// be started again; unset when only its agent was restarted and what
 	// the app runs was left running.
-	Booted bool `protobuf:"varint,8,opt,name=booted,proto3" json:"booted,omitempty"`
-	// The sizes it has now (0: the provider does not say).
-	Cpu           int32 `protobuf:"varint,9,opt,name=cpu,proto3" json:"cpu,omitempty"`
-	MemoryMib     int32 `protobuf:"varint,10,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
-	VolumeGib     int32 `protobuf:"varint,11,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
+	Booted        bool `protobuf:"varint,12,opt,name=booted,proto3" json:"booted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -712,13 +719,6 @@ func (x *Instance) GetLabels() map[string]string {
 	return nil
 }
 
-func (x *Instance) GetBooted() bool {
-	if x != nil {
-		return x.Booted
-	}
-	return false
-}
-
 func (x *Instance) GetCpu() int32 {
 	if x != nil {
 		return x.Cpu
@@ -740,6 +740,20 @@ func (x *Instance) GetVolumeGib() int32 {
 	return 0
 }
 
+func (x *Instance) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *Instance) GetBooted() bool {
+	if x != nil {
+		return x.Booted
+	}
+	return false
+}
+
 type RunInstanceRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Runtime *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
@@ -756,8 +770,14 @@ type RunInstanceRequest struct {
 	MemoryMib int32  `protobuf:"varint,7,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
 	VolumeGib int32  `protobuf:"varint,8,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
 	// Handed to the instance's agent at boot (JSON for Hangar's own agents).
-	UserData      []byte            `protobuf:"bytes,9,opt,name=user_data,json=userData,proto3" json:"user_data,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,10,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	UserData []byte            `protobuf:"bytes,9,opt,name=user_data,json=userData,proto3" json:"user_data,omitempty"`
+	Labels   map[string]string `protobuf:"bytes,10,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Attach an existing detached volume (kept by DeleteInstance with
+	// keep_volume) as the new instance's data volume, instead of an empty
+	// one: how pilot recovers a node keeping its data. Capability "volumes".
+	// NotFound when the volume does not exist, FailedPrecondition when
+	// another instance has it; volume_gib may not be below its size.
+	VolumeId      string `protobuf:"bytes,11,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -860,6 +880,13 @@ func (x *RunInstanceRequest) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *RunInstanceRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
 }
 
 type GetInstanceRequest struct {
@@ -1012,9 +1039,13 @@ func (x *ListInstancesResponse) GetInstances() []*Instance {
 }
 
 type DeleteInstanceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Runtime       *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
-	InstanceId    string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Runtime    *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	InstanceId string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// Keep the instance's data volume, detached, so that a replacement
+	// instance can attach it (RunInstanceRequest.volume_id). Capability
+	// "volumes"; without it the volume is deleted with the instance.
+	KeepVolume    bool `protobuf:"varint,3,opt,name=keep_volume,json=keepVolume,proto3" json:"keep_volume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1063,6 +1094,13 @@ func (x *DeleteInstanceRequest) GetInstanceId() string {
 	return ""
 }
 
+func (x *DeleteInstanceRequest) GetKeepVolume() bool {
+	if x != nil {
+		return x.KeepVolume
+	}
+	return false
+}
+
 type DeleteInstanceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1106,8 +1144,11 @@ type StopInstanceRequest struct {
 	// Identifies this stop among retries (providers that need one to make
 	// stop idempotent use it; stop is idempotent by nature elsewhere).
 	IdempotencyToken string `protobuf:"bytes,3,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Kill at once instead of asking the instance to shut down and waiting
+	// out a grace period.
+	Force         bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StopInstanceRequest) Reset() {
@@ -1161,21 +1202,89 @@ func (x *StopInstanceRequest) GetIdempotencyToken() string {
 	return ""
 }
 
+func (x *StopInstanceRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type StartInstanceRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Runtime          *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	InstanceId       string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	IdempotencyToken string                 `protobuf:"bytes,3,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *StartInstanceRequest) Reset() {
+	*x = StartInstanceRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartInstanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartInstanceRequest) ProtoMessage() {}
+
+func (x *StartInstanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartInstanceRequest.ProtoReflect.Descriptor instead.
+func (*StartInstanceRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *StartInstanceRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *StartInstanceRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *StartInstanceRequest) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
 type ResizeInstanceRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Runtime          *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
 	InstanceId       string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
 	IdempotencyToken string                 `protobuf:"bytes,3,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
-	Cpu              int32                  `protobuf:"varint,4,opt,name=cpu,proto3" json:"cpu,omitempty"`
-	MemoryMib        int32                  `protobuf:"varint,5,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
-	VolumeGib        int32                  `protobuf:"varint,6,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// New values; 0 keeps the current one. volume_gib may only grow.
+	Cpu           int32 `protobuf:"varint,4,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	MemoryMib     int32 `protobuf:"varint,5,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
+	VolumeGib     int32 `protobuf:"varint,6,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResizeInstanceRequest) Reset() {
 	*x = ResizeInstanceRequest{}
-	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	mi := &file_provider_v1_provider_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1296,7 @@ func (x *ResizeInstanceRequest) String() string {
 func (*ResizeInstanceRequest) ProtoMessage() {}
 
 func (x *ResizeInstanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_v1_provider_proto_msgTypes[18]
+	mi := &file_provider_v1_provider_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1309,7 @@ func (x *ResizeInstanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeInstanceRequest.ProtoReflect.Descriptor instead.
 func (*ResizeInstanceRequest) Descriptor() ([]byte, []int) {
-	return file_provider_v1_provider_proto_rawDescGZIP(), []int{18}
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResizeInstanceRequest) GetRuntime() *Runtime {
@@ -1245,30 +1354,35 @@ func (x *ResizeInstanceRequest) GetVolumeGib() int32 {
 	return 0
 }
 
-type StartInstanceRequest struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Runtime          *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
-	InstanceId       string                 `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
-	IdempotencyToken string                 `protobuf:"bytes,3,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+// Volume is an instance's data volume, attached or kept after its instance
+// was deleted.
+type Volume struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The instance it is attached to; empty when detached.
+	InstanceId string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	SizeGib    int32  `protobuf:"varint,3,opt,name=size_gib,json=sizeGib,proto3" json:"size_gib,omitempty"`
+	// RFC 3339, UTC.
+	CreatedAt     string `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
-func (x *StartInstanceRequest) Reset() {
-	*x = StartInstanceRequest{}
-	mi := &file_provider_v1_provider_proto_msgTypes[19]
+func (x *Volume) Reset() {
+	*x = Volume{}
+	mi := &file_provider_v1_provider_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *StartInstanceRequest) String() string {
+func (x *Volume) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*StartInstanceRequest) ProtoMessage() {}
+func (*Volume) ProtoMessage() {}
 
-func (x *StartInstanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_provider_v1_provider_proto_msgTypes[19]
+func (x *Volume) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,28 +1393,624 @@ func (x *StartInstanceRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use StartInstanceRequest.ProtoReflect.Descriptor instead.
-func (*StartInstanceRequest) Descriptor() ([]byte, []int) {
-	return file_provider_v1_provider_proto_rawDescGZIP(), []int{19}
+// Deprecated: Use Volume.ProtoReflect.Descriptor instead.
+func (*Volume) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{20}
 }
 
-func (x *StartInstanceRequest) GetRuntime() *Runtime {
+func (x *Volume) GetId() string {
 	if x != nil {
-		return x.Runtime
+		return x.Id
 	}
-	return nil
+	return ""
 }
 
-func (x *StartInstanceRequest) GetInstanceId() string {
+func (x *Volume) GetInstanceId() string {
 	if x != nil {
 		return x.InstanceId
 	}
 	return ""
 }
 
-func (x *StartInstanceRequest) GetIdempotencyToken() string {
+func (x *Volume) GetSizeGib() int32 {
+	if x != nil {
+		return x.SizeGib
+	}
+	return 0
+}
+
+func (x *Volume) GetCreatedAt() string {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return ""
+}
+
+type ListVolumesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runtime       *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListVolumesRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+type ListVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*Volume              `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_provider_v1_provider_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type DeleteVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runtime       *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	VolumeId      string                 `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteVolumeRequest) Reset() {
+	*x = DeleteVolumeRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteVolumeRequest) ProtoMessage() {}
+
+func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteVolumeRequest.ProtoReflect.Descriptor instead.
+func (*DeleteVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeleteVolumeRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *DeleteVolumeRequest) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+type DeleteVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteVolumeResponse) Reset() {
+	*x = DeleteVolumeResponse{}
+	mi := &file_provider_v1_provider_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteVolumeResponse) ProtoMessage() {}
+
+func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteVolumeResponse.ProtoReflect.Descriptor instead.
+func (*DeleteVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{24}
+}
+
+// Snapshot is a point-in-time copy of an instance's volume. It outlives
+// the instance and the volume.
+type Snapshot struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The instance and volume it was taken from.
+	InstanceId string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	VolumeId   string `protobuf:"bytes,3,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	Name       string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// RFC 3339, UTC.
+	CreatedAt     string `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	SizeBytes     int64  `protobuf:"varint,6,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Snapshot) Reset() {
+	*x = Snapshot{}
+	mi := &file_provider_v1_provider_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Snapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Snapshot) ProtoMessage() {}
+
+func (x *Snapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
+func (*Snapshot) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Snapshot) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Snapshot) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *Snapshot) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *Snapshot) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Snapshot) GetCreatedAt() string {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return ""
+}
+
+func (x *Snapshot) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+type CreateSnapshotRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Runtime *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// The same token always yields the same snapshot.
+	IdempotencyToken string `protobuf:"bytes,2,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	InstanceId       string `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	Name             string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CreateSnapshotRequest) Reset() {
+	*x = CreateSnapshotRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSnapshotRequest) ProtoMessage() {}
+
+func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateSnapshotRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *CreateSnapshotRequest) GetIdempotencyToken() string {
 	if x != nil {
 		return x.IdempotencyToken
+	}
+	return ""
+}
+
+func (x *CreateSnapshotRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *CreateSnapshotRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListSnapshotsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Runtime *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// Empty lists all of the runtime's snapshots.
+	InstanceId    string `protobuf:"bytes,2,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSnapshotsRequest) Reset() {
+	*x = ListSnapshotsRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSnapshotsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSnapshotsRequest) ProtoMessage() {}
+
+func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
+func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListSnapshotsRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *ListSnapshotsRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+type ListSnapshotsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots     []*Snapshot            `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSnapshotsResponse) Reset() {
+	*x = ListSnapshotsResponse{}
+	mi := &file_provider_v1_provider_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSnapshotsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSnapshotsResponse) ProtoMessage() {}
+
+func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
+func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
+type DeleteSnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runtime       *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	SnapshotId    string                 `protobuf:"bytes,2,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSnapshotRequest) Reset() {
+	*x = DeleteSnapshotRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSnapshotRequest) ProtoMessage() {}
+
+func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeleteSnapshotRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *DeleteSnapshotRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+type DeleteSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSnapshotResponse) Reset() {
+	*x = DeleteSnapshotResponse{}
+	mi := &file_provider_v1_provider_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSnapshotResponse) ProtoMessage() {}
+
+func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{30}
+}
+
+type RestoreSnapshotRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Runtime          *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	IdempotencyToken string                 `protobuf:"bytes,2,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	// A STOPPED instance, whose volume content the snapshot's replaces. The
+	// snapshot may come from another instance of the runtime (a replacement
+	// node).
+	InstanceId    string `protobuf:"bytes,3,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	SnapshotId    string `protobuf:"bytes,4,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreSnapshotRequest) Reset() {
+	*x = RestoreSnapshotRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreSnapshotRequest) ProtoMessage() {}
+
+func (x *RestoreSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*RestoreSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RestoreSnapshotRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *RestoreSnapshotRequest) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+func (x *RestoreSnapshotRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *RestoreSnapshotRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
 	}
 	return ""
 }
@@ -1346,7 +2056,7 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x02 \x01(\tR\tnetworkId\"\x17\n" +
-	"\x15DeleteNetworkResponse\"\x9b\x03\n" +
+	"\x15DeleteNetworkResponse\"\xb8\x03\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1355,17 +2065,18 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05image\x18\x05 \x01(\tR\x05image\x127\n" +
 	"\x05state\x18\x06 \x01(\x0e2!.hangar.provider.v1.InstanceStateR\x05state\x12@\n" +
-	"\x06labels\x18\a \x03(\v2(.hangar.provider.v1.Instance.LabelsEntryR\x06labels\x12\x16\n" +
-	"\x06booted\x18\b \x01(\bR\x06booted\x12\x10\n" +
-	"\x03cpu\x18\t \x01(\x05R\x03cpu\x12\x1d\n" +
+	"\x06labels\x18\a \x03(\v2(.hangar.provider.v1.Instance.LabelsEntryR\x06labels\x12\x10\n" +
+	"\x03cpu\x18\b \x01(\x05R\x03cpu\x12\x1d\n" +
 	"\n" +
-	"memory_mib\x18\n" +
-	" \x01(\x05R\tmemoryMib\x12\x1d\n" +
+	"memory_mib\x18\t \x01(\x05R\tmemoryMib\x12\x1d\n" +
 	"\n" +
-	"volume_gib\x18\v \x01(\x05R\tvolumeGib\x1a9\n" +
+	"volume_gib\x18\n" +
+	" \x01(\x05R\tvolumeGib\x12\x1b\n" +
+	"\tvolume_id\x18\v \x01(\tR\bvolumeId\x12\x16\n" +
+	"\x06booted\x18\f \x01(\bR\x06booted\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb5\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x03\n" +
 	"\x12RunInstanceRequest\x125\n" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12+\n" +
 	"\x11idempotency_token\x18\x02 \x01(\tR\x10idempotencyToken\x12\x1d\n" +
@@ -1380,7 +2091,8 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"volume_gib\x18\b \x01(\x05R\tvolumeGib\x12\x1b\n" +
 	"\tuser_data\x18\t \x01(\fR\buserData\x12J\n" +
 	"\x06labels\x18\n" +
-	" \x03(\v22.hangar.provider.v1.RunInstanceRequest.LabelsEntryR\x06labels\x1a9\n" +
+	" \x03(\v22.hangar.provider.v1.RunInstanceRequest.LabelsEntryR\x06labels\x12\x1b\n" +
+	"\tvolume_id\x18\v \x01(\tR\bvolumeId\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
@@ -1393,13 +2105,21 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\n" +
 	"network_id\x18\x02 \x01(\tR\tnetworkId\"S\n" +
 	"\x15ListInstancesResponse\x12:\n" +
-	"\tinstances\x18\x01 \x03(\v2\x1c.hangar.provider.v1.InstanceR\tinstances\"o\n" +
+	"\tinstances\x18\x01 \x03(\v2\x1c.hangar.provider.v1.InstanceR\tinstances\"\x90\x01\n" +
 	"\x15DeleteInstanceRequest\x125\n" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
-	"instanceId\"\x18\n" +
-	"\x16DeleteInstanceResponse\"\x9a\x01\n" +
+	"instanceId\x12\x1f\n" +
+	"\vkeep_volume\x18\x03 \x01(\bR\n" +
+	"keepVolume\"\x18\n" +
+	"\x16DeleteInstanceResponse\"\xb0\x01\n" +
 	"\x13StopInstanceRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12+\n" +
+	"\x11idempotency_token\x18\x03 \x01(\tR\x10idempotencyToken\x12\x14\n" +
+	"\x05force\x18\x04 \x01(\bR\x05force\"\x9b\x01\n" +
+	"\x14StartInstanceRequest\x125\n" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
 	"instanceId\x12+\n" +
@@ -1413,19 +2133,63 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\n" +
 	"memory_mib\x18\x05 \x01(\x05R\tmemoryMib\x12\x1d\n" +
 	"\n" +
-	"volume_gib\x18\x06 \x01(\x05R\tvolumeGib\"\x9b\x01\n" +
-	"\x14StartInstanceRequest\x125\n" +
+	"volume_gib\x18\x06 \x01(\x05R\tvolumeGib\"s\n" +
+	"\x06Volume\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12\x19\n" +
+	"\bsize_gib\x18\x03 \x01(\x05R\asizeGib\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\tR\tcreatedAt\"K\n" +
+	"\x12ListVolumesRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\"K\n" +
+	"\x13ListVolumesResponse\x124\n" +
+	"\avolumes\x18\x01 \x03(\v2\x1a.hangar.provider.v1.VolumeR\avolumes\"i\n" +
+	"\x13DeleteVolumeRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\"\x16\n" +
+	"\x14DeleteVolumeResponse\"\xaa\x01\n" +
+	"\bSnapshot\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vinstance_id\x18\x02 \x01(\tR\n" +
+	"instanceId\x12\x1b\n" +
+	"\tvolume_id\x18\x03 \x01(\tR\bvolumeId\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\tR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x06 \x01(\x03R\tsizeBytes\"\xb0\x01\n" +
+	"\x15CreateSnapshotRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12+\n" +
+	"\x11idempotency_token\x18\x02 \x01(\tR\x10idempotencyToken\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"n\n" +
+	"\x14ListSnapshotsRequest\x125\n" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
 	"\vinstance_id\x18\x02 \x01(\tR\n" +
-	"instanceId\x12+\n" +
-	"\x11idempotency_token\x18\x03 \x01(\tR\x10idempotencyToken*\xbb\x01\n" +
+	"instanceId\"S\n" +
+	"\x15ListSnapshotsResponse\x12:\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x1c.hangar.provider.v1.SnapshotR\tsnapshots\"o\n" +
+	"\x15DeleteSnapshotRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1f\n" +
+	"\vsnapshot_id\x18\x02 \x01(\tR\n" +
+	"snapshotId\"\x18\n" +
+	"\x16DeleteSnapshotResponse\"\xbe\x01\n" +
+	"\x16RestoreSnapshotRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12+\n" +
+	"\x11idempotency_token\x18\x02 \x01(\tR\x10idempotencyToken\x12\x1f\n" +
+	"\vinstance_id\x18\x03 \x01(\tR\n" +
+	"instanceId\x12\x1f\n" +
+	"\vsnapshot_id\x18\x04 \x01(\tR\n" +
+	"snapshotId*\xbb\x01\n" +
 	"\rInstanceState\x12\x1e\n" +
 	"\x1aINSTANCE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16INSTANCE_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16INSTANCE_STATE_RUNNING\x10\x02\x12\x1a\n" +
 	"\x16INSTANCE_STATE_STOPPED\x10\x03\x12\x1d\n" +
 	"\x19INSTANCE_STATE_TERMINATED\x10\x04\x12\x17\n" +
-	"\x13INSTANCE_STATE_LOST\x10\x052\xd5\b\n" +
+	"\x13INSTANCE_STATE_LOST\x10\x052\x9f\r\n" +
 	"\bProvider\x12I\n" +
 	"\x04Info\x12\x1f.hangar.provider.v1.InfoRequest\x1a .hangar.provider.v1.InfoResponse\x12j\n" +
 	"\x0fValidateRuntime\x12*.hangar.provider.v1.ValidateRuntimeRequest\x1a+.hangar.provider.v1.ValidateRuntimeResponse\x12V\n" +
@@ -1439,7 +2203,13 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\x0eDeleteInstance\x12).hangar.provider.v1.DeleteInstanceRequest\x1a*.hangar.provider.v1.DeleteInstanceResponse\x12U\n" +
 	"\fStopInstance\x12'.hangar.provider.v1.StopInstanceRequest\x1a\x1c.hangar.provider.v1.Instance\x12W\n" +
 	"\rStartInstance\x12(.hangar.provider.v1.StartInstanceRequest\x1a\x1c.hangar.provider.v1.Instance\x12Y\n" +
-	"\x0eResizeInstance\x12).hangar.provider.v1.ResizeInstanceRequest\x1a\x1c.hangar.provider.v1.InstanceB6Z4github.com/hangarhq/hangar/api/providerv1;providerv1b\x06proto3"
+	"\x0eResizeInstance\x12).hangar.provider.v1.ResizeInstanceRequest\x1a\x1c.hangar.provider.v1.Instance\x12^\n" +
+	"\vListVolumes\x12&.hangar.provider.v1.ListVolumesRequest\x1a'.hangar.provider.v1.ListVolumesResponse\x12a\n" +
+	"\fDeleteVolume\x12'.hangar.provider.v1.DeleteVolumeRequest\x1a(.hangar.provider.v1.DeleteVolumeResponse\x12Y\n" +
+	"\x0eCreateSnapshot\x12).hangar.provider.v1.CreateSnapshotRequest\x1a\x1c.hangar.provider.v1.Snapshot\x12d\n" +
+	"\rListSnapshots\x12(.hangar.provider.v1.ListSnapshotsRequest\x1a).hangar.provider.v1.ListSnapshotsResponse\x12g\n" +
+	"\x0eDeleteSnapshot\x12).hangar.provider.v1.DeleteSnapshotRequest\x1a*.hangar.provider.v1.DeleteSnapshotResponse\x12[\n" +
+	"\x0fRestoreSnapshot\x12*.hangar.provider.v1.RestoreSnapshotRequest\x1a\x1c.hangar.provider.v1.InstanceB6Z4github.com/hangarhq/hangar/api/providerv1;providerv1b\x06proto3"
 
 var (
 	file_provider_v1_provider_proto_rawDescOnce sync.Once
@@ -1454,7 +2224,7 @@ func file_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_provider_v1_provider_proto_goTypes = []any{
 	(InstanceState)(0),              // 0: hangar.provider.v1.InstanceState
 	(*Runtime)(nil),                 // 1: hangar.provider.v1.Runtime
@@ -1475,60 +2245,92 @@ var file_provider_v1_provider_proto_goTypes = []any{
 	(*DeleteInstanceRequest)(nil),   // 16: hangar.provider.v1.DeleteInstanceRequest
 	(*DeleteInstanceResponse)(nil),  // 17: hangar.provider.v1.DeleteInstanceResponse
 	(*StopInstanceRequest)(nil),     // 18: hangar.provider.v1.StopInstanceRequest
-	(*ResizeInstanceRequest)(nil),   // 19: hangar.provider.v1.ResizeInstanceRequest
-	(*StartInstanceRequest)(nil),    // 20: hangar.provider.v1.StartInstanceRequest
-	nil,                             // 21: hangar.provider.v1.Runtime.ConfigEntry
-	nil,                             // 22: hangar.provider.v1.Runtime.CredentialsEntry
-	nil,                             // 23: hangar.provider.v1.Instance.LabelsEntry
-	nil,                             // 24: hangar.provider.v1.RunInstanceRequest.LabelsEntry
+	(*StartInstanceRequest)(nil),    // 19: hangar.provider.v1.StartInstanceRequest
+	(*ResizeInstanceRequest)(nil),   // 20: hangar.provider.v1.ResizeInstanceRequest
+	(*Volume)(nil),                  // 21: hangar.provider.v1.Volume
+	(*ListVolumesRequest)(nil),      // 22: hangar.provider.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 23: hangar.provider.v1.ListVolumesResponse
+	(*DeleteVolumeRequest)(nil),     // 24: hangar.provider.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),    // 25: hangar.provider.v1.DeleteVolumeResponse
+	(*Snapshot)(nil),                // 26: hangar.provider.v1.Snapshot
+	(*CreateSnapshotRequest)(nil),   // 27: hangar.provider.v1.CreateSnapshotRequest
+	(*ListSnapshotsRequest)(nil),    // 28: hangar.provider.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),   // 29: hangar.provider.v1.ListSnapshotsResponse
+	(*DeleteSnapshotRequest)(nil),   // 30: hangar.provider.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),  // 31: hangar.provider.v1.DeleteSnapshotResponse
+	(*RestoreSnapshotRequest)(nil),  // 32: hangar.provider.v1.RestoreSnapshotRequest
+	nil,                             // 33: hangar.provider.v1.Runtime.ConfigEntry
+	nil,                             // 34: hangar.provider.v1.Runtime.CredentialsEntry
+	nil,                             // 35: hangar.provider.v1.Instance.LabelsEntry
+	nil,                             // 36: hangar.provider.v1.RunInstanceRequest.LabelsEntry
 }
 var file_provider_v1_provider_proto_depIdxs = []int32{
-	21, // 0: hangar.provider.v1.Runtime.config:type_name -> hangar.provider.v1.Runtime.ConfigEntry
-	22, // 1: hangar.provider.v1.Runtime.credentials:type_name -> hangar.provider.v1.Runtime.CredentialsEntry
+	33, // 0: hangar.provider.v1.Runtime.config:type_name -> hangar.provider.v1.Runtime.ConfigEntry
+	34, // 1: hangar.provider.v1.Runtime.credentials:type_name -> hangar.provider.v1.Runtime.CredentialsEntry
 	1,  // 2: hangar.provider.v1.ValidateRuntimeRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 3: hangar.provider.v1.CreateNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 4: hangar.provider.v1.GetNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 5: hangar.provider.v1.DeleteNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	0,  // 6: hangar.provider.v1.Instance.state:type_name -> hangar.provider.v1.InstanceState
-	23, // 7: hangar.provider.v1.Instance.labels:type_name -> hangar.provider.v1.Instance.LabelsEntry
+	35, // 7: hangar.provider.v1.Instance.labels:type_name -> hangar.provider.v1.Instance.LabelsEntry
 	1,  // 8: hangar.provider.v1.RunInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	24, // 9: hangar.provider.v1.RunInstanceRequest.labels:type_name -> hangar.provider.v1.RunInstanceRequest.LabelsEntry
+	36, // 9: hangar.provider.v1.RunInstanceRequest.labels:type_name -> hangar.provider.v1.RunInstanceRequest.LabelsEntry
 	1,  // 10: hangar.provider.v1.GetInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 11: hangar.provider.v1.ListInstancesRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	11, // 12: hangar.provider.v1.ListInstancesResponse.instances:type_name -> hangar.provider.v1.Instance
 	1,  // 13: hangar.provider.v1.DeleteInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 14: hangar.provider.v1.StopInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	1,  // 15: hangar.provider.v1.ResizeInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	1,  // 16: hangar.provider.v1.StartInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	2,  // 17: hangar.provider.v1.Provider.Info:input_type -> hangar.provider.v1.InfoRequest
-	4,  // 18: hangar.provider.v1.Provider.ValidateRuntime:input_type -> hangar.provider.v1.ValidateRuntimeRequest
-	7,  // 19: hangar.provider.v1.Provider.CreateNetwork:input_type -> hangar.provider.v1.CreateNetworkRequest
-	8,  // 20: hangar.provider.v1.Provider.GetNetwork:input_type -> hangar.provider.v1.GetNetworkRequest
-	9,  // 21: hangar.provider.v1.Provider.DeleteNetwork:input_type -> hangar.provider.v1.DeleteNetworkRequest
-	12, // 22: hangar.provider.v1.Provider.RunInstance:input_type -> hangar.provider.v1.RunInstanceRequest
-	13, // 23: hangar.provider.v1.Provider.GetInstance:input_type -> hangar.provider.v1.GetInstanceRequest
-	14, // 24: hangar.provider.v1.Provider.ListInstances:input_type -> hangar.provider.v1.ListInstancesRequest
-	16, // 25: hangar.provider.v1.Provider.DeleteInstance:input_type -> hangar.provider.v1.DeleteInstanceRequest
-	18, // 26: hangar.provider.v1.Provider.StopInstance:input_type -> hangar.provider.v1.StopInstanceRequest
-	20, // 27: hangar.provider.v1.Provider.StartInstance:input_type -> hangar.provider.v1.StartInstanceRequest
-	19, // 28: hangar.provider.v1.Provider.ResizeInstance:input_type -> hangar.provider.v1.ResizeInstanceRequest
-	3,  // 29: hangar.provider.v1.Provider.Info:output_type -> hangar.provider.v1.InfoResponse
-	5,  // 30: hangar.provider.v1.Provider.ValidateRuntime:output_type -> hangar.provider.v1.ValidateRuntimeResponse
-	6,  // 31: hangar.provider.v1.Provider.CreateNetwork:output_type -> hangar.provider.v1.Network
-	6,  // 32: hangar.provider.v1.Provider.GetNetwork:output_type -> hangar.provider.v1.Network
-	10, // 33: hangar.provider.v1.Provider.DeleteNetwork:output_type -> hangar.provider.v1.DeleteNetworkResponse
-	11, // 34: hangar.provider.v1.Provider.RunInstance:output_type -> hangar.provider.v1.Instance
-	11, // 35: hangar.provider.v1.Provider.GetInstance:output_type -> hangar.provider.v1.Instance
-	15, // 36: hangar.provider.v1.Provider.ListInstances:output_type -> hangar.provider.v1.ListInstancesResponse
-	17, // 37: hangar.provider.v1.Provider.DeleteInstance:output_type -> hangar.provider.v1.DeleteInstanceResponse
-	11, // 38: hangar.provider.v1.Provider.StopInstance:output_type -> hangar.provider.v1.Instance
-	11, // 39: hangar.provider.v1.Provider.StartInstance:output_type -> hangar.provider.v1.Instance
-	11, // 40: hangar.provider.v1.Provider.ResizeInstance:output_type -> hangar.provider.v1.Instance
-	29, // [29:41] is the sub-list for method output_type
-	17, // [17:29] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	1,  // 15: hangar.provider.v1.StartInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	1,  // 16: hangar.provider.v1.ResizeInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	1,  // 17: hangar.provider.v1.ListVolumesRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	21, // 18: hangar.provider.v1.ListVolumesResponse.volumes:type_name -> hangar.provider.v1.Volume
+	1,  // 19: hangar.provider.v1.DeleteVolumeRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	1,  // 20: hangar.provider.v1.CreateSnapshotRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	1,  // 21: hangar.provider.v1.ListSnapshotsRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	26, // 22: hangar.provider.v1.ListSnapshotsResponse.snapshots:type_name -> hangar.provider.v1.Snapshot
+	1,  // 23: hangar.provider.v1.DeleteSnapshotRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	1,  // 24: hangar.provider.v1.RestoreSnapshotRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	2,  // 25: hangar.provider.v1.Provider.Info:input_type -> hangar.provider.v1.InfoRequest
+	4,  // 26: hangar.provider.v1.Provider.ValidateRuntime:input_type -> hangar.provider.v1.ValidateRuntimeRequest
+	7,  // 27: hangar.provider.v1.Provider.CreateNetwork:input_type -> hangar.provider.v1.CreateNetworkRequest
+	8,  // 28: hangar.provider.v1.Provider.GetNetwork:input_type -> hangar.provider.v1.GetNetworkRequest
+	9,  // 29: hangar.provider.v1.Provider.DeleteNetwork:input_type -> hangar.provider.v1.DeleteNetworkRequest
+	12, // 30: hangar.provider.v1.Provider.RunInstance:input_type -> hangar.provider.v1.RunInstanceRequest
+	13, // 31: hangar.provider.v1.Provider.GetInstance:input_type -> hangar.provider.v1.GetInstanceRequest
+	14, // 32: hangar.provider.v1.Provider.ListInstances:input_type -> hangar.provider.v1.ListInstancesRequest
+	16, // 33: hangar.provider.v1.Provider.DeleteInstance:input_type -> hangar.provider.v1.DeleteInstanceRequest
+	18, // 34: hangar.provider.v1.Provider.StopInstance:input_type -> hangar.provider.v1.StopInstanceRequest
+	19, // 35: hangar.provider.v1.Provider.StartInstance:input_type -> hangar.provider.v1.StartInstanceRequest
+	20, // 36: hangar.provider.v1.Provider.ResizeInstance:input_type -> hangar.provider.v1.ResizeInstanceRequest
+	22, // 37: hangar.provider.v1.Provider.ListVolumes:input_type -> hangar.provider.v1.ListVolumesRequest
+	24, // 38: hangar.provider.v1.Provider.DeleteVolume:input_type -> hangar.provider.v1.DeleteVolumeRequest
+	27, // 39: hangar.provider.v1.Provider.CreateSnapshot:input_type -> hangar.provider.v1.CreateSnapshotRequest
+	28, // 40: hangar.provider.v1.Provider.ListSnapshots:input_type -> hangar.provider.v1.ListSnapshotsRequest
+	30, // 41: hangar.provider.v1.Provider.DeleteSnapshot:input_type -> hangar.provider.v1.DeleteSnapshotRequest
+	32, // 42: hangar.provider.v1.Provider.RestoreSnapshot:input_type -> hangar.provider.v1.RestoreSnapshotRequest
+	3,  // 43: hangar.provider.v1.Provider.Info:output_type -> hangar.provider.v1.InfoResponse
+	5,  // 44: hangar.provider.v1.Provider.ValidateRuntime:output_type -> hangar.provider.v1.ValidateRuntimeResponse
+	6,  // 45: hangar.provider.v1.Provider.CreateNetwork:output_type -> hangar.provider.v1.Network
+	6,  // 46: hangar.provider.v1.Provider.GetNetwork:output_type -> hangar.provider.v1.Network
+	10, // 47: hangar.provider.v1.Provider.DeleteNetwork:output_type -> hangar.provider.v1.DeleteNetworkResponse
+	11, // 48: hangar.provider.v1.Provider.RunInstance:output_type -> hangar.provider.v1.Instance
+	11, // 49: hangar.provider.v1.Provider.GetInstance:output_type -> hangar.provider.v1.Instance
+	15, // 50: hangar.provider.v1.Provider.ListInstances:output_type -> hangar.provider.v1.ListInstancesResponse
+	17, // 51: hangar.provider.v1.Provider.DeleteInstance:output_type -> hangar.provider.v1.DeleteInstanceResponse
+	11, // 52: hangar.provider.v1.Provider.StopInstance:output_type -> hangar.provider.v1.Instance
+	11, // 53: hangar.provider.v1.Provider.StartInstance:output_type -> hangar.provider.v1.Instance
+	11, // 54: hangar.provider.v1.Provider.ResizeInstance:output_type -> hangar.provider.v1.Instance
+	23, // 55: hangar.provider.v1.Provider.ListVolumes:output_type -> hangar.provider.v1.ListVolumesResponse
+	25, // 56: hangar.provider.v1.Provider.DeleteVolume:output_type -> hangar.provider.v1.DeleteVolumeResponse
+	26, // 57: hangar.provider.v1.Provider.CreateSnapshot:output_type -> hangar.provider.v1.Snapshot
+	29, // 58: hangar.provider.v1.Provider.ListSnapshots:output_type -> hangar.provider.v1.ListSnapshotsResponse
+	31, // 59: hangar.provider.v1.Provider.DeleteSnapshot:output_type -> hangar.provider.v1.DeleteSnapshotResponse
+	11, // 60: hangar.provider.v1.Provider.RestoreSnapshot:output_type -> hangar.provider.v1.Instance
+	43, // [43:61] is the sub-list for method output_type
+	25, // [25:43] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_provider_v1_provider_proto_init() }
@@ -1542,7 +2344,7 @@ func file_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_provider_v1_provider_proto_rawDesc), len(file_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,12 @@ const (
 	Provider_StopInstance_FullMethodName    = "/hangar.provider.v1.Provider/StopInstance"
 	Provider_StartInstance_FullMethodName   = "/hangar.provider.v1.Provider/StartInstance"
 	Provider_ResizeInstance_FullMethodName  = "/hangar.provider.v1.Provider/ResizeInstance"
+	Provider_ListVolumes_FullMethodName     = "/hangar.provider.v1.Provider/ListVolumes"
+	Provider_DeleteVolume_FullMethodName    = "/hangar.provider.v1.Provider/DeleteVolume"
+	Provider_CreateSnapshot_FullMethodName  = "/hangar.provider.v1.Provider/CreateSnapshot"
+	Provider_ListSnapshots_FullMethodName   = "/hangar.provider.v1.Provider/ListSnapshots"
+	Provider_DeleteSnapshot_FullMethodName  = "/hangar.provider.v1.Provider/DeleteSnapshot"
+	Provider_RestoreSnapshot_FullMethodName = "/hangar.provider.v1.Provider/RestoreSnapshot"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -63,12 +69,29 @@ type ProviderClient interface {
 	// id, address and data; starting a running one is not an error.
 	// Capability "stop_start".
 	StartInstance(ctx context.Context, in *StartInstanceRequest, opts ...grpc.CallOption) (*Instance, error)
-	// ResizeInstance gives an instance new cpu, memory or volume sizes (0
-	// keeps one). A provider that cannot resize a running instance refuses
-	// with FailedPrecondition (pilot stops it first, as AppCenter does); a
-	// volume never shrinks (InvalidArgument naming volume_gib).
-	// Capability "resize".
+	// ResizeInstance changes an instance's cpu, memory and volume size. The
+	// instance must be STOPPED (FailedPrecondition otherwise) unless the
+	// provider also declares "live_resize". A volume never shrinks
+	// (InvalidArgument naming volume_gib). Capability "resize".
 	ResizeInstance(ctx context.Context, in *ResizeInstanceRequest, opts ...grpc.CallOption) (*Instance, error)
+	// ListVolumes lists the runtime's volumes: those attached to an instance
+	// and those kept by DeleteInstance(keep_volume). Capability "volumes".
+	ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error)
+	// DeleteVolume deletes a detached volume; deleting a missing one
+	// succeeds, an attached one is FailedPrecondition. Capability "volumes".
+	DeleteVolume(ctx context.Context, in *DeleteVolumeRequest, opts ...grpc.CallOption) (*DeleteVolumeResponse, error)
+	// CreateSnapshot copies an instance's volume. Capability "snapshots".
+	CreateSnapshot(ctx context.Context, in *CreateSnapshotRequest, opts ...grpc.CallOption) (*Snapshot, error)
+	// ListSnapshots lists the runtime's snapshots, or one instance's.
+	// Capability "snapshots".
+	ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error)
+	// DeleteSnapshot succeeds when the snapshot does not exist. Capability
+	// "snapshots".
+	DeleteSnapshot(ctx context.Context, in *DeleteSnapshotRequest, opts ...grpc.CallOption) (*DeleteSnapshotResponse, error)
+	// RestoreSnapshot replaces the content of a STOPPED instance's volume
+	// with a snapshot's (FailedPrecondition while it runs). Capability
+	// "snapshots".
+	RestoreSnapshot(ctx context.Context, in *RestoreSnapshotRequest, opts ...grpc.CallOption) (*Instance, error)
 }
 
 type providerClient struct {
@@ -199,6 +222,66 @@ func (c *providerClient) ResizeInstance(ctx context.Context, in *ResizeInstanceR
 	return out, nil
 }
 
+func (c *providerClient) ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVolumesResponse)
+	err := c.cc.Invoke(ctx, Provider_ListVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) DeleteVolume(ctx context.Context, in *DeleteVolumeRequest, opts ...grpc.CallOption) (*DeleteVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteVolumeResponse)
+	err := c.cc.Invoke(ctx, Provider_DeleteVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) CreateSnapshot(ctx context.Context, in *CreateSnapshotRequest, opts ...grpc.CallOption) (*Snapshot, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Snapshot)
+	err := c.cc.Invoke(ctx, Provider_CreateSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSnapshotsResponse)
+	err := c.cc.Invoke(ctx, Provider_ListSnapshots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) DeleteSnapshot(ctx context.Context, in *DeleteSnapshotRequest, opts ...grpc.CallOption) (*DeleteSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteSnapshotResponse)
+	err := c.cc.Invoke(ctx, Provider_DeleteSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) RestoreSnapshot(ctx context.Context, in *RestoreSnapshotRequest, opts ...grpc.CallOption) (*Instance, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Instance)
+	err := c.cc.Invoke(ctx, Provider_RestoreSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -223,12 +306,29 @@ type ProviderServer interface {
 	// id, address and data; starting a running one is not an error.
 	// Capability "stop_start".
 	StartInstance(context.Context, *StartInstanceRequest) (*Instance, error)
-	// ResizeInstance gives an instance new cpu, memory or volume sizes (0
-	// keeps one). A provider that cannot resize a running instance refuses
-	// with FailedPrecondition (pilot stops it first, as AppCenter does); a
-	// volume never shrinks (InvalidArgument naming volume_gib).
-	// Capability "resize".
+	// ResizeInstance changes an instance's cpu, memory and volume size. The
+	// instance must be STOPPED (FailedPrecondition otherwise) unless the
+	// provider also declares "live_resize". A volume never shrinks
+	// (InvalidArgument naming volume_gib). Capability "resize".
 	ResizeInstance(context.Context, *ResizeInstanceRequest) (*Instance, error)
+	// ListVolumes lists the runtime's volumes: those attached to an instance
+	// and those kept by DeleteInstance(keep_volume). Capability "volumes".
+	ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error)
+	// DeleteVolume deletes a detached volume; deleting a missing one
+	// succeeds, an attached one is FailedPrecondition. Capability "volumes".
+	DeleteVolume(context.Context, *DeleteVolumeRequest) (*DeleteVolumeResponse, error)
+	// CreateSnapshot copies an instance's volume. Capability "snapshots".
+	CreateSnapshot(context.Context, *CreateSnapshotRequest) (*Snapshot, error)
+	// ListSnapshots lists the runtime's snapshots, or one instance's.
+	// Capability "snapshots".
+	ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error)
+	// DeleteSnapshot succeeds when the snapshot does not exist. Capability
+	// "snapshots".
+	DeleteSnapshot(context.Context, *DeleteSnapshotRequest) (*DeleteSnapshotResponse, error)
+	// RestoreSnapshot replaces the content of a STOPPED instance's volume
+	// with a snapshot's (FailedPrecondition while it runs). Capability
+	// "snapshots".
+	RestoreSnapshot(context.Context, *RestoreSnapshotRequest) (*Instance, error)
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -274,6 +374,24 @@ func (UnimplementedProviderServer) StartInstance(context.Context, *StartInstance
 }
 func (UnimplementedProviderServer) ResizeInstance(context.Context, *ResizeInstanceRequest) (*Instance, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ResizeInstance not implemented")
+}
+func (UnimplementedProviderServer) ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListVolumes not implemented")
+}
+func (UnimplementedProviderServer) DeleteVolume(context.Context, *DeleteVolumeRequest) (*DeleteVolumeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteVolume not implemented")
+}
+func (UnimplementedProviderServer) CreateSnapshot(context.Context, *CreateSnapshotRequest) (*Snapshot, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateSnapshot not implemented")
+}
+func (UnimplementedProviderServer) ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListSnapshots not implemented")
+}
+func (UnimplementedProviderServer) DeleteSnapshot(context.Context, *DeleteSnapshotRequest) (*DeleteSnapshotResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteSnapshot not implemented")
+}
+func (UnimplementedProviderServer) RestoreSnapshot(context.Context, *RestoreSnapshotRequest) (*Instance, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RestoreSnapshot not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -512,6 +630,114 @@ func _Provider_ResizeInstance_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_ListVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).ListVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_ListVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).ListVolumes(ctx, req.(*ListVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_DeleteVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).DeleteVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_DeleteVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).DeleteVolume(ctx, req.(*DeleteVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_CreateSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).CreateSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_CreateSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).CreateSnapshot(ctx, req.(*CreateSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_ListSnapshots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSnapshotsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).ListSnapshots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_ListSnapshots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).ListSnapshots(ctx, req.(*ListSnapshotsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_DeleteSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).DeleteSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_DeleteSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).DeleteSnapshot(ctx, req.(*DeleteSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_RestoreSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestoreSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).RestoreSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_RestoreSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).RestoreSnapshot(ctx, req.(*RestoreSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -566,6 +792,30 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResizeInstance",
 			Handler:    _Provider_ResizeInstance_Handler,
+		},
+		{
+			MethodName: "ListVolumes",
+			Handler:    _Provider_ListVolumes_Handler,
+		},
+		{
+			MethodName: "DeleteVolume",
+			Handler:    _Provider_DeleteVolume_Handler,
+		},
+		{
+			MethodName: "CreateSnapshot",
+			Handler:    _Provider_CreateSnapshot_Handler,
+		},
+		{
+			MethodName: "ListSnapshots",
+			Handler:    _Provider_ListSnapshots_Handler,
+		},
+		{
+			MethodName: "DeleteSnapshot",
+			Handler:    _Provider_DeleteSnapshot_Handler,
+		},
+		{
+			MethodName: "RestoreSnapshot",
+			Handler:    _Provider_RestoreSnapshot_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -128,22 +128,39 @@ func (l *Lifecycle) requireCapability(ctx context.Context, c *pilotv1.Cluster, o
 	if l.cfg.Providers == nil {
 		return nil
 	}
+	caps, err := l.capabilities(ctx, c)
+	if err != nil {
+		return err
+	}
+	if !has(caps) {
+		return refuse(Precondition, "%v", &sdk.CapabilityMissingError{Provider: caps.Provider, Capability: name, Operation: op + " (runtime " + c.Runtime + ")"})
+	}
+	return nil
+}
+
+// capabilities are those of the provider of the cluster's runtime (none
+// without a provider source).
+func (l *Lifecycle) capabilities(ctx context.Context, c *pilotv1.Cluster) (sdk.Capabilities, error) {
+	if l.cfg.Providers == nil {
+		return sdk.Capabilities{}, nil
+	}
 	rt := &pilotv1.Runtime{}
 	if _, err := l.cfg.Store.Get(ctx, store.RuntimeKey(c.Tenant, c.Runtime), rt); err != nil {
-		return refuse(Precondition, "cluster %s: runtime %s: %v", c.Id, c.Runtime, err)
+		return sdk.Capabilities{}, refuse(Precondition, "cluster %s: runtime %s: %v", c.Id, c.Runtime, err)
 	}
 	prov, err := l.cfg.Providers.Get(ctx, rt.Provider)
 	if err != nil {
-		return fmt.Errorf("runtime %s: provider %s: %w", rt.Id, rt.Provider, err)
+		return sdk.Capabilities{}, fmt.Errorf("runtime %s: provider %s: %w", rt.Id, rt.Provider, err)
 	}
 	info, err := prov.Info(ctx, &providerv1.InfoRequest{})
 	if err != nil {
-		return fmt.Errorf("runtime %s: provider %s: info: %w", rt.Id, rt.Provider, err)
+		return sdk.Capabilities{}, fmt.Errorf("runtime %s: provider %s: info: %w", rt.Id, rt.Provider, err)
 	}
-	if !has(sdk.ParseCapabilities(info.GetCapabilities())) {
-		return refuse(Precondition, "%v", &sdk.CapabilityMissingError{Provider: rt.Provider, Capability: name, Operation: op + " (runtime " + rt.Id + ")"})
+	caps := sdk.CapabilitiesOf(info)
+	if caps.Provider == "" {
+		caps.Provider = rt.Provider
 	}
-	return nil
+	return caps, nil
 }
 
 // PlanStop is the stop order of events.

@@ -15,7 +15,8 @@ import (
 
 // Vertical scaling (APPCENTER-FORMAT §4): the role is listed under
 // vertical-scaling-roles in the metadata while it runs; a volume that only
-// grows is resized online; otherwise each node runs stop, its instance is
+// grows is resized online (on a provider with live_resize); otherwise each
+// node runs stop, its instance is
 // stopped, resized and started, and it runs start, all of the role's nodes
 // at once (vertical_scaling_policy parallel, the default) or one at a time
 // by server id (sequential). Then the metadata, with the new sizes and
@@ -55,9 +56,15 @@ func (l *Lifecycle) Resize(ctx context.Context, r OpRequest, role string, sz Siz
 	if err := l.requireCapability(ctx, c, "resize", sdk.CapResize, func(cp sdk.Capabilities) bool { return cp.Resize }); err != nil {
 		return nil, err
 	}
-	onlyVolume := sz.CPU == 0 && sz.MemoryMiB == 0
-	if !onlyVolume {
-		if err := l.requireStopStart(ctx, c, "resize of cpu or memory"); err != nil {
+	// A volume that only grows is resized online where the provider can
+	// resize a running instance; anything else stops the nodes first.
+	caps, err := l.capabilities(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	online := sz.CPU == 0 && sz.MemoryMiB == 0 && (caps.LiveResize || l.cfg.Providers == nil)
+	if !online {
+		if err := l.requireStopStart(ctx, c, "resize with a stop"); err != nil {
 			return nil, err
 		}
 	}
@@ -97,7 +104,7 @@ func (l *Lifecycle) Resize(ctx context.Context, r OpRequest, role string, sz Siz
 		return nil, refuse(Invalid, "volume_gib: %d is smaller than the role's %d GiB; a volume never shrinks", sz.VolumeGiB, v)
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Sid < nodes[j].Sid })
-	tasks := PlanResize(c, spec, role, nodeIDs(nodes), sz, rs.VerticalScalingPolicy == "sequential")
+	tasks := PlanResize(c, spec, role, nodeIDs(nodes), sz, online, rs.VerticalScalingPolicy == "sequential")
 	if r.DryRun {
 		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindResize, tasks)}, nil
 	}
@@ -119,7 +126,7 @@ func volumeSizeOf(nd *pilotv1.Node, rs *apppkg.NodeSpec) int {
 }
 
 // PlanResize is the vertical scaling of role's nodes.
-func PlanResize(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, nodes []string, sz Sizes, sequential bool) []*pilotv1.Task {
+func PlanResize(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, nodes []string, sz Sizes, online, sequential bool) []*pilotv1.Task {
 	p := &planner{}
 	roles := []string{role}
 	sizes := func(ids []string) *pilotv1.TaskInput {
@@ -127,7 +134,7 @@ func PlanResize(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, nodes
 	}
 	p.add("register", taskRegister, "register metadata with vertical-scaling-roles", &pilotv1.TaskInput{ClusterId: c.Id, VerticalScalingRoles: roles})
 	switch {
-	case sz.CPU == 0 && sz.MemoryMiB == 0:
+	case online:
 		p.add("resize", taskResizeInstances, "grow the volumes online", sizes(nodes))
 	case sequential:
 		for _, id := range nodes {

@@ -67,10 +67,10 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 		rec := t.byToken(token)
 		interrupted := rec != nil
 		if rec != nil {
-			if rec.NetworkID != req.GetNetworkId() || rec.Image != req.GetImage() || rec.Name != req.GetName() {
+			if rec.NetworkID != req.GetNetworkId() || rec.Image != req.GetImage() || rec.Name != req.GetName() || !sameVolume(rec, req.GetVolumeId()) {
 				return status.Errorf(codes.InvalidArgument,
-					"idempotency_token %q was already used for instance %s (network_id %s, image %q, name %q); use a new token for a different instance",
-					token, rec.ID, rec.NetworkID, rec.Image, rec.Name)
+					"idempotency_token %q was already used for instance %s (network_id %s, image %q, name %q, volume_id %q); use a new token for a different instance",
+					token, rec.ID, rec.NetworkID, rec.Image, rec.Name, reusedVolume(rec))
 			}
 		} else {
 			if ts, ok := t.st.Deleted[instanceTokenKey(token)]; ok {
@@ -118,6 +118,20 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 	return out, nil
 }
 
+// sameVolume reports whether a RunInstance asking for volume_id (empty:
+// a new volume) is the one that created rec.
+func sameVolume(rec *instance, volumeID string) bool {
+	return reusedVolume(rec) == volumeID
+}
+
+// reusedVolume is the volume_id rec's RunInstance asked for.
+func reusedVolume(rec *instance) string {
+	if rec.ReusedVolume {
+		return rec.VolumeID
+	}
+	return ""
+}
+
 func (t *tx) byToken(token string) *instance {
 	for _, in := range t.st.Instances {
 		if in.Token == token {
@@ -139,6 +153,10 @@ func (p *Provider) createRecord(t *tx, req *providerv1.RunInstanceRequest) (*ins
 	if err != nil {
 		return nil, err
 	}
+	volID, volGiB, err := t.volumeFor(req)
+	if err != nil {
+		return nil, err
+	}
 	id, err := newID("i-", func(id string) bool {
 		_, ok := t.st.Instances[id]
 		_, statErr := os.Lstat(t.cfg.instanceDir(id))
@@ -157,12 +175,21 @@ func (p *Provider) createRecord(t *tx, req *providerv1.RunInstanceRequest) (*ins
 		Labels:    maps.Clone(req.GetLabels()),
 		CPU:       req.GetCpu(),
 		MemoryMiB: req.GetMemoryMib(),
-		VolumeGiB: req.GetVolumeGib(),
+		VolumeGiB: volGiB,
 		Created:   time.Now().UTC(),
+		VolumeID:  volID,
+		// The detached volume becomes the instance's in the same save:
+		// its directory moves into place when the instance first starts.
+		ReusedVolume: req.GetVolumeId() != "",
 	}
 	t.st.Instances[id] = rec
+	vol := t.st.Volumes[volID]
+	delete(t.st.Volumes, volID)
 	if err := t.save(); err != nil {
 		delete(t.st.Instances, id)
+		if vol != nil {
+			t.st.Volumes[volID] = vol
+		}
 		return nil, err
 	}
 	return rec, nil
@@ -202,6 +229,14 @@ func (p *Provider) start(ctx context.Context, t *tx, rec *instance, bin string, 
 		}
 	}
 	fail := func(err error) error {
+		if rec.ReusedVolume {
+			// The volume was someone's data: it goes back to the
+			// detached volumes, wherever the start left it.
+			if verr := t.detachVolume(rec); verr != nil {
+				p.log.Error("give back the volume of a failed instance", "instance", rec.ID, "volume", rec.VolumeID, "error", verr)
+				return err
+			}
+		}
 		delete(t.st.Instances, rec.ID)
 		if serr := t.save(); serr != nil {
 			p.log.Error("forget failed instance", "instance", rec.ID, "error", serr)
@@ -213,6 +248,10 @@ func (p *Provider) start(ctx context.Context, t *tx, rec *instance, bin string, 
 			}
 		}
 		return err
+	}
+	if userData == nil {
+		// nil tells spawn to restart with the user data on disk.
+		userData = []byte{}
 	}
 	proc, start, err := p.spawn(ctx, t, rec, bin, userData)
 	if err != nil {
@@ -291,7 +330,11 @@ func (p *Provider) StopInstance(ctx context.Context, req *providerv1.StopInstanc
 		}
 		return pids
 	}
-	if err := terminate(ctx, find, p.killGrace); err != nil {
+	grace := p.killGrace
+	if req.GetForce() {
+		grace = 0
+	}
+	if err := terminate(ctx, find, grace); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctxError(ctx, "stop instance "+id)
 		}
@@ -329,60 +372,6 @@ func (p *Provider) StartInstance(ctx context.Context, req *providerv1.StartInsta
 	return out, err
 }
 
-// ResizeInstance records new sizes for a stopped instance. Instances of
-// the local runtime are processes sharing this host: the sizes are what
-// the instance's metadata says it has, not limits (the docker runtime
-// applies them); the instance must still be stopped, as on a cloud, so
-// pilot's plan is the same everywhere.
-func (p *Provider) ResizeInstance(ctx context.Context, req *providerv1.ResizeInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
-	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
-		return nil, err
-	}
-	for _, f := range []struct {
-		name string
-		v    int32
-	}{{"cpu", req.GetCpu()}, {"memory_mib", req.GetMemoryMib()}, {"volume_gib", req.GetVolumeGib()}} {
-		if f.v < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "%s must be 0 (keep) or more, got %d", f.name, f.v)
-		}
-	}
-	var out *providerv1.Instance
-	err = p.update(ctx, cfg, func(t *tx) error {
-		in, ok := t.st.Instances[id]
-		if !ok {
-			return status.Errorf(codes.NotFound, "instance %s not found", id)
-		}
-		if v := req.GetVolumeGib(); v > 0 && v < in.VolumeGiB {
-			return status.Errorf(codes.InvalidArgument, "volume_gib %d is smaller than the volume's %d GiB; a volume never shrinks", v, in.VolumeGiB)
-		}
-		onlyVolume := req.GetCpu() == 0 && req.GetMemoryMib() == 0
-		if !onlyVolume && in.state() == providerv1.InstanceState_INSTANCE_STATE_RUNNING {
-			return status.Errorf(codes.FailedPrecondition, "instance %s is running; stop it before changing its cpu or memory (a volume grows online)", id)
-		}
-		if v := req.GetCpu(); v > 0 {
-			in.CPU = v
-		}
-		if v := req.GetMemoryMib(); v > 0 {
-			in.MemoryMiB = v
-		}
-		if v := req.GetVolumeGib(); v > 0 {
-			in.VolumeGiB = v
-		}
-		out = in.proto()
-		return t.save()
-	})
-	if err != nil {
-		return nil, err
-	}
-	p.log.Info("instance resized", "instance", id, "cpu", out.Cpu, "memory_mib", out.MemoryMib, "volume_gib", out.VolumeGib)
-	return out, nil
-}
-
 // Directories of an instance's own, besides data/ and root/: its HOME and
 // TMPDIR, so that what an app keeps there stays in the instance's
 // directory rather than in a directory other instances share.
@@ -417,10 +406,19 @@ func (p *Provider) spawn(ctx context.Context, t *tx, rec *instance, bin string, 
 	}
 	if p.iso == isolationUser && !restart {
 		// A former attempt's process may have left links in the
-		// directory for root to follow: start from nothing. Nothing of
-		// the instance runs (start looked for its processes).
-		if err := os.RemoveAll(dir); err != nil {
+		// directory for root to follow: start from nothing (but the
+		// data of a reused volume, already moved in). Nothing of the
+		// instance runs (start looked for its processes).
+		if err := removeAllBut(dir, keepIf(rec.ReusedVolume, rootDir)); err != nil {
 			return nil, 0, internal("run instance %s: %v", rec.ID, err)
+		}
+		if err := clearLinks(dir); err != nil {
+			return nil, 0, internal("run instance %s: %v", rec.ID, err)
+		}
+	}
+	if !restart && rec.ReusedVolume {
+		if err := attachVolume(cfg, rec); err != nil {
+			return nil, 0, internal("run instance %s: attach volume %s: %v", rec.ID, rec.VolumeID, err)
 		}
 	}
 	for _, d := range []string{dir, filepath.Join(dir, dataDir), filepath.Join(dir, rootDir), filepath.Join(dir, homeDir), filepath.Join(dir, tmpDir)} {
@@ -600,10 +598,11 @@ func (in *instance) proto() *providerv1.Instance {
 		Image:     in.Image,
 		State:     in.state(),
 		Labels:    maps.Clone(in.Labels),
-		Booted:    in.booted,
 		Cpu:       in.CPU,
 		MemoryMib: in.MemoryMiB,
 		VolumeGib: in.VolumeGiB,
+		VolumeId:  in.VolumeID,
+		Booted:    in.booted,
 	}
 }
 
@@ -699,10 +698,26 @@ func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteIns
 	}
 
 	err = p.update(ctx, cfg, func(t *tx) error {
+		in, ok := t.st.Instances[id]
+		if ok && req.GetKeepVolume() {
+			// Before the directory goes: the volume is saved detached
+			// first, so a crash in between leaves it, not the data, lost
+			// to nobody.
+			if err := t.detachVolume(in); err != nil {
+				return internal("delete instance %s: keep its volume: %v", id, err)
+			}
+			rec.VolumeID = in.VolumeID
+		} else if ok && in.ReusedVolume {
+			// A volume attached but never moved into place (no start
+			// yet) goes with the instance too.
+			if err := os.RemoveAll(cfg.volumeDir(in.VolumeID)); err != nil {
+				return internal("delete instance %s: remove its volume: %v", id, err)
+			}
+		}
 		if err := os.RemoveAll(cfg.instanceDir(id)); err != nil {
 			return internal("delete instance %s: remove directory: %v", id, err)
 		}
-		if _, ok := t.st.Instances[id]; !ok {
+		if !ok {
 			return nil
 		}
 		delete(t.st.Instances, id)
@@ -719,6 +734,7 @@ func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteIns
 			p.log.Warn("release instance user", "instance", id, "uid", rec.UID, "error", err)
 		}
 	}
-	p.log.Info("instance deleted", "instance", id, "network", rec.NetworkID, "address", rec.Address)
+	p.log.Info("instance deleted", "instance", id, "network", rec.NetworkID, "address", rec.Address,
+		"kept_volume", keepIf(req.GetKeepVolume(), rec.VolumeID))
 	return &providerv1.DeleteInstanceResponse{}, nil
 }

@@ -64,7 +64,9 @@ type Config struct {
 
 // Provider implements providerv1.ProviderServer with local processes.
 type Provider struct {
-	providerv1.UnimplementedProviderServer
+	// Base answers the calls of capabilities this provider does not
+	// declare (none today) with sdk.Unsupported.
+	sdk.Base
 
 	log       *slog.Logger
 	killGrace time.Duration
@@ -121,7 +123,11 @@ func (p *Provider) Info(context.Context, *providerv1.InfoRequest) (*providerv1.I
 			// Instances are processes on this host, which is pilot's.
 			sdk.CapRunsOnPilotHost,
 			sdk.CapStopStart,
+			// Resize only while stopped: nothing is enforced (see
+			// docs/providers.md), but pilot's flow is a cloud's.
 			sdk.CapResize,
+			sdk.CapVolumes,
+			sdk.CapSnapshots,
 			sdk.CapExclusiveHostDirPrefix + keyRootDir,
 			sdk.CapHostDirPrefix + keyBinDir,
 			sdk.CapHostDirPrefix + keyRangesDir,
@@ -248,6 +254,18 @@ func (c runtimeConfig) binary(name string) (string, error) {
 func (c runtimeConfig) instancesDir() string { return filepath.Join(c.root, "instances") }
 
 func (c runtimeConfig) instanceDir(id string) string { return filepath.Join(c.instancesDir(), id) }
+
+// volumesDir holds detached volumes, snapshotsDir the snapshots' archives;
+// both are the provider's alone (mode 0700): no instance reaches them.
+func (c runtimeConfig) volumesDir() string { return filepath.Join(c.root, "volumes") }
+
+func (c runtimeConfig) volumeDir(id string) string { return filepath.Join(c.volumesDir(), id) }
+
+func (c runtimeConfig) snapshotsDir() string { return filepath.Join(c.root, "snapshots") }
+
+func (c runtimeConfig) snapshotFile(id string) string {
+	return filepath.Join(c.snapshotsDir(), id+".tar.gz")
+}
 
 // required returns InvalidArgument naming field when v is empty.
 func required(field, v string) error {

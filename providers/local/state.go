@@ -30,6 +30,36 @@ type state struct {
 	// Deleted maps "network/<token>" and "instance/<token>" of deleted
 	// resources, so a late retry does not create them again.
 	Deleted map[string]tombstone `json:"deleted_tokens"`
+	// Volumes are the detached volumes (kept by DeleteInstance with
+	// keep_volume); an attached one is its instance's VolumeID.
+	Volumes   map[string]*volume   `json:"volumes,omitempty"`
+	Snapshots map[string]*snapshot `json:"snapshots,omitempty"`
+}
+
+// volume is a detached volume: the root/ of a deleted instance, kept as
+// root_dir/volumes/<id>.
+type volume struct {
+	ID      string    `json:"id"`
+	SizeGiB int32     `json:"size_gib,omitempty"`
+	Created time.Time `json:"created"`
+	// Instance is the deleted instance it came from.
+	Instance string `json:"instance"`
+}
+
+// snapshot is root_dir/snapshots/<id>.tar.gz, a copy of an instance's
+// volume.
+type snapshot struct {
+	ID         string    `json:"id"`
+	Token      string    `json:"idempotency_token"`
+	InstanceID string    `json:"instance_id"`
+	VolumeID   string    `json:"volume_id"`
+	Name       string    `json:"name"`
+	Created    time.Time `json:"created"`
+	SizeBytes  int64     `json:"size_bytes"`
+	// Ready is set once the archive is complete; a record without it is
+	// a creation a crash interrupted, which a retry with the token
+	// completes.
+	Ready bool `json:"ready"`
 }
 
 type network struct {
@@ -66,6 +96,13 @@ type instance struct {
 	// booted is set by the call that started the instance from nothing,
 	// for its answer (Instance.booted); never stored.
 	booted bool
+	// VolumeID names the instance's root/ as a volume (empty for an
+	// instance recorded before volumes existed: given one when needed).
+	VolumeID string `json:"volume_id,omitempty"`
+	// ReusedVolume says VolumeID was a detached volume the instance was
+	// asked to attach (RunInstance volume_id): until its first start
+	// moves root_dir/volumes/<VolumeID> into place, the data is there.
+	ReusedVolume bool `json:"reused_volume,omitempty"`
 }
 
 type tombstone struct {
@@ -75,6 +112,7 @@ type tombstone struct {
 
 func networkTokenKey(token string) string  { return "network/" + token }
 func instanceTokenKey(token string) string { return "instance/" + token }
+func snapshotTokenKey(token string) string { return "snapshot/" + token }
 
 // tx is one state transaction: the state as loaded under both locks.
 type tx struct {
@@ -132,6 +170,12 @@ func loadState(root string) (*state, error) {
 	}
 	if st.Deleted == nil {
 		st.Deleted = map[string]tombstone{}
+	}
+	if st.Volumes == nil {
+		st.Volumes = map[string]*volume{}
+	}
+	if st.Snapshots == nil {
+		st.Snapshots = map[string]*snapshot{}
 	}
 	return st, nil
 }
