@@ -995,6 +995,10 @@ type Node struct {
 	Cpu       int32 `protobuf:"varint,9,opt,name=cpu,proto3" json:"cpu,omitempty"`
 	MemoryMib int32 `protobuf:"varint,10,opt,name=memory_mib,json=memoryMib,proto3" json:"memory_mib,omitempty"`
 	VolumeGib int32 `protobuf:"varint,11,opt,name=volume_gib,json=volumeGib,proto3" json:"volume_gib,omitempty"`
+	// The provider volume holding the node's data (capability volumes):
+	// kept when the node's instance is replaced (recover), and attached to
+	// the new one.
+	VolumeId string `protobuf:"bytes,12,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
 	// When the reconcile loop last saw the node's drone connected.
 	SeenAt        *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=seen_at,json=seenAt,proto3" json:"seen_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1106,6 +1110,13 @@ func (x *Node) GetVolumeGib() int32 {
 		return x.VolumeGib
 	}
 	return 0
+}
+
+func (x *Node) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
 }
 
 func (x *Node) GetSeenAt() *timestamppb.Timestamp {
@@ -4592,7 +4603,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListRuntimesResponse\x124\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x18.hangar.pilot.v1.RuntimeR\bruntimes\"#\n" +
 	"\x11GetRuntimeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x88\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x9f\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -4608,8 +4619,9 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"memory_mib\x18\n" +
 	" \x01(\x05R\tmemoryMib\x12\x1d\n" +
 	"\n" +
-	"volume_gib\x18\v \x01(\x05R\tvolumeGib\x123\n" +
-	"\aseen_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x06seenAtJ\x04\b\f\x10\r\"\xbb\x05\n" +
+	"volume_gib\x18\v \x01(\x05R\tvolumeGib\x12\x1b\n" +
+	"\tvolume_id\x18\f \x01(\tR\bvolumeId\x123\n" +
+	"\aseen_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x06seenAt\"\xbb\x05\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +

@@ -14,6 +14,7 @@ import (
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/userdata"
 	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // The cluster's instances: run through the provider with each node's id as
@@ -64,6 +65,8 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 			UserData:         userdata.Encode(ud),
 			Labels:           map[string]string{"hangar/cluster": c.Id, "hangar/role": node.Role, "hangar/node": node.Id},
 		}
+		// A replacement gets the data the node had, where it was kept.
+		req.VolumeId = node.VolumeId
 		if role != nil {
 			req.Image = role.Container.Image
 			req.Cpu = int32(role.CPU)
@@ -75,7 +78,7 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 			return providerErr(fmt.Sprintf("run instance for node %s (role %s)", node.Id, node.Role), err)
 		}
 		if err := o.setNode(ctx, c.Id, node.Id, func(nd *pilotv1.Node) {
-			nd.InstanceId, nd.Address = inst.Id, inst.Address
+			nd.InstanceId, nd.Address, nd.VolumeId = inst.Id, inst.Address, inst.VolumeId
 		}); err != nil {
 			return err
 		}
@@ -107,11 +110,19 @@ func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c := tc.c
+	// A node whose instance is replaced keeps its data where the provider
+	// has volumes.
+	keep := false
+	if tc.in.Replace {
+		if info, err := tc.prov.Info(ctx, &providerv1.InfoRequest{}); err == nil {
+			keep = sdk.CapabilitiesOf(info).Volumes
+		}
+	}
 	for _, nd := range onlyNodes(c.Nodes, tc.in.NodeIds) {
 		if nd.InstanceId == "" {
 			continue
 		}
-		if _, err := tc.prov.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: tc.prt, InstanceId: nd.InstanceId}); err != nil {
+		if _, err := tc.prov.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: tc.prt, InstanceId: nd.InstanceId, KeepVolume: keep && nd.VolumeId != ""}); err != nil {
 			return providerErr(fmt.Sprintf("delete instance %s of node %s", nd.InstanceId, nd.Id), err)
 		}
 		if err := o.setNode(ctx, c.Id, nd.Id, func(x *pilotv1.Node) {
@@ -120,9 +131,12 @@ func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
 				// with a new token (the deleted one's is spent).
 				x.InstanceId, x.Address, x.Status = "", "", pilotv1.NodeStatus_NODE_STATUS_PENDING
 				x.Replacements++
+				if !keep {
+					x.VolumeId = ""
+				}
 				return
 			}
-			x.InstanceId, x.Status = "", pilotv1.NodeStatus_NODE_STATUS_DELETED
+			x.InstanceId, x.VolumeId, x.Status = "", "", pilotv1.NodeStatus_NODE_STATUS_DELETED
 		}); err != nil {
 			return err
 		}

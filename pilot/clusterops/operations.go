@@ -211,8 +211,9 @@ const KindRecover = "recover"
 
 // Recover accepts replacing the instances of nodes of cluster r.C: each is
 // deleted (if anything is left of it) and created anew, keeping the node's
-// id and server id, registered, given its confd files, and runs init and
-// start by order as a new node does.
+// id and server id (and, where the provider has volumes, its data),
+// registered, given its confd files, and runs init (unless its data was
+// kept) and start by order.
 func (l *Lifecycle) Recover(ctx context.Context, r OpRequest, nodes []string) (*pilotv1.ClusterJob, error) {
 	c := r.C
 	if err := l.busy(ctx, c); err != nil {
@@ -234,7 +235,19 @@ func (l *Lifecycle) Recover(ctx context.Context, r OpRequest, nodes []string) (*
 	if err != nil {
 		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
 	}
-	tasks := PlanRecover(c, spec, nodes)
+	// Where the provider keeps volumes, a node with one gets its data back
+	// on the new instance: it was initialised, so only start runs on it.
+	caps, err := l.capabilities(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var fresh []string
+	for _, nd := range c.Nodes {
+		if slices.Contains(nodes, nd.Id) && !(caps.Volumes && nd.VolumeId != "") {
+			fresh = append(fresh, nd.Id)
+		}
+	}
+	tasks := PlanRecover(c, spec, nodes, fresh)
 	if r.DryRun {
 		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindRecover, tasks)}, nil
 	}
@@ -247,8 +260,9 @@ func (l *Lifecycle) Recover(ctx context.Context, r OpRequest, nodes []string) (*
 	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
 }
 
-// PlanRecover replaces the instances of nodes.
-func PlanRecover(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, nodes []string) []*pilotv1.Task {
+// PlanRecover replaces the instances of nodes; init runs on those of
+// fresh (whose data is not kept), start on all.
+func PlanRecover(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, nodes, fresh []string) []*pilotv1.Task {
 	p := &planner{}
 	roles := rolesOfNodes(c, nodes)
 	p.add("delete-instances", taskDeleteInstances, fmt.Sprintf("delete what is left of %d instances", len(nodes)), &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes, Replace: true})
@@ -260,8 +274,12 @@ func PlanRecover(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, nodes []string) [
 	p.add("register", taskRegister, "register metadata with the new instances", &pilotv1.TaskInput{ClusterId: c.Id})
 	p.add("drones", taskWaitDrones, "wait for the new instances' drones", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
 	p.add("confd", taskDeliverConfd, "deliver confd templates to the new instances", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
-	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "pre", roles: roles, nodeIDs: nodes})
+	if len(fresh) > 0 {
+		p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "pre", roles: rolesOfNodes(c, fresh), nodeIDs: fresh})
+	}
 	p.serviceSteps(spec, c.Id, "start", stepSpec{roles: roles, nodeIDs: nodes})
-	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "post", roles: roles, nodeIDs: nodes})
+	if len(fresh) > 0 {
+		p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "post", roles: rolesOfNodes(c, fresh), nodeIDs: fresh})
+	}
 	return p.tasks
 }

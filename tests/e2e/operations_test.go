@@ -303,8 +303,9 @@ func TestCancelJob(t *testing.T) {
 }
 
 // TestRecoverLostNode kills every process of a node, as a lost machine
-// would, and recovers it: the node keeps its id and server id, gets a new
-// instance that runs init and start, and the others are untouched.
+// would, and recovers it: the node keeps its id, server id and data (its
+// volume), gets a new instance that runs start (it was initialised), and
+// the others are untouched.
 func TestRecoverLostNode(t *testing.T) {
 	p := startPilot(t)
 	createLocalRuntime(t, p)
@@ -331,8 +332,13 @@ func TestRecoverLostNode(t *testing.T) {
 	if back == nil || back.Id != lost.Id || back.InstanceId == "" || back.InstanceId == lost.InstanceId || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
 		t.Fatalf("after the recover: node %v, cluster %v (lost instance %s)\n%s", back, after.Status, lost.InstanceId, out)
 	}
-	if got := readTrace(p, back, "events.log"); got != "init\nstart\n" {
-		t.Errorf("the new instance ran %q, want init then start", got)
+	// The local runtime keeps volumes: the new instance has the node's
+	// data (its root), so it was not initialised again, only started.
+	if back.VolumeId == "" || back.VolumeId != lost.VolumeId {
+		t.Errorf("the node's volume %q is not the one it had (%q)", back.VolumeId, lost.VolumeId)
+	}
+	if got := readTrace(p, back, "events.log"); got != "init\nstart\nstart\n" {
+		t.Errorf("the new instance's events.log is %q; want its old data and one more start (no init)", got)
 	}
 	for _, sid := range []int32{1, 2} {
 		if got := readTrace(p, nodeBySid(after, sid), "events.log"); got != "init\nstart\n" {
