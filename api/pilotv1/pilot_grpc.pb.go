@@ -438,13 +438,15 @@ type ClusterServiceClient interface {
 	ResizeCluster(ctx context.Context, in *ResizeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// BackupCluster takes a backup as the package's backup_policy says:
 	// custom runs the app's backup service by order, with the backup's id
-	// (snapshot_id) in its JSON argument. (device, snapshots of the
-	// volumes, needs a provider with the snapshots capability.)
+	// (snapshot_id) in its JSON argument; device snapshots every node's
+	// volume (a provider with the snapshots capability).
 	BackupCluster(ctx context.Context, in *BackupClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// ListBackups lists a cluster's backups, newest first.
 	ListBackups(ctx context.Context, in *ListBackupsRequest, opts ...grpc.CallOption) (*ListBackupsResponse, error)
-	// RestoreCluster restores one of the cluster's backups in place: the
-	// app's restore service by order (or, without one, start by order).
+	// RestoreCluster restores one of the cluster's backups in place: for
+	// device, the nodes are stopped and their volumes restored from the
+	// snapshots first; then the app's restore service by order (or, without
+	// one, start by order).
 	RestoreCluster(ctx context.Context, in *RestoreClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// UpgradeCluster moves the cluster to another version of its app, one
 	// whose upgrade_policy lists the cluster's version, as its
@@ -671,13 +673,15 @@ type ClusterServiceServer interface {
 	ResizeCluster(context.Context, *ResizeClusterRequest) (*ClusterJob, error)
 	// BackupCluster takes a backup as the package's backup_policy says:
 	// custom runs the app's backup service by order, with the backup's id
-	// (snapshot_id) in its JSON argument. (device, snapshots of the
-	// volumes, needs a provider with the snapshots capability.)
+	// (snapshot_id) in its JSON argument; device snapshots every node's
+	// volume (a provider with the snapshots capability).
 	BackupCluster(context.Context, *BackupClusterRequest) (*ClusterJob, error)
 	// ListBackups lists a cluster's backups, newest first.
 	ListBackups(context.Context, *ListBackupsRequest) (*ListBackupsResponse, error)
-	// RestoreCluster restores one of the cluster's backups in place: the
-	// app's restore service by order (or, without one, start by order).
+	// RestoreCluster restores one of the cluster's backups in place: for
+	// device, the nodes are stopped and their volumes restored from the
+	// snapshots first; then the app's restore service by order (or, without
+	// one, start by order).
 	RestoreCluster(context.Context, *RestoreClusterRequest) (*ClusterJob, error)
 	// UpgradeCluster moves the cluster to another version of its app, one
 	// whose upgrade_policy lists the cluster's version, as its

@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/api/providerv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
+	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // Backups (APPCENTER-FORMAT §1.4, §4). With backup_policy custom the app
@@ -21,9 +25,12 @@ import (
 // without a restore service, start by order. The backup record is created
 // with its job and says whether it can be restored (its job succeeded).
 //
-// backup_policy device snapshots the nodes' volumes through the provider;
-// no runtime Hangar has today offers snapshots, so it is refused, naming
-// the capability, before anything changes.
+// backup_policy device snapshots every node's volume through the provider
+// (capability snapshots; elsewhere refused, naming it, before anything
+// changes), as they are (a running app's files, as after a power cut:
+// AppCenter's device backups are the same). Its restore stops the nodes
+// (stop by order, then the instances), puts each volume back from its
+// snapshot, starts the instances, and runs restore (or start) by order.
 
 // Job kinds.
 const (
@@ -44,15 +51,7 @@ func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params
 	if err != nil {
 		return nil, nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
 	}
-	if err := backupPolicy(spec, c); err != nil {
-		return nil, nil, err
-	}
-	roles, err := serviceRoles(spec, apppkg.SvcBackup, false, nil)
-	if err != nil {
-		return nil, nil, refuse(Invalid, "backup_policy is custom, but %v", err)
-	}
-	pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
-	if err != nil {
+	if err := l.backupPolicy(ctx, spec, c); err != nil {
 		return nil, nil, err
 	}
 	b := &pilotv1.Backup{Id: newID("bk-"), ClusterId: c.Id, Name: name, Policy: spec.BackupPolicy, AppVersion: c.AppVersion,
@@ -60,18 +59,33 @@ func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params
 	if b.Name == "" {
 		b.Name = b.Id
 	}
-	args := map[string]string{}
-	for _, role := range roles {
-		a, err := pkg.ServiceArgs(spec, role, apppkg.SvcBackup, params)
-		if err != nil {
-			return nil, nil, refuse(Invalid, "%v", err)
+	p := &planner{}
+	if spec.BackupPolicy == "device" {
+		if len(params) > 0 {
+			return nil, nil, refuse(Invalid, "params: a device backup (snapshots of the volumes) takes none")
 		}
-		if args[role], err = withSnapshotID(a, b.Id); err != nil {
+		p.add("snapshots", taskSnapshotVolumes, "snapshot every node's volume", &pilotv1.TaskInput{ClusterId: c.Id})
+	} else {
+		roles, err := serviceRoles(spec, apppkg.SvcBackup, false, nil)
+		if err != nil {
+			return nil, nil, refuse(Invalid, "backup_policy is custom, but %v", err)
+		}
+		pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
+		if err != nil {
 			return nil, nil, err
 		}
+		args := map[string]string{}
+		for _, role := range roles {
+			a, err := pkg.ServiceArgs(spec, role, apppkg.SvcBackup, params)
+			if err != nil {
+				return nil, nil, refuse(Invalid, "%v", err)
+			}
+			if args[role], err = withSnapshotID(a, b.Id); err != nil {
+				return nil, nil, err
+			}
+		}
+		p.serviceSteps(spec, c.Id, apppkg.SvcBackup, stepSpec{roles: roles, args: args})
 	}
-	p := &planner{}
-	p.serviceSteps(spec, c.Id, apppkg.SvcBackup, stepSpec{roles: roles, args: args})
 	for _, t := range p.tasks {
 		t.Input.BackupId = b.Id
 	}
@@ -91,14 +105,17 @@ func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params
 
 func newBackup() *pilotv1.Backup { return &pilotv1.Backup{} }
 
-// backupPolicy refuses a backup or restore the package does not provide
-// for.
-func backupPolicy(spec *apppkg.ClusterSpec, c *pilotv1.Cluster) error {
+// backupPolicy refuses a backup or restore the package, or the runtime's
+// provider, does not provide for.
+func (l *Lifecycle) backupPolicy(ctx context.Context, spec *apppkg.ClusterSpec, c *pilotv1.Cluster) error {
 	switch spec.BackupPolicy {
 	case "custom":
 		return nil
 	case "device":
-		return refuse(Precondition, "backup_policy is device (snapshots of the volumes), and the provider of runtime %s lacks capability %q; no runtime Hangar has today offers it", c.Runtime, "snapshots")
+		if err := l.requireCapability(ctx, c, "a device backup or restore (backup_policy device)", sdk.CapSnapshots, func(cp sdk.Capabilities) bool { return cp.Snapshots }); err != nil {
+			return err
+		}
+		return l.requireStopStart(ctx, c, "a device restore")
 	default:
 		return refuse(Precondition, "%s %s declares no backup_policy (custom or device) in its cluster.json, so it cannot be backed up", c.App, c.AppVersion)
 	}
@@ -152,10 +169,19 @@ func (l *Lifecycle) Restore(ctx context.Context, r OpRequest, id string) (*pilot
 	if err != nil {
 		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
 	}
-	if err := backupPolicy(spec, c); err != nil {
+	if err := l.backupPolicy(ctx, spec, c); err != nil {
 		return nil, err
 	}
 	p := &planner{}
+	if b.Policy == "device" {
+		in := func() *pilotv1.TaskInput { return &pilotv1.TaskInput{ClusterId: c.Id, BackupId: b.Id} }
+		p.serviceSteps(spec, c.Id, "stop", stepSpec{})
+		p.add("stop-instances", taskStopInstances, "stop the instances", in())
+		p.add("restore-volumes", taskRestoreVolumes, "put every node's volume back from its snapshot", in())
+		p.add("start-instances", taskStartInstances, "start the instances", in())
+		p.add("drones", taskWaitDrones, "wait for every drone to connect", in())
+		p.add("confd", taskDeliverConfd, "deliver confd templates and render", in())
+	}
 	if roles, err := serviceRoles(spec, apppkg.SvcRestore, false, nil); err == nil {
 		args := map[string]string{}
 		for _, role := range roles {
@@ -199,4 +225,74 @@ func (o *Ops) finishBackup(ctx context.Context, j *pilotv1.Job) error {
 		return nil
 	})
 	return ignoreNotFound(err)
+}
+
+// Task kinds of device backups.
+const (
+	taskSnapshotVolumes = "snapshot_volumes"
+	taskRestoreVolumes  = "restore_volumes"
+)
+
+// snapshotVolumes snapshots each node's volume and records the snapshots
+// in the backup (the token makes a retry find the snapshot it made).
+func (o *Ops) snapshotVolumes(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, needProvider)
+	if err != nil {
+		return err
+	}
+	c, id := tc.c, tc.in.BackupId
+	var mu sync.Mutex
+	snaps := map[string]string{}
+	err = forEachNode(ctx, agentInstances(c), func(ctx context.Context, nd *pilotv1.Node) error {
+		sn, err := tc.prov.CreateSnapshot(ctx, &providerv1.CreateSnapshotRequest{Runtime: tc.prt, IdempotencyToken: id + "." + nd.Id, InstanceId: nd.InstanceId, Name: id + "/" + nd.Id})
+		if err != nil {
+			return providerErr(fmt.Sprintf("snapshot the volume of node %s", nd.Id), err)
+		}
+		mu.Lock()
+		snaps[nd.Id] = sn.Id
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = store.Update(ctx, o.cfg.Store, store.BackupKey(c.Id, id), newBackup, func(b *pilotv1.Backup) error {
+		b.Snapshots = snaps
+		return nil
+	})
+	return err
+}
+
+// restoreVolumes puts each node's volume back from the backup's snapshot.
+func (o *Ops) restoreVolumes(ctx context.Context, t *jobs.Task) error {
+	tc, err := o.load(ctx, t, needProvider)
+	if err != nil {
+		return err
+	}
+	c := tc.c
+	b := &pilotv1.Backup{}
+	if _, err := o.cfg.Store.Get(ctx, store.BackupKey(c.Id, tc.in.BackupId), b); err != nil {
+		return fmt.Errorf("backup %s: %w", tc.in.BackupId, err)
+	}
+	return forEachNode(ctx, agentInstances(c), func(ctx context.Context, nd *pilotv1.Node) error {
+		snap, ok := b.Snapshots[nd.Id]
+		if !ok {
+			return fmt.Errorf("node %s: backup %s holds no snapshot of it (the node was added after the backup)", nd.Id, b.Id)
+		}
+		if _, err := tc.prov.RestoreSnapshot(ctx, &providerv1.RestoreSnapshotRequest{Runtime: tc.prt, IdempotencyToken: t.Job.Id + "." + nd.Id, InstanceId: nd.InstanceId, SnapshotId: snap}); err != nil {
+			return providerErr(fmt.Sprintf("restore the volume of node %s from snapshot %s", nd.Id, snap), err)
+		}
+		return nil
+	})
+}
+
+// agentInstances are the nodes that have an instance.
+func agentInstances(c *pilotv1.Cluster) []*pilotv1.Node {
+	var out []*pilotv1.Node
+	for _, nd := range c.Nodes {
+		if nd.InstanceId != "" {
+			out = append(out, nd)
+		}
+	}
+	return out
 }

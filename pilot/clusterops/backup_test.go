@@ -68,3 +68,27 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatalf("backup of kv: %v", err)
 	}
 }
+
+// A device backup needs a provider with snapshots: refused, naming the
+// capability, before anything changes.
+func TestDeviceBackupNeedsSnapshots(t *testing.T) {
+	h, _ := opsappHarness(t)
+	h.push(t, copyDir(t, "../../tests/e2e/testdata/opsapp", "1.0.2", func(s string) string {
+		return strings.Replace(s, `"backup_policy": "custom"`, `"backup_policy": "device"`, 1)
+	}))
+	cr, err := h.life.Create(context.Background(), CreateRequest{Tenant: harnessTenant, App: "opsapp", AppVersion: "1.0.2", Runtime: harnessRuntime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.runJob(t, cr.Job)
+	h.prov.mu.Lock()
+	h.prov.caps = []string{"stop_start"}
+	h.prov.mu.Unlock()
+	c, _ := h.cluster(t, cr.Cluster.Id)
+	if _, _, err := h.life.Backup(context.Background(), h.op(t, c.Id), "", nil); err == nil || !strings.Contains(err.Error(), `lacks capability "snapshots"`) {
+		t.Fatalf("device backup without snapshots: %v", err)
+	}
+	if after, _ := h.cluster(t, c.Id); after.JobId != c.JobId {
+		t.Fatal("a refused backup started a job")
+	}
+}

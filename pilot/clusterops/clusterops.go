@@ -142,6 +142,8 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 		taskStopInstances:   o.stopInstances,
 		taskStartInstances:  o.startInstances,
 		taskResizeInstances: o.resizeInstances,
+		taskSnapshotVolumes: o.snapshotVolumes,
+		taskRestoreVolumes:  o.restoreVolumes,
 	}
 }
 
@@ -162,7 +164,7 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 		KindStartNodes: o.finishPower,
 		KindResize:     o.finishPower,
 		KindBackup:     o.finishBackup,
-		KindRestore:    o.finishUpdate,
+		KindRestore:    o.finishPower,
 	}
 }
 

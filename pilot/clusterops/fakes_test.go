@@ -46,11 +46,15 @@ type fakeProvider struct {
 	creates     map[string]int                  // method → calls that created something
 	deletes     map[string]int                  // method → calls that deleted something
 	lastAddress int
+	caps        []string
+	snapshots   map[string]string // idempotency token → snapshot id
+	restores    map[string]int    // instance id → volumes restored
 }
 
 func newFakeProvider() *fakeProvider {
 	return &fakeProvider{networks: map[string]*providerv1.Network{}, instances: map[string]*providerv1.Instance{},
-		byToken: map[string]string{}, creates: map[string]int{}, deletes: map[string]int{}}
+		byToken: map[string]string{}, creates: map[string]int{}, deletes: map[string]int{},
+		caps: []string{"stop_start", "resize", "snapshots"}, snapshots: map[string]string{}, restores: map[string]int{}}
 }
 
 func (p *fakeProvider) Get(_ context.Context, name string) (providerv1.ProviderClient, error) {
@@ -115,7 +119,7 @@ func (p *fakeProvider) DeleteInstance(_ context.Context, req *providerv1.DeleteI
 }
 
 func (p *fakeProvider) Info(context.Context, *providerv1.InfoRequest, ...grpc.CallOption) (*providerv1.InfoResponse, error) {
-	return &providerv1.InfoResponse{Name: "fake", Version: "1", Capabilities: []string{"stop_start", "resize"}}, nil
+	return &providerv1.InfoResponse{Name: "fake", Version: "1", Capabilities: p.caps}, nil
 }
 
 func (p *fakeProvider) GetInstance(_ context.Context, req *providerv1.GetInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
@@ -153,6 +157,32 @@ func (p *fakeProvider) ResizeInstance(_ context.Context, req *providerv1.ResizeI
 	if req.MemoryMib > 0 {
 		in.MemoryMib = req.MemoryMib
 	}
+	return proto.Clone(in).(*providerv1.Instance), nil
+}
+
+func (p *fakeProvider) CreateSnapshot(_ context.Context, req *providerv1.CreateSnapshotRequest, _ ...grpc.CallOption) (*providerv1.Snapshot, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.instances[req.InstanceId] == nil {
+		return nil, status.Errorf(codes.NotFound, "instance %s", req.InstanceId)
+	}
+	if _, ok := p.snapshots[req.IdempotencyToken]; !ok {
+		p.snapshots[req.IdempotencyToken] = fmt.Sprintf("snap-%d", len(p.snapshots)+1)
+	}
+	return &providerv1.Snapshot{Id: p.snapshots[req.IdempotencyToken], InstanceId: req.InstanceId}, nil
+}
+
+func (p *fakeProvider) RestoreSnapshot(_ context.Context, req *providerv1.RestoreSnapshotRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in := p.instances[req.InstanceId]
+	if in == nil {
+		return nil, status.Errorf(codes.NotFound, "instance %s", req.InstanceId)
+	}
+	if in.State == providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		return nil, status.Errorf(codes.FailedPrecondition, "instance %s is running", req.InstanceId)
+	}
+	p.restores[req.InstanceId]++
 	return proto.Clone(in).(*providerv1.Instance), nil
 }
 
@@ -390,7 +420,7 @@ func newOpsHarnessWith(t *testing.T, dir string) *opsHarness {
 	h.ops = New(Config{Store: st, Packages: h.pkgs, Frontgates: h.fg, Providers: h.prov, PilotAddress: "127.0.0.1:7400",
 		CommandKey: priv, Tokens: h.drones, DroneKeys: h.drones, CAPEM: []byte("ca"), Box: h.pkgs.Box, DroneWait: 5 * time.Second})
 	engine := jobs.New(jobs.Config{Store: st, Handlers: h.ops.Handlers(), Finalizers: h.ops.Finalizers()})
-	h.life = NewLifecycle(LifecycleConfig{Store: st, Packages: h.pkgs, Jobs: engine})
+	h.life = NewLifecycle(LifecycleConfig{Store: st, Packages: h.pkgs, Jobs: engine, Providers: h.prov})
 
 	ctx := context.Background()
 	if err := st.Create(ctx, store.RuntimeKey(harnessTenant, harnessRuntime), &pilotv1.Runtime{Id: harnessRuntime, Provider: "fake", Tenant: harnessTenant}); err != nil {

@@ -114,6 +114,31 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 				}
 			}
 		},
+		taskSnapshotVolumes: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
+			b := &pilotv1.Backup{}
+			if _, err := h.st.Get(ctx, store.BackupKey(id, task.Input.BackupId), b); err != nil {
+				t.Fatal(err)
+			}
+			c, _ := h.cluster(t, id)
+			if len(b.Snapshots) != len(c.Nodes) {
+				t.Errorf("backup holds %d snapshots for %d nodes", len(b.Snapshots), len(c.Nodes))
+			}
+			h.prov.mu.Lock()
+			defer h.prov.mu.Unlock()
+			if len(h.prov.snapshots) != len(c.Nodes) {
+				t.Errorf("the provider made %d snapshots for %d nodes", len(h.prov.snapshots), len(c.Nodes))
+			}
+		},
+		taskRestoreVolumes: func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			h.prov.mu.Lock()
+			defer h.prov.mu.Unlock()
+			for _, nd := range c.Nodes {
+				if n := h.prov.restores[nd.InstanceId]; n != 2 {
+					t.Errorf("node %s: volume restored %d times by two runs, want 2 (a restore repeats harmlessly)", nd.Id, n)
+				}
+			}
+		},
 		taskStopInstances: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
 			h.checkPower(t, id, task.Input.NodeIds, providerv1.InstanceState_INSTANCE_STATE_STOPPED, pilotv1.NodeStatus_NODE_STATUS_STOPPED)
 		},
@@ -339,7 +364,7 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	// Upgrade to a copy of the package that takes upgrades from it.
 	kvDir := filepath.Join("..", "..", "examples", "kv")
 	h.push(t, copyDir(t, kvDir, "1.0.1", func(s string) string {
-		return strings.Replace(s, "{\n", "{\n  \"upgrade_policy\": [\"1.0.0\"],\n", 1)
+		return strings.Replace(s, "{\n", "{\n  \"upgrade_policy\": [\"1.0.0\"],\n  \"backup_policy\": \"device\",\n", 1)
 	}))
 	c, rev = h.cluster(t, id)
 	up, err := h.life.Upgrade(ctx, OpRequest{C: c, Rev: rev}, "1.0.1")
@@ -348,6 +373,22 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	}
 	runTwice(up.Job)
 	h.finish(t, up.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+
+	// A device backup, restored.
+	c, rev = h.cluster(t, id)
+	bk, _, err := h.life.Backup(ctx, OpRequest{C: c, Rev: rev}, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(bk.Job)
+	h.finish(t, bk.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	c, rev = h.cluster(t, id)
+	rs, err := h.life.Restore(ctx, OpRequest{C: c, Rev: rev}, bk.Job.Tasks[0].Input.BackupId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(rs.Job)
+	h.finish(t, rs.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
 
 	c, rev = h.cluster(t, id)
 	networkID = c.NetworkId

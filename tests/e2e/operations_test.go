@@ -566,3 +566,57 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Fatalf("restore of an unknown backup: %v\n%s", err, out)
 	}
 }
+
+// TestDeviceBackup backs a cluster up with backup_policy device (the local
+// runtime snapshots the instances' volumes) and restores it: the nodes
+// are stopped, their volumes put back as they were at the backup, and the
+// app's restore runs by order.
+func TestDeviceBackup(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "tests/e2e/testdata/opsapp/cluster.json.mustache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := copyPackage(t, "tests/e2e/testdata/opsapp", map[string]string{
+		"cluster.json.mustache": strings.Replace(string(src), `"backup_policy": "custom"`, `"backup_policy": "device"`, 1),
+	})
+	p.mustHangar("app", "push", dir)
+	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "1"})
+	mustSucceed(t, job)
+	lead := nodeBySid(c, 1)
+	data := filepath.Join(p.instanceRoot(lead.InstanceId), "data.txt")
+	if err := os.WriteFile(data, []byte("before"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	p.mustHangar("cluster", "backup", c.Id, "--wait")
+	var list pilotv1.ListBackupsResponse
+	if err := protojson.Unmarshal([]byte(p.mustHangar("cluster", "backups", c.Id, "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Backups) != 1 || list.Backups[0].Policy != "device" || len(list.Backups[0].Snapshots) != 2 {
+		t.Fatalf("backups: %v; want one device backup with a snapshot per node", list.Backups)
+	}
+	bk := list.Backups[0].Id
+	if err := os.WriteFile(data, []byte("after"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan := p.mustHangar("cluster", "restore", c.Id, "--backup", bk, "--dry-run")
+	for _, want := range []string{"stop on role", "stop the instances", "put every node's volume back", "restore on role lead (order 1)"} {
+		if !strings.Contains(plan, want) {
+			t.Fatalf("restore plan lacks %q:\n%s", want, plan)
+		}
+	}
+	p.mustHangar("cluster", "restore", c.Id, "--backup", bk, "--wait")
+	if b, _ := os.ReadFile(data); string(b) != "before" {
+		t.Fatalf("after the restore data.txt holds %q, want the backup's %q", b, "before")
+	}
+	after := p.cluster(c.Id)
+	if after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after the restore: %v", after.Status)
+	}
+	if got := readTrace(p, lead, "backups.log"); got != `restore {"snapshot_id":"`+bk+`"}`+"\n" {
+		t.Fatalf("the lead's restore got %q", got)
+	}
+}
