@@ -39,7 +39,7 @@ import (
 //	HANGAR_CRASH_RUNS  runs in all, spread over the ops (default 25)
 //	HANGAR_CRASH_SEED  replay this one seed
 //	HANGAR_CRASH_OP    only this op (create, scale-out, scale-in, restart,
-//	                   delete)
+//	                   upgrade, delete)
 //	HANGAR_CRASH_STRICT=1  a job that a crash made fail (FAILED or
 //	                   CANCELLED, with a reason) fails the run too
 
@@ -71,7 +71,7 @@ var crashOps = []crashOp{
 		name: "create",
 		run: func(t *testing.T, p *pilot, rng *rand.Rand, _ *pilotv1.Cluster) (string, string, map[string]int) {
 			members := 1 + rng.IntN(3) // 2–4 nodes
-			r, err := p.clusters.CreateCluster(context.Background(), &pilotv1.CreateClusterRequest{App: crashApp, Runtime: "local",
+			r, err := p.clusters.CreateCluster(context.Background(), &pilotv1.CreateClusterRequest{App: crashApp, AppVersion: "1.0.0", Runtime: "local",
 				Params: map[string]string{"cluster.member.count": strconv.Itoa(members)}})
 			if err != nil {
 				t.Fatalf("create: %v", err)
@@ -158,6 +158,27 @@ var crashOps = []crashOp{
 		},
 	},
 	{
+		name: "upgrade",
+		setup: func(t *testing.T, p *pilot, rng *rand.Rand) *pilotv1.Cluster {
+			return crashSetupCluster(t, p, 1+rng.IntN(3))
+		},
+		run: func(t *testing.T, p *pilot, rng *rand.Rand, before *pilotv1.Cluster) (string, string, map[string]int) {
+			r, err := p.clusters.UpgradeCluster(context.Background(), &pilotv1.UpgradeClusterRequest{Id: before.Id, AppVersion: "2.0.0"})
+			if err != nil {
+				t.Fatalf("upgrade: %v", err)
+			}
+			t.Logf("upgrade %d nodes to 2.0.0: job %s", len(before.Nodes), r.Job.Id)
+			return before.Id, r.Job.Id, map[string]int{"lead": 1, "member": len(byRole(before, "member"))}
+		},
+		traces: func(before, _ *pilotv1.Cluster) map[string]map[string]int {
+			out := map[string]map[string]int{}
+			for _, n := range before.Nodes {
+				out[n.InstanceId] = map[string]int{"stop": 1, "upgrade": 1, "start": 1}
+			}
+			return out
+		},
+	},
+	{
 		name: "delete",
 		setup: func(t *testing.T, p *pilot, rng *rand.Rand) *pilotv1.Cluster {
 			return crashSetupCluster(t, p, 1+rng.IntN(3))
@@ -184,9 +205,30 @@ var crashOps = []crashOp{
 	},
 }
 
+// crashAppV2 is crashapp's version 2.0.0, which takes upgrades from
+// 1.0.0 and has an upgrade service leaving its trace.
+func crashAppV2(t *testing.T) string {
+	t.Helper()
+	dir := "tests/e2e/testdata/" + crashApp
+	cj, err := os.ReadFile(filepath.Join(repoRoot(t), dir, "cluster.json.mustache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pj, err := os.ReadFile(filepath.Join(repoRoot(t), dir, "package.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgrade := `"upgrade": {"cmd": "echo upgrade >> \"${HANGAR_ROOT%/instances/*}/traces/$HANGAR_INSTANCE_ID\"", "order": 1, "timeout": 30},
+        "restart": {`
+	return copyPackage(t, dir, map[string]string{
+		"cluster.json.mustache": strings.NewReplacer(`"vxnet": "",`, `"vxnet": "", "upgrade_policy": ["1.0.0"],`, `"restart": {`, upgrade).Replace(string(cj)),
+		"package.json":          strings.Replace(string(pj), `"version": "1.0.0"`, `"version": "2.0.0"`, 1),
+	})
+}
+
 func crashSetupCluster(t *testing.T, p *pilot, members int) *pilotv1.Cluster {
 	t.Helper()
-	c, job := createCluster(t, p, crashApp, map[string]string{"cluster.member.count": strconv.Itoa(members)})
+	c, job := createCluster(t, p, crashApp+"@1.0.0", map[string]string{"cluster.member.count": strconv.Itoa(members)})
 	mustSucceed(t, job)
 	return c
 }
@@ -293,6 +335,7 @@ func TestCrashPilotDuringOperations(t *testing.T) {
 				p := startPilot(t)
 				createLocalRuntime(t, p)
 				p.mustHangar("app", "push", "tests/e2e/testdata/"+crashApp)
+				p.mustHangar("app", "push", crashAppV2(t))
 				ct := newCrashTraces(t, p)
 				for _, seed := range seeds {
 					if !t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { crashRun(t, p, ct, op, seed) }) {

@@ -33,11 +33,14 @@ func createLocalRuntime(t testing.TB, p *pilot) {
 	}
 }
 
+// createCluster creates a cluster of app ("name", or "name@version" for
+// another version than the newest) and waits for its job.
 func createCluster(t testing.TB, p *pilot, app string, params map[string]string) (*pilotv1.Cluster, *pilotv1.Job) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: app, Runtime: "local", Params: params})
+	name, version, _ := strings.Cut(app, "@")
+	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: name, AppVersion: version, Runtime: "local", Params: params})
 	if err != nil {
 		t.Fatalf("create cluster of %s: %v", app, err)
 	}
