@@ -999,8 +999,9 @@ type Node struct {
 	// kept when the node's instance is replaced (recover), and attached to
 	// the new one.
 	VolumeId string `protobuf:"bytes,12,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
-	// When the reconcile loop last saw the node's drone connected.
-	SeenAt        *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=seen_at,json=seenAt,proto3" json:"seen_at,omitempty"`
+	// What the role's custom_metadata command printed on it (its stdout,
+	// trimmed), published as /host/token.
+	Token         string `protobuf:"bytes,14,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1119,11 +1120,11 @@ func (x *Node) GetVolumeId() string {
 	return ""
 }
 
-func (x *Node) GetSeenAt() *timestamppb.Timestamp {
+func (x *Node) GetToken() string {
 	if x != nil {
-		return x.SeenAt
+		return x.Token
 	}
-	return nil
+	return ""
 }
 
 type Cluster struct {
@@ -4612,7 +4613,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListRuntimesResponse\x124\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x18.hangar.pilot.v1.RuntimeR\bruntimes\"#\n" +
 	"\x11GetRuntimeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x9f\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x86\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -4629,8 +4630,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	" \x01(\x05R\tmemoryMib\x12\x1d\n" +
 	"\n" +
 	"volume_gib\x18\v \x01(\x05R\tvolumeGib\x12\x1b\n" +
-	"\tvolume_id\x18\f \x01(\tR\bvolumeId\x123\n" +
-	"\aseen_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x06seenAt\"\xbb\x05\n" +
+	"\tvolume_id\x18\f \x01(\tR\bvolumeId\x12\x14\n" +
+	"\x05token\x18\x0e \x01(\tR\x05tokenJ\x04\b\r\x10\x0e\"\xbb\x05\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -5133,125 +5134,124 @@ var file_pilot_v1_pilot_proto_depIdxs = []int32{
 	71, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	11, // 6: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,  // 7: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	79, // 8: hangar.pilot.v1.Node.seen_at:type_name -> google.protobuf.Timestamp
-	0,  // 9: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	72, // 10: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
-	16, // 11: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	79, // 12: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	18, // 13: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	73, // 14: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	17, // 15: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	43, // 16: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	17, // 17: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	74, // 18: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	75, // 19: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	79, // 20: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 21: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	76, // 22: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
-	30, // 23: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	77, // 24: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	80, // 25: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	79, // 26: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	79, // 27: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	78, // 28: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	4,  // 29: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	79, // 30: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	79, // 31: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	40, // 32: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	41, // 33: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	3,  // 34: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	42, // 35: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	79, // 36: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	79, // 37: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	43, // 38: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	50, // 39: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	40, // 40: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	5,  // 41: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	79, // 42: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 43: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	53, // 44: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	53, // 45: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	79, // 46: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	61, // 47: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	79, // 48: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	66, // 49: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	6,  // 50: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	8,  // 51: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	10, // 52: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	12, // 53: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	13, // 54: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	15, // 55: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	19, // 56: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	21, // 57: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	23, // 58: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	24, // 59: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	25, // 60: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	26, // 61: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	37, // 62: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
-	38, // 63: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	39, // 64: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	27, // 65: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
-	28, // 66: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
-	34, // 67: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
-	29, // 68: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
-	31, // 69: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
-	33, // 70: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
-	35, // 71: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
-	36, // 72: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	54, // 73: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	56, // 74: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	58, // 75: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	60, // 76: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	62, // 77: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	64, // 78: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	67, // 79: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	81, // 80: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	44, // 81: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	45, // 82: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	47, // 83: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	48, // 84: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	51, // 85: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	7,  // 86: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	9,  // 87: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	7,  // 88: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	11, // 89: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	14, // 90: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	11, // 91: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	20, // 92: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	22, // 93: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	17, // 94: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	20, // 95: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 96: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 97: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 98: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 99: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 100: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 101: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 102: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 103: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 104: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32, // 105: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	20, // 106: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 107: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 108: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	55, // 109: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	57, // 110: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	59, // 111: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	53, // 112: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	63, // 113: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	65, // 114: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	68, // 115: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	82, // 116: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	43, // 117: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	46, // 118: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	43, // 119: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	49, // 120: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	43, // 121: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	86, // [86:122] is the sub-list for method output_type
-	50, // [50:86] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	0,  // 8: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
+	72, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	16, // 10: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
+	79, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	18, // 12: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	73, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	17, // 14: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	43, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	17, // 16: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	74, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	75, // 18: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	79, // 19: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 20: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
+	76, // 21: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	30, // 22: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
+	77, // 23: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	80, // 24: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	79, // 25: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	79, // 26: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	78, // 27: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	4,  // 28: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	79, // 29: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	79, // 30: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	40, // 31: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	41, // 32: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	3,  // 33: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	42, // 34: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	79, // 35: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	79, // 36: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	43, // 37: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	50, // 38: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	40, // 39: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	5,  // 40: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	79, // 41: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 42: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	53, // 43: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	53, // 44: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	79, // 45: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	61, // 46: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	79, // 47: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	66, // 48: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	6,  // 49: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	8,  // 50: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	10, // 51: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	12, // 52: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	13, // 53: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	15, // 54: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	19, // 55: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	21, // 56: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	23, // 57: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	24, // 58: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	25, // 59: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	26, // 60: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
+	37, // 61: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	38, // 62: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	39, // 63: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	27, // 64: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	28, // 65: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	34, // 66: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
+	29, // 67: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
+	31, // 68: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
+	33, // 69: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
+	35, // 70: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	36, // 71: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	54, // 72: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	56, // 73: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	58, // 74: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	60, // 75: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	62, // 76: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	64, // 77: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	67, // 78: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	81, // 79: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	44, // 80: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	45, // 81: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	47, // 82: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	48, // 83: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	51, // 84: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	7,  // 85: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	9,  // 86: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	7,  // 87: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	11, // 88: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	14, // 89: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	11, // 90: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	20, // 91: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	22, // 92: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	17, // 93: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	20, // 94: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 95: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 96: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 97: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 98: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 99: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 100: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 101: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 102: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 103: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	32, // 104: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	20, // 105: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 106: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 107: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	55, // 108: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	57, // 109: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	59, // 110: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	53, // 111: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	63, // 112: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	65, // 113: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	68, // 114: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	82, // 115: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	43, // 116: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	46, // 117: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	43, // 118: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	49, // 119: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	43, // 120: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	85, // [85:121] is the sub-list for method output_type
+	49, // [49:85] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }

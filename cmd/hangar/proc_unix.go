@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/hangarhq/hangar/internal/procstat"
 )
 
 // startDetached starts bin in its own session, with stdin from /dev/null and
@@ -52,9 +54,13 @@ func childExited(pid int) (bool, string) {
 }
 
 // processAlive reports whether pid runs. Our own exited child is reaped
-// first: until then it would still count as alive (a zombie).
+// first, and a zombie some other parent has not reaped yet (a crashed
+// pilot whose parent is a slow init) does not count: it runs nothing.
 func processAlive(pid int) bool {
 	if exited, _ := childExited(pid); exited {
+		return false
+	}
+	if state, _, err := procstat.Stat(pid); err == nil && (state == 'Z' || state == 'X') {
 		return false
 	}
 	err := syscall.Kill(pid, 0)

@@ -153,9 +153,9 @@ type NodeSpec struct {
 
 	Replica               int                   `json:"replica" hangar:"notyet"`
 	Passphraseless        string                `json:"passphraseless" hangar:"notyet"`
-	VerticalScalingPolicy string                `json:"vertical_scaling_policy" hangar:"notyet"`
+	VerticalScalingPolicy string                `json:"vertical_scaling_policy"`
 	UserAccess            bool                  `json:"user_access" hangar:"notyet"`
-	CustomMetadata        *CustomMetadata       `json:"custom_metadata" hangar:"notyet"`
+	CustomMetadata        *CustomMetadata       `json:"custom_metadata"`
 	ReservedIPs           map[string]ReservedIP `json:"reserved_ips" hangar:"notyet"`
 	EIPClass              json.RawMessage       `json:"eip_class" hangar:"notyet"`
 	ExtraQuota            json.RawMessage       `json:"extra_quota" hangar:"notyet"`

@@ -35,6 +35,7 @@ const grpcOverheadBytes = 512 * 1024
 type Config struct {
 	// Name of the member (default "default").
 	Name string
+
 	// DataDir holds the member's data; created when missing.
 	DataDir string
 	// ClientURL is where clients connect, e.g. http://127.0.0.1:0, or
@@ -84,7 +85,9 @@ type Config struct {
 	// fills its disk. Watchers resuming from a compacted revision are told
 	// so and re-read (as the drone's metadata view does).
 	CompactionRetention time.Duration
-	Logger              *slog.Logger
+	// Logger gets what etcd is doing, and etcd's own warnings and errors,
+	// among them why it stops (nil: nothing is logged).
+	Logger *slog.Logger
 }
 
 // DefaultCompactionRetention is the history kept when Config leaves it
@@ -180,7 +183,7 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		}
 		cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, accessGuard{full: c.FullAccessCNs}.serverOptions()...)
 	}
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(c.Logger))
 	cfg.LogLevel = "error"
 
 	e, err := embed.StartEtcd(cfg)

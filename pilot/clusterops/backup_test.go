@@ -92,3 +92,37 @@ func TestDeviceBackupNeedsSnapshots(t *testing.T) {
 		t.Fatal("a refused backup started a job")
 	}
 }
+
+// custom_metadata runs after init on the roles that have it; what it
+// printed is the node's token, in its record and in the metadata before
+// start runs.
+func TestCustomMetadata(t *testing.T) {
+	h, c := opsappHarness(t)
+	h.fg.mu.Lock()
+	tree := h.fg.metadata[c.Id]
+	h.fg.mu.Unlock()
+	for _, nd := range c.Nodes {
+		key := "hosts/" + nd.Role + "/" + nd.InstanceId + "/token"
+		switch nd.Role {
+		case "member":
+			// The fake drone answers "ran <cmd>".
+			if !strings.Contains(nd.Token, "key-of-") || tree[key] != nd.Token {
+				t.Errorf("member %s: token %q, metadata %q", nd.Id, nd.Token, tree[key])
+			}
+		default:
+			if nd.Token != "" || tree[key] != "" {
+				t.Errorf("lead %s has a token %q (metadata %q) without custom_metadata", nd.Id, nd.Token, tree[key])
+			}
+		}
+	}
+	// Its step comes after init and before start.
+	r := h.create(t, nil)
+	var order []string
+	for _, task := range r.Job.Tasks {
+		order = append(order, task.Kind+":"+task.Input.Service)
+	}
+	got := strings.Join(order, " ")
+	if i, j, k := strings.Index(got, "run_service:init"), strings.Index(got, "custom_metadata:"), strings.Index(got, "run_service:start"); !(i >= 0 && i < j && j < k) {
+		t.Fatalf("create plan %s: custom_metadata must come after init and before start", got)
+	}
+}

@@ -144,6 +144,7 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 		taskResizeInstances: o.resizeInstances,
 		taskSnapshotVolumes: o.snapshotVolumes,
 		taskRestoreVolumes:  o.restoreVolumes,
+		taskCustomMetadata:  o.customMetadata,
 	}
 }
 

@@ -26,7 +26,10 @@ import (
 // plans' order — create, update env, delete — against a fake provider and
 // a fake frontgate link that keep the real ones' contracts.
 func TestHandlersConvergeWhenRunTwice(t *testing.T) {
-	h := newOpsHarness(t)
+	// kv, with a custom_metadata on its replicas.
+	h := newOpsHarnessWith(t, copyDir(t, filepath.Join("..", "..", "examples", "kv"), "", func(s string) string {
+		return strings.Replace(s, `"role": "replica",`, `"role": "replica", "custom_metadata": {"cmd": "echo token"},`, 1)
+	}))
 	ctx := context.Background()
 	created := h.create(t, map[string]string{"cluster.replica.count": "2"})
 	id := created.Cluster.Id
@@ -111,6 +114,14 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 			for _, nd := range onlyNodes(c.Nodes, task.Input.NodeIds) {
 				if nd.Cpu != task.Input.Cpu {
 					t.Errorf("node %s has cpu %d after the resize, want %d", nd.Id, nd.Cpu, task.Input.Cpu)
+				}
+			}
+		},
+		taskCustomMetadata: func(t *testing.T, _ *pilotv1.Job, task *pilotv1.Task) {
+			c, _ := h.cluster(t, id)
+			for _, nd := range onlyNodes(c.Nodes, task.Input.NodeIds) {
+				if want := nd.Role == "replica"; want != strings.Contains(nd.Token, "echo token") {
+					t.Errorf("node %s (%s) has token %q", nd.Id, nd.Role, nd.Token)
 				}
 			}
 		},

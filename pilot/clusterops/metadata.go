@@ -57,7 +57,7 @@ func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 		if nd.InstanceId == "" {
 			continue
 		}
-		h := metatree.Host{NodeID: nd.Id, InstanceID: nd.InstanceId, Role: nd.Role, IP: nd.Address, SID: int(nd.Sid), GID: int(nd.Sid), GSID: gsid(nd.Id)}
+		h := metatree.Host{NodeID: nd.Id, InstanceID: nd.InstanceId, Role: nd.Role, IP: nd.Address, SID: int(nd.Sid), GID: int(nd.Sid), GSID: gsid(nd.Id), Token: nd.Token}
 		if r := roleSpec(spec, nd.Role); r != nil {
 			h.CPU, h.Memory, h.GPU, h.VolumeSize, h.InstanceClass = r.CPU, r.Memory, r.GPU, volumeSize(r), r.InstanceClass
 		}

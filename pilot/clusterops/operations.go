@@ -276,6 +276,7 @@ func PlanRecover(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, nodes, fresh []st
 	p.add("confd", taskDeliverConfd, "deliver confd templates to the new instances", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
 	if len(fresh) > 0 {
 		p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "pre", roles: rolesOfNodes(c, fresh), nodeIDs: fresh})
+		p.customMetadataSteps(spec, c.Id, rolesOfNodes(c, fresh), fresh, &pilotv1.TaskInput{ClusterId: c.Id})
 	}
 	p.serviceSteps(spec, c.Id, "start", stepSpec{roles: roles, nodeIDs: nodes})
 	if len(fresh) > 0 {

@@ -206,6 +206,8 @@ func TestScalePlans(t *testing.T) {
 		"wait for the new nodes' drones",
 		"deliver confd templates to the new nodes",
 		"init on role member (order 0)",
+		"custom_metadata on role member",
+		"register metadata with the nodes' tokens",
 		"start on role member (order 2)",
 		"scale_out on role lead (order 0)",
 		"scale_out on role member (order 1)",
@@ -216,8 +218,8 @@ func TestScalePlans(t *testing.T) {
 	}
 	// The new node's steps run on it alone; scale_out on the others only.
 	added := out.Job.Tasks[1].Input.NodeIds
-	if len(added) != 1 || !slices.Equal(out.Job.Tasks[7].Input.NodeIds, added) || slices.Contains(out.Job.Tasks[9].Input.NodeIds, added[0]) {
-		t.Fatalf("start on %v and scale_out on %v, want start on the new node %v only and scale_out on the others", out.Job.Tasks[7].Input.NodeIds, out.Job.Tasks[9].Input.NodeIds, added)
+	if len(added) != 1 || !slices.Equal(out.Job.Tasks[9].Input.NodeIds, added) || slices.Contains(out.Job.Tasks[11].Input.NodeIds, added[0]) || !slices.Equal(out.Job.Tasks[8].Input.AddingNodeIds, added) {
+		t.Fatalf("start on %v, scale_out on %v, tokens registered with adding-hosts %v; want start on the new node %v only, scale_out on the others, adding-hosts kept", out.Job.Tasks[9].Input.NodeIds, out.Job.Tasks[11].Input.NodeIds, out.Job.Tasks[8].Input.AddingNodeIds, added)
 	}
 
 	in, err := h.life.Scale(ctx, req, "member", 1)

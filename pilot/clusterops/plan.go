@@ -163,6 +163,7 @@ func PlanCreate(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Task {
 	p.add("drones", taskWaitDrones, "wait for every drone to connect", in())
 	p.add("confd", taskDeliverConfd, "deliver confd templates and render", in())
 	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "pre"})
+	p.customMetadataSteps(spec, c.Id, nil, nil, in())
 	p.serviceSteps(spec, c.Id, "start", stepSpec{})
 	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "post"})
 	return p.tasks

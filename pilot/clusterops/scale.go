@@ -163,6 +163,7 @@ func PlanScaleOut(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, exi
 	p.add("drones", taskWaitDrones, "wait for the new nodes' drones", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: added})
 	p.add("confd", taskDeliverConfd, "deliver confd templates to the new nodes", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: added})
 	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "pre", roles: newRoles, nodeIDs: added})
+	p.customMetadataSteps(spec, c.Id, newRoles, added, &pilotv1.TaskInput{ClusterId: c.Id, AddingNodeIds: added})
 	p.serviceSteps(spec, c.Id, "start", stepSpec{roles: newRoles, nodeIDs: added})
 	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "post", roles: newRoles, nodeIDs: added})
 	p.serviceSteps(spec, c.Id, "scale_out", stepSpec{roles: existingRoles, nodeIDs: existing})

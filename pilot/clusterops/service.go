@@ -266,6 +266,13 @@ func (o *Ops) progress(ctx context.Context, t *jobs.Task, nr *pilotv1.NodeResult
 }
 
 func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, nd *pilotv1.Node, cmd string, timeout int) error {
+	_, err := o.runOnNodeOutput(ctx, t, n, nd, cmd, timeout)
+	return err
+}
+
+// runOnNodeOutput is runOnNode answering the command's output too (on
+// success).
+func (o *Ops) runOnNodeOutput(ctx context.Context, t *jobs.Task, n *pilotv1.Network, nd *pilotv1.Node, cmd string, timeout int) (string, error) {
 	if timeout <= 0 {
 		timeout = 600
 	}
@@ -274,7 +281,7 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 	// shows as running.
 	req, err := commandRequest(o.cfg.CommandKey, nd.Id, id, cmd, timeout, time.Now())
 	if err != nil {
-		return err
+		return "", err
 	}
 	nr := &pilotv1.NodeResult{NodeId: nd.Id, InstanceId: nd.InstanceId, Role: nd.Role, CommandId: id, Cmd: cmd, State: streamv1.CommandState_COMMAND_STATE_RUNNING, StartedAt: timestamppb.Now()}
 	o.progress(ctx, t, nr)
@@ -291,29 +298,29 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 		// retry signs with the same key and clock, so it cannot help.
 		nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_REJECTED, err.Error()
 		o.progress(ctx, t, nr)
-		return fmt.Errorf("node %s (role %s): %s: the drone refused the command's signature (check that the drone joined this pilot and that the clocks agree): %w", nd.Id, nd.Role, t.Task.Title, err)
+		return "", fmt.Errorf("node %s (role %s): %s: the drone refused the command's signature (check that the drone joined this pilot and that the clocks agree): %w", nd.Id, nd.Role, t.Task.Title, err)
 	}
 	if err != nil && errors.Is(context.Cause(ctx), jobs.ErrCancelRequested) {
-		return o.cancelOnNode(ctx, t, n, nd, nr)
+		return "", o.cancelOnNode(ctx, t, n, nd, nr)
 	}
 	if err != nil {
 		nr.State, nr.Error = streamv1.CommandState_COMMAND_STATE_UNREACHABLE, err.Error()
 		o.progress(ctx, t, nr)
 		if errors.Is(err, fglink.ErrRevoked) {
-			return fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err)
+			return "", fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err)
 		}
-		return jobs.Retryable(fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err))
+		return "", jobs.Retryable(fmt.Errorf("node %s (role %s): %s: %w", nd.Id, nd.Role, t.Task.Title, err))
 	}
 	res := resp.GetCommandResult()
 	if res == nil {
-		return fmt.Errorf("node %s: frontgate answered a command with no result", nd.Id)
+		return "", fmt.Errorf("node %s: frontgate answered a command with no result", nd.Id)
 	}
 	if res.State == streamv1.CommandState_COMMAND_STATE_RUNNING {
 		// Our deadline came before the command's end (the drone enforces
 		// the timeout, so this means a slow link or a drone restarted
 		// mid-wait): the retry asks again under the same command id, and
 		// the drone answers when it ends.
-		return jobs.Retryable(fmt.Errorf("node %s (role %s): %s: command %s still running at the deadline; asking again", nd.Id, nd.Role, t.Task.Title, id))
+		return "", jobs.Retryable(fmt.Errorf("node %s (role %s): %s: command %s still running at the deadline; asking again", nd.Id, nd.Role, t.Task.Title, id))
 	}
 	nr.ExitCode = res.ExitCode
 	// Output is text in the record; a command printing bytes that are not
@@ -325,10 +332,10 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 		// The result must not be lost: the retry asks the drone again, and
 		// the drone answers the command id it already ran with its
 		// recorded result instead of running it twice.
-		return jobs.Retryable(fmt.Errorf("node %s: record the result of command %s: %w", nd.Id, id, err))
+		return "", jobs.Retryable(fmt.Errorf("node %s: record the result of command %s: %w", nd.Id, id, err))
 	}
 	if res.State == streamv1.CommandState_COMMAND_STATE_EXITED && res.ExitCode == 0 {
-		return nil
+		return nr.Output, nil
 	}
 	out := nr.Output
 	if len(out) > outputTail {
@@ -343,5 +350,5 @@ func (o *Ops) runOnNode(ctx context.Context, t *jobs.Task, n *pilotv1.Network, n
 	case streamv1.CommandState_COMMAND_STATE_LOST:
 		what = "was lost when the drone restarted"
 	}
-	return fmt.Errorf("node %s (role %s, %s): command %q %s; output: %s", nd.Id, nd.Role, nd.Address, cmd, what, strings.TrimSpace(out))
+	return "", fmt.Errorf("node %s (role %s, %s): command %q %s; output: %s", nd.Id, nd.Role, nd.Address, cmd, what, strings.TrimSpace(out))
 }

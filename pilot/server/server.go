@@ -369,7 +369,7 @@ func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.L
 		PeerTLS:         &peerInfo,
 		WALSegmentBytes: 8 << 20,
 		MaxRequestBytes: limits.PilotEtcdMaxRequestBytes,
-		Logger:          log,
+		Logger:          log.With("component", "etcd"),
 	})
 	if err != nil {
 		return nil, nil, err

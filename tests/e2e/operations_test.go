@@ -421,6 +421,13 @@ func TestStopAndStart(t *testing.T) {
 	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "2"})
 	mustSucceed(t, job)
 
+	// custom_metadata ran after init on the members: its output is their
+	// token.
+	for _, nd := range c.Nodes {
+		if want := map[bool]string{true: "key-of-" + nd.InstanceId}[nd.Role == "member"]; nd.Token != want {
+			t.Errorf("node %s (%s) has token %q, want %q", nd.Id, nd.Role, nd.Token, want)
+		}
+	}
 	plan := p.mustHangar("cluster", "stop", c.Id, "--dry-run")
 	for _, want := range []string{"1. stop on role member (order 1)", "2. stop on role lead (order 2)", "3. stop the instances"} {
 		if !strings.Contains(plan, want) {
