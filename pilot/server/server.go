@@ -360,6 +360,10 @@ func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.L
 		AllowedCNs:     []string{creds.Identity().CommonName()},
 	}
 	peerInfo := *tlsInfo
+	var etcdLog *slog.Logger
+	if log != nil {
+		etcdLog = log.With("component", "etcd")
+	}
 	srv, err := etcdserver.Start(ctx, etcdserver.Config{
 		Name:            "pilot",
 		DataDir:         filepath.Join(cfg.DataDir, "etcd"),
@@ -369,7 +373,7 @@ func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.L
 		PeerTLS:         &peerInfo,
 		WALSegmentBytes: 8 << 20,
 		MaxRequestBytes: limits.PilotEtcdMaxRequestBytes,
-		Logger:          log.With("component", "etcd"),
+		Logger:          etcdLog,
 	})
 	if err != nil {
 		return nil, nil, err
