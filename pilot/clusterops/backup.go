@@ -194,16 +194,7 @@ func (l *Lifecycle) Restore(ctx context.Context, r OpRequest, id string) (*pilot
 		// AppCenter: an app without restore is started.
 		p.serviceSteps(spec, c.Id, "start", stepSpec{})
 	}
-	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindRestore, p.tasks)}, nil
-	}
-	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
-	job, err := l.commit(ctx, c, r.Rev, KindRestore, p.tasks, stored)
-	if err != nil {
-		return nil, err
-	}
-	l.log.Info("cluster restore accepted", "cluster_id", c.Id, "backup_id", id, "job_id", job.Id)
-	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+	return l.accept(ctx, r, KindRestore, p.tasks, spec, stored, "backup_id", id)
 }
 
 // finishBackup says whether the backup can be restored.

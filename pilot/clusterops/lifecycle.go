@@ -181,18 +181,9 @@ func (l *Lifecycle) UpdateEnv(ctx context.Context, c *pilotv1.Cluster, rev int64
 	if err := l.busy(ctx, c); err != nil {
 		return nil, err
 	}
-	pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
+	pkg, secret, vals, err := l.storedValues(ctx, c)
 	if err != nil {
 		return nil, err
-	}
-	secret := SecretParam(pkg)
-	params, err := secretbox.OpenParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
-	if err != nil {
-		return nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
-	}
-	vals, err := pkg.Resolve(params)
-	if err != nil {
-		return nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
 	}
 	envSecret := func(k string) bool { return secret(apppkg.GroupEnv + "." + k) }
 	nv, err := vals.ChangeEnv(env)
@@ -211,6 +202,26 @@ func (l *Lifecycle) UpdateEnv(ctx context.Context, c *pilotv1.Cluster, rev int64
 	}
 	l.log.Info("cluster env update accepted", "cluster_id", c.Id, "job_id", job.Id, "keys", len(env))
 	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// storedValues are cluster c's package, which of its parameters are
+// passwords, and the cluster's parameters as stored (passwords opened),
+// resolved: where a change to them starts.
+func (l *Lifecycle) storedValues(ctx context.Context, c *pilotv1.Cluster) (*apppkg.Package, func(string) bool, *apppkg.Values, error) {
+	pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	secret := SecretParam(pkg)
+	params, err := secretbox.OpenParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
+	if err != nil {
+		return nil, nil, nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
+	}
+	vals, err := pkg.Resolve(params)
+	if err != nil {
+		return nil, nil, nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
+	}
+	return pkg, secret, vals, nil
 }
 
 // Spec is the cluster's current spec: the one its last job was planned
@@ -259,6 +270,23 @@ func (l *Lifecycle) render(pkg *apppkg.Package, vals *apppkg.Values, params map[
 		return nil, nil, err
 	}
 	return spec, stored, nil
+}
+
+// accept plans kind as tasks on cluster r.C: a dry run answers the plan;
+// otherwise the cluster is updating until the job ends, and the job is
+// committed. attrs go to the log line.
+func (l *Lifecycle) accept(ctx context.Context, r OpRequest, kind string, tasks []*pilotv1.Task, spec *apppkg.ClusterSpec, stored []byte, attrs ...any) (*pilotv1.ClusterJob, error) {
+	c := r.C
+	if r.DryRun {
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, kind, tasks)}, nil
+	}
+	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
+	job, err := l.commit(ctx, c, r.Rev, kind, tasks, stored)
+	if err != nil {
+		return nil, err
+	}
+	l.log.Info("cluster operation accepted", append([]any{"cluster_id", c.Id, "kind", kind, "job_id", job.Id}, attrs...)...)
+	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
 }
 
 // busy refuses a change while another job of the cluster runs.

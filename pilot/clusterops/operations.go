@@ -248,16 +248,7 @@ func (l *Lifecycle) Recover(ctx context.Context, r OpRequest, nodes []string) (*
 		}
 	}
 	tasks := PlanRecover(c, spec, nodes, fresh)
-	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindRecover, tasks)}, nil
-	}
-	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
-	job, err := l.commit(ctx, c, r.Rev, KindRecover, tasks, stored)
-	if err != nil {
-		return nil, err
-	}
-	l.log.Info("cluster recover accepted", "cluster_id", c.Id, "nodes", nodes, "job_id", job.Id)
-	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+	return l.accept(ctx, r, KindRecover, tasks, spec, stored, "nodes", nodes)
 }
 
 // PlanRecover replaces the instances of nodes; init runs on those of

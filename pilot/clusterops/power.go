@@ -57,7 +57,7 @@ func (l *Lifecycle) Stop(ctx context.Context, r OpRequest, force bool) (*pilotv1
 	if err != nil {
 		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
 	}
-	return l.powerOp(ctx, r, KindStop, PlanStop(c, spec, force), spec, stored)
+	return l.accept(ctx, r, KindStop, PlanStop(c, spec, force), spec, stored)
 }
 
 // Start accepts starting the stopped cluster r.C.
@@ -78,21 +78,7 @@ func (l *Lifecycle) Start(ctx context.Context, r OpRequest) (*pilotv1.ClusterJob
 	if err != nil {
 		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
 	}
-	return l.powerOp(ctx, r, KindStart, PlanStart(c, spec), spec, stored)
-}
-
-func (l *Lifecycle) powerOp(ctx context.Context, r OpRequest, kind string, tasks []*pilotv1.Task, spec *apppkg.ClusterSpec, stored []byte) (*pilotv1.ClusterJob, error) {
-	c := r.C
-	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, kind, tasks)}, nil
-	}
-	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
-	job, err := l.commit(ctx, c, r.Rev, kind, tasks, stored)
-	if err != nil {
-		return nil, err
-	}
-	l.log.Info("cluster operation accepted", "cluster_id", c.Id, "kind", kind, "job_id", job.Id)
-	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+	return l.accept(ctx, r, KindStart, PlanStart(c, spec), spec, stored)
 }
 
 // StartNodes accepts starting the services of nodes of cluster r.C whose
@@ -112,7 +98,7 @@ func (l *Lifecycle) StartNodes(ctx context.Context, r OpRequest, nodes []string)
 	p.add("drones", taskWaitDrones, "wait for the booted nodes' drones", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
 	p.add("confd", taskDeliverConfd, "deliver confd templates to the booted nodes", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: nodes})
 	p.serviceSteps(spec, c.Id, "start", stepSpec{roles: rolesOfNodes(c, nodes), nodeIDs: nodes})
-	return l.powerOp(ctx, r, KindStartNodes, p.tasks, spec, stored)
+	return l.accept(ctx, r, KindStartNodes, p.tasks, spec, stored, "nodes", nodes)
 }
 
 // requireStopStart refuses op when the cluster's runtime cannot stop and

@@ -68,18 +68,9 @@ func (l *Lifecycle) Resize(ctx context.Context, r OpRequest, role string, sz Siz
 			return nil, err
 		}
 	}
-	pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
+	pkg, secret, vals, err := l.storedValues(ctx, c)
 	if err != nil {
 		return nil, err
-	}
-	secret := SecretParam(pkg)
-	params, err := secretbox.OpenParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
-	if err != nil {
-		return nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
-	}
-	vals, err := pkg.Resolve(params)
-	if err != nil {
-		return nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
 	}
 	for _, p := range []struct {
 		key string
@@ -105,17 +96,8 @@ func (l *Lifecycle) Resize(ctx context.Context, r OpRequest, role string, sz Siz
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Sid < nodes[j].Sid })
 	tasks := PlanResize(c, spec, role, nodeIDs(nodes), sz, online, rs.VerticalScalingPolicy == "sequential")
-	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindResize, tasks)}, nil
-	}
 	c.Params = secretbox.SealParams(l.cfg.Packages.Box, c.Id, vals.Strings(), secret)
-	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
-	job, err := l.commit(ctx, c, r.Rev, KindResize, tasks, stored)
-	if err != nil {
-		return nil, err
-	}
-	l.log.Info("cluster resize accepted", "cluster_id", c.Id, "role", role, "cpu", sz.CPU, "memory_mib", sz.MemoryMiB, "volume_gib", sz.VolumeGiB, "job_id", job.Id)
-	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+	return l.accept(ctx, r, KindResize, tasks, spec, stored, "role", role, "cpu", sz.CPU, "memory_mib", sz.MemoryMiB, "volume_gib", sz.VolumeGiB)
 }
 
 func volumeSizeOf(nd *pilotv1.Node, rs *apppkg.NodeSpec) int {

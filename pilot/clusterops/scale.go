@@ -9,7 +9,6 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
-	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/pilot/jobs"
 )
 
@@ -63,18 +62,9 @@ func (l *Lifecycle) Scale(ctx context.Context, r OpRequest, role string, count i
 	if len(have) == count {
 		return nil, refuse(Invalid, "count: role %q already has %d nodes", role, count)
 	}
-	pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion)
+	pkg, secret, vals, err := l.storedValues(ctx, c)
 	if err != nil {
 		return nil, err
-	}
-	secret := SecretParam(pkg)
-	params, err := secretbox.OpenParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
-	if err != nil {
-		return nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
-	}
-	vals, err := pkg.Resolve(params)
-	if err != nil {
-		return nil, refuse(Precondition, "cluster %s stored parameters: %v", c.Id, err)
 	}
 	if len(have) == 0 {
 		return nil, refuse(Invalid, "role: %q is not a role of cluster %s (%s %s)", role, c.Id, c.App, c.AppVersion)
@@ -114,16 +104,7 @@ func (l *Lifecycle) Scale(ctx context.Context, r OpRequest, role string, count i
 		}
 		tasks = PlanScaleIn(c, spec, role, staying, leaving)
 	}
-	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, kind, tasks)}, nil
-	}
-	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
-	job, err := l.commit(ctx, c, r.Rev, kind, tasks, stored)
-	if err != nil {
-		return nil, err
-	}
-	l.log.Info("cluster scale accepted", "cluster_id", c.Id, "kind", kind, "role", role, "from", len(have), "to", count, "job_id", job.Id)
-	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+	return l.accept(ctx, r, kind, tasks, spec, stored, "role", role, "from", len(have), "to", count)
 }
 
 // rolesOfNodes are the roles of the nodes ids of c: the roles a step over

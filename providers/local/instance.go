@@ -323,13 +323,7 @@ func (p *Provider) StopInstance(ctx context.Context, req *providerv1.StopInstanc
 	if err != nil {
 		return nil, err
 	}
-	find := func() []int {
-		pids := p.instanceProcesses(&rec)
-		if alive(rec.PID, rec.StartTime) && !slices.Contains(pids, rec.PID) {
-			pids = append(pids, rec.PID)
-		}
-		return pids
-	}
+	find := func() []int { return p.allProcesses(&rec) }
 	grace := p.killGrace
 	if req.GetForce() {
 		grace = 0
@@ -576,6 +570,17 @@ func (p *Provider) instanceProcesses(rec *instance) []int {
 	return pids
 }
 
+// allProcesses is instanceProcesses with the recorded agent, which counts
+// even when its environ is unreadable (it changed user and the plugin is
+// not root).
+func (p *Provider) allProcesses(rec *instance) []int {
+	pids := p.instanceProcesses(rec)
+	if alive(rec.PID, rec.StartTime) && !slices.Contains(pids, rec.PID) {
+		pids = append(pids, rec.PID)
+	}
+	return pids
+}
+
 func (in *instance) state() providerv1.InstanceState {
 	switch {
 	case in.Stopped:
@@ -681,15 +686,7 @@ func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteIns
 	// Outside the lock: waiting out the grace period must not stall every
 	// other call on this root. The address stays taken until the processes
 	// are gone, so nothing new can bind it meanwhile.
-	find := func() []int {
-		pids := p.instanceProcesses(&rec)
-		// The recorded process counts even when its environ is unreadable
-		// (it changed user and the plugin is not root).
-		if alive(rec.PID, rec.StartTime) && !slices.Contains(pids, rec.PID) {
-			pids = append(pids, rec.PID)
-		}
-		return pids
-	}
+	find := func() []int { return p.allProcesses(&rec) }
 	if err := terminate(ctx, find, p.killGrace); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctxError(ctx, "delete instance "+id)

@@ -250,18 +250,9 @@ func TestScaleOutAndIn(t *testing.T) {
 func TestCancelJob(t *testing.T) {
 	p := startPilot(t)
 	createLocalRuntime(t, p)
-	p.mustHangar("app", "push", "tests/e2e/testdata/testapp")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: "testapp", Runtime: "local",
-		Params: map[string]string{"env.exit_code": "0", "env.init_sleep": "60"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, time.Minute, "init to be running", func() (bool, string) {
-		steps := stepResults(t, p, r.Job.Id, "init")
-		return len(steps) > 0 && len(steps[0]) > 0, "no init result yet"
-	})
+	r := createWithSleepingInit(ctx, t, p, 60)
 	start := time.Now()
 	out, err := p.hangar("job", "cancel", r.Job.Id, "--wait")
 	if err == nil {

@@ -99,18 +99,9 @@ func TestLostAgentsComeBack(t *testing.T) {
 func TestDroneKilledMidCommand(t *testing.T) {
 	p := startPilot(t)
 	createLocalRuntime(t, p)
-	p.mustHangar("app", "push", "tests/e2e/testdata/testapp")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: "testapp", Runtime: "local",
-		Params: map[string]string{"env.exit_code": "0", "env.init_sleep": "6"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, time.Minute, "init to be running", func() (bool, string) {
-		steps := stepResults(t, p, r.Job.Id, "init")
-		return len(steps) > 0 && len(steps[0]) > 0, "no init result yet"
-	})
+	r := createWithSleepingInit(ctx, t, p, 6)
 	c := p.cluster(r.Cluster.Id)
 	nd := c.Nodes[0]
 	killAgent(t, nd.InstanceId, "drone")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,29 +19,9 @@ import (
 func TestPilotCrashMidJobResumes(t *testing.T) {
 	p := startPilot(t)
 	createLocalRuntime(t, p)
-	p.mustHangar("app", "push", "tests/e2e/testdata/testapp")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: "testapp", Runtime: "local",
-		Params: map[string]string{"env.exit_code": "0", "env.init_sleep": "3"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, time.Minute, "init to be running on the node", func() (bool, string) {
-		j, err := p.jobs.GetJob(ctx, &pilotv1.GetJobRequest{Id: r.Job.Id})
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, task := range j.Tasks {
-			for _, nr := range task.NodeResults {
-				if strings.HasPrefix(task.Title, "init ") && nr.State == streamv1.CommandState_COMMAND_STATE_RUNNING {
-					return true, ""
-				}
-			}
-		}
-		return false, j.State.String()
-	})
-
+	r := createWithSleepingInit(ctx, t, p, 3)
 	p.kill()
 	// The provider plugin must not outlive the pilot that started it.
 	waitFor(t, 15*time.Second, "the orphaned provider plugin to exit", func() (bool, string) {
@@ -62,4 +43,31 @@ func TestPilotCrashMidJobResumes(t *testing.T) {
 	if got := strings.Count(string(marker), "ran"); got != 1 {
 		t.Fatalf("init ran %d times across the pilot crash, want exactly once", got)
 	}
+}
+
+// createWithSleepingInit pushes testapp and starts a create whose init
+// sleeps for seconds, and returns once the init runs on the node.
+func createWithSleepingInit(ctx context.Context, t *testing.T, p *pilot, seconds int) *pilotv1.ClusterJob {
+	t.Helper()
+	p.mustHangar("app", "push", "tests/e2e/testdata/testapp")
+	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: "testapp", Runtime: "local",
+		Params: map[string]string{"env.exit_code": "0", "env.init_sleep": strconv.Itoa(seconds)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "init to be running on the node", func() (bool, string) {
+		j, err := p.jobs.GetJob(ctx, &pilotv1.GetJobRequest{Id: r.Job.Id})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, task := range j.Tasks {
+			for _, nr := range task.NodeResults {
+				if strings.HasPrefix(task.Title, "init ") && nr.State == streamv1.CommandState_COMMAND_STATE_RUNNING {
+					return true, ""
+				}
+			}
+		}
+		return false, j.State.String()
+	})
+	return r
 }
