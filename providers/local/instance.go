@@ -300,12 +300,9 @@ func (p *Provider) relaunch(ctx context.Context, t *tx, rec *instance) error {
 // its directory, address and user stay, and only StartInstance runs it
 // again.
 func (p *Provider) StopInstance(ctx context.Context, req *providerv1.StopInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
+	cfg, err := p.runtimeWith(req.GetRuntime(), "instance_id", id)
+	if err != nil {
 		return nil, err
 	}
 	var rec instance
@@ -341,12 +338,9 @@ func (p *Provider) StopInstance(ctx context.Context, req *providerv1.StopInstanc
 // StartInstance runs a stopped or lost instance again, with its id,
 // address, user and data.
 func (p *Provider) StartInstance(ctx context.Context, req *providerv1.StartInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
+	cfg, err := p.runtimeWith(req.GetRuntime(), "instance_id", id)
+	if err != nil {
 		return nil, err
 	}
 	var out *providerv1.Instance
@@ -570,6 +564,15 @@ func (p *Provider) instanceProcesses(rec *instance) []int {
 	return pids
 }
 
+// runtimeWith parses the runtime of a call acting on the object whose id
+// (field) is required.
+func (p *Provider) runtimeWith(rt *providerv1.Runtime, field, id string) (runtimeConfig, error) {
+	if err := required(field, id); err != nil {
+		return runtimeConfig{}, err
+	}
+	return p.parseRuntime(rt)
+}
+
 // allProcesses is instanceProcesses with the recorded agent, which counts
 // even when its environ is unreadable (it changed user and the plugin is
 // not root).
@@ -663,12 +666,9 @@ func (p *Provider) ListInstances(ctx context.Context, req *providerv1.ListInstan
 // detached), removes its directory and frees its address. A missing instance
 // is not an error.
 func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteInstanceRequest) (*providerv1.DeleteInstanceResponse, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
+	cfg, err := p.runtimeWith(req.GetRuntime(), "instance_id", id)
+	if err != nil {
 		return nil, err
 	}
 	var rec instance

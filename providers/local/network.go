@@ -137,12 +137,9 @@ func getRecord[T any](ctx context.Context, p *Provider, rt *providerv1.Runtime, 
 // DeleteNetwork removes an empty network and frees its range. A missing
 // network is not an error.
 func (p *Provider) DeleteNetwork(ctx context.Context, req *providerv1.DeleteNetworkRequest) (*providerv1.DeleteNetworkResponse, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetNetworkId()
-	if err := required("network_id", id); err != nil {
+	cfg, err := p.runtimeWith(req.GetRuntime(), "network_id", id)
+	if err != nil {
 		return nil, err
 	}
 	err = p.update(ctx, cfg, func(t *tx) error {

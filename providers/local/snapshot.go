@@ -167,12 +167,9 @@ func (p *Provider) ListSnapshots(ctx context.Context, req *providerv1.ListSnapsh
 // DeleteSnapshot deletes a snapshot's archive and record; a missing one is
 // not an error.
 func (p *Provider) DeleteSnapshot(ctx context.Context, req *providerv1.DeleteSnapshotRequest) (*providerv1.DeleteSnapshotResponse, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetSnapshotId()
-	if err := required("snapshot_id", id); err != nil {
+	cfg, err := p.runtimeWith(req.GetRuntime(), "snapshot_id", id)
+	if err != nil {
 		return nil, err
 	}
 	deleted := false

@@ -197,12 +197,9 @@ func keepIf(cond bool, s string) string {
 // that changes nothing is accepted in any state, so a retry after the
 // start succeeds.
 func (p *Provider) ResizeInstance(ctx context.Context, req *providerv1.ResizeInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
+	cfg, err := p.runtimeWith(req.GetRuntime(), "instance_id", id)
+	if err != nil {
 		return nil, err
 	}
 	for _, f := range []struct {
@@ -298,12 +295,9 @@ func (p *Provider) ListVolumes(ctx context.Context, req *providerv1.ListVolumesR
 // not an error; an attached one is FailedPrecondition (delete its
 // instance).
 func (p *Provider) DeleteVolume(ctx context.Context, req *providerv1.DeleteVolumeRequest) (*providerv1.DeleteVolumeResponse, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetVolumeId()
-	if err := required("volume_id", id); err != nil {
+	cfg, err := p.runtimeWith(req.GetRuntime(), "volume_id", id)
+	if err != nil {
 		return nil, err
 	}
 	err = p.update(ctx, cfg, func(t *tx) error {
