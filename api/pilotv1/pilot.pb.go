@@ -1395,7 +1395,10 @@ type CreateClusterRequest struct {
 	Runtime    string `protobuf:"bytes,3,opt,name=runtime,proto3" json:"runtime,omitempty"`
 	// Parameter values by path: "cluster.name", "cluster.replica.count",
 	// "env.port", "env.replica.maxmemory"...
-	Params        map[string]string `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Params map[string]string `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Plan only: the answer is the cluster and its create job as they
+	// would be; nothing is stored.
+	DryRun        bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1456,6 +1459,13 @@ func (x *CreateClusterRequest) GetParams() map[string]string {
 		return x.Params
 	}
 	return nil
+}
+
+func (x *CreateClusterRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
 }
 
 type ClusterJob struct {
@@ -1638,7 +1648,9 @@ type DeleteClusterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Go on when the destroy command fails (only where allow_force permits).
-	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	// Plan only, as for RestartClusterRequest.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1687,11 +1699,21 @@ func (x *DeleteClusterRequest) GetForce() bool {
 	return false
 }
 
+func (x *DeleteClusterRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 type UpdateClusterEnvRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Keys without the "env." prefix: "port", "replica.maxmemory".
-	Env           map[string]string `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Env map[string]string `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Plan only: the answer lists what the metadata would gain, lose or
+	// change (Job.metadata_changes); nothing is stored.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1738,6 +1760,13 @@ func (x *UpdateClusterEnvRequest) GetEnv() map[string]string {
 		return x.Env
 	}
 	return nil
+}
+
+func (x *UpdateClusterEnvRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
 }
 
 type ScaleClusterRequest struct {
@@ -3136,6 +3165,10 @@ type Job struct {
 	UpdatedAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	CancelRequested bool                   `protobuf:"varint,9,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
 	Tenant          string                 `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// A dry run's changes to the cluster's metadata tree, one per key:
+	// "+key=value", "-key", "~key: old → new" (password values shown as
+	// ******). Never stored.
+	MetadataChanges []string `protobuf:"bytes,11,rep,name=metadata_changes,json=metadataChanges,proto3" json:"metadata_changes,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3238,6 +3271,13 @@ func (x *Job) GetTenant() string {
 		return x.Tenant
 	}
 	return ""
+}
+
+func (x *Job) GetMetadataChanges() []string {
+	if x != nil {
+		return x.MetadataChanges
+	}
+	return nil
 }
 
 type GetJobRequest struct {
@@ -4662,13 +4702,14 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x04 \x01(\x05R\x04port\x12\x1a\n" +
-	"\bprotocol\x18\x05 \x01(\tR\bprotocol\"\xe9\x01\n" +
+	"\bprotocol\x18\x05 \x01(\tR\bprotocol\"\x82\x02\n" +
 	"\x14CreateClusterRequest\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12\x1f\n" +
 	"\vapp_version\x18\x02 \x01(\tR\n" +
 	"appVersion\x12\x18\n" +
 	"\aruntime\x18\x03 \x01(\tR\aruntime\x12I\n" +
-	"\x06params\x18\x04 \x03(\v21.hangar.pilot.v1.CreateClusterRequest.ParamsEntryR\x06params\x1a9\n" +
+	"\x06params\x18\x04 \x03(\v21.hangar.pilot.v1.CreateClusterRequest.ParamsEntryR\x06params\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"h\n" +
@@ -4680,13 +4721,15 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListClustersResponse\x124\n" +
 	"\bclusters\x18\x01 \x03(\v2\x18.hangar.pilot.v1.ClusterR\bclusters\"#\n" +
 	"\x11GetClusterRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"<\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
 	"\x14DeleteClusterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
-	"\x05force\x18\x02 \x01(\bR\x05force\"\xa6\x01\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"\xbf\x01\n" +
 	"\x17UpdateClusterEnvRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12C\n" +
-	"\x03env\x18\x02 \x03(\v21.hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntryR\x03env\x1a6\n" +
+	"\x03env\x18\x02 \x03(\v21.hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntryR\x03env\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"h\n" +
@@ -4830,7 +4873,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"finishedAt\x12>\n" +
 	"\fnode_results\x18\n" +
 	" \x03(\v2\x1b.hangar.pilot.v1.NodeResultR\vnodeResults\x120\n" +
-	"\x05input\x18\f \x01(\v2\x1a.hangar.pilot.v1.TaskInputR\x05inputJ\x04\b\v\x10\f\"\xf5\x02\n" +
+	"\x05input\x18\f \x01(\v2\x1a.hangar.pilot.v1.TaskInputR\x05inputJ\x04\b\v\x10\f\"\xa0\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
@@ -4845,7 +4888,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12)\n" +
 	"\x10cancel_requested\x18\t \x01(\bR\x0fcancelRequested\x12\x16\n" +
 	"\x06tenant\x18\n" +
-	" \x01(\tR\x06tenant\"\x1f\n" +
+	" \x01(\tR\x06tenant\x12)\n" +
+	"\x10metadata_changes\x18\v \x03(\tR\x0fmetadataChanges\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"0\n" +
 	"\x0fListJobsRequest\x12\x1d\n" +

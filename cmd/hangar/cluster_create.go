@@ -16,6 +16,7 @@ type clusterCreateOptions struct {
 	runtime string
 	params  []string
 	wait    bool
+	dryRun  bool
 }
 
 func newClusterCreateCmd(c *cli) *cobra.Command {
@@ -37,7 +38,9 @@ returns. With --wait it follows the job live (one line per finished step),
 prints the cluster's nodes and endpoints when it is done, and exits with
 status 1 if the job fails, after printing what each failed node reported.
 With -o json --wait, the progress goes to stderr and stdout gets the final
-cluster and job as one JSON object.`,
+cluster and job as one JSON object. --dry-run checks the parameters and
+prints the plan (the steps in order, the nodes it would have), creating
+nothing.`,
 		Example: `  # Deploy the newest redis on this machine and wait for it
   hangar cluster create redis --wait
 
@@ -59,6 +62,7 @@ cluster and job as one JSON object.`,
 	// StringArray, not StringSlice: multichoice values are comma-separated.
 	f.StringArrayVarP(&o.params, "param", "p", nil, "parameter KEY=VALUE, e.g. env.port=6379 (repeatable)")
 	f.BoolVarP(&o.wait, "wait", "w", false, "follow the create job until it ends")
+	f.BoolVar(&o.dryRun, "dry-run", false, "check the parameters, print the plan and create nothing")
 	return cmd
 }
 
@@ -73,13 +77,16 @@ func (c *cli) clusterCreate(ctx context.Context, app string, o clusterCreateOpti
 	}
 	defer cancel()
 	resp, err := cl.clusters.CreateCluster(cctx, &pilotv1.CreateClusterRequest{
-		App: app, AppVersion: o.version, Runtime: o.runtime, Params: params,
+		App: app, AppVersion: o.version, Runtime: o.runtime, Params: params, DryRun: o.dryRun,
 	})
 	if err != nil {
 		return c.rpcError("create cluster of "+app, err, hints{
 			codes.InvalidArgument: "see the app's parameters with `hangar app show " + app + "`",
 			codes.NotFound:        "see `hangar app list` and `hangar runtime list`",
 		})
+	}
+	if o.dryRun {
+		return c.printPlan(resp)
 	}
 	clusterID, jobID := resp.GetCluster().GetId(), resp.GetJob().GetId()
 	final, done, err := c.reportChange(ctx, cl, resp, o.wait, changeReport{

@@ -10,8 +10,7 @@ import (
 )
 
 type clusterDeleteOptions struct {
-	force bool
-	wait  bool
+	force, wait, dryRun bool
 }
 
 func newClusterDeleteCmd(c *cli) *cobra.Command {
@@ -40,6 +39,7 @@ status 1 if it fails.`,
 	f := cmd.Flags()
 	f.BoolVar(&o.force, "force", false, "go on when the app's destroy command fails")
 	f.BoolVarP(&o.wait, "wait", "w", false, "follow the delete job until it ends")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan (every node's stop and destroy commands) and delete nothing")
 	return cmd
 }
 
@@ -49,9 +49,12 @@ func (c *cli) clusterDelete(ctx context.Context, id string, o clusterDeleteOptio
 		return err
 	}
 	defer cancel()
-	resp, err := cl.clusters.DeleteCluster(cctx, &pilotv1.DeleteClusterRequest{Id: id, Force: o.force})
+	resp, err := cl.clusters.DeleteCluster(cctx, &pilotv1.DeleteClusterRequest{Id: id, Force: o.force, DryRun: o.dryRun})
 	if err != nil {
 		return c.rpcError("delete cluster "+id, err, clusterNotFound())
+	}
+	if o.dryRun {
+		return c.printPlan(resp)
 	}
 	jobID := resp.GetJob().GetId()
 	_, done, err := c.reportChange(ctx, cl, resp, o.wait, changeReport{

@@ -12,7 +12,7 @@ import (
 )
 
 func newClusterUpdateEnvCmd(c *cli) *cobra.Command {
-	var wait bool
+	var wait, dryRun bool
 	cmd := &cobra.Command{
 		Use:   "update-env ID KEY=VALUE...",
 		Short: "Change a cluster's env parameters",
@@ -22,21 +22,24 @@ without the "env." prefix: "port", or "<role>.<key>" for a role's parameter
 pilot checks the values as at create time.
 
 Every node re-renders its configuration files from the new values and runs
-their reload commands. The change runs as a job: the command prints its id and
+their reload commands (--wait returns once every node reported rendering
+the new metadata). --dry-run prints what the metadata would gain, lose or
+change, and changes nothing. The change runs as a job: the command prints its id and
 returns, or with --wait follows it to the end and exits with status 1 if it
 fails.`,
 		Example: `  hangar cluster update-env cl-1a2b3c maxmemory=512 --wait
   hangar cluster update-env cl-1a2b3c replica.maxmemory=256 port=6380`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.clusterUpdateEnv(cmd.Context(), args[0], args[1:], wait)
+			return c.clusterUpdateEnv(cmd.Context(), args[0], args[1:], wait, dryRun)
 		},
 	}
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "follow the update job until it ends")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what the metadata would gain, lose or change, and change nothing")
 	return cmd
 }
 
-func (c *cli) clusterUpdateEnv(ctx context.Context, id string, args []string, wait bool) error {
+func (c *cli) clusterUpdateEnv(ctx context.Context, id string, args []string, wait, dryRun bool) error {
 	for _, a := range args {
 		if strings.HasPrefix(a, "env.") {
 			return fmt.Errorf("argument %q: leave out the \"env.\" prefix, e.g. %s", a, strings.TrimPrefix(a, "env."))
@@ -51,11 +54,14 @@ func (c *cli) clusterUpdateEnv(ctx context.Context, id string, args []string, wa
 		return err
 	}
 	defer cancel()
-	resp, err := cl.clusters.UpdateClusterEnv(cctx, &pilotv1.UpdateClusterEnvRequest{Id: id, Env: env})
+	resp, err := cl.clusters.UpdateClusterEnv(cctx, &pilotv1.UpdateClusterEnvRequest{Id: id, Env: env, DryRun: dryRun})
 	if err != nil {
 		h := clusterNotFound()
 		h[codes.InvalidArgument] = "see the app's env parameters with `hangar app show APP`"
 		return c.rpcError("update env of cluster "+id, err, h)
+	}
+	if dryRun {
+		return c.printPlan(resp)
 	}
 	jobID := resp.GetJob().GetId()
 	_, done, err := c.reportChange(ctx, cl, resp, wait, changeReport{

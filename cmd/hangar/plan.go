@@ -27,17 +27,28 @@ func writePlan(w io.Writer, r *pilotv1.ClusterJob) error {
 			return err
 		}
 	}
+	if ch := j.GetMetadataChanges(); len(ch) > 0 {
+		fmt.Fprintf(w, "Metadata changes (%d):\n", len(ch))
+		for _, line := range ch {
+			fmt.Fprintf(w, "   %s\n", line)
+		}
+	}
 	return nil
+}
+
+// printPlan prints a dry run's answer: JSON with -o json, else the plan.
+func (c *cli) printPlan(resp *pilotv1.ClusterJob) error {
+	if c.format == formatJSON {
+		return writeJSON(c.stdout, resp)
+	}
+	return writePlan(c.stdout, resp)
 }
 
 // reportOperation reports an operation pilot accepted, or printed as a
 // plan when dryRun.
 func (c *cli) reportOperation(ctx context.Context, cl *pilotClients, resp *pilotv1.ClusterJob, dryRun, wait bool, what string) error {
 	if dryRun {
-		if c.format == formatJSON {
-			return writeJSON(c.stdout, resp)
-		}
-		return writePlan(c.stdout, resp)
+		return c.printPlan(resp)
 	}
 	id, jobID := resp.GetCluster().GetId(), resp.GetJob().GetId()
 	_, done, err := c.reportChange(ctx, cl, resp, wait, changeReport{

@@ -49,7 +49,7 @@ func (s *Server) CreateCluster(ctx context.Context, req *pilotv1.CreateClusterRe
 	if err := s.checkStoredHostRuntime(ctx, rt); err != nil {
 		return nil, err
 	}
-	r, err := s.cfg.Lifecycle.Create(ctx, clusterops.CreateRequest{Tenant: tn, App: app.Name, AppVersion: app.Version, Runtime: rt.Id, Params: req.Params})
+	r, err := s.cfg.Lifecycle.Create(ctx, clusterops.CreateRequest{Tenant: tn, App: app.Name, AppVersion: app.Version, Runtime: rt.Id, Params: req.Params, DryRun: req.DryRun})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -174,7 +174,7 @@ func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRe
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.cfg.Lifecycle.Delete(ctx, c, rev, req.Force)
+	r, err := s.cfg.Lifecycle.Delete(ctx, clusterops.OpRequest{C: c, Rev: rev, DryRun: req.DryRun}, req.Force)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -193,7 +193,7 @@ func (s *Server) UpdateClusterEnv(ctx context.Context, req *pilotv1.UpdateCluste
 	if len(req.Env) == 0 {
 		return nil, invalid("env: give at least one key=value")
 	}
-	r, err := s.cfg.Lifecycle.UpdateEnv(ctx, c, rev, req.Env)
+	r, err := s.cfg.Lifecycle.UpdateEnv(ctx, clusterops.OpRequest{C: c, Rev: rev, DryRun: req.DryRun}, req.Env)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -316,7 +316,7 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	h.finish(t, created.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
 
 	c, rev := h.cluster(t, id)
-	updated, err := h.life.UpdateEnv(ctx, c, rev, map[string]string{"motd": "changed twice"})
+	updated, err := h.life.UpdateEnv(ctx, OpRequest{C: c, Rev: rev}, map[string]string{"motd": "changed twice"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 
 	c, rev = h.cluster(t, id)
 	networkID = c.NetworkId
-	deleted, err := h.life.Delete(ctx, c, rev, false)
+	deleted, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +448,7 @@ func TestCreateRendersThePackageOnce(t *testing.T) {
 	if _, err := h.life.Spec(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.life.Delete(ctx, c, rev, false); err != nil {
+	if _, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev}, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.pkgs.renders.Load(); got != 1 {

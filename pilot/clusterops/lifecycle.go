@@ -101,6 +101,8 @@ const Redacted = "******"
 type CreateRequest struct {
 	Tenant, App, AppVersion, Runtime string
 	Params                           map[string]string
+	// DryRun plans only.
+	DryRun bool
 }
 
 // Create accepts a new cluster: it resolves the parameters, renders the
@@ -143,6 +145,9 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 	}
 	c.LastSid = sid
 	c.Params = secretbox.SealParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
+	if r.DryRun {
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindCreate, PlanCreate(c, spec))}, nil
+	}
 	job, err := l.commit(ctx, c, 0, KindCreate, PlanCreate(c, spec), stored)
 	if err != nil {
 		return nil, err
@@ -151,16 +156,19 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
 }
 
-// Delete accepts the delete of cluster c, read at revision rev: its
-// services are planned from its current spec; with force, a spec that
-// cannot be had plans none.
-func (l *Lifecycle) Delete(ctx context.Context, c *pilotv1.Cluster, rev int64, force bool) (*pilotv1.ClusterJob, error) {
+// Delete accepts the delete of cluster r.C: its services are planned from
+// its current spec; with force, a spec that cannot be had plans none.
+func (l *Lifecycle) Delete(ctx context.Context, r OpRequest, force bool) (*pilotv1.ClusterJob, error) {
+	c, rev := r.C, r.Rev
 	if err := l.busy(ctx, c); err != nil {
 		return nil, err
 	}
 	spec, stored, err := l.currentSpec(ctx, c)
 	if err != nil && !force {
 		return nil, refuse(Precondition, "cluster %s: %v; delete with force to skip its services", c.Id, err)
+	}
+	if r.DryRun {
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindDelete, PlanDelete(c, spec, force))}, nil
 	}
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING
 	job, err := l.commit(ctx, c, rev, KindDelete, PlanDelete(c, spec, force), stored)
@@ -171,10 +179,12 @@ func (l *Lifecycle) Delete(ctx context.Context, c *pilotv1.Cluster, rev int64, f
 	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
 }
 
-// UpdateEnv accepts new env values (keys without "env.") for cluster c,
-// read at revision rev: the cluster must be active and idle, the values
-// valid and changeable, and the spec they render within the node limit.
-func (l *Lifecycle) UpdateEnv(ctx context.Context, c *pilotv1.Cluster, rev int64, env map[string]string) (*pilotv1.ClusterJob, error) {
+// UpdateEnv accepts new env values (keys without "env.") for cluster r.C:
+// the cluster must be active and idle, the values valid and changeable, and
+// the spec they render within the node limit. A dry run answers what the
+// metadata would gain, lose or change.
+func (l *Lifecycle) UpdateEnv(ctx context.Context, r OpRequest, env map[string]string) (*pilotv1.ClusterJob, error) {
+	c, rev := r.C, r.Rev
 	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
 		return nil, refuse(Precondition, "cluster %s is %s; env can change only on an active cluster", c.Id, c.Status)
 	}
@@ -190,9 +200,18 @@ func (l *Lifecycle) UpdateEnv(ctx context.Context, c *pilotv1.Cluster, rev int64
 	if err != nil {
 		return nil, refuse(Invalid, "%s", scrub(err, env, envSecret))
 	}
-	_, stored, err := l.render(pkg, nv, env, envSecret)
+	spec, stored, err := l.render(pkg, nv, env, envSecret)
 	if err != nil {
 		return nil, err
+	}
+	if r.DryRun {
+		old, _, err := l.currentSpec(ctx, c)
+		if err != nil {
+			return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+		}
+		job := DryRun(c, spec, nil, KindUpdateEnv, PlanUpdateEnv(c))
+		job.MetadataChanges = metadataChanges(c, pkg, old, spec)
+		return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
 	}
 	c.Params = secretbox.SealParams(l.cfg.Packages.Box, c.Id, nv.Strings(), secret)
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING

@@ -174,6 +174,37 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 	return nil
 }
 
+// metadataChanges are the keys of c's metadata tree that spec would add,
+// remove or change against old, for a dry run: "+key=value", "-key",
+// "~key: old → new", sorted, password values redacted.
+func metadataChanges(c *pilotv1.Cluster, pkg *apppkg.Package, old, spec *apppkg.ClusterSpec) []string {
+	before, _ := metadataTree(c, nil, pkg, old, nil, nil)
+	after, _ := metadataTree(c, nil, pkg, spec, nil, nil)
+	secret := SecretParam(pkg)
+	shown := func(k, v string) string {
+		if role, name, ok := envLeaf(k); ok && (secret(apppkg.GroupEnv+"."+name) || (role != "" && secret(apppkg.GroupEnv+"."+role+"."+name))) {
+			return Redacted
+		}
+		return v
+	}
+	var out []string
+	for k, v := range after {
+		switch ov, ok := before[k]; {
+		case !ok:
+			out = append(out, "+"+k+"="+shown(k, v))
+		case ov != v:
+			out = append(out, "~"+k+": "+shown(k, ov)+" → "+shown(k, v))
+		}
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			out = append(out, "-"+k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // orInt is v when set, else def.
 func orInt(v int32, def int) int {
 	if v > 0 {

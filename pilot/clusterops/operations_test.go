@@ -347,7 +347,7 @@ func TestUpdateEnvWaitsForRenders(t *testing.T) {
 	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
 	h.ops.cfg.DroneWait = 300 * time.Millisecond
 	c, rev := h.cluster(t, r.Cluster.Id)
-	u, err := h.life.UpdateEnv(ctx, c, rev, map[string]string{"motd": "new"})
+	u, err := h.life.UpdateEnv(ctx, OpRequest{C: c, Rev: rev}, map[string]string{"motd": "new"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,5 +376,43 @@ func TestUpdateEnvWaitsForRenders(t *testing.T) {
 	h.fg.mu.Unlock()
 	if err := h.run(t, u.Job, rendered); err != nil {
 		t.Fatalf("once every drone rendered: %v", err)
+	}
+}
+
+// Create, delete and update-env plan without changing anything on a dry
+// run; update-env's says what the metadata would gain, lose or change,
+// with password values redacted.
+func TestDryRunsOfCreateDeleteUpdateEnv(t *testing.T) {
+	h := newOpsHarness(t)
+	ctx := context.Background()
+	dry, err := h.life.Create(ctx, CreateRequest{Tenant: harnessTenant, App: h.pkg.Meta.Name, AppVersion: h.pkg.Meta.Version, Runtime: harnessRuntime, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dry.Job.Id != DryRunJobID || len(dry.Job.Tasks) == 0 {
+		t.Fatalf("create dry run: %v", dry.Job)
+	}
+	if list, _ := store.List(ctx, h.st, store.ClustersPrefix, newCluster); len(list) != 0 {
+		t.Fatalf("a create dry run stored %d clusters", len(list))
+	}
+
+	r := h.create(t, nil)
+	h.runJob(t, r.Job)
+	c, rev := h.cluster(t, r.Cluster.Id)
+	up, err := h.life.UpdateEnv(ctx, OpRequest{C: c, Rev: rev, DryRun: true}, map[string]string{"motd": "dry"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := strings.Join(up.Job.MetadataChanges, "\n")
+	if !strings.Contains(changes, "~env/motd: ") || !strings.HasSuffix(strings.TrimSpace(up.Job.MetadataChanges[0]), "→ dry") {
+		t.Fatalf("update-env dry run metadata changes:\n%s", changes)
+	}
+	del, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev, DryRun: true}, false)
+	if err != nil || del.Job.Id != DryRunJobID {
+		t.Fatalf("delete dry run: %v, %v", del, err)
+	}
+	after, _ := h.cluster(t, c.Id)
+	if after.JobId != c.JobId || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("dry runs changed the cluster: job %s, %v", after.JobId, after.Status)
 	}
 }

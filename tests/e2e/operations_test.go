@@ -618,3 +618,40 @@ func TestDeviceBackup(t *testing.T) {
 		t.Fatalf("the lead's restore got %q", got)
 	}
 }
+
+// TestDryRuns: create, update-env and delete take --dry-run, print their
+// plan (update-env: what the metadata would gain, lose or change) and
+// change nothing.
+func TestDryRuns(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "examples/kv")
+	out := p.mustHangar("cluster", "create", "kv", "--dry-run")
+	for _, want := range []string{"nothing was changed", "run instances for role primary", "start on role replica"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("create --dry-run lacks %q:\n%s", want, out)
+		}
+	}
+	if list := p.mustHangar("cluster", "list", "-o", "json"); strings.Contains(list, `"id"`) {
+		t.Fatalf("create --dry-run made a cluster:\n%s", list)
+	}
+	c, job := createCluster(t, p, "kv", nil)
+	mustSucceed(t, job)
+	out = p.mustHangar("cluster", "update-env", c.Id, "motd=planned", "--dry-run")
+	if !strings.Contains(out, "Metadata changes") || !strings.Contains(out, "~env/motd: ") || !strings.Contains(out, "→ planned") {
+		t.Fatalf("update-env --dry-run:\n%s", out)
+	}
+	out = p.mustHangar("cluster", "delete", c.Id, "--dry-run")
+	if !strings.Contains(out, "delete instances") || !strings.Contains(out, "hangar-kv stop") {
+		t.Fatalf("delete --dry-run:\n%s", out)
+	}
+	after := p.cluster(c.Id)
+	if after.JobId != c.JobId || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("dry runs changed the cluster: job %s, %v", after.JobId, after.Status)
+	}
+	for _, n := range after.Nodes {
+		if strings.Contains(kvConf(t, p, n), "planned") {
+			t.Fatalf("an update-env dry run reached node %s", n.Id)
+		}
+	}
+}
