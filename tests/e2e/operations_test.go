@@ -655,3 +655,37 @@ func TestDryRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestCanaryFailureStops: a role with "canary": 1 restarts its first node
+// alone; when that fails, the job fails naming it and the role's other
+// nodes are untouched (BOSH's canaries).
+func TestCanaryFailureStops(t *testing.T) {
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "tests/e2e/testdata/opsapp/cluster.json.mustache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(src), `"role": "member",`, `"role": "member", "canary": 1,`, 1)
+	edited = strings.Replace(edited, `"restart": {"cmd": "sleep 0.3; echo restart >> \"$HANGAR_ROOT/events.log\"", "order": 2`,
+		`"restart": {"cmd": "if [ -e \"$HANGAR_ROOT/fail-restart\" ]; then echo canary says no; exit 3; fi; echo restart >> \"$HANGAR_ROOT/events.log\"", "order": 2`, 1)
+	if edited == string(src) || !strings.Contains(edited, "canary says no") {
+		t.Fatal("the test's package edit did not apply")
+	}
+	p.mustHangar("app", "push", copyPackage(t, "tests/e2e/testdata/opsapp", map[string]string{"cluster.json.mustache": edited}))
+	c, job := createCluster(t, p, "opsapp", map[string]string{"cluster.member.count": "3"})
+	mustSucceed(t, job)
+	canary := nodeBySid(c, 2) // the members' lowest server id
+	if err := os.WriteFile(filepath.Join(p.instanceRoot(canary.InstanceId), "fail-restart"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.hangar("cluster", "restart", c.Id, "--wait")
+	if err == nil || !strings.Contains(out, "canary failed") || !strings.Contains(out, "canary says no") {
+		t.Fatalf("restart with a failing canary: %v\n%s", err, out)
+	}
+	for _, sid := range []int32{3, 4} {
+		if got := readTrace(p, nodeBySid(c, sid), "events.log"); strings.Contains(got, "restart") {
+			t.Errorf("member sid %d restarted although the canary failed: %q", sid, got)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -113,4 +114,55 @@ func TestRedisScale(t *testing.T) {
 		info, err := redisCLI(primary, port, "info", "replication")
 		return err == nil && strings.Contains(info, "connected_slaves:1\r"), info
 	})
+}
+
+// TestRedisUpgrade upgrades a Redis cluster to a package version whose
+// rendered config differs (hz 20): every node runs with the new file, and
+// the data written before the upgrade is still there and replicated.
+func TestRedisUpgrade(t *testing.T) {
+	requireTools(t, "HANGAR_REQUIRE_REDIS", "redis-server", "redis-cli")
+	p := startPilot(t)
+	createLocalRuntime(t, p)
+	p.mustHangar("app", "push", "examples/redis")
+	port := freePortNumber(t)
+	c, job := createCluster(t, p, "redis", map[string]string{"cluster.replica.count": "1", "env.port": port})
+	mustSucceed(t, job)
+	primary, replica := byRole(c, "primary")[0], byRole(c, "replica")[0]
+	if got, err := redisCLI(primary, port, "set", "kept", "across the upgrade"); err != nil || got != "OK" {
+		t.Fatalf("SET on the primary: %q %v", got, err)
+	}
+	waitForKey(t, replica, port, "kept", "across the upgrade")
+
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(repoRoot(t), "examples/redis", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	v2 := copyPackage(t, "examples/redis", map[string]string{
+		"package.json":                    strings.Replace(read("package.json"), `"version": "1.0.0"`, `"version": "1.1.0"`, 1),
+		"cluster.json.mustache":           strings.Replace(read("cluster.json.mustache"), "{\n", "{\n  \"upgrade_policy\": [\"1.0.0\"],\n", 1),
+		"confd/templates/redis.conf.tmpl": read("confd/templates/redis.conf.tmpl") + "hz 20\n",
+	})
+	p.mustHangar("app", "push", v2)
+	p.mustHangar("cluster", "upgrade", c.Id, "--version", "1.1.0", "--wait")
+	after := p.cluster(c.Id)
+	if after.AppVersion != "1.1.0" || after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("after the upgrade: %s %v", after.AppVersion, after.Status)
+	}
+	for _, n := range after.Nodes {
+		conf, err := os.ReadFile(filepath.Join(p.instanceRoot(n.InstanceId), "opt", "redis", "redis.conf"))
+		if err != nil || !strings.Contains(string(conf), "hz 20") {
+			t.Errorf("node %s's redis.conf lacks the new version's line: %v\n%s", n.Id, err, conf)
+		}
+		if got, err := redisCLI(n, port, "config", "get", "hz"); err != nil || !strings.Contains(got, "20") {
+			t.Errorf("node %s's redis runs with hz %q (%v), want the new config's 20", n.Id, got, err)
+		}
+		waitForKey(t, n, port, "kept", "across the upgrade")
+	}
+	if got, err := redisCLI(primary, port, "set", "after", "the upgrade"); err != nil || got != "OK" {
+		t.Fatalf("SET on the primary after the upgrade: %q %v", got, err)
+	}
+	waitForKey(t, replica, port, "after", "the upgrade")
 }
