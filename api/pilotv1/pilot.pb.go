@@ -3169,8 +3169,11 @@ type Job struct {
 	// "+key=value", "-key", "~key: old → new" (password values shown as
 	// ******). Never stored.
 	MetadataChanges []string `protobuf:"bytes,11,rep,name=metadata_changes,json=metadataChanges,proto3" json:"metadata_changes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How many times the job was retried (RetryJob): the commands of a
+	// retried step get new ids, so drones run them again.
+	Retries       int32 `protobuf:"varint,12,opt,name=retries,proto3" json:"retries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -3278,6 +3281,13 @@ func (x *Job) GetMetadataChanges() []string {
 		return x.MetadataChanges
 	}
 	return nil
+}
+
+func (x *Job) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
 }
 
 type GetJobRequest struct {
@@ -3635,6 +3645,50 @@ func (x *TaskNodeResult) GetResult() *NodeResult {
 	return nil
 }
 
+type RetryJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryJobRequest) Reset() {
+	*x = RetryJobRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryJobRequest) ProtoMessage() {}
+
+func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
+func (*RetryJobRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RetryJobRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type CancelJobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -3644,7 +3698,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3710,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3723,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -3698,7 +3752,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +3764,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +3777,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Network) GetId() string {
@@ -3787,7 +3841,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +3853,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +3866,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *User) GetName() string {
@@ -3856,7 +3910,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3868,7 +3922,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3881,7 +3935,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -3916,7 +3970,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3928,7 +3982,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3941,7 +3995,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -3966,7 +4020,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3978,7 +4032,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3991,7 +4045,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 type ListUsersResponse struct {
@@ -4003,7 +4057,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4015,7 +4069,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4028,7 +4082,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -4047,7 +4101,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4059,7 +4113,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4072,7 +4126,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -4090,7 +4144,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4102,7 +4156,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4115,7 +4169,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
 }
 
 type WhoAmIRequest struct {
@@ -4126,7 +4180,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4138,7 +4192,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4151,7 +4205,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
 }
 
 type AuditEntry struct {
@@ -4173,7 +4227,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4185,7 +4239,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4198,7 +4252,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -4267,7 +4321,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4279,7 +4333,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4292,7 +4346,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -4311,7 +4365,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4323,7 +4377,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4336,7 +4390,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -4358,7 +4412,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4370,7 +4424,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4383,7 +4437,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -4415,7 +4469,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4427,7 +4481,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4440,7 +4494,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
 }
 
 type Revocation struct {
@@ -4456,7 +4510,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4468,7 +4522,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4481,7 +4535,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Revocation) GetKind() string {
@@ -4527,7 +4581,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4539,7 +4593,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4552,7 +4606,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
 }
 
 type ListRevocationsResponse struct {
@@ -4564,7 +4618,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4576,7 +4630,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4589,7 +4643,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -4873,7 +4927,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"finishedAt\x12>\n" +
 	"\fnode_results\x18\n" +
 	" \x03(\v2\x1b.hangar.pilot.v1.NodeResultR\vnodeResults\x120\n" +
-	"\x05input\x18\f \x01(\v2\x1a.hangar.pilot.v1.TaskInputR\x05inputJ\x04\b\v\x10\f\"\xa0\x03\n" +
+	"\x05input\x18\f \x01(\v2\x1a.hangar.pilot.v1.TaskInputR\x05inputJ\x04\b\v\x10\f\"\xba\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1d\n" +
@@ -4889,7 +4943,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x10cancel_requested\x18\t \x01(\bR\x0fcancelRequested\x12\x16\n" +
 	"\x06tenant\x18\n" +
 	" \x01(\tR\x06tenant\x12)\n" +
-	"\x10metadata_changes\x18\v \x03(\tR\x0fmetadataChanges\"\x1f\n" +
+	"\x10metadata_changes\x18\v \x03(\tR\x0fmetadataChanges\x12\x18\n" +
+	"\aretries\x18\f \x01(\x05R\aretries\"\x1f\n" +
 	"\rGetJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"0\n" +
 	"\x0fListJobsRequest\x12\x1d\n" +
@@ -4910,7 +4965,9 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"^\n" +
 	"\x0eTaskNodeResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x123\n" +
-	"\x06result\x18\x02 \x01(\v2\x1b.hangar.pilot.v1.NodeResultR\x06result\"\"\n" +
+	"\x06result\x18\x02 \x01(\v2\x1b.hangar.pilot.v1.NodeResultR\x06result\"!\n" +
+	"\x0fRetryJobRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\"\n" +
 	"\x10CancelJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\xec\x01\n" +
 	"\aNetwork\x12\x0e\n" +
@@ -5060,7 +5117,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x06Revoke\x12\x1e.hangar.pilot.v1.RevokeRequest\x1a\x1f.hangar.pilot.v1.RevokeResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/revocations\x12}\n" +
 	"\x0fListRevocations\x12'.hangar.pilot.v1.ListRevocationsRequest\x1a(.hangar.pilot.v1.ListRevocationsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/revocations2Y\n" +
 	"\x11EnrollmentService\x12D\n" +
-	"\x04Join\x12\x1d.hangar.stream.v1.JoinRequest\x1a\x1d.hangar.stream.v1.Certificate2\x9c\x04\n" +
+	"\x04Join\x12\x1d.hangar.stream.v1.JoinRequest\x1a\x1d.hangar.stream.v1.Certificate2\x80\x05\n" +
 	"\n" +
 	"JobService\x12U\n" +
 	"\x06GetJob\x12\x1e.hangar.pilot.v1.GetJobRequest\x1a\x14.hangar.pilot.v1.Job\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/jobs/{id}\x12a\n" +
@@ -5068,6 +5125,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x12\b/v1/jobs\x12a\n" +
 	"\bWatchJob\x12 .hangar.pilot.v1.WatchJobRequest\x1a\x14.hangar.pilot.v1.Job\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/jobs/{id}/watch0\x01\x12\x8c\x01\n" +
 	"\x0fListNodeResults\x12'.hangar.pilot.v1.ListNodeResultsRequest\x1a(.hangar.pilot.v1.ListNodeResultsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/jobs/{job_id}/node-results\x12b\n" +
+	"\bRetryJob\x12 .hangar.pilot.v1.RetryJobRequest\x1a\x14.hangar.pilot.v1.Job\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/jobs/{id}/retry\x12b\n" +
 	"\tCancelJob\x12!.hangar.pilot.v1.CancelJobRequest\x1a\x14.hangar.pilot.v1.Job\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x14/v1/jobs/{id}/cancelB0Z.github.com/hangarhq/hangar/api/pilotv1;pilotv1b\x06proto3"
 
 var (
@@ -5083,7 +5141,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
@@ -5136,89 +5194,90 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	(*ListNodeResultsRequest)(nil),   // 48: hangar.pilot.v1.ListNodeResultsRequest
 	(*ListNodeResultsResponse)(nil),  // 49: hangar.pilot.v1.ListNodeResultsResponse
 	(*TaskNodeResult)(nil),           // 50: hangar.pilot.v1.TaskNodeResult
-	(*CancelJobRequest)(nil),         // 51: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                  // 52: hangar.pilot.v1.Network
-	(*User)(nil),                     // 53: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),        // 54: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 55: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 56: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 57: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),        // 58: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 59: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),            // 60: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),               // 61: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),         // 62: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 63: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),            // 64: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 65: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),               // 66: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),   // 67: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 68: hangar.pilot.v1.ListRevocationsResponse
-	nil,                              // 69: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                              // 70: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                              // 71: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                              // 72: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                              // 73: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                              // 74: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                              // 75: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	nil,                              // 76: hangar.pilot.v1.Backup.SnapshotsEntry
-	nil,                              // 77: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                              // 78: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),    // 79: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),       // 80: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),     // 81: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),     // 82: hangar.stream.v1.Certificate
+	(*RetryJobRequest)(nil),          // 51: hangar.pilot.v1.RetryJobRequest
+	(*CancelJobRequest)(nil),         // 52: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                  // 53: hangar.pilot.v1.Network
+	(*User)(nil),                     // 54: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),        // 55: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 56: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 57: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 58: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),        // 59: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 60: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),            // 61: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),               // 62: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),         // 63: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 64: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),            // 65: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 66: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),               // 67: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),   // 68: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 69: hangar.pilot.v1.ListRevocationsResponse
+	nil,                              // 70: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                              // 71: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                              // 72: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                              // 73: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                              // 74: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                              // 75: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                              // 76: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	nil,                              // 77: hangar.pilot.v1.Backup.SnapshotsEntry
+	nil,                              // 78: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                              // 79: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),    // 80: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),       // 81: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),     // 82: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),     // 83: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	79, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	80, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
 	7,  // 1: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
-	69, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	79, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	70, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	71, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	70, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	80, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	71, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	72, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	11, // 6: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,  // 7: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
 	0,  // 8: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	72, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	73, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
 	16, // 10: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	79, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	80, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
 	18, // 12: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	73, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	74, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
 	17, // 14: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
 	43, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
 	17, // 16: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	74, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	75, // 18: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	79, // 19: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	75, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	76, // 18: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	80, // 19: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 20: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	76, // 21: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	77, // 21: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
 	30, // 22: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	77, // 23: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	80, // 24: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	79, // 25: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	79, // 26: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	78, // 27: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	78, // 23: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	81, // 24: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	80, // 25: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	80, // 26: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	79, // 27: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
 	4,  // 28: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	79, // 29: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	79, // 30: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	80, // 29: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	80, // 30: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
 	40, // 31: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
 	41, // 32: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
 	3,  // 33: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
 	42, // 34: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	79, // 35: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	79, // 36: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	80, // 35: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	80, // 36: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
 	43, // 37: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
 	50, // 38: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
 	40, // 39: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
 	5,  // 40: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	79, // 41: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	80, // 41: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 42: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	53, // 43: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	53, // 44: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	79, // 45: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	61, // 46: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	79, // 47: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	66, // 48: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	54, // 43: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	54, // 44: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	80, // 45: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	62, // 46: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	80, // 47: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	67, // 48: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
 	6,  // 49: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
 	8,  // 50: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
 	10, // 51: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
@@ -5242,57 +5301,59 @@ var file_pilot_v1_pilot_proto_depIdxs = []int32{
 	33, // 69: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
 	35, // 70: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
 	36, // 71: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	54, // 72: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	56, // 73: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	58, // 74: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	60, // 75: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	62, // 76: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	64, // 77: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	67, // 78: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	81, // 79: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	55, // 72: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	57, // 73: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	59, // 74: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	61, // 75: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	63, // 76: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	65, // 77: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	68, // 78: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	82, // 79: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
 	44, // 80: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
 	45, // 81: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
 	47, // 82: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
 	48, // 83: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	51, // 84: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	7,  // 85: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	9,  // 86: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	7,  // 87: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	11, // 88: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	14, // 89: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	11, // 90: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	20, // 91: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	22, // 92: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	17, // 93: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	20, // 94: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 95: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 96: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 97: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 98: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 99: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 100: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 101: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 102: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 103: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32, // 104: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	20, // 105: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 106: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 107: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	55, // 108: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	57, // 109: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	59, // 110: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	53, // 111: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	63, // 112: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	65, // 113: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	68, // 114: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	82, // 115: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	43, // 116: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	46, // 117: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	43, // 118: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	49, // 119: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	43, // 120: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	85, // [85:121] is the sub-list for method output_type
-	49, // [49:85] is the sub-list for method input_type
+	51, // 84: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
+	52, // 85: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	7,  // 86: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	9,  // 87: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	7,  // 88: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	11, // 89: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	14, // 90: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	11, // 91: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	20, // 92: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	22, // 93: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	17, // 94: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	20, // 95: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 96: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 97: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 98: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 99: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 100: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 101: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 102: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 103: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 104: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	32, // 105: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	20, // 106: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 107: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	20, // 108: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	56, // 109: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	58, // 110: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	60, // 111: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	54, // 112: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	64, // 113: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	66, // 114: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	69, // 115: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	83, // 116: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	43, // 117: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	46, // 118: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	43, // 119: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	49, // 120: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	43, // 121: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
+	43, // 122: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	86, // [86:123] is the sub-list for method output_type
+	49, // [49:86] is the sub-list for method input_type
 	49, // [49:49] is the sub-list for extension type_name
 	49, // [49:49] is the sub-list for extension extendee
 	0,  // [0:49] is the sub-list for field type_name
@@ -5309,7 +5370,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   73,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -1745,6 +1745,7 @@ const (
 	JobService_ListJobs_FullMethodName        = "/hangar.pilot.v1.JobService/ListJobs"
 	JobService_WatchJob_FullMethodName        = "/hangar.pilot.v1.JobService/WatchJob"
 	JobService_ListNodeResults_FullMethodName = "/hangar.pilot.v1.JobService/ListNodeResults"
+	JobService_RetryJob_FullMethodName        = "/hangar.pilot.v1.JobService/RetryJob"
 	JobService_CancelJob_FullMethodName       = "/hangar.pilot.v1.JobService/CancelJob"
 )
 
@@ -1761,6 +1762,10 @@ type JobServiceClient interface {
 	// ListNodeResults pages through a job's node results with their whole
 	// output, which job views may trim (NodeResult.output_trimmed).
 	ListNodeResults(ctx context.Context, in *ListNodeResultsRequest, opts ...grpc.CallOption) (*ListNodeResultsResponse, error)
+	// RetryJob runs a failed or cancelled job again from the steps that did
+	// not succeed (they run anew; those that succeeded are kept), when it is
+	// still its cluster's last job.
+	RetryJob(ctx context.Context, in *RetryJobRequest, opts ...grpc.CallOption) (*Job, error)
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error)
 }
 
@@ -1821,6 +1826,16 @@ func (c *jobServiceClient) ListNodeResults(ctx context.Context, in *ListNodeResu
 	return out, nil
 }
 
+func (c *jobServiceClient) RetryJob(ctx context.Context, in *RetryJobRequest, opts ...grpc.CallOption) (*Job, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Job)
+	err := c.cc.Invoke(ctx, JobService_RetryJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *jobServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Job)
@@ -1844,6 +1859,10 @@ type JobServiceServer interface {
 	// ListNodeResults pages through a job's node results with their whole
 	// output, which job views may trim (NodeResult.output_trimmed).
 	ListNodeResults(context.Context, *ListNodeResultsRequest) (*ListNodeResultsResponse, error)
+	// RetryJob runs a failed or cancelled job again from the steps that did
+	// not succeed (they run anew; those that succeeded are kept), when it is
+	// still its cluster's last job.
+	RetryJob(context.Context, *RetryJobRequest) (*Job, error)
 	CancelJob(context.Context, *CancelJobRequest) (*Job, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
@@ -1866,6 +1885,9 @@ func (UnimplementedJobServiceServer) WatchJob(*WatchJobRequest, grpc.ServerStrea
 }
 func (UnimplementedJobServiceServer) ListNodeResults(context.Context, *ListNodeResultsRequest) (*ListNodeResultsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListNodeResults not implemented")
+}
+func (UnimplementedJobServiceServer) RetryJob(context.Context, *RetryJobRequest) (*Job, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RetryJob not implemented")
 }
 func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobRequest) (*Job, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelJob not implemented")
@@ -1956,6 +1978,24 @@ func _JobService_ListNodeResults_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_RetryJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).RetryJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_RetryJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).RetryJob(ctx, req.(*RetryJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _JobService_CancelJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CancelJobRequest)
 	if err := dec(in); err != nil {
@@ -1992,6 +2032,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListNodeResults",
 			Handler:    _JobService_ListNodeResults_Handler,
+		},
+		{
+			MethodName: "RetryJob",
+			Handler:    _JobService_RetryJob_Handler,
 		},
 		{
 			MethodName: "CancelJob",

@@ -20,6 +20,6 @@ command failed.`,
   hangar job cancel j-4d5e6f --wait`,
 		RunE: groupRunE,
 	}
-	cmd.AddCommand(newJobShowCmd(c), newJobListCmd(c), newJobWatchCmd(c), newJobCancelCmd(c))
+	cmd.AddCommand(newJobShowCmd(c), newJobListCmd(c), newJobWatchCmd(c), newJobCancelCmd(c), newJobRetryCmd(c))
 	return cmd
 }

@@ -422,6 +422,24 @@ func (s *Server) WatchJob(req *pilotv1.WatchJobRequest, st grpc.ServerStreamingS
 }
 
 // CancelJob asks a running job of the tenant to stop.
+// RetryJob runs the caller's failed or cancelled job again from its steps
+// that did not succeed.
+func (s *Server) RetryJob(ctx context.Context, req *pilotv1.RetryJobRequest) (*pilotv1.Job, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j, err := s.cfg.Lifecycle.Retry(ctx, tn, req.Id)
+	var re *clusterops.RefusedError
+	if errors.As(err, &re) && re.Reason == clusterops.Invalid {
+		return nil, notFoundJob(req.Id)
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return j, nil
+}
+
 func (s *Server) CancelJob(ctx context.Context, req *pilotv1.CancelJobRequest) (*pilotv1.Job, error) {
 	tn, err := tenant(ctx)
 	if err != nil {

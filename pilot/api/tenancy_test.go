@@ -146,6 +146,7 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_StartCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.StartClusterRequest{Id: x.cl1, DryRun: true}
 		}, codes.FailedPrecondition},
+		{pilotv1.JobService_RetryJob_FullMethodName, member, onObject, func(x ids) proto.Message { return &pilotv1.RetryJobRequest{Id: x.job3} }, codes.FailedPrecondition},
 		{pilotv1.JobService_CancelJob_FullMethodName, member, onObject, func(x ids) proto.Message { return &pilotv1.CancelJobRequest{Id: x.job3} }, codes.OK},
 		{pilotv1.ClusterService_DeleteCluster_FullMethodName, member, onObject, func(x ids) proto.Message { return &pilotv1.DeleteClusterRequest{Id: x.cl2} }, codes.OK},
 		{pilotv1.UserService_DeleteUser_FullMethodName, admin, onObject, func(x ids) proto.Message { return &pilotv1.DeleteUserRequest{Name: x.victim} }, codes.OK},

@@ -77,6 +77,7 @@ func Methods() map[string]Rule {
 		pilotv1.JobService_WatchJob_FullMethodName:        viewer,
 		pilotv1.JobService_ListNodeResults_FullMethodName: viewer,
 		pilotv1.JobService_CancelJob_FullMethodName:       change,
+		pilotv1.JobService_RetryJob_FullMethodName:        change,
 
 		pilotv1.UserService_CreateUser_FullMethodName: adminChange,
 		pilotv1.UserService_ListUsers_FullMethodName:  admin,

@@ -416,3 +416,53 @@ func TestDryRunsOfCreateDeleteUpdateEnv(t *testing.T) {
 		t.Fatalf("dry runs changed the cluster: job %s, %v", after.JobId, after.Status)
 	}
 }
+
+// A failed job retried runs its steps that did not succeed again, with new
+// command ids (the drones would answer the old ones with the failure),
+// and leaves the others alone; only the cluster's last job is retried.
+func TestRetryJob(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+	h.fg.exitCode = func(cmd string) int32 {
+		if strings.Contains(cmd, "restart") {
+			return 1
+		}
+		return 0
+	}
+	r, err := h.life.Restart(ctx, h.op(t, c.Id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.run(t, r.Job, r.Job.Tasks[0]); err == nil {
+		t.Fatal("the failing restart succeeded")
+	}
+	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_FAILED)
+	h.fg.exitCode = nil
+
+	j, err := h.life.Retry(ctx, harnessTenant, r.Job.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != pilotv1.JobState_JOB_STATE_PENDING || j.Retries != 1 || j.Tasks[0].State != pilotv1.TaskState_TASK_STATE_PENDING {
+		t.Fatalf("retried job: %v, retries %d, first task %v", j.State, j.Retries, j.Tasks[0].State)
+	}
+	if got, _ := h.cluster(t, c.Id); got.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING {
+		t.Fatalf("cluster during the retry: %v", got.Status)
+	}
+	before := h.ranCount()
+	h.runJob(t, j)
+	if ran := h.ranSince(before); len(ran) != 3 {
+		t.Fatalf("the retry ran %q; want the 3 restarts again, under new ids", ran)
+	}
+	for _, tc := range []struct{ id, want string }{
+		{r.Job.Id, "only a failed or cancelled job"},
+		{"job-none", `no job "job-none"`},
+	} {
+		if _, err := h.life.Retry(ctx, harnessTenant, tc.id); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("retry %s: %v; want %q", tc.id, err, tc.want)
+		}
+	}
+	if _, err := h.life.Retry(ctx, "other-tenant", r.Job.Id); err == nil || !strings.Contains(err.Error(), "no job") {
+		t.Errorf("another tenant's retry: %v", err)
+	}
+}

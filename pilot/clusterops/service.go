@@ -209,8 +209,14 @@ func serviceTargets(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, in *pilotv1.Ta
 	return targets
 }
 
-func commandID(jobID, taskID, nodeID string) string {
-	return safeID(jobID + "." + taskID + "." + nodeID)
+// commandID names a task's command on a node; a retried job's commands
+// get new ids (retries), so the drones run them again.
+func commandID(job *pilotv1.Job, taskID, nodeID string) string {
+	id := job.GetId() + "." + taskID + "." + nodeID
+	if job.GetRetries() > 0 {
+		id += fmt.Sprintf(".r%d", job.GetRetries())
+	}
+	return safeID(id)
 }
 
 // commandRequest builds the request running cmd on node nodeID, signed with
@@ -276,7 +282,7 @@ func (o *Ops) runOnNodeOutput(ctx context.Context, t *jobs.Task, n *pilotv1.Netw
 	if timeout <= 0 {
 		timeout = 600
 	}
-	id := commandID(t.Job.Id, t.Task.Id, nd.Id)
+	id := commandID(t.Job, t.Task.Id, nd.Id)
 	// Signed before anything is recorded: without a key the node never
 	// shows as running.
 	req, err := commandRequest(o.cfg.CommandKey, nd.Id, id, cmd, timeout, time.Now())

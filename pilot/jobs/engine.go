@@ -133,6 +133,30 @@ func Records(job *pilotv1.Job) map[string]proto.Message {
 	return map[string]proto.Message{store.JobKey(job.Id): job, store.ActiveJobKey(job.Id): &emptypb.Empty{}}
 }
 
+// RetryableState reports whether a job in state s may run again (Retry): it ended failed or
+// cancelled.
+func RetryableState(s pilotv1.JobState) bool {
+	return s == pilotv1.JobState_JOB_STATE_FAILED || s == pilotv1.JobState_JOB_STATE_CANCELLED
+}
+
+// Retry makes a failed or cancelled job pending again: the tasks that did
+// not succeed are pending with no attempts (those that succeeded stay
+// done), and Retries counts up, so the commands of the tasks that run again
+// get new ids (a drone would answer an old id with its recorded failure).
+// It returns the records to write, as Records does.
+func Retry(job *pilotv1.Job) map[string]proto.Message {
+	job.State, job.Error, job.CancelRequested = pilotv1.JobState_JOB_STATE_PENDING, "", false
+	job.Retries++
+	job.UpdatedAt = timestamppb.Now()
+	for _, t := range job.Tasks {
+		if t.State == pilotv1.TaskState_TASK_STATE_SUCCEEDED {
+			continue
+		}
+		t.State, t.Attempts, t.Error, t.StartedAt, t.FinishedAt = pilotv1.TaskState_TASK_STATE_PENDING, 0, "", nil, nil
+	}
+	return Records(job)
+}
+
 // Validate checks a job's task graph: unique ids, known kinds, known deps,
 // no cycles.
 func (e *Engine) Validate(job *pilotv1.Job) error {

@@ -658,7 +658,8 @@ func TestDryRuns(t *testing.T) {
 
 // TestCanaryFailureStops: a role with "canary": 1 restarts its first node
 // alone; when that fails, the job fails naming it and the role's other
-// nodes are untouched (BOSH's canaries).
+// nodes are untouched (BOSH's canaries). Retried once the cause is fixed,
+// the job runs its failed step again, and only that.
 func TestCanaryFailureStops(t *testing.T) {
 	p := startPilot(t)
 	createLocalRuntime(t, p)
@@ -687,5 +688,27 @@ func TestCanaryFailureStops(t *testing.T) {
 		if got := readTrace(p, nodeBySid(c, sid), "events.log"); strings.Contains(got, "restart") {
 			t.Errorf("member sid %d restarted although the canary failed: %q", sid, got)
 		}
+	}
+
+	// The cause fixed, the job is retried from its failed step: every
+	// member restarts once, the lead (whose step succeeded) not again.
+	if err := os.Remove(filepath.Join(p.instanceRoot(canary.InstanceId), "fail-restart")); err != nil {
+		t.Fatal(err)
+	}
+	failed := p.cluster(c.Id)
+	if failed.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED {
+		t.Fatalf("after the failed restart the cluster is %v", failed.Status)
+	}
+	p.mustHangar("job", "retry", failed.JobId, "--wait")
+	if after := p.cluster(c.Id); after.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE || after.JobId != failed.JobId {
+		t.Fatalf("after the retry: %v, job %s", after.Status, after.JobId)
+	}
+	for _, nd := range c.Nodes {
+		if got := strings.Count(readTrace(p, nd, "events.log"), "restart"); got != 1 {
+			t.Errorf("%s sid %d restarted %d times after the retry, want once", nd.Role, nd.Sid, got)
+		}
+	}
+	if out, err := p.hangar("job", "retry", failed.JobId); err == nil || !strings.Contains(out, "only a failed or cancelled job") {
+		t.Fatalf("retry of a succeeded job: %v\n%s", err, out)
 	}
 }
