@@ -53,13 +53,8 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 			return nil, err
 		}
 	}
-	for _, f := range []struct {
-		name string
-		v    int32
-	}{{"cpu", req.GetCpu()}, {"memory_mib", req.GetMemoryMib()}, {"volume_gib", req.GetVolumeGib()}} {
-		if f.v < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "%s must be 0 or more, got %d", f.name, f.v)
-		}
+	if err := checkSizes(req.GetCpu(), req.GetMemoryMib(), req.GetVolumeGib(), "the provider's default"); err != nil {
+		return nil, err
 	}
 
 	var out *providerv1.Instance
@@ -562,6 +557,20 @@ func (p *Provider) instanceProcesses(rec *instance) []int {
 		sortByStart(pids)
 	}
 	return pids
+}
+
+// checkSizes refuses a negative cpu, memory_mib or volume_gib; zero means
+// zeroMeans.
+func checkSizes(cpu, memoryMiB, volumeGiB int32, zeroMeans string) error {
+	for _, f := range []struct {
+		name string
+		v    int32
+	}{{"cpu", cpu}, {"memory_mib", memoryMiB}, {"volume_gib", volumeGiB}} {
+		if f.v < 0 {
+			return status.Errorf(codes.InvalidArgument, "%s must be 0 (%s) or more, got %d", f.name, zeroMeans, f.v)
+		}
+	}
+	return nil
 }
 
 // runtimeWith parses the runtime of a call acting on the object whose id

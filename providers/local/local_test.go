@@ -283,7 +283,7 @@ func TestRunInstanceInputErrors(t *testing.T) {
 	}{
 		{"no token", func(r *providerv1.RunInstanceRequest) { r.IdempotencyToken = "" }, codes.InvalidArgument, "idempotency_token is required"},
 		{"no network", func(r *providerv1.RunInstanceRequest) { r.NetworkId = "" }, codes.InvalidArgument, "network_id is required"},
-		{"negative cpu", func(r *providerv1.RunInstanceRequest) { r.Cpu = -1 }, codes.InvalidArgument, "cpu must be 0 or more"},
+		{"negative cpu", func(r *providerv1.RunInstanceRequest) { r.Cpu = -1 }, codes.InvalidArgument, "cpu must be 0 (the provider's default) or more"},
 		{"negative memory", func(r *providerv1.RunInstanceRequest) { r.MemoryMib = -1 }, codes.InvalidArgument, "memory_mib"},
 		{"unknown network", func(r *providerv1.RunInstanceRequest) { r.NetworkId = "net-00000000" }, codes.NotFound, "net-00000000"},
 	}

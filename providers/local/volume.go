@@ -202,13 +202,8 @@ func (p *Provider) ResizeInstance(ctx context.Context, req *providerv1.ResizeIns
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range []struct {
-		name string
-		v    int32
-	}{{"cpu", req.GetCpu()}, {"memory_mib", req.GetMemoryMib()}, {"volume_gib", req.GetVolumeGib()}} {
-		if f.v < 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "%s must be 0 (unchanged) or more, got %d", f.name, f.v)
-		}
+	if err := checkSizes(req.GetCpu(), req.GetMemoryMib(), req.GetVolumeGib(), "unchanged"); err != nil {
+		return nil, err
 	}
 	var out *providerv1.Instance
 	err = p.update(ctx, cfg, func(t *tx) error {
