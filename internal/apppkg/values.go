@@ -204,11 +204,16 @@ func CountPath(role string) string { return GroupCluster + "." + role + ".count"
 // of the config form.
 func (v *Values) ChangeCount(role string, count int) (*Values, error) {
 	path := CountPath(role)
-	it, ok := v.cfg.items[path]
-	if !ok {
+	if _, ok := v.cfg.items[path]; !ok {
 		return nil, fmt.Errorf("%s: not a parameter of this app, so role %q cannot be scaled", path, role)
 	}
-	val, err := parseValue(it, strconv.Itoa(count))
+	return v.setInt(path, count)
+}
+
+// setInt is a copy of v with the declared parameter path set to value,
+// checked against its type, range, min and max.
+func (v *Values) setInt(path string, value int) (*Values, error) {
+	val, err := parseValue(v.cfg.items[path], strconv.Itoa(value))
 	if err != nil {
 		return nil, err
 	}
@@ -224,17 +229,10 @@ func (v *Values) ChangeCount(role string, count int) (*Values, error) {
 // parameter keeps v unchanged: the size then lives with the nodes only.
 func (v *Values) ChangeRoleParam(role, key string, value int) (*Values, error) {
 	path := GroupCluster + "." + role + "." + key
-	it, ok := v.cfg.items[path]
-	if !ok {
+	if _, ok := v.cfg.items[path]; !ok {
 		return v, nil
 	}
-	val, err := parseValue(it, strconv.Itoa(value))
-	if err != nil {
-		return nil, err
-	}
-	nv := v.clone()
-	nv.vals[path], nv.set[path] = val, true
-	return nv, nil
+	return v.setInt(path, value)
 }
 
 // Strings returns every resolved value as a string by path, for storing.

@@ -51,7 +51,7 @@ func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params
 	if err != nil {
 		return nil, nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
 	}
-	if err := l.backupPolicy(ctx, spec, c); err != nil {
+	if err := l.backupPolicy(ctx, spec, c, false); err != nil {
 		return nil, nil, err
 	}
 	b := &pilotv1.Backup{Id: newID("bk-"), ClusterId: c.Id, Name: name, Policy: spec.BackupPolicy, AppVersion: c.AppVersion,
@@ -107,13 +107,17 @@ func newBackup() *pilotv1.Backup { return &pilotv1.Backup{} }
 
 // backupPolicy refuses a backup or restore the package, or the runtime's
 // provider, does not provide for.
-func (l *Lifecycle) backupPolicy(ctx context.Context, spec *apppkg.ClusterSpec, c *pilotv1.Cluster) error {
+// A device restore also stops and starts the instances.
+func (l *Lifecycle) backupPolicy(ctx context.Context, spec *apppkg.ClusterSpec, c *pilotv1.Cluster, restore bool) error {
 	switch spec.BackupPolicy {
 	case "custom":
 		return nil
 	case "device":
 		if err := l.requireCapability(ctx, c, "a device backup or restore (backup_policy device)", sdk.CapSnapshots, func(cp sdk.Capabilities) bool { return cp.Snapshots }); err != nil {
 			return err
+		}
+		if !restore {
+			return nil
 		}
 		return l.requireStopStart(ctx, c, "a device restore")
 	default:
@@ -169,7 +173,7 @@ func (l *Lifecycle) Restore(ctx context.Context, r OpRequest, id string) (*pilot
 	if err != nil {
 		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
 	}
-	if err := l.backupPolicy(ctx, spec, c); err != nil {
+	if err := l.backupPolicy(ctx, spec, c, true); err != nil {
 		return nil, err
 	}
 	p := &planner{}
@@ -234,7 +238,7 @@ func (o *Ops) snapshotVolumes(ctx context.Context, t *jobs.Task) error {
 	c, id := tc.c, tc.in.BackupId
 	var mu sync.Mutex
 	snaps := map[string]string{}
-	err = forEachNode(ctx, agentInstances(c), func(ctx context.Context, nd *pilotv1.Node) error {
+	err = forEachNode(ctx, withInstances(c.Nodes), func(ctx context.Context, nd *pilotv1.Node) error {
 		sn, err := tc.prov.CreateSnapshot(ctx, &providerv1.CreateSnapshotRequest{Runtime: tc.prt, IdempotencyToken: id + "." + nd.Id, InstanceId: nd.InstanceId, Name: id + "/" + nd.Id})
 		if err != nil {
 			return providerErr(fmt.Sprintf("snapshot the volume of node %s", nd.Id), err)
@@ -265,7 +269,7 @@ func (o *Ops) restoreVolumes(ctx context.Context, t *jobs.Task) error {
 	if _, err := o.cfg.Store.Get(ctx, store.BackupKey(c.Id, tc.in.BackupId), b); err != nil {
 		return fmt.Errorf("backup %s: %w", tc.in.BackupId, err)
 	}
-	return forEachNode(ctx, agentInstances(c), func(ctx context.Context, nd *pilotv1.Node) error {
+	return forEachNode(ctx, withInstances(c.Nodes), func(ctx context.Context, nd *pilotv1.Node) error {
 		snap, ok := b.Snapshots[nd.Id]
 		if !ok {
 			return fmt.Errorf("node %s: backup %s holds no snapshot of it (the node was added after the backup)", nd.Id, b.Id)
@@ -275,15 +279,4 @@ func (o *Ops) restoreVolumes(ctx context.Context, t *jobs.Task) error {
 		}
 		return nil
 	})
-}
-
-// agentInstances are the nodes that have an instance.
-func agentInstances(c *pilotv1.Cluster) []*pilotv1.Node {
-	var out []*pilotv1.Node
-	for _, nd := range c.Nodes {
-		if nd.InstanceId != "" {
-			out = append(out, nd)
-		}
-	}
-	return out
 }

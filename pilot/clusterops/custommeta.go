@@ -2,6 +2,7 @@ package clusterops
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 
@@ -28,7 +29,7 @@ func (p *planner) customMetadataSteps(spec *apppkg.ClusterSpec, clusterID string
 		if n.CustomMetadata == nil || strings.TrimSpace(n.CustomMetadata.Cmd) == "" || n.Count == 0 || !n.AgentInstalled {
 			continue
 		}
-		if roles == nil || containsStr(roles, n.Role) {
+		if roles == nil || slices.Contains(roles, n.Role) {
 			with = append(with, n.Role)
 		}
 	}
@@ -37,15 +38,6 @@ func (p *planner) customMetadataSteps(spec *apppkg.ClusterSpec, clusterID string
 	}
 	p.add("custom-metadata", taskCustomMetadata, "custom_metadata on "+roleList(with), &pilotv1.TaskInput{ClusterId: clusterID, Roles: with, NodeIds: nodeIDs})
 	p.add("register-tokens", taskRegister, "register metadata with the nodes' tokens", register)
-}
-
-func containsStr(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // customMetadata runs each role's custom_metadata command on its nodes
@@ -58,7 +50,7 @@ func (o *Ops) customMetadata(ctx context.Context, t *jobs.Task) error {
 	c, n, in := tc.c, tc.n, tc.in
 	var nodes []*pilotv1.Node
 	for _, nd := range onlyNodes(agentNodes(c, tc.spec), in.NodeIds) {
-		if containsStr(in.Roles, nd.Role) {
+		if slices.Contains(in.Roles, nd.Role) {
 			nodes = append(nodes, nd)
 		}
 	}

@@ -47,6 +47,8 @@ type Reconciler struct {
 	// seen is when each frontgate and node was last seen connected (or
 	// first looked at), by id.
 	seen map[string]time.Time
+	// prev is seen as the previous pass left it.
+	prev map[string]time.Time
 	now  func() time.Time
 }
 
@@ -86,10 +88,14 @@ func (r *Reconciler) Run(ctx context.Context) {
 func (r *Reconciler) gone(id string, connected bool) bool {
 	now := r.now()
 	last, ok := r.seen[id]
+	if !ok {
+		last, ok = r.prev[id]
+	}
 	if connected || !ok {
 		r.seen[id] = now
 		return false
 	}
+	r.seen[id] = last
 	return now.Sub(last) > r.cfg.Grace
 }
 
@@ -101,6 +107,11 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		return fmt.Errorf("list clusters: %w", err)
 	}
 	frontgates := map[string]bool{} // network id → its frontgate is up
+	// What this pass did not look at (deleted clusters, nodes, networks)
+	// is forgotten, so seen does not grow with every node ever made.
+	looked := r.seen
+	r.seen = map[string]time.Time{}
+	r.prev = looked
 	for _, c := range clusters {
 		switch c.Status {
 		case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED:
@@ -114,11 +125,10 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 		up, ok := frontgates[n.Id]
 		if !ok {
 			up = o.cfg.Frontgates.Connected(n.FrontgateId)
-			if !up && (r.gone(n.FrontgateId, up) || r.lostByProvider(ctx, c, n.FrontgateInstanceId)) {
+			r.gone(n.FrontgateId, up)
+			if !up {
 				// A frontgate has no services of an app to start.
-				_ = r.revive(ctx, c, n.FrontgateInstanceId, "frontgate "+n.FrontgateId)
-			} else if up {
-				r.gone(n.FrontgateId, up)
+				r.reviveIfLost(ctx, c, n.FrontgateInstanceId, "frontgate "+n.FrontgateId)
 			}
 			frontgates[n.Id] = up
 		}
@@ -178,9 +188,16 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 		// Lost once out of sight past the grace period, or at once when
 		// the provider says its instance died (a pilot that just started
 		// after a machine restart must not call it active meanwhile).
-		if (seeing && r.gone(nd.Id, connected[nd.Id])) || (!connected[nd.Id] && r.lostByProvider(ctx, c, nd.InstanceId)) {
+		gone := seeing && r.gone(nd.Id, connected[nd.Id])
+		if !connected[nd.Id] {
+			died, boot := r.reviveIfLost(ctx, c, nd.InstanceId, "drone of node "+nd.Id)
+			gone = gone || died
+			if boot {
+				booted[nd.Id] = true
+			}
+		}
+		if gone {
 			lost[nd.Id] = true
-			booted[nd.Id] = r.revive(ctx, c, nd.InstanceId, "drone of node "+nd.Id)
 		}
 	}
 	if len(booted) > 0 {
@@ -291,37 +308,26 @@ func (r *Reconciler) clusterAt(ctx context.Context, id string) (*pilotv1.Cluster
 	return c, rev, err
 }
 
-// lostByProvider reports whether the provider says the instance is LOST.
-func (r *Reconciler) lostByProvider(ctx context.Context, c *pilotv1.Cluster, instanceID string) bool {
-	prov, prt, err := r.o.provider(ctx, c.Tenant, c.Runtime)
-	if err != nil {
-		return false
-	}
-	in, err := prov.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: prt, InstanceId: instanceID})
-	return err == nil && in.GetState() == providerv1.InstanceState_INSTANCE_STATE_LOST
-}
-
-// revive starts an instance the provider reports LOST (its process or
-// machine gone though nobody stopped it) again. Anything else (running:
-// the agent is only cut off; stopped: on purpose) is left alone.
-//
-// It reports whether the instance booted: nothing of it was left, so the
-// app's services on it must be started again.
-func (r *Reconciler) revive(ctx context.Context, c *pilotv1.Cluster, instanceID, what string) bool {
+// reviveIfLost asks the provider about an instance whose agent is not
+// connected; one it reports LOST (its process or machine gone though
+// nobody stopped it) is started again. Anything else (running: the agent
+// is only cut off; stopped: on purpose) is left alone. booted: nothing of
+// it was left, so the app's services on it must be started again.
+func (r *Reconciler) reviveIfLost(ctx context.Context, c *pilotv1.Cluster, instanceID, what string) (lost, booted bool) {
 	prov, prt, err := r.o.provider(ctx, c.Tenant, c.Runtime)
 	if err != nil {
 		r.log.Warn("revive: provider", "what", what, "err", err)
-		return false
+		return false, false
 	}
 	in, err := prov.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: prt, InstanceId: instanceID})
 	if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_LOST {
-		return false
+		return false, false
 	}
 	in, err = prov.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: prt, InstanceId: instanceID, IdempotencyToken: "revive." + instanceID})
 	if err != nil {
 		r.log.Warn("revive a lost instance", "what", what, "instance_id", instanceID, "err", err)
-		return false
+		return true, false
 	}
 	r.log.Info("lost instance started again", "what", what, "instance_id", instanceID, "cluster_id", c.Id, "booted", in.GetBooted())
-	return in.GetBooted()
+	return true, in.GetBooted()
 }

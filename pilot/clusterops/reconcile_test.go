@@ -93,6 +93,10 @@ func TestReconcilerMarksLostAndRevives(t *testing.T) {
 	if st := state(); st != providerv1.InstanceState_INSTANCE_STATE_LOST {
 		t.Fatalf("the reconciler started an instance of a stopped cluster (%v)", st)
 	}
+	// Nothing it no longer looks at stays in its memory.
+	if len(r.seen) != 0 {
+		t.Fatalf("after a pass over no running cluster the reconciler still keeps %d entries", len(r.seen))
+	}
 }
 
 func nodeBySid(c *pilotv1.Cluster, sid int32) *pilotv1.Node {

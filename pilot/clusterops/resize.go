@@ -53,9 +53,6 @@ func (l *Lifecycle) Resize(ctx context.Context, r OpRequest, role string, sz Siz
 	if len(nodes) == 0 {
 		return nil, refuse(Invalid, "role: %q is not a role of cluster %s with nodes (its roles: %v)", role, c.Id, rolesOf(c))
 	}
-	if err := l.requireCapability(ctx, c, "resize", sdk.CapResize, func(cp sdk.Capabilities) bool { return cp.Resize }); err != nil {
-		return nil, err
-	}
 	// A volume that only grows is resized online where the provider can
 	// resize a running instance; anything else stops the nodes first.
 	caps, err := l.capabilities(ctx, c)
@@ -63,10 +60,11 @@ func (l *Lifecycle) Resize(ctx context.Context, r OpRequest, role string, sz Siz
 		return nil, err
 	}
 	online := sz.CPU == 0 && sz.MemoryMiB == 0 && (caps.LiveResize || l.cfg.Providers == nil)
-	if !online {
-		if err := l.requireStopStart(ctx, c, "resize with a stop"); err != nil {
-			return nil, err
-		}
+	if err := missing(l, caps, c, "resize", sdk.CapResize, caps.Resize); err != nil {
+		return nil, err
+	}
+	if err := missing(l, caps, c, "resize with a stop", sdk.CapStopStart, online || caps.StopStart); err != nil {
+		return nil, err
 	}
 	pkg, secret, vals, err := l.storedValues(ctx, c)
 	if err != nil {
@@ -148,13 +146,7 @@ func (o *Ops) resizeInstances(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	in := tc.in
-	var nodes []*pilotv1.Node
-	for _, nd := range onlyNodes(tc.c.Nodes, in.NodeIds) {
-		if nd.InstanceId != "" {
-			nodes = append(nodes, nd)
-		}
-	}
-	return forEachNode(ctx, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
+	return forEachNode(ctx, withInstances(onlyNodes(tc.c.Nodes, in.NodeIds)), func(ctx context.Context, nd *pilotv1.Node) error {
 		inst, err := tc.prov.ResizeInstance(ctx, &providerv1.ResizeInstanceRequest{Runtime: tc.prt, InstanceId: nd.InstanceId, IdempotencyToken: t.Job.Id + "." + nd.Id,
 			Cpu: in.Cpu, MemoryMib: in.MemoryMib, VolumeGib: in.VolumeGib})
 		if err != nil {
