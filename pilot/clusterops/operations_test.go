@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -464,5 +466,36 @@ func TestRetryJob(t *testing.T) {
 	}
 	if _, err := h.life.Retry(ctx, "other-tenant", r.Job.Id); err == nil || !strings.Contains(err.Error(), "no job") {
 		t.Errorf("another tenant's retry: %v", err)
+	}
+}
+
+// A second change on a busy cluster is refused, naming the running job,
+// whatever the operation; nothing is stored.
+func TestSecondChangeNamesTheRunningJob(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+	first, err := h.life.Restart(ctx, h.op(t, c.Id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, _ := h.cluster(t, c.Id)
+	busy.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE // only the job makes it busy
+	for name, op := range map[string]func(OpRequest) error{
+		"restart": func(r OpRequest) error { _, err := h.life.Restart(ctx, r); return err },
+		"scale":   func(r OpRequest) error { _, err := h.life.Scale(ctx, r, "member", 3); return err },
+		"stop":    func(r OpRequest) error { _, err := h.life.Stop(ctx, r, false); return err },
+		"upgrade": func(r OpRequest) error { _, err := h.life.Upgrade(ctx, r, "2.0.0"); return err },
+		"resize":  func(r OpRequest) error { _, err := h.life.Resize(ctx, r, "member", Sizes{CPU: 2}); return err },
+		"backup":  func(r OpRequest) error { _, _, err := h.life.Backup(ctx, r, "", nil); return err },
+		"delete":  func(r OpRequest) error { _, err := h.life.Delete(ctx, r, false); return err },
+	} {
+		_, rev := h.cluster(t, c.Id)
+		err := op(OpRequest{C: proto.Clone(busy).(*pilotv1.Cluster), Rev: rev})
+		if !isRefusal(err, Precondition) || !strings.Contains(err.Error(), first.Job.Id) || !strings.Contains(err.Error(), "still running") {
+			t.Errorf("%s on a busy cluster: %v; want a refusal naming job %s", name, err, first.Job.Id)
+		}
+	}
+	if after, _ := h.cluster(t, c.Id); after.JobId != first.Job.Id {
+		t.Fatalf("a refused change replaced the cluster's job: %s", after.JobId)
 	}
 }
