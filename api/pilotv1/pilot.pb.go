@@ -394,7 +394,12 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 type PushAppRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The package as a .tar.gz of its folder.
-	Archive       []byte `protobuf:"bytes,1,opt,name=archive,proto3" json:"archive,omitempty"`
+	Archive []byte `protobuf:"bytes,1,opt,name=archive,proto3" json:"archive,omitempty"`
+	// The app's name and version, for a package without package.json
+	// (AppCenter packages have none). With a package.json they may be left
+	// empty; given, they must agree with it.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -434,6 +439,20 @@ func (x *PushAppRequest) GetArchive() []byte {
 		return x.Archive
 	}
 	return nil
+}
+
+func (x *PushAppRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PushAppRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 type App struct {
@@ -4657,9 +4676,11 @@ var File_pilot_v1_pilot_proto protoreflect.FileDescriptor
 
 const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\n" +
-	"\x14pilot/v1/pilot.proto\x12\x0fhangar.pilot.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16stream/v1/stream.proto\"*\n" +
+	"\x14pilot/v1/pilot.proto\x12\x0fhangar.pilot.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16stream/v1/stream.proto\"X\n" +
 	"\x0ePushAppRequest\x12\x18\n" +
-	"\aarchive\x18\x01 \x01(\fR\aarchive\"\x9c\x02\n" +
+	"\aarchive\x18\x01 \x01(\fR\aarchive\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"\x9c\x02\n" +
 	"\x03App\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +

@@ -11,7 +11,8 @@ import (
 )
 
 func newAppLintCmd(c *cli) *cobra.Command {
-	return &cobra.Command{
+	var opts apppkg.LoadOptions
+	cmd := &cobra.Command{
 		Use:   "lint DIR",
 		Short: "Check an app package here, without pushing it",
 		Long: `Check an app package folder (or a .tar.gz of one) as pilot checks it when it
@@ -29,17 +30,19 @@ when the package is valid, warnings or not.`,
   hangar app lint redis-1.0.0.tar.gz -o json | jq -r '.warnings[]'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.appLint(args[0])
+			return c.appLint(args[0], opts)
 		},
 	}
+	addPackageNameFlags(cmd, &opts)
+	return cmd
 }
 
-func (c *cli) appLint(dir string) error {
+func (c *cli) appLint(dir string, opts apppkg.LoadOptions) error {
 	archive, err := readPackage(dir)
 	if err != nil {
 		return err
 	}
-	pkg, err := apppkg.LoadArchive(bytes.NewReader(archive))
+	pkg, err := apppkg.LoadArchiveWith(bytes.NewReader(archive), packageNames(dir, opts))
 	if err != nil {
 		return fmt.Errorf("lint %s: %w", dir, err)
 	}

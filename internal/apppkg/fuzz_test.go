@@ -76,7 +76,7 @@ func FuzzRender(f *testing.F) {
 			fileConfig:   {data: []byte(kvConfig)},
 			fileMustache: {data: []byte(tmpl)},
 		}
-		p, err := load(files)
+		p, err := load(files, LoadOptions{})
 		if err != nil {
 			mustName(t, err, fileMustache)
 			return
@@ -115,7 +115,7 @@ func FuzzRenderGoTemplate(f *testing.F) {
 			fileConfig: {data: []byte(kvConfig)},
 			fileGoTmpl: {data: []byte(tmpl)},
 		}
-		p, err := load(files)
+		p, err := load(files, LoadOptions{})
 		if err != nil {
 			mustName(t, err, fileGoTmpl)
 			return

@@ -67,11 +67,22 @@ type Package struct {
 // links are refused, so a package means the same as a folder and as an
 // archive.
 func LoadDir(dir string) (*Package, error) {
+	return LoadDirWith(dir, LoadOptions{})
+}
+
+// LoadDirWith is LoadDir with the name and version given apart from the
+// package (see LoadOptions). When neither package.json nor opts name them,
+// they are taken from the folder's name, NAME-VERSION (zookeeper-3.4.13),
+// with a warning saying so.
+func LoadDirWith(dir string, opts LoadOptions) (*Package, error) {
 	files, err := readDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	return load(files)
+	if _, ok := files[fileMeta]; !ok && opts.Name == "" && opts.Version == "" {
+		opts = FolderOptions(dir)
+	}
+	return load(files, opts)
 }
 
 // LoadArchive loads a package from a .tar.gz of the package folder's
@@ -79,11 +90,45 @@ func LoadDir(dir string) (*Package, error) {
 // `tar czf x.tgz mypkg/`) is accepted too. Entries must be regular files or
 // folders with relative paths that stay inside the package.
 func LoadArchive(r io.Reader) (*Package, error) {
+	return LoadArchiveWith(r, LoadOptions{})
+}
+
+// LoadArchiveWith is LoadArchive with the name and version given apart from
+// the package (see LoadOptions).
+func LoadArchiveWith(r io.Reader, opts LoadOptions) (*Package, error) {
 	files, err := readArchive(r)
 	if err != nil {
 		return nil, err
 	}
-	return load(files)
+	return load(files, opts)
+}
+
+// LoadOptions name a package that has no package.json, as AppCenter
+// packages have none: the name and version come from the command line
+// (hangar app push --name --version) or from pilot's catalog. When the
+// package has a package.json, a name or version given here must agree with
+// it (names compare without case: the catalog keeps them lowercase).
+type LoadOptions struct {
+	Name, Version string
+	// fromFolder: Name and Version were read off the folder's name.
+	fromFolder string
+}
+
+// FolderOptions reads NAME-VERSION off the name of the package folder dir,
+// for a package without package.json: the version is what follows the last
+// '-' that is followed by a digit. Loading with them warns where they came
+// from.
+func FolderOptions(dir string) LoadOptions {
+	base := filepath.Base(dir)
+	if abs, err := filepath.Abs(dir); err == nil {
+		base = filepath.Base(abs)
+	}
+	for i := len(base) - 2; i > 0; i-- {
+		if base[i] == '-' && base[i+1] >= '0' && base[i+1] <= '9' {
+			return LoadOptions{Name: base[:i], Version: base[i+1:], fromFolder: base}
+		}
+	}
+	return LoadOptions{Name: base, fromFolder: base}
 }
 
 // ArchiveDir returns a deterministic .tar.gz of the package folder dir: the
@@ -348,15 +393,11 @@ func stripTopFolder(files map[string]file) map[string]file {
 }
 
 // load checks every file and builds the package.
-func load(files map[string]file) (*Package, error) {
+func load(files map[string]file, opts LoadOptions) (*Package, error) {
 	p := &Package{Confd: map[string][]byte{}, Locales: map[string]map[string]string{}}
 	var w warnings
 
-	metaFile, ok := files[fileMeta]
-	if !ok {
-		return nil, fmt.Errorf("%s: missing; a package needs one with at least name and version", fileMeta)
-	}
-	meta, err := parseMeta(metaFile.data)
+	meta, err := loadMeta(files, opts, &w)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 
 // Meta is package.json.
 type Meta struct {
+	// APIVersion is OpenPitrix's package format version: "v1" or empty.
+	APIVersion  string       `json:"api_version,omitempty"`
 	Name        string       `json:"name"`
 	Version     string       `json:"version"`
 	AppVersion  string       `json:"app_version,omitempty"`
@@ -61,6 +63,9 @@ func parseMeta(data []byte) (Meta, error) {
 	if err := trailingData(dec); err != nil {
 		return Meta{}, jsonError(fileMeta, data, err)
 	}
+	if m.APIVersion != "" && m.APIVersion != "v1" {
+		return Meta{}, fmt.Errorf("%s: api_version %q: only \"v1\" (OpenPitrix's) is known", fileMeta, m.APIVersion)
+	}
 	if err := checkIdent("name", m.Name); err != nil {
 		return Meta{}, fmt.Errorf("%s: %w", fileMeta, err)
 	}
@@ -71,6 +76,42 @@ func parseMeta(data []byte) (Meta, error) {
 		if _, _, err := cleanName(m.Icon); err != nil || path.IsAbs(m.Icon) {
 			return Meta{}, fmt.Errorf("%s: icon: %q must be a relative path inside the package", fileMeta, m.Icon)
 		}
+	}
+	return m, nil
+}
+
+// loadMeta reads package.json, or builds the package's Meta from opts when
+// it has none (AppCenter packages have none).
+func loadMeta(files map[string]file, opts LoadOptions, w *warnings) (Meta, error) {
+	f, ok := files[fileMeta]
+	if !ok {
+		if opts.Name == "" || opts.Version == "" {
+			hint := "give the name and version with --name and --version (AppCenter packages have no package.json), or add a package.json with name and version"
+			if opts.fromFolder != "" {
+				hint = fmt.Sprintf("the folder's name %q gives no version (name it NAME-VERSION, e.g. %s-1.0.0); or %s", opts.fromFolder, opts.Name, hint)
+			}
+			return Meta{}, fmt.Errorf("%s: missing, and no version given: %s", fileMeta, hint)
+		}
+		m := Meta{Name: opts.Name, Version: opts.Version}
+		for field, v := range map[string]string{"name": m.Name, "version": m.Version} {
+			if err := checkIdent(field, v); err != nil {
+				return Meta{}, fmt.Errorf("%s: %w", fileMeta, err)
+			}
+		}
+		if opts.fromFolder != "" {
+			w.add("%s: none; name %q and version %q are taken from the folder's name %q (give --name and --version to choose others)", fileMeta, m.Name, m.Version, opts.fromFolder)
+		}
+		return m, nil
+	}
+	m, err := parseMeta(f.data)
+	if err != nil {
+		return Meta{}, err
+	}
+	if opts.Name != "" && opts.fromFolder == "" && !strings.EqualFold(opts.Name, m.Name) {
+		return Meta{}, fmt.Errorf("%s: name %q differs from the name given, %q; give none, or the same", fileMeta, m.Name, opts.Name)
+	}
+	if opts.Version != "" && opts.fromFolder == "" && opts.Version != m.Version {
+		return Meta{}, fmt.Errorf("%s: version %q differs from the version given, %q; give none, or the same", fileMeta, m.Version, opts.Version)
 	}
 	return m, nil
 }

@@ -18,10 +18,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -173,9 +175,14 @@ func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pil
 	if len(req.Archive) > apppkg.MaxArchiveBytes {
 		return nil, invalid("archive: %d bytes is over the %d-byte limit", len(req.Archive), apppkg.MaxArchiveBytes)
 	}
-	pkg, err := apppkg.LoadArchive(bytes.NewReader(req.Archive))
+	pkg, err := apppkg.LoadArchiveWith(bytes.NewReader(req.Archive), apppkg.LoadOptions{Name: req.Name, Version: req.Version})
 	if err != nil {
 		return nil, invalid("package: %v", err)
+	}
+	// Catalog names are lowercase; OpenPitrix allows capitals ("Nginx").
+	name := strings.ToLower(pkg.Meta.Name)
+	if name != pkg.Meta.Name {
+		pkg.Warnings = append(pkg.Warnings, fmt.Sprintf("package.json: name %q is kept in the catalog as %q (catalog names are lowercase)", pkg.Meta.Name, name))
 	}
 	// The package must render with its defaults: catch template errors at
 	// push time, not at the first create.
@@ -187,11 +194,11 @@ func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pil
 	if err != nil {
 		return nil, invalid("package %s: %v", pkg.Meta.Name, err)
 	}
-	if !validID.MatchString(pkg.Meta.Name) {
-		return nil, invalid("package.json name %q: use lowercase letters, digits and dashes, starting with a letter", pkg.Meta.Name)
+	if !validID.MatchString(name) {
+		return nil, invalid("package.json name %q: use letters, digits and dashes, starting with a letter", pkg.Meta.Name)
 	}
 	app := &pilotv1.App{
-		Name:        pkg.Meta.Name,
+		Name:        name,
 		Version:     pkg.Meta.Version,
 		AppVersion:  pkg.Meta.AppVersion,
 		Description: pkg.Meta.Description,

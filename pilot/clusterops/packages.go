@@ -55,7 +55,8 @@ func (p *Packages) Get(ctx context.Context, tenant, app, version string) (*apppk
 	if err != nil {
 		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
 	}
-	pkg, err = apppkg.LoadArchive(bytes.NewReader(raw))
+	// A package without package.json is named by the catalog.
+	pkg, err = apppkg.LoadArchiveWith(bytes.NewReader(raw), apppkg.LoadOptions{Name: app, Version: version})
 	if err != nil {
 		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
 	}
