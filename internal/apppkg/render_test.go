@@ -22,9 +22,9 @@ func renderKV(t *testing.T, files map[string]string, params map[string]string) *
 }
 
 func TestRender(t *testing.T) {
-	spec := renderKV(t, kvFiles(), map[string]string{"cluster.vxnet": "vxnet-1", "cluster.zk_service": "cl-zk",
+	spec := renderKV(t, kvFiles(), map[string]string{"cluster.zk_service": "cl-zk",
 		"cluster.replica.count": "3", "env.4lw.commands.whitelist": "srvr,stat"})
-	if spec.Name != "kv" || spec.VXNet != "vxnet-1" || spec.Links["zk"] != "cl-zk" {
+	if spec.Name != "kv" || spec.VXNet != PlatformNetwork || spec.Links["zk"] != "cl-zk" {
 		t.Fatalf("top level = %q %q %v", spec.Name, spec.VXNet, spec.Links)
 	}
 	wantEnv := Env{"port": "6379", "requirepass": "", "maxmemory-policy": "volatile-lru",
@@ -369,7 +369,7 @@ func TestRenderGoTemplate(t *testing.T) {
 	if p.TemplateKind != KindGoTemplate {
 		t.Fatalf("kind = %s", p.TemplateKind)
 	}
-	v, err := p.Resolve(map[string]string{"cluster.name": `a "quoted" name`, "cluster.vxnet": "vxnet-9"})
+	v, err := p.Resolve(map[string]string{"cluster.name": `a "quoted" name`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +377,7 @@ func TestRenderGoTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if spec.Name != `a "quoted" name` || spec.VXNet != "vxnet-9" || spec.Nodes[0].Count != 1 || spec.Nodes[1].Count != 2 || spec.Nodes[0].Volume.Size != 10 {
+	if spec.Name != `a "quoted" name` || spec.VXNet != PlatformNetwork || spec.Nodes[0].Count != 1 || spec.Nodes[1].Count != 2 || spec.Nodes[0].Volume.Size != 10 {
 		t.Fatalf("spec = %+v", spec)
 	}
 	if !reflect.DeepEqual(spec.Env, Env{"port": "6379", "policy": "volatile-lru", "appendonly": "true", "ratio": "0.75"}) {

@@ -26,6 +26,23 @@ type Values struct {
 	set map[string]bool
 }
 
+// PlatformNetwork is the value of the parameters that name the cluster's
+// network (type vxnet, and cluster.vxnet or OpenPitrix's cluster.subnet):
+// the platform chooses the network, not the user. Pilot puts every cluster
+// of a runtime in that runtime's network named "default"; the metadata's
+// /cluster/vxnet holds its id.
+const PlatformNetwork = "default"
+
+// Platform reports a parameter whose value the platform sets: the
+// cluster's network. AppCenter packages declare cluster.vxnet required
+// with an empty default, for the console to fill.
+func (it *Item) Platform() bool {
+	if it.Type == TypeVXNet {
+		return true
+	}
+	return it.Group == GroupCluster && it.Role == "" && (it.Key == "vxnet" || it.Key == "subnet")
+}
+
 type resolveMode int
 
 const (
@@ -65,6 +82,12 @@ func (p *Package) resolve(params map[string]string, mode resolveMode) (*Values, 
 			errs = append(errs, c.unknownParam(k, ""))
 			continue
 		}
+		if it.Platform() {
+			if params[k] != PlatformNetwork {
+				errs = append(errs, fmt.Errorf("%s: set by Hangar, not by you: it is the cluster's network (%q); leave it out", k, PlatformNetwork))
+			}
+			continue
+		}
 		val, err := parseValue(it, params[k])
 		if err != nil {
 			errs = append(errs, err)
@@ -77,6 +100,10 @@ func (p *Package) resolve(params map[string]string, mode resolveMode) (*Values, 
 			continue
 		}
 		it := c.items[path]
+		if it.Platform() {
+			v.vals[path], v.set[path] = PlatformNetwork, true
+			continue
+		}
 		if it.HasDefault && it.Default != nil {
 			val, err := fromJSON(it, it.Default)
 			if err == nil && mode == resolveCreate {
@@ -84,6 +111,13 @@ func (p *Package) resolve(params map[string]string, mode resolveMode) (*Values, 
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: default from config.json: %w", path, err))
+				continue
+			}
+			// A required value is required whether it comes from the user or
+			// from the default: an empty one is refused here, at create, and
+			// not later by a re-resolve of the stored values.
+			if it.Required && isStringType(it.Type) && val == "" && it.Group != GroupServiceParams && mode == resolveCreate {
+				errs = append(errs, fmt.Errorf("%s: required, and config.json's default is empty: give a value", path))
 				continue
 			}
 			v.vals[path], v.set[path] = val, true

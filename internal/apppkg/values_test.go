@@ -8,12 +8,12 @@ import (
 
 func TestResolveDefaults(t *testing.T) {
 	p := mustLoad(t, kvFiles())
-	v, err := p.Resolve(map[string]string{"cluster.vxnet": "vxnet-1", "env.requirepass": "s3cret"})
+	v, err := p.Resolve(map[string]string{"env.requirepass": "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"cluster.name": "kv", "cluster.description": "", "cluster.vxnet": "vxnet-1", "cluster.zk_service": "",
+		"cluster.name": "kv", "cluster.description": "", "cluster.vxnet": PlatformNetwork, "cluster.zk_service": "",
 		"cluster.master.cpu": "1", "cluster.master.memory": "1024", "cluster.master.count": "1", "cluster.master.volume_size": "10",
 		"cluster.replica.cpu": "1", "cluster.replica.memory": "1024", "cluster.replica.count": "2",
 		"env.port": "6379", "env.requirepass": "s3cret", "env.maxmemory-policy": "volatile-lru",
@@ -89,7 +89,7 @@ func TestResolveErrors(t *testing.T) {
 		{"multichoice bad part", map[string]string{"env.4lw.commands.whitelist": "srvr,kill"}, []string{`env.4lw.commands.whitelist: "kill" is not one of: srvr, ruok, stat`}},
 		{"step", map[string]string{"cluster.master.volume_size": "15"}, []string{"cluster.master.volume_size: 15 is not a multiple of the step 10"}},
 		{"pattern", map[string]string{"env.admin_user": "Admin"}, []string{`env.admin_user: "Admin" does not match the pattern ^[a-z][a-z0-9]{3,12}$`}},
-		{"required empty", map[string]string{"cluster.vxnet": ""}, []string{"cluster.vxnet: required; must not be empty"}},
+		{"platform network given", map[string]string{"cluster.vxnet": "vxnet-1"}, []string{"cluster.vxnet: set by Hangar", "leave it out"}},
 		{"negative count", map[string]string{"cluster.replica.count": "-1"}, []string{"cluster.replica.count: -1: a node count must be 0 or more"}},
 		{"service param pattern", map[string]string{"service_params.master.node.ip": "host"}, []string{`service_params.master.node.ip: "host" does not match`}},
 		{"valid value", map[string]string{"env.port": "1"}, nil},
@@ -240,5 +240,26 @@ func TestLoadbalancerValues(t *testing.T) {
 	wantErr(t, err, "cluster.replica.loadbalancer", "is not a JSON array")
 	if s := v.Strings()["cluster.replica.loadbalancer"]; !strings.HasPrefix(s, `[{"listener":"lbl-1"`) {
 		t.Fatalf("stored loadbalancer = %s", s)
+	}
+}
+
+// A required parameter whose default is empty is refused when a cluster is
+// created, as when the user gives it empty: before anything is created,
+// and never later by a re-resolve of the stored values.
+func TestRequiredWithEmptyDefault(t *testing.T) {
+	files := kvFiles()
+	files["config.json"] = edit(t, files["config.json"], `{"key": "zk_service", "type": "service", "default": "", "required": "no"`,
+		`{"key": "zk_service", "type": "service", "default": "", "required": "yes"`)
+	p := mustLoad(t, files)
+	_, err := p.Resolve(map[string]string{"env.requirepass": "x"})
+	wantErr(t, err, "cluster.zk_service: required, and config.json's default is empty: give a value")
+	_, err = p.Resolve(map[string]string{"env.requirepass": "x", "cluster.zk_service": ""})
+	wantErr(t, err, "cluster.zk_service: required; must not be empty")
+	v, err := p.Resolve(map[string]string{"env.requirepass": "x", "cluster.zk_service": "cl-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Resolve(v.Strings()); err != nil {
+		t.Fatalf("stored values do not resolve again: %v", err)
 	}
 }
