@@ -1,6 +1,7 @@
 package apppkg
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -69,5 +70,36 @@ func TestConfdAccepts(t *testing.T) {
 	}
 	if r.Src != "app/01.env.tmpl" || r.UID == nil || *r.UID != 0 || r.Owner != "root" || r.Prefix != "/self" {
 		t.Fatalf("resource = %+v", r)
+	}
+}
+
+// A template kept as a folder of fragments is assembled in name order, each
+// fragment followed by a newline, and an error in it names the fragment
+// and its line.
+func TestConfdFragments(t *testing.T) {
+	files := kvFiles()
+	delete(files, "confd/templates/kv.conf.tmpl")
+	files["confd/templates/kv.conf/02.main.tmpl"] = "port {{getv \"/env/port\"}}"
+	files["confd/templates/kv.conf/01.header.tmpl"] = "# header\n# two lines"
+	p := mustLoad(t, files)
+	if got, want := string(p.Confd["templates/kv.conf.tmpl"]), "# header\n# two lines\nport {{getv \"/env/port\"}}\n"; got != want {
+		t.Fatalf("assembled template = %q, want %q", got, want)
+	}
+	for n := range p.Confd {
+		if strings.HasPrefix(n, "templates/kv.conf/") {
+			t.Errorf("fragment %s is delivered as well", n)
+		}
+	}
+
+	files["confd/templates/kv.conf/02.main.tmpl"] = "port\n{{getv \"/env/port\"}\n"
+	_, err := loadFiles(t, files)
+	wantErr(t, err, "confd/templates/kv.conf/02.main.tmpl: line 2:")
+
+	// A template of the same name wins over the folder, which is reported.
+	files["confd/templates/kv.conf/02.main.tmpl"] = "x"
+	files["confd/templates/kv.conf.tmpl"] = "whole"
+	p = mustLoad(t, files)
+	if string(p.Confd["templates/kv.conf.tmpl"]) != "whole" || !hasWarning(p.Warnings, "confd/templates/kv.conf/", "used instead") {
+		t.Fatalf("template = %q, warnings %q", p.Confd["templates/kv.conf.tmpl"], p.Warnings)
 	}
 }

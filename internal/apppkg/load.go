@@ -454,6 +454,7 @@ func load(files map[string]file, opts LoadOptions) (*Package, error) {
 			w.add("%s: not used by Hangar", n)
 		}
 	}
+	assembled := assembleFragments(p.Confd, &w)
 	confdBytes := 0
 	for _, data := range p.Confd {
 		confdBytes += len(data)
@@ -462,6 +463,11 @@ func load(files map[string]file, opts LoadOptions) (*Package, error) {
 		return nil, fmt.Errorf("confd/: %d bytes in conf.d and templates, more than the %d allowed (they are sent to every drone in one message)", confdBytes, MaxConfdBytes)
 	}
 	if err := checkConfd(p.Confd, &w); err != nil {
+		for full, frags := range assembled {
+			if inner := errors.Unwrap(err); inner != nil && strings.HasPrefix(err.Error(), full+": ") {
+				return nil, fragmentError(full, frags, inner)
+			}
+		}
 		return nil, err
 	}
 
