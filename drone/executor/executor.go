@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/drone/rootpath"
 	"github.com/hangarhq/hangar/internal/procstat"
 )
 
@@ -409,7 +410,9 @@ func (e *Executor) finish(ex *execution, final record) {
 // inherits it, and with a pipe it would hold up the command's end or, once
 // the drone closed its side, die of SIGPIPE at its next write.
 func buildCommand(rec record, dir string, env []string, out *os.File) (*exec.Cmd, error) {
-	c := exec.Command("/bin/sh", "-c", rec.Cmd)
+	// Where the instance's root is a dir of the host, the command's paths
+	// mean files there (drone/rootpath).
+	c := exec.Command("/bin/sh", "-c", rootpath.Map(dir, rec.Cmd))
 	c.Dir = dir
 	if c.Dir == "" {
 		c.Dir = "/"

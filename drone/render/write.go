@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"text/template"
 
+	"github.com/hangarhq/hangar/drone/rootpath"
 	"github.com/hangarhq/hangar/internal/confdres"
 )
 
@@ -296,7 +297,10 @@ func (r *Renderer) runHook(cmdline string) error {
 	}
 	defer os.Remove(out.Name())
 	defer out.Close()
-	c := exec.CommandContext(r.life, "/bin/sh", "-c", cmdline)
+	// Paths under the instance's root mean files there (drone/rootpath):
+	// a reload_cmd may run the script just rendered.
+	c := exec.CommandContext(r.life, "/bin/sh", "-c", rootpath.Map(r.cfg.RootDir, cmdline))
+	c.Dir = r.cfg.RootDir // "" is the drone's own working directory
 	c.Stdout, c.Stderr = out, out
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
