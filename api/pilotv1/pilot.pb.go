@@ -1669,9 +1669,12 @@ type DeleteClusterRequest struct {
 	// Go on when the destroy command fails (only where allow_force permits).
 	Force bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
 	// Plan only, as for RestartClusterRequest.
-	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DryRun bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// With force: go on past a failing destroy even where the app says
+	// allow_force: false. Only admins may; the audit log records it.
+	OverrideAllowForce bool `protobuf:"varint,4,opt,name=override_allow_force,json=overrideAllowForce,proto3" json:"override_allow_force,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *DeleteClusterRequest) Reset() {
@@ -1721,6 +1724,13 @@ func (x *DeleteClusterRequest) GetForce() bool {
 func (x *DeleteClusterRequest) GetDryRun() bool {
 	if x != nil {
 		return x.DryRun
+	}
+	return false
+}
+
+func (x *DeleteClusterRequest) GetOverrideAllowForce() bool {
+	if x != nil {
+		return x.OverrideAllowForce
 	}
 	return false
 }
@@ -2888,8 +2898,11 @@ type TaskInput struct {
 	BackupId string `protobuf:"bytes,16,opt,name=backup_id,json=backupId,proto3" json:"backup_id,omitempty"`
 	// register_metadata: roles listed under vertical-scaling-roles.
 	VerticalScalingRoles []string `protobuf:"bytes,17,rep,name=vertical_scaling_roles,json=verticalScalingRoles,proto3" json:"vertical_scaling_roles,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// delete (with force): go on past a failing destroy even where the app
+	// says allow_force: false (an admin's override).
+	OverrideAllowForce bool `protobuf:"varint,18,opt,name=override_allow_force,json=overrideAllowForce,proto3" json:"override_allow_force,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *TaskInput) Reset() {
@@ -3039,6 +3052,13 @@ func (x *TaskInput) GetVerticalScalingRoles() []string {
 		return x.VerticalScalingRoles
 	}
 	return nil
+}
+
+func (x *TaskInput) GetOverrideAllowForce() bool {
+	if x != nil {
+		return x.OverrideAllowForce
+	}
+	return false
 }
 
 type Task struct {
@@ -4796,11 +4816,12 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListClustersResponse\x124\n" +
 	"\bclusters\x18\x01 \x03(\v2\x18.hangar.pilot.v1.ClusterR\bclusters\"#\n" +
 	"\x11GetClusterRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x87\x01\n" +
 	"\x14DeleteClusterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\x12\x17\n" +
-	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"\xbf\x01\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x120\n" +
+	"\x14override_allow_force\x18\x04 \x01(\bR\x12overrideAllowForce\"\xbf\x01\n" +
 	"\x17UpdateClusterEnvRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12C\n" +
 	"\x03env\x18\x02 \x03(\v21.hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntryR\x03env\x12\x17\n" +
@@ -4906,7 +4927,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12%\n" +
-	"\x0eoutput_trimmed\x18\f \x01(\bR\routputTrimmed\"\xfc\x04\n" +
+	"\x0eoutput_trimmed\x18\f \x01(\bR\routputTrimmed\"\xae\x05\n" +
 	"\tTaskInput\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
@@ -4929,7 +4950,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\n" +
 	"volume_gib\x18\x0f \x01(\x05R\tvolumeGib\x12\x1b\n" +
 	"\tbackup_id\x18\x10 \x01(\tR\bbackupId\x124\n" +
-	"\x16vertical_scaling_roles\x18\x11 \x03(\tR\x14verticalScalingRoles\x1a>\n" +
+	"\x16vertical_scaling_roles\x18\x11 \x03(\tR\x14verticalScalingRoles\x120\n" +
+	"\x14override_allow_force\x18\x12 \x01(\bR\x12overrideAllowForce\x1a>\n" +
 	"\x10ServiceArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x03\n" +

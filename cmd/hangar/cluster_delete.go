@@ -10,7 +10,7 @@ import (
 )
 
 type clusterDeleteOptions struct {
-	force, wait, dryRun bool
+	force, override, wait, dryRun bool
 }
 
 func newClusterDeleteCmd(c *cli) *cobra.Command {
@@ -24,13 +24,18 @@ then remove its instances, volumes and metadata.
 
 If the app's destroy command fails, the delete job fails and the cluster
 stays; --force goes on regardless, where the app allows it (allow_force,
-true by default). Like every change, delete runs as a job: the command prints
+true by default). Where a role's destroy says allow_force: false, --force is
+refused, naming the role: make destroy succeed, or, as an admin, add
+--override-allow-force to delete past its failure anyway. Like every change, delete runs as a job: the command prints
 its id and returns, or with --wait follows it to the end and exits with
 status 1 if it fails.`,
 		Example: `  hangar cluster delete cl-1a2b3c --wait
 
   # Delete even if the app's destroy command fails
-  hangar cluster delete cl-1a2b3c --force --wait`,
+  hangar cluster delete cl-1a2b3c --force --wait
+
+  # As an admin, even where the app says allow_force: false
+  hangar cluster delete cl-1a2b3c --force --override-allow-force --wait`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.clusterDelete(cmd.Context(), args[0], o)
@@ -38,6 +43,7 @@ status 1 if it fails.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.force, "force", false, "go on when the app's destroy command fails")
+	f.BoolVar(&o.override, "override-allow-force", false, "with --force: go on past a failing destroy even where the app says allow_force: false (admins only)")
 	f.BoolVarP(&o.wait, "wait", "w", false, "follow the delete job until it ends")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan (every node's stop and destroy commands) and delete nothing")
 	return cmd
@@ -49,7 +55,7 @@ func (c *cli) clusterDelete(ctx context.Context, id string, o clusterDeleteOptio
 		return err
 	}
 	defer cancel()
-	resp, err := cl.clusters.DeleteCluster(cctx, &pilotv1.DeleteClusterRequest{Id: id, Force: o.force, DryRun: o.dryRun})
+	resp, err := cl.clusters.DeleteCluster(cctx, &pilotv1.DeleteClusterRequest{Id: id, Force: o.force, OverrideAllowForce: o.override, DryRun: o.dryRun})
 	if err != nil {
 		return c.rpcError("delete cluster "+id, err, clusterNotFound())
 	}

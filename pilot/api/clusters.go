@@ -16,6 +16,7 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/secretbox"
+	"github.com/hangarhq/hangar/pilot/auth"
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
@@ -174,7 +175,16 @@ func (s *Server) DeleteCluster(ctx context.Context, req *pilotv1.DeleteClusterRe
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.cfg.Lifecycle.Delete(ctx, clusterops.OpRequest{C: c, Rev: rev, DryRun: req.DryRun}, req.Force)
+	if req.OverrideAllowForce {
+		caller, err := auth.Require(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if caller.Role != pilotv1.Role_ROLE_ADMIN {
+			return nil, status.Errorf(codes.PermissionDenied, "override_allow_force: only admins may delete past an app's allow_force: false; you are %s — ask an admin of tenant %s", auth.RoleName(caller.Role), caller.Tenant)
+		}
+	}
+	r, err := s.cfg.Lifecycle.Delete(ctx, clusterops.OpRequest{C: c, Rev: rev, DryRun: req.DryRun}, req.Force, req.OverrideAllowForce)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -403,7 +403,7 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 
 	c, rev = h.cluster(t, id)
 	networkID = c.NetworkId
-	deleted, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev}, false)
+	deleted, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev}, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +448,7 @@ func TestCreateRendersThePackageOnce(t *testing.T) {
 	if _, err := h.life.Spec(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev}, false); err != nil {
+	if _, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev}, false, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.pkgs.renders.Load(); got != 1 {

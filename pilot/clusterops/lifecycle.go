@@ -158,24 +158,41 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 
 // Delete accepts the delete of cluster r.C: its services are planned from
 // its current spec; with force, a spec that cannot be had plans none.
-func (l *Lifecycle) Delete(ctx context.Context, r OpRequest, force bool) (*pilotv1.ClusterJob, error) {
+//
+// With force, a failing destroy is passed over, unless a role's destroy says
+// allow_force: false: then force is refused, naming the roles, unless
+// override (an admin's escape, checked by the caller) is set too.
+func (l *Lifecycle) Delete(ctx context.Context, r OpRequest, force, override bool) (*pilotv1.ClusterJob, error) {
 	c, rev := r.C, r.Rev
 	if err := l.busy(ctx, c); err != nil {
 		return nil, err
+	}
+	if override && !force {
+		return nil, refuse(Invalid, "override_allow_force: only with force")
 	}
 	spec, stored, err := l.currentSpec(ctx, c)
 	if err != nil && !force {
 		return nil, refuse(Precondition, "cluster %s: %v; delete with force to skip its services", c.Id, err)
 	}
+	if force && !override && spec != nil {
+		if roles := forceDisallowed(spec); len(roles) > 0 {
+			return nil, refuse(Precondition, "cluster %s: the app's destroy on role %s says allow_force: false, so force may not pass over its failure; make destroy succeed and delete again, or, as an admin, add --override-allow-force to go on regardless",
+				c.Id, strings.Join(roles, ", "))
+		}
+	}
+	tasks := PlanDelete(c, spec, force)
+	for _, t := range tasks {
+		t.Input.OverrideAllowForce = override
+	}
 	if r.DryRun {
-		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindDelete, PlanDelete(c, spec, force))}, nil
+		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindDelete, tasks)}, nil
 	}
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING
-	job, err := l.commit(ctx, c, rev, KindDelete, PlanDelete(c, spec, force), stored)
+	job, err := l.commit(ctx, c, rev, KindDelete, tasks, stored)
 	if err != nil {
 		return nil, err
 	}
-	l.log.Info("cluster delete accepted", "cluster_id", c.Id, "job_id", job.Id, "force", force)
+	l.log.Info("cluster delete accepted", "cluster_id", c.Id, "job_id", job.Id, "force", force, "override_allow_force", override)
 	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
 }
 

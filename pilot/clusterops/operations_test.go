@@ -409,7 +409,7 @@ func TestDryRunsOfCreateDeleteUpdateEnv(t *testing.T) {
 	if !strings.Contains(changes, "~env/motd: ") || !strings.HasSuffix(strings.TrimSpace(up.Job.MetadataChanges[0]), "→ dry") {
 		t.Fatalf("update-env dry run metadata changes:\n%s", changes)
 	}
-	del, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev, DryRun: true}, false)
+	del, err := h.life.Delete(ctx, OpRequest{C: c, Rev: rev, DryRun: true}, false, false)
 	if err != nil || del.Job.Id != DryRunJobID {
 		t.Fatalf("delete dry run: %v, %v", del, err)
 	}
@@ -487,7 +487,7 @@ func TestSecondChangeNamesTheRunningJob(t *testing.T) {
 		"upgrade": func(r OpRequest) error { _, err := h.life.Upgrade(ctx, r, "2.0.0"); return err },
 		"resize":  func(r OpRequest) error { _, err := h.life.Resize(ctx, r, "member", Sizes{CPU: 2}); return err },
 		"backup":  func(r OpRequest) error { _, _, err := h.life.Backup(ctx, r, "", nil); return err },
-		"delete":  func(r OpRequest) error { _, err := h.life.Delete(ctx, r, false); return err },
+		"delete":  func(r OpRequest) error { _, err := h.life.Delete(ctx, r, false, false); return err },
 	} {
 		_, rev := h.cluster(t, c.Id)
 		err := op(OpRequest{C: proto.Clone(busy).(*pilotv1.Cluster), Rev: rev})

@@ -49,7 +49,7 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		nodes[i] = tg.node
 		byNode[tg.node.Id] = tg
 	}
-	forced := in.Force && forceAllowed(spec, in.Roles, in.Service)
+	forced := in.Force && (in.OverrideAllowForce || forceAllowed(spec, in.Roles, in.Service))
 	rctx, cancel := forcedContext(ctx, forced)
 	defer cancel()
 	err = rollout(rctx, spec, nodes, func(ctx context.Context, nd *pilotv1.Node) error {
@@ -159,6 +159,21 @@ func forceAllowed(spec *apppkg.ClusterSpec, roles []string, service string) bool
 		}
 	}
 	return true
+}
+
+// forceDisallowed lists the roles whose destroy says allow_force: false.
+func forceDisallowed(spec *apppkg.ClusterSpec) []string {
+	var roles []string
+	for _, n := range spec.Nodes {
+		if !forceAllowed(spec, []string{n.Role}, "destroy") {
+			role := n.Role
+			if role == "" {
+				role = "(the app's only role)"
+			}
+			roles = append(roles, role)
+		}
+	}
+	return roles
 }
 
 type target struct {
