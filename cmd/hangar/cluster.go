@@ -182,7 +182,11 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 			if e.GetPort() != 0 {
 				port = strconv.Itoa(int(e.GetPort()))
 			}
-			row(tw, e.GetName(), e.GetRole(), e.GetAddress(), port, e.GetProtocol())
+			role, addr := e.GetRole(), e.GetAddress()
+			if role == "" && addr == "" { // the cluster's, served by no node in particular
+				role, addr = "(cluster)", "-"
+			}
+			row(tw, e.GetName(), role, addr, port, e.GetProtocol())
 		}
 		if err := tw.Flush(); err != nil {
 			return err

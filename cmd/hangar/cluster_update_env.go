@@ -13,13 +13,19 @@ import (
 
 func newClusterUpdateEnvCmd(c *cli) *cobra.Command {
 	var wait, dryRun bool
+	var set []string
 	cmd := &cobra.Command{
 		Use:   "update-env ID KEY=VALUE...",
 		Short: "Change a cluster's env parameters",
 		Long: `Change env parameters of a running cluster. Keys are the app's env keys
 without the "env." prefix: "port", or "<role>.<key>" for a role's parameter
-("replica.maxmemory"). Only parameters the app marks changeable can change;
-pilot checks the values as at create time.
+("replica.maxmemory"). Every env parameter can change except those config.json
+marks "changeable": false (AppCenter's default is changeable); pilot checks the
+values as at create time.
+
+A key that begins with '-' (a package passing daemon flags may have "-m")
+would be read as a flag: give it with --set (--set -m=64), or after --
+(update-env ID -- -m=64).
 
 Every node re-renders its configuration files from the new values and runs
 their reload commands (--wait returns once every node reported rendering
@@ -28,12 +34,20 @@ change, and changes nothing. The change runs as a job: the command prints its id
 returns, or with --wait follows it to the end and exits with status 1 if it
 fails.`,
 		Example: `  hangar cluster update-env cl-1a2b3c maxmemory=512 --wait
-  hangar cluster update-env cl-1a2b3c replica.maxmemory=256 port=6380`,
-		Args: cobra.MinimumNArgs(2),
+  hangar cluster update-env cl-1a2b3c replica.maxmemory=256 port=6380
+
+  # Keys that begin with '-'
+  hangar cluster update-env cl-1a2b3c --set -m=64 --set -c=1024`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.clusterUpdateEnv(cmd.Context(), args[0], args[1:], wait, dryRun)
+			changes := append(args[1:], set...)
+			if len(changes) == 0 {
+				return fmt.Errorf("give at least one KEY=VALUE to change, e.g. hangar cluster update-env %s maxmemory=512", args[0])
+			}
+			return c.clusterUpdateEnv(cmd.Context(), args[0], changes, wait, dryRun)
 		},
 	}
+	cmd.Flags().StringArrayVar(&set, "set", nil, "a change, KEY=VALUE; repeatable; for keys that begin with '-' (--set -m=64)")
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "follow the update job until it ends")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what the metadata would gain, lose or change, and change nothing")
 	return cmd

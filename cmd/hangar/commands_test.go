@@ -311,6 +311,17 @@ func TestClusterUpdateEnvAndDelete(t *testing.T) {
 		t.Fatalf("update-env: exit %d\n%s", res.code, res.stderr)
 	}
 	mustContain(t, "update-env", res.stdout, "j-env")
+	// Keys that begin with '-' go with --set, or after --.
+	for _, args := range [][]string{{"--set", "-m=64", "--set", "-c=1"}, {"--", "-m=64", "-c=1"}} {
+		res = runCLI(t, addr, append([]string{"cluster", "update-env", "cl-new"}, args...)...)
+		if res.code != 0 {
+			t.Fatalf("update-env %q: exit %d\n%s", args, res.code, res.stderr)
+		}
+	}
+	res = runCLI(t, addr, "cluster", "update-env", "cl-new")
+	if res.code != 1 || !strings.Contains(res.stderr, "give at least one KEY=VALUE") {
+		t.Fatalf("no change: exit %d\n%s", res.code, res.stderr)
+	}
 	res = runCLI(t, addr, "cluster", "update-env", "cl-new", "env.port=1")
 	if res.code != 1 {
 		t.Fatalf("env. prefix: exit %d", res.code)
@@ -330,8 +341,13 @@ func TestClusterUpdateEnvAndDelete(t *testing.T) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.updateEnvReqs) != 1 || !maps.Equal(s.updateEnvReqs[0].GetEnv(), map[string]string{"port": "6380", "replica.maxmemory": "256"}) {
-		t.Errorf("update-env requests %v", s.updateEnvReqs)
+	if len(s.updateEnvReqs) != 3 || !maps.Equal(s.updateEnvReqs[0].GetEnv(), map[string]string{"port": "6380", "replica.maxmemory": "256"}) {
+		t.Fatalf("update-env requests %v", s.updateEnvReqs)
+	}
+	for _, r := range s.updateEnvReqs[1:] {
+		if !maps.Equal(r.GetEnv(), map[string]string{"-m": "64", "-c": "1"}) {
+			t.Errorf("update-env with dashed keys sent %v", r.GetEnv())
+		}
 	}
 	if len(s.deleteReqs) != 2 || !s.deleteReqs[0].GetForce() || s.deleteReqs[0].GetId() != "cl-new" {
 		t.Errorf("delete requests %v", s.deleteReqs)

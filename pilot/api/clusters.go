@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -150,7 +151,10 @@ func (s *Server) withEndpoints(ctx context.Context, c *pilotv1.Cluster) *pilotv1
 	return c
 }
 
-// Endpoints lists, for each endpoint of the spec, every node address.
+// Endpoints lists the spec's endpoints. One whose port refers to a role's
+// env ("master.env.port") is served by that role: it is listed with every
+// address of the role's nodes. Any other is the cluster's: AppCenter names
+// no node that serves it, so it is listed once, without role or address.
 func Endpoints(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Endpoint {
 	var out []*pilotv1.Endpoint
 	for _, name := range spec.EndpointNames() {
@@ -159,8 +163,13 @@ func Endpoints(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Endpoint
 			continue
 		}
 		pn, _ := strconv.Atoi(port)
+		role, _, byRole := strings.Cut(spec.Endpoints[name].Port.Ref, ".env.")
+		if !byRole {
+			out = append(out, &pilotv1.Endpoint{Name: name, Port: int32(pn), Protocol: spec.Endpoints[name].Protocol})
+			continue
+		}
 		for _, n := range c.Nodes {
-			if n.Address == "" {
+			if n.Address == "" || n.Role != role {
 				continue
 			}
 			out = append(out, &pilotv1.Endpoint{Name: name, Role: n.Role, Address: n.Address, Port: int32(pn), Protocol: spec.Endpoints[name].Protocol})
