@@ -81,7 +81,7 @@ func (c *checker) segment(path, v string) {
 	}
 }
 
-// checkSpec applies the rules of APPCENTER-FORMAT.md §1 that JSON types do
+// checkSpec applies the rules of docs/appcenter-format.md §1 that JSON types do
 // not express. lint skips the rules that depend on the user's values.
 func checkSpec(s *ClusterSpec, lint bool) error {
 	c := &checker{}

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// ClusterSpec is a rendered cluster.json (APPCENTER-FORMAT.md §1.2–1.5).
+// ClusterSpec is a rendered cluster.json (docs/appcenter-format.md §1.2–1.5).
 //
 // Struct tags drive the strict decoder: `json` names the field, and
 // `hangar:"notyet"` marks documented fields that are kept but not yet acted

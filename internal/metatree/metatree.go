@@ -1,6 +1,6 @@
 // Package metatree builds the AppCenter metadata tree of one cluster: the
 // key/value map frontgate stores under /clusters/<cluster_id>/ and drones
-// read through confd (DESIGN.md §3, APPCENTER-FORMAT.md §3).
+// read through confd (docs/design.md §3, docs/appcenter-format.md §3).
 //
 // Keys are relative to the cluster's prefix and values are strings, as
 // every metadata leaf is a string:

@@ -18,7 +18,7 @@ import (
 	"github.com/hangarhq/hangar/providers/sdk"
 )
 
-// Backups (APPCENTER-FORMAT §1.4, §4). With backup_policy custom the app
+// Backups (docs/appcenter-format.md §1.4, §4). With backup_policy custom the app
 // backs itself up: backup runs by order, each command getting one JSON
 // argument holding the backup's id as snapshot_id (plus the service's
 // service_params), and restore runs the same way in place, or, for an app

@@ -1,7 +1,7 @@
 // Package clusterops owns the cluster lifecycle. Its Lifecycle accepts a
 // change (create, delete, update env): it resolves the parameters, renders
 // the package's spec once, seals secrets, checks the node limit, plans the
-// job's tasks following the AppCenter order of events (APPCENTER-FORMAT.md
+// job's tasks following the AppCenter order of events (docs/appcenter-format.md
 // §4), and commits the cluster, the job and the rendered spec in one
 // transaction. Its Ops are the task handlers that carry the job out through
 // the provider, the frontgate and the drones, reading the stored spec

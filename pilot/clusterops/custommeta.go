@@ -11,7 +11,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/jobs"
 )
 
-// custom_metadata (APPCENTER-FORMAT §1.3, §4): after init, a role's
+// custom_metadata (docs/appcenter-format.md §1.3, §4): after init, a role's
 // custom_metadata command runs on each of its nodes; what it prints
 // (trimmed) is the node's token, published as /host/token and under its
 // host entry, and the metadata is registered again before start, so the

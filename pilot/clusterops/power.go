@@ -12,7 +12,7 @@ import (
 	"github.com/hangarhq/hangar/providers/sdk"
 )
 
-// Stopping and starting a cluster (APPCENTER-FORMAT §4):
+// Stopping and starting a cluster (docs/appcenter-format.md §4):
 //
 //	stop:  stop by order → the instances stopped (their drones with them)
 //	start: the instances started → metadata registered again (addresses

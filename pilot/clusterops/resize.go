@@ -13,7 +13,7 @@ import (
 	"github.com/hangarhq/hangar/providers/sdk"
 )
 
-// Vertical scaling (APPCENTER-FORMAT §4): the role is listed under
+// Vertical scaling (docs/appcenter-format.md §4): the role is listed under
 // vertical-scaling-roles in the metadata while it runs; a volume that only
 // grows is resized online (on a provider with live_resize); otherwise each
 // node runs stop, its instance is

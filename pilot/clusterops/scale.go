@@ -13,7 +13,7 @@ import (
 )
 
 // Scaling a role out and in, in AppCenter's order of events
-// (APPCENTER-FORMAT §4, docs/operations.md):
+// (docs/appcenter-format.md §4, docs/operations.md):
 //
 // Scale-out: scale_out's pre_check on the existing nodes (non-zero refuses
 // the operation before anything changes) → the new node records → their

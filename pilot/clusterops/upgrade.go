@@ -14,7 +14,7 @@ import (
 )
 
 // Upgrading a cluster to another version of its app, and rolling back
-// (APPCENTER-FORMAT §4, docs/operations.md).
+// (docs/appcenter-format.md §4, docs/operations.md).
 //
 // The version upgraded to must list the cluster's version in its
 // upgrade_policy and keep its roles. Its upgrading_policy decides the
