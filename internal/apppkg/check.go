@@ -15,7 +15,7 @@ var roleRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 func containerTypes() []string { return []string{"kvm", "docker", "lxc"} }
 func filesystems() []string    { return []string{"ext4", "xfs", "ntfs"} }
 func advancedActions() []string {
-	return []string{"scale_horizontal", "add_nodes", "change_vxnet", "associate_eip", "attach_keypairs"}
+	return []string{"scale_horizontal", "add_nodes", "change_vxnet", "change_subnet", "associate_eip", "attach_keypairs"}
 }
 func statisticsTypes() []string {
 	return []string{"min", "max", "avg", "delta", "rate", "mode", "median", "latest"}

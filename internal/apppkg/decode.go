@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -73,6 +74,13 @@ func newValue(t reflect.Type) reflect.Value {
 		p.Interface().(defaulter).setDefaults()
 	}
 	return p.Elem()
+}
+
+// openPitrixPlatformFields are cluster fields an OpenPitrix
+// cluster.json.tmpl carries for its platform (its own ids and a debug
+// switch); they are accepted as platform hints.
+func openPitrixPlatformFields() []string {
+	return []string{"app_id", "version_id", "global_uuid", "debug"}
 }
 
 type fieldInfo struct {
@@ -229,7 +237,11 @@ func (d *specDecoder) decodeStruct(path string, v any, rv reflect.Value) {
 					hv.Set(reflect.MakeMap(hv.Type()))
 				}
 				hv.SetMapIndex(reflect.ValueOf(k), reflect.ValueOf(json.RawMessage(raw)))
-				d.warn.add("%s: QingCloud platform hint; accepted, but it has no effect in Hangar", cp)
+				if slices.Contains(openPitrixPlatformFields(), k) {
+					d.warn.add("%s: filled by the OpenPitrix platform; accepted, but it has no effect in Hangar, which keeps its own (/cluster/app_id, /cluster/global_uuid)", cp)
+				} else {
+					d.warn.add("%s: QingCloud platform hint; accepted, but it has no effect in Hangar", cp)
+				}
 				continue
 			}
 			d.fail(cp, "unknown field; allowed here: %s", allowedFields(fields, hints))

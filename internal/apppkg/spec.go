@@ -41,7 +41,7 @@ type ClusterSpec struct {
 
 	// PlatformHints holds the QingCloud platform hints found, as given. They
 	// mean nothing outside QingCloud; each one also produced a warning.
-	PlatformHints map[string]json.RawMessage `hangar:"hints=need_tag,need_intranet_api_server,exclude_node_columns,unsupported_actions,add_links,upgrade_roles,multi_zone_policy"`
+	PlatformHints map[string]json.RawMessage `hangar:"hints=need_tag,need_intranet_api_server,exclude_node_columns,unsupported_actions,add_links,upgrade_roles,multi_zone_policy,app_id,version_id,global_uuid,debug"`
 
 	// Warnings lists what this rendering accepted without acting on it.
 	Warnings []string `json:"-"`
@@ -190,6 +190,8 @@ type Volume struct {
 	MountOptions string      `json:"mount_options"`
 	Filesystem   string      `json:"filesystem"`
 	Class        int         `json:"class"`
+	// InstanceSize is OpenPitrix's size of a local instance disk.
+	InstanceSize int `json:"instance_size" hangar:"notyet"`
 }
 
 // MountPoints is one mount point or a list of up to 3.

@@ -1,0 +1,34 @@
+package apppkg
+
+import (
+	"strings"
+	"testing"
+)
+
+// An OpenPitrix cluster.json.tmpl as OpenPitrix writes it: its platform's
+// ids and debug switch, change_subnet, a volume's instance_size. It loads,
+// with a warning for each field that has no effect here.
+func TestOpenPitrixClusterFields(t *testing.T) {
+	files := kvFiles()
+	delete(files, "cluster.json.mustache")
+	tmpl := edit(t, kvGoTemplate, `"name": "{{.cluster.name}}",`,
+		`"app_id": "app-x", "version_id": "appv-y", "global_uuid": "123", "debug": false, "advanced_actions": ["change_subnet", "scale_horizontal"], "name": "{{.cluster.name}}",`)
+	tmpl = edit(t, tmpl, `"volume": {"size": "{{.cluster.master.volume_size}}"}`, `"volume": {"size": "{{.cluster.master.volume_size}}", "instance_size": 20}`)
+	files["cluster.json.tmpl"] = tmpl
+	p := mustLoad(t, files)
+	for _, f := range []string{"app_id", "version_id", "global_uuid", "debug"} {
+		if !hasWarning(p.Warnings, f+": filled by the OpenPitrix platform") {
+			t.Errorf("no warning for %s in %q", f, p.Warnings)
+		}
+	}
+	if !hasWarning(p.Warnings, "nodes[0].volume.instance_size", "not yet executed") {
+		t.Errorf("no warning for instance_size in %q", p.Warnings)
+	}
+	if hasWarning(p.Warnings, "change_subnet") {
+		t.Errorf("change_subnet warned: %q", p.Warnings)
+	}
+
+	files["cluster.json.tmpl"] = strings.Replace(tmpl, `"change_subnet"`, `"change_planet"`, 1)
+	_, err := loadFiles(t, files)
+	wantErr(t, err, "advanced_actions[0]", "change_planet")
+}
