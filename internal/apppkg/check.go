@@ -93,6 +93,14 @@ func checkSpec(s *ClusterSpec, lint bool) error {
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		p := fmt.Sprintf("nodes[%d]", i)
+		// Services no operation of Hangar runs yet: say so, rather than
+		// keep them silently.
+		if _, ok := n.Services[SvcDeleteSnapshot]; ok {
+			s.Warnings = append(s.Warnings, p+".services.delete_snapshot: accepted, but never run: Hangar does not delete backups yet")
+		}
+		if _, ok := n.Services[SvcGetNodesOrder]; ok {
+			s.Warnings = append(s.Warnings, p+".services.get_nodes_order: accepted, but never run: Hangar orders nodes by sid in sequential operations")
+		}
 		if n.Role == "" && len(s.Nodes) > 1 {
 			c.fail(p+".role", "required when cluster.json has several node entries")
 		}

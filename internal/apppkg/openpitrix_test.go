@@ -32,3 +32,16 @@ func TestOpenPitrixClusterFields(t *testing.T) {
 	_, err := loadFiles(t, files)
 	wantErr(t, err, "advanced_actions[0]", "change_planet")
 }
+
+// Services no operation of Hangar runs are accepted with a warning.
+func TestServicesNeverRunWarn(t *testing.T) {
+	files := kvFiles()
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"services": {`,
+		`"services": {"get_nodes_order": {"cmd": "/opt/order.sh", "event": ["upgrade"]}, "delete_snapshot": {"cmd": "/opt/del.sh"},`)
+	p := mustLoad(t, files)
+	for _, w := range []string{"services.get_nodes_order: accepted, but never run", "services.delete_snapshot: accepted, but never run"} {
+		if !hasWarning(p.Warnings, w) {
+			t.Errorf("no warning %q in %q", w, p.Warnings)
+		}
+	}
+}
