@@ -2,8 +2,10 @@ package apppkg
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strings"
 )
@@ -74,6 +76,8 @@ type Item struct {
 	// changeable_when_create, allowed_operations, tag, port), as given.
 	Form       map[string]json.RawMessage
 	Properties []*Item // for groups and role arrays
+	// Line is where the item starts in config.json (0: unknown).
+	Line int
 
 	re *regexp.Regexp // compiled Pattern; nil when not enforced
 }
@@ -150,10 +154,11 @@ func parseConfig(data []byte, w *warnings) (*Config, error) {
 		return nil, fmt.Errorf(`%s: root: "properties" must be an array of groups (cluster, env, service_params)`, fileConfig)
 	}
 	c := &Config{Raw: append([]byte(nil), data...), items: map[string]*Item{}}
+	lines := jsonLines(data)
 	seenGroups := map[string]bool{}
 	for i, raw := range props {
 		where := fmt.Sprintf("properties[%d]", i)
-		g, err := parseItem(where, raw, w)
+		g, err := parseItem(where, where, raw, lines, w)
 		if err != nil {
 			return nil, err
 		}
@@ -228,6 +233,9 @@ func (c *Config) addLeaf(it *Item, w *warnings) error {
 		return fmt.Errorf("%s: parameter %s is declared %s", fileConfig, it.Path, what)
 	}
 	if err := checkItem(it, w); err != nil {
+		if it.Line > 0 {
+			return fmt.Errorf("%s: line %d: parameter %s: %w", fileConfig, it.Line, it.Path, err)
+		}
 		return fmt.Errorf("%s: parameter %s: %w", fileConfig, it.Path, err)
 	}
 	c.items[it.Path] = it
@@ -245,12 +253,17 @@ func firstNonEmpty(s ...string) string {
 }
 
 // parseItem reads one config.json entry and, recursively, its properties.
-func parseItem(where string, raw any, w *warnings) (*Item, error) {
+// parseItem parses the item at jpath (its path in the JSON document, for
+// line numbers); where names it in errors.
+func parseItem(where, jpath string, raw any, lines map[string]int, w *warnings) (*Item, error) {
+	it := &Item{Changeable: true, Separator: ",", Line: lines[jpath]}
+	if it.Line > 0 {
+		where = fmt.Sprintf("line %d: %s", it.Line, where)
+	}
 	obj, ok := raw.(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("%s: %s: want an object, got %s", fileConfig, where, jsonKind(raw))
 	}
-	it := &Item{Changeable: true, Separator: ","}
 	key, ok := obj["key"].(string)
 	if !ok || key == "" {
 		return nil, fmt.Errorf(`%s: %s: missing "key" (a non-empty string)`, fileConfig, where)
@@ -324,7 +337,7 @@ func parseItem(where string, raw any, w *warnings) (*Item, error) {
 			it.Properties = []*Item{}
 			seen := map[string]bool{}
 			for i, p := range props {
-				child, cerr := parseItem(fmt.Sprintf("%s.properties[%d]", where, i), p, w)
+				child, cerr := parseItem(fmt.Sprintf("%s.properties[%d]", strings.TrimPrefix(where, fmt.Sprintf("line %d: ", it.Line)), i), fmt.Sprintf("%s.properties[%d]", jpath, i), p, lines, w)
 				if cerr != nil {
 					return nil, cerr
 				}
@@ -349,7 +362,11 @@ func parseItem(where string, raw any, w *warnings) (*Item, error) {
 			it.Form[k] = b
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %s: %w", fileConfig, where, k, err)
+			at := where
+			if l := lines[jpath+"."+k]; l > 0 {
+				at = fmt.Sprintf("line %d: %s", l, strings.TrimPrefix(where, fmt.Sprintf("line %d: ", it.Line)))
+			}
+			return nil, fmt.Errorf("%s: %s: %s: %w", fileConfig, at, k, err)
 		}
 	}
 	return it, nil
@@ -360,14 +377,17 @@ func parseItem(where string, raw any, w *warnings) (*Item, error) {
 func checkItem(it *Item, w *warnings) error {
 	if it.Pattern != "" {
 		re, err := regexp.Compile(it.Pattern)
-		if err != nil {
+		switch {
+		case err == nil:
+			it.re = re
+		case browserOnlyPattern(err):
 			// Patterns are written for the browser's regexp engine; Go's
 			// has no look-around or back-references. Refusing the package
 			// for that would block otherwise valid apps, so say clearly
 			// that the pattern is not checked.
-			w.add("config.json %s: pattern %q is not valid Go (RE2) syntax and is not enforced: %v", it.Path, it.Pattern, err)
-		} else {
-			it.re = re
+			w.add("config.json %s: pattern %q uses look-around or a back-reference, which Go's (RE2) syntax lacks; it is not enforced: %v", it.Path, it.Pattern, err)
+		default:
+			return fmt.Errorf("pattern %q does not compile: %v", it.Pattern, err)
 		}
 	}
 	if it.Min != nil && it.Max != nil && *it.Min > *it.Max {
@@ -399,6 +419,23 @@ func checkItem(it *Item, w *warnings) error {
 		w.add("config.json %s: no default and not required; when unset it renders as %s", it.Path, zeroLiteral(it))
 	}
 	return nil
+}
+
+// browserOnlyPattern reports a compile error caused by what a browser's
+// regexp engine has and RE2 lacks: look-around ((?=, (?!, (?<=, (?<!) and
+// back-references (\1).
+func browserOnlyPattern(err error) bool {
+	var se *syntax.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case syntax.ErrInvalidPerlOp:
+		return strings.HasPrefix(se.Expr, "(?=") || strings.HasPrefix(se.Expr, "(?!") || strings.HasPrefix(se.Expr, "(?<")
+	case syntax.ErrInvalidEscape:
+		return len(se.Expr) == 2 && se.Expr[1] >= '1' && se.Expr[1] <= '9'
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

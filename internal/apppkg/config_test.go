@@ -55,6 +55,10 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`key "r" appears twice`}},
 		{"reserved replica suffix", `{"type": "array", "properties": [{"key": "cluster", "type": "array", "properties": [{"key": "db-replica", "type": "array", "properties": []}]}]}`,
 			[]string{`cluster.db-replica: role names ending in "-replica" are reserved`}},
+		{"pattern does not compile", "{\"type\": \"array\", \"properties\": [{\"key\": \"env\", \"type\": \"array\", \"properties\": [\n  {\"key\": \"a\", \"type\": \"string\", \"default\": \"\"},\n  {\"key\": \"user\", \"type\": \"string\", \"default\": \"x\", \"pattern\": \"^[a-z\"}]}]}",
+			[]string{"config.json: line 3: parameter env.user: pattern \"^[a-z\" does not compile", "missing closing ]"}},
+		{"wrong type names the line", "{\"type\": \"array\", \"properties\": [{\"key\": \"env\", \"type\": \"array\", \"properties\": [\n  {\"key\": \"port\", \"type\": \"integer\",\n   \"min\": \"one\"}]}]}",
+			[]string{"config.json: line 3: ", `(key "port"): min:`}},
 		{"same path twice via dotted key", wrap(`{"key": "r.lag", "type": "integer", "default": 1}, {"key": "r", "type": "array", "properties": [{"key": "lag", "type": "integer", "default": 2}]}`),
 			[]string{"parameter env.r.lag is declared twice"}},
 	}
@@ -79,7 +83,7 @@ func TestConfigWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, parts := range [][]string{
-		{"env.registry", "not valid Go (RE2) syntax and is not enforced"},
+		{"env.registry", "uses look-around or a back-reference", "it is not enforced"},
 		{"env.level", "no default and not required", "renders as 0"},
 		{"env.port", "the default does not pass its own checks", "above the maximum 65535"},
 	} {
@@ -107,6 +111,16 @@ func TestConfigRequiredForms(t *testing.T) {
 	for key, want := range map[string]bool{"env.a": true, "env.b": true, "env.c": false, "env.d": false} {
 		if it, _ := c.Item(key); it.Required != want {
 			t.Errorf("%s required = %v, want %v", key, it.Required, want)
+		}
+	}
+}
+
+func TestJSONLines(t *testing.T) {
+	data := []byte("{\n \"type\": \"array\",\n \"properties\": [\n  {\"key\": \"a\",\n   \"pattern\": \"[\"}, {\"key\": \"b\"}\n ]\n}\n")
+	got := jsonLines(data)
+	for path, want := range map[string]int{"": 1, "type": 2, "properties": 3, "properties[0]": 4, "properties[0].key": 4, "properties[0].pattern": 5, "properties[1]": 5, "properties[1].key": 5} {
+		if got[path] != want {
+			t.Errorf("line of %q = %d, want %d", path, got[path], want)
 		}
 	}
 }

@@ -110,3 +110,62 @@ func jsonKind(v any) string {
 		return fmt.Sprintf("%T", v)
 	}
 }
+
+// jsonLines maps the path of every value in data ("properties[0].key",
+// "properties[1].properties[2]") to the line it starts on, so errors found
+// after decoding can still name a line. It gives up quietly on invalid
+// JSON: decoding reports that.
+func jsonLines(data []byte) map[string]int {
+	out := map[string]int{}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	// start finds where the next token begins, past white space and the
+	// separators the decoder skips without returning.
+	start := func() int64 {
+		off := dec.InputOffset()
+		for off < int64(len(data)) && bytes.IndexByte([]byte(" \t\r\n,:"), data[off]) >= 0 {
+			off++
+		}
+		return off
+	}
+	var walk func(path string) bool
+	walk = func(path string) bool {
+		off := start()
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		out[path], _ = lineCol(data, off)
+		d, ok := tok.(json.Delim)
+		if !ok {
+			return true
+		}
+		switch d {
+		case '{':
+			for dec.More() {
+				k, err := dec.Token()
+				if err != nil {
+					return false
+				}
+				key, _ := k.(string)
+				child := key
+				if path != "" {
+					child = path + "." + key
+				}
+				if !walk(child) {
+					return false
+				}
+			}
+		case '[':
+			for i := 0; dec.More(); i++ {
+				if !walk(fmt.Sprintf("%s[%d]", path, i)) {
+					return false
+				}
+			}
+		}
+		_, err = dec.Token() // the closing delimiter
+		return err == nil
+	}
+	walk("")
+	return out
+}
