@@ -78,6 +78,11 @@ type Item struct {
 	Properties []*Item // for groups and role arrays
 	// Line is where the item starts in config.json (0: unknown).
 	Line int
+	// Dependencies say when the parameter applies (see Dependency).
+	Dependencies []Dependency
+	// FixedAtCreate (changeable_when_create: false): the user cannot give
+	// it at create; its default is used.
+	FixedAtCreate bool
 
 	re *regexp.Regexp // compiled Pattern; nil when not enforced
 }
@@ -179,6 +184,9 @@ func parseConfig(data []byte, w *warnings) (*Config, error) {
 			return nil, err
 		}
 		c.Groups = append(c.Groups, g)
+	}
+	if err := c.resolveDependencies(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -360,6 +368,14 @@ func parseItem(where, jpath string, raw any, lines map[string]int, w *warnings) 
 				it.Form = map[string]json.RawMessage{}
 			}
 			it.Form[k] = b
+			switch k {
+			case "dependencies":
+				it.Dependencies, err = parseDependencies(b)
+			case "changeable_when_create":
+				var ok bool
+				ok, err = asBool(v)
+				it.FixedAtCreate = err == nil && !ok
+			}
 		}
 		if err != nil {
 			at := where

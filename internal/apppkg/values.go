@@ -93,8 +93,15 @@ func (p *Package) resolve(params map[string]string, mode resolveMode) (*Values, 
 			errs = append(errs, err)
 			continue
 		}
+		if it.FixedAtCreate && mode == resolveCreate && !isDefault(it, val) {
+			errs = append(errs, fmt.Errorf("%s: fixed by the app (changeable_when_create: false); leave it out, and its default is used", k))
+			continue
+		}
 		v.vals[k], v.set[k] = val, true
 	}
+	// Required parameters without a value, or whose default is empty: refused
+	// unless their dependencies do not hold.
+	var missing, emptyDefault []*Item
 	for _, path := range c.order {
 		if _, given := v.vals[path]; given {
 			continue
@@ -117,22 +124,61 @@ func (p *Package) resolve(params map[string]string, mode resolveMode) (*Values, 
 			// from the default: an empty one is refused here, at create, and
 			// not later by a re-resolve of the stored values.
 			if it.Required && isStringType(it.Type) && val == "" && it.Group != GroupServiceParams && mode == resolveCreate {
-				errs = append(errs, fmt.Errorf("%s: required, and config.json's default is empty: give a value", path))
-				continue
+				emptyDefault = append(emptyDefault, it)
 			}
 			v.vals[path], v.set[path] = val, true
 			continue
 		}
 		if it.Required && it.Group != GroupServiceParams && mode == resolveCreate {
-			errs = append(errs, fmt.Errorf("%s: required, and config.json gives no default", path))
-			continue
+			missing = append(missing, it)
 		}
 		v.vals[path], v.set[path] = zeroValue(it), false
+	}
+	lookup := func(path string) (string, bool) {
+		x, ok := v.vals[path]
+		return stringForm(x), ok
+	}
+	for _, it := range missing {
+		if ok, _ := it.applies(lookup); ok {
+			errs = append(errs, fmt.Errorf("%s: required, and config.json gives no default", it.Path))
+		}
+	}
+	for _, it := range emptyDefault {
+		if ok, _ := it.applies(lookup); ok {
+			errs = append(errs, fmt.Errorf("%s: required, and config.json's default is empty: give a value", it.Path))
+		}
+	}
+	for _, k := range keys {
+		it, ok := c.items[k]
+		if !ok || len(it.Dependencies) == 0 || mode != resolveCreate {
+			continue
+		}
+		if val, given := v.vals[k]; given && !isDefault(it, val) {
+			if ok, why := it.applies(lookup); !ok {
+				errs = append(errs, fmt.Errorf("%s; leave it out", why))
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return v, nil
+}
+
+// isDefault reports whether val is what the parameter takes when not
+// given: its default, or its type's zero value. Stored values are given
+// back in full when a cluster's values are resolved again, so a value the
+// user may not give is accepted when it is that.
+func isDefault(it *Item, val any) bool {
+	def := zeroValue(it)
+	if it.HasDefault && it.Default != nil {
+		d, err := fromJSON(it, it.Default)
+		if err != nil {
+			return false
+		}
+		def = d
+	}
+	return stringForm(def) == stringForm(val)
 }
 
 // parseValue converts a user-given string and checks it.

@@ -263,3 +263,66 @@ func TestRequiredWithEmptyDefault(t *testing.T) {
 		t.Fatalf("stored values do not resolve again: %v", err)
 	}
 }
+
+// dependencies: a parameter applies only while another's value is (in) or
+// is not (nin) one of a list; changeable_when_create: false fixes it to its
+// default at create.
+func TestDependenciesAndFixedAtCreate(t *testing.T) {
+	files := kvFiles()
+	files["config.json"] = edit(t, files["config.json"], `{"key": "admin_user", "type": "string", "default": "admin", "pattern": "^[a-z][a-z0-9]{3,12}$"},`,
+		`{"key": "admin_user", "type": "string", "default": "admin", "pattern": "^[a-z][a-z0-9]{3,12}$"},
+		 {"key": "tls", "type": "boolean", "default": false},
+		 {"key": "tls_cert", "type": "string", "required": "yes", "dependencies": [{"refkey": "tls", "values": [true]}]},
+		 {"key": "plain_port", "type": "integer", "default": 80, "dependencies": [{"refkey": "env.tls", "values": [true], "operator": "nin"}]},
+		 {"key": "engine", "type": "string", "default": "rocks", "changeable_when_create": false},`)
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"admin_user": {{env.admin_user}}`,
+		`"admin_user": {{env.admin_user}}, "tls": {{env.tls}}, "tls_cert": {{env.tls_cert}}, "plain_port": {{env.plain_port}}, "engine": {{env.engine}}`)
+	p := mustLoad(t, files)
+	base := map[string]string{"env.requirepass": "x"}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name   string
+		params map[string]string
+		errs   []string
+	}{
+		{"dependency off: required not demanded", with(), nil},
+		{"dependency off: value refused", with("env.tls_cert", "c"), []string{`env.tls_cert applies only when env.tls is one of true; it is "false"; leave it out`}},
+		{"dependency on: required demanded", with("env.tls", "true"), []string{"env.tls_cert: required"}},
+		{"dependency on: given", with("env.tls", "true", "env.tls_cert", "c"), nil},
+		{"nin: value refused while tls", with("env.tls", "true", "env.tls_cert", "c", "env.plain_port", "81"), []string{"env.plain_port applies only when env.tls is not one of true"}},
+		{"nin: value taken without tls", with("env.plain_port", "81"), nil},
+		{"fixed at create", with("env.engine", "lmdb"), []string{"env.engine: fixed by the app (changeable_when_create: false)"}},
+		{"fixed at create, its default", with("env.engine", "rocks"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := p.Resolve(tt.params)
+			if tt.errs != nil {
+				wantErr(t, err, tt.errs...)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Resolve(v.Strings()); err != nil {
+				t.Fatalf("stored values do not resolve again: %v", err)
+			}
+		})
+	}
+
+	bad := edit(t, files["config.json"], `"refkey": "tls"`, `"refkey": "tsl"`)
+	_, err := parseConfig([]byte(bad), &warnings{})
+	wantErr(t, err, `parameter env.tls_cert: dependencies[0].refkey "tsl": names no parameter`)
+	bad = edit(t, files["config.json"], `"operator": "nin"`, `"operator": "not"`)
+	_, err = parseConfig([]byte(bad), &warnings{})
+	wantErr(t, err, `dependencies: [0].operator "not": allowed: in, nin`)
+}
