@@ -466,8 +466,11 @@ type App struct {
 	ConfigJson string                 `protobuf:"bytes,6,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
 	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Lint warnings found when the package was pushed.
-	Warnings      []string `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	Tenant        string   `protobuf:"bytes,9,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Warnings []string `protobuf:"bytes,8,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Tenant   string   `protobuf:"bytes,9,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The package's locale/<language>.json files: each maps a text of
+	// config.json (a label, a description) to its translation.
+	Locales       map[string]*Locale `protobuf:"bytes,10,rep,name=locales,proto3" json:"locales,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +568,58 @@ func (x *App) GetTenant() string {
 	return ""
 }
 
+func (x *App) GetLocales() map[string]*Locale {
+	if x != nil {
+		return x.Locales
+	}
+	return nil
+}
+
+// Locale is one language's translations of a package's texts.
+type Locale struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Texts         map[string]string      `protobuf:"bytes,1,rep,name=texts,proto3" json:"texts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Locale) Reset() {
+	*x = Locale{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Locale) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Locale) ProtoMessage() {}
+
+func (x *Locale) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Locale.ProtoReflect.Descriptor instead.
+func (*Locale) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Locale) GetTexts() map[string]string {
+	if x != nil {
+		return x.Texts
+	}
+	return nil
+}
+
 type ListAppsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -573,7 +628,7 @@ type ListAppsRequest struct {
 
 func (x *ListAppsRequest) Reset() {
 	*x = ListAppsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[2]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +640,7 @@ func (x *ListAppsRequest) String() string {
 func (*ListAppsRequest) ProtoMessage() {}
 
 func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[2]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +653,7 @@ func (x *ListAppsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsRequest.ProtoReflect.Descriptor instead.
 func (*ListAppsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{2}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{3}
 }
 
 type ListAppsResponse struct {
@@ -610,7 +665,7 @@ type ListAppsResponse struct {
 
 func (x *ListAppsResponse) Reset() {
 	*x = ListAppsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[3]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +677,7 @@ func (x *ListAppsResponse) String() string {
 func (*ListAppsResponse) ProtoMessage() {}
 
 func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[3]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +690,7 @@ func (x *ListAppsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAppsResponse.ProtoReflect.Descriptor instead.
 func (*ListAppsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{3}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListAppsResponse) GetApps() []*App {
@@ -656,7 +711,7 @@ type GetAppRequest struct {
 
 func (x *GetAppRequest) Reset() {
 	*x = GetAppRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[4]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +723,7 @@ func (x *GetAppRequest) String() string {
 func (*GetAppRequest) ProtoMessage() {}
 
 func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[4]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +736,7 @@ func (x *GetAppRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAppRequest.ProtoReflect.Descriptor instead.
 func (*GetAppRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{4}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetAppRequest) GetName() string {
@@ -715,7 +770,7 @@ type Runtime struct {
 
 func (x *Runtime) Reset() {
 	*x = Runtime{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[5]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +782,7 @@ func (x *Runtime) String() string {
 func (*Runtime) ProtoMessage() {}
 
 func (x *Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[5]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +795,7 @@ func (x *Runtime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runtime.ProtoReflect.Descriptor instead.
 func (*Runtime) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{5}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Runtime) GetId() string {
@@ -806,7 +861,7 @@ type CreateRuntimeRequest struct {
 
 func (x *CreateRuntimeRequest) Reset() {
 	*x = CreateRuntimeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[6]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +873,7 @@ func (x *CreateRuntimeRequest) String() string {
 func (*CreateRuntimeRequest) ProtoMessage() {}
 
 func (x *CreateRuntimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[6]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +886,7 @@ func (x *CreateRuntimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRuntimeRequest.ProtoReflect.Descriptor instead.
 func (*CreateRuntimeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{6}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateRuntimeRequest) GetId() string {
@@ -877,7 +932,7 @@ type ListRuntimesRequest struct {
 
 func (x *ListRuntimesRequest) Reset() {
 	*x = ListRuntimesRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[7]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +944,7 @@ func (x *ListRuntimesRequest) String() string {
 func (*ListRuntimesRequest) ProtoMessage() {}
 
 func (x *ListRuntimesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[7]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +957,7 @@ func (x *ListRuntimesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuntimesRequest.ProtoReflect.Descriptor instead.
 func (*ListRuntimesRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{7}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{8}
 }
 
 type ListRuntimesResponse struct {
@@ -914,7 +969,7 @@ type ListRuntimesResponse struct {
 
 func (x *ListRuntimesResponse) Reset() {
 	*x = ListRuntimesResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[8]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +981,7 @@ func (x *ListRuntimesResponse) String() string {
 func (*ListRuntimesResponse) ProtoMessage() {}
 
 func (x *ListRuntimesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[8]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +994,7 @@ func (x *ListRuntimesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuntimesResponse.ProtoReflect.Descriptor instead.
 func (*ListRuntimesResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{8}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListRuntimesResponse) GetRuntimes() []*Runtime {
@@ -958,7 +1013,7 @@ type GetRuntimeRequest struct {
 
 func (x *GetRuntimeRequest) Reset() {
 	*x = GetRuntimeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[9]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1025,7 @@ func (x *GetRuntimeRequest) String() string {
 func (*GetRuntimeRequest) ProtoMessage() {}
 
 func (x *GetRuntimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[9]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1038,7 @@ func (x *GetRuntimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRuntimeRequest.ProtoReflect.Descriptor instead.
 func (*GetRuntimeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{9}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRuntimeRequest) GetId() string {
@@ -1027,7 +1082,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[10]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1094,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[10]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1107,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{10}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Node) GetId() string {
@@ -1183,7 +1238,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[11]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1250,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[11]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1263,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{11}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Cluster) GetId() string {
@@ -1343,7 +1398,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[12]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1410,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[12]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1423,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{12}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1424,7 +1479,7 @@ type CreateClusterRequest struct {
 
 func (x *CreateClusterRequest) Reset() {
 	*x = CreateClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[13]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1491,7 @@ func (x *CreateClusterRequest) String() string {
 func (*CreateClusterRequest) ProtoMessage() {}
 
 func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[13]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1504,7 @@ func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClusterRequest.ProtoReflect.Descriptor instead.
 func (*CreateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{13}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateClusterRequest) GetApp() string {
@@ -1497,7 +1552,7 @@ type ClusterJob struct {
 
 func (x *ClusterJob) Reset() {
 	*x = ClusterJob{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[14]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1564,7 @@ func (x *ClusterJob) String() string {
 func (*ClusterJob) ProtoMessage() {}
 
 func (x *ClusterJob) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[14]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1577,7 @@ func (x *ClusterJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterJob.ProtoReflect.Descriptor instead.
 func (*ClusterJob) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{14}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ClusterJob) GetCluster() *Cluster {
@@ -1547,7 +1602,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[15]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1614,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[15]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1627,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{15}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{16}
 }
 
 type ListClustersResponse struct {
@@ -1584,7 +1639,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[16]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1651,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[16]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1664,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{16}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListClustersResponse) GetClusters() []*Cluster {
@@ -1628,7 +1683,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[17]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1640,7 +1695,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[17]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1653,7 +1708,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{17}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetClusterRequest) GetId() string {
@@ -1679,7 +1734,7 @@ type DeleteClusterRequest struct {
 
 func (x *DeleteClusterRequest) Reset() {
 	*x = DeleteClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[18]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1746,7 @@ func (x *DeleteClusterRequest) String() string {
 func (*DeleteClusterRequest) ProtoMessage() {}
 
 func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[18]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1759,7 @@ func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{18}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteClusterRequest) GetId() string {
@@ -1749,7 +1804,7 @@ type UpdateClusterEnvRequest struct {
 
 func (x *UpdateClusterEnvRequest) Reset() {
 	*x = UpdateClusterEnvRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[19]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1816,7 @@ func (x *UpdateClusterEnvRequest) String() string {
 func (*UpdateClusterEnvRequest) ProtoMessage() {}
 
 func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[19]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +1829,7 @@ func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterEnvRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterEnvRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{19}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateClusterEnvRequest) GetId() string {
@@ -1813,7 +1868,7 @@ type ScaleClusterRequest struct {
 
 func (x *ScaleClusterRequest) Reset() {
 	*x = ScaleClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1880,7 @@ func (x *ScaleClusterRequest) String() string {
 func (*ScaleClusterRequest) ProtoMessage() {}
 
 func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1893,7 @@ func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleClusterRequest.ProtoReflect.Descriptor instead.
 func (*ScaleClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{20}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ScaleClusterRequest) GetId() string {
@@ -1881,7 +1936,7 @@ type StopClusterRequest struct {
 
 func (x *StopClusterRequest) Reset() {
 	*x = StopClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +1948,7 @@ func (x *StopClusterRequest) String() string {
 func (*StopClusterRequest) ProtoMessage() {}
 
 func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +1961,7 @@ func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopClusterRequest.ProtoReflect.Descriptor instead.
 func (*StopClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StopClusterRequest) GetId() string {
@@ -1940,7 +1995,7 @@ type StartClusterRequest struct {
 
 func (x *StartClusterRequest) Reset() {
 	*x = StartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2007,7 @@ func (x *StartClusterRequest) String() string {
 func (*StartClusterRequest) ProtoMessage() {}
 
 func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2020,7 @@ func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartClusterRequest.ProtoReflect.Descriptor instead.
 func (*StartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartClusterRequest) GetId() string {
@@ -1996,7 +2051,7 @@ type BackupClusterRequest struct {
 
 func (x *BackupClusterRequest) Reset() {
 	*x = BackupClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2063,7 @@ func (x *BackupClusterRequest) String() string {
 func (*BackupClusterRequest) ProtoMessage() {}
 
 func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2076,7 @@ func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupClusterRequest.ProtoReflect.Descriptor instead.
 func (*BackupClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *BackupClusterRequest) GetId() string {
@@ -2073,7 +2128,7 @@ type Backup struct {
 
 func (x *Backup) Reset() {
 	*x = Backup{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2140,7 @@ func (x *Backup) String() string {
 func (*Backup) ProtoMessage() {}
 
 func (x *Backup) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2153,7 @@ func (x *Backup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backup.ProtoReflect.Descriptor instead.
 func (*Backup) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Backup) GetId() string {
@@ -2180,7 +2235,7 @@ type ListBackupsRequest struct {
 
 func (x *ListBackupsRequest) Reset() {
 	*x = ListBackupsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2247,7 @@ func (x *ListBackupsRequest) String() string {
 func (*ListBackupsRequest) ProtoMessage() {}
 
 func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2260,7 @@ func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListBackupsRequest) GetId() string {
@@ -2224,7 +2279,7 @@ type ListBackupsResponse struct {
 
 func (x *ListBackupsResponse) Reset() {
 	*x = ListBackupsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2291,7 @@ func (x *ListBackupsResponse) String() string {
 func (*ListBackupsResponse) ProtoMessage() {}
 
 func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2304,7 @@ func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListBackupsResponse) GetBackups() []*Backup {
@@ -2270,7 +2325,7 @@ type RestoreClusterRequest struct {
 
 func (x *RestoreClusterRequest) Reset() {
 	*x = RestoreClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2282,7 +2337,7 @@ func (x *RestoreClusterRequest) String() string {
 func (*RestoreClusterRequest) ProtoMessage() {}
 
 func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2295,7 +2350,7 @@ func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestoreClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RestoreClusterRequest) GetId() string {
@@ -2334,7 +2389,7 @@ type ResizeClusterRequest struct {
 
 func (x *ResizeClusterRequest) Reset() {
 	*x = ResizeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2401,7 @@ func (x *ResizeClusterRequest) String() string {
 func (*ResizeClusterRequest) ProtoMessage() {}
 
 func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2414,7 @@ func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeClusterRequest.ProtoReflect.Descriptor instead.
 func (*ResizeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResizeClusterRequest) GetId() string {
@@ -2416,7 +2471,7 @@ type UpgradeClusterRequest struct {
 
 func (x *UpgradeClusterRequest) Reset() {
 	*x = UpgradeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2428,7 +2483,7 @@ func (x *UpgradeClusterRequest) String() string {
 func (*UpgradeClusterRequest) ProtoMessage() {}
 
 func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2441,7 +2496,7 @@ func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpgradeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpgradeClusterRequest) GetId() string {
@@ -2475,7 +2530,7 @@ type RollbackClusterRequest struct {
 
 func (x *RollbackClusterRequest) Reset() {
 	*x = RollbackClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2542,7 @@ func (x *RollbackClusterRequest) String() string {
 func (*RollbackClusterRequest) ProtoMessage() {}
 
 func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2555,7 @@ func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackClusterRequest.ProtoReflect.Descriptor instead.
 func (*RollbackClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RollbackClusterRequest) GetId() string {
@@ -2530,7 +2585,7 @@ type RecoverClusterRequest struct {
 
 func (x *RecoverClusterRequest) Reset() {
 	*x = RecoverClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +2597,7 @@ func (x *RecoverClusterRequest) String() string {
 func (*RecoverClusterRequest) ProtoMessage() {}
 
 func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +2610,7 @@ func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverClusterRequest.ProtoReflect.Descriptor instead.
 func (*RecoverClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RecoverClusterRequest) GetId() string {
@@ -2592,7 +2647,7 @@ type RestartClusterRequest struct {
 
 func (x *RestartClusterRequest) Reset() {
 	*x = RestartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2659,7 @@ func (x *RestartClusterRequest) String() string {
 func (*RestartClusterRequest) ProtoMessage() {}
 
 func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +2672,7 @@ func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RestartClusterRequest) GetId() string {
@@ -2659,7 +2714,7 @@ type RunClusterServiceRequest struct {
 
 func (x *RunClusterServiceRequest) Reset() {
 	*x = RunClusterServiceRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2726,7 @@ func (x *RunClusterServiceRequest) String() string {
 func (*RunClusterServiceRequest) ProtoMessage() {}
 
 func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2739,7 @@ func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RunClusterServiceRequest) GetId() string {
@@ -2748,7 +2803,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +2815,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +2828,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -2907,7 +2962,7 @@ type TaskInput struct {
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2919,7 +2974,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2932,7 +2987,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -3086,7 +3141,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3098,7 +3153,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3111,7 +3166,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Task) GetId() string {
@@ -3217,7 +3272,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3229,7 +3284,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3242,7 +3297,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Job) GetId() string {
@@ -3338,7 +3393,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3350,7 +3405,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3363,7 +3418,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -3383,7 +3438,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3450,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3463,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -3427,7 +3482,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3494,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3507,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -3471,7 +3526,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3483,7 +3538,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3496,7 +3551,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -3521,7 +3576,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3533,7 +3588,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3546,7 +3601,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -3589,7 +3644,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3601,7 +3656,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3614,7 +3669,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -3642,7 +3697,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3709,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3722,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -3693,7 +3748,7 @@ type RetryJobRequest struct {
 
 func (x *RetryJobRequest) Reset() {
 	*x = RetryJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3705,7 +3760,7 @@ func (x *RetryJobRequest) String() string {
 func (*RetryJobRequest) ProtoMessage() {}
 
 func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3718,7 +3773,7 @@ func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RetryJobRequest) GetId() string {
@@ -3737,7 +3792,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3749,7 +3804,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3762,7 +3817,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -3791,7 +3846,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3803,7 +3858,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3816,7 +3871,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Network) GetId() string {
@@ -3880,7 +3935,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3892,7 +3947,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3905,7 +3960,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *User) GetName() string {
@@ -3949,7 +4004,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3961,7 +4016,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3974,7 +4029,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -4009,7 +4064,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4021,7 +4076,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4034,7 +4089,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -4059,7 +4114,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4071,7 +4126,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4084,7 +4139,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 type ListUsersResponse struct {
@@ -4096,7 +4151,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4108,7 +4163,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4121,7 +4176,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -4140,7 +4195,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4152,7 +4207,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4165,7 +4220,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -4183,7 +4238,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4250,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4263,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
 }
 
 type WhoAmIRequest struct {
@@ -4219,7 +4274,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4231,7 +4286,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4244,7 +4299,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
 }
 
 type AuditEntry struct {
@@ -4266,7 +4321,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4278,7 +4333,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4291,7 +4346,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -4360,7 +4415,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4372,7 +4427,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4385,7 +4440,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -4404,7 +4459,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4416,7 +4471,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4429,7 +4484,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -4451,7 +4506,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4463,7 +4518,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4476,7 +4531,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -4508,7 +4563,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4520,7 +4575,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4533,7 +4588,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
 }
 
 type Revocation struct {
@@ -4549,7 +4604,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4561,7 +4616,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4574,7 +4629,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Revocation) GetKind() string {
@@ -4620,7 +4675,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4632,7 +4687,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4645,7 +4700,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
 }
 
 type ListRevocationsResponse struct {
@@ -4657,7 +4712,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4669,7 +4724,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4682,7 +4737,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -4700,7 +4755,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x0ePushAppRequest\x12\x18\n" +
 	"\aarchive\x18\x01 \x01(\fR\aarchive\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"\x9c\x02\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"\xae\x03\n" +
 	"\x03App\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
@@ -4713,7 +4768,18 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
 	"\bwarnings\x18\b \x03(\tR\bwarnings\x12\x16\n" +
-	"\x06tenant\x18\t \x01(\tR\x06tenant\"\x11\n" +
+	"\x06tenant\x18\t \x01(\tR\x06tenant\x12;\n" +
+	"\alocales\x18\n" +
+	" \x03(\v2!.hangar.pilot.v1.App.LocalesEntryR\alocales\x1aS\n" +
+	"\fLocalesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.hangar.pilot.v1.LocaleR\x05value:\x028\x01\"|\n" +
+	"\x06Locale\x128\n" +
+	"\x05texts\x18\x01 \x03(\v2\".hangar.pilot.v1.Locale.TextsEntryR\x05texts\x1a8\n" +
+	"\n" +
+	"TextsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
 	"\x0fListAppsRequest\"<\n" +
 	"\x10ListAppsResponse\x12(\n" +
 	"\x04apps\x18\x01 \x03(\v2\x14.hangar.pilot.v1.AppR\x04apps\"=\n" +
@@ -5184,7 +5250,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
@@ -5194,212 +5260,218 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	(Role)(0),                        // 5: hangar.pilot.v1.Role
 	(*PushAppRequest)(nil),           // 6: hangar.pilot.v1.PushAppRequest
 	(*App)(nil),                      // 7: hangar.pilot.v1.App
-	(*ListAppsRequest)(nil),          // 8: hangar.pilot.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),         // 9: hangar.pilot.v1.ListAppsResponse
-	(*GetAppRequest)(nil),            // 10: hangar.pilot.v1.GetAppRequest
-	(*Runtime)(nil),                  // 11: hangar.pilot.v1.Runtime
-	(*CreateRuntimeRequest)(nil),     // 12: hangar.pilot.v1.CreateRuntimeRequest
-	(*ListRuntimesRequest)(nil),      // 13: hangar.pilot.v1.ListRuntimesRequest
-	(*ListRuntimesResponse)(nil),     // 14: hangar.pilot.v1.ListRuntimesResponse
-	(*GetRuntimeRequest)(nil),        // 15: hangar.pilot.v1.GetRuntimeRequest
-	(*Node)(nil),                     // 16: hangar.pilot.v1.Node
-	(*Cluster)(nil),                  // 17: hangar.pilot.v1.Cluster
-	(*Endpoint)(nil),                 // 18: hangar.pilot.v1.Endpoint
-	(*CreateClusterRequest)(nil),     // 19: hangar.pilot.v1.CreateClusterRequest
-	(*ClusterJob)(nil),               // 20: hangar.pilot.v1.ClusterJob
-	(*ListClustersRequest)(nil),      // 21: hangar.pilot.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),     // 22: hangar.pilot.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),        // 23: hangar.pilot.v1.GetClusterRequest
-	(*DeleteClusterRequest)(nil),     // 24: hangar.pilot.v1.DeleteClusterRequest
-	(*UpdateClusterEnvRequest)(nil),  // 25: hangar.pilot.v1.UpdateClusterEnvRequest
-	(*ScaleClusterRequest)(nil),      // 26: hangar.pilot.v1.ScaleClusterRequest
-	(*StopClusterRequest)(nil),       // 27: hangar.pilot.v1.StopClusterRequest
-	(*StartClusterRequest)(nil),      // 28: hangar.pilot.v1.StartClusterRequest
-	(*BackupClusterRequest)(nil),     // 29: hangar.pilot.v1.BackupClusterRequest
-	(*Backup)(nil),                   // 30: hangar.pilot.v1.Backup
-	(*ListBackupsRequest)(nil),       // 31: hangar.pilot.v1.ListBackupsRequest
-	(*ListBackupsResponse)(nil),      // 32: hangar.pilot.v1.ListBackupsResponse
-	(*RestoreClusterRequest)(nil),    // 33: hangar.pilot.v1.RestoreClusterRequest
-	(*ResizeClusterRequest)(nil),     // 34: hangar.pilot.v1.ResizeClusterRequest
-	(*UpgradeClusterRequest)(nil),    // 35: hangar.pilot.v1.UpgradeClusterRequest
-	(*RollbackClusterRequest)(nil),   // 36: hangar.pilot.v1.RollbackClusterRequest
-	(*RecoverClusterRequest)(nil),    // 37: hangar.pilot.v1.RecoverClusterRequest
-	(*RestartClusterRequest)(nil),    // 38: hangar.pilot.v1.RestartClusterRequest
-	(*RunClusterServiceRequest)(nil), // 39: hangar.pilot.v1.RunClusterServiceRequest
-	(*NodeResult)(nil),               // 40: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),                // 41: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                     // 42: hangar.pilot.v1.Task
-	(*Job)(nil),                      // 43: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),            // 44: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),          // 45: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 46: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),          // 47: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),   // 48: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil),  // 49: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),           // 50: hangar.pilot.v1.TaskNodeResult
-	(*RetryJobRequest)(nil),          // 51: hangar.pilot.v1.RetryJobRequest
-	(*CancelJobRequest)(nil),         // 52: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                  // 53: hangar.pilot.v1.Network
-	(*User)(nil),                     // 54: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),        // 55: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 56: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 57: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 58: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),        // 59: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 60: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),            // 61: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),               // 62: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),         // 63: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 64: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),            // 65: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 66: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),               // 67: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),   // 68: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 69: hangar.pilot.v1.ListRevocationsResponse
-	nil,                              // 70: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                              // 71: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                              // 72: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                              // 73: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                              // 74: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                              // 75: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                              // 76: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	nil,                              // 77: hangar.pilot.v1.Backup.SnapshotsEntry
-	nil,                              // 78: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                              // 79: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),    // 80: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),       // 81: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),     // 82: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),     // 83: hangar.stream.v1.Certificate
+	(*Locale)(nil),                   // 8: hangar.pilot.v1.Locale
+	(*ListAppsRequest)(nil),          // 9: hangar.pilot.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),         // 10: hangar.pilot.v1.ListAppsResponse
+	(*GetAppRequest)(nil),            // 11: hangar.pilot.v1.GetAppRequest
+	(*Runtime)(nil),                  // 12: hangar.pilot.v1.Runtime
+	(*CreateRuntimeRequest)(nil),     // 13: hangar.pilot.v1.CreateRuntimeRequest
+	(*ListRuntimesRequest)(nil),      // 14: hangar.pilot.v1.ListRuntimesRequest
+	(*ListRuntimesResponse)(nil),     // 15: hangar.pilot.v1.ListRuntimesResponse
+	(*GetRuntimeRequest)(nil),        // 16: hangar.pilot.v1.GetRuntimeRequest
+	(*Node)(nil),                     // 17: hangar.pilot.v1.Node
+	(*Cluster)(nil),                  // 18: hangar.pilot.v1.Cluster
+	(*Endpoint)(nil),                 // 19: hangar.pilot.v1.Endpoint
+	(*CreateClusterRequest)(nil),     // 20: hangar.pilot.v1.CreateClusterRequest
+	(*ClusterJob)(nil),               // 21: hangar.pilot.v1.ClusterJob
+	(*ListClustersRequest)(nil),      // 22: hangar.pilot.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),     // 23: hangar.pilot.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),        // 24: hangar.pilot.v1.GetClusterRequest
+	(*DeleteClusterRequest)(nil),     // 25: hangar.pilot.v1.DeleteClusterRequest
+	(*UpdateClusterEnvRequest)(nil),  // 26: hangar.pilot.v1.UpdateClusterEnvRequest
+	(*ScaleClusterRequest)(nil),      // 27: hangar.pilot.v1.ScaleClusterRequest
+	(*StopClusterRequest)(nil),       // 28: hangar.pilot.v1.StopClusterRequest
+	(*StartClusterRequest)(nil),      // 29: hangar.pilot.v1.StartClusterRequest
+	(*BackupClusterRequest)(nil),     // 30: hangar.pilot.v1.BackupClusterRequest
+	(*Backup)(nil),                   // 31: hangar.pilot.v1.Backup
+	(*ListBackupsRequest)(nil),       // 32: hangar.pilot.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),      // 33: hangar.pilot.v1.ListBackupsResponse
+	(*RestoreClusterRequest)(nil),    // 34: hangar.pilot.v1.RestoreClusterRequest
+	(*ResizeClusterRequest)(nil),     // 35: hangar.pilot.v1.ResizeClusterRequest
+	(*UpgradeClusterRequest)(nil),    // 36: hangar.pilot.v1.UpgradeClusterRequest
+	(*RollbackClusterRequest)(nil),   // 37: hangar.pilot.v1.RollbackClusterRequest
+	(*RecoverClusterRequest)(nil),    // 38: hangar.pilot.v1.RecoverClusterRequest
+	(*RestartClusterRequest)(nil),    // 39: hangar.pilot.v1.RestartClusterRequest
+	(*RunClusterServiceRequest)(nil), // 40: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),               // 41: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                // 42: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                     // 43: hangar.pilot.v1.Task
+	(*Job)(nil),                      // 44: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),            // 45: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),          // 46: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 47: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),          // 48: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),   // 49: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),  // 50: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),           // 51: hangar.pilot.v1.TaskNodeResult
+	(*RetryJobRequest)(nil),          // 52: hangar.pilot.v1.RetryJobRequest
+	(*CancelJobRequest)(nil),         // 53: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                  // 54: hangar.pilot.v1.Network
+	(*User)(nil),                     // 55: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),        // 56: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 57: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 58: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 59: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),        // 60: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 61: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),            // 62: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),               // 63: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),         // 64: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 65: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),            // 66: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 67: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),               // 68: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),   // 69: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 70: hangar.pilot.v1.ListRevocationsResponse
+	nil,                              // 71: hangar.pilot.v1.App.LocalesEntry
+	nil,                              // 72: hangar.pilot.v1.Locale.TextsEntry
+	nil,                              // 73: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                              // 74: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                              // 75: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                              // 76: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                              // 77: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                              // 78: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                              // 79: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	nil,                              // 80: hangar.pilot.v1.Backup.SnapshotsEntry
+	nil,                              // 81: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                              // 82: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),    // 83: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),       // 84: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),     // 85: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),     // 86: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	80, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 1: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
-	70, // 2: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	80, // 3: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	71, // 4: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	72, // 5: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	11, // 6: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
-	1,  // 7: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	0,  // 8: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	73, // 9: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
-	16, // 10: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	80, // 11: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	18, // 12: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	74, // 13: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	17, // 14: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	43, // 15: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	17, // 16: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	75, // 17: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	76, // 18: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	80, // 19: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 20: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	77, // 21: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
-	30, // 22: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	78, // 23: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	81, // 24: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	80, // 25: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	80, // 26: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	79, // 27: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	4,  // 28: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	80, // 29: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	80, // 30: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	40, // 31: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	41, // 32: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	3,  // 33: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	42, // 34: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	80, // 35: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	80, // 36: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	43, // 37: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	50, // 38: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	40, // 39: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	5,  // 40: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	80, // 41: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 42: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	54, // 43: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	54, // 44: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	80, // 45: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	62, // 46: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	80, // 47: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	67, // 48: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	6,  // 49: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	8,  // 50: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	10, // 51: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	12, // 52: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	13, // 53: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	15, // 54: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	19, // 55: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	21, // 56: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	23, // 57: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	24, // 58: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	25, // 59: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	26, // 60: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	37, // 61: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
-	38, // 62: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	39, // 63: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	27, // 64: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
-	28, // 65: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
-	34, // 66: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
-	29, // 67: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
-	31, // 68: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
-	33, // 69: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
-	35, // 70: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
-	36, // 71: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	55, // 72: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	57, // 73: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	59, // 74: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	61, // 75: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	63, // 76: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	65, // 77: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	68, // 78: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	82, // 79: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	44, // 80: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	45, // 81: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	47, // 82: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	48, // 83: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	51, // 84: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
-	52, // 85: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	7,  // 86: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	9,  // 87: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	7,  // 88: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	11, // 89: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	14, // 90: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	11, // 91: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	20, // 92: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	22, // 93: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	17, // 94: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	20, // 95: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 96: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 97: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 98: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 99: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 100: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 101: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 102: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 103: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 104: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32, // 105: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	20, // 106: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 107: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	20, // 108: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	56, // 109: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	58, // 110: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	60, // 111: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	54, // 112: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	64, // 113: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	66, // 114: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	69, // 115: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	83, // 116: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	43, // 117: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	46, // 118: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	43, // 119: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	49, // 120: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	43, // 121: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
-	43, // 122: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	86, // [86:123] is the sub-list for method output_type
-	49, // [49:86] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	83, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	71, // 1: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
+	72, // 2: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
+	7,  // 3: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
+	73, // 4: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	83, // 5: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	74, // 6: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	75, // 7: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	12, // 8: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
+	1,  // 9: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
+	0,  // 10: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
+	76, // 11: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	17, // 12: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
+	83, // 13: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	19, // 14: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	77, // 15: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	18, // 16: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	44, // 17: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	18, // 18: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	78, // 19: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	79, // 20: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	83, // 21: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 22: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
+	80, // 23: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	31, // 24: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
+	81, // 25: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	84, // 26: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	83, // 27: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	83, // 28: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	82, // 29: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	4,  // 30: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	83, // 31: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	83, // 32: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	41, // 33: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	42, // 34: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	3,  // 35: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	43, // 36: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	83, // 37: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	83, // 38: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	44, // 39: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	51, // 40: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	41, // 41: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	5,  // 42: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	83, // 43: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 44: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	55, // 45: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	55, // 46: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	83, // 47: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	63, // 48: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	83, // 49: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	68, // 50: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	8,  // 51: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
+	6,  // 52: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	9,  // 53: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	11, // 54: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	13, // 55: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	14, // 56: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	16, // 57: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	20, // 58: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	22, // 59: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	24, // 60: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	25, // 61: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	26, // 62: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	27, // 63: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
+	38, // 64: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	39, // 65: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	40, // 66: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	28, // 67: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	29, // 68: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	35, // 69: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
+	30, // 70: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
+	32, // 71: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
+	34, // 72: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
+	36, // 73: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	37, // 74: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	56, // 75: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	58, // 76: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	60, // 77: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	62, // 78: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	64, // 79: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	66, // 80: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	69, // 81: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	85, // 82: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	45, // 83: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	46, // 84: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	48, // 85: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	49, // 86: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	52, // 87: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
+	53, // 88: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	7,  // 89: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	10, // 90: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	7,  // 91: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	12, // 92: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	15, // 93: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	12, // 94: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	21, // 95: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	23, // 96: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	18, // 97: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	21, // 98: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 99: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 100: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 101: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 102: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 103: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 104: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 105: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 106: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 107: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	33, // 108: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	21, // 109: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 110: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	21, // 111: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	57, // 112: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	59, // 113: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	61, // 114: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	55, // 115: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	65, // 116: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	67, // 117: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	70, // 118: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	86, // 119: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	44, // 120: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	47, // 121: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	44, // 122: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	50, // 123: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	44, // 124: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
+	44, // 125: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	89, // [89:126] is the sub-list for method output_type
+	52, // [52:89] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -5413,7 +5485,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   74,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

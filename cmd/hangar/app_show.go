@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -11,7 +12,7 @@ import (
 )
 
 func newAppShowCmd(c *cli) *cobra.Command {
-	var version string
+	var version, lang string
 	cmd := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show an app version and the parameters it takes",
@@ -21,20 +22,24 @@ description, roles, lint warnings, and the parameters from its config.json.
 Each parameter is listed by the key 'hangar cluster create' takes with
 --param KEY=VALUE ("cluster.name", "cluster.<role>.count", "env.<key>",
 "env.<role>.<key>"), with its type, its default (used when you leave it out),
-and its allowed values or range. Password defaults are hidden.`,
+and its allowed values or range. Password defaults are hidden. With --lang,
+labels are shown translated by the package's locale/<lang>.json, where it
+has one.`,
 		Example: `  hangar app show redis
   hangar app show redis --version 1.2.0
+  hangar app show redis --lang zh-cn
   hangar app show redis -o json | jq -r .configJson`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.appShow(cmd.Context(), args[0], version)
+			return c.appShow(cmd.Context(), args[0], version, lang)
 		},
 	}
 	cmd.Flags().StringVar(&version, "version", "", "app version to show (default: the newest)")
+	cmd.Flags().StringVar(&lang, "lang", "", "show labels in this `language` of the package's locale/ (e.g. zh-cn)")
 	return cmd
 }
 
-func (c *cli) appShow(ctx context.Context, name, version string) error {
+func (c *cli) appShow(ctx context.Context, name, version, lang string) error {
 	cl, ctx, cancel, err := c.call(ctx)
 	if err != nil {
 		return err
@@ -49,6 +54,19 @@ func (c *cli) appShow(ctx context.Context, name, version string) error {
 	}
 	w := c.stdout
 	writeAppSummary(w, app)
+	var texts map[string]string
+	if lang != "" {
+		loc, ok := app.GetLocales()[lang]
+		if !ok {
+			langs := make([]string, 0, len(app.GetLocales()))
+			for l := range app.GetLocales() {
+				langs = append(langs, l)
+			}
+			sort.Strings(langs)
+			fmt.Fprintf(w, "\nThe package has no locale/%s.json; it has: %s\n", lang, joinOrDash(langs))
+		}
+		texts = loc.GetTexts()
+	}
 	params, err := parseConfigParams(app.GetConfigJson())
 	if err != nil {
 		fmt.Fprintf(w, "\nParameters: cannot read the package's %v\n", err)
@@ -66,7 +84,11 @@ func (c *cli) appShow(ctx context.Context, name, version string) error {
 		if p.Required {
 			req = "yes"
 		}
-		row(tw, p.Key, p.Type, p.Default, p.Range, req, p.Label)
+		label := p.Label
+		if t, ok := texts[label]; ok {
+			label = t
+		}
+		row(tw, p.Key, p.Type, p.Default, p.Range, req, label)
 	}
 	return tw.Flush()
 }

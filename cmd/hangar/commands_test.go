@@ -264,6 +264,14 @@ func TestAppShowListsParameters(t *testing.T) {
 	if strings.Contains(res.stdout, "s3cret") {
 		t.Errorf("shows a password default:\n%s", res.stdout)
 	}
+	// Labels in a language of the package's locale/.
+	s.apps["kv"].Locales = map[string]*pilotv1.Locale{"zh-cn": {Texts: map[string]string{"Name": "名称"}}}
+	res = runCLI(t, addr, "app", "show", "kv", "--lang", "zh-cn")
+	if res.code != 0 || !strings.Contains(res.stdout, "名称") {
+		t.Fatalf("--lang zh-cn: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	res = runCLI(t, addr, "app", "show", "kv", "--lang", "fr")
+	mustContain(t, "--lang fr", res.stdout, "no locale/fr.json; it has: zh-cn")
 	res = runCLI(t, addr, "app", "show", "nope")
 	if res.code != 1 {
 		t.Fatalf("unknown app: exit %d", res.code)

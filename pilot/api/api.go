@@ -207,6 +207,12 @@ func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pil
 		Warnings:    pkg.Warnings,
 		Tenant:      tn,
 	}
+	for lang, texts := range pkg.Locales {
+		if app.Locales == nil {
+			app.Locales = map[string]*pilotv1.Locale{}
+		}
+		app.Locales[lang] = &pilotv1.Locale{Texts: texts}
+	}
 	for _, n := range spec.Nodes {
 		app.Roles = append(app.Roles, n.Role)
 	}
