@@ -103,3 +103,29 @@ func TestConfdFragments(t *testing.T) {
 		t.Fatalf("template = %q, warnings %q", p.Confd["templates/kv.conf.tmpl"], p.Warnings)
 	}
 }
+
+// Templates reading keys the metadata can never hold are reported with
+// the template and line; keys it can hold, patterns and variables are not.
+func TestTemplateKeysTheMetadataCannotHold(t *testing.T) {
+	files := kvFiles()
+	files["confd/templates/kv.conf.tmpl"] = `port {{getv "/env/port"}}
+{{getv "/env/typo"}}
+{{range lsdir "/hosts/master"}}{{.}}{{end}}{{if exists "/host/tokn"}}x{{end}}
+{{getv "/cluster/endpoints/kv/port" ""}}{{getv "/clustr/zone"}}{{range gets "/env/*"}}{{.Key}}{{end}}
+{{$k := "/env/nope"}}{{getv $k ""}}{{getv "/host/reserved_ips/vip/value" ""}}`
+	p := mustLoad(t, files)
+	for _, w := range []string{
+		`confd/templates/kv.conf.tmpl: line 2: getv "/env/typo": no env entry "typo"`,
+		`confd/templates/kv.conf.tmpl: line 3: exists "/host/tokn": a host has no field "tokn"`,
+		`confd/templates/kv.conf.tmpl: line 4: getv "/clustr/zone": /clustr is not an entry of the metadata`,
+	} {
+		if !hasWarning(p.Warnings, w) {
+			t.Errorf("no warning %q in %q", w, p.Warnings)
+		}
+	}
+	for _, ok := range []string{`"/env/port"`, `"/hosts/master"`, `"/cluster/endpoints`, `"/env/*"`, `/env/nope`, `"/host/reserved_ips`} {
+		if hasWarning(p.Warnings, ok) {
+			t.Errorf("warned about %s: %q", ok, p.Warnings)
+		}
+	}
+}

@@ -485,6 +485,7 @@ func load(files map[string]file, opts LoadOptions) (*Package, error) {
 		w.add("%s", s)
 	}
 	p.checkShellParams(vals, &w)
+	p.checkTemplateKeys(spec, &w)
 	p.Warnings = w.list()
 	return p, nil
 }

@@ -1,6 +1,7 @@
 package metatree
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -235,5 +236,33 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// apppkg checks the keys templates read against its lists of what the tree
+// holds; they must cover what Build writes.
+func TestTreeMatchesAppPkgLists(t *testing.T) {
+	spec := &apppkg.ClusterSpec{Env: apppkg.Env{"port": "1"}, Nodes: []apppkg.NodeSpec{{Role: "r"}},
+		Endpoints: map[string]apppkg.Endpoint{"e": {Port: apppkg.Port{Number: 1}}}}
+	h := Host{NodeID: "n", InstanceID: "i", Role: "r", PubKey: "k", Token: "t", ReservedIPs: map[string]string{"vip": "1.2.3.4"}}
+	tree := Build(Cluster{ClusterID: "c"}, spec, []Host{h}, Options{Adding: []Host{h}, Deleting: []Host{h},
+		VerticalScalingRoles: []string{"r"}, UpgradeAudit: &UpgradeAudit{FromAppVersion: "1", ToAppVersion: "2"}})
+	for k := range tree {
+		parts := strings.Split(k, "/")
+		top := parts[0]
+		if top == "roles" { // merged into env by the drone
+			continue
+		}
+		if !slices.Contains(apppkg.MetadataTop, top) {
+			t.Errorf("%s: top-level %q is not in apppkg.MetadataTop", k, top)
+		}
+		if top == "cluster" && !slices.Contains(apppkg.MetadataClusterFields, parts[1]) {
+			t.Errorf("%s: %q is not in apppkg.MetadataClusterFields", k, parts[1])
+		}
+	}
+	for f := range HostFields(h) {
+		if !slices.Contains(apppkg.MetadataHostFields, strings.Split(f, "/")[0]) {
+			t.Errorf("host field %q is not in apppkg.MetadataHostFields", f)
+		}
 	}
 }
