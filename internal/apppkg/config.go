@@ -161,11 +161,13 @@ func parseConfig(data []byte, w *warnings) (*Config, error) {
 	c := &Config{Raw: append([]byte(nil), data...), items: map[string]*Item{}}
 	lines := jsonLines(data)
 	seenGroups := map[string]bool{}
+	var errs []error
 	for i, raw := range props {
 		where := fmt.Sprintf("properties[%d]", i)
 		g, err := parseItem(where, where, raw, lines, w)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		switch g.Key {
 		case GroupCluster, GroupEnv, GroupServiceParams:
@@ -181,9 +183,13 @@ func parseConfig(data []byte, w *warnings) (*Config, error) {
 		}
 		g.Path, g.Group = g.Key, g.Key
 		if err := c.addGroup(g, w); err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		c.Groups = append(c.Groups, g)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	if err := c.resolveDependencies(); err != nil {
 		return nil, err
@@ -192,6 +198,8 @@ func parseConfig(data []byte, w *warnings) (*Config, error) {
 }
 
 func (c *Config) addGroup(g *Item, w *warnings) error {
+	var errs []error
+	fail := func(err error) { errs = append(errs, err) }
 	commonKeys := map[string]bool{}
 	for _, it := range g.Properties {
 		if it.Properties == nil {
@@ -203,7 +211,7 @@ func (c *Config) addGroup(g *Item, w *warnings) error {
 		if it.Properties == nil {
 			it.Path = g.Key + "." + it.Key
 			if err := c.addLeaf(it, w); err != nil {
-				return err
+				fail(err)
 			}
 			continue
 		}
@@ -225,11 +233,11 @@ func (c *Config) addGroup(g *Item, w *warnings) error {
 			leaf.Group, leaf.Role = g.Key, it.Key
 			leaf.Path = it.Path + "." + leaf.Key
 			if err := c.addLeaf(leaf, w); err != nil {
-				return err
+				fail(err)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (c *Config) addLeaf(it *Item, w *warnings) error {
@@ -295,6 +303,7 @@ func parseItem(where, jpath string, raw any, lines map[string]int, w *warnings) 
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var childErrs []error
 	for _, k := range keys {
 		v := obj[k]
 		var err error
@@ -347,10 +356,14 @@ func parseItem(where, jpath string, raw any, lines map[string]int, w *warnings) 
 			for i, p := range props {
 				child, cerr := parseItem(fmt.Sprintf("%s.properties[%d]", strings.TrimPrefix(where, fmt.Sprintf("line %d: ", it.Line)), i), fmt.Sprintf("%s.properties[%d]", jpath, i), p, lines, w)
 				if cerr != nil {
-					return nil, cerr
+					// Go on with the other items: an author sees every
+					// problem at once.
+					childErrs = append(childErrs, cerr)
+					continue
 				}
 				if seen[child.Key] {
-					return nil, fmt.Errorf("%s: %s: key %q appears twice", fileConfig, where, child.Key)
+					childErrs = append(childErrs, fmt.Errorf("%s: %s: key %q appears twice", fileConfig, where, child.Key))
+					continue
 				}
 				seen[child.Key] = true
 				it.Properties = append(it.Properties, child)
@@ -384,6 +397,9 @@ func parseItem(where, jpath string, raw any, lines map[string]int, w *warnings) 
 			}
 			return nil, fmt.Errorf("%s: %s: %s: %w", fileConfig, at, k, err)
 		}
+	}
+	if len(childErrs) > 0 {
+		return nil, errors.Join(childErrs...)
 	}
 	return it, nil
 }

@@ -1,6 +1,7 @@
 package apppkg
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -97,4 +98,26 @@ func fragmentError(full string, frags []fragment, err error) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", full, err)
+}
+
+// fragmentErrors maps each error of err (one, or joined) about an
+// assembled template to its fragment and line.
+func fragmentErrors(err error, assembled map[string][]fragment) error {
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	for i, e := range list {
+		for full, frags := range assembled {
+			if inner := errors.Unwrap(e); inner != nil && strings.HasPrefix(e.Error(), full+": ") {
+				list[i] = fragmentError(full, frags, inner)
+			}
+		}
+	}
+	if len(list) == 1 {
+		return list[0]
+	}
+	return errors.Join(list...)
 }

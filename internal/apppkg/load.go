@@ -396,36 +396,39 @@ func stripTopFolder(files map[string]file) map[string]file {
 func load(files map[string]file, opts LoadOptions) (*Package, error) {
 	p := &Package{Confd: map[string][]byte{}, Locales: map[string]map[string]string{}}
 	var w warnings
+	// Problems in one file do not hide those in another: an author sees
+	// every problem at once. Only rendering needs all files sound.
+	var errs []error
 
 	meta, err := loadMeta(files, opts, &w)
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
 	p.Meta = meta
 
 	cfgFile, ok := files[fileConfig]
 	if !ok {
-		return nil, fmt.Errorf("%s: missing; a package needs one (it declares the parameters)", fileConfig)
-	}
-	p.Config, err = parseConfig(cfgFile.data, &w)
-	if err != nil {
-		return nil, err
+		errs = append(errs, fmt.Errorf("%s: missing; a package needs one (it declares the parameters)", fileConfig))
+	} else if p.Config, err = parseConfig(cfgFile.data, &w); err != nil {
+		errs = append(errs, err)
 	}
 
 	mf, hasMustache := files[fileMustache]
 	gf, hasGo := files[fileGoTmpl]
 	switch {
 	case hasMustache && hasGo:
-		return nil, fmt.Errorf("package has both %s and %s; keep one", fileMustache, fileGoTmpl)
+		errs = append(errs, fmt.Errorf("package has both %s and %s; keep one", fileMustache, fileGoTmpl))
 	case hasMustache:
 		p.Template, p.TemplateKind = string(mf.data), KindMustache
 	case hasGo:
 		p.Template, p.TemplateKind = string(gf.data), KindGoTemplate
 	default:
-		return nil, fmt.Errorf("package has no %s (or %s)", fileMustache, fileGoTmpl)
+		errs = append(errs, fmt.Errorf("package has no %s (or %s)", fileMustache, fileGoTmpl))
 	}
-	if err := p.compile(); err != nil {
-		return nil, err
+	if p.Config != nil && p.TemplateKind != "" {
+		if err := p.compile(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 
 	names := make([]string, 0, len(files))
@@ -446,7 +449,8 @@ func load(files map[string]file, opts LoadOptions) (*Package, error) {
 		case strings.HasPrefix(n, "locale/"):
 			lang, err := parseLocale(n, files[n].data)
 			if err != nil {
-				return nil, err
+				errs = append(errs, err)
+				continue
 			}
 			p.Locales[lang.name] = lang.texts
 		case isDocFile(n, p.Meta.Icon):
@@ -460,15 +464,13 @@ func load(files map[string]file, opts LoadOptions) (*Package, error) {
 		confdBytes += len(data)
 	}
 	if confdBytes > MaxConfdBytes {
-		return nil, fmt.Errorf("confd/: %d bytes in conf.d and templates, more than the %d allowed (they are sent to every drone in one message)", confdBytes, MaxConfdBytes)
+		errs = append(errs, fmt.Errorf("confd/: %d bytes in conf.d and templates, more than the %d allowed (they are sent to every drone in one message)", confdBytes, MaxConfdBytes))
 	}
 	if err := checkConfd(p.Confd, &w); err != nil {
-		for full, frags := range assembled {
-			if inner := errors.Unwrap(err); inner != nil && strings.HasPrefix(err.Error(), full+": ") {
-				return nil, fragmentError(full, frags, inner)
-			}
-		}
-		return nil, err
+		errs = append(errs, fragmentErrors(err, assembled))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 
 	// Render once with the defaults so a broken template fails the upload,

@@ -286,3 +286,15 @@ func TestArchiveDirRefusesSymlinks(t *testing.T) {
 	_, err := ArchiveDir(dir)
 	wantErr(t, err, "alias.json", "symbolic links")
 }
+
+// Problems in several files are reported together, each naming its file.
+func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
+	files := kvFiles()
+	files["package.json"] = `{"name": "kv", "version": "1", "colour": "red"}`
+	files["config.json"] = edit(t, files["config.json"], `{"key": "admin_user", "type": "string"`, `{"key": "admin_user", "type": "strng"`)
+	files["config.json"] = edit(t, files["config.json"], `"step": 10`, `"step": "ten"`)
+	files["confd/conf.d/kv.conf.toml"] = "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"etc/kv\"\n"
+	files["locale/fr.json"] = `{"a": 1}`
+	_, err := loadFiles(t, files)
+	wantErr(t, err, `package.json`, `unknown field "colour"`, `unknown type "strng"`, `step:`, `confd/conf.d/kv.conf.toml`, `locale/fr.json`)
+}
