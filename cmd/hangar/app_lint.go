@@ -46,14 +46,6 @@ func (c *cli) appLint(dir string, opts apppkg.LoadOptions) error {
 	if err != nil {
 		return fmt.Errorf("lint %s: %w", dir, err)
 	}
-	vals, err := pkg.Resolve(nil)
-	if err != nil {
-		return fmt.Errorf("lint %s: default parameters: %w", dir, err)
-	}
-	spec, err := pkg.Render(vals)
-	if err != nil {
-		return fmt.Errorf("lint %s: %w", dir, err)
-	}
 	app := &pilotv1.App{
 		Name:        pkg.Meta.Name,
 		Version:     pkg.Meta.Version,
@@ -61,9 +53,7 @@ func (c *cli) appLint(dir string, opts apppkg.LoadOptions) error {
 		Description: pkg.Meta.Description,
 		Warnings:    pkg.Warnings,
 	}
-	for _, n := range spec.Nodes {
-		app.Roles = append(app.Roles, n.Role)
-	}
+	app.Roles = pkg.Roles
 	if c.format == formatJSON {
 		return writeJSON(c.stdout, app)
 	}

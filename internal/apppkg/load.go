@@ -56,6 +56,11 @@ type Package struct {
 	Confd        map[string][]byte // "conf.d/x.toml", "templates/x.tmpl" (paths relative to confd/)
 	Locales      map[string]map[string]string
 	Warnings     []string // lint warnings (platform hints without effect here, etc.)
+	// Roles are the spec's roles in order, as rendered with the defaults
+	// ("" for a role-less app). Required parameters without a value are
+	// left empty for that rendering: a package is valid without them, a
+	// cluster is not.
+	Roles []string
 
 	mustache *mustache.Template // KindMustache
 	tags     []tagUse           // distinct tags of the mustache template
@@ -485,6 +490,9 @@ func load(files map[string]file, opts LoadOptions) (*Package, error) {
 	}
 	for _, s := range spec.Warnings {
 		w.add("%s", s)
+	}
+	for _, n := range spec.Nodes {
+		p.Roles = append(p.Roles, n.Role)
 	}
 	p.checkShellParams(vals, &w)
 	p.checkTemplateKeys(spec, &w)

@@ -184,16 +184,8 @@ func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pil
 	if name != pkg.Meta.Name {
 		pkg.Warnings = append(pkg.Warnings, fmt.Sprintf("package.json: name %q is kept in the catalog as %q (catalog names are lowercase)", pkg.Meta.Name, name))
 	}
-	// The package must render with its defaults: catch template errors at
-	// push time, not at the first create.
-	vals, err := pkg.Resolve(nil)
-	if err != nil {
-		return nil, invalid("package %s: default parameters: %v", pkg.Meta.Name, err)
-	}
-	spec, err := pkg.Render(vals)
-	if err != nil {
-		return nil, invalid("package %s: %v", pkg.Meta.Name, err)
-	}
+	// Loading rendered the package with its defaults, so template errors
+	// fail the push, not the first create.
 	if !validID.MatchString(name) {
 		return nil, invalid("package.json name %q: use letters, digits and dashes, starting with a letter", pkg.Meta.Name)
 	}
@@ -213,9 +205,7 @@ func (s *Server) PushApp(ctx context.Context, req *pilotv1.PushAppRequest) (*pil
 		}
 		app.Locales[lang] = &pilotv1.Locale{Texts: texts}
 	}
-	for _, n := range spec.Nodes {
-		app.Roles = append(app.Roles, n.Role)
-	}
+	app.Roles = pkg.Roles
 	err = s.cfg.Store.CreateAll(ctx, map[string]proto.Message{store.AppKey(tn, app.Name, app.Version): app},
 		map[string][]byte{store.ArchiveKey(tn, app.Name, app.Version): req.Archive})
 	if errors.Is(err, store.ErrExists) {
