@@ -154,7 +154,7 @@ type NodeSpec struct {
 	Replica               int                   `json:"replica" hangar:"notyet"`
 	Passphraseless        string                `json:"passphraseless" hangar:"notyet"`
 	VerticalScalingPolicy string                `json:"vertical_scaling_policy"`
-	UserAccess            bool                  `json:"user_access" hangar:"notyet"`
+	UserAccess            bool                  `json:"user_access"` // its instances stay up when the cluster stops
 	CustomMetadata        *CustomMetadata       `json:"custom_metadata"`
 	ReservedIPs           map[string]ReservedIP `json:"reserved_ips" hangar:"notyet"`
 	EIPClass              json.RawMessage       `json:"eip_class" hangar:"notyet"`

@@ -138,3 +138,29 @@ func TestForceAllowed(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// A role with user_access keeps its instances up when the cluster stops;
+// its stop service still runs.
+func TestPlanStopKeepsUserAccessInstances(t *testing.T) {
+	stop := map[string]apppkg.Service{"stop": svc(0)}
+	spec := &apppkg.ClusterSpec{Nodes: []apppkg.NodeSpec{node("db", 1, stop), node("client", 2, stop)}}
+	spec.Nodes[1].UserAccess = true
+	c := clusterOf(spec, true)
+	tasks := PlanStop(c, spec, false)
+	if got, want := steps(tasks), [][]string{{"stop-o0"}, {"stop-instances"}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("steps %v, want %v", got, want)
+	}
+	var db []string
+	for _, n := range c.Nodes {
+		if n.Role == "db" {
+			db = append(db, n.Id)
+		}
+	}
+	if got := tasks[len(tasks)-1].Input.NodeIds; !reflect.DeepEqual(got, db) {
+		t.Fatalf("stop-instances on %v, want only db's %v", got, db)
+	}
+	spec.Nodes[0].UserAccess = true
+	if got := steps(PlanStop(c, spec, false)); !reflect.DeepEqual(got, [][]string{{"stop-o0"}}) {
+		t.Fatalf("every role with user_access: steps %v", got)
+	}
+}

@@ -155,11 +155,28 @@ func (l *Lifecycle) capabilities(ctx context.Context, c *pilotv1.Cluster) (sdk.C
 	return caps, nil
 }
 
-// PlanStop is the stop order of events.
+// PlanStop is the stop order of events. The instances of a role with
+// user_access survive the stop (its stop service still runs): AppCenter
+// keeps them up for their users to log in.
 func PlanStop(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, force bool) []*pilotv1.Task {
 	p := &planner{}
 	p.serviceSteps(spec, c.Id, "stop", stepSpec{force: force})
-	p.add("stop-instances", taskStopInstances, "stop the instances", &pilotv1.TaskInput{ClusterId: c.Id})
+	in := &pilotv1.TaskInput{ClusterId: c.Id}
+	var kept []string
+	for _, n := range c.Nodes {
+		if rs := roleSpec(spec, n.Role); rs != nil && rs.UserAccess {
+			kept = append(kept, n.Role)
+			continue
+		}
+		in.NodeIds = append(in.NodeIds, n.Id)
+	}
+	switch {
+	case len(kept) == 0:
+		in.NodeIds = nil
+		p.add("stop-instances", taskStopInstances, "stop the instances", in)
+	case len(in.NodeIds) > 0:
+		p.add("stop-instances", taskStopInstances, "stop the instances (those of roles with user_access stay up)", in)
+	}
 	return p.tasks
 }
 
