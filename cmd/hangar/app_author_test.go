@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
 )
 
@@ -239,5 +241,63 @@ func TestAppRenderErrors(t *testing.T) {
 			}
 			mustContain(t, "stderr", res.stderr, tc.want...)
 		})
+	}
+}
+
+func TestAppListShowsVersionsSideBySideWithTheirClusters(t *testing.T) {
+	s := newFakeState()
+	s.appList = []*pilotv1.App{
+		{Name: "redis", Version: "2.0.0", Roles: []string{"master"}, CreatedAt: at(20)},
+		{Name: "kv", Version: "1.0.0", Roles: []string{"primary"}, CreatedAt: at(5)},
+		{Name: "redis", Version: "1.0.0", Roles: []string{"master"}, CreatedAt: at(10)},
+	}
+	s.appUsers = []*pilotv1.AppVersionUsers{{Name: "redis", Version: "1.0.0", ClusterIds: []string{"cl-a", "cl-b"}}}
+	addr := startFake(t, s)
+	res := runCLI(t, addr, "app", "list")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want a header and 3 versions:\n%s", res.stdout)
+	}
+	for i, want := range [][]string{{"kv", "1.0.0", "-"}, {"redis", "1.0.0", "cl-a, cl-b"}, {"redis", "2.0.0", "-"}} {
+		mustContain(t, "line "+fmt.Sprint(i+1), lines[i+1], want...)
+	}
+	mustContain(t, "header", lines[0], "USED BY")
+
+	res = runCLI(t, addr, "app", "list", "-o", "json")
+	var out struct {
+		Users []struct {
+			Name, Version string
+			ClusterIDs    []string `json:"clusterIds"`
+		}
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil || len(out.Users) != 1 || len(out.Users[0].ClusterIDs) != 2 {
+		t.Fatalf("json: %v\n%s", err, res.stdout)
+	}
+}
+
+func TestAppDelete(t *testing.T) {
+	s := newFakeState()
+	s.appUsers = []*pilotv1.AppVersionUsers{{Name: "redis", Version: "1.0.0", ClusterIds: []string{"cl-a"}}}
+	addr := startFake(t, s)
+	res := runCLI(t, addr, "app", "delete", "redis", "2.0.0")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	mustContain(t, "output", res.stdout, "Deleted redis 2.0.0.")
+	res = runCLI(t, addr, "app", "delete", "redis", "1.0.0")
+	if res.code == 0 {
+		t.Fatalf("delete of a version in use succeeded:\n%s", res.stdout)
+	}
+	mustContain(t, "stderr", res.stderr, "delete app redis 1.0.0", "cl-a")
+	if res := runCLI(t, addr, "app", "delete", "redis"); res.code == 0 {
+		t.Fatal("delete without a version succeeded")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.deleteAppReqs) != 2 || s.deleteAppReqs[0].GetVersion() != "2.0.0" {
+		t.Fatalf("delete requests %v", s.deleteAppReqs)
 	}
 }
