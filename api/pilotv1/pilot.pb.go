@@ -657,8 +657,11 @@ func (*ListAppsRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListAppsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Apps          []*App                 `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Apps  []*App                 `protobuf:"bytes,1,rep,name=apps,proto3" json:"apps,omitempty"`
+	// The clusters that use each version: one entry per version of apps
+	// that a cluster uses.
+	Users         []*AppVersionUsers `protobuf:"bytes,2,rep,name=users,proto3" json:"users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -696,6 +699,13 @@ func (*ListAppsResponse) Descriptor() ([]byte, []int) {
 func (x *ListAppsResponse) GetApps() []*App {
 	if x != nil {
 		return x.Apps
+	}
+	return nil
+}
+
+func (x *ListAppsResponse) GetUsers() []*AppVersionUsers {
+	if x != nil {
+		return x.Users
 	}
 	return nil
 }
@@ -753,6 +763,159 @@ func (x *GetAppRequest) GetVersion() string {
 	return ""
 }
 
+// AppVersionUsers are the clusters that use a version of an app: those
+// running it, whatever their state (one being deleted too: its destroy
+// service and a retried delete need the package), and those whose upgrade
+// or rollback leaves it or whose rollback would return to it.
+type AppVersionUsers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	ClusterIds    []string               `protobuf:"bytes,3,rep,name=cluster_ids,json=clusterIds,proto3" json:"cluster_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppVersionUsers) Reset() {
+	*x = AppVersionUsers{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppVersionUsers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppVersionUsers) ProtoMessage() {}
+
+func (x *AppVersionUsers) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppVersionUsers.ProtoReflect.Descriptor instead.
+func (*AppVersionUsers) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AppVersionUsers) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AppVersionUsers) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *AppVersionUsers) GetClusterIds() []string {
+	if x != nil {
+		return x.ClusterIds
+	}
+	return nil
+}
+
+type DeleteAppRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Required: versions are deleted one at a time.
+	Version       string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAppRequest) Reset() {
+	*x = DeleteAppRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAppRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAppRequest) ProtoMessage() {}
+
+func (x *DeleteAppRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAppRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAppRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DeleteAppRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteAppRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+type DeleteAppResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAppResponse) Reset() {
+	*x = DeleteAppResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAppResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAppResponse) ProtoMessage() {}
+
+func (x *DeleteAppResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAppResponse.ProtoReflect.Descriptor instead.
+func (*DeleteAppResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{8}
+}
+
 type Runtime struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -770,7 +933,7 @@ type Runtime struct {
 
 func (x *Runtime) Reset() {
 	*x = Runtime{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[6]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +945,7 @@ func (x *Runtime) String() string {
 func (*Runtime) ProtoMessage() {}
 
 func (x *Runtime) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[6]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +958,7 @@ func (x *Runtime) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Runtime.ProtoReflect.Descriptor instead.
 func (*Runtime) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{6}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Runtime) GetId() string {
@@ -861,7 +1024,7 @@ type CreateRuntimeRequest struct {
 
 func (x *CreateRuntimeRequest) Reset() {
 	*x = CreateRuntimeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[7]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1036,7 @@ func (x *CreateRuntimeRequest) String() string {
 func (*CreateRuntimeRequest) ProtoMessage() {}
 
 func (x *CreateRuntimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[7]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1049,7 @@ func (x *CreateRuntimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRuntimeRequest.ProtoReflect.Descriptor instead.
 func (*CreateRuntimeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{7}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateRuntimeRequest) GetId() string {
@@ -932,7 +1095,7 @@ type ListRuntimesRequest struct {
 
 func (x *ListRuntimesRequest) Reset() {
 	*x = ListRuntimesRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[8]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1107,7 @@ func (x *ListRuntimesRequest) String() string {
 func (*ListRuntimesRequest) ProtoMessage() {}
 
 func (x *ListRuntimesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[8]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1120,7 @@ func (x *ListRuntimesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuntimesRequest.ProtoReflect.Descriptor instead.
 func (*ListRuntimesRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{8}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{11}
 }
 
 type ListRuntimesResponse struct {
@@ -969,7 +1132,7 @@ type ListRuntimesResponse struct {
 
 func (x *ListRuntimesResponse) Reset() {
 	*x = ListRuntimesResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[9]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1144,7 @@ func (x *ListRuntimesResponse) String() string {
 func (*ListRuntimesResponse) ProtoMessage() {}
 
 func (x *ListRuntimesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[9]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1157,7 @@ func (x *ListRuntimesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuntimesResponse.ProtoReflect.Descriptor instead.
 func (*ListRuntimesResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{9}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListRuntimesResponse) GetRuntimes() []*Runtime {
@@ -1013,7 +1176,7 @@ type GetRuntimeRequest struct {
 
 func (x *GetRuntimeRequest) Reset() {
 	*x = GetRuntimeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[10]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1188,7 @@ func (x *GetRuntimeRequest) String() string {
 func (*GetRuntimeRequest) ProtoMessage() {}
 
 func (x *GetRuntimeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[10]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1201,7 @@ func (x *GetRuntimeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRuntimeRequest.ProtoReflect.Descriptor instead.
 func (*GetRuntimeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{10}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetRuntimeRequest) GetId() string {
@@ -1082,7 +1245,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[11]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1257,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[11]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1270,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{11}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Node) GetId() string {
@@ -1238,7 +1401,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[12]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1413,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[12]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1426,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{12}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Cluster) GetId() string {
@@ -1398,7 +1561,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[13]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1573,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[13]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1586,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{13}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Endpoint) GetName() string {
@@ -1479,7 +1642,7 @@ type CreateClusterRequest struct {
 
 func (x *CreateClusterRequest) Reset() {
 	*x = CreateClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[14]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1654,7 @@ func (x *CreateClusterRequest) String() string {
 func (*CreateClusterRequest) ProtoMessage() {}
 
 func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[14]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1667,7 @@ func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClusterRequest.ProtoReflect.Descriptor instead.
 func (*CreateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{14}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateClusterRequest) GetApp() string {
@@ -1552,7 +1715,7 @@ type ClusterJob struct {
 
 func (x *ClusterJob) Reset() {
 	*x = ClusterJob{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[15]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1727,7 @@ func (x *ClusterJob) String() string {
 func (*ClusterJob) ProtoMessage() {}
 
 func (x *ClusterJob) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[15]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1740,7 @@ func (x *ClusterJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterJob.ProtoReflect.Descriptor instead.
 func (*ClusterJob) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{15}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ClusterJob) GetCluster() *Cluster {
@@ -1602,7 +1765,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[16]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1777,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[16]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1790,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{16}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{19}
 }
 
 type ListClustersResponse struct {
@@ -1639,7 +1802,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[17]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1814,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[17]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1827,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{17}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListClustersResponse) GetClusters() []*Cluster {
@@ -1683,7 +1846,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[18]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1858,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[18]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1871,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{18}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetClusterRequest) GetId() string {
@@ -1734,7 +1897,7 @@ type DeleteClusterRequest struct {
 
 func (x *DeleteClusterRequest) Reset() {
 	*x = DeleteClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[19]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +1909,7 @@ func (x *DeleteClusterRequest) String() string {
 func (*DeleteClusterRequest) ProtoMessage() {}
 
 func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[19]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1922,7 @@ func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{19}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteClusterRequest) GetId() string {
@@ -1804,7 +1967,7 @@ type UpdateClusterEnvRequest struct {
 
 func (x *UpdateClusterEnvRequest) Reset() {
 	*x = UpdateClusterEnvRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1979,7 @@ func (x *UpdateClusterEnvRequest) String() string {
 func (*UpdateClusterEnvRequest) ProtoMessage() {}
 
 func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[20]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1992,7 @@ func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterEnvRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterEnvRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{20}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateClusterEnvRequest) GetId() string {
@@ -1868,7 +2031,7 @@ type ScaleClusterRequest struct {
 
 func (x *ScaleClusterRequest) Reset() {
 	*x = ScaleClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +2043,7 @@ func (x *ScaleClusterRequest) String() string {
 func (*ScaleClusterRequest) ProtoMessage() {}
 
 func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2056,7 @@ func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleClusterRequest.ProtoReflect.Descriptor instead.
 func (*ScaleClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ScaleClusterRequest) GetId() string {
@@ -1936,7 +2099,7 @@ type StopClusterRequest struct {
 
 func (x *StopClusterRequest) Reset() {
 	*x = StopClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2111,7 @@ func (x *StopClusterRequest) String() string {
 func (*StopClusterRequest) ProtoMessage() {}
 
 func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2124,7 @@ func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopClusterRequest.ProtoReflect.Descriptor instead.
 func (*StopClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StopClusterRequest) GetId() string {
@@ -1995,7 +2158,7 @@ type StartClusterRequest struct {
 
 func (x *StartClusterRequest) Reset() {
 	*x = StartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2170,7 @@ func (x *StartClusterRequest) String() string {
 func (*StartClusterRequest) ProtoMessage() {}
 
 func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2183,7 @@ func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartClusterRequest.ProtoReflect.Descriptor instead.
 func (*StartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StartClusterRequest) GetId() string {
@@ -2051,7 +2214,7 @@ type BackupClusterRequest struct {
 
 func (x *BackupClusterRequest) Reset() {
 	*x = BackupClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2226,7 @@ func (x *BackupClusterRequest) String() string {
 func (*BackupClusterRequest) ProtoMessage() {}
 
 func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2239,7 @@ func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupClusterRequest.ProtoReflect.Descriptor instead.
 func (*BackupClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BackupClusterRequest) GetId() string {
@@ -2128,7 +2291,7 @@ type Backup struct {
 
 func (x *Backup) Reset() {
 	*x = Backup{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2303,7 @@ func (x *Backup) String() string {
 func (*Backup) ProtoMessage() {}
 
 func (x *Backup) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2316,7 @@ func (x *Backup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backup.ProtoReflect.Descriptor instead.
 func (*Backup) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Backup) GetId() string {
@@ -2235,7 +2398,7 @@ type ListBackupsRequest struct {
 
 func (x *ListBackupsRequest) Reset() {
 	*x = ListBackupsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2247,7 +2410,7 @@ func (x *ListBackupsRequest) String() string {
 func (*ListBackupsRequest) ProtoMessage() {}
 
 func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2260,7 +2423,7 @@ func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListBackupsRequest) GetId() string {
@@ -2279,7 +2442,7 @@ type ListBackupsResponse struct {
 
 func (x *ListBackupsResponse) Reset() {
 	*x = ListBackupsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2454,7 @@ func (x *ListBackupsResponse) String() string {
 func (*ListBackupsResponse) ProtoMessage() {}
 
 func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2467,7 @@ func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListBackupsResponse) GetBackups() []*Backup {
@@ -2325,7 +2488,7 @@ type RestoreClusterRequest struct {
 
 func (x *RestoreClusterRequest) Reset() {
 	*x = RestoreClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2500,7 @@ func (x *RestoreClusterRequest) String() string {
 func (*RestoreClusterRequest) ProtoMessage() {}
 
 func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2513,7 @@ func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestoreClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RestoreClusterRequest) GetId() string {
@@ -2389,7 +2552,7 @@ type ResizeClusterRequest struct {
 
 func (x *ResizeClusterRequest) Reset() {
 	*x = ResizeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2564,7 @@ func (x *ResizeClusterRequest) String() string {
 func (*ResizeClusterRequest) ProtoMessage() {}
 
 func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2577,7 @@ func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeClusterRequest.ProtoReflect.Descriptor instead.
 func (*ResizeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResizeClusterRequest) GetId() string {
@@ -2471,7 +2634,7 @@ type UpgradeClusterRequest struct {
 
 func (x *UpgradeClusterRequest) Reset() {
 	*x = UpgradeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2646,7 @@ func (x *UpgradeClusterRequest) String() string {
 func (*UpgradeClusterRequest) ProtoMessage() {}
 
 func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2659,7 @@ func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpgradeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpgradeClusterRequest) GetId() string {
@@ -2530,7 +2693,7 @@ type RollbackClusterRequest struct {
 
 func (x *RollbackClusterRequest) Reset() {
 	*x = RollbackClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +2705,7 @@ func (x *RollbackClusterRequest) String() string {
 func (*RollbackClusterRequest) ProtoMessage() {}
 
 func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +2718,7 @@ func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackClusterRequest.ProtoReflect.Descriptor instead.
 func (*RollbackClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RollbackClusterRequest) GetId() string {
@@ -2585,7 +2748,7 @@ type RecoverClusterRequest struct {
 
 func (x *RecoverClusterRequest) Reset() {
 	*x = RecoverClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +2760,7 @@ func (x *RecoverClusterRequest) String() string {
 func (*RecoverClusterRequest) ProtoMessage() {}
 
 func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +2773,7 @@ func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverClusterRequest.ProtoReflect.Descriptor instead.
 func (*RecoverClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RecoverClusterRequest) GetId() string {
@@ -2647,7 +2810,7 @@ type RestartClusterRequest struct {
 
 func (x *RestartClusterRequest) Reset() {
 	*x = RestartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +2822,7 @@ func (x *RestartClusterRequest) String() string {
 func (*RestartClusterRequest) ProtoMessage() {}
 
 func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +2835,7 @@ func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RestartClusterRequest) GetId() string {
@@ -2714,7 +2877,7 @@ type RunClusterServiceRequest struct {
 
 func (x *RunClusterServiceRequest) Reset() {
 	*x = RunClusterServiceRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +2889,7 @@ func (x *RunClusterServiceRequest) String() string {
 func (*RunClusterServiceRequest) ProtoMessage() {}
 
 func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +2902,7 @@ func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RunClusterServiceRequest) GetId() string {
@@ -2803,7 +2966,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +2978,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +2991,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -2962,7 +3125,7 @@ type TaskInput struct {
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3137,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3150,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -3141,7 +3304,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3153,7 +3316,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3166,7 +3329,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Task) GetId() string {
@@ -3272,7 +3435,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3284,7 +3447,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3297,7 +3460,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Job) GetId() string {
@@ -3393,7 +3556,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3405,7 +3568,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3418,7 +3581,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -3438,7 +3601,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3613,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3626,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -3482,7 +3645,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3494,7 +3657,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3507,7 +3670,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -3526,7 +3689,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3538,7 +3701,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3551,7 +3714,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -3576,7 +3739,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3588,7 +3751,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3601,7 +3764,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -3644,7 +3807,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3656,7 +3819,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3669,7 +3832,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -3697,7 +3860,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3709,7 +3872,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3722,7 +3885,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -3748,7 +3911,7 @@ type RetryJobRequest struct {
 
 func (x *RetryJobRequest) Reset() {
 	*x = RetryJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +3923,7 @@ func (x *RetryJobRequest) String() string {
 func (*RetryJobRequest) ProtoMessage() {}
 
 func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +3936,7 @@ func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RetryJobRequest) GetId() string {
@@ -3792,7 +3955,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3804,7 +3967,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3817,7 +3980,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -3846,7 +4009,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3858,7 +4021,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3871,7 +4034,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Network) GetId() string {
@@ -3935,7 +4098,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3947,7 +4110,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3960,7 +4123,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *User) GetName() string {
@@ -4004,7 +4167,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4016,7 +4179,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4029,7 +4192,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -4064,7 +4227,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4076,7 +4239,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4089,7 +4252,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -4114,7 +4277,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4126,7 +4289,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4139,7 +4302,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
 }
 
 type ListUsersResponse struct {
@@ -4151,7 +4314,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4163,7 +4326,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4176,7 +4339,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -4195,7 +4358,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4207,7 +4370,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4220,7 +4383,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -4238,7 +4401,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4250,7 +4413,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4263,7 +4426,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
 }
 
 type WhoAmIRequest struct {
@@ -4274,7 +4437,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4286,7 +4449,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4299,7 +4462,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
 }
 
 type AuditEntry struct {
@@ -4321,7 +4484,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4333,7 +4496,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4346,7 +4509,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -4415,7 +4578,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4427,7 +4590,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4440,7 +4603,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -4459,7 +4622,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4471,7 +4634,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4484,7 +4647,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -4506,7 +4669,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4518,7 +4681,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4531,7 +4694,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -4563,7 +4726,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4575,7 +4738,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4588,7 +4751,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
 }
 
 type Revocation struct {
@@ -4604,7 +4767,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4616,7 +4779,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4629,7 +4792,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Revocation) GetKind() string {
@@ -4675,7 +4838,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4687,7 +4850,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4700,7 +4863,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
 }
 
 type ListRevocationsResponse struct {
@@ -4712,7 +4875,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4724,7 +4887,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4737,7 +4900,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -4780,12 +4943,22 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"TextsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
-	"\x0fListAppsRequest\"<\n" +
+	"\x0fListAppsRequest\"t\n" +
 	"\x10ListAppsResponse\x12(\n" +
-	"\x04apps\x18\x01 \x03(\v2\x14.hangar.pilot.v1.AppR\x04apps\"=\n" +
+	"\x04apps\x18\x01 \x03(\v2\x14.hangar.pilot.v1.AppR\x04apps\x126\n" +
+	"\x05users\x18\x02 \x03(\v2 .hangar.pilot.v1.AppVersionUsersR\x05users\"=\n" +
 	"\rGetAppRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion\"\xbe\x02\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"`\n" +
+	"\x0fAppVersionUsers\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1f\n" +
+	"\vcluster_ids\x18\x03 \x03(\tR\n" +
+	"clusterIds\"@\n" +
+	"\x10DeleteAppRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"\x13\n" +
+	"\x11DeleteAppResponse\"\xbe\x02\n" +
 	"\aRuntime\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x12\n" +
@@ -5181,13 +5354,14 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\vROLE_VIEWER\x10\x01\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x02\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x032\x9f\x02\n" +
+	"ROLE_ADMIN\x10\x032\x9f\x03\n" +
 	"\n" +
 	"AppService\x12U\n" +
 	"\aPushApp\x12\x1f.hangar.pilot.v1.PushAppRequest\x1a\x14.hangar.pilot.v1.App\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/v1/apps\x12a\n" +
 	"\bListApps\x12 .hangar.pilot.v1.ListAppsRequest\x1a!.hangar.pilot.v1.ListAppsResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
 	"\x12\b/v1/apps\x12W\n" +
-	"\x06GetApp\x12\x1e.hangar.pilot.v1.GetAppRequest\x1a\x14.hangar.pilot.v1.App\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/apps/{name}2\xd5\x02\n" +
+	"\x06GetApp\x12\x1e.hangar.pilot.v1.GetAppRequest\x1a\x14.hangar.pilot.v1.App\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/apps/{name}\x12~\n" +
+	"\tDeleteApp\x12!.hangar.pilot.v1.DeleteAppRequest\x1a\".hangar.pilot.v1.DeleteAppResponse\"*\x82\xd3\xe4\x93\x02$*\"/v1/apps/{name}/versions/{version}2\xd5\x02\n" +
 	"\x0eRuntimeService\x12i\n" +
 	"\rCreateRuntime\x12%.hangar.pilot.v1.CreateRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/runtimes\x12q\n" +
 	"\fListRuntimes\x12$.hangar.pilot.v1.ListRuntimesRequest\x1a%.hangar.pilot.v1.ListRuntimesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/runtimes\x12e\n" +
@@ -5250,7 +5424,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
@@ -5264,214 +5438,220 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	(*ListAppsRequest)(nil),          // 9: hangar.pilot.v1.ListAppsRequest
 	(*ListAppsResponse)(nil),         // 10: hangar.pilot.v1.ListAppsResponse
 	(*GetAppRequest)(nil),            // 11: hangar.pilot.v1.GetAppRequest
-	(*Runtime)(nil),                  // 12: hangar.pilot.v1.Runtime
-	(*CreateRuntimeRequest)(nil),     // 13: hangar.pilot.v1.CreateRuntimeRequest
-	(*ListRuntimesRequest)(nil),      // 14: hangar.pilot.v1.ListRuntimesRequest
-	(*ListRuntimesResponse)(nil),     // 15: hangar.pilot.v1.ListRuntimesResponse
-	(*GetRuntimeRequest)(nil),        // 16: hangar.pilot.v1.GetRuntimeRequest
-	(*Node)(nil),                     // 17: hangar.pilot.v1.Node
-	(*Cluster)(nil),                  // 18: hangar.pilot.v1.Cluster
-	(*Endpoint)(nil),                 // 19: hangar.pilot.v1.Endpoint
-	(*CreateClusterRequest)(nil),     // 20: hangar.pilot.v1.CreateClusterRequest
-	(*ClusterJob)(nil),               // 21: hangar.pilot.v1.ClusterJob
-	(*ListClustersRequest)(nil),      // 22: hangar.pilot.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),     // 23: hangar.pilot.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),        // 24: hangar.pilot.v1.GetClusterRequest
-	(*DeleteClusterRequest)(nil),     // 25: hangar.pilot.v1.DeleteClusterRequest
-	(*UpdateClusterEnvRequest)(nil),  // 26: hangar.pilot.v1.UpdateClusterEnvRequest
-	(*ScaleClusterRequest)(nil),      // 27: hangar.pilot.v1.ScaleClusterRequest
-	(*StopClusterRequest)(nil),       // 28: hangar.pilot.v1.StopClusterRequest
-	(*StartClusterRequest)(nil),      // 29: hangar.pilot.v1.StartClusterRequest
-	(*BackupClusterRequest)(nil),     // 30: hangar.pilot.v1.BackupClusterRequest
-	(*Backup)(nil),                   // 31: hangar.pilot.v1.Backup
-	(*ListBackupsRequest)(nil),       // 32: hangar.pilot.v1.ListBackupsRequest
-	(*ListBackupsResponse)(nil),      // 33: hangar.pilot.v1.ListBackupsResponse
-	(*RestoreClusterRequest)(nil),    // 34: hangar.pilot.v1.RestoreClusterRequest
-	(*ResizeClusterRequest)(nil),     // 35: hangar.pilot.v1.ResizeClusterRequest
-	(*UpgradeClusterRequest)(nil),    // 36: hangar.pilot.v1.UpgradeClusterRequest
-	(*RollbackClusterRequest)(nil),   // 37: hangar.pilot.v1.RollbackClusterRequest
-	(*RecoverClusterRequest)(nil),    // 38: hangar.pilot.v1.RecoverClusterRequest
-	(*RestartClusterRequest)(nil),    // 39: hangar.pilot.v1.RestartClusterRequest
-	(*RunClusterServiceRequest)(nil), // 40: hangar.pilot.v1.RunClusterServiceRequest
-	(*NodeResult)(nil),               // 41: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),                // 42: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                     // 43: hangar.pilot.v1.Task
-	(*Job)(nil),                      // 44: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),            // 45: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),          // 46: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 47: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),          // 48: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),   // 49: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil),  // 50: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),           // 51: hangar.pilot.v1.TaskNodeResult
-	(*RetryJobRequest)(nil),          // 52: hangar.pilot.v1.RetryJobRequest
-	(*CancelJobRequest)(nil),         // 53: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                  // 54: hangar.pilot.v1.Network
-	(*User)(nil),                     // 55: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),        // 56: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 57: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 58: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 59: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),        // 60: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 61: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),            // 62: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),               // 63: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),         // 64: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 65: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),            // 66: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 67: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),               // 68: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),   // 69: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 70: hangar.pilot.v1.ListRevocationsResponse
-	nil,                              // 71: hangar.pilot.v1.App.LocalesEntry
-	nil,                              // 72: hangar.pilot.v1.Locale.TextsEntry
-	nil,                              // 73: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                              // 74: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                              // 75: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                              // 76: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                              // 77: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                              // 78: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                              // 79: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	nil,                              // 80: hangar.pilot.v1.Backup.SnapshotsEntry
-	nil,                              // 81: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                              // 82: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),    // 83: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),       // 84: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),     // 85: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),     // 86: hangar.stream.v1.Certificate
+	(*AppVersionUsers)(nil),          // 12: hangar.pilot.v1.AppVersionUsers
+	(*DeleteAppRequest)(nil),         // 13: hangar.pilot.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),        // 14: hangar.pilot.v1.DeleteAppResponse
+	(*Runtime)(nil),                  // 15: hangar.pilot.v1.Runtime
+	(*CreateRuntimeRequest)(nil),     // 16: hangar.pilot.v1.CreateRuntimeRequest
+	(*ListRuntimesRequest)(nil),      // 17: hangar.pilot.v1.ListRuntimesRequest
+	(*ListRuntimesResponse)(nil),     // 18: hangar.pilot.v1.ListRuntimesResponse
+	(*GetRuntimeRequest)(nil),        // 19: hangar.pilot.v1.GetRuntimeRequest
+	(*Node)(nil),                     // 20: hangar.pilot.v1.Node
+	(*Cluster)(nil),                  // 21: hangar.pilot.v1.Cluster
+	(*Endpoint)(nil),                 // 22: hangar.pilot.v1.Endpoint
+	(*CreateClusterRequest)(nil),     // 23: hangar.pilot.v1.CreateClusterRequest
+	(*ClusterJob)(nil),               // 24: hangar.pilot.v1.ClusterJob
+	(*ListClustersRequest)(nil),      // 25: hangar.pilot.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),     // 26: hangar.pilot.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),        // 27: hangar.pilot.v1.GetClusterRequest
+	(*DeleteClusterRequest)(nil),     // 28: hangar.pilot.v1.DeleteClusterRequest
+	(*UpdateClusterEnvRequest)(nil),  // 29: hangar.pilot.v1.UpdateClusterEnvRequest
+	(*ScaleClusterRequest)(nil),      // 30: hangar.pilot.v1.ScaleClusterRequest
+	(*StopClusterRequest)(nil),       // 31: hangar.pilot.v1.StopClusterRequest
+	(*StartClusterRequest)(nil),      // 32: hangar.pilot.v1.StartClusterRequest
+	(*BackupClusterRequest)(nil),     // 33: hangar.pilot.v1.BackupClusterRequest
+	(*Backup)(nil),                   // 34: hangar.pilot.v1.Backup
+	(*ListBackupsRequest)(nil),       // 35: hangar.pilot.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),      // 36: hangar.pilot.v1.ListBackupsResponse
+	(*RestoreClusterRequest)(nil),    // 37: hangar.pilot.v1.RestoreClusterRequest
+	(*ResizeClusterRequest)(nil),     // 38: hangar.pilot.v1.ResizeClusterRequest
+	(*UpgradeClusterRequest)(nil),    // 39: hangar.pilot.v1.UpgradeClusterRequest
+	(*RollbackClusterRequest)(nil),   // 40: hangar.pilot.v1.RollbackClusterRequest
+	(*RecoverClusterRequest)(nil),    // 41: hangar.pilot.v1.RecoverClusterRequest
+	(*RestartClusterRequest)(nil),    // 42: hangar.pilot.v1.RestartClusterRequest
+	(*RunClusterServiceRequest)(nil), // 43: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),               // 44: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                // 45: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                     // 46: hangar.pilot.v1.Task
+	(*Job)(nil),                      // 47: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),            // 48: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),          // 49: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 50: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),          // 51: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),   // 52: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),  // 53: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),           // 54: hangar.pilot.v1.TaskNodeResult
+	(*RetryJobRequest)(nil),          // 55: hangar.pilot.v1.RetryJobRequest
+	(*CancelJobRequest)(nil),         // 56: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                  // 57: hangar.pilot.v1.Network
+	(*User)(nil),                     // 58: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),        // 59: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 60: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 61: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 62: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),        // 63: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 64: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),            // 65: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),               // 66: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),         // 67: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 68: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),            // 69: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 70: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),               // 71: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),   // 72: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 73: hangar.pilot.v1.ListRevocationsResponse
+	nil,                              // 74: hangar.pilot.v1.App.LocalesEntry
+	nil,                              // 75: hangar.pilot.v1.Locale.TextsEntry
+	nil,                              // 76: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                              // 77: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                              // 78: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                              // 79: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                              // 80: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                              // 81: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                              // 82: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	nil,                              // 83: hangar.pilot.v1.Backup.SnapshotsEntry
+	nil,                              // 84: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                              // 85: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),    // 86: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),       // 87: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),     // 88: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),     // 89: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	83, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	71, // 1: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
-	72, // 2: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
+	86, // 0: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	74, // 1: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
+	75, // 2: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
 	7,  // 3: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
-	73, // 4: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	83, // 5: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	74, // 6: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	75, // 7: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	12, // 8: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
-	1,  // 9: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	0,  // 10: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	76, // 11: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
-	17, // 12: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	83, // 13: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	19, // 14: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	77, // 15: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	18, // 16: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	44, // 17: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	18, // 18: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	78, // 19: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	79, // 20: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	83, // 21: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 22: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	80, // 23: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
-	31, // 24: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	81, // 25: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	84, // 26: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	83, // 27: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	83, // 28: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	82, // 29: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	4,  // 30: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	83, // 31: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	83, // 32: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	41, // 33: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	42, // 34: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	3,  // 35: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	43, // 36: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	83, // 37: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	83, // 38: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	44, // 39: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	51, // 40: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	41, // 41: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	5,  // 42: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	83, // 43: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 44: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	55, // 45: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	55, // 46: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	83, // 47: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	63, // 48: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	83, // 49: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	68, // 50: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	8,  // 51: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
-	6,  // 52: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	9,  // 53: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	11, // 54: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	13, // 55: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	14, // 56: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	16, // 57: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	20, // 58: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	22, // 59: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	24, // 60: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	25, // 61: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	26, // 62: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	27, // 63: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	38, // 64: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
-	39, // 65: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	40, // 66: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	28, // 67: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
-	29, // 68: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
-	35, // 69: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
-	30, // 70: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
-	32, // 71: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
-	34, // 72: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
-	36, // 73: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
-	37, // 74: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	56, // 75: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	58, // 76: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	60, // 77: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	62, // 78: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	64, // 79: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	66, // 80: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	69, // 81: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	85, // 82: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	45, // 83: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	46, // 84: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	48, // 85: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	49, // 86: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	52, // 87: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
-	53, // 88: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	7,  // 89: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	10, // 90: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	7,  // 91: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	12, // 92: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	15, // 93: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	12, // 94: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	21, // 95: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	23, // 96: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	18, // 97: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	21, // 98: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 99: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 100: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 101: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 102: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 103: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 104: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 105: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 106: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 107: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	33, // 108: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	21, // 109: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 110: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	21, // 111: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	57, // 112: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	59, // 113: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	61, // 114: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	55, // 115: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	65, // 116: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	67, // 117: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	70, // 118: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	86, // 119: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	44, // 120: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	47, // 121: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	44, // 122: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	50, // 123: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	44, // 124: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
-	44, // 125: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	89, // [89:126] is the sub-list for method output_type
-	52, // [52:89] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	12, // 4: hangar.pilot.v1.ListAppsResponse.users:type_name -> hangar.pilot.v1.AppVersionUsers
+	76, // 5: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	86, // 6: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	77, // 7: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	78, // 8: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	15, // 9: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
+	1,  // 10: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
+	0,  // 11: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
+	79, // 12: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	20, // 13: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
+	86, // 14: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	22, // 15: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	80, // 16: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	21, // 17: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	47, // 18: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	21, // 19: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	81, // 20: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	82, // 21: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	86, // 22: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 23: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
+	83, // 24: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	34, // 25: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
+	84, // 26: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	87, // 27: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	86, // 28: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	86, // 29: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	85, // 30: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	4,  // 31: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	86, // 32: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	86, // 33: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	44, // 34: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	45, // 35: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	3,  // 36: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	46, // 37: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	86, // 38: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	86, // 39: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	47, // 40: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	54, // 41: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	44, // 42: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	5,  // 43: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	86, // 44: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 45: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	58, // 46: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	58, // 47: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	86, // 48: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	66, // 49: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	86, // 50: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	71, // 51: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	8,  // 52: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
+	6,  // 53: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	9,  // 54: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	11, // 55: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	13, // 56: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
+	16, // 57: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	17, // 58: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	19, // 59: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	23, // 60: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	25, // 61: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	27, // 62: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	28, // 63: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	29, // 64: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	30, // 65: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
+	41, // 66: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	42, // 67: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	43, // 68: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	31, // 69: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	32, // 70: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	38, // 71: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
+	33, // 72: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
+	35, // 73: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
+	37, // 74: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
+	39, // 75: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	40, // 76: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	59, // 77: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	61, // 78: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	63, // 79: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	65, // 80: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	67, // 81: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	69, // 82: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	72, // 83: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	88, // 84: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	48, // 85: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	49, // 86: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	51, // 87: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	52, // 88: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	55, // 89: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
+	56, // 90: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	7,  // 91: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	10, // 92: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	7,  // 93: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	14, // 94: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
+	15, // 95: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	18, // 96: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	15, // 97: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	24, // 98: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	26, // 99: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	21, // 100: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	24, // 101: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 102: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 103: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 104: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 105: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 106: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 107: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 108: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 109: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 110: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	36, // 111: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	24, // 112: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 113: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	24, // 114: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	60, // 115: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	62, // 116: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	64, // 117: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	58, // 118: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	68, // 119: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	70, // 120: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	73, // 121: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	89, // 122: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	47, // 123: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	50, // 124: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	47, // 125: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	53, // 126: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	47, // 127: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
+	47, // 128: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	91, // [91:129] is the sub-list for method output_type
+	53, // [53:91] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -5485,7 +5665,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   77,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -23,9 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AppService_PushApp_FullMethodName  = "/hangar.pilot.v1.AppService/PushApp"
-	AppService_ListApps_FullMethodName = "/hangar.pilot.v1.AppService/ListApps"
-	AppService_GetApp_FullMethodName   = "/hangar.pilot.v1.AppService/GetApp"
+	AppService_PushApp_FullMethodName   = "/hangar.pilot.v1.AppService/PushApp"
+	AppService_ListApps_FullMethodName  = "/hangar.pilot.v1.AppService/ListApps"
+	AppService_GetApp_FullMethodName    = "/hangar.pilot.v1.AppService/GetApp"
+	AppService_DeleteApp_FullMethodName = "/hangar.pilot.v1.AppService/DeleteApp"
 )
 
 // AppServiceClient is the client API for AppService service.
@@ -36,6 +37,10 @@ type AppServiceClient interface {
 	PushApp(ctx context.Context, in *PushAppRequest, opts ...grpc.CallOption) (*App, error)
 	ListApps(ctx context.Context, in *ListAppsRequest, opts ...grpc.CallOption) (*ListAppsResponse, error)
 	GetApp(ctx context.Context, in *GetAppRequest, opts ...grpc.CallOption) (*App, error)
+	// DeleteApp deletes a version of an app, its record and its package,
+	// when no cluster of the tenant uses it (see AppVersionUsers); one that
+	// does is refused (FAILED_PRECONDITION) naming the clusters.
+	DeleteApp(ctx context.Context, in *DeleteAppRequest, opts ...grpc.CallOption) (*DeleteAppResponse, error)
 }
 
 type appServiceClient struct {
@@ -76,6 +81,16 @@ func (c *appServiceClient) GetApp(ctx context.Context, in *GetAppRequest, opts .
 	return out, nil
 }
 
+func (c *appServiceClient) DeleteApp(ctx context.Context, in *DeleteAppRequest, opts ...grpc.CallOption) (*DeleteAppResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteAppResponse)
+	err := c.cc.Invoke(ctx, AppService_DeleteApp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AppServiceServer is the server API for AppService service.
 // All implementations must embed UnimplementedAppServiceServer
 // for forward compatibility.
@@ -84,6 +99,10 @@ type AppServiceServer interface {
 	PushApp(context.Context, *PushAppRequest) (*App, error)
 	ListApps(context.Context, *ListAppsRequest) (*ListAppsResponse, error)
 	GetApp(context.Context, *GetAppRequest) (*App, error)
+	// DeleteApp deletes a version of an app, its record and its package,
+	// when no cluster of the tenant uses it (see AppVersionUsers); one that
+	// does is refused (FAILED_PRECONDITION) naming the clusters.
+	DeleteApp(context.Context, *DeleteAppRequest) (*DeleteAppResponse, error)
 	mustEmbedUnimplementedAppServiceServer()
 }
 
@@ -102,6 +121,9 @@ func (UnimplementedAppServiceServer) ListApps(context.Context, *ListAppsRequest)
 }
 func (UnimplementedAppServiceServer) GetApp(context.Context, *GetAppRequest) (*App, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetApp not implemented")
+}
+func (UnimplementedAppServiceServer) DeleteApp(context.Context, *DeleteAppRequest) (*DeleteAppResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteApp not implemented")
 }
 func (UnimplementedAppServiceServer) mustEmbedUnimplementedAppServiceServer() {}
 func (UnimplementedAppServiceServer) testEmbeddedByValue()                    {}
@@ -178,6 +200,24 @@ func _AppService_GetApp_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AppService_DeleteApp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteAppRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AppServiceServer).DeleteApp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AppService_DeleteApp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AppServiceServer).DeleteApp(ctx, req.(*DeleteAppRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AppService_ServiceDesc is the grpc.ServiceDesc for AppService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -196,6 +236,10 @@ var AppService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetApp",
 			Handler:    _AppService_GetApp_Handler,
+		},
+		{
+			MethodName: "DeleteApp",
+			Handler:    _AppService_DeleteApp_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

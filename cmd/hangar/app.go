@@ -24,7 +24,8 @@ created from them with 'hangar cluster create'.`,
   hangar app show redis`,
 		RunE: groupRunE,
 	}
-	cmd.AddCommand(newAppPushCmd(c), newAppLintCmd(c), newAppListCmd(c), newAppShowCmd(c))
+	cmd.AddCommand(newAppInitCmd(c), newAppRenderCmd(c), newAppLintCmd(c), newAppPackageCmd(c), newAppPushCmd(c),
+		newAppListCmd(c), newAppShowCmd(c), newAppDeleteCmd(c))
 	return cmd
 }
 

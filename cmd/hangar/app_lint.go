@@ -38,13 +38,37 @@ when the package is valid, warnings or not.`,
 }
 
 func (c *cli) appLint(dir string, opts apppkg.LoadOptions) error {
-	archive, err := readPackage(dir)
-	if err != nil {
-		return err
-	}
-	pkg, err := apppkg.LoadArchiveWith(bytes.NewReader(archive), packageNames(dir, opts))
+	checked, err := checkPackage(dir, opts)
 	if err != nil {
 		return fmt.Errorf("lint %s: %w", dir, err)
+	}
+	app := checked.app
+	if c.format == formatJSON {
+		return writeJSON(c.stdout, app)
+	}
+	fmt.Fprintf(c.stdout, "%s %s is a valid package.\n", app.GetName(), app.GetVersion())
+	writeAppSummary(c.stdout, app)
+	return nil
+}
+
+// checkedPackage is a package that passed lint's checks.
+type checkedPackage struct {
+	archive []byte // what push sends
+	pkg     *apppkg.Package
+	app     *pilotv1.App // as pilot would store it
+}
+
+// checkPackage runs on a folder or a .tar.gz the checks pilot makes when the
+// package is pushed: it loads it from the archive push would send (loading
+// renders cluster.json with the defaults and checks every file).
+func checkPackage(path string, opts apppkg.LoadOptions) (*checkedPackage, error) {
+	archive, err := readPackage(path)
+	if err != nil {
+		return nil, err
+	}
+	pkg, err := apppkg.LoadArchiveWith(bytes.NewReader(archive), packageNames(path, opts))
+	if err != nil {
+		return nil, err
 	}
 	app := &pilotv1.App{
 		Name:        pkg.Meta.Name,
@@ -52,12 +76,7 @@ func (c *cli) appLint(dir string, opts apppkg.LoadOptions) error {
 		AppVersion:  pkg.Meta.AppVersion,
 		Description: pkg.Meta.Description,
 		Warnings:    pkg.Warnings,
+		Roles:       pkg.Roles,
 	}
-	app.Roles = pkg.Roles
-	if c.format == formatJSON {
-		return writeJSON(c.stdout, app)
-	}
-	fmt.Fprintf(c.stdout, "%s %s is a valid package.\n", app.GetName(), app.GetVersion())
-	writeAppSummary(c.stdout, app)
-	return nil
+	return &checkedPackage{archive: archive, pkg: pkg, app: app}, nil
 }

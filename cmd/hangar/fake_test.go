@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,9 @@ type fakeState struct {
 	mu            sync.Mutex
 	pushed        [][]byte
 	apps          map[string]*pilotv1.App
+	appList       []*pilotv1.App // ListApps answers these when set, else apps
+	appUsers      []*pilotv1.AppVersionUsers
+	deleteAppReqs []*pilotv1.DeleteAppRequest
 	runtimes      []*pilotv1.Runtime
 	createReqs    []*pilotv1.CreateClusterRequest
 	deleteReqs    []*pilotv1.DeleteClusterRequest
@@ -86,11 +90,26 @@ func (f *fakeApps) PushApp(_ context.Context, req *pilotv1.PushAppRequest) (*pil
 func (f *fakeApps) ListApps(context.Context, *pilotv1.ListAppsRequest) (*pilotv1.ListAppsResponse, error) {
 	f.s.mu.Lock()
 	defer f.s.mu.Unlock()
-	resp := &pilotv1.ListAppsResponse{}
-	for _, a := range f.s.apps {
-		resp.Apps = append(resp.Apps, a)
+	resp := &pilotv1.ListAppsResponse{Apps: slices.Clone(f.s.appList), Users: f.s.appUsers}
+	if f.s.appList == nil {
+		for _, a := range f.s.apps {
+			resp.Apps = append(resp.Apps, a)
+		}
 	}
 	return resp, nil
+}
+
+// DeleteApp refuses a version appUsers lists, as pilot does.
+func (f *fakeApps) DeleteApp(_ context.Context, req *pilotv1.DeleteAppRequest) (*pilotv1.DeleteAppResponse, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	f.s.deleteAppReqs = append(f.s.deleteAppReqs, req)
+	for _, u := range f.s.appUsers {
+		if u.GetName() == req.GetName() && u.GetVersion() == req.GetVersion() {
+			return nil, status.Errorf(codes.FailedPrecondition, "app %s version %s is used by cluster %s", u.GetName(), u.GetVersion(), strings.Join(u.GetClusterIds(), ", "))
+		}
+	}
+	return &pilotv1.DeleteAppResponse{}, nil
 }
 
 func (f *fakeApps) GetApp(_ context.Context, req *pilotv1.GetAppRequest) (*pilotv1.App, error) {

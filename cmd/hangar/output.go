@@ -134,3 +134,14 @@ func tailLines(s string, n int) []string {
 	}
 	return lines
 }
+
+// writeJSONValue prints v, a plain Go value (not a proto message), as
+// indented JSON, for commands whose answer does not come from pilot.
+func writeJSONValue(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

@@ -2,7 +2,8 @@
 // AppCenter templates expect it: the frontgate keeps a cluster's tree under
 // /clusters/<cluster_id>/ in etcd, and this package maps it to /self/…, with
 // /self/host being the node's own host entry and /self/env the cluster env
-// overlaid with the node's role env. It also adapts the view to confd's
+// overlaid with the node's role env (the mapping is internal/selfview's,
+// shared with `hangar app render`). It also adapts the view to confd's
 // backends.StoreClient, so confd templates run against it unchanged.
 //
 // Secret values (password env) are stored sealed ("enc:v1:…", see
@@ -24,10 +25,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hangarhq/hangar/internal/secretbox"
+	"github.com/hangarhq/hangar/internal/selfview"
 )
 
 // Root is the key prefix of the view.
-const Root = "/self"
+const Root = selfview.Root
 
 const defaultCallTimeout = 10 * time.Second
 
@@ -116,7 +118,7 @@ func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string
 	box := v.box.Load()
 	out := map[string]string{}
 	var errs []error
-	for k, src := range build(v.nodeID, tree) {
+	for k, src := range selfview.Sources(v.nodeID, tree) {
 		for _, p := range prefixes {
 			if !strings.HasPrefix(k, p) {
 				continue
@@ -252,70 +254,3 @@ func (s *StoreClient) WatchPrefix(_ string, _ []string, waitIndex uint64, stopCh
 // read (0 before any): every read reflects all changes up to it, so a watch
 // from there misses nothing a render through this client did not see.
 func (s *StoreClient) Revision() int64 { return s.rev.Load() }
-
-// build maps a cluster tree (keys relative to /clusters/<id>/) to the view:
-// it returns, for each view key, the tree key its value comes from.
-func build(nodeID string, tree map[string]string) map[string]string {
-	out := make(map[string]string, len(tree))
-	hostPrefix, role := findHost(nodeID, tree)
-	for k := range tree {
-		switch {
-		case strings.HasPrefix(k, "roles/"), strings.HasPrefix(k, "env/"):
-			// Merged below: roles/ is only the source of role env.
-		case strings.HasPrefix(k, "host/"):
-			// /self/host is the node's own entry; never let a stray
-			// cluster-level key shadow it.
-		default:
-			out[Root+"/"+k] = k
-		}
-	}
-	if hostPrefix != "" {
-		for k := range tree {
-			if field, ok := strings.CutPrefix(k, hostPrefix); ok && field != "" {
-				out[Root+"/host/"+field] = k
-			}
-		}
-	}
-	for k := range tree {
-		if key, ok := strings.CutPrefix(k, "env/"); ok && key != "" {
-			out[Root+"/env/"+key] = k
-		}
-	}
-	if role != "" {
-		roleEnv := "roles/" + role + "/env/"
-		for k := range tree {
-			if key, ok := strings.CutPrefix(k, roleEnv); ok && key != "" {
-				out[Root+"/env/"+key] = k
-			}
-		}
-	}
-	return out
-}
-
-// findHost returns the key prefix of the host entry whose node_id is nodeID
-// ("hosts/<role>/<iid>/" or, role-less, "hosts/<iid>/") and the node's role:
-// the directory it sits in, or for a role-less layout its role field if any.
-func findHost(nodeID string, tree map[string]string) (prefix, role string) {
-	var matches []string
-	for k, val := range tree {
-		if val != nodeID || !strings.HasPrefix(k, "hosts/") || !strings.HasSuffix(k, "/node_id") {
-			continue
-		}
-		if n := strings.Count(k, "/"); n == 2 || n == 3 {
-			matches = append(matches, k)
-		}
-	}
-	if len(matches) == 0 {
-		return "", ""
-	}
-	// Node ids are unique; if the tree says otherwise, at least be stable.
-	sort.Strings(matches)
-	k := matches[0]
-	prefix = strings.TrimSuffix(k, "node_id")
-	if parts := strings.Split(k, "/"); len(parts) == 4 {
-		// The directory is where pilot placed the host, so it names the
-		// roles/<role>/ entry written alongside it.
-		return prefix, parts[1]
-	}
-	return prefix, tree[prefix+"role"]
-}

@@ -235,7 +235,80 @@ func (s *Server) ListApps(ctx context.Context, _ *pilotv1.ListAppsRequest) (*pil
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pilotv1.ListAppsResponse{Apps: apps}, nil
+	clusters, err := store.List(ctx, s.cfg.Store, store.ClustersPrefix, func() *pilotv1.Cluster { return &pilotv1.Cluster{} })
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &pilotv1.ListAppsResponse{Apps: apps}
+	for _, a := range apps {
+		if ids := appUsers(clusters, tn, a.Name, a.Version); len(ids) > 0 {
+			resp.Users = append(resp.Users, &pilotv1.AppVersionUsers{Name: a.Name, Version: a.Version, ClusterIds: ids})
+		}
+	}
+	return resp, nil
+}
+
+// appUsers returns the ids of the tenant's clusters that use an app
+// version, sorted: those on it, whatever their state (a cluster being
+// deleted needs its package for destroy and for a retried delete), those
+// whose running upgrade or rollback leaves it, and those whose rollback
+// would return to it.
+func appUsers(clusters []*pilotv1.Cluster, tenant, name, version string) []string {
+	var ids []string
+	for _, c := range clusters {
+		if c.Tenant != tenant || c.App != name {
+			continue
+		}
+		if c.AppVersion == version || c.UpgradingFrom == version || c.PreviousAppVersion == version {
+			ids = append(ids, c.Id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// DeleteApp deletes an app version that no cluster of the tenant uses. The
+// clusters are checked and the version deleted under one guard (see
+// store.DeleteGuarded), and a change that puts a cluster on a version
+// guards the version's archive, so a cluster created at the same time
+// either makes the delete refuse or fails itself: no cluster is left on a
+// deleted version.
+func (s *Server) DeleteApp(ctx context.Context, req *pilotv1.DeleteAppRequest) (*pilotv1.DeleteAppResponse, error) {
+	tn, err := tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.Version == "" {
+		return nil, invalid("version: required; versions are deleted one at a time (`hangar app list` shows them)")
+	}
+	if _, err := s.findApp(ctx, tn, req.Name, req.Version); err != nil {
+		return nil, toStatus(err)
+	}
+	keys := []string{store.AppKey(tn, req.Name, req.Version), store.ArchiveKey(tn, req.Name, req.Version)}
+	err = s.cfg.Store.DeleteGuarded(ctx, keys, store.ClustersPrefix, func(vals map[string][]byte) error {
+		clusters := make([]*pilotv1.Cluster, 0, len(vals))
+		for k, v := range vals {
+			c := &pilotv1.Cluster{}
+			if err := store.Decode(k, v, c); err != nil {
+				return err
+			}
+			clusters = append(clusters, c)
+		}
+		if ids := appUsers(clusters, tn, req.Name, req.Version); len(ids) > 0 {
+			return status.Errorf(codes.FailedPrecondition, "app %s version %s is used by cluster %s; delete those clusters (or upgrade them to another version) first",
+				req.Name, req.Version, strings.Join(ids, ", "))
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "app %s version %s: not found; `hangar app list` shows what was pushed", req.Name, req.Version)
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.cfg.Packages.Forget(tn, req.Name, req.Version)
+	s.log.Info("app version deleted", "app", req.Name, "version", req.Version, "tenant", tn)
+	return &pilotv1.DeleteAppResponse{}, nil
 }
 
 // GetApp returns a version of an app, the newest when none is named.

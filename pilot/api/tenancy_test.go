@@ -93,6 +93,12 @@ func methodTable() []methodCase {
 		// pilot/api does not serve SecurityService: the platform admin's call
 		// passes the interceptors and reaches the test's stub.
 		{pilotv1.SecurityService_ListRevocations_FullMethodName, admin, platform, func(x ids) proto.Message { return &pilotv1.ListRevocationsRequest{} }, codes.Unimplemented},
+		// alpha's clusters use its app: refused for that, once the caller
+		// may. Before PushApp, so that the other tenant has no app of the
+		// name yet.
+		{pilotv1.AppService_DeleteApp_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.DeleteAppRequest{Name: x.app, Version: "1.0.0"}
+		}, codes.FailedPrecondition},
 		{pilotv1.AppService_PushApp_FullMethodName, member, creating, func(x ids) proto.Message { return &pilotv1.PushAppRequest{Archive: x.archive} }, codes.OK},
 		// The same runtime id in another tenant is another runtime; in
 		// alpha it exists already.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -109,7 +110,7 @@ type CreateRequest struct {
 // spec, checks the node limit, builds the node records, seals the
 // passwords, and commits the cluster with its create job.
 func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.ClusterJob, error) {
-	pkg, err := l.cfg.Packages.Get(ctx, r.Tenant, r.App, r.AppVersion)
+	pkg, pkgRev, err := l.cfg.Packages.GetAt(ctx, r.Tenant, r.App, r.AppVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +149,8 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 	if r.DryRun {
 		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindCreate, PlanCreate(c, spec))}, nil
 	}
-	job, err := l.commit(ctx, c, 0, KindCreate, PlanCreate(c, spec), stored)
+	job, err := l.commitGuarded(ctx, c, 0, KindCreate, PlanCreate(c, spec), stored, nil, nil,
+		map[string]int64{store.ArchiveKey(r.Tenant, r.App, r.AppVersion): pkgRev})
 	if err != nil {
 		return nil, err
 	}
@@ -352,6 +354,14 @@ func (l *Lifecycle) commit(ctx context.Context, c *pilotv1.Cluster, rev int64, k
 // creating the records extra returns for the job's id (key → record; nil:
 // none) in the same transaction.
 func (l *Lifecycle) commitWith(ctx context.Context, c *pilotv1.Cluster, rev int64, kind string, tasks []*pilotv1.Task, spec, prior []byte, extra func(jobID string) map[string]proto.Message) (*pilotv1.Job, error) {
+	return l.commitGuarded(ctx, c, rev, kind, tasks, spec, prior, extra, nil)
+}
+
+// commitGuarded is commitWith that also requires the keys of guards to be
+// at their revisions: a change onto an app version guards its archive, so
+// that it cannot commit a cluster on a version deleted meanwhile (DeleteApp
+// checks the clusters under the same kind of guard).
+func (l *Lifecycle) commitGuarded(ctx context.Context, c *pilotv1.Cluster, rev int64, kind string, tasks []*pilotv1.Task, spec, prior []byte, extra func(jobID string) map[string]proto.Message, guards map[string]int64) (*pilotv1.Job, error) {
 	job := jobs.NewJob(newID("job-"), kind, c.Id, tasks)
 	job.Tenant = c.Tenant
 	if err := l.cfg.Jobs.Validate(job); err != nil {
@@ -359,7 +369,11 @@ func (l *Lifecycle) commitWith(ctx context.Context, c *pilotv1.Cluster, rev int6
 	}
 	c.JobId = job.Id
 	puts := jobs.Records(job)
-	guards := map[string]int64{store.ClusterKey(c.Id): rev}
+	guards = maps.Clone(guards)
+	if guards == nil {
+		guards = map[string]int64{}
+	}
+	guards[store.ClusterKey(c.Id)] = rev
 	for k := range puts {
 		guards[k] = 0
 	}

@@ -15,7 +15,8 @@ import (
 
 // Packages reads app packages from the store and keeps them parsed: a pushed
 // version never changes (a different archive under the same version is
-// refused), so a parse is good for the life of the process. It also renders
+// refused), so a parse is good as long as its archive is there (a version
+// no cluster uses may be deleted and pushed anew). It also renders
 // cluster specs, and keeps the one each job was planned with (JobSpec).
 type Packages struct {
 	// Box is pilot's master secret box: password parameters are stored
@@ -26,7 +27,7 @@ type Packages struct {
 	st *store.Store
 
 	mu sync.Mutex
-	m  map[string]*apppkg.Package
+	m  map[string]cachedPackage
 
 	// renders counts the cluster specs rendered: once per accepted change,
 	// which tests hold pilot to.
@@ -35,35 +36,75 @@ type Packages struct {
 
 // NewPackages returns an empty cache over st.
 func NewPackages(st *store.Store) *Packages {
-	return &Packages{st: st, m: map[string]*apppkg.Package{}}
+	return &Packages{st: st, m: map[string]cachedPackage{}}
 }
 
 // Get returns the parsed package of a tenant's app version (two tenants may
 // push different packages under the same name and version).
 func (p *Packages) Get(ctx context.Context, tenant, app, version string) (*apppkg.Package, error) {
-	key := app + "/" + version
-	if tenant != "" { // every stored cluster has one; tests may not
-		key = tenant + "/" + key
-	}
 	p.mu.Lock()
-	pkg, ok := p.m[key]
+	c, ok := p.m[cacheKey(tenant, app, version)]
 	p.mu.Unlock()
 	if ok {
-		return pkg, nil
+		return c.pkg, nil
 	}
-	raw, err := p.st.GetRaw(ctx, store.ArchiveKey(tenant, app, version))
-	if err != nil {
-		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
+	pkg, _, err := p.GetAt(ctx, tenant, app, version)
+	return pkg, err
+}
+
+// Forget drops the parse of a version, which was deleted: one pushed
+// again under its name is parsed anew. (GetAt checks the archive's
+// revision anyway; this spares Get a stale parse on this pilot.)
+func (p *Packages) Forget(tenant, app, version string) {
+	p.mu.Lock()
+	delete(p.m, cacheKey(tenant, app, version))
+	p.mu.Unlock()
+}
+
+func cacheKey(tenant, app, version string) string {
+	if tenant == "" { // every stored cluster has one; tests may not
+		return app + "/" + version
 	}
-	// A package without package.json is named by the catalog.
-	pkg, err = apppkg.LoadArchiveWith(bytes.NewReader(raw), apppkg.LoadOptions{Name: app, Version: version})
+	return tenant + "/" + app + "/" + version
+}
+
+// GetAt is Get that also returns the mod revision of the package's archive:
+// a change that commits a cluster on the package guards that revision, so
+// it fails if the version was deleted (DeleteApp) in between. A version
+// may be deleted and pushed again with other contents, so the parse is
+// kept per archive revision.
+func (p *Packages) GetAt(ctx context.Context, tenant, app, version string) (*apppkg.Package, int64, error) {
+	key := cacheKey(tenant, app, version)
+	archiveKey := store.ArchiveKey(tenant, app, version)
+	rev, err := p.st.Revision(ctx, archiveKey)
 	if err != nil {
-		return nil, fmt.Errorf("load package %s %s: %w", app, version, err)
+		return nil, 0, fmt.Errorf("load package %s %s: %w", app, version, err)
 	}
 	p.mu.Lock()
-	p.m[key] = pkg
+	c, ok := p.m[key]
 	p.mu.Unlock()
-	return pkg, nil
+	if ok && c.rev == rev {
+		return c.pkg, rev, nil
+	}
+	raw, rev, err := p.st.GetRawRev(ctx, archiveKey)
+	if err != nil {
+		return nil, 0, fmt.Errorf("load package %s %s: %w", app, version, err)
+	}
+	// A package without package.json is named by the catalog.
+	pkg, err := apppkg.LoadArchiveWith(bytes.NewReader(raw), apppkg.LoadOptions{Name: app, Version: version})
+	if err != nil {
+		return nil, 0, fmt.Errorf("load package %s %s: %w", app, version, err)
+	}
+	p.mu.Lock()
+	p.m[key] = cachedPackage{pkg: pkg, rev: rev}
+	p.mu.Unlock()
+	return pkg, rev, nil
+}
+
+// cachedPackage is a parsed package and the archive revision it came from.
+type cachedPackage struct {
+	pkg *apppkg.Package
+	rev int64
 }
 
 // render renders a cluster spec: every render of pilot goes through here.

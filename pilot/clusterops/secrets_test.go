@@ -74,7 +74,7 @@ func secretCluster(t *testing.T, box *secretbox.Box, pkg *apppkg.Package) *pilot
 func cachedPackages(box *secretbox.Box, pkg *apppkg.Package) *Packages {
 	p := NewPackages(nil)
 	p.Box = box
-	p.m["sec/1.0.0"] = pkg
+	p.m["sec/1.0.0"] = cachedPackage{pkg: pkg}
 	return p
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/store"
 )
 
 // Upgrading a cluster to another version of its app, and rolling back
@@ -87,7 +88,7 @@ func (l *Lifecycle) changeVersion(ctx context.Context, r OpRequest, version, kin
 	if err != nil {
 		return nil, err
 	}
-	pkg, err := l.cfg.Packages.Get(ctx, c.Tenant, c.App, version)
+	pkg, pkgRev, err := l.cfg.Packages.GetAt(ctx, c.Tenant, c.App, version)
 	if err != nil {
 		return nil, refuse(Invalid, "app_version: %s %s is not pushed (`hangar app show %s` lists the versions): %v", c.App, version, c.App, err)
 	}
@@ -141,7 +142,8 @@ func (l *Lifecycle) changeVersion(ctx context.Context, r OpRequest, version, kin
 		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, to, from, kind, tasks)}, nil
 	}
 	c.Status = pilotv1.ClusterStatus_CLUSTER_STATUS_UPDATING
-	job, err := l.commitWith(ctx, c, r.Rev, kind, tasks, stored, fromStored, nil)
+	job, err := l.commitGuarded(ctx, c, r.Rev, kind, tasks, stored, fromStored, nil,
+		map[string]int64{store.ArchiveKey(c.Tenant, c.App, version): pkgRev})
 	if err != nil {
 		return nil, err
 	}

@@ -354,3 +354,77 @@ const RuntimeCredentialsPrefix = "/hangar/runtime-credentials/"
 func RuntimeCredentialsKey(tenant, id string) string {
 	return RuntimeCredentialsPrefix + tenant + "/" + id
 }
+
+// maxGuardedAttempts bounds DeleteGuarded's re-reads when the records it
+// checks keep changing.
+const maxGuardedAttempts = 5
+
+// DeleteGuarded deletes keys in one transaction, after check accepted every
+// record under prefix as read at one revision, and only if no record under
+// prefix was written since: a record created or changed concurrently is
+// either seen by check or makes the transaction fail, and then the records
+// are read and checked again (up to maxGuardedAttempts, then ErrConflict).
+// check gets the values by key and returns an error to refuse. When keys[0]
+// does not exist the result is ErrNotFound.
+func (s *Store) DeleteGuarded(ctx context.Context, keys []string, prefix string, check func(map[string][]byte) error) error {
+	for range maxGuardedAttempts {
+		resp, err := s.c.Get(ctx, prefix, clientv3.WithPrefix())
+		if err != nil {
+			return fmt.Errorf("list %s: %w", prefix, err)
+		}
+		vals := make(map[string][]byte, len(resp.Kvs))
+		for _, kv := range resp.Kvs {
+			vals[string(kv.Key)] = kv.Value
+		}
+		if err := check(vals); err != nil {
+			return err
+		}
+		ops := make([]clientv3.Op, 0, len(keys))
+		for _, k := range keys {
+			ops = append(ops, clientv3.OpDelete(k))
+		}
+		txn, err := s.c.Txn(ctx).If(
+			clientv3.Compare(clientv3.CreateRevision(keys[0]), ">", 0),
+			// Every record under prefix is at most as new as what check saw.
+			clientv3.Compare(clientv3.ModRevision(prefix), "<", resp.Header.Revision+1).WithPrefix(),
+		).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("delete %s: %w", keys[0], err)
+		}
+		if txn.Succeeded {
+			return nil
+		}
+		got, err := s.c.Get(ctx, keys[0], clientv3.WithCountOnly())
+		if err != nil {
+			return fmt.Errorf("get %s: %w", keys[0], err)
+		}
+		if got.Count == 0 {
+			return fmt.Errorf("%s: %w", path.Base(keys[0]), ErrNotFound)
+		}
+	}
+	return ErrConflict
+}
+
+// GetRawRev returns the raw value of key and its mod revision.
+func (s *Store) GetRawRev(ctx context.Context, key string) ([]byte, int64, error) {
+	resp, err := s.c.Get(ctx, key)
+	if err != nil {
+		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, fmt.Errorf("%s: %w", path.Base(key), ErrNotFound)
+	}
+	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, nil
+}
+
+// Revision returns key's mod revision, or ErrNotFound.
+func (s *Store) Revision(ctx context.Context, key string) (int64, error) {
+	resp, err := s.c.Get(ctx, key, clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, fmt.Errorf("%s: %w", path.Base(key), ErrNotFound)
+	}
+	return resp.Kvs[0].ModRevision, nil
+}

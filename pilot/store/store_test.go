@@ -92,3 +92,64 @@ func TestCreateCommitAndMoveAreGuarded(t *testing.T) {
 		t.Fatalf("moved key still there: %v", err)
 	}
 }
+
+// TestDeleteGuardedSeesAConcurrentWrite: a record written under the
+// guarded prefix between the check and the delete fails the delete, and
+// the check that follows sees it.
+func TestDeleteGuardedSeesAConcurrentWrite(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	app, archive := AppKey("t", "kv", "1.0.0"), ArchiveKey("t", "kv", "1.0.0")
+	put := func() {
+		if err := s.CreateAll(ctx, map[string]proto.Message{app: &pilotv1.App{Name: "kv"}}, map[string][]byte{archive: []byte("tgz")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put()
+	errUsed := errors.New("used")
+	used := func(vals map[string][]byte) error {
+		for k, v := range vals {
+			c := &pilotv1.Cluster{}
+			if err := Decode(k, v, c); err != nil {
+				return err
+			}
+			if c.App == "kv" {
+				return errUsed
+			}
+		}
+		return nil
+	}
+
+	calls := 0
+	err := s.DeleteGuarded(ctx, []string{app, archive}, ClustersPrefix, func(vals map[string][]byte) error {
+		calls++
+		if calls == 1 {
+			// A create commits after this check read the clusters.
+			if err := s.Create(ctx, ClusterKey("cl-1"), &pilotv1.Cluster{Id: "cl-1", App: "kv"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return used(vals)
+	})
+	if !errors.Is(err, errUsed) || calls != 2 {
+		t.Fatalf("delete with a cluster created concurrently: %v after %d checks, want the second check to refuse", err, calls)
+	}
+	if _, err := s.GetRaw(ctx, archive); err != nil {
+		t.Fatalf("the archive is gone: %v", err)
+	}
+
+	if err := s.Delete(ctx, ClusterKey("cl-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteGuarded(ctx, []string{app, archive}, ClustersPrefix, used); err != nil {
+		t.Fatalf("delete of an unused version: %v", err)
+	}
+	for _, k := range []string{app, archive} {
+		if _, err := s.GetRaw(ctx, k); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s after the delete: %v", k, err)
+		}
+	}
+	if err := s.DeleteGuarded(ctx, []string{app, archive}, ClustersPrefix, used); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete of a deleted version: %v, want ErrNotFound", err)
+	}
+}
