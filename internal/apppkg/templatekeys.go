@@ -138,18 +138,18 @@ func walkKeys(n parse.Node, f func(fn, key string, pos parse.Pos)) {
 			walkKeys(a, f)
 		}
 	case *parse.IfNode:
-		walkKeys(n.Pipe, f)
-		walkKeys(n.List, f)
-		walkKeys(n.ElseList, f)
+		walkBranch(&n.BranchNode, f)
 	case *parse.RangeNode:
-		walkKeys(n.Pipe, f)
-		walkKeys(n.List, f)
-		walkKeys(n.ElseList, f)
+		walkBranch(&n.BranchNode, f)
 	case *parse.WithNode:
-		walkKeys(n.Pipe, f)
-		walkKeys(n.List, f)
-		walkKeys(n.ElseList, f)
+		walkBranch(&n.BranchNode, f)
 	case *parse.TemplateNode:
 		walkKeys(n.Pipe, f)
 	}
+}
+
+func walkBranch(b *parse.BranchNode, f func(fn, key string, pos parse.Pos)) {
+	walkKeys(b.Pipe, f)
+	walkKeys(b.List, f)
+	walkKeys(b.ElseList, f)
 }
