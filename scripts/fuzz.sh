@@ -25,6 +25,7 @@ targets=(
 	"./internal/apppkg FuzzLoadArchive"
 	"./internal/apppkg FuzzParseConfdResource"
 	"./internal/apppkg FuzzResolveParams"
+	"./internal/confdfuncs FuzzRender"
 	"./internal/streamrpc FuzzEnvelope"
 	"./frontgate/metastore FuzzMetastoreKeys"
 )

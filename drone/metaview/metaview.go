@@ -3,8 +3,9 @@
 // /clusters/<cluster_id>/ in etcd, and this package maps it to /self/…, with
 // /self/host being the node's own host entry and /self/env the cluster env
 // overlaid with the node's role env (the mapping is internal/selfview's,
-// shared with `hangar app render`). It also adapts the view to confd's
-// backends.StoreClient, so confd templates run against it unchanged.
+// shared with `hangar app render`). It also serves the view the way
+// confd's backends do (StoreClient: GetValues and WatchPrefix), so the
+// renderer reads it as confd reads its stores.
 //
 // Secret values (password env) are stored sealed ("enc:v1:…", see
 // internal/secretbox) with the cluster's metadata key, bound to their etcd
@@ -21,7 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/abtreece/confd/pkg/backends"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hangarhq/hangar/internal/secretbox"
@@ -207,7 +207,8 @@ func (v *View) StoreClient(ctx context.Context) *StoreClient {
 	return &StoreClient{v: v, ctx: ctx}
 }
 
-// StoreClient is a confd backends.StoreClient over a View.
+// StoreClient serves a View with the two calls of confd's
+// backends.StoreClient.
 type StoreClient struct {
 	v *View
 	// ctx is kept because confd's interface carries none; it is the
@@ -215,8 +216,6 @@ type StoreClient struct {
 	ctx context.Context
 	rev atomic.Int64
 }
-
-var _ backends.StoreClient = (*StoreClient)(nil)
 
 // GetValues returns the view entries under any of keys (confd passes the
 // prefix joined with each of the template's keys).

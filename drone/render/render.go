@@ -3,8 +3,9 @@
 // delivers the app's confd files (conf.d/*.toml, templates/*) with
 // Configure; they are kept on disk so a restarted drone resumes rendering,
 // and an image's own /etc/confd is used when nothing was delivered. Files
-// are rendered with abtreece/confd's template functions, from the
-// Renderer's own etcd watch loop, so that Close can stop it, and written by
+// are rendered with the functions of Hangar's confd (internal/confdfuncs),
+// from the Renderer's own etcd watch loop, so that Close can stop it, and
+// written by
 // the Renderer itself: every dest is checked (internal/confdres) and
 // written inside the root dir through an os.Root, so neither a dest nor a
 // symlink in the instance leads the write outside it, and with exactly the

@@ -1,13 +1,14 @@
 package apppkg
 
 import (
+	"errors"
 	"fmt"
 	"path"
-	"regexp"
 	"sort"
 	"strings"
 	"text/template"
 
+	"github.com/hangarhq/hangar/internal/confdfuncs"
 	"github.com/hangarhq/hangar/internal/confdres"
 )
 
@@ -20,30 +21,16 @@ func ParseConfdResource(name string, data []byte) (ConfdResource, error) {
 	return confdres.Parse(name, data)
 }
 
-// confdFuncs returns the template functions of the confd the drones run
-// (abtreece/confd v0.30.0: its own functions plus memkv's), as stand-ins:
-// parsing only needs the names.
+// confdFuncs are stand-ins for the functions of the drones' confd
+// (internal/confdfuncs): parsing a template needs only their names.
 func confdFuncs() template.FuncMap {
 	stub := func(...any) (any, error) { return nil, nil }
 	m := template.FuncMap{}
-	for _, n := range []string{"base", "split", "json", "jsonArray", "dir", "map", "getenv", "join",
-		"datetime", "toUpper", "toLower", "contains", "replace", "trimSuffix", "lookupIP", "lookupIPV4",
-		"lookupIPV6", "lookupSRV", "lookupIfaceIPV4", "lookupIfaceIPV6", "fileExists", "base64Encode",
-		"base64Decode", "parseBool", "reverse", "sortByLength", "sortKVByLength", "add", "sub", "div",
-		"mod", "mul", "seq", "atoi", "hostname",
-		"exists", "ls", "lsdir", "get", "gets", "getv", "getvs"} {
+	for _, n := range confdfuncs.Names() {
 		m[n] = stub
 	}
 	return m
 }
-
-// forkOnlyFuncs are functions of QingCloud's confd fork that stock confd
-// lacks; templates using them fail on Hangar's drones.
-func forkOnlyFuncs() []string {
-	return []string{"filter", "toJson", "toYaml", "min", "max", "lookupV4IP"}
-}
-
-var undefinedFuncRe = regexp.MustCompile(`function "([^"]+)" not defined`)
 
 // checkConfd checks the confd files a package ships: every conf.d toml
 // parses and points at a template that exists, and every such template
@@ -55,6 +42,7 @@ func checkConfd(files map[string][]byte, w *warnings) error {
 	}
 	sort.Strings(names)
 	used := map[string]bool{}
+	var errs []error // every file's problem, not only the first
 	for _, n := range names {
 		rest, ok := strings.CutPrefix(n, "conf.d/")
 		if !ok {
@@ -67,11 +55,13 @@ func checkConfd(files map[string][]byte, w *warnings) error {
 		}
 		r, err := ParseConfdResource(full, files[n])
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		tmpl := "templates/" + r.Src
 		if _, ok := files[tmpl]; !ok {
-			return fmt.Errorf("%s: [template] src %q: confd/%s does not exist", full, r.Src, tmpl)
+			errs = append(errs, fmt.Errorf("%s: [template] src %q: confd/%s does not exist", full, r.Src, tmpl))
+			continue
 		}
 		used[tmpl] = true
 	}
@@ -85,11 +75,8 @@ func checkConfd(files map[string][]byte, w *warnings) error {
 			continue
 		}
 		if _, err := template.New(path.Base(n)).Funcs(confdFuncs()).Parse(string(files[n])); err != nil {
-			if m := undefinedFuncRe.FindStringSubmatch(err.Error()); m != nil && contains(forkOnlyFuncs(), m[1]) {
-				return fmt.Errorf("%s: function %q belongs to QingCloud's confd fork and is not available in Hangar's confd (abtreece/confd): %w", full, m[1], err)
-			}
-			return fmt.Errorf("%s: %w", full, err)
+			errs = append(errs, fmt.Errorf("%s: %w", full, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -35,8 +35,6 @@ func TestConfdErrors(t *testing.T) {
 			[]string{`mode "rw": must be octal`}},
 		{"key without slash", map[string]string{"confd/conf.d/kv.conf.toml": "[template]\nsrc = \"kv.conf.tmpl\"\ndest = \"/etc/x\"\nkeys = [\"hosts\"]\n"},
 			[]string{`keys: "hosts" must start with '/'`}},
-		{"fork function", map[string]string{"confd/templates/kv.conf.tmpl": `{{range lsdir "/adding-hosts" | filter "x"}}{{.}}{{end}}`},
-			[]string{"confd/templates/kv.conf.tmpl", `function "filter" belongs to QingCloud's confd fork`}},
 		{"unknown function", map[string]string{"confd/templates/kv.conf.tmpl": `{{frobnicate "/x"}}`},
 			[]string{"confd/templates/kv.conf.tmpl", `function "frobnicate" not defined`}},
 		{"template syntax", map[string]string{"confd/templates/kv.conf.tmpl": `{{range lsdir "/hosts"}}`},
@@ -58,7 +56,8 @@ func TestConfdAccepts(t *testing.T) {
 	files := kvFiles()
 	files["confd/conf.d/sub.toml"] = "[template]\nsrc = \"app/01.env.tmpl\"\ndest = \"/opt/app/env\"\nuid = 0\ngid = 0\nowner = \"root\"\ncheck_cmd = \"true\"\nprefix = \"/self\"\n"
 	files["confd/templates/app/01.env.tmpl"] = `{{range gets "/env/*"}}{{base .Key}}={{.Value}}
-{{end}}{{if exists "/host/token"}}{{getv "/host/token" ""}}{{end}}{{add 1 (atoi "2")}}`
+{{end}}{{if exists "/host/token"}}{{getv "/host/token" ""}}{{end}}{{add 1 (atoi "2")}}
+{{range lsdir "/adding-hosts" | filter "x"}}{{.}}{{end}}{{toJson (max 1 2)}}{{toYaml (min "1" 2)}}{{lookupV4IP "localhost"}}`
 	files["confd/conf.d/notes.txt"] = "x"
 	p := mustLoad(t, files)
 	if !hasWarning(p.Warnings, "confd/conf.d/notes.txt: confd reads only conf.d/*.toml") {
