@@ -33,21 +33,20 @@ or after stop, as the app says) and stop run on the leaving nodes, scale_in
 on the others, and the leaving instances are deleted.
 
 The count is checked against the role's count parameter in config.json.
-A server id is never given twice in a cluster. --dry-run prints the plan.`,
+A server id is never given twice in a cluster. --dry-run prints the plan.
+An app whose one node entry has no role (AppCenter's ZooKeeper) is scaled
+without --role.`,
 		Example: `  hangar cluster scale cl-1a2b3c --role replica --count 3 --wait
   hangar cluster scale cl-1a2b3c --role replica --count 1 --dry-run`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if role == "" {
-				return fmt.Errorf("--role is required: the role to scale")
-			}
 			if !cmd.Flags().Changed("count") {
 				return fmt.Errorf("--count is required: the role's new number of nodes")
 			}
 			return c.clusterScale(cmd.Context(), args[0], role, count, dryRun, wait)
 		},
 	}
-	cmd.Flags().StringVar(&role, "role", "", "the role to scale")
+	cmd.Flags().StringVar(&role, "role", "", "the role to scale (leave it out for an app whose one node entry has no role, like ZooKeeper's)")
 	cmd.Flags().IntVar(&count, "count", 0, "the role's new number of nodes")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "follow the scale job until it ends")

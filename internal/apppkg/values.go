@@ -274,8 +274,35 @@ func (v *Values) clone() *Values {
 }
 
 // CountPath is the config.json parameter of a role's node count, as
-// AppCenter packages name it.
+// AppCenter packages name it. Config.CountPath also knows role-less apps.
 func CountPath(role string) string { return GroupCluster + "." + role + ".count" }
+
+// CountPath is the parameter of role's node count. A role-less app (its
+// one node entry has no role) declares it as cluster.count, or, as
+// AppCenter's ZooKeeper does (cluster.zk_node.count), as the count of its
+// one role array.
+func (c *Config) CountPath(role string) string {
+	if role != "" {
+		return CountPath(role)
+	}
+	if _, ok := c.items[GroupCluster+".count"]; ok {
+		return GroupCluster + ".count"
+	}
+	var found []string
+	for _, path := range c.order {
+		it := c.items[path]
+		if it.Group == GroupCluster && it.Role != "" && it.Key == "count" {
+			found = append(found, path)
+		}
+	}
+	if len(found) == 1 {
+		return found[0]
+	}
+	return GroupCluster + ".count"
+}
+
+// CountPath is v's package's Config.CountPath.
+func (v *Values) CountPath(role string) string { return v.cfg.CountPath(role) }
 
 // ChangeCount returns a copy of v with role's node count (CountPath) set to
 // count, checked against its range, min and max. A count is changed by
@@ -283,7 +310,7 @@ func CountPath(role string) string { return GroupCluster + "." + role + ".count"
 // changes, and AppCenter packages mark counts unchangeable to keep them out
 // of the config form.
 func (v *Values) ChangeCount(role string, count int) (*Values, error) {
-	path := CountPath(role)
+	path := v.cfg.CountPath(role)
 	if _, ok := v.cfg.items[path]; !ok {
 		return nil, fmt.Errorf("%s: not a parameter of this app, so role %q cannot be scaled", path, role)
 	}

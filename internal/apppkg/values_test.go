@@ -326,3 +326,29 @@ func TestDependenciesAndFixedAtCreate(t *testing.T) {
 	_, err = parseConfig([]byte(bad), &warnings{})
 	wantErr(t, err, `dependencies: [0].operator "not": allowed: in, nin`)
 }
+
+// A role-less app's count is cluster.count, or the count of its one role
+// array (AppCenter's ZooKeeper: cluster.zk_node.count).
+func TestCountPathOfRolelessApps(t *testing.T) {
+	p := mustLoad(t, rolelessFiles())
+	if got := p.Config.CountPath(""); got != "cluster.zk_node.count" {
+		t.Fatalf("role-less count path %q", got)
+	}
+	v, err := p.Resolve(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nv, err := v.ChangeCount("", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := nv.Get("cluster.zk_node.count"); got != int64(5) {
+		t.Fatalf("count = %v", got)
+	}
+	if _, err := v.ChangeCount("", 4); err == nil {
+		t.Fatal("a count outside the range was taken")
+	}
+	if got := mustLoad(t, kvFiles()).Config.CountPath("replica"); got != "cluster.replica.count" {
+		t.Fatalf("role count path %q", got)
+	}
+}

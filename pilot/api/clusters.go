@@ -226,7 +226,20 @@ func (s *Server) ScaleCluster(ctx context.Context, req *pilotv1.ScaleClusterRequ
 		return nil, err
 	}
 	if req.Role == "" {
-		return nil, invalid("role: required; name the role to scale")
+		// A role-less app's one node entry has no role; any other app's
+		// roles must be named.
+		roles := map[string]bool{}
+		for _, n := range c.Nodes {
+			roles[n.Role] = true
+		}
+		if len(roles) > 1 || !roles[""] {
+			names := make([]string, 0, len(roles))
+			for r := range roles {
+				names = append(names, r)
+			}
+			sort.Strings(names)
+			return nil, invalid("role: required; name the role to scale (the cluster's roles: %s)", strings.Join(names, ", "))
+		}
 	}
 	if req.Count < 0 {
 		return nil, invalid("count: %d; a node count is 0 or more", req.Count)

@@ -78,7 +78,7 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := metadataTree(c, h.network(t), h.pkg, spec, h.pkgs.Box, task.Input)
+			want, err := metadataTree(c, h.network(t), h.pkg, spec, h.pkgs.Box, task.Input, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

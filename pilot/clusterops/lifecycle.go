@@ -123,6 +123,9 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 	if err != nil {
 		return nil, err
 	}
+	if err := l.checkLinks(ctx, r.Tenant, pkg, vals, spec, nil); err != nil {
+		return nil, err
+	}
 	c := &pilotv1.Cluster{
 		Id:         newID("cl-"),
 		Name:       spec.Name,
@@ -223,11 +226,14 @@ func (l *Lifecycle) UpdateEnv(ctx context.Context, r OpRequest, env map[string]s
 	if err != nil {
 		return nil, err
 	}
+	old, _, err := l.currentSpec(ctx, c)
+	if err != nil {
+		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
+	}
+	if err := l.checkLinks(ctx, c.Tenant, pkg, nv, spec, old); err != nil {
+		return nil, err
+	}
 	if r.DryRun {
-		old, _, err := l.currentSpec(ctx, c)
-		if err != nil {
-			return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
-		}
 		job := DryRun(c, spec, nil, KindUpdateEnv, PlanUpdateEnv(c))
 		job.MetadataChanges = metadataChanges(c, pkg, old, spec)
 		return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil

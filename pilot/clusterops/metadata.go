@@ -38,7 +38,7 @@ func gsid(nodeID string) string {
 // (deliverConfd) and open them. pkg gives the parameters' types; a nil box
 // (tests) leaves every value clear.
 func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box) (map[string]string, error) {
-	return metadataTree(c, n, pkg, spec, box, nil)
+	return metadataTree(c, n, pkg, spec, box, nil, nil)
 }
 
 // metadataTree is MetadataTree during an operation: the nodes of in's
@@ -46,10 +46,11 @@ func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 // deleting_node_ids under deleting-hosts (scale-in; they stay under hosts
 // too, as AppCenter's do), its vertical_scaling_roles under
 // vertical-scaling-roles; and while an upgrade runs (c.upgrading_from),
-// upgrade-audit. in may be nil.
-func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box, in *pilotv1.TaskInput) (map[string]string, error) {
+// upgrade-audit. in may be nil. links are the linked clusters' trees, by
+// link name (linkTrees).
+func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box, in *pilotv1.TaskInput, links map[string]map[string]string) (map[string]string, error) {
 	var hosts []metatree.Host
-	opts := metatree.Options{VerticalScalingRoles: in.GetVerticalScalingRoles()}
+	opts := metatree.Options{VerticalScalingRoles: in.GetVerticalScalingRoles(), Links: links}
 	if c.UpgradingFrom != "" {
 		opts.UpgradeAudit = &metatree.UpgradeAudit{FromAppVersion: c.UpgradingFrom, ToAppVersion: c.AppVersion}
 	}
@@ -150,7 +151,11 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c, n := tc.c, tc.n
-	kvs, err := metadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box, tc.in)
+	links, _, err := o.linkTrees(ctx, tc.spec)
+	if err != nil {
+		return err
+	}
+	kvs, err := metadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box, tc.in, links)
 	if err != nil {
 		return err
 	}
@@ -178,8 +183,8 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 // remove or change against old, for a dry run: "+key=value", "-key",
 // "~key: old → new", sorted, password values redacted.
 func metadataChanges(c *pilotv1.Cluster, pkg *apppkg.Package, old, spec *apppkg.ClusterSpec) []string {
-	before, _ := metadataTree(c, nil, pkg, old, nil, nil)
-	after, _ := metadataTree(c, nil, pkg, spec, nil, nil)
+	before, _ := metadataTree(c, nil, pkg, old, nil, nil, nil)
+	after, _ := metadataTree(c, nil, pkg, spec, nil, nil, nil)
 	secret := SecretParam(pkg)
 	shown := func(k, v string) string {
 		if role, name, ok := envLeaf(k); ok && (secret(apppkg.GroupEnv+"."+name) || (role != "" && secret(apppkg.GroupEnv+"."+role+"."+name))) {
@@ -214,7 +219,8 @@ func orInt(v int32, def int) int {
 }
 
 // readers are the nodes whose drones may read the cluster's metadata: its
-// own. (Nodes of clusters linking to it join them once links exist.)
+// own. (A linked cluster's tree is copied into the linking cluster's, which
+// its own drones read.)
 func readers(c *pilotv1.Cluster) []string {
 	out := make([]string, 0, len(c.Nodes))
 	for _, n := range c.Nodes {

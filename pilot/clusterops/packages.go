@@ -3,6 +3,7 @@ package clusterops
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -135,6 +136,22 @@ func (p *Packages) Spec(ctx context.Context, c *pilotv1.Cluster) (*apppkg.Packag
 		return nil, nil, fmt.Errorf("cluster %s spec: %w", c.Id, err)
 	}
 	return pkg, spec, nil
+}
+
+// Current returns the cluster's package and the spec it runs now: the one
+// its last job stored, else its package rendered from its parameters.
+func (p *Packages) Current(ctx context.Context, c *pilotv1.Cluster) (*apppkg.Package, *apppkg.ClusterSpec, error) {
+	if c.JobId != "" {
+		spec, _, err := p.JobSpec(ctx, c.JobId)
+		if err == nil {
+			pkg, err := p.Get(ctx, c.Tenant, c.App, c.AppVersion)
+			return pkg, spec, err
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, nil, err
+		}
+	}
+	return p.Spec(ctx, c)
 }
 
 // SecretParam reports which parameter paths of pkg are passwords: the ones

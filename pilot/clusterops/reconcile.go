@@ -9,6 +9,7 @@ import (
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -50,6 +51,17 @@ type Reconciler struct {
 	// prev is seen as the previous pass left it.
 	prev map[string]time.Time
 	now  func() time.Time
+	// links is what the last pass knew of each cluster's links, by
+	// cluster id (refreshLinks).
+	links map[string]*linkState
+}
+
+// linkState is a cluster's links as the reconciler follows them.
+type linkState struct {
+	job   string // the job whose spec this is
+	pkg   *apppkg.Package
+	spec  *apppkg.ClusterSpec // nil: the cluster has no links
+	print string              // what the copy was last taken at ("": not by this pilot)
 }
 
 // NewReconciler returns a reconciler over o's store, providers and
@@ -112,6 +124,8 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	looked := r.seen
 	r.seen = map[string]time.Time{}
 	r.prev = looked
+	links := r.links
+	r.links = map[string]*linkState{}
 	for _, c := range clusters {
 		switch c.Status {
 		case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED:
@@ -147,11 +161,41 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 				connected[d.NodeId] = true
 			}
 		}
-		if err := r.observeNodes(ctx, c, connected, r.watched(ctx, c)); err != nil {
+		watched := r.watched(ctx, c)
+		if err := r.observeNodes(ctx, c, connected, watched); err != nil {
 			r.log.Warn("observe cluster", "cluster_id", c.Id, "err", err)
+		}
+		if watched && up {
+			r.refreshLinks(ctx, c, links[c.Id])
 		}
 	}
 	return nil
+}
+
+// refreshLinks copies the trees of the clusters c links to into c's
+// metadata again when they changed (Ops.refreshLinks). st is what the
+// previous pass knew of c's links; the spec is read again after each job.
+func (r *Reconciler) refreshLinks(ctx context.Context, c *pilotv1.Cluster, st *linkState) {
+	if st == nil || st.job != c.JobId {
+		pkg, spec, err := r.o.cfg.Packages.Current(ctx, c)
+		if err != nil {
+			r.log.Warn("links: read the cluster's spec", "cluster_id", c.Id, "err", err)
+			return
+		}
+		st = &linkState{job: c.JobId}
+		if len(spec.Links) > 0 {
+			st.pkg, st.spec = pkg, spec
+		}
+	}
+	r.links[c.Id] = st
+	if st.spec == nil {
+		return
+	}
+	print, err := r.o.refreshLinks(ctx, c, st.pkg, st.spec, st.print)
+	if err != nil {
+		r.log.Warn("links: copy the linked clusters' metadata", "cluster_id", c.Id, "err", err)
+	}
+	st.print = print
 }
 
 // watched: only clusters that should be running and that no job is

@@ -78,7 +78,7 @@ func (l *Lifecycle) Scale(ctx context.Context, r OpRequest, role string, count i
 		return nil, err
 	}
 	if n, ok := spec.Node(role); !ok || n.Count != count {
-		return nil, refuse(Invalid, "%s: the package's cluster.json does not use it as role %q's count, so Hangar cannot scale the role", apppkg.CountPath(role), role)
+		return nil, refuse(Invalid, "%s: the package's cluster.json does not use it as role %q's count, so Hangar cannot scale the role", vals.CountPath(role), role)
 	}
 	sort.Slice(have, func(i, j int) bool { return have[i].Sid < have[j].Sid })
 	existing := nodeIDs(c.Nodes)
@@ -203,10 +203,20 @@ func (o *Ops) addNodes(ctx context.Context, t *jobs.Task) error {
 			c.LastSid = max(c.LastSid, maxSid(c.Nodes)) + 1
 			c.Nodes = append(c.Nodes, &pilotv1.Node{Id: id, Role: in.Role, Sid: c.LastSid, Status: pilotv1.NodeStatus_NODE_STATUS_PENDING})
 		}
-		setCount(c, in.Role)
+		setCount(c, in.Role, o.countPath(ctx, c, in.Role))
 		return nil
 	})
 	return err
+}
+
+// countPath is the parameter of role's count in c's package.
+func (o *Ops) countPath(ctx context.Context, c *pilotv1.Cluster, role string) string {
+	if role == "" {
+		if pkg, err := o.cfg.Packages.Get(ctx, c.Tenant, c.App, c.AppVersion); err == nil {
+			return pkg.Config.CountPath(role)
+		}
+	}
+	return apppkg.CountPath(role)
 }
 
 // removeNodes drops the node records of a scale-in once their instances
@@ -225,7 +235,7 @@ func (o *Ops) removeNodes(ctx context.Context, t *jobs.Task) error {
 			keep = append(keep, nd)
 		}
 		c.Nodes = keep
-		setCount(c, in.Role)
+		setCount(c, in.Role, o.countPath(ctx, c, in.Role))
 		return nil
 	})
 	return err
@@ -239,8 +249,9 @@ func maxSid(nodes []*pilotv1.Node) int32 {
 	return m
 }
 
-// setCount makes role's count parameter the number of its node records.
-func setCount(c *pilotv1.Cluster, role string) {
+// setCount makes role's count parameter (path) the number of its node
+// records.
+func setCount(c *pilotv1.Cluster, role, path string) {
 	n := 0
 	for _, nd := range c.Nodes {
 		if nd.Role == role {
@@ -250,7 +261,7 @@ func setCount(c *pilotv1.Cluster, role string) {
 	if c.Params == nil {
 		c.Params = map[string]string{}
 	}
-	c.Params[apppkg.CountPath(role)] = strconv.Itoa(n)
+	c.Params[path] = strconv.Itoa(n)
 }
 
 // finishScale settles the cluster after a scale or recover job. Success:

@@ -46,10 +46,7 @@ func checkClusterSize(spec *apppkg.ClusterSpec, vals *apppkg.Values, maxNodes in
 // countSource names what set a role's count: its count parameter when the
 // rendered count is that parameter's value, else the role in cluster.json.
 func countSource(n apppkg.NodeSpec, vals *apppkg.Values) string {
-	param := "cluster.count" // a role-less app
-	if n.Role != "" {
-		param = "cluster." + n.Role + ".count"
-	}
+	param := vals.CountPath(n.Role)
 	if v, ok := vals.Get(param); ok {
 		if c, ok := v.(int64); ok && c == int64(n.Count) {
 			return param

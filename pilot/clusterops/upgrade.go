@@ -113,6 +113,11 @@ func (l *Lifecycle) changeVersion(ctx context.Context, r OpRequest, version, kin
 	if err != nil {
 		return nil, err
 	}
+	if from, _, err := l.currentSpec(ctx, c); err == nil {
+		if err := l.checkLinks(ctx, c.Tenant, pkg, vals, to, from); err != nil {
+			return nil, err
+		}
+	}
 	if kind == KindUpgrade && !allowsUpgradeFrom(to.UpgradePolicy, c.AppVersion) {
 		allowed := "none: the version takes no upgrades"
 		if len(to.UpgradePolicy) > 0 {
