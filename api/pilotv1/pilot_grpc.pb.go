@@ -23,10 +23,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AppService_PushApp_FullMethodName   = "/hangar.pilot.v1.AppService/PushApp"
-	AppService_ListApps_FullMethodName  = "/hangar.pilot.v1.AppService/ListApps"
-	AppService_GetApp_FullMethodName    = "/hangar.pilot.v1.AppService/GetApp"
-	AppService_DeleteApp_FullMethodName = "/hangar.pilot.v1.AppService/DeleteApp"
+	AppService_PushApp_FullMethodName    = "/hangar.pilot.v1.AppService/PushApp"
+	AppService_ListApps_FullMethodName   = "/hangar.pilot.v1.AppService/ListApps"
+	AppService_GetApp_FullMethodName     = "/hangar.pilot.v1.AppService/GetApp"
+	AppService_DeleteApp_FullMethodName  = "/hangar.pilot.v1.AppService/DeleteApp"
+	AppService_SetImage_FullMethodName   = "/hangar.pilot.v1.AppService/SetImage"
+	AppService_ListImages_FullMethodName = "/hangar.pilot.v1.AppService/ListImages"
+	AppService_UnsetImage_FullMethodName = "/hangar.pilot.v1.AppService/UnsetImage"
 )
 
 // AppServiceClient is the client API for AppService service.
@@ -41,6 +44,12 @@ type AppServiceClient interface {
 	// when no cluster of the tenant uses it (see AppVersionUsers); one that
 	// does is refused (FAILED_PRECONDITION) naming the clusters.
 	DeleteApp(ctx context.Context, in *DeleteAppRequest, opts ...grpc.CallOption) (*DeleteAppResponse, error)
+	// SetImage maps a role of an app version, on a runtime, to the image its
+	// instances run (the image map): create takes a role's image from the
+	// map, else from the role's container.image in cluster.json.
+	SetImage(ctx context.Context, in *SetImageRequest, opts ...grpc.CallOption) (*ImageMapping, error)
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
+	UnsetImage(ctx context.Context, in *UnsetImageRequest, opts ...grpc.CallOption) (*UnsetImageResponse, error)
 }
 
 type appServiceClient struct {
@@ -91,6 +100,36 @@ func (c *appServiceClient) DeleteApp(ctx context.Context, in *DeleteAppRequest, 
 	return out, nil
 }
 
+func (c *appServiceClient) SetImage(ctx context.Context, in *SetImageRequest, opts ...grpc.CallOption) (*ImageMapping, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImageMapping)
+	err := c.cc.Invoke(ctx, AppService_SetImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *appServiceClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListImagesResponse)
+	err := c.cc.Invoke(ctx, AppService_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *appServiceClient) UnsetImage(ctx context.Context, in *UnsetImageRequest, opts ...grpc.CallOption) (*UnsetImageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnsetImageResponse)
+	err := c.cc.Invoke(ctx, AppService_UnsetImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AppServiceServer is the server API for AppService service.
 // All implementations must embed UnimplementedAppServiceServer
 // for forward compatibility.
@@ -103,6 +142,12 @@ type AppServiceServer interface {
 	// when no cluster of the tenant uses it (see AppVersionUsers); one that
 	// does is refused (FAILED_PRECONDITION) naming the clusters.
 	DeleteApp(context.Context, *DeleteAppRequest) (*DeleteAppResponse, error)
+	// SetImage maps a role of an app version, on a runtime, to the image its
+	// instances run (the image map): create takes a role's image from the
+	// map, else from the role's container.image in cluster.json.
+	SetImage(context.Context, *SetImageRequest) (*ImageMapping, error)
+	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
+	UnsetImage(context.Context, *UnsetImageRequest) (*UnsetImageResponse, error)
 	mustEmbedUnimplementedAppServiceServer()
 }
 
@@ -124,6 +169,15 @@ func (UnimplementedAppServiceServer) GetApp(context.Context, *GetAppRequest) (*A
 }
 func (UnimplementedAppServiceServer) DeleteApp(context.Context, *DeleteAppRequest) (*DeleteAppResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteApp not implemented")
+}
+func (UnimplementedAppServiceServer) SetImage(context.Context, *SetImageRequest) (*ImageMapping, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetImage not implemented")
+}
+func (UnimplementedAppServiceServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListImages not implemented")
+}
+func (UnimplementedAppServiceServer) UnsetImage(context.Context, *UnsetImageRequest) (*UnsetImageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UnsetImage not implemented")
 }
 func (UnimplementedAppServiceServer) mustEmbedUnimplementedAppServiceServer() {}
 func (UnimplementedAppServiceServer) testEmbeddedByValue()                    {}
@@ -218,6 +272,60 @@ func _AppService_DeleteApp_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AppService_SetImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AppServiceServer).SetImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AppService_SetImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AppServiceServer).SetImage(ctx, req.(*SetImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AppService_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AppServiceServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AppService_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AppServiceServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AppService_UnsetImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnsetImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AppServiceServer).UnsetImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AppService_UnsetImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AppServiceServer).UnsetImage(ctx, req.(*UnsetImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AppService_ServiceDesc is the grpc.ServiceDesc for AppService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -240,6 +348,18 @@ var AppService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteApp",
 			Handler:    _AppService_DeleteApp_Handler,
+		},
+		{
+			MethodName: "SetImage",
+			Handler:    _AppService_SetImage_Handler,
+		},
+		{
+			MethodName: "ListImages",
+			Handler:    _AppService_ListImages_Handler,
+		},
+		{
+			MethodName: "UnsetImage",
+			Handler:    _AppService_UnsetImage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

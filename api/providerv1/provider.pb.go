@@ -308,8 +308,14 @@ func (x *ValidateRuntimeRequest) GetRuntime() *Runtime {
 }
 
 type ValidateRuntimeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Zones         []string               `protobuf:"bytes,1,rep,name=zones,proto3" json:"zones,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Zones []string               `protobuf:"bytes,1,rep,name=zones,proto3" json:"zones,omitempty"`
+	// The runtime's instances run images, and RunInstance needs one: pilot
+	// refuses a cluster with a role that has none before creating anything.
+	ImagesRequired bool `protobuf:"varint,2,opt,name=images_required,json=imagesRequired,proto3" json:"images_required,omitempty"`
+	// The images RunInstance accepts, where the provider can list them
+	// (empty: it cannot, and RunInstance answers for an unknown one).
+	Images        []string `protobuf:"bytes,3,rep,name=images,proto3" json:"images,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -347,6 +353,20 @@ func (*ValidateRuntimeResponse) Descriptor() ([]byte, []int) {
 func (x *ValidateRuntimeResponse) GetZones() []string {
 	if x != nil {
 		return x.Zones
+	}
+	return nil
+}
+
+func (x *ValidateRuntimeResponse) GetImagesRequired() bool {
+	if x != nil {
+		return x.ImagesRequired
+	}
+	return false
+}
+
+func (x *ValidateRuntimeResponse) GetImages() []string {
+	if x != nil {
+		return x.Images
 	}
 	return nil
 }
@@ -2037,9 +2057,11 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\"\n" +
 	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"O\n" +
 	"\x16ValidateRuntimeRequest\x125\n" +
-	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\"/\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\"p\n" +
 	"\x17ValidateRuntimeResponse\x12\x14\n" +
-	"\x05zones\x18\x01 \x03(\tR\x05zones\"A\n" +
+	"\x05zones\x18\x01 \x03(\tR\x05zones\x12'\n" +
+	"\x0fimages_required\x18\x02 \x01(\bR\x0eimagesRequired\x12\x16\n" +
+	"\x06images\x18\x03 \x03(\tR\x06images\"A\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +

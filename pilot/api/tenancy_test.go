@@ -99,6 +99,13 @@ func methodTable() []methodCase {
 		{pilotv1.AppService_DeleteApp_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.DeleteAppRequest{Name: x.app, Version: "1.0.0"}
 		}, codes.FailedPrecondition},
+		{pilotv1.AppService_SetImage_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.SetImageRequest{App: x.app, Version: "1.0.0", Role: "replica", Runtime: x.runtime, Image: "img-kv"}
+		}, codes.OK},
+		{pilotv1.AppService_ListImages_FullMethodName, viewer, listing, func(x ids) proto.Message { return &pilotv1.ListImagesRequest{} }, codes.OK},
+		{pilotv1.AppService_UnsetImage_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.UnsetImageRequest{App: x.app, Version: "1.0.0", Role: "replica", Runtime: x.runtime}
+		}, codes.OK},
 		{pilotv1.AppService_PushApp_FullMethodName, member, creating, func(x ids) proto.Message { return &pilotv1.PushAppRequest{Archive: x.archive} }, codes.OK},
 		// The same runtime id in another tenant is another runtime; in
 		// alpha it exists already.

@@ -46,10 +46,13 @@ func Methods() map[string]Rule {
 	platform := Rule{Role: pilotv1.Role_ROLE_ADMIN, DefaultTenantOnly: true}
 	platformChange := Rule{Role: pilotv1.Role_ROLE_ADMIN, Mutates: true, DefaultTenantOnly: true}
 	return map[string]Rule{
-		pilotv1.AppService_PushApp_FullMethodName:   change,
-		pilotv1.AppService_ListApps_FullMethodName:  viewer,
-		pilotv1.AppService_GetApp_FullMethodName:    viewer,
-		pilotv1.AppService_DeleteApp_FullMethodName: change,
+		pilotv1.AppService_PushApp_FullMethodName:    change,
+		pilotv1.AppService_ListApps_FullMethodName:   viewer,
+		pilotv1.AppService_GetApp_FullMethodName:     viewer,
+		pilotv1.AppService_DeleteApp_FullMethodName:  change,
+		pilotv1.AppService_SetImage_FullMethodName:   change,
+		pilotv1.AppService_ListImages_FullMethodName: viewer,
+		pilotv1.AppService_UnsetImage_FullMethodName: change,
 
 		pilotv1.RuntimeService_CreateRuntime_FullMethodName: change,
 		pilotv1.RuntimeService_ListRuntimes_FullMethodName:  viewer,

@@ -49,6 +49,15 @@ type fakeProvider struct {
 	caps        []string
 	snapshots   map[string]string // idempotency token → snapshot id
 	restores    map[string]int    // instance id → volumes restored
+	// What ValidateRuntime answers of images.
+	imagesRequired bool
+	images         []string
+}
+
+func (p *fakeProvider) ValidateRuntime(context.Context, *providerv1.ValidateRuntimeRequest, ...grpc.CallOption) (*providerv1.ValidateRuntimeResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return &providerv1.ValidateRuntimeResponse{ImagesRequired: p.imagesRequired, Images: p.images}, nil
 }
 
 func newFakeProvider() *fakeProvider {

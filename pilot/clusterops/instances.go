@@ -67,8 +67,13 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 		}
 		// A replacement gets the data the node had, where it was kept.
 		req.VolumeId = node.VolumeId
+		// The image chosen when the node was planned (the image map's);
+		// nodes planned before the map existed run their role's.
+		req.Image = node.Image
 		if role != nil {
-			req.Image = role.Container.Image
+			if req.Image == "" {
+				req.Image = role.Container.Image
+			}
 			req.Cpu = int32(role.CPU)
 			req.MemoryMib = int32(role.Memory)
 			req.VolumeGib = int32(volumeSize(role))

@@ -126,6 +126,16 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 	if err := l.checkLinks(ctx, r.Tenant, pkg, vals, spec, nil); err != nil {
 		return nil, err
 	}
+	var roles []string
+	for _, n := range spec.Nodes {
+		if n.Count > 0 {
+			roles = append(roles, n.Role)
+		}
+	}
+	images, err := l.imagesFor(ctx, r.Tenant, r.App, r.AppVersion, r.Runtime, spec, roles)
+	if err != nil {
+		return nil, err
+	}
 	c := &pilotv1.Cluster{
 		Id:         newID("cl-"),
 		Name:       spec.Name,
@@ -141,7 +151,7 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 	for _, n := range spec.Nodes {
 		for i := 0; i < n.Count; i++ {
 			sid++
-			c.Nodes = append(c.Nodes, &pilotv1.Node{Id: newID("cln-"), Role: n.Role, Sid: sid, Status: pilotv1.NodeStatus_NODE_STATUS_PENDING})
+			c.Nodes = append(c.Nodes, &pilotv1.Node{Id: newID("cln-"), Role: n.Role, Sid: sid, Status: pilotv1.NodeStatus_NODE_STATUS_PENDING, Image: images[n.Role]})
 		}
 	}
 	if len(c.Nodes) == 0 {

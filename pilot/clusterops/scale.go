@@ -90,6 +90,15 @@ func (l *Lifecycle) Scale(ctx context.Context, r OpRequest, role string, count i
 			added[i] = newID("cln-")
 		}
 		tasks = PlanScaleOut(c, spec, role, existing, added)
+		images, err := l.imagesFor(ctx, c.Tenant, c.App, c.AppVersion, c.Runtime, spec, []string{role})
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tasks {
+			if t.Kind == taskAddNodes {
+				t.Input.Image = images[role]
+			}
+		}
 	} else {
 		kind = KindScaleIn
 		var leaving []string
@@ -201,7 +210,7 @@ func (o *Ops) addNodes(ctx context.Context, t *jobs.Task) error {
 				continue
 			}
 			c.LastSid = max(c.LastSid, maxSid(c.Nodes)) + 1
-			c.Nodes = append(c.Nodes, &pilotv1.Node{Id: id, Role: in.Role, Sid: c.LastSid, Status: pilotv1.NodeStatus_NODE_STATUS_PENDING})
+			c.Nodes = append(c.Nodes, &pilotv1.Node{Id: id, Role: in.Role, Sid: c.LastSid, Status: pilotv1.NodeStatus_NODE_STATUS_PENDING, Image: in.Image})
 		}
 		setCount(c, in.Role, o.countPath(ctx, c, in.Role))
 		return nil

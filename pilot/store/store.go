@@ -39,6 +39,9 @@ const (
 	JobSpecsPrefix = "/hangar/job-specs/"
 	// BackupsPrefix holds each cluster's backups: <cluster>/<backup>.
 	BackupsPrefix = "/hangar/backups/"
+	// ImagesPrefix holds the image map:
+	// <tenant>/<app>/<version>/<runtime>/<role> → ImageMapping.
+	ImagesPrefix = "/hangar/images/"
 )
 
 // ErrNotFound is returned when a key does not exist.
@@ -69,7 +72,22 @@ func ArchiveKey(tenant, name, version string) string {
 	return ArchivesPrefix + tenant + "/" + name + "/" + version
 }
 func RuntimeKey(tenant, id string) string { return RuntimesPrefix + tenant + "/" + id }
-func ClusterKey(id string) string         { return ClustersPrefix + id }
+
+// ImageKey is the image map's entry for role of app version on runtime (a
+// role-less app's role is "", and its key ends in "/").
+func ImageKey(tenant, app, version, runtime, role string) string {
+	return ImagesPrefix + tenant + "/" + app + "/" + version + "/" + runtime + "/" + role
+}
+
+// TenantImagesPrefix holds a tenant's image map (of one app, when app is
+// not empty).
+func TenantImagesPrefix(tenant, app string) string {
+	if app == "" {
+		return ImagesPrefix + tenant + "/"
+	}
+	return ImagesPrefix + tenant + "/" + app + "/"
+}
+func ClusterKey(id string) string { return ClustersPrefix + id }
 func NetworkKey(tenant, runtime, id string) string {
 	return NetworksPrefix + tenant + "/" + runtime + "/" + id
 }
