@@ -78,6 +78,11 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 			if _, err := cfg.binary(binaryFor(req.GetImage())); err != nil {
 				return err
 			}
+			if cfg.images != "" && req.GetImage() != frontgateImage {
+				if _, err := cfg.imageDir(req.GetImage()); err != nil {
+					return err
+				}
+			}
 			if err := p.checkIsolation(cfg); err != nil {
 				return err
 			}
@@ -407,6 +412,17 @@ func (p *Provider) spawn(ctx context.Context, t *tx, rec *instance, bin string, 
 	for _, d := range []string{dir, filepath.Join(dir, dataDir), filepath.Join(dir, rootDir), filepath.Join(dir, homeDir), filepath.Join(dir, tmpDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, 0, internal("run instance %s: %v", rec.ID, err)
+		}
+	}
+	// A new instance's root starts as its image (images.go); a reused
+	// volume's root is the node's data as it was left.
+	if !restart && !rec.ReusedVolume && cfg.images != "" && rec.Image != frontgateImage {
+		img, err := cfg.imageDir(rec.Image)
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := seedRoot(img, filepath.Join(dir, rootDir)); err != nil {
+			return nil, 0, internal("run instance %s: seed its root from image %s: %v", rec.ID, rec.Image, err)
 		}
 	}
 	if p.iso == isolationUser {

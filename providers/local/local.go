@@ -47,6 +47,9 @@ const (
 	keyRootDir   = "root_dir"
 	keyBinDir    = "bin_dir"
 	keyRangesDir = "ranges_dir"
+	// keyImagesDir, when set, holds the runtime's images: each folder in
+	// it is an image, whose tree seeds a new instance's root.
+	keyImagesDir = "images_dir"
 )
 
 // Config configures a Provider.
@@ -131,6 +134,7 @@ func (p *Provider) Info(context.Context, *providerv1.InfoRequest) (*providerv1.I
 			sdk.CapExclusiveHostDirPrefix + keyRootDir,
 			sdk.CapHostDirPrefix + keyBinDir,
 			sdk.CapHostDirPrefix + keyRangesDir,
+			sdk.CapHostDirPrefix + keyImagesDir,
 		},
 	}, nil
 }
@@ -159,7 +163,14 @@ func (p *Provider) ValidateRuntime(ctx context.Context, req *providerv1.Validate
 		return nil, err
 	}
 	unlock()
-	return &providerv1.ValidateRuntimeResponse{Zones: []string{Zone}}, nil
+	resp := &providerv1.ValidateRuntimeResponse{Zones: []string{Zone}}
+	if cfg.images != "" {
+		if resp.Images, err = cfg.listImages(); err != nil {
+			return nil, err
+		}
+		resp.ImagesRequired = true
+	}
+	return resp, nil
 }
 
 // runtimeConfig is a runtime's validated settings.
@@ -167,6 +178,7 @@ type runtimeConfig struct {
 	root      string
 	bin       string
 	rangesDir string
+	images    string // images_dir; "" when instances run no image
 }
 
 func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
@@ -187,10 +199,10 @@ func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		switch k {
-		case keyRootDir, keyBinDir, keyRangesDir, keyAccessKeyHash:
+		case keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyAccessKeyHash:
 		default:
 			return cfg, status.Errorf(codes.InvalidArgument,
-				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir, keyAccessKeyHash)
+				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyAccessKeyHash)
 		}
 	}
 	dir := func(key, why string, required bool) (string, error) {
@@ -216,6 +228,9 @@ func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 	if cfg.rangesDir, err = dir(keyRangesDir, "", false); err != nil {
 		return cfg, err
 	}
+	if cfg.images, err = dir(keyImagesDir, "", false); err != nil {
+		return cfg, err
+	}
 	if cfg.rangesDir == "" {
 		cfg.rangesDir = defaultRangesDir(p.euid, os.Getenv("XDG_RUNTIME_DIR"))
 	}
@@ -230,7 +245,7 @@ const (
 
 // binaryFor maps an image to the agent it runs.
 func binaryFor(image string) string {
-	if image == "frontgate" {
+	if image == frontgateImage {
 		return frontgateBinary
 	}
 	return droneBinary

@@ -100,7 +100,7 @@ func TestRuntimeValidation(t *testing.T) {
 		{"no root_dir", &providerv1.Runtime{Config: cfg(keyBinDir, bin)}, "root_dir is required"},
 		{"relative root_dir", &providerv1.Runtime{Config: cfg(keyRootDir, "state", keyBinDir, bin)}, "root_dir must be an absolute path"},
 		{"no bin_dir", &providerv1.Runtime{Config: cfg(keyRootDir, root)}, "bin_dir is required"},
-		{"unknown key", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin, "rootdir", "/x")}, "runtime.config.rootdir is not a local provider setting (allowed: root_dir, bin_dir, ranges_dir, access_key_sha256)"},
+		{"unknown key", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin, "rootdir", "/x")}, "runtime.config.rootdir is not a local provider setting (allowed: root_dir, bin_dir, ranges_dir, images_dir, access_key_sha256)"},
 		{"unknown credential", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin), Credentials: cfg("key", "secret")}, "runtime.credentials.key"},
 		{"access key nobody checks", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin), Credentials: cfg(credAccessKey, "secret")}, "runtime.config.access_key_sha256"},
 		{"zone", &providerv1.Runtime{Zone: "us-east-1", Config: cfg(keyRootDir, root, keyBinDir, bin)}, "runtime.zone"},
