@@ -18,9 +18,9 @@ func TestImagesDir(t *testing.T) {
 	rt := newRuntime(t, writeBinDir(t, fakeDrone, fakeFrontgate))
 	images := openDir(t)
 	for name, body := range map[string]string{
-		"web-1/opt/app/bin/start.sh": "#!/bin/sh\necho web\n",
+		"web-1/opt/app/bin/start.sh":    "#!/bin/sh\necho web\n",
 		"web-1/etc/confd/conf.d/x.toml": "[template]\n",
-		"db-2/opt/db/VERSION": "2\n",
+		"db-2/opt/db/VERSION":           "2\n",
 	} {
 		p := filepath.Join(images, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
