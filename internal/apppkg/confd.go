@@ -75,7 +75,7 @@ func checkConfd(files map[string][]byte, w *warnings) error {
 			continue
 		}
 		if _, err := template.New(path.Base(n)).Funcs(confdFuncs()).Parse(string(files[n])); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", full, err))
+			errs = append(errs, newTemplateError(full, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -20,11 +20,18 @@ const maxDecodeErrors = 20
 type specDecoder struct {
 	errs []string
 	warn *warnings
+	// lines are where each value starts in the rendered JSON, whose lines
+	// are the template's (a value is one JSON literal, on one line).
+	lines map[string]int
 }
 
 func (d *specDecoder) fail(path, format string, args ...any) {
 	if len(d.errs) < maxDecodeErrors {
-		d.errs = append(d.errs, fmt.Sprintf("%s: %s", displayPath(path), fmt.Sprintf(format, args...)))
+		at := ""
+		if l := d.lines[path]; l > 0 {
+			at = fmt.Sprintf("line %d: ", l)
+		}
+		d.errs = append(d.errs, fmt.Sprintf("%s%s: %s", at, displayPath(path), fmt.Sprintf(format, args...)))
 	}
 }
 
@@ -312,7 +319,7 @@ func decodeSpec(data []byte) (*ClusterSpec, error) {
 		}
 	}
 	var w warnings
-	d := &specDecoder{warn: &w}
+	d := &specDecoder{warn: &w, lines: jsonLines(data)}
 	spec := &ClusterSpec{}
 	d.decode("", obj, reflect.ValueOf(spec).Elem())
 	if err := d.err(); err != nil {

@@ -80,24 +80,33 @@ func assembleFragments(confd map[string][]byte, w *warnings) map[string][]fragme
 	return out
 }
 
-// templateLineRe finds the "name:LINE" that text/template puts in its
-// errors ("template: x.tmpl:3: function …").
-var templateLineRe = regexp.MustCompile(`:(\d+)(:\d+)?:`)
+// templateError is a confd template that does not parse: its file
+// (confd/templates/…), line and what is wrong.
+type templateError struct {
+	file string
+	line int // 0: unknown
+	msg  string
+}
 
-// fragmentError names the fragment and its line for an error in an
-// assembled template full (confd/templates/<name>.tmpl).
-func fragmentError(full string, frags []fragment, err error) error {
-	m := templateLineRe.FindStringSubmatch(err.Error())
+func (e *templateError) Error() string {
+	if e.line == 0 {
+		return e.file + ": " + e.msg
+	}
+	return fmt.Sprintf("%s: line %d: %s", e.file, e.line, e.msg)
+}
+
+// templateParseRe reads text/template's "template: NAME:LINE[:COL]: MSG".
+var templateParseRe = regexp.MustCompile(`^template: [^:]*:(\d+)(?::\d+)?: (.*)$`)
+
+// newTemplateError names file and, where text/template gives it, the line
+// of a parse error.
+func newTemplateError(file string, err error) *templateError {
+	m := templateParseRe.FindStringSubmatch(err.Error())
 	if m == nil {
-		return fmt.Errorf("%s (assembled from confd/templates/%s/): %w", full, strings.TrimSuffix(strings.TrimPrefix(full, "confd/templates/"), ".tmpl"), err)
+		return &templateError{file: file, msg: err.Error()}
 	}
 	line, _ := strconv.Atoi(m[1])
-	for _, f := range frags {
-		if line >= f.first && line < f.first+f.lines {
-			return fmt.Errorf("%s: line %d: %w", f.name, line-f.first+1, err)
-		}
-	}
-	return fmt.Errorf("%s: %w", full, err)
+	return &templateError{file: file, line: line, msg: m[2]}
 }
 
 // fragmentErrors maps each error of err (one, or joined) about an
@@ -110,11 +119,25 @@ func fragmentErrors(err error, assembled map[string][]fragment) error {
 		list = []error{err}
 	}
 	for i, e := range list {
-		for full, frags := range assembled {
-			if inner := errors.Unwrap(e); inner != nil && strings.HasPrefix(e.Error(), full+": ") {
-				list[i] = fragmentError(full, frags, inner)
+		te, ok := e.(*templateError)
+		if !ok {
+			continue
+		}
+		frags, ok := assembled[te.file]
+		if !ok {
+			continue
+		}
+		mapped := *te
+		mapped.line = 0
+		for _, f := range frags {
+			if te.line >= f.first && te.line < f.first+f.lines {
+				mapped.file, mapped.line = f.name, te.line-f.first+1
 			}
 		}
+		if mapped.line == 0 {
+			mapped.msg = fmt.Sprintf("(assembled from %s/): %s", strings.TrimSuffix(te.file, ".tmpl"), te.msg)
+		}
+		list[i] = &mapped
 	}
 	if len(list) == 1 {
 		return list[0]

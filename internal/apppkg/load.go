@@ -474,7 +474,7 @@ func load(files map[string]file, opts LoadOptions) (*Package, error) {
 	if err := checkConfd(p.Confd, &w); err != nil {
 		errs = append(errs, fragmentErrors(err, assembled))
 	}
-	if len(errs) > 0 {
+	if p.Config == nil || p.TemplateKind == "" || (len(errs) > 0 && !templateCompiled(p)) {
 		return nil, errors.Join(errs...)
 	}
 
@@ -482,11 +482,14 @@ func load(files map[string]file, opts LoadOptions) (*Package, error) {
 	// not the first cluster; it also collects the render-time warnings.
 	vals, err := p.resolve(nil, resolveLint)
 	if err != nil {
-		return nil, fmt.Errorf("resolve default values: %w", err)
+		return nil, errors.Join(append(errs, fmt.Errorf("resolve default values: %w", err))...)
 	}
 	spec, err := p.render(vals, true)
 	if err != nil {
-		return nil, fmt.Errorf("%s, rendered with the default values: %w", p.templateName(), err)
+		errs = append(errs, fmt.Errorf("%s, rendered with the default values: %w", p.templateName(), err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	for _, s := range spec.Warnings {
 		w.add("%s", s)
@@ -505,6 +508,12 @@ func (p *Package) templateName() string {
 		return fileGoTmpl
 	}
 	return fileMustache
+}
+
+// templateCompiled reports whether the cluster template compiled, so that
+// it can be rendered to find its problems too.
+func templateCompiled(p *Package) bool {
+	return p.mustache != nil || p.gotmpl != nil
 }
 
 // isDocFile reports files that are expected in a package folder without

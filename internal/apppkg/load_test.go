@@ -298,3 +298,13 @@ func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
 	_, err := loadFiles(t, files)
 	wantErr(t, err, `package.json`, `unknown field "colour"`, `unknown type "strng"`, `step:`, `confd/conf.d/kv.conf.toml`, `locale/fr.json`)
 }
+
+// A template that does not parse and an unknown field of cluster.json are
+// both reported, each with its file and line.
+func TestLoadNamesTemplateAndSpecLines(t *testing.T) {
+	files := kvFiles()
+	files["confd/templates/kv.conf.tmpl"] = "ok\n{{getv \"/env/port\"\n"
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"nodes": [`, `"colour": "red",`+"\n"+`"nodes": [`)
+	_, err := loadFiles(t, files)
+	wantErr(t, err, "confd/templates/kv.conf.tmpl: line 3: unclosed action started at kv.conf.tmpl:2", "cluster.json.mustache, rendered with the default values: line 8: colour: unknown field")
+}
