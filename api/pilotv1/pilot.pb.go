@@ -2580,8 +2580,12 @@ type BackupClusterRequest struct {
 	// A name for the backup (default: its id).
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// The backup service's service_params, checked against config.json.
-	Params        map[string]string `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	DryRun        bool              `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	Params map[string]string `protobuf:"bytes,3,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	DryRun bool              `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// An incremental backup, for an app whose cluster.json says
+	// incremental_backup_supported: its backup command gets
+	// {"incremental": true}.
+	Incremental   bool `protobuf:"varint,5,opt,name=incremental,proto3" json:"incremental,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2644,6 +2648,13 @@ func (x *BackupClusterRequest) GetDryRun() bool {
 	return false
 }
 
+func (x *BackupClusterRequest) GetIncremental() bool {
+	if x != nil {
+		return x.Incremental
+	}
+	return false
+}
+
 type Backup struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2658,7 +2669,9 @@ type Backup struct {
 	State  BackupState `protobuf:"varint,8,opt,name=state,proto3,enum=hangar.pilot.v1.BackupState" json:"state,omitempty"`
 	Tenant string      `protobuf:"bytes,9,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	// device: the snapshot of each node's volume, by node id.
-	Snapshots     map[string]string `protobuf:"bytes,10,rep,name=snapshots,proto3" json:"snapshots,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Snapshots map[string]string `protobuf:"bytes,10,rep,name=snapshots,proto3" json:"snapshots,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Taken as an incremental backup (BackupClusterRequest.incremental).
+	Incremental   bool `protobuf:"varint,11,opt,name=incremental,proto3" json:"incremental,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2761,6 +2774,13 @@ func (x *Backup) GetSnapshots() map[string]string {
 		return x.Snapshots
 	}
 	return nil
+}
+
+func (x *Backup) GetIncremental() bool {
+	if x != nil {
+		return x.Incremental
+	}
+	return false
 }
 
 type ListBackupsRequest struct {
@@ -5488,15 +5508,16 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x05force\x18\x03 \x01(\bR\x05force\">\n" +
 	"\x13StartClusterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\xd9\x01\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\xfb\x01\n" +
 	"\x14BackupClusterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12I\n" +
 	"\x06params\x18\x03 \x03(\v21.hangar.pilot.v1.BackupClusterRequest.ParamsEntryR\x06params\x12\x17\n" +
-	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x1a9\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\x12 \n" +
+	"\vincremental\x18\x05 \x01(\bR\vincremental\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x03\n" +
 	"\x06Backup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -5511,7 +5532,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x05state\x18\b \x01(\x0e2\x1c.hangar.pilot.v1.BackupStateR\x05state\x12\x16\n" +
 	"\x06tenant\x18\t \x01(\tR\x06tenant\x12D\n" +
 	"\tsnapshots\x18\n" +
-	" \x03(\v2&.hangar.pilot.v1.Backup.SnapshotsEntryR\tsnapshots\x1a<\n" +
+	" \x03(\v2&.hangar.pilot.v1.Backup.SnapshotsEntryR\tsnapshots\x12 \n" +
+	"\vincremental\x18\v \x01(\bR\vincremental\x1a<\n" +
 	"\x0eSnapshotsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"$\n" +

@@ -13,6 +13,7 @@ func newClusterBackupCmd(c *cli) *cobra.Command {
 		name         string
 		params       []string
 		wait, dryRun bool
+		incremental  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "backup ID [--name NAME] [--param NAME=VALUE]...",
@@ -25,9 +26,15 @@ config.json). The backup can be restored (` + "`hangar cluster restore`" + `) on
 job succeeded; ` + "`hangar cluster backups`" + ` lists them.
 
 backup_policy device (snapshots of the volumes) needs a provider with the
-snapshots capability; no runtime Hangar has today offers it, so it is
-refused before anything changes.`,
+snapshots capability (the local runtime has it); without it the backup is
+refused before anything changes.
+
+--incremental asks for an incremental backup, for an app whose cluster.json
+says incremental_backup_supported: a custom backup's commands then get
+"incremental": true in their argument; a device backup takes the provider's
+snapshots as usual. Other apps refuse it.`,
 		Example: `  hangar cluster backup cl-1a2b3c --name before-upgrade --wait
+  hangar cluster backup cl-1a2b3c --incremental --wait
   hangar cluster backups cl-1a2b3c`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -37,12 +44,13 @@ refused before anything changes.`,
 				return err
 			}
 			return c.clusterOp(cmd.Context(), id, "back up", "Backup", dryRun, wait, func(ctx context.Context, cl *pilotClients) (*pilotv1.ClusterJob, error) {
-				return cl.clusters.BackupCluster(ctx, &pilotv1.BackupClusterRequest{Id: id, Name: name, Params: values, DryRun: dryRun})
+				return cl.clusters.BackupCluster(ctx, &pilotv1.BackupClusterRequest{Id: id, Name: name, Params: values, DryRun: dryRun, Incremental: incremental})
 			})
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "a name for the backup (default: its id)")
 	cmd.Flags().StringArrayVarP(&params, "param", "p", nil, "a parameter of the backup service, name=value (repeatable)")
+	cmd.Flags().BoolVar(&incremental, "incremental", false, "an incremental backup (where the app supports one)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	cmd.Flags().BoolVarP(&wait, "wait", "w", false, "follow the backup job until it ends")
 	return cmd

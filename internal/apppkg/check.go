@@ -143,6 +143,9 @@ func checkSpec(s *ClusterSpec, lint bool) error {
 	}
 	c.oneOf("backup_policy", s.BackupPolicy, []string{"device", "custom"})
 	c.oneOf("upgrading_policy", s.UpgradingPolicy, []string{"parallel", "sequential", "in-place-parallel", "in-place-sequential"})
+	if len(s.InPlaceUpgradeNodes) > 0 && !strings.HasPrefix(s.UpgradingPolicy, "in-place-") {
+		c.fail("in-place-upgrade-nodes", "applies only with upgrading_policy in-place-parallel or in-place-sequential")
+	}
 	if s.HealthCheck != nil {
 		checkHealth(c, "health_check", s.HealthCheck)
 	}

@@ -45,3 +45,18 @@ func TestServicesNeverRunWarn(t *testing.T) {
 		}
 	}
 }
+
+// in-place-upgrade-nodes goes with an in-place upgrading_policy, and is
+// honoured (Hangar upgrades every node in place); elsewhere it is refused.
+func TestInPlaceUpgradeNodes(t *testing.T) {
+	files := kvFiles()
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"advanced_actions": ["scale_horizontal"],`,
+		`"advanced_actions": ["scale_horizontal"], "upgrading_policy": "in-place-parallel", "in-place-upgrade-nodes": [{"container": {"snapshot": "ss-1"}}],`)
+	p := mustLoad(t, files)
+	if hasWarning(p.Warnings, "in-place-upgrade-nodes") {
+		t.Fatalf("warned: %q", p.Warnings)
+	}
+	files["cluster.json.mustache"] = strings.Replace(files["cluster.json.mustache"], `"upgrading_policy": "in-place-parallel", `, "", 1)
+	_, err := loadFiles(t, files)
+	wantErr(t, err, "in-place-upgrade-nodes: applies only with upgrading_policy in-place-parallel or in-place-sequential")
+}

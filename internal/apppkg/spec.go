@@ -31,13 +31,16 @@ type ClusterSpec struct {
 	HealthCheck                *HealthCheck          `json:"health_check" hangar:"notyet"`
 	Monitor                    *Monitor              `json:"monitor" hangar:"notyet"`
 	BackupPolicy               string                `json:"backup_policy"`
-	IncrementalBackupSupported bool                  `json:"incremental_backup_supported" hangar:"notyet"`
+	IncrementalBackupSupported bool                  `json:"incremental_backup_supported"` // allows hangar cluster backup --incremental
 	UpgradePolicy              []string              `json:"upgrade_policy"`
 	UpgradingPolicy            string                `json:"upgrading_policy"`
-	InPlaceUpgradeNodes        json.RawMessage       `json:"in-place-upgrade-nodes" hangar:"notyet"`
-	AdvancedServices           *AdvancedServices     `json:"advanced_services" hangar:"notyet"`
-	MetadataRootAccess         bool                  `json:"metadata_root_access" hangar:"notyet"`
-	DisplayTabs                map[string]DisplayTab `json:"display_tabs" hangar:"notyet"`
+	// InPlaceUpgradeNodes names the nodes an in-place upgrade keeps:
+	// Hangar keeps every instance through an upgrade, so each node is
+	// upgraded in place whatever it lists.
+	InPlaceUpgradeNodes json.RawMessage       `json:"in-place-upgrade-nodes"`
+	AdvancedServices    *AdvancedServices     `json:"advanced_services" hangar:"notyet"`
+	MetadataRootAccess  bool                  `json:"metadata_root_access" hangar:"notyet"`
+	DisplayTabs         map[string]DisplayTab `json:"display_tabs" hangar:"notyet"`
 
 	// PlatformHints holds the QingCloud platform hints found, as given. They
 	// mean nothing outside QingCloud; each one also produced a warning.

@@ -297,7 +297,7 @@ func (s *Server) ResizeCluster(ctx context.Context, req *pilotv1.ResizeClusterRe
 // BackupCluster starts a job taking a backup.
 func (s *Server) BackupCluster(ctx context.Context, req *pilotv1.BackupClusterRequest) (*pilotv1.ClusterJob, error) {
 	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
-		cj, _, err := s.cfg.Lifecycle.Backup(ctx, r, req.Name, req.Params)
+		cj, _, err := s.cfg.Lifecycle.Backup(ctx, r, req.Name, req.Params, req.Incremental)
 		return cj, err
 	})
 }

@@ -39,7 +39,13 @@ const (
 )
 
 // Backup accepts taking a backup of cluster r.C.
-func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params map[string]string) (*pilotv1.ClusterJob, *pilotv1.Backup, error) {
+//
+// An incremental backup is refused unless the app's cluster.json says
+// incremental_backup_supported; a custom one's backup command gets
+// "incremental": true in its argument (the app knows what it kept), a
+// device one takes the provider's snapshots as any (a provider may make
+// them incremental; the backup records that it was asked).
+func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params map[string]string, incremental bool) (*pilotv1.ClusterJob, *pilotv1.Backup, error) {
 	c := r.C
 	if err := l.busy(ctx, c); err != nil {
 		return nil, nil, err
@@ -54,8 +60,11 @@ func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params
 	if err := l.backupPolicy(ctx, spec, c, false); err != nil {
 		return nil, nil, err
 	}
+	if incremental && !spec.IncrementalBackupSupported {
+		return nil, nil, refuse(Invalid, "incremental: %s %s takes full backups only (its cluster.json does not set incremental_backup_supported)", c.App, c.AppVersion)
+	}
 	b := &pilotv1.Backup{Id: newID("bk-"), ClusterId: c.Id, Name: name, Policy: spec.BackupPolicy, AppVersion: c.AppVersion,
-		CreatedAt: timestamppb.Now(), State: pilotv1.BackupState_BACKUP_STATE_PENDING, Tenant: c.Tenant}
+		CreatedAt: timestamppb.Now(), State: pilotv1.BackupState_BACKUP_STATE_PENDING, Tenant: c.Tenant, Incremental: incremental}
 	if b.Name == "" {
 		b.Name = b.Id
 	}
@@ -80,7 +89,7 @@ func (l *Lifecycle) Backup(ctx context.Context, r OpRequest, name string, params
 			if err != nil {
 				return nil, nil, refuse(Invalid, "%v", err)
 			}
-			if args[role], err = withSnapshotID(a, b.Id); err != nil {
+			if args[role], err = withSnapshotID(a, b.Id, incremental); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -125,8 +134,9 @@ func (l *Lifecycle) backupPolicy(ctx context.Context, spec *apppkg.ClusterSpec, 
 	}
 }
 
-// withSnapshotID adds the backup's id to a service's JSON argument.
-func withSnapshotID(arg []byte, id string) (string, error) {
+// withSnapshotID adds the backup's id, and whether it is incremental, to
+// a service's JSON argument.
+func withSnapshotID(arg []byte, id string, incremental bool) (string, error) {
 	m := map[string]any{}
 	if len(arg) > 0 {
 		if err := json.Unmarshal(arg, &m); err != nil {
@@ -134,6 +144,9 @@ func withSnapshotID(arg []byte, id string) (string, error) {
 		}
 	}
 	m["snapshot_id"] = id
+	if incremental {
+		m["incremental"] = true
+	}
 	b, err := json.Marshal(m)
 	return string(b), err
 }
@@ -189,7 +202,7 @@ func (l *Lifecycle) Restore(ctx context.Context, r OpRequest, id string) (*pilot
 	if roles, err := serviceRoles(spec, apppkg.SvcRestore, false, nil); err == nil {
 		args := map[string]string{}
 		for _, role := range roles {
-			if args[role], err = withSnapshotID(nil, b.Id); err != nil {
+			if args[role], err = withSnapshotID(nil, b.Id, false); err != nil {
 				return nil, err
 			}
 		}

@@ -16,7 +16,7 @@ import (
 func TestBackupAndRestore(t *testing.T) {
 	h, c := opsappHarness(t)
 	ctx := context.Background()
-	cj, b, err := h.life.Backup(ctx, h.op(t, c.Id), "nightly", nil)
+	cj, b, err := h.life.Backup(ctx, h.op(t, c.Id), "nightly", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 
 	// A failed backup is not restored; an unknown one is refused.
-	fj, fb, err := h.life.Backup(ctx, h.op(t, c.Id), "", nil)
+	fj, fb, err := h.life.Backup(ctx, h.op(t, c.Id), "", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestBackupAndRestore(t *testing.T) {
 	h2 := newOpsHarness(t)
 	r2 := h2.create(t, nil)
 	h2.runJob(t, r2.Job)
-	if _, _, err := h2.life.Backup(ctx, h2.op(t, r2.Cluster.Id), "", nil); err == nil || !strings.Contains(err.Error(), "declares no backup_policy") {
+	if _, _, err := h2.life.Backup(ctx, h2.op(t, r2.Cluster.Id), "", nil, false); err == nil || !strings.Contains(err.Error(), "declares no backup_policy") {
 		t.Fatalf("backup of kv: %v", err)
 	}
 }
@@ -85,7 +85,7 @@ func TestDeviceBackupNeedsSnapshots(t *testing.T) {
 	h.prov.caps = []string{"stop_start"}
 	h.prov.mu.Unlock()
 	c, _ := h.cluster(t, cr.Cluster.Id)
-	if _, _, err := h.life.Backup(context.Background(), h.op(t, c.Id), "", nil); err == nil || !strings.Contains(err.Error(), `lacks capability "snapshots"`) {
+	if _, _, err := h.life.Backup(context.Background(), h.op(t, c.Id), "", nil, false); err == nil || !strings.Contains(err.Error(), `lacks capability "snapshots"`) {
 		t.Fatalf("device backup without snapshots: %v", err)
 	}
 	if after, _ := h.cluster(t, c.Id); after.JobId != c.JobId {
@@ -124,5 +124,38 @@ func TestCustomMetadata(t *testing.T) {
 	got := strings.Join(order, " ")
 	if i, j, k := strings.Index(got, "run_service:init"), strings.Index(got, "custom_metadata:"), strings.Index(got, "run_service:start"); !(i >= 0 && i < j && j < k) {
 		t.Fatalf("create plan %s: custom_metadata must come after init and before start", got)
+	}
+}
+
+// An incremental backup is taken only where the app supports one, and its
+// backup command is told.
+func TestIncrementalBackup(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+	if _, _, err := h.life.Backup(ctx, h.op(t, c.Id), "", nil, true); err == nil || !strings.Contains(err.Error(), "incremental_backup_supported") {
+		t.Fatalf("incremental backup of an app without support: %v", err)
+	}
+
+	dir := copyDir(t, "../../tests/e2e/testdata/opsapp", "", func(s string) string {
+		old := `"backup_policy": "custom",`
+		if !strings.Contains(s, old) {
+			t.Fatalf("opsapp's backup_policy changed: %q not found", old)
+		}
+		return strings.Replace(s, old, old+` "incremental_backup_supported": true,`, 1)
+	})
+	h = newOpsHarnessWith(t, dir)
+	r := h.create(t, nil)
+	h.runJob(t, r.Job)
+	cj, b, err := h.life.Backup(ctx, h.op(t, r.Cluster.Id), "", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Incremental {
+		t.Fatal("the backup record does not say it is incremental")
+	}
+	before := h.ranCount()
+	h.runJob(t, cj.Job)
+	if ran := h.ranSince(before); len(ran) != 1 || !strings.Contains(ran[0], `"incremental":true`) {
+		t.Fatalf("backup ran %q; want its argument to say incremental", ran)
 	}
 }

@@ -387,7 +387,7 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 
 	// A device backup, restored.
 	c, rev = h.cluster(t, id)
-	bk, _, err := h.life.Backup(ctx, OpRequest{C: c, Rev: rev}, "", nil)
+	bk, _, err := h.life.Backup(ctx, OpRequest{C: c, Rev: rev}, "", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -486,7 +486,7 @@ func TestSecondChangeNamesTheRunningJob(t *testing.T) {
 		"stop":    func(r OpRequest) error { _, err := h.life.Stop(ctx, r, false); return err },
 		"upgrade": func(r OpRequest) error { _, err := h.life.Upgrade(ctx, r, "2.0.0"); return err },
 		"resize":  func(r OpRequest) error { _, err := h.life.Resize(ctx, r, "member", Sizes{CPU: 2}); return err },
-		"backup":  func(r OpRequest) error { _, _, err := h.life.Backup(ctx, r, "", nil); return err },
+		"backup":  func(r OpRequest) error { _, _, err := h.life.Backup(ctx, r, "", nil, false); return err },
 		"delete":  func(r OpRequest) error { _, err := h.life.Delete(ctx, r, false, false); return err },
 	} {
 		_, rev := h.cluster(t, c.Id)
