@@ -101,6 +101,11 @@ func checkSpec(s *ClusterSpec, lint bool) error {
 		if _, ok := n.Services[SvcGetNodesOrder]; ok {
 			s.Warnings = append(s.Warnings, p+".services.get_nodes_order: accepted, but never run: Hangar orders nodes by sid in sequential operations")
 		}
+		if n.Replica > 0 {
+			// Running the role without its replicas would look like it
+			// worked; refuse it until replicas exist.
+			c.fail(p+".replica", "%d: replicas per primary (role %s-replica) are not supported yet; declare the replicas as a role of their own", n.Replica, n.Role)
+		}
 		if n.Role == "" && len(s.Nodes) > 1 {
 			c.fail(p+".role", "required when cluster.json has several node entries")
 		}
@@ -143,6 +148,12 @@ func checkSpec(s *ClusterSpec, lint bool) error {
 	}
 	c.oneOf("backup_policy", s.BackupPolicy, []string{"device", "custom"})
 	c.oneOf("upgrading_policy", s.UpgradingPolicy, []string{"parallel", "sequential", "in-place-parallel", "in-place-sequential"})
+	if s.MetadataRootAccess {
+		// Every cluster's metadata open to one cluster's nodes: Hangar's
+		// frontgates give a drone its own cluster's tree only (and the
+		// trees of the clusters it links to, under /self/links).
+		c.fail("metadata_root_access", "true is not supported: a node reads only its own cluster's metadata (and linked clusters' under /self/links/<name>); link the clusters the app needs instead")
+	}
 	if len(s.InPlaceUpgradeNodes) > 0 && !strings.HasPrefix(s.UpgradingPolicy, "in-place-") {
 		c.fail("in-place-upgrade-nodes", "applies only with upgrading_policy in-place-parallel or in-place-sequential")
 	}

@@ -60,3 +60,23 @@ func TestInPlaceUpgradeNodes(t *testing.T) {
 	_, err := loadFiles(t, files)
 	wantErr(t, err, "in-place-upgrade-nodes: applies only with upgrading_policy in-place-parallel or in-place-sequential")
 }
+
+// Fields whose effect Hangar does not give are refused, naming them, rather
+// than run without it: a cluster without its replicas, or templates
+// reading other clusters' metadata.
+func TestRefusedFields(t *testing.T) {
+	for _, tc := range []struct{ old, new, want string }{
+		{`"advanced_actions": ["scale_horizontal"],`, `"advanced_actions": ["scale_horizontal"], "metadata_root_access": true,`, "metadata_root_access: true is not supported"},
+		{`"role": "replica",`, `"role": "replica", "replica": 1,`, "nodes[1].replica: 1: replicas per primary (role replica-replica) are not supported yet"},
+	} {
+		files := kvFiles()
+		files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], tc.old, tc.new)
+		_, err := loadFiles(t, files)
+		wantErr(t, err, tc.want)
+	}
+	// false and 0 ask for nothing.
+	files := kvFiles()
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"role": "replica",`, `"role": "replica", "replica": 0,`)
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"advanced_actions": ["scale_horizontal"],`, `"advanced_actions": ["scale_horizontal"], "metadata_root_access": false,`)
+	mustLoad(t, files)
+}

@@ -39,7 +39,7 @@ type ClusterSpec struct {
 	// upgraded in place whatever it lists.
 	InPlaceUpgradeNodes json.RawMessage       `json:"in-place-upgrade-nodes"`
 	AdvancedServices    *AdvancedServices     `json:"advanced_services" hangar:"notyet"`
-	MetadataRootAccess  bool                  `json:"metadata_root_access" hangar:"notyet"`
+	MetadataRootAccess  bool                  `json:"metadata_root_access"` // true is refused (check.go)
 	DisplayTabs         map[string]DisplayTab `json:"display_tabs" hangar:"notyet"`
 
 	// PlatformHints holds the QingCloud platform hints found, as given. They
@@ -154,7 +154,7 @@ type NodeSpec struct {
 	MaxInFlight int  `json:"max_in_flight"`
 	Canary      int  `json:"canary"`
 
-	Replica               int                   `json:"replica" hangar:"notyet"`
+	Replica               int                   `json:"replica"` // above 0 is refused (check.go)
 	Passphraseless        string                `json:"passphraseless" hangar:"notyet"`
 	VerticalScalingPolicy string                `json:"vertical_scaling_policy"`
 	UserAccess            bool                  `json:"user_access"` // its instances stay up when the cluster stops
