@@ -267,7 +267,7 @@ type Service struct {
 	ServiceParams map[string]any  `json:"service_params"`
 	Event         json.RawMessage `json:"event"` // get_nodes_order
 	WithReplica   bool            `json:"with_replica" hangar:"notyet"`
-	Selector      string          `json:"selector" hangar:"notyet"`
+	Selector      string          `json:"selector"` // backup: prints the node to back up (service.go)
 
 	// ParamPaths maps a ServiceParams name to the config.json parameter
 	// whose value it carries, where the template makes that known.

@@ -159,3 +159,73 @@ func TestIncrementalBackup(t *testing.T) {
 		t.Fatalf("backup ran %q; want its argument to say incremental", ran)
 	}
 }
+
+// A backup service's selector picks the node that backs up: it runs on
+// the role's first node and prints a node id; a node that is not the
+// role's fails the backup.
+func TestBackupSelector(t *testing.T) {
+	dir := copyDir(t, "../../tests/e2e/testdata/opsapp", "", func(s string) string {
+		old := `"restore": {"cmd": "printf 'restore %s\\n' >> \"$HANGAR_ROOT/backups.log\"", "order": 2, "timeout": 30},`
+		if !strings.Contains(s, old) {
+			t.Fatalf("opsapp's member restore changed: %q not found", old)
+		}
+		return strings.Replace(s, old, old+` "backup": {"cmd": "member-backup", "order": 2, "timeout": 30, "selector": "pick-member"},`, 1)
+	})
+	h := newOpsHarnessWith(t, dir)
+	r := h.create(t, nil)
+	h.runJob(t, r.Job)
+	c, _ := h.cluster(t, r.Cluster.Id)
+	var members []*pilotv1.Node
+	for _, n := range c.Nodes {
+		if n.Role == "member" {
+			members = append(members, n)
+		}
+	}
+	if len(members) < 2 {
+		t.Fatalf("opsapp has %d members; the test needs two", len(members))
+	}
+	pick := members[len(members)-1].Id
+	h.fg.mu.Lock()
+	h.fg.output = func(nodeID, cmd string) string {
+		if cmd == "pick-member" {
+			return pick + "\n"
+		}
+		return "ok\n"
+	}
+	h.fg.mu.Unlock()
+	ctx := context.Background()
+	cj, _, err := h.life.Backup(ctx, h.op(t, c.Id), "", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := h.ranCount()
+	h.runJob(t, cj.Job)
+	var memberRuns []string
+	for _, r := range h.ranSince(before) {
+		if strings.Contains(r, "member-backup") || strings.Contains(r, "pick-member") {
+			memberRuns = append(memberRuns, r)
+		}
+	}
+	want := []string{members[0].Id + ": pick-member", pick + ": member-backup '{\"snapshot_id\":"}
+	if len(memberRuns) != 2 || !strings.HasPrefix(memberRuns[0], want[0]) || !strings.HasPrefix(memberRuns[1], want[1]) {
+		t.Fatalf("member runs %q, want the selector on %s then the backup on %s only", memberRuns, members[0].Id, pick)
+	}
+
+	h.fg.mu.Lock()
+	h.fg.output = func(string, string) string { return "cln-nobody\n" }
+	h.fg.mu.Unlock()
+	cj, _, err = h.life.Backup(ctx, h.op(t, c.Id), "", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = nil
+	for _, task := range cj.Job.Tasks {
+		if e := h.run(t, cj.Job, task); e != nil {
+			err = e
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), `printed "cln-nobody", which is not a node of the role`) {
+		t.Fatalf("a selector naming no node of the role: %v", err)
+	}
+}

@@ -237,6 +237,8 @@ type fakeFrontgate struct {
 	drones *fakeDroneKeys
 	// exitCode decides a command's exit code (nil: 0).
 	exitCode func(cmd string) int32
+	// output, when set, is what a command prints (default "ran <cmd>").
+	output func(nodeID, cmd string) string
 	// stillRunning, when it holds for a command, answers it RUNNING, as a
 	// drone does when the request's deadline comes before the command's
 	// end.
@@ -348,7 +350,11 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 		if f.exitCode != nil {
 			code = f.exitCode(rc.Cmd)
 		}
-		res := &streamv1.CommandResult{CommandId: rc.CommandId, NodeId: rc.NodeId, State: streamv1.CommandState_COMMAND_STATE_EXITED, ExitCode: code, Output: []byte("ran " + rc.Cmd + "\n")}
+		out := "ran " + rc.Cmd + "\n"
+		if f.output != nil {
+			out = f.output(rc.NodeId, rc.Cmd)
+		}
+		res := &streamv1.CommandResult{CommandId: rc.CommandId, NodeId: rc.NodeId, State: streamv1.CommandState_COMMAND_STATE_EXITED, ExitCode: code, Output: []byte(out)}
 		f.results[rc.CommandId] = res
 		return &streamv1.Response{Body: &streamv1.Response_CommandResult{CommandResult: res}}, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
@@ -43,6 +44,11 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	targets := serviceTargets(c, spec, in)
+	if in.Service == apppkg.SvcBackup && !in.PreCheck {
+		if targets, err = o.selectBackupNodes(ctx, t, n, spec, targets); err != nil {
+			return err
+		}
+	}
 	nodes := make([]*pilotv1.Node, len(targets))
 	byNode := map[string]target{}
 	for i, tg := range targets {
@@ -61,6 +67,51 @@ func (o *Ops) runService(ctx context.Context, t *jobs.Task) error {
 		return nil
 	}
 	return err
+}
+
+// selectBackupNodes applies the backup service's selector: for each role
+// whose backup has one, the selector runs on the role's first node (the
+// lowest sid) and prints the id of the node to back up, which alone runs
+// the backup. Its command id is the task's with ".selector", so a re-run
+// asks the drone for the same answer.
+func (o *Ops) selectBackupNodes(ctx context.Context, t *jobs.Task, n *pilotv1.Network, spec *apppkg.ClusterSpec, targets []target) ([]target, error) {
+	byRole := map[string][]target{}
+	var roles []string
+	for _, tg := range targets {
+		if _, ok := byRole[tg.node.Role]; !ok {
+			roles = append(roles, tg.node.Role)
+		}
+		byRole[tg.node.Role] = append(byRole[tg.node.Role], tg)
+	}
+	var out []target
+	for _, role := range roles {
+		tgs := byRole[role]
+		svc, _ := roleSpec(spec, role).Service(apppkg.SvcBackup)
+		if svc.Selector == "" {
+			out = append(out, tgs...)
+			continue
+		}
+		sort.Slice(tgs, func(i, j int) bool { return tgs[i].node.Sid < tgs[j].node.Sid })
+		sel := *t
+		sel.Task = proto.Clone(t.Task).(*pilotv1.Task)
+		sel.Task.Id += ".selector"
+		sel.Task.Title = "select the node to back up (role " + role + ")"
+		chosen, err := o.runOnNodeOutput(ctx, &sel, n, tgs[0].node, svc.Selector, svc.Timeout)
+		if err != nil {
+			return nil, fmt.Errorf("backup selector of role %s: %w", role, err)
+		}
+		chosen = strings.TrimSpace(chosen)
+		found := false
+		for _, tg := range tgs {
+			if tg.node.Id == chosen {
+				out, found = append(out, tg), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("backup selector of role %s printed %q, which is not a node of the role", role, chosen)
+		}
+	}
+	return out, nil
 }
 
 // rollout runs fn on nodes, each role as its spec says (roles of one order
