@@ -213,7 +213,13 @@ func checkNode(c *checker, p string, n *NodeSpec) {
 	if n.Serial && n.MaxInFlight > 0 {
 		c.fail(p+".max_in_flight", "set together with serial; use one of them")
 	}
-	c.oneOf(p+".passphraseless", n.Passphraseless, []string{"ssh-rsa", "ssh-dsa"})
+	if n.Passphraseless == "ssh-dsa" {
+		// OpenSSH has refused DSA keys since 7.0 (2015): keys Hangar made
+		// would not let the nodes in.
+		c.fail(p+".passphraseless", `"ssh-dsa": DSA keys are refused by OpenSSH; use "ssh-rsa"`)
+	} else {
+		c.oneOf(p+".passphraseless", n.Passphraseless, []string{"ssh-rsa"})
+	}
 	c.oneOf(p+".vertical_scaling_policy", n.VerticalScalingPolicy, []string{"parallel", "sequential"})
 	for i, a := range n.AdvancedActions {
 		c.oneOf(fmt.Sprintf("%s.advanced_actions[%d]", p, i), a, advancedActions())

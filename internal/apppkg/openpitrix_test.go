@@ -80,3 +80,16 @@ func TestRefusedFields(t *testing.T) {
 	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"advanced_actions": ["scale_horizontal"],`, `"advanced_actions": ["scale_horizontal"], "metadata_root_access": false,`)
 	mustLoad(t, files)
 }
+
+// passphraseless takes ssh-rsa; ssh-dsa, which OpenSSH refuses, is refused
+// naming it.
+func TestPassphraselessValues(t *testing.T) {
+	files := kvFiles()
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"role": "replica",`, `"role": "replica", "passphraseless": "ssh-dsa",`)
+	_, err := loadFiles(t, files)
+	wantErr(t, err, `nodes[1].passphraseless: "ssh-dsa": DSA keys are refused by OpenSSH; use "ssh-rsa"`)
+	files["cluster.json.mustache"] = strings.Replace(files["cluster.json.mustache"], `"ssh-dsa"`, `"ssh-rsa"`, 1)
+	if p := mustLoad(t, files); hasWarning(p.Warnings, "passphraseless") {
+		t.Fatalf("ssh-rsa warned: %q", p.Warnings)
+	}
+}

@@ -154,8 +154,8 @@ type NodeSpec struct {
 	MaxInFlight int  `json:"max_in_flight"`
 	Canary      int  `json:"canary"`
 
-	Replica               int                   `json:"replica"` // above 0 is refused (check.go)
-	Passphraseless        string                `json:"passphraseless" hangar:"notyet"`
+	Replica               int                   `json:"replica"`        // above 0 is refused (check.go)
+	Passphraseless        string                `json:"passphraseless"` // ssh-rsa: the role's nodes share a key pair (pilot/clusterops)
 	VerticalScalingPolicy string                `json:"vertical_scaling_policy"`
 	UserAccess            bool                  `json:"user_access"` // its instances stay up when the cluster stops
 	CustomMetadata        *CustomMetadata       `json:"custom_metadata"`

@@ -11,6 +11,7 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/backoff"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -151,7 +152,7 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		}
 		key = mbox.Key()
 	}
-	if len(pkg.Confd) == 0 && key == nil {
+	if len(pkg.Confd) == 0 && key == nil && !anyPassphraseless(tc.spec) {
 		// Nothing to deliver: templates baked into the image (/etc/confd)
 		// are the drone's own business. With a key, the delivery carries
 		// only the key, which baked templates need as much as delivered
@@ -160,7 +161,11 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 	}
 	now := time.Now()
 	return forEachNode(ctx, onlyNodes(agentNodes(c, tc.spec), tc.in.NodeIds), func(ctx context.Context, nd *pilotv1.Node) error {
-		req, err := o.rendererRequest(ctx, c.Id, nd.Id, pkg.Confd, key, now)
+		files, err := o.sshFiles(ctx, c, tc.spec, nd.Role, pkg.Confd)
+		if err != nil {
+			return fmt.Errorf("node %s (role %s): ssh key: %w", nd.Id, nd.Role, err)
+		}
+		req, err := o.rendererRequest(ctx, c.Id, nd.Id, files, key, now)
 		if err != nil {
 			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
 		}
@@ -169,6 +174,15 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		}
 		return nil
 	})
+}
+
+func anyPassphraseless(spec *apppkg.ClusterSpec) bool {
+	for _, n := range spec.Nodes {
+		if n.Passphraseless != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // rendererRequest builds the signed ConfigureRenderer for one node, with

@@ -479,7 +479,11 @@ func failedNodeIDs(ctx context.Context, st *store.Store, jobID string) (map[stri
 
 func (o *Ops) finishDelete(ctx context.Context, j *pilotv1.Job) error {
 	if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
-		// The job record stays as the history of the cluster.
+		// The job record stays as the history of the cluster; its roles'
+		// SSH keys go.
+		if err := o.cfg.Store.DeletePrefix(ctx, store.SSHKeysPrefix+j.ClusterId+"/"); err != nil {
+			return err
+		}
 		return o.cfg.Store.Delete(ctx, store.ClusterKey(j.ClusterId))
 	}
 	return o.finishUpdate(ctx, j)

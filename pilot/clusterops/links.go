@@ -163,7 +163,7 @@ func (o *Ops) refreshLinks(ctx context.Context, c *pilotv1.Cluster, pkg *apppkg.
 	if _, now, err := o.linkedClusters(ctx, spec); err != nil || now == print {
 		return print, err
 	}
-	links, now, err := o.linkTrees(ctx, spec)
+	x, now, err := o.extras(ctx, c, spec)
 	if err != nil {
 		return print, err
 	}
@@ -171,7 +171,7 @@ func (o *Ops) refreshLinks(ctx context.Context, c *pilotv1.Cluster, pkg *apppkg.
 	if err != nil {
 		return print, err
 	}
-	tree, err := metadataTree(c, n, pkg, spec, o.cfg.Packages.Box, nil, links)
+	tree, err := metadataTree(c, n, pkg, spec, o.cfg.Packages.Box, nil, x)
 	if err != nil {
 		return print, err
 	}

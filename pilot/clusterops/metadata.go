@@ -46,11 +46,11 @@ func MetadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 // deleting_node_ids under deleting-hosts (scale-in; they stay under hosts
 // too, as AppCenter's do), its vertical_scaling_roles under
 // vertical-scaling-roles; and while an upgrade runs (c.upgrading_from),
-// upgrade-audit. in may be nil. links are the linked clusters' trees, by
-// link name (linkTrees).
-func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box, in *pilotv1.TaskInput, links map[string]map[string]string) (map[string]string, error) {
+// upgrade-audit. in may be nil. x adds what is read from elsewhere than
+// the cluster's record (nil: nothing).
+func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, spec *apppkg.ClusterSpec, box *secretbox.Box, in *pilotv1.TaskInput, x *treeExtras) (map[string]string, error) {
 	var hosts []metatree.Host
-	opts := metatree.Options{VerticalScalingRoles: in.GetVerticalScalingRoles(), Links: links}
+	opts := metatree.Options{VerticalScalingRoles: in.GetVerticalScalingRoles(), Links: x.links()}
 	if c.UpgradingFrom != "" {
 		opts.UpgradeAudit = &metatree.UpgradeAudit{FromAppVersion: c.UpgradingFrom, ToAppVersion: c.AppVersion}
 	}
@@ -58,7 +58,7 @@ func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 		if nd.InstanceId == "" {
 			continue
 		}
-		h := metatree.Host{NodeID: nd.Id, InstanceID: nd.InstanceId, Role: nd.Role, IP: nd.Address, SID: int(nd.Sid), GID: int(nd.Sid), GSID: gsid(nd.Id), Token: nd.Token}
+		h := metatree.Host{NodeID: nd.Id, InstanceID: nd.InstanceId, Role: nd.Role, IP: nd.Address, SID: int(nd.Sid), GID: int(nd.Sid), GSID: gsid(nd.Id), Token: nd.Token, PubKey: x.pubKey(nd.Role)}
 		if r := roleSpec(spec, nd.Role); r != nil {
 			h.CPU, h.Memory, h.GPU, h.VolumeSize, h.InstanceClass = r.CPU, r.Memory, r.GPU, volumeSize(r), r.InstanceClass
 		}
@@ -85,6 +85,41 @@ func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 		return nil, fmt.Errorf("metadata of cluster %s: %w", c.Id, err)
 	}
 	return tree, nil
+}
+
+// treeExtras is what a cluster's tree holds from elsewhere than its
+// record: the linked clusters' trees, by link name (linkTrees), and the
+// public keys of its passphraseless roles, by role (sshPublicKeys).
+type treeExtras struct {
+	Links   map[string]map[string]string
+	PubKeys map[string]string
+}
+
+func (x *treeExtras) links() map[string]map[string]string {
+	if x == nil {
+		return nil
+	}
+	return x.Links
+}
+
+func (x *treeExtras) pubKey(role string) string {
+	if x == nil {
+		return ""
+	}
+	return x.PubKeys[role]
+}
+
+// extras reads c's treeExtras for spec.
+func (o *Ops) extras(ctx context.Context, c *pilotv1.Cluster, spec *apppkg.ClusterSpec) (*treeExtras, string, error) {
+	links, print, err := o.linkTrees(ctx, spec)
+	if err != nil {
+		return nil, "", err
+	}
+	keys, err := o.sshPublicKeys(ctx, c, spec)
+	if err != nil {
+		return nil, "", err
+	}
+	return &treeExtras{Links: links, PubKeys: keys}, print, nil
 }
 
 // sealSecretEnv seals the env values of tree (env/<key> and
@@ -151,11 +186,11 @@ func (o *Ops) registerMetadata(ctx context.Context, t *jobs.Task) error {
 		return err
 	}
 	c, n := tc.c, tc.n
-	links, _, err := o.linkTrees(ctx, tc.spec)
+	x, _, err := o.extras(ctx, c, tc.spec)
 	if err != nil {
 		return err
 	}
-	kvs, err := metadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box, tc.in, links)
+	kvs, err := metadataTree(c, n, tc.pkg, tc.spec, o.cfg.Packages.Box, tc.in, x)
 	if err != nil {
 		return err
 	}

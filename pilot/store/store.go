@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -39,6 +40,9 @@ const (
 	JobSpecsPrefix = "/hangar/job-specs/"
 	// BackupsPrefix holds each cluster's backups: <cluster>/<backup>.
 	BackupsPrefix = "/hangar/backups/"
+	// SSHKeysPrefix holds the key pair of each passphraseless role of a
+	// cluster, sealed: <cluster>/<role>.
+	SSHKeysPrefix = "/hangar/ssh-keys/"
 	// ImagesPrefix holds the image map:
 	// <tenant>/<app>/<version>/<runtime>/<role> → ImageMapping.
 	ImagesPrefix = "/hangar/images/"
@@ -97,6 +101,9 @@ func JobSpecKey(id string) string   { return JobSpecsPrefix + id }
 
 // BackupKey is where a backup of a cluster is kept.
 func BackupKey(clusterID, id string) string { return BackupsPrefix + clusterID + "/" + id }
+
+// SSHKeyKey is the sealed key pair of a passphraseless role of a cluster.
+func SSHKeyKey(clusterID, role string) string { return SSHKeysPrefix + clusterID + "/" + role }
 
 // JobPriorSpecKey keeps the spec a cluster had before a job that changes
 // its app version (upgrade, rollback): the commands that stop the version
@@ -300,6 +307,15 @@ func (s *Store) GetRaw(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Delete removes key.
+// DeletePrefix deletes every key under prefix (none is not an error).
+func (s *Store) DeletePrefix(ctx context.Context, prefix string) error {
+	if prefix == "" || !strings.HasSuffix(prefix, "/") {
+		return fmt.Errorf("delete prefix %q: a prefix ends in '/'", prefix)
+	}
+	_, err := s.c.Delete(ctx, prefix, clientv3.WithPrefix())
+	return err
+}
+
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if _, err := s.c.Delete(ctx, key); err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)

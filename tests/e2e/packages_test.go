@@ -85,6 +85,28 @@ func TestPackagesAsTheyExist(t *testing.T) {
 	mq, job := createCluster(t, p, "mq", map[string]string{"cluster.zk_service": zk.Id})
 	mustSucceed(t, job)
 	checkRendered(t, p, "mq", mq, zk, map[string]string{"mq.conf": "opt/app/conf/mq.conf", "node.log": "data/node.log"})
+	// The disc nodes (passphraseless) share a key pair, written to
+	// /root/.ssh; the others have none.
+	var discKey string
+	for _, n := range mq.Nodes {
+		ssh := filepath.Join(p.instanceRoot(n.InstanceId), "root", ".ssh")
+		priv, err := os.Stat(filepath.Join(ssh, "id_rsa"))
+		if n.Role != "disc" {
+			if err == nil {
+				t.Errorf("%s node %d has an ssh key", n.Role, n.Sid)
+			}
+			continue
+		}
+		if err != nil || priv.Mode().Perm() != 0o600 {
+			t.Fatalf("disc node %d: id_rsa %v, %v", n.Sid, priv, err)
+		}
+		auth, err := os.ReadFile(filepath.Join(ssh, "authorized_keys"))
+		if err != nil || !strings.HasPrefix(string(auth), "ssh-rsa ") || (discKey != "" && string(auth) != discKey) {
+			t.Fatalf("disc node %d: authorized_keys %q, %v (another's %q)", n.Sid, auth, err, discKey)
+		}
+		discKey = string(auth)
+	}
+
 	// The linked cluster grows: the linking cluster's nodes follow.
 	sr, err := p.clusters.ScaleCluster(ctx, &pilotv1.ScaleClusterRequest{Id: zk.Id, Role: "", Count: 5})
 	if err != nil {
