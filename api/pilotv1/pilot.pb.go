@@ -3253,6 +3253,68 @@ func (x *RestartClusterRequest) GetDryRun() bool {
 	return false
 }
 
+type RunClusterTabRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The tab's name in cluster.json's display_tabs.
+	Tab string `protobuf:"bytes,2,opt,name=tab,proto3" json:"tab,omitempty"`
+	// Plan only, as for RestartClusterRequest.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunClusterTabRequest) Reset() {
+	*x = RunClusterTabRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunClusterTabRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunClusterTabRequest) ProtoMessage() {}
+
+func (x *RunClusterTabRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunClusterTabRequest.ProtoReflect.Descriptor instead.
+func (*RunClusterTabRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RunClusterTabRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunClusterTabRequest) GetTab() string {
+	if x != nil {
+		return x.Tab
+	}
+	return ""
+}
+
+func (x *RunClusterTabRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
 type RunClusterServiceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -3271,7 +3333,7 @@ type RunClusterServiceRequest struct {
 
 func (x *RunClusterServiceRequest) Reset() {
 	*x = RunClusterServiceRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3345,7 @@ func (x *RunClusterServiceRequest) String() string {
 func (*RunClusterServiceRequest) ProtoMessage() {}
 
 func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3358,7 @@ func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RunClusterServiceRequest) GetId() string {
@@ -3360,7 +3422,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3372,7 +3434,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3385,7 +3447,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -3521,7 +3583,7 @@ type TaskInput struct {
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3533,7 +3595,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3546,7 +3608,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -3707,7 +3769,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3719,7 +3781,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3732,7 +3794,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Task) GetId() string {
@@ -3838,7 +3900,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3850,7 +3912,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3863,7 +3925,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Job) GetId() string {
@@ -3959,7 +4021,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3971,7 +4033,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3984,7 +4046,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -4004,7 +4066,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4016,7 +4078,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4029,7 +4091,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -4048,7 +4110,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4060,7 +4122,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4073,7 +4135,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -4092,7 +4154,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4104,7 +4166,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4117,7 +4179,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -4142,7 +4204,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4154,7 +4216,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4167,7 +4229,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -4210,7 +4272,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4222,7 +4284,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4235,7 +4297,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -4263,7 +4325,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4275,7 +4337,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4288,7 +4350,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -4314,7 +4376,7 @@ type RetryJobRequest struct {
 
 func (x *RetryJobRequest) Reset() {
 	*x = RetryJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4326,7 +4388,7 @@ func (x *RetryJobRequest) String() string {
 func (*RetryJobRequest) ProtoMessage() {}
 
 func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4339,7 +4401,7 @@ func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RetryJobRequest) GetId() string {
@@ -4358,7 +4420,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4370,7 +4432,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4383,7 +4445,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -4412,7 +4474,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4424,7 +4486,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4437,7 +4499,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Network) GetId() string {
@@ -4501,7 +4563,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4513,7 +4575,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4526,7 +4588,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *User) GetName() string {
@@ -4570,7 +4632,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4582,7 +4644,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4595,7 +4657,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -4630,7 +4692,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4642,7 +4704,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4655,7 +4717,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -4680,7 +4742,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4692,7 +4754,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4705,7 +4767,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
 }
 
 type ListUsersResponse struct {
@@ -4717,7 +4779,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4729,7 +4791,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4742,7 +4804,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -4761,7 +4823,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4773,7 +4835,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4786,7 +4848,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -4804,7 +4866,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4816,7 +4878,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4829,7 +4891,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
 }
 
 type WhoAmIRequest struct {
@@ -4840,7 +4902,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4852,7 +4914,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4865,7 +4927,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
 }
 
 type AuditEntry struct {
@@ -4887,7 +4949,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4899,7 +4961,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4912,7 +4974,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -4981,7 +5043,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4993,7 +5055,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5006,7 +5068,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -5025,7 +5087,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5037,7 +5099,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5050,7 +5112,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{68}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -5072,7 +5134,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5084,7 +5146,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5097,7 +5159,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{69}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -5129,7 +5191,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5141,7 +5203,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5154,7 +5216,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{70}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{71}
 }
 
 type Revocation struct {
@@ -5170,7 +5232,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5182,7 +5244,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5195,7 +5257,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{71}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Revocation) GetKind() string {
@@ -5241,7 +5303,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5253,7 +5315,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5266,7 +5328,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{72}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{73}
 }
 
 type ListRevocationsResponse struct {
@@ -5278,7 +5340,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5290,7 +5352,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5303,7 +5365,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{73}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -5569,6 +5631,10 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x15RestartClusterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"Q\n" +
+	"\x14RunClusterTabRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03tab\x18\x02 \x01(\tR\x03tab\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"\xfd\x01\n" +
 	"\x18RunClusterServiceRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -5805,7 +5871,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rCreateRuntime\x12%.hangar.pilot.v1.CreateRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/runtimes\x12q\n" +
 	"\fListRuntimes\x12$.hangar.pilot.v1.ListRuntimesRequest\x1a%.hangar.pilot.v1.ListRuntimesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/runtimes\x12e\n" +
 	"\n" +
-	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\x9c\x10\n" +
+	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\x9a\x11\n" +
 	"\x0eClusterService\x12l\n" +
 	"\rCreateCluster\x12%.hangar.pilot.v1.CreateClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/clusters\x12q\n" +
 	"\fListClusters\x12$.hangar.pilot.v1.ListClustersRequest\x1a%.hangar.pilot.v1.ListClustersResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/clusters\x12e\n" +
@@ -5816,7 +5882,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\fScaleCluster\x12$.hangar.pilot.v1.ScaleClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/clusters/{id}/scale\x12{\n" +
 	"\x0eRecoverCluster\x12&.hangar.pilot.v1.RecoverClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/recover\x12{\n" +
 	"\x0eRestartCluster\x12&.hangar.pilot.v1.RestartClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/restart\x12\x8c\x01\n" +
-	"\x11RunClusterService\x12).hangar.pilot.v1.RunClusterServiceRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/clusters/{id}/services/{service}\x12r\n" +
+	"\x11RunClusterService\x12).hangar.pilot.v1.RunClusterServiceRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/clusters/{id}/services/{service}\x12|\n" +
+	"\rRunClusterTab\x12%.hangar.pilot.v1.RunClusterTabRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/clusters/{id}/tabs/{tab}\x12r\n" +
 	"\vStopCluster\x12#.hangar.pilot.v1.StopClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/clusters/{id}/stop\x12u\n" +
 	"\fStartCluster\x12$.hangar.pilot.v1.StartClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/clusters/{id}/start\x12x\n" +
 	"\rResizeCluster\x12%.hangar.pilot.v1.ResizeClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/clusters/{id}/resize\x12y\n" +
@@ -5863,7 +5930,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 86)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
@@ -5914,109 +5981,110 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	(*RollbackClusterRequest)(nil),   // 46: hangar.pilot.v1.RollbackClusterRequest
 	(*RecoverClusterRequest)(nil),    // 47: hangar.pilot.v1.RecoverClusterRequest
 	(*RestartClusterRequest)(nil),    // 48: hangar.pilot.v1.RestartClusterRequest
-	(*RunClusterServiceRequest)(nil), // 49: hangar.pilot.v1.RunClusterServiceRequest
-	(*NodeResult)(nil),               // 50: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),                // 51: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                     // 52: hangar.pilot.v1.Task
-	(*Job)(nil),                      // 53: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),            // 54: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),          // 55: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 56: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),          // 57: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),   // 58: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil),  // 59: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),           // 60: hangar.pilot.v1.TaskNodeResult
-	(*RetryJobRequest)(nil),          // 61: hangar.pilot.v1.RetryJobRequest
-	(*CancelJobRequest)(nil),         // 62: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                  // 63: hangar.pilot.v1.Network
-	(*User)(nil),                     // 64: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),        // 65: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 66: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 67: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 68: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),        // 69: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 70: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),            // 71: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),               // 72: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),         // 73: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 74: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),            // 75: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 76: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),               // 77: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),   // 78: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 79: hangar.pilot.v1.ListRevocationsResponse
-	nil,                              // 80: hangar.pilot.v1.App.LocalesEntry
-	nil,                              // 81: hangar.pilot.v1.Locale.TextsEntry
-	nil,                              // 82: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                              // 83: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                              // 84: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                              // 85: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                              // 86: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                              // 87: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                              // 88: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	nil,                              // 89: hangar.pilot.v1.Backup.SnapshotsEntry
-	nil,                              // 90: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                              // 91: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),    // 92: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),       // 93: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),     // 94: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),     // 95: hangar.stream.v1.Certificate
+	(*RunClusterTabRequest)(nil),     // 49: hangar.pilot.v1.RunClusterTabRequest
+	(*RunClusterServiceRequest)(nil), // 50: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),               // 51: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                // 52: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                     // 53: hangar.pilot.v1.Task
+	(*Job)(nil),                      // 54: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),            // 55: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),          // 56: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 57: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),          // 58: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),   // 59: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),  // 60: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),           // 61: hangar.pilot.v1.TaskNodeResult
+	(*RetryJobRequest)(nil),          // 62: hangar.pilot.v1.RetryJobRequest
+	(*CancelJobRequest)(nil),         // 63: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                  // 64: hangar.pilot.v1.Network
+	(*User)(nil),                     // 65: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),        // 66: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),       // 67: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),         // 68: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),        // 69: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),        // 70: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),       // 71: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),            // 72: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),               // 73: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),         // 74: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 75: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),            // 76: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 77: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),               // 78: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),   // 79: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 80: hangar.pilot.v1.ListRevocationsResponse
+	nil,                              // 81: hangar.pilot.v1.App.LocalesEntry
+	nil,                              // 82: hangar.pilot.v1.Locale.TextsEntry
+	nil,                              // 83: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                              // 84: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                              // 85: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                              // 86: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                              // 87: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                              // 88: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                              // 89: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	nil,                              // 90: hangar.pilot.v1.Backup.SnapshotsEntry
+	nil,                              // 91: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                              // 92: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),    // 93: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),       // 94: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),     // 95: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),     // 96: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	92, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
+	93, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.pilot.v1.ListImagesResponse.images:type_name -> hangar.pilot.v1.ImageMapping
-	92, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	80, // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
-	81, // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
+	93, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	81, // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
+	82, // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
 	13, // 5: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
 	18, // 6: hangar.pilot.v1.ListAppsResponse.users:type_name -> hangar.pilot.v1.AppVersionUsers
-	82, // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	92, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	83, // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	84, // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	83, // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	93, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	84, // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	85, // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	21, // 11: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,  // 12: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
 	0,  // 13: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	85, // 14: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	86, // 14: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
 	26, // 15: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	92, // 16: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	93, // 16: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
 	28, // 17: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	86, // 18: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	87, // 18: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
 	27, // 19: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	53, // 20: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	54, // 20: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
 	27, // 21: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	87, // 22: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	88, // 23: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	92, // 24: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	88, // 22: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	89, // 23: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	93, // 24: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 25: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	89, // 26: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	90, // 26: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
 	40, // 27: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	90, // 28: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	93, // 29: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	92, // 30: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	92, // 31: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	91, // 32: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	91, // 28: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	94, // 29: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	93, // 30: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	93, // 31: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	92, // 32: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
 	4,  // 33: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	92, // 34: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	92, // 35: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	50, // 36: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	51, // 37: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	93, // 34: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	93, // 35: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	51, // 36: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	52, // 37: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
 	3,  // 38: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	52, // 39: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	92, // 40: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	92, // 41: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	53, // 42: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	60, // 43: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	50, // 44: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	53, // 39: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	93, // 40: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	93, // 41: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	54, // 42: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	61, // 43: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	51, // 44: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
 	5,  // 45: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	92, // 46: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	93, // 46: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 47: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	64, // 48: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	64, // 49: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	92, // 50: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	72, // 51: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	92, // 52: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	77, // 53: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	65, // 48: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	65, // 49: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	93, // 50: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	73, // 51: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	93, // 52: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	78, // 53: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
 	14, // 54: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
 	12, // 55: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
 	15, // 56: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
@@ -6036,72 +6104,74 @@ var file_pilot_v1_pilot_proto_depIdxs = []int32{
 	36, // 70: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
 	47, // 71: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
 	48, // 72: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	49, // 73: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	37, // 74: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
-	38, // 75: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
-	44, // 76: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
-	39, // 77: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
-	41, // 78: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
-	43, // 79: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
-	45, // 80: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
-	46, // 81: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	65, // 82: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	67, // 83: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	69, // 84: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	71, // 85: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	73, // 86: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	75, // 87: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	78, // 88: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	94, // 89: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	54, // 90: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	55, // 91: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	57, // 92: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	58, // 93: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	61, // 94: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
-	62, // 95: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	13, // 96: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	16, // 97: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	13, // 98: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	20, // 99: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
-	6,  // 100: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
-	9,  // 101: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
-	11, // 102: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
-	21, // 103: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	24, // 104: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	21, // 105: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	30, // 106: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32, // 107: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	27, // 108: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	30, // 109: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 110: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 111: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 112: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 113: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 114: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 115: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 116: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 117: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 118: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	42, // 119: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	30, // 120: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 121: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 122: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	66, // 123: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	68, // 124: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	70, // 125: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	64, // 126: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	74, // 127: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	76, // 128: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	79, // 129: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	95, // 130: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	53, // 131: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	56, // 132: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	53, // 133: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	59, // 134: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	53, // 135: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
-	53, // 136: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	96, // [96:137] is the sub-list for method output_type
-	55, // [55:96] is the sub-list for method input_type
+	50, // 73: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	49, // 74: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
+	37, // 75: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	38, // 76: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	44, // 77: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
+	39, // 78: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
+	41, // 79: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
+	43, // 80: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
+	45, // 81: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	46, // 82: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	66, // 83: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	68, // 84: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	70, // 85: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	72, // 86: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	74, // 87: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	76, // 88: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	79, // 89: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	95, // 90: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	55, // 91: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	56, // 92: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	58, // 93: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	59, // 94: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	62, // 95: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
+	63, // 96: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	13, // 97: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	16, // 98: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	13, // 99: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	20, // 100: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
+	6,  // 101: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
+	9,  // 102: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
+	11, // 103: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
+	21, // 104: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	24, // 105: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	21, // 106: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	30, // 107: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	32, // 108: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	27, // 109: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	30, // 110: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 111: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 112: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 113: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 114: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 115: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 116: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 117: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 118: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 119: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 120: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	42, // 121: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	30, // 122: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 123: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 124: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	67, // 125: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	69, // 126: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	71, // 127: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	65, // 128: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	75, // 129: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	77, // 130: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	80, // 131: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	96, // 132: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	54, // 133: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	57, // 134: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	54, // 135: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	60, // 136: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	54, // 137: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
+	54, // 138: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	97, // [97:139] is the sub-list for method output_type
+	55, // [55:97] is the sub-list for method input_type
 	55, // [55:55] is the sub-list for extension type_name
 	55, // [55:55] is the sub-list for extension extendee
 	0,  // [0:55] is the sub-list for field type_name
@@ -6118,7 +6188,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   86,
+			NumMessages:   87,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

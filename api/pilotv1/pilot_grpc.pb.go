@@ -554,6 +554,7 @@ const (
 	ClusterService_RecoverCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RecoverCluster"
 	ClusterService_RestartCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestartCluster"
 	ClusterService_RunClusterService_FullMethodName = "/hangar.pilot.v1.ClusterService/RunClusterService"
+	ClusterService_RunClusterTab_FullMethodName     = "/hangar.pilot.v1.ClusterService/RunClusterTab"
 	ClusterService_StopCluster_FullMethodName       = "/hangar.pilot.v1.ClusterService/StopCluster"
 	ClusterService_StartCluster_FullMethodName      = "/hangar.pilot.v1.ClusterService/StartCluster"
 	ClusterService_ResizeCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/ResizeCluster"
@@ -589,6 +590,11 @@ type ClusterServiceClient interface {
 	// in cluster.json), with its service_params checked against config.json
 	// and passed to the command as one JSON argument.
 	RunClusterService(ctx context.Context, in *RunClusterServiceRequest, opts ...grpc.CallOption) (*ClusterJob, error)
+	// RunClusterTab runs a display tab of cluster.json (display_tabs): its
+	// command on the first node of each of its roles, as a job whose node
+	// results hold each node's table ({"labels": [...], "data": [[...]]}).
+	// The cluster's state does not change.
+	RunClusterTab(ctx context.Context, in *RunClusterTabRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// StopCluster runs stop by order, then stops the instances (AppCenter's
 	// stop); a stopped cluster keeps its nodes, volumes and metadata.
 	StopCluster(ctx context.Context, in *StopClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
@@ -719,6 +725,16 @@ func (c *clusterServiceClient) RunClusterService(ctx context.Context, in *RunClu
 	return out, nil
 }
 
+func (c *clusterServiceClient) RunClusterTab(ctx context.Context, in *RunClusterTabRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterJob)
+	err := c.cc.Invoke(ctx, ClusterService_RunClusterTab_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterServiceClient) StopCluster(ctx context.Context, in *StopClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterJob)
@@ -824,6 +840,11 @@ type ClusterServiceServer interface {
 	// in cluster.json), with its service_params checked against config.json
 	// and passed to the command as one JSON argument.
 	RunClusterService(context.Context, *RunClusterServiceRequest) (*ClusterJob, error)
+	// RunClusterTab runs a display tab of cluster.json (display_tabs): its
+	// command on the first node of each of its roles, as a job whose node
+	// results hold each node's table ({"labels": [...], "data": [[...]]}).
+	// The cluster's state does not change.
+	RunClusterTab(context.Context, *RunClusterTabRequest) (*ClusterJob, error)
 	// StopCluster runs stop by order, then stops the instances (AppCenter's
 	// stop); a stopped cluster keeps its nodes, volumes and metadata.
 	StopCluster(context.Context, *StopClusterRequest) (*ClusterJob, error)
@@ -890,6 +911,9 @@ func (UnimplementedClusterServiceServer) RestartCluster(context.Context, *Restar
 }
 func (UnimplementedClusterServiceServer) RunClusterService(context.Context, *RunClusterServiceRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RunClusterService not implemented")
+}
+func (UnimplementedClusterServiceServer) RunClusterTab(context.Context, *RunClusterTabRequest) (*ClusterJob, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RunClusterTab not implemented")
 }
 func (UnimplementedClusterServiceServer) StopCluster(context.Context, *StopClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method StopCluster not implemented")
@@ -1098,6 +1122,24 @@ func _ClusterService_RunClusterService_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_RunClusterTab_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunClusterTabRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).RunClusterTab(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_RunClusterTab_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).RunClusterTab(ctx, req.(*RunClusterTabRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterService_StopCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StopClusterRequest)
 	if err := dec(in); err != nil {
@@ -1284,6 +1326,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RunClusterService",
 			Handler:    _ClusterService_RunClusterService_Handler,
+		},
+		{
+			MethodName: "RunClusterTab",
+			Handler:    _ClusterService_RunClusterTab_Handler,
 		},
 		{
 			MethodName: "StopCluster",

@@ -271,14 +271,14 @@ func TestRenderNotYetWarnings(t *testing.T) {
 	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"role": "replica",`,
 		`"role": "replica", "replica": 0, "passphraseless": "ssh-rsa", "custom_metadata": {"cmd": "tok"}, "user_access": false,`)
 	spec := renderKV(t, files, nil)
-	for _, w := range []string{"monitor", "display_tabs"} {
+	for _, w := range []string{"monitor"} {
 		if !hasWarning(spec.Warnings, w+": parsed but not yet executed by Hangar") {
 			t.Errorf("no not-yet warning for %s in %q", w, spec.Warnings)
 		}
 	}
 	// Upgrades and backups run (hangar cluster upgrade, backup): no
 	// warning.
-	for _, w := range []string{"upgrade_policy", "backup_policy", "nodes[1].custom_metadata", "nodes[1].passphraseless"} {
+	for _, w := range []string{"upgrade_policy", "backup_policy", "nodes[1].custom_metadata", "nodes[1].passphraseless", "display_tabs"} {
 		if hasWarning(spec.Warnings, w) {
 			t.Errorf("%s warned about: %q", w, spec.Warnings)
 		}

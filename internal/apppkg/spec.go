@@ -40,7 +40,7 @@ type ClusterSpec struct {
 	InPlaceUpgradeNodes json.RawMessage       `json:"in-place-upgrade-nodes"`
 	AdvancedServices    *AdvancedServices     `json:"advanced_services" hangar:"notyet"`
 	MetadataRootAccess  bool                  `json:"metadata_root_access"` // true is refused (check.go)
-	DisplayTabs         map[string]DisplayTab `json:"display_tabs" hangar:"notyet"`
+	DisplayTabs         map[string]DisplayTab `json:"display_tabs"`         // hangar cluster tab
 
 	// PlatformHints holds the QingCloud platform hints found, as given. They
 	// mean nothing outside QingCloud; each one also produced a warning.

@@ -351,6 +351,16 @@ func (s *Server) RunClusterService(ctx context.Context, req *pilotv1.RunClusterS
 	})
 }
 
+// RunClusterTab starts the job of a display tab.
+func (s *Server) RunClusterTab(ctx context.Context, req *pilotv1.RunClusterTabRequest) (*pilotv1.ClusterJob, error) {
+	if req.Tab == "" {
+		return nil, invalid("tab: required; name one of the app's display_tabs")
+	}
+	return s.clusterOp(ctx, req.Id, clusterops.OpRequest{DryRun: req.DryRun}, func(r clusterops.OpRequest) (*pilotv1.ClusterJob, error) {
+		return s.cfg.Lifecycle.DisplayTab(ctx, r, req.Tab)
+	})
+}
+
 // ---- jobs ----
 
 // errOtherTenant stops a read-modify-write of another tenant's record.

@@ -135,6 +135,9 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_RunClusterService_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.RunClusterServiceRequest{Id: x.cl1, Service: "compact", DryRun: true}
 		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_RunClusterTab_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.RunClusterTabRequest{Id: x.cl1, Tab: "status", DryRun: true}
+		}, codes.FailedPrecondition},
 		{pilotv1.ClusterService_ResizeCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.ResizeClusterRequest{Id: x.cl1, Role: "replica", Cpu: 2, DryRun: true}
 		}, codes.FailedPrecondition},

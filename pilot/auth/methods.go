@@ -67,6 +67,7 @@ func Methods() map[string]Rule {
 		pilotv1.ClusterService_ScaleCluster_FullMethodName:      change,
 		pilotv1.ClusterService_RecoverCluster_FullMethodName:    change,
 		pilotv1.ClusterService_RunClusterService_FullMethodName: change,
+		pilotv1.ClusterService_RunClusterTab_FullMethodName:     change,
 		pilotv1.ClusterService_StopCluster_FullMethodName:       change,
 		pilotv1.ClusterService_StartCluster_FullMethodName:      change,
 		pilotv1.ClusterService_ResizeCluster_FullMethodName:     change,

@@ -145,6 +145,7 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 		taskSnapshotVolumes: o.snapshotVolumes,
 		taskRestoreVolumes:  o.restoreVolumes,
 		taskCustomMetadata:  o.customMetadata,
+		taskDisplayTab:      o.displayTab,
 	}
 }
 
@@ -166,6 +167,7 @@ func (o *Ops) Finalizers() map[string]jobs.Finalizer {
 		KindResize:     o.finishPower,
 		KindBackup:     o.finishBackup,
 		KindRestore:    o.finishPower,
+		KindDisplayTab: o.finishDisplayTab,
 	}
 }
 

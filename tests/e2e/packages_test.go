@@ -107,6 +107,15 @@ func TestPackagesAsTheyExist(t *testing.T) {
 		discKey = string(auth)
 	}
 
+	// A display tab runs on the first node of each of its roles.
+	tab := p.mustHangar("cluster", "tab", mq.Id, "instances")
+	for _, n := range mq.Nodes {
+		first := (n.Role == "disc" && n.Sid == 1) || (n.Role == "ram" && n.Sid == 3)
+		if strings.Contains(tab, n.InstanceId) != first {
+			t.Errorf("tab output for %s node %d (%s):\n%s", n.Role, n.Sid, n.InstanceId, tab)
+		}
+	}
+
 	// The linked cluster grows: the linking cluster's nodes follow.
 	sr, err := p.clusters.ScaleCluster(ctx, &pilotv1.ScaleClusterRequest{Id: zk.Id, Role: "", Count: 5})
 	if err != nil {
