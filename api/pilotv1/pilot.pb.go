@@ -1605,7 +1605,10 @@ type Node struct {
 	Token string `protobuf:"bytes,14,opt,name=token,proto3" json:"token,omitempty"`
 	// The image the node's instance runs (the image map's, else its role's
 	// container.image), chosen when the node was planned.
-	Image         string `protobuf:"bytes,15,opt,name=image,proto3" json:"image,omitempty"`
+	Image string `protobuf:"bytes,15,opt,name=image,proto3" json:"image,omitempty"`
+	// A display name the app gave the node (advanced_services.
+	// update_nodes_names); empty when it gave none.
+	Name          string `protobuf:"bytes,16,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1734,6 +1737,13 @@ func (x *Node) GetToken() string {
 func (x *Node) GetImage() string {
 	if x != nil {
 		return x.Image
+	}
+	return ""
+}
+
+func (x *Node) GetName() string {
+	if x != nil {
+		return x.Name
 	}
 	return ""
 }
@@ -5477,7 +5487,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListRuntimesResponse\x124\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x18.hangar.pilot.v1.RuntimeR\bruntimes\"#\n" +
 	"\x11GetRuntimeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x9c\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xb0\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -5496,7 +5506,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"volume_gib\x18\v \x01(\x05R\tvolumeGib\x12\x1b\n" +
 	"\tvolume_id\x18\f \x01(\tR\bvolumeId\x12\x14\n" +
 	"\x05token\x18\x0e \x01(\tR\x05token\x12\x14\n" +
-	"\x05image\x18\x0f \x01(\tR\x05imageJ\x04\b\r\x10\x0e\"\xbb\x05\n" +
+	"\x05image\x18\x0f \x01(\tR\x05image\x12\x12\n" +
+	"\x04name\x18\x10 \x01(\tR\x04nameJ\x04\b\r\x10\x0e\"\xbb\x05\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +

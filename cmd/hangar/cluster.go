@@ -158,7 +158,16 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 	fmt.Fprintf(w, "\nNodes (%d):\n", len(cl.GetNodes()))
 	if len(cl.GetNodes()) > 0 {
 		tw := newTable(w)
-		row(tw, "ID", "ROLE", "SID", "INSTANCE", "ADDRESS", "STATUS", "RENDERED")
+		// NAME only when the app names its nodes (update_nodes_names).
+		named := false
+		for _, n := range cl.GetNodes() {
+			named = named || n.GetName() != ""
+		}
+		header := []string{"ID", "ROLE", "SID", "INSTANCE", "ADDRESS", "STATUS", "RENDERED"}
+		if named {
+			header = append(header, "NAME")
+		}
+		row(tw, header...)
 		for _, n := range cl.GetNodes() {
 			sid, rendered := "", "-"
 			if n.GetSid() != 0 {
@@ -167,7 +176,11 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 			if n.GetRenderedRevision() != 0 {
 				rendered = strconv.FormatInt(n.GetRenderedRevision(), 10)
 			}
-			row(tw, n.GetId(), n.GetRole(), sid, n.GetInstanceId(), n.GetAddress(), enumName(n.GetStatus().String(), "NODE_STATUS_"), rendered)
+			cells := []string{n.GetId(), n.GetRole(), sid, n.GetInstanceId(), n.GetAddress(), enumName(n.GetStatus().String(), "NODE_STATUS_"), rendered}
+			if named {
+				cells = append(cells, n.GetName())
+			}
+			row(tw, cells...)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

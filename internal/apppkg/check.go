@@ -304,6 +304,11 @@ func checkService(c *checker, p, name string, s Service) {
 	if len(s.Event) > 0 && name != SvcGetNodesOrder {
 		c.fail(p+".event", "applies only to get_nodes_order")
 	}
+	if s.WithReplica {
+		// Replicas (a node's replica) are refused, so there are none to
+		// back up or restore with.
+		c.fail(p+".with_replica", "true is not supported: replicas per primary are not supported yet")
+	}
 	if s.WithReplica && name != SvcBackup && name != SvcRestore {
 		c.fail(p+".with_replica", "applies only to backup and restore")
 	}

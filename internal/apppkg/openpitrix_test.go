@@ -93,3 +93,21 @@ func TestPassphraselessValues(t *testing.T) {
 		t.Fatalf("ssh-rsa warned: %q", p.Warnings)
 	}
 }
+
+// A node's eip_class and extra_quota ask QingCloud for resources no
+// runtime of Hangar's has: platform hints, with a warning. with_replica
+// asks for replicas, which are refused.
+func TestNodePlatformHintsAndWithReplica(t *testing.T) {
+	files := kvFiles()
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"role": "replica",`, `"role": "replica", "eip_class": 1, "extra_quota": {"eip": 1},`)
+	p := mustLoad(t, files)
+	for _, w := range []string{"nodes[1].eip_class: QingCloud platform hint", "nodes[1].extra_quota: QingCloud platform hint"} {
+		if !hasWarning(p.Warnings, w) {
+			t.Errorf("no warning %q in %q", w, p.Warnings)
+		}
+	}
+	files = kvFiles()
+	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"services": {`, `"services": {"backup": {"cmd": "b", "with_replica": true},`)
+	_, err := loadFiles(t, files)
+	wantErr(t, err, "services.backup.with_replica: true is not supported")
+}

@@ -38,7 +38,7 @@ type ClusterSpec struct {
 	// Hangar keeps every instance through an upgrade, so each node is
 	// upgraded in place whatever it lists.
 	InPlaceUpgradeNodes json.RawMessage       `json:"in-place-upgrade-nodes"`
-	AdvancedServices    *AdvancedServices     `json:"advanced_services" hangar:"notyet"`
+	AdvancedServices    *AdvancedServices     `json:"advanced_services"`    // update_nodes_names runs after create and scale-out
 	MetadataRootAccess  bool                  `json:"metadata_root_access"` // true is refused (check.go)
 	DisplayTabs         map[string]DisplayTab `json:"display_tabs"`         // hangar cluster tab
 
@@ -160,11 +160,14 @@ type NodeSpec struct {
 	UserAccess            bool                  `json:"user_access"` // its instances stay up when the cluster stops
 	CustomMetadata        *CustomMetadata       `json:"custom_metadata"`
 	ReservedIPs           map[string]ReservedIP `json:"reserved_ips" hangar:"notyet"`
-	EIPClass              json.RawMessage       `json:"eip_class" hangar:"notyet"`
-	ExtraQuota            json.RawMessage       `json:"extra_quota" hangar:"notyet"`
 	Loadbalancer          []json.RawMessage     `json:"loadbalancer" hangar:"notyet"`
 	HealthCheck           *HealthCheck          `json:"health_check" hangar:"notyet"`
 	Monitor               *Monitor              `json:"monitor" hangar:"notyet"`
+
+	// PlatformHints holds QingCloud's resource requests for the role's
+	// instances (an EIP's billing class, an extra quota), as given: no
+	// runtime of Hangar's has them; each produced a warning.
+	PlatformHints map[string]json.RawMessage `hangar:"hints=eip_class,extra_quota"`
 }
 
 func (n *NodeSpec) setDefaults() { n.AgentInstalled = true }
@@ -265,9 +268,9 @@ type Service struct {
 	// ServiceParams are the parameters the command receives as one JSON
 	// object argument, with the values rendered from config.json.
 	ServiceParams map[string]any  `json:"service_params"`
-	Event         json.RawMessage `json:"event"` // get_nodes_order
-	WithReplica   bool            `json:"with_replica" hangar:"notyet"`
-	Selector      string          `json:"selector"` // backup: prints the node to back up (service.go)
+	Event         json.RawMessage `json:"event"`        // get_nodes_order
+	WithReplica   bool            `json:"with_replica"` // true is refused (check.go)
+	Selector      string          `json:"selector"`     // backup: prints the node to back up (service.go)
 
 	// ParamPaths maps a ServiceParams name to the config.json parameter
 	// whose value it carries, where the template makes that known.
@@ -325,6 +328,14 @@ type CustomMetadata struct {
 // AdvancedServices is the advanced_services block.
 type AdvancedServices struct {
 	UpdateNodesNames *TimedCmd `json:"update_nodes_names"`
+}
+
+// GetUpdateNodesNames is UpdateNodesNames, nil-safe.
+func (a *AdvancedServices) GetUpdateNodesNames() *TimedCmd {
+	if a == nil {
+		return nil
+	}
+	return a.UpdateNodesNames
 }
 
 // TimedCmd is a command with a timeout in seconds.

@@ -146,6 +146,7 @@ func (o *Ops) Handlers() map[string]jobs.Handler {
 		taskRestoreVolumes:  o.restoreVolumes,
 		taskCustomMetadata:  o.customMetadata,
 		taskDisplayTab:      o.displayTab,
+		taskUpdateNodeNames: o.updateNodeNames,
 	}
 }
 

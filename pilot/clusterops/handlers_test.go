@@ -26,10 +26,21 @@ import (
 // plans' order — create, update env, delete — against a fake provider and
 // a fake frontgate link that keep the real ones' contracts.
 func TestHandlersConvergeWhenRunTwice(t *testing.T) {
-	// kv, with a custom_metadata on its replicas.
+	// kv, with a custom_metadata on its replicas, a display tab and node
+	// names.
 	h := newOpsHarnessWith(t, copyDir(t, filepath.Join("..", "..", "examples", "kv"), "", func(s string) string {
+		s = strings.Replace(s, "{\n", "{\n  \"display_tabs\": {\"t\": {\"cmd\": \"tab-cmd\", \"timeout\": 5}},\n  \"advanced_services\": {\"update_nodes_names\": {\"cmd\": \"names-cmd\"}},\n", 1)
 		return strings.Replace(s, `"role": "replica",`, `"role": "replica", "custom_metadata": {"cmd": "echo token"},`, 1)
 	}))
+	h.fg.output = func(_, cmd string) string {
+		switch cmd {
+		case "tab-cmd":
+			return `{"labels": ["k"], "data": [["v"]]}`
+		case "names-cmd":
+			return `{}`
+		}
+		return "ran " + cmd + "\n"
+	}
 	ctx := context.Background()
 	created := h.create(t, map[string]string{"cluster.replica.count": "2"})
 	id := created.Cluster.Id
@@ -300,6 +311,25 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 			}
 		},
 	}
+	// A task's commands each ran once, on a node each.
+	ranOnce := func(t *testing.T, job *pilotv1.Job, task *pilotv1.Task) {
+		h.fg.mu.Lock()
+		defer h.fg.mu.Unlock()
+		n := 0
+		for id, runs := range h.fg.runs {
+			if strings.HasPrefix(id, safeID(job.Id+"."+task.Id+".")) {
+				n++
+				if runs != 1 {
+					t.Errorf("%s: command %s ran %d times, want once", task.Id, id, runs)
+				}
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s ran no command", task.Id)
+		}
+	}
+	checks[taskDisplayTab] = ranOnce
+	checks[taskUpdateNodeNames] = ranOnce
 	runTwice := func(job *pilotv1.Job) {
 		for _, task := range job.Tasks {
 			for attempt := range 2 {
@@ -316,6 +346,14 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	h.finish(t, created.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
 
 	c, rev := h.cluster(t, id)
+	tab, err := h.life.DisplayTab(ctx, OpRequest{C: c, Rev: rev}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTwice(tab.Job)
+	h.finish(t, tab.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+
+	c, rev = h.cluster(t, id)
 	updated, err := h.life.UpdateEnv(ctx, OpRequest{C: c, Rev: rev}, map[string]string{"motd": "changed twice"})
 	if err != nil {
 		t.Fatal(err)

@@ -166,6 +166,7 @@ func PlanCreate(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Task {
 	p.customMetadataSteps(spec, c.Id, nil, nil, in())
 	p.serviceSteps(spec, c.Id, "start", stepSpec{})
 	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "post"})
+	p.nodeNamesStep(spec, c.Id)
 	return p.tasks
 }
 

@@ -158,6 +158,7 @@ func PlanScaleOut(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, exi
 	p.serviceSteps(spec, c.Id, "init", stepSpec{postStart: "post", roles: newRoles, nodeIDs: added})
 	p.serviceSteps(spec, c.Id, "scale_out", stepSpec{roles: existingRoles, nodeIDs: existing})
 	p.add("register", taskRegister, "register metadata (adding-hosts cleared)", in())
+	p.nodeNamesStep(spec, c.Id)
 	return p.tasks
 }
 
