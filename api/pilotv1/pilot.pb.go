@@ -1608,7 +1608,9 @@ type Node struct {
 	Image string `protobuf:"bytes,15,opt,name=image,proto3" json:"image,omitempty"`
 	// A display name the app gave the node (advanced_services.
 	// update_nodes_names); empty when it gave none.
-	Name          string `protobuf:"bytes,16,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,16,opt,name=name,proto3" json:"name,omitempty"`
+	// The addresses reserved for the role's reserved_ips, by name.
+	ReservedIps   map[string]string `protobuf:"bytes,17,rep,name=reserved_ips,json=reservedIps,proto3" json:"reserved_ips,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1748,6 +1750,13 @@ func (x *Node) GetName() string {
 	return ""
 }
 
+func (x *Node) GetReservedIps() map[string]string {
+	if x != nil {
+		return x.ReservedIps
+	}
+	return nil
+}
+
 type Cluster struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1779,6 +1788,8 @@ type Cluster struct {
 	// While an upgrade or rollback runs, the version it leaves; published in
 	// the metadata as upgrade-audit.
 	UpgradingFrom string `protobuf:"bytes,17,opt,name=upgrading_from,json=upgradingFrom,proto3" json:"upgrading_from,omitempty"`
+	// The addresses reserved for endpoints.reserved_ips, by name.
+	ReservedIps   map[string]string `protobuf:"bytes,18,rep,name=reserved_ips,json=reservedIps,proto3" json:"reserved_ips,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1930,6 +1941,13 @@ func (x *Cluster) GetUpgradingFrom() string {
 		return x.UpgradingFrom
 	}
 	return ""
+}
+
+func (x *Cluster) GetReservedIps() map[string]string {
+	if x != nil {
+		return x.ReservedIps
+	}
+	return nil
 }
 
 type Endpoint struct {
@@ -5487,7 +5505,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListRuntimesResponse\x124\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x18.hangar.pilot.v1.RuntimeR\bruntimes\"#\n" +
 	"\x11GetRuntimeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xb0\x03\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xbb\x04\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -5507,7 +5525,11 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\tvolume_id\x18\f \x01(\tR\bvolumeId\x12\x14\n" +
 	"\x05token\x18\x0e \x01(\tR\x05token\x12\x14\n" +
 	"\x05image\x18\x0f \x01(\tR\x05image\x12\x12\n" +
-	"\x04name\x18\x10 \x01(\tR\x04nameJ\x04\b\r\x10\x0e\"\xbb\x05\n" +
+	"\x04name\x18\x10 \x01(\tR\x04name\x12I\n" +
+	"\freserved_ips\x18\x11 \x03(\v2&.hangar.pilot.v1.Node.ReservedIpsEntryR\vreservedIps\x1a>\n" +
+	"\x10ReservedIpsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\r\x10\x0e\"\xc9\x06\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -5529,8 +5551,12 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\blast_sid\x18\x0e \x01(\x05R\alastSid\x12+\n" +
 	"\x11metadata_revision\x18\x0f \x01(\x03R\x10metadataRevision\x120\n" +
 	"\x14previous_app_version\x18\x10 \x01(\tR\x12previousAppVersion\x12%\n" +
-	"\x0eupgrading_from\x18\x11 \x01(\tR\rupgradingFrom\x1a9\n" +
+	"\x0eupgrading_from\x18\x11 \x01(\tR\rupgradingFrom\x12L\n" +
+	"\freserved_ips\x18\x12 \x03(\v2).hangar.pilot.v1.Cluster.ReservedIpsEntryR\vreservedIps\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10ReservedIpsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"|\n" +
 	"\bEndpoint\x12\x12\n" +
@@ -5941,7 +5967,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 87)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 89)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
@@ -6029,163 +6055,167 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	nil,                              // 83: hangar.pilot.v1.Runtime.ConfigEntry
 	nil,                              // 84: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
 	nil,                              // 85: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                              // 86: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                              // 87: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                              // 88: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                              // 89: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	nil,                              // 90: hangar.pilot.v1.Backup.SnapshotsEntry
-	nil,                              // 91: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                              // 92: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),    // 93: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),       // 94: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),     // 95: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),     // 96: hangar.stream.v1.Certificate
+	nil,                              // 86: hangar.pilot.v1.Node.ReservedIpsEntry
+	nil,                              // 87: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                              // 88: hangar.pilot.v1.Cluster.ReservedIpsEntry
+	nil,                              // 89: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                              // 90: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                              // 91: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	nil,                              // 92: hangar.pilot.v1.Backup.SnapshotsEntry
+	nil,                              // 93: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                              // 94: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),    // 95: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),       // 96: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),     // 97: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),     // 98: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	93, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
+	95, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.pilot.v1.ListImagesResponse.images:type_name -> hangar.pilot.v1.ImageMapping
-	93, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	95, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
 	81, // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
 	82, // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
 	13, // 5: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
 	18, // 6: hangar.pilot.v1.ListAppsResponse.users:type_name -> hangar.pilot.v1.AppVersionUsers
 	83, // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	93, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	95, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
 	84, // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
 	85, // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	21, // 11: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,  // 12: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	0,  // 13: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	86, // 14: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
-	26, // 15: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	93, // 16: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	28, // 17: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	87, // 18: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	27, // 19: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	54, // 20: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	27, // 21: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	88, // 22: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	89, // 23: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	93, // 24: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 25: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	90, // 26: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
-	40, // 27: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	91, // 28: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	94, // 29: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	93, // 30: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	93, // 31: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	92, // 32: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	4,  // 33: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	93, // 34: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	93, // 35: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	51, // 36: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	52, // 37: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	3,  // 38: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	53, // 39: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	93, // 40: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	93, // 41: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	54, // 42: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	61, // 43: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	51, // 44: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	5,  // 45: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	93, // 46: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	5,  // 47: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	65, // 48: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	65, // 49: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	93, // 50: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	73, // 51: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	93, // 52: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	78, // 53: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	14, // 54: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
-	12, // 55: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	15, // 56: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	17, // 57: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	19, // 58: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
-	7,  // 59: hangar.pilot.v1.AppService.SetImage:input_type -> hangar.pilot.v1.SetImageRequest
-	8,  // 60: hangar.pilot.v1.AppService.ListImages:input_type -> hangar.pilot.v1.ListImagesRequest
-	10, // 61: hangar.pilot.v1.AppService.UnsetImage:input_type -> hangar.pilot.v1.UnsetImageRequest
-	22, // 62: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	23, // 63: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	25, // 64: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	29, // 65: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	31, // 66: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	33, // 67: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	34, // 68: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	35, // 69: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	36, // 70: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	47, // 71: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
-	48, // 72: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	50, // 73: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	49, // 74: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
-	37, // 75: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
-	38, // 76: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
-	44, // 77: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
-	39, // 78: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
-	41, // 79: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
-	43, // 80: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
-	45, // 81: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
-	46, // 82: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	66, // 83: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	68, // 84: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	70, // 85: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	72, // 86: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	74, // 87: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	76, // 88: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	79, // 89: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	95, // 90: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	55, // 91: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	56, // 92: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	58, // 93: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	59, // 94: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	62, // 95: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
-	63, // 96: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	13, // 97: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	16, // 98: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	13, // 99: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	20, // 100: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
-	6,  // 101: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
-	9,  // 102: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
-	11, // 103: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
-	21, // 104: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	24, // 105: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	21, // 106: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	30, // 107: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32, // 108: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	27, // 109: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	30, // 110: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 111: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 112: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 113: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 114: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 115: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 116: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 117: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 118: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 119: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 120: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	42, // 121: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	30, // 122: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 123: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	30, // 124: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	67, // 125: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	69, // 126: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	71, // 127: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	65, // 128: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	75, // 129: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	77, // 130: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	80, // 131: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	96, // 132: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	54, // 133: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	57, // 134: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	54, // 135: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	60, // 136: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	54, // 137: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
-	54, // 138: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	97, // [97:139] is the sub-list for method output_type
-	55, // [55:97] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	86, // 13: hangar.pilot.v1.Node.reserved_ips:type_name -> hangar.pilot.v1.Node.ReservedIpsEntry
+	0,  // 14: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
+	87, // 15: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	26, // 16: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
+	95, // 17: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	28, // 18: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	88, // 19: hangar.pilot.v1.Cluster.reserved_ips:type_name -> hangar.pilot.v1.Cluster.ReservedIpsEntry
+	89, // 20: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	27, // 21: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	54, // 22: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	27, // 23: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	90, // 24: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	91, // 25: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	95, // 26: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 27: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
+	92, // 28: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	40, // 29: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
+	93, // 30: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	96, // 31: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	95, // 32: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	95, // 33: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	94, // 34: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	4,  // 35: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	95, // 36: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	95, // 37: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	51, // 38: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	52, // 39: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	3,  // 40: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	53, // 41: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	95, // 42: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	95, // 43: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	54, // 44: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	61, // 45: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	51, // 46: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	5,  // 47: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	95, // 48: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	5,  // 49: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	65, // 50: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	65, // 51: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	95, // 52: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	73, // 53: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	95, // 54: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	78, // 55: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	14, // 56: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
+	12, // 57: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	15, // 58: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	17, // 59: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	19, // 60: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
+	7,  // 61: hangar.pilot.v1.AppService.SetImage:input_type -> hangar.pilot.v1.SetImageRequest
+	8,  // 62: hangar.pilot.v1.AppService.ListImages:input_type -> hangar.pilot.v1.ListImagesRequest
+	10, // 63: hangar.pilot.v1.AppService.UnsetImage:input_type -> hangar.pilot.v1.UnsetImageRequest
+	22, // 64: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	23, // 65: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	25, // 66: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	29, // 67: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	31, // 68: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	33, // 69: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	34, // 70: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	35, // 71: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	36, // 72: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
+	47, // 73: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	48, // 74: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	50, // 75: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	49, // 76: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
+	37, // 77: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	38, // 78: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	44, // 79: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
+	39, // 80: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
+	41, // 81: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
+	43, // 82: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
+	45, // 83: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	46, // 84: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	66, // 85: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	68, // 86: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	70, // 87: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	72, // 88: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	74, // 89: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	76, // 90: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	79, // 91: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	97, // 92: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	55, // 93: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	56, // 94: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	58, // 95: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	59, // 96: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	62, // 97: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
+	63, // 98: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	13, // 99: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	16, // 100: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	13, // 101: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	20, // 102: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
+	6,  // 103: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
+	9,  // 104: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
+	11, // 105: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
+	21, // 106: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	24, // 107: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	21, // 108: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	30, // 109: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	32, // 110: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	27, // 111: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	30, // 112: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 113: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 114: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 115: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 116: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 117: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 118: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 119: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 120: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 121: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 122: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	42, // 123: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	30, // 124: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 125: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	30, // 126: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	67, // 127: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	69, // 128: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	71, // 129: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	65, // 130: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	75, // 131: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	77, // 132: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	80, // 133: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	98, // 134: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	54, // 135: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	57, // 136: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	54, // 137: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	60, // 138: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	54, // 139: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
+	54, // 140: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	99, // [99:141] is the sub-list for method output_type
+	57, // [57:99] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -6199,7 +6229,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   87,
+			NumMessages:   89,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -2035,6 +2035,214 @@ func (x *RestoreSnapshotRequest) GetSnapshotId() string {
 	return ""
 }
 
+type ReserveAddressRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Runtime          *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	NetworkId        string                 `protobuf:"bytes,2,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	IdempotencyToken string                 `protobuf:"bytes,3,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReserveAddressRequest) Reset() {
+	*x = ReserveAddressRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReserveAddressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReserveAddressRequest) ProtoMessage() {}
+
+func (x *ReserveAddressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReserveAddressRequest.ProtoReflect.Descriptor instead.
+func (*ReserveAddressRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ReserveAddressRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *ReserveAddressRequest) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *ReserveAddressRequest) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+type ReservedAddress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReservedAddress) Reset() {
+	*x = ReservedAddress{}
+	mi := &file_provider_v1_provider_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReservedAddress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReservedAddress) ProtoMessage() {}
+
+func (x *ReservedAddress) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReservedAddress.ProtoReflect.Descriptor instead.
+func (*ReservedAddress) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReservedAddress) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *ReservedAddress) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type ReleaseAddressRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runtime       *Runtime               `protobuf:"bytes,1,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	NetworkId     string                 `protobuf:"bytes,2,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseAddressRequest) Reset() {
+	*x = ReleaseAddressRequest{}
+	mi := &file_provider_v1_provider_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseAddressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseAddressRequest) ProtoMessage() {}
+
+func (x *ReleaseAddressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseAddressRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseAddressRequest) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReleaseAddressRequest) GetRuntime() *Runtime {
+	if x != nil {
+		return x.Runtime
+	}
+	return nil
+}
+
+func (x *ReleaseAddressRequest) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *ReleaseAddressRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type ReleaseAddressResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseAddressResponse) Reset() {
+	*x = ReleaseAddressResponse{}
+	mi := &file_provider_v1_provider_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseAddressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseAddressResponse) ProtoMessage() {}
+
+func (x *ReleaseAddressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_provider_v1_provider_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseAddressResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseAddressResponse) Descriptor() ([]byte, []int) {
+	return file_provider_v1_provider_proto_rawDescGZIP(), []int{35}
+}
+
 var File_provider_v1_provider_proto protoreflect.FileDescriptor
 
 const file_provider_v1_provider_proto_rawDesc = "" +
@@ -2204,14 +2412,29 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\vinstance_id\x18\x03 \x01(\tR\n" +
 	"instanceId\x12\x1f\n" +
 	"\vsnapshot_id\x18\x04 \x01(\tR\n" +
-	"snapshotId*\xbb\x01\n" +
+	"snapshotId\"\x9a\x01\n" +
+	"\x15ReserveAddressRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x02 \x01(\tR\tnetworkId\x12+\n" +
+	"\x11idempotency_token\x18\x03 \x01(\tR\x10idempotencyToken\"J\n" +
+	"\x0fReservedAddress\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\x87\x01\n" +
+	"\x15ReleaseAddressRequest\x125\n" +
+	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x02 \x01(\tR\tnetworkId\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\"\x18\n" +
+	"\x16ReleaseAddressResponse*\xbb\x01\n" +
 	"\rInstanceState\x12\x1e\n" +
 	"\x1aINSTANCE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16INSTANCE_STATE_PENDING\x10\x01\x12\x1a\n" +
 	"\x16INSTANCE_STATE_RUNNING\x10\x02\x12\x1a\n" +
 	"\x16INSTANCE_STATE_STOPPED\x10\x03\x12\x1d\n" +
 	"\x19INSTANCE_STATE_TERMINATED\x10\x04\x12\x17\n" +
-	"\x13INSTANCE_STATE_LOST\x10\x052\x9f\r\n" +
+	"\x13INSTANCE_STATE_LOST\x10\x052\xea\x0e\n" +
 	"\bProvider\x12I\n" +
 	"\x04Info\x12\x1f.hangar.provider.v1.InfoRequest\x1a .hangar.provider.v1.InfoResponse\x12j\n" +
 	"\x0fValidateRuntime\x12*.hangar.provider.v1.ValidateRuntimeRequest\x1a+.hangar.provider.v1.ValidateRuntimeResponse\x12V\n" +
@@ -2231,7 +2454,9 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\x0eCreateSnapshot\x12).hangar.provider.v1.CreateSnapshotRequest\x1a\x1c.hangar.provider.v1.Snapshot\x12d\n" +
 	"\rListSnapshots\x12(.hangar.provider.v1.ListSnapshotsRequest\x1a).hangar.provider.v1.ListSnapshotsResponse\x12g\n" +
 	"\x0eDeleteSnapshot\x12).hangar.provider.v1.DeleteSnapshotRequest\x1a*.hangar.provider.v1.DeleteSnapshotResponse\x12[\n" +
-	"\x0fRestoreSnapshot\x12*.hangar.provider.v1.RestoreSnapshotRequest\x1a\x1c.hangar.provider.v1.InstanceB6Z4github.com/hangarhq/hangar/api/providerv1;providerv1b\x06proto3"
+	"\x0fRestoreSnapshot\x12*.hangar.provider.v1.RestoreSnapshotRequest\x1a\x1c.hangar.provider.v1.Instance\x12`\n" +
+	"\x0eReserveAddress\x12).hangar.provider.v1.ReserveAddressRequest\x1a#.hangar.provider.v1.ReservedAddress\x12g\n" +
+	"\x0eReleaseAddress\x12).hangar.provider.v1.ReleaseAddressRequest\x1a*.hangar.provider.v1.ReleaseAddressResponseB6Z4github.com/hangarhq/hangar/api/providerv1;providerv1b\x06proto3"
 
 var (
 	file_provider_v1_provider_proto_rawDescOnce sync.Once
@@ -2246,7 +2471,7 @@ func file_provider_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_provider_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_provider_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_provider_v1_provider_proto_goTypes = []any{
 	(InstanceState)(0),              // 0: hangar.provider.v1.InstanceState
 	(*Runtime)(nil),                 // 1: hangar.provider.v1.Runtime
@@ -2281,22 +2506,26 @@ var file_provider_v1_provider_proto_goTypes = []any{
 	(*DeleteSnapshotRequest)(nil),   // 30: hangar.provider.v1.DeleteSnapshotRequest
 	(*DeleteSnapshotResponse)(nil),  // 31: hangar.provider.v1.DeleteSnapshotResponse
 	(*RestoreSnapshotRequest)(nil),  // 32: hangar.provider.v1.RestoreSnapshotRequest
-	nil,                             // 33: hangar.provider.v1.Runtime.ConfigEntry
-	nil,                             // 34: hangar.provider.v1.Runtime.CredentialsEntry
-	nil,                             // 35: hangar.provider.v1.Instance.LabelsEntry
-	nil,                             // 36: hangar.provider.v1.RunInstanceRequest.LabelsEntry
+	(*ReserveAddressRequest)(nil),   // 33: hangar.provider.v1.ReserveAddressRequest
+	(*ReservedAddress)(nil),         // 34: hangar.provider.v1.ReservedAddress
+	(*ReleaseAddressRequest)(nil),   // 35: hangar.provider.v1.ReleaseAddressRequest
+	(*ReleaseAddressResponse)(nil),  // 36: hangar.provider.v1.ReleaseAddressResponse
+	nil,                             // 37: hangar.provider.v1.Runtime.ConfigEntry
+	nil,                             // 38: hangar.provider.v1.Runtime.CredentialsEntry
+	nil,                             // 39: hangar.provider.v1.Instance.LabelsEntry
+	nil,                             // 40: hangar.provider.v1.RunInstanceRequest.LabelsEntry
 }
 var file_provider_v1_provider_proto_depIdxs = []int32{
-	33, // 0: hangar.provider.v1.Runtime.config:type_name -> hangar.provider.v1.Runtime.ConfigEntry
-	34, // 1: hangar.provider.v1.Runtime.credentials:type_name -> hangar.provider.v1.Runtime.CredentialsEntry
+	37, // 0: hangar.provider.v1.Runtime.config:type_name -> hangar.provider.v1.Runtime.ConfigEntry
+	38, // 1: hangar.provider.v1.Runtime.credentials:type_name -> hangar.provider.v1.Runtime.CredentialsEntry
 	1,  // 2: hangar.provider.v1.ValidateRuntimeRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 3: hangar.provider.v1.CreateNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 4: hangar.provider.v1.GetNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 5: hangar.provider.v1.DeleteNetworkRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	0,  // 6: hangar.provider.v1.Instance.state:type_name -> hangar.provider.v1.InstanceState
-	35, // 7: hangar.provider.v1.Instance.labels:type_name -> hangar.provider.v1.Instance.LabelsEntry
+	39, // 7: hangar.provider.v1.Instance.labels:type_name -> hangar.provider.v1.Instance.LabelsEntry
 	1,  // 8: hangar.provider.v1.RunInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	36, // 9: hangar.provider.v1.RunInstanceRequest.labels:type_name -> hangar.provider.v1.RunInstanceRequest.LabelsEntry
+	40, // 9: hangar.provider.v1.RunInstanceRequest.labels:type_name -> hangar.provider.v1.RunInstanceRequest.LabelsEntry
 	1,  // 10: hangar.provider.v1.GetInstanceRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 11: hangar.provider.v1.ListInstancesRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	11, // 12: hangar.provider.v1.ListInstancesResponse.instances:type_name -> hangar.provider.v1.Instance
@@ -2312,47 +2541,53 @@ var file_provider_v1_provider_proto_depIdxs = []int32{
 	26, // 22: hangar.provider.v1.ListSnapshotsResponse.snapshots:type_name -> hangar.provider.v1.Snapshot
 	1,  // 23: hangar.provider.v1.DeleteSnapshotRequest.runtime:type_name -> hangar.provider.v1.Runtime
 	1,  // 24: hangar.provider.v1.RestoreSnapshotRequest.runtime:type_name -> hangar.provider.v1.Runtime
-	2,  // 25: hangar.provider.v1.Provider.Info:input_type -> hangar.provider.v1.InfoRequest
-	4,  // 26: hangar.provider.v1.Provider.ValidateRuntime:input_type -> hangar.provider.v1.ValidateRuntimeRequest
-	7,  // 27: hangar.provider.v1.Provider.CreateNetwork:input_type -> hangar.provider.v1.CreateNetworkRequest
-	8,  // 28: hangar.provider.v1.Provider.GetNetwork:input_type -> hangar.provider.v1.GetNetworkRequest
-	9,  // 29: hangar.provider.v1.Provider.DeleteNetwork:input_type -> hangar.provider.v1.DeleteNetworkRequest
-	12, // 30: hangar.provider.v1.Provider.RunInstance:input_type -> hangar.provider.v1.RunInstanceRequest
-	13, // 31: hangar.provider.v1.Provider.GetInstance:input_type -> hangar.provider.v1.GetInstanceRequest
-	14, // 32: hangar.provider.v1.Provider.ListInstances:input_type -> hangar.provider.v1.ListInstancesRequest
-	16, // 33: hangar.provider.v1.Provider.DeleteInstance:input_type -> hangar.provider.v1.DeleteInstanceRequest
-	18, // 34: hangar.provider.v1.Provider.StopInstance:input_type -> hangar.provider.v1.StopInstanceRequest
-	19, // 35: hangar.provider.v1.Provider.StartInstance:input_type -> hangar.provider.v1.StartInstanceRequest
-	20, // 36: hangar.provider.v1.Provider.ResizeInstance:input_type -> hangar.provider.v1.ResizeInstanceRequest
-	22, // 37: hangar.provider.v1.Provider.ListVolumes:input_type -> hangar.provider.v1.ListVolumesRequest
-	24, // 38: hangar.provider.v1.Provider.DeleteVolume:input_type -> hangar.provider.v1.DeleteVolumeRequest
-	27, // 39: hangar.provider.v1.Provider.CreateSnapshot:input_type -> hangar.provider.v1.CreateSnapshotRequest
-	28, // 40: hangar.provider.v1.Provider.ListSnapshots:input_type -> hangar.provider.v1.ListSnapshotsRequest
-	30, // 41: hangar.provider.v1.Provider.DeleteSnapshot:input_type -> hangar.provider.v1.DeleteSnapshotRequest
-	32, // 42: hangar.provider.v1.Provider.RestoreSnapshot:input_type -> hangar.provider.v1.RestoreSnapshotRequest
-	3,  // 43: hangar.provider.v1.Provider.Info:output_type -> hangar.provider.v1.InfoResponse
-	5,  // 44: hangar.provider.v1.Provider.ValidateRuntime:output_type -> hangar.provider.v1.ValidateRuntimeResponse
-	6,  // 45: hangar.provider.v1.Provider.CreateNetwork:output_type -> hangar.provider.v1.Network
-	6,  // 46: hangar.provider.v1.Provider.GetNetwork:output_type -> hangar.provider.v1.Network
-	10, // 47: hangar.provider.v1.Provider.DeleteNetwork:output_type -> hangar.provider.v1.DeleteNetworkResponse
-	11, // 48: hangar.provider.v1.Provider.RunInstance:output_type -> hangar.provider.v1.Instance
-	11, // 49: hangar.provider.v1.Provider.GetInstance:output_type -> hangar.provider.v1.Instance
-	15, // 50: hangar.provider.v1.Provider.ListInstances:output_type -> hangar.provider.v1.ListInstancesResponse
-	17, // 51: hangar.provider.v1.Provider.DeleteInstance:output_type -> hangar.provider.v1.DeleteInstanceResponse
-	11, // 52: hangar.provider.v1.Provider.StopInstance:output_type -> hangar.provider.v1.Instance
-	11, // 53: hangar.provider.v1.Provider.StartInstance:output_type -> hangar.provider.v1.Instance
-	11, // 54: hangar.provider.v1.Provider.ResizeInstance:output_type -> hangar.provider.v1.Instance
-	23, // 55: hangar.provider.v1.Provider.ListVolumes:output_type -> hangar.provider.v1.ListVolumesResponse
-	25, // 56: hangar.provider.v1.Provider.DeleteVolume:output_type -> hangar.provider.v1.DeleteVolumeResponse
-	26, // 57: hangar.provider.v1.Provider.CreateSnapshot:output_type -> hangar.provider.v1.Snapshot
-	29, // 58: hangar.provider.v1.Provider.ListSnapshots:output_type -> hangar.provider.v1.ListSnapshotsResponse
-	31, // 59: hangar.provider.v1.Provider.DeleteSnapshot:output_type -> hangar.provider.v1.DeleteSnapshotResponse
-	11, // 60: hangar.provider.v1.Provider.RestoreSnapshot:output_type -> hangar.provider.v1.Instance
-	43, // [43:61] is the sub-list for method output_type
-	25, // [25:43] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	1,  // 25: hangar.provider.v1.ReserveAddressRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	1,  // 26: hangar.provider.v1.ReleaseAddressRequest.runtime:type_name -> hangar.provider.v1.Runtime
+	2,  // 27: hangar.provider.v1.Provider.Info:input_type -> hangar.provider.v1.InfoRequest
+	4,  // 28: hangar.provider.v1.Provider.ValidateRuntime:input_type -> hangar.provider.v1.ValidateRuntimeRequest
+	7,  // 29: hangar.provider.v1.Provider.CreateNetwork:input_type -> hangar.provider.v1.CreateNetworkRequest
+	8,  // 30: hangar.provider.v1.Provider.GetNetwork:input_type -> hangar.provider.v1.GetNetworkRequest
+	9,  // 31: hangar.provider.v1.Provider.DeleteNetwork:input_type -> hangar.provider.v1.DeleteNetworkRequest
+	12, // 32: hangar.provider.v1.Provider.RunInstance:input_type -> hangar.provider.v1.RunInstanceRequest
+	13, // 33: hangar.provider.v1.Provider.GetInstance:input_type -> hangar.provider.v1.GetInstanceRequest
+	14, // 34: hangar.provider.v1.Provider.ListInstances:input_type -> hangar.provider.v1.ListInstancesRequest
+	16, // 35: hangar.provider.v1.Provider.DeleteInstance:input_type -> hangar.provider.v1.DeleteInstanceRequest
+	18, // 36: hangar.provider.v1.Provider.StopInstance:input_type -> hangar.provider.v1.StopInstanceRequest
+	19, // 37: hangar.provider.v1.Provider.StartInstance:input_type -> hangar.provider.v1.StartInstanceRequest
+	20, // 38: hangar.provider.v1.Provider.ResizeInstance:input_type -> hangar.provider.v1.ResizeInstanceRequest
+	22, // 39: hangar.provider.v1.Provider.ListVolumes:input_type -> hangar.provider.v1.ListVolumesRequest
+	24, // 40: hangar.provider.v1.Provider.DeleteVolume:input_type -> hangar.provider.v1.DeleteVolumeRequest
+	27, // 41: hangar.provider.v1.Provider.CreateSnapshot:input_type -> hangar.provider.v1.CreateSnapshotRequest
+	28, // 42: hangar.provider.v1.Provider.ListSnapshots:input_type -> hangar.provider.v1.ListSnapshotsRequest
+	30, // 43: hangar.provider.v1.Provider.DeleteSnapshot:input_type -> hangar.provider.v1.DeleteSnapshotRequest
+	32, // 44: hangar.provider.v1.Provider.RestoreSnapshot:input_type -> hangar.provider.v1.RestoreSnapshotRequest
+	33, // 45: hangar.provider.v1.Provider.ReserveAddress:input_type -> hangar.provider.v1.ReserveAddressRequest
+	35, // 46: hangar.provider.v1.Provider.ReleaseAddress:input_type -> hangar.provider.v1.ReleaseAddressRequest
+	3,  // 47: hangar.provider.v1.Provider.Info:output_type -> hangar.provider.v1.InfoResponse
+	5,  // 48: hangar.provider.v1.Provider.ValidateRuntime:output_type -> hangar.provider.v1.ValidateRuntimeResponse
+	6,  // 49: hangar.provider.v1.Provider.CreateNetwork:output_type -> hangar.provider.v1.Network
+	6,  // 50: hangar.provider.v1.Provider.GetNetwork:output_type -> hangar.provider.v1.Network
+	10, // 51: hangar.provider.v1.Provider.DeleteNetwork:output_type -> hangar.provider.v1.DeleteNetworkResponse
+	11, // 52: hangar.provider.v1.Provider.RunInstance:output_type -> hangar.provider.v1.Instance
+	11, // 53: hangar.provider.v1.Provider.GetInstance:output_type -> hangar.provider.v1.Instance
+	15, // 54: hangar.provider.v1.Provider.ListInstances:output_type -> hangar.provider.v1.ListInstancesResponse
+	17, // 55: hangar.provider.v1.Provider.DeleteInstance:output_type -> hangar.provider.v1.DeleteInstanceResponse
+	11, // 56: hangar.provider.v1.Provider.StopInstance:output_type -> hangar.provider.v1.Instance
+	11, // 57: hangar.provider.v1.Provider.StartInstance:output_type -> hangar.provider.v1.Instance
+	11, // 58: hangar.provider.v1.Provider.ResizeInstance:output_type -> hangar.provider.v1.Instance
+	23, // 59: hangar.provider.v1.Provider.ListVolumes:output_type -> hangar.provider.v1.ListVolumesResponse
+	25, // 60: hangar.provider.v1.Provider.DeleteVolume:output_type -> hangar.provider.v1.DeleteVolumeResponse
+	26, // 61: hangar.provider.v1.Provider.CreateSnapshot:output_type -> hangar.provider.v1.Snapshot
+	29, // 62: hangar.provider.v1.Provider.ListSnapshots:output_type -> hangar.provider.v1.ListSnapshotsResponse
+	31, // 63: hangar.provider.v1.Provider.DeleteSnapshot:output_type -> hangar.provider.v1.DeleteSnapshotResponse
+	11, // 64: hangar.provider.v1.Provider.RestoreSnapshot:output_type -> hangar.provider.v1.Instance
+	34, // 65: hangar.provider.v1.Provider.ReserveAddress:output_type -> hangar.provider.v1.ReservedAddress
+	36, // 66: hangar.provider.v1.Provider.ReleaseAddress:output_type -> hangar.provider.v1.ReleaseAddressResponse
+	47, // [47:67] is the sub-list for method output_type
+	27, // [27:47] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_provider_v1_provider_proto_init() }
@@ -2366,7 +2601,7 @@ func file_provider_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_provider_v1_provider_proto_rawDesc), len(file_provider_v1_provider_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

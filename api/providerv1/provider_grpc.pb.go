@@ -43,6 +43,8 @@ const (
 	Provider_ListSnapshots_FullMethodName   = "/hangar.provider.v1.Provider/ListSnapshots"
 	Provider_DeleteSnapshot_FullMethodName  = "/hangar.provider.v1.Provider/DeleteSnapshot"
 	Provider_RestoreSnapshot_FullMethodName = "/hangar.provider.v1.Provider/RestoreSnapshot"
+	Provider_ReserveAddress_FullMethodName  = "/hangar.provider.v1.Provider/ReserveAddress"
+	Provider_ReleaseAddress_FullMethodName  = "/hangar.provider.v1.Provider/ReleaseAddress"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -92,6 +94,15 @@ type ProviderClient interface {
 	// with a snapshot's (FailedPrecondition while it runs). Capability
 	// "snapshots".
 	RestoreSnapshot(ctx context.Context, in *RestoreSnapshotRequest, opts ...grpc.CallOption) (*Instance, error)
+	// ReserveAddress reserves an address of a network that no instance
+	// gets: a cluster's virtual IP (cluster.json's endpoints.reserved_ips, a
+	// node's reserved_ips), which the app moves between its nodes. A retry
+	// with the same idempotency_token answers the same address. Capability
+	// "reserved_addresses".
+	ReserveAddress(ctx context.Context, in *ReserveAddressRequest, opts ...grpc.CallOption) (*ReservedAddress, error)
+	// ReleaseAddress gives a reserved address back; releasing one that is
+	// not reserved succeeds. Capability "reserved_addresses".
+	ReleaseAddress(ctx context.Context, in *ReleaseAddressRequest, opts ...grpc.CallOption) (*ReleaseAddressResponse, error)
 }
 
 type providerClient struct {
@@ -282,6 +293,26 @@ func (c *providerClient) RestoreSnapshot(ctx context.Context, in *RestoreSnapsho
 	return out, nil
 }
 
+func (c *providerClient) ReserveAddress(ctx context.Context, in *ReserveAddressRequest, opts ...grpc.CallOption) (*ReservedAddress, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReservedAddress)
+	err := c.cc.Invoke(ctx, Provider_ReserveAddress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) ReleaseAddress(ctx context.Context, in *ReleaseAddressRequest, opts ...grpc.CallOption) (*ReleaseAddressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseAddressResponse)
+	err := c.cc.Invoke(ctx, Provider_ReleaseAddress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -329,6 +360,15 @@ type ProviderServer interface {
 	// with a snapshot's (FailedPrecondition while it runs). Capability
 	// "snapshots".
 	RestoreSnapshot(context.Context, *RestoreSnapshotRequest) (*Instance, error)
+	// ReserveAddress reserves an address of a network that no instance
+	// gets: a cluster's virtual IP (cluster.json's endpoints.reserved_ips, a
+	// node's reserved_ips), which the app moves between its nodes. A retry
+	// with the same idempotency_token answers the same address. Capability
+	// "reserved_addresses".
+	ReserveAddress(context.Context, *ReserveAddressRequest) (*ReservedAddress, error)
+	// ReleaseAddress gives a reserved address back; releasing one that is
+	// not reserved succeeds. Capability "reserved_addresses".
+	ReleaseAddress(context.Context, *ReleaseAddressRequest) (*ReleaseAddressResponse, error)
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -392,6 +432,12 @@ func (UnimplementedProviderServer) DeleteSnapshot(context.Context, *DeleteSnapsh
 }
 func (UnimplementedProviderServer) RestoreSnapshot(context.Context, *RestoreSnapshotRequest) (*Instance, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RestoreSnapshot not implemented")
+}
+func (UnimplementedProviderServer) ReserveAddress(context.Context, *ReserveAddressRequest) (*ReservedAddress, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReserveAddress not implemented")
+}
+func (UnimplementedProviderServer) ReleaseAddress(context.Context, *ReleaseAddressRequest) (*ReleaseAddressResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReleaseAddress not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -738,6 +784,42 @@ func _Provider_RestoreSnapshot_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_ReserveAddress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReserveAddressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).ReserveAddress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_ReserveAddress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).ReserveAddress(ctx, req.(*ReserveAddressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_ReleaseAddress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseAddressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).ReleaseAddress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_ReleaseAddress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).ReleaseAddress(ctx, req.(*ReleaseAddressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -816,6 +898,14 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RestoreSnapshot",
 			Handler:    _Provider_RestoreSnapshot_Handler,
+		},
+		{
+			MethodName: "ReserveAddress",
+			Handler:    _Provider_ReserveAddress_Handler,
+		},
+		{
+			MethodName: "ReleaseAddress",
+			Handler:    _Provider_ReleaseAddress_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

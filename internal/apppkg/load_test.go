@@ -41,7 +41,6 @@ func TestLoadDir(t *testing.T) {
 	for _, w := range [][]string{
 		{"multi_zone_policy", "platform hint", "no effect"},
 		{"nodes[1].health_check", "not yet executed by Hangar"},
-		{"endpoints.reserved_ips", "not yet executed by Hangar"},
 	} {
 		if !hasWarning(p.Warnings, w...) {
 			t.Errorf("no warning with %q in %q", w, p.Warnings)

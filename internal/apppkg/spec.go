@@ -27,7 +27,7 @@ type ClusterSpec struct {
 	// deleting nodes; nodes may also list their own.
 	AdvancedActions []string `json:"advanced_actions"`
 
-	ReservedIPs                map[string]ReservedIP `json:"endpoints.reserved_ips" hangar:"notyet"` // endpoints.reserved_ips in cluster.json
+	ReservedIPs                map[string]ReservedIP `json:"endpoints.reserved_ips"` // endpoints.reserved_ips in cluster.json; reserved by the provider
 	HealthCheck                *HealthCheck          `json:"health_check" hangar:"notyet"`
 	Monitor                    *Monitor              `json:"monitor" hangar:"notyet"`
 	BackupPolicy               string                `json:"backup_policy"`
@@ -159,7 +159,7 @@ type NodeSpec struct {
 	VerticalScalingPolicy string                `json:"vertical_scaling_policy"`
 	UserAccess            bool                  `json:"user_access"` // its instances stay up when the cluster stops
 	CustomMetadata        *CustomMetadata       `json:"custom_metadata"`
-	ReservedIPs           map[string]ReservedIP `json:"reserved_ips" hangar:"notyet"`
+	ReservedIPs           map[string]ReservedIP `json:"reserved_ips"` // reserved by the provider
 	Loadbalancer          []json.RawMessage     `json:"loadbalancer" hangar:"notyet"`
 	HealthCheck           *HealthCheck          `json:"health_check" hangar:"notyet"`
 	Monitor               *Monitor              `json:"monitor" hangar:"notyet"`

@@ -52,6 +52,33 @@ type fakeProvider struct {
 	// What ValidateRuntime answers of images.
 	imagesRequired bool
 	images         []string
+	// reserved are the reserved addresses by idempotency token.
+	reserved map[string]string
+}
+
+func (p *fakeProvider) ReserveAddress(_ context.Context, req *providerv1.ReserveAddressRequest, _ ...grpc.CallOption) (*providerv1.ReservedAddress, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a, ok := p.reserved[req.IdempotencyToken]; ok {
+		return &providerv1.ReservedAddress{NetworkId: req.NetworkId, Address: a}, nil
+	}
+	p.lastAddress++
+	a := fmt.Sprintf("10.9.0.%d", p.lastAddress)
+	p.reserved[req.IdempotencyToken] = a
+	p.creates["ReserveAddress"]++
+	return &providerv1.ReservedAddress{NetworkId: req.NetworkId, Address: a}, nil
+}
+
+func (p *fakeProvider) ReleaseAddress(_ context.Context, req *providerv1.ReleaseAddressRequest, _ ...grpc.CallOption) (*providerv1.ReleaseAddressResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, a := range p.reserved {
+		if a == req.Address {
+			delete(p.reserved, t)
+			p.deletes["ReleaseAddress"]++
+		}
+	}
+	return &providerv1.ReleaseAddressResponse{}, nil
 }
 
 func (p *fakeProvider) ValidateRuntime(context.Context, *providerv1.ValidateRuntimeRequest, ...grpc.CallOption) (*providerv1.ValidateRuntimeResponse, error) {
@@ -63,7 +90,8 @@ func (p *fakeProvider) ValidateRuntime(context.Context, *providerv1.ValidateRunt
 func newFakeProvider() *fakeProvider {
 	return &fakeProvider{networks: map[string]*providerv1.Network{}, instances: map[string]*providerv1.Instance{},
 		byToken: map[string]string{}, creates: map[string]int{}, deletes: map[string]int{},
-		caps: []string{"stop_start", "resize", "snapshots"}, snapshots: map[string]string{}, restores: map[string]int{}}
+		caps: []string{"stop_start", "resize", "snapshots", "reserved_addresses"}, snapshots: map[string]string{}, restores: map[string]int{},
+		reserved: map[string]string{}}
 }
 
 func (p *fakeProvider) Get(_ context.Context, name string) (providerv1.ProviderClient, error) {

@@ -30,7 +30,7 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 	// names.
 	h := newOpsHarnessWith(t, copyDir(t, filepath.Join("..", "..", "examples", "kv"), "", func(s string) string {
 		s = strings.Replace(s, "{\n", "{\n  \"display_tabs\": {\"t\": {\"cmd\": \"tab-cmd\", \"timeout\": 5}},\n  \"advanced_services\": {\"update_nodes_names\": {\"cmd\": \"names-cmd\"}},\n", 1)
-		return strings.Replace(s, `"role": "replica",`, `"role": "replica", "custom_metadata": {"cmd": "echo token"},`, 1)
+		return strings.Replace(s, `"role": "replica",`, `"role": "replica", "custom_metadata": {"cmd": "echo token"}, "reserved_ips": {"vip": {"value": ""}},`, 1)
 	}))
 	h.fg.output = func(_, cmd string) string {
 		switch cmd {
@@ -326,6 +326,52 @@ func TestHandlersConvergeWhenRunTwice(t *testing.T) {
 		}
 		if n == 0 {
 			t.Errorf("%s ran no command", task.Id)
+		}
+	}
+	// Each node that reserves an address holds one, and the provider
+	// holds exactly the nodes' addresses.
+	addressesAgree := func(t *testing.T, _ *pilotv1.Job, _ *pilotv1.Task) {
+		c, _ := h.cluster(t, id)
+		held := map[string]bool{}
+		for _, n := range c.Nodes {
+			if a := n.ReservedIps["vip"]; a != "" {
+				held[a] = true
+			} else if n.Role == "replica" {
+				t.Errorf("replica %s has no reserved address", n.Id)
+			}
+		}
+		h.prov.mu.Lock()
+		defer h.prov.mu.Unlock()
+		if len(h.prov.reserved) != len(held) {
+			t.Errorf("provider holds %d addresses, the nodes %d", len(h.prov.reserved), len(held))
+		}
+		for _, a := range h.prov.reserved {
+			if !held[a] {
+				t.Errorf("provider holds %s, which no node has", a)
+			}
+		}
+	}
+	checks[taskReserveAddresses] = addressesAgree
+	checks[taskReleaseAddresses] = func(t *testing.T, job *pilotv1.Job, task *pilotv1.Task) {
+		if job.Kind == KindDelete {
+			h.prov.mu.Lock()
+			defer h.prov.mu.Unlock()
+			if len(h.prov.reserved) != 0 {
+				t.Errorf("after delete the provider still holds %v", h.prov.reserved)
+			}
+			return
+		}
+		c, _ := h.cluster(t, id)
+		h.prov.mu.Lock()
+		defer h.prov.mu.Unlock()
+		for _, n := range c.Nodes {
+			if slices.Contains(task.Input.NodeIds, n.Id) {
+				for _, a := range h.prov.reserved {
+					if a == n.ReservedIps["vip"] {
+						t.Errorf("leaving node %s's address %s is still reserved", n.Id, a)
+					}
+				}
+			}
 		}
 	}
 	checks[taskDisplayTab] = ranOnce

@@ -158,6 +158,9 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 		return nil, refuse(Invalid, "cluster.<role>.count: the cluster would have no nodes; at least one role needs a count above 0")
 	}
 	c.LastSid = sid
+	if err := l.requireAddresses(ctx, c, spec); err != nil {
+		return nil, err
+	}
 	c.Params = secretbox.SealParams(l.cfg.Packages.Box, c.Id, c.Params, secret)
 	if r.DryRun {
 		return &pilotv1.ClusterJob{Cluster: c, Job: DryRun(c, spec, nil, KindCreate, PlanCreate(c, spec))}, nil

@@ -58,7 +58,7 @@ func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 		if nd.InstanceId == "" {
 			continue
 		}
-		h := metatree.Host{NodeID: nd.Id, InstanceID: nd.InstanceId, Role: nd.Role, IP: nd.Address, SID: int(nd.Sid), GID: int(nd.Sid), GSID: gsid(nd.Id), Token: nd.Token, PubKey: x.pubKey(nd.Role)}
+		h := metatree.Host{NodeID: nd.Id, InstanceID: nd.InstanceId, Role: nd.Role, IP: nd.Address, SID: int(nd.Sid), GID: int(nd.Sid), GSID: gsid(nd.Id), Token: nd.Token, PubKey: x.pubKey(nd.Role), ReservedIPs: nd.ReservedIps}
 		if r := roleSpec(spec, nd.Role); r != nil {
 			h.CPU, h.Memory, h.GPU, h.VolumeSize, h.InstanceClass = r.CPU, r.Memory, r.GPU, volumeSize(r), r.InstanceClass
 		}
@@ -73,7 +73,7 @@ func metadataTree(c *pilotv1.Cluster, n *pilotv1.Network, pkg *apppkg.Package, s
 		}
 	}
 	sort.Slice(hosts, func(i, j int) bool { return hosts[i].SID < hosts[j].SID })
-	info := metatree.Cluster{ClusterID: c.Id, AppID: c.App, AppVersion: c.AppVersion, UserID: "", Zone: "", VXNet: c.NetworkId, GlobalUUID: c.Id}
+	info := metatree.Cluster{ClusterID: c.Id, AppID: c.App, AppVersion: c.AppVersion, UserID: "", Zone: "", VXNet: c.NetworkId, GlobalUUID: c.Id, ReservedIPs: c.ReservedIps}
 	if n != nil {
 		info.VXNet = n.Id
 	}

@@ -154,6 +154,9 @@ func PlanCreate(c *pilotv1.Cluster, spec *apppkg.ClusterSpec) []*pilotv1.Task {
 	in := func() *pilotv1.TaskInput { return &pilotv1.TaskInput{ClusterId: c.Id} }
 	p.add("network", taskCreateNetwork, "create or join the runtime's network", in())
 	p.add("frontgate", taskEnsureFrontgate, "ensure the network's frontgate is running and connected", in())
+	if wantsAddresses(spec) {
+		p.add("addresses", taskReserveAddresses, "reserve the cluster's addresses (reserved_ips)", in())
+	}
 	var runs []*pilotv1.Task
 	for _, role := range rolesOf(c) {
 		runs = append(runs, p.task("instances-"+safeID(role), taskRunInstances, "run instances for "+roleList([]string{role}), &pilotv1.TaskInput{ClusterId: c.Id, Role: role}))
@@ -201,6 +204,9 @@ func PlanDelete(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, force bool) []*pil
 	in := func() *pilotv1.TaskInput { return &pilotv1.TaskInput{ClusterId: c.Id, Force: force} }
 	p.add("delete-instances", taskDeleteInstances, "delete instances", in())
 	p.add("delete-metadata", taskDeleteMetadata, "delete metadata", in())
+	if reservedAny(c) {
+		p.add("release-addresses", taskReleaseAddresses, "release the cluster's reserved addresses", in())
+	}
 	p.add("release-network", taskReleaseNetwork, "leave the network; remove it and its frontgate if it was the last cluster", in())
 	return p.tasks
 }

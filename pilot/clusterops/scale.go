@@ -148,6 +148,9 @@ func PlanScaleOut(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, exi
 	existingRoles, newRoles := rolesOfNodes(c, existing), []string{role}
 	p.serviceSteps(spec, c.Id, "scale_out", stepSpec{idPrefix: "scale_out-check", preCheck: true, roles: existingRoles, nodeIDs: existing})
 	p.add("add-nodes", taskAddNodes, fmt.Sprintf("add %d nodes to role %s", len(added), role), &pilotv1.TaskInput{ClusterId: c.Id, Role: role, NodeIds: added})
+	if rs := roleSpec(spec, role); rs != nil && len(rs.ReservedIPs) > 0 {
+		p.add("addresses", taskReserveAddresses, "reserve the new nodes' addresses (reserved_ips)", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: added})
+	}
 	p.add("instances-"+safeID(role), taskRunInstances, "run instances for "+roleList([]string{role}), &pilotv1.TaskInput{ClusterId: c.Id, Role: role})
 	p.add("register-adding", taskRegister, "register metadata with the new nodes (adding-hosts)", &pilotv1.TaskInput{ClusterId: c.Id, AddingNodeIds: added})
 	p.add("drones", taskWaitDrones, "wait for the new nodes' drones", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: added})
@@ -179,6 +182,9 @@ func PlanScaleIn(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, stay
 		p.serviceSteps(spec, c.Id, "destroy", stepSpec{idPrefix: "destroy-post", roles: leavingRoles, nodeIDs: leaving})
 	}
 	p.add("delete-instances", taskDeleteInstances, fmt.Sprintf("delete the %d leaving instances", len(leaving)), &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: leaving})
+	if rs := roleSpec(spec, role); rs != nil && len(rs.ReservedIPs) > 0 {
+		p.add("release-addresses", taskReleaseAddresses, "release the leaving nodes' reserved addresses", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: leaving})
+	}
 	p.add("remove-nodes", taskRemoveNodes, fmt.Sprintf("remove %d nodes from role %s", len(leaving), role), &pilotv1.TaskInput{ClusterId: c.Id, Role: role, NodeIds: leaving})
 	p.add("register", taskRegister, "register metadata (deleting-hosts cleared)", &pilotv1.TaskInput{ClusterId: c.Id})
 	return p.tasks

@@ -58,6 +58,7 @@ func Run(t *testing.T, newClient func(t *testing.T) providerv1.ProviderClient, r
 	t.Run("StopStartInstance", s.stopStart)
 	t.Run("ResizeInstance", s.resize)
 	t.Run("Snapshots", s.snapshots)
+	t.Run("ReservedAddresses", s.reservedAddresses)
 	t.Run("KeepVolume", s.keepVolume)
 	t.Run("DeleteNetworkRefusedWhileInUse", s.deleteNetworkInUse)
 	if !t.Run("DeleteInstance", s.deleteInstance) {

@@ -59,6 +59,10 @@ func (s *suite) capabilityMissing(t *testing.T) {
 			_, err := s.c.ListSnapshots(c, &providerv1.ListSnapshotsRequest{Runtime: s.rt})
 			return err
 		}},
+		{sdk.CapReservedAddresses, func() error {
+			_, err := s.c.ReserveAddress(c, &providerv1.ReserveAddressRequest{Runtime: s.rt, NetworkId: s.netID, IdempotencyToken: s.prefix + "-nocap-vip"})
+			return err
+		}},
 	}
 	checked := 0
 	for _, cl := range calls {
@@ -351,4 +355,32 @@ func (s *suite) keepVolume(t *testing.T) {
 	s.mu.Lock()
 	s.instances = slices.DeleteFunc(s.instances, func(id string) bool { return id == first.GetId() || id == second.GetId() })
 	s.mu.Unlock()
+}
+
+// reservedAddresses: a reserved address is one of the network's that no
+// instance has; a retry answers the same; releasing it twice succeeds.
+func (s *suite) reservedAddresses(t *testing.T) {
+	if !s.caps.ReservedAddresses {
+		t.Skipf("the provider does not declare %s", sdk.CapReservedAddresses)
+	}
+	c := ctx(t)
+	req := &providerv1.ReserveAddressRequest{Runtime: s.rt, NetworkId: s.netID, IdempotencyToken: s.prefix + "-vip"}
+	r1, err := s.c.ReserveAddress(c, req)
+	if err != nil {
+		t.Fatalf("ReserveAddress: %v", err)
+	}
+	r2, err := s.c.ReserveAddress(c, req)
+	if err != nil || r2.GetAddress() != r1.GetAddress() {
+		t.Fatalf("ReserveAddress retried with its token: %v, %v; want %s again", r2, err, r1.GetAddress())
+	}
+	if r1.GetAddress() == s.inst.GetAddress() {
+		t.Errorf("reserved %s, which an instance has", r1.GetAddress())
+	}
+	for i := range 2 {
+		if _, err := s.c.ReleaseAddress(c, &providerv1.ReleaseAddressRequest{Runtime: s.rt, NetworkId: s.netID, Address: r1.GetAddress()}); err != nil {
+			t.Fatalf("ReleaseAddress #%d: %v", i+1, err)
+		}
+	}
+	_, err = s.c.ReserveAddress(c, &providerv1.ReserveAddressRequest{Runtime: s.rt, NetworkId: "net-" + missing, IdempotencyToken: s.prefix + "-vip-missing"})
+	wantCode(t, "ReserveAddress on an unknown network", err, codes.NotFound)
 }

@@ -204,6 +204,11 @@ func (t *tx) freeAddress(n *network) (string, error) {
 			used[in.Address] = true
 		}
 	}
+	for _, r := range t.st.Reserved {
+		if r.Network == n.ID {
+			used[r.Address] = true
+		}
+	}
 	base := strings.TrimSuffix(n.CIDR, ".0/24")
 	for h := 2; h <= 254; h++ {
 		a := fmt.Sprintf("%s.%d", base, h)

@@ -131,6 +131,7 @@ func (p *Provider) Info(context.Context, *providerv1.InfoRequest) (*providerv1.I
 			sdk.CapResize,
 			sdk.CapVolumes,
 			sdk.CapSnapshots,
+			sdk.CapReservedAddresses,
 			sdk.CapExclusiveHostDirPrefix + keyRootDir,
 			sdk.CapHostDirPrefix + keyBinDir,
 			sdk.CapHostDirPrefix + keyRangesDir,

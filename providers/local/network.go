@@ -159,6 +159,12 @@ func (p *Provider) DeleteNetwork(ctx context.Context, req *providerv1.DeleteNetw
 				"network %s still has instances %s; delete them first", id, strings.Join(left, ", "))
 		}
 		delete(t.st.Networks, id)
+		// Its reserved addresses go with it.
+		for token, r := range t.st.Reserved {
+			if r.Network == id {
+				delete(t.st.Reserved, token)
+			}
+		}
 		t.st.Deleted[networkTokenKey(n.Token)] = tombstone{ID: id, Deleted: time.Now().UTC()}
 		if err := t.save(); err != nil {
 			return err

@@ -34,6 +34,8 @@ type state struct {
 	// keep_volume); an attached one is its instance's VolumeID.
 	Volumes   map[string]*volume   `json:"volumes,omitempty"`
 	Snapshots map[string]*snapshot `json:"snapshots,omitempty"`
+	// Reserved are the reserved addresses, by idempotency token.
+	Reserved map[string]*reservation `json:"reserved,omitempty"`
 }
 
 // volume is a detached volume: the root/ of a deleted instance, kept as

@@ -61,6 +61,16 @@ func (Base) RestoreSnapshot(context.Context, *providerv1.RestoreSnapshotRequest)
 	return nil, Unsupported(CapSnapshots, "RestoreSnapshot")
 }
 
+// ReserveAddress answers Unsupported (capability reserved_addresses).
+func (Base) ReserveAddress(context.Context, *providerv1.ReserveAddressRequest) (*providerv1.ReservedAddress, error) {
+	return nil, Unsupported(CapReservedAddresses, "ReserveAddress")
+}
+
+// ReleaseAddress answers Unsupported (capability reserved_addresses).
+func (Base) ReleaseAddress(context.Context, *providerv1.ReleaseAddressRequest) (*providerv1.ReleaseAddressResponse, error) {
+	return nil, Unsupported(CapReservedAddresses, "ReleaseAddress")
+}
+
 // MethodCapability is the capability a Provider method needs ("" for the
 // core methods every provider implements): pilot and the conformance suite
 // use it to tell a missing capability from a bug.
@@ -74,6 +84,8 @@ func MethodCapability(method string) string {
 		return CapVolumes
 	case "CreateSnapshot", "ListSnapshots", "DeleteSnapshot", "RestoreSnapshot":
 		return CapSnapshots
+	case "ReserveAddress", "ReleaseAddress":
+		return CapReservedAddresses
 	}
 	return ""
 }

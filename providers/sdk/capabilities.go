@@ -50,6 +50,10 @@ const (
 	// ListSnapshots, DeleteSnapshot and RestoreSnapshot: AppCenter's
 	// backup_policy "device" needs it.
 	CapSnapshots = "snapshots"
+	// CapReservedAddresses says the provider implements ReserveAddress and
+	// ReleaseAddress: addresses of a network kept for a cluster's virtual
+	// IPs (AppCenter's reserved_ips).
+	CapReservedAddresses = "reserved_addresses"
 )
 
 // Capabilities is what pilot reads from an Info response.
@@ -67,6 +71,8 @@ type Capabilities struct {
 	Volumes bool
 	// Snapshots is CapSnapshots.
 	Snapshots bool
+	// ReservedAddresses is CapReservedAddresses.
+	ReservedAddresses bool
 	// Provider is the provider's name, for errors (set by
 	// CapabilitiesOf; empty from ParseCapabilities).
 	Provider string
@@ -97,6 +103,8 @@ func ParseCapabilities(caps []string) Capabilities {
 			c.Volumes = true
 		case s == CapSnapshots:
 			c.Snapshots = true
+		case s == CapReservedAddresses:
+			c.ReservedAddresses = true
 		case strings.HasPrefix(s, CapExclusiveHostDirPrefix) && len(s) > len(CapExclusiveHostDirPrefix):
 			c.HostDirs[strings.TrimPrefix(s, CapExclusiveHostDirPrefix)] = true
 		case strings.HasPrefix(s, CapHostDirPrefix) && len(s) > len(CapHostDirPrefix):
@@ -135,6 +143,8 @@ func (c Capabilities) Has(name string) bool {
 		return c.Volumes
 	case name == CapSnapshots:
 		return c.Snapshots
+	case name == CapReservedAddresses:
+		return c.ReservedAddresses
 	case strings.HasPrefix(name, CapExclusiveHostDirPrefix):
 		return c.HostDirs[strings.TrimPrefix(name, CapExclusiveHostDirPrefix)]
 	case strings.HasPrefix(name, CapHostDirPrefix):

@@ -107,6 +107,32 @@ func TestPackagesAsTheyExist(t *testing.T) {
 		discKey = string(auth)
 	}
 
+	// Reserved addresses: the cluster's (endpoints.reserved_ips) and the
+	// proxy's (reserved_ips), none an instance's, rendered on the nodes.
+	used := map[string]bool{}
+	for _, n := range mq.Nodes {
+		used[n.Address] = true
+	}
+	write := mq.ReservedIps["write"]
+	if write == "" || used[write] {
+		t.Fatalf("cluster's reserved address %q (instances: %v)", write, used)
+	}
+	for _, n := range mq.Nodes {
+		want := "cluster " + write + "\n"
+		if n.Role == "proxy" {
+			vip := n.ReservedIps["vip"]
+			if vip == "" || used[vip] || vip == write {
+				t.Fatalf("proxy's reserved address %q", vip)
+			}
+			want += "node " + vip + "\n"
+		}
+		path := filepath.Join(p.instanceRoot(n.InstanceId), "opt", "app", "conf", "vip.conf")
+		waitFor(t, 30*time.Second, fmt.Sprintf("%s node %d's vip.conf", n.Role, n.Sid), func() (bool, string) {
+			b, _ := os.ReadFile(path)
+			return string(b) == want, fmt.Sprintf("got %q, want %q", b, want)
+		})
+	}
+
 	// A display tab runs on the first node of each of its roles.
 	tab := p.mustHangar("cluster", "tab", mq.Id, "instances")
 	for _, n := range mq.Nodes {
