@@ -132,6 +132,12 @@ func (o *Ops) releaseAddresses(ctx context.Context, t *jobs.Task) error {
 	c := tc.c
 	release := func(addr string) error {
 		if _, err := tc.prov.ReleaseAddress(ctx, &providerv1.ReleaseAddressRequest{Runtime: tc.prt, NetworkId: c.NetworkId, Address: addr}); err != nil {
+			if tc.in.Force {
+				// A forced delete goes on; the address goes with the
+				// network when it is removed.
+				o.log.Warn("forced: address not released", "cluster_id", c.Id, "address", addr, "err", err)
+				return nil
+			}
 			return providerErr("release address "+addr, err)
 		}
 		return nil
