@@ -45,6 +45,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/fglink"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
+	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // Config wires the handlers to pilot's parts.
@@ -306,9 +307,16 @@ func RuntimeCredentials(ctx context.Context, st *store.Store, box *secretbox.Box
 // providerErr marks transient provider failures retryable.
 func providerErr(what string, err error) error {
 	err = fmt.Errorf("%s: %w", what, err)
-	switch status.Code(errors.Unwrap(err)) {
+	inner := errors.Unwrap(err)
+	switch status.Code(inner) {
 	case codes.InvalidArgument, codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated, codes.NotFound:
 		return err
+	case codes.ResourceExhausted:
+		// A quota does not free itself (sdk.QuotaExceeded); a rate limit
+		// (any other ResourceExhausted) passes.
+		if sdk.Reason(inner) == sdk.ReasonQuotaExceeded {
+			return err
+		}
 	}
 	return jobs.Retryable(err)
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // Environment variables every instance process gets.
@@ -216,7 +217,7 @@ func (t *tx) freeAddress(n *network) (string, error) {
 			return a, nil
 		}
 	}
-	return "", status.Errorf(codes.ResourceExhausted, "network %s (%s) has no free address left", n.ID, n.CIDR)
+	return "", sdk.QuotaExceeded(fmt.Sprintf("addresses of network %s (%s)", n.ID, n.CIDR), "253")
 }
 
 // start spawns the instance's process and records its identity. After an
