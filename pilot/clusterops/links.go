@@ -174,8 +174,14 @@ const linksUnder = "links/"
 // changed since print (the fingerprint the last copy was taken at; ""
 // when unknown). It answers the fingerprint now.
 func (o *Ops) refreshLinks(ctx context.Context, c *pilotv1.Cluster, spec *apppkg.ClusterSpec, print string) (string, error) {
-	if _, now, err := o.linkedClusters(ctx, spec); err != nil || now == print {
+	links, now, err := o.linkedClusters(ctx, spec)
+	if err != nil || now == print {
 		return print, err
+	}
+	for _, l := range links {
+		if l.c == nil {
+			o.log.Warn("linked cluster gone; the link's subtree is emptied", "cluster_id", c.Id, "link", l.name, "linked_cluster_id", l.id)
+		}
 	}
 	trees, now, err := o.linkTrees(ctx, spec)
 	if err != nil {
