@@ -678,6 +678,7 @@ type Request struct {
 	//	*Request_Revoke
 	//	*Request_RenderReport
 	//	*Request_CancelCommand
+	//	*Request_ApplyMetadataSubtree
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -824,6 +825,15 @@ func (x *Request) GetCancelCommand() *CancelCommand {
 	return nil
 }
 
+func (x *Request) GetApplyMetadataSubtree() *ApplyMetadataSubtree {
+	if x != nil {
+		if x, ok := x.Body.(*Request_ApplyMetadataSubtree); ok {
+			return x.ApplyMetadataSubtree
+		}
+	}
+	return nil
+}
+
 type isRequest_Body interface {
 	isRequest_Body()
 }
@@ -873,6 +883,11 @@ type Request_CancelCommand struct {
 	CancelCommand *CancelCommand `protobuf:"bytes,19,opt,name=cancel_command,json=cancelCommand,proto3,oneof"`
 }
 
+type Request_ApplyMetadataSubtree struct {
+	// pilot -> frontgate: replace one subtree of a cluster's metadata.
+	ApplyMetadataSubtree *ApplyMetadataSubtree `protobuf:"bytes,20,opt,name=apply_metadata_subtree,json=applyMetadataSubtree,proto3,oneof"`
+}
+
 func (*Request_RunCommand) isRequest_Body() {}
 
 func (*Request_ApplyMetadata) isRequest_Body() {}
@@ -892,6 +907,8 @@ func (*Request_Revoke) isRequest_Body() {}
 func (*Request_RenderReport) isRequest_Body() {}
 
 func (*Request_CancelCommand) isRequest_Body() {}
+
+func (*Request_ApplyMetadataSubtree) isRequest_Body() {}
 
 // CancelCommand kills command_id on node_id if it runs; the answer is the
 // command's result (CANCELLED, or how it ended before). A command id never
@@ -1528,6 +1545,72 @@ func (x *ApplyMetadata) GetReaderNodeIds() []string {
 	return nil
 }
 
+// ApplyMetadataSubtree makes the keys of a cluster's tree under one prefix
+// equal to kvs and leaves every other key, and the readers, as they are:
+// pilot keeps the copies of linked clusters' trees (links/) current this
+// way, between the jobs that apply the whole tree, so that it never
+// overwrites what a job just applied. under is relative to the cluster's
+// prefix and ends with "/" ("links/"); every key of kvs starts with it.
+type ApplyMetadataSubtree struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Under         string                 `protobuf:"bytes,2,opt,name=under,proto3" json:"under,omitempty"`
+	Kvs           map[string]string      `protobuf:"bytes,3,rep,name=kvs,proto3" json:"kvs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyMetadataSubtree) Reset() {
+	*x = ApplyMetadataSubtree{}
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyMetadataSubtree) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyMetadataSubtree) ProtoMessage() {}
+
+func (x *ApplyMetadataSubtree) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyMetadataSubtree.ProtoReflect.Descriptor instead.
+func (*ApplyMetadataSubtree) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ApplyMetadataSubtree) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ApplyMetadataSubtree) GetUnder() string {
+	if x != nil {
+		return x.Under
+	}
+	return ""
+}
+
+func (x *ApplyMetadataSubtree) GetKvs() map[string]string {
+	if x != nil {
+		return x.Kvs
+	}
+	return nil
+}
+
 // DeleteMetadata removes /clusters/<cluster_id>/ entirely.
 type DeleteMetadata struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1538,7 +1621,7 @@ type DeleteMetadata struct {
 
 func (x *DeleteMetadata) Reset() {
 	*x = DeleteMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1633,7 @@ func (x *DeleteMetadata) String() string {
 func (*DeleteMetadata) ProtoMessage() {}
 
 func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1646,7 @@ func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMetadata.ProtoReflect.Descriptor instead.
 func (*DeleteMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteMetadata) GetClusterId() string {
@@ -1600,7 +1683,7 @@ type ConfigureRenderer struct {
 
 func (x *ConfigureRenderer) Reset() {
 	*x = ConfigureRenderer{}
-	mi := &file_stream_v1_stream_proto_msgTypes[18]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1695,7 @@ func (x *ConfigureRenderer) String() string {
 func (*ConfigureRenderer) ProtoMessage() {}
 
 func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[18]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1708,7 @@ func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRenderer.ProtoReflect.Descriptor instead.
 func (*ConfigureRenderer) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConfigureRenderer) GetNodeId() string {
@@ -1680,7 +1763,7 @@ type ListDrones struct {
 
 func (x *ListDrones) Reset() {
 	*x = ListDrones{}
-	mi := &file_stream_v1_stream_proto_msgTypes[19]
+	mi := &file_stream_v1_stream_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1775,7 @@ func (x *ListDrones) String() string {
 func (*ListDrones) ProtoMessage() {}
 
 func (x *ListDrones) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[19]
+	mi := &file_stream_v1_stream_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1788,7 @@ func (x *ListDrones) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDrones.ProtoReflect.Descriptor instead.
 func (*ListDrones) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListDrones) GetClusterId() string {
@@ -1730,7 +1813,7 @@ type DroneInfo struct {
 
 func (x *DroneInfo) Reset() {
 	*x = DroneInfo{}
-	mi := &file_stream_v1_stream_proto_msgTypes[20]
+	mi := &file_stream_v1_stream_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1825,7 @@ func (x *DroneInfo) String() string {
 func (*DroneInfo) ProtoMessage() {}
 
 func (x *DroneInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[20]
+	mi := &file_stream_v1_stream_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1838,7 @@ func (x *DroneInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneInfo.ProtoReflect.Descriptor instead.
 func (*DroneInfo) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{20}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DroneInfo) GetNodeId() string {
@@ -1809,7 +1892,7 @@ type DroneList struct {
 
 func (x *DroneList) Reset() {
 	*x = DroneList{}
-	mi := &file_stream_v1_stream_proto_msgTypes[21]
+	mi := &file_stream_v1_stream_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1904,7 @@ func (x *DroneList) String() string {
 func (*DroneList) ProtoMessage() {}
 
 func (x *DroneList) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[21]
+	mi := &file_stream_v1_stream_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1917,7 @@ func (x *DroneList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneList.ProtoReflect.Descriptor instead.
 func (*DroneList) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{21}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DroneList) GetDrones() []*DroneInfo {
@@ -1885,7 +1968,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"'\n" +
 	"\x06Cancel\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\"\x95\x06\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"\xf5\x06\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
@@ -1901,7 +1984,8 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x11renew_certificate\x18\x10 \x01(\v2\".hangar.stream.v1.RenewCertificateH\x00R\x10renewCertificate\x122\n" +
 	"\x06revoke\x18\x11 \x01(\v2\x18.hangar.stream.v1.RevokeH\x00R\x06revoke\x12E\n" +
 	"\rrender_report\x18\x12 \x01(\v2\x1e.hangar.stream.v1.RenderReportH\x00R\frenderReport\x12H\n" +
-	"\x0ecancel_command\x18\x13 \x01(\v2\x1f.hangar.stream.v1.CancelCommandH\x00R\rcancelCommandB\x06\n" +
+	"\x0ecancel_command\x18\x13 \x01(\v2\x1f.hangar.stream.v1.CancelCommandH\x00R\rcancelCommand\x12^\n" +
+	"\x16apply_metadata_subtree\x18\x14 \x01(\v2&.hangar.stream.v1.ApplyMetadataSubtreeH\x00R\x14applyMetadataSubtreeB\x06\n" +
 	"\x04body\"_\n" +
 	"\rCancelCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
@@ -1957,6 +2041,14 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12:\n" +
 	"\x03kvs\x18\x02 \x03(\v2(.hangar.stream.v1.ApplyMetadata.KvsEntryR\x03kvs\x12&\n" +
 	"\x0freader_node_ids\x18\x03 \x03(\tR\rreaderNodeIds\x1a6\n" +
+	"\bKvsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x01\n" +
+	"\x14ApplyMetadataSubtree\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
+	"\x05under\x18\x02 \x01(\tR\x05under\x12A\n" +
+	"\x03kvs\x18\x03 \x03(\v2/.hangar.stream.v1.ApplyMetadataSubtree.KvsEntryR\x03kvs\x1a6\n" +
 	"\bKvsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"/\n" +
@@ -2019,7 +2111,7 @@ func file_stream_v1_stream_proto_rawDescGZIP() []byte {
 }
 
 var file_stream_v1_stream_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_stream_v1_stream_proto_goTypes = []any{
 	(CommandState)(0),             // 0: hangar.stream.v1.CommandState
 	(*JoinRequest)(nil),           // 1: hangar.stream.v1.JoinRequest
@@ -2039,59 +2131,63 @@ var file_stream_v1_stream_proto_goTypes = []any{
 	(*RunCommand)(nil),            // 15: hangar.stream.v1.RunCommand
 	(*CommandResult)(nil),         // 16: hangar.stream.v1.CommandResult
 	(*ApplyMetadata)(nil),         // 17: hangar.stream.v1.ApplyMetadata
-	(*DeleteMetadata)(nil),        // 18: hangar.stream.v1.DeleteMetadata
-	(*ConfigureRenderer)(nil),     // 19: hangar.stream.v1.ConfigureRenderer
-	(*ListDrones)(nil),            // 20: hangar.stream.v1.ListDrones
-	(*DroneInfo)(nil),             // 21: hangar.stream.v1.DroneInfo
-	(*DroneList)(nil),             // 22: hangar.stream.v1.DroneList
-	nil,                           // 23: hangar.stream.v1.ApplyMetadata.KvsEntry
-	nil,                           // 24: hangar.stream.v1.ConfigureRenderer.FilesEntry
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*ApplyMetadataSubtree)(nil),  // 18: hangar.stream.v1.ApplyMetadataSubtree
+	(*DeleteMetadata)(nil),        // 19: hangar.stream.v1.DeleteMetadata
+	(*ConfigureRenderer)(nil),     // 20: hangar.stream.v1.ConfigureRenderer
+	(*ListDrones)(nil),            // 21: hangar.stream.v1.ListDrones
+	(*DroneInfo)(nil),             // 22: hangar.stream.v1.DroneInfo
+	(*DroneList)(nil),             // 23: hangar.stream.v1.DroneList
+	nil,                           // 24: hangar.stream.v1.ApplyMetadata.KvsEntry
+	nil,                           // 25: hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
+	nil,                           // 26: hangar.stream.v1.ConfigureRenderer.FilesEntry
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 }
 var file_stream_v1_stream_proto_depIdxs = []int32{
-	25, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	27, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.stream.v1.Envelope.hello:type_name -> hangar.stream.v1.Hello
 	9,  // 2: hangar.stream.v1.Envelope.request:type_name -> hangar.stream.v1.Request
 	11, // 3: hangar.stream.v1.Envelope.response:type_name -> hangar.stream.v1.Response
 	8,  // 4: hangar.stream.v1.Envelope.cancel:type_name -> hangar.stream.v1.Cancel
 	7,  // 5: hangar.stream.v1.Envelope.heartbeat:type_name -> hangar.stream.v1.Heartbeat
-	25, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	25, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
+	27, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	27, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
 	15, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
 	17, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
-	18, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
-	19, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
-	20, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
+	19, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
+	20, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
+	21, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
 	1,  // 13: hangar.stream.v1.Request.join:type_name -> hangar.stream.v1.JoinRequest
 	3,  // 14: hangar.stream.v1.Request.renew_certificate:type_name -> hangar.stream.v1.RenewCertificate
 	4,  // 15: hangar.stream.v1.Request.revoke:type_name -> hangar.stream.v1.Revoke
 	14, // 16: hangar.stream.v1.Request.render_report:type_name -> hangar.stream.v1.RenderReport
 	10, // 17: hangar.stream.v1.Request.cancel_command:type_name -> hangar.stream.v1.CancelCommand
-	12, // 18: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
-	16, // 19: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
-	13, // 20: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
-	22, // 21: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
-	2,  // 22: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
-	25, // 23: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 24: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
-	25, // 25: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
-	25, // 26: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
-	23, // 27: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
-	24, // 28: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
-	25, // 29: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
-	25, // 30: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
-	21, // 31: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
-	5,  // 32: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
-	5,  // 33: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
-	1,  // 34: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
-	5,  // 35: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
-	5,  // 36: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
-	2,  // 37: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
-	35, // [35:38] is the sub-list for method output_type
-	32, // [32:35] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	18, // 18: hangar.stream.v1.Request.apply_metadata_subtree:type_name -> hangar.stream.v1.ApplyMetadataSubtree
+	12, // 19: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
+	16, // 20: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
+	13, // 21: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
+	23, // 22: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
+	2,  // 23: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
+	27, // 24: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 25: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
+	27, // 26: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
+	27, // 27: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
+	24, // 28: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
+	25, // 29: hangar.stream.v1.ApplyMetadataSubtree.kvs:type_name -> hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
+	26, // 30: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
+	27, // 31: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
+	27, // 32: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
+	22, // 33: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
+	5,  // 34: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
+	5,  // 35: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
+	1,  // 36: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
+	5,  // 37: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
+	5,  // 38: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
+	2,  // 39: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
+	37, // [37:40] is the sub-list for method output_type
+	34, // [34:37] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_stream_v1_stream_proto_init() }
@@ -2117,6 +2213,7 @@ func file_stream_v1_stream_proto_init() {
 		(*Request_Revoke)(nil),
 		(*Request_RenderReport)(nil),
 		(*Request_CancelCommand)(nil),
+		(*Request_ApplyMetadataSubtree)(nil),
 	}
 	file_stream_v1_stream_proto_msgTypes[10].OneofWrappers = []any{
 		(*Response_CommandResult)(nil),
@@ -2130,7 +2227,7 @@ func file_stream_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_v1_stream_proto_rawDesc), len(file_stream_v1_stream_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

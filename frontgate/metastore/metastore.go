@@ -41,6 +41,9 @@ var (
 	// ErrTooLarge marks a tree with more bytes than Options.MaxBytes. It is
 	// an ErrInvalid too: the same tree would always be refused.
 	ErrTooLarge = fmt.Errorf("%w: tree too large", ErrInvalid)
+	// ErrNoTree marks a subtree applied to a cluster that has no tree (never
+	// registered, or deleted): it is not created from the subtree alone.
+	ErrNoTree = errors.New("cluster has no metadata tree")
 	// ErrConflict marks a change that lost the race against other writers
 	// maxAttempts times in a row.
 	ErrConflict = errors.New("concurrent writes kept conflicting")
@@ -184,14 +187,33 @@ func (s *Store) lastChange(ctx context.Context, clusterID string) (int64, error)
 // written since it was read, and retried when it was. Nothing is written
 // when the tree already equals kvs.
 func (s *Store) Apply(ctx context.Context, clusterID string, kvs map[string]string) (Result, error) {
+	return s.ApplyUnder(ctx, clusterID, "", kvs)
+}
+
+// ApplyUnder is Apply for the keys of clusterID's tree that start with
+// under ("" is the whole tree, else a valid key followed by "/", like
+// "links/"): those become equal to kvs, every key of which must start with
+// under, and the others stay as they are. The size limit counts the whole
+// tree as it will be. A cluster without a tree gets none (ErrNoTree): a
+// subtree applied after the cluster's metadata was deleted must not leave
+// an orphan.
+func (s *Store) ApplyUnder(ctx context.Context, clusterID, under string, kvs map[string]string) (Result, error) {
 	if err := ValidateClusterID(clusterID); err != nil {
 		return Result{}, err
+	}
+	if under != "" {
+		if err := ValidateKey(strings.TrimSuffix(under, "/")); err != nil || !strings.HasSuffix(under, "/") {
+			return Result{}, fmt.Errorf("%w: cluster %s: subtree %q: give a key followed by \"/\", like \"links/\"", ErrInvalid, clusterID, under)
+		}
 	}
 	keys := make([]string, 0, len(kvs))
 	size := 0
 	for k, v := range kvs {
 		if err := ValidateKey(k); err != nil {
 			return Result{}, fmt.Errorf("cluster %s: %w", clusterID, err)
+		}
+		if !strings.HasPrefix(k, under) {
+			return Result{}, fmt.Errorf("%w: cluster %s: key %q lies outside the subtree %q being applied", ErrInvalid, clusterID, k, under)
 		}
 		keys = append(keys, k)
 		size += len(Prefix(clusterID)) + len(k) + len(v)
@@ -214,6 +236,9 @@ func (s *Store) Apply(ctx context.Context, clusterID string, kvs map[string]stri
 			return Result{}, fmt.Errorf("read metadata of cluster %s: %w", clusterID, err)
 		}
 		rev := got.Header.Revision
+		if under != "" && len(got.Kvs) == 0 {
+			return Result{}, fmt.Errorf("apply metadata of cluster %s under %q: %w", clusterID, under, ErrNoTree)
+		}
 		stored := make(map[string]string, len(got.Kvs))
 		for _, kv := range got.Kvs {
 			stored[strings.TrimPrefix(string(kv.Key), prefix)] = string(kv.Value)
@@ -227,8 +252,14 @@ func (s *Store) Apply(ctx context.Context, clusterID string, kvs map[string]stri
 				res.Puts++
 			}
 		}
+		// The bytes of the tree as it will be.
+		kept := size
 		for _, kv := range got.Kvs { // already in key order
 			k := strings.TrimPrefix(string(kv.Key), prefix)
+			if !strings.HasPrefix(k, under) {
+				kept += len(kv.Key) + len(kv.Value)
+				continue
+			}
 			if _, keep := kvs[k]; !keep {
 				ops = append(ops, clientv3.OpDelete(prefix+k))
 				res.Deletes++
@@ -241,6 +272,10 @@ func (s *Store) Apply(ctx context.Context, clusterID string, kvs map[string]stri
 				return Result{}, err
 			}
 			return res, nil
+		}
+		if kept > s.maxBytes {
+			return Result{}, fmt.Errorf("apply metadata of cluster %s under %q: the tree would take %d bytes with its paths, more than the %d allowed: %w",
+				clusterID, under, kept, s.maxBytes, ErrTooLarge)
 		}
 		ops = append(ops, clientv3.OpPut(changeKey(clusterID), ""))
 		if len(ops) > s.maxOps {

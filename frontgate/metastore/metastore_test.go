@@ -333,3 +333,66 @@ func TestUnchangedApplyReportsTheLastChange(t *testing.T) {
 		t.Fatalf("the change marker outlives its cluster: %v %v", resp, err)
 	}
 }
+
+// ApplyUnder replaces one subtree and leaves the rest of the tree as it
+// is; what it is given must lie under that subtree, and the size limit
+// counts the whole tree.
+func TestApplyUnderReplacesOnlyItsSubtree(t *testing.T) {
+	c := etcdtest.Client(t)
+	const max = 400
+	s := New(c, Options{MaxBytes: max})
+	ctx := testCtx(t)
+	base := map[string]string{"env/a": "1", "hosts/i-1/ip": "10.0.0.1", "links/zk/hosts/i-9/ip": "10.1.0.9", "links/zk/env/x": "old", "linksx/k": "kept"}
+	if _, err := s.Apply(ctx, "c-1", base); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.ApplyUnder(ctx, "c-1", "links/", map[string]string{"links/zk/hosts/i-9/ip": "10.1.0.9", "links/zk/hosts/i-8/ip": "10.1.0.8"})
+	if err != nil || res.Puts != 1 || res.Deletes != 1 {
+		t.Fatalf("ApplyUnder = %+v, %v; want 1 put (i-8) and 1 delete (env/x)", res, err)
+	}
+	want := map[string]string{"env/a": "1", "hosts/i-1/ip": "10.0.0.1", "links/zk/hosts/i-9/ip": "10.1.0.9", "links/zk/hosts/i-8/ip": "10.1.0.8", "linksx/k": "kept"}
+	if got, _ := dump(t, c, "c-1"); !equal(got, want) {
+		t.Fatalf("tree = %v, want %v", got, want)
+	}
+	again, err := s.ApplyUnder(ctx, "c-1", "links/", map[string]string{"links/zk/hosts/i-9/ip": "10.1.0.9", "links/zk/hosts/i-8/ip": "10.1.0.8"})
+	if err != nil || again.Changed() || again.Revision != res.Revision {
+		t.Fatalf("repeated ApplyUnder = %+v, %v; want unchanged at revision %d", again, err, res.Revision)
+	}
+	// An empty subtree empties it, and only it.
+	if _, err := s.ApplyUnder(ctx, "c-1", "links/", nil); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]string{"env/a": "1", "hosts/i-1/ip": "10.0.0.1", "linksx/k": "kept"}
+	if got, _ := dump(t, c, "c-1"); !equal(got, want) {
+		t.Fatalf("tree after emptying links/ = %v, want %v", got, want)
+	}
+
+	if _, err := s.ApplyUnder(ctx, "c-gone", "links/", map[string]string{"links/zk/x": "1"}); !errors.Is(err, ErrNoTree) {
+		t.Fatalf("ApplyUnder to a cluster without a tree = %v, want ErrNoTree", err)
+	}
+	if got, _ := dump(t, c, "c-gone"); len(got) != 0 {
+		t.Fatalf("a refused ApplyUnder created a tree: %v", got)
+	}
+
+	for _, tc := range []struct {
+		name, under string
+		kvs         map[string]string
+		want        string
+	}{
+		{"key outside", "links/", map[string]string{"env/a": "2"}, `key "env/a" lies outside the subtree "links/"`},
+		{"no trailing slash", "links", map[string]string{"links/x": "1"}, `subtree "links"`},
+		{"dot-dot", "../", map[string]string{"../x": "1"}, `subtree "../"`},
+		// 323 bytes alone, over 400 with the 80 of the rest of the tree.
+		{"whole tree too large", "links/", map[string]string{"links/big": strings.Repeat("v", 300)}, "the tree would take"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.ApplyUnder(ctx, "c-1", tc.under, tc.kvs)
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ApplyUnder = %v, want ErrInvalid with %q", err, tc.want)
+			}
+			if got, _ := dump(t, c, "c-1"); !equal(got, want) {
+				t.Fatalf("a refused ApplyUnder altered the tree: %v", got)
+			}
+		})
+	}
+}

@@ -28,6 +28,7 @@ const (
 	KindRunCommand        = "run_command"
 	KindCancelCommand     = "cancel_command"
 	KindApplyMetadata     = "apply_metadata"
+	KindApplySubtree      = "apply_metadata_subtree"
 	KindDeleteMetadata    = "delete_metadata"
 	KindConfigureRenderer = "configure_renderer"
 	KindListDrones        = "list_drones"
@@ -46,7 +47,7 @@ const ResultOK = "ok"
 
 // Capabilities lists the request kinds a Handler serves, for the Hello.
 func Capabilities() []string {
-	return []string{KindApplyMetadata, KindDeleteMetadata, KindRunCommand, KindCancelCommand, KindConfigureRenderer, KindListDrones, KindRevoke}
+	return []string{KindApplyMetadata, KindApplySubtree, KindDeleteMetadata, KindRunCommand, KindCancelCommand, KindConfigureRenderer, KindListDrones, KindRevoke}
 }
 
 // Kind names the request's body.
@@ -58,6 +59,8 @@ func Kind(req *streamv1.Request) string {
 		return KindCancelCommand
 	case *streamv1.Request_ApplyMetadata:
 		return KindApplyMetadata
+	case *streamv1.Request_ApplyMetadataSubtree:
+		return KindApplySubtree
 	case *streamv1.Request_DeleteMetadata:
 		return KindDeleteMetadata
 	case *streamv1.Request_ConfigureRenderer:
@@ -79,6 +82,7 @@ func Kind(req *streamv1.Request) string {
 // Metadata is the part of *metastore.Store the handler uses.
 type Metadata interface {
 	Apply(ctx context.Context, clusterID string, kvs map[string]string) (metastore.Result, error)
+	ApplyUnder(ctx context.Context, clusterID, under string, kvs map[string]string) (metastore.Result, error)
 	Delete(ctx context.Context, clusterID string) (int64, error)
 }
 
@@ -174,6 +178,22 @@ func (h *Handler) serve(ctx context.Context, req *streamv1.Request) *streamv1.Re
 			msg = fmt.Sprintf("cluster %s: %d keys written, %d deleted at revision %d", m.GetClusterId(), res.Puts, res.Deletes, res.Revision)
 		}
 		ack := ackResponse(fmt.Sprintf("%s; %d readers", msg, len(m.GetReaderNodeIds())))
+		ack.GetAck().Revision = res.Revision
+		return ack
+
+	case *streamv1.Request_ApplyMetadataSubtree:
+		// The readers stay: they follow the cluster's nodes, which only a
+		// whole apply changes.
+		m := b.ApplyMetadataSubtree
+		res, err := h.cfg.Metadata.ApplyUnder(ctx, m.GetClusterId(), m.GetUnder(), m.GetKvs())
+		if err != nil {
+			return metadataError(err)
+		}
+		msg := fmt.Sprintf("cluster %s under %s unchanged at revision %d", m.GetClusterId(), m.GetUnder(), res.Revision)
+		if res.Changed() {
+			msg = fmt.Sprintf("cluster %s under %s: %d keys written, %d deleted at revision %d", m.GetClusterId(), m.GetUnder(), res.Puts, res.Deletes, res.Revision)
+		}
+		ack := ackResponse(msg)
 		ack.GetAck().Revision = res.Revision
 		return ack
 
@@ -360,6 +380,8 @@ func metadataError(err error) *streamv1.Response {
 	switch {
 	case errors.Is(err, metastore.ErrInvalid), errors.Is(err, access.ErrInvalid):
 		code = streamrpc.CodeInvalid
+	case errors.Is(err, metastore.ErrNoTree):
+		code = streamrpc.CodeNotFound
 	case errors.Is(err, metastore.ErrTooManyOps):
 		code = streamrpc.CodeInternal
 	case errors.Is(err, context.DeadlineExceeded):

@@ -39,6 +39,14 @@ func (f *fakeMeta) Apply(_ context.Context, id string, kvs map[string]string) (m
 	return f.res, nil
 }
 
+func (f *fakeMeta) ApplyUnder(_ context.Context, id, under string, kvs map[string]string) (metastore.Result, error) {
+	if f.err != nil {
+		return metastore.Result{}, f.err
+	}
+	f.applied[id+":"+under] = kvs
+	return f.res, nil
+}
+
 func (f *fakeMeta) Delete(_ context.Context, id string) (int64, error) {
 	if f.err != nil {
 		return 0, f.err
@@ -159,6 +167,10 @@ func apply(cluster string, kvs map[string]string) *streamv1.Request {
 	return &streamv1.Request{Id: "r", Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: cluster, Kvs: kvs}}}
 }
 
+func subtree(cluster, under string, kvs map[string]string) *streamv1.Request {
+	return &streamv1.Request{Id: "r", Body: &streamv1.Request_ApplyMetadataSubtree{ApplyMetadataSubtree: &streamv1.ApplyMetadataSubtree{ClusterId: cluster, Under: under, Kvs: kvs}}}
+}
+
 func run(node, cmdID string) *streamv1.Request {
 	return &streamv1.Request{Id: "r", Body: &streamv1.Request_RunCommand{RunCommand: &streamv1.RunCommand{NodeId: node, CommandId: cmdID, Cmd: "true"}}}
 }
@@ -178,6 +190,10 @@ func TestMetadataRequests(t *testing.T) {
 		{"apply too large", apply("cl-1", nil), metastore.Result{}, fmt.Errorf("x: %w", metastore.ErrTooManyOps), streamrpc.CodeInternal, "too large"},
 		{"apply etcd down", apply("cl-1", nil), metastore.Result{}, errors.New("etcdserver: no leader"), streamrpc.CodeUnavailable, "no leader"},
 		{"apply deadline", apply("cl-1", nil), metastore.Result{}, fmt.Errorf("read: %w", context.DeadlineExceeded), streamrpc.CodeDeadline, "read"},
+		{"apply subtree", subtree("cl-1", "links/", map[string]string{"links/zk/x": "1"}), metastore.Result{Puts: 1, Revision: 8}, nil, "", "cluster cl-1 under links/: 1 keys written, 0 deleted at revision 8"},
+		{"apply subtree unchanged", subtree("cl-1", "links/", nil), metastore.Result{Revision: 8}, nil, "", "under links/ unchanged at revision 8"},
+		{"apply subtree of no tree", subtree("cl-1", "links/", nil), metastore.Result{}, fmt.Errorf("x: %w", metastore.ErrNoTree), streamrpc.CodeNotFound, "no metadata tree"},
+		{"apply subtree outside", subtree("cl-1", "links/", map[string]string{"env/a": "1"}), metastore.Result{}, fmt.Errorf("%w: key outside", metastore.ErrInvalid), streamrpc.CodeInvalid, "key outside"},
 		{"delete", &streamv1.Request{Body: &streamv1.Request_DeleteMetadata{DeleteMetadata: &streamv1.DeleteMetadata{ClusterId: "cl-1"}}}, metastore.Result{}, nil, "", "cluster cl-1: 3 keys deleted"},
 		{"delete invalid", &streamv1.Request{Body: &streamv1.Request_DeleteMetadata{DeleteMetadata: &streamv1.DeleteMetadata{}}}, metastore.Result{}, fmt.Errorf("%w: cluster_id is required", metastore.ErrInvalid), streamrpc.CodeInvalid, "cluster_id is required"},
 	}

@@ -280,16 +280,19 @@ type fakeFrontgate struct {
 	// instances run.
 	cutOff map[string]bool
 
-	mu        sync.Mutex
-	metadata  map[string]map[string]string // cluster → tree
-	readers   map[string][]string          // cluster → reader node ids
-	applies   int
-	renderers map[string]*streamv1.ConfigureRenderer // node → last configuration
-	keys      map[string][]byte                      // node → metadata key it opened
-	results   map[string]*streamv1.CommandResult     // command id → result
-	runs      map[string]int                         // command id → times run
-	execs     map[string]int                         // node and command line → times run
-	ran       []string                               // "node: command line", in the order run
+	mu       sync.Mutex
+	metadata map[string]map[string]string // cluster → tree
+	readers  map[string][]string          // cluster → reader node ids
+	applies  int
+	// subtreeApplies counts the ApplyMetadataSubtree requests (a part of
+	// applies).
+	subtreeApplies int
+	renderers      map[string]*streamv1.ConfigureRenderer // node → last configuration
+	keys           map[string][]byte                      // node → metadata key it opened
+	results        map[string]*streamv1.CommandResult     // command id → result
+	runs           map[string]int                         // command id → times run
+	execs          map[string]int                         // node and command line → times run
+	ran            []string                               // "node: command line", in the order run
 }
 
 func newFakeFrontgate(prov *fakeProvider, cmdKey ed25519.PublicKey, drones *fakeDroneKeys) *fakeFrontgate {
@@ -326,6 +329,25 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 		f.applies++
 		// Each apply is one etcd revision, which every drone renders at
 		// once.
+		return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Revision: int64(f.applies)}}}, nil
+	case *streamv1.Request_ApplyMetadataSubtree:
+		m := b.ApplyMetadataSubtree
+		tree, ok := f.metadata[m.ClusterId]
+		if !ok {
+			return nil, &streamrpc.Error{Code: streamrpc.CodeNotFound, Message: "cluster " + m.ClusterId + " has no metadata tree"}
+		}
+		next := map[string]string{}
+		for k, v := range tree {
+			if !strings.HasPrefix(k, m.Under) {
+				next[k] = v
+			}
+		}
+		for k, v := range m.Kvs {
+			next[k] = v
+		}
+		f.metadata[m.ClusterId] = next
+		f.subtreeApplies++
+		f.applies++
 		return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Revision: int64(f.applies)}}}, nil
 	case *streamv1.Request_DeleteMetadata:
 		delete(f.metadata, b.DeleteMetadata.ClusterId)

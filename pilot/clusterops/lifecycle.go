@@ -123,7 +123,7 @@ func (l *Lifecycle) Create(ctx context.Context, r CreateRequest) (*pilotv1.Clust
 	if err != nil {
 		return nil, err
 	}
-	if err := l.checkLinks(ctx, r.Tenant, pkg, vals, spec, nil); err != nil {
+	if err := l.checkLinks(ctx, r.Tenant, "", pkg, vals, spec, nil); err != nil {
 		return nil, err
 	}
 	var roles []string
@@ -243,7 +243,7 @@ func (l *Lifecycle) UpdateEnv(ctx context.Context, r OpRequest, env map[string]s
 	if err != nil {
 		return nil, refuse(Precondition, "cluster %s: %v", c.Id, err)
 	}
-	if err := l.checkLinks(ctx, c.Tenant, pkg, nv, spec, old); err != nil {
+	if err := l.checkLinks(ctx, c.Tenant, c.Id, pkg, nv, spec, old); err != nil {
 		return nil, err
 	}
 	if r.DryRun {

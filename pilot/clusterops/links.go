@@ -24,12 +24,19 @@ import (
 // copy is taken whenever the linking cluster's metadata is registered, and
 // the reconciler takes it again when a linked cluster's metadata changed
 // (a scale, an env update) or it went away (the subtree is then emptied).
+// The reconciler writes the links/ subtree alone (ApplyMetadataSubtree):
+// a job that starts meanwhile and applies the whole tree (adding-hosts
+// during a scale) is never overwritten by it, and the linking cluster's
+// sealed values are not sealed again. Nor does it record a metadata
+// revision, so the clusters linking to this one copy nothing again for it,
+// and links that form a cycle settle.
 
 // checkLinks refuses, before anything is created, a link to a cluster that
 // is not there: every link spec names that old does not (nil old: every
 // link) must name a cluster of the tenant that is not being deleted, of an
-// app and version the service parameter giving it allows (limits).
-func (l *Lifecycle) checkLinks(ctx context.Context, tenant string, pkg *apppkg.Package, vals *apppkg.Values, spec, old *apppkg.ClusterSpec) error {
+// app and version the service parameter giving it allows (limits), and
+// other than self (the cluster changed; "" at create).
+func (l *Lifecycle) checkLinks(ctx context.Context, tenant, self string, pkg *apppkg.Package, vals *apppkg.Values, spec, old *apppkg.ClusterSpec) error {
 	names := make([]string, 0, len(spec.Links))
 	for name := range spec.Links {
 		names = append(names, name)
@@ -39,6 +46,10 @@ func (l *Lifecycle) checkLinks(ctx context.Context, tenant string, pkg *apppkg.P
 	for _, name := range names {
 		id := spec.Links[name]
 		if id == "" || (old != nil && old.Links[name] == id) {
+			continue
+		}
+		if id == self {
+			errs = append(errs, fmt.Errorf("links.%s: cluster %s cannot link to itself", name, id))
 			continue
 		}
 		linked := &pilotv1.Cluster{}
@@ -155,15 +166,24 @@ func (o *Ops) linkTrees(ctx context.Context, spec *apppkg.ClusterSpec) (map[stri
 	return trees, print, nil
 }
 
-// refreshLinks registers cluster c's metadata again, with spec, when what
-// its links were copied from changed since print (the fingerprint the last
-// copy was taken at; "" when unknown). It answers the fingerprint now. c
-// must be idle: the tree it registers has no operation's entries.
-func (o *Ops) refreshLinks(ctx context.Context, c *pilotv1.Cluster, pkg *apppkg.Package, spec *apppkg.ClusterSpec, print string) (string, error) {
-	if _, now, err := o.linkedClusters(ctx, spec); err != nil || now == print {
+// linksUnder is the subtree of a cluster's tree that holds its links.
+const linksUnder = "links/"
+
+// refreshLinks copies into c's metadata again, under links/ alone, the
+// trees of the clusters spec links to, when what they are copied from
+// changed since print (the fingerprint the last copy was taken at; ""
+// when unknown). It answers the fingerprint now.
+func (o *Ops) refreshLinks(ctx context.Context, c *pilotv1.Cluster, spec *apppkg.ClusterSpec, print string) (string, error) {
+	links, now, err := o.linkedClusters(ctx, spec)
+	if err != nil || now == print {
 		return print, err
 	}
-	x, now, err := o.extras(ctx, c, spec)
+	for _, l := range links {
+		if l.c == nil {
+			o.log.Warn("linked cluster gone; the link's subtree is emptied", "cluster_id", c.Id, "link", l.name, "linked_cluster_id", l.id)
+		}
+	}
+	trees, now, err := o.linkTrees(ctx, spec)
 	if err != nil {
 		return print, err
 	}
@@ -171,12 +191,20 @@ func (o *Ops) refreshLinks(ctx context.Context, c *pilotv1.Cluster, pkg *apppkg.
 	if err != nil {
 		return print, err
 	}
-	tree, err := metadataTree(c, n, pkg, spec, o.cfg.Packages.Box, nil, x)
+	// The tree as metatree lays it out, of which only links/ is sent.
+	tree, err := metadataTree(c, n, nil, spec, nil, nil, &treeExtras{Links: trees})
 	if err != nil {
 		return print, err
 	}
-	if _, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadata{ApplyMetadata: &streamv1.ApplyMetadata{ClusterId: c.Id, Kvs: tree, ReaderNodeIds: readers(c)}}}); err != nil {
-		return print, fmt.Errorf("apply metadata of cluster %s: %w", c.Id, err)
+	sub := map[string]string{}
+	for k, v := range tree {
+		if strings.HasPrefix(k, linksUnder) {
+			sub[k] = v
+		}
+	}
+	req := &streamv1.ApplyMetadataSubtree{ClusterId: c.Id, Under: linksUnder, Kvs: sub}
+	if _, err := o.callFrontgate(ctx, n, &streamv1.Request{Body: &streamv1.Request_ApplyMetadataSubtree{ApplyMetadataSubtree: req}}); err != nil {
+		return print, fmt.Errorf("copy the linked clusters' metadata into cluster %s: %w", c.Id, err)
 	}
 	o.log.Info("linked clusters' metadata copied again", "cluster_id", c.Id, "links", now)
 	return now, nil

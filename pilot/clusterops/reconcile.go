@@ -58,8 +58,7 @@ type Reconciler struct {
 
 // linkState is a cluster's links as the reconciler follows them.
 type linkState struct {
-	job   string // the job whose spec this is
-	pkg   *apppkg.Package
+	job   string              // the job whose spec this is
 	spec  *apppkg.ClusterSpec // nil: the cluster has no links
 	print string              // what the copy was last taken at ("": not by this pilot)
 }
@@ -177,21 +176,21 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 // previous pass knew of c's links; the spec is read again after each job.
 func (r *Reconciler) refreshLinks(ctx context.Context, c *pilotv1.Cluster, st *linkState) {
 	if st == nil || st.job != c.JobId {
-		pkg, spec, err := r.o.cfg.Packages.Current(ctx, c)
+		_, spec, err := r.o.cfg.Packages.Current(ctx, c)
 		if err != nil {
 			r.log.Warn("links: read the cluster's spec", "cluster_id", c.Id, "err", err)
 			return
 		}
 		st = &linkState{job: c.JobId}
 		if len(spec.Links) > 0 {
-			st.pkg, st.spec = pkg, spec
+			st.spec = spec
 		}
 	}
 	r.links[c.Id] = st
 	if st.spec == nil {
 		return
 	}
-	print, err := r.o.refreshLinks(ctx, c, st.pkg, st.spec, st.print)
+	print, err := r.o.refreshLinks(ctx, c, st.spec, st.print)
 	if err != nil {
 		r.log.Warn("links: copy the linked clusters' metadata", "cluster_id", c.Id, "err", err)
 	}

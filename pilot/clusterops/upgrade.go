@@ -114,7 +114,7 @@ func (l *Lifecycle) changeVersion(ctx context.Context, r OpRequest, version, kin
 		return nil, err
 	}
 	if from, _, err := l.currentSpec(ctx, c); err == nil {
-		if err := l.checkLinks(ctx, c.Tenant, pkg, vals, to, from); err != nil {
+		if err := l.checkLinks(ctx, c.Tenant, c.Id, pkg, vals, to, from); err != nil {
 			return nil, err
 		}
 	}

@@ -78,9 +78,16 @@ func TestPackagesAsTheyExist(t *testing.T) {
 	p.mustHangar("app", "push", mqDir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	before, err := p.clusters.ListClusters(ctx, &pilotv1.ListClustersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: "mq", Runtime: "local",
-		Params: map[string]string{"cluster.zk_service": "cl-nosuchcluster"}}); err == nil || !strings.Contains(err.Error(), "cl-nosuchcluster") {
+		Params: map[string]string{"cluster.zk_service": "cl-nosuchcluster"}}); err == nil || !strings.Contains(err.Error(), "links.zk") || !strings.Contains(err.Error(), "cl-nosuchcluster") {
 		t.Fatalf("a link to a cluster that does not exist: %v", err)
+	}
+	if after, err := p.clusters.ListClusters(ctx, &pilotv1.ListClustersRequest{}); err != nil || len(after.Clusters) != len(before.Clusters) {
+		t.Fatalf("a refused link left %d clusters (%v), %d before", len(after.GetClusters()), err, len(before.Clusters))
 	}
 	mq, job := createCluster(t, p, "mq", map[string]string{"cluster.zk_service": zk.Id})
 	mustSucceed(t, job)
@@ -168,6 +175,24 @@ func TestPackagesAsTheyExist(t *testing.T) {
 		if !strings.Contains(show, want) {
 			t.Errorf("cluster show lacks %q:\n%s", want, show)
 		}
+	}
+
+	// The linked cluster is deleted: the linking cluster's copy of its tree
+	// is emptied, its nodes render without it, and it keeps running.
+	dr, err := p.clusters.DeleteCluster(ctx, &pilotv1.DeleteClusterRequest{Id: zk.Id})
+	if err != nil {
+		t.Fatalf("delete zk: %v", err)
+	}
+	mustSucceed(t, p.waitJob(ctx, dr.Job.Id))
+	for _, n := range mq.Nodes {
+		path := filepath.Join(p.instanceRoot(n.InstanceId), "opt", "app", "conf", "mq.conf")
+		waitFor(t, 30*time.Second, fmt.Sprintf("mq node %d to render without the deleted linked cluster", n.Sid), func() (bool, string) {
+			b, _ := os.ReadFile(path)
+			return strings.Contains(string(b), "zk.cluster = none") && !strings.Contains(string(b), "zk.server."), string(b)
+		})
+	}
+	if got := p.cluster(mq.Id); got.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
+		t.Fatalf("mq is %v after its linked cluster was deleted, want active", got.Status)
 	}
 }
 
