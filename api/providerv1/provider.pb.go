@@ -797,7 +797,11 @@ type RunInstanceRequest struct {
 	// one: how pilot recovers a node keeping its data. Capability "volumes".
 	// NotFound when the volume does not exist, FailedPrecondition when
 	// another instance has it; volume_gib may not be below its size.
-	VolumeId      string `protobuf:"bytes,11,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	VolumeId string `protobuf:"bytes,11,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	// Where the app expects its data volume (cluster.json's
+	// volume.mount_point, at most 3): providers whose instances have their
+	// own filesystem mount the volume there. Empty: the provider's default.
+	MountPoints   []string `protobuf:"bytes,12,rep,name=mount_points,json=mountPoints,proto3" json:"mount_points,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -907,6 +911,13 @@ func (x *RunInstanceRequest) GetVolumeId() string {
 		return x.VolumeId
 	}
 	return ""
+}
+
+func (x *RunInstanceRequest) GetMountPoints() []string {
+	if x != nil {
+		return x.MountPoints
+	}
+	return nil
 }
 
 type GetInstanceRequest struct {
@@ -2306,7 +2317,7 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\x06booted\x18\f \x01(\bR\x06booted\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x03\n" +
 	"\x12RunInstanceRequest\x125\n" +
 	"\aruntime\x18\x01 \x01(\v2\x1b.hangar.provider.v1.RuntimeR\aruntime\x12+\n" +
 	"\x11idempotency_token\x18\x02 \x01(\tR\x10idempotencyToken\x12\x1d\n" +
@@ -2322,7 +2333,8 @@ const file_provider_v1_provider_proto_rawDesc = "" +
 	"\tuser_data\x18\t \x01(\fR\buserData\x12J\n" +
 	"\x06labels\x18\n" +
 	" \x03(\v22.hangar.provider.v1.RunInstanceRequest.LabelsEntryR\x06labels\x12\x1b\n" +
-	"\tvolume_id\x18\v \x01(\tR\bvolumeId\x1a9\n" +
+	"\tvolume_id\x18\v \x01(\tR\bvolumeId\x12!\n" +
+	"\fmount_points\x18\f \x03(\tR\vmountPoints\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +

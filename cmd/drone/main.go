@@ -29,6 +29,7 @@ import (
 	"github.com/hangarhq/hangar/drone/agent"
 	"github.com/hangarhq/hangar/drone/enroll"
 	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/initproc"
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/drone/render"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -39,6 +40,11 @@ import (
 var version = "dev"
 
 const defaultConfdDir = "/etc/confd"
+
+// initGrace is how long the app's processes get to exit after SIGTERM when
+// the drone, as a container's init, stops; Docker's own stop grace is 10s,
+// so the provider gives its stops more than this.
+const initGrace = 8 * time.Second
 
 // errReported is a usage error already shown to the user.
 var errReported = errors.New("usage error")
@@ -79,6 +85,11 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == executor.SuperviseArg {
 		// One command's supervisor (drone/executor), started by a drone.
 		os.Exit(executor.Supervise(os.Args[2:]))
+	}
+	if initproc.Needed() {
+		// The container's entrypoint: be its init and run the drone as
+		// its child (drone/initproc).
+		os.Exit(initproc.Run(initGrace, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	code := run(ctx, os.Args[1:], os.Stderr)

@@ -77,6 +77,9 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 			req.Cpu = int32(role.CPU)
 			req.MemoryMib = int32(role.Memory)
 			req.VolumeGib = int32(volumeSize(role))
+			if role.Volume != nil {
+				req.MountPoints = role.Volume.MountPoint
+			}
 		}
 		inst, err := tc.prov.RunInstance(ctx, req)
 		if err != nil {

@@ -1,0 +1,117 @@
+package docker_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/dockertest"
+	"github.com/hangarhq/hangar/providers/conformance"
+	"github.com/hangarhq/hangar/providers/sdk"
+)
+
+// testImage runs a stand-in drone that only waits for SIGTERM: the suite
+// checks the provider, not the agent.
+const testImage = "hangar/provider-test:latest"
+
+func buildTestImage(t *testing.T, c *client.Client) {
+	t.Helper()
+	dockertest.Images(t, "drone-base", "frontgate")
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "hangar", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 1; done\n"
+	if err := os.WriteFile(filepath.Join(dir, "hangar", "bin", "drone"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	df := "FROM hangar/drone-base:latest\nCOPY hangar /hangar\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("docker", "build", "-q", "-t", testImage, dir)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker build %s: %v\n%s", testImage, err, out)
+	}
+}
+
+func buildPlugin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hangar-provider-docker")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/hangarhq/hangar/cmd/hangar-provider-docker").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build plugin: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startPlugin(t *testing.T, bin string) providerv1.ProviderClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := sdk.Start(ctx, bin, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// runtimeFor is a runtime of its own for t, so that what it creates is
+// told apart by label from any other test's.
+func runtimeFor(t *testing.T) *providerv1.Runtime {
+	return &providerv1.Runtime{Id: "rt-test-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-"), Zone: "docker"}
+}
+
+func TestConformanceThroughPlugin(t *testing.T) {
+	c := dockertest.Require(t)
+	buildTestImage(t, c)
+	bin := buildPlugin(t)
+	rt := runtimeFor(t)
+	conformance.Run(t, func(t *testing.T) providerv1.ProviderClient { return startPlugin(t, bin) }, rt, testImage)
+	assertNothingLabelled(t, c, rt.GetId())
+}
+
+// assertNothingLabelled fails when anything of the runtime is left.
+func assertNothingLabelled(t *testing.T, c *client.Client, runtimeID string) {
+	t.Helper()
+	ctx := context.Background()
+	f := make(client.Filters).Add("label", "hangar.docker/runtime="+runtimeID)
+	cs, err := c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := c.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := c.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range cs.Items {
+		t.Errorf("container %v of runtime %s left behind", x.Names, runtimeID)
+	}
+	for _, x := range ns.Items {
+		t.Errorf("network %s of runtime %s left behind", x.Name, runtimeID)
+	}
+	for _, x := range vs.Items {
+		t.Errorf("volume %s of runtime %s left behind", x.Name, runtimeID)
+	}
+}
