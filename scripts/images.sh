@@ -34,6 +34,11 @@ want=("$@")
 mkdir -p "$work/bin"
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/bin/" ./cmd/drone ./cmd/frontgate ./cmd/hangar-kv
 
+# dbuild TAG CONTEXT: docker build, quiet unless it fails.
+dbuild() {
+  docker build -q -t "$1" "$2" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; echo "images: docker build $1 failed" >&2; exit 1; }
+}
+
 report() { # name tag start
   local size
   size=$(docker image inspect -f '{{.Size}}' "$2")
@@ -74,7 +79,7 @@ COPY . /
 ENV PATH=/usr/local/bin:/usr/bin:/bin:/hangar/bin
 ENTRYPOINT ["/hangar/bin/drone"]
 DOCKERFILE
-  docker build -q -t hangar/drone-base:latest "$ctx" >/dev/null
+  dbuild hangar/drone-base:latest "$ctx"
   report drone-base hangar/drone-base:latest "$t0"
 }
 
@@ -88,7 +93,7 @@ FROM scratch
 COPY . /
 ENTRYPOINT ["/hangar/bin/frontgate"]
 DOCKERFILE
-  docker build -q -t hangar/frontgate:latest "$ctx" >/dev/null
+  dbuild hangar/frontgate:latest "$ctx"
   report frontgate hangar/frontgate:latest "$t0"
 }
 
@@ -101,7 +106,7 @@ build_kv() {
 FROM hangar/drone-base:latest
 COPY usr /usr
 DOCKERFILE
-  docker build -q -t hangar/kv:1.0 "$ctx" >/dev/null
+  dbuild hangar/kv:1.0 "$ctx"
   report kv hangar/kv:1.0 "$t0"
 }
 
@@ -134,7 +139,7 @@ COPY hangar /hangar
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/hangar/bin
 ENTRYPOINT ["/hangar/bin/drone"]
 DOCKERFILE
-  docker build -q -t "$tag" "$ctx" >/dev/null
+  dbuild "$tag" "$ctx"
   report "$name" "$tag" "$t0"
 }
 

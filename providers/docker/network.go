@@ -16,7 +16,11 @@ import (
 
 // A network is an internal Docker bridge network with a /24 of the
 // runtime's subnet_pool: its containers reach one another, and nothing
-// else (Docker installs no route out of an internal network).
+// else. "internal" alone is not enough: Docker still gives the bridge an
+// address (the containers' default gateway) through which they would reach
+// every port of the host, pilot's among them. So the bridge gets none
+// (inhibit_ipv4): the host is not on the network at all, as a cloud
+// account's VPC is not on pilot's.
 
 // CreateNetwork creates the token's network, or answers the one it made.
 func (p *Provider) CreateNetwork(ctx context.Context, req *providerv1.CreateNetworkRequest) (*providerv1.Network, error) {
@@ -46,6 +50,7 @@ func (p *Provider) CreateNetwork(ctx context.Context, req *providerv1.CreateNetw
 	if _, err := cfg.c.NetworkCreate(ctx, name, client.NetworkCreateOptions{
 		Driver:   "bridge",
 		Internal: true,
+		Options:  map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"},
 		IPAM:     &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet, Gateway: gw}}},
 		Labels:   labels,
 	}); err != nil {

@@ -162,8 +162,14 @@ type pilot struct {
 // startPilot starts pilot with the harness's flags and args.
 func startPilot(t testing.TB, args ...string) *pilot {
 	t.Helper()
+	return startPilotAt(t, freePort(t), args...)
+}
+
+// startPilotAt starts pilot listening on addr (host:port).
+func startPilotAt(t testing.TB, addr string, args ...string) *pilot {
+	t.Helper()
 	bin := binaries(t)
-	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: freePort(t), httpAddr: freePort(t), args: args}
+	p := &pilot{t: t, bin: bin, dataDir: t.TempDir(), addr: addr, httpAddr: freePort(t), args: args}
 	// The local runtime's instances live next to pilot's data dir and run
 	// as users of their own, who must traverse the test's temporary dir
 	// (created 0700).

@@ -37,12 +37,19 @@ func createLocalRuntime(t testing.TB, p *pilot) {
 // another version than the newest) and waits for its job.
 func createCluster(t testing.TB, p *pilot, app string, params map[string]string) (*pilotv1.Cluster, *pilotv1.Job) {
 	t.Helper()
+	return createClusterOn(t, p, "local", app, params)
+}
+
+// createClusterOn creates a cluster of app (name or name@version) on a
+// runtime and waits for its create job.
+func createClusterOn(t testing.TB, p *pilot, runtime, app string, params map[string]string) (*pilotv1.Cluster, *pilotv1.Job) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	name, version, _ := strings.Cut(app, "@")
-	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: name, AppVersion: version, Runtime: "local", Params: params})
+	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: name, AppVersion: version, Runtime: runtime, Params: params})
 	if err != nil {
-		t.Fatalf("create cluster of %s: %v", app, err)
+		t.Fatalf("create cluster of %s on %s: %v", app, runtime, err)
 	}
 	job := p.waitJob(ctx, r.Job.Id)
 	return p.cluster(r.Cluster.Id), job

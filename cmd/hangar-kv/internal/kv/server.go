@@ -195,6 +195,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /kv/{key}", s.handleGet)
 	mux.HandleFunc("PUT /kv/{key}", s.handlePut)
+	// POST writes too: clients such as busybox's wget (all a minimal
+	// container has) and HTML forms cannot PUT.
+	mux.HandleFunc("POST /kv/{key}", s.handlePut)
 	mux.HandleFunc("GET /dump", s.handleDump)
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)

@@ -75,7 +75,7 @@ func TestReplicaMirrorsPrimary(t *testing.T) {
 
 	// Later writes arrive incrementally and overwrite.
 	do(t, c, http.MethodPut, "http://"+primary.Addr()+"/kv/greeting", "bonjour")
-	do(t, c, http.MethodPut, "http://"+primary.Addr()+"/kv/other", "x")
+	do(t, c, http.MethodPost, "http://"+primary.Addr()+"/kv/other", "x") // POST writes like PUT
 	eventually(t, 5*time.Second, func() error {
 		st, err := getStatus(c, replica.Addr())
 		if err != nil {
