@@ -252,4 +252,3 @@ func required(field, v string) error {
 	}
 	return nil
 }
-

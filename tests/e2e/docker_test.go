@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +24,9 @@ import (
 // no route to it.
 
 // dockerPilot starts pilot on the default bridge's gateway, with a docker
-// runtime "docker", and builds the images names.
-func dockerPilot(t *testing.T, images ...string) (*pilot, *client.Client) {
+// runtime of a name of its own (what it creates is told apart by label
+// from what tests running beside it create), and builds the images names.
+func dockerPilot(t *testing.T, images ...string) (*pilot, *client.Client, string) {
 	t.Helper()
 	dc := dockertest.Require(t)
 	dockertest.Images(t, append([]string{"drone-base", "frontgate"}, images...)...)
@@ -38,29 +41,28 @@ func dockerPilot(t *testing.T, images ...string) (*pilot, *client.Client) {
 	if !gwAddr.IsValid() {
 		gwAddr = br.Network.IPAM.Config[0].Subnet.Masked().Addr().Next()
 	}
-	gw := gwAddr.String()
-	_, port, _ := net.SplitHostPort(freePort(t))
-	p := startPilotAt(t, net.JoinHostPort(gw, port))
-	if _, err := p.runtimes.CreateRuntime(ctx, &pilotv1.CreateRuntimeRequest{Id: "docker", Provider: "docker", Zone: "docker"}); err != nil {
-		t.Fatalf("create the docker runtime: %v", err)
-	}
+	rt := fmt.Sprintf("docker-%d", time.Now().UnixNano()%1e9)
+	// Registered first, so it runs last: after the harness has deleted
+	// the clusters and stopped pilot, nothing of the runtime may be left.
 	t.Cleanup(func() {
-		// After the harness's own cleanup (clusters deleted, pilot
-		// stopped: registered earlier, so run later): nothing of the
-		// runtime may be left.
 		if !t.Failed() {
-			assertNoneLabelled(t, dc, "hangar.docker/runtime=docker")
+			assertNoneLabelled(t, dc, "hangar.docker/runtime="+rt)
 		}
 	})
-	return p, dc
+	_, port, _ := net.SplitHostPort(freePort(t))
+	p := startPilotAt(t, net.JoinHostPort(gwAddr.String(), port))
+	if _, err := p.runtimes.CreateRuntime(ctx, &pilotv1.CreateRuntimeRequest{Id: rt, Provider: "docker", Zone: "docker"}); err != nil {
+		t.Fatalf("create the docker runtime: %v", err)
+	}
+	return p, dc, rt
 }
 
-// labelled lists what carries label (key=value): containers, networks,
-// volumes, by name.
-func labelled(t *testing.T, dc *client.Client, label string) (containers, networks, volumes []string) {
+// labelled lists what carries every label (key=value): containers,
+// networks, volumes, by name.
+func labelled(t *testing.T, dc *client.Client, labels ...string) (containers, networks, volumes []string) {
 	t.Helper()
 	ctx := context.Background()
-	f := make(client.Filters).Add("label", label)
+	f := make(client.Filters).Add("label", labels...)
 	cs, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		t.Fatal(err)
@@ -132,9 +134,9 @@ func waitKV(t *testing.T, from, addr, key, want string) {
 // deployed and replicates, so everything went through the frontgate's
 // outbound stream; the frontgate is the one container on both networks.
 func TestDockerNetworkBoundary(t *testing.T) {
-	p, dc := dockerPilot(t, "kv")
+	p, dc, rt := dockerPilot(t, "kv")
 	p.mustHangar("app", "push", "examples/kv")
-	c, job := createClusterOn(t, p, "docker", "kv", map[string]string{"cluster.replica.count": "1"})
+	c, job := createClusterOn(t, p, rt, "kv", map[string]string{"cluster.replica.count": "1"})
 	mustSucceed(t, job)
 	primary, replica := byRole(c, "primary")[0], byRole(c, "replica")[0]
 
@@ -161,7 +163,7 @@ func TestDockerNetworkBoundary(t *testing.T) {
 			t.Errorf("node %s's container labels %v do not name its cluster and node", n.Id, ins.Container.Config.Labels)
 		}
 	}
-	fg, _, _ := labelled(t, dc, "hangar/role=frontgate")
+	fg, _, _ := labelled(t, dc, "hangar/role=frontgate", "hangar.docker/runtime="+rt)
 	if len(fg) != 1 {
 		t.Fatalf("frontgate containers: %v, want one", fg)
 	}
@@ -177,7 +179,7 @@ func TestDockerNetworkBoundary(t *testing.T) {
 	// (the last cluster of the network) the network and its frontgate.
 	p.mustHangar("cluster", "delete", c.Id, "--wait")
 	assertNoneLabelled(t, dc, "hangar/cluster="+c.Id)
-	assertNoneLabelled(t, dc, "hangar.docker/runtime=docker")
+	assertNoneLabelled(t, dc, "hangar.docker/runtime="+rt)
 }
 
 func keys[V any](m map[string]V) []string {
@@ -186,4 +188,205 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// replicated is an app whose data checks run on the docker runtime: write
+// on the primary, read on a node, from inside the node's container (the
+// clients are in the app's image).
+type replicated struct {
+	app, image string
+	params     map[string]string
+	write      func(primary *pilotv1.Node, value string) (string, error)
+	read       func(n *pilotv1.Node) (string, error)
+}
+
+// TestDockerReplicatedApps deploys the Redis and MariaDB examples on the
+// docker runtime, from the images make images builds, and runs the
+// lifecycle issue's data checks there: what the primary is written is read
+// on every replica, a replica added by scale-out catches up, a scale-in
+// removes the containers and volumes of the replicas that leave and the
+// one that stays still replicates, and deleting the cluster leaves nothing
+// with its label.
+func TestDockerReplicatedApps(t *testing.T) {
+	const redisPort, mariaPort = "6379", "3306"
+	redis := func(n *pilotv1.Node, args ...string) (string, error) {
+		out, err := dockerExec(n.InstanceId, append([]string{"redis-cli", "-h", n.Address, "-p", redisPort}, args...)...)
+		return strings.TrimSpace(out), err
+	}
+	maria := func(n *pilotv1.Node, stmts string) (string, error) {
+		out, err := exec.Command("docker", "exec", "-e", "MYSQL_PWD="+mariaAdminPassword, n.InstanceId,
+			"mariadb", "--no-defaults", "-h", n.Address, "-P", mariaPort, "-uadmin", "--connect-timeout=5",
+			"--batch", "--skip-column-names", "-e", stmts).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	for _, app := range []replicated{
+		{
+			app: "redis", image: "redis",
+			params: map[string]string{"env.port": redisPort},
+			write:  func(p *pilotv1.Node, v string) (string, error) { return redis(p, "set", "k", v) },
+			read:   func(n *pilotv1.Node) (string, error) { return redis(n, "get", "k") },
+		},
+		{
+			app: "mariadb", image: "mariadb",
+			params: map[string]string{"env.port": mariaPort, "env.admin_password": mariaAdminPassword, "env.replication_password": mariaReplPassword},
+			write: func(p *pilotv1.Node, v string) (string, error) {
+				return maria(p, "CREATE DATABASE IF NOT EXISTS hangar_test; CREATE TABLE IF NOT EXISTS hangar_test.t (id INT PRIMARY KEY, v VARCHAR(64)); REPLACE INTO hangar_test.t VALUES (1, '"+v+"')")
+			},
+			read: func(n *pilotv1.Node) (string, error) { return maria(n, "SELECT v FROM hangar_test.t WHERE id = 1") },
+		},
+	} {
+		t.Run(app.app, func(t *testing.T) {
+			p, dc, rt := dockerPilot(t, app.image)
+			p.mustHangar("app", "push", "examples/"+app.app)
+			params := map[string]string{"cluster.replica.count": "2"}
+			maps.Copy(params, app.params)
+			c, job := createClusterOn(t, p, rt, app.app, params)
+			mustSucceed(t, job)
+			primary := byRole(c, "primary")[0]
+			waitRead := func(n *pilotv1.Node, want string) {
+				t.Helper()
+				waitFor(t, 60*time.Second, fmt.Sprintf("node %s (%s) to read %q", n.Id, n.Address, want), func() (bool, string) {
+					got, err := app.read(n)
+					return err == nil && got == want, fmt.Sprint(got, err)
+				})
+			}
+			if out, err := app.write(primary, "before the scale-out"); err != nil {
+				t.Fatalf("write on the primary: %v %s", err, out)
+			}
+			for _, n := range byRole(c, "replica") {
+				waitRead(n, "before the scale-out")
+			}
+
+			p.mustHangar("cluster", "scale", c.Id, "--role", "replica", "--count", "3", "--wait")
+			grown := p.cluster(c.Id)
+			if got := len(byRole(grown, "replica")); got != 3 {
+				t.Fatalf("after the scale-out: %d replicas, want 3", got)
+			}
+			for _, n := range byRole(grown, "replica") {
+				waitRead(n, "before the scale-out")
+			}
+
+			p.mustHangar("cluster", "scale", c.Id, "--role", "replica", "--count", "1", "--wait")
+			final := p.cluster(c.Id)
+			staying := byRole(final, "replica")
+			if len(staying) != 1 {
+				t.Fatalf("after the scale-in: replicas %v, want 1", staying)
+			}
+			for _, n := range byRole(grown, "replica") {
+				if n.Id == staying[0].Id {
+					continue
+				}
+				assertNoneLabelled(t, dc, "hangar/node="+n.Id)
+				if _, err := dc.VolumeInspect(context.Background(), n.VolumeId, client.VolumeInspectOptions{}); err == nil {
+					t.Errorf("removed replica %s's volume %s is left", n.Id, n.VolumeId)
+				}
+			}
+			if out, err := app.write(primary, "after the scale-in"); err != nil {
+				t.Fatalf("write on the primary: %v %s", err, out)
+			}
+			waitRead(staying[0], "after the scale-in")
+
+			p.mustHangar("cluster", "delete", c.Id, "--wait")
+			assertNoneLabelled(t, dc, "hangar/cluster="+c.Id)
+		})
+	}
+}
+
+// waitNodeStatus waits until the node's status is one of want.
+func waitNodeStatus(t *testing.T, p *pilot, clusterID, nodeID string, timeout time.Duration, want ...pilotv1.NodeStatus) *pilotv1.Node {
+	t.Helper()
+	var n *pilotv1.Node
+	waitFor(t, timeout, fmt.Sprintf("node %s to be %v", nodeID, want), func() (bool, string) {
+		n = nodeByID(p.cluster(clusterID), nodeID)
+		return n != nil && slices.Contains(want, n.Status), fmt.Sprint(n.GetStatus())
+	})
+	return n
+}
+
+// TestDockerNodeStoppedOrRemovedByHand stops, then removes, a replica's
+// container behind Hangar's back. Stopped: the node is reported within
+// seconds, and its instance, which nobody stopped through Hangar, is
+// started again and its services with it. Removed: the node is reported
+// lost, and `recover` brings it back with the same node id in a new
+// container, serving the data again.
+func TestDockerNodeStoppedOrRemovedByHand(t *testing.T) {
+	p, dc, rt := dockerPilot(t, "kv")
+	p.mustHangar("app", "push", "examples/kv")
+	c, job := createClusterOn(t, p, rt, "kv", map[string]string{"cluster.replica.count": "1"})
+	mustSucceed(t, job)
+	primary, replica := byRole(c, "primary")[0], byRole(c, "replica")[0]
+	kvPut(t, primary.InstanceId, primary.Address+":6380", "greeting", "hello")
+	waitKV(t, replica.InstanceId, replica.Address+":6380", "greeting", "hello")
+
+	if out, err := exec.Command("docker", "stop", "-t", "2", replica.InstanceId).CombinedOutput(); err != nil {
+		t.Fatalf("docker stop: %v %s", err, out)
+	}
+	waitNodeStatus(t, p, c.Id, replica.Id, 15*time.Second, pilotv1.NodeStatus_NODE_STATUS_LOST, pilotv1.NodeStatus_NODE_STATUS_STARTING)
+	waitNodeStatus(t, p, c.Id, replica.Id, 60*time.Second, pilotv1.NodeStatus_NODE_STATUS_ACTIVE)
+	waitKV(t, replica.InstanceId, replica.Address+":6380", "greeting", "hello")
+
+	if out, err := exec.Command("docker", "rm", "-f", replica.InstanceId).CombinedOutput(); err != nil {
+		t.Fatalf("docker rm: %v %s", err, out)
+	}
+	waitNodeStatus(t, p, c.Id, replica.Id, 15*time.Second, pilotv1.NodeStatus_NODE_STATUS_LOST)
+	p.mustHangar("cluster", "recover", c.Id, "--node", replica.Id, "--wait")
+	back := waitNodeStatus(t, p, c.Id, replica.Id, 30*time.Second, pilotv1.NodeStatus_NODE_STATUS_ACTIVE)
+	if back.InstanceId == "" || back.InstanceId == replica.InstanceId {
+		t.Fatalf("recovered node %s runs instance %q; want a new one (the old was %s)", back.Id, back.InstanceId, replica.InstanceId)
+	}
+	ins, err := dc.ContainerInspect(context.Background(), back.InstanceId, client.ContainerInspectOptions{})
+	if err != nil || !ins.Container.State.Running || ins.Container.Config.Labels["hangar/node"] != replica.Id {
+		t.Fatalf("the recovered node's container: %v (labels %v)", err, ins.Container.Config.Labels)
+	}
+	waitKV(t, back.InstanceId, back.Address+":6380", "greeting", "hello")
+}
+
+// TestDockerPilotKilledMidCreate kills pilot as soon as the first
+// container of a create exists and starts it again: the job resumes and
+// succeeds, and every container of the runtime belongs to a node of the
+// cluster or is the frontgate, none twice; the delete then removes all.
+func TestDockerPilotKilledMidCreate(t *testing.T) {
+	p, dc, rt := dockerPilot(t, "kv")
+	p.mustHangar("app", "push", "examples/kv")
+	ctx := context.Background()
+	r, err := p.clusters.CreateCluster(ctx, &pilotv1.CreateClusterRequest{App: "kv", Runtime: rt, Params: map[string]string{"cluster.replica.count": "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the create's first node container", func() (bool, string) {
+		cs, _, _ := labelled(t, dc, "hangar/cluster="+r.Cluster.Id)
+		return len(cs) > 0, fmt.Sprint(cs)
+	})
+	p.kill()
+	crashRestart(t, p, nil)
+	mustSucceed(t, waitTerminal(t, p, r.Job.Id, 3*time.Minute))
+	c := p.cluster(r.Cluster.Id)
+
+	cs, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: make(client.Filters).Add("label", "hangar.docker/runtime="+rt)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	frontgates := 0
+	for _, x := range cs.Items {
+		l := x.Labels
+		switch {
+		case l["hangar/role"] == "frontgate":
+			frontgates++
+		case l["hangar/cluster"] == c.Id && nodeByID(c, l["hangar/node"]) != nil:
+			seen[l["hangar/node"]]++
+		default:
+			t.Errorf("container %v belongs to no node of the cluster (labels %v)", x.Names, l)
+		}
+	}
+	if frontgates != 1 {
+		t.Errorf("%d frontgate containers, want 1", frontgates)
+	}
+	for _, n := range c.Nodes {
+		if seen[n.Id] != 1 {
+			t.Errorf("node %s has %d containers, want 1", n.Id, seen[n.Id])
+		}
+	}
+	p.mustHangar("cluster", "delete", c.Id, "--wait")
+	assertNoneLabelled(t, dc, "hangar.docker/runtime="+rt)
 }
