@@ -4,7 +4,7 @@ GO        ?= go
 BIN       ?= $(CURDIR)/bin
 PKG_TESTS ?= ./...
 
-.PHONY: build test proto proto-check lint demo down tools clean
+.PHONY: build test proto proto-check lint demo down tools clean images
 
 build:
 	@mkdir -p $(BIN)
@@ -13,6 +13,11 @@ build:
 # The whole suite, end-to-end tests included (they build the binaries themselves).
 test:
 	$(GO) test -count=1 -timeout 20m $(PKG_TESTS)
+
+# The docker runtime's images, from local files and Debian's packages
+# (scripts/images.sh; IMAGES="redis kv" builds some). docs/images.md.
+images:
+	./scripts/images.sh $(IMAGES)
 
 # Regenerate api/ from proto/ (needs protoc: `apt-get install protobuf-compiler`, and `make tools`).
 proto:

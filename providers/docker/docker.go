@@ -52,6 +52,9 @@ const (
 	keySubnetPool = "subnet_pool"
 	// keyFrontgateImage is the image a frontgate instance runs.
 	keyFrontgateImage = "frontgate_image"
+	// keyHelperImage runs the provider's own chores (copying volumes for
+	// snapshots): it needs sh, cp, find, du.
+	keyHelperImage = "helper_image"
 )
 
 // Defaults of the runtime config.
@@ -59,6 +62,7 @@ const (
 	defaultUplink         = "bridge"
 	defaultSubnetPool     = "10.213.0.0/16"
 	defaultFrontgateImage = "hangar/frontgate:latest"
+	defaultHelperImage    = "hangar/drone-base:latest"
 )
 
 // FrontgateImage is the image name pilot asks for a frontgate instance.
@@ -119,6 +123,7 @@ type rtConfig struct {
 	uplink    string
 	pool      netip.Prefix
 	frontgate string
+	helper    string
 	c         *client.Client
 }
 
@@ -132,13 +137,14 @@ func (p *Provider) parseRuntime(rt *providerv1.Runtime) (*rtConfig, error) {
 	cfg := rt.GetConfig()
 	for k := range cfg {
 		switch k {
-		case keyHost, keyUplink, keySubnetPool, keyFrontgateImage:
+		case keyHost, keyUplink, keySubnetPool, keyFrontgateImage, keyHelperImage:
 		default:
-			return nil, status.Errorf(codes.InvalidArgument, "runtime.config.%s: unknown setting; the docker provider takes %s, %s, %s and %s",
-				k, keyHost, keyUplink, keySubnetPool, keyFrontgateImage)
+			return nil, status.Errorf(codes.InvalidArgument, "runtime.config.%s: unknown setting; the docker provider takes %s, %s, %s, %s and %s",
+				k, keyHost, keyUplink, keySubnetPool, keyFrontgateImage, keyHelperImage)
 		}
 	}
-	out := &rtConfig{id: rt.GetId(), uplink: or(cfg[keyUplink], defaultUplink), frontgate: or(cfg[keyFrontgateImage], defaultFrontgateImage)}
+	out := &rtConfig{id: rt.GetId(), uplink: or(cfg[keyUplink], defaultUplink), frontgate: or(cfg[keyFrontgateImage], defaultFrontgateImage),
+		helper: or(cfg[keyHelperImage], defaultHelperImage)}
 	pool, err := netip.ParsePrefix(or(cfg[keySubnetPool], defaultSubnetPool))
 	if err != nil || !pool.Addr().Is4() || pool.Bits() > 24 {
 		return nil, status.Errorf(codes.InvalidArgument, "runtime.config.%s %q: an IPv4 range of /24 or wider is required, such as %s", keySubnetPool, cfg[keySubnetPool], defaultSubnetPool)
@@ -182,7 +188,7 @@ func (p *Provider) client(host string) (*client.Client, error) {
 func (p *Provider) Info(context.Context, *providerv1.InfoRequest) (*providerv1.InfoResponse, error) {
 	return &providerv1.InfoResponse{Name: Name, Version: Version, Capabilities: []string{
 		"networks", "instances", sdk.CapRunsOnPilotHost,
-		sdk.CapStopStart, sdk.CapResize, sdk.CapLiveResize, sdk.CapVolumes,
+		sdk.CapStopStart, sdk.CapResize, sdk.CapLiveResize, sdk.CapVolumes, sdk.CapSnapshots,
 	}}, nil
 }
 
