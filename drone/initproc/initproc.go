@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
@@ -62,6 +63,9 @@ func Run(grace time.Duration, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "drone init: start the drone: %v\n", err)
 		return 127
 	}
+	// Init only waits from here on: give back what the drone's package
+	// initialisation allocated, in every instance.
+	debug.FreeOSMemory()
 	return supervise(cmd.Process.Pid, sigs, grace, killAll)
 }
 

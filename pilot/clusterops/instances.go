@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
@@ -35,6 +36,11 @@ func (o *Ops) joinToken(ctx context.Context, id pki.Identity) (string, error) {
 	return tok, nil
 }
 
+// runParallel bounds how many RunInstance calls of one task are in
+// flight: a 50-node role is created in the time of a few instances, and a
+// provider (a cloud's API rate limit, one Docker Engine) is not flooded.
+const runParallel = 8
+
 func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 	tc, err := o.load(ctx, t, needNetwork|needSpec|needProvider)
 	if err != nil {
@@ -42,56 +48,83 @@ func (o *Ops) runInstances(ctx context.Context, t *jobs.Task) error {
 	}
 	in, c, n := tc.in, tc.c, tc.n
 	role := roleSpec(tc.spec, in.Role)
-	ud := userdata.Drone{
+	base := userdata.Drone{
 		ClusterID:        c.Id,
 		FrontgateID:      n.FrontgateId,
 		FrontgateAddress: net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateDronePort)),
 		EtcdEndpoints:    []string{"https://" + net.JoinHostPort(n.FrontgateAddress, strconv.Itoa(userdata.FrontgateEtcdPort))},
 		CAPEM:            string(o.cfg.CAPEM),
 	}
+	var todo []*pilotv1.Node
 	for _, node := range c.Nodes {
-		if node.Role != in.Role || node.InstanceId != "" {
-			continue
+		if node.Role == in.Role && node.InstanceId == "" {
+			todo = append(todo, node)
 		}
-		ud.NodeID = node.Id
-		if ud.JoinToken, err = o.joinToken(ctx, pki.Identity{Kind: pki.KindDrone, ID: node.Id, Cluster: c.Id}); err != nil {
-			return err
-		}
-		req := &providerv1.RunInstanceRequest{
-			Runtime:          tc.prt,
-			IdempotencyToken: instanceToken(node),
-			NetworkId:        n.Id,
-			Name:             node.Id,
-			UserData:         userdata.Encode(ud),
-			Labels:           map[string]string{"hangar/cluster": c.Id, "hangar/role": node.Role, "hangar/node": node.Id},
-		}
-		// A replacement gets the data the node had, where it was kept.
-		req.VolumeId = node.VolumeId
-		// The image chosen when the node was planned (the image map's);
-		// nodes planned before the map existed run their role's.
-		req.Image = node.Image
-		if role != nil {
-			if req.Image == "" {
-				req.Image = role.Container.Image
-			}
-			req.Cpu = int32(role.CPU)
-			req.MemoryMib = int32(role.Memory)
-			req.VolumeGib = int32(volumeSize(role))
-			if role.Volume != nil {
-				req.MountPoints = role.Volume.MountPoint
-			}
-		}
-		inst, err := tc.prov.RunInstance(ctx, req)
-		if err != nil {
-			return providerErr(fmt.Sprintf("run instance for node %s (role %s)", node.Id, node.Role), err)
-		}
-		if err := o.setNode(ctx, c.Id, node.Id, func(nd *pilotv1.Node) {
-			nd.InstanceId, nd.Address, nd.VolumeId = inst.Id, inst.Address, inst.VolumeId
-		}); err != nil {
-			return err
-		}
-		o.log.Info("instance running", "cluster_id", c.Id, "node_id", node.Id, "instance_id", inst.Id, "address", inst.Address)
 	}
+	// Each node's instance is its own unit (token, record): they run in
+	// parallel, and the first error is the task's once all have ended.
+	sem := make(chan struct{}, runParallel)
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, node := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = o.runInstance(ctx, tc, role, base, node)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runInstance runs one node's instance and records it on the node.
+func (o *Ops) runInstance(ctx context.Context, tc *taskEnv, role *apppkg.NodeSpec, ud userdata.Drone, node *pilotv1.Node) error {
+	c, n := tc.c, tc.n
+	var err error
+	ud.NodeID = node.Id
+	if ud.JoinToken, err = o.joinToken(ctx, pki.Identity{Kind: pki.KindDrone, ID: node.Id, Cluster: c.Id}); err != nil {
+		return err
+	}
+	req := &providerv1.RunInstanceRequest{
+		Runtime:          tc.prt,
+		IdempotencyToken: instanceToken(node),
+		NetworkId:        n.Id,
+		Name:             node.Id,
+		UserData:         userdata.Encode(ud),
+		Labels:           map[string]string{"hangar/cluster": c.Id, "hangar/role": node.Role, "hangar/node": node.Id},
+	}
+	// A replacement gets the data the node had, where it was kept.
+	req.VolumeId = node.VolumeId
+	// The image chosen when the node was planned (the image map's);
+	// nodes planned before the map existed run their role's.
+	req.Image = node.Image
+	if role != nil {
+		if req.Image == "" {
+			req.Image = role.Container.Image
+		}
+		req.Cpu = int32(role.CPU)
+		req.MemoryMib = int32(role.Memory)
+		req.VolumeGib = int32(volumeSize(role))
+		if role.Volume != nil {
+			req.MountPoints = role.Volume.MountPoint
+		}
+	}
+	inst, err := tc.prov.RunInstance(ctx, req)
+	if err != nil {
+		return providerErr(fmt.Sprintf("run instance for node %s (role %s)", node.Id, node.Role), err)
+	}
+	if err := o.setNode(ctx, c.Id, node.Id, func(nd *pilotv1.Node) {
+		nd.InstanceId, nd.Address, nd.VolumeId = inst.Id, inst.Address, inst.VolumeId
+	}); err != nil {
+		return err
+	}
+	o.log.Info("instance running", "cluster_id", c.Id, "node_id", node.Id, "instance_id", inst.Id, "address", inst.Address)
 	return nil
 }
 

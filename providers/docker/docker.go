@@ -87,6 +87,7 @@ type Provider struct {
 
 	mu      sync.Mutex
 	clients map[string]*client.Client // by endpoint
+	ncpu    map[string]int            // by endpoint
 	// alloc serializes what picks a free subnet or address, and creates
 	// networks (Docker API 1.41 allows two networks of one name).
 	alloc sync.Mutex
@@ -102,7 +103,7 @@ func New(cfg Config) *Provider {
 	if grace <= 0 {
 		grace = 12 * time.Second
 	}
-	return &Provider{log: log, stopGrace: grace, clients: map[string]*client.Client{}}
+	return &Provider{log: log, stopGrace: grace, clients: map[string]*client.Client{}, ncpu: map[string]int{}}
 }
 
 // Close closes the Engine clients.
@@ -120,6 +121,7 @@ func (p *Provider) Close() error {
 // rtConfig is a runtime's parsed configuration and its Engine client.
 type rtConfig struct {
 	id        string
+	host      string
 	uplink    string
 	pool      netip.Prefix
 	frontgate string
@@ -143,7 +145,7 @@ func (p *Provider) parseRuntime(rt *providerv1.Runtime) (*rtConfig, error) {
 				k, keyHost, keyUplink, keySubnetPool, keyFrontgateImage, keyHelperImage)
 		}
 	}
-	out := &rtConfig{id: rt.GetId(), uplink: or(cfg[keyUplink], defaultUplink), frontgate: or(cfg[keyFrontgateImage], defaultFrontgateImage),
+	out := &rtConfig{id: rt.GetId(), host: cfg[keyHost], uplink: or(cfg[keyUplink], defaultUplink), frontgate: or(cfg[keyFrontgateImage], defaultFrontgateImage),
 		helper: or(cfg[keyHelperImage], defaultHelperImage)}
 	pool, err := netip.ParsePrefix(or(cfg[keySubnetPool], defaultSubnetPool))
 	if err != nil || !pool.Addr().Is4() || pool.Bits() > 24 {
@@ -243,12 +245,22 @@ func engineErr(err error) error {
 	return status.Errorf(codes.Unavailable, "docker engine: %v", err)
 }
 
-// hostCPUs is the Engine's CPU count: Docker refuses a limit above it.
-func hostCPUs(ctx context.Context, c *client.Client) int {
-	info, err := c.Info(ctx, client.InfoOptions{})
+// hostCPUs is the Engine's CPU count (Docker refuses a limit above it),
+// asked once per Engine: Info is one of its slowest calls.
+func (p *Provider) hostCPUs(ctx context.Context, cfg *rtConfig) int {
+	p.mu.Lock()
+	n, ok := p.ncpu[cfg.host]
+	p.mu.Unlock()
+	if ok {
+		return n
+	}
+	info, err := cfg.c.Info(ctx, client.InfoOptions{})
 	if err != nil || info.Info.NCPU <= 0 {
 		return runtime.NumCPU()
 	}
+	p.mu.Lock()
+	p.ncpu[cfg.host] = info.Info.NCPU
+	p.mu.Unlock()
 	return info.Info.NCPU
 }
 

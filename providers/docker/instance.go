@@ -138,15 +138,6 @@ func (p *Provider) create(ctx context.Context, cfg *rtConfig, req *providerv1.Ru
 		return err
 	}
 
-	// The address is chosen here, not by Docker at start, so that it
-	// survives stop and start like a cloud instance's private address.
-	p.alloc.Lock()
-	defer p.alloc.Unlock()
-	addr, err := p.freeAddress(ctx, cfg, netw)
-	if err != nil {
-		return err
-	}
-	entry = append(entry, addrArgs(req.GetImage(), addr)...)
 	mounts := make([]mount.Mount, len(mps))
 	for i, mp := range mps {
 		mounts[i] = mount.Mount{Type: mount.TypeVolume, Source: volumePart(vol, i), Target: mp}
@@ -156,38 +147,50 @@ func (p *Provider) create(ctx context.Context, cfg *rtConfig, req *providerv1.Ru
 			}
 		}
 	}
-	res := resources(ctx, cfg, req.GetCpu(), req.GetMemoryMib())
-	all := merge(labels, base(cfg, kindInstance), map[string]string{
-		labelToken:   req.GetIdempotencyToken(),
-		labelName:    req.GetName(),
-		labelNetwork: netID,
-		labelImage:   req.GetImage(),
-		labelAddress: addr.String(),
-		labelVolume:  vol,
-		labelMounts:  strings.Join(mps, ","),
-	})
-	_, err = cfg.c.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: name,
-		Config: &container.Config{
-			Image:      image,
-			Hostname:   hostname(req.GetName(), name),
-			Entrypoint: entry,
-			Cmd:        []string{},
-			Env:        []string{"HANGAR_INSTANCE_ID=" + name, "HANGAR_ADDRESS=" + addr.String(), "HANGAR_ROOT=/"},
-			Labels:     all,
-		},
-		HostConfig: &container.HostConfig{
-			NetworkMode:   container.NetworkMode(netID),
-			Mounts:        mounts,
-			Resources:     res,
-			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
-		},
-		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			netID: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: addr}},
-		}},
-	})
+	res := p.resources(ctx, cfg, req.GetCpu(), req.GetMemoryMib())
+	// The address is chosen here, not by Docker at start, so that it
+	// survives stop and start like a cloud instance's private address;
+	// the lock holds until the container that claims it exists.
+	addr, err := func() (netip.Addr, error) {
+		p.alloc.Lock()
+		defer p.alloc.Unlock()
+		addr, err := p.freeAddress(ctx, cfg, netw)
+		if err != nil {
+			return addr, err
+		}
+		all := merge(labels, base(cfg, kindInstance), map[string]string{
+			labelToken:   req.GetIdempotencyToken(),
+			labelName:    req.GetName(),
+			labelNetwork: netID,
+			labelImage:   req.GetImage(),
+			labelAddress: addr.String(),
+			labelVolume:  vol,
+			labelMounts:  strings.Join(mps, ","),
+		})
+		_, err = cfg.c.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Name: name,
+			Config: &container.Config{
+				Image:      image,
+				Hostname:   hostname(req.GetName(), name),
+				Entrypoint: append(entry, addrArgs(req.GetImage(), addr)...),
+				Cmd:        []string{},
+				Env:        []string{"HANGAR_INSTANCE_ID=" + name, "HANGAR_ADDRESS=" + addr.String(), "HANGAR_ROOT=/"},
+				Labels:     all,
+			},
+			HostConfig: &container.HostConfig{
+				NetworkMode:   container.NetworkMode(netID),
+				Mounts:        mounts,
+				Resources:     res,
+				RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+			},
+			NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+				netID: {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: addr}},
+			}},
+		})
+		return addr, engineErr(err)
+	}()
 	if err != nil {
-		return engineErr(err)
+		return err
 	}
 	st := instState{CPU: req.GetCpu(), MemoryMiB: req.GetMemoryMib(), VolumeGiB: gib}
 	if err := p.writeFiles(ctx, cfg, name, st, req.GetUserData()); err != nil {
@@ -243,10 +246,10 @@ func hostname(name, fallback string) string {
 // resources turns cpu and memory into Docker limits; 0 is unlimited. A cpu
 // count above the Engine's is capped there (Docker refuses it), while the
 // instance still reports what was asked.
-func resources(ctx context.Context, cfg *rtConfig, cpu, memMiB int32) container.Resources {
+func (p *Provider) resources(ctx context.Context, cfg *rtConfig, cpu, memMiB int32) container.Resources {
 	var r container.Resources
 	if cpu > 0 {
-		r.NanoCPUs = int64(min(int(cpu), hostCPUs(ctx, cfg.c))) * 1e9
+		r.NanoCPUs = int64(min(int(cpu), p.hostCPUs(ctx, cfg))) * 1e9
 	}
 	if memMiB > 0 {
 		r.Memory = int64(memMiB) << 20
@@ -632,7 +635,7 @@ func (p *Provider) ResizeInstance(ctx context.Context, req *providerv1.ResizeIns
 		next.VolumeGiB = v
 	}
 	if next.CPU != st.CPU || next.MemoryMiB != st.MemoryMiB {
-		res := resources(ctx, cfg, next.CPU, next.MemoryMiB)
+		res := p.resources(ctx, cfg, next.CPU, next.MemoryMiB)
 		if _, err := cfg.c.ContainerUpdate(ctx, id, client.ContainerUpdateOptions{Resources: &res}); err != nil {
 			return nil, engineErr(err)
 		}

@@ -26,7 +26,7 @@ import (
 // dockerPilot starts pilot on the default bridge's gateway, with a docker
 // runtime of a name of its own (what it creates is told apart by label
 // from what tests running beside it create), and builds the images names.
-func dockerPilot(t *testing.T, images ...string) (*pilot, *client.Client, string) {
+func dockerPilot(t testing.TB, images ...string) (*pilot, *client.Client, string) {
 	t.Helper()
 	dc := dockertest.Require(t)
 	dockertest.Images(t, append([]string{"drone-base", "frontgate"}, images...)...)
@@ -59,7 +59,7 @@ func dockerPilot(t *testing.T, images ...string) (*pilot, *client.Client, string
 
 // labelled lists what carries every label (key=value): containers,
 // networks, volumes, by name.
-func labelled(t *testing.T, dc *client.Client, labels ...string) (containers, networks, volumes []string) {
+func labelled(t testing.TB, dc *client.Client, labels ...string) (containers, networks, volumes []string) {
 	t.Helper()
 	ctx := context.Background()
 	f := make(client.Filters).Add("label", labels...)
@@ -87,7 +87,7 @@ func labelled(t *testing.T, dc *client.Client, labels ...string) (containers, ne
 	return
 }
 
-func assertNoneLabelled(t *testing.T, dc *client.Client, label string) {
+func assertNoneLabelled(t testing.TB, dc *client.Client, label string) {
 	t.Helper()
 	c, n, v := labelled(t, dc, label)
 	if len(c)+len(n)+len(v) > 0 {
