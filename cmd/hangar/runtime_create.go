@@ -41,12 +41,17 @@ The local provider's settings (all optional through pilot):
               others (o+x).
   bin_dir     the drone and frontgate binaries, and what apps call (default:
               pilot's plugin directory)
-  ranges_dir  where it claims address ranges; writable by pilot's user only`,
+  ranges_dir  where it claims address ranges; writable by pilot's user only
+
+The docker provider (platform admins only too: it holds the Docker socket)
+takes host, uplink_network, subnet_pool, frontgate_image and helper_image,
+all optional; pilot must listen where a frontgate can dial it from the
+uplink, such as docker0's address (docs/docker.md).`,
 		Example: `  # A second local runtime (platform admins), in a directory of its own
   hangar runtime create local2 --provider local --config root_dir=/srv/hangar/local2
 
   # Containers on this machine's Docker
-  hangar runtime create docker1 --provider docker --zone local
+  hangar runtime create docker1 --provider docker --zone docker
 
   # A provider with settings
   hangar runtime create cloud1 --provider mycloud --zone eu-1 \

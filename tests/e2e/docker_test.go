@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -389,4 +390,41 @@ func TestDockerPilotKilledMidCreate(t *testing.T) {
 	}
 	p.mustHangar("cluster", "delete", c.Id, "--wait")
 	assertNoneLabelled(t, dc, "hangar.docker/runtime="+rt)
+}
+
+// TestDockerAuthorImage follows docs/images.md as an app author would: add
+// the drone to an image of one's own (here a Debian root filesystem with
+// Redis and no drone, as a team's base image would be) with
+// images/add-drone.Dockerfile, map the role to it, and deploy: the cluster
+// runs on the author's image and serves.
+func TestDockerAuthorImage(t *testing.T) {
+	p, dc, rt := dockerPilot(t, "redis") // builds hangar/debian-redis:bookworm, the author's base
+	const tag = "hangar-test/author-redis:1"
+	build := exec.Command("docker", "build", "-q", "-f", "images/add-drone.Dockerfile", "--build-arg", "BASE=hangar/debian-redis:bookworm", "-t", tag, ".")
+	build.Dir = repoRoot(t)
+	build.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("docker build with images/add-drone.Dockerfile: %v\n%s", err, out)
+	}
+	p.mustHangar("app", "push", "examples/redis")
+	for _, role := range []string{"primary", "replica"} {
+		p.mustHangar("image", "set", "--app", "redis", "--version", "1.0.0", "--role", role, "--runtime", rt, tag)
+	}
+	c, job := createClusterOn(t, p, rt, "redis", map[string]string{"cluster.replica.count": "1", "env.port": "6379"})
+	mustSucceed(t, job)
+	for _, n := range c.Nodes {
+		ins, err := dc.ContainerInspect(context.Background(), n.InstanceId, client.ContainerInspectOptions{})
+		if err != nil || ins.Container.Config.Image != tag {
+			t.Fatalf("node %s runs %v (%v), want the author's %s", n.Id, ins.Container.Config, err, tag)
+		}
+	}
+	primary, replica := byRole(c, "primary")[0], byRole(c, "replica")[0]
+	if out, err := dockerExec(primary.InstanceId, "redis-cli", "-h", primary.Address, "set", "k", "v"); err != nil || strings.TrimSpace(out) != "OK" {
+		t.Fatalf("SET on the primary: %v %s", err, out)
+	}
+	waitFor(t, 30*time.Second, "the replica to have the key", func() (bool, string) {
+		out, err := dockerExec(replica.InstanceId, "redis-cli", "-h", replica.Address, "get", "k")
+		return err == nil && strings.TrimSpace(out) == "v", out
+	})
+	p.mustHangar("cluster", "delete", c.Id, "--wait")
 }
