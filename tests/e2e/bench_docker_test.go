@@ -50,7 +50,9 @@ func BenchmarkDockerDensity(b *testing.B) {
 			b.Fatal(err)
 		}
 		floorIDs = append(floorIDs, r.ID)
-		b.Cleanup(func() { _, _ = dc.ContainerRemove(context.Background(), r.ID, client.ContainerRemoveOptions{Force: true}) })
+		b.Cleanup(func() {
+			_, _ = dc.ContainerRemove(context.Background(), r.ID, client.ContainerRemoveOptions{Force: true})
+		})
 		if _, err := dc.ContainerStart(ctx, r.ID, client.ContainerStartOptions{}); err != nil {
 			b.Fatal(err)
 		}
