@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,44 +28,86 @@ const callTimeout = 2 * time.Minute
 // runningTimeout bounds how long a new instance may take to reach RUNNING.
 const runningTimeout = 3 * time.Minute
 
+// T is what a check needs of the test that runs it. *testing.T has all
+// of it; so does the runner of RunReport, for `hangar provider test`.
+type T interface {
+	Helper()
+	Error(args ...any)
+	Errorf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	Context() context.Context
+	Failed() bool
+}
+
+// check is one rule of the suite. A failed gate stops the suite: the
+// checks after it need what it made.
+type check struct {
+	name string
+	// rule is what the provider must do, as a failure report names it.
+	rule string
+	fn   func(*suite, T)
+	gate bool
+}
+
+// checks is the suite, in order.
+var checks = []check{
+	{"Info", "Info names the provider and its version", (*suite).info, false},
+	{"ValidateRuntime", "ValidateRuntime accepts the suite's runtime", (*suite).validateRuntime, false},
+	{"BadCredentials", "ValidateRuntime with wrong credentials answers Unauthenticated (sdk.BadCredentials)", (*suite).badCredentials, false},
+	{"CreateNetworkIdempotent", "CreateNetwork retried with one token makes one network, two tokens two with distinct ranges; DeleteNetwork succeeds twice", (*suite).createNetwork, true},
+	{"BadInput", "bad input is refused with InvalidArgument naming the field, and creates nothing", (*suite).badInput, false},
+	{"RunInstanceIdempotent", "RunInstance retried with the same token, even concurrently, creates nothing new", (*suite).runInstance, true},
+	{"GetAndListInstances", "GetInstance and ListInstances describe the instance as it was asked for, and it reaches RUNNING", (*suite).getAndList, false},
+	{"Capabilities", "Info declares its optional calls consistently", (*suite).capabilities, true},
+	{"UnknownIDs", "calls on unknown ids answer NotFound", (*suite).unknownIDs, false},
+	{"CapabilityMissing", "a call of a capability not declared answers Unimplemented, naming it", (*suite).capabilityMissing, false},
+	{"StopStartInstance", "StopInstance and StartInstance are idempotent and keep the instance's id and address", (*suite).stopStart, false},
+	{"ResizeInstance", "ResizeInstance applies cpu, memory and volume size (stopped, or live with live_resize); a volume never shrinks", (*suite).resize, false},
+	{"Snapshots", "a snapshot token makes one snapshot; restoring needs a stopped instance; DeleteSnapshot succeeds twice", (*suite).snapshots, false},
+	{"ReservedAddresses", "a reservation token reserves one address no instance gets; ReleaseAddress succeeds twice", (*suite).reservedAddresses, false},
+	{"KeepVolume", "DeleteInstance(keep_volume) leaves the volume for a new instance; without keep_volume it goes too", (*suite).keepVolume, false},
+	{"DeleteNetworkRefusedWhileInUse", "DeleteNetwork of a network with instances answers FailedPrecondition and deletes nothing", (*suite).deleteNetworkInUse, false},
+	{"DeleteInstance", "DeleteInstance succeeds twice, and the instance is gone from GetInstance and ListInstances", (*suite).deleteInstance, true},
+	{"DeleteNetwork", "DeleteNetwork succeeds twice", (*suite).deleteNetwork, false},
+	{"CleanedUp", "after the suite's deletes, nothing it created is listed", (*suite).cleanedUp, false},
+}
+
+// Rule is the rule the check of that name checks ("" for none).
+func Rule(name string) string {
+	for _, c := range checks {
+		if c.name == name {
+			return c.rule
+		}
+	}
+	return ""
+}
+
 // Run runs the suite against the provider newClient connects to, acting for
-// runtime rt and starting instances of image. It creates one or two networks
-// and one instance and deletes them again; on failure it still tries to clean
-// up. newClient is called once.
+// runtime rt and starting instances of image, each check a subtest of t. It
+// creates one or two networks and a few instances and deletes them again;
+// on failure it still tries to clean up. newClient is called once.
 func Run(t *testing.T, newClient func(t *testing.T) providerv1.ProviderClient, rt *providerv1.Runtime, image string) {
 	t.Helper()
 	c := newClient(t)
 	if c == nil {
 		t.Fatal("conformance: newClient returned nil")
 	}
-	s := &suite{c: c, rt: rt, image: image, prefix: "conformance-" + randHex(t)}
+	s := newSuite(c, rt, image)
 	t.Cleanup(s.cleanup)
+	for _, ck := range checks {
+		if !t.Run(ck.name, func(t *testing.T) { ck.fn(s, t) }) && ck.gate {
+			return
+		}
+	}
+}
 
-	t.Run("Info", s.info)
-	t.Run("ValidateRuntime", s.validateRuntime)
-	if !t.Run("CreateNetworkIdempotent", s.createNetwork) {
-		return
-	}
-	t.Run("BadInput", s.badInput)
-	if !t.Run("RunInstanceIdempotent", s.runInstance) {
-		return
-	}
-	t.Run("GetAndListInstances", s.getAndList)
-	if !t.Run("Capabilities", s.capabilities) {
-		return
-	}
-	t.Run("UnknownIDs", s.unknownIDs)
-	t.Run("CapabilityMissing", s.capabilityMissing)
-	t.Run("StopStartInstance", s.stopStart)
-	t.Run("ResizeInstance", s.resize)
-	t.Run("Snapshots", s.snapshots)
-	t.Run("ReservedAddresses", s.reservedAddresses)
-	t.Run("KeepVolume", s.keepVolume)
-	t.Run("DeleteNetworkRefusedWhileInUse", s.deleteNetworkInUse)
-	if !t.Run("DeleteInstance", s.deleteInstance) {
-		return
-	}
-	t.Run("DeleteNetwork", s.deleteNetwork)
+func newSuite(c providerv1.ProviderClient, rt *providerv1.Runtime, image string) *suite {
+	return &suite{c: c, rt: rt, image: image, prefix: "conformance-" + randHex()}
 }
 
 type suite struct {
@@ -86,15 +129,15 @@ type suite struct {
 	snapIDs   []string
 }
 
-func randHex(t *testing.T) string {
+// randHex names this run's resources apart from any other run's.
+// crypto/rand.Read never fails (it would crash the program first).
+func randHex() string {
 	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatalf("conformance: random token: %v", err)
-	}
+	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), callTimeout)
 	t.Cleanup(cancel)
 	return c
@@ -130,7 +173,7 @@ func (s *suite) cleanup() {
 	}
 }
 
-func wantCode(t *testing.T, what string, err error, want ...codes.Code) {
+func wantCode(t T, what string, err error, want ...codes.Code) {
 	t.Helper()
 	got := status.Code(err)
 	for _, w := range want {
@@ -141,7 +184,7 @@ func wantCode(t *testing.T, what string, err error, want ...codes.Code) {
 	t.Errorf("%s: got %v (%v), want code %v", what, got, err, want)
 }
 
-func (s *suite) info(t *testing.T) {
+func (s *suite) info(t T) {
 	resp, err := s.c.Info(ctx(t), &providerv1.InfoRequest{})
 	if err != nil {
 		t.Fatalf("Info: %v", err)
@@ -154,13 +197,13 @@ func (s *suite) info(t *testing.T) {
 	}
 }
 
-func (s *suite) validateRuntime(t *testing.T) {
+func (s *suite) validateRuntime(t T) {
 	if _, err := s.c.ValidateRuntime(ctx(t), &providerv1.ValidateRuntimeRequest{Runtime: s.rt}); err != nil {
 		t.Fatalf("ValidateRuntime of the suite's runtime: %v", err)
 	}
 }
 
-func (s *suite) badInput(t *testing.T) {
+func (s *suite) badInput(t T) {
 	c := ctx(t)
 	_, err := s.c.CreateNetwork(c, &providerv1.CreateNetworkRequest{Runtime: s.rt, Name: "no-token"})
 	wantCode(t, "CreateNetwork without idempotency_token", err, codes.InvalidArgument)
@@ -190,7 +233,7 @@ func (s *suite) badInput(t *testing.T) {
 	}
 }
 
-func (s *suite) createNetwork(t *testing.T) {
+func (s *suite) createNetwork(t T) {
 	c := ctx(t)
 	req := &providerv1.CreateNetworkRequest{Runtime: s.rt, IdempotencyToken: s.prefix + "-net-a", Name: s.prefix + "-a"}
 	first, err := s.c.CreateNetwork(c, req)
@@ -240,7 +283,7 @@ func (s *suite) createNetwork(t *testing.T) {
 	s.netID = first.GetId()
 }
 
-func (s *suite) runInstance(t *testing.T) {
+func (s *suite) runInstance(t T) {
 	c := ctx(t)
 	s.runReq = &providerv1.RunInstanceRequest{
 		Runtime:          s.rt,
@@ -300,7 +343,7 @@ func (s *suite) runInstance(t *testing.T) {
 // stopStart checks StopInstance and StartInstance, twice each, on a
 // provider that declares stop_start; one that does not must answer
 // Unimplemented (or FailedPrecondition) and change nothing.
-func (s *suite) stopStart(t *testing.T) {
+func (s *suite) stopStart(t T) {
 	c := ctx(t)
 	id := s.inst.GetId()
 	if !s.caps.StopStart {
@@ -326,7 +369,7 @@ func (s *suite) stopStart(t *testing.T) {
 
 }
 
-func (s *suite) getAndList(t *testing.T) {
+func (s *suite) getAndList(t T) {
 	c := ctx(t)
 	id := s.inst.GetId()
 	var got *providerv1.Instance
@@ -380,7 +423,7 @@ func (s *suite) getAndList(t *testing.T) {
 	}
 }
 
-func (s *suite) deleteNetworkInUse(t *testing.T) {
+func (s *suite) deleteNetworkInUse(t T) {
 	_, err := s.c.DeleteNetwork(ctx(t), &providerv1.DeleteNetworkRequest{Runtime: s.rt, NetworkId: s.netID})
 	wantCode(t, "DeleteNetwork with an instance in it", err, codes.FailedPrecondition)
 	if _, err := s.c.GetNetwork(ctx(t), &providerv1.GetNetworkRequest{Runtime: s.rt, NetworkId: s.netID}); err != nil {
@@ -397,7 +440,7 @@ func gone(in *providerv1.Instance, err error) bool {
 	return err == nil && in.GetState() == providerv1.InstanceState_INSTANCE_STATE_TERMINATED
 }
 
-func (s *suite) deleteInstance(t *testing.T) {
+func (s *suite) deleteInstance(t T) {
 	c := ctx(t)
 	id := s.inst.GetId()
 	for i := range 2 {
@@ -423,7 +466,7 @@ func (s *suite) deleteInstance(t *testing.T) {
 	s.mu.Unlock()
 }
 
-func (s *suite) deleteNetwork(t *testing.T) {
+func (s *suite) deleteNetwork(t T) {
 	c := ctx(t)
 	for i := range 2 {
 		if _, err := s.c.DeleteNetwork(c, &providerv1.DeleteNetworkRequest{Runtime: s.rt, NetworkId: s.netID}); err != nil {
@@ -437,4 +480,80 @@ func (s *suite) deleteNetwork(t *testing.T) {
 // containsField reports whether err's message names field.
 func containsField(err error, field string) bool {
 	return strings.Contains(status.Convert(err).Message(), field)
+}
+
+// badCredentials runs ValidateRuntime with every credential of the
+// suite's runtime replaced by a wrong one: the provider must refuse them
+// as the sdk's BadCredentials, and say so without echoing a secret.
+func (s *suite) badCredentials(t T) {
+	if len(s.rt.GetCredentials()) == 0 {
+		t.Skip("the suite's runtime has no credentials to get wrong")
+	}
+	wrong := &providerv1.Runtime{Id: s.rt.GetId(), Zone: s.rt.GetZone(), Config: s.rt.GetConfig(), Credentials: map[string]string{}}
+	for k := range s.rt.GetCredentials() {
+		wrong.Credentials[k] = "conformance-wrong-" + k
+	}
+	_, err := s.c.ValidateRuntime(ctx(t), &providerv1.ValidateRuntimeRequest{Runtime: wrong})
+	wantCode(t, "ValidateRuntime with wrong credentials", err, codes.Unauthenticated)
+	if r := sdk.Reason(err); err != nil && r != sdk.ReasonBadCredentials {
+		t.Errorf("ValidateRuntime with wrong credentials: reason %q, want %s (sdk.BadCredentials)", r, sdk.ReasonBadCredentials)
+	}
+	for k, v := range wrong.Credentials {
+		if err != nil && strings.Contains(err.Error(), v) {
+			t.Errorf("the error repeats credential %s: a secret must never be returned", k)
+		}
+	}
+}
+
+// cleanedUp deletes what the suite created (again: deletes are
+// idempotent) and checks that none of it is listed any more.
+func (s *suite) cleanedUp(t T) {
+	s.cleanup()
+	c := ctx(t)
+	s.mu.Lock()
+	ids := map[string]bool{}
+	for _, id := range s.instances {
+		ids[id] = true
+	}
+	if s.inst != nil {
+		ids[s.inst.GetId()] = true
+	}
+	networks, volumes, snaps := slices.Clone(s.networks), slices.Clone(s.volumes), slices.Clone(s.snapIDs)
+	s.mu.Unlock()
+	list, err := s.c.ListInstances(c, &providerv1.ListInstancesRequest{Runtime: s.rt})
+	if err != nil {
+		t.Fatalf("ListInstances: %v", err)
+	}
+	for _, in := range list.GetInstances() {
+		if (ids[in.GetId()] || strings.HasPrefix(in.GetName(), s.prefix)) && in.GetState() != providerv1.InstanceState_INSTANCE_STATE_TERMINATED {
+			t.Errorf("instance %s (%s) is still listed, %v", in.GetId(), in.GetName(), in.GetState())
+		}
+	}
+	for _, id := range networks {
+		if _, err := s.c.GetNetwork(c, &providerv1.GetNetworkRequest{Runtime: s.rt, NetworkId: id}); status.Code(err) != codes.NotFound {
+			t.Errorf("network %s: GetNetwork answers %v, want NotFound", id, err)
+		}
+	}
+	if s.caps.Volumes {
+		vl, err := s.c.ListVolumes(c, &providerv1.ListVolumesRequest{Runtime: s.rt})
+		if err != nil {
+			t.Fatalf("ListVolumes: %v", err)
+		}
+		for _, v := range vl.GetVolumes() {
+			if slices.Contains(volumes, v.GetId()) || ids[v.GetInstanceId()] {
+				t.Errorf("volume %s (instance %q) is still listed", v.GetId(), v.GetInstanceId())
+			}
+		}
+	}
+	if s.caps.Snapshots {
+		sl, err := s.c.ListSnapshots(c, &providerv1.ListSnapshotsRequest{Runtime: s.rt})
+		if err != nil {
+			t.Fatalf("ListSnapshots: %v", err)
+		}
+		for _, sn := range sl.GetSnapshots() {
+			if slices.Contains(snaps, sn.GetId()) {
+				t.Errorf("snapshot %s is still listed", sn.GetId())
+			}
+		}
+	}
 }

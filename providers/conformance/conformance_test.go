@@ -204,3 +204,43 @@ func TestSuiteOnBrokenProvider(t *testing.T) {
 		t.Errorf("suite did not fail RunInstanceIdempotent:\n%s", out)
 	}
 }
+
+func TestRunReport(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		broken     bool
+		wantFailed []string
+		notRun     string // a check after the failed gate
+	}{
+		{name: "correct provider passes"},
+		{name: "provider ignoring tokens fails the rule it breaks", broken: true, wantFailed: []string{"RunInstanceIdempotent"}, notRun: "DeleteNetwork"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := newMem(tc.broken)
+			var out strings.Builder
+			rep := RunReport(t.Context(), serve(t, mem), &providerv1.Runtime{Id: "rt"}, "img", &out)
+			var failed []string
+			for _, r := range rep.Failed() {
+				failed = append(failed, r.Name)
+			}
+			if fmt.Sprint(failed) != fmt.Sprint(tc.wantFailed) {
+				t.Errorf("failed checks %v, want %v\n%s", failed, tc.wantFailed, out.String())
+			}
+			for _, name := range tc.wantFailed {
+				if !strings.Contains(out.String(), "FAIL    "+name) || !strings.Contains(out.String(), Rule(name)) {
+					t.Errorf("report does not name failed %s and its rule %q:\n%s", name, Rule(name), out.String())
+				}
+			}
+			for _, r := range rep.Results {
+				if r.Name == tc.notRun && r.Status != statusNotRun {
+					t.Errorf("%s ran (%s) after a failed gate", r.Name, r.Status)
+				}
+			}
+			mem.mu.Lock()
+			defer mem.mu.Unlock()
+			if len(mem.instances) != 0 || len(mem.networks) != 0 {
+				t.Errorf("the report runner left %d instances and %d networks", len(mem.instances), len(mem.networks))
+			}
+		})
+	}
+}

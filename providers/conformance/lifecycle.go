@@ -3,7 +3,6 @@ package conformance
 import (
 	"errors"
 	"slices"
-	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -21,7 +20,7 @@ import (
 // missing is a fake id of each kind, which no provider may know.
 const missing = "conformance-missing"
 
-func (s *suite) capabilities(t *testing.T) {
+func (s *suite) capabilities(t T) {
 	resp, err := s.c.Info(ctx(t), &providerv1.InfoRequest{})
 	if err != nil {
 		t.Fatalf("Info: %v", err)
@@ -36,7 +35,7 @@ func (s *suite) capabilities(t *testing.T) {
 
 // capabilityMissing calls one method of each capability the provider does
 // not declare.
-func (s *suite) capabilityMissing(t *testing.T) {
+func (s *suite) capabilityMissing(t T) {
 	c := ctx(t)
 	id := s.inst.GetId()
 	calls := []struct {
@@ -86,7 +85,7 @@ func (s *suite) capabilityMissing(t *testing.T) {
 
 // unknownIDs: what names an unknown instance, snapshot or volume is
 // NotFound, and deleting one succeeds.
-func (s *suite) unknownIDs(t *testing.T) {
+func (s *suite) unknownIDs(t T) {
 	c := ctx(t)
 	_, err := s.c.GetInstance(c, &providerv1.GetInstanceRequest{Runtime: s.rt, InstanceId: "i-" + missing})
 	wantCode(t, "GetInstance of an unknown instance", err, codes.NotFound)
@@ -130,7 +129,7 @@ func (s *suite) track(instanceID string) {
 }
 
 // waitState polls an instance until it is in state want.
-func (s *suite) waitState(t *testing.T, id string, want providerv1.InstanceState) *providerv1.Instance {
+func (s *suite) waitState(t T, id string, want providerv1.InstanceState) *providerv1.Instance {
 	t.Helper()
 	c := ctx(t)
 	deadline := time.Now().Add(runningTimeout)
@@ -149,7 +148,7 @@ func (s *suite) waitState(t *testing.T, id string, want providerv1.InstanceState
 	}
 }
 
-func (s *suite) stop(t *testing.T, id string) {
+func (s *suite) stop(t T, id string) {
 	t.Helper()
 	in, err := s.c.StopInstance(ctx(t), &providerv1.StopInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-stop-" + id})
 	if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_STOPPED {
@@ -157,7 +156,7 @@ func (s *suite) stop(t *testing.T, id string) {
 	}
 }
 
-func (s *suite) start(t *testing.T, id string) {
+func (s *suite) start(t T, id string) {
 	t.Helper()
 	if _, err := s.c.StartInstance(ctx(t), &providerv1.StartInstanceRequest{Runtime: s.rt, InstanceId: id, IdempotencyToken: s.prefix + "-start-" + id}); err != nil {
 		t.Fatalf("StartInstance %s: %v", id, err)
@@ -167,7 +166,7 @@ func (s *suite) start(t *testing.T, id string) {
 
 // resize grows cpu, memory and volume (stopped first unless the provider
 // resizes live), twice with one token, and checks a volume never shrinks.
-func (s *suite) resize(t *testing.T) {
+func (s *suite) resize(t T) {
 	if !s.caps.Resize {
 		t.Skip("the provider does not declare resize")
 	}
@@ -212,7 +211,7 @@ func (s *suite) resize(t *testing.T) {
 
 // snapshots: create twice with one token (one snapshot), list, restore to
 // the stopped instance, delete twice.
-func (s *suite) snapshots(t *testing.T) {
+func (s *suite) snapshots(t T) {
 	if !s.caps.Snapshots {
 		t.Skip("the provider does not declare snapshots")
 	}
@@ -281,7 +280,7 @@ func (s *suite) snapshots(t *testing.T) {
 // keepVolume: an instance deleted with keep_volume leaves its volume
 // detached; a new instance attaches it (retries give the same instance);
 // deleted without keep_volume, the volume goes too.
-func (s *suite) keepVolume(t *testing.T) {
+func (s *suite) keepVolume(t T) {
 	if !s.caps.Volumes {
 		t.Skip("the provider does not declare volumes")
 	}
@@ -359,7 +358,7 @@ func (s *suite) keepVolume(t *testing.T) {
 
 // reservedAddresses: a reserved address is one of the network's that no
 // instance has; a retry answers the same; releasing it twice succeeds.
-func (s *suite) reservedAddresses(t *testing.T) {
+func (s *suite) reservedAddresses(t T) {
 	if !s.caps.ReservedAddresses {
 		t.Skipf("the provider does not declare %s", sdk.CapReservedAddresses)
 	}
