@@ -3,7 +3,7 @@
 # packages only (the Engine here has no registry to pull from), and prints
 # each one's size and build time. What goes into each: docs/images.md.
 #
-#   scripts/images.sh [IMAGE...]     IMAGE: drone-base frontgate kv redis mariadb haproxy
+#   scripts/images.sh [IMAGE...]     IMAGE: drone-base frontgate kv conformance redis mariadb haproxy
 #                                    (default: all of them)
 #
 # Cached between runs: Docker's build cache for the small images, and for
@@ -28,7 +28,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(drone-base frontgate kv redis mariadb haproxy)
+[ ${#want[@]} -gt 0 ] || want=(drone-base frontgate kv conformance redis mariadb haproxy)
 
 # The agents, static: they run in any image, whatever its libc.
 mkdir -p "$work/bin"
@@ -97,6 +97,23 @@ DOCKERFILE
   report frontgate hangar/frontgate:latest "$t0"
 }
 
+# conformance: drone-base whose /hangar/bin/drone only waits for SIGTERM,
+# the image `hangar provider test` runs on the docker provider: the suite
+# checks the provider, not the agent.
+build_conformance() {
+  local t0 ctx=$work/conformance
+  t0=$(date +%s)
+  mkdir -p "$ctx/hangar/bin"
+  printf '#!/bin/sh\ntrap "exit 0" TERM\nwhile :; do sleep 1; done\n' >"$ctx/hangar/bin/drone"
+  chmod 755 "$ctx/hangar/bin/drone"
+  cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM hangar/drone-base:latest
+COPY hangar /hangar
+DOCKERFILE
+  dbuild hangar/conformance:latest "$ctx"
+  report conformance hangar/conformance:latest "$t0"
+}
+
 build_kv() {
   local t0 ctx=$work/kv
   t0=$(date +%s)
@@ -149,9 +166,10 @@ for w in "${want[@]}"; do
     drone-base) build_drone_base ;;
     frontgate) build_frontgate ;;
     kv) build_kv ;;
+    conformance) build_conformance ;;
     redis) debian_image redis hangar/redis:7.0 redis-server ;;
     mariadb) debian_image mariadb hangar/mariadb:10.11 mariadb-server,mariadb-client ;;
     haproxy) debian_image haproxy hangar/haproxy:2.6 haproxy ;;
-    *) echo "images: unknown image $w (drone-base frontgate kv redis mariadb haproxy)" >&2; exit 2 ;;
+    *) echo "images: unknown image $w (drone-base frontgate kv conformance redis mariadb haproxy)" >&2; exit 2 ;;
   esac
 done

@@ -162,6 +162,20 @@ func (s *suite) cleanup() {
 	for _, id := range s.instances {
 		_, _ = s.c.DeleteInstance(c, &providerv1.DeleteInstanceRequest{Runtime: s.rt, InstanceId: id})
 	}
+	// What a broken provider made beyond what the suite knows of (a
+	// second instance for a retried token, a refused call that was not):
+	// every instance in the suite's networks is the suite's.
+	for _, n := range s.networks {
+		list, err := s.c.ListInstances(c, &providerv1.ListInstancesRequest{Runtime: s.rt, NetworkId: n})
+		if err != nil {
+			continue
+		}
+		for _, in := range list.GetInstances() {
+			if in.GetNetworkId() == n {
+				_, _ = s.c.DeleteInstance(c, &providerv1.DeleteInstanceRequest{Runtime: s.rt, InstanceId: in.GetId()})
+			}
+		}
+	}
 	for _, id := range s.snapIDs {
 		_, _ = s.c.DeleteSnapshot(c, &providerv1.DeleteSnapshotRequest{Runtime: s.rt, SnapshotId: id})
 	}

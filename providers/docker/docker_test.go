@@ -28,7 +28,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	dc := dockertest.Require(t)
-	buildTestImage(t, dc)
+	buildTestImage(t)
 	p := docker.New(docker.Config{StopGrace: 2 * time.Second})
 	t.Cleanup(func() { _ = p.Close() })
 	f := &fixture{p: p, dc: dc, rt: runtimeFor(t)}

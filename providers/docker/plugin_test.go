@@ -3,7 +3,6 @@ package docker_test
 import (
 	"context"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,30 +17,13 @@ import (
 	"github.com/hangarhq/hangar/providers/sdk"
 )
 
-// testImage runs a stand-in drone that only waits for SIGTERM: the suite
-// checks the provider, not the agent.
-const testImage = "hangar/provider-test:latest"
+// testImage runs a stand-in drone that only waits for SIGTERM (make images
+// IMAGES=conformance): the suite checks the provider, not the agent.
+const testImage = "hangar/conformance:latest"
 
-func buildTestImage(t *testing.T, c *client.Client) {
+func buildTestImage(t *testing.T) {
 	t.Helper()
-	dockertest.Images(t, "drone-base", "frontgate")
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "hangar", "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	script := "#!/bin/sh\ntrap 'exit 0' TERM\nwhile :; do sleep 1; done\n"
-	if err := os.WriteFile(filepath.Join(dir, "hangar", "bin", "drone"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	df := "FROM hangar/drone-base:latest\nCOPY hangar /hangar\n"
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker", "build", "-q", "-t", testImage, dir)
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("docker build %s: %v\n%s", testImage, err, out)
-	}
+	dockertest.Images(t, "drone-base", "frontgate", "conformance")
 }
 
 func buildPlugin(t *testing.T) string {
@@ -81,7 +63,7 @@ func runtimeFor(t *testing.T) *providerv1.Runtime {
 
 func TestConformanceThroughPlugin(t *testing.T) {
 	c := dockertest.Require(t)
-	buildTestImage(t, c)
+	buildTestImage(t)
 	bin := buildPlugin(t)
 	rt := runtimeFor(t)
 	conformance.Run(t, func(t *testing.T) providerv1.ProviderClient { return startPlugin(t, bin) }, rt, testImage)
