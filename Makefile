@@ -12,7 +12,7 @@ build:
 
 # The whole suite, end-to-end tests included (they build the binaries themselves).
 test:
-	$(GO) test -count=1 -timeout 20m $(PKG_TESTS)
+	$(GO) test -count=1 -timeout 30m $(PKG_TESTS)
 
 # The docker runtime's images, from local files and Debian's packages
 # (scripts/images.sh; IMAGES="redis kv" builds some). docs/images.md.
