@@ -428,3 +428,19 @@ func TestDockerAuthorImage(t *testing.T) {
 	})
 	p.mustHangar("cluster", "delete", c.Id, "--wait")
 }
+
+// TestDroneImageSize holds the drone's image, the base every instance
+// image builds on, to its budget: at most 25 MB.
+func TestDroneImageSize(t *testing.T) {
+	dc := dockertest.Require(t)
+	dockertest.Images(t, "drone-base")
+	img, err := dc.ImageInspect(context.Background(), "hangar/drone-base:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget = 25_000_000
+	if img.Size > budget {
+		t.Errorf("hangar/drone-base is %d bytes, over its budget of %d", img.Size, budget)
+	}
+	t.Logf("hangar/drone-base: %.1f MB", float64(img.Size)/1e6)
+}
