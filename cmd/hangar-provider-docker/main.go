@@ -5,8 +5,6 @@
 package main
 
 import (
-	"fmt"
-	"io"
 	"os"
 
 	"github.com/hangarhq/hangar/providers/docker"
@@ -45,25 +43,11 @@ See docs/providers.md.
 
 func main() {
 	if len(os.Args) > 1 {
-		os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(sdk.HandleArgs("hangar-provider-docker", docker.Version, usage, os.Args[1:], os.Stdout, os.Stderr))
 	}
 	// Capture the real stderr now: Serve replaces os.Stderr with a pipe.
 	log := sdk.NewPluginLogger(os.Stderr, nil)
 	p := docker.New(docker.Config{Logger: log})
 	sdk.Serve(p, sdk.HCLog(log))
 	_ = p.Close()
-}
-
-// cli handles arguments; pilot passes none.
-func cli(args []string, stdout, stderr io.Writer) int {
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(stdout, usage, docker.Version)
-		return 0
-	case "-version", "--version", "version":
-		fmt.Fprintln(stdout, docker.Version)
-		return 0
-	}
-	fmt.Fprintf(stderr, "hangar-provider-docker: unknown argument %q (it takes none; try --help)\n", args[0])
-	return 2
 }

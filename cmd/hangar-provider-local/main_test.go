@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/hangarhq/hangar/providers/local"
+	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 func TestMain(m *testing.M) {
@@ -27,7 +30,7 @@ func TestCLI(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
-			if code := cli(tt.args, &out, &errb); code != tt.code {
+			if code := sdk.HandleArgs("hangar-provider-local", local.Version, usage, tt.args, &out, &errb); code != tt.code {
 				t.Errorf("exit code %d, want %d", code, tt.code)
 			}
 			if !strings.Contains(out.String(), tt.stdout) || !strings.Contains(errb.String(), tt.stderr) {

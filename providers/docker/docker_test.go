@@ -221,3 +221,41 @@ func TestSnapshotRestoresContent(t *testing.T) {
 		t.Fatalf("snapshots after the instance's delete: %v %v", list, err)
 	}
 }
+
+// TestCreatedWithoutRecordConverges re-enacts a RunInstance cut short (the
+// plugin killed with pilot) right after the container was created, before
+// the user data and the record were copied in: the retried call with the
+// token finishes the job instead of failing.
+func TestCreatedWithoutRecordConverges(t *testing.T) {
+	f := newFixture(t)
+	req := &providerv1.RunInstanceRequest{IdempotencyToken: "cut-short", Name: "n", Cpu: 1, MemoryMib: 64, UserData: []byte(`{"x":1}`)}
+	in := f.run(t, req)
+	ins, err := f.dc.ContainerInspect(t.Context(), in.GetId(), client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("docker", "rm", "-f", in.GetId()).CombinedOutput(); err != nil {
+		t.Fatalf("docker rm: %v %s", err, out)
+	}
+	// The container as the cut-short call left it: created, nothing
+	// copied in.
+	args := []string{"create", "--name", in.GetId(), "--network", f.net, "--ip", in.GetAddress(), "--entrypoint", ins.Container.Path}
+	for k, v := range ins.Container.Config.Labels {
+		args = append(args, "--label", k+"="+v)
+	}
+	args = append(args, ins.Container.Config.Image)
+	args = append(args, ins.Container.Args...)
+	if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+		t.Fatalf("docker create: %v %s", err, out)
+	}
+	if got := f.get(t, in.GetId()); got.GetState() != providerv1.InstanceState_INSTANCE_STATE_PENDING || got.GetCpu() != 1 || got.GetMemoryMib() != 64 {
+		t.Errorf("the cut-short instance: %v, want PENDING with the cpu and memory it was created with", got)
+	}
+	again := f.run(t, req)
+	if again.GetId() != in.GetId() || again.GetState() != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		t.Fatalf("RunInstance retried after the cut: %v, want %s RUNNING", again, in.GetId())
+	}
+	if out := dexec(t, in.GetId(), "cat /hangar/userdata.json"); out != `{"x":1}` {
+		t.Errorf("user data in the container: %q", out)
+	}
+}

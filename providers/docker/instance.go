@@ -166,6 +166,9 @@ func (p *Provider) create(ctx context.Context, cfg *rtConfig, req *providerv1.Ru
 			labelAddress: addr.String(),
 			labelVolume:  vol,
 			labelMounts:  strings.Join(mps, ","),
+			labelCPU:     strconv.Itoa(int(req.GetCpu())),
+			labelMemory:  strconv.Itoa(int(req.GetMemoryMib())),
+			labelVolGiB:  strconv.Itoa(int(gib)),
 		})
 		_, err = cfg.c.ContainerCreate(ctx, client.ContainerCreateOptions{
 			Name: name,
@@ -315,11 +318,18 @@ func (p *Provider) writeFiles(ctx context.Context, cfg *rtConfig, name string, s
 	return nil
 }
 
-// readState reads the provider's record from a container.
-func readState(ctx context.Context, cfg *rtConfig, name string) (instState, error) {
-	var st instState
+// readState reads the provider's record from a container. A container
+// whose creating call was cut short before the record was copied in has
+// none yet: its record is then what it was created with (its labels).
+func readState(ctx context.Context, cfg *rtConfig, c container.InspectResponse) (instState, error) {
+	name := strings.TrimPrefix(c.Name, "/")
+	l := c.Config.Labels
+	st := instState{CPU: atoi32(l[labelCPU]), MemoryMiB: atoi32(l[labelMemory]), VolumeGiB: atoi32(l[labelVolGiB])}
 	res, err := cfg.c.CopyFromContainer(ctx, name, client.CopyFromContainerOptions{SourcePath: "/" + statePath})
 	if err != nil {
+		if status.Code(engineErr(err)) == codes.NotFound && c.State != nil && c.State.Status == container.StateCreated {
+			return st, nil
+		}
 		return st, engineErr(err)
 	}
 	defer res.Content.Close()
@@ -352,7 +362,7 @@ func (p *Provider) converge(ctx context.Context, cfg *rtConfig, req *providerv1.
 			req.GetIdempotencyToken(), strings.TrimPrefix(c.Name, "/"), l[labelNetwork], l[labelImage], l[labelName], l[labelVolume])
 	}
 	name := strings.TrimPrefix(c.Name, "/")
-	st, err := readState(ctx, cfg, name)
+	st, err := readState(ctx, cfg, c)
 	if err != nil {
 		return nil, err
 	}
@@ -388,18 +398,11 @@ func (p *Provider) start(ctx context.Context, cfg *rtConfig, name string) (*prov
 
 // describe answers the runtime's instance name.
 func (p *Provider) describe(ctx context.Context, cfg *rtConfig, name string, booted bool) (*providerv1.Instance, error) {
-	ins, err := cfg.c.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	c, err := p.owns(ctx, cfg, name)
 	if err != nil {
-		if status.Code(engineErr(err)) == codes.NotFound {
-			return nil, sdk.NotFound("instance", name)
-		}
-		return nil, engineErr(err)
+		return nil, err
 	}
-	c := ins.Container
-	if c.Config == nil || c.Config.Labels[labelRuntime] != cfg.id || c.Config.Labels[labelKind] != kindInstance {
-		return nil, sdk.NotFound("instance", name)
-	}
-	st, err := readState(ctx, cfg, name)
+	st, err := readState(ctx, cfg, c)
 	if err != nil && c.State.Status != container.StateRemoving {
 		return nil, err
 	}
@@ -477,6 +480,20 @@ func (p *Provider) ListInstances(ctx context.Context, req *providerv1.ListInstan
 	return out, nil
 }
 
+// instanceCall is the start of every call on one instance: the runtime,
+// the id given, and the container, which must be the runtime's.
+func (p *Provider) instanceCall(ctx context.Context, rt *providerv1.Runtime, id string) (*rtConfig, container.InspectResponse, error) {
+	cfg, err := p.parseRuntime(rt)
+	if err != nil {
+		return nil, container.InspectResponse{}, err
+	}
+	if err := required("instance_id", id); err != nil {
+		return nil, container.InspectResponse{}, err
+	}
+	c, err := p.owns(ctx, cfg, id)
+	return cfg, c, err
+}
+
 // owns checks that id is an instance of the runtime (NotFound otherwise).
 func (p *Provider) owns(ctx context.Context, cfg *rtConfig, id string) (container.InspectResponse, error) {
 	ins, err := cfg.c.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
@@ -496,15 +513,8 @@ func (p *Provider) owns(ctx context.Context, cfg *rtConfig, id string) (containe
 // DeleteInstance removes the container (killing it) and, unless
 // keep_volume, its volumes. A missing instance is deleted already.
 func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteInstanceRequest) (*providerv1.DeleteInstanceResponse, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
-		return nil, err
-	}
-	c, err := p.owns(ctx, cfg, id)
+	cfg, c, err := p.instanceCall(ctx, req.GetRuntime(), id)
 	if status.Code(err) == codes.NotFound {
 		return &providerv1.DeleteInstanceResponse{}, nil
 	}
@@ -534,18 +544,12 @@ func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteIns
 
 // StopInstance stops the container, recording that it was on purpose.
 func (p *Provider) StopInstance(ctx context.Context, req *providerv1.StopInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
+	id := req.GetInstanceId()
+	cfg, c, err := p.instanceCall(ctx, req.GetRuntime(), id)
 	if err != nil {
 		return nil, err
 	}
-	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
-		return nil, err
-	}
-	if _, err := p.owns(ctx, cfg, id); err != nil {
-		return nil, err
-	}
-	st, err := readState(ctx, cfg, id)
+	st, err := readState(ctx, cfg, c)
 	if err != nil {
 		return nil, err
 	}
@@ -568,22 +572,15 @@ func (p *Provider) StopInstance(ctx context.Context, req *providerv1.StopInstanc
 // StartInstance starts a stopped or lost container; a running one is left
 // as it is.
 func (p *Provider) StartInstance(ctx context.Context, req *providerv1.StartInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
 	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
-		return nil, err
-	}
-	c, err := p.owns(ctx, cfg, id)
+	cfg, c, err := p.instanceCall(ctx, req.GetRuntime(), id)
 	if err != nil {
 		return nil, err
 	}
 	if c.State.Running {
 		return p.describe(ctx, cfg, id, false)
 	}
-	st, err := readState(ctx, cfg, id)
+	st, err := readState(ctx, cfg, c)
 	if err != nil {
 		return nil, err
 	}
@@ -600,21 +597,15 @@ func (p *Provider) StartInstance(ctx context.Context, req *providerv1.StartInsta
 // recorded (Docker's local volumes have none to enforce) and never
 // shrinks.
 func (p *Provider) ResizeInstance(ctx context.Context, req *providerv1.ResizeInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := p.parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
-	id := req.GetInstanceId()
-	if err := required("instance_id", id); err != nil {
-		return nil, err
-	}
 	if req.GetCpu() < 0 || req.GetMemoryMib() < 0 || req.GetVolumeGib() < 0 {
 		return nil, status.Error(codes.InvalidArgument, "cpu, memory_mib and volume_gib may not be negative (0 keeps the current value)")
 	}
-	if _, err := p.owns(ctx, cfg, id); err != nil {
+	id := req.GetInstanceId()
+	cfg, c, err := p.instanceCall(ctx, req.GetRuntime(), id)
+	if err != nil {
 		return nil, err
 	}
-	st, err := readState(ctx, cfg, id)
+	st, err := readState(ctx, cfg, c)
 	if err != nil {
 		return nil, err
 	}

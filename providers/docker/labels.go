@@ -30,6 +30,10 @@ const (
 	labelVolGiB  = labelPrefix + "volume-gib"
 	labelKeys    = labelPrefix + "labels"
 	labelMounts  = labelPrefix + "mount-points"
+	// The resources an instance was created with; what it has since is
+	// in its record (instance.go's statePath).
+	labelCPU    = labelPrefix + "cpu"
+	labelMemory = labelPrefix + "memory-mib"
 )
 
 const (
