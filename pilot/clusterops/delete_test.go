@@ -54,3 +54,31 @@ func TestDeleteForceAndAllowForce(t *testing.T) {
 		t.Fatalf("cluster is %v", c.Status)
 	}
 }
+
+// An instance the provider made for a node whose run never recorded it (a
+// RunInstance that created it and then failed, or whose answer was lost)
+// is found by its labels and deleted with the cluster: nothing outlives it.
+func TestDeleteRemovesStrayInstances(t *testing.T) {
+	h := newOpsHarness(t)
+	r := h.create(t, nil)
+	h.runJob(t, r.Job)
+	ctx := context.Background()
+	c, _ := h.cluster(t, r.Cluster.Id)
+	stray := c.Nodes[0]
+	if err := h.ops.setNode(ctx, c.Id, stray.Id, func(nd *pilotv1.Node) { nd.InstanceId = "" }); err != nil {
+		t.Fatal(err)
+	}
+	del, err := h.life.Delete(ctx, h.op(t, r.Cluster.Id), true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.runJob(t, del.Job)
+	h.prov.mu.Lock()
+	defer h.prov.mu.Unlock()
+	if in := h.prov.instances[stray.InstanceId]; in != nil {
+		t.Errorf("node %s's unrecorded instance %s outlived the cluster", stray.Id, in.Id)
+	}
+	if n := len(h.prov.instances); n != 0 {
+		t.Errorf("%d instances left after the delete", n)
+	}
+}

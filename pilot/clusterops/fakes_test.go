@@ -145,6 +145,18 @@ func (p *fakeProvider) RunInstance(_ context.Context, req *providerv1.RunInstanc
 	return proto.Clone(in).(*providerv1.Instance), nil
 }
 
+func (p *fakeProvider) ListInstances(_ context.Context, req *providerv1.ListInstancesRequest, _ ...grpc.CallOption) (*providerv1.ListInstancesResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := &providerv1.ListInstancesResponse{}
+	for _, in := range p.instances {
+		if req.NetworkId == "" || in.NetworkId == req.NetworkId {
+			out.Instances = append(out.Instances, proto.Clone(in).(*providerv1.Instance))
+		}
+	}
+	return out, nil
+}
+
 func (p *fakeProvider) DeleteInstance(_ context.Context, req *providerv1.DeleteInstanceRequest, _ ...grpc.CallOption) (*providerv1.DeleteInstanceResponse, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -128,6 +128,38 @@ func (o *Ops) runInstance(ctx context.Context, tc *taskEnv, role *apppkg.NodeSpe
 	return nil
 }
 
+// strayInstances finds, by the labels pilot gives every instance, the
+// instances of nodes that pilot never recorded: a RunInstance that created
+// one and then failed, or whose answer was lost with a job that then
+// failed or was canceled. Deleting a node deletes those too, or they would
+// outlive their cluster. Only nodes without an instance are looked for
+// (one ListInstances of the cluster's network).
+func (o *Ops) strayInstances(ctx context.Context, tc *taskEnv, nodes []*pilotv1.Node) (map[string][]string, error) {
+	c := tc.c
+	missing := map[string]bool{}
+	for _, nd := range nodes {
+		// A node deleted already had its strays deleted with it.
+		if nd.InstanceId == "" && nd.Status != pilotv1.NodeStatus_NODE_STATUS_DELETED {
+			missing[nd.Id] = true
+		}
+	}
+	if len(missing) == 0 || c.NetworkId == "" {
+		return nil, nil
+	}
+	list, err := tc.prov.ListInstances(ctx, &providerv1.ListInstancesRequest{Runtime: tc.prt, NetworkId: c.NetworkId})
+	if err != nil {
+		return nil, providerErr("list the instances of network "+c.NetworkId, err)
+	}
+	out := map[string][]string{}
+	for _, in := range list.GetInstances() {
+		l := in.GetLabels()
+		if l["hangar/cluster"] == c.Id && missing[l["hangar/node"]] && in.GetState() != providerv1.InstanceState_INSTANCE_STATE_TERMINATED {
+			out[l["hangar/node"]] = append(out[l["hangar/node"]], in.GetId())
+		}
+	}
+	return out, nil
+}
+
 // instanceToken is the idempotency token of a node's instance: the node id,
 // and after each replacement a new one, so a retried RunInstance finds the
 // instance it made and a replacement never gets the deleted one.
@@ -159,7 +191,18 @@ func (o *Ops) deleteInstances(ctx context.Context, t *jobs.Task) error {
 			keep = sdk.CapabilitiesOf(info).Volumes
 		}
 	}
-	for _, nd := range onlyNodes(c.Nodes, tc.in.NodeIds) {
+	nodes := onlyNodes(c.Nodes, tc.in.NodeIds)
+	strays, err := o.strayInstances(ctx, tc, nodes)
+	if err != nil {
+		return err
+	}
+	for _, nd := range nodes {
+		for _, id := range strays[nd.Id] {
+			if _, err := tc.prov.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: tc.prt, InstanceId: id}); err != nil {
+				return providerErr(fmt.Sprintf("delete instance %s of node %s (made by a run whose answer never came)", id, nd.Id), err)
+			}
+			o.log.Info("stray instance deleted", "cluster_id", c.Id, "node_id", nd.Id, "instance_id", id)
+		}
 		if nd.InstanceId == "" {
 			continue
 		}
