@@ -195,17 +195,8 @@ func (p *Provider) create(ctx context.Context, cfg *rtConfig, req *providerv1.Ru
 	if err != nil {
 		return err
 	}
-	st := instState{CPU: req.GetCpu(), MemoryMiB: req.GetMemoryMib(), VolumeGiB: gib}
-	if err := p.writeFiles(ctx, cfg, name, st, req.GetUserData()); err != nil {
-		return err
-	}
-	if req.GetImage() == FrontgateImage {
-		// The frontgate's way out: the uplink network, from which it
-		// dials pilot. No other container joins it.
-		if _, err := cfg.c.NetworkConnect(ctx, cfg.uplink, client.NetworkConnectOptions{Container: name}); err != nil {
-			return engineErr(err)
-		}
-	}
+	// The rest (files, the uplink, the start) is converge's, for this
+	// call and for a retry of one cut short here.
 	p.log.Info("container created", "instance_id", name, "image", image, "address", addr.String(), "volume_id", vol)
 	return nil
 }
@@ -323,8 +314,7 @@ func (p *Provider) writeFiles(ctx context.Context, cfg *rtConfig, name string, s
 // none yet: its record is then what it was created with (its labels).
 func readState(ctx context.Context, cfg *rtConfig, c container.InspectResponse) (instState, error) {
 	name := strings.TrimPrefix(c.Name, "/")
-	l := c.Config.Labels
-	st := instState{CPU: atoi32(l[labelCPU]), MemoryMiB: atoi32(l[labelMemory]), VolumeGiB: atoi32(l[labelVolGiB])}
+	st := createdState(c)
 	res, err := cfg.c.CopyFromContainer(ctx, name, client.CopyFromContainerOptions{SourcePath: "/" + statePath})
 	if err != nil {
 		if status.Code(engineErr(err)) == codes.NotFound && c.State != nil && c.State.Status == container.StateCreated {
@@ -347,6 +337,13 @@ func readState(ctx context.Context, cfg *rtConfig, c container.InspectResponse) 
 	return st, nil
 }
 
+// createdState is the record of a container as it was created (its
+// labels): what it has before its first start.
+func createdState(c container.InspectResponse) instState {
+	l := c.Config.Labels
+	return instState{CPU: atoi32(l[labelCPU]), MemoryMiB: atoi32(l[labelMemory]), VolumeGiB: atoi32(l[labelVolGiB])}
+}
+
 // converge answers the token's existing container, after checking the
 // request is the one that made it, and starts it when it never started
 // or was lost.
@@ -362,38 +359,47 @@ func (p *Provider) converge(ctx context.Context, cfg *rtConfig, req *providerv1.
 			req.GetIdempotencyToken(), strings.TrimPrefix(c.Name, "/"), l[labelNetwork], l[labelImage], l[labelName], l[labelVolume])
 	}
 	name := strings.TrimPrefix(c.Name, "/")
-	st, err := readState(ctx, cfg, c)
-	if err != nil {
-		return nil, err
-	}
-	switch c.State.Status {
-	case container.StateCreated:
-		// Created, never started: the call that made it was cut short,
-		// maybe before the user data was copied.
+	if c.State.Status == container.StateCreated {
+		// Created, never started: by this call, or by one cut short,
+		// maybe before the user data and the record were copied in.
+		st := createdState(c)
 		if err := p.writeFiles(ctx, cfg, name, st, req.GetUserData()); err != nil {
 			return nil, err
 		}
 		if req.GetImage() == FrontgateImage {
-			if _, err := cfg.c.NetworkConnect(ctx, cfg.uplink, client.NetworkConnectOptions{Container: name}); err != nil && status.Code(engineErr(err)) != codes.Aborted && !strings.Contains(err.Error(), "already exists") {
+			// The frontgate's way out: the uplink network, from which
+			// it dials pilot. No other container joins it.
+			if _, err := cfg.c.NetworkConnect(ctx, cfg.uplink, client.NetworkConnectOptions{Container: name}); err != nil && !strings.Contains(err.Error(), "already exists") {
 				return nil, engineErr(err)
 			}
 		}
-		return p.start(ctx, cfg, name)
-	case container.StateExited, container.StateDead:
-		if !st.Stopped {
-			return p.start(ctx, cfg, name)
-		}
+		return p.start(ctx, cfg, name, &st)
 	}
-	return p.describe(ctx, cfg, name, false)
+	st, err := readState(ctx, cfg, c)
+	if err != nil {
+		return nil, err
+	}
+	if (c.State.Status == container.StateExited || c.State.Status == container.StateDead) && !st.Stopped {
+		return p.start(ctx, cfg, name, &st)
+	}
+	return p.build(c, st, false), nil
 }
 
-// start starts a container: a boot, nothing of the last run is left.
-func (p *Provider) start(ctx context.Context, cfg *rtConfig, name string) (*providerv1.Instance, error) {
+// start starts a container: a boot, nothing of the last run is left. st
+// is its record, when the caller has it.
+func (p *Provider) start(ctx context.Context, cfg *rtConfig, name string, st *instState) (*providerv1.Instance, error) {
 	if _, err := cfg.c.ContainerStart(ctx, name, client.ContainerStartOptions{}); err != nil {
 		return nil, engineErr(err)
 	}
 	p.log.Info("container started", "instance_id", name)
-	return p.describe(ctx, cfg, name, true)
+	if st == nil {
+		return p.describe(ctx, cfg, name, true)
+	}
+	c, err := p.owns(ctx, cfg, name)
+	if err != nil {
+		return nil, err
+	}
+	return p.build(c, *st, true), nil
 }
 
 // describe answers the runtime's instance name.
@@ -406,6 +412,12 @@ func (p *Provider) describe(ctx context.Context, cfg *rtConfig, name string, boo
 	if err != nil && c.State.Status != container.StateRemoving {
 		return nil, err
 	}
+	return p.build(c, st, booted), nil
+}
+
+// build is the instance a container and its record make.
+func (p *Provider) build(c container.InspectResponse, st instState, booted bool) *providerv1.Instance {
+	name := strings.TrimPrefix(c.Name, "/")
 	l := c.Config.Labels
 	out := &providerv1.Instance{
 		Id:        name,
@@ -433,7 +445,7 @@ func (p *Provider) describe(ctx context.Context, cfg *rtConfig, name string, boo
 			out.State = providerv1.InstanceState_INSTANCE_STATE_STOPPED
 		}
 	}
-	return out, nil
+	return out
 }
 
 // GetInstance answers an instance of the runtime.
@@ -590,7 +602,7 @@ func (p *Provider) StartInstance(ctx context.Context, req *providerv1.StartInsta
 			return nil, err
 		}
 	}
-	return p.start(ctx, cfg, id)
+	return p.start(ctx, cfg, id, &st)
 }
 
 // ResizeInstance changes the container's limits, live. The volume size is

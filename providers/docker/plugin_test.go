@@ -2,7 +2,9 @@ package docker_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -58,7 +60,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 // runtimeFor is a runtime of its own for t, so that what it creates is
 // told apart by label from any other test's.
 func runtimeFor(t *testing.T) *providerv1.Runtime {
-	return &providerv1.Runtime{Id: "rt-test-" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-"), Zone: "docker"}
+	// The pid: two runs of these tests at once (two checkouts) share
+	// the Engine, and must not share runtimes.
+	return &providerv1.Runtime{Id: fmt.Sprintf("rt-test-%d-%s", os.Getpid(), strings.ReplaceAll(strings.ToLower(t.Name()), "/", "-")), Zone: "docker"}
 }
 
 func TestConformanceThroughPlugin(t *testing.T) {
