@@ -119,6 +119,12 @@ func TestContainerShape(t *testing.T) {
 	if got := in.GetLabels(); len(got) != 2 || got["hangar/cluster"] != "cl-1" {
 		t.Errorf("instance labels %v, want exactly the caller's", got)
 	}
+	for _, v := range []string{mounts["/data"], mounts["/logs"]} {
+		vi, err := f.dc.VolumeInspect(t.Context(), v, client.VolumeInspectOptions{})
+		if err != nil || vi.Volume.Labels["hangar/cluster"] != "cl-1" || vi.Volume.Labels["hangar/node"] != "node-1" {
+			t.Errorf("volume %s: labels %v (%v), want the instance's cluster and node", v, vi.Volume.Labels, err)
+		}
+	}
 	if got := c.NetworkSettings.Networks[f.net]; got == nil || got.IPAddress.String() != in.GetAddress() {
 		t.Errorf("container's address on %s = %v, instance says %s", f.net, got, in.GetAddress())
 	}

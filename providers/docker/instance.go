@@ -142,7 +142,7 @@ func (p *Provider) create(ctx context.Context, cfg *rtConfig, req *providerv1.Ru
 	for i, mp := range mps {
 		mounts[i] = mount.Mount{Type: mount.TypeVolume, Source: volumePart(vol, i), Target: mp}
 		if i > 0 {
-			if err := p.ensureVolume(ctx, cfg, volumePart(vol, i), kindVolumePart, vol, 0); err != nil {
+			if err := p.ensureVolume(ctx, cfg, volumePart(vol, i), kindVolumePart, vol, 0, req.GetLabels()); err != nil {
 				return err
 			}
 		}

@@ -65,7 +65,7 @@ func (p *Provider) CreateSnapshot(ctx context.Context, req *providerv1.CreateSna
 	var mounts []mount.Mount
 	for i := range parts {
 		dst := volumePart(name+"-data", i)
-		if err := p.ensureVolume(ctx, cfg, dst, kindSnapshotVolume, name, 0); err != nil {
+		if err := p.ensureVolume(ctx, cfg, dst, kindSnapshotVolume, name, 0, nil); err != nil {
 			return nil, err
 		}
 		mounts = append(mounts,

@@ -33,7 +33,7 @@ func (p *Provider) volumeFor(ctx context.Context, cfg *rtConfig, req *providerv1
 	want := req.GetVolumeId()
 	if want == "" {
 		vol := volumeName(name, 0)
-		return vol, req.GetVolumeGib(), p.ensureVolume(ctx, cfg, vol, kindVolume, "", req.GetVolumeGib())
+		return vol, req.GetVolumeGib(), p.ensureVolume(ctx, cfg, vol, kindVolume, "", req.GetVolumeGib(), req.GetLabels())
 	}
 	v, err := cfg.c.VolumeInspect(ctx, want, client.VolumeInspectOptions{})
 	if err != nil || v.Volume.Labels[labelRuntime] != cfg.id || v.Volume.Labels[labelKind] != kindVolume {
@@ -55,9 +55,11 @@ func (p *Provider) volumeFor(ctx context.Context, cfg *rtConfig, req *providerv1
 }
 
 // ensureVolume creates a volume, or finds it (Docker answers the existing
-// one for a name).
-func (p *Provider) ensureVolume(ctx context.Context, cfg *rtConfig, name, kind, parent string, gib int32) error {
-	labels := merge(base(cfg, kind), map[string]string{labelVolGiB: strconv.Itoa(int(gib))})
+// one for a name). An instance's volumes also carry the caller's labels
+// (cluster, role, node), so a cluster's volumes are listed by its label
+// like its containers.
+func (p *Provider) ensureVolume(ctx context.Context, cfg *rtConfig, name, kind, parent string, gib int32, caller map[string]string) error {
+	labels := merge(caller, base(cfg, kind), map[string]string{labelVolGiB: strconv.Itoa(int(gib))})
 	if parent != "" {
 		labels[labelVolume] = parent
 	}
