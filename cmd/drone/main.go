@@ -15,24 +15,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-
-	"github.com/hangarhq/hangar/drone/agent"
-	"github.com/hangarhq/hangar/drone/enroll"
+	"github.com/hangarhq/hangar/drone"
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/drone/initproc"
-	"github.com/hangarhq/hangar/drone/metaview"
-	"github.com/hangarhq/hangar/drone/render"
-	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/userdata"
 )
 
@@ -205,11 +196,6 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	base := log
-	log = log.With("node_id", ud.NodeID, "cluster_id", ud.ClusterID)
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
-	}
 	if o.root != "" {
 		// confd runs reload and check commands in the drone's own working
 		// directory, which must be the instance's root.
@@ -217,117 +203,19 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			return fmt.Errorf("change to the root dir: %w", err)
 		}
 	}
-	log.Info("drone starting", "version", version, "frontgate", ud.FrontgateAddress, "data_dir", o.dataDir, "root", o.root)
-
-	id, err := enroll.Ensure(ctx, enroll.Config{
-		Dir:              filepath.Join(o.dataDir, "tls"),
-		NodeID:           ud.NodeID,
-		ClusterID:        ud.ClusterID,
-		FrontgateID:      ud.FrontgateID,
-		FrontgateAddress: ud.FrontgateAddress,
-		JoinToken:        ud.JoinToken,
-		CAPEM:            []byte(ud.CAPEM),
-		Logger:           log.With("component", "enroll"),
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			// Stopped while waiting for the frontgate: not a failure.
-			return nil
-		}
-		return err
-	}
-
-	endpoints, err := etcdEndpoints(ud.EtcdEndpoints)
-	if err != nil {
-		return err
-	}
-	etcd, err := clientv3.New(clientv3.Config{
-		Endpoints: endpoints,
-		// No ServerName: gRPC checks each endpoint's certificate against
-		// that endpoint's own host (a 3-node frontgate has three).
-		// The frontgate's etcd must present the frontgate's own identity.
-		TLS:         id.Creds.ClientConfig("", pki.Identity{Kind: pki.KindFrontgate, ID: ud.FrontgateID}),
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
-	}
-	defer etcd.Close()
-
-	view, err := metaview.New(metaview.Config{Client: etcd, ClusterID: ud.ClusterID, NodeID: ud.NodeID})
-	if err != nil {
-		return err
-	}
 	// Each command runs under a supervisor (this binary again), so its
 	// result survives this process being killed.
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the drone's own binary for command supervisors: %w", err)
 	}
-	ex, err := executor.New(executor.Config{
+	return drone.Run(ctx, drone.Config{
+		UserData:   ud,
 		DataDir:    o.dataDir,
-		RootDir:    o.root,
-		NodeID:     ud.NodeID,
+		Root:       o.root,
+		ConfdDir:   o.confdDir,
 		Supervisor: []string{self, executor.SuperviseArg},
-		Logger:     log.With("component", "executor"),
+		Version:    version,
+		Logger:     log,
 	})
-	if err != nil {
-		return err
-	}
-	defer ex.Close()
-	reports := agent.NewReports()
-	rend, err := render.New(ctx, render.Config{
-		OnRendered: reports.Rendered,
-		DataDir:    o.dataDir,
-		RootDir:    o.root,
-		BakedDir:   o.confdDir,
-		View:       view,
-		Logger:     log.With("component", "render"),
-	})
-	if err != nil {
-		return err
-	}
-	defer rend.Close()
-	a, err := agent.New(agent.Config{
-		NodeID:           ud.NodeID,
-		ClusterID:        ud.ClusterID,
-		FrontgateID:      ud.FrontgateID,
-		FrontgateAddress: ud.FrontgateAddress,
-		Creds:            id.Creds,
-		CommandPublicKey: id.CommandPublicKey,
-		Version:          version,
-		Executor:         ex,
-		Renderer:         rend,
-		Reports:          reports,
-		// The agent adds node_id and cluster_id itself.
-		Logger: base.With("component", "agent"),
-	})
-	if err != nil {
-		return err
-	}
-	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
-}
-
-// etcdEndpoints returns the frontgate's etcd client URLs as https ones: its
-// etcd accepts only client-certificate TLS, so an http:// endpoint (from
-// user data written before etcd had TLS) is dialed with TLS all the same,
-// never in plaintext.
-func etcdEndpoints(eps []string) ([]string, error) {
-	out := make([]string, 0, len(eps))
-	for i, ep := range eps {
-		if !strings.Contains(ep, "://") {
-			ep = "https://" + ep
-		}
-		u, err := url.Parse(ep)
-		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, fmt.Errorf("user data etcd_endpoints[%d] %q: want https://host:port", i, eps[i])
-		}
-		u.Scheme = "https"
-		out = append(out, u.String())
-	}
-	return out, nil
 }

@@ -130,21 +130,6 @@ func TestHelpAndUsageErrors(t *testing.T) {
 	}
 }
 
-func TestEtcdEndpointsAreAlwaysTLS(t *testing.T) {
-	got, err := etcdEndpoints([]string{"http://10.0.0.2:2379", "https://10.0.0.3:2379", "10.0.0.4:2379"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "https://10.0.0.2:2379 https://10.0.0.3:2379 https://10.0.0.4:2379"; strings.Join(got, " ") != want {
-		t.Fatalf("got %v, want %s", got, want)
-	}
-	for _, bad := range []string{"unix:///run/etcd.sock", "https://", "http://%zz"} {
-		if _, err := etcdEndpoints([]string{bad}); err == nil || !strings.Contains(err.Error(), "etcd_endpoints[0]") {
-			t.Errorf("%q: got %v, want an error naming etcd_endpoints[0]", bad, err)
-		}
-	}
-}
-
 // frontgate is a minimal DroneLink server over TLS, as the real one: Join
 // redeems the one join token (pilot's part, done here with the test CA),
 // Connect needs a drone certificate matching the Hello, and each drone

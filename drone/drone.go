@@ -1,0 +1,178 @@
+// Package drone assembles and runs one drone: its identity (enrolled
+// through the frontgate on first start), the etcd client and the /self
+// view of its cluster's metadata, the executor of lifecycle commands, the
+// confd renderer, and the stream to the frontgate that serves pilot's
+// requests. The parts live in the sub-packages; this package only starts
+// them in order and stops them in reverse. cmd/drone is one drone per
+// process; a program may run many (one Run each), every one with its own
+// identity, data dir and stream.
+package drone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/hangarhq/hangar/drone/agent"
+	"github.com/hangarhq/hangar/drone/enroll"
+	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/metaview"
+	"github.com/hangarhq/hangar/drone/render"
+	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/userdata"
+)
+
+// Config is one drone.
+type Config struct {
+	// UserData is what pilot handed the instance.
+	UserData userdata.Drone
+	// DataDir keeps the drone's state: its certificate (tls/), command
+	// records, delivered confd files.
+	DataDir string
+	// Root is the instance's filesystem root: commands run there and
+	// template destinations are placed under it ("" is /).
+	Root string
+	// ConfdDir holds the templates baked into the image, used until
+	// templates are delivered.
+	ConfdDir string
+	// Supervisor is the command line that supervises one command (a
+	// binary that runs executor.Supervise for executor.SuperviseArg), so
+	// a command's result survives the drone.
+	Supervisor []string
+	// Version is what the drone reports to pilot.
+	Version string
+	// Logger receives the drone's logs.
+	Logger *slog.Logger
+}
+
+// Run runs the drone until ctx ends (nil) or it fails.
+func Run(ctx context.Context, cfg Config) error {
+	ud := cfg.UserData
+	if err := ud.Validate(); err != nil {
+		return err
+	}
+	base := cfg.Logger
+	if base == nil {
+		base = slog.New(slog.DiscardHandler)
+	}
+	log := base.With("node_id", ud.NodeID, "cluster_id", ud.ClusterID)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	log.Info("drone starting", "version", cfg.Version, "frontgate", ud.FrontgateAddress, "data_dir", cfg.DataDir, "root", cfg.Root)
+
+	id, err := enroll.Ensure(ctx, enroll.Config{
+		Dir:              filepath.Join(cfg.DataDir, "tls"),
+		NodeID:           ud.NodeID,
+		ClusterID:        ud.ClusterID,
+		FrontgateID:      ud.FrontgateID,
+		FrontgateAddress: ud.FrontgateAddress,
+		JoinToken:        ud.JoinToken,
+		CAPEM:            []byte(ud.CAPEM),
+		Logger:           log.With("component", "enroll"),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while waiting for the frontgate: not a failure.
+			return nil
+		}
+		return err
+	}
+
+	endpoints, err := EtcdEndpoints(ud.EtcdEndpoints)
+	if err != nil {
+		return err
+	}
+	etcd, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints,
+		// No ServerName: gRPC checks each endpoint's certificate against
+		// that endpoint's own host (a 3-node frontgate has three).
+		// The frontgate's etcd must present the frontgate's own identity.
+		TLS:         id.Creds.ClientConfig("", pki.Identity{Kind: pki.KindFrontgate, ID: ud.FrontgateID}),
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	defer etcd.Close()
+
+	view, err := metaview.New(metaview.Config{Client: etcd, ClusterID: ud.ClusterID, NodeID: ud.NodeID})
+	if err != nil {
+		return err
+	}
+	ex, err := executor.New(executor.Config{
+		DataDir:    cfg.DataDir,
+		RootDir:    cfg.Root,
+		NodeID:     ud.NodeID,
+		Supervisor: cfg.Supervisor,
+		Logger:     log.With("component", "executor"),
+	})
+	if err != nil {
+		return err
+	}
+	defer ex.Close()
+	reports := agent.NewReports()
+	rend, err := render.New(ctx, render.Config{
+		OnRendered: reports.Rendered,
+		DataDir:    cfg.DataDir,
+		RootDir:    cfg.Root,
+		BakedDir:   cfg.ConfdDir,
+		View:       view,
+		Logger:     log.With("component", "render"),
+	})
+	if err != nil {
+		return err
+	}
+	defer rend.Close()
+	a, err := agent.New(agent.Config{
+		NodeID:           ud.NodeID,
+		ClusterID:        ud.ClusterID,
+		FrontgateID:      ud.FrontgateID,
+		FrontgateAddress: ud.FrontgateAddress,
+		Creds:            id.Creds,
+		CommandPublicKey: id.CommandPublicKey,
+		Version:          cfg.Version,
+		Executor:         ex,
+		Renderer:         rend,
+		Reports:          reports,
+		// The agent adds node_id and cluster_id itself.
+		Logger: base.With("component", "agent"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// EtcdEndpoints returns the frontgate's etcd client URLs as https ones:
+// its etcd accepts only client-certificate TLS, so an http:// endpoint
+// (from user data written before etcd had TLS) is dialed with TLS all the
+// same, never in plaintext.
+func EtcdEndpoints(eps []string) ([]string, error) {
+	out := make([]string, 0, len(eps))
+	for i, ep := range eps {
+		if !strings.Contains(ep, "://") {
+			ep = "https://" + ep
+		}
+		u, err := url.Parse(ep)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return nil, fmt.Errorf("user data etcd_endpoints[%d] %q: want https://host:port", i, eps[i])
+		}
+		u.Scheme = "https"
+		out = append(out, u.String())
+	}
+	return out, nil
+}
