@@ -48,6 +48,14 @@ type Config struct {
 	// binary that runs executor.Supervise for executor.SuperviseArg), so
 	// a command's result survives the drone.
 	Supervisor []string
+	// Executor, when set, runs the lifecycle commands instead of the
+	// drone's own executor (drone/executor): the sim provider runs
+	// thousands of drones in one process with a fake one, whose latency,
+	// exit codes and output it controls. Supervisor is unused then.
+	Executor agent.Executor
+	// RunHook, when set, runs confd's check_cmd and reload_cmd instead
+	// of /bin/sh (render.Config.RunHook), for the same fake.
+	RunHook func(ctx context.Context, cmdline string) error
 	// Version is what the drone reports to pilot.
 	Version string
 	// Logger receives the drone's logs.
@@ -110,17 +118,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	ex, err := executor.New(executor.Config{
-		DataDir:    cfg.DataDir,
-		RootDir:    cfg.Root,
-		NodeID:     ud.NodeID,
-		Supervisor: cfg.Supervisor,
-		Logger:     log.With("component", "executor"),
-	})
-	if err != nil {
-		return err
+	ex := cfg.Executor
+	if ex == nil {
+		own, err := executor.New(executor.Config{
+			DataDir:    cfg.DataDir,
+			RootDir:    cfg.Root,
+			NodeID:     ud.NodeID,
+			Supervisor: cfg.Supervisor,
+			Logger:     log.With("component", "executor"),
+		})
+		if err != nil {
+			return err
+		}
+		defer own.Close()
+		ex = own
 	}
-	defer ex.Close()
 	reports := agent.NewReports()
 	rend, err := render.New(ctx, render.Config{
 		OnRendered: reports.Rendered,
@@ -128,6 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 		RootDir:    cfg.Root,
 		BakedDir:   cfg.ConfdDir,
 		View:       view,
+		RunHook:    cfg.RunHook,
 		Logger:     log.With("component", "render"),
 	})
 	if err != nil {

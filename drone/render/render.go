@@ -60,6 +60,10 @@ type Config struct {
 	// and what failed, if anything. It is called with the renderer's lock
 	// held and must not block.
 	OnRendered func(revision int64, err error)
+	// RunHook, when set, runs check_cmd and reload_cmd instead of
+	// /bin/sh: the sim provider's fake executor plays them, as it plays
+	// the lifecycle commands of its thousands of in-process drones.
+	RunHook func(ctx context.Context, cmdline string) error
 }
 
 // Renderer keeps one node's config files rendered.

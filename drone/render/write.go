@@ -291,6 +291,9 @@ const hookOutputBytes = 4 << 10
 // killed. Output goes to a file, not a pipe, so a daemon the command starts
 // in the background does not hold it up.
 func (r *Renderer) runHook(cmdline string) error {
+	if r.cfg.RunHook != nil {
+		return r.cfg.RunHook(r.life, cmdline)
+	}
 	out, err := os.CreateTemp(r.cfg.DataDir, "hook-*.out")
 	if err != nil {
 		return fmt.Errorf("output file: %w", err)

@@ -1,0 +1,153 @@
+package sim
+
+import (
+	"context"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hangarhq/hangar/api/providerv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/providers/conformance"
+	"github.com/hangarhq/hangar/providers/sdk"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestConformance runs the suite through the plugin binary, as pilot
+// starts it.
+func TestConformance(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "hangar-provider-sim")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/hangarhq/hangar/cmd/hangar-provider-sim").CombinedOutput(); err != nil {
+		t.Fatalf("build the plugin: %v\n%s", err, out)
+	}
+	rt := &providerv1.Runtime{Id: "sim-test", Zone: "sim-1", Config: map[string]string{"root_dir": t.TempDir()}}
+	conformance.Run(t, func(t *testing.T) providerv1.ProviderClient {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c, err := sdk.Start(ctx, bin, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}, rt, "any-image")
+}
+
+// TestRuntimeConfig: every bad setting is refused naming its key and what
+// it takes.
+func TestRuntimeConfig(t *testing.T) {
+	for _, tc := range []struct {
+		config map[string]string
+		creds  map[string]string
+		want   string // "" is accepted
+	}{
+		{config: map[string]string{"root_dir": "/tmp/x", "exec_latency": "20ms", "exec": "real", "run_failure_rate": "0.5"}},
+		{config: map[string]string{}, want: "root_dir is required"},
+		{config: map[string]string{"root_dir": "rel/dir"}, want: `root_dir = "rel/dir": want an absolute directory`},
+		{config: map[string]string{"root_dir": "/x", "exec": "maybe"}, want: `exec = "maybe"`},
+		{config: map[string]string{"root_dir": "/x", "exec_latency": "-1s"}, want: "exec_latency"},
+		{config: map[string]string{"root_dir": "/x", "exec_exit_code": "0"}, want: "exec_exit_code = \"0\": want the exit code of a failing fake command, 1-255"},
+		{config: map[string]string{"root_dir": "/x", "exec_output_bytes": "1000000"}, want: "exec_output_bytes"},
+		{config: map[string]string{"root_dir": "/x", "run_failure_rate": "2"}, want: "run_failure_rate = \"2\": want the share"},
+		{config: map[string]string{"root_dir": "/x", "flavour": "big"}, want: `"flavour": unknown key; the sim provider takes exec, exec_exit_code`},
+		{config: map[string]string{"root_dir": "/x"}, creds: map[string]string{"k": "v"}, want: "takes no credentials"},
+	} {
+		_, err := parseRuntime(&providerv1.Runtime{Id: "r", Config: tc.config, Credentials: tc.creds})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.config, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one saying %q", tc.config, err, tc.want)
+		}
+	}
+}
+
+// TestRunInstanceInjection: run_failure_rate 1 fails every call and makes
+// nothing; run_latency delays the call.
+func TestRunInstanceInjection(t *testing.T) {
+	p := New(Config{})
+	defer p.Close()
+	ctx := context.Background()
+	rt := &providerv1.Runtime{Id: "r", Config: map[string]string{"root_dir": t.TempDir(), "run_failure_rate": "1"}}
+	n, err := p.CreateNetwork(ctx, &providerv1.CreateNetworkRequest{Runtime: rt, IdempotencyToken: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.RunInstance(ctx, &providerv1.RunInstanceRequest{Runtime: rt, IdempotencyToken: "i", NetworkId: n.GetId()})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "run_failure_rate") {
+		t.Fatalf("RunInstance with run_failure_rate 1: %v; want Unavailable naming the setting", err)
+	}
+	if l, _ := p.ListInstances(ctx, &providerv1.ListInstancesRequest{Runtime: rt}); len(l.GetInstances()) != 0 {
+		t.Fatalf("a failed RunInstance left %v", l.GetInstances())
+	}
+	rt.Config["run_failure_rate"], rt.Config["run_latency"] = "0", "200ms"
+	start := time.Now()
+	in, err := p.RunInstance(ctx, &providerv1.RunInstanceRequest{Runtime: rt, IdempotencyToken: "i", NetworkId: n.GetId(), UserData: []byte("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("RunInstance with run_latency 200ms took %v", d)
+	}
+	if !strings.HasPrefix(in.GetAddress(), "127.") || in.GetAddress() == ip(0) {
+		t.Errorf("address %q, want one of 127/8", in.GetAddress())
+	}
+	if _, err := p.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: rt, InstanceId: in.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFakeExec: a command id runs once; latency, failures, output size
+// and the timeout are played; Cancel ends a running command and fences an
+// unseen id.
+func TestFakeExec(t *testing.T) {
+	ctx := context.Background()
+	always := func() bool { return true }
+	never := func() bool { return false }
+
+	e := newFakeExec("cln-1", execConfig{latency: 50 * time.Millisecond, exitCode: 7, outputBytes: 100}, always)
+	defer e.Close()
+	start := time.Now()
+	r, err := e.Run(ctx, &streamv1.RunCommand{CommandId: "c1", Cmd: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetState() != streamv1.CommandState_COMMAND_STATE_EXITED || r.GetExitCode() != 7 || len(r.GetOutput()) != 100 || r.GetNodeId() != "cln-1" {
+		t.Errorf("failing command: %v; want EXITED 7 with 100 bytes of output from cln-1", r)
+	}
+	if time.Since(start) < 50*time.Millisecond {
+		t.Errorf("a 50ms command answered in %v", time.Since(start))
+	}
+	again, _ := e.Run(ctx, &streamv1.RunCommand{CommandId: "c1", Cmd: "true"})
+	if again != r {
+		t.Errorf("the same command id ran again: %v, first %v", again, r)
+	}
+
+	slow := newFakeExec("cln-2", execConfig{latency: time.Hour}, never)
+	defer slow.Close()
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if r, _ := slow.Run(short, &streamv1.RunCommand{CommandId: "long"}); r.GetState() != streamv1.CommandState_COMMAND_STATE_RUNNING {
+		t.Errorf("a caller that stopped waiting got %v; want RUNNING", r)
+	}
+	if r, _ := slow.Cancel(ctx, "long", "job cancelled"); r.GetState() != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+		t.Errorf("Cancel of a running command: %v; want CANCELLED", r)
+	}
+	if r, _ := slow.Cancel(ctx, "unseen", "job cancelled"); r.GetState() != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+		t.Errorf("Cancel of an unseen command: %v; want CANCELLED", r)
+	}
+	if r, _ := slow.Run(ctx, &streamv1.RunCommand{CommandId: "unseen"}); r.GetState() != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+		t.Errorf("a command cancelled before it ran then ran: %v", r)
+	}
+	if r, _ := slow.Run(ctx, &streamv1.RunCommand{CommandId: "t", TimeoutSeconds: 1}); r.GetState() != streamv1.CommandState_COMMAND_STATE_TIMED_OUT {
+		t.Errorf("a command longer than its timeout: %v; want TIMED_OUT", r)
+	}
+}
