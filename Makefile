@@ -4,7 +4,7 @@ GO        ?= go
 BIN       ?= $(CURDIR)/bin
 PKG_TESTS ?= ./...
 
-.PHONY: build test proto proto-check lint demo down tools clean images
+.PHONY: build test proto proto-check lint demo down tools clean images bench bench-quick
 
 build:
 	@mkdir -p $(BIN)
@@ -16,6 +16,14 @@ test:
 
 # The docker runtime's images, from local files and Debian's packages
 # (scripts/images.sh; IMAGES="redis kv" builds some). docs/images.md.
+# The scale benchmarks on the sim provider (docs/performance.md): the
+# whole suite, or the small one CI runs so that the harness cannot rot.
+bench:
+	./bench/run full
+
+bench-quick:
+	./bench/run quick
+
 images:
 	./scripts/images.sh $(IMAGES)
 

@@ -184,9 +184,9 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	// raft to it.
 	peerTLS := *etcdTLS
 	peerTLS.AllowedCNs = []string{owner}
-	// One cluster's metadata change is one transaction: allow clusters of
-	// several hundred nodes (about 17 keys each).
-	const maxTxnOps = 16384
+	// One cluster's metadata change is one transaction: allow clusters as
+	// big as pilot may make.
+	const maxTxnOps = limits.FrontgateEtcdMaxTxnOps
 	// The frontgate's own client is the user its certificate's CN names.
 	// Every other client (drones) may only read and watch: etcd's RBAC
 	// leaves leases and maintenance open to any authenticated user.

@@ -106,6 +106,14 @@ const (
 	// transaction writing a tree of MaxMetadataBytes plus operation
 	// overhead must pass.
 	FrontgateEtcdMaxRequestBytes = 8 << 20
+	// FrontgateEtcdMaxTxnOps is the frontgate etcd member's limit of
+	// operations in one transaction (etcd's default is 128): one cluster's
+	// metadata change is one transaction, and a node adds about 17 keys,
+	// so a cluster of MaxClusterNodesCeiling nodes needs about 70,000.
+	// At 16,384 a 1,000-node cluster (17,008 keys) could be created but
+	// never registered (issue 12); the request size bounds the work of one
+	// transaction anyway.
+	FrontgateEtcdMaxTxnOps = 1 << 17
 )
 
 // Pilot's etcd.

@@ -16,7 +16,7 @@ import (
 
 // killAgent SIGKILLs the agent (drone or frontgate binary) of an instance,
 // leaving the processes it started alone, and returns its pid.
-func killAgent(t *testing.T, instanceID, binary string) int {
+func killAgent(t testing.TB, instanceID, binary string) int {
 	t.Helper()
 	for _, pid := range processesOf(instanceID) {
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
