@@ -304,19 +304,42 @@ func (p *Provider) lookup(rt, id string) (*instance, error) {
 	return in, nil
 }
 
-// GetInstance answers the instance's record.
-func (p *Provider) GetInstance(_ context.Context, req *providerv1.GetInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+// locked reads the runtime and runs fn on its instance id with mu held.
+func (p *Provider) locked(rt *providerv1.Runtime, id string, fn func(*instance) error) error {
+	cfg, err := parseRuntime(rt)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	in, err := p.lookup(cfg.id, req.GetInstanceId())
+	in, err := p.lookup(cfg.id, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return proto.Clone(in.pb).(*providerv1.Instance), nil
+	return fn(in)
+}
+
+// halt takes the instance's running agent away (callers hold mu) and
+// returns what ends it and waits for it, to call without mu.
+func (in *instance) halt() (wait func()) {
+	stop, done := in.stop, in.done
+	in.stop, in.done = nil, nil
+	return func() {
+		if stop != nil {
+			stop()
+			<-done
+		}
+	}
+}
+
+// GetInstance answers the instance's record.
+func (p *Provider) GetInstance(_ context.Context, req *providerv1.GetInstanceRequest) (*providerv1.Instance, error) {
+	var out *providerv1.Instance
+	err := p.locked(req.GetRuntime(), req.GetInstanceId(), func(in *instance) error {
+		out = proto.Clone(in.pb).(*providerv1.Instance)
+		return nil
+	})
+	return out, err
 }
 
 // ListInstances lists the runtime's instances, of one network if named.
@@ -339,38 +362,31 @@ func (p *Provider) ListInstances(_ context.Context, req *providerv1.ListInstance
 // DeleteInstance stops the agent, frees the address and removes the
 // instance's directory; deleting twice succeeds.
 func (p *Provider) DeleteInstance(_ context.Context, req *providerv1.DeleteInstanceRequest) (*providerv1.DeleteInstanceResponse, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	var gone *instance
+	var wait func()
+	err := p.locked(req.GetRuntime(), req.GetInstanceId(), func(in *instance) error {
+		delete(p.instances, in.pb.GetId())
+		for k, v := range p.byToken {
+			if v == in.pb.GetId() {
+				delete(p.byToken, k)
+			}
+		}
+		if n := p.networks[in.pb.GetNetworkId()]; n != nil {
+			n.release(in.pb.GetAddress())
+		}
+		gone, wait = in, in.halt()
+		return nil
+	})
+	if status.Code(err) == codes.NotFound {
+		return &providerv1.DeleteInstanceResponse{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	in, err := p.lookup(cfg.id, req.GetInstanceId())
-	if err != nil {
-		p.mu.Unlock()
-		if status.Code(err) == codes.NotFound {
-			return &providerv1.DeleteInstanceResponse{}, nil
-		}
-		return nil, err
-	}
-	delete(p.instances, in.pb.GetId())
-	for k, v := range p.byToken {
-		if v == in.pb.GetId() {
-			delete(p.byToken, k)
-		}
-	}
-	if n := p.networks[in.pb.GetNetworkId()]; n != nil {
-		n.release(in.pb.GetAddress())
-	}
-	stop, done := in.stop, in.done
-	in.stop, in.done = nil, nil
-	p.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
-	}
-	in.exec.Close()
-	if err := os.RemoveAll(in.dir); err != nil {
-		return nil, status.Errorf(codes.Internal, "remove instance %s's directory: %v", in.pb.GetId(), err)
+	wait()
+	gone.exec.Close()
+	if err := os.RemoveAll(gone.dir); err != nil {
+		return nil, status.Errorf(codes.Internal, "remove instance %s's directory: %v", gone.pb.GetId(), err)
 	}
 	return &providerv1.DeleteInstanceResponse{}, nil
 }
@@ -378,44 +394,32 @@ func (p *Provider) DeleteInstance(_ context.Context, req *providerv1.DeleteInsta
 // StopInstance stops the agent, as a machine's power-off does; the
 // instance keeps its directory and address.
 func (p *Provider) StopInstance(_ context.Context, req *providerv1.StopInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
+	var out *providerv1.Instance
+	var wait func()
+	err := p.locked(req.GetRuntime(), req.GetInstanceId(), func(in *instance) error {
+		wait = in.halt()
+		in.pb.State, in.pb.Booted = providerv1.InstanceState_INSTANCE_STATE_STOPPED, false
+		out = proto.Clone(in.pb).(*providerv1.Instance)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	in, err := p.lookup(cfg.id, req.GetInstanceId())
-	if err != nil {
-		p.mu.Unlock()
-		return nil, err
-	}
-	stop, done := in.stop, in.done
-	in.stop, in.done = nil, nil
-	in.pb.State, in.pb.Booted = providerv1.InstanceState_INSTANCE_STATE_STOPPED, false
-	out := proto.Clone(in.pb).(*providerv1.Instance)
-	p.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
-	}
+	wait()
 	return out, nil
 }
 
 // StartInstance starts a stopped instance's agent again: a boot, so the
 // answer says booted.
 func (p *Provider) StartInstance(_ context.Context, req *providerv1.StartInstanceRequest) (*providerv1.Instance, error) {
-	cfg, err := parseRuntime(req.GetRuntime())
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	in, err := p.lookup(cfg.id, req.GetInstanceId())
-	if err != nil {
-		return nil, err
-	}
-	if in.stop == nil {
-		in.pb.State, in.pb.Booted = providerv1.InstanceState_INSTANCE_STATE_RUNNING, true
-		p.startAgent(in)
-	}
-	return proto.Clone(in.pb).(*providerv1.Instance), nil
+	var out *providerv1.Instance
+	err := p.locked(req.GetRuntime(), req.GetInstanceId(), func(in *instance) error {
+		if in.stop == nil {
+			in.pb.State, in.pb.Booted = providerv1.InstanceState_INSTANCE_STATE_RUNNING, true
+			p.startAgent(in)
+		}
+		out = proto.Clone(in.pb).(*providerv1.Instance)
+		return nil
+	})
+	return out, err
 }
