@@ -19,6 +19,9 @@ import (
 // with exec_output_bytes of output. Results live in memory, as the
 // instance does.
 type fakeExec struct {
+	// life is the parent of every command's context: the provider's, so
+	// that its Close ends them.
+	life   context.Context
 	nodeID string
 	cfg    execConfig
 	// fail decides, once per command, whether it fails.
@@ -26,6 +29,8 @@ type fakeExec struct {
 
 	mu   sync.Mutex
 	runs map[string]*fakeRun
+	// running counts the execute goroutines, which Close waits for.
+	running sync.WaitGroup
 }
 
 type fakeRun struct {
@@ -34,8 +39,8 @@ type fakeRun struct {
 	result *streamv1.CommandResult
 }
 
-func newFakeExec(nodeID string, cfg execConfig, fail func() bool) *fakeExec {
-	return &fakeExec{nodeID: nodeID, cfg: cfg, fail: fail, runs: map[string]*fakeRun{}}
+func newFakeExec(life context.Context, nodeID string, cfg execConfig, fail func() bool) *fakeExec {
+	return &fakeExec{life: life, nodeID: nodeID, cfg: cfg, fail: fail, runs: map[string]*fakeRun{}}
 }
 
 // Run runs the command once, waiting for its result; a command id seen
@@ -46,9 +51,10 @@ func (e *fakeExec) Run(ctx context.Context, req *streamv1.RunCommand) (*streamv1
 	if !seen {
 		// The command's own context: it ends at Cancel or at its
 		// timeout, not when this caller gives up waiting.
-		rctx, cancel := context.WithCancel(context.Background())
+		rctx, cancel := context.WithCancel(e.life)
 		r = &fakeRun{done: make(chan struct{}), cancel: cancel}
 		e.runs[req.GetCommandId()] = r
+		e.running.Add(1)
 		go e.execute(rctx, r, req)
 	}
 	e.mu.Unlock()
@@ -69,6 +75,7 @@ func (e *fakeExec) wait(ctx context.Context, r *fakeRun, commandID string) (*str
 // execute plays one command: its latency (cut short by Cancel or its
 // timeout), then its exit.
 func (e *fakeExec) execute(ctx context.Context, r *fakeRun, req *streamv1.RunCommand) {
+	defer e.running.Done()
 	defer r.cancel()
 	res := &streamv1.CommandResult{CommandId: req.GetCommandId(), NodeId: e.nodeID, StartedAt: timestamppb.Now()}
 	timeout := time.Duration(req.GetTimeoutSeconds()) * time.Second
@@ -134,13 +141,9 @@ func (e *fakeExec) Cancel(ctx context.Context, commandID, reason string) (*strea
 // Close cancels every command still running and waits for them.
 func (e *fakeExec) Close() {
 	e.mu.Lock()
-	runs := make([]*fakeRun, 0, len(e.runs))
 	for _, r := range e.runs {
-		runs = append(runs, r)
+		r.cancel()
 	}
 	e.mu.Unlock()
-	for _, r := range runs {
-		r.cancel()
-		<-r.done
-	}
+	e.running.Wait()
 }

@@ -117,7 +117,7 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 		NodeID string `json:"node_id"`
 	}
 	_ = json.Unmarshal(req.GetUserData(), &who) // a frontgate's, or none: no node id
-	in.exec = newFakeExec(who.NodeID, cfg.exec, func() bool { return p.chance(cfg.exec.failureRate) })
+	in.exec = newFakeExec(p.ctx, who.NodeID, cfg.exec, func() bool { return p.chance(cfg.exec.failureRate) })
 	if err := os.MkdirAll(filepath.Join(in.dir, "root"), 0o700); err != nil {
 		n.release(addr)
 		return nil, status.Errorf(codes.Internal, "make the instance's directory under root_dir: %v", err)

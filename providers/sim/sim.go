@@ -24,6 +24,7 @@ package sim
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -39,6 +40,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/hangarhq/hangar/api/providerv1"
 	"github.com/hangarhq/hangar/internal/userdata"
@@ -76,8 +78,12 @@ type Provider struct {
 	cancel context.CancelFunc
 	agents sync.WaitGroup
 
+	// rngMu guards rng alone: every fake command draws from it, and the
+	// instances' lock must not be taken ten thousand times a fan-out.
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
 	mu        sync.Mutex
-	rng       *rand.Rand
 	seq       int
 	networks  map[string]*network  // by id
 	instances map[string]*instance // by id
@@ -114,10 +120,15 @@ func New(cfg Config) *Provider {
 	}
 }
 
-// Close stops every instance's agent and waits for them.
+// Close stops every instance's agent and fake command and waits for them.
 func (p *Provider) Close() {
 	p.cancel()
 	p.agents.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, in := range p.instances {
+		in.exec.Close()
+	}
 }
 
 // Info: instances run on pilot's host, in the directory root_dir, and can
@@ -244,8 +255,8 @@ func (p *Provider) chance(rate float64) bool {
 	if rate <= 0 {
 		return false
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.rngMu.Lock()
+	defer p.rngMu.Unlock()
 	return p.rng.Float64() < rate
 }
 
@@ -293,7 +304,7 @@ func (p *Provider) CreateNetwork(_ context.Context, req *providerv1.CreateNetwor
 	defer p.mu.Unlock()
 	key := scoped(cfg.id, "net", req.GetIdempotencyToken())
 	if id, ok := p.byToken[key]; ok {
-		return p.networks[id].pb, nil
+		return proto.Clone(p.networks[id].pb).(*providerv1.Network), nil
 	}
 	base, err := p.freeRange(cfg.rootDir)
 	if err != nil {
@@ -305,7 +316,7 @@ func (p *Provider) CreateNetwork(_ context.Context, req *providerv1.CreateNetwor
 		Id: id, Name: req.GetName(), Cidr: fmt.Sprintf("%s/%d", ip(base), 32-rangeBits),
 	}}
 	p.networks[id], p.byToken[key] = n, id
-	return n.pb, nil
+	return proto.Clone(n.pb).(*providerv1.Network), nil
 }
 
 // freeRange finds a range no network of this process has and whose
@@ -368,7 +379,7 @@ func (n *network) release(addr string) {
 	if a == nil {
 		return
 	}
-	host := int(uint32(a[0])<<24|uint32(a[1])<<16|uint32(a[2])<<8|uint32(a[3])) - int(n.base)
+	host := int(binary.BigEndian.Uint32(a)) - int(n.base)
 	if host > 1 && host < 1<<rangeBits {
 		n.free = append(n.free, host)
 	}
@@ -389,7 +400,7 @@ func (p *Provider) GetNetwork(_ context.Context, req *providerv1.GetNetworkReque
 	if !ok || n.rt != cfg.id {
 		return nil, sdk.NotFound("network", req.GetNetworkId())
 	}
-	return n.pb, nil
+	return proto.Clone(n.pb).(*providerv1.Network), nil
 }
 
 // DeleteNetwork refuses a network with instances; deleting twice succeeds.

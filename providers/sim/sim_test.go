@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -97,8 +98,8 @@ func TestRunInstanceInjection(t *testing.T) {
 	if d := time.Since(start); d < 200*time.Millisecond {
 		t.Errorf("RunInstance with run_latency 200ms took %v", d)
 	}
-	if !strings.HasPrefix(in.GetAddress(), "127.") || in.GetAddress() == ip(0) {
-		t.Errorf("address %q, want one of 127/8", in.GetAddress())
+	if pfx, err := netip.ParsePrefix(n.GetCidr()); err != nil || !pfx.Contains(netip.MustParseAddr(in.GetAddress())) || in.GetAddress() == pfx.Addr().Next().String() {
+		t.Errorf("address %q, want one of network %q other than its frontgate's .1 (%v)", in.GetAddress(), n.GetCidr(), err)
 	}
 	if _, err := p.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: rt, InstanceId: in.GetId()}); err != nil {
 		t.Fatal(err)
@@ -113,7 +114,7 @@ func TestFakeExec(t *testing.T) {
 	always := func() bool { return true }
 	never := func() bool { return false }
 
-	e := newFakeExec("cln-1", execConfig{latency: 50 * time.Millisecond, exitCode: 7, outputBytes: 100}, always)
+	e := newFakeExec(ctx, "cln-1", execConfig{latency: 50 * time.Millisecond, exitCode: 7, outputBytes: 100}, always)
 	defer e.Close()
 	start := time.Now()
 	r, err := e.Run(ctx, &streamv1.RunCommand{CommandId: "c1", Cmd: "true"})
@@ -131,7 +132,7 @@ func TestFakeExec(t *testing.T) {
 		t.Errorf("the same command id ran again: %v, first %v", again, r)
 	}
 
-	slow := newFakeExec("cln-2", execConfig{latency: time.Hour}, never)
+	slow := newFakeExec(ctx, "cln-2", execConfig{latency: time.Hour}, never)
 	defer slow.Close()
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
@@ -149,5 +150,18 @@ func TestFakeExec(t *testing.T) {
 	}
 	if r, _ := slow.Run(ctx, &streamv1.RunCommand{CommandId: "t", TimeoutSeconds: 1}); r.GetState() != streamv1.CommandState_COMMAND_STATE_TIMED_OUT {
 		t.Errorf("a command longer than its timeout: %v; want TIMED_OUT", r)
+	}
+
+	// The provider's end ends the commands still running (goleak in
+	// TestMain sees any left).
+	life, end := context.WithCancel(ctx)
+	owned := newFakeExec(life, "cln-3", execConfig{latency: time.Hour}, never)
+	brief, cancelBrief := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancelBrief()
+	owned.Run(brief, &streamv1.RunCommand{CommandId: "forever"})
+	end()
+	owned.Close()
+	if r, _ := owned.Run(ctx, &streamv1.RunCommand{CommandId: "forever"}); r.GetState() != streamv1.CommandState_COMMAND_STATE_CANCELLED {
+		t.Errorf("a command running when the provider closed: %v; want CANCELLED", r)
 	}
 }

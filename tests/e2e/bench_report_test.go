@@ -113,11 +113,8 @@ func reportBench(b *testing.B, name string, rows []benchRow, detail map[string]a
 }
 
 func fmtUnit(v float64, unit string) string {
-	switch unit {
-	case "s":
+	if unit == "s" {
 		return fmt.Sprintf("%.3f s", v)
-	case "MiB", "KiB":
-		return fmt.Sprintf("%.1f %s", v, unit)
 	}
 	return fmt.Sprintf("%.1f %s", v, unit)
 }
