@@ -45,8 +45,9 @@ type Config struct {
 	// templates are delivered.
 	ConfdDir string
 	// Supervisor is the command line that supervises one command (a
-	// binary that runs executor.Supervise for executor.SuperviseArg), so
-	// a command's result survives the drone.
+	// binary that runs supervise.Main: hangar-supervise, or the drone with
+	// supervise.Arg; supervise.Command picks), so a command's result
+	// survives the drone.
 	Supervisor []string
 	// Executor, when set, runs the lifecycle commands instead of the
 	// drone's own executor (drone/executor): the sim provider runs

@@ -12,6 +12,6 @@
 ARG BASE
 FROM hangar/drone-base:latest AS hangar
 FROM ${BASE}
-COPY --from=hangar /hangar/bin/drone /hangar/bin/drone
+COPY --from=hangar /hangar/bin/drone /hangar/bin/hangar-supervise /hangar/bin/
 # COPY --from=hangar /bin/busybox /bin/sh
 ENTRYPOINT ["/hangar/bin/drone"]

@@ -32,7 +32,7 @@ want=("$@")
 
 # The agents, static: they run in any image, whatever its libc.
 mkdir -p "$work/bin"
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/bin/" ./cmd/drone ./cmd/frontgate ./cmd/hangar-kv
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/bin/" ./cmd/drone ./cmd/hangar-supervise ./cmd/frontgate ./cmd/hangar-kv
 
 # dbuild TAG CONTEXT: docker build, quiet unless it fails.
 dbuild() {
@@ -72,7 +72,7 @@ build_drone_base() {
   t0=$(date +%s)
   scratch_ctx "$ctx"
   busybox_into "$ctx"
-  cp "$work/bin/drone" "$ctx/hangar/bin/drone"
+  cp "$work/bin/drone" "$work/bin/hangar-supervise" "$ctx/hangar/bin/"
   cat >"$ctx/Dockerfile" <<'DOCKERFILE'
 FROM scratch
 COPY . /
@@ -147,7 +147,7 @@ debian_image() {
   fi
   local ctx=$work/$name
   mkdir -p "$ctx/hangar/bin"
-  cp "$work/bin/drone" "$ctx/hangar/bin/drone"
+  cp "$work/bin/drone" "$work/bin/hangar-supervise" "$ctx/hangar/bin/"
   docker image inspect "hangar/debian-$name:$suite" >/dev/null 2>&1 && [ "$(docker image inspect -f '{{index .Config.Labels "hangar.rootfs"}}' "hangar/debian-$name:$suite")" = "$(basename "$tarball")" ] ||
     docker import -c "LABEL hangar.rootfs=$(basename "$tarball")" "$tarball" "hangar/debian-$name:$suite" >/dev/null
   cat >"$ctx/Dockerfile" <<DOCKERFILE

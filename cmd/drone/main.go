@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/hangarhq/hangar/drone"
-	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/executor/supervise"
 	"github.com/hangarhq/hangar/drone/initproc"
 	"github.com/hangarhq/hangar/internal/userdata"
 )
@@ -73,9 +73,10 @@ type options struct {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == executor.SuperviseArg {
-		// One command's supervisor (drone/executor), started by a drone.
-		os.Exit(executor.Supervise(os.Args[2:]))
+	if len(os.Args) > 1 && os.Args[1] == supervise.Arg {
+		// One command's supervisor (drone/executor/supervise), started by
+		// a drone shipped without hangar-supervise beside it.
+		os.Exit(supervise.Main(os.Args[2:]))
 	}
 	if initproc.Needed() {
 		// The container's entrypoint: be its init and run the drone as
@@ -203,8 +204,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 			return fmt.Errorf("change to the root dir: %w", err)
 		}
 	}
-	// Each command runs under a supervisor (this binary again), so its
-	// result survives this process being killed.
+	// Each command runs under a supervisor, so its result survives this
+	// process being killed: hangar-supervise beside this binary (it
+	// starts in a few milliseconds), else this binary again.
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the drone's own binary for command supervisors: %w", err)
@@ -214,7 +216,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger) error {
 		DataDir:    o.dataDir,
 		Root:       o.root,
 		ConfdDir:   o.confdDir,
-		Supervisor: []string{self, executor.SuperviseArg},
+		Supervisor: supervise.Command(self),
 		Version:    version,
 		Logger:     log,
 	})

@@ -30,7 +30,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/enroll"
-	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/executor/supervise"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/jointoken"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -42,8 +42,8 @@ import (
 
 func TestMain(m *testing.M) {
 	// run() starts command supervisors from its own binary: this one.
-	if len(os.Args) > 1 && os.Args[1] == executor.SuperviseArg {
-		os.Exit(executor.Supervise(os.Args[2:]))
+	if len(os.Args) > 1 && os.Args[1] == supervise.Arg {
+		os.Exit(supervise.Main(os.Args[2:]))
 	}
 	goleak.VerifyTestMain(m)
 }

@@ -7,7 +7,7 @@ package main
 import (
 	"os"
 
-	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/executor/supervise"
 	"github.com/hangarhq/hangar/providers/sdk"
 	"github.com/hangarhq/hangar/providers/sim"
 )
@@ -41,10 +41,10 @@ See docs/providers.md (the sim provider) and docs/performance.md.
 `
 
 func main() {
-	// With exec = "real" each command runs under a supervisor: this same
-	// binary, started with executor.SuperviseArg.
-	if len(os.Args) > 1 && os.Args[1] == executor.SuperviseArg {
-		os.Exit(executor.Supervise(os.Args[2:]))
+	// With exec = "real" each command runs under a supervisor:
+	// hangar-supervise beside this binary, else this binary again.
+	if len(os.Args) > 1 && os.Args[1] == supervise.Arg {
+		os.Exit(supervise.Main(os.Args[2:]))
 	}
 	if len(os.Args) > 1 {
 		os.Exit(sdk.HandleArgs("hangar-provider-sim", sim.Version, usage, os.Args[1:], os.Stdout, os.Stderr))
@@ -55,7 +55,7 @@ func main() {
 	}
 	// Capture the real stderr now: Serve replaces os.Stderr with a pipe.
 	log := sdk.NewPluginLogger(os.Stderr, nil)
-	p := sim.New(sim.Config{Logger: log, Supervisor: []string{self, executor.SuperviseArg}})
+	p := sim.New(sim.Config{Logger: log, Supervisor: supervise.Command(self)})
 	sdk.Serve(p, sdk.HCLog(log))
 	p.Close()
 }

@@ -9,22 +9,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
-	"github.com/hangarhq/hangar/drone/rootpath"
+	"github.com/hangarhq/hangar/drone/executor/supervise"
 	"github.com/hangarhq/hangar/internal/procstat"
 )
 
@@ -32,8 +28,8 @@ import (
 const (
 	DefaultTimeout   = 600 * time.Second
 	MaxTimeout       = 86400 * time.Second
-	MaxOutputBytes   = 64 << 10
-	MaxCommandIDLen  = 128
+	MaxOutputBytes   = supervise.MaxOutputBytes
+	MaxCommandIDLen  = supervise.MaxCommandIDLen
 	defaultKillGrace = 10 * time.Second
 	defaultRetention = 30 * 24 * time.Hour
 )
@@ -168,7 +164,7 @@ func (e *Executor) recover() error {
 		if !ok {
 			continue
 		}
-		rec, err := readRecord(full)
+		rec, err := supervise.ReadRecord(full)
 		if err != nil {
 			// Keep the file: deleting it would allow the id to run again.
 			e.log.Warn("unreadable command record", "path", full, "err", err)
@@ -187,9 +183,9 @@ func (e *Executor) recover() error {
 			rec.ExitCode = -1
 			rec.FinishedAt = now
 			rec.Error = "the drone restarted while the command ran; it was not run again"
-			_ = os.Remove(specPath(e.cmdDir, id))
-			_ = os.Remove(cancelPath(e.cmdDir, id))
-			if err := writeRecord(e.cmdDir, id, rec); err != nil {
+			_ = os.Remove(supervise.SpecPath(e.cmdDir, id))
+			_ = os.Remove(supervise.CancelPath(e.cmdDir, id))
+			if err := supervise.WriteRecord(e.cmdDir, id, rec); err != nil {
 				return fmt.Errorf("executor: mark command %s lost: %w", id, err)
 			}
 			e.appendLog(id, "[failed-1]")
@@ -204,29 +200,12 @@ func (e *Executor) recover() error {
 // supervisedOutput: the output file of a command whose supervisor still
 // runs is still being written.
 func supervisedOutput(dir, name string) bool {
-	rec, err := readRecord(filepath.Join(dir, strings.TrimSuffix(name, ".out")+".json"))
+	rec, err := supervise.ReadRecord(filepath.Join(dir, strings.TrimSuffix(name, ".out")+".json"))
 	return err == nil && procstat.Alive(rec.SupervisorPID, rec.SupervisorStart)
 }
 
 // ValidateCommandID checks an id before it is used as a file name.
-func ValidateCommandID(id string) error {
-	if id == "" {
-		return errors.New("command_id is required")
-	}
-	if len(id) > MaxCommandIDLen {
-		return fmt.Errorf("command_id is %d characters long, at most %d are allowed", len(id), MaxCommandIDLen)
-	}
-	if id == "." || id == ".." {
-		return fmt.Errorf("command_id %q is not allowed", id)
-	}
-	for _, c := range id {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-		if !ok {
-			return fmt.Errorf("command_id %q: character %q is not allowed (allowed: A-Z a-z 0-9 . _ -)", id, c)
-		}
-	}
-	return nil
-}
+func ValidateCommandID(id string) error { return supervise.ValidateCommandID(id) }
 
 func timeoutOf(req *streamv1.RunCommand) (time.Duration, error) {
 	s := req.GetTimeoutSeconds()
@@ -270,7 +249,7 @@ func (e *Executor) Run(ctx context.Context, req *streamv1.RunCommand) (*streamv1
 	case <-ex.done:
 		return ex.res, nil
 	case <-ctx.Done():
-		return ex.rec.result(e.cfg.NodeID), nil
+		return resultOf(ex.rec, e.cfg.NodeID), nil
 	}
 }
 
@@ -287,11 +266,11 @@ func (e *Executor) claim(id string, req *streamv1.RunCommand, timeout time.Durat
 		e.warnIfDifferent(ex.rec, req)
 		return ex, nil, nil
 	}
-	rec, err := readRecord(e.recordPath(id))
+	rec, err := supervise.ReadRecord(e.recordPath(id))
 	switch {
 	case err == nil:
 		e.warnIfDifferent(rec, req)
-		return nil, rec.result(e.cfg.NodeID), nil
+		return nil, resultOf(rec, e.cfg.NodeID), nil
 	case !errors.Is(err, os.ErrNotExist):
 		// Without its record we cannot tell whether id already ran.
 		return nil, nil, fmt.Errorf("run command %s: read its record: %w", id, err)
@@ -304,7 +283,7 @@ func (e *Executor) claim(id string, req *streamv1.RunCommand, timeout time.Durat
 		State:          stateName(streamv1.CommandState_COMMAND_STATE_RUNNING),
 		StartedAt:      time.Now().UTC(),
 	}
-	if err := writeRecord(e.cmdDir, id, rec); err != nil {
+	if err := supervise.WriteRecord(e.cmdDir, id, rec); err != nil {
 		return nil, nil, fmt.Errorf("run command %s: record it: %w", id, err)
 	}
 	ex := &execution{rec: rec, done: make(chan struct{}), kill: make(chan struct{})}
@@ -343,7 +322,7 @@ func (e *Executor) direct(ex *execution, timeout time.Duration) record {
 	out, err := os.OpenFile(outPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
 	var c *exec.Cmd
 	if err == nil {
-		c, err = buildCommand(ex.rec, e.cfg.RootDir, e.cfg.Env, out)
+		c, err = supervise.Build(ex.rec, e.cfg.RootDir, e.cfg.Env, out)
 	}
 	if err == nil {
 		err = c.Start()
@@ -368,7 +347,7 @@ func (e *Executor) direct(ex *execution, timeout time.Duration) record {
 // removes the file.
 func (e *Executor) keepOutput(rec *record, outPath string) {
 	var err error
-	rec.Output, rec.OutputTruncated, err = readTail(outPath, MaxOutputBytes)
+	rec.Output, rec.OutputTruncated, err = supervise.ReadTail(outPath, MaxOutputBytes)
 	if err != nil {
 		e.log.Warn("read command output", "command_id", rec.CommandID, "err", err)
 	}
@@ -382,7 +361,7 @@ func (e *Executor) finish(ex *execution, final record) {
 	id := final.CommandID
 	log := e.log.With("command_id", id)
 	persisted := true
-	if err := writeRecord(e.cmdDir, id, final); err != nil {
+	if err := supervise.WriteRecord(e.cmdDir, id, final); err != nil {
 		// The RUNNING record stays on disk (a restarted drone reports the
 		// command LOST); this process still answers with the real result.
 		persisted = false
@@ -396,94 +375,12 @@ func (e *Executor) finish(ex *execution, final record) {
 	log.Info("command finished", "state", final.State, "exit_code", final.ExitCode, "error", final.Error)
 
 	e.mu.Lock()
-	ex.res = final.result(e.cfg.NodeID)
+	ex.res = resultOf(final, e.cfg.NodeID)
 	close(ex.done)
 	if persisted {
 		delete(e.running, id)
 	}
 	e.mu.Unlock()
-}
-
-// buildCommand builds the process for rec: /bin/sh -c in dir, in a process
-// group of its own, so a timeout can kill everything the command started.
-// Output goes to a file rather than a pipe: a daemon started by the command
-// inherits it, and with a pipe it would hold up the command's end or, once
-// the drone closed its side, die of SIGPIPE at its next write.
-func buildCommand(rec record, dir string, env []string, out *os.File) (*exec.Cmd, error) {
-	// Where the instance's root is a dir of the host, the command's paths
-	// mean files there (drone/rootpath).
-	c := exec.Command("/bin/sh", "-c", rootpath.Map(dir, rec.Cmd))
-	c.Dir = dir
-	if c.Dir == "" {
-		c.Dir = "/"
-	}
-	c.Env = env
-	c.Stdout, c.Stderr = out, out
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if rec.User != "" {
-		cred, u, err := credentialFor(rec.User, os.Geteuid())
-		if err != nil {
-			return nil, err
-		}
-		if cred != nil {
-			c.SysProcAttr.Credential = cred
-			// The drone's HOME would not be writable by that user.
-			c.Env = withUserEnv(c.Env, u)
-		}
-	}
-	return c, nil
-}
-
-// credentialFor looks up name (or a numeric uid). It returns a nil
-// credential when name is the drone's own user (euid), and an error saying
-// so when the drone is not root and so cannot switch to another.
-func credentialFor(name string, euid int) (*syscall.Credential, *user.User, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		if _, nerr := strconv.Atoi(name); nerr == nil {
-			u, err = user.LookupId(name)
-		}
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("run as user %q: %w", name, err)
-	}
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return nil, nil, fmt.Errorf("run as user %q: uid %q is not numeric", name, u.Uid)
-	}
-	if int(uid) == euid {
-		return nil, u, nil
-	}
-	if euid != 0 {
-		// On the local runtime every instance runs as an unprivileged
-		// user of its own, which is the point: it must not become root.
-		return nil, nil, fmt.Errorf("run as user %q: this drone runs as unprivileged uid %d and cannot switch users (on the local runtime every instance has a user of its own); leave the command's user unset to run it as the drone's user", name, euid)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return nil, nil, fmt.Errorf("run as user %q: gid %q is not numeric", name, u.Gid)
-	}
-	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	if ids, err := u.GroupIds(); err == nil {
-		for _, s := range ids {
-			if g, err := strconv.ParseUint(s, 10, 32); err == nil {
-				cred.Groups = append(cred.Groups, uint32(g))
-			}
-		}
-	}
-	return cred, u, nil
-}
-
-func withUserEnv(env []string, u *user.User) []string {
-	out := make([]string, 0, len(env)+3)
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		if k == "HOME" || k == "USER" || k == "LOGNAME" {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username)
 }
 
 // wait waits for the started command, killing its process group at the
@@ -498,7 +395,7 @@ func (e *Executor) wait(c *exec.Cmd, timeout time.Duration, ex *execution) (stre
 	msg := fmt.Sprintf("killed at its timeout of %v", timeout)
 	select {
 	case <-waitErr:
-		return streamv1.CommandState_COMMAND_STATE_EXITED, exitCode(c.ProcessState), ""
+		return streamv1.CommandState_COMMAND_STATE_EXITED, supervise.ExitCode(c.ProcessState), ""
 	case <-timer.C:
 	case <-ex.kill:
 		state = streamv1.CommandState_COMMAND_STATE_CANCELLED
@@ -509,52 +406,8 @@ func (e *Executor) wait(c *exec.Cmd, timeout time.Duration, ex *execution) (stre
 		state = streamv1.CommandState_COMMAND_STATE_LOST
 		msg = "killed because the drone stopped; it was not run again"
 	}
-	killGroup(c.Process.Pid, waitErr, e.cfg.KillGrace)
-	return state, exitCode(c.ProcessState), msg
-}
-
-// killGroup sends SIGTERM to the process group, gives it the grace period to
-// exit, then SIGKILLs whatever is left, and returns once the shell was
-// reaped (its result is read from waitErr).
-func killGroup(pgid int, waitErr <-chan error, graceTime time.Duration) {
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	grace := time.NewTimer(graceTime)
-	defer grace.Stop()
-	poll := time.NewTicker(20 * time.Millisecond)
-	defer poll.Stop()
-	reaped := false
-	for {
-		select {
-		case <-waitErr:
-			reaped = true
-			waitErr = nil
-		case <-poll.C:
-		case <-grace.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			if !reaped {
-				<-waitErr
-			}
-			return
-		}
-		// The group is gone once every member exited; only then may the
-		// grace period end early (a child may still be shutting down
-		// cleanly after the shell itself went).
-		if reaped && errors.Is(syscall.Kill(-pgid, 0), syscall.ESRCH) {
-			return
-		}
-	}
-}
-
-// exitCode follows the shell's convention: 128+N for a process killed by
-// signal N.
-func exitCode(ps *os.ProcessState) int32 {
-	if ps == nil {
-		return -1
-	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return int32(128 + int(ws.Signal()))
-	}
-	return int32(ps.ExitCode())
+	supervise.KillGroup(c.Process.Pid, waitErr, e.cfg.KillGrace)
+	return state, supervise.ExitCode(c.ProcessState), msg
 }
 
 // Cancel kills command id if it runs (its process group gets SIGTERM, then
@@ -571,22 +424,22 @@ func (e *Executor) Cancel(ctx context.Context, id, reason string) (*streamv1.Com
 	ex, ok := e.running[id]
 	if !ok {
 		defer e.mu.Unlock()
-		rec, err := readRecord(e.recordPath(id))
+		rec, err := supervise.ReadRecord(e.recordPath(id))
 		switch {
 		case err == nil:
-			return rec.result(e.cfg.NodeID), nil
+			return resultOf(rec, e.cfg.NodeID), nil
 		case !errors.Is(err, os.ErrNotExist):
 			return nil, fmt.Errorf("cancel command %s: read its record: %w", id, err)
 		}
 		now := time.Now().UTC()
 		rec = record{CommandID: id, State: stateName(streamv1.CommandState_COMMAND_STATE_CANCELLED), ExitCode: -1,
 			StartedAt: now, FinishedAt: now, Error: "cancelled before it ran: " + reason}
-		if err := writeRecord(e.cmdDir, id, rec); err != nil {
+		if err := supervise.WriteRecord(e.cmdDir, id, rec); err != nil {
 			return nil, fmt.Errorf("cancel command %s: %w", id, err)
 		}
 		e.appendLog(id, "[cancelled]")
 		e.log.Info("command cancelled before it ran", "command_id", id, "reason", reason)
-		return rec.result(e.cfg.NodeID), nil
+		return resultOf(rec, e.cfg.NodeID), nil
 	}
 	if !ex.killed {
 		ex.killed, ex.reason = true, reason
@@ -598,7 +451,7 @@ func (e *Executor) Cancel(ctx context.Context, id, reason string) (*streamv1.Com
 	case <-ex.done:
 		return ex.res, nil
 	case <-ctx.Done():
-		return ex.rec.result(e.cfg.NodeID), nil
+		return resultOf(ex.rec, e.cfg.NodeID), nil
 	}
 }
 
@@ -641,30 +494,8 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s)
 }
 
-// readTail returns the last limit bytes of the file at path, and whether
-// there was more.
-func readTail(path string, limit int) ([]byte, bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, false, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, false, err
-	}
-	size := fi.Size()
-	off := max(0, size-int64(limit))
-	buf := make([]byte, size-off)
-	n, err := f.ReadAt(buf, off)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, false, err
-	}
-	return buf[:n], off > 0, nil
-}
-
-// result converts a record into the protocol's message.
-func (r record) result(nodeID string) *streamv1.CommandResult {
+// resultOf converts a record into the protocol's message.
+func resultOf(r record, nodeID string) *streamv1.CommandResult {
 	res := &streamv1.CommandResult{
 		CommandId:       r.CommandID,
 		NodeId:          nodeID,

@@ -20,13 +20,27 @@ import (
 	"go.uber.org/goleak"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/drone/executor/supervise"
 )
+
+// The supervisor's state names are the protocol's, less the prefix.
+func TestStateNames(t *testing.T) {
+	for name, s := range map[string]streamv1.CommandState{
+		supervise.StateRunning: streamv1.CommandState_COMMAND_STATE_RUNNING, supervise.StateExited: streamv1.CommandState_COMMAND_STATE_EXITED,
+		supervise.StateFailedToStart: streamv1.CommandState_COMMAND_STATE_FAILED_TO_START, supervise.StateTimedOut: streamv1.CommandState_COMMAND_STATE_TIMED_OUT,
+		supervise.StateCancelled: streamv1.CommandState_COMMAND_STATE_CANCELLED, supervise.StateLost: streamv1.CommandState_COMMAND_STATE_LOST,
+	} {
+		if stateName(s) != name || parseState(name) != s {
+			t.Errorf("supervise state %q, protocol %v (%q)", name, s, stateName(s))
+		}
+	}
+}
 
 func TestMain(m *testing.M) {
 	// The test binary plays the drone's parts that run as processes of
 	// their own: a command's supervisor, and a drone to kill.
 	if len(os.Args) > 1 && os.Args[1] == SuperviseArg {
-		os.Exit(Supervise(os.Args[2:]))
+		os.Exit(supervise.Main(os.Args[2:]))
 	}
 	if dir := os.Getenv("HANGAR_TEST_DRONE_DIR"); dir != "" {
 		os.Exit(childDrone(dir))
@@ -283,7 +297,7 @@ func TestLostAfterRestart(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "commands"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeRecord(filepath.Join(dir, "commands"), "crashed", record{
+	if err := supervise.WriteRecord(filepath.Join(dir, "commands"), "crashed", record{
 		CommandID: "crashed", Cmd: cmd, State: "RUNNING", StartedAt: time.Now().Add(-time.Minute),
 	}); err != nil {
 		t.Fatal(err)
@@ -305,7 +319,7 @@ func TestLostAfterRestart(t *testing.T) {
 	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
 		t.Fatal("temp file left behind")
 	}
-	rec, err := readRecord(filepath.Join(dir, "commands", "crashed.json"))
+	rec, err := supervise.ReadRecord(filepath.Join(dir, "commands", "crashed.json"))
 	if err != nil || rec.State != "LOST" {
 		t.Fatalf("record after recovery: %+v %v", rec, err)
 	}
@@ -332,7 +346,7 @@ func TestCloseKillsRunningCommands(t *testing.T) {
 	if _, err := e.Run(context.Background(), &streamv1.RunCommand{CommandId: "late", Cmd: "true"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close: %v, want ErrClosed", err)
 	}
-	rec, err := readRecord(filepath.Join(dir, "commands", "long.json"))
+	rec, err := supervise.ReadRecord(filepath.Join(dir, "commands", "long.json"))
 	if err != nil || rec.State != "LOST" {
 		t.Fatalf("record after Close: %+v %v", rec, err)
 	}
@@ -399,21 +413,6 @@ func TestUsers(t *testing.T) {
 	}
 }
 
-// An unprivileged drone (the local runtime's) cannot switch users, and says
-// so rather than failing in the kernel's words.
-func TestUnprivilegedDroneCannotSwitchUser(t *testing.T) {
-	const self = 1879048200
-	_, _, err := credentialFor("root", self)
-	if err == nil || !strings.Contains(err.Error(), `run as user "root"`) || !strings.Contains(err.Error(), "cannot switch users") ||
-		!strings.Contains(err.Error(), "1879048200") {
-		t.Fatalf("switch to root from an unprivileged uid: %v", err)
-	}
-	cred, u, err := credentialFor("0", 0)
-	if err != nil || cred != nil || u.Uid != "0" {
-		t.Fatalf("root asking for root: %v %v %v, want no switch", cred, u, err)
-	}
-}
-
 func TestRootDirAndCmdLog(t *testing.T) {
 	dir := t.TempDir()
 	root := t.TempDir()
@@ -450,7 +449,7 @@ func TestOldRecordsArePruned(t *testing.T) {
 	}
 	old := time.Now().Add(-40 * 24 * time.Hour)
 	for id, finished := range map[string]time.Time{"old": old, "recent": time.Now().Add(-time.Hour)} {
-		if err := writeRecord(cmdDir, id, record{CommandID: id, Cmd: "true", State: "EXITED", StartedAt: finished, FinishedAt: finished}); err != nil {
+		if err := supervise.WriteRecord(cmdDir, id, record{CommandID: id, Cmd: "true", State: "EXITED", StartedAt: finished, FinishedAt: finished}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -558,7 +557,7 @@ func TestSupervisedCommandSurvivesTheDrone(t *testing.T) {
 	recPath := filepath.Join(dir, "commands", "survivor.json")
 	var supervisor int
 	waitFor(t, 10*time.Second, "the supervisor to take the command", func() bool {
-		rec, err := readRecord(recPath)
+		rec, err := supervise.ReadRecord(recPath)
 		supervisor = rec.SupervisorPID
 		return err == nil && supervisor != 0 && countLines(t, marker) == 1
 	})
@@ -619,7 +618,7 @@ func TestSupervisedTimeoutCancelAndClose(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := readRecord(filepath.Join(dir, "commands", "closeme.json"))
+	rec, err := supervise.ReadRecord(filepath.Join(dir, "commands", "closeme.json"))
 	if err != nil || rec.State != "LOST" {
 		t.Fatalf("closeme after Close: %v, %v; want LOST", rec.State, err)
 	}

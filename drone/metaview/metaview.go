@@ -7,6 +7,12 @@
 // confd's backends do (StoreClient: GetValues and WatchPrefix), so the
 // renderer reads it as confd reads its stores.
 //
+// The view keeps a copy of the tree, fed by one watch (Run): one full read
+// when it starts, then the changes. A render reads the copy, not etcd, so a
+// 1,000-node cluster's drones do not each read its 17,000 keys again for
+// every template on every change, and their first reads do not time out
+// against one frontgate's etcd when they all start at once.
+//
 // Secret values (password env) are stored sealed ("enc:v1:…", see
 // internal/secretbox) with the cluster's metadata key, bound to their etcd
 // key; the view opens those it serves with that key, so templates see them
@@ -19,11 +25,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hangarhq/hangar/internal/backoff"
 	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/internal/selfview"
 )
@@ -33,6 +41,11 @@ const Root = selfview.Root
 
 const defaultCallTimeout = 10 * time.Second
 
+// loadTimeout bounds one full read of the tree. It is generous: when a
+// thousand drones start at once their reads queue at one etcd, and a read
+// given up and retried only adds to the queue.
+const loadTimeout = 2 * time.Minute
+
 // Config describes a View.
 type Config struct {
 	Client    *clientv3.Client
@@ -40,16 +53,16 @@ type Config struct {
 	// NodeID is this node's stable id; its host entry is the one whose
 	// node_id field equals it.
 	NodeID string
-	// CallTimeout bounds each etcd read made through a StoreClient, whose
-	// methods carry no context (default 10s).
+	// CallTimeout bounds how long a StoreClient's calls, which carry no
+	// context, wait for the copy's first load (default 10s).
 	CallTimeout time.Duration
 	// MetadataKey opens the cluster's sealed values; it may also be set
 	// later with SetMetadataKey. Without it a sealed value is an error.
 	MetadataKey []byte
 }
 
-// View is the /self view of one node. It holds no state besides its
-// configuration and metadata key: every read sees the current tree.
+// View is the /self view of one node, served from a copy of the cluster's
+// tree that Run keeps current.
 type View struct {
 	c       *clientv3.Client
 	prefix  string
@@ -58,6 +71,13 @@ type View struct {
 	// box opens sealed values; nil until a key is set. It is swapped
 	// whole, as pilot delivers a key while renders run.
 	box atomic.Pointer[secretbox.Box]
+
+	running atomic.Bool
+	mu      sync.Mutex
+	tree    map[string]string // keys relative to prefix
+	rev     int64             // the revision tree reflects; 0 before the first load
+	// changed is closed, and replaced, whenever rev advances.
+	changed chan struct{}
 }
 
 // New checks cfg and returns the view.
@@ -78,6 +98,7 @@ func New(cfg Config) (*View, error) {
 		prefix:  "/clusters/" + cfg.ClusterID + "/",
 		nodeID:  cfg.NodeID,
 		timeout: cfg.CallTimeout,
+		changed: make(chan struct{}),
 	}
 	if cfg.MetadataKey != nil {
 		if err := v.SetMetadataKey(cfg.MetadataKey); err != nil {
@@ -101,20 +122,130 @@ func (v *View) SetMetadataKey(key []byte) error {
 // ClusterPrefix is the etcd prefix the view is built from.
 func (v *View) ClusterPrefix() string { return v.prefix }
 
-// Values returns every view entry whose key starts with one of prefixes
-// (string prefixes, as confd's etcd backend matches them: "/self/host" also
-// matches "/self/hosts/…"), read at one revision, and that revision. Sealed
-// values are returned opened; one that does not open is an error naming its
-// etcd key, never passed on as ciphertext.
-func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string, int64, error) {
-	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix())
+// Run keeps the view's copy of the tree current until ctx ends: it reads
+// the tree whole, then applies the changes its watch reports, and reads it
+// whole again when the watch fails or falls behind a compaction. The reads
+// below wait for its first load. One Run at a time: a view may be run
+// again after an earlier Run has ended (a renderer closed and replaced).
+func (v *View) Run(ctx context.Context) error {
+	if !v.running.CompareAndSwap(false, true) {
+		return errors.New("metaview: Run is already running")
+	}
+	defer v.running.Store(false)
+	bo := backoff.New(200*time.Millisecond, 15*time.Second)
+	for {
+		loaded, err := v.follow(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if loaded {
+			bo.Reset()
+		}
+		if errors.Is(err, errCompacted) {
+			continue
+		}
+		// Until the next load succeeds, reads serve the last copy: its
+		// revision tells pilot how current this node is.
+		if backoff.Sleep(ctx, bo.Next()) != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+var errCompacted = errors.New("watch fell behind a compaction")
+
+// follow loads the tree and applies its changes until the watch ends. It
+// reports whether the load succeeded.
+func (v *View) follow(ctx context.Context) (bool, error) {
+	lctx, cancel := context.WithTimeout(ctx, loadTimeout)
+	resp, err := v.c.Get(lctx, v.prefix, clientv3.WithPrefix())
+	cancel()
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", v.prefix, err)
+		return false, fmt.Errorf("read %s: %w", v.prefix, err)
 	}
 	tree := make(map[string]string, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		tree[strings.TrimPrefix(string(kv.Key), v.prefix)] = string(kv.Value)
 	}
+	rev := resp.Header.Revision
+	v.mu.Lock()
+	v.tree = tree
+	v.advance(rev)
+	v.mu.Unlock()
+
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	for wr := range v.c.Watch(wctx, v.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		if wr.CompactRevision != 0 {
+			return true, errCompacted
+		}
+		if err := wr.Err(); err != nil {
+			return true, fmt.Errorf("watch %s: %w", v.prefix, err)
+		}
+		if len(wr.Events) == 0 {
+			continue
+		}
+		v.mu.Lock()
+		for _, ev := range wr.Events {
+			k := strings.TrimPrefix(string(ev.Kv.Key), v.prefix)
+			if ev.Type == clientv3.EventTypeDelete {
+				delete(v.tree, k)
+			} else {
+				v.tree[k] = string(ev.Kv.Value)
+			}
+		}
+		v.advance(wr.Header.Revision)
+		v.mu.Unlock()
+	}
+	return true, fmt.Errorf("watch %s: closed", v.prefix)
+}
+
+// advance moves the copy's revision forward and wakes its waiters. The
+// caller holds mu.
+func (v *View) advance(rev int64) {
+	if rev <= v.rev {
+		return
+	}
+	v.rev = rev
+	close(v.changed)
+	v.changed = make(chan struct{})
+}
+
+// await returns once the copy's revision is above after, with the lock
+// held, or ctx's error (or stop's firing, as ok=false) without it.
+func (v *View) await(ctx context.Context, after int64, stop <-chan bool) (ok bool, err error) {
+	for {
+		v.mu.Lock()
+		if v.rev > after {
+			return true, nil
+		}
+		ch := v.changed
+		v.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			if !v.running.Load() {
+				return false, fmt.Errorf("metaview of %s: not running (Run was never called): %w", v.prefix, ctx.Err())
+			}
+			return false, fmt.Errorf("metaview of %s: %w", v.prefix, ctx.Err())
+		case <-stop:
+			return false, nil
+		case <-ch:
+		}
+	}
+}
+
+// Values returns every view entry whose key starts with one of prefixes
+// (string prefixes, as confd's etcd backend matches them: "/self/host" also
+// matches "/self/hosts/…"), from the copy at one revision, and that
+// revision. It waits for the copy's first load. Sealed values are returned
+// opened; one that does not open is an error naming its etcd key, never
+// passed on as ciphertext.
+func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string, int64, error) {
+	if _, err := v.await(ctx, 0, nil); err != nil {
+		return nil, 0, err
+	}
+	defer v.mu.Unlock()
+	tree := v.tree
 	box := v.box.Load()
 	out := map[string]string{}
 	var errs []error
@@ -137,7 +268,7 @@ func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return nil, 0, errors.Join(errs...)
 	}
-	return out, resp.Header.Revision, nil
+	return out, v.rev, nil
 }
 
 // open returns a tree value, opened when sealed. The associated data is the
@@ -157,49 +288,28 @@ func (v *View) open(box *secretbox.Box, rel, val string) (string, error) {
 	return plain, nil
 }
 
-// Revision returns etcd's current revision.
+// Revision returns the revision the copy reflects, once it is loaded.
 func (v *View) Revision(ctx context.Context) (int64, error) {
-	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return 0, fmt.Errorf("read revision of %s: %w", v.prefix, err)
+	if _, err := v.await(ctx, 0, nil); err != nil {
+		return 0, err
 	}
-	return resp.Header.Revision, nil
+	defer v.mu.Unlock()
+	return v.rev, nil
 }
 
 // WaitChange blocks until something under the cluster prefix changes after
-// revision after, and returns the revision of that change. When the history
-// after `after` was compacted away it returns the current revision, so the
-// caller re-reads everything.
+// revision after, and returns the revision the copy then reflects.
 func (v *View) WaitChange(ctx context.Context, after int64) (int64, error) {
 	return v.waitChange(ctx, after, nil)
 }
 
 func (v *View) waitChange(ctx context.Context, after int64, stop <-chan bool) (int64, error) {
-	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := v.c.Watch(ctx, v.prefix, clientv3.WithPrefix(), clientv3.WithRev(after+1))
-	for {
-		select {
-		case <-stop:
-			return after, nil
-		case resp, ok := <-wch:
-			if !ok {
-				if err := ctx.Err(); err != nil {
-					return after, err
-				}
-				return after, fmt.Errorf("watch %s: closed", v.prefix)
-			}
-			if resp.CompactRevision != 0 {
-				return v.Revision(ctx)
-			}
-			if err := resp.Err(); err != nil {
-				return after, fmt.Errorf("watch %s: %w", v.prefix, err)
-			}
-			if len(resp.Events) > 0 {
-				return resp.Header.Revision, nil
-			}
-		}
+	ok, err := v.await(ctx, after, stop)
+	if !ok {
+		return after, err
 	}
+	defer v.mu.Unlock()
+	return v.rev, nil
 }
 
 // StoreClient adapts the view to confd. Its calls end when ctx does.

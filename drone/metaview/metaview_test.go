@@ -3,6 +3,7 @@ package metaview
 import (
 	"bytes"
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -18,14 +19,41 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func put(t *testing.T, c *clientv3.Client, prefix string, kvs map[string]string) {
+// put writes kvs under prefix in one transaction and returns its revision.
+func put(t *testing.T, c *clientv3.Client, prefix string, kvs map[string]string) int64 {
 	t.Helper()
 	ops := make([]clientv3.Op, 0, len(kvs))
 	for k, v := range kvs {
 		ops = append(ops, clientv3.OpPut(prefix+k, v))
 	}
-	if _, err := c.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+	resp, err := c.Txn(context.Background()).Then(ops...).Commit()
+	if err != nil {
 		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// run runs v until the test ends.
+func run(t *testing.T, v *View) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run ended with %v, want context.Canceled", err)
+		}
+	})
+}
+
+// seen waits until v's copy reflects revision rev.
+func seen(t *testing.T, v *View, rev int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got, err := v.WaitChange(ctx, rev-1); err != nil || got < rev {
+		t.Fatalf("view at revision %d (%v), want %d", got, err, rev)
 	}
 }
 
@@ -148,6 +176,7 @@ func TestView(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			run(t, v)
 			got, err := v.StoreClient(context.Background()).GetValues(tc.keys)
 			if err != nil {
 				t.Fatal(err)
@@ -176,7 +205,8 @@ func TestWatchPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(t, c, "/clusters/w/", host("", "i-1", "cln-1", "10.0.0.1"))
+	run(t, v)
+	seen(t, v, put(t, c, "/clusters/w/", host("", "i-1", "cln-1", "10.0.0.1")))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sc := v.StoreClient(ctx)
@@ -291,6 +321,7 @@ func TestSealedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	run(t, v)
 	ctx := context.Background()
 	// No key yet: the sealed value is an error naming it, and a read that
 	// does not touch it still works.
@@ -321,6 +352,7 @@ func TestSealedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	run(t, v2)
 	if got, _, err := v2.Values(ctx, []string{"/self/env/requirepass"}); err != nil || got["/self/env/requirepass"] != "s3cret" {
 		t.Fatalf("Values with Config.MetadataKey = %v, %v", got, err)
 	}
@@ -334,7 +366,7 @@ func TestSealedValues(t *testing.T) {
 		"copied from a key": good["roles/db/env/admin_pass"],
 		"other cluster":     seal("cl-b", "env/requirepass", "s3cret"),
 	} {
-		put(t, c, "/clusters/cl-a/", map[string]string{"env/requirepass": bad})
+		seen(t, v, put(t, c, "/clusters/cl-a/", map[string]string{"env/requirepass": bad}))
 		_, _, err := v.Values(ctx, []string{"/self/env"})
 		if err == nil || !strings.Contains(err.Error(), "/clusters/cl-a/env/requirepass") {
 			t.Errorf("%s: err = %v, want one naming /clusters/cl-a/env/requirepass", name, err)
@@ -342,5 +374,55 @@ func TestSealedValues(t *testing.T) {
 	}
 	if _, err := New(Config{Client: c, ClusterID: "cl-a", NodeID: "cln-1", MetadataKey: []byte("short")}); err == nil {
 		t.Fatal("New accepted a short metadata key")
+	}
+}
+
+// TestCopyFollowsTree checks the view's copy: reads wait for its first
+// load, it follows puts and deletes in its cluster and ignores others, and
+// a view never run says so instead of hanging.
+func TestCopyFollowsTree(t *testing.T) {
+	c := etcdtest.Client(t)
+	put(t, c, "/clusters/f/", merge(host("", "i-1", "cln-1", "10.0.0.1"), host("", "i-2", "cln-2", "10.0.0.2")))
+	v, err := New(Config{Client: c, ClusterID: "f", NodeID: "cln-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, _, err = v.Values(ctx, []string{"/self"})
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "Run was never called") {
+		t.Fatalf("Values on a view never run: %v, want an error saying Run was never called", err)
+	}
+
+	run(t, v)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, rev, err := v.Values(ctx, []string{"/self/hosts"})
+	if err != nil || got["/self/hosts/i-2/ip"] != "10.0.0.2" || rev == 0 {
+		t.Fatalf("first load: %v rev %d %v", got, rev, err)
+	}
+	if err := v.Run(ctx); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("a second Run at once: %v, want it refused", err)
+	}
+
+	// A change elsewhere is not applied.
+	put(t, c, "/clusters/f-2/", map[string]string{"hosts/i-9/ip": "10.9.9.9"})
+	// Puts and a delete in the cluster are.
+	put(t, c, "/clusters/f/", host("", "i-3", "cln-3", "10.0.0.3"))
+	del, err := c.Delete(ctx, "/clusters/f/hosts/i-2/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen(t, v, del.Header.Revision)
+	got, _, err = v.Values(ctx, []string{"/self/hosts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["/self/hosts/i-3/ip"] != "10.0.0.3" || got["/self/hosts/i-2/ip"] != "" || got["/self/hosts/i-9/ip"] != "" {
+		t.Fatalf("after put and delete: %v", got)
+	}
+	if n := len(got); n != 8 {
+		t.Fatalf("%d entries, want 8 (two hosts of four fields): %v", n, got)
 	}
 }

@@ -48,11 +48,12 @@ type Config struct {
 	// BakedDir is a confd dir baked into the image (with conf.d/ and
 	// templates/), used while no files were delivered. Empty means none.
 	BakedDir string
-	// View is read for rendering; the renderer sets its metadata key.
+	// View is read for rendering; the renderer runs it (View.Run) for its
+	// lifetime and sets its metadata key.
 	View *metaview.View
-	// Settle is how long a change waits for more before the files are
-	// rendered, so a burst of metadata changes costs one render (default
-	// 100ms).
+	// Settle is the least time between two renders of the watch loop: a
+	// change after a quiet spell is rendered at once, and a burst of
+	// changes costs at most two renders (default 100ms).
 	Settle time.Duration
 	Logger *slog.Logger
 	// OnRendered, when set, is told after every render the metadata
@@ -76,12 +77,17 @@ type Renderer struct {
 
 	mu     sync.Mutex // serialises renders and changes of active
 	active string     // the confd dir being rendered; "" before any
+	// current is the revision the active files were last rendered at,
+	// well or not: the loop skips a render that would repeat it (a failed
+	// one is tried again on the next change or delivery).
+	current int64
 
 	// life ends at Close: it stops the watch loop and a check_cmd or
 	// reload_cmd still running.
 	life   context.Context
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when the watch loop has ended
+	viewed chan struct{} // closed when the view's feed has ended
 }
 
 // New resumes rendering what was delivered before (or the image's baked
@@ -109,6 +115,7 @@ func New(ctx context.Context, cfg Config) (*Renderer, error) {
 		baked:     filepath.Join(cfg.DataDir, "confd-baked"),
 		keyPath:   filepath.Join(cfg.DataDir, keyFile),
 		done:      make(chan struct{}),
+		viewed:    make(chan struct{}),
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("render: create %s: %w", cfg.DataDir, err)
@@ -130,6 +137,10 @@ func New(ctx context.Context, cfg Config) (*Renderer, error) {
 		}
 	}
 	r.life, r.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(r.viewed)
+		_ = cfg.View.Run(r.life) // it ends only with life
+	}()
 	go r.loop(r.life)
 	return r, nil
 }
@@ -210,7 +221,7 @@ func (r *Renderer) Configure(ctx context.Context, files map[string][]byte, metad
 	return nil
 }
 
-// Render renders the current set now.
+// Render renders the current set now, from the metadata the view has seen.
 func (r *Renderer) Render(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -222,9 +233,9 @@ func (r *Renderer) Render(ctx context.Context) error {
 // returns the lowest etcd revision it read: the render reflects every change
 // up to it. Each resource is processed on its own so that a failure names
 // it and does not stop the others.
-// renderLocked renders the active files and reports the revision.
 func (r *Renderer) renderLocked(ctx context.Context) (int64, error) {
 	rev, err := r.renderFiles(ctx)
+	r.current = rev
 	if rev == 0 && err == nil {
 		// Nothing to render: the node is as current as its view.
 		if v, verr := r.cfg.View.Revision(ctx); verr == nil {
@@ -271,9 +282,14 @@ func (r *Renderer) renderFiles(ctx context.Context) (int64, error) {
 	return sc.Revision(), errors.Join(errs...)
 }
 
-func (r *Renderer) renderAndLog(ctx context.Context) int64 {
+// renderAndLog renders unless the files were already rendered at revision
+// want or later (by a Configure, say).
+func (r *Renderer) renderAndLog(ctx context.Context, want int64) int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if want > 0 && r.current >= want {
+		return r.current
+	}
 	rev, err := r.renderLocked(ctx)
 	if err != nil && ctx.Err() == nil {
 		r.log.Error("render confd templates", "err", err)
@@ -286,6 +302,7 @@ func (r *Renderer) loop(ctx context.Context) {
 	defer close(r.done)
 	bo := backoff.New(200*time.Millisecond, 15*time.Second)
 	var rev int64
+	var last time.Time // the loop's last render
 	synced := false
 	for {
 		if !synced {
@@ -302,8 +319,8 @@ func (r *Renderer) loop(ctx context.Context) {
 				}
 				continue
 			}
-			rev = cur
-			rev = max(rev, r.renderAndLog(ctx))
+			rev = max(cur, r.renderAndLog(ctx, cur))
+			last = time.Now()
 			synced = true
 		}
 		next, err := r.cfg.View.WaitChange(ctx, rev)
@@ -319,10 +336,11 @@ func (r *Renderer) loop(ctx context.Context) {
 			continue
 		}
 		bo.Reset()
-		if backoff.Sleep(ctx, r.cfg.Settle) != nil {
+		if backoff.Sleep(ctx, r.cfg.Settle-time.Since(last)) != nil {
 			return
 		}
-		rev = max(next, r.renderAndLog(ctx))
+		rev = max(next, r.renderAndLog(ctx, next))
+		last = time.Now()
 	}
 }
 
@@ -331,6 +349,7 @@ func (r *Renderer) loop(ctx context.Context) {
 func (r *Renderer) Close() {
 	r.cancel()
 	<-r.done
+	<-r.viewed
 }
 
 func isDir(p string) bool {

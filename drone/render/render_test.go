@@ -24,14 +24,27 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func put(t *testing.T, c *clientv3.Client, kvs ...string) {
+func put(t *testing.T, c *clientv3.Client, kvs ...string) int64 {
 	t.Helper()
 	var ops []clientv3.Op
 	for i := 0; i+1 < len(kvs); i += 2 {
 		ops = append(ops, clientv3.OpPut("/clusters/cl-1/"+kvs[i], kvs[i+1]))
 	}
-	if _, err := c.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+	resp, err := c.Txn(context.Background()).Then(ops...).Commit()
+	if err != nil {
 		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// seen waits until v's copy of the tree reflects revision rev: Render
+// renders what the view has seen.
+func seen(t *testing.T, v *metaview.View, rev int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got, err := v.WaitChange(ctx, rev-1); err != nil || got < rev {
+		t.Fatalf("view at revision %d (%v), want %d", got, err, rev)
 	}
 }
 
@@ -397,7 +410,7 @@ func TestSealedPasswordsRenderInClear(t *testing.T) {
 		"copied":    etcdValue(t, f.c, "/clusters/cl-1/roles/master/env/admin_pass"),
 		"other key": master.Seal("x", "/clusters/cl-1/env/requirepass"),
 	} {
-		put(t, f.c, "env/requirepass", bad)
+		seen(t, v2, put(t, f.c, "env/requirepass", bad))
 		err := r2.Render(ctx)
 		if err == nil || !strings.Contains(err.Error(), "/clusters/cl-1/env/requirepass") {
 			t.Errorf("%s: Render err = %v, want one naming /clusters/cl-1/env/requirepass", name, err)

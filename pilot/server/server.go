@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -476,6 +477,13 @@ func startHTTP(ctx context.Context, hc httpConfig, wg *sync.WaitGroup, errc chan
 	mux.Handle("/v1/", gw)
 	metrics := promhttp.HandlerFor(hc.reg, promhttp.HandlerOpts{})
 	mux.Handle("/metrics", hc.scrape.Or(metrics, hc.users.RequireHTTP(metricsRule, metrics)))
+	// Profiles, for finding where memory and time go in a live pilot:
+	// platform admins only (a profile names code paths and sizes, never
+	// values; the scrape token does not open it).
+	mux.Handle("/debug/pprof/", hc.users.RequireHTTP(metricsRule, http.HandlerFunc(pprof.Index)))
+	for name, h := range map[string]http.HandlerFunc{"cmdline": pprof.Cmdline, "profile": pprof.Profile, "symbol": pprof.Symbol, "trace": pprof.Trace} {
+		mux.Handle("/debug/pprof/"+name, hc.users.RequireHTTP(metricsRule, h))
+	}
 	// Liveness only: says nothing but "ok".
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	lis, err := net.Listen("tcp", hc.addr)

@@ -447,7 +447,7 @@ func TestAttackRevocationBadID(t *testing.T) {
 // TestAttackMetricsForTenantViewer reads /metrics, which counts every
 // tenant's jobs and frontgates, as users of another tenant: refused (403).
 // The platform's admins read it, and so does a scraper holding the token
-// of pilot --metrics-token-file.
+// of pilot --metrics-token-file. /debug/pprof/ is for the admins alone.
 func TestAttackMetricsForTenantViewer(t *testing.T) {
 	p := startPilot(t)
 	viewer := createUser(t, p, "vic", "viewer", "acme")
@@ -469,6 +469,16 @@ func TestAttackMetricsForTenantViewer(t *testing.T) {
 		}
 		if leaks := strings.Contains(body, "hangar_pilot_jobs") || strings.Contains(body, "hangar_pilot_frontgates_connected"); leaks != (tc.code == http.StatusOK) {
 			t.Errorf("/metrics as %s shows the platform's metrics: %v", tc.who, leaks)
+		}
+		// Profiles are the platform admins' alone, like the metrics.
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline"} {
+			code, body, err := p.rest(http.MethodGet, path, tc.token, nil)
+			if err != nil || code != tc.code {
+				t.Errorf("%s as %s: %d (%v), want %d", path, tc.who, code, err, tc.code)
+			}
+			if shown := strings.Contains(body, "goroutine") || strings.Contains(body, "pilot"); path != "/debug/pprof/heap" && shown != (tc.code == http.StatusOK) {
+				t.Errorf("%s as %s shows the profile: %v", path, tc.who, shown)
+			}
 		}
 	}
 
@@ -493,8 +503,10 @@ func TestAttackMetricsForTenantViewer(t *testing.T) {
 		}
 	}
 	// The scrape token opens nothing else.
-	if code, _, _ := s.rest(http.MethodGet, "/v1/clusters", scrapeToken, nil); code != http.StatusUnauthorized {
-		t.Errorf("/v1/clusters with the scrape token: %d, want 401", code)
+	for _, path := range []string{"/v1/clusters", "/debug/pprof/heap"} {
+		if code, _, _ := s.rest(http.MethodGet, path, scrapeToken, nil); code != http.StatusUnauthorized {
+			t.Errorf("%s with the scrape token: %d, want 401", path, code)
+		}
 	}
 
 	// A token file others may read is refused at start, naming the flag.

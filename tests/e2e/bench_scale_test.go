@@ -292,6 +292,35 @@ func BenchmarkScaleDetection(b *testing.B) {
 	reportBench(b, "detection", rows, map[string]any{"seconds": durations(took)})
 }
 
+// rssParts is the split of a process's resident memory: anonymous (the Go
+// heap, kept or not yet returned) and file-backed (etcd's mapped database).
+func rssParts(pid string) map[string]string {
+	out := map[string]string{}
+	b, _ := os.ReadFile("/proc/" + pid + "/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.HasPrefix(k, "Rss") {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
+
+// saveProfile keeps pilot's pprof profile kind as $HANGAR_BENCH_DIR/name.pb.gz
+// (for go tool pprof), when that dir is set.
+func (p *pilot) saveProfile(b *testing.B, kind, name string) {
+	dir := os.Getenv("HANGAR_BENCH_DIR")
+	if dir == "" {
+		return
+	}
+	body, err := p.restGet("/debug/pprof/" + kind)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name+".pb.gz"), []byte(body), 0o644)
+	}
+	if err != nil {
+		b.Logf("profile %s not kept: %v", kind, err)
+	}
+}
+
 // pluginPID finds the sim plugin's process (pilot's child).
 func (p *pilot) pluginPID(b *testing.B) string {
 	pids := processesRunning(filepath.Join(p.bin, "hangar-provider-sim"))
@@ -302,13 +331,13 @@ func (p *pilot) pluginPID(b *testing.B) string {
 }
 
 // BenchmarkScaleMemory: pilot's memory with a cluster of N nodes on sim
-// (300; 100 quick; 500 and 1,000 fail to render today, see docs/performance.md), and after J more jobs on it (commands to every node,
+// (1,000; 100 quick), and after J more jobs on it (commands to every node,
 // 20; 3 quick): under 200 MB, and not growing with the jobs. Beside it,
 // pilot idle with no cluster. And the sim plugin's memory per instance,
 // drone and its share of the frontgate together, against a drone alone
 // as its own process (BenchmarkDroneIdle measures that one).
 func BenchmarkScaleMemory(b *testing.B) {
-	n, jobs := sized(300, 100), sized(20, 3)
+	n, jobs := sized(1000, 100), sized(20, 3)
 	p := startPilot(b)
 	createSimRuntimes(b, p, "sim", 1, nil)
 	p.mustHangar("app", "push", fleetApp)
@@ -328,6 +357,7 @@ func BenchmarkScaleMemory(b *testing.B) {
 	pilotPID := fmt.Sprint(p.cmd.Process.Pid)
 	idle := settle(pilotPID)
 	var withCluster, afterJobs, pluginBefore, pluginAfter float64
+	var parts map[string]string
 	var c *pilotv1.Cluster
 	for b.Loop() {
 		one, job := createClusterOn(b, p, "sim-1", "fleet", map[string]string{"cluster.node.count": "1"})
@@ -336,6 +366,7 @@ func BenchmarkScaleMemory(b *testing.B) {
 		c, job = createClusterOn(b, p, "sim-1", "fleet", map[string]string{"cluster.node.count": fmt.Sprint(n)})
 		mustSucceed(b, job)
 		withCluster = settle(pilotPID)
+		p.saveProfile(b, "heap", "pilot-heap-with-cluster")
 		pluginAfter = settle(p.pluginPID(b))
 		for range jobs {
 			r, err := p.clusters.RunClusterService(ctx, &pilotv1.RunClusterServiceRequest{Id: c.Id, Service: "ping"})
@@ -345,6 +376,8 @@ func BenchmarkScaleMemory(b *testing.B) {
 			mustSucceed(b, p.waitJob(ctx, r.Job.Id))
 		}
 		afterJobs = settle(pilotPID)
+		parts = rssParts(pilotPID)
+		p.saveProfile(b, "heap", "pilot-heap-after-jobs")
 		deleteClusters(b, p, []string{c.Id, one.Id})
 	}
 	perInstance := (pluginAfter - pluginBefore) * 1024 / float64(n)
@@ -353,5 +386,6 @@ func BenchmarkScaleMemory(b *testing.B) {
 		row(fmt.Sprintf("pilot RSS, after %d more jobs", jobs), afterJobs, "before the jobs", withCluster, "MiB", 1.1),
 		row("sim plugin RSS per drone (drone + frontgate share)", perInstance, "target per frontgate drone", 50, "KiB", 0),
 	}
-	reportBench(b, "memory", rows, map[string]any{"nodes": n, "jobs": jobs, "plugin_mib_before": pluginBefore, "plugin_mib_after": pluginAfter})
+	reportBench(b, "memory", rows, map[string]any{"nodes": n, "jobs": jobs, "plugin_mib_before": pluginBefore, "plugin_mib_after": pluginAfter,
+		"pilot_after_jobs": parts})
 }
