@@ -220,6 +220,10 @@ func confdBinary(b *testing.B) (string, error) {
 // its file's change, over rounds puts.
 func confdPeer(b *testing.B, bin string, n, rounds int) ([]time.Duration, error) {
 	b.Helper()
+	// Each confd is a Go process of its own (about 15 MB resident).
+	if avail := memAvailableMiB(); avail < int64(n)*25 {
+		return nil, fmt.Errorf("not run: %d confd processes need about %d MiB and %d MiB are available", n, n*25, avail)
+	}
 	c := etcdtest.Client(b)
 	putTree(b, c, "/clusters/peer/", treeOf(n, "s-0"))
 	endpoint := c.Endpoints()[0]
@@ -284,4 +288,18 @@ func confdPeer(b *testing.B, bin string, n, rounds int) ([]time.Duration, error)
 		}
 	}
 	return lat, nil
+}
+
+// memAvailableMiB is the kernel's estimate of memory available for new
+// processes.
+func memAvailableMiB() int64 {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "MemAvailable:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb)
+			return kb >> 10
+		}
+	}
+	return 0
 }
