@@ -27,6 +27,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/limits"
@@ -277,6 +278,12 @@ func (a *Agent) configureRenderer(ctx context.Context, cr *streamv1.ConfigureRen
 		}
 	}
 	if err := a.cfg.Renderer.Configure(ctx, cr.GetFiles(), key); err != nil {
+		if errors.Is(err, metaview.ErrNotLoaded) {
+			// The drone has not read its cluster's tree yet (a thousand
+			// drones loading at once): pilot resends.
+			a.log.Warn("configure renderer before the metadata was loaded; pilot will resend", "err", err)
+			return streamrpc.ErrorResponse(streamrpc.CodeUnavailable, "configure_renderer: %v", err)
+		}
 		// The files or the metadata they need are wrong: retrying the same
 		// delivery cannot help, so the failure is reported as invalid.
 		a.log.Warn("configure renderer", "err", err)

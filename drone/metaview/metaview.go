@@ -39,7 +39,10 @@ import (
 // Root is the key prefix of the view.
 const Root = selfview.Root
 
-const defaultCallTimeout = 10 * time.Second
+// defaultCallTimeout is as long as a first load may take: a render asked
+// for while a thousand drones load their trees at once waits its turn
+// rather than failing.
+const defaultCallTimeout = loadTimeout
 
 // loadTimeout bounds one full read of the tree. It is generous: when a
 // thousand drones start at once their reads queue at one etcd, and a read
@@ -54,7 +57,7 @@ type Config struct {
 	// node_id field equals it.
 	NodeID string
 	// CallTimeout bounds how long a StoreClient's calls, which carry no
-	// context, wait for the copy's first load (default 10s).
+	// context, wait for the copy's first load (default 2m).
 	CallTimeout time.Duration
 	// MetadataKey opens the cluster's sealed values; it may also be set
 	// later with SetMetadataKey. Without it a sealed value is an error.
@@ -75,8 +78,12 @@ type View struct {
 	running atomic.Bool
 	mu      sync.Mutex
 	tree    map[string]string // keys relative to prefix
-	rev     int64             // the revision tree reflects; 0 before the first load
-	// changed is closed, and replaced, whenever rev advances.
+	rev     int64             // the revision of the last change applied; 0 before the first load
+	// seen is the revision the copy is complete through (no change of the
+	// tree up to it is missing): rev, or later when the watch said so
+	// (a progress notification) or the load was read there.
+	seen int64
+	// changed is closed, and replaced, whenever rev or seen advances.
 	changed chan struct{}
 }
 
@@ -154,6 +161,12 @@ func (v *View) Run(ctx context.Context) error {
 
 var errCompacted = errors.New("watch fell behind a compaction")
 
+// ErrNotLoaded is returned (wrapped) by a read that ended before the
+// view's first load, or a Sync that ended before the copy caught up: the
+// metadata may be there, this drone has not read it yet, and asking again
+// later can succeed.
+var ErrNotLoaded = errors.New("metadata not loaded yet")
+
 // follow loads the tree and applies its changes until the watch ends. It
 // reports whether the load succeeded.
 func (v *View) follow(ctx context.Context) (bool, error) {
@@ -169,8 +182,10 @@ func (v *View) follow(ctx context.Context) (bool, error) {
 	}
 	rev := resp.Header.Revision
 	v.mu.Lock()
-	v.tree = tree
-	v.advance(rev)
+	if rev > v.seen { // else a Sync read a later tree: keep it
+		v.tree = tree
+		v.advance(rev, rev)
+	}
 	v.mu.Unlock()
 
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -182,11 +197,17 @@ func (v *View) follow(ctx context.Context) (bool, error) {
 		if err := wr.Err(); err != nil {
 			return true, fmt.Errorf("watch %s: %w", v.prefix, err)
 		}
+		v.mu.Lock()
 		if len(wr.Events) == 0 {
+			// A progress notification: nothing changed up to its revision.
+			v.advance(0, wr.Header.Revision)
+			v.mu.Unlock()
 			continue
 		}
-		v.mu.Lock()
 		for _, ev := range wr.Events {
+			if ev.Kv.ModRevision <= v.seen {
+				continue // a Sync read the tree later than this change
+			}
 			k := strings.TrimPrefix(string(ev.Kv.Key), v.prefix)
 			if ev.Type == clientv3.EventTypeDelete {
 				delete(v.tree, k)
@@ -194,37 +215,88 @@ func (v *View) follow(ctx context.Context) (bool, error) {
 				v.tree[k] = string(ev.Kv.Value)
 			}
 		}
-		v.advance(wr.Header.Revision)
+		v.advance(wr.Header.Revision, wr.Header.Revision)
 		v.mu.Unlock()
 	}
 	return true, fmt.Errorf("watch %s: closed", v.prefix)
 }
 
-// advance moves the copy's revision forward and wakes its waiters. The
+// advance moves the copy's change revision (0: no change) and the
+// revision it is complete through forward, and wakes the waiters. The
 // caller holds mu.
-func (v *View) advance(rev int64) {
-	if rev <= v.rev {
-		return
+func (v *View) advance(rev, seen int64) {
+	moved := false
+	if rev > v.rev {
+		v.rev, moved = rev, true
 	}
-	v.rev = rev
-	close(v.changed)
-	v.changed = make(chan struct{})
+	if seen = max(seen, v.rev); seen > v.seen {
+		v.seen, moved = seen, true
+	}
+	if moved {
+		close(v.changed)
+		v.changed = make(chan struct{})
+	}
 }
 
-// await returns once the copy's revision is above after, with the lock
-// held, or ctx's error (or stop's firing, as ok=false) without it.
+// await returns once the copy's change revision is above after, with the
+// lock held, or ctx's error (or stop's firing, as ok=false) without it.
 func (v *View) await(ctx context.Context, after int64, stop <-chan bool) (ok bool, err error) {
+	return v.awaitCond(ctx, stop, func() bool { return v.rev > after })
+}
+
+// Sync brings the copy up to what etcd holds now: a render right after it
+// sees what pilot wrote before asking for it (a confd delivery follows the
+// metadata's registration), as a read of etcd itself would. It reads the
+// tree whole, once, when the copy is not already current: waiting for the
+// watch instead would wait on etcd catching up watchers that started
+// behind (every 100 ms, a batch at a time), which a thousand drones
+// starting at once all are.
+func (v *View) Sync(ctx context.Context) error {
+	if _, err := v.await(ctx, 0, nil); err != nil {
+		return err
+	}
+	v.mu.Unlock()
+	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("%w: read %s: %w", ErrNotLoaded, v.prefix, err)
+	}
+	tree := make(map[string]string, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		tree[strings.TrimPrefix(string(kv.Key), v.prefix)] = string(kv.Value)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if resp.Header.Revision > v.seen {
+		// The watch's events up to this revision are skipped when they
+		// arrive (follow): the tree already has them.
+		v.tree = tree
+		var last int64
+		for _, kv := range resp.Kvs {
+			last = max(last, kv.ModRevision)
+		}
+		v.advance(last, resp.Header.Revision)
+	}
+	return nil
+}
+
+func (v *View) awaitCond(ctx context.Context, stop <-chan bool, cond func() bool) (ok bool, err error) {
 	for {
 		v.mu.Lock()
-		if v.rev > after {
+		if cond() {
 			return true, nil
 		}
 		ch := v.changed
 		v.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			if !v.running.Load() {
+			v.mu.Lock()
+			loaded := v.rev > 0
+			v.mu.Unlock()
+			switch {
+			case !v.running.Load():
 				return false, fmt.Errorf("metaview of %s: not running (Run was never called): %w", v.prefix, ctx.Err())
+			case !loaded:
+				return false, fmt.Errorf("metaview of %s: %w: %w", v.prefix, ErrNotLoaded, ctx.Err())
 			}
 			return false, fmt.Errorf("metaview of %s: %w", v.prefix, ctx.Err())
 		case <-stop:
@@ -236,8 +308,8 @@ func (v *View) await(ctx context.Context, after int64, stop <-chan bool) (ok boo
 
 // Values returns every view entry whose key starts with one of prefixes
 // (string prefixes, as confd's etcd backend matches them: "/self/host" also
-// matches "/self/hosts/…"), from the copy at one revision, and that
-// revision. It waits for the copy's first load. Sealed values are returned
+// matches "/self/hosts/…"), from the copy, and the revision the copy is
+// complete through. It waits for the copy's first load. Sealed values are returned
 // opened; one that does not open is an error naming its etcd key, never
 // passed on as ciphertext.
 func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string, int64, error) {
@@ -268,7 +340,7 @@ func (v *View) Values(ctx context.Context, prefixes []string) (map[string]string
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 		return nil, 0, errors.Join(errs...)
 	}
-	return out, v.rev, nil
+	return out, v.seen, nil
 }
 
 // open returns a tree value, opened when sealed. The associated data is the
@@ -288,17 +360,19 @@ func (v *View) open(box *secretbox.Box, rel, val string) (string, error) {
 	return plain, nil
 }
 
-// Revision returns the revision the copy reflects, once it is loaded.
+// Revision returns the revision the copy is complete through, once it is
+// loaded.
 func (v *View) Revision(ctx context.Context) (int64, error) {
 	if _, err := v.await(ctx, 0, nil); err != nil {
 		return 0, err
 	}
 	defer v.mu.Unlock()
-	return v.rev, nil
+	return v.seen, nil
 }
 
 // WaitChange blocks until something under the cluster prefix changes after
-// revision after, and returns the revision the copy then reflects.
+// revision after, and returns the revision the copy is then complete
+// through.
 func (v *View) WaitChange(ctx context.Context, after int64) (int64, error) {
 	return v.waitChange(ctx, after, nil)
 }
@@ -309,7 +383,7 @@ func (v *View) waitChange(ctx context.Context, after int64, stop <-chan bool) (i
 		return after, err
 	}
 	defer v.mu.Unlock()
-	return v.rev, nil
+	return v.seen, nil
 }
 
 // StoreClient adapts the view to confd. Its calls end when ctx does.

@@ -395,6 +395,20 @@ func TestCopyFollowsTree(t *testing.T) {
 		t.Fatalf("Values on a view never run: %v, want an error saying Run was never called", err)
 	}
 
+	// Running, but the etcd it reads is not answering yet: a read that
+	// gives up says the tree is not loaded, an error worth retrying.
+	slow, err := New(Config{Client: c, ClusterID: "f", NodeID: "cln-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.running.Store(true) // as if Run's first read were still under way
+	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+	_, _, err = slow.Values(ctx, []string{"/self"})
+	cancel()
+	if !errors.Is(err, ErrNotLoaded) {
+		t.Fatalf("Values before the first load: %v, want ErrNotLoaded", err)
+	}
+
 	run(t, v)
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -424,5 +438,25 @@ func TestCopyFollowsTree(t *testing.T) {
 	}
 	if n := len(got); n != 8 {
 		t.Fatalf("%d entries, want 8 (two hosts of four fields): %v", n, got)
+	}
+
+	// Sync: what etcd held when it was called is in the copy when it
+	// returns, a change of this cluster or only of another (which moves
+	// etcd's revision, not the tree: the watch's progress notification
+	// says so).
+	rev = put(t, c, "/clusters/f/", map[string]string{"env/x": "1"})
+	if err := v.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, seenRev, err := v.Values(ctx, []string{"/self/env"})
+	if err != nil || got["/self/env/x"] != "1" || seenRev < rev {
+		t.Fatalf("after a put and Sync: %v at %d (%v), want env x at %d or later", got, seenRev, err, rev)
+	}
+	other := put(t, c, "/clusters/f-2/", map[string]string{"env/y": "2"})
+	if err := v.Sync(ctx); err != nil {
+		t.Fatalf("Sync after another cluster's change: %v", err)
+	}
+	if _, seenRev, _ = v.Values(ctx, []string{"/self/env"}); seenRev < other {
+		t.Fatalf("the copy is complete through %d after Sync, want %d", seenRev, other)
 	}
 }

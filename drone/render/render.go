@@ -199,6 +199,10 @@ func (r *Renderer) Configure(ctx context.Context, files map[string][]byte, metad
 			return fmt.Errorf("configure renderer: %w", err)
 		}
 	}
+	// Pilot delivers after it wrote the metadata: render what it wrote.
+	if err := r.cfg.View.Sync(ctx); err != nil {
+		return fmt.Errorf("configure renderer: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(metadataKey) > 0 {
@@ -221,7 +225,9 @@ func (r *Renderer) Configure(ctx context.Context, files map[string][]byte, metad
 	return nil
 }
 
-// Render renders the current set now, from the metadata the view has seen.
+// Render renders the current set now, from the metadata the view has seen
+// (Configure, which pilot's delivery calls, first brings the view up to
+// etcd).
 func (r *Renderer) Render(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

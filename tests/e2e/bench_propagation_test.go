@@ -40,29 +40,31 @@ func BenchmarkScalePropagation(b *testing.B) {
 	root := createSimRuntime(b, p, nil)
 	p.mustHangar("app", "push", fleetApp)
 	confd, confdErr := confdBinary(b)
-	var rows []benchRow
-	detail := map[string]any{"rounds": rounds}
-	for _, n := range sizes {
-		var lat []time.Duration
-		var register []float64
-		for b.Loop() {
+	lat := map[int][]time.Duration{}
+	register := map[int][]float64{}
+	for b.Loop() {
+		for _, n := range sizes {
 			c, job := createClusterOn(b, p, "sim", "fleet", map[string]string{"cluster.node.count": fmt.Sprint(n)})
 			mustSucceed(b, job)
 			for r := range rounds {
 				l, reg := propagate(b, p, root, c, fmt.Sprintf("s-%d-%d", n, r))
-				lat, register = append(lat, l...), append(register, reg)
+				lat[n], register[n] = append(lat[n], l...), append(register[n], reg)
 			}
 			deleteClusters(b, p, []string{c.Id})
 		}
+	}
+	var rows []benchRow
+	detail := map[string]any{"rounds": rounds}
+	for _, n := range sizes {
 		floor, put, single := propagationFloor(b, n)
-		detail[fmt.Sprintf("n%d", n)] = map[string]any{"register_seconds": register, "put_seconds": put.Seconds(), "single_render_seconds": single.Seconds()}
+		detail[fmt.Sprintf("n%d", n)] = map[string]any{"register_seconds": register[n], "put_seconds": put.Seconds(), "single_render_seconds": single.Seconds()}
 		// The targets: p99 within 100 ms up to 100 drones, within 2× the
 		// floor beyond.
-		p99 := row(fmt.Sprintf("propagation to %d drones p99", n), percentile(lat, 99).Seconds(), "floor", floor.Seconds(), "s", 2)
+		p99 := row(fmt.Sprintf("propagation to %d drones p99", n), percentile(lat[n], 99).Seconds(), "floor", floor.Seconds(), "s", 2)
 		if n <= 100 {
 			p99 = row(p99.Metric, p99.Hangar, p99.Against, p99.Other, "s", 0).withTarget(0.1)
 		}
-		rows = append(rows, row(fmt.Sprintf("propagation to %d drones p50", n), percentile(lat, 50).Seconds(), "floor", floor.Seconds(), "s", 0), p99)
+		rows = append(rows, row(fmt.Sprintf("propagation to %d drones p50", n), percentile(lat[n], 50).Seconds(), "floor", floor.Seconds(), "s", 0), p99)
 		if confdErr != nil {
 			detail[fmt.Sprintf("confd_n%d", n)] = confdErr.Error()
 			continue
@@ -72,7 +74,7 @@ func BenchmarkScalePropagation(b *testing.B) {
 			detail[fmt.Sprintf("confd_n%d", n)] = err.Error()
 			continue
 		}
-		rows = append(rows, row(fmt.Sprintf("propagation to %d drones p99", n), percentile(lat, 99).Seconds(), fmt.Sprintf("%d confd processes p99", n), percentile(peer, 99).Seconds(), "s", 1))
+		rows = append(rows, row(fmt.Sprintf("propagation to %d drones p99", n), percentile(lat[n], 99).Seconds(), fmt.Sprintf("%d confd processes p99", n), percentile(peer, 99).Seconds(), "s", 1))
 	}
 	reportBench(b, "propagation", rows, detail)
 }
