@@ -85,6 +85,8 @@ type View struct {
 	seen int64
 	// changed is closed, and replaced, whenever rev or seen advances.
 	changed chan struct{}
+	// kick ends Run's wait after a failed read when a Sync read the tree.
+	kick chan struct{}
 }
 
 // New checks cfg and returns the view.
@@ -106,6 +108,7 @@ func New(cfg Config) (*View, error) {
 		nodeID:  cfg.NodeID,
 		timeout: cfg.CallTimeout,
 		changed: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 	}
 	if cfg.MetadataKey != nil {
 		if err := v.SetMetadataKey(cfg.MetadataKey); err != nil {
@@ -153,8 +156,14 @@ func (v *View) Run(ctx context.Context) error {
 		}
 		// Until the next load succeeds, reads serve the last copy: its
 		// revision tells pilot how current this node is.
-		if backoff.Sleep(ctx, bo.Next()) != nil {
+		t := time.NewTimer(bo.Next())
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
+		case <-v.kick:
+			t.Stop()
+		case <-t.C:
 		}
 	}
 }
@@ -247,15 +256,13 @@ func (v *View) await(ctx context.Context, after int64, stop <-chan bool) (ok boo
 // Sync brings the copy up to what etcd holds now: a render right after it
 // sees what pilot wrote before asking for it (a confd delivery follows the
 // metadata's registration), as a read of etcd itself would. It reads the
-// tree whole, once, when the copy is not already current: waiting for the
+// tree whole, once, and serves as the first load when Run has not made it
+// yet (a drone may only read its cluster once pilot registered it as a
+// reader, which a delivery follows). Waiting for the
 // watch instead would wait on etcd catching up watchers that started
 // behind (every 100 ms, a batch at a time), which a thousand drones
 // starting at once all are.
 func (v *View) Sync(ctx context.Context) error {
-	if _, err := v.await(ctx, 0, nil); err != nil {
-		return err
-	}
-	v.mu.Unlock()
 	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix())
 	if err != nil {
 		return fmt.Errorf("%w: read %s: %w", ErrNotLoaded, v.prefix, err)
@@ -275,6 +282,12 @@ func (v *View) Sync(ctx context.Context) error {
 			last = max(last, kv.ModRevision)
 		}
 		v.advance(last, resp.Header.Revision)
+	}
+	// The tree is readable now: a Run waiting out a failed first read (a
+	// drone may start before its cluster lets it read) retries at once.
+	select {
+	case v.kick <- struct{}{}:
+	default:
 	}
 	return nil
 }

@@ -395,6 +395,19 @@ func TestCopyFollowsTree(t *testing.T) {
 		t.Fatalf("Values on a view never run: %v, want an error saying Run was never called", err)
 	}
 
+	// Sync is a load of its own: a delivery may come before Run could
+	// read (a drone not yet allowed to), and it renders all the same.
+	synced, err := New(Config{Client: c, ClusterID: "f", NodeID: "cln-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := synced.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := synced.Values(context.Background(), []string{"/self/host/ip"}); err != nil || got["/self/host/ip"] != "10.0.0.1" {
+		t.Fatalf("Values after Sync on a view not run: %v %v", got, err)
+	}
+
 	// Running, but the etcd it reads is not answering yet: a read that
 	// gives up says the tree is not loaded, an error worth retrying.
 	slow, err := New(Config{Client: c, ClusterID: "f", NodeID: "cln-1"})
