@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -196,7 +197,8 @@ func (p *Provider) createRecord(t *tx, req *providerv1.RunInstanceRequest) (*ins
 	return rec, nil
 }
 
-// freeAddress returns the lowest free host address of n (.2 to .254; .1 is
+// freeAddress returns the lowest free host address of n (.2 to .254 of its
+// first /24 block, then .1 to .254 of the others; the first .1 is
 // reserved, as a gateway would be on a real network).
 func (t *tx) freeAddress(n *network) (string, error) {
 	used := map[string]bool{}
@@ -210,14 +212,22 @@ func (t *tx) freeAddress(n *network) (string, error) {
 			used[r.Address] = true
 		}
 	}
-	base := strings.TrimSuffix(n.CIDR, ".0/24")
-	for h := 2; h <= 254; h++ {
-		a := fmt.Sprintf("%s.%d", base, h)
-		if !used[a] {
-			return a, nil
+	bs, err := blocks(n.CIDR)
+	if err != nil {
+		return "", internal("%v", err)
+	}
+	for i, base := range bs {
+		for h := 1; h <= 254; h++ {
+			if i == 0 && h == 1 {
+				continue
+			}
+			a := fmt.Sprintf("%s.%d", base, h)
+			if !used[a] {
+				return a, nil
+			}
 		}
 	}
-	return "", sdk.QuotaExceeded(fmt.Sprintf("addresses of network %s (%s)", n.ID, n.CIDR), "253")
+	return "", sdk.QuotaExceeded(fmt.Sprintf("addresses of network %s (%s)", n.ID, n.CIDR), strconv.Itoa(len(bs)*254-1))
 }
 
 // start spawns the instance's process and records its identity. After an

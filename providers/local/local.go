@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,10 @@ const (
 	// keyImagesDir, when set, holds the runtime's images: each folder in
 	// it is an image, whose tree seeds a new instance's root.
 	keyImagesDir = "images_dir"
+	// keyNetworkPrefix is the prefix length of the runtime's networks:
+	// 24 (253 instances, the default) down to 20 (4,063), for clusters
+	// larger than a /24 holds.
+	keyNetworkPrefix = "network_prefix"
 )
 
 // Config configures a Provider.
@@ -180,6 +185,7 @@ type runtimeConfig struct {
 	bin       string
 	rangesDir string
 	images    string // images_dir; "" when instances run no image
+	prefix    int    // network_prefix: 20..24
 }
 
 func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
@@ -200,10 +206,10 @@ func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		switch k {
-		case keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyAccessKeyHash:
+		case keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyNetworkPrefix, keyAccessKeyHash:
 		default:
 			return cfg, status.Errorf(codes.InvalidArgument,
-				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyAccessKeyHash)
+				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s, %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyNetworkPrefix, keyAccessKeyHash)
 		}
 	}
 	dir := func(key, why string, required bool) (string, error) {
@@ -234,6 +240,14 @@ func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 	}
 	if cfg.rangesDir == "" {
 		cfg.rangesDir = defaultRangesDir(p.euid, os.Getenv("XDG_RUNTIME_DIR"))
+	}
+	cfg.prefix = 24
+	if v, ok := rt.GetConfig()[keyNetworkPrefix]; ok {
+		n, err := strconv.Atoi(strings.TrimPrefix(v, "/"))
+		if err != nil || n < minPrefix || n > 24 {
+			return cfg, status.Errorf(codes.InvalidArgument, "runtime.config.%s %q: give a prefix length from %d (%d instances a network) to 24 (253, the default)", keyNetworkPrefix, v, minPrefix, hostsOf(minPrefix))
+		}
+		cfg.prefix = n
 	}
 	return cfg, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -100,7 +101,9 @@ func TestRuntimeValidation(t *testing.T) {
 		{"no root_dir", &providerv1.Runtime{Config: cfg(keyBinDir, bin)}, "root_dir is required"},
 		{"relative root_dir", &providerv1.Runtime{Config: cfg(keyRootDir, "state", keyBinDir, bin)}, "root_dir must be an absolute path"},
 		{"no bin_dir", &providerv1.Runtime{Config: cfg(keyRootDir, root)}, "bin_dir is required"},
-		{"unknown key", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin, "rootdir", "/x")}, "runtime.config.rootdir is not a local provider setting (allowed: root_dir, bin_dir, ranges_dir, images_dir, access_key_sha256)"},
+		{"unknown key", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin, "rootdir", "/x")}, "runtime.config.rootdir is not a local provider setting (allowed: root_dir, bin_dir, ranges_dir, images_dir, network_prefix, access_key_sha256)"},
+		{"network_prefix too small", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin, keyNetworkPrefix, "16")}, "runtime.config.network_prefix \"16\": give a prefix length from 20 (4063 instances a network) to 24"},
+		{"network_prefix not a number", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin, keyNetworkPrefix, "big")}, "runtime.config.network_prefix"},
 		{"unknown credential", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin), Credentials: cfg("key", "secret")}, "runtime.credentials.key"},
 		{"access key nobody checks", &providerv1.Runtime{Config: cfg(keyRootDir, root, keyBinDir, bin), Credentials: cfg(credAccessKey, "secret")}, "runtime.config.access_key_sha256"},
 		{"zone", &providerv1.Runtime{Zone: "us-east-1", Config: cfg(keyRootDir, root, keyBinDir, bin)}, "runtime.zone"},
@@ -568,6 +571,34 @@ func TestRangeClaims(t *testing.T) {
 	}
 	if a3 := mustNetwork(t, p, rtFor(rootA), "a3"); a3.GetCidr() != "127.10.2.0/24" {
 		t.Errorf("freed range not reused: got %s", a3.GetCidr())
+	}
+
+	// A wider network claims every /24 block it spans, aligned, and none
+	// that another network holds; deleting it frees them all.
+	wide := func(root string) *providerv1.Runtime {
+		rt := rtFor(root)
+		rt.Config[keyNetworkPrefix] = "22"
+		return rt
+	}
+	w := mustNetwork(t, p, wide(rootB), "w1")
+	if w.GetCidr() != "127.10.4.0/22" {
+		t.Errorf("first /22 with 127.10.1-3 taken = %s, want 127.10.4.0/22", w.GetCidr())
+	}
+	for y := 4; y <= 7; y++ {
+		if _, err := os.Stat(filepath.Join(ranges, fmt.Sprintf("127.10.%d.0", y))); err != nil {
+			t.Errorf("block 127.10.%d of the /22 not claimed: %v", y, err)
+		}
+	}
+	if n := mustNetwork(t, p, rtFor(rootA), "a4"); n.GetCidr() != "127.10.8.0/24" {
+		t.Errorf("a /24 after the /22 = %s, want 127.10.8.0/24", n.GetCidr())
+	}
+	if _, err := p.DeleteNetwork(t.Context(), &providerv1.DeleteNetworkRequest{Runtime: wide(rootB), NetworkId: w.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	for y := 4; y <= 7; y++ {
+		if _, err := os.Stat(filepath.Join(ranges, fmt.Sprintf("127.10.%d.0", y))); !os.IsNotExist(err) {
+			t.Errorf("block 127.10.%d of a deleted /22 still claimed: %v", y, err)
+		}
 	}
 
 	// A root that vanished (a removed test directory) leaves stale claims.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,16 +25,63 @@ import (
 
 // Ranges are 127.X.Y.0/24 with X in 10..255 and Y in 1..255: Linux routes all
 // of 127/8 to lo, and staying clear of 127.0.0.0/24 (and 127.0-9.*) keeps
-// away from addresses other software on the host is likely to use.
+// away from addresses other software on the host is likely to use. A
+// runtime with network_prefix below 24 takes 2^(24-prefix) consecutive
+// ones, aligned (127.10.4.0/22 is 127.10.4-7): each of them is claimed,
+// and must be free, as a /24 network's would.
 const (
 	firstX    = 10
 	firstY    = 1
 	rangesPer = 255 // values of Y per X
 	numRanges = (256 - firstX) * rangesPer
+	minPrefix = 20
 )
 
 func rangeBase(i int) string {
 	return fmt.Sprintf("127.%d.%d", firstX+i/rangesPer, firstY+i%rangesPer)
+}
+
+// hostsOf is the number of instance addresses of a network of prefix
+// length p: each /24 block's .1 to .254, less the first block's .1.
+func hostsOf(p int) int { return (1<<(24-p))*254 - 1 }
+
+// blocks returns the 127.X.Y of each /24 block of a network's CIDR (one
+// for a /24).
+func blocks(cidr string) ([]string, error) {
+	_, ipn, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return nil, err
+	}
+	ones, bits := ipn.Mask.Size()
+	ip := ipn.IP.To4()
+	if ip == nil || bits != 32 || ones < minPrefix || ones > 24 {
+		return nil, fmt.Errorf("network %s: not a /%d to /24 range", cidr, minPrefix)
+	}
+	out := make([]string, 0, 1<<(24-ones))
+	for y := range 1 << (24 - ones) {
+		out = append(out, fmt.Sprintf("%d.%d.%d", ip[0], ip[1], int(ip[2])+y))
+	}
+	return out, nil
+}
+
+// candidates lists, lowest first, the ranges of prefix length p a network
+// may take: their first /24 block's 127.X.Y and the CIDR.
+func candidates(p int) []string {
+	if p == 24 {
+		out := make([]string, numRanges)
+		for i := range numRanges {
+			out[i] = rangeBase(i) + ".0/24"
+		}
+		return out
+	}
+	step := 1 << (24 - p)
+	var out []string
+	for x := firstX; x < 256; x++ {
+		for y := step; y+step <= 256; y += step {
+			out = append(out, fmt.Sprintf("127.%d.%d.0/%d", x, y, p))
+		}
+	}
+	return out
 }
 
 // defaultRangesDir is where ranges are claimed host-wide. Claims keep two
@@ -52,7 +100,8 @@ func defaultRangesDir(euid int, xdgRuntimeDir string) string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("hangar-local-ranges-%d", euid))
 }
 
-// CreateNetwork allocates a free 127.X.Y.0/24 range.
+// CreateNetwork allocates a free 127.X.Y.0/24 range (or larger, with
+// network_prefix).
 func (p *Provider) CreateNetwork(ctx context.Context, req *providerv1.CreateNetworkRequest) (*providerv1.Network, error) {
 	cfg, err := p.parseRuntime(req.GetRuntime())
 	if err != nil {
@@ -194,9 +243,12 @@ type claim struct {
 // claimRange finds the lowest range free both in st and host-wide, and
 // claims it for network id. Called with the root's lock held.
 func (p *Provider) claimRange(ctx context.Context, cfg runtimeConfig, st *state, id string) (string, error) {
-	used := map[string]bool{}
+	used := map[string]bool{} // /24 blocks of this root's networks
 	for _, n := range st.Networks {
-		used[n.CIDR] = true
+		bs, _ := blocks(n.CIDR)
+		for _, b := range bs {
+			used[b] = true
+		}
 	}
 	unlock, err := lockRanges(ctx, cfg.rangesDir, p.euid)
 	if err != nil {
@@ -206,27 +258,34 @@ func (p *Provider) claimRange(ctx context.Context, cfg runtimeConfig, st *state,
 	// Claims are per user; a range another user's pilot (or anything
 	// else) already serves on is skipped too.
 	listening := listeningRanges()
-	for i := range numRanges {
-		base := rangeBase(i)
-		cidr := base + ".0/24"
-		if used[cidr] {
-			continue
-		}
-		path := filepath.Join(cfg.rangesDir, base+".0")
-		free, err := claimFree(path, cfg.root, st)
+	all := candidates(cfg.prefix)
+next:
+	for _, cidr := range all {
+		bs, err := blocks(cidr)
 		if err != nil {
-			return "", err
+			return "", internal("range %s: %v", cidr, err)
 		}
-		if !free || listening[base] {
-			continue
+		for _, b := range bs {
+			if used[b] || listening[b] {
+				continue next
+			}
+			free, err := claimFree(filepath.Join(cfg.rangesDir, b+".0"), cfg.root, st)
+			if err != nil {
+				return "", err
+			}
+			if !free {
+				continue next
+			}
 		}
-		b, _ := json.Marshal(claim{RootDir: cfg.root, NetworkID: id})
-		if err := atomicfile.Write(path, b, 0o600); err != nil {
-			return "", internal("claim range %s in runtime.config.%s %s: %v", cidr, keyRangesDir, cfg.rangesDir, err)
+		data, _ := json.Marshal(claim{RootDir: cfg.root, NetworkID: id})
+		for _, b := range bs {
+			if err := atomicfile.Write(filepath.Join(cfg.rangesDir, b+".0"), data, 0o600); err != nil {
+				return "", internal("claim range %s in runtime.config.%s %s: %v", cidr, keyRangesDir, cfg.rangesDir, err)
+			}
 		}
 		return cidr, nil
 	}
-	return "", status.Errorf(codes.ResourceExhausted, "no free 127.X.Y.0/24 range left on this host (%d in use)", numRanges)
+	return "", status.Errorf(codes.ResourceExhausted, "no free 127.X.Y.0/%d range left on this host (%d in all)", cfg.prefix, len(all))
 }
 
 // claimFree reports whether the range claimed by the file at path may be
@@ -265,15 +324,22 @@ func (p *Provider) releaseRange(ctx context.Context, cfg runtimeConfig, n *netwo
 		return
 	}
 	defer unlock()
-	path := filepath.Join(cfg.rangesDir, strings.TrimSuffix(n.CIDR, "/24"))
-	b, err := os.ReadFile(path)
+	bs, err := blocks(n.CIDR)
 	if err != nil {
+		p.log.Warn("release range claim", "network", n.ID, "cidr", n.CIDR, "error", err)
 		return
 	}
-	var c claim
-	if json.Unmarshal(b, &c) == nil && c.RootDir == cfg.root && c.NetworkID == n.ID {
-		if err := os.Remove(path); err != nil {
-			p.log.Warn("release range claim", "network", n.ID, "cidr", n.CIDR, "error", err)
+	for _, blk := range bs {
+		path := filepath.Join(cfg.rangesDir, blk+".0")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var c claim
+		if json.Unmarshal(b, &c) == nil && c.RootDir == cfg.root && c.NetworkID == n.ID {
+			if err := os.Remove(path); err != nil {
+				p.log.Warn("release range claim", "network", n.ID, "cidr", n.CIDR, "error", err)
+			}
 		}
 	}
 }
