@@ -117,7 +117,7 @@ func BenchmarkDroneIdle(b *testing.B) {
 }
 
 // rssOf reads a process's resident set (VmRSS) in bytes.
-func rssOf(b *testing.B, pid string) int64 {
+func rssOf(b testing.TB, pid string) int64 {
 	f, err := os.Open("/proc/" + pid + "/status")
 	if err != nil {
 		return 0

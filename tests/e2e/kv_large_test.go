@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+)
+
+// TestKVLarge creates a kv cluster of 100 and one of 300 nodes on the
+// local runtime (real drones, a real hangar-kv server each), scales each
+// out by 10 replicas and back in, and deletes it, three times in a row:
+// every job must succeed and every node's server must answer. It takes
+// several minutes and most of a 2-core machine, so it runs only with
+// HANGAR_E2E_LARGE=1 (the sizes with HANGAR_E2E_LARGE_SIZES, e.g. "100").
+//
+//	HANGAR_E2E_LARGE=1 go test -count=1 -timeout 90m -run TestKVLarge -v ./tests/e2e/
+func TestKVLarge(t *testing.T) {
+	if os.Getenv("HANGAR_E2E_LARGE") != "1" {
+		t.Skip("a 100- and a 300-node cluster on this machine: set HANGAR_E2E_LARGE=1 to run")
+	}
+	sizes := []int{100, 300}
+	if s := os.Getenv("HANGAR_E2E_LARGE_SIZES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("HANGAR_E2E_LARGE_SIZES=%q: give one node count", s)
+		}
+		sizes = []int{n}
+	}
+	p := startPilot(t)
+	// A /22: 1,021 addresses, where a /24 holds 253.
+	if _, err := p.runtimes.CreateRuntime(context.Background(), &pilotv1.CreateRuntimeRequest{Id: "local", Provider: "local", Zone: "local",
+		Config: map[string]string{"network_prefix": "22"}}); err != nil {
+		t.Fatalf("create local runtime: %v", err)
+	}
+	p.mustHangar("app", "push", "examples/kv")
+	ctx := context.Background()
+	for _, n := range sizes {
+		for round := 1; round <= 3; round++ {
+			name := fmt.Sprintf("%d nodes, round %d", n, round)
+			start := time.Now()
+			c, job := createCluster(t, p, "kv", map[string]string{"cluster.replica.count": fmt.Sprint(n - 1)})
+			mustSucceed(t, job)
+			if len(c.Nodes) != n {
+				t.Fatalf("%s: %d nodes, want %d", name, len(c.Nodes), n)
+			}
+			created := time.Since(start)
+			answering := 0
+			for _, nd := range c.Nodes {
+				if _, err := httpGet("http://" + nd.Address + ":6380/status"); err == nil {
+					answering++
+				}
+			}
+			if answering != n {
+				t.Fatalf("%s: %d of %d kv servers answer", name, answering, n)
+			}
+			// The frontgate's memory with n drones connected: an upper
+			// bound of its bytes per drone (its etcd's share included).
+			if pids := processesRunning(filepath.Join(p.bin, "frontgate")); len(pids) == 1 {
+				rss := rssOf(t, pids[0])
+				t.Logf("%s: frontgate RSS %.1f MiB with %d drones: at most %.1f KiB per drone", name, float64(rss)/(1<<20), n, float64(rss)/1024/float64(n))
+			}
+			scale := func(count int) time.Duration {
+				s := time.Now()
+				r, err := p.clusters.ScaleCluster(ctx, &pilotv1.ScaleClusterRequest{Id: c.Id, Role: "replica", Count: int32(count)})
+				if err != nil {
+					t.Fatalf("%s: scale replicas to %d: %v", name, count, err)
+				}
+				mustSucceed(t, p.waitJob(ctx, r.Job.Id))
+				return time.Since(s)
+			}
+			out := scale(n - 1 + 10)
+			in := scale(n - 1)
+			s := time.Now()
+			p.mustHangar("cluster", "delete", c.Id, "--wait")
+			t.Logf("%s: create %v (%s), scale out +10 %v, in −10 %v, delete %v", name, created.Round(time.Millisecond), phaseSummary(job),
+				out.Round(time.Millisecond), in.Round(time.Millisecond), time.Since(s).Round(time.Millisecond))
+		}
+	}
+}
+
+// phaseSummary names a job's three slowest tasks with their times.
+func phaseSummary(j *pilotv1.Job) string {
+	type ph struct {
+		id string
+		d  float64
+	}
+	var top []ph
+	for id, d := range phases(j) {
+		top = append(top, ph{id, d})
+	}
+	for i := range top {
+		for k := i + 1; k < len(top); k++ {
+			if top[k].d > top[i].d {
+				top[i], top[k] = top[k], top[i]
+			}
+		}
+	}
+	out := ""
+	for i := 0; i < len(top) && i < 3; i++ {
+		out += fmt.Sprintf("%s %.1fs ", top[i].id, top[i].d)
+	}
+	return out
+}
