@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,7 +40,7 @@ func TestKVLarge(t *testing.T) {
 		Config: map[string]string{"network_prefix": "22"}}); err != nil {
 		t.Fatalf("create local runtime: %v", err)
 	}
-	p.mustHangar("app", "push", "examples/kv")
+	p.mustHangar("app", "push", largeKV(t))
 	ctx := context.Background()
 	for _, n := range sizes {
 		for round := 1; round <= 3; round++ {
@@ -106,4 +108,45 @@ func phaseSummary(j *pilotv1.Job) string {
 		out += fmt.Sprintf("%s %.1fs ", top[i].id, top[i].d)
 	}
 	return out
+}
+
+// largeKV is a copy of examples/kv whose replica count may go to 999 (the
+// example stops at 9, which its tests of the limit rely on).
+func largeKV(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(repoRoot(t), "examples", "kv")
+	dst := filepath.Join(t.TempDir(), "kv")
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if rel == "config.json" {
+			before := len(b)
+			b = bytes.Replace(b, []byte(`"description": "number of replicas",
+              "type": "integer",
+              "default": 2,
+              "min": 0,
+              "max": 9,`), []byte(`"description": "number of replicas",
+              "type": "integer",
+              "default": 2,
+              "min": 0,
+              "max": 999,`), 1)
+			if len(b) == before {
+				return fmt.Errorf("%s: the replica count's max not found", path)
+			}
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
 }
