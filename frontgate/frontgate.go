@@ -260,7 +260,7 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 	// without one. Drones find a dead stream by heartbeats; gRPC keepalive
 	// pings from a drone's client are tolerated rather than answered with
 	// GOAWAY.
-	f.grpc = grpc.NewServer(append(limits.GRPCServerOptions(),
+	f.grpc = grpc.NewServer(append(append(limits.GRPCServerOptions(), limits.ManyPeersServerOptions()...),
 		grpc.Creds(credentials.NewTLS(f.creds.ServerConfig(tls.VerifyClientCertIfGiven))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)...)

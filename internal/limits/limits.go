@@ -172,6 +172,18 @@ func GRPCServerOptions() []grpc.ServerOption {
 	}
 }
 
+// ManyPeersServerOptions are for a server that holds a connection per
+// drone, thousands of them mostly idle (frontgate's DroneLink): each
+// connection's write buffer is taken from a pool for a write and returned
+// after it, and its read buffer is small, instead of 32 KiB each held for
+// the connection's life (issue 12: frontgate memory per drone).
+func ManyPeersServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(4 << 10),
+	}
+}
+
 // GRPCDialOptions are the matching limits for every Hangar gRPC client: it
 // refuses to send what a server would refuse (failing with a clear error
 // before the bytes travel) and accepts what a server may send.

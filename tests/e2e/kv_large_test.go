@@ -80,6 +80,17 @@ func TestKVLarge(t *testing.T) {
 			in := scale(n - 1)
 			s := time.Now()
 			p.mustHangar("cluster", "delete", c.Id, "--wait")
+			// Deleted means gone: no drone of the cluster still runs.
+			drone := filepath.Join(p.bin, "drone")
+			waitFor(t, 30*time.Second, name+": every drone to have exited after the delete", func() (bool, string) {
+				left := processesRunning(drone)
+				if len(left) > 0 {
+					if b, err := os.ReadFile(p.logPath); err == nil {
+						_ = os.WriteFile(filepath.Join(os.TempDir(), "kvlarge-pilot.log"), b, 0o644)
+					}
+				}
+				return len(left) == 0, fmt.Sprint(left)
+			})
 			t.Logf("%s: create %v (%s), scale out +10 %v, in −10 %v, delete %v", name, created.Round(time.Millisecond), phaseSummary(job),
 				out.Round(time.Millisecond), in.Round(time.Millisecond), time.Since(s).Round(time.Millisecond))
 		}
