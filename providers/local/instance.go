@@ -94,6 +94,8 @@ func (p *Provider) RunInstance(ctx context.Context, req *providerv1.RunInstanceR
 			}
 		}
 		switch {
+		case rec.Deleting:
+			return status.Errorf(codes.FailedPrecondition, "instance %s of idempotency_token %q is being deleted", rec.ID, token)
 		case rec.PID == 0:
 			// A new record, or one whose start was interrupted (plugin
 			// killed): in the latter case the process may be running.
@@ -364,6 +366,9 @@ func (p *Provider) StartInstance(ctx context.Context, req *providerv1.StartInsta
 		in, ok := t.st.Instances[id]
 		if !ok {
 			return status.Errorf(codes.NotFound, "instance %s not found", id)
+		}
+		if in.Deleting {
+			return status.Errorf(codes.FailedPrecondition, "instance %s is being deleted", id)
 		}
 		if in.state() != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
 			if err := p.relaunch(ctx, t, in); err != nil {
@@ -715,8 +720,14 @@ func (p *Provider) DeleteInstance(ctx context.Context, req *providerv1.DeleteIns
 	var rec instance
 	var found bool
 	err = p.update(ctx, cfg, func(t *tx) error {
-		if in, ok := t.st.Instances[id]; ok {
-			rec, found = *in, true
+		in, ok := t.st.Instances[id]
+		if !ok {
+			return nil
+		}
+		rec, found = *in, true
+		if !in.Deleting {
+			in.Deleting = true
+			return t.save()
 		}
 		return nil
 	})

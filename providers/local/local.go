@@ -1,5 +1,6 @@
 // Package local is the `local` provider: the zero-setup runtime where a
-// network is a 127.X.Y.0/24 range on the loopback interface and an instance
+// network is a 127.X.Y.0/24 range on the loopback interface (or a larger,
+// aligned range of them: runtime setting network_prefix) and an instance
 // is a process on this host (a drone, or a frontgate for image "frontgate")
 // with its own loopback address and its own directory. All state lives under
 // the runtime's root_dir, so a restarted plugin picks up where the last one

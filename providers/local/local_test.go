@@ -329,9 +329,11 @@ func TestRunInstanceInputErrors(t *testing.T) {
 	wantCode(t, err, codes.NotFound, "net-00000000")
 }
 
+// DeleteInstance outlasts a process that ignores SIGTERM, and refuses to
+// start the instance again meanwhile.
 func TestDeleteKillsProcessesIgnoringSIGTERM(t *testing.T) {
 	rt := newRuntime(t, writeBinDir(t, stubbornDrone, fakeFrontgate))
-	const grace = 300 * time.Millisecond
+	const grace = time.Second
 	p := newProvider(t, Config{KillGrace: grace})
 	n := mustNetwork(t, p, rt, "n")
 	in := mustRun(t, p, rt, n.GetId(), "stubborn", "drone")
@@ -342,8 +344,22 @@ func TestDeleteKillsProcessesIgnoringSIGTERM(t *testing.T) {
 	})
 
 	start := time.Now()
-	mustDelete(t, p, rt, in.GetId())
-	if took := time.Since(start); took < grace {
+	deleted := make(chan time.Duration, 1)
+	go func() {
+		mustDelete(t, p, rt, in.GetId())
+		deleted <- time.Since(start)
+	}()
+	// While the delete waits out the grace period, nothing may start the
+	// instance again (pilot reviving what it sees lost): a process
+	// started then would outlive the removed record.
+	waitFor(t, 5*time.Second, "the instance to be marked deleting", func() bool {
+		return readState(t, rt).Instances[in.GetId()].Deleting
+	})
+	_, err := p.StartInstance(t.Context(), &providerv1.StartInstanceRequest{Runtime: rt, InstanceId: in.GetId(), IdempotencyToken: "revive"})
+	wantCode(t, err, codes.FailedPrecondition, "being deleted")
+	_, err = p.RunInstance(t.Context(), runReq(rt, n.GetId(), "stubborn", "drone"))
+	wantCode(t, err, codes.FailedPrecondition, "being deleted")
+	if took := <-deleted; took < grace {
 		t.Errorf("DeleteInstance took %v; a process ignoring SIGTERM should have held it for the %v grace", took, grace)
 	}
 	if pids := instanceProcs(in.GetId()); len(pids) != 0 {

@@ -95,6 +95,11 @@ type instance struct {
 	// Stopped is set by StopInstance: the process is gone on purpose, and
 	// only StartInstance brings it back (a retried RunInstance does not).
 	Stopped bool `json:"stopped,omitempty"`
+	// Deleting is set by DeleteInstance before it stops the processes
+	// (outside the lock): from then on nothing starts the instance again,
+	// or a start racing the delete (pilot reviving a lost drone) would
+	// leave a process behind the removed record.
+	Deleting bool `json:"deleting,omitempty"`
 	// booted is set by the call that started the instance from nothing,
 	// for its answer (Instance.booted); never stored.
 	booted bool
