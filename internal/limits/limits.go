@@ -174,14 +174,11 @@ func GRPCServerOptions() []grpc.ServerOption {
 
 // ManyPeersServerOptions are for a server that holds a connection per
 // drone, thousands of them mostly idle (frontgate's DroneLink): each
-// connection's write buffer is taken from a pool for a write and returned
-// after it, and its read buffer is small, instead of 32 KiB each held for
-// the connection's life (issue 12: frontgate memory per drone).
+// connection's read buffer is small, instead of 32 KiB held for the
+// connection's life (issue 12: frontgate memory per drone). Write buffers
+// are shared between connections already (gRPC's default).
 func ManyPeersServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.SharedWriteBuffer(true),
-		grpc.ReadBufferSize(4 << 10),
-	}
+	return []grpc.ServerOption{grpc.ReadBufferSize(4 << 10)}
 }
 
 // GRPCDialOptions are the matching limits for every Hangar gRPC client: it
