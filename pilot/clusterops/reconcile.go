@@ -366,6 +366,14 @@ func (r *Reconciler) reviveIfLost(ctx context.Context, c *pilotv1.Cluster, insta
 	if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_LOST {
 		return false, false
 	}
+	// The pass read the cluster a while ago (a pass over a 300-node
+	// cluster takes seconds): one whose delete or stop began since is
+	// not revived, its instance is lost on purpose. (Providers refuse to
+	// start an instance being deleted too; this spares them the call.)
+	if now, _, err := r.clusterAt(ctx, c.Id); err != nil || now.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING ||
+		now.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED || now.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED {
+		return false, false
+	}
 	in, err = prov.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: prt, InstanceId: instanceID, IdempotencyToken: "revive." + instanceID})
 	if err != nil {
 		r.log.Warn("revive a lost instance", "what", what, "instance_id", instanceID, "err", err)

@@ -118,3 +118,36 @@ func mustJob(t *testing.T, h *opsHarness, id string) *pilotv1.Job {
 	}
 	return j
 }
+
+// A pass works from the clusters as it read them, which takes a while on
+// large ones: an instance whose cluster began to be deleted since is not
+// started again (that left a drone running behind its deleted record).
+func TestReconcilerDoesNotReviveWhatIsBeingDeleted(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+	r := NewReconciler(h.ops, ReconcilerConfig{Grace: 5 * time.Second})
+	victim := nodeBySid(c, 2)
+	state := func() providerv1.InstanceState {
+		h.prov.mu.Lock()
+		defer h.prov.mu.Unlock()
+		return h.prov.instances[victim.InstanceId].State
+	}
+	h.prov.mu.Lock()
+	h.prov.instances[victim.InstanceId].State = providerv1.InstanceState_INSTANCE_STATE_LOST
+	h.prov.mu.Unlock()
+	setStatus := func(st pilotv1.ClusterStatus) {
+		t.Helper()
+		if _, err := h.ops.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error { x.Status = st; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	setStatus(pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING) // c, as the pass read it, is still active
+	if lost, _ := r.reviveIfLost(ctx, c, victim.InstanceId, "drone"); lost || state() != providerv1.InstanceState_INSTANCE_STATE_LOST {
+		t.Fatalf("an instance of a cluster being deleted was revived (lost %v, now %v)", lost, state())
+	}
+	setStatus(pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE)
+	if lost, _ := r.reviveIfLost(ctx, c, victim.InstanceId, "drone"); !lost || state() != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		t.Fatalf("an instance of an active cluster was not revived (lost %v, now %v)", lost, state())
+	}
+}

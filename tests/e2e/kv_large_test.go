@@ -5,8 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -99,24 +102,12 @@ func TestKVLarge(t *testing.T) {
 
 // phaseSummary names a job's three slowest tasks with their times.
 func phaseSummary(j *pilotv1.Job) string {
-	type ph struct {
-		id string
-		d  float64
-	}
-	var top []ph
-	for id, d := range phases(j) {
-		top = append(top, ph{id, d})
-	}
-	for i := range top {
-		for k := i + 1; k < len(top); k++ {
-			if top[k].d > top[i].d {
-				top[i], top[k] = top[k], top[i]
-			}
-		}
-	}
+	ph := phases(j)
+	ids := slices.Collect(maps.Keys(ph))
+	sort.Slice(ids, func(a, b int) bool { return ph[ids[a]] > ph[ids[b]] })
 	out := ""
-	for i := 0; i < len(top) && i < 3; i++ {
-		out += fmt.Sprintf("%s %.1fs ", top[i].id, top[i].d)
+	for _, id := range ids[:min(3, len(ids))] {
+		out += fmt.Sprintf("%s %.1fs ", id, ph[id])
 	}
 	return out
 }
