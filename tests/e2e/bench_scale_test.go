@@ -292,6 +292,56 @@ func BenchmarkScaleDetection(b *testing.B) {
 	reportBench(b, "detection", rows, map[string]any{"seconds": durations(took)})
 }
 
+// settledMiB is a process's resident memory in MiB once it moved by less
+// than 2% in a second.
+func settledMiB(b *testing.B, pid string) float64 {
+	var last int64
+	waitFor(b, time.Minute, "memory to settle", func() (bool, string) {
+		prev := last
+		time.Sleep(time.Second)
+		last = rssOf(b, pid)
+		d := last - prev
+		return prev != 0 && d*50 < prev && -d*50 < prev, fmt.Sprint(prev, " -> ", last)
+	})
+	return float64(last) / (1 << 20)
+}
+
+// BenchmarkScaleFrontgateMemory: a frontgate's memory per connected drone,
+// on the local runtime (the frontgate and every drone a process of its
+// own): its resident memory with a 1-node cluster, then with N more drones
+// (300; 100 quick) in the same network; the difference per drone, against
+// the 50 KB target. 1,000 drone processes do not come up within the
+// create's 5 minutes on 2 cores; the sim cannot tell a frontgate's memory
+// from its drones'.
+func BenchmarkScaleFrontgateMemory(b *testing.B) {
+	n := sized(300, 100)
+	p := startPilot(b)
+	// A /22 network: 1,021 addresses.
+	if _, err := p.runtimes.CreateRuntime(context.Background(), &pilotv1.CreateRuntimeRequest{Id: "local", Provider: "local", Zone: "local",
+		Config: map[string]string{"network_prefix": "22"}}); err != nil {
+		b.Fatal(err)
+	}
+	p.mustHangar("app", "push", fleetApp)
+	var one, many float64
+	for b.Loop() {
+		small, job := createCluster(b, p, "fleet", map[string]string{"cluster.node.count": "1"})
+		mustSucceed(b, job)
+		pids := processesRunning(filepath.Join(p.bin, "frontgate"))
+		if len(pids) != 1 {
+			b.Fatalf("frontgate processes: %v, want one", pids)
+		}
+		one = settledMiB(b, pids[0])
+		big, job := createCluster(b, p, "fleet", map[string]string{"cluster.node.count": fmt.Sprint(n)})
+		mustSucceed(b, job)
+		many = settledMiB(b, pids[0])
+		deleteClusters(b, p, []string{big.Id, small.Id})
+	}
+	per := (many - one) * 1024 / float64(n)
+	reportBench(b, "frontgate", []benchRow{
+		row(fmt.Sprintf("frontgate RSS per connected drone (%d drones)", n), per, "target", 50, "KiB", 0).withTarget(50),
+	}, map[string]any{"drones": n, "frontgate_mib_one_drone": one, "frontgate_mib_all": many})
+}
+
 // rssParts is the split of a process's resident memory: anonymous (the Go
 // heap, kept or not yet returned) and file-backed (etcd's mapped database).
 func rssParts(pid string) map[string]string {
@@ -342,18 +392,7 @@ func BenchmarkScaleMemory(b *testing.B) {
 	createSimRuntimes(b, p, "sim", 1, nil)
 	p.mustHangar("app", "push", fleetApp)
 	ctx := context.Background()
-	settle := func(pid string) float64 {
-		// Resident memory once it moved by less than 2% in a second.
-		var last int64
-		waitFor(b, time.Minute, "memory to settle", func() (bool, string) {
-			prev := last
-			time.Sleep(time.Second)
-			last = rssOf(b, pid)
-			d := last - prev
-			return prev != 0 && d*50 < prev && -d*50 < prev, fmt.Sprint(prev, " -> ", last)
-		})
-		return float64(last) / (1 << 20)
-	}
+	settle := func(pid string) float64 { return settledMiB(b, pid) }
 	pilotPID := fmt.Sprint(p.cmd.Process.Pid)
 	idle := settle(pilotPID)
 	var withCluster, afterJobs, pluginBefore, pluginAfter float64
