@@ -180,22 +180,11 @@ var ErrNotLoaded = errors.New("metadata not loaded yet")
 // reports whether the load succeeded.
 func (v *View) follow(ctx context.Context) (bool, error) {
 	lctx, cancel := context.WithTimeout(ctx, loadTimeout)
-	resp, err := v.c.Get(lctx, v.prefix, clientv3.WithPrefix())
+	rev, err := v.load(lctx)
 	cancel()
 	if err != nil {
-		return false, fmt.Errorf("read %s: %w", v.prefix, err)
+		return false, err
 	}
-	tree := make(map[string]string, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		tree[strings.TrimPrefix(string(kv.Key), v.prefix)] = string(kv.Value)
-	}
-	rev := resp.Header.Revision
-	v.mu.Lock()
-	if rev > v.seen { // else a Sync read a later tree: keep it
-		v.tree = tree
-		v.advance(rev, rev)
-	}
-	v.mu.Unlock()
 
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
@@ -263,25 +252,8 @@ func (v *View) await(ctx context.Context, after int64, stop <-chan bool) (ok boo
 // behind (every 100 ms, a batch at a time), which a thousand drones
 // starting at once all are.
 func (v *View) Sync(ctx context.Context) error {
-	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix())
-	if err != nil {
-		return fmt.Errorf("%w: read %s: %w", ErrNotLoaded, v.prefix, err)
-	}
-	tree := make(map[string]string, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		tree[strings.TrimPrefix(string(kv.Key), v.prefix)] = string(kv.Value)
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if resp.Header.Revision > v.seen {
-		// The watch's events up to this revision are skipped when they
-		// arrive (follow): the tree already has them.
-		v.tree = tree
-		var last int64
-		for _, kv := range resp.Kvs {
-			last = max(last, kv.ModRevision)
-		}
-		v.advance(last, resp.Header.Revision)
+	if _, err := v.load(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotLoaded, err)
 	}
 	// The tree is readable now: a Run waiting out a failed first read (a
 	// drone may start before its cluster lets it read) retries at once.
@@ -290,6 +262,31 @@ func (v *View) Sync(ctx context.Context) error {
 	default:
 	}
 	return nil
+}
+
+// load reads the tree whole and makes it the copy, unless the copy is
+// already later (Run's load and Sync's race); the watch's events up to the
+// read's revision are then skipped when they arrive (follow). The read
+// counts as a change, so the render loop looks again: a tree re-read after
+// a broken watch may differ by deletes no event will report. It returns
+// the read's revision.
+func (v *View) load(ctx context.Context) (int64, error) {
+	resp, err := v.c.Get(ctx, v.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", v.prefix, err)
+	}
+	tree := make(map[string]string, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		tree[strings.TrimPrefix(string(kv.Key), v.prefix)] = string(kv.Value)
+	}
+	rev := resp.Header.Revision
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if rev > v.seen {
+		v.tree = tree
+		v.advance(rev, rev)
+	}
+	return rev, nil
 }
 
 func (v *View) awaitCond(ctx context.Context, stop <-chan bool, cond func() bool) (ok bool, err error) {

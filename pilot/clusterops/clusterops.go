@@ -293,9 +293,8 @@ func (o *Ops) setNode(ctx context.Context, clusterID, nodeID string, fn func(*pi
 	o.nodeMu.Unlock()
 	if lead {
 		// The writes are everyone's: one caller's cancelled job must not
-		// fail the others' changes.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
+		// fail the others' changes. Each write has its own bound.
+		shared := context.WithoutCancel(ctx)
 		for {
 			o.nodeMu.Lock()
 			ws := b.pending
@@ -307,6 +306,7 @@ func (o *Ops) setNode(ctx context.Context, clusterID, nodeID string, fn func(*pi
 				break
 			}
 			o.nodeMu.Unlock()
+			wctx, cancel := context.WithTimeout(shared, time.Minute)
 			_, err := o.updateCluster(wctx, clusterID, func(c *pilotv1.Cluster) error {
 				for _, w := range ws {
 					for _, nd := range c.Nodes {
@@ -317,6 +317,7 @@ func (o *Ops) setNode(ctx context.Context, clusterID, nodeID string, fn func(*pi
 				}
 				return nil
 			})
+			cancel()
 			for _, w := range ws {
 				w.done <- err
 			}
