@@ -40,24 +40,34 @@ import (
 // When the test ends the frontgate is revoked, as an operator would after
 // a compromise, so that the forced deletes of the clean-up do not wait
 // for it.
-func killFrontgate(t *testing.T, p *pilot, fgInstance, fgID string) {
+//
+// Pilot's reconciler starts a lost frontgate again within a pass, so the
+// attacker's listeners may find its ports taken: the returned evict kills
+// whatever of the instance runs again, and serveEtcd and serveDroneLink
+// call it before each attempt to bind (once they hold the ports a revived
+// frontgate cannot start).
+func killFrontgate(t *testing.T, p *pilot, fgInstance, fgID string) (evict func()) {
 	t.Helper()
 	t.Cleanup(func() { _, _ = p.hangar("revoke", "frontgate", fgID, "--reason", "compromised in a test") })
-	for _, pid := range processesOf(fgInstance) {
-		n, _ := strconv.Atoi(pid)
-		_ = syscall.Kill(n, syscall.SIGKILL)
+	evict = func() {
+		for _, pid := range processesOf(fgInstance) {
+			n, _ := strconv.Atoi(pid)
+			_ = syscall.Kill(n, syscall.SIGKILL)
+		}
 	}
+	evict()
 	waitFor(t, 30*time.Second, "the frontgate process to exit", func() (bool, string) {
 		left := processesOf(fgInstance)
 		return len(left) == 0, strconv.Itoa(len(left)) + " left"
 	})
+	return evict
 }
 
 // serveEtcd starts an etcd of the attacker's at the frontgate's etcd
 // address, with the frontgate's certificate and no auth, so drones can
 // read (nothing) and render: what stops the attack must be the drone's
 // own checks, not a dead frontgate.
-func serveEtcd(t *testing.T, fgInstanceDir, host string) {
+func serveEtcd(t *testing.T, fgInstanceDir, host string, evict func()) {
 	t.Helper()
 	tlsDir := filepath.Join(fgInstanceDir, "data", "tls")
 	info := &transport.TLSInfo{
@@ -70,6 +80,7 @@ func serveEtcd(t *testing.T, fgInstanceDir, host string) {
 	defer cancel()
 	var srv *etcdserver.Server
 	waitFor(t, 30*time.Second, "the attacker's etcd to start at the frontgate's address", func() (bool, string) {
+		evict()
 		var err error
 		srv, err = etcdserver.Start(ctx, etcdserver.Config{
 			DataDir:         t.TempDir(),
@@ -137,17 +148,18 @@ func (f *fakeDroneLink) connections() int {
 
 // serveDroneLink listens at addr (the frontgate's DroneLink address) with
 // the server certificate cert.
-func serveDroneLink(t *testing.T, addr string, cert tls.Certificate, clientCAs *tlsutil.Creds) *fakeDroneLink {
+func serveDroneLink(t *testing.T, addr string, cert tls.Certificate, clientCAs *tlsutil.Creds, evict func()) *fakeDroneLink {
 	t.Helper()
-	return serveDroneLinkWith(t, addr, cert, clientCAs, &fakeDroneLink{})
+	return serveDroneLinkWith(t, addr, cert, clientCAs, evict, &fakeDroneLink{})
 }
 
-func serveDroneLinkWith(t *testing.T, addr string, cert tls.Certificate, clientCAs *tlsutil.Creds, f *fakeDroneLink) *fakeDroneLink {
+func serveDroneLinkWith(t *testing.T, addr string, cert tls.Certificate, clientCAs *tlsutil.Creds, evict func(), f *fakeDroneLink) *fakeDroneLink {
 	t.Helper()
 	var lis net.Listener
 	var err error
 	// The killed frontgate's socket may take a moment to be released.
 	waitFor(t, 30*time.Second, "the frontgate's address to be free", func() (bool, string) {
+		evict()
 		lis, err = net.Listen("tcp", addr)
 		return err == nil, fmt.Sprint(err)
 	})
@@ -188,11 +200,11 @@ func TestAttackFrontgateConfiguresRenderer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	killFrontgate(t, p, fgInstance, fgUD.FrontgateID)
+	evict := killFrontgate(t, p, fgInstance, fgUD.FrontgateID)
 	// The attacker holds the frontgate's own certificate and address.
 	host, _, _ := net.SplitHostPort(droneUD.FrontgateAddress)
-	serveEtcd(t, p.instanceDir(fgInstance), host)
-	fake := serveDroneLink(t, droneUD.FrontgateAddress, fgCreds.ServerConfig(tls.VerifyClientCertIfGiven).Certificates[0], fgCreds)
+	serveEtcd(t, p.instanceDir(fgInstance), host, evict)
+	fake := serveDroneLink(t, droneUD.FrontgateAddress, fgCreds.ServerConfig(tls.VerifyClientCertIfGiven).Certificates[0], fgCreds, evict)
 	peer := fake.next(t)
 
 	// Anyone may write here, so only the signature check can keep the
@@ -257,8 +269,8 @@ func TestAttackForeignFrontgateCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	killFrontgate(t, p, fgInstance, fgUD.FrontgateID)
-	fake := serveDroneLink(t, droneUD.FrontgateAddress, cert, fgCreds)
+	evict := killFrontgate(t, p, fgInstance, fgUD.FrontgateID)
+	fake := serveDroneLink(t, droneUD.FrontgateAddress, cert, fgCreds, evict)
 
 	// The drone keeps trying (three handshakes) and never opens a stream.
 	deadline := time.Now().Add(60 * time.Second)
@@ -338,7 +350,7 @@ func TestAttackFrontgateReadsMetadataKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	droneAddr := frontgateOf(t, p, first.Nodes[0]).FrontgateAddress
-	killFrontgate(t, p, fgInstance, fgUD.FrontgateID)
+	evict := killFrontgate(t, p, fgInstance, fgUD.FrontgateID)
 
 	// The attacker takes the frontgate's place on pilot's link...
 	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(credentials.NewTLS(fgCreds.ClientConfig("127.0.0.1", pki.Identity{}))))
@@ -379,7 +391,7 @@ func TestAttackFrontgateReadsMetadataKey(t *testing.T) {
 		}
 		return resp.GetCertificate(), nil
 	}
-	serveDroneLinkWith(t, droneAddr, fgCreds.ServerConfig(tls.VerifyClientCertIfGiven).Certificates[0], fgCreds, &fakeDroneLink{
+	serveDroneLinkWith(t, droneAddr, fgCreds.ServerConfig(tls.VerifyClientCertIfGiven).Certificates[0], fgCreds, evict, &fakeDroneLink{
 		join: func(ctx context.Context, req *streamv1.JoinRequest) (*streamv1.Certificate, error) {
 			hijack := proto.Clone(req).(*streamv1.JoinRequest)
 			hijack.CsrPem = string(attackerCSR)
