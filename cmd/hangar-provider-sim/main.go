@@ -5,7 +5,14 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/hangarhq/hangar/drone/executor/supervise"
 	"github.com/hangarhq/hangar/providers/sdk"
@@ -32,6 +39,18 @@ as long as this process: a restarted plugin has none. Runtime settings:
   exec_output_bytes  size of each fake command's output (default 0)
   run_latency        how long each RunInstance takes (default 0s)
   run_failure_rate   share of RunInstance calls that fail, 0 to 1 (default 0)
+  cloud_socket       unix socket of a sim cloud holding the instances (below)
+
+A sim cloud keeps instances that outlive the plugin, and pilot with it, as
+a real cloud's machines do: run it as a process of its own and name its
+socket in the runtime's config (the reconnect benchmark restarts pilot so):
+
+  hangar-provider-sim cloud --socket /var/lib/hangar/sim/cloud.sock
+  hangar runtime create sim1 --provider sim --zone sim-1 \
+    --config root_dir=/var/lib/hangar/sim/sim1 \
+    --config cloud_socket=/var/lib/hangar/sim/cloud.sock
+
+The socket is made mode 0600: only its owner (pilot's user) may call it.
 
 Example:
   hangar runtime create sim1 --provider sim --zone sim-1 \
@@ -46,6 +65,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == supervise.Arg {
 		os.Exit(supervise.Main(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "cloud" {
+		os.Exit(cloud(os.Args[2:]))
+	}
 	if len(os.Args) > 1 {
 		os.Exit(sdk.HandleArgs("hangar-provider-sim", sim.Version, usage, os.Args[1:], os.Stdout, os.Stderr))
 	}
@@ -55,7 +77,63 @@ func main() {
 	}
 	// Capture the real stderr now: Serve replaces os.Stderr with a pipe.
 	log := sdk.NewPluginLogger(os.Stderr, nil)
-	p := sim.New(sim.Config{Logger: log, Supervisor: supervise.Command(self)})
+	p := sim.NewPlugin(sim.New(sim.Config{Logger: log, Supervisor: supervise.Command(self)}))
 	sdk.Serve(p, sdk.HCLog(log))
 	p.Close()
+}
+
+// cloud runs a sim cloud until SIGINT or SIGTERM: the provider, serving
+// on a unix socket, its instances stopped when it ends.
+func cloud(args []string) int {
+	fs := flag.NewFlagSet("hangar-provider-sim cloud", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: hangar-provider-sim cloud --socket PATH [--log-level LEVEL]
+
+Runs a sim cloud: the sim provider's instances, in this process, served on
+the unix socket PATH (mode 0600) to the plugins of runtimes whose config
+names it as cloud_socket. It runs until SIGINT or SIGTERM, which stops every
+instance. Logs are JSON on stderr.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	socket := fs.String("socket", "", "absolute path of the unix socket to serve on (required)")
+	level := fs.String("log-level", "info", "the cloud's log level (debug, info, warn, error); its agents log at warn")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(os.Stderr, "hangar-provider-sim cloud: --log-level %q: want debug, info, warn or error\n", *level)
+		return 2
+	}
+	if *socket == "" {
+		fmt.Fprintln(os.Stderr, "hangar-provider-sim cloud: --socket is required (try --help)")
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	lis, err := sim.ListenCloud(*socket)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hangar-provider-sim cloud:", err)
+		return 1
+	}
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	p := sim.New(sim.Config{Logger: log, Supervisor: supervise.Command(self)})
+	defer p.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("sim cloud serving", "socket", *socket, "pid", os.Getpid())
+	if err := sim.ServeCloud(ctx, lis, p); err != nil {
+		log.Error("sim cloud failed", "err", err)
+		return 1
+	}
+	log.Info("sim cloud stopping; its instances stop with it")
+	return 0
 }

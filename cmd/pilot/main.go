@@ -18,6 +18,7 @@ import (
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/logging"
 	"github.com/hangarhq/hangar/pilot/audit"
+	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/server"
 )
 
@@ -96,6 +97,12 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		"file holding a token (32+ characters, mode 0600) that opens /metrics to a scraper as \"Authorization: Bearer <token>\"; without it only admins of tenant default may read /metrics")
 	maxNodes := fs.Int("max-cluster-nodes", limits.DefaultMaxClusterNodes,
 		fmt.Sprintf("the most nodes one cluster may have, all roles together; a create asking for more is refused, naming the count parameter (at most %d)", limits.MaxClusterNodesCeiling))
+	etcdHistory := fs.Duration("etcd-history", server.DefaultEtcdHistory,
+		"how long the embedded etcd keeps old values before compacting them (pilot's own watches need seconds; a longer history is memory and disk that grow with every job run); ignored with --etcd-endpoints, whose own compaction applies")
+	jobMaxAge := fs.Duration("job-max-age", jobs.DefaultMaxAge,
+		"delete ended jobs (with their node results) older than this, checked every minute (the default 720h is 30 days); 0 keeps them forever. Each cluster's last job is always kept")
+	jobMaxPerCluster := fs.Int("job-max-per-cluster", jobs.DefaultMaxPerCluster,
+		"per cluster, keep only the newest this many jobs and delete older ended ones, checked every minute; 0 = no limit. Pilot's memory grows with the jobs kept: a job on N nodes keeps N results")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return server.Config{}, "", err
@@ -109,6 +116,16 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	if err != nil {
 		return server.Config{}, "", err
 	}
+	if *etcdHistory < 10*time.Second {
+		return server.Config{}, "", fmt.Errorf("--etcd-history %s: must be at least 10s (etcd compacts at most this often, and pilot's watches resume from revisions read a moment before)", *etcdHistory)
+	}
+	jobRetention := jobs.Retention{MaxAge: *jobMaxAge, MaxPerCluster: *jobMaxPerCluster}
+	if *jobMaxAge < 0 {
+		return server.Config{}, "", fmt.Errorf("--job-max-age %s: must be 0 (keep jobs forever) or a positive duration such as 720h", *jobMaxAge)
+	}
+	if *jobMaxPerCluster < 0 {
+		return server.Config{}, "", fmt.Errorf("--job-max-per-cluster %d: must be 0 (no limit) or a positive number of jobs", *jobMaxPerCluster)
+	}
 	if err := server.ValidateMaxClusterNodes(*maxNodes); err != nil {
 		return server.Config{}, "", err
 	}
@@ -120,6 +137,7 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		DataDir: *dataDir, Listen: *listen, HTTPListen: *httpListen, AdvertiseAddress: *advertise,
 		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile,
 		AuditRetention: retention, MaxClusterNodes: *maxNodes, MetricsTokenFile: *metricsTokenFile,
+		EtcdHistory: *etcdHistory, JobRetention: jobRetention,
 	}, *logFormat, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hangarhq/hangar/pilot/audit"
+	"github.com/hangarhq/hangar/pilot/jobs"
 )
 
 func TestAuditRetentionFlags(t *testing.T) {
@@ -81,6 +82,56 @@ func TestMaxClusterNodesFlag(t *testing.T) {
 		}
 		if err != nil || cfg.MaxClusterNodes != tc.want {
 			t.Errorf("parseArgs(%v) = %d, %v; want %d", tc.args, cfg.MaxClusterNodes, err, tc.want)
+		}
+	}
+}
+
+func TestEtcdHistoryFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{nil, 5 * time.Minute, ""},
+		{[]string{"--etcd-history", "30s"}, 30 * time.Second, ""},
+		{[]string{"--etcd-history", "1h"}, time.Hour, ""},
+		{[]string{"--etcd-history", "2s"}, 0, "--etcd-history 2s: must be at least 10s"},
+		{[]string{"--etcd-history", "0"}, 0, "--etcd-history 0s: must be at least 10s"},
+	} {
+		cfg, _, err := parseArgs(append([]string{"--data-dir", t.TempDir()}, tc.args...), io.Discard)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("parseArgs(%v) error = %v, want one containing %q", tc.args, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || cfg.EtcdHistory != tc.want {
+			t.Errorf("parseArgs(%v) = %s, %v; want %s", tc.args, cfg.EtcdHistory, err, tc.want)
+		}
+	}
+}
+
+func TestJobRetentionFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		want    jobs.Retention
+		wantErr string
+	}{
+		{nil, jobs.Retention{MaxAge: 720 * time.Hour, MaxPerCluster: 100}, ""},
+		{[]string{"--job-max-age", "0", "--job-max-per-cluster", "0"}, jobs.Retention{}, ""},
+		{[]string{"--job-max-per-cluster", "10"}, jobs.Retention{MaxAge: 720 * time.Hour, MaxPerCluster: 10}, ""},
+		{[]string{"--job-max-age", "-1h"}, jobs.Retention{}, "--job-max-age -1h0m0s: must be 0"},
+		{[]string{"--job-max-per-cluster", "-3"}, jobs.Retention{}, "--job-max-per-cluster -3: must be 0 (no limit) or a positive number"},
+	} {
+		cfg, _, err := parseArgs(append([]string{"--data-dir", t.TempDir()}, tc.args...), io.Discard)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("parseArgs(%v) error = %v, want one containing %q", tc.args, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || cfg.JobRetention.MaxAge != tc.want.MaxAge || cfg.JobRetention.MaxPerCluster != tc.want.MaxPerCluster {
+			t.Errorf("parseArgs(%v) = %+v, %v; want %+v", tc.args, cfg.JobRetention, err, tc.want)
 		}
 	}
 }

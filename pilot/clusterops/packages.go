@@ -207,3 +207,22 @@ func (p *Packages) specAt(ctx context.Context, jobID, key string) (*apppkg.Clust
 	}
 	return spec, raw, nil
 }
+
+// LastJobs returns what job retention must keep (jobs.Retention.Pinned):
+// each cluster's last job, whose stored spec is the one the cluster runs
+// (Current) and whose state tells whether a job is still changing it.
+func LastJobs(st *store.Store) func(ctx context.Context) (map[string]bool, error) {
+	return func(ctx context.Context) (map[string]bool, error) {
+		clusters, err := store.List(ctx, st, store.ClustersPrefix, newCluster)
+		if err != nil {
+			return nil, fmt.Errorf("list clusters: %w", err)
+		}
+		keep := make(map[string]bool, len(clusters))
+		for _, c := range clusters {
+			if c.JobId != "" {
+				keep[c.JobId] = true
+			}
+		}
+		return keep, nil
+	}
+}

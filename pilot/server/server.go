@@ -6,6 +6,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -83,7 +84,18 @@ type Config struct {
 	// (0: limits.DefaultMaxClusterNodes; at most
 	// limits.MaxClusterNodesCeiling).
 	MaxClusterNodes int
-	Logger          *slog.Logger
+	// EtcdHistory is how long the embedded etcd keeps overwritten and
+	// deleted values before compacting them (0: DefaultEtcdHistory).
+	// Pilot's own watches resume from revisions read a moment before, so
+	// minutes are plenty; every job rewrites its record and the cluster's
+	// many times, and a longer history is memory and disk that grow with
+	// the jobs run.
+	EtcdHistory time.Duration
+	// JobRetention bounds the stored jobs (zero fields: unlimited); each
+	// cluster's last job is always kept. Pilot prunes every
+	// jobs.DefaultPruneInterval.
+	JobRetention jobs.Retention
+	Logger       *slog.Logger
 	// Ready, if set, receives the bound gRPC and HTTP addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -239,6 +251,18 @@ func Run(ctx context.Context, cfg Config) error {
 	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Lifecycle: lifecycle, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
 		RuntimeDefaults: localRuntimeDefaults(runtimes, cfg.PluginDir), ProtectedDirs: protectedDirs(cfg)})
 	registerMetrics(reg, st, fg)
+	jobRetention := cfg.JobRetention
+	jobRetention.Pinned = clusterops.LastJobs(st)
+	pruner, err := jobs.NewPruner(st, jobRetention, log.With("component", "job-retention"))
+	if err != nil {
+		return err
+	}
+	registerJobRetentionMetrics(reg, pruner)
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		pruner.Run(rctx, jobs.DefaultPruneInterval)
+	}()
 
 	methods := auth.Methods()
 	gs := grpc.NewServer(append(limits.GRPCServerOptions(),
@@ -330,6 +354,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 }
 
+// DefaultEtcdHistory is Config.EtcdHistory's default.
+const DefaultEtcdHistory = 5 * time.Minute
+
 // ValidateMaxClusterNodes checks --max-cluster-nodes (0: the default).
 func ValidateMaxClusterNodes(n int) error {
 	if n < 0 || n > limits.MaxClusterNodesCeiling {
@@ -374,7 +401,10 @@ func openEtcd(ctx context.Context, cfg Config, creds *tlsutil.Creds, log *slog.L
 		PeerTLS:         &peerInfo,
 		WALSegmentBytes: 8 << 20,
 		MaxRequestBytes: limits.PilotEtcdMaxRequestBytes,
-		Logger:          etcdLog,
+		// The embedded default (an hour) suits a frontgate, whose drones'
+		// watches may resume after a long cut; pilot's never need that.
+		CompactionRetention: cmp.Or(cfg.EtcdHistory, DefaultEtcdHistory),
+		Logger:              etcdLog,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -536,6 +566,20 @@ func registerAuditMetrics(reg *prometheus.Registry, l *audit.Log) {
 			Name: "hangar_pilot_audit_prune_failures_total",
 			Help: "Audit retention runs that failed (each logged at Warn); the next run retries.",
 		}, func() float64 { return float64(l.FailedPruneRuns()) }),
+	)
+}
+
+// registerJobRetentionMetrics exposes job retention's work and failures.
+func registerJobRetentionMetrics(reg *prometheus.Registry, p *jobs.Pruner) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hangar_pilot_jobs_pruned_total",
+			Help: "Ended jobs deleted by retention (--job-max-age, --job-max-per-cluster), with their node results.",
+		}, func() float64 { return float64(p.Pruned()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hangar_pilot_job_prune_failures_total",
+			Help: "Job retention runs that failed (each logged at Warn); the next run retries.",
+		}, func() float64 { return float64(p.FailedRuns()) }),
 	)
 }
 

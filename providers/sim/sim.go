@@ -170,6 +170,7 @@ var configKeys = map[string]string{
 	"exec_output_bytes": "the size of each fake command's output, 0 to 65536 (default 0)",
 	"run_latency":       "how long each RunInstance takes, a Go duration (default 0s)",
 	"run_failure_rate":  "the share of RunInstance calls that fail with Unavailable, 0 to 1 (default 0)",
+	cloudSocketKey:      "the absolute path of the unix socket of a sim cloud (`hangar-provider-sim cloud`) that holds this runtime's instances, so they outlive the plugin (default: none, they live in the plugin)",
 }
 
 func configHelp() string {
@@ -199,6 +200,12 @@ func parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 				return cfg, bad(key, v)
 			}
 			cfg.rootDir = filepath.Clean(v)
+		case cloudSocketKey:
+			// The plugin forwards to the cloud (Plugin); in the cloud it
+			// has done its job.
+			if !filepath.IsAbs(v) {
+				return cfg, bad(key, v)
+			}
 		case "exec":
 			switch v {
 			case "fake", "":

@@ -3,10 +3,13 @@ package sim
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,24 +25,141 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestConformance runs the suite through the plugin binary, as pilot
-// starts it.
-func TestConformance(t *testing.T) {
+// pluginBinary builds the plugin (go's build cache makes the second
+// build of a run cheap).
+func pluginBinary(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "hangar-provider-sim")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/hangarhq/hangar/cmd/hangar-provider-sim").CombinedOutput(); err != nil {
 		t.Fatalf("build the plugin: %v\n%s", err, out)
 	}
-	rt := &providerv1.Runtime{Id: "sim-test", Zone: "sim-1", Config: map[string]string{"root_dir": t.TempDir()}}
-	conformance.Run(t, func(t *testing.T) providerv1.ProviderClient {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		c, err := sdk.Start(ctx, bin, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
+	return bin
+}
+
+// startPlugin starts the plugin binary as pilot does.
+func startPlugin(t *testing.T, bin string) *sdk.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := sdk.Start(ctx, bin, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// startCloud runs `hangar-provider-sim cloud` and returns its socket; the
+// cloud is stopped (SIGTERM) when the test ends.
+func startCloud(t *testing.T, bin string) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "cloud.sock")
+	cmd := exec.Command(bin, "cloud", "--socket", sock, "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
 		}
-		t.Cleanup(c.Close)
-		return c
-	}, rt, "any-image")
+		if time.Now().After(deadline) {
+			t.Fatalf("the sim cloud did not serve %s within 30s", sock)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the cloud's socket: %v, %v; want mode 0600", fi.Mode().Perm(), err)
+	}
+	return sock
+}
+
+// TestConformance runs the suite through the plugin binary, as pilot
+// starts it: once with the instances in the plugin, once in a sim cloud
+// the plugin forwards to.
+func TestConformance(t *testing.T) {
+	bin := pluginBinary(t)
+	rt := &providerv1.Runtime{Id: "sim-test", Zone: "sim-1", Config: map[string]string{"root_dir": t.TempDir()}}
+	conformance.Run(t, func(t *testing.T) providerv1.ProviderClient { return startPlugin(t, bin) }, rt, "any-image")
+}
+
+func TestConformanceThroughCloud(t *testing.T) {
+	bin := pluginBinary(t)
+	rt := &providerv1.Runtime{Id: "sim-cloud-test", Zone: "sim-1", Config: map[string]string{"root_dir": t.TempDir(), "cloud_socket": startCloud(t, bin)}}
+	conformance.Run(t, func(t *testing.T) providerv1.ProviderClient { return startPlugin(t, bin) }, rt, "any-image")
+}
+
+// TestCloudOutlivesPlugin: an instance made through one plugin process is
+// still there, running, for the next one (pilot's restart restarts its
+// plugins); an unreachable cloud is Unavailable naming its socket.
+func TestCloudOutlivesPlugin(t *testing.T) {
+	bin := pluginBinary(t)
+	sock := startCloud(t, bin)
+	ctx := context.Background()
+	rt := &providerv1.Runtime{Id: "r", Zone: "sim-1", Config: map[string]string{"root_dir": t.TempDir(), "cloud_socket": sock}}
+	first := startPlugin(t, bin)
+	n, err := first.CreateNetwork(ctx, &providerv1.CreateNetworkRequest{Runtime: rt, IdempotencyToken: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := first.RunInstance(ctx, &providerv1.RunInstanceRequest{Runtime: rt, IdempotencyToken: "i", NetworkId: n.GetId(), UserData: []byte("{}")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+
+	second := startPlugin(t, bin)
+	got, err := second.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: rt, InstanceId: in.GetId()})
+	if err != nil || got.GetState() != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		t.Fatalf("the instance after the plugin's restart: %v, %v; want it RUNNING", got, err)
+	}
+	// The plugin's own cloud does not know it.
+	local := &providerv1.Runtime{Id: "r", Zone: "sim-1", Config: map[string]string{"root_dir": rt.Config["root_dir"]}}
+	if _, err := second.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: local, InstanceId: in.GetId()}); status.Code(err) != codes.NotFound {
+		t.Errorf("the instance in the plugin's own memory: %v; want NotFound", err)
+	}
+	if _, err := second.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: rt, InstanceId: in.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.DeleteNetwork(ctx, &providerv1.DeleteNetworkRequest{Runtime: rt, NetworkId: n.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+
+	gone := filepath.Join(t.TempDir(), "none.sock")
+	rt.Config["cloud_socket"] = gone
+	_, err = second.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: rt, InstanceId: in.GetId()})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), gone) {
+		t.Errorf("a runtime whose cloud is not running: %v; want Unavailable naming %s", err, gone)
+	}
+}
+
+// TestListenCloud: a second cloud on a live socket is refused; a stale
+// one is replaced.
+func TestListenCloud(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	lis, err := ListenCloud(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ListenCloud(sock); err == nil || !strings.Contains(err.Error(), "already serves") {
+		t.Errorf("a second cloud on a live socket: %v; want a refusal", err)
+	}
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	lis.Close()
+	again, err := ListenCloud(sock)
+	if err != nil {
+		t.Fatalf("a stale socket: %v; want it replaced", err)
+	}
+	again.Close()
+	if _, err := ListenCloud("rel.sock"); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Errorf("a relative socket path: %v", err)
+	}
 }
 
 // TestRuntimeConfig: every bad setting is refused naming its key and what
@@ -58,8 +178,10 @@ func TestRuntimeConfig(t *testing.T) {
 		{config: map[string]string{"root_dir": "/x", "exec_exit_code": "0"}, want: "exec_exit_code = \"0\": want the exit code of a failing fake command, 1-255"},
 		{config: map[string]string{"root_dir": "/x", "exec_output_bytes": "1000000"}, want: "exec_output_bytes"},
 		{config: map[string]string{"root_dir": "/x", "run_failure_rate": "2"}, want: "run_failure_rate = \"2\": want the share"},
-		{config: map[string]string{"root_dir": "/x", "flavour": "big"}, want: `"flavour": unknown key; the sim provider takes exec, exec_exit_code`},
+		{config: map[string]string{"root_dir": "/x", "flavour": "big"}, want: `"flavour": unknown key; the sim provider takes cloud_socket, exec, exec_exit_code`},
 		{config: map[string]string{"root_dir": "/x"}, creds: map[string]string{"k": "v"}, want: "takes no credentials"},
+		{config: map[string]string{"root_dir": "/x", "cloud_socket": "/run/sim.sock"}},
+		{config: map[string]string{"root_dir": "/x", "cloud_socket": "sim.sock"}, want: `cloud_socket = "sim.sock": want the absolute path of the unix socket`},
 	} {
 		_, err := parseRuntime(&providerv1.Runtime{Id: "r", Config: tc.config, Credentials: tc.creds})
 		switch {

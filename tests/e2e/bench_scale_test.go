@@ -381,23 +381,45 @@ func (p *pilot) pluginPID(b *testing.B) string {
 }
 
 // BenchmarkScaleMemory: pilot's memory with a cluster of N nodes on sim
-// (1,000; 100 quick), and after J more jobs on it (commands to every node,
-// 20; 3 quick): under 200 MB, and not growing with the jobs. Beside it,
-// pilot idle with no cluster. And the sim plugin's memory per instance,
-// drone and its share of the frontgate together, against a drone alone
-// as its own process (BenchmarkDroneIdle measures that one).
+// (1,000; 100 quick), after J more jobs on it (commands to every node,
+// 20; 3 quick), and after J more again: under 200 MB, and not growing with
+// the jobs (the second J against the first). Pilot keeps 10 jobs per
+// cluster (--job-max-per-cluster; 100 by default) and runs with
+// --etcd-history 10s so that what the pruned jobs held is compacted
+// within the benchmark, as it is every 5 minutes by default. Beside it, pilot idle with no
+// cluster. And the sim plugin's memory per instance, drone and its share
+// of the frontgate together, against a drone alone as its own process
+// (BenchmarkDroneIdle measures that one).
 func BenchmarkScaleMemory(b *testing.B) {
+	const history, keep = 10 * time.Second, 10
 	n, jobs := sized(1000, 100), sized(20, 3)
-	p := startPilot(b)
+	p := startPilot(b, "--etcd-history", history.String(), "--job-max-per-cluster", fmt.Sprint(keep))
 	createSimRuntimes(b, p, "sim", 1, nil)
 	p.mustHangar("app", "push", fleetApp)
 	ctx := context.Background()
 	settle := func(pid string) float64 { return settledMiB(b, pid) }
 	pilotPID := fmt.Sprint(p.cmd.Process.Pid)
 	idle := settle(pilotPID)
-	var withCluster, afterJobs, pluginBefore, pluginAfter float64
+	var withCluster, afterJobs, afterMoreJobs, pluginBefore, pluginAfter float64
 	var parts map[string]string
 	var c *pilotv1.Cluster
+	runJobs := func() float64 {
+		for range jobs {
+			r, err := p.clusters.RunClusterService(ctx, &pilotv1.RunClusterServiceRequest{Id: c.Id, Service: "ping"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			mustSucceed(b, p.waitJob(ctx, r.Job.Id))
+		}
+		waitFor(b, 3*time.Minute, "job retention to prune the cluster's jobs", func() (bool, string) {
+			l, err := p.jobs.ListJobs(ctx, &pilotv1.ListJobsRequest{ClusterId: c.Id})
+			return err == nil && len(l.GetJobs()) <= keep, fmt.Sprint(len(l.GetJobs()), err)
+		})
+		// What the pruned jobs held is compacted once older than the
+		// history kept: etcd's own timer, nothing to wait on but time.
+		time.Sleep(2 * history)
+		return settle(pilotPID)
+	}
 	for b.Loop() {
 		one, job := createClusterOn(b, p, "sim-1", "fleet", map[string]string{"cluster.node.count": "1"})
 		mustSucceed(b, job)
@@ -407,14 +429,8 @@ func BenchmarkScaleMemory(b *testing.B) {
 		withCluster = settle(pilotPID)
 		p.saveProfile(b, "heap", "pilot-heap-with-cluster")
 		pluginAfter = settle(p.pluginPID(b))
-		for range jobs {
-			r, err := p.clusters.RunClusterService(ctx, &pilotv1.RunClusterServiceRequest{Id: c.Id, Service: "ping"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			mustSucceed(b, p.waitJob(ctx, r.Job.Id))
-		}
-		afterJobs = settle(pilotPID)
+		afterJobs = runJobs()
+		afterMoreJobs = runJobs()
 		parts = rssParts(pilotPID)
 		p.saveProfile(b, "heap", "pilot-heap-after-jobs")
 		deleteClusters(b, p, []string{c.Id, one.Id})
@@ -422,7 +438,8 @@ func BenchmarkScaleMemory(b *testing.B) {
 	perInstance := (pluginAfter - pluginBefore) * 1024 / float64(n)
 	rows := []benchRow{
 		row(fmt.Sprintf("pilot RSS, a %d-node cluster", n), withCluster, "pilot idle", idle, "MiB", 0).withTarget(200),
-		row(fmt.Sprintf("pilot RSS, after %d more jobs", jobs), afterJobs, "before the jobs", withCluster, "MiB", 1.1),
+		row(fmt.Sprintf("pilot RSS, after %d more jobs", jobs), afterJobs, "before the jobs", withCluster, "MiB", 0),
+		row(fmt.Sprintf("pilot RSS, after %d jobs more again", jobs), afterMoreJobs, fmt.Sprintf("after the first %d", jobs), afterJobs, "MiB", 1.05),
 		row("sim plugin RSS per drone (drone + frontgate share)", perInstance, "target per frontgate drone", 50, "KiB", 0),
 	}
 	reportBench(b, "memory", rows, map[string]any{"nodes": n, "jobs": jobs, "plugin_mib_before": pluginBefore, "plugin_mib_after": pluginAfter,

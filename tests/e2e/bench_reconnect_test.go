@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangarhq/hangar/api/pilotv1"
+)
+
+// BenchmarkScaleReconnect restarts pilot with N drones behind F frontgates
+// on sim (2,000 behind 20; 200 behind 4 quick; HANGAR_BENCH_RECONNECT=N/F
+// sets them, e.g. 10000/100) and measures, from the restarted pilot's
+// start: until every frontgate is connected again, until every node
+// answers a command (the fleet app's ping on every cluster at once), and
+// the peak number of frontgates connecting in one second, against all F
+// at once (what the frontgates' jittered backoff keeps lower). The
+// instances live in a sim cloud, a process of its own, so that they
+// outlive pilot's restart (and its plugin's) as a cloud's machines do.
+// The drones stay connected to their frontgates throughout: only the F
+// frontgates dial pilot again.
+func BenchmarkScaleReconnect(b *testing.B) {
+	n, f := sized(2000, 200), sized(20, 4)
+	if v := os.Getenv("HANGAR_BENCH_RECONNECT"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d/%d", &n, &f); err != nil || n < f || f < 1 {
+			b.Fatalf("HANGAR_BENCH_RECONNECT=%q: want DRONES/FRONTGATES, e.g. 10000/100", v)
+		}
+	}
+	sock := startSimCloud(b)
+	p := startPilot(b)
+	p.mustHangar("app", "push", fleetApp)
+	var frontgatesBack, nodesBack, apiBack time.Duration
+	var perSecond []int
+	var cloudMiB float64
+	for b.Loop() {
+		ids := fleetClusters(b, p, "rc", f, n, map[string]string{"cloud_socket": sock.path})
+		cloudMiB = settledMiB(b, strconv.Itoa(sock.pid))
+		from := p.logSize(b)
+		p.stop()
+		start := time.Now()
+		p.start()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		waitFor(b, time.Minute, "the restarted pilot to answer", func() (bool, string) {
+			_, err := p.runtimes.ListRuntimes(ctx, &pilotv1.ListRuntimesRequest{})
+			return err == nil, fmt.Sprint(err)
+		})
+		apiBack = time.Since(start)
+		var connects []time.Time
+		waitFor(b, 5*time.Minute, "every frontgate to connect to the restarted pilot", func() (bool, string) {
+			connects = p.frontgateConnects(b, from)
+			return len(connects) >= f, fmt.Sprintf("%d of %d", len(connects), f)
+		})
+		frontgatesBack = connects[len(connects)-1].Sub(start)
+		perSecond = perSecondCounts(connects)
+		// Every node answering a command through its frontgate.
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := p.clusters.RunClusterService(ctx, &pilotv1.RunClusterServiceRequest{Id: id, Service: "ping"})
+				if err != nil {
+					b.Errorf("ping %s: %v", id, err)
+					return
+				}
+				j := p.waitJob(ctx, r.Job.Id)
+				if j.State != pilotv1.JobState_JOB_STATE_SUCCEEDED {
+					b.Errorf("ping %s after the restart: %s %s", id, j.State, j.Error)
+				}
+			}()
+		}
+		wg.Wait()
+		nodesBack = time.Since(start)
+		cancel()
+		if b.Failed() {
+			b.FailNow()
+		}
+		deleteClusters(b, p, ids)
+	}
+	peak := 0
+	for _, c := range perSecond {
+		peak = max(peak, c)
+	}
+	rows := []benchRow{
+		row(fmt.Sprintf("%d frontgates connected again", f), frontgatesBack.Seconds(), "Salt, ~1,000 minions back (published)", 60, "s", 0).withTarget(30),
+		row(fmt.Sprintf("%d nodes answering a command", n), nodesBack.Seconds(), "pilot's API answering", apiBack.Seconds(), "s", 0).withTarget(30),
+		row("peak frontgate connections in one second", float64(peak), "all at once", float64(f), "/s", 0),
+		row("sim cloud RSS per drone (drone + frontgate share)", cloudMiB*1024/float64(n), "target per frontgate drone", 50, "KiB", 0),
+	}
+	reportBench(b, "reconnect", rows, map[string]any{"drones": n, "frontgates": f, "connections_per_second": perSecond,
+		"api_seconds": apiBack.Seconds(), "cloud_mib": cloudMiB})
+}
+
+// simCloud is a running `hangar-provider-sim cloud`.
+type simCloud struct {
+	path string
+	pid  int
+}
+
+// startSimCloud runs a sim cloud until the benchmark ends, logging to a
+// file beside the test's.
+func startSimCloud(b *testing.B) simCloud {
+	b.Helper()
+	dir := b.TempDir()
+	sock := filepath.Join(dir, "cloud.sock")
+	logf, err := os.Create(filepath.Join(dir, "cloud.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binaries(b), "hangar-provider-sim"), "cloud", "--socket", sock, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	logf.Close()
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	waitFor(b, 30*time.Second, "the sim cloud to serve its socket", func() (bool, string) {
+		_, err := os.Stat(sock)
+		return err == nil, fmt.Sprint(err)
+	})
+	return simCloud{path: sock, pid: cmd.Process.Pid}
+}
+
+// logSize is the length of pilot's log: where a restart's lines begin.
+func (p *pilot) logSize(b *testing.B) int64 {
+	fi, err := os.Stat(p.logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// frontgateConnects reads pilot's log from offset and returns when each
+// frontgate first connected, in order.
+func (p *pilot) frontgateConnects(b *testing.B, offset int64) []time.Time {
+	fh, err := os.Open(p.logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fh.Close()
+	if _, err := fh.Seek(offset, 0); err != nil {
+		b.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var out []time.Time
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Time        time.Time `json:"time"`
+			Msg         string    `json:"msg"`
+			FrontgateID string    `json:"frontgate_id"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Msg != "frontgate connected" || seen[l.FrontgateID] {
+			continue
+		}
+		seen[l.FrontgateID] = true
+		out = append(out, l.Time)
+	}
+	return out
+}
+
+// perSecondCounts counts ts (in order) per second from the first.
+func perSecondCounts(ts []time.Time) []int {
+	if len(ts) == 0 {
+		return nil
+	}
+	counts := make([]int, int(ts[len(ts)-1].Sub(ts[0])/time.Second)+1)
+	for _, t := range ts {
+		counts[int(t.Sub(ts[0])/time.Second)]++
+	}
+	return counts
+}
