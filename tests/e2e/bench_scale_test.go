@@ -417,7 +417,10 @@ func BenchmarkScaleMemory(b *testing.B) {
 		})
 		// What the pruned jobs held is compacted once older than the
 		// history kept: etcd's own timer, nothing to wait on but time.
-		time.Sleep(2 * history)
+		// (The quick size runs fewer jobs than are kept: nothing pruned.)
+		if jobs > keep {
+			time.Sleep(2 * history)
+		}
 		return settle(pilotPID)
 	}
 	for b.Loop() {
