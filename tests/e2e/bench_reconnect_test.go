@@ -14,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/api/providerv1"
 )
 
 // BenchmarkScaleReconnect restarts pilot with N drones behind F frontgates
@@ -28,6 +32,10 @@ import (
 // outlive pilot's restart (and its plugin's) as a cloud's machines do.
 // The drones stay connected to their frontgates throughout: only the F
 // frontgates dial pilot again.
+//
+// Then liveness among them: one drone's machine is powered off (the
+// cloud's StopInstance, called as pilot's plugin would) and the time until
+// pilot shows its node lost is measured with the other N-1 connected.
 func BenchmarkScaleReconnect(b *testing.B) {
 	n, f := sized(2000, 200), sized(20, 4)
 	if v := os.Getenv("HANGAR_BENCH_RECONNECT"); v != "" {
@@ -38,7 +46,7 @@ func BenchmarkScaleReconnect(b *testing.B) {
 	sock := startSimCloud(b)
 	p := startPilot(b)
 	p.mustHangar("app", "push", fleetApp)
-	var frontgatesBack, nodesBack, apiBack time.Duration
+	var frontgatesBack, nodesBack, apiBack, detection time.Duration
 	var perSecond []int
 	var cloudMiB float64
 	for b.Loop() {
@@ -80,10 +88,11 @@ func BenchmarkScaleReconnect(b *testing.B) {
 		}
 		wg.Wait()
 		nodesBack = time.Since(start)
-		cancel()
 		if b.Failed() {
 			b.FailNow()
 		}
+		detection = powerOffOne(ctx, b, p, sock, "rc-1", ids[0])
+		cancel()
 		deleteClusters(b, p, ids)
 	}
 	peak := 0
@@ -94,10 +103,47 @@ func BenchmarkScaleReconnect(b *testing.B) {
 		row(fmt.Sprintf("%d frontgates connected again", f), frontgatesBack.Seconds(), "Salt, ~1,000 minions back (published)", 60, "s", 0).withTarget(30),
 		row(fmt.Sprintf("%d nodes answering a command", n), nodesBack.Seconds(), "pilot's API answering", apiBack.Seconds(), "s", 0).withTarget(30),
 		row("peak frontgate connections in one second", float64(peak), "all at once", float64(f), "/s", 0),
+		row(fmt.Sprintf("a drone powered off → node lost, %d drones up", n-1), detection.Seconds(), "BOSH (published)", 60, "s", 0).withTarget(10),
 		row("sim cloud RSS per drone (drone + frontgate share)", cloudMiB*1024/float64(n), "target per frontgate drone", 50, "KiB", 0),
 	}
 	reportBench(b, "reconnect", rows, map[string]any{"drones": n, "frontgates": f, "connections_per_second": perSecond,
 		"api_seconds": apiBack.Seconds(), "cloud_mib": cloudMiB})
+}
+
+// powerOffOne stops the machine of one node of cluster on runtime through
+// the sim cloud and returns how long pilot took to show the node lost.
+func powerOffOne(ctx context.Context, b *testing.B, p *pilot, sock simCloud, runtime, cluster string) time.Duration {
+	b.Helper()
+	rt, err := p.runtimes.GetRuntime(ctx, &pilotv1.GetRuntimeRequest{Id: runtime})
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := grpc.NewClient("unix://"+sock.path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	nd := p.cluster(cluster).Nodes[0]
+	waitFor(b, time.Minute, "the cluster to be active", func() (bool, string) {
+		c := p.cluster(cluster)
+		return c.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, c.Status.String()
+	})
+	off := time.Now()
+	if _, err := providerv1.NewProviderClient(conn).StopInstance(ctx, &providerv1.StopInstanceRequest{
+		Runtime: &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config}, InstanceId: nd.InstanceId}); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		for _, got := range p.cluster(cluster).Nodes {
+			if got.Id == nd.Id && got.Status == pilotv1.NodeStatus_NODE_STATUS_LOST {
+				return time.Since(off)
+			}
+		}
+		if time.Since(off) > time.Minute {
+			b.Fatalf("node %s not shown lost a minute after its machine stopped", nd.Id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // simCloud is a running `hangar-provider-sim cloud`.
