@@ -10,9 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hangarhq/hangar/drone/executor/supervise"
 	"github.com/hangarhq/hangar/providers/sdk"
@@ -77,6 +80,9 @@ func main() {
 	}
 	// Capture the real stderr now: Serve replaces os.Stderr with a pipe.
 	log := sdk.NewPluginLogger(os.Stderr, nil)
+	if files, fit := sim.RaiseFileLimit(); fit < 10000 {
+		log.Info("open file limit bounds the instances this plugin can hold", "open_file_limit", files, "instances", fit)
+	}
 	p := sim.NewPlugin(sim.New(sim.Config{Logger: log, Supervisor: supervise.Command(self)}))
 	sdk.Serve(p, sdk.HCLog(log))
 	p.Close()
@@ -100,6 +106,7 @@ Flags:
 	}
 	socket := fs.String("socket", "", "absolute path of the unix socket to serve on (required)")
 	level := fs.String("log-level", "info", "the cloud's log level (debug, info, warn, error); its agents log at warn")
+	pprofSocket := fs.String("pprof-socket", "", "serve Go's /debug/pprof/ on this unix socket (mode 0600), to profile thousands of agents: curl --unix-socket PATH http://sim/debug/pprof/heap")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -118,7 +125,7 @@ Flags:
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	lis, err := sim.ListenCloud(*socket)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "hangar-provider-sim cloud:", err)
+		fmt.Fprintln(os.Stderr, "hangar-provider-sim cloud: --socket:", err)
 		return 1
 	}
 	self, err := os.Executable()
@@ -129,7 +136,21 @@ Flags:
 	defer p.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Info("sim cloud serving", "socket", *socket, "pid", os.Getpid())
+	if *pprofSocket != "" {
+		plis, err := sim.ListenCloud(*pprofSocket)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "hangar-provider-sim cloud: --pprof-socket:", err)
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(plis) }()
+		defer srv.Close()
+	}
+	files, fit := sim.RaiseFileLimit()
+	log.Info("sim cloud serving", "socket", *socket, "pid", os.Getpid(), "open_file_limit", files, "instances_it_allows", fit)
 	if err := sim.ServeCloud(ctx, lis, p); err != nil {
 		log.Error("sim cloud failed", "err", err)
 		return 1

@@ -45,6 +45,7 @@ type fakeProvider struct {
 	byToken     map[string]string               // idempotency token → id
 	creates     map[string]int                  // method → calls that created something
 	deletes     map[string]int                  // method → calls that deleted something
+	reads       map[string]int                  // method → calls of GetInstance and ListInstances
 	lastAddress int
 	caps        []string
 	snapshots   map[string]string // idempotency token → snapshot id
@@ -89,7 +90,7 @@ func (p *fakeProvider) ValidateRuntime(context.Context, *providerv1.ValidateRunt
 
 func newFakeProvider() *fakeProvider {
 	return &fakeProvider{networks: map[string]*providerv1.Network{}, instances: map[string]*providerv1.Instance{},
-		byToken: map[string]string{}, creates: map[string]int{}, deletes: map[string]int{},
+		byToken: map[string]string{}, creates: map[string]int{}, deletes: map[string]int{}, reads: map[string]int{},
 		caps: []string{"stop_start", "resize", "snapshots", "reserved_addresses"}, snapshots: map[string]string{}, restores: map[string]int{},
 		reserved: map[string]string{}}
 }
@@ -148,6 +149,7 @@ func (p *fakeProvider) RunInstance(_ context.Context, req *providerv1.RunInstanc
 func (p *fakeProvider) ListInstances(_ context.Context, req *providerv1.ListInstancesRequest, _ ...grpc.CallOption) (*providerv1.ListInstancesResponse, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.reads["ListInstances"]++
 	out := &providerv1.ListInstancesResponse{}
 	for _, in := range p.instances {
 		if req.NetworkId == "" || in.NetworkId == req.NetworkId {
@@ -174,6 +176,7 @@ func (p *fakeProvider) Info(context.Context, *providerv1.InfoRequest, ...grpc.Ca
 func (p *fakeProvider) GetInstance(_ context.Context, req *providerv1.GetInstanceRequest, _ ...grpc.CallOption) (*providerv1.Instance, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.reads["GetInstance"]++
 	in := p.instances[req.InstanceId]
 	if in == nil {
 		return nil, status.Errorf(codes.NotFound, "instance %s", req.InstanceId)

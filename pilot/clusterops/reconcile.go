@@ -54,6 +54,21 @@ type Reconciler struct {
 	// links is what the last pass knew of each cluster's links, by
 	// cluster id (refreshLinks).
 	links map[string]*linkState
+	// instances is what the provider said of a network's instances in
+	// this pass, by tenant/runtime/network (instancesOf): one
+	// ListInstances per network and pass, not one GetInstance per
+	// disconnected node. With its frontgate away (say, pilot just
+	// restarted) every node of a network is disconnected: 10,000 nodes
+	// were 10,000 provider calls a pass, and kept a restarted pilot from
+	// serving for 26 s.
+	instances map[string]networkInstances
+}
+
+// networkInstances is one ListInstances of a network: its instances by
+// id, or why the provider could not say.
+type networkInstances struct {
+	byID map[string]*providerv1.Instance
+	err  error
 }
 
 // linkState is a cluster's links as the reconciler follows them.
@@ -125,6 +140,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	r.prev = looked
 	links := r.links
 	r.links = map[string]*linkState{}
+	r.instances = map[string]networkInstances{}
 	for _, c := range clusters {
 		switch c.Status {
 		case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED:
@@ -345,6 +361,30 @@ func (r *Reconciler) startBooted(ctx context.Context, clusterID string, connecte
 	return nil
 }
 
+// instanceOf is what the provider says of an instance of c's network,
+// from one ListInstances of the network per pass (nil: not listed, so not
+// lost). A failed listing is logged once and not retried in the pass.
+func (r *Reconciler) instanceOf(ctx context.Context, prov providerv1.ProviderClient, prt *providerv1.Runtime, c *pilotv1.Cluster, instanceID string) (*providerv1.Instance, error) {
+	key := c.Tenant + "/" + c.Runtime + "/" + c.NetworkId
+	ni, ok := r.instances[key]
+	if !ok {
+		list, err := prov.ListInstances(ctx, &providerv1.ListInstancesRequest{Runtime: prt, NetworkId: c.NetworkId})
+		if err != nil {
+			ni.err = fmt.Errorf("list the instances of network %s: %w", c.NetworkId, err)
+			r.log.Warn("revive: cannot tell which instances died", "runtime", c.Runtime, "network_id", c.NetworkId, "err", err)
+		} else {
+			ni.byID = make(map[string]*providerv1.Instance, len(list.GetInstances()))
+			for _, in := range list.GetInstances() {
+				ni.byID[in.GetId()] = in
+			}
+		}
+		if r.instances != nil {
+			r.instances[key] = ni
+		}
+	}
+	return ni.byID[instanceID], ni.err
+}
+
 func (r *Reconciler) clusterAt(ctx context.Context, id string) (*pilotv1.Cluster, int64, error) {
 	c := &pilotv1.Cluster{}
 	rev, err := r.o.cfg.Store.Get(ctx, store.ClusterKey(id), c)
@@ -362,7 +402,7 @@ func (r *Reconciler) reviveIfLost(ctx context.Context, c *pilotv1.Cluster, insta
 		r.log.Warn("revive: provider", "what", what, "err", err)
 		return false, false
 	}
-	in, err := prov.GetInstance(ctx, &providerv1.GetInstanceRequest{Runtime: prt, InstanceId: instanceID})
+	in, err := r.instanceOf(ctx, prov, prt, c, instanceID)
 	if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_LOST {
 		return false, false
 	}

@@ -39,11 +39,11 @@ const cloudSocketKey = "cloud_socket"
 // refused.
 func ListenCloud(path string) (net.Listener, error) {
 	if !filepath.IsAbs(path) {
-		return nil, fmt.Errorf("--socket %q: want an absolute path", path)
+		return nil, fmt.Errorf("socket %q: want an absolute path", path)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return nil, fmt.Errorf("--socket %s: a sim cloud already serves it; stop that one first", path)
+		return nil, fmt.Errorf("socket %s: another process already serves it; stop that one first", path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove the stale socket %s: %w", path, err)

@@ -287,3 +287,20 @@ func TestFakeExec(t *testing.T) {
 		t.Errorf("a command running when the provider closed: %v; want CANCELLED", r)
 	}
 }
+
+// TestRaiseFileLimit: the limit reported is the one in force, at least
+// what the process had, and the instances it allows follow from it.
+func TestRaiseFileLimit(t *testing.T) {
+	var before syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &before); err != nil {
+		t.Fatal(err)
+	}
+	limit, n := RaiseFileLimit()
+	var after syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &after); err != nil {
+		t.Fatal(err)
+	}
+	if limit != after.Cur || limit < before.Cur || n != int(limit/fdsPerInstance) {
+		t.Errorf("RaiseFileLimit() = %d, %d; in force %d (was %d)", limit, n, after.Cur, before.Cur)
+	}
+}

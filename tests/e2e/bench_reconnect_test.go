@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,7 +34,9 @@ import (
 // instances live in a sim cloud, a process of its own, so that they
 // outlive pilot's restart (and its plugin's) as a cloud's machines do.
 // The drones stay connected to their frontgates throughout: only the F
-// frontgates dial pilot again.
+// frontgates dial pilot again. One cloud holds at most 2,500 drones, each
+// of which holds about five descriptors, as machines here may open 20,000
+// files a process: N is spread over as many clouds as that takes.
 //
 // Then liveness among them: one drone's machine is powered off (the
 // cloud's StopInstance, called as pilot's plugin would) and the time until
@@ -43,16 +48,30 @@ func BenchmarkScaleReconnect(b *testing.B) {
 			b.Fatalf("HANGAR_BENCH_RECONNECT=%q: want DRONES/FRONTGATES, e.g. 10000/100", v)
 		}
 	}
-	sock := startSimCloud(b)
+	clouds := make([]simCloud, (n+perCloud-1)/perCloud)
+	if f%len(clouds) != 0 || n%f != 0 {
+		b.Fatalf("%d drones behind %d frontgates in %d clouds: want the frontgates a multiple of the clouds and the drones of the frontgates", n, f, len(clouds))
+	}
+	for i := range clouds {
+		clouds[i] = startSimCloud(b)
+	}
 	p := startPilot(b)
 	p.mustHangar("app", "push", fleetApp)
 	var frontgatesBack, nodesBack, apiBack, detection time.Duration
 	var perSecond []int
 	var cloudMiB float64
 	for b.Loop() {
-		ids := fleetClusters(b, p, "rc", f, n, map[string]string{"cloud_socket": sock.path})
-		cloudMiB = settledMiB(b, strconv.Itoa(sock.pid))
+		var ids []string
+		cloudMiB = 0
+		for i, c := range clouds {
+			ids = append(ids, fleetClusters(b, p, fmt.Sprintf("rc%d", i), f/len(clouds), n/len(clouds), map[string]string{"cloud_socket": c.path})...)
+		}
+		for i, c := range clouds {
+			cloudMiB += settledMiB(b, strconv.Itoa(c.pid))
+			c.saveHeap(b, fmt.Sprintf("sim-cloud-heap-%d", i))
+		}
 		from := p.logSize(b)
+		defer p.keepLog(b, "pilot-reconnect.log")
 		p.stop()
 		start := time.Now()
 		p.start()
@@ -91,7 +110,7 @@ func BenchmarkScaleReconnect(b *testing.B) {
 		if b.Failed() {
 			b.FailNow()
 		}
-		detection = powerOffOne(ctx, b, p, sock, "rc-1", ids[0])
+		detection = powerOffOne(ctx, b, p, clouds[0], "rc0-1", ids[0])
 		cancel()
 		deleteClusters(b, p, ids)
 	}
@@ -106,7 +125,7 @@ func BenchmarkScaleReconnect(b *testing.B) {
 		row(fmt.Sprintf("a drone powered off → node lost, %d drones up", n-1), detection.Seconds(), "BOSH (published)", 60, "s", 0).withTarget(10),
 		row("sim cloud RSS per drone (drone + frontgate share)", cloudMiB*1024/float64(n), "target per frontgate drone", 50, "KiB", 0),
 	}
-	reportBench(b, "reconnect", rows, map[string]any{"drones": n, "frontgates": f, "connections_per_second": perSecond,
+	reportBench(b, "reconnect", rows, map[string]any{"drones": n, "frontgates": f, "clouds": len(clouds), "connections_per_second": perSecond,
 		"api_seconds": apiBack.Seconds(), "cloud_mib": cloudMiB})
 }
 
@@ -128,15 +147,17 @@ func powerOffOne(ctx context.Context, b *testing.B, p *pilot, sock simCloud, run
 		c := p.cluster(cluster)
 		return c.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, c.Status.String()
 	})
+	prov := providerv1.NewProviderClient(conn)
+	prt := &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config}
 	off := time.Now()
-	if _, err := providerv1.NewProviderClient(conn).StopInstance(ctx, &providerv1.StopInstanceRequest{
-		Runtime: &providerv1.Runtime{Id: rt.Id, Zone: rt.Zone, Config: rt.Config}, InstanceId: nd.InstanceId}); err != nil {
+	if _, err := prov.StopInstance(ctx, &providerv1.StopInstanceRequest{Runtime: prt, InstanceId: nd.InstanceId}); err != nil {
 		b.Fatal(err)
 	}
-	for {
+	var took time.Duration
+	for took == 0 {
 		for _, got := range p.cluster(cluster).Nodes {
 			if got.Id == nd.Id && got.Status == pilotv1.NodeStatus_NODE_STATUS_LOST {
-				return time.Since(off)
+				took = time.Since(off)
 			}
 		}
 		if time.Since(off) > time.Minute {
@@ -144,12 +165,52 @@ func powerOffOne(ctx context.Context, b *testing.B, p *pilot, sock simCloud, run
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Power it on again, so that the cluster is whole for its delete.
+	if _, err := prov.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: prt, InstanceId: nd.InstanceId}); err != nil {
+		b.Fatal(err)
+	}
+	waitFor(b, 2*time.Minute, "the node back and the cluster active", func() (bool, string) {
+		c := p.cluster(cluster)
+		return c.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE, c.Status.String()
+	})
+	return took
 }
+
+// perCloud is the most drones the reconnect benchmark puts in one sim
+// cloud (sim.RaiseFileLimit).
+const perCloud = 2500
 
 // simCloud is a running `hangar-provider-sim cloud`.
 type simCloud struct {
-	path string
-	pid  int
+	path  string
+	pprof string // its --pprof-socket
+	pid   int
+}
+
+// saveHeap keeps the cloud's heap profile as $HANGAR_BENCH_DIR/name.pb.gz
+// (for go tool pprof: the drones' and frontgates' allocations apart by
+// their stacks), when that dir is set.
+func (c simCloud) saveHeap(b *testing.B, name string) {
+	dir := os.Getenv("HANGAR_BENCH_DIR")
+	if dir == "" {
+		return
+	}
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", c.pprof)
+		}}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://sim/debug/pprof/heap")
+	if err == nil {
+		defer resp.Body.Close()
+		var body []byte
+		if body, err = io.ReadAll(resp.Body); err == nil {
+			err = os.WriteFile(filepath.Join(dir, name+".pb.gz"), body, 0o644)
+		}
+	}
+	if err != nil {
+		b.Logf("sim cloud heap profile not kept: %v", err)
+	}
 }
 
 // startSimCloud runs a sim cloud until the benchmark ends, logging to a
@@ -162,7 +223,8 @@ func startSimCloud(b *testing.B) simCloud {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(binaries(b), "hangar-provider-sim"), "cloud", "--socket", sock, "--log-level", "warn")
+	pprofSock := filepath.Join(dir, "pprof.sock")
+	cmd := exec.Command(filepath.Join(binaries(b), "hangar-provider-sim"), "cloud", "--socket", sock, "--pprof-socket", pprofSock, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -183,7 +245,7 @@ func startSimCloud(b *testing.B) simCloud {
 		_, err := os.Stat(sock)
 		return err == nil, fmt.Sprint(err)
 	})
-	return simCloud{path: sock, pid: cmd.Process.Pid}
+	return simCloud{path: sock, pprof: pprofSock, pid: cmd.Process.Pid}
 }
 
 // logSize is the length of pilot's log: where a restart's lines begin.
@@ -193,6 +255,22 @@ func (p *pilot) logSize(b *testing.B) int64 {
 		b.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// keepLog copies pilot's log to $HANGAR_BENCH_DIR/name, when that dir is
+// set.
+func (p *pilot) keepLog(b *testing.B, name string) {
+	dir := os.Getenv("HANGAR_BENCH_DIR")
+	if dir == "" {
+		return
+	}
+	body, err := os.ReadFile(p.logPath)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name), body, 0o644)
+	}
+	if err != nil {
+		b.Logf("pilot log not kept: %v", err)
+	}
 }
 
 // frontgateConnects reads pilot's log from offset and returns when each
