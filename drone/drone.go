@@ -27,6 +27,7 @@ import (
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/drone/render"
+	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
 	"github.com/hangarhq/hangar/internal/userdata"
 )
@@ -108,6 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// The frontgate's etcd must present the frontgate's own identity.
 		TLS:         id.Creds.ClientConfig("", pki.Identity{Kind: pki.KindFrontgate, ID: ud.FrontgateID}),
 		DialTimeout: 5 * time.Second,
+		DialOptions: limits.ManyPeersDialOptions(),
 		Logger:      zap.NewNop(),
 	})
 	if err != nil {

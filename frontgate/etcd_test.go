@@ -3,7 +3,6 @@ package frontgate
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,22 +19,10 @@ import (
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
-// admits reports (as nil) whether the TLS server at rawURL admits creds.
-// With TLS 1.3 a refused client certificate shows only after the
-// handshake, as the server's alert, so it makes a request: HTTP/1 GET
-// /version, which etcd serves on both its ports.
+// admits reports (as nil) whether the TLS server at rawURL admits creds
+// (testca.Admitted).
 func admits(ctx context.Context, rawURL string, creds *tlsutil.Creds) error {
-	tr := &http.Transport{TLSClientConfig: creds.ClientConfig("127.0.0.1", pki.Identity{})}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL+"/version", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		return err
-	}
-	return resp.Body.Close()
+	return testca.Admitted(ctx, rawURL, creds.ClientConfig("127.0.0.1", pki.Identity{}))
 }
 
 // refusedCert reports whether err is the server's refusal of the client

@@ -201,6 +201,7 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 		WALSegmentBytes: cfg.WALSegmentBytes,
 		MaxTxnOps:       maxTxnOps,
 		MaxRequestBytes: limits.FrontgateEtcdMaxRequestBytes,
+		ServerOptions:   limits.ManyPeersServerOptions(),
 		Logger:          log.With("component", "etcd"),
 	}, owner, log.With("component", "access"), cfg.onRestrictedEtcd)
 	if err != nil {

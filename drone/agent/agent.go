@@ -195,7 +195,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // current certificate (so a renewed one is used from the next handshake).
 func (a *Agent) open(ctx context.Context) (streamrpc.Stream, func(), error) {
 	tc := credentials.NewTLS(a.cfg.Creds.ClientConfig(a.serverName, pki.Identity{Kind: pki.KindFrontgate, ID: a.cfg.FrontgateID}))
-	conn, err := grpc.NewClient(a.cfg.FrontgateAddress, append(limits.GRPCDialOptions(), grpc.WithTransportCredentials(tc))...)
+	conn, err := grpc.NewClient(a.cfg.FrontgateAddress, append(append(limits.GRPCDialOptions(), limits.ManyPeersDialOptions()...), grpc.WithTransportCredentials(tc))...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial frontgate %s: %w", a.cfg.FrontgateAddress, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // grpcOverheadBytes is what etcd's server adds to MaxRequestBytes for
@@ -85,6 +87,10 @@ type Config struct {
 	// fills its disk. Watchers resuming from a compacted revision are told
 	// so and re-read (as the drone's metadata view does).
 	CompactionRetention time.Duration
+	// ServerOptions are added to the client port's gRPC server (a
+	// frontgate passes limits.ManyPeersServerOptions: a connection per
+	// drone).
+	ServerOptions []grpc.ServerOption
 	// Logger gets what etcd is doing, and etcd's own warnings and errors,
 	// among them why it stops (nil: nothing is logged).
 	Logger *slog.Logger
@@ -102,6 +108,8 @@ type Server struct {
 	clientTLS *transport.TLSInfo
 	// maxRequestBytes is Config.MaxRequestBytes (0: etcd's default).
 	maxRequestBytes uint
+	// httpDir holds the socket of etcd's HTTP endpoints.
+	httpDir string
 }
 
 var walSizeOnce sync.Once
@@ -147,6 +155,25 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	cfg.Dir = c.DataDir
 	cfg.ListenClientUrls = []url.URL{*cu}
 	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	// With HTTP on the client port etcd serves gRPC through net/http's
+	// HTTP/2 server (cmux), which holds about 85 KiB per connection where
+	// gRPC's own transport holds a few: at a frontgate that is every
+	// drone's watch (issue 12, heap profile of 2,000 drones). So etcd's
+	// HTTP endpoints (/health, /metrics, /version; nothing of Hangar's
+	// uses them) get a unix socket of their own, with the same TLS, in a
+	// private directory (a short path: a socket's is at most 107 bytes),
+	// and the client port speaks gRPC only.
+	httpDir, err := os.MkdirTemp("", "hangar-etcd-")
+	if err != nil {
+		return nil, fmt.Errorf("etcd: directory for its HTTP socket: %w", err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			os.RemoveAll(httpDir)
+		}
+	}()
+	cfg.ListenClientHttpUrls = []url.URL{{Scheme: map[string]string{"https": "unixs", "http": "unix"}[cu.Scheme], Path: filepath.Join(httpDir, "http.sock")}}
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", c.Name, pu.String())
@@ -185,6 +212,7 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.PeerTLS != nil {
 		cfg.PeerTLSInfo = *c.PeerTLS
 	}
+	cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, c.ServerOptions...)
 	if len(c.FullAccessCNs) > 0 {
 		if c.ClientTLS == nil || !c.ClientTLS.ClientCertAuth {
 			return nil, errors.New("etcd: FullAccessCNs needs client TLS with client certificates: callers are told apart by their certificate's CN")
@@ -210,12 +238,19 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		e.Close()
 		return nil, ctx.Err()
 	}
-	bound := url.URL{Scheme: cu.Scheme, Host: e.Clients[0].Addr().String()}
+	// e.Clients holds the gRPC listener and the HTTP socket, in no order.
+	var bound url.URL
+	for _, l := range e.Clients {
+		if l.Addr().Network() == "tcp" {
+			bound = url.URL{Scheme: cu.Scheme, Host: l.Addr().String()}
+		}
+	}
 	peer := url.URL{Scheme: pu.Scheme, Host: e.Peers[0].Addr().String()}
 	if c.Logger != nil {
 		c.Logger.Info("embedded etcd ready", "client_url", bound.String(), "data_dir", c.DataDir, "allowed_client_cns", allowedCNs(c.ClientTLS))
 	}
-	return &Server{etcd: e, clientURL: bound.String(), peerURL: peer.String(), clientTLS: c.ClientTLS, maxRequestBytes: c.MaxRequestBytes}, nil
+	started = true
+	return &Server{etcd: e, clientURL: bound.String(), peerURL: peer.String(), clientTLS: c.ClientTLS, maxRequestBytes: c.MaxRequestBytes, httpDir: httpDir}, nil
 }
 
 func allowedCNs(t *transport.TLSInfo) []string {
@@ -316,4 +351,7 @@ func (s *Server) Client() (*clientv3.Client, error) {
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the member and waits for it.
-func (s *Server) Close() { s.etcd.Close() }
+func (s *Server) Close() {
+	s.etcd.Close()
+	os.RemoveAll(s.httpDir)
+}

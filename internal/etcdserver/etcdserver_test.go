@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hangarhq/hangar/internal/pki"
+	"github.com/hangarhq/hangar/internal/testca"
 	"github.com/hangarhq/hangar/internal/tlsutil"
 )
 
@@ -123,22 +124,10 @@ func issue(t *testing.T, ca *pki.CA, id pki.Identity) *tlsutil.Creds {
 	return creds
 }
 
-// handshake reports whether a TLS server at rawURL admits creds, by an
-// HTTP/1 request of /version (both ports serve it): with TLS 1.3 a refused
-// client certificate only shows after the handshake, as the server's
-// alert, so a request is what makes it visible.
+// handshake reports whether a TLS server at rawURL admits creds
+// (testca.Admitted).
 func handshake(ctx context.Context, rawURL string, creds *tlsutil.Creds) error {
-	tr := &http.Transport{TLSClientConfig: creds.ClientConfig("127.0.0.1", pki.Identity{})}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL+"/version", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		return err
-	}
-	return resp.Body.Close()
+	return testca.Admitted(ctx, rawURL, creds.ClientConfig("127.0.0.1", pki.Identity{}))
 }
 
 func TestMutualTLS(t *testing.T) {
@@ -341,5 +330,35 @@ func TestCompactsHistory(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
+	}
+}
+
+// The client port speaks gRPC alone (served by gRPC's transport, not
+// net/http's): etcd's HTTP endpoints are on a socket of their own, which
+// Close removes.
+func TestHTTPOffTheClientPort(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, _ := tlsFiles(t)
+	s, err := Start(ctx, Config{DataDir: t.TempDir(), WALSegmentBytes: 1 << 20, ClientTLS: info, PeerTLS: info})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := tlsutil.Load(filepath.Dir(info.CertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: creds.ClientConfig("127.0.0.1", pki.Identity{})}
+	defer tr.CloseIdleConnections()
+	if resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(s.ClientURL() + "/version"); err == nil {
+		resp.Body.Close()
+		t.Errorf("the client port answered HTTP/1 GET /version: %s", resp.Status)
+	}
+	if _, err := os.Stat(filepath.Join(s.httpDir, "http.sock")); err != nil {
+		t.Errorf("etcd's HTTP socket: %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat(s.httpDir); !os.IsNotExist(err) {
+		t.Errorf("after Close, %s: %v; want it removed", s.httpDir, err)
 	}
 }

@@ -181,6 +181,13 @@ func ManyPeersServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ReadBufferSize(4 << 10)}
 }
 
+// ManyPeersDialOptions are for the client end of those connections (the
+// drone's stream and etcd watch to its frontgate): mostly idle, so a
+// small read buffer; the sim provider runs thousands in one process.
+func ManyPeersDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithReadBufferSize(4 << 10)}
+}
+
 // GRPCDialOptions are the matching limits for every Hangar gRPC client: it
 // refuses to send what a server would refuse (failing with a clear error
 // before the bytes travel) and accepts what a server may send.

@@ -4,7 +4,11 @@
 package testca
 
 import (
+	"context"
+	"crypto/tls"
+	"io"
 	"net"
+	"net/url"
 	"testing"
 	"time"
 
@@ -55,4 +59,33 @@ func Creds(t testing.TB, ca *pki.CA, id pki.Identity, ttl time.Duration, ips ...
 func Drone(t testing.TB, ca *pki.CA, node, cluster string) *tlsutil.Creds {
 	t.Helper()
 	return Creds(t, ca, pki.Identity{Kind: pki.KindDrone, ID: node, Cluster: cluster}, time.Hour)
+}
+
+// Admitted reports whether the TLS server at rawURL (scheme://host:port)
+// admits a client with cfg: it completes the handshake and reads the
+// server's first bytes, which is where TLS 1.3 delivers a refusal of the
+// client's certificate ("remote error: tls: bad certificate"). It offers
+// HTTP/2 and writes its connection preface, which a gRPC server answers
+// with its settings and an HTTP server with its settings or an error page:
+// bytes either way.
+func Admitted(ctx context.Context, rawURL string, cfg *tls.Config) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return err
+	}
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"h2"}
+	conn, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"); err != nil {
+		return err
+	}
+	_, err = conn.Read(make([]byte, 1))
+	return err
 }

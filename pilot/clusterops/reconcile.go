@@ -364,11 +364,17 @@ func (r *Reconciler) startBooted(ctx context.Context, clusterID string, connecte
 // instanceOf is what the provider says of an instance of c's network,
 // from one ListInstances of the network per pass (nil: not listed, so not
 // lost). A failed listing is logged once and not retried in the pass.
-func (r *Reconciler) instanceOf(ctx context.Context, prov providerv1.ProviderClient, prt *providerv1.Runtime, c *pilotv1.Cluster, instanceID string) (*providerv1.Instance, error) {
+// Only a listing resolves the provider (the runtime and its credentials
+// are two reads of the store).
+func (r *Reconciler) instanceOf(ctx context.Context, c *pilotv1.Cluster, instanceID string) (*providerv1.Instance, error) {
 	key := c.Tenant + "/" + c.Runtime + "/" + c.NetworkId
 	ni, ok := r.instances[key]
 	if !ok {
-		list, err := prov.ListInstances(ctx, &providerv1.ListInstancesRequest{Runtime: prt, NetworkId: c.NetworkId})
+		var list *providerv1.ListInstancesResponse
+		prov, prt, err := r.o.provider(ctx, c.Tenant, c.Runtime)
+		if err == nil {
+			list, err = prov.ListInstances(ctx, &providerv1.ListInstancesRequest{Runtime: prt, NetworkId: c.NetworkId})
+		}
 		if err != nil {
 			ni.err = fmt.Errorf("list the instances of network %s: %w", c.NetworkId, err)
 			r.log.Warn("revive: cannot tell which instances died", "runtime", c.Runtime, "network_id", c.NetworkId, "err", err)
@@ -397,13 +403,13 @@ func (r *Reconciler) clusterAt(ctx context.Context, id string) (*pilotv1.Cluster
 // is only cut off; stopped: on purpose) is left alone. booted: nothing of
 // it was left, so the app's services on it must be started again.
 func (r *Reconciler) reviveIfLost(ctx context.Context, c *pilotv1.Cluster, instanceID, what string) (lost, booted bool) {
+	in, err := r.instanceOf(ctx, c, instanceID)
+	if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_LOST {
+		return false, false
+	}
 	prov, prt, err := r.o.provider(ctx, c.Tenant, c.Runtime)
 	if err != nil {
 		r.log.Warn("revive: provider", "what", what, "err", err)
-		return false, false
-	}
-	in, err := r.instanceOf(ctx, prov, prt, c, instanceID)
-	if err != nil || in.GetState() != providerv1.InstanceState_INSTANCE_STATE_LOST {
 		return false, false
 	}
 	// The pass read the cluster a while ago (a pass over a 300-node
