@@ -9,12 +9,13 @@ package etcdserver
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -108,8 +109,8 @@ type Server struct {
 	clientTLS *transport.TLSInfo
 	// maxRequestBytes is Config.MaxRequestBytes (0: etcd's default).
 	maxRequestBytes uint
-	// httpDir holds the socket of etcd's HTTP endpoints.
-	httpDir string
+	// httpSocket is the abstract unix socket of etcd's HTTP endpoints.
+	httpSocket string
 }
 
 var walSizeOnce sync.Once
@@ -160,20 +161,15 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	// gRPC's own transport holds a few: at a frontgate that is every
 	// drone's watch (issue 12, heap profile of 2,000 drones). So etcd's
 	// HTTP endpoints (/health, /metrics, /version; nothing of Hangar's
-	// uses them) get a unix socket of their own, with the same TLS, in a
-	// private directory (a short path: a socket's is at most 107 bytes),
-	// and the client port speaks gRPC only.
-	httpDir, err := os.MkdirTemp("", "hangar-etcd-")
+	// uses them) get a unix socket of their own, with the same TLS, in
+	// Linux's abstract namespace: a path could be longer than a socket's
+	// 107 bytes (a local instance's TMPDIR is), and leaves a file behind.
+	// The client port speaks gRPC only.
+	httpSock, err := abstractSocketName()
 	if err != nil {
-		return nil, fmt.Errorf("etcd: directory for its HTTP socket: %w", err)
+		return nil, err
 	}
-	started := false
-	defer func() {
-		if !started {
-			os.RemoveAll(httpDir)
-		}
-	}()
-	cfg.ListenClientHttpUrls = []url.URL{{Scheme: map[string]string{"https": "unixs", "http": "unix"}[cu.Scheme], Path: filepath.Join(httpDir, "http.sock")}}
+	cfg.ListenClientHttpUrls = []url.URL{{Scheme: map[string]string{"https": "unixs", "http": "unix"}[cu.Scheme], Host: httpSock}}
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = fmt.Sprintf("%s=%s", c.Name, pu.String())
@@ -249,8 +245,7 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 	if c.Logger != nil {
 		c.Logger.Info("embedded etcd ready", "client_url", bound.String(), "data_dir", c.DataDir, "allowed_client_cns", allowedCNs(c.ClientTLS))
 	}
-	started = true
-	return &Server{etcd: e, clientURL: bound.String(), peerURL: peer.String(), clientTLS: c.ClientTLS, maxRequestBytes: c.MaxRequestBytes, httpDir: httpDir}, nil
+	return &Server{etcd: e, clientURL: bound.String(), peerURL: peer.String(), clientTLS: c.ClientTLS, maxRequestBytes: c.MaxRequestBytes, httpSocket: httpSock}, nil
 }
 
 func allowedCNs(t *transport.TLSInfo) []string {
@@ -303,6 +298,16 @@ func StoredAuthEnabled(dataDir string) (bool, error) {
 	return enabled, nil
 }
 
+// abstractSocketName is a random name in the abstract unix socket
+// namespace ("@hangar-etcd-<hex>").
+func abstractSocketName() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("etcd: name its HTTP socket: %w", err)
+	}
+	return "@hangar-etcd-" + hex.EncodeToString(b), nil
+}
+
 func scheme(t *transport.TLSInfo) string {
 	if t != nil {
 		return "https"
@@ -351,7 +356,4 @@ func (s *Server) Client() (*clientv3.Client, error) {
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the member and waits for it.
-func (s *Server) Close() {
-	s.etcd.Close()
-	os.RemoveAll(s.httpDir)
-}
+func (s *Server) Close() { s.etcd.Close() }
