@@ -3,20 +3,17 @@ package docker_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moby/moby/client"
 
 	"github.com/hangarhq/hangar/api/providerv1"
 	"github.com/hangarhq/hangar/internal/dockertest"
 	"github.com/hangarhq/hangar/providers/conformance"
-	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 // testImage runs a stand-in drone that only waits for SIGTERM (make images
@@ -39,22 +36,7 @@ func buildPlugin(t *testing.T) string {
 }
 
 func startPlugin(t *testing.T, bin string) providerv1.ProviderClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := sdk.Start(ctx, bin, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return conformance.StartPlugin(t, bin)
 }
 
 // runtimeFor is a runtime of its own for t, so that what it creates is

@@ -1,19 +1,15 @@
 package example_test
 
 import (
-	"context"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/hangarhq/hangar/api/providerv1"
 	"github.com/hangarhq/hangar/providers/conformance"
 	"github.com/hangarhq/hangar/providers/example"
-	"github.com/hangarhq/hangar/providers/sdk"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -26,14 +22,5 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("build the plugin: %v\n%s", err, out)
 	}
 	rt := &providerv1.Runtime{Id: "example-test", Zone: "zone-a", Credentials: map[string]string{"api_key": example.APIKey}}
-	conformance.Run(t, func(t *testing.T) providerv1.ProviderClient {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		c, err := sdk.Start(ctx, bin, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		return c
-	}, rt, "any-image")
+	conformance.Run(t, func(t *testing.T) providerv1.ProviderClient { return conformance.StartPlugin(t, bin) }, rt, "any-image")
 }

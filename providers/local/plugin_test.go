@@ -1,13 +1,10 @@
 package local
 
 import (
-	"context"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,25 +25,7 @@ func buildPlugin(t *testing.T) string {
 	return out
 }
 
-func startPlugin(t *testing.T, bin string) *sdk.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	c, err := sdk.Start(ctx, bin, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatalf("start plugin: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
-// testWriter sends the plugin's warnings to the test log.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func startPlugin(t *testing.T, bin string) *sdk.Client { return conformance.StartPlugin(t, bin) }
 
 // pluginRuntime uses the default host-wide ranges_dir, as pilot would.
 func pluginRuntime(t *testing.T) *providerv1.Runtime {

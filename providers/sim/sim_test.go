@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -36,18 +35,7 @@ func pluginBinary(t *testing.T) string {
 	return bin
 }
 
-// startPlugin starts the plugin binary as pilot does.
-func startPlugin(t *testing.T, bin string) *sdk.Client {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := sdk.Start(ctx, bin, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
+func startPlugin(t *testing.T, bin string) *sdk.Client { return conformance.StartPlugin(t, bin) }
 
 // startCloud runs `hangar-provider-sim cloud` and returns its socket; the
 // cloud is stopped (SIGTERM) when the test ends.
