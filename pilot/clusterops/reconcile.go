@@ -55,7 +55,7 @@ type Reconciler struct {
 	// cluster id (refreshLinks).
 	links map[string]*linkState
 	// instances is what the provider said of a network's instances in
-	// this pass, by tenant/runtime/network (instancesOf): one
+	// this pass, by tenant/runtime/network (instanceOf): one
 	// ListInstances per network and pass, not one GetInstance per
 	// disconnected node. With its frontgate away (say, pilot just
 	// restarted) every node of a network is disconnected: 10,000 nodes

@@ -64,6 +64,8 @@ func ListenCloud(path string) (net.Listener, error) {
 func ServeCloud(ctx context.Context, lis net.Listener, p providerv1.ProviderServer) error {
 	gs := grpc.NewServer(limits.GRPCServerOptions()...)
 	providerv1.RegisterProviderServer(gs, p)
+	// The stopper ends with Serve too, when Serve fails on its own.
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -71,6 +73,7 @@ func ServeCloud(ctx context.Context, lis net.Listener, p providerv1.ProviderServ
 		gs.Stop()
 	}()
 	err := gs.Serve(lis)
+	cancel()
 	<-done
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil

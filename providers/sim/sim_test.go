@@ -292,3 +292,26 @@ func TestRaiseFileLimit(t *testing.T) {
 		t.Errorf("RaiseFileLimit() = %d, %d; in force %d (was %d)", limit, n, after.Cur, before.Cur)
 	}
 }
+
+// TestServeCloudReturnsWhenServeFails: a listener that fails ends
+// ServeCloud with its error, without waiting for ctx (goleak in TestMain
+// sees a stopper left behind).
+func TestServeCloudReturnsWhenServeFails(t *testing.T) {
+	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "c.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis.Close()
+	p := New(Config{})
+	defer p.Close()
+	done := make(chan error, 1)
+	go func() { done <- ServeCloud(context.Background(), lis, p) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("ServeCloud on a closed listener returned nil")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeCloud did not return after its listener failed")
+	}
+}

@@ -56,6 +56,7 @@ func BenchmarkScaleReconnect(b *testing.B) {
 		clouds[i] = startSimCloud(b)
 	}
 	p := startPilot(b)
+	b.Cleanup(func() { p.keepLog(b, "pilot-reconnect.log") })
 	p.mustHangar("app", "push", fleetApp)
 	var frontgatesBack, nodesBack, apiBack, detection time.Duration
 	var perSecond []int
@@ -71,7 +72,6 @@ func BenchmarkScaleReconnect(b *testing.B) {
 			c.saveHeap(b, fmt.Sprintf("sim-cloud-heap-%d", i))
 		}
 		from := p.logSize(b)
-		defer p.keepLog(b, "pilot-reconnect.log")
 		p.stop()
 		start := time.Now()
 		p.start()
