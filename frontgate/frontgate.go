@@ -202,6 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Frontgate, error) {
 		MaxTxnOps:       maxTxnOps,
 		MaxRequestBytes: limits.FrontgateEtcdMaxRequestBytes,
 		ServerOptions:   limits.ManyPeersServerOptions(),
+		ConcurrentReads: limits.FrontgateEtcdConcurrentReads(),
 		Logger:          log.With("component", "etcd"),
 	}, owner, log.With("component", "access"), cfg.onRestrictedEtcd)
 	if err != nil {

@@ -261,6 +261,8 @@ func TestFrontgateServesPilot(t *testing.T) {
 		`hangar_frontgate_relayed_requests_total{kind="apply_metadata",result="ok"} 1`,
 		`hangar_frontgate_relayed_requests_total{kind="apply_metadata",result="invalid"} 1`,
 		`hangar_frontgate_relayed_requests_total{kind="run_command",result="ok"} 1`,
+		"go_gc_heap_live_bytes ", // the scale benchmark's live heap per drone
+		"go_memstats_stack_inuse_bytes ",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)

@@ -23,7 +23,12 @@ func newMetrics() *metrics {
 			Help: "Requests from pilot served by the frontgate, by kind and result (ok or the error code).",
 		}, []string{"kind", "result"}),
 	}
-	m.reg.MustRegister(m.requests, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.requests,
+		// The GC's own figures too (go_gc_heap_live_bytes: the heap marked
+		// live by the last collection), so that memory per drone can be
+		// told from garbage not yet collected.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -471,5 +472,60 @@ func TestCopyFollowsTree(t *testing.T) {
 	}
 	if _, seenRev, _ = v.Values(ctx, []string{"/self/env"}); seenRev < other {
 		t.Fatalf("the copy is complete through %d after Sync, want %d", seenRev, other)
+	}
+}
+
+// countingKV counts the whole-tree reads made through it.
+type countingKV struct {
+	clientv3.KV
+	gets atomic.Int32
+}
+
+func (k *countingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	if op := clientv3.OpGet(key, opts...); len(op.RangeBytes()) > 0 {
+		k.gets.Add(1)
+	}
+	return k.KV.Get(ctx, key, opts...)
+}
+
+// TestRunWatchesFromSyncsRead: a Sync's read of the tree is where Run's
+// watch starts, not a second read (a drone's first read is usually the Sync
+// of pilot's delivery); changes after it arrive all the same. Once Run
+// watches, a Sync reads nothing of the tree: it waits for the watch to
+// catch up with etcd, and what was written before it is in the copy.
+func TestRunWatchesFromSyncsRead(t *testing.T) {
+	c := etcdtest.Client(t)
+	put(t, c, "/clusters/f/", host("", "i-1", "cln-1", "10.0.0.1"))
+	kv := &countingKV{KV: c.KV}
+	c.KV = kv
+	v, err := New(Config{Client: c, ClusterID: "f", NodeID: "cln-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	run(t, v)
+	rev := put(t, c, "/clusters/f/", host("", "i-2", "cln-2", "10.0.0.2"))
+	seen(t, v, rev)
+	got, _, err := v.Values(context.Background(), []string{"/self/hosts"})
+	if err != nil || got["/self/hosts/i-2/ip"] != "10.0.0.2" || got["/self/hosts/i-1/ip"] != "10.0.0.1" {
+		t.Fatalf("after a change: %v %v", got, err)
+	}
+	if n := kv.gets.Load(); n != 1 {
+		t.Errorf("%d reads of the tree, want 1 (Sync's; Run watches from it)", n)
+	}
+
+	// Written without waiting for the watch, then Sync: the copy has it.
+	put(t, c, "/clusters/f/", map[string]string{"env/y": "2"})
+	if err := v.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err = v.Values(context.Background(), []string{"/self/env"})
+	if err != nil || got["/self/env/y"] != "2" {
+		t.Fatalf("after Sync: %v %v; want env/y = 2", got, err)
+	}
+	if n := kv.gets.Load(); n != 1 {
+		t.Errorf("%d reads of the tree after a Sync on a running view, want still 1", n)
 	}
 }

@@ -92,6 +92,10 @@ type Config struct {
 	// frontgate passes limits.ManyPeersServerOptions: a connection per
 	// drone).
 	ServerOptions []grpc.ServerOption
+	// ConcurrentReads, when above 0, is how many Range calls of clients
+	// outside FullAccessCNs run at once; the others wait their turn (see
+	// accessGuard). A frontgate sets it: its drones read whole trees.
+	ConcurrentReads int
 	// Logger gets what etcd is doing, and etcd's own warnings and errors,
 	// among them why it stops (nil: nothing is logged).
 	Logger *slog.Logger
@@ -213,7 +217,7 @@ func Start(ctx context.Context, c Config) (*Server, error) {
 		if c.ClientTLS == nil || !c.ClientTLS.ClientCertAuth {
 			return nil, errors.New("etcd: FullAccessCNs needs client TLS with client certificates: callers are told apart by their certificate's CN")
 		}
-		cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, accessGuard{full: c.FullAccessCNs}.serverOptions()...)
+		cfg.GRPCAdditionalServerOptions = append(cfg.GRPCAdditionalServerOptions, newAccessGuard(c.FullAccessCNs, c.ConcurrentReads).serverOptions()...)
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(c.Logger))
 	cfg.LogLevel = "error"

@@ -2,6 +2,9 @@ package etcdserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"strings"
@@ -12,8 +15,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/internal/pki"
@@ -146,5 +152,46 @@ func TestFullAccessCNsNeedsClientCertificates(t *testing.T) {
 	_, err := Start(context.Background(), Config{DataDir: t.TempDir(), FullAccessCNs: []string{"frontgate:fg-1"}})
 	if err == nil || !strings.Contains(err.Error(), "FullAccessCNs needs client TLS with client certificates") {
 		t.Fatalf("Start = %v", err)
+	}
+}
+
+// TestConcurrentReads: with a limit of one, a second drone's Range waits
+// while the first runs (and gives up with its own deadline); the owner's
+// reads and a drone's other calls do not wait.
+func TestConcurrentReads(t *testing.T) {
+	g := newAccessGuard([]string{"frontgate:fg-1"}, 1)
+	as := func(cn string) context.Context {
+		chain := []*x509.Certificate{{Subject: pkix.Name{CommonName: cn}}}
+		return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{chain}}}})
+	}
+	rangeInfo := &grpc.UnaryServerInfo{FullMethod: rangeMethod}
+	entered, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := g.unary(as("drone:n-1"), nil, rangeInfo, func(context.Context, any) (any, error) {
+			close(entered)
+			<-release
+			return nil, nil
+		})
+		first <- err
+	}()
+	<-entered
+
+	ran := false
+	ctx, cancel := context.WithTimeout(as("drone:n-2"), 100*time.Millisecond)
+	defer cancel()
+	_, err := g.unary(ctx, nil, rangeInfo, func(context.Context, any) (any, error) { ran = true; return nil, nil })
+	if status.Code(err) != codes.DeadlineExceeded || ran {
+		t.Errorf("a second drone's read while one runs: ran=%v, %v; want it to wait and give up with DeadlineExceeded", ran, err)
+	}
+	if _, err := g.unary(as("frontgate:fg-1"), nil, rangeInfo, func(context.Context, any) (any, error) { return nil, nil }); err != nil {
+		t.Errorf("the owner's read while a drone's runs: %v; want it served at once", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.unary(as("drone:n-2"), nil, rangeInfo, func(context.Context, any) (any, error) { return nil, nil }); err != nil {
+		t.Errorf("a read after the first ended: %v", err)
 	}
 }

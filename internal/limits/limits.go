@@ -9,6 +9,7 @@ package limits
 
 import (
 	"google.golang.org/grpc"
+	"runtime"
 )
 
 // gRPC.
@@ -171,6 +172,12 @@ func GRPCServerOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(MaxGRPCSendBytes),
 	}
 }
+
+// FrontgateEtcdConcurrentReads is how many drones' reads of their trees a
+// frontgate's etcd serves at once: two per core keeps every core busy
+// while one read waits on the database, and bounds the memory the reads
+// of a thousand drones starting together take (etcdserver.Config).
+func FrontgateEtcdConcurrentReads() int { return 2 * runtime.GOMAXPROCS(0) }
 
 // ManyPeersServerOptions are for a server that holds a connection per
 // drone, thousands of them mostly idle (frontgate's DroneLink): each

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -483,6 +484,9 @@ func (p *Provider) spawn(ctx context.Context, t *tx, rec *instance, bin string, 
 	defer devnull.Close()
 
 	exe, argv := bin, []string{bin, "--userdata", ud, "--data-dir", filepath.Join(dir, dataDir)}
+	if rec.Image == frontgateImage && cfg.fgMetrics != 0 {
+		argv = append(argv, "--metrics-listen", net.JoinHostPort(rec.Address, strconv.Itoa(cfg.fgMetrics)))
+	}
 	if p.iso == isolationLandlock {
 		exe = p.launcher
 		if argv, err = launcherArgs(p.launcher, launchSpec{Dir: dir, Bin: cfg.bin, Exec: bin, Args: argv}); err != nil {

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hangarhq/hangar/api/providerv1"
+	"github.com/hangarhq/hangar/internal/userdata"
 	"github.com/hangarhq/hangar/providers/sdk"
 )
 
@@ -56,6 +57,10 @@ const (
 	// 24 (253 instances, the default) down to 20 (4,063), for clusters
 	// larger than a /24 holds.
 	keyNetworkPrefix = "network_prefix"
+	// keyFrontgateMetrics is the port on each frontgate's address serving
+	// its Prometheus /metrics (off when unset): the frontgate's memory and
+	// goroutines, which the scale benchmarks read per connected drone.
+	keyFrontgateMetrics = "frontgate_metrics_port"
 )
 
 // Config configures a Provider.
@@ -187,6 +192,10 @@ type runtimeConfig struct {
 	rangesDir string
 	images    string // images_dir; "" when instances run no image
 	prefix    int    // network_prefix: 20..24
+	// fgMetrics is frontgate_metrics_port: the port on a frontgate's
+	// address serving its Prometheus /metrics, or 0 for none (the
+	// frontgate's default: no port beyond those it needs).
+	fgMetrics int
 }
 
 func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
@@ -207,10 +216,10 @@ func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		switch k {
-		case keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyNetworkPrefix, keyAccessKeyHash:
+		case keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyNetworkPrefix, keyFrontgateMetrics, keyAccessKeyHash:
 		default:
 			return cfg, status.Errorf(codes.InvalidArgument,
-				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s, %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyNetworkPrefix, keyAccessKeyHash)
+				"runtime.config.%s is not a local provider setting (allowed: %s, %s, %s, %s, %s, %s, %s)", k, keyRootDir, keyBinDir, keyRangesDir, keyImagesDir, keyNetworkPrefix, keyFrontgateMetrics, keyAccessKeyHash)
 		}
 	}
 	dir := func(key, why string, required bool) (string, error) {
@@ -249,6 +258,14 @@ func (p *Provider) parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 			return cfg, status.Errorf(codes.InvalidArgument, "runtime.config.%s %q: give a prefix length from %d (%d instances a network) to 24 (253, the default)", keyNetworkPrefix, v, minPrefix, hostsOf(minPrefix))
 		}
 		cfg.prefix = n
+	}
+	if v, ok := rt.GetConfig()[keyFrontgateMetrics]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 || reservedPort(n) {
+			return cfg, status.Errorf(codes.InvalidArgument, "runtime.config.%s %q: give a TCP port from 1 to 65535 other than the frontgate's own (%d, %d, %d)",
+				keyFrontgateMetrics, v, userdata.FrontgateDronePort, userdata.FrontgateEtcdPort, userdata.FrontgatePeerPort)
+		}
+		cfg.fgMetrics = n
 	}
 	return cfg, nil
 }
@@ -349,4 +366,9 @@ func checkAccessKey(rt *providerv1.Runtime) error {
 		return status.Errorf(codes.PermissionDenied, "runtime.credentials.%s does not match runtime.config.%s", credAccessKey, keyAccessKeyHash)
 	}
 	return nil
+}
+
+// reservedPort says whether port is one the frontgate listens on already.
+func reservedPort(port int) bool {
+	return port == userdata.FrontgateDronePort || port == userdata.FrontgateEtcdPort || port == userdata.FrontgatePeerPort
 }

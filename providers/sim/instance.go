@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -183,6 +184,9 @@ func (p *Provider) runFrontgate(ctx context.Context, in *instance, addr string, 
 	if err := ud.Validate(); err != nil {
 		return badUserData{err}
 	}
+	if in.rt.frontgateBinary != "" {
+		return runFrontgateProcess(ctx, in.rt.frontgateBinary, in.dir, in.userData, addr)
+	}
 	hostPort := func(port int) string { return net.JoinHostPort(addr, strconv.Itoa(port)) }
 	fg, err := frontgate.Start(ctx, frontgate.Config{
 		FrontgateID:   ud.FrontgateID,
@@ -209,6 +213,32 @@ func (p *Provider) runFrontgate(ctx context.Context, in *instance, addr string, 
 	case <-fg.Failed():
 		return fg.Err()
 	}
+}
+
+// runFrontgateProcess runs the frontgate binary bin on addr until ctx ends
+// (then SIGTERM, and SIGKILL 10 s later) or it exits. It dies with the
+// sim's process, as an instance in the sim does. Its log is the instance's
+// frontgate.log.
+func runFrontgateProcess(ctx context.Context, bin, dir string, userData []byte, addr string) error {
+	ud := filepath.Join(dir, "userdata.json")
+	if err := os.WriteFile(ud, userData, 0o600); err != nil {
+		return fmt.Errorf("frontgate process: write its user data: %w", err)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "frontgate.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("frontgate process: open its log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.CommandContext(ctx, bin, "--userdata", ud, "--data-dir", filepath.Join(dir, "data"), "--address", addr, "--log-format", "json")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("frontgate process %s: %w (its log: %s)", bin, err, logf.Name())
 }
 
 // runDrone runs a drone in the instance until ctx ends or it fails.

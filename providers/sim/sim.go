@@ -148,6 +148,10 @@ type runtimeConfig struct {
 	// RunInstance calls that fail (Unavailable) before creating anything.
 	runLatency     time.Duration
 	runFailureRate float64
+	// frontgateBinary, when set, runs each network's frontgate as a
+	// process of its own (that binary), so that its memory can be told
+	// from its drones'; by default it runs in the sim's process.
+	frontgateBinary string
 }
 
 // execConfig is how the fake executor plays a command.
@@ -170,6 +174,7 @@ var configKeys = map[string]string{
 	"exec_output_bytes": "the size of each fake command's output, 0 to 65536 (default 0)",
 	"run_latency":       "how long each RunInstance takes, a Go duration (default 0s)",
 	"run_failure_rate":  "the share of RunInstance calls that fail with Unavailable, 0 to 1 (default 0)",
+	"frontgate_binary":  "the absolute path of a frontgate binary: each network's frontgate runs as a process of its own (default: none, frontgates run in the sim's process)",
 	cloudSocketKey:      "the absolute path of the unix socket of a sim cloud (`hangar-provider-sim cloud`) that holds this runtime's instances, so they outlive the plugin (default: none, they live in the plugin)",
 }
 
@@ -206,6 +211,11 @@ func parseRuntime(rt *providerv1.Runtime) (runtimeConfig, error) {
 			if !filepath.IsAbs(v) {
 				return cfg, bad(key, v)
 			}
+		case "frontgate_binary":
+			if !filepath.IsAbs(v) {
+				return cfg, bad(key, v)
+			}
+			cfg.frontgateBinary = filepath.Clean(v)
 		case "exec":
 			switch v {
 			case "fake", "":

@@ -315,3 +315,76 @@ func TestServeCloudReturnsWhenServeFails(t *testing.T) {
 		t.Fatal("ServeCloud did not return after its listener failed")
 	}
 }
+
+// TestFrontgateProcess: with frontgate_binary a network's frontgate is a
+// process of that binary, given its user data and the instance's address,
+// stopped with its instance and started again with it.
+func TestFrontgateProcess(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "frontgate")
+	// It records its arguments and its user data, then waits to be stopped.
+	script := "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$0.args\"\ncat \"$2\" > \"$0.userdata\"\necho $$ > \"$0.pid\"\nexec sleep 600\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := New(Config{})
+	t.Cleanup(func() { cancel(); p.Close() })
+	rt := &providerv1.Runtime{Id: "r", Zone: "sim-1", Config: map[string]string{"root_dir": filepath.Join(dir, "root"), "frontgate_binary": bin}}
+	n, err := p.CreateNetwork(ctx, &providerv1.CreateNetworkRequest{Runtime: rt, IdempotencyToken: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ud := `{"frontgate_id":"fg-1","pilot_address":"127.0.0.1:9","ca_pem":"PEM"}`
+	in, err := p.RunInstance(ctx, &providerv1.RunInstanceRequest{Runtime: rt, IdempotencyToken: "fg", NetworkId: n.GetId(), Image: "frontgate", UserData: []byte(ud)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := func() bool { return alive(bin + ".pid") }
+	waitUntil(t, "the frontgate process to start", running)
+	var args []byte
+	waitUntil(t, "its arguments", func() bool { args, _ = os.ReadFile(bin + ".args"); return len(args) > 0 })
+	if got := string(args); !strings.Contains(got, "--address\n"+in.GetAddress()+"\n") || !strings.Contains(got, "--data-dir\n") {
+		t.Errorf("frontgate arguments:\n%s\nwant --address %s and --data-dir", got, in.GetAddress())
+	}
+	if got, _ := os.ReadFile(bin + ".userdata"); string(got) != ud {
+		t.Errorf("frontgate user data %q, want %q", got, ud)
+	}
+
+	if _, err := p.StopInstance(ctx, &providerv1.StopInstanceRequest{Runtime: rt, InstanceId: in.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the stopped instance's process to end", func() bool { return !running() })
+	os.Remove(bin + ".pid")
+	if _, err := p.StartInstance(ctx, &providerv1.StartInstanceRequest{Runtime: rt, InstanceId: in.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the started instance's process", running)
+	if _, err := p.DeleteInstance(ctx, &providerv1.DeleteInstanceRequest{Runtime: rt, InstanceId: in.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the deleted instance's process to end", func() bool { return !running() })
+}
+
+// alive reads the pid the script wrote and says whether it still runs
+// (as the sleep the script became).
+func alive(pidFile string) bool {
+	pid, err := os.ReadFile(pidFile)
+	if err != nil {
+		return false
+	}
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "cmdline"))
+	return err == nil && strings.HasPrefix(string(cmdline), "sleep\x00")
+}
+
+// waitUntil polls cond every 20 ms for up to 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
