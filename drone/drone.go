@@ -25,6 +25,7 @@ import (
 	"github.com/hangarhq/hangar/drone/agent"
 	"github.com/hangarhq/hangar/drone/enroll"
 	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/health"
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/drone/render"
 	"github.com/hangarhq/hangar/internal/limits"
@@ -150,6 +151,21 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer rend.Close()
+	run := health.ShellRunner(cfg.Root, cfg.DataDir)
+	if cfg.RunHook != nil {
+		run = hookRunner(cfg.RunHook)
+	}
+	checker := health.New(health.Config{Run: run, OnChange: reports.Healthed, Logger: log.With("component", "health")})
+	hctx, stopHealth := context.WithCancel(ctx)
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		_ = checker.Run(hctx) // ends with hctx
+	}()
+	defer func() {
+		stopHealth()
+		<-healthDone
+	}()
 	a, err := agent.New(agent.Config{
 		NodeID:           ud.NodeID,
 		ClusterID:        ud.ClusterID,
@@ -160,6 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Version:          cfg.Version,
 		Executor:         ex,
 		Renderer:         rend,
+		Health:           checker,
 		Reports:          reports,
 		// The agent adds node_id and cluster_id itself.
 		Logger: base.With("component", "agent"),
@@ -171,6 +188,20 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// hookRunner runs health checks with Config.RunHook (the sim's fake
+// executor): exit 0 when it returns nil, else 1 with its error.
+func hookRunner(hook func(context.Context, string) error) health.Runner {
+	return func(ctx context.Context, cmd string, timeout time.Duration) health.Result {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		r := health.Result{At: time.Now()}
+		if err := hook(cctx, cmd); err != nil {
+			r.ExitCode, r.Output = 1, err.Error()
+		}
+		return r
+	}
 }
 
 // EtcdEndpoints returns the frontgate's etcd client URLs as https ones:

@@ -679,6 +679,7 @@ type Request struct {
 	//	*Request_RenderReport
 	//	*Request_CancelCommand
 	//	*Request_ApplyMetadataSubtree
+	//	*Request_HealthReport
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -834,6 +835,15 @@ func (x *Request) GetApplyMetadataSubtree() *ApplyMetadataSubtree {
 	return nil
 }
 
+func (x *Request) GetHealthReport() *HealthReport {
+	if x != nil {
+		if x, ok := x.Body.(*Request_HealthReport); ok {
+			return x.HealthReport
+		}
+	}
+	return nil
+}
+
 type isRequest_Body interface {
 	isRequest_Body()
 }
@@ -888,6 +898,11 @@ type Request_ApplyMetadataSubtree struct {
 	ApplyMetadataSubtree *ApplyMetadataSubtree `protobuf:"bytes,20,opt,name=apply_metadata_subtree,json=applyMetadataSubtree,proto3,oneof"`
 }
 
+type Request_HealthReport struct {
+	// drone -> frontgate: the node's health after a change of it.
+	HealthReport *HealthReport `protobuf:"bytes,21,opt,name=health_report,json=healthReport,proto3,oneof"`
+}
+
 func (*Request_RunCommand) isRequest_Body() {}
 
 func (*Request_ApplyMetadata) isRequest_Body() {}
@@ -909,6 +924,8 @@ func (*Request_RenderReport) isRequest_Body() {}
 func (*Request_CancelCommand) isRequest_Body() {}
 
 func (*Request_ApplyMetadataSubtree) isRequest_Body() {}
+
+func (*Request_HealthReport) isRequest_Body() {}
 
 // CancelCommand kills command_id on node_id if it runs; the answer is the
 // command's result (CANCELLED, or how it ended before). A command id never
@@ -1269,6 +1286,256 @@ func (x *RenderReport) GetError() string {
 	return ""
 }
 
+// HealthCheck is a role's health_check (APPCENTER-FORMAT 1.5), defaults
+// filled: the drone runs check_cmd every interval_sec on its own clock.
+type HealthCheck struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	CheckCmd string                 `protobuf:"bytes,1,opt,name=check_cmd,json=checkCmd,proto3" json:"check_cmd,omitempty"`
+	// Runs once each time the node turns unhealthy ("" for none).
+	ActionCmd          string `protobuf:"bytes,2,opt,name=action_cmd,json=actionCmd,proto3" json:"action_cmd,omitempty"`
+	IntervalSec        int32  `protobuf:"varint,3,opt,name=interval_sec,json=intervalSec,proto3" json:"interval_sec,omitempty"`
+	TimeoutSec         int32  `protobuf:"varint,4,opt,name=timeout_sec,json=timeoutSec,proto3" json:"timeout_sec,omitempty"`
+	ActionTimeoutSec   int32  `protobuf:"varint,5,opt,name=action_timeout_sec,json=actionTimeoutSec,proto3" json:"action_timeout_sec,omitempty"`
+	HealthyThreshold   int32  `protobuf:"varint,6,opt,name=healthy_threshold,json=healthyThreshold,proto3" json:"healthy_threshold,omitempty"`
+	UnhealthyThreshold int32  `protobuf:"varint,7,opt,name=unhealthy_threshold,json=unhealthyThreshold,proto3" json:"unhealthy_threshold,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HealthCheck) GetCheckCmd() string {
+	if x != nil {
+		return x.CheckCmd
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetActionCmd() string {
+	if x != nil {
+		return x.ActionCmd
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetIntervalSec() int32 {
+	if x != nil {
+		return x.IntervalSec
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetTimeoutSec() int32 {
+	if x != nil {
+		return x.TimeoutSec
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetActionTimeoutSec() int32 {
+	if x != nil {
+		return x.ActionTimeoutSec
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetHealthyThreshold() int32 {
+	if x != nil {
+		return x.HealthyThreshold
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetUnhealthyThreshold() int32 {
+	if x != nil {
+		return x.UnhealthyThreshold
+	}
+	return 0
+}
+
+// CommandRun is what one command of a health check did.
+type CommandRun struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// -1: it did not exit by itself (timed out, could not start).
+	ExitCode int32 `protobuf:"varint,1,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// The tail of its output.
+	Output string                 `protobuf:"bytes,2,opt,name=output,proto3" json:"output,omitempty"`
+	At     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	// Why it failed, when its exit code does not say (a timeout).
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandRun) Reset() {
+	*x = CommandRun{}
+	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandRun) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandRun) ProtoMessage() {}
+
+func (x *CommandRun) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandRun.ProtoReflect.Descriptor instead.
+func (*CommandRun) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CommandRun) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *CommandRun) GetOutput() string {
+	if x != nil {
+		return x.Output
+	}
+	return ""
+}
+
+func (x *CommandRun) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *CommandRun) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// HealthReport is sent by a drone when its node's health, or its last
+// check's exit code or output, changes (and again on every new stream);
+// the frontgate keeps the last one per node for ListDrones.
+type HealthReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "unknown", "healthy" or "unhealthy"; "" when the role has no check.
+	Status string      `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	Check  *CommandRun `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"`
+	// The last action_cmd's result, when one ran.
+	Action *CommandRun `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// When status last changed.
+	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// Checks failed in a row.
+	Failures      int32 `protobuf:"varint,5,opt,name=failures,proto3" json:"failures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthReport) Reset() {
+	*x = HealthReport{}
+	mi := &file_stream_v1_stream_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthReport) ProtoMessage() {}
+
+func (x *HealthReport) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthReport.ProtoReflect.Descriptor instead.
+func (*HealthReport) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HealthReport) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *HealthReport) GetCheck() *CommandRun {
+	if x != nil {
+		return x.Check
+	}
+	return nil
+}
+
+func (x *HealthReport) GetAction() *CommandRun {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+func (x *HealthReport) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *HealthReport) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
 // RunCommand asks a drone to execute cmd. pilot sends it to the frontgate,
 // which relays it to the drone named by node_id. A drone executes a
 // command_id at most once and answers repeats with the recorded result.
@@ -1294,7 +1561,7 @@ type RunCommand struct {
 
 func (x *RunCommand) Reset() {
 	*x = RunCommand{}
-	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1573,7 @@ func (x *RunCommand) String() string {
 func (*RunCommand) ProtoMessage() {}
 
 func (x *RunCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[14]
+	mi := &file_stream_v1_stream_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1586,7 @@ func (x *RunCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCommand.ProtoReflect.Descriptor instead.
 func (*RunCommand) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{14}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunCommand) GetNodeId() string {
@@ -1389,7 +1656,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1668,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[15]
+	mi := &file_stream_v1_stream_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1681,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{15}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CommandResult) GetCommandId() string {
@@ -1496,7 +1763,7 @@ type ApplyMetadata struct {
 
 func (x *ApplyMetadata) Reset() {
 	*x = ApplyMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[16]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1775,7 @@ func (x *ApplyMetadata) String() string {
 func (*ApplyMetadata) ProtoMessage() {}
 
 func (x *ApplyMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[16]
+	mi := &file_stream_v1_stream_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1788,7 @@ func (x *ApplyMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyMetadata.ProtoReflect.Descriptor instead.
 func (*ApplyMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{16}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyMetadata) GetClusterId() string {
@@ -1562,7 +1829,7 @@ type ApplyMetadataSubtree struct {
 
 func (x *ApplyMetadataSubtree) Reset() {
 	*x = ApplyMetadataSubtree{}
-	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	mi := &file_stream_v1_stream_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1841,7 @@ func (x *ApplyMetadataSubtree) String() string {
 func (*ApplyMetadataSubtree) ProtoMessage() {}
 
 func (x *ApplyMetadataSubtree) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[17]
+	mi := &file_stream_v1_stream_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1854,7 @@ func (x *ApplyMetadataSubtree) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyMetadataSubtree.ProtoReflect.Descriptor instead.
 func (*ApplyMetadataSubtree) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{17}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyMetadataSubtree) GetClusterId() string {
@@ -1621,7 +1888,7 @@ type DeleteMetadata struct {
 
 func (x *DeleteMetadata) Reset() {
 	*x = DeleteMetadata{}
-	mi := &file_stream_v1_stream_proto_msgTypes[18]
+	mi := &file_stream_v1_stream_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1900,7 @@ func (x *DeleteMetadata) String() string {
 func (*DeleteMetadata) ProtoMessage() {}
 
 func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[18]
+	mi := &file_stream_v1_stream_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1913,7 @@ func (x *DeleteMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteMetadata.ProtoReflect.Descriptor instead.
 func (*DeleteMetadata) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{18}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteMetadata) GetClusterId() string {
@@ -1675,15 +1942,19 @@ type ConfigureRenderer struct {
 	SealedMetadataKey []byte `protobuf:"bytes,5,opt,name=sealed_metadata_key,json=sealedMetadataKey,proto3" json:"sealed_metadata_key,omitempty"`
 	// The drone refuses the request after this instant.
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	// pilot's Ed25519 signature over every field above (internal/cmdsign).
-	Signature     []byte `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
+	// pilot's Ed25519 signature over every field (internal/cmdsign).
+	Signature []byte `protobuf:"bytes,7,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The node's role's health check; unset: the node checks nothing (a
+	// check it ran before stops). Its commands run like the files' hooks,
+	// so the signature covers it.
+	HealthCheck   *HealthCheck `protobuf:"bytes,8,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureRenderer) Reset() {
 	*x = ConfigureRenderer{}
-	mi := &file_stream_v1_stream_proto_msgTypes[19]
+	mi := &file_stream_v1_stream_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1966,7 @@ func (x *ConfigureRenderer) String() string {
 func (*ConfigureRenderer) ProtoMessage() {}
 
 func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[19]
+	mi := &file_stream_v1_stream_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1979,7 @@ func (x *ConfigureRenderer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigureRenderer.ProtoReflect.Descriptor instead.
 func (*ConfigureRenderer) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{19}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConfigureRenderer) GetNodeId() string {
@@ -1753,6 +2024,13 @@ func (x *ConfigureRenderer) GetSignature() []byte {
 	return nil
 }
 
+func (x *ConfigureRenderer) GetHealthCheck() *HealthCheck {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return nil
+}
+
 type ListDrones struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty means all clusters.
@@ -1763,7 +2041,7 @@ type ListDrones struct {
 
 func (x *ListDrones) Reset() {
 	*x = ListDrones{}
-	mi := &file_stream_v1_stream_proto_msgTypes[20]
+	mi := &file_stream_v1_stream_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +2053,7 @@ func (x *ListDrones) String() string {
 func (*ListDrones) ProtoMessage() {}
 
 func (x *ListDrones) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[20]
+	mi := &file_stream_v1_stream_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +2066,7 @@ func (x *ListDrones) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDrones.ProtoReflect.Descriptor instead.
 func (*ListDrones) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{20}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListDrones) GetClusterId() string {
@@ -1807,13 +2085,15 @@ type DroneInfo struct {
 	// The drone's last RenderReport (0: none yet).
 	RenderedRevision int64  `protobuf:"varint,5,opt,name=rendered_revision,json=renderedRevision,proto3" json:"rendered_revision,omitempty"`
 	RenderError      string `protobuf:"bytes,6,opt,name=render_error,json=renderError,proto3" json:"render_error,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The drone's last HealthReport (unset: none yet).
+	Health        *HealthReport `protobuf:"bytes,7,opt,name=health,proto3" json:"health,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DroneInfo) Reset() {
 	*x = DroneInfo{}
-	mi := &file_stream_v1_stream_proto_msgTypes[21]
+	mi := &file_stream_v1_stream_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2105,7 @@ func (x *DroneInfo) String() string {
 func (*DroneInfo) ProtoMessage() {}
 
 func (x *DroneInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[21]
+	mi := &file_stream_v1_stream_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2118,7 @@ func (x *DroneInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneInfo.ProtoReflect.Descriptor instead.
 func (*DroneInfo) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{21}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DroneInfo) GetNodeId() string {
@@ -1883,6 +2163,13 @@ func (x *DroneInfo) GetRenderError() string {
 	return ""
 }
 
+func (x *DroneInfo) GetHealth() *HealthReport {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
 type DroneList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Drones        []*DroneInfo           `protobuf:"bytes,1,rep,name=drones,proto3" json:"drones,omitempty"`
@@ -1892,7 +2179,7 @@ type DroneList struct {
 
 func (x *DroneList) Reset() {
 	*x = DroneList{}
-	mi := &file_stream_v1_stream_proto_msgTypes[22]
+	mi := &file_stream_v1_stream_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2191,7 @@ func (x *DroneList) String() string {
 func (*DroneList) ProtoMessage() {}
 
 func (x *DroneList) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[22]
+	mi := &file_stream_v1_stream_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2204,7 @@ func (x *DroneList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneList.ProtoReflect.Descriptor instead.
 func (*DroneList) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{22}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DroneList) GetDrones() []*DroneInfo {
@@ -1968,7 +2255,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"'\n" +
 	"\x06Cancel\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\"\xf5\x06\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"\xbc\a\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
@@ -1985,7 +2272,8 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x06revoke\x18\x11 \x01(\v2\x18.hangar.stream.v1.RevokeH\x00R\x06revoke\x12E\n" +
 	"\rrender_report\x18\x12 \x01(\v2\x1e.hangar.stream.v1.RenderReportH\x00R\frenderReport\x12H\n" +
 	"\x0ecancel_command\x18\x13 \x01(\v2\x1f.hangar.stream.v1.CancelCommandH\x00R\rcancelCommand\x12^\n" +
-	"\x16apply_metadata_subtree\x18\x14 \x01(\v2&.hangar.stream.v1.ApplyMetadataSubtreeH\x00R\x14applyMetadataSubtreeB\x06\n" +
+	"\x16apply_metadata_subtree\x18\x14 \x01(\v2&.hangar.stream.v1.ApplyMetadataSubtreeH\x00R\x14applyMetadataSubtree\x12E\n" +
+	"\rhealth_report\x18\x15 \x01(\v2\x1e.hangar.stream.v1.HealthReportH\x00R\fhealthReportB\x06\n" +
 	"\x04body\"_\n" +
 	"\rCancelCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
@@ -2011,7 +2299,29 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\"@\n" +
 	"\fRenderReport\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"\xec\x01\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\x99\x02\n" +
+	"\vHealthCheck\x12\x1b\n" +
+	"\tcheck_cmd\x18\x01 \x01(\tR\bcheckCmd\x12\x1d\n" +
+	"\n" +
+	"action_cmd\x18\x02 \x01(\tR\tactionCmd\x12!\n" +
+	"\finterval_sec\x18\x03 \x01(\x05R\vintervalSec\x12\x1f\n" +
+	"\vtimeout_sec\x18\x04 \x01(\x05R\n" +
+	"timeoutSec\x12,\n" +
+	"\x12action_timeout_sec\x18\x05 \x01(\x05R\x10actionTimeoutSec\x12+\n" +
+	"\x11healthy_threshold\x18\x06 \x01(\x05R\x10healthyThreshold\x12/\n" +
+	"\x13unhealthy_threshold\x18\a \x01(\x05R\x12unhealthyThreshold\"\x83\x01\n" +
+	"\n" +
+	"CommandRun\x12\x1b\n" +
+	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06output\x18\x02 \x01(\tR\x06output\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xde\x01\n" +
+	"\fHealthReport\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x122\n" +
+	"\x05check\x18\x02 \x01(\v2\x1c.hangar.stream.v1.CommandRunR\x05check\x124\n" +
+	"\x06action\x18\x03 \x01(\v2\x1c.hangar.stream.v1.CommandRunR\x06action\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1a\n" +
+	"\bfailures\x18\x05 \x01(\x05R\bfailures\"\xec\x01\n" +
 	"\n" +
 	"RunCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
@@ -2054,7 +2364,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"/\n" +
 	"\x0eDeleteMetadata\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xe8\x02\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xaa\x03\n" +
 	"\x11ConfigureRenderer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -2063,7 +2373,8 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x13sealed_metadata_key\x18\x05 \x01(\fR\x11sealedMetadataKey\x129\n" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1c\n" +
-	"\tsignature\x18\a \x01(\fR\tsignature\x1a8\n" +
+	"\tsignature\x18\a \x01(\fR\tsignature\x12@\n" +
+	"\fhealth_check\x18\b \x01(\v2\x1d.hangar.stream.v1.HealthCheckR\vhealthCheck\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -2071,7 +2382,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\n" +
 	"ListDrones\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xec\x01\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xa4\x02\n" +
 	"\tDroneInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -2079,7 +2390,8 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12=\n" +
 	"\fconnected_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12+\n" +
 	"\x11rendered_revision\x18\x05 \x01(\x03R\x10renderedRevision\x12!\n" +
-	"\frender_error\x18\x06 \x01(\tR\vrenderError\"@\n" +
+	"\frender_error\x18\x06 \x01(\tR\vrenderError\x126\n" +
+	"\x06health\x18\a \x01(\v2\x1e.hangar.stream.v1.HealthReportR\x06health\"@\n" +
 	"\tDroneList\x123\n" +
 	"\x06drones\x18\x01 \x03(\v2\x1b.hangar.stream.v1.DroneInfoR\x06drones*\x92\x02\n" +
 	"\fCommandState\x12\x1d\n" +
@@ -2111,7 +2423,7 @@ func file_stream_v1_stream_proto_rawDescGZIP() []byte {
 }
 
 var file_stream_v1_stream_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_stream_v1_stream_proto_goTypes = []any{
 	(CommandState)(0),             // 0: hangar.stream.v1.CommandState
 	(*JoinRequest)(nil),           // 1: hangar.stream.v1.JoinRequest
@@ -2128,66 +2440,76 @@ var file_stream_v1_stream_proto_goTypes = []any{
 	(*Error)(nil),                 // 12: hangar.stream.v1.Error
 	(*Ack)(nil),                   // 13: hangar.stream.v1.Ack
 	(*RenderReport)(nil),          // 14: hangar.stream.v1.RenderReport
-	(*RunCommand)(nil),            // 15: hangar.stream.v1.RunCommand
-	(*CommandResult)(nil),         // 16: hangar.stream.v1.CommandResult
-	(*ApplyMetadata)(nil),         // 17: hangar.stream.v1.ApplyMetadata
-	(*ApplyMetadataSubtree)(nil),  // 18: hangar.stream.v1.ApplyMetadataSubtree
-	(*DeleteMetadata)(nil),        // 19: hangar.stream.v1.DeleteMetadata
-	(*ConfigureRenderer)(nil),     // 20: hangar.stream.v1.ConfigureRenderer
-	(*ListDrones)(nil),            // 21: hangar.stream.v1.ListDrones
-	(*DroneInfo)(nil),             // 22: hangar.stream.v1.DroneInfo
-	(*DroneList)(nil),             // 23: hangar.stream.v1.DroneList
-	nil,                           // 24: hangar.stream.v1.ApplyMetadata.KvsEntry
-	nil,                           // 25: hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
-	nil,                           // 26: hangar.stream.v1.ConfigureRenderer.FilesEntry
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*HealthCheck)(nil),           // 15: hangar.stream.v1.HealthCheck
+	(*CommandRun)(nil),            // 16: hangar.stream.v1.CommandRun
+	(*HealthReport)(nil),          // 17: hangar.stream.v1.HealthReport
+	(*RunCommand)(nil),            // 18: hangar.stream.v1.RunCommand
+	(*CommandResult)(nil),         // 19: hangar.stream.v1.CommandResult
+	(*ApplyMetadata)(nil),         // 20: hangar.stream.v1.ApplyMetadata
+	(*ApplyMetadataSubtree)(nil),  // 21: hangar.stream.v1.ApplyMetadataSubtree
+	(*DeleteMetadata)(nil),        // 22: hangar.stream.v1.DeleteMetadata
+	(*ConfigureRenderer)(nil),     // 23: hangar.stream.v1.ConfigureRenderer
+	(*ListDrones)(nil),            // 24: hangar.stream.v1.ListDrones
+	(*DroneInfo)(nil),             // 25: hangar.stream.v1.DroneInfo
+	(*DroneList)(nil),             // 26: hangar.stream.v1.DroneList
+	nil,                           // 27: hangar.stream.v1.ApplyMetadata.KvsEntry
+	nil,                           // 28: hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
+	nil,                           // 29: hangar.stream.v1.ConfigureRenderer.FilesEntry
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_stream_v1_stream_proto_depIdxs = []int32{
-	27, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	30, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.stream.v1.Envelope.hello:type_name -> hangar.stream.v1.Hello
 	9,  // 2: hangar.stream.v1.Envelope.request:type_name -> hangar.stream.v1.Request
 	11, // 3: hangar.stream.v1.Envelope.response:type_name -> hangar.stream.v1.Response
 	8,  // 4: hangar.stream.v1.Envelope.cancel:type_name -> hangar.stream.v1.Cancel
 	7,  // 5: hangar.stream.v1.Envelope.heartbeat:type_name -> hangar.stream.v1.Heartbeat
-	27, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	27, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
-	15, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
-	17, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
-	19, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
-	20, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
-	21, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
+	30, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	30, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
+	18, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
+	20, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
+	22, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
+	23, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
+	24, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
 	1,  // 13: hangar.stream.v1.Request.join:type_name -> hangar.stream.v1.JoinRequest
 	3,  // 14: hangar.stream.v1.Request.renew_certificate:type_name -> hangar.stream.v1.RenewCertificate
 	4,  // 15: hangar.stream.v1.Request.revoke:type_name -> hangar.stream.v1.Revoke
 	14, // 16: hangar.stream.v1.Request.render_report:type_name -> hangar.stream.v1.RenderReport
 	10, // 17: hangar.stream.v1.Request.cancel_command:type_name -> hangar.stream.v1.CancelCommand
-	18, // 18: hangar.stream.v1.Request.apply_metadata_subtree:type_name -> hangar.stream.v1.ApplyMetadataSubtree
-	12, // 19: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
-	16, // 20: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
-	13, // 21: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
-	23, // 22: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
-	2,  // 23: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
-	27, // 24: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 25: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
-	27, // 26: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
-	27, // 27: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
-	24, // 28: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
-	25, // 29: hangar.stream.v1.ApplyMetadataSubtree.kvs:type_name -> hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
-	26, // 30: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
-	27, // 31: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 32: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
-	22, // 33: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
-	5,  // 34: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
-	5,  // 35: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
-	1,  // 36: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
-	5,  // 37: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
-	5,  // 38: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
-	2,  // 39: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
-	37, // [37:40] is the sub-list for method output_type
-	34, // [34:37] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	21, // 18: hangar.stream.v1.Request.apply_metadata_subtree:type_name -> hangar.stream.v1.ApplyMetadataSubtree
+	17, // 19: hangar.stream.v1.Request.health_report:type_name -> hangar.stream.v1.HealthReport
+	12, // 20: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
+	19, // 21: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
+	13, // 22: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
+	26, // 23: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
+	2,  // 24: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
+	30, // 25: hangar.stream.v1.CommandRun.at:type_name -> google.protobuf.Timestamp
+	16, // 26: hangar.stream.v1.HealthReport.check:type_name -> hangar.stream.v1.CommandRun
+	16, // 27: hangar.stream.v1.HealthReport.action:type_name -> hangar.stream.v1.CommandRun
+	30, // 28: hangar.stream.v1.HealthReport.since:type_name -> google.protobuf.Timestamp
+	30, // 29: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 30: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
+	30, // 31: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
+	30, // 32: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
+	27, // 33: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
+	28, // 34: hangar.stream.v1.ApplyMetadataSubtree.kvs:type_name -> hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
+	29, // 35: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
+	30, // 36: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 37: hangar.stream.v1.ConfigureRenderer.health_check:type_name -> hangar.stream.v1.HealthCheck
+	30, // 38: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
+	17, // 39: hangar.stream.v1.DroneInfo.health:type_name -> hangar.stream.v1.HealthReport
+	25, // 40: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
+	5,  // 41: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
+	5,  // 42: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
+	1,  // 43: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
+	5,  // 44: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
+	5,  // 45: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
+	2,  // 46: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
+	44, // [44:47] is the sub-list for method output_type
+	41, // [41:44] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_stream_v1_stream_proto_init() }
@@ -2214,6 +2536,7 @@ func file_stream_v1_stream_proto_init() {
 		(*Request_RenderReport)(nil),
 		(*Request_CancelCommand)(nil),
 		(*Request_ApplyMetadataSubtree)(nil),
+		(*Request_HealthReport)(nil),
 	}
 	file_stream_v1_stream_proto_msgTypes[10].OneofWrappers = []any{
 		(*Response_CommandResult)(nil),
@@ -2227,7 +2550,7 @@ func file_stream_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_v1_stream_proto_rawDesc), len(file_stream_v1_stream_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -27,6 +27,7 @@ import (
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/executor"
+	"github.com/hangarhq/hangar/drone/health"
 	"github.com/hangarhq/hangar/drone/metaview"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/join"
@@ -48,6 +49,12 @@ type Renderer interface {
 	Configure(ctx context.Context, files map[string][]byte, metadataKey []byte) error
 }
 
+// Health runs the node's health check (drone/health): each renderer
+// configuration from pilot carries the check to run, or none.
+type Health interface {
+	Set(spec *health.Spec)
+}
+
 // Config describes an Agent.
 type Config struct {
 	NodeID    string
@@ -64,7 +71,10 @@ type Config struct {
 	Version  string
 	Executor Executor
 	Renderer Renderer
-	Logger   *slog.Logger
+	// Health, when set, is given the health check of every renderer
+	// configuration.
+	Health Health
+	Logger *slog.Logger
 	// Stream tunes the envelope protocol (heartbeats).
 	Stream streamrpc.Options
 	// BackoffBase and BackoffMax bound reconnect delays (default 200ms and
@@ -266,6 +276,11 @@ func (a *Agent) configureRenderer(ctx context.Context, cr *streamv1.ConfigureRen
 		a.log.Error("renderer configuration rejected", "reason", err.Error())
 		return streamrpc.ErrorResponse(streamrpc.CodeUnauthenticated, "configure_renderer rejected: %v", err)
 	}
+	spec, err := healthSpec(cr.GetHealthCheck())
+	if err != nil {
+		a.log.Warn("renderer configuration with a bad health check", "err", err)
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "configure_renderer.health_check: %v", err)
+	}
 	var key []byte
 	if box := cr.GetSealedMetadataKey(); len(box) > 0 {
 		var err error
@@ -289,6 +304,30 @@ func (a *Agent) configureRenderer(ctx context.Context, cr *streamv1.ConfigureRen
 		a.log.Warn("configure renderer", "err", err)
 		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "%v", err)
 	}
-	a.log.Info("renderer configured", "files", len(cr.GetFiles()))
+	if a.cfg.Health != nil {
+		a.cfg.Health.Set(spec)
+	}
+	a.log.Info("renderer configured", "files", len(cr.GetFiles()), "health_check", cr.GetHealthCheck() != nil)
 	return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: fmt.Sprintf("installed and rendered %d confd files", len(cr.GetFiles()))}}}
+}
+
+// healthSpec is the check pilot sent, checked (nil: none).
+func healthSpec(h *streamv1.HealthCheck) (*health.Spec, error) {
+	if h == nil {
+		return nil, nil
+	}
+	sec := func(n int32) time.Duration { return time.Duration(n) * time.Second }
+	spec := &health.Spec{
+		CheckCmd:           h.GetCheckCmd(),
+		ActionCmd:          h.GetActionCmd(),
+		Interval:           sec(h.GetIntervalSec()),
+		Timeout:            sec(h.GetTimeoutSec()),
+		ActionTimeout:      sec(h.GetActionTimeoutSec()),
+		HealthyThreshold:   int(h.GetHealthyThreshold()),
+		UnhealthyThreshold: int(h.GetUnhealthyThreshold()),
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	return spec, nil
 }

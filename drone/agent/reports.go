@@ -5,18 +5,23 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/drone/health"
 	"github.com/hangarhq/hangar/internal/backoff"
 )
 
-// Reports carries the renderer's reports to the frontgate: the renderer
-// hands each one over without waiting (Rendered), and the agent sends the
-// latest on the current stream, again on every new stream, so that pilot
-// can tell when every drone rendered a metadata change. Only the latest
-// matters: a report replaces an unsent one.
+// Reports carries what the drone tells of itself to the frontgate: the
+// renderer's reports (Rendered) and the health checker's (Healthed). Each
+// is handed over without waiting, and the agent sends the latest of each
+// kind on the current stream, again on every new stream, so that pilot
+// can tell when every drone rendered a metadata change and how every node
+// is. Only the latest of a kind matters: a report replaces an unsent one.
 type Reports struct {
 	mu     sync.Mutex
-	latest *streamv1.RenderReport
+	render *streamv1.RenderReport
+	health *streamv1.HealthReport
 	// wake has room for one signal: a new report, or a new stream.
 	wake chan struct{}
 }
@@ -32,9 +37,32 @@ func (r *Reports) Rendered(revision int64, err error) {
 		rr.Error = err.Error()
 	}
 	r.mu.Lock()
-	r.latest = rr
+	r.render = rr
 	r.mu.Unlock()
 	r.poke()
+}
+
+// Healthed is health.Config.OnChange: it keeps the report and returns at
+// once.
+func (r *Reports) Healthed(rep health.Report) {
+	hr := &streamv1.HealthReport{
+		Status:   string(rep.Status),
+		Check:    commandRun(&rep.Check),
+		Action:   commandRun(rep.Action),
+		Since:    timestamppb.New(rep.Since),
+		Failures: int32(rep.Failures),
+	}
+	r.mu.Lock()
+	r.health = hr
+	r.mu.Unlock()
+	r.poke()
+}
+
+func commandRun(res *health.Result) *streamv1.CommandRun {
+	if res == nil {
+		return nil
+	}
+	return &streamv1.CommandRun{ExitCode: int32(res.ExitCode), Output: res.Output, At: timestamppb.New(res.At), Error: res.Err}
 }
 
 func (r *Reports) poke() {
@@ -44,10 +72,18 @@ func (r *Reports) poke() {
 	}
 }
 
-func (r *Reports) take() *streamv1.RenderReport {
+// take returns the latest report of each kind, as requests.
+func (r *Reports) take() []*streamv1.Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.latest
+	var out []*streamv1.Request
+	if r.render != nil {
+		out = append(out, &streamv1.Request{Body: &streamv1.Request_RenderReport{RenderReport: r.render}})
+	}
+	if r.health != nil {
+		out = append(out, &streamv1.Request{Body: &streamv1.Request_HealthReport{HealthReport: r.health}})
+	}
+	return out
 }
 
 // send delivers each new report (and the latest again after a reconnect,
@@ -60,20 +96,18 @@ func (r *Reports) send(ctx context.Context, call func(context.Context, *streamv1
 			return
 		case <-r.wake:
 		}
-		for {
-			rr := r.take()
-			if rr == nil {
-				break
-			}
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			_, err := call(cctx, &streamv1.Request{Body: &streamv1.Request_RenderReport{RenderReport: rr}})
-			cancel()
-			if err == nil {
-				bo.Reset()
-				break
-			}
-			if backoff.Sleep(ctx, bo.Next()) != nil {
-				return
+		for _, req := range r.take() {
+			for {
+				cctx, cancel := context.WithTimeout(ctx, timeout)
+				_, err := call(cctx, req)
+				cancel()
+				if err == nil {
+					bo.Reset()
+					break
+				}
+				if backoff.Sleep(ctx, bo.Next()) != nil {
+					return
+				}
 			}
 		}
 	}

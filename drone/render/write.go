@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"os/user"
 	"path"
 	"path/filepath"
@@ -19,7 +18,7 @@ import (
 	"syscall"
 	"text/template"
 
-	"github.com/hangarhq/hangar/drone/rootpath"
+	"github.com/hangarhq/hangar/drone/shellcmd"
 	"github.com/hangarhq/hangar/internal/confdres"
 )
 
@@ -282,53 +281,20 @@ func checkCommand(cmd, staged string) (string, error) {
 	return b.String(), nil
 }
 
-// hookOutputBytes is how much of a failed hook's output its error quotes.
-const hookOutputBytes = 4 << 10
-
 // runHook runs a check_cmd or reload_cmd as confd does: through /bin/sh -c,
-// in the drone's working directory (the root dir), with its environment.
-// It ends with the renderer (Close): the command's process group is then
-// killed. Output goes to a file, not a pipe, so a daemon the command starts
-// in the background does not hold it up.
+// in the drone's working directory (the root dir), with its environment
+// (drone/shellcmd). It ends with the renderer (Close): the command's
+// process group is then killed.
 func (r *Renderer) runHook(cmdline string) error {
 	if r.cfg.RunHook != nil {
 		return r.cfg.RunHook(r.life, cmdline)
 	}
-	out, err := os.CreateTemp(r.cfg.DataDir, "hook-*.out")
-	if err != nil {
-		return fmt.Errorf("output file: %w", err)
-	}
-	defer os.Remove(out.Name())
-	defer out.Close()
-	// Paths under the instance's root mean files there (drone/rootpath):
-	// a reload_cmd may run the script just rendered.
-	c := exec.CommandContext(r.life, "/bin/sh", "-c", rootpath.Map(r.cfg.RootDir, cmdline))
-	c.Dir = r.cfg.RootDir // "" is the drone's own working directory
-	c.Stdout, c.Stderr = out, out
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
-	err = c.Run()
+	_, tail, err := shellcmd.Run(r.life, r.cfg.RootDir, r.cfg.DataDir, cmdline)
 	if err == nil {
 		return nil
 	}
 	if r.life.Err() != nil {
 		return fmt.Errorf("%q stopped: the renderer is closing", cmdline)
 	}
-	tail, _ := readTail(out, hookOutputBytes)
-	return fmt.Errorf("%q: %w; output: %q", cmdline, err, tail)
-}
-
-// readTail returns the last n bytes of f.
-func readTail(f *os.File, n int64) ([]byte, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	off := max(fi.Size()-n, 0)
-	b := make([]byte, fi.Size()-off)
-	_, err = f.ReadAt(b, off)
-	if errors.Is(err, io.EOF) {
-		err = nil
-	}
-	return b, err
+	return fmt.Errorf("%w; output: %q", err, tail)
 }

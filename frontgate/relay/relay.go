@@ -93,6 +93,8 @@ type Relay struct {
 	// reconnects (it repeats it on every new stream anyway).
 	renderMu sync.Mutex
 	rendered map[string]*streamv1.RenderReport
+	// health holds each drone's last health report, likewise.
+	health map[string]*streamv1.HealthReport
 
 	// joinSlots holds one token per Join in progress.
 	joinSlots chan struct{}
@@ -120,6 +122,7 @@ func New(cfg Config) *Relay {
 		stopAll:   stop,
 		hub:       streamrpc.NewHub[*streamv1.DroneInfo](streamrpc.HubConfig{Logger: cfg.Logger}),
 		rendered:  map[string]*streamv1.RenderReport{},
+		health:    map[string]*streamv1.HealthReport{},
 		joinSlots: make(chan struct{}, cfg.MaxJoins),
 	}
 }
@@ -302,6 +305,9 @@ func (r *Relay) List(clusterID string) []*streamv1.DroneInfo {
 			if rr := r.rendered[info.NodeId]; rr != nil {
 				info.RenderedRevision, info.RenderError = rr.GetRevision(), rr.GetError()
 			}
+			if hr := r.health[info.NodeId]; hr != nil {
+				info.Health = proto.Clone(hr).(*streamv1.HealthReport)
+			}
 			out = append(out, info)
 		}
 	}
@@ -320,6 +326,17 @@ func (r *Relay) Rendered(nodeID string, rr *streamv1.RenderReport) {
 		return
 	}
 	r.rendered[nodeID] = proto.Clone(rr).(*streamv1.RenderReport)
+}
+
+// Healthed keeps nodeID's last health report, for List. Reports can cross
+// on a reconnect: one whose check ran before the kept one's is dropped.
+func (r *Relay) Healthed(nodeID string, hr *streamv1.HealthReport) {
+	r.renderMu.Lock()
+	defer r.renderMu.Unlock()
+	if old := r.health[nodeID]; old != nil && old.GetCheck().GetAt().AsTime().After(hr.GetCheck().GetAt().AsTime()) {
+		return
+	}
+	r.health[nodeID] = proto.Clone(hr).(*streamv1.HealthReport)
 }
 
 // Call sends req to the drone nodeID and returns its response. It waits

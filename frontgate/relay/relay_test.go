@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"io"
 	"net"
 	"strings"
@@ -619,5 +620,21 @@ func TestRenderedMergedIntoList(t *testing.T) {
 	r.Rendered("cln-a", &streamv1.RenderReport{Revision: 9, Error: "reload_cmd exit 1"})
 	if rev, msg := rendered(); rev != 9 || msg != "reload_cmd exit 1" {
 		t.Fatalf("rendered = %d %q, want 9 with its error", rev, msg)
+	}
+
+	if h := r.List("cl-1")[0].Health; h != nil {
+		t.Fatalf("health %v before any report", h)
+	}
+	at := func(sec int64) *streamv1.CommandRun {
+		return &streamv1.CommandRun{At: timestamppb.New(time.Unix(sec, 0))}
+	}
+	r.Healthed("cln-a", &streamv1.HealthReport{Status: "unhealthy", Check: at(20)})
+	r.Healthed("cln-a", &streamv1.HealthReport{Status: "healthy", Check: at(10)}) // crossed on a reconnect
+	if h := r.List("cl-1")[0].Health; h.GetStatus() != "unhealthy" {
+		t.Fatalf("health %v, want the later check's unhealthy", h)
+	}
+	r.Healthed("cln-a", &streamv1.HealthReport{Status: "healthy", Check: at(30)})
+	if h := r.List("cl-1")[0].Health; h.GetStatus() != "healthy" {
+		t.Fatalf("health %v, want healthy", h)
 	}
 }

@@ -39,6 +39,8 @@ const (
 	KindRenewCertificate = "renew_certificate"
 	// KindRenderReport is what a drone tells of its last render.
 	KindRenderReport = "render_report"
+	// KindHealthReport is what a drone tells of its node's health.
+	KindHealthReport = "health_report"
 	KindUnknown      = "unknown"
 )
 
@@ -75,6 +77,8 @@ func Kind(req *streamv1.Request) string {
 		return KindRenewCertificate
 	case *streamv1.Request_RenderReport:
 		return KindRenderReport
+	case *streamv1.Request_HealthReport:
+		return KindHealthReport
 	}
 	return KindUnknown
 }
@@ -93,6 +97,8 @@ type Drones interface {
 	Refuse(nodeID string) bool
 	// Rendered records a drone's last render report.
 	Rendered(nodeID string, r *streamv1.RenderReport)
+	// Healthed records a drone's last health report.
+	Healthed(nodeID string, r *streamv1.HealthReport)
 }
 
 // Access is the part of *access.Manager the handler uses.
@@ -319,9 +325,16 @@ func (h *Handler) ServeDrone(ctx context.Context, from pki.Identity, req *stream
 			h.cfg.Drones.Rendered(from.ID, rr)
 			return ackResponse("render report kept")
 		}
+		if hr := req.GetHealthReport(); hr != nil {
+			if err := checkHealthReport(hr); err != nil {
+				return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "health_report from drone %s: %v", from.ID, err)
+			}
+			h.cfg.Drones.Healthed(from.ID, hr)
+			return ackResponse("health report kept")
+		}
 		rc := req.GetRenewCertificate()
 		if rc == nil {
-			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s from drone %s: the frontgate serves drones only renew_certificate and render_report", req.GetId(), from.ID)
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s from drone %s: the frontgate serves drones only renew_certificate, render_report and health_report", req.GetId(), from.ID)
 		}
 		// Pilot would refuse a renewal of another identity anyway; the
 		// frontgate does not even carry one.
@@ -394,4 +407,25 @@ func metadataError(err error) *streamv1.Response {
 
 func ackResponse(msg string) *streamv1.Response {
 	return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: msg}}}
+}
+
+// maxHealthOutputBytes bounds each command output a health report may
+// carry: the frontgate keeps the last report of every drone, and pilot
+// reads them all on each pass. A drone sends the last 4 KiB.
+const maxHealthOutputBytes = 4 << 10
+
+// checkHealthReport refuses a report pilot could not take as it is.
+func checkHealthReport(hr *streamv1.HealthReport) error {
+	switch hr.GetStatus() {
+	case "", "unknown", "healthy", "unhealthy":
+	default:
+		return fmt.Errorf("status %q: want unknown, healthy or unhealthy", hr.GetStatus())
+	}
+	if n := len(hr.GetCheck().GetOutput()); n > maxHealthOutputBytes {
+		return fmt.Errorf("check.output: %d bytes; at most %d", n, maxHealthOutputBytes)
+	}
+	if n := len(hr.GetAction().GetOutput()); n > maxHealthOutputBytes {
+		return fmt.Errorf("action.output: %d bytes; at most %d", n, maxHealthOutputBytes)
+	}
+	return nil
 }

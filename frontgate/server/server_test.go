@@ -64,6 +64,16 @@ type fakeDrones struct {
 	err      error
 	listed   string
 	reports  map[string]*streamv1.RenderReport
+	health   map[string]*streamv1.HealthReport
+}
+
+func (f *fakeDrones) Healthed(node string, hr *streamv1.HealthReport) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.health == nil {
+		f.health = map[string]*streamv1.HealthReport{}
+	}
+	f.health[node] = hr
 }
 
 func (f *fakeDrones) Rendered(node string, rr *streamv1.RenderReport) {
@@ -516,5 +526,41 @@ func TestJoinCarriedToPilot(t *testing.T) {
 	}
 	if !slices.Equal(o.seen, []string{"join=ok", "join=permission_denied"}) {
 		t.Fatalf("observed %v", o.seen)
+	}
+}
+
+// TestHealthReportKept: a drone's health report is kept under its own
+// identity, whatever node it names; one pilot could not take is refused
+// and not kept.
+func TestHealthReportKept(t *testing.T) {
+	drone := pki.Identity{Kind: pki.KindDrone, ID: "cln-a", Cluster: "cl-1"}
+	report := func(hr *streamv1.HealthReport) *streamv1.Request {
+		return &streamv1.Request{Body: &streamv1.Request_HealthReport{HealthReport: hr}}
+	}
+	for _, tc := range []struct {
+		name     string
+		hr       *streamv1.HealthReport
+		wantCode string
+		wantMsg  string
+	}{
+		{"unhealthy", &streamv1.HealthReport{Status: "unhealthy", Failures: 3, Check: &streamv1.CommandRun{ExitCode: 1, Output: "down"}}, "", ""},
+		{"status unknown to pilot", &streamv1.HealthReport{Status: "dead"}, streamrpc.CodeInvalid, `status "dead": want unknown, healthy or unhealthy`},
+		{"output too long", &streamv1.HealthReport{Status: "healthy", Check: &streamv1.CommandRun{Output: strings.Repeat("x", 5000)}}, streamrpc.CodeInvalid, "check.output: 5000 bytes; at most 4096"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &fakeDrones{}
+			h, err := New(Config{Metadata: &fakeMeta{}, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}, Observe: (&observed{}).observe})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkResp(t, h.ServeDrone(ctxFor(t, time.Second), drone, report(tc.hr)), tc.wantCode, tc.wantMsg)
+			kept := d.health["cln-a"]
+			if tc.wantCode == "" && !proto.Equal(kept, tc.hr) {
+				t.Errorf("kept %v, want the report", kept)
+			}
+			if tc.wantCode != "" && kept != nil {
+				t.Errorf("a refused report was kept: %v", kept)
+			}
+		})
 	}
 }

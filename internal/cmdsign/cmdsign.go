@@ -134,6 +134,13 @@ func CanonicalRenderer(cr *streamv1.ConfigureRenderer) ([]byte, error) {
 		fields = append(fields, []byte(name), files[name])
 	}
 	fields = append(fields, cr.GetSealedMetadataKey(), []byte(exp.Format(time.RFC3339Nano)))
+	// Only when set, so that what a drone of the release before signs
+	// and checks is unchanged for a renderer without one.
+	if h := cr.GetHealthCheck(); h != nil {
+		num := func(n int32) []byte { return []byte(strconv.Itoa(int(n))) }
+		fields = append(fields, []byte("health_check"), []byte(h.GetCheckCmd()), []byte(h.GetActionCmd()),
+			num(h.GetIntervalSec()), num(h.GetTimeoutSec()), num(h.GetActionTimeoutSec()), num(h.GetHealthyThreshold()), num(h.GetUnhealthyThreshold()))
+	}
 	return encode(RendererPrefix, fields...), nil
 }
 

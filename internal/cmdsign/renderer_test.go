@@ -74,6 +74,32 @@ func TestVerifyRenderer(t *testing.T) {
 		{"key dropped", func(t *testing.T) *streamv1.ConfigureRenderer {
 			return signed(t, func(cr *streamv1.ConfigureRenderer) { cr.SealedMetadataKey = nil })
 		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"health check added", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signed(t, func(cr *streamv1.ConfigureRenderer) {
+				cr.HealthCheck = &streamv1.HealthCheck{CheckCmd: "true", IntervalSec: 1, TimeoutSec: 1, HealthyThreshold: 1, UnhealthyThreshold: 1}
+			})
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"health check's action changed", func(t *testing.T) *streamv1.ConfigureRenderer {
+			cr := renderer()
+			cr.HealthCheck = &streamv1.HealthCheck{CheckCmd: "true", ActionCmd: "restart", IntervalSec: 1, TimeoutSec: 1, ActionTimeoutSec: 5, HealthyThreshold: 1, UnhealthyThreshold: 1}
+			if err := SignRenderer(priv, cr); err != nil {
+				t.Fatal(err)
+			}
+			if err := VerifyRenderer(pub, cr, "cln-a-n1", "cl-a", now); err != nil {
+				t.Fatalf("signed with a health check: %v", err)
+			}
+			cr.HealthCheck.ActionCmd = "id > /tmp/x"
+			return cr
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"health check's threshold changed", func(t *testing.T) *streamv1.ConfigureRenderer {
+			cr := renderer()
+			cr.HealthCheck = &streamv1.HealthCheck{CheckCmd: "true", IntervalSec: 1, TimeoutSec: 1, HealthyThreshold: 1, UnhealthyThreshold: 3}
+			if err := SignRenderer(priv, cr); err != nil {
+				t.Fatal(err)
+			}
+			cr.HealthCheck.UnhealthyThreshold = 30
+			return cr
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
 		{"expiry extended", func(t *testing.T) *streamv1.ConfigureRenderer {
 			return signed(t, func(cr *streamv1.ConfigureRenderer) { cr.ExpiresAt = timestamppb.New(now.Add(time.Hour)) })
 		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
