@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -158,12 +160,17 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 	fmt.Fprintf(w, "\nNodes (%d):\n", len(cl.GetNodes()))
 	if len(cl.GetNodes()) > 0 {
 		tw := newTable(w)
-		// NAME only when the app names its nodes (update_nodes_names).
-		named := false
+		// NAME only when the app names its nodes (update_nodes_names);
+		// HEALTH only when some node runs a health check.
+		named, checked := false, false
 		for _, n := range cl.GetNodes() {
 			named = named || n.GetName() != ""
+			checked = checked || n.GetHealth() != nil
 		}
 		header := []string{"ID", "ROLE", "SID", "INSTANCE", "ADDRESS", "STATUS", "RENDERED"}
+		if checked {
+			header = append(header, "HEALTH")
+		}
 		if named {
 			header = append(header, "NAME")
 		}
@@ -177,6 +184,9 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 				rendered = strconv.FormatInt(n.GetRenderedRevision(), 10)
 			}
 			cells := []string{n.GetId(), n.GetRole(), sid, n.GetInstanceId(), n.GetAddress(), enumName(n.GetStatus().String(), "NODE_STATUS_"), rendered}
+			if checked {
+				cells = append(cells, healthCell(n.GetHealth()))
+			}
 			if named {
 				cells = append(cells, n.GetName())
 			}
@@ -185,6 +195,7 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		writeUnhealthy(w, cl.GetNodes())
 	}
 
 	if len(cl.GetEndpoints()) > 0 {
@@ -231,6 +242,49 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return s
+}
+
+// healthCell is a node's health in the nodes table: its status, and how
+// many checks failed in a row while it is not healthy.
+func healthCell(h *pilotv1.NodeHealth) string {
+	switch {
+	case h == nil:
+		return "-"
+	case h.GetFailures() > 0:
+		return fmt.Sprintf("%s (%d failed)", h.GetStatus(), h.GetFailures())
+	}
+	return h.GetStatus()
+}
+
+// writeUnhealthy lists, under the nodes table, what the last check of each
+// node that is not healthy said: the exit code and the output's last line,
+// and the action_cmd's, so that the reason is read here and not on the node.
+func writeUnhealthy(w io.Writer, nodes []*pilotv1.Node) {
+	for _, n := range nodes {
+		h := n.GetHealth()
+		if h == nil || h.GetFailures() == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %s: check %s\n", n.GetId(), commandSummary(h.GetCheck()))
+		if a := h.GetAction(); a != nil {
+			fmt.Fprintf(w, "  %s: action_cmd %s\n", n.GetId(), commandSummary(a))
+		}
+	}
+}
+
+func commandSummary(c *pilotv1.HealthCommand) string {
+	s := fmt.Sprintf("exit %d", c.GetExitCode())
+	if c.GetError() != "" {
+		s += " (" + c.GetError() + ")"
+	}
+	lines := strings.Split(strings.TrimSpace(c.GetOutput()), "\n")
+	if last := lines[len(lines)-1]; last != "" {
+		s += ": " + last
+	}
+	if at := c.GetAt(); at != nil {
+		s += " at " + at.AsTime().Local().Format(time.DateTime)
 	}
 	return s
 }

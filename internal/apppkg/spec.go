@@ -28,7 +28,7 @@ type ClusterSpec struct {
 	AdvancedActions []string `json:"advanced_actions"`
 
 	ReservedIPs                map[string]ReservedIP `json:"endpoints.reserved_ips"` // endpoints.reserved_ips in cluster.json; reserved by the provider
-	HealthCheck                *HealthCheck          `json:"health_check" hangar:"notyet"`
+	HealthCheck                *HealthCheck          `json:"health_check"`
 	Monitor                    *Monitor              `json:"monitor" hangar:"notyet"`
 	BackupPolicy               string                `json:"backup_policy"`
 	IncrementalBackupSupported bool                  `json:"incremental_backup_supported"` // allows hangar cluster backup --incremental
@@ -161,7 +161,7 @@ type NodeSpec struct {
 	CustomMetadata        *CustomMetadata       `json:"custom_metadata"`
 	ReservedIPs           map[string]ReservedIP `json:"reserved_ips"` // reserved by the provider
 	Loadbalancer          []json.RawMessage     `json:"loadbalancer" hangar:"notyet"`
-	HealthCheck           *HealthCheck          `json:"health_check" hangar:"notyet"`
+	HealthCheck           *HealthCheck          `json:"health_check"`
 	Monitor               *Monitor              `json:"monitor" hangar:"notyet"`
 
 	// PlatformHints holds QingCloud's resource requests for the role's

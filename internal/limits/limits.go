@@ -8,8 +8,9 @@
 package limits
 
 import (
-	"google.golang.org/grpc"
 	"runtime"
+
+	"google.golang.org/grpc"
 )
 
 // gRPC.

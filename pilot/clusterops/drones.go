@@ -121,6 +121,38 @@ func (o *Ops) waitRendered(ctx context.Context, t *jobs.Task) error {
 	}
 }
 
+// healthCheckOf is the health check a role's nodes run: the role's own
+// health_check block, else the cluster's (OpenPitrix's rule: a role's block
+// replaces the cluster's whole), or nil when none is enabled.
+func healthCheckOf(spec *apppkg.ClusterSpec, role string) *streamv1.HealthCheck {
+	h := spec.HealthCheck
+	if ns := roleSpec(spec, role); ns != nil && ns.HealthCheck != nil {
+		h = ns.HealthCheck
+	}
+	if h == nil || !h.Enable || h.CheckCmd == "" {
+		return nil
+	}
+	return &streamv1.HealthCheck{
+		CheckCmd:           h.CheckCmd,
+		ActionCmd:          h.ActionCmd,
+		IntervalSec:        int32(h.IntervalSec),
+		TimeoutSec:         int32(h.TimeoutSec),
+		ActionTimeoutSec:   int32(h.ActionTimeoutSec),
+		HealthyThreshold:   int32(h.HealthyThreshold),
+		UnhealthyThreshold: int32(h.UnhealthyThreshold),
+	}
+}
+
+// anyHealthCheck says whether some role's nodes run a health check.
+func anyHealthCheck(spec *apppkg.ClusterSpec) bool {
+	for _, n := range spec.Nodes {
+		if healthCheckOf(spec, n.Role) != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // recordRendered keeps on each node the revision its drone last rendered.
 func (o *Ops) recordRendered(ctx context.Context, clusterID string, drones map[string]*streamv1.DroneInfo) error {
 	_, err := o.updateCluster(ctx, clusterID, func(c *pilotv1.Cluster) error {
@@ -152,11 +184,12 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		}
 		key = mbox.Key()
 	}
-	if len(pkg.Confd) == 0 && key == nil && !anyPassphraseless(tc.spec) {
+	if len(pkg.Confd) == 0 && key == nil && !anyPassphraseless(tc.spec) && !anyHealthCheck(tc.spec) {
 		// Nothing to deliver: templates baked into the image (/etc/confd)
 		// are the drone's own business. With a key, the delivery carries
 		// only the key, which baked templates need as much as delivered
-		// ones to read password env values.
+		// ones to read password env values; a health check rides on it
+		// too.
 		return nil
 	}
 	now := time.Now()
@@ -165,7 +198,7 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		if err != nil {
 			return fmt.Errorf("node %s (role %s): ssh key: %w", nd.Id, nd.Role, err)
 		}
-		req, err := o.rendererRequest(ctx, c.Id, nd.Id, files, key, now)
+		req, err := o.rendererRequest(ctx, c.Id, nd.Id, files, key, healthCheckOf(tc.spec, nd.Role), now)
 		if err != nil {
 			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
 		}
@@ -189,11 +222,11 @@ func anyPassphraseless(spec *apppkg.ClusterSpec) bool {
 // the cluster's metadata key (if any) sealed to the node's certificate key.
 // It is built anew for every attempt: a retry after the drone renewed its
 // certificate seals to the new key, and the expiry counts from now.
-func (o *Ops) rendererRequest(ctx context.Context, clusterID, nodeID string, files map[string][]byte, metadataKey []byte, now time.Time) (*streamv1.Request, error) {
+func (o *Ops) rendererRequest(ctx context.Context, clusterID, nodeID string, files map[string][]byte, metadataKey []byte, hc *streamv1.HealthCheck, now time.Time) (*streamv1.Request, error) {
 	if len(o.cfg.CommandKey) == 0 {
 		return nil, errors.New("not sent: pilot has no command key (clusterops.Config.CommandKey) and never sends unsigned renderer configurations")
 	}
-	cr := &streamv1.ConfigureRenderer{NodeId: nodeID, ClusterId: clusterID, Files: files, ExpiresAt: timestamppb.New(now.Add(cmdsign.RendererLifetime))}
+	cr := &streamv1.ConfigureRenderer{NodeId: nodeID, ClusterId: clusterID, Files: files, HealthCheck: hc, ExpiresAt: timestamppb.New(now.Add(cmdsign.RendererLifetime))}
 	if len(metadataKey) > 0 {
 		if o.cfg.DroneKeys == nil {
 			return nil, errors.New("not sent: pilot has no drone key source (clusterops.Config.DroneKeys) to seal the metadata key to")

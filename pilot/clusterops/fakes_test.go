@@ -291,6 +291,8 @@ type fakeFrontgate struct {
 	// node's render an error.
 	renderLag int
 	renderErr map[string]string
+	// health is what each drone reports of its node's health.
+	health map[string]*streamv1.HealthReport
 	// cutOff holds nodes whose drones are not connected although their
 	// instances run.
 	cutOff map[string]bool
@@ -374,7 +376,7 @@ func (f *fakeFrontgate) Call(_ context.Context, frontgateID string, req *streamv
 			// A drone is connected while its instance runs.
 			if in.Labels["hangar/cluster"] == b.ListDrones.ClusterId && in.State == providerv1.InstanceState_INSTANCE_STATE_RUNNING && !f.cutOff[in.Labels["hangar/node"]] {
 				node := in.Labels["hangar/node"]
-				list.Drones = append(list.Drones, &streamv1.DroneInfo{NodeId: node, ClusterId: b.ListDrones.ClusterId, RenderedRevision: int64(f.applies - f.renderLag), RenderError: f.renderErr[node]})
+				list.Drones = append(list.Drones, &streamv1.DroneInfo{NodeId: node, ClusterId: b.ListDrones.ClusterId, RenderedRevision: int64(f.applies - f.renderLag), RenderError: f.renderErr[node], Health: f.health[node]})
 			}
 		}
 		f.prov.mu.Unlock()

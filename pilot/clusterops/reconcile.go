@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
@@ -172,8 +174,15 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 				continue
 			}
 			connected = map[string]bool{}
+			health := map[string]*streamv1.HealthReport{}
 			for _, d := range resp.GetDroneList().GetDrones() {
 				connected[d.NodeId] = true
+				if d.GetHealth() != nil {
+					health[d.NodeId] = d.GetHealth()
+				}
+			}
+			if err := r.recordHealth(ctx, c, health); err != nil {
+				r.log.Warn("record node health", "cluster_id", c.Id, "err", err)
 			}
 		}
 		watched := r.watched(ctx, c)
@@ -311,6 +320,56 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 		return err
 	}
 	return r.startBooted(ctx, c.Id, connected)
+}
+
+// recordHealth keeps on each node what its drone last reported of its
+// health, writing the cluster only when a report differs from the node's
+// (a check's time alone does not: drones report changes only). Each change
+// of a node's health status is logged as an event.
+func (r *Reconciler) recordHealth(ctx context.Context, c *pilotv1.Cluster, reports map[string]*streamv1.HealthReport) error {
+	changes := 0
+	for _, nd := range c.Nodes {
+		if hr := reports[nd.Id]; hr != nil && !proto.Equal(nodeHealth(hr), nd.Health) {
+			changes++
+		}
+	}
+	if changes == 0 {
+		return nil // the common case: nothing to write, nothing read again
+	}
+	_, err := r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
+		changed := false
+		for _, nd := range x.Nodes {
+			hr := reports[nd.Id]
+			if hr == nil {
+				continue
+			}
+			h := nodeHealth(hr)
+			if proto.Equal(h, nd.Health) {
+				continue
+			}
+			if h.GetStatus() != nd.GetHealth().GetStatus() {
+				r.log.Info("node health changed", "cluster_id", x.Id, "node_id", nd.Id, "role", nd.Role,
+					"from", nd.GetHealth().GetStatus(), "to", h.GetStatus(), "failures", h.GetFailures(), "check_exit_code", h.GetCheck().GetExitCode())
+			}
+			nd.Health, changed = h, true
+		}
+		if !changed {
+			return store.ErrNoChange
+		}
+		return nil
+	})
+	return ignoreNotFound(err)
+}
+
+// nodeHealth is a drone's health report as pilot keeps it.
+func nodeHealth(hr *streamv1.HealthReport) *pilotv1.NodeHealth {
+	cmd := func(c *streamv1.CommandRun) *pilotv1.HealthCommand {
+		if c == nil {
+			return nil
+		}
+		return &pilotv1.HealthCommand{ExitCode: c.GetExitCode(), Output: c.GetOutput(), At: c.GetAt(), Error: c.GetError()}
+	}
+	return &pilotv1.NodeHealth{Status: hr.GetStatus(), Since: hr.GetSince(), Failures: hr.GetFailures(), Check: cmd(hr.GetCheck()), Action: cmd(hr.GetAction())}
 }
 
 // markStarting sets the nodes whose instances booted STARTING.

@@ -8,6 +8,8 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
+	streamv1 "github.com/hangarhq/hangar/api/streamv1"
+	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
@@ -134,6 +136,39 @@ func TestReconcilerListsANetworkOncePerPass(t *testing.T) {
 	}
 }
 
+// TestReconcilerRecordsHealth: what drones report of their nodes' health is
+// kept on the nodes, and a pass that finds nothing new writes nothing.
+func TestReconcilerRecordsHealth(t *testing.T) {
+	h, c := opsappHarness(t)
+	ctx := context.Background()
+	r := NewReconciler(h.ops, ReconcilerConfig{Grace: 5 * time.Second})
+	victim := nodeBySid(c, 2)
+	report := &streamv1.HealthReport{Status: "unhealthy", Failures: 3, Check: &streamv1.CommandRun{ExitCode: 7, Output: "refused"},
+		Action: &streamv1.CommandRun{ExitCode: 0, Output: "restarted"}}
+	h.fg.mu.Lock()
+	h.fg.health = map[string]*streamv1.HealthReport{victim.Id: report}
+	h.fg.mu.Unlock()
+	if err := r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, rev := h.cluster(t, c.Id)
+	for _, nd := range got.Nodes {
+		hl := nd.GetHealth()
+		switch {
+		case nd.Id == victim.Id && (hl.GetStatus() != "unhealthy" || hl.GetFailures() != 3 || hl.GetCheck().GetExitCode() != 7 || hl.GetAction().GetOutput() != "restarted"):
+			t.Errorf("node %s health %v, want the drone's report", nd.Id, hl)
+		case nd.Id != victim.Id && hl != nil:
+			t.Errorf("node %s has health %v without a report", nd.Id, hl)
+		}
+	}
+	if err := r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, again := h.cluster(t, c.Id); again != rev {
+		t.Errorf("a pass with the same reports rewrote the cluster (revision %d, then %d)", rev, again)
+	}
+}
+
 func nodeBySid(c *pilotv1.Cluster, sid int32) *pilotv1.Node {
 	for _, nd := range c.Nodes {
 		if nd.Sid == sid {
@@ -184,5 +219,28 @@ func TestReconcilerDoesNotReviveWhatIsBeingDeleted(t *testing.T) {
 	setStatus(pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE)
 	if lost, _ := r.reviveIfLost(ctx, c, victim.InstanceId, "drone"); !lost || state() != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
 		t.Fatalf("an instance of an active cluster was not revived (lost %v, now %v)", lost, state())
+	}
+}
+
+// TestHealthCheckOf: a role's own block replaces the cluster's whole; a
+// disabled one, or one without check_cmd, is no check.
+func TestHealthCheckOf(t *testing.T) {
+	cluster := &apppkg.HealthCheck{Enable: true, CheckCmd: "cluster-check", IntervalSec: 60, TimeoutSec: 10, HealthyThreshold: 2, UnhealthyThreshold: 3}
+	role := &apppkg.HealthCheck{Enable: true, CheckCmd: "role-check", ActionCmd: "fix", IntervalSec: 5, TimeoutSec: 2, ActionTimeoutSec: 30, HealthyThreshold: 2, UnhealthyThreshold: 2}
+	off := &apppkg.HealthCheck{Enable: false, CheckCmd: "x", IntervalSec: 60, TimeoutSec: 10, HealthyThreshold: 2, UnhealthyThreshold: 2}
+	spec := &apppkg.ClusterSpec{HealthCheck: cluster, Nodes: []apppkg.NodeSpec{{Role: "a"}, {Role: "b", HealthCheck: role}, {Role: "c", HealthCheck: off}}}
+	for _, tc := range []struct {
+		role, want string
+	}{{"a", "cluster-check"}, {"b", "role-check"}, {"c", ""}} {
+		got := healthCheckOf(spec, tc.role)
+		if got.GetCheckCmd() != tc.want {
+			t.Errorf("role %s: %v, want check %q", tc.role, got, tc.want)
+		}
+	}
+	if got := healthCheckOf(spec, "b"); got.GetIntervalSec() != 5 || got.GetActionCmd() != "fix" || got.GetUnhealthyThreshold() != 2 {
+		t.Errorf("role b's check %v, want its own block whole", got)
+	}
+	if anyHealthCheck(&apppkg.ClusterSpec{Nodes: []apppkg.NodeSpec{{Role: "a", HealthCheck: off}}}) {
+		t.Error("a spec whose only check is disabled has a health check")
 	}
 }
