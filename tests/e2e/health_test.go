@@ -50,12 +50,48 @@ func nodeHealth(p *pilot, clusterID, nodeID string) (string, *pilotv1.Node) {
 // TestHealthCheckRepairsNode: every node of kv turns healthy; the kv server
 // killed on one node makes it unhealthy after unhealthy_threshold failed
 // checks, its action_cmd (restart) runs, and it turns healthy again with a
-// new server; `hangar cluster show` says so.
+// new server; `hangar cluster show` says so. On the local runtime.
 func TestHealthCheckRepairsNode(t *testing.T) {
 	p := startPilot(t)
 	createLocalRuntime(t, p)
+	healthRepair(t, p, "local", func(victim *pilotv1.Node) int {
+		b, _ := os.ReadFile(filepath.Join(p.instanceRoot(victim.InstanceId), "var", "run", "kv.pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if pid > 0 && syscall.Kill(pid, 0) != nil {
+			return 0 // the file names a server that is gone
+		}
+		return pid
+	}, func(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) })
+}
+
+// TestDockerHealthCheckRepairsNode is the same on the docker runtime: the
+// drone checks from inside the node's container, where the kv server is
+// killed.
+func TestDockerHealthCheckRepairsNode(t *testing.T) {
+	p, _, rt := dockerPilot(t, "kv")
+	var victimID string
+	healthRepair(t, p, rt, func(victim *pilotv1.Node) int {
+		victimID = victim.InstanceId
+		out, err := dockerExec(victim.InstanceId, "sh", "-c", `pid=$(cat /var/run/kv.pid) && kill -0 "$pid" && echo "$pid"`)
+		if err != nil {
+			return 0
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(out))
+		return pid
+	}, func(pid int) error {
+		out, err := dockerExec(victimID, "kill", "-9", strconv.Itoa(pid))
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+}
+
+// healthRepair runs the health check scenario on runtime: serverPID is
+// the running kv server's pid on a node (0: none runs), kill kills it.
+func healthRepair(t *testing.T, p *pilot, runtime string, serverPID func(*pilotv1.Node) int, kill func(pid int) error) {
 	p.mustHangar("app", "push", healthKV(t))
-	c, job := createCluster(t, p, "kv", map[string]string{"cluster.replica.count": "1"})
+	c, job := createClusterOn(t, p, runtime, "kv", map[string]string{"cluster.replica.count": "1"})
 	mustSucceed(t, job)
 	waitFor(t, time.Minute, "every node healthy", func() (bool, string) {
 		var states []string
@@ -68,18 +104,12 @@ func TestHealthCheckRepairsNode(t *testing.T) {
 	})
 
 	victim := byRole(c, "replica")[0]
-	pidFile := filepath.Join(p.instanceRoot(victim.InstanceId), "var", "run", "kv.pid")
-	readPID := func() int {
-		b, _ := os.ReadFile(pidFile)
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		return pid
-	}
-	old := readPID()
+	old := serverPID(victim)
 	if old <= 0 {
-		t.Fatalf("no kv server pid in %s", pidFile)
+		t.Fatalf("no kv server runs on node %s", victim.Id)
 	}
 	killed := time.Now()
-	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+	if err := kill(old); err != nil {
 		t.Fatalf("kill the kv server (pid %d): %v", old, err)
 	}
 
@@ -107,7 +137,7 @@ func TestHealthCheckRepairsNode(t *testing.T) {
 		st, _ := nodeHealth(p, c.Id, victim.Id)
 		return st == "healthy", st
 	})
-	if pid := readPID(); pid == old || pid <= 0 || syscall.Kill(pid, 0) != nil {
+	if pid := serverPID(victim); pid == old || pid <= 0 {
 		t.Errorf("kv server pid %d after the repair (was %d): want a new, running one", pid, old)
 	}
 	for _, n := range p.cluster(c.Id).Nodes {
