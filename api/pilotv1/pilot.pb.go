@@ -1770,9 +1770,9 @@ func (x *Node) GetHealth() *NodeHealth {
 // NodeHealth is a node's health as its drone's health_check finds it.
 type NodeHealth struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "unknown" (not yet past a threshold), "healthy" or "unhealthy".
-	// A node whose drone is lost shows status LOST on the node; its last
-	// health stays as it was reported.
+	// "unknown" (not yet past a threshold), "healthy" or "unhealthy", as
+	// its drone reported; "lost" while the node is LOST (nobody checks it),
+	// until its drone reports again.
 	Status string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
 	// When status last changed.
 	Since *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 	"github.com/hangarhq/hangar/api/providerv1"
@@ -290,6 +291,12 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 				anyLost = true
 			case lost[nd.Id]:
 				want, anyLost = pilotv1.NodeStatus_NODE_STATUS_LOST, true
+				if h := nd.GetHealth(); h != nil && h.Status != healthLost {
+					// Its drone cannot check it any more: its health is
+					// lost too, until the drone is back and reports.
+					r.log.Info("node health changed", "cluster_id", x.Id, "node_id", nd.Id, "role", nd.Role, "from", h.Status, "to", healthLost)
+					h.Status, h.Since, changed = healthLost, timestamppb.Now(), true
+				}
 			case connected[nd.Id] && nd.Status == pilotv1.NodeStatus_NODE_STATUS_LOST:
 				want = pilotv1.NodeStatus_NODE_STATUS_ACTIVE
 			case nd.Status == pilotv1.NodeStatus_NODE_STATUS_LOST:
@@ -360,6 +367,9 @@ func (r *Reconciler) recordHealth(ctx context.Context, c *pilotv1.Cluster, repor
 	})
 	return ignoreNotFound(err)
 }
+
+// healthLost is a node's health while its drone is lost: nobody checks it.
+const healthLost = "lost"
 
 // nodeHealth is a drone's health report as pilot keeps it.
 func nodeHealth(hr *streamv1.HealthReport) *pilotv1.NodeHealth {

@@ -167,6 +167,32 @@ func TestReconcilerRecordsHealth(t *testing.T) {
 	if _, again := h.cluster(t, c.Id); again != rev {
 		t.Errorf("a pass with the same reports rewrote the cluster (revision %d, then %d)", rev, again)
 	}
+
+	// Its drone lost (the provider lost its instance): nobody checks the
+	// node, and its health says so until the drone reports again.
+	h.fg.mu.Lock()
+	h.fg.cutOff = map[string]bool{victim.Id: true}
+	h.fg.mu.Unlock()
+	h.prov.mu.Lock()
+	h.prov.instances[victim.InstanceId].State = providerv1.InstanceState_INSTANCE_STATE_LOST
+	h.prov.mu.Unlock()
+	if err := r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = h.cluster(t, c.Id)
+	if nd := nodeBySid(got, 2); nd.Status != pilotv1.NodeStatus_NODE_STATUS_LOST || nd.GetHealth().GetStatus() != "lost" {
+		t.Errorf("a lost node: status %v, health %v; want LOST and health lost", nd.Status, nd.GetHealth())
+	}
+	h.fg.mu.Lock()
+	h.fg.cutOff = nil
+	h.fg.mu.Unlock()
+	if err := r.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = h.cluster(t, c.Id)
+	if nd := nodeBySid(got, 2); nd.GetHealth().GetStatus() != "unhealthy" {
+		t.Errorf("the node's drone back: health %v, want its report again", nd.GetHealth())
+	}
 }
 
 func nodeBySid(c *pilotv1.Cluster, sid int32) *pilotv1.Node {
