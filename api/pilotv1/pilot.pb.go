@@ -1767,6 +1767,200 @@ func (x *Node) GetHealth() *NodeHealth {
 	return nil
 }
 
+// ClusterEvent is one thing that happened to a cluster.
+type ClusterEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorts by time within the cluster.
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Time      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// "health" (a node's health changed) or "node" (a node lost, or back).
+	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The node it is about ("" for the cluster).
+	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Message       string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterEvent) Reset() {
+	*x = ClusterEvent{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterEvent) ProtoMessage() {}
+
+func (x *ClusterEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterEvent.ProtoReflect.Descriptor instead.
+func (*ClusterEvent) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ClusterEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ClusterEvent) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ClusterEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *ClusterEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ClusterEvent) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ClusterEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ListClusterEventsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// An event id: only later events, oldest first.
+	After string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// 0: 100; at most 1000.
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClusterEventsRequest) Reset() {
+	*x = ListClusterEventsRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClusterEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClusterEventsRequest) ProtoMessage() {}
+
+func (x *ListClusterEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClusterEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListClusterEventsRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListClusterEventsRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ListClusterEventsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListClusterEventsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListClusterEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*ClusterEvent        `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClusterEventsResponse) Reset() {
+	*x = ListClusterEventsResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClusterEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClusterEventsResponse) ProtoMessage() {}
+
+func (x *ListClusterEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClusterEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListClusterEventsResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListClusterEventsResponse) GetEvents() []*ClusterEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 // NodeHealth is a node's health as its drone's health_check finds it.
 type NodeHealth struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1787,7 +1981,7 @@ type NodeHealth struct {
 
 func (x *NodeHealth) Reset() {
 	*x = NodeHealth{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +1993,7 @@ func (x *NodeHealth) String() string {
 func (*NodeHealth) ProtoMessage() {}
 
 func (x *NodeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[21]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +2006,7 @@ func (x *NodeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHealth.ProtoReflect.Descriptor instead.
 func (*NodeHealth) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{21}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeHealth) GetStatus() string {
@@ -1865,7 +2059,7 @@ type HealthCommand struct {
 
 func (x *HealthCommand) Reset() {
 	*x = HealthCommand{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2071,7 @@ func (x *HealthCommand) String() string {
 func (*HealthCommand) ProtoMessage() {}
 
 func (x *HealthCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[22]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2084,7 @@ func (x *HealthCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCommand.ProtoReflect.Descriptor instead.
 func (*HealthCommand) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{22}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HealthCommand) GetExitCode() int32 {
@@ -1960,7 +2154,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2166,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[23]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2179,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{23}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Cluster) GetId() string {
@@ -2127,7 +2321,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2333,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2346,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Endpoint) GetName() string {
@@ -2208,7 +2402,7 @@ type CreateClusterRequest struct {
 
 func (x *CreateClusterRequest) Reset() {
 	*x = CreateClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2414,7 @@ func (x *CreateClusterRequest) String() string {
 func (*CreateClusterRequest) ProtoMessage() {}
 
 func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2427,7 @@ func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClusterRequest.ProtoReflect.Descriptor instead.
 func (*CreateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateClusterRequest) GetApp() string {
@@ -2281,7 +2475,7 @@ type ClusterJob struct {
 
 func (x *ClusterJob) Reset() {
 	*x = ClusterJob{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2293,7 +2487,7 @@ func (x *ClusterJob) String() string {
 func (*ClusterJob) ProtoMessage() {}
 
 func (x *ClusterJob) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2306,7 +2500,7 @@ func (x *ClusterJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterJob.ProtoReflect.Descriptor instead.
 func (*ClusterJob) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ClusterJob) GetCluster() *Cluster {
@@ -2331,7 +2525,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2537,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2550,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
 }
 
 type ListClustersResponse struct {
@@ -2368,7 +2562,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2380,7 +2574,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2393,7 +2587,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListClustersResponse) GetClusters() []*Cluster {
@@ -2412,7 +2606,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2618,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2631,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetClusterRequest) GetId() string {
@@ -2463,7 +2657,7 @@ type DeleteClusterRequest struct {
 
 func (x *DeleteClusterRequest) Reset() {
 	*x = DeleteClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2669,7 @@ func (x *DeleteClusterRequest) String() string {
 func (*DeleteClusterRequest) ProtoMessage() {}
 
 func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2682,7 @@ func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteClusterRequest) GetId() string {
@@ -2533,7 +2727,7 @@ type UpdateClusterEnvRequest struct {
 
 func (x *UpdateClusterEnvRequest) Reset() {
 	*x = UpdateClusterEnvRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2739,7 @@ func (x *UpdateClusterEnvRequest) String() string {
 func (*UpdateClusterEnvRequest) ProtoMessage() {}
 
 func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2752,7 @@ func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterEnvRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterEnvRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpdateClusterEnvRequest) GetId() string {
@@ -2597,7 +2791,7 @@ type ScaleClusterRequest struct {
 
 func (x *ScaleClusterRequest) Reset() {
 	*x = ScaleClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2803,7 @@ func (x *ScaleClusterRequest) String() string {
 func (*ScaleClusterRequest) ProtoMessage() {}
 
 func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2816,7 @@ func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleClusterRequest.ProtoReflect.Descriptor instead.
 func (*ScaleClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ScaleClusterRequest) GetId() string {
@@ -2665,7 +2859,7 @@ type StopClusterRequest struct {
 
 func (x *StopClusterRequest) Reset() {
 	*x = StopClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2871,7 @@ func (x *StopClusterRequest) String() string {
 func (*StopClusterRequest) ProtoMessage() {}
 
 func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2884,7 @@ func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopClusterRequest.ProtoReflect.Descriptor instead.
 func (*StopClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StopClusterRequest) GetId() string {
@@ -2724,7 +2918,7 @@ type StartClusterRequest struct {
 
 func (x *StartClusterRequest) Reset() {
 	*x = StartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2930,7 @@ func (x *StartClusterRequest) String() string {
 func (*StartClusterRequest) ProtoMessage() {}
 
 func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2943,7 @@ func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartClusterRequest.ProtoReflect.Descriptor instead.
 func (*StartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StartClusterRequest) GetId() string {
@@ -2784,7 +2978,7 @@ type BackupClusterRequest struct {
 
 func (x *BackupClusterRequest) Reset() {
 	*x = BackupClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +2990,7 @@ func (x *BackupClusterRequest) String() string {
 func (*BackupClusterRequest) ProtoMessage() {}
 
 func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +3003,7 @@ func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupClusterRequest.ProtoReflect.Descriptor instead.
 func (*BackupClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BackupClusterRequest) GetId() string {
@@ -2870,7 +3064,7 @@ type Backup struct {
 
 func (x *Backup) Reset() {
 	*x = Backup{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +3076,7 @@ func (x *Backup) String() string {
 func (*Backup) ProtoMessage() {}
 
 func (x *Backup) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +3089,7 @@ func (x *Backup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backup.ProtoReflect.Descriptor instead.
 func (*Backup) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Backup) GetId() string {
@@ -2984,7 +3178,7 @@ type ListBackupsRequest struct {
 
 func (x *ListBackupsRequest) Reset() {
 	*x = ListBackupsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2996,7 +3190,7 @@ func (x *ListBackupsRequest) String() string {
 func (*ListBackupsRequest) ProtoMessage() {}
 
 func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3009,7 +3203,7 @@ func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListBackupsRequest) GetId() string {
@@ -3028,7 +3222,7 @@ type ListBackupsResponse struct {
 
 func (x *ListBackupsResponse) Reset() {
 	*x = ListBackupsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3234,7 @@ func (x *ListBackupsResponse) String() string {
 func (*ListBackupsResponse) ProtoMessage() {}
 
 func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3247,7 @@ func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListBackupsResponse) GetBackups() []*Backup {
@@ -3074,7 +3268,7 @@ type RestoreClusterRequest struct {
 
 func (x *RestoreClusterRequest) Reset() {
 	*x = RestoreClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3086,7 +3280,7 @@ func (x *RestoreClusterRequest) String() string {
 func (*RestoreClusterRequest) ProtoMessage() {}
 
 func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3099,7 +3293,7 @@ func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestoreClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RestoreClusterRequest) GetId() string {
@@ -3138,7 +3332,7 @@ type ResizeClusterRequest struct {
 
 func (x *ResizeClusterRequest) Reset() {
 	*x = ResizeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3344,7 @@ func (x *ResizeClusterRequest) String() string {
 func (*ResizeClusterRequest) ProtoMessage() {}
 
 func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3357,7 @@ func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeClusterRequest.ProtoReflect.Descriptor instead.
 func (*ResizeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ResizeClusterRequest) GetId() string {
@@ -3220,7 +3414,7 @@ type UpgradeClusterRequest struct {
 
 func (x *UpgradeClusterRequest) Reset() {
 	*x = UpgradeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3426,7 @@ func (x *UpgradeClusterRequest) String() string {
 func (*UpgradeClusterRequest) ProtoMessage() {}
 
 func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3439,7 @@ func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpgradeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UpgradeClusterRequest) GetId() string {
@@ -3279,7 +3473,7 @@ type RollbackClusterRequest struct {
 
 func (x *RollbackClusterRequest) Reset() {
 	*x = RollbackClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3291,7 +3485,7 @@ func (x *RollbackClusterRequest) String() string {
 func (*RollbackClusterRequest) ProtoMessage() {}
 
 func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3304,7 +3498,7 @@ func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackClusterRequest.ProtoReflect.Descriptor instead.
 func (*RollbackClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RollbackClusterRequest) GetId() string {
@@ -3334,7 +3528,7 @@ type RecoverClusterRequest struct {
 
 func (x *RecoverClusterRequest) Reset() {
 	*x = RecoverClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3346,7 +3540,7 @@ func (x *RecoverClusterRequest) String() string {
 func (*RecoverClusterRequest) ProtoMessage() {}
 
 func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3359,7 +3553,7 @@ func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverClusterRequest.ProtoReflect.Descriptor instead.
 func (*RecoverClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecoverClusterRequest) GetId() string {
@@ -3396,7 +3590,7 @@ type RestartClusterRequest struct {
 
 func (x *RestartClusterRequest) Reset() {
 	*x = RestartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3602,7 @@ func (x *RestartClusterRequest) String() string {
 func (*RestartClusterRequest) ProtoMessage() {}
 
 func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3615,7 @@ func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RestartClusterRequest) GetId() string {
@@ -3458,7 +3652,7 @@ type RunClusterTabRequest struct {
 
 func (x *RunClusterTabRequest) Reset() {
 	*x = RunClusterTabRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3470,7 +3664,7 @@ func (x *RunClusterTabRequest) String() string {
 func (*RunClusterTabRequest) ProtoMessage() {}
 
 func (x *RunClusterTabRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3483,7 +3677,7 @@ func (x *RunClusterTabRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterTabRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterTabRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RunClusterTabRequest) GetId() string {
@@ -3525,7 +3719,7 @@ type RunClusterServiceRequest struct {
 
 func (x *RunClusterServiceRequest) Reset() {
 	*x = RunClusterServiceRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3537,7 +3731,7 @@ func (x *RunClusterServiceRequest) String() string {
 func (*RunClusterServiceRequest) ProtoMessage() {}
 
 func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3550,7 +3744,7 @@ func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RunClusterServiceRequest) GetId() string {
@@ -3614,7 +3808,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3626,7 +3820,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3639,7 +3833,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -3775,7 +3969,7 @@ type TaskInput struct {
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3787,7 +3981,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3800,7 +3994,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -3961,7 +4155,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3973,7 +4167,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3986,7 +4180,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Task) GetId() string {
@@ -4092,7 +4286,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4104,7 +4298,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4117,7 +4311,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Job) GetId() string {
@@ -4213,7 +4407,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4225,7 +4419,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4238,7 +4432,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -4258,7 +4452,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4270,7 +4464,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4283,7 +4477,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -4302,7 +4496,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4314,7 +4508,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4327,7 +4521,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -4346,7 +4540,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4358,7 +4552,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4371,7 +4565,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -4396,7 +4590,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4408,7 +4602,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4421,7 +4615,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -4464,7 +4658,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4476,7 +4670,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4489,7 +4683,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -4517,7 +4711,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4529,7 +4723,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4542,7 +4736,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -4568,7 +4762,7 @@ type RetryJobRequest struct {
 
 func (x *RetryJobRequest) Reset() {
 	*x = RetryJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4580,7 +4774,7 @@ func (x *RetryJobRequest) String() string {
 func (*RetryJobRequest) ProtoMessage() {}
 
 func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4593,7 +4787,7 @@ func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RetryJobRequest) GetId() string {
@@ -4612,7 +4806,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4624,7 +4818,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4637,7 +4831,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -4666,7 +4860,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4678,7 +4872,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4691,7 +4885,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Network) GetId() string {
@@ -4755,7 +4949,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4767,7 +4961,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4780,7 +4974,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *User) GetName() string {
@@ -4824,7 +5018,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4836,7 +5030,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4849,7 +5043,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -4884,7 +5078,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4896,7 +5090,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4909,7 +5103,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -4934,7 +5128,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4946,7 +5140,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4959,7 +5153,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
 }
 
 type ListUsersResponse struct {
@@ -4971,7 +5165,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4983,7 +5177,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4996,7 +5190,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -5015,7 +5209,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5027,7 +5221,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5040,7 +5234,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -5058,7 +5252,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5070,7 +5264,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5083,7 +5277,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{70}
 }
 
 type WhoAmIRequest struct {
@@ -5094,7 +5288,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5106,7 +5300,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5119,7 +5313,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{68}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{71}
 }
 
 type AuditEntry struct {
@@ -5141,7 +5335,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5153,7 +5347,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5166,7 +5360,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{69}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -5235,7 +5429,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5247,7 +5441,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5260,7 +5454,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{70}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -5279,7 +5473,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5291,7 +5485,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5304,7 +5498,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{71}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -5326,7 +5520,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5338,7 +5532,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5351,7 +5545,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{72}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -5383,7 +5577,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5395,7 +5589,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5408,7 +5602,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{73}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{76}
 }
 
 type Revocation struct {
@@ -5424,7 +5618,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5436,7 +5630,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5449,7 +5643,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{74}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *Revocation) GetKind() string {
@@ -5495,7 +5689,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5507,7 +5701,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5520,7 +5714,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{75}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{78}
 }
 
 type ListRevocationsResponse struct {
@@ -5532,7 +5726,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5544,7 +5738,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5557,7 +5751,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{76}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -5694,7 +5888,22 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x06health\x18\x12 \x01(\v2\x1b.hangar.pilot.v1.NodeHealthR\x06health\x1a>\n" +
 	"\x10ReservedIpsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\r\x10\x0e\"\xe0\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\r\x10\x0e\"\xb4\x01\n" +
+	"\fClusterEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x17\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"e\n" +
+	"\x18ListClusterEventsRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"R\n" +
+	"\x19ListClusterEventsResponse\x125\n" +
+	"\x06events\x18\x01 \x03(\v2\x1d.hangar.pilot.v1.ClusterEventR\x06events\"\xe0\x01\n" +
 	"\n" +
 	"NodeHealth\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x120\n" +
@@ -6085,7 +6294,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rCreateRuntime\x12%.hangar.pilot.v1.CreateRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/runtimes\x12q\n" +
 	"\fListRuntimes\x12$.hangar.pilot.v1.ListRuntimesRequest\x1a%.hangar.pilot.v1.ListRuntimesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/runtimes\x12e\n" +
 	"\n" +
-	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\x9a\x11\n" +
+	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xb1\x12\n" +
 	"\x0eClusterService\x12l\n" +
 	"\rCreateCluster\x12%.hangar.pilot.v1.CreateClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/clusters\x12q\n" +
 	"\fListClusters\x12$.hangar.pilot.v1.ListClustersRequest\x1a%.hangar.pilot.v1.ListClustersResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/clusters\x12e\n" +
@@ -6104,7 +6313,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rBackupCluster\x12%.hangar.pilot.v1.BackupClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/backups\x12{\n" +
 	"\vListBackups\x12#.hangar.pilot.v1.ListBackupsRequest\x1a$.hangar.pilot.v1.ListBackupsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/clusters/{id}/backups\x12{\n" +
 	"\x0eRestoreCluster\x12&.hangar.pilot.v1.RestoreClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/restore\x12{\n" +
-	"\x0eUpgradeCluster\x12&.hangar.pilot.v1.UpgradeClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/upgrade\x12~\n" +
+	"\x0eUpgradeCluster\x12&.hangar.pilot.v1.UpgradeClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/upgrade\x12\x94\x01\n" +
+	"\x11ListClusterEvents\x12).hangar.pilot.v1.ListClusterEventsRequest\x1a*.hangar.pilot.v1.ListClusterEventsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/clusters/{cluster_id}/events\x12~\n" +
 	"\x0fRollbackCluster\x12'.hangar.pilot.v1.RollbackClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/clusters/{id}/rollback2\xa7\x03\n" +
 	"\vUserService\x12k\n" +
 	"\n" +
@@ -6144,262 +6354,269 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_pilot_v1_pilot_proto_goTypes = []any{
-	(ClusterStatus)(0),               // 0: hangar.pilot.v1.ClusterStatus
-	(NodeStatus)(0),                  // 1: hangar.pilot.v1.NodeStatus
-	(BackupState)(0),                 // 2: hangar.pilot.v1.BackupState
-	(JobState)(0),                    // 3: hangar.pilot.v1.JobState
-	(TaskState)(0),                   // 4: hangar.pilot.v1.TaskState
-	(Role)(0),                        // 5: hangar.pilot.v1.Role
-	(*ImageMapping)(nil),             // 6: hangar.pilot.v1.ImageMapping
-	(*SetImageRequest)(nil),          // 7: hangar.pilot.v1.SetImageRequest
-	(*ListImagesRequest)(nil),        // 8: hangar.pilot.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),       // 9: hangar.pilot.v1.ListImagesResponse
-	(*UnsetImageRequest)(nil),        // 10: hangar.pilot.v1.UnsetImageRequest
-	(*UnsetImageResponse)(nil),       // 11: hangar.pilot.v1.UnsetImageResponse
-	(*PushAppRequest)(nil),           // 12: hangar.pilot.v1.PushAppRequest
-	(*App)(nil),                      // 13: hangar.pilot.v1.App
-	(*Locale)(nil),                   // 14: hangar.pilot.v1.Locale
-	(*ListAppsRequest)(nil),          // 15: hangar.pilot.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),         // 16: hangar.pilot.v1.ListAppsResponse
-	(*GetAppRequest)(nil),            // 17: hangar.pilot.v1.GetAppRequest
-	(*AppVersionUsers)(nil),          // 18: hangar.pilot.v1.AppVersionUsers
-	(*DeleteAppRequest)(nil),         // 19: hangar.pilot.v1.DeleteAppRequest
-	(*DeleteAppResponse)(nil),        // 20: hangar.pilot.v1.DeleteAppResponse
-	(*Runtime)(nil),                  // 21: hangar.pilot.v1.Runtime
-	(*CreateRuntimeRequest)(nil),     // 22: hangar.pilot.v1.CreateRuntimeRequest
-	(*ListRuntimesRequest)(nil),      // 23: hangar.pilot.v1.ListRuntimesRequest
-	(*ListRuntimesResponse)(nil),     // 24: hangar.pilot.v1.ListRuntimesResponse
-	(*GetRuntimeRequest)(nil),        // 25: hangar.pilot.v1.GetRuntimeRequest
-	(*Node)(nil),                     // 26: hangar.pilot.v1.Node
-	(*NodeHealth)(nil),               // 27: hangar.pilot.v1.NodeHealth
-	(*HealthCommand)(nil),            // 28: hangar.pilot.v1.HealthCommand
-	(*Cluster)(nil),                  // 29: hangar.pilot.v1.Cluster
-	(*Endpoint)(nil),                 // 30: hangar.pilot.v1.Endpoint
-	(*CreateClusterRequest)(nil),     // 31: hangar.pilot.v1.CreateClusterRequest
-	(*ClusterJob)(nil),               // 32: hangar.pilot.v1.ClusterJob
-	(*ListClustersRequest)(nil),      // 33: hangar.pilot.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),     // 34: hangar.pilot.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),        // 35: hangar.pilot.v1.GetClusterRequest
-	(*DeleteClusterRequest)(nil),     // 36: hangar.pilot.v1.DeleteClusterRequest
-	(*UpdateClusterEnvRequest)(nil),  // 37: hangar.pilot.v1.UpdateClusterEnvRequest
-	(*ScaleClusterRequest)(nil),      // 38: hangar.pilot.v1.ScaleClusterRequest
-	(*StopClusterRequest)(nil),       // 39: hangar.pilot.v1.StopClusterRequest
-	(*StartClusterRequest)(nil),      // 40: hangar.pilot.v1.StartClusterRequest
-	(*BackupClusterRequest)(nil),     // 41: hangar.pilot.v1.BackupClusterRequest
-	(*Backup)(nil),                   // 42: hangar.pilot.v1.Backup
-	(*ListBackupsRequest)(nil),       // 43: hangar.pilot.v1.ListBackupsRequest
-	(*ListBackupsResponse)(nil),      // 44: hangar.pilot.v1.ListBackupsResponse
-	(*RestoreClusterRequest)(nil),    // 45: hangar.pilot.v1.RestoreClusterRequest
-	(*ResizeClusterRequest)(nil),     // 46: hangar.pilot.v1.ResizeClusterRequest
-	(*UpgradeClusterRequest)(nil),    // 47: hangar.pilot.v1.UpgradeClusterRequest
-	(*RollbackClusterRequest)(nil),   // 48: hangar.pilot.v1.RollbackClusterRequest
-	(*RecoverClusterRequest)(nil),    // 49: hangar.pilot.v1.RecoverClusterRequest
-	(*RestartClusterRequest)(nil),    // 50: hangar.pilot.v1.RestartClusterRequest
-	(*RunClusterTabRequest)(nil),     // 51: hangar.pilot.v1.RunClusterTabRequest
-	(*RunClusterServiceRequest)(nil), // 52: hangar.pilot.v1.RunClusterServiceRequest
-	(*NodeResult)(nil),               // 53: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),                // 54: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                     // 55: hangar.pilot.v1.Task
-	(*Job)(nil),                      // 56: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),            // 57: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),          // 58: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 59: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),          // 60: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),   // 61: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil),  // 62: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),           // 63: hangar.pilot.v1.TaskNodeResult
-	(*RetryJobRequest)(nil),          // 64: hangar.pilot.v1.RetryJobRequest
-	(*CancelJobRequest)(nil),         // 65: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                  // 66: hangar.pilot.v1.Network
-	(*User)(nil),                     // 67: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),        // 68: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),       // 69: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),         // 70: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),        // 71: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),        // 72: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),       // 73: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),            // 74: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),               // 75: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),         // 76: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 77: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),            // 78: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 79: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),               // 80: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),   // 81: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 82: hangar.pilot.v1.ListRevocationsResponse
-	nil,                              // 83: hangar.pilot.v1.App.LocalesEntry
-	nil,                              // 84: hangar.pilot.v1.Locale.TextsEntry
-	nil,                              // 85: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                              // 86: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                              // 87: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                              // 88: hangar.pilot.v1.Node.ReservedIpsEntry
-	nil,                              // 89: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                              // 90: hangar.pilot.v1.Cluster.ReservedIpsEntry
-	nil,                              // 91: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                              // 92: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                              // 93: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	nil,                              // 94: hangar.pilot.v1.Backup.SnapshotsEntry
-	nil,                              // 95: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                              // 96: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),    // 97: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),       // 98: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),     // 99: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),     // 100: hangar.stream.v1.Certificate
+	(ClusterStatus)(0),                // 0: hangar.pilot.v1.ClusterStatus
+	(NodeStatus)(0),                   // 1: hangar.pilot.v1.NodeStatus
+	(BackupState)(0),                  // 2: hangar.pilot.v1.BackupState
+	(JobState)(0),                     // 3: hangar.pilot.v1.JobState
+	(TaskState)(0),                    // 4: hangar.pilot.v1.TaskState
+	(Role)(0),                         // 5: hangar.pilot.v1.Role
+	(*ImageMapping)(nil),              // 6: hangar.pilot.v1.ImageMapping
+	(*SetImageRequest)(nil),           // 7: hangar.pilot.v1.SetImageRequest
+	(*ListImagesRequest)(nil),         // 8: hangar.pilot.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),        // 9: hangar.pilot.v1.ListImagesResponse
+	(*UnsetImageRequest)(nil),         // 10: hangar.pilot.v1.UnsetImageRequest
+	(*UnsetImageResponse)(nil),        // 11: hangar.pilot.v1.UnsetImageResponse
+	(*PushAppRequest)(nil),            // 12: hangar.pilot.v1.PushAppRequest
+	(*App)(nil),                       // 13: hangar.pilot.v1.App
+	(*Locale)(nil),                    // 14: hangar.pilot.v1.Locale
+	(*ListAppsRequest)(nil),           // 15: hangar.pilot.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),          // 16: hangar.pilot.v1.ListAppsResponse
+	(*GetAppRequest)(nil),             // 17: hangar.pilot.v1.GetAppRequest
+	(*AppVersionUsers)(nil),           // 18: hangar.pilot.v1.AppVersionUsers
+	(*DeleteAppRequest)(nil),          // 19: hangar.pilot.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),         // 20: hangar.pilot.v1.DeleteAppResponse
+	(*Runtime)(nil),                   // 21: hangar.pilot.v1.Runtime
+	(*CreateRuntimeRequest)(nil),      // 22: hangar.pilot.v1.CreateRuntimeRequest
+	(*ListRuntimesRequest)(nil),       // 23: hangar.pilot.v1.ListRuntimesRequest
+	(*ListRuntimesResponse)(nil),      // 24: hangar.pilot.v1.ListRuntimesResponse
+	(*GetRuntimeRequest)(nil),         // 25: hangar.pilot.v1.GetRuntimeRequest
+	(*Node)(nil),                      // 26: hangar.pilot.v1.Node
+	(*ClusterEvent)(nil),              // 27: hangar.pilot.v1.ClusterEvent
+	(*ListClusterEventsRequest)(nil),  // 28: hangar.pilot.v1.ListClusterEventsRequest
+	(*ListClusterEventsResponse)(nil), // 29: hangar.pilot.v1.ListClusterEventsResponse
+	(*NodeHealth)(nil),                // 30: hangar.pilot.v1.NodeHealth
+	(*HealthCommand)(nil),             // 31: hangar.pilot.v1.HealthCommand
+	(*Cluster)(nil),                   // 32: hangar.pilot.v1.Cluster
+	(*Endpoint)(nil),                  // 33: hangar.pilot.v1.Endpoint
+	(*CreateClusterRequest)(nil),      // 34: hangar.pilot.v1.CreateClusterRequest
+	(*ClusterJob)(nil),                // 35: hangar.pilot.v1.ClusterJob
+	(*ListClustersRequest)(nil),       // 36: hangar.pilot.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),      // 37: hangar.pilot.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),         // 38: hangar.pilot.v1.GetClusterRequest
+	(*DeleteClusterRequest)(nil),      // 39: hangar.pilot.v1.DeleteClusterRequest
+	(*UpdateClusterEnvRequest)(nil),   // 40: hangar.pilot.v1.UpdateClusterEnvRequest
+	(*ScaleClusterRequest)(nil),       // 41: hangar.pilot.v1.ScaleClusterRequest
+	(*StopClusterRequest)(nil),        // 42: hangar.pilot.v1.StopClusterRequest
+	(*StartClusterRequest)(nil),       // 43: hangar.pilot.v1.StartClusterRequest
+	(*BackupClusterRequest)(nil),      // 44: hangar.pilot.v1.BackupClusterRequest
+	(*Backup)(nil),                    // 45: hangar.pilot.v1.Backup
+	(*ListBackupsRequest)(nil),        // 46: hangar.pilot.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),       // 47: hangar.pilot.v1.ListBackupsResponse
+	(*RestoreClusterRequest)(nil),     // 48: hangar.pilot.v1.RestoreClusterRequest
+	(*ResizeClusterRequest)(nil),      // 49: hangar.pilot.v1.ResizeClusterRequest
+	(*UpgradeClusterRequest)(nil),     // 50: hangar.pilot.v1.UpgradeClusterRequest
+	(*RollbackClusterRequest)(nil),    // 51: hangar.pilot.v1.RollbackClusterRequest
+	(*RecoverClusterRequest)(nil),     // 52: hangar.pilot.v1.RecoverClusterRequest
+	(*RestartClusterRequest)(nil),     // 53: hangar.pilot.v1.RestartClusterRequest
+	(*RunClusterTabRequest)(nil),      // 54: hangar.pilot.v1.RunClusterTabRequest
+	(*RunClusterServiceRequest)(nil),  // 55: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),                // 56: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                 // 57: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                      // 58: hangar.pilot.v1.Task
+	(*Job)(nil),                       // 59: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),             // 60: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),           // 61: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 62: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),           // 63: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),    // 64: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),   // 65: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),            // 66: hangar.pilot.v1.TaskNodeResult
+	(*RetryJobRequest)(nil),           // 67: hangar.pilot.v1.RetryJobRequest
+	(*CancelJobRequest)(nil),          // 68: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                   // 69: hangar.pilot.v1.Network
+	(*User)(nil),                      // 70: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),         // 71: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),        // 72: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),          // 73: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),         // 74: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),         // 75: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),        // 76: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),             // 77: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),                // 78: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),          // 79: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 80: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),             // 81: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),            // 82: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),                // 83: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),    // 84: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),   // 85: hangar.pilot.v1.ListRevocationsResponse
+	nil,                               // 86: hangar.pilot.v1.App.LocalesEntry
+	nil,                               // 87: hangar.pilot.v1.Locale.TextsEntry
+	nil,                               // 88: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                               // 89: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                               // 90: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                               // 91: hangar.pilot.v1.Node.ReservedIpsEntry
+	nil,                               // 92: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                               // 93: hangar.pilot.v1.Cluster.ReservedIpsEntry
+	nil,                               // 94: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                               // 95: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                               // 96: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	nil,                               // 97: hangar.pilot.v1.Backup.SnapshotsEntry
+	nil,                               // 98: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                               // 99: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),     // 100: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),        // 101: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),      // 102: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),      // 103: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	97,  // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
+	100, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
 	6,   // 1: hangar.pilot.v1.ListImagesResponse.images:type_name -> hangar.pilot.v1.ImageMapping
-	97,  // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	83,  // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
-	84,  // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
+	100, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	86,  // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
+	87,  // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
 	13,  // 5: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
 	18,  // 6: hangar.pilot.v1.ListAppsResponse.users:type_name -> hangar.pilot.v1.AppVersionUsers
-	85,  // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	97,  // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	86,  // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	87,  // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	88,  // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	100, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	89,  // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	90,  // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	21,  // 11: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,   // 12: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	88,  // 13: hangar.pilot.v1.Node.reserved_ips:type_name -> hangar.pilot.v1.Node.ReservedIpsEntry
-	27,  // 14: hangar.pilot.v1.Node.health:type_name -> hangar.pilot.v1.NodeHealth
-	97,  // 15: hangar.pilot.v1.NodeHealth.since:type_name -> google.protobuf.Timestamp
-	28,  // 16: hangar.pilot.v1.NodeHealth.check:type_name -> hangar.pilot.v1.HealthCommand
-	28,  // 17: hangar.pilot.v1.NodeHealth.action:type_name -> hangar.pilot.v1.HealthCommand
-	97,  // 18: hangar.pilot.v1.HealthCommand.at:type_name -> google.protobuf.Timestamp
-	0,   // 19: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	89,  // 20: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
-	26,  // 21: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	97,  // 22: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	30,  // 23: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	90,  // 24: hangar.pilot.v1.Cluster.reserved_ips:type_name -> hangar.pilot.v1.Cluster.ReservedIpsEntry
-	91,  // 25: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	29,  // 26: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	56,  // 27: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	29,  // 28: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	92,  // 29: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	93,  // 30: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	97,  // 31: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
-	2,   // 32: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	94,  // 33: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
-	42,  // 34: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	95,  // 35: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	98,  // 36: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	97,  // 37: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	97,  // 38: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	96,  // 39: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	4,   // 40: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	97,  // 41: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	97,  // 42: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	53,  // 43: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	54,  // 44: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	3,   // 45: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	55,  // 46: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	97,  // 47: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	97,  // 48: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	56,  // 49: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	63,  // 50: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	53,  // 51: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	5,   // 52: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	97,  // 53: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	5,   // 54: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	67,  // 55: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	67,  // 56: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	97,  // 57: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	75,  // 58: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	97,  // 59: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	80,  // 60: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	14,  // 61: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
-	12,  // 62: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	15,  // 63: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	17,  // 64: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	19,  // 65: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
-	7,   // 66: hangar.pilot.v1.AppService.SetImage:input_type -> hangar.pilot.v1.SetImageRequest
-	8,   // 67: hangar.pilot.v1.AppService.ListImages:input_type -> hangar.pilot.v1.ListImagesRequest
-	10,  // 68: hangar.pilot.v1.AppService.UnsetImage:input_type -> hangar.pilot.v1.UnsetImageRequest
-	22,  // 69: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	23,  // 70: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	25,  // 71: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	31,  // 72: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	33,  // 73: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	35,  // 74: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	36,  // 75: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	37,  // 76: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	38,  // 77: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	49,  // 78: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
-	50,  // 79: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	52,  // 80: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	51,  // 81: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
-	39,  // 82: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
-	40,  // 83: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
-	46,  // 84: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
-	41,  // 85: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
-	43,  // 86: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
-	45,  // 87: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
-	47,  // 88: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
-	48,  // 89: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	68,  // 90: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	70,  // 91: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	72,  // 92: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	74,  // 93: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	76,  // 94: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	78,  // 95: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	81,  // 96: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	99,  // 97: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	57,  // 98: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	58,  // 99: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	60,  // 100: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	61,  // 101: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	64,  // 102: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
-	65,  // 103: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	13,  // 104: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	16,  // 105: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	13,  // 106: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	20,  // 107: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
-	6,   // 108: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
-	9,   // 109: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
-	11,  // 110: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
-	21,  // 111: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	24,  // 112: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	21,  // 113: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	32,  // 114: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	34,  // 115: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	29,  // 116: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	32,  // 117: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 118: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 119: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 120: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 121: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 122: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 123: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 124: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 125: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 126: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 127: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	44,  // 128: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	32,  // 129: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 130: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	32,  // 131: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	69,  // 132: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	71,  // 133: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	73,  // 134: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	67,  // 135: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	77,  // 136: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	79,  // 137: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	82,  // 138: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	100, // 139: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	56,  // 140: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	59,  // 141: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	56,  // 142: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	62,  // 143: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	56,  // 144: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
-	56,  // 145: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	104, // [104:146] is the sub-list for method output_type
-	62,  // [62:104] is the sub-list for method input_type
-	62,  // [62:62] is the sub-list for extension type_name
-	62,  // [62:62] is the sub-list for extension extendee
-	0,   // [0:62] is the sub-list for field type_name
+	91,  // 13: hangar.pilot.v1.Node.reserved_ips:type_name -> hangar.pilot.v1.Node.ReservedIpsEntry
+	30,  // 14: hangar.pilot.v1.Node.health:type_name -> hangar.pilot.v1.NodeHealth
+	100, // 15: hangar.pilot.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	27,  // 16: hangar.pilot.v1.ListClusterEventsResponse.events:type_name -> hangar.pilot.v1.ClusterEvent
+	100, // 17: hangar.pilot.v1.NodeHealth.since:type_name -> google.protobuf.Timestamp
+	31,  // 18: hangar.pilot.v1.NodeHealth.check:type_name -> hangar.pilot.v1.HealthCommand
+	31,  // 19: hangar.pilot.v1.NodeHealth.action:type_name -> hangar.pilot.v1.HealthCommand
+	100, // 20: hangar.pilot.v1.HealthCommand.at:type_name -> google.protobuf.Timestamp
+	0,   // 21: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
+	92,  // 22: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	26,  // 23: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
+	100, // 24: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	33,  // 25: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	93,  // 26: hangar.pilot.v1.Cluster.reserved_ips:type_name -> hangar.pilot.v1.Cluster.ReservedIpsEntry
+	94,  // 27: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	32,  // 28: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	59,  // 29: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	32,  // 30: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	95,  // 31: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	96,  // 32: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	100, // 33: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	2,   // 34: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
+	97,  // 35: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	45,  // 36: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
+	98,  // 37: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	101, // 38: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	100, // 39: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	100, // 40: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	99,  // 41: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	4,   // 42: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	100, // 43: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	100, // 44: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	56,  // 45: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	57,  // 46: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	3,   // 47: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	58,  // 48: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	100, // 49: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	100, // 50: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	59,  // 51: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	66,  // 52: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	56,  // 53: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	5,   // 54: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	100, // 55: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	5,   // 56: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	70,  // 57: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	70,  // 58: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	100, // 59: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	78,  // 60: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	100, // 61: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	83,  // 62: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	14,  // 63: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
+	12,  // 64: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	15,  // 65: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	17,  // 66: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	19,  // 67: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
+	7,   // 68: hangar.pilot.v1.AppService.SetImage:input_type -> hangar.pilot.v1.SetImageRequest
+	8,   // 69: hangar.pilot.v1.AppService.ListImages:input_type -> hangar.pilot.v1.ListImagesRequest
+	10,  // 70: hangar.pilot.v1.AppService.UnsetImage:input_type -> hangar.pilot.v1.UnsetImageRequest
+	22,  // 71: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	23,  // 72: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	25,  // 73: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	34,  // 74: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	36,  // 75: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	38,  // 76: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	39,  // 77: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	40,  // 78: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	41,  // 79: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
+	52,  // 80: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	53,  // 81: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	55,  // 82: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	54,  // 83: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
+	42,  // 84: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	43,  // 85: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	49,  // 86: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
+	44,  // 87: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
+	46,  // 88: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
+	48,  // 89: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
+	50,  // 90: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	28,  // 91: hangar.pilot.v1.ClusterService.ListClusterEvents:input_type -> hangar.pilot.v1.ListClusterEventsRequest
+	51,  // 92: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	71,  // 93: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	73,  // 94: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	75,  // 95: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	77,  // 96: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	79,  // 97: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	81,  // 98: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	84,  // 99: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	102, // 100: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	60,  // 101: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	61,  // 102: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	63,  // 103: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	64,  // 104: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	67,  // 105: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
+	68,  // 106: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	13,  // 107: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	16,  // 108: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	13,  // 109: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	20,  // 110: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
+	6,   // 111: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
+	9,   // 112: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
+	11,  // 113: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
+	21,  // 114: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	24,  // 115: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	21,  // 116: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	35,  // 117: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	37,  // 118: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	32,  // 119: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	35,  // 120: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 121: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 122: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 123: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 124: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 125: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 126: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 127: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 128: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 129: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 130: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	47,  // 131: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	35,  // 132: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	35,  // 133: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	29,  // 134: hangar.pilot.v1.ClusterService.ListClusterEvents:output_type -> hangar.pilot.v1.ListClusterEventsResponse
+	35,  // 135: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	72,  // 136: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	74,  // 137: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	76,  // 138: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	70,  // 139: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	80,  // 140: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	82,  // 141: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	85,  // 142: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	103, // 143: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	59,  // 144: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	62,  // 145: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	59,  // 146: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	65,  // 147: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	59,  // 148: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
+	59,  // 149: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	107, // [107:150] is the sub-list for method output_type
+	64,  // [64:107] is the sub-list for method input_type
+	64,  // [64:64] is the sub-list for extension type_name
+	64,  // [64:64] is the sub-list for extension extendee
+	0,   // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -6413,7 +6630,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   91,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

@@ -562,6 +562,7 @@ const (
 	ClusterService_ListBackups_FullMethodName       = "/hangar.pilot.v1.ClusterService/ListBackups"
 	ClusterService_RestoreCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestoreCluster"
 	ClusterService_UpgradeCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/UpgradeCluster"
+	ClusterService_ListClusterEvents_FullMethodName = "/hangar.pilot.v1.ClusterService/ListClusterEvents"
 	ClusterService_RollbackCluster_FullMethodName   = "/hangar.pilot.v1.ClusterService/RollbackCluster"
 )
 
@@ -624,6 +625,10 @@ type ClusterServiceClient interface {
 	UpgradeCluster(ctx context.Context, in *UpgradeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 	// RollbackCluster moves an upgraded cluster back to the version it was
 	// upgraded from.
+	// A cluster's events, oldest first: node health changes, nodes lost
+	// and back. Without after, the newest limit; with it, those after that
+	// event id (what `hangar cluster events --follow` asks every second).
+	ListClusterEvents(ctx context.Context, in *ListClusterEventsRequest, opts ...grpc.CallOption) (*ListClusterEventsResponse, error)
 	RollbackCluster(ctx context.Context, in *RollbackClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 }
 
@@ -805,6 +810,16 @@ func (c *clusterServiceClient) UpgradeCluster(ctx context.Context, in *UpgradeCl
 	return out, nil
 }
 
+func (c *clusterServiceClient) ListClusterEvents(ctx context.Context, in *ListClusterEventsRequest, opts ...grpc.CallOption) (*ListClusterEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClusterEventsResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ListClusterEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterServiceClient) RollbackCluster(ctx context.Context, in *RollbackClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterJob)
@@ -874,6 +889,10 @@ type ClusterServiceServer interface {
 	UpgradeCluster(context.Context, *UpgradeClusterRequest) (*ClusterJob, error)
 	// RollbackCluster moves an upgraded cluster back to the version it was
 	// upgraded from.
+	// A cluster's events, oldest first: node health changes, nodes lost
+	// and back. Without after, the newest limit; with it, those after that
+	// event id (what `hangar cluster events --follow` asks every second).
+	ListClusterEvents(context.Context, *ListClusterEventsRequest) (*ListClusterEventsResponse, error)
 	RollbackCluster(context.Context, *RollbackClusterRequest) (*ClusterJob, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
@@ -935,6 +954,9 @@ func (UnimplementedClusterServiceServer) RestoreCluster(context.Context, *Restor
 }
 func (UnimplementedClusterServiceServer) UpgradeCluster(context.Context, *UpgradeClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpgradeCluster not implemented")
+}
+func (UnimplementedClusterServiceServer) ListClusterEvents(context.Context, *ListClusterEventsRequest) (*ListClusterEventsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListClusterEvents not implemented")
 }
 func (UnimplementedClusterServiceServer) RollbackCluster(context.Context, *RollbackClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RollbackCluster not implemented")
@@ -1266,6 +1288,24 @@ func _ClusterService_UpgradeCluster_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_ListClusterEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClusterEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ListClusterEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ListClusterEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ListClusterEvents(ctx, req.(*ListClusterEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterService_RollbackCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RollbackClusterRequest)
 	if err := dec(in); err != nil {
@@ -1358,6 +1398,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpgradeCluster",
 			Handler:    _ClusterService_UpgradeCluster_Handler,
+		},
+		{
+			MethodName: "ListClusterEvents",
+			Handler:    _ClusterService_ListClusterEvents_Handler,
 		},
 		{
 			MethodName: "RollbackCluster",

@@ -39,6 +39,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/audit"
 	"github.com/hangarhq/hangar/pilot/auth"
 	"github.com/hangarhq/hangar/pilot/clusterops"
+	"github.com/hangarhq/hangar/pilot/events"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -59,6 +60,8 @@ type Config struct {
 	// those services answer Unimplemented.
 	Users *auth.Users
 	Audit *audit.Log
+	// Events backs ListClusterEvents (nil: Unimplemented).
+	Events *events.Log
 	// Box seals password parameters and provider credentials at rest; nil
 	// (tests) stores them as given.
 	Box *secretbox.Box

@@ -19,6 +19,7 @@ import (
 	"github.com/hangarhq/hangar/internal/secretbox"
 	"github.com/hangarhq/hangar/pilot/auth"
 	"github.com/hangarhq/hangar/pilot/clusterops"
+	"github.com/hangarhq/hangar/pilot/events"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -114,6 +115,24 @@ func (s *Server) GetCluster(ctx context.Context, req *pilotv1.GetClusterRequest)
 		return nil, err
 	}
 	return s.withEndpoints(ctx, s.redact(ctx, c)), nil
+}
+
+// ListClusterEvents returns a cluster's events, oldest first.
+func (s *Server) ListClusterEvents(ctx context.Context, req *pilotv1.ListClusterEventsRequest) (*pilotv1.ListClusterEventsResponse, error) {
+	if s.cfg.Events == nil {
+		return nil, status.Error(codes.Unimplemented, "this pilot keeps no cluster events")
+	}
+	if _, _, err := s.tenantCluster(ctx, req.GetClusterId()); err != nil {
+		return nil, err
+	}
+	evs, err := s.cfg.Events.List(ctx, req.GetClusterId(), req.GetAfter(), int(req.GetLimit()))
+	if err != nil {
+		if req.GetLimit() < 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "limit %d: give 0 (100) to %d", req.GetLimit(), events.MaxLimit)
+		}
+		return nil, status.Errorf(codes.Unavailable, "%v", err)
+	}
+	return &pilotv1.ListClusterEventsResponse{Events: evs}, nil
 }
 
 // tenantCluster reads a cluster of the caller's tenant with its revision;

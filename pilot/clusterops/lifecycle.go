@@ -18,6 +18,7 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
 	"github.com/hangarhq/hangar/internal/secretbox"
+	"github.com/hangarhq/hangar/pilot/events"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -485,6 +486,9 @@ func (o *Ops) finishDelete(ctx context.Context, j *pilotv1.Job) error {
 		// The job record stays as the history of the cluster; its roles'
 		// SSH keys go.
 		if err := o.cfg.Store.DeletePrefix(ctx, store.SSHKeysPrefix+j.ClusterId+"/"); err != nil {
+			return err
+		}
+		if err := o.cfg.Store.DeletePrefix(ctx, events.ClusterPrefix(j.ClusterId)); err != nil {
 			return err
 		}
 		return o.cfg.Store.Delete(ctx, store.ClusterKey(j.ClusterId))

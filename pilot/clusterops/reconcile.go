@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -13,6 +14,7 @@ import (
 	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/pilot/events"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/store"
 )
@@ -39,7 +41,10 @@ type ReconcilerConfig struct {
 	// Lifecycle starts the services of nodes whose instances booted (nil:
 	// they stay STARTING).
 	Lifecycle *Lifecycle
-	Logger    *slog.Logger
+	// Events, when set, gets each change of a node's health and each
+	// node marked LOST or seen back.
+	Events *events.Log
+	Logger *slog.Logger
 }
 
 // Reconciler runs the passes, one at a time, in the goroutine that calls
@@ -280,7 +285,9 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 	if !write {
 		return nil
 	}
+	var evs []*pilotv1.ClusterEvent
 	_, err := r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
+		evs = evs[:0] // a retried update starts again
 		changed := false
 		anyLost := false
 		for _, nd := range x.Nodes {
@@ -295,6 +302,7 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 					// Its drone cannot check it any more: its health is
 					// lost too, until the drone is back and reports.
 					r.log.Info("node health changed", "cluster_id", x.Id, "node_id", nd.Id, "role", nd.Role, "from", h.Status, "to", healthLost)
+					evs = append(evs, healthEvent(x.Id, nd, &pilotv1.NodeHealth{Status: healthLost}))
 					h.Status, h.Since, changed = healthLost, timestamppb.Now(), true
 				}
 			case connected[nd.Id] && nd.Status == pilotv1.NodeStatus_NODE_STATUS_LOST:
@@ -304,6 +312,8 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 			}
 			if want != nd.Status {
 				r.log.Info("node status observed", "cluster_id", x.Id, "node_id", nd.Id, "from", nd.Status, "to", want)
+				evs = append(evs, &pilotv1.ClusterEvent{ClusterId: x.Id, Kind: "node", NodeId: nd.Id,
+					Message: fmt.Sprintf("%s (role %s): %s -> %s", nd.Id, nd.Role, enumWord(nd.Status.String()), enumWord(want.String()))})
 				nd.Status, changed = want, true
 			}
 		}
@@ -323,6 +333,9 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 		}
 		return nil
 	})
+	if err == nil {
+		r.emit(ctx, evs)
+	}
 	if err = ignoreNotFound(err); err != nil || !seeing {
 		return err
 	}
@@ -343,7 +356,9 @@ func (r *Reconciler) recordHealth(ctx context.Context, c *pilotv1.Cluster, repor
 	if changes == 0 {
 		return nil // the common case: nothing to write, nothing read again
 	}
+	var evs []*pilotv1.ClusterEvent
 	_, err := r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
+		evs = evs[:0] // a retried update starts again
 		changed := false
 		for _, nd := range x.Nodes {
 			hr := reports[nd.Id]
@@ -357,6 +372,7 @@ func (r *Reconciler) recordHealth(ctx context.Context, c *pilotv1.Cluster, repor
 			if h.GetStatus() != nd.GetHealth().GetStatus() {
 				r.log.Info("node health changed", "cluster_id", x.Id, "node_id", nd.Id, "role", nd.Role,
 					"from", nd.GetHealth().GetStatus(), "to", h.GetStatus(), "failures", h.GetFailures(), "check_exit_code", h.GetCheck().GetExitCode())
+				evs = append(evs, healthEvent(x.Id, nd, h))
 			}
 			nd.Health, changed = h, true
 		}
@@ -365,7 +381,56 @@ func (r *Reconciler) recordHealth(ctx context.Context, c *pilotv1.Cluster, repor
 		}
 		return nil
 	})
+	if err == nil {
+		r.emit(ctx, evs)
+	}
 	return ignoreNotFound(err)
+}
+
+// emit appends events, when there is an event log.
+func (r *Reconciler) emit(ctx context.Context, evs []*pilotv1.ClusterEvent) {
+	if r.cfg.Events == nil {
+		return
+	}
+	for _, ev := range evs {
+		r.cfg.Events.Append(ctx, ev)
+	}
+}
+
+// healthEvent says that nd's health is now h, and what its check said.
+func healthEvent(clusterID string, nd *pilotv1.Node, h *pilotv1.NodeHealth) *pilotv1.ClusterEvent {
+	msg := fmt.Sprintf("%s (role %s): %s -> %s", nd.Id, nd.Role, orUnset(nd.GetHealth().GetStatus()), h.GetStatus())
+	if c := h.GetCheck(); c != nil && h.GetStatus() != healthLost {
+		msg += fmt.Sprintf("; check exit %d", c.GetExitCode())
+		if c.GetError() != "" {
+			msg += " (" + c.GetError() + ")"
+		}
+		if out := lastLine(c.GetOutput()); out != "" {
+			msg += ": " + out
+		}
+	}
+	if a := h.GetAction(); a != nil && h.GetStatus() == "unhealthy" {
+		msg += fmt.Sprintf("; action_cmd exit %d", a.GetExitCode())
+	}
+	return &pilotv1.ClusterEvent{ClusterId: clusterID, Kind: "health", NodeId: nd.Id, Message: msg}
+}
+
+// enumWord is NODE_STATUS_LOST as "LOST".
+func enumWord(s string) string { return strings.TrimPrefix(s, "NODE_STATUS_") }
+
+func orUnset(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
 }
 
 // healthLost is a node's health while its drone is lost: nobody checks it.

@@ -3,6 +3,8 @@ package clusterops
 import (
 	"context"
 	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/hangarhq/hangar/api/providerv1"
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/internal/apppkg"
+	"github.com/hangarhq/hangar/pilot/events"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
@@ -141,7 +144,8 @@ func TestReconcilerListsANetworkOncePerPass(t *testing.T) {
 func TestReconcilerRecordsHealth(t *testing.T) {
 	h, c := opsappHarness(t)
 	ctx := context.Background()
-	r := NewReconciler(h.ops, ReconcilerConfig{Grace: 5 * time.Second})
+	evlog := events.New(h.st.Client(), nil)
+	r := NewReconciler(h.ops, ReconcilerConfig{Grace: 5 * time.Second, Events: evlog})
 	victim := nodeBySid(c, 2)
 	report := &streamv1.HealthReport{Status: "unhealthy", Failures: 3, Check: &streamv1.CommandRun{ExitCode: 7, Output: "refused"},
 		Action: &streamv1.CommandRun{ExitCode: 0, Output: "restarted"}}
@@ -192,6 +196,26 @@ func TestReconcilerRecordsHealth(t *testing.T) {
 	got, _ = h.cluster(t, c.Id)
 	if nd := nodeBySid(got, 2); nd.GetHealth().GetStatus() != "unhealthy" {
 		t.Errorf("the node's drone back: health %v, want its report again", nd.GetHealth())
+	}
+
+	// Each change is an event of the cluster, in order.
+	evs, err := evlog.List(ctx, c.Id, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got2 []string
+	for _, ev := range evs {
+		got2 = append(got2, ev.Kind+" "+ev.NodeId+" "+ev.Message)
+	}
+	want := []string{
+		"health " + victim.Id + " " + victim.Id + " (role " + victim.Role + "): none -> unhealthy; check exit 7: refused; action_cmd exit 0",
+		"health " + victim.Id + " " + victim.Id + " (role " + victim.Role + "): unhealthy -> lost",
+		"node " + victim.Id + " " + victim.Id + " (role " + victim.Role + "): ACTIVE -> LOST",
+		"health " + victim.Id + " " + victim.Id + " (role " + victim.Role + "): lost -> unhealthy; check exit 7: refused; action_cmd exit 0",
+		"node " + victim.Id + " " + victim.Id + " (role " + victim.Role + "): LOST -> ACTIVE",
+	}
+	if !slices.Equal(got2, want) {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got2, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -44,6 +44,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/auth"
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/enroll"
+	"github.com/hangarhq/hangar/pilot/events"
 	"github.com/hangarhq/hangar/pilot/fglink"
 	"github.com/hangarhq/hangar/pilot/gateway"
 	"github.com/hangarhq/hangar/pilot/jobs"
@@ -248,7 +249,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Providers: provs, Logger: log.With("component", "lifecycle")})
 	runtimes := runtimesDir(cfg.DataDir, os.Geteuid())
 	log.Info("local runtimes default to", "dir", runtimes)
-	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Lifecycle: lifecycle, Users: users, Audit: auditLog, Box: box, Logger: log.With("component", "api"),
+	clusterEvents := events.New(ecli, log.With("component", "events"))
+	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Lifecycle: lifecycle, Users: users, Audit: auditLog, Events: clusterEvents, Box: box, Logger: log.With("component", "api"),
 		RuntimeDefaults: localRuntimeDefaults(runtimes, cfg.PluginDir), ProtectedDirs: protectedDirs(cfg)})
 	registerMetrics(reg, st, fg)
 	jobRetention := cfg.JobRetention
@@ -285,7 +287,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// One look at what exists before anyone can ask: after a machine
 	// restart the stored statuses say active, and the provider already
 	// knows better (what died is marked lost and started again).
-	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Lifecycle: lifecycle, Logger: log.With("component", "reconcile")})
+	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Lifecycle: lifecycle, Events: clusterEvents, Logger: log.With("component", "reconcile")})
 	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := reconciler.Pass(pctx); err != nil {
 		log.Warn("first reconcile pass", "err", err)
