@@ -378,6 +378,34 @@ func TestClusterListAndShowJSON(t *testing.T) {
 	mustContain(t, "show", res.stdout, "cl-new (cache)", "kv 1.0.0", "127.1.0.3", "6379")
 }
 
+func TestClusterEvents(t *testing.T) {
+	s := newFakeState()
+	s.clusters["cl-new"] = deployedCluster()
+	s.events = map[string][]*pilotv1.ClusterEvent{"cl-new": {
+		{Id: "01", ClusterId: "cl-new", Kind: "health", NodeId: "cln-b", Message: "cln-b (role replica): healthy -> unhealthy; check exit 1: refused"},
+		{Id: "02", ClusterId: "cl-new", Kind: "node", NodeId: "cln-b", Message: "cln-b (role replica): ACTIVE -> LOST"},
+	}}
+	addr := startFake(t, s)
+	res := runCLI(t, addr, "cluster", "events", "cl-new")
+	mustContain(t, "events", res.stdout, "health  cln-b", "healthy -> unhealthy; check exit 1: refused", "node    cln-b", "ACTIVE -> LOST")
+	if i, j := strings.Index(res.stdout, "unhealthy"), strings.Index(res.stdout, "LOST"); i < 0 || j < i {
+		t.Errorf("events out of order:\n%s", res.stdout)
+	}
+	res = runCLI(t, addr, "-o", "json", "cluster", "events", "cl-new")
+	var list pilotv1.ListClusterEventsResponse
+	if err := protojson.Unmarshal([]byte(res.stdout), &list); err != nil || len(list.GetEvents()) != 2 {
+		t.Fatalf("events JSON: %v\n%s", err, res.stdout)
+	}
+	if res = runCLI(t, addr, "cluster", "events", "cl-none"); res.code == 0 || !strings.Contains(res.stderr, "cl-none") {
+		t.Errorf("events of a cluster that does not exist: exit %d\n%s", res.code, res.stderr)
+	}
+	if res = runCLI(t, addr, "cluster", "events", "cl-new", "--limit", "0"); res.code == 0 || !strings.Contains(res.stderr, "--limit 0: give 1 to 1000") {
+		t.Errorf("--limit 0: exit %d\n%s", res.code, res.stderr)
+	}
+	s.events["cl-new"] = nil
+	mustContain(t, "no events", runCLI(t, addr, "cluster", "events", "cl-new").stdout, "No events.")
+}
+
 func TestGlobalFlagErrors(t *testing.T) {
 	addr := startFake(t, newFakeState())
 	tests := []struct {

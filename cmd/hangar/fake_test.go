@@ -35,6 +35,7 @@ import (
 // answers from what the test put in it.
 type fakeState struct {
 	mu            sync.Mutex
+	events        map[string][]*pilotv1.ClusterEvent // by cluster id
 	pushed        [][]byte
 	apps          map[string]*pilotv1.App
 	appList       []*pilotv1.App // ListApps answers these when set, else apps
@@ -169,6 +170,22 @@ func (f *fakeClusters) ListClusters(context.Context, *pilotv1.ListClustersReques
 	resp := &pilotv1.ListClustersResponse{}
 	for _, k := range f.s.clusters {
 		resp.Clusters = append(resp.Clusters, k)
+	}
+	return resp, nil
+}
+
+// ListClusterEvents answers the cluster's scripted events after the id.
+func (f *fakeClusters) ListClusterEvents(_ context.Context, req *pilotv1.ListClusterEventsRequest) (*pilotv1.ListClusterEventsResponse, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	if _, ok := f.s.clusters[req.GetClusterId()]; !ok {
+		return nil, status.Errorf(codes.NotFound, "cluster %q not found", req.GetClusterId())
+	}
+	resp := &pilotv1.ListClusterEventsResponse{}
+	for _, ev := range f.s.events[req.GetClusterId()] {
+		if ev.GetId() > req.GetAfter() {
+			resp.Events = append(resp.Events, ev)
+		}
 	}
 	return resp, nil
 }
