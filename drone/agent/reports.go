@@ -62,7 +62,7 @@ func commandRun(res *health.Result) *streamv1.CommandRun {
 	if res == nil {
 		return nil
 	}
-	return &streamv1.CommandRun{ExitCode: int32(res.ExitCode), Output: res.Output, At: timestamppb.New(res.At), Error: res.Err}
+	return &streamv1.CommandRun{ExitCode: int32(res.ExitCode), Output: health.CleanOutput(res.Output), At: timestamppb.New(res.At), Error: health.CleanOutput(res.Err)}
 }
 
 func (r *Reports) poke() {

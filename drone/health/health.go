@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hangarhq/hangar/drone/shellcmd"
 )
@@ -268,4 +270,20 @@ func ShellRunner(root, tmpDir string) Runner {
 		}
 		return r
 	}
+}
+
+// MaxOutputBytes is how much of a command's output a report carries.
+const MaxOutputBytes = shellcmd.OutputBytes
+
+// CleanOutput is output as a report may carry it: valid UTF-8 (a check may
+// print anything, and a tail cut at a byte count can split a character;
+// a protobuf string must be valid UTF-8 or the report cannot be sent), at
+// most MaxOutputBytes, its end kept.
+func CleanOutput(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	for len(s) > MaxOutputBytes {
+		_, size := utf8.DecodeRuneInString(s)
+		s = s[size:]
+	}
+	return s
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 )
@@ -186,5 +187,24 @@ func TestShellRunner(t *testing.T) {
 	r := run(ctx, "sleep 30", 100*time.Millisecond)
 	if r.OK() || r.ExitCode != -1 || !strings.Contains(r.Err, "timed out after 100ms") || time.Since(start) > 10*time.Second {
 		t.Errorf("sleep past its timeout: %+v after %s, want it killed and said so", r, time.Since(start))
+	}
+}
+
+// TestCleanOutput: whatever a check prints, a report carries valid UTF-8
+// of at most MaxOutputBytes, the end of it.
+func TestCleanOutput(t *testing.T) {
+	for _, in := range []string{
+		"fine\n",
+		"bad \xff\xfe bytes",
+		strings.Repeat("é", MaxOutputBytes), // twice the limit in bytes, cut mid-character by a byte count
+		"\xff" + strings.Repeat("x", MaxOutputBytes),
+	} {
+		got := CleanOutput(in)
+		if !utf8.ValidString(got) || len(got) > MaxOutputBytes {
+			t.Errorf("CleanOutput(%d bytes): %d bytes, valid %v", len(in), len(got), utf8.ValidString(got))
+		}
+		if want := in[len(in)-1:]; utf8.ValidString(want) && !strings.HasSuffix(got, want) {
+			t.Errorf("CleanOutput(%d bytes) lost the end: %q", len(in), got[max(0, len(got)-10):])
+		}
 	}
 }

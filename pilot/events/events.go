@@ -12,8 +12,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -74,8 +76,11 @@ func (l *Log) Append(ctx context.Context, ev *pilotv1.ClusterEvent) {
 	if ev.Time == nil {
 		ev.Time = timestamppb.Now()
 	}
-	if len(ev.Message) > maxMessage {
-		ev.Message = ev.Message[:maxMessage]
+	// Valid UTF-8 (a check's output may be anything), cut at a character.
+	ev.Message = strings.ToValidUTF8(ev.Message, "\uFFFD")
+	for len(ev.Message) > maxMessage {
+		_, size := utf8.DecodeLastRuneInString(ev.Message)
+		ev.Message = ev.Message[:len(ev.Message)-size]
 	}
 	ev.Id = newID(ev.Time.AsTime())
 	b, err := marshal.Marshal(ev)

@@ -3,8 +3,10 @@ package events
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -83,5 +85,20 @@ func TestKeepsTheNewest(t *testing.T) {
 	}
 	if got := fmt.Sprint(messages(left)); got != "[7 8 9 10 11]" {
 		t.Errorf("kept %s, want the newest five", got)
+	}
+}
+
+// TestMessageKeptValid: a message that is not valid UTF-8, or too long,
+// is stored (cut at a character), not lost to a failed encode.
+func TestMessageKeptValid(t *testing.T) {
+	l := New(etcdtest.Client(t), nil)
+	ctx := context.Background()
+	l.Append(ctx, &pilotv1.ClusterEvent{ClusterId: "cl-a", Message: "check said \xff\xfe " + strings.Repeat("é", maxMessage)})
+	evs, err := l.List(ctx, "cl-a", "", 0)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("events %v, %v; want the one appended", evs, err)
+	}
+	if m := evs[0].Message; !utf8.ValidString(m) || len(m) > maxMessage || !strings.HasPrefix(m, "check said \uFFFD") {
+		t.Errorf("stored message: %d bytes, valid %v, %q…", len(m), utf8.ValidString(m), m[:min(len(m), 20)])
 	}
 }
