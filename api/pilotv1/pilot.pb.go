@@ -1774,7 +1774,9 @@ type ClusterEvent struct {
 	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	Time      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
-	// "health" (a node's health changed) or "node" (a node lost, or back).
+	// "health" (a node's health changed), "node" (a node lost, or back),
+	// "recovery" (a node replaced, or the meltdown guard holding),
+	// "autoscale" (a decision, or why none) or "job" (a job began or ended).
 	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
 	// The node it is about ("" for the cluster).
 	NodeId        string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -2147,7 +2149,13 @@ type Cluster struct {
 	// the metadata as upgrade-audit.
 	UpgradingFrom string `protobuf:"bytes,17,opt,name=upgrading_from,json=upgradingFrom,proto3" json:"upgrading_from,omitempty"`
 	// The addresses reserved for endpoints.reserved_ips, by name.
-	ReservedIps   map[string]string `protobuf:"bytes,18,rep,name=reserved_ips,json=reservedIps,proto3" json:"reserved_ips,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ReservedIps map[string]string `protobuf:"bytes,18,rep,name=reserved_ips,json=reservedIps,proto3" json:"reserved_ips,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Automatic recovery (unset: off): when a node stays lost or unhealthy
+	// the reconciler replaces it with a recover job, guarded against mass
+	// replacement (SetClusterRecovery).
+	Recovery *RecoveryPolicy `protobuf:"bytes,19,opt,name=recovery,proto3" json:"recovery,omitempty"`
+	// Autoscaling policies, one per role at most (SetAutoscalePolicy).
+	Autoscale     []*AutoscalePolicy `protobuf:"bytes,20,rep,name=autoscale,proto3" json:"autoscale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2308,6 +2316,410 @@ func (x *Cluster) GetReservedIps() map[string]string {
 	return nil
 }
 
+func (x *Cluster) GetRecovery() *RecoveryPolicy {
+	if x != nil {
+		return x.Recovery
+	}
+	return nil
+}
+
+func (x *Cluster) GetAutoscale() []*AutoscalePolicy {
+	if x != nil {
+		return x.Autoscale
+	}
+	return nil
+}
+
+// RecoveryPolicy is how pilot replaces a cluster's failed nodes on its
+// own. Zero values take the defaults named on each field.
+type RecoveryPolicy struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Enabled bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// How long a node whose instance still runs (as far as the provider
+	// knows) may stay LOST before it is replaced (0: 60 s, BOSH's
+	// resurrector). A node whose instance the provider reports dead is
+	// replaced as soon as it is LOST.
+	LostAfterSec int32 `protobuf:"varint,2,opt,name=lost_after_sec,json=lostAfterSec,proto3" json:"lost_after_sec,omitempty"`
+	// How long a node may stay unhealthy, its action_cmd having run, before
+	// it is replaced (0: 60 s).
+	UnhealthyAfterSec int32 `protobuf:"varint,3,opt,name=unhealthy_after_sec,json=unhealthyAfterSec,proto3" json:"unhealthy_after_sec,omitempty"`
+	// The meltdown guard: no node is replaced while more than
+	// max_down_percent of the cluster's nodes (or of its runtime's) are
+	// down, unless fewer than min_down are (0: 20 and 5, BOSH's defaults).
+	MaxDownPercent int32 `protobuf:"varint,4,opt,name=max_down_percent,json=maxDownPercent,proto3" json:"max_down_percent,omitempty"`
+	MinDown        int32 `protobuf:"varint,5,opt,name=min_down,json=minDown,proto3" json:"min_down,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RecoveryPolicy) Reset() {
+	*x = RecoveryPolicy{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecoveryPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecoveryPolicy) ProtoMessage() {}
+
+func (x *RecoveryPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecoveryPolicy.ProtoReflect.Descriptor instead.
+func (*RecoveryPolicy) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RecoveryPolicy) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *RecoveryPolicy) GetLostAfterSec() int32 {
+	if x != nil {
+		return x.LostAfterSec
+	}
+	return 0
+}
+
+func (x *RecoveryPolicy) GetUnhealthyAfterSec() int32 {
+	if x != nil {
+		return x.UnhealthyAfterSec
+	}
+	return 0
+}
+
+func (x *RecoveryPolicy) GetMaxDownPercent() int32 {
+	if x != nil {
+		return x.MaxDownPercent
+	}
+	return 0
+}
+
+func (x *RecoveryPolicy) GetMinDown() int32 {
+	if x != nil {
+		return x.MinDown
+	}
+	return 0
+}
+
+// AutoscalePolicy scales one role out and in with a metric.
+type AutoscalePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Role  string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// "cpu" (percent busy), "memory" (percent used), or a monitor item of
+	// the role (requests a second, queue length...).
+	Metric string `protobuf:"bytes,2,opt,name=metric,proto3" json:"metric,omitempty"`
+	// The role's average of metric that the policy keeps the role near:
+	// above it scales out, below target × scale_in_ratio scales in.
+	Target float64 `protobuf:"fixed64,3,opt,name=target,proto3" json:"target,omitempty"`
+	// Node counts the policy keeps within (inside the package's count
+	// range).
+	Min int32 `protobuf:"varint,4,opt,name=min,proto3" json:"min,omitempty"`
+	Max int32 `protobuf:"varint,5,opt,name=max,proto3" json:"max,omitempty"`
+	// The stabilisation window: a decision needs the metric beyond its
+	// threshold over the whole window (0: 60 s).
+	WindowSec int32 `protobuf:"varint,6,opt,name=window_sec,json=windowSec,proto3" json:"window_sec,omitempty"`
+	// No decision this long after the policy's last scale job ended (0:
+	// 120 s).
+	CooldownSec int32 `protobuf:"varint,7,opt,name=cooldown_sec,json=cooldownSec,proto3" json:"cooldown_sec,omitempty"`
+	// Nodes added or removed by one scale job (0: 1).
+	Step int32 `protobuf:"varint,8,opt,name=step,proto3" json:"step,omitempty"`
+	// Scale in when the average is below target × scale_in_ratio (0: 0.5).
+	ScaleInRatio float64 `protobuf:"fixed64,9,opt,name=scale_in_ratio,json=scaleInRatio,proto3" json:"scale_in_ratio,omitempty"`
+	// What the autoscaler last decided or declined, and when (read only).
+	LastDecision   string                 `protobuf:"bytes,10,opt,name=last_decision,json=lastDecision,proto3" json:"last_decision,omitempty"`
+	LastDecisionAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=last_decision_at,json=lastDecisionAt,proto3" json:"last_decision_at,omitempty"`
+	// The last scale job the policy started (read only).
+	LastJobId     string `protobuf:"bytes,12,opt,name=last_job_id,json=lastJobId,proto3" json:"last_job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AutoscalePolicy) Reset() {
+	*x = AutoscalePolicy{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AutoscalePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AutoscalePolicy) ProtoMessage() {}
+
+func (x *AutoscalePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AutoscalePolicy.ProtoReflect.Descriptor instead.
+func (*AutoscalePolicy) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *AutoscalePolicy) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AutoscalePolicy) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *AutoscalePolicy) GetTarget() float64 {
+	if x != nil {
+		return x.Target
+	}
+	return 0
+}
+
+func (x *AutoscalePolicy) GetMin() int32 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *AutoscalePolicy) GetMax() int32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *AutoscalePolicy) GetWindowSec() int32 {
+	if x != nil {
+		return x.WindowSec
+	}
+	return 0
+}
+
+func (x *AutoscalePolicy) GetCooldownSec() int32 {
+	if x != nil {
+		return x.CooldownSec
+	}
+	return 0
+}
+
+func (x *AutoscalePolicy) GetStep() int32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *AutoscalePolicy) GetScaleInRatio() float64 {
+	if x != nil {
+		return x.ScaleInRatio
+	}
+	return 0
+}
+
+func (x *AutoscalePolicy) GetLastDecision() string {
+	if x != nil {
+		return x.LastDecision
+	}
+	return ""
+}
+
+func (x *AutoscalePolicy) GetLastDecisionAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastDecisionAt
+	}
+	return nil
+}
+
+func (x *AutoscalePolicy) GetLastJobId() string {
+	if x != nil {
+		return x.LastJobId
+	}
+	return ""
+}
+
+type SetClusterRecoveryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Recovery      *RecoveryPolicy        `protobuf:"bytes,2,opt,name=recovery,proto3" json:"recovery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClusterRecoveryRequest) Reset() {
+	*x = SetClusterRecoveryRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClusterRecoveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClusterRecoveryRequest) ProtoMessage() {}
+
+func (x *SetClusterRecoveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClusterRecoveryRequest.ProtoReflect.Descriptor instead.
+func (*SetClusterRecoveryRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SetClusterRecoveryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetClusterRecoveryRequest) GetRecovery() *RecoveryPolicy {
+	if x != nil {
+		return x.Recovery
+	}
+	return nil
+}
+
+type SetAutoscalePolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Policy        *AutoscalePolicy       `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAutoscalePolicyRequest) Reset() {
+	*x = SetAutoscalePolicyRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAutoscalePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAutoscalePolicyRequest) ProtoMessage() {}
+
+func (x *SetAutoscalePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAutoscalePolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetAutoscalePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SetAutoscalePolicyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetAutoscalePolicyRequest) GetPolicy() *AutoscalePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type DeleteAutoscalePolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAutoscalePolicyRequest) Reset() {
+	*x = DeleteAutoscalePolicyRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAutoscalePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAutoscalePolicyRequest) ProtoMessage() {}
+
+func (x *DeleteAutoscalePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAutoscalePolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeleteAutoscalePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DeleteAutoscalePolicyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteAutoscalePolicyRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
 type Endpoint struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2321,7 +2733,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2745,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2758,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Endpoint) GetName() string {
@@ -2402,7 +2814,7 @@ type CreateClusterRequest struct {
 
 func (x *CreateClusterRequest) Reset() {
 	*x = CreateClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2826,7 @@ func (x *CreateClusterRequest) String() string {
 func (*CreateClusterRequest) ProtoMessage() {}
 
 func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2839,7 @@ func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClusterRequest.ProtoReflect.Descriptor instead.
 func (*CreateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CreateClusterRequest) GetApp() string {
@@ -2475,7 +2887,7 @@ type ClusterJob struct {
 
 func (x *ClusterJob) Reset() {
 	*x = ClusterJob{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +2899,7 @@ func (x *ClusterJob) String() string {
 func (*ClusterJob) ProtoMessage() {}
 
 func (x *ClusterJob) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +2912,7 @@ func (x *ClusterJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterJob.ProtoReflect.Descriptor instead.
 func (*ClusterJob) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClusterJob) GetCluster() *Cluster {
@@ -2525,7 +2937,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2949,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2962,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
 }
 
 type ListClustersResponse struct {
@@ -2562,7 +2974,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2986,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2999,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListClustersResponse) GetClusters() []*Cluster {
@@ -2606,7 +3018,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2618,7 +3030,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2631,7 +3043,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetClusterRequest) GetId() string {
@@ -2657,7 +3069,7 @@ type DeleteClusterRequest struct {
 
 func (x *DeleteClusterRequest) Reset() {
 	*x = DeleteClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +3081,7 @@ func (x *DeleteClusterRequest) String() string {
 func (*DeleteClusterRequest) ProtoMessage() {}
 
 func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +3094,7 @@ func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteClusterRequest) GetId() string {
@@ -2727,7 +3139,7 @@ type UpdateClusterEnvRequest struct {
 
 func (x *UpdateClusterEnvRequest) Reset() {
 	*x = UpdateClusterEnvRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +3151,7 @@ func (x *UpdateClusterEnvRequest) String() string {
 func (*UpdateClusterEnvRequest) ProtoMessage() {}
 
 func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +3164,7 @@ func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterEnvRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterEnvRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UpdateClusterEnvRequest) GetId() string {
@@ -2791,7 +3203,7 @@ type ScaleClusterRequest struct {
 
 func (x *ScaleClusterRequest) Reset() {
 	*x = ScaleClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +3215,7 @@ func (x *ScaleClusterRequest) String() string {
 func (*ScaleClusterRequest) ProtoMessage() {}
 
 func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2816,7 +3228,7 @@ func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleClusterRequest.ProtoReflect.Descriptor instead.
 func (*ScaleClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ScaleClusterRequest) GetId() string {
@@ -2859,7 +3271,7 @@ type StopClusterRequest struct {
 
 func (x *StopClusterRequest) Reset() {
 	*x = StopClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +3283,7 @@ func (x *StopClusterRequest) String() string {
 func (*StopClusterRequest) ProtoMessage() {}
 
 func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3296,7 @@ func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopClusterRequest.ProtoReflect.Descriptor instead.
 func (*StopClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StopClusterRequest) GetId() string {
@@ -2918,7 +3330,7 @@ type StartClusterRequest struct {
 
 func (x *StartClusterRequest) Reset() {
 	*x = StartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3342,7 @@ func (x *StartClusterRequest) String() string {
 func (*StartClusterRequest) ProtoMessage() {}
 
 func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3355,7 @@ func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartClusterRequest.ProtoReflect.Descriptor instead.
 func (*StartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StartClusterRequest) GetId() string {
@@ -2978,7 +3390,7 @@ type BackupClusterRequest struct {
 
 func (x *BackupClusterRequest) Reset() {
 	*x = BackupClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2990,7 +3402,7 @@ func (x *BackupClusterRequest) String() string {
 func (*BackupClusterRequest) ProtoMessage() {}
 
 func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3003,7 +3415,7 @@ func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupClusterRequest.ProtoReflect.Descriptor instead.
 func (*BackupClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *BackupClusterRequest) GetId() string {
@@ -3064,7 +3476,7 @@ type Backup struct {
 
 func (x *Backup) Reset() {
 	*x = Backup{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3488,7 @@ func (x *Backup) String() string {
 func (*Backup) ProtoMessage() {}
 
 func (x *Backup) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3501,7 @@ func (x *Backup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backup.ProtoReflect.Descriptor instead.
 func (*Backup) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Backup) GetId() string {
@@ -3178,7 +3590,7 @@ type ListBackupsRequest struct {
 
 func (x *ListBackupsRequest) Reset() {
 	*x = ListBackupsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3602,7 @@ func (x *ListBackupsRequest) String() string {
 func (*ListBackupsRequest) ProtoMessage() {}
 
 func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3615,7 @@ func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListBackupsRequest) GetId() string {
@@ -3222,7 +3634,7 @@ type ListBackupsResponse struct {
 
 func (x *ListBackupsResponse) Reset() {
 	*x = ListBackupsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3234,7 +3646,7 @@ func (x *ListBackupsResponse) String() string {
 func (*ListBackupsResponse) ProtoMessage() {}
 
 func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3247,7 +3659,7 @@ func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListBackupsResponse) GetBackups() []*Backup {
@@ -3268,7 +3680,7 @@ type RestoreClusterRequest struct {
 
 func (x *RestoreClusterRequest) Reset() {
 	*x = RestoreClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3692,7 @@ func (x *RestoreClusterRequest) String() string {
 func (*RestoreClusterRequest) ProtoMessage() {}
 
 func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3705,7 @@ func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestoreClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RestoreClusterRequest) GetId() string {
@@ -3332,7 +3744,7 @@ type ResizeClusterRequest struct {
 
 func (x *ResizeClusterRequest) Reset() {
 	*x = ResizeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3344,7 +3756,7 @@ func (x *ResizeClusterRequest) String() string {
 func (*ResizeClusterRequest) ProtoMessage() {}
 
 func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3357,7 +3769,7 @@ func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeClusterRequest.ProtoReflect.Descriptor instead.
 func (*ResizeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ResizeClusterRequest) GetId() string {
@@ -3414,7 +3826,7 @@ type UpgradeClusterRequest struct {
 
 func (x *UpgradeClusterRequest) Reset() {
 	*x = UpgradeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3838,7 @@ func (x *UpgradeClusterRequest) String() string {
 func (*UpgradeClusterRequest) ProtoMessage() {}
 
 func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3851,7 @@ func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpgradeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UpgradeClusterRequest) GetId() string {
@@ -3473,7 +3885,7 @@ type RollbackClusterRequest struct {
 
 func (x *RollbackClusterRequest) Reset() {
 	*x = RollbackClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3485,7 +3897,7 @@ func (x *RollbackClusterRequest) String() string {
 func (*RollbackClusterRequest) ProtoMessage() {}
 
 func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3498,7 +3910,7 @@ func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackClusterRequest.ProtoReflect.Descriptor instead.
 func (*RollbackClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RollbackClusterRequest) GetId() string {
@@ -3528,7 +3940,7 @@ type RecoverClusterRequest struct {
 
 func (x *RecoverClusterRequest) Reset() {
 	*x = RecoverClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3540,7 +3952,7 @@ func (x *RecoverClusterRequest) String() string {
 func (*RecoverClusterRequest) ProtoMessage() {}
 
 func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3553,7 +3965,7 @@ func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverClusterRequest.ProtoReflect.Descriptor instead.
 func (*RecoverClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RecoverClusterRequest) GetId() string {
@@ -3590,7 +4002,7 @@ type RestartClusterRequest struct {
 
 func (x *RestartClusterRequest) Reset() {
 	*x = RestartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3602,7 +4014,7 @@ func (x *RestartClusterRequest) String() string {
 func (*RestartClusterRequest) ProtoMessage() {}
 
 func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3615,7 +4027,7 @@ func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RestartClusterRequest) GetId() string {
@@ -3652,7 +4064,7 @@ type RunClusterTabRequest struct {
 
 func (x *RunClusterTabRequest) Reset() {
 	*x = RunClusterTabRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3664,7 +4076,7 @@ func (x *RunClusterTabRequest) String() string {
 func (*RunClusterTabRequest) ProtoMessage() {}
 
 func (x *RunClusterTabRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3677,7 +4089,7 @@ func (x *RunClusterTabRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterTabRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterTabRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RunClusterTabRequest) GetId() string {
@@ -3719,7 +4131,7 @@ type RunClusterServiceRequest struct {
 
 func (x *RunClusterServiceRequest) Reset() {
 	*x = RunClusterServiceRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3731,7 +4143,7 @@ func (x *RunClusterServiceRequest) String() string {
 func (*RunClusterServiceRequest) ProtoMessage() {}
 
 func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3744,7 +4156,7 @@ func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RunClusterServiceRequest) GetId() string {
@@ -3808,7 +4220,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +4232,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +4245,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -3969,7 +4381,7 @@ type TaskInput struct {
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3981,7 +4393,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3994,7 +4406,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -4155,7 +4567,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4167,7 +4579,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4180,7 +4592,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Task) GetId() string {
@@ -4286,7 +4698,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4298,7 +4710,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4311,7 +4723,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Job) GetId() string {
@@ -4407,7 +4819,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4419,7 +4831,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4432,7 +4844,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -4452,7 +4864,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4464,7 +4876,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4477,7 +4889,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -4496,7 +4908,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4508,7 +4920,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4521,7 +4933,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -4540,7 +4952,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4552,7 +4964,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4565,7 +4977,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -4590,7 +5002,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4602,7 +5014,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4615,7 +5027,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -4658,7 +5070,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4670,7 +5082,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4683,7 +5095,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -4711,7 +5123,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4723,7 +5135,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4736,7 +5148,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -4762,7 +5174,7 @@ type RetryJobRequest struct {
 
 func (x *RetryJobRequest) Reset() {
 	*x = RetryJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4774,7 +5186,7 @@ func (x *RetryJobRequest) String() string {
 func (*RetryJobRequest) ProtoMessage() {}
 
 func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4787,7 +5199,7 @@ func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RetryJobRequest) GetId() string {
@@ -4806,7 +5218,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4818,7 +5230,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4831,7 +5243,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -4860,7 +5272,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4872,7 +5284,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4885,7 +5297,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Network) GetId() string {
@@ -4949,7 +5361,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4961,7 +5373,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4974,7 +5386,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *User) GetName() string {
@@ -5018,7 +5430,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5030,7 +5442,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5043,7 +5455,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -5078,7 +5490,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5090,7 +5502,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5103,7 +5515,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -5128,7 +5540,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5140,7 +5552,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5153,7 +5565,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{72}
 }
 
 type ListUsersResponse struct {
@@ -5165,7 +5577,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5177,7 +5589,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5190,7 +5602,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{68}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -5209,7 +5621,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5221,7 +5633,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5234,7 +5646,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{69}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -5252,7 +5664,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5264,7 +5676,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5277,7 +5689,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{70}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{75}
 }
 
 type WhoAmIRequest struct {
@@ -5288,7 +5700,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5300,7 +5712,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5313,7 +5725,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{71}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{76}
 }
 
 type AuditEntry struct {
@@ -5335,7 +5747,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5347,7 +5759,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5360,7 +5772,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{72}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -5429,7 +5841,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5441,7 +5853,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5454,7 +5866,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{73}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -5473,7 +5885,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5485,7 +5897,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5498,7 +5910,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{74}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -5520,7 +5932,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5532,7 +5944,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5545,7 +5957,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{75}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -5577,7 +5989,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5589,7 +6001,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5602,7 +6014,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{76}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{81}
 }
 
 type Revocation struct {
@@ -5618,7 +6030,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5630,7 +6042,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5643,7 +6055,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{77}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *Revocation) GetKind() string {
@@ -5689,7 +6101,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5701,7 +6113,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5714,7 +6126,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{78}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{83}
 }
 
 type ListRevocationsResponse struct {
@@ -5726,7 +6138,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5738,7 +6150,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5751,7 +6163,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{79}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -5915,7 +6327,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12\x16\n" +
 	"\x06output\x18\x02 \x01(\tR\x06output\x12*\n" +
 	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\xc9\x06\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xc6\a\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -5938,13 +6350,45 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x11metadata_revision\x18\x0f \x01(\x03R\x10metadataRevision\x120\n" +
 	"\x14previous_app_version\x18\x10 \x01(\tR\x12previousAppVersion\x12%\n" +
 	"\x0eupgrading_from\x18\x11 \x01(\tR\rupgradingFrom\x12L\n" +
-	"\freserved_ips\x18\x12 \x03(\v2).hangar.pilot.v1.Cluster.ReservedIpsEntryR\vreservedIps\x1a9\n" +
+	"\freserved_ips\x18\x12 \x03(\v2).hangar.pilot.v1.Cluster.ReservedIpsEntryR\vreservedIps\x12;\n" +
+	"\brecovery\x18\x13 \x01(\v2\x1f.hangar.pilot.v1.RecoveryPolicyR\brecovery\x12>\n" +
+	"\tautoscale\x18\x14 \x03(\v2 .hangar.pilot.v1.AutoscalePolicyR\tautoscale\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10ReservedIpsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"|\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc5\x01\n" +
+	"\x0eRecoveryPolicy\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12$\n" +
+	"\x0elost_after_sec\x18\x02 \x01(\x05R\flostAfterSec\x12.\n" +
+	"\x13unhealthy_after_sec\x18\x03 \x01(\x05R\x11unhealthyAfterSec\x12(\n" +
+	"\x10max_down_percent\x18\x04 \x01(\x05R\x0emaxDownPercent\x12\x19\n" +
+	"\bmin_down\x18\x05 \x01(\x05R\aminDown\"\x80\x03\n" +
+	"\x0fAutoscalePolicy\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x16\n" +
+	"\x06metric\x18\x02 \x01(\tR\x06metric\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\x01R\x06target\x12\x10\n" +
+	"\x03min\x18\x04 \x01(\x05R\x03min\x12\x10\n" +
+	"\x03max\x18\x05 \x01(\x05R\x03max\x12\x1d\n" +
+	"\n" +
+	"window_sec\x18\x06 \x01(\x05R\twindowSec\x12!\n" +
+	"\fcooldown_sec\x18\a \x01(\x05R\vcooldownSec\x12\x12\n" +
+	"\x04step\x18\b \x01(\x05R\x04step\x12$\n" +
+	"\x0escale_in_ratio\x18\t \x01(\x01R\fscaleInRatio\x12#\n" +
+	"\rlast_decision\x18\n" +
+	" \x01(\tR\flastDecision\x12D\n" +
+	"\x10last_decision_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0elastDecisionAt\x12\x1e\n" +
+	"\vlast_job_id\x18\f \x01(\tR\tlastJobId\"h\n" +
+	"\x19SetClusterRecoveryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
+	"\brecovery\x18\x02 \x01(\v2\x1f.hangar.pilot.v1.RecoveryPolicyR\brecovery\"e\n" +
+	"\x19SetAutoscalePolicyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x128\n" +
+	"\x06policy\x18\x02 \x01(\v2 .hangar.pilot.v1.AutoscalePolicyR\x06policy\"B\n" +
+	"\x1cDeleteAutoscalePolicyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\"|\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n" +
@@ -6294,7 +6738,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rCreateRuntime\x12%.hangar.pilot.v1.CreateRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/runtimes\x12q\n" +
 	"\fListRuntimes\x12$.hangar.pilot.v1.ListRuntimesRequest\x1a%.hangar.pilot.v1.ListRuntimesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/runtimes\x12e\n" +
 	"\n" +
-	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xb1\x12\n" +
+	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xc9\x15\n" +
 	"\x0eClusterService\x12l\n" +
 	"\rCreateCluster\x12%.hangar.pilot.v1.CreateClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/clusters\x12q\n" +
 	"\fListClusters\x12$.hangar.pilot.v1.ListClustersRequest\x1a%.hangar.pilot.v1.ListClustersResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/clusters\x12e\n" +
@@ -6314,7 +6758,10 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\vListBackups\x12#.hangar.pilot.v1.ListBackupsRequest\x1a$.hangar.pilot.v1.ListBackupsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/clusters/{id}/backups\x12{\n" +
 	"\x0eRestoreCluster\x12&.hangar.pilot.v1.RestoreClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/restore\x12{\n" +
 	"\x0eUpgradeCluster\x12&.hangar.pilot.v1.UpgradeClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/upgrade\x12\x94\x01\n" +
-	"\x11ListClusterEvents\x12).hangar.pilot.v1.ListClusterEventsRequest\x1a*.hangar.pilot.v1.ListClusterEventsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/clusters/{cluster_id}/events\x12~\n" +
+	"\x11ListClusterEvents\x12).hangar.pilot.v1.ListClusterEventsRequest\x1a*.hangar.pilot.v1.ListClusterEventsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/clusters/{cluster_id}/events\x12\x81\x01\n" +
+	"\x12SetClusterRecovery\x12*.hangar.pilot.v1.SetClusterRecoveryRequest\x1a\x18.hangar.pilot.v1.Cluster\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\x1a\x1a/v1/clusters/{id}/recovery\x12\x82\x01\n" +
+	"\x12SetAutoscalePolicy\x12*.hangar.pilot.v1.SetAutoscalePolicyRequest\x1a\x18.hangar.pilot.v1.Cluster\"&\x82\xd3\xe4\x93\x02 :\x01*\x1a\x1b/v1/clusters/{id}/autoscale\x12\x8c\x01\n" +
+	"\x15DeleteAutoscalePolicy\x12-.hangar.pilot.v1.DeleteAutoscalePolicyRequest\x1a\x18.hangar.pilot.v1.Cluster\"*\x82\xd3\xe4\x93\x02$*\"/v1/clusters/{id}/autoscale/{role}\x12~\n" +
 	"\x0fRollbackCluster\x12'.hangar.pilot.v1.RollbackClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\"\x1a/v1/clusters/{id}/rollback2\xa7\x03\n" +
 	"\vUserService\x12k\n" +
 	"\n" +
@@ -6354,269 +6801,285 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
 var file_pilot_v1_pilot_proto_goTypes = []any{
-	(ClusterStatus)(0),                // 0: hangar.pilot.v1.ClusterStatus
-	(NodeStatus)(0),                   // 1: hangar.pilot.v1.NodeStatus
-	(BackupState)(0),                  // 2: hangar.pilot.v1.BackupState
-	(JobState)(0),                     // 3: hangar.pilot.v1.JobState
-	(TaskState)(0),                    // 4: hangar.pilot.v1.TaskState
-	(Role)(0),                         // 5: hangar.pilot.v1.Role
-	(*ImageMapping)(nil),              // 6: hangar.pilot.v1.ImageMapping
-	(*SetImageRequest)(nil),           // 7: hangar.pilot.v1.SetImageRequest
-	(*ListImagesRequest)(nil),         // 8: hangar.pilot.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),        // 9: hangar.pilot.v1.ListImagesResponse
-	(*UnsetImageRequest)(nil),         // 10: hangar.pilot.v1.UnsetImageRequest
-	(*UnsetImageResponse)(nil),        // 11: hangar.pilot.v1.UnsetImageResponse
-	(*PushAppRequest)(nil),            // 12: hangar.pilot.v1.PushAppRequest
-	(*App)(nil),                       // 13: hangar.pilot.v1.App
-	(*Locale)(nil),                    // 14: hangar.pilot.v1.Locale
-	(*ListAppsRequest)(nil),           // 15: hangar.pilot.v1.ListAppsRequest
-	(*ListAppsResponse)(nil),          // 16: hangar.pilot.v1.ListAppsResponse
-	(*GetAppRequest)(nil),             // 17: hangar.pilot.v1.GetAppRequest
-	(*AppVersionUsers)(nil),           // 18: hangar.pilot.v1.AppVersionUsers
-	(*DeleteAppRequest)(nil),          // 19: hangar.pilot.v1.DeleteAppRequest
-	(*DeleteAppResponse)(nil),         // 20: hangar.pilot.v1.DeleteAppResponse
-	(*Runtime)(nil),                   // 21: hangar.pilot.v1.Runtime
-	(*CreateRuntimeRequest)(nil),      // 22: hangar.pilot.v1.CreateRuntimeRequest
-	(*ListRuntimesRequest)(nil),       // 23: hangar.pilot.v1.ListRuntimesRequest
-	(*ListRuntimesResponse)(nil),      // 24: hangar.pilot.v1.ListRuntimesResponse
-	(*GetRuntimeRequest)(nil),         // 25: hangar.pilot.v1.GetRuntimeRequest
-	(*Node)(nil),                      // 26: hangar.pilot.v1.Node
-	(*ClusterEvent)(nil),              // 27: hangar.pilot.v1.ClusterEvent
-	(*ListClusterEventsRequest)(nil),  // 28: hangar.pilot.v1.ListClusterEventsRequest
-	(*ListClusterEventsResponse)(nil), // 29: hangar.pilot.v1.ListClusterEventsResponse
-	(*NodeHealth)(nil),                // 30: hangar.pilot.v1.NodeHealth
-	(*HealthCommand)(nil),             // 31: hangar.pilot.v1.HealthCommand
-	(*Cluster)(nil),                   // 32: hangar.pilot.v1.Cluster
-	(*Endpoint)(nil),                  // 33: hangar.pilot.v1.Endpoint
-	(*CreateClusterRequest)(nil),      // 34: hangar.pilot.v1.CreateClusterRequest
-	(*ClusterJob)(nil),                // 35: hangar.pilot.v1.ClusterJob
-	(*ListClustersRequest)(nil),       // 36: hangar.pilot.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),      // 37: hangar.pilot.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),         // 38: hangar.pilot.v1.GetClusterRequest
-	(*DeleteClusterRequest)(nil),      // 39: hangar.pilot.v1.DeleteClusterRequest
-	(*UpdateClusterEnvRequest)(nil),   // 40: hangar.pilot.v1.UpdateClusterEnvRequest
-	(*ScaleClusterRequest)(nil),       // 41: hangar.pilot.v1.ScaleClusterRequest
-	(*StopClusterRequest)(nil),        // 42: hangar.pilot.v1.StopClusterRequest
-	(*StartClusterRequest)(nil),       // 43: hangar.pilot.v1.StartClusterRequest
-	(*BackupClusterRequest)(nil),      // 44: hangar.pilot.v1.BackupClusterRequest
-	(*Backup)(nil),                    // 45: hangar.pilot.v1.Backup
-	(*ListBackupsRequest)(nil),        // 46: hangar.pilot.v1.ListBackupsRequest
-	(*ListBackupsResponse)(nil),       // 47: hangar.pilot.v1.ListBackupsResponse
-	(*RestoreClusterRequest)(nil),     // 48: hangar.pilot.v1.RestoreClusterRequest
-	(*ResizeClusterRequest)(nil),      // 49: hangar.pilot.v1.ResizeClusterRequest
-	(*UpgradeClusterRequest)(nil),     // 50: hangar.pilot.v1.UpgradeClusterRequest
-	(*RollbackClusterRequest)(nil),    // 51: hangar.pilot.v1.RollbackClusterRequest
-	(*RecoverClusterRequest)(nil),     // 52: hangar.pilot.v1.RecoverClusterRequest
-	(*RestartClusterRequest)(nil),     // 53: hangar.pilot.v1.RestartClusterRequest
-	(*RunClusterTabRequest)(nil),      // 54: hangar.pilot.v1.RunClusterTabRequest
-	(*RunClusterServiceRequest)(nil),  // 55: hangar.pilot.v1.RunClusterServiceRequest
-	(*NodeResult)(nil),                // 56: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),                 // 57: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                      // 58: hangar.pilot.v1.Task
-	(*Job)(nil),                       // 59: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),             // 60: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),           // 61: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 62: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),           // 63: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),    // 64: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil),   // 65: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),            // 66: hangar.pilot.v1.TaskNodeResult
-	(*RetryJobRequest)(nil),           // 67: hangar.pilot.v1.RetryJobRequest
-	(*CancelJobRequest)(nil),          // 68: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                   // 69: hangar.pilot.v1.Network
-	(*User)(nil),                      // 70: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),         // 71: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),        // 72: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),          // 73: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),         // 74: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),         // 75: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),        // 76: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),             // 77: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),                // 78: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),          // 79: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),         // 80: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),             // 81: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),            // 82: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),                // 83: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),    // 84: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),   // 85: hangar.pilot.v1.ListRevocationsResponse
-	nil,                               // 86: hangar.pilot.v1.App.LocalesEntry
-	nil,                               // 87: hangar.pilot.v1.Locale.TextsEntry
-	nil,                               // 88: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                               // 89: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                               // 90: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                               // 91: hangar.pilot.v1.Node.ReservedIpsEntry
-	nil,                               // 92: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                               // 93: hangar.pilot.v1.Cluster.ReservedIpsEntry
-	nil,                               // 94: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                               // 95: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                               // 96: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	nil,                               // 97: hangar.pilot.v1.Backup.SnapshotsEntry
-	nil,                               // 98: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                               // 99: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),     // 100: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),        // 101: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),      // 102: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),      // 103: hangar.stream.v1.Certificate
+	(ClusterStatus)(0),                   // 0: hangar.pilot.v1.ClusterStatus
+	(NodeStatus)(0),                      // 1: hangar.pilot.v1.NodeStatus
+	(BackupState)(0),                     // 2: hangar.pilot.v1.BackupState
+	(JobState)(0),                        // 3: hangar.pilot.v1.JobState
+	(TaskState)(0),                       // 4: hangar.pilot.v1.TaskState
+	(Role)(0),                            // 5: hangar.pilot.v1.Role
+	(*ImageMapping)(nil),                 // 6: hangar.pilot.v1.ImageMapping
+	(*SetImageRequest)(nil),              // 7: hangar.pilot.v1.SetImageRequest
+	(*ListImagesRequest)(nil),            // 8: hangar.pilot.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),           // 9: hangar.pilot.v1.ListImagesResponse
+	(*UnsetImageRequest)(nil),            // 10: hangar.pilot.v1.UnsetImageRequest
+	(*UnsetImageResponse)(nil),           // 11: hangar.pilot.v1.UnsetImageResponse
+	(*PushAppRequest)(nil),               // 12: hangar.pilot.v1.PushAppRequest
+	(*App)(nil),                          // 13: hangar.pilot.v1.App
+	(*Locale)(nil),                       // 14: hangar.pilot.v1.Locale
+	(*ListAppsRequest)(nil),              // 15: hangar.pilot.v1.ListAppsRequest
+	(*ListAppsResponse)(nil),             // 16: hangar.pilot.v1.ListAppsResponse
+	(*GetAppRequest)(nil),                // 17: hangar.pilot.v1.GetAppRequest
+	(*AppVersionUsers)(nil),              // 18: hangar.pilot.v1.AppVersionUsers
+	(*DeleteAppRequest)(nil),             // 19: hangar.pilot.v1.DeleteAppRequest
+	(*DeleteAppResponse)(nil),            // 20: hangar.pilot.v1.DeleteAppResponse
+	(*Runtime)(nil),                      // 21: hangar.pilot.v1.Runtime
+	(*CreateRuntimeRequest)(nil),         // 22: hangar.pilot.v1.CreateRuntimeRequest
+	(*ListRuntimesRequest)(nil),          // 23: hangar.pilot.v1.ListRuntimesRequest
+	(*ListRuntimesResponse)(nil),         // 24: hangar.pilot.v1.ListRuntimesResponse
+	(*GetRuntimeRequest)(nil),            // 25: hangar.pilot.v1.GetRuntimeRequest
+	(*Node)(nil),                         // 26: hangar.pilot.v1.Node
+	(*ClusterEvent)(nil),                 // 27: hangar.pilot.v1.ClusterEvent
+	(*ListClusterEventsRequest)(nil),     // 28: hangar.pilot.v1.ListClusterEventsRequest
+	(*ListClusterEventsResponse)(nil),    // 29: hangar.pilot.v1.ListClusterEventsResponse
+	(*NodeHealth)(nil),                   // 30: hangar.pilot.v1.NodeHealth
+	(*HealthCommand)(nil),                // 31: hangar.pilot.v1.HealthCommand
+	(*Cluster)(nil),                      // 32: hangar.pilot.v1.Cluster
+	(*RecoveryPolicy)(nil),               // 33: hangar.pilot.v1.RecoveryPolicy
+	(*AutoscalePolicy)(nil),              // 34: hangar.pilot.v1.AutoscalePolicy
+	(*SetClusterRecoveryRequest)(nil),    // 35: hangar.pilot.v1.SetClusterRecoveryRequest
+	(*SetAutoscalePolicyRequest)(nil),    // 36: hangar.pilot.v1.SetAutoscalePolicyRequest
+	(*DeleteAutoscalePolicyRequest)(nil), // 37: hangar.pilot.v1.DeleteAutoscalePolicyRequest
+	(*Endpoint)(nil),                     // 38: hangar.pilot.v1.Endpoint
+	(*CreateClusterRequest)(nil),         // 39: hangar.pilot.v1.CreateClusterRequest
+	(*ClusterJob)(nil),                   // 40: hangar.pilot.v1.ClusterJob
+	(*ListClustersRequest)(nil),          // 41: hangar.pilot.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),         // 42: hangar.pilot.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),            // 43: hangar.pilot.v1.GetClusterRequest
+	(*DeleteClusterRequest)(nil),         // 44: hangar.pilot.v1.DeleteClusterRequest
+	(*UpdateClusterEnvRequest)(nil),      // 45: hangar.pilot.v1.UpdateClusterEnvRequest
+	(*ScaleClusterRequest)(nil),          // 46: hangar.pilot.v1.ScaleClusterRequest
+	(*StopClusterRequest)(nil),           // 47: hangar.pilot.v1.StopClusterRequest
+	(*StartClusterRequest)(nil),          // 48: hangar.pilot.v1.StartClusterRequest
+	(*BackupClusterRequest)(nil),         // 49: hangar.pilot.v1.BackupClusterRequest
+	(*Backup)(nil),                       // 50: hangar.pilot.v1.Backup
+	(*ListBackupsRequest)(nil),           // 51: hangar.pilot.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),          // 52: hangar.pilot.v1.ListBackupsResponse
+	(*RestoreClusterRequest)(nil),        // 53: hangar.pilot.v1.RestoreClusterRequest
+	(*ResizeClusterRequest)(nil),         // 54: hangar.pilot.v1.ResizeClusterRequest
+	(*UpgradeClusterRequest)(nil),        // 55: hangar.pilot.v1.UpgradeClusterRequest
+	(*RollbackClusterRequest)(nil),       // 56: hangar.pilot.v1.RollbackClusterRequest
+	(*RecoverClusterRequest)(nil),        // 57: hangar.pilot.v1.RecoverClusterRequest
+	(*RestartClusterRequest)(nil),        // 58: hangar.pilot.v1.RestartClusterRequest
+	(*RunClusterTabRequest)(nil),         // 59: hangar.pilot.v1.RunClusterTabRequest
+	(*RunClusterServiceRequest)(nil),     // 60: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),                   // 61: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                    // 62: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                         // 63: hangar.pilot.v1.Task
+	(*Job)(nil),                          // 64: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),                // 65: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),              // 66: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),             // 67: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),              // 68: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),       // 69: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),      // 70: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),               // 71: hangar.pilot.v1.TaskNodeResult
+	(*RetryJobRequest)(nil),              // 72: hangar.pilot.v1.RetryJobRequest
+	(*CancelJobRequest)(nil),             // 73: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                      // 74: hangar.pilot.v1.Network
+	(*User)(nil),                         // 75: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),            // 76: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),           // 77: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),             // 78: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),            // 79: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),            // 80: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),           // 81: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),                // 82: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),                   // 83: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),             // 84: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 85: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),                // 86: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),               // 87: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),                   // 88: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),       // 89: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),      // 90: hangar.pilot.v1.ListRevocationsResponse
+	nil,                                  // 91: hangar.pilot.v1.App.LocalesEntry
+	nil,                                  // 92: hangar.pilot.v1.Locale.TextsEntry
+	nil,                                  // 93: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                                  // 94: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                                  // 95: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                                  // 96: hangar.pilot.v1.Node.ReservedIpsEntry
+	nil,                                  // 97: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                                  // 98: hangar.pilot.v1.Cluster.ReservedIpsEntry
+	nil,                                  // 99: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                                  // 100: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                                  // 101: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	nil,                                  // 102: hangar.pilot.v1.Backup.SnapshotsEntry
+	nil,                                  // 103: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                                  // 104: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),        // 105: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),           // 106: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),         // 107: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),         // 108: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	100, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
+	105, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
 	6,   // 1: hangar.pilot.v1.ListImagesResponse.images:type_name -> hangar.pilot.v1.ImageMapping
-	100, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	86,  // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
-	87,  // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
+	105, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	91,  // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
+	92,  // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
 	13,  // 5: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
 	18,  // 6: hangar.pilot.v1.ListAppsResponse.users:type_name -> hangar.pilot.v1.AppVersionUsers
-	88,  // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	100, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	89,  // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	90,  // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	93,  // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	105, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	94,  // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	95,  // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	21,  // 11: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,   // 12: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	91,  // 13: hangar.pilot.v1.Node.reserved_ips:type_name -> hangar.pilot.v1.Node.ReservedIpsEntry
+	96,  // 13: hangar.pilot.v1.Node.reserved_ips:type_name -> hangar.pilot.v1.Node.ReservedIpsEntry
 	30,  // 14: hangar.pilot.v1.Node.health:type_name -> hangar.pilot.v1.NodeHealth
-	100, // 15: hangar.pilot.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	105, // 15: hangar.pilot.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
 	27,  // 16: hangar.pilot.v1.ListClusterEventsResponse.events:type_name -> hangar.pilot.v1.ClusterEvent
-	100, // 17: hangar.pilot.v1.NodeHealth.since:type_name -> google.protobuf.Timestamp
+	105, // 17: hangar.pilot.v1.NodeHealth.since:type_name -> google.protobuf.Timestamp
 	31,  // 18: hangar.pilot.v1.NodeHealth.check:type_name -> hangar.pilot.v1.HealthCommand
 	31,  // 19: hangar.pilot.v1.NodeHealth.action:type_name -> hangar.pilot.v1.HealthCommand
-	100, // 20: hangar.pilot.v1.HealthCommand.at:type_name -> google.protobuf.Timestamp
+	105, // 20: hangar.pilot.v1.HealthCommand.at:type_name -> google.protobuf.Timestamp
 	0,   // 21: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	92,  // 22: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	97,  // 22: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
 	26,  // 23: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	100, // 24: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	33,  // 25: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	93,  // 26: hangar.pilot.v1.Cluster.reserved_ips:type_name -> hangar.pilot.v1.Cluster.ReservedIpsEntry
-	94,  // 27: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	32,  // 28: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	59,  // 29: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	32,  // 30: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	95,  // 31: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	96,  // 32: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	100, // 33: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
-	2,   // 34: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	97,  // 35: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
-	45,  // 36: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	98,  // 37: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	101, // 38: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	100, // 39: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	100, // 40: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	99,  // 41: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	4,   // 42: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	100, // 43: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	100, // 44: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	56,  // 45: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	57,  // 46: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	3,   // 47: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	58,  // 48: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	100, // 49: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	100, // 50: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	59,  // 51: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	66,  // 52: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	56,  // 53: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	5,   // 54: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	100, // 55: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	5,   // 56: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	70,  // 57: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	70,  // 58: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	100, // 59: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	78,  // 60: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	100, // 61: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	83,  // 62: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	14,  // 63: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
-	12,  // 64: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	15,  // 65: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	17,  // 66: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	19,  // 67: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
-	7,   // 68: hangar.pilot.v1.AppService.SetImage:input_type -> hangar.pilot.v1.SetImageRequest
-	8,   // 69: hangar.pilot.v1.AppService.ListImages:input_type -> hangar.pilot.v1.ListImagesRequest
-	10,  // 70: hangar.pilot.v1.AppService.UnsetImage:input_type -> hangar.pilot.v1.UnsetImageRequest
-	22,  // 71: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	23,  // 72: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	25,  // 73: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	34,  // 74: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	36,  // 75: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	38,  // 76: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	39,  // 77: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	40,  // 78: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	41,  // 79: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	52,  // 80: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
-	53,  // 81: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	55,  // 82: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	54,  // 83: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
-	42,  // 84: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
-	43,  // 85: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
-	49,  // 86: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
-	44,  // 87: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
-	46,  // 88: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
-	48,  // 89: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
-	50,  // 90: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
-	28,  // 91: hangar.pilot.v1.ClusterService.ListClusterEvents:input_type -> hangar.pilot.v1.ListClusterEventsRequest
-	51,  // 92: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	71,  // 93: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	73,  // 94: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	75,  // 95: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	77,  // 96: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	79,  // 97: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	81,  // 98: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	84,  // 99: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	102, // 100: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	60,  // 101: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	61,  // 102: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	63,  // 103: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	64,  // 104: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	67,  // 105: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
-	68,  // 106: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	13,  // 107: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	16,  // 108: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	13,  // 109: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	20,  // 110: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
-	6,   // 111: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
-	9,   // 112: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
-	11,  // 113: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
-	21,  // 114: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	24,  // 115: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	21,  // 116: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	35,  // 117: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	37,  // 118: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	32,  // 119: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	35,  // 120: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 121: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 122: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 123: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 124: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 125: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 126: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 127: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 128: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 129: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 130: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	47,  // 131: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	35,  // 132: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	35,  // 133: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	29,  // 134: hangar.pilot.v1.ClusterService.ListClusterEvents:output_type -> hangar.pilot.v1.ListClusterEventsResponse
-	35,  // 135: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	72,  // 136: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	74,  // 137: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	76,  // 138: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	70,  // 139: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	80,  // 140: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	82,  // 141: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	85,  // 142: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	103, // 143: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	59,  // 144: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	62,  // 145: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	59,  // 146: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	65,  // 147: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	59,  // 148: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
-	59,  // 149: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	107, // [107:150] is the sub-list for method output_type
-	64,  // [64:107] is the sub-list for method input_type
-	64,  // [64:64] is the sub-list for extension type_name
-	64,  // [64:64] is the sub-list for extension extendee
-	0,   // [0:64] is the sub-list for field type_name
+	105, // 24: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	38,  // 25: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	98,  // 26: hangar.pilot.v1.Cluster.reserved_ips:type_name -> hangar.pilot.v1.Cluster.ReservedIpsEntry
+	33,  // 27: hangar.pilot.v1.Cluster.recovery:type_name -> hangar.pilot.v1.RecoveryPolicy
+	34,  // 28: hangar.pilot.v1.Cluster.autoscale:type_name -> hangar.pilot.v1.AutoscalePolicy
+	105, // 29: hangar.pilot.v1.AutoscalePolicy.last_decision_at:type_name -> google.protobuf.Timestamp
+	33,  // 30: hangar.pilot.v1.SetClusterRecoveryRequest.recovery:type_name -> hangar.pilot.v1.RecoveryPolicy
+	34,  // 31: hangar.pilot.v1.SetAutoscalePolicyRequest.policy:type_name -> hangar.pilot.v1.AutoscalePolicy
+	99,  // 32: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	32,  // 33: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	64,  // 34: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	32,  // 35: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	100, // 36: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	101, // 37: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	105, // 38: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	2,   // 39: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
+	102, // 40: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	50,  // 41: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
+	103, // 42: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	106, // 43: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	105, // 44: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	105, // 45: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	104, // 46: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	4,   // 47: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	105, // 48: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	105, // 49: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	61,  // 50: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	62,  // 51: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	3,   // 52: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	63,  // 53: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	105, // 54: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	105, // 55: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	64,  // 56: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	71,  // 57: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	61,  // 58: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	5,   // 59: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	105, // 60: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	5,   // 61: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	75,  // 62: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	75,  // 63: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	105, // 64: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	83,  // 65: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	105, // 66: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	88,  // 67: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	14,  // 68: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
+	12,  // 69: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	15,  // 70: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	17,  // 71: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	19,  // 72: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
+	7,   // 73: hangar.pilot.v1.AppService.SetImage:input_type -> hangar.pilot.v1.SetImageRequest
+	8,   // 74: hangar.pilot.v1.AppService.ListImages:input_type -> hangar.pilot.v1.ListImagesRequest
+	10,  // 75: hangar.pilot.v1.AppService.UnsetImage:input_type -> hangar.pilot.v1.UnsetImageRequest
+	22,  // 76: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	23,  // 77: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	25,  // 78: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	39,  // 79: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	41,  // 80: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	43,  // 81: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	44,  // 82: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	45,  // 83: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	46,  // 84: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
+	57,  // 85: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	58,  // 86: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	60,  // 87: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	59,  // 88: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
+	47,  // 89: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	48,  // 90: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	54,  // 91: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
+	49,  // 92: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
+	51,  // 93: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
+	53,  // 94: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
+	55,  // 95: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	28,  // 96: hangar.pilot.v1.ClusterService.ListClusterEvents:input_type -> hangar.pilot.v1.ListClusterEventsRequest
+	35,  // 97: hangar.pilot.v1.ClusterService.SetClusterRecovery:input_type -> hangar.pilot.v1.SetClusterRecoveryRequest
+	36,  // 98: hangar.pilot.v1.ClusterService.SetAutoscalePolicy:input_type -> hangar.pilot.v1.SetAutoscalePolicyRequest
+	37,  // 99: hangar.pilot.v1.ClusterService.DeleteAutoscalePolicy:input_type -> hangar.pilot.v1.DeleteAutoscalePolicyRequest
+	56,  // 100: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	76,  // 101: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	78,  // 102: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	80,  // 103: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	82,  // 104: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	84,  // 105: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	86,  // 106: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	89,  // 107: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	107, // 108: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	65,  // 109: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	66,  // 110: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	68,  // 111: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	69,  // 112: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	72,  // 113: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
+	73,  // 114: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	13,  // 115: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	16,  // 116: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	13,  // 117: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	20,  // 118: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
+	6,   // 119: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
+	9,   // 120: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
+	11,  // 121: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
+	21,  // 122: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	24,  // 123: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	21,  // 124: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	40,  // 125: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	42,  // 126: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	32,  // 127: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	40,  // 128: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 129: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 130: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 131: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 132: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 133: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 134: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 135: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 136: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 137: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 138: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	52,  // 139: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	40,  // 140: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	40,  // 141: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	29,  // 142: hangar.pilot.v1.ClusterService.ListClusterEvents:output_type -> hangar.pilot.v1.ListClusterEventsResponse
+	32,  // 143: hangar.pilot.v1.ClusterService.SetClusterRecovery:output_type -> hangar.pilot.v1.Cluster
+	32,  // 144: hangar.pilot.v1.ClusterService.SetAutoscalePolicy:output_type -> hangar.pilot.v1.Cluster
+	32,  // 145: hangar.pilot.v1.ClusterService.DeleteAutoscalePolicy:output_type -> hangar.pilot.v1.Cluster
+	40,  // 146: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	77,  // 147: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	79,  // 148: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	81,  // 149: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	75,  // 150: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	85,  // 151: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	87,  // 152: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	90,  // 153: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	108, // 154: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	64,  // 155: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	67,  // 156: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	64,  // 157: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	70,  // 158: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	64,  // 159: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
+	64,  // 160: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	115, // [115:161] is the sub-list for method output_type
+	69,  // [69:115] is the sub-list for method input_type
+	69,  // [69:69] is the sub-list for extension type_name
+	69,  // [69:69] is the sub-list for extension extendee
+	0,   // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -6630,7 +7093,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   94,
+			NumMessages:   99,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

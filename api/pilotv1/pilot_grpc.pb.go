@@ -545,25 +545,28 @@ var RuntimeService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ClusterService_CreateCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/CreateCluster"
-	ClusterService_ListClusters_FullMethodName      = "/hangar.pilot.v1.ClusterService/ListClusters"
-	ClusterService_GetCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/GetCluster"
-	ClusterService_DeleteCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/DeleteCluster"
-	ClusterService_UpdateClusterEnv_FullMethodName  = "/hangar.pilot.v1.ClusterService/UpdateClusterEnv"
-	ClusterService_ScaleCluster_FullMethodName      = "/hangar.pilot.v1.ClusterService/ScaleCluster"
-	ClusterService_RecoverCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RecoverCluster"
-	ClusterService_RestartCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestartCluster"
-	ClusterService_RunClusterService_FullMethodName = "/hangar.pilot.v1.ClusterService/RunClusterService"
-	ClusterService_RunClusterTab_FullMethodName     = "/hangar.pilot.v1.ClusterService/RunClusterTab"
-	ClusterService_StopCluster_FullMethodName       = "/hangar.pilot.v1.ClusterService/StopCluster"
-	ClusterService_StartCluster_FullMethodName      = "/hangar.pilot.v1.ClusterService/StartCluster"
-	ClusterService_ResizeCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/ResizeCluster"
-	ClusterService_BackupCluster_FullMethodName     = "/hangar.pilot.v1.ClusterService/BackupCluster"
-	ClusterService_ListBackups_FullMethodName       = "/hangar.pilot.v1.ClusterService/ListBackups"
-	ClusterService_RestoreCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/RestoreCluster"
-	ClusterService_UpgradeCluster_FullMethodName    = "/hangar.pilot.v1.ClusterService/UpgradeCluster"
-	ClusterService_ListClusterEvents_FullMethodName = "/hangar.pilot.v1.ClusterService/ListClusterEvents"
-	ClusterService_RollbackCluster_FullMethodName   = "/hangar.pilot.v1.ClusterService/RollbackCluster"
+	ClusterService_CreateCluster_FullMethodName         = "/hangar.pilot.v1.ClusterService/CreateCluster"
+	ClusterService_ListClusters_FullMethodName          = "/hangar.pilot.v1.ClusterService/ListClusters"
+	ClusterService_GetCluster_FullMethodName            = "/hangar.pilot.v1.ClusterService/GetCluster"
+	ClusterService_DeleteCluster_FullMethodName         = "/hangar.pilot.v1.ClusterService/DeleteCluster"
+	ClusterService_UpdateClusterEnv_FullMethodName      = "/hangar.pilot.v1.ClusterService/UpdateClusterEnv"
+	ClusterService_ScaleCluster_FullMethodName          = "/hangar.pilot.v1.ClusterService/ScaleCluster"
+	ClusterService_RecoverCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/RecoverCluster"
+	ClusterService_RestartCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/RestartCluster"
+	ClusterService_RunClusterService_FullMethodName     = "/hangar.pilot.v1.ClusterService/RunClusterService"
+	ClusterService_RunClusterTab_FullMethodName         = "/hangar.pilot.v1.ClusterService/RunClusterTab"
+	ClusterService_StopCluster_FullMethodName           = "/hangar.pilot.v1.ClusterService/StopCluster"
+	ClusterService_StartCluster_FullMethodName          = "/hangar.pilot.v1.ClusterService/StartCluster"
+	ClusterService_ResizeCluster_FullMethodName         = "/hangar.pilot.v1.ClusterService/ResizeCluster"
+	ClusterService_BackupCluster_FullMethodName         = "/hangar.pilot.v1.ClusterService/BackupCluster"
+	ClusterService_ListBackups_FullMethodName           = "/hangar.pilot.v1.ClusterService/ListBackups"
+	ClusterService_RestoreCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/RestoreCluster"
+	ClusterService_UpgradeCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/UpgradeCluster"
+	ClusterService_ListClusterEvents_FullMethodName     = "/hangar.pilot.v1.ClusterService/ListClusterEvents"
+	ClusterService_SetClusterRecovery_FullMethodName    = "/hangar.pilot.v1.ClusterService/SetClusterRecovery"
+	ClusterService_SetAutoscalePolicy_FullMethodName    = "/hangar.pilot.v1.ClusterService/SetAutoscalePolicy"
+	ClusterService_DeleteAutoscalePolicy_FullMethodName = "/hangar.pilot.v1.ClusterService/DeleteAutoscalePolicy"
+	ClusterService_RollbackCluster_FullMethodName       = "/hangar.pilot.v1.ClusterService/RollbackCluster"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -629,6 +632,12 @@ type ClusterServiceClient interface {
 	// and back. Without after, the newest limit; with it, those after that
 	// event id (what `hangar cluster events --follow` asks every second).
 	ListClusterEvents(ctx context.Context, in *ListClusterEventsRequest, opts ...grpc.CallOption) (*ListClusterEventsResponse, error)
+	// SetClusterRecovery turns automatic recovery on or off and tunes it.
+	SetClusterRecovery(ctx context.Context, in *SetClusterRecoveryRequest, opts ...grpc.CallOption) (*Cluster, error)
+	// SetAutoscalePolicy adds or replaces the autoscaling policy of a role.
+	SetAutoscalePolicy(ctx context.Context, in *SetAutoscalePolicyRequest, opts ...grpc.CallOption) (*Cluster, error)
+	// DeleteAutoscalePolicy removes a role's autoscaling policy.
+	DeleteAutoscalePolicy(ctx context.Context, in *DeleteAutoscalePolicyRequest, opts ...grpc.CallOption) (*Cluster, error)
 	RollbackCluster(ctx context.Context, in *RollbackClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 }
 
@@ -820,6 +829,36 @@ func (c *clusterServiceClient) ListClusterEvents(ctx context.Context, in *ListCl
 	return out, nil
 }
 
+func (c *clusterServiceClient) SetClusterRecovery(ctx context.Context, in *SetClusterRecoveryRequest, opts ...grpc.CallOption) (*Cluster, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cluster)
+	err := c.cc.Invoke(ctx, ClusterService_SetClusterRecovery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) SetAutoscalePolicy(ctx context.Context, in *SetAutoscalePolicyRequest, opts ...grpc.CallOption) (*Cluster, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cluster)
+	err := c.cc.Invoke(ctx, ClusterService_SetAutoscalePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) DeleteAutoscalePolicy(ctx context.Context, in *DeleteAutoscalePolicyRequest, opts ...grpc.CallOption) (*Cluster, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Cluster)
+	err := c.cc.Invoke(ctx, ClusterService_DeleteAutoscalePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterServiceClient) RollbackCluster(ctx context.Context, in *RollbackClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ClusterJob)
@@ -893,6 +932,12 @@ type ClusterServiceServer interface {
 	// and back. Without after, the newest limit; with it, those after that
 	// event id (what `hangar cluster events --follow` asks every second).
 	ListClusterEvents(context.Context, *ListClusterEventsRequest) (*ListClusterEventsResponse, error)
+	// SetClusterRecovery turns automatic recovery on or off and tunes it.
+	SetClusterRecovery(context.Context, *SetClusterRecoveryRequest) (*Cluster, error)
+	// SetAutoscalePolicy adds or replaces the autoscaling policy of a role.
+	SetAutoscalePolicy(context.Context, *SetAutoscalePolicyRequest) (*Cluster, error)
+	// DeleteAutoscalePolicy removes a role's autoscaling policy.
+	DeleteAutoscalePolicy(context.Context, *DeleteAutoscalePolicyRequest) (*Cluster, error)
 	RollbackCluster(context.Context, *RollbackClusterRequest) (*ClusterJob, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
@@ -957,6 +1002,15 @@ func (UnimplementedClusterServiceServer) UpgradeCluster(context.Context, *Upgrad
 }
 func (UnimplementedClusterServiceServer) ListClusterEvents(context.Context, *ListClusterEventsRequest) (*ListClusterEventsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListClusterEvents not implemented")
+}
+func (UnimplementedClusterServiceServer) SetClusterRecovery(context.Context, *SetClusterRecoveryRequest) (*Cluster, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetClusterRecovery not implemented")
+}
+func (UnimplementedClusterServiceServer) SetAutoscalePolicy(context.Context, *SetAutoscalePolicyRequest) (*Cluster, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetAutoscalePolicy not implemented")
+}
+func (UnimplementedClusterServiceServer) DeleteAutoscalePolicy(context.Context, *DeleteAutoscalePolicyRequest) (*Cluster, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteAutoscalePolicy not implemented")
 }
 func (UnimplementedClusterServiceServer) RollbackCluster(context.Context, *RollbackClusterRequest) (*ClusterJob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RollbackCluster not implemented")
@@ -1306,6 +1360,60 @@ func _ClusterService_ListClusterEvents_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_SetClusterRecovery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetClusterRecoveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).SetClusterRecovery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_SetClusterRecovery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).SetClusterRecovery(ctx, req.(*SetClusterRecoveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_SetAutoscalePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetAutoscalePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).SetAutoscalePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_SetAutoscalePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).SetAutoscalePolicy(ctx, req.(*SetAutoscalePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_DeleteAutoscalePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteAutoscalePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).DeleteAutoscalePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_DeleteAutoscalePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).DeleteAutoscalePolicy(ctx, req.(*DeleteAutoscalePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterService_RollbackCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RollbackClusterRequest)
 	if err := dec(in); err != nil {
@@ -1402,6 +1510,18 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListClusterEvents",
 			Handler:    _ClusterService_ListClusterEvents_Handler,
+		},
+		{
+			MethodName: "SetClusterRecovery",
+			Handler:    _ClusterService_SetClusterRecovery_Handler,
+		},
+		{
+			MethodName: "SetAutoscalePolicy",
+			Handler:    _ClusterService_SetAutoscalePolicy_Handler,
+		},
+		{
+			MethodName: "DeleteAutoscalePolicy",
+			Handler:    _ClusterService_DeleteAutoscalePolicy_Handler,
 		},
 		{
 			MethodName: "RollbackCluster",
