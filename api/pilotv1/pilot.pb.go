@@ -1963,6 +1963,354 @@ func (x *ListClusterEventsResponse) GetEvents() []*ClusterEvent {
 	return nil
 }
 
+type GetClusterMetricsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// Only this node ("": every node).
+	Node          string `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterMetricsRequest) Reset() {
+	*x = GetClusterMetricsRequest{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterMetricsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterMetricsRequest) ProtoMessage() {}
+
+func (x *GetClusterMetricsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterMetricsRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterMetricsRequest) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetClusterMetricsRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *GetClusterMetricsRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type GetClusterMetricsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By node id; only nodes with a sample in pilot's window.
+	Nodes         []*NodeMetrics `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterMetricsResponse) Reset() {
+	*x = GetClusterMetricsResponse{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterMetricsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterMetricsResponse) ProtoMessage() {}
+
+func (x *GetClusterMetricsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterMetricsResponse.ProtoReflect.Descriptor instead.
+func (*GetClusterMetricsResponse) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetClusterMetricsResponse) GetNodes() []*NodeMetrics {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// NodeMetrics is a node's last sample (its drone's MetricsReport).
+type NodeMetrics struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Role   string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// When the drone took the sample.
+	Time                          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	IntervalSec                   int32                  `protobuf:"varint,4,opt,name=interval_sec,json=intervalSec,proto3" json:"interval_sec,omitempty"`
+	CpuPercent                    float64                `protobuf:"fixed64,5,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
+	MemoryUsedPercent             float64                `protobuf:"fixed64,6,opt,name=memory_used_percent,json=memoryUsedPercent,proto3" json:"memory_used_percent,omitempty"`
+	MemoryUsedBytes               uint64                 `protobuf:"varint,7,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	MemoryTotalBytes              uint64                 `protobuf:"varint,8,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
+	DiskUsedBytes                 uint64                 `protobuf:"varint,9,opt,name=disk_used_bytes,json=diskUsedBytes,proto3" json:"disk_used_bytes,omitempty"`
+	DiskTotalBytes                uint64                 `protobuf:"varint,10,opt,name=disk_total_bytes,json=diskTotalBytes,proto3" json:"disk_total_bytes,omitempty"`
+	NetworkReceiveBytesPerSecond  float64                `protobuf:"fixed64,11,opt,name=network_receive_bytes_per_second,json=networkReceiveBytesPerSecond,proto3" json:"network_receive_bytes_per_second,omitempty"`
+	NetworkTransmitBytesPerSecond float64                `protobuf:"fixed64,12,opt,name=network_transmit_bytes_per_second,json=networkTransmitBytesPerSecond,proto3" json:"network_transmit_bytes_per_second,omitempty"`
+	// The monitor items, by key.
+	Items []*MonitorItemValue `protobuf:"bytes,13,rep,name=items,proto3" json:"items,omitempty"`
+	// Why the monitor command gave no items, or which it printed badly.
+	MonitorError  string `protobuf:"bytes,14,opt,name=monitor_error,json=monitorError,proto3" json:"monitor_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeMetrics) Reset() {
+	*x = NodeMetrics{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeMetrics) ProtoMessage() {}
+
+func (x *NodeMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeMetrics.ProtoReflect.Descriptor instead.
+func (*NodeMetrics) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *NodeMetrics) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeMetrics) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *NodeMetrics) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *NodeMetrics) GetIntervalSec() int32 {
+	if x != nil {
+		return x.IntervalSec
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetCpuPercent() float64 {
+	if x != nil {
+		return x.CpuPercent
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetMemoryUsedPercent() float64 {
+	if x != nil {
+		return x.MemoryUsedPercent
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetMemoryUsedBytes() uint64 {
+	if x != nil {
+		return x.MemoryUsedBytes
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetMemoryTotalBytes() uint64 {
+	if x != nil {
+		return x.MemoryTotalBytes
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetDiskUsedBytes() uint64 {
+	if x != nil {
+		return x.DiskUsedBytes
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetDiskTotalBytes() uint64 {
+	if x != nil {
+		return x.DiskTotalBytes
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetNetworkReceiveBytesPerSecond() float64 {
+	if x != nil {
+		return x.NetworkReceiveBytesPerSecond
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetNetworkTransmitBytesPerSecond() float64 {
+	if x != nil {
+		return x.NetworkTransmitBytesPerSecond
+	}
+	return 0
+}
+
+func (x *NodeMetrics) GetItems() []*MonitorItemValue {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *NodeMetrics) GetMonitorError() string {
+	if x != nil {
+		return x.MonitorError
+	}
+	return ""
+}
+
+// MonitorItemValue is a monitor item's value: the latest, or for min,
+// max, avg, mode and median the statistic over pilot's window.
+type MonitorItemValue struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Key            string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value          float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	Unit           string                 `protobuf:"bytes,3,opt,name=unit,proto3" json:"unit,omitempty"`
+	StatisticsType string                 `protobuf:"bytes,4,opt,name=statistics_type,json=statisticsType,proto3" json:"statistics_type,omitempty"`
+	// value / scale_factor_when_display (the package's; 1 when unset),
+	// formatted for a person, with the unit; a str item's text.
+	Display string `protobuf:"bytes,5,opt,name=display,proto3" json:"display,omitempty"`
+	// A str item's value as printed.
+	Text string `protobuf:"bytes,6,opt,name=text,proto3" json:"text,omitempty"`
+	// How many samples the statistic is over.
+	Samples       int32 `protobuf:"varint,7,opt,name=samples,proto3" json:"samples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonitorItemValue) Reset() {
+	*x = MonitorItemValue{}
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonitorItemValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonitorItemValue) ProtoMessage() {}
+
+func (x *MonitorItemValue) ProtoReflect() protoreflect.Message {
+	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonitorItemValue.ProtoReflect.Descriptor instead.
+func (*MonitorItemValue) Descriptor() ([]byte, []int) {
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MonitorItemValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MonitorItemValue) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *MonitorItemValue) GetUnit() string {
+	if x != nil {
+		return x.Unit
+	}
+	return ""
+}
+
+func (x *MonitorItemValue) GetStatisticsType() string {
+	if x != nil {
+		return x.StatisticsType
+	}
+	return ""
+}
+
+func (x *MonitorItemValue) GetDisplay() string {
+	if x != nil {
+		return x.Display
+	}
+	return ""
+}
+
+func (x *MonitorItemValue) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *MonitorItemValue) GetSamples() int32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
 // NodeHealth is a node's health as its drone's health_check finds it.
 type NodeHealth struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1983,7 +2331,7 @@ type NodeHealth struct {
 
 func (x *NodeHealth) Reset() {
 	*x = NodeHealth{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2343,7 @@ func (x *NodeHealth) String() string {
 func (*NodeHealth) ProtoMessage() {}
 
 func (x *NodeHealth) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[24]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2356,7 @@ func (x *NodeHealth) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHealth.ProtoReflect.Descriptor instead.
 func (*NodeHealth) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{24}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodeHealth) GetStatus() string {
@@ -2061,7 +2409,7 @@ type HealthCommand struct {
 
 func (x *HealthCommand) Reset() {
 	*x = HealthCommand{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2421,7 @@ func (x *HealthCommand) String() string {
 func (*HealthCommand) ProtoMessage() {}
 
 func (x *HealthCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[25]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2434,7 @@ func (x *HealthCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCommand.ProtoReflect.Descriptor instead.
 func (*HealthCommand) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{25}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HealthCommand) GetExitCode() int32 {
@@ -2162,7 +2510,7 @@ type Cluster struct {
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2522,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[26]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2535,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{26}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Cluster) GetId() string {
@@ -2354,7 +2702,7 @@ type RecoveryPolicy struct {
 
 func (x *RecoveryPolicy) Reset() {
 	*x = RecoveryPolicy{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2366,7 +2714,7 @@ func (x *RecoveryPolicy) String() string {
 func (*RecoveryPolicy) ProtoMessage() {}
 
 func (x *RecoveryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[27]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2379,7 +2727,7 @@ func (x *RecoveryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoveryPolicy.ProtoReflect.Descriptor instead.
 func (*RecoveryPolicy) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{27}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RecoveryPolicy) GetEnabled() bool {
@@ -2452,7 +2800,7 @@ type AutoscalePolicy struct {
 
 func (x *AutoscalePolicy) Reset() {
 	*x = AutoscalePolicy{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2812,7 @@ func (x *AutoscalePolicy) String() string {
 func (*AutoscalePolicy) ProtoMessage() {}
 
 func (x *AutoscalePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[28]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2825,7 @@ func (x *AutoscalePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AutoscalePolicy.ProtoReflect.Descriptor instead.
 func (*AutoscalePolicy) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{28}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AutoscalePolicy) GetRole() string {
@@ -2574,7 +2922,7 @@ type SetClusterRecoveryRequest struct {
 
 func (x *SetClusterRecoveryRequest) Reset() {
 	*x = SetClusterRecoveryRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2586,7 +2934,7 @@ func (x *SetClusterRecoveryRequest) String() string {
 func (*SetClusterRecoveryRequest) ProtoMessage() {}
 
 func (x *SetClusterRecoveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[29]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2599,7 +2947,7 @@ func (x *SetClusterRecoveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetClusterRecoveryRequest.ProtoReflect.Descriptor instead.
 func (*SetClusterRecoveryRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{29}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetClusterRecoveryRequest) GetId() string {
@@ -2626,7 +2974,7 @@ type SetAutoscalePolicyRequest struct {
 
 func (x *SetAutoscalePolicyRequest) Reset() {
 	*x = SetAutoscalePolicyRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2638,7 +2986,7 @@ func (x *SetAutoscalePolicyRequest) String() string {
 func (*SetAutoscalePolicyRequest) ProtoMessage() {}
 
 func (x *SetAutoscalePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[30]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2651,7 +2999,7 @@ func (x *SetAutoscalePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAutoscalePolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetAutoscalePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{30}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetAutoscalePolicyRequest) GetId() string {
@@ -2678,7 +3026,7 @@ type DeleteAutoscalePolicyRequest struct {
 
 func (x *DeleteAutoscalePolicyRequest) Reset() {
 	*x = DeleteAutoscalePolicyRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +3038,7 @@ func (x *DeleteAutoscalePolicyRequest) String() string {
 func (*DeleteAutoscalePolicyRequest) ProtoMessage() {}
 
 func (x *DeleteAutoscalePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[31]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +3051,7 @@ func (x *DeleteAutoscalePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAutoscalePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAutoscalePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{31}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DeleteAutoscalePolicyRequest) GetId() string {
@@ -2733,7 +3081,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +3093,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[32]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +3106,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{32}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Endpoint) GetName() string {
@@ -2814,7 +3162,7 @@ type CreateClusterRequest struct {
 
 func (x *CreateClusterRequest) Reset() {
 	*x = CreateClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3174,7 @@ func (x *CreateClusterRequest) String() string {
 func (*CreateClusterRequest) ProtoMessage() {}
 
 func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[33]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3187,7 @@ func (x *CreateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateClusterRequest.ProtoReflect.Descriptor instead.
 func (*CreateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{33}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateClusterRequest) GetApp() string {
@@ -2887,7 +3235,7 @@ type ClusterJob struct {
 
 func (x *ClusterJob) Reset() {
 	*x = ClusterJob{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +3247,7 @@ func (x *ClusterJob) String() string {
 func (*ClusterJob) ProtoMessage() {}
 
 func (x *ClusterJob) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[34]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +3260,7 @@ func (x *ClusterJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterJob.ProtoReflect.Descriptor instead.
 func (*ClusterJob) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{34}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClusterJob) GetCluster() *Cluster {
@@ -2937,7 +3285,7 @@ type ListClustersRequest struct {
 
 func (x *ListClustersRequest) Reset() {
 	*x = ListClustersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3297,7 @@ func (x *ListClustersRequest) String() string {
 func (*ListClustersRequest) ProtoMessage() {}
 
 func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[35]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3310,7 @@ func (x *ListClustersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersRequest.ProtoReflect.Descriptor instead.
 func (*ListClustersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{35}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
 }
 
 type ListClustersResponse struct {
@@ -2974,7 +3322,7 @@ type ListClustersResponse struct {
 
 func (x *ListClustersResponse) Reset() {
 	*x = ListClustersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3334,7 @@ func (x *ListClustersResponse) String() string {
 func (*ListClustersResponse) ProtoMessage() {}
 
 func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[36]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3347,7 @@ func (x *ListClustersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClustersResponse.ProtoReflect.Descriptor instead.
 func (*ListClustersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{36}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListClustersResponse) GetClusters() []*Cluster {
@@ -3018,7 +3366,7 @@ type GetClusterRequest struct {
 
 func (x *GetClusterRequest) Reset() {
 	*x = GetClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3378,7 @@ func (x *GetClusterRequest) String() string {
 func (*GetClusterRequest) ProtoMessage() {}
 
 func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[37]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3391,7 @@ func (x *GetClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{37}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetClusterRequest) GetId() string {
@@ -3069,7 +3417,7 @@ type DeleteClusterRequest struct {
 
 func (x *DeleteClusterRequest) Reset() {
 	*x = DeleteClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3081,7 +3429,7 @@ func (x *DeleteClusterRequest) String() string {
 func (*DeleteClusterRequest) ProtoMessage() {}
 
 func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[38]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3094,7 +3442,7 @@ func (x *DeleteClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClusterRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{38}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteClusterRequest) GetId() string {
@@ -3139,7 +3487,7 @@ type UpdateClusterEnvRequest struct {
 
 func (x *UpdateClusterEnvRequest) Reset() {
 	*x = UpdateClusterEnvRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3151,7 +3499,7 @@ func (x *UpdateClusterEnvRequest) String() string {
 func (*UpdateClusterEnvRequest) ProtoMessage() {}
 
 func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[39]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3164,7 +3512,7 @@ func (x *UpdateClusterEnvRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterEnvRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterEnvRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{39}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateClusterEnvRequest) GetId() string {
@@ -3203,7 +3551,7 @@ type ScaleClusterRequest struct {
 
 func (x *ScaleClusterRequest) Reset() {
 	*x = ScaleClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3215,7 +3563,7 @@ func (x *ScaleClusterRequest) String() string {
 func (*ScaleClusterRequest) ProtoMessage() {}
 
 func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[40]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3228,7 +3576,7 @@ func (x *ScaleClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScaleClusterRequest.ProtoReflect.Descriptor instead.
 func (*ScaleClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{40}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ScaleClusterRequest) GetId() string {
@@ -3271,7 +3619,7 @@ type StopClusterRequest struct {
 
 func (x *StopClusterRequest) Reset() {
 	*x = StopClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3631,7 @@ func (x *StopClusterRequest) String() string {
 func (*StopClusterRequest) ProtoMessage() {}
 
 func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[41]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3644,7 @@ func (x *StopClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopClusterRequest.ProtoReflect.Descriptor instead.
 func (*StopClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{41}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StopClusterRequest) GetId() string {
@@ -3330,7 +3678,7 @@ type StartClusterRequest struct {
 
 func (x *StartClusterRequest) Reset() {
 	*x = StartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3342,7 +3690,7 @@ func (x *StartClusterRequest) String() string {
 func (*StartClusterRequest) ProtoMessage() {}
 
 func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[42]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3355,7 +3703,7 @@ func (x *StartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartClusterRequest.ProtoReflect.Descriptor instead.
 func (*StartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{42}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StartClusterRequest) GetId() string {
@@ -3390,7 +3738,7 @@ type BackupClusterRequest struct {
 
 func (x *BackupClusterRequest) Reset() {
 	*x = BackupClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3402,7 +3750,7 @@ func (x *BackupClusterRequest) String() string {
 func (*BackupClusterRequest) ProtoMessage() {}
 
 func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[43]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3415,7 +3763,7 @@ func (x *BackupClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupClusterRequest.ProtoReflect.Descriptor instead.
 func (*BackupClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{43}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *BackupClusterRequest) GetId() string {
@@ -3476,7 +3824,7 @@ type Backup struct {
 
 func (x *Backup) Reset() {
 	*x = Backup{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3488,7 +3836,7 @@ func (x *Backup) String() string {
 func (*Backup) ProtoMessage() {}
 
 func (x *Backup) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[44]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3501,7 +3849,7 @@ func (x *Backup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backup.ProtoReflect.Descriptor instead.
 func (*Backup) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{44}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Backup) GetId() string {
@@ -3590,7 +3938,7 @@ type ListBackupsRequest struct {
 
 func (x *ListBackupsRequest) Reset() {
 	*x = ListBackupsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3602,7 +3950,7 @@ func (x *ListBackupsRequest) String() string {
 func (*ListBackupsRequest) ProtoMessage() {}
 
 func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[45]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3615,7 +3963,7 @@ func (x *ListBackupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsRequest.ProtoReflect.Descriptor instead.
 func (*ListBackupsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{45}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListBackupsRequest) GetId() string {
@@ -3634,7 +3982,7 @@ type ListBackupsResponse struct {
 
 func (x *ListBackupsResponse) Reset() {
 	*x = ListBackupsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3646,7 +3994,7 @@ func (x *ListBackupsResponse) String() string {
 func (*ListBackupsResponse) ProtoMessage() {}
 
 func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[46]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3659,7 +4007,7 @@ func (x *ListBackupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBackupsResponse.ProtoReflect.Descriptor instead.
 func (*ListBackupsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{46}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListBackupsResponse) GetBackups() []*Backup {
@@ -3680,7 +4028,7 @@ type RestoreClusterRequest struct {
 
 func (x *RestoreClusterRequest) Reset() {
 	*x = RestoreClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +4040,7 @@ func (x *RestoreClusterRequest) String() string {
 func (*RestoreClusterRequest) ProtoMessage() {}
 
 func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[47]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +4053,7 @@ func (x *RestoreClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestoreClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{47}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RestoreClusterRequest) GetId() string {
@@ -3744,7 +4092,7 @@ type ResizeClusterRequest struct {
 
 func (x *ResizeClusterRequest) Reset() {
 	*x = ResizeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +4104,7 @@ func (x *ResizeClusterRequest) String() string {
 func (*ResizeClusterRequest) ProtoMessage() {}
 
 func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[48]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +4117,7 @@ func (x *ResizeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeClusterRequest.ProtoReflect.Descriptor instead.
 func (*ResizeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{48}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ResizeClusterRequest) GetId() string {
@@ -3826,7 +4174,7 @@ type UpgradeClusterRequest struct {
 
 func (x *UpgradeClusterRequest) Reset() {
 	*x = UpgradeClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3838,7 +4186,7 @@ func (x *UpgradeClusterRequest) String() string {
 func (*UpgradeClusterRequest) ProtoMessage() {}
 
 func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[49]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3851,7 +4199,7 @@ func (x *UpgradeClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpgradeClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpgradeClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{49}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *UpgradeClusterRequest) GetId() string {
@@ -3885,7 +4233,7 @@ type RollbackClusterRequest struct {
 
 func (x *RollbackClusterRequest) Reset() {
 	*x = RollbackClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3897,7 +4245,7 @@ func (x *RollbackClusterRequest) String() string {
 func (*RollbackClusterRequest) ProtoMessage() {}
 
 func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[50]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3910,7 +4258,7 @@ func (x *RollbackClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackClusterRequest.ProtoReflect.Descriptor instead.
 func (*RollbackClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{50}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RollbackClusterRequest) GetId() string {
@@ -3940,7 +4288,7 @@ type RecoverClusterRequest struct {
 
 func (x *RecoverClusterRequest) Reset() {
 	*x = RecoverClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4300,7 @@ func (x *RecoverClusterRequest) String() string {
 func (*RecoverClusterRequest) ProtoMessage() {}
 
 func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[51]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4313,7 @@ func (x *RecoverClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecoverClusterRequest.ProtoReflect.Descriptor instead.
 func (*RecoverClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{51}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RecoverClusterRequest) GetId() string {
@@ -4002,7 +4350,7 @@ type RestartClusterRequest struct {
 
 func (x *RestartClusterRequest) Reset() {
 	*x = RestartClusterRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4014,7 +4362,7 @@ func (x *RestartClusterRequest) String() string {
 func (*RestartClusterRequest) ProtoMessage() {}
 
 func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[52]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4027,7 +4375,7 @@ func (x *RestartClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartClusterRequest.ProtoReflect.Descriptor instead.
 func (*RestartClusterRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{52}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RestartClusterRequest) GetId() string {
@@ -4064,7 +4412,7 @@ type RunClusterTabRequest struct {
 
 func (x *RunClusterTabRequest) Reset() {
 	*x = RunClusterTabRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4076,7 +4424,7 @@ func (x *RunClusterTabRequest) String() string {
 func (*RunClusterTabRequest) ProtoMessage() {}
 
 func (x *RunClusterTabRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[53]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4089,7 +4437,7 @@ func (x *RunClusterTabRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterTabRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterTabRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{53}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RunClusterTabRequest) GetId() string {
@@ -4131,7 +4479,7 @@ type RunClusterServiceRequest struct {
 
 func (x *RunClusterServiceRequest) Reset() {
 	*x = RunClusterServiceRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4143,7 +4491,7 @@ func (x *RunClusterServiceRequest) String() string {
 func (*RunClusterServiceRequest) ProtoMessage() {}
 
 func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[54]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4156,7 +4504,7 @@ func (x *RunClusterServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClusterServiceRequest.ProtoReflect.Descriptor instead.
 func (*RunClusterServiceRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{54}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RunClusterServiceRequest) GetId() string {
@@ -4220,7 +4568,7 @@ type NodeResult struct {
 
 func (x *NodeResult) Reset() {
 	*x = NodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4232,7 +4580,7 @@ func (x *NodeResult) String() string {
 func (*NodeResult) ProtoMessage() {}
 
 func (x *NodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[55]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4245,7 +4593,7 @@ func (x *NodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeResult.ProtoReflect.Descriptor instead.
 func (*NodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{55}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *NodeResult) GetNodeId() string {
@@ -4381,7 +4729,7 @@ type TaskInput struct {
 
 func (x *TaskInput) Reset() {
 	*x = TaskInput{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4393,7 +4741,7 @@ func (x *TaskInput) String() string {
 func (*TaskInput) ProtoMessage() {}
 
 func (x *TaskInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[56]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4406,7 +4754,7 @@ func (x *TaskInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInput.ProtoReflect.Descriptor instead.
 func (*TaskInput) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{56}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TaskInput) GetClusterId() string {
@@ -4567,7 +4915,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4579,7 +4927,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[57]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4592,7 +4940,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{57}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Task) GetId() string {
@@ -4698,7 +5046,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4710,7 +5058,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[58]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4723,7 +5071,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{58}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Job) GetId() string {
@@ -4819,7 +5167,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4831,7 +5179,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[59]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4844,7 +5192,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{59}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -4864,7 +5212,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4876,7 +5224,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[60]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4889,7 +5237,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{60}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListJobsRequest) GetClusterId() string {
@@ -4908,7 +5256,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4920,7 +5268,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[61]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4933,7 +5281,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{61}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -4952,7 +5300,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4964,7 +5312,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[62]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4977,7 +5325,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{62}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -5002,7 +5350,7 @@ type ListNodeResultsRequest struct {
 
 func (x *ListNodeResultsRequest) Reset() {
 	*x = ListNodeResultsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5014,7 +5362,7 @@ func (x *ListNodeResultsRequest) String() string {
 func (*ListNodeResultsRequest) ProtoMessage() {}
 
 func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[63]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5027,7 +5375,7 @@ func (x *ListNodeResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsRequest.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{63}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListNodeResultsRequest) GetJobId() string {
@@ -5070,7 +5418,7 @@ type ListNodeResultsResponse struct {
 
 func (x *ListNodeResultsResponse) Reset() {
 	*x = ListNodeResultsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5082,7 +5430,7 @@ func (x *ListNodeResultsResponse) String() string {
 func (*ListNodeResultsResponse) ProtoMessage() {}
 
 func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[64]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5095,7 +5443,7 @@ func (x *ListNodeResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodeResultsResponse.ProtoReflect.Descriptor instead.
 func (*ListNodeResultsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{64}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ListNodeResultsResponse) GetResults() []*TaskNodeResult {
@@ -5123,7 +5471,7 @@ type TaskNodeResult struct {
 
 func (x *TaskNodeResult) Reset() {
 	*x = TaskNodeResult{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5135,7 +5483,7 @@ func (x *TaskNodeResult) String() string {
 func (*TaskNodeResult) ProtoMessage() {}
 
 func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[65]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5148,7 +5496,7 @@ func (x *TaskNodeResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskNodeResult.ProtoReflect.Descriptor instead.
 func (*TaskNodeResult) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{65}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *TaskNodeResult) GetTaskId() string {
@@ -5174,7 +5522,7 @@ type RetryJobRequest struct {
 
 func (x *RetryJobRequest) Reset() {
 	*x = RetryJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5186,7 +5534,7 @@ func (x *RetryJobRequest) String() string {
 func (*RetryJobRequest) ProtoMessage() {}
 
 func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[66]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5199,7 +5547,7 @@ func (x *RetryJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryJobRequest.ProtoReflect.Descriptor instead.
 func (*RetryJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{66}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RetryJobRequest) GetId() string {
@@ -5218,7 +5566,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5230,7 +5578,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[67]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5243,7 +5591,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{67}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -5272,7 +5620,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5284,7 +5632,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[68]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5297,7 +5645,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{68}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Network) GetId() string {
@@ -5361,7 +5709,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5373,7 +5721,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[69]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5386,7 +5734,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{69}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *User) GetName() string {
@@ -5430,7 +5778,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5442,7 +5790,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[70]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5455,7 +5803,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{70}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CreateUserRequest) GetName() string {
@@ -5490,7 +5838,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5502,7 +5850,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[71]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5515,7 +5863,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{71}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -5540,7 +5888,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5552,7 +5900,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[72]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5565,7 +5913,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{72}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{76}
 }
 
 type ListUsersResponse struct {
@@ -5577,7 +5925,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5589,7 +5937,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[73]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5602,7 +5950,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{73}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -5621,7 +5969,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5633,7 +5981,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[74]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5646,7 +5994,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{74}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DeleteUserRequest) GetName() string {
@@ -5664,7 +6012,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5676,7 +6024,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[75]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5689,7 +6037,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{75}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{79}
 }
 
 type WhoAmIRequest struct {
@@ -5700,7 +6048,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5712,7 +6060,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[76]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5725,7 +6073,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{76}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{80}
 }
 
 type AuditEntry struct {
@@ -5747,7 +6095,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5759,7 +6107,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[77]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5772,7 +6120,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{77}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *AuditEntry) GetId() string {
@@ -5841,7 +6189,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5853,7 +6201,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[78]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5866,7 +6214,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{78}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListAuditRequest) GetLimit() int32 {
@@ -5885,7 +6233,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5897,7 +6245,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[79]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5910,7 +6258,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{79}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -5932,7 +6280,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[80]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5944,7 +6292,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[80]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5957,7 +6305,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{80}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *RevokeRequest) GetKind() string {
@@ -5989,7 +6337,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[81]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6001,7 +6349,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[81]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6014,7 +6362,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{81}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{85}
 }
 
 type Revocation struct {
@@ -6030,7 +6378,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[82]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6042,7 +6390,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[82]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6055,7 +6403,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{82}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *Revocation) GetKind() string {
@@ -6101,7 +6449,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[83]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6113,7 +6461,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[83]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6126,7 +6474,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{83}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{87}
 }
 
 type ListRevocationsResponse struct {
@@ -6138,7 +6486,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_pilot_v1_pilot_proto_msgTypes[84]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6150,7 +6498,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pilot_v1_pilot_proto_msgTypes[84]
+	mi := &file_pilot_v1_pilot_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6163,7 +6511,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{84}
+	return file_pilot_v1_pilot_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -6315,7 +6663,38 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x05R\x05limit\"R\n" +
 	"\x19ListClusterEventsResponse\x125\n" +
-	"\x06events\x18\x01 \x03(\v2\x1d.hangar.pilot.v1.ClusterEventR\x06events\"\xe0\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x1d.hangar.pilot.v1.ClusterEventR\x06events\"M\n" +
+	"\x18GetClusterMetricsRequest\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04node\"O\n" +
+	"\x19GetClusterMetricsResponse\x122\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x1c.hangar.pilot.v1.NodeMetricsR\x05nodes\"\xfa\x04\n" +
+	"\vNodeMetrics\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12!\n" +
+	"\finterval_sec\x18\x04 \x01(\x05R\vintervalSec\x12\x1f\n" +
+	"\vcpu_percent\x18\x05 \x01(\x01R\n" +
+	"cpuPercent\x12.\n" +
+	"\x13memory_used_percent\x18\x06 \x01(\x01R\x11memoryUsedPercent\x12*\n" +
+	"\x11memory_used_bytes\x18\a \x01(\x04R\x0fmemoryUsedBytes\x12,\n" +
+	"\x12memory_total_bytes\x18\b \x01(\x04R\x10memoryTotalBytes\x12&\n" +
+	"\x0fdisk_used_bytes\x18\t \x01(\x04R\rdiskUsedBytes\x12(\n" +
+	"\x10disk_total_bytes\x18\n" +
+	" \x01(\x04R\x0ediskTotalBytes\x12F\n" +
+	" network_receive_bytes_per_second\x18\v \x01(\x01R\x1cnetworkReceiveBytesPerSecond\x12H\n" +
+	"!network_transmit_bytes_per_second\x18\f \x01(\x01R\x1dnetworkTransmitBytesPerSecond\x127\n" +
+	"\x05items\x18\r \x03(\v2!.hangar.pilot.v1.MonitorItemValueR\x05items\x12#\n" +
+	"\rmonitor_error\x18\x0e \x01(\tR\fmonitorError\"\xbf\x01\n" +
+	"\x10MonitorItemValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x12\n" +
+	"\x04unit\x18\x03 \x01(\tR\x04unit\x12'\n" +
+	"\x0fstatistics_type\x18\x04 \x01(\tR\x0estatisticsType\x12\x18\n" +
+	"\adisplay\x18\x05 \x01(\tR\adisplay\x12\x12\n" +
+	"\x04text\x18\x06 \x01(\tR\x04text\x12\x18\n" +
+	"\asamples\x18\a \x01(\x05R\asamples\"\xe0\x01\n" +
 	"\n" +
 	"NodeHealth\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x120\n" +
@@ -6738,7 +7117,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\rCreateRuntime\x12%.hangar.pilot.v1.CreateRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/runtimes\x12q\n" +
 	"\fListRuntimes\x12$.hangar.pilot.v1.ListRuntimesRequest\x1a%.hangar.pilot.v1.ListRuntimesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/runtimes\x12e\n" +
 	"\n" +
-	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xc9\x15\n" +
+	"GetRuntime\x12\".hangar.pilot.v1.GetRuntimeRequest\x1a\x18.hangar.pilot.v1.Runtime\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runtimes/{id}2\xe1\x16\n" +
 	"\x0eClusterService\x12l\n" +
 	"\rCreateCluster\x12%.hangar.pilot.v1.CreateClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/clusters\x12q\n" +
 	"\fListClusters\x12$.hangar.pilot.v1.ListClustersRequest\x1a%.hangar.pilot.v1.ListClustersResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/clusters\x12e\n" +
@@ -6758,7 +7137,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\vListBackups\x12#.hangar.pilot.v1.ListBackupsRequest\x1a$.hangar.pilot.v1.ListBackupsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/clusters/{id}/backups\x12{\n" +
 	"\x0eRestoreCluster\x12&.hangar.pilot.v1.RestoreClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/restore\x12{\n" +
 	"\x0eUpgradeCluster\x12&.hangar.pilot.v1.UpgradeClusterRequest\x1a\x1b.hangar.pilot.v1.ClusterJob\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/clusters/{id}/upgrade\x12\x94\x01\n" +
-	"\x11ListClusterEvents\x12).hangar.pilot.v1.ListClusterEventsRequest\x1a*.hangar.pilot.v1.ListClusterEventsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/clusters/{cluster_id}/events\x12\x81\x01\n" +
+	"\x11ListClusterEvents\x12).hangar.pilot.v1.ListClusterEventsRequest\x1a*.hangar.pilot.v1.ListClusterEventsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/clusters/{cluster_id}/events\x12\x95\x01\n" +
+	"\x11GetClusterMetrics\x12).hangar.pilot.v1.GetClusterMetricsRequest\x1a*.hangar.pilot.v1.GetClusterMetricsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/clusters/{cluster_id}/metrics\x12\x81\x01\n" +
 	"\x12SetClusterRecovery\x12*.hangar.pilot.v1.SetClusterRecoveryRequest\x1a\x18.hangar.pilot.v1.Cluster\"%\x82\xd3\xe4\x93\x02\x1f:\x01*\x1a\x1a/v1/clusters/{id}/recovery\x12\x82\x01\n" +
 	"\x12SetAutoscalePolicy\x12*.hangar.pilot.v1.SetAutoscalePolicyRequest\x1a\x18.hangar.pilot.v1.Cluster\"&\x82\xd3\xe4\x93\x02 :\x01*\x1a\x1b/v1/clusters/{id}/autoscale\x12\x8c\x01\n" +
 	"\x15DeleteAutoscalePolicy\x12-.hangar.pilot.v1.DeleteAutoscalePolicyRequest\x1a\x18.hangar.pilot.v1.Cluster\"*\x82\xd3\xe4\x93\x02$*\"/v1/clusters/{id}/autoscale/{role}\x12~\n" +
@@ -6801,7 +7181,7 @@ func file_pilot_v1_pilot_proto_rawDescGZIP() []byte {
 }
 
 var file_pilot_v1_pilot_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 99)
+var file_pilot_v1_pilot_proto_msgTypes = make([]protoimpl.MessageInfo, 103)
 var file_pilot_v1_pilot_proto_goTypes = []any{
 	(ClusterStatus)(0),                   // 0: hangar.pilot.v1.ClusterStatus
 	(NodeStatus)(0),                      // 1: hangar.pilot.v1.NodeStatus
@@ -6833,253 +7213,262 @@ var file_pilot_v1_pilot_proto_goTypes = []any{
 	(*ClusterEvent)(nil),                 // 27: hangar.pilot.v1.ClusterEvent
 	(*ListClusterEventsRequest)(nil),     // 28: hangar.pilot.v1.ListClusterEventsRequest
 	(*ListClusterEventsResponse)(nil),    // 29: hangar.pilot.v1.ListClusterEventsResponse
-	(*NodeHealth)(nil),                   // 30: hangar.pilot.v1.NodeHealth
-	(*HealthCommand)(nil),                // 31: hangar.pilot.v1.HealthCommand
-	(*Cluster)(nil),                      // 32: hangar.pilot.v1.Cluster
-	(*RecoveryPolicy)(nil),               // 33: hangar.pilot.v1.RecoveryPolicy
-	(*AutoscalePolicy)(nil),              // 34: hangar.pilot.v1.AutoscalePolicy
-	(*SetClusterRecoveryRequest)(nil),    // 35: hangar.pilot.v1.SetClusterRecoveryRequest
-	(*SetAutoscalePolicyRequest)(nil),    // 36: hangar.pilot.v1.SetAutoscalePolicyRequest
-	(*DeleteAutoscalePolicyRequest)(nil), // 37: hangar.pilot.v1.DeleteAutoscalePolicyRequest
-	(*Endpoint)(nil),                     // 38: hangar.pilot.v1.Endpoint
-	(*CreateClusterRequest)(nil),         // 39: hangar.pilot.v1.CreateClusterRequest
-	(*ClusterJob)(nil),                   // 40: hangar.pilot.v1.ClusterJob
-	(*ListClustersRequest)(nil),          // 41: hangar.pilot.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),         // 42: hangar.pilot.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),            // 43: hangar.pilot.v1.GetClusterRequest
-	(*DeleteClusterRequest)(nil),         // 44: hangar.pilot.v1.DeleteClusterRequest
-	(*UpdateClusterEnvRequest)(nil),      // 45: hangar.pilot.v1.UpdateClusterEnvRequest
-	(*ScaleClusterRequest)(nil),          // 46: hangar.pilot.v1.ScaleClusterRequest
-	(*StopClusterRequest)(nil),           // 47: hangar.pilot.v1.StopClusterRequest
-	(*StartClusterRequest)(nil),          // 48: hangar.pilot.v1.StartClusterRequest
-	(*BackupClusterRequest)(nil),         // 49: hangar.pilot.v1.BackupClusterRequest
-	(*Backup)(nil),                       // 50: hangar.pilot.v1.Backup
-	(*ListBackupsRequest)(nil),           // 51: hangar.pilot.v1.ListBackupsRequest
-	(*ListBackupsResponse)(nil),          // 52: hangar.pilot.v1.ListBackupsResponse
-	(*RestoreClusterRequest)(nil),        // 53: hangar.pilot.v1.RestoreClusterRequest
-	(*ResizeClusterRequest)(nil),         // 54: hangar.pilot.v1.ResizeClusterRequest
-	(*UpgradeClusterRequest)(nil),        // 55: hangar.pilot.v1.UpgradeClusterRequest
-	(*RollbackClusterRequest)(nil),       // 56: hangar.pilot.v1.RollbackClusterRequest
-	(*RecoverClusterRequest)(nil),        // 57: hangar.pilot.v1.RecoverClusterRequest
-	(*RestartClusterRequest)(nil),        // 58: hangar.pilot.v1.RestartClusterRequest
-	(*RunClusterTabRequest)(nil),         // 59: hangar.pilot.v1.RunClusterTabRequest
-	(*RunClusterServiceRequest)(nil),     // 60: hangar.pilot.v1.RunClusterServiceRequest
-	(*NodeResult)(nil),                   // 61: hangar.pilot.v1.NodeResult
-	(*TaskInput)(nil),                    // 62: hangar.pilot.v1.TaskInput
-	(*Task)(nil),                         // 63: hangar.pilot.v1.Task
-	(*Job)(nil),                          // 64: hangar.pilot.v1.Job
-	(*GetJobRequest)(nil),                // 65: hangar.pilot.v1.GetJobRequest
-	(*ListJobsRequest)(nil),              // 66: hangar.pilot.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),             // 67: hangar.pilot.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),              // 68: hangar.pilot.v1.WatchJobRequest
-	(*ListNodeResultsRequest)(nil),       // 69: hangar.pilot.v1.ListNodeResultsRequest
-	(*ListNodeResultsResponse)(nil),      // 70: hangar.pilot.v1.ListNodeResultsResponse
-	(*TaskNodeResult)(nil),               // 71: hangar.pilot.v1.TaskNodeResult
-	(*RetryJobRequest)(nil),              // 72: hangar.pilot.v1.RetryJobRequest
-	(*CancelJobRequest)(nil),             // 73: hangar.pilot.v1.CancelJobRequest
-	(*Network)(nil),                      // 74: hangar.pilot.v1.Network
-	(*User)(nil),                         // 75: hangar.pilot.v1.User
-	(*CreateUserRequest)(nil),            // 76: hangar.pilot.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),           // 77: hangar.pilot.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),             // 78: hangar.pilot.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),            // 79: hangar.pilot.v1.ListUsersResponse
-	(*DeleteUserRequest)(nil),            // 80: hangar.pilot.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),           // 81: hangar.pilot.v1.DeleteUserResponse
-	(*WhoAmIRequest)(nil),                // 82: hangar.pilot.v1.WhoAmIRequest
-	(*AuditEntry)(nil),                   // 83: hangar.pilot.v1.AuditEntry
-	(*ListAuditRequest)(nil),             // 84: hangar.pilot.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),            // 85: hangar.pilot.v1.ListAuditResponse
-	(*RevokeRequest)(nil),                // 86: hangar.pilot.v1.RevokeRequest
-	(*RevokeResponse)(nil),               // 87: hangar.pilot.v1.RevokeResponse
-	(*Revocation)(nil),                   // 88: hangar.pilot.v1.Revocation
-	(*ListRevocationsRequest)(nil),       // 89: hangar.pilot.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),      // 90: hangar.pilot.v1.ListRevocationsResponse
-	nil,                                  // 91: hangar.pilot.v1.App.LocalesEntry
-	nil,                                  // 92: hangar.pilot.v1.Locale.TextsEntry
-	nil,                                  // 93: hangar.pilot.v1.Runtime.ConfigEntry
-	nil,                                  // 94: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	nil,                                  // 95: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
-	nil,                                  // 96: hangar.pilot.v1.Node.ReservedIpsEntry
-	nil,                                  // 97: hangar.pilot.v1.Cluster.ParamsEntry
-	nil,                                  // 98: hangar.pilot.v1.Cluster.ReservedIpsEntry
-	nil,                                  // 99: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	nil,                                  // 100: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	nil,                                  // 101: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	nil,                                  // 102: hangar.pilot.v1.Backup.SnapshotsEntry
-	nil,                                  // 103: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	nil,                                  // 104: hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	(*timestamppb.Timestamp)(nil),        // 105: google.protobuf.Timestamp
-	(streamv1.CommandState)(0),           // 106: hangar.stream.v1.CommandState
-	(*streamv1.JoinRequest)(nil),         // 107: hangar.stream.v1.JoinRequest
-	(*streamv1.Certificate)(nil),         // 108: hangar.stream.v1.Certificate
+	(*GetClusterMetricsRequest)(nil),     // 30: hangar.pilot.v1.GetClusterMetricsRequest
+	(*GetClusterMetricsResponse)(nil),    // 31: hangar.pilot.v1.GetClusterMetricsResponse
+	(*NodeMetrics)(nil),                  // 32: hangar.pilot.v1.NodeMetrics
+	(*MonitorItemValue)(nil),             // 33: hangar.pilot.v1.MonitorItemValue
+	(*NodeHealth)(nil),                   // 34: hangar.pilot.v1.NodeHealth
+	(*HealthCommand)(nil),                // 35: hangar.pilot.v1.HealthCommand
+	(*Cluster)(nil),                      // 36: hangar.pilot.v1.Cluster
+	(*RecoveryPolicy)(nil),               // 37: hangar.pilot.v1.RecoveryPolicy
+	(*AutoscalePolicy)(nil),              // 38: hangar.pilot.v1.AutoscalePolicy
+	(*SetClusterRecoveryRequest)(nil),    // 39: hangar.pilot.v1.SetClusterRecoveryRequest
+	(*SetAutoscalePolicyRequest)(nil),    // 40: hangar.pilot.v1.SetAutoscalePolicyRequest
+	(*DeleteAutoscalePolicyRequest)(nil), // 41: hangar.pilot.v1.DeleteAutoscalePolicyRequest
+	(*Endpoint)(nil),                     // 42: hangar.pilot.v1.Endpoint
+	(*CreateClusterRequest)(nil),         // 43: hangar.pilot.v1.CreateClusterRequest
+	(*ClusterJob)(nil),                   // 44: hangar.pilot.v1.ClusterJob
+	(*ListClustersRequest)(nil),          // 45: hangar.pilot.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),         // 46: hangar.pilot.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),            // 47: hangar.pilot.v1.GetClusterRequest
+	(*DeleteClusterRequest)(nil),         // 48: hangar.pilot.v1.DeleteClusterRequest
+	(*UpdateClusterEnvRequest)(nil),      // 49: hangar.pilot.v1.UpdateClusterEnvRequest
+	(*ScaleClusterRequest)(nil),          // 50: hangar.pilot.v1.ScaleClusterRequest
+	(*StopClusterRequest)(nil),           // 51: hangar.pilot.v1.StopClusterRequest
+	(*StartClusterRequest)(nil),          // 52: hangar.pilot.v1.StartClusterRequest
+	(*BackupClusterRequest)(nil),         // 53: hangar.pilot.v1.BackupClusterRequest
+	(*Backup)(nil),                       // 54: hangar.pilot.v1.Backup
+	(*ListBackupsRequest)(nil),           // 55: hangar.pilot.v1.ListBackupsRequest
+	(*ListBackupsResponse)(nil),          // 56: hangar.pilot.v1.ListBackupsResponse
+	(*RestoreClusterRequest)(nil),        // 57: hangar.pilot.v1.RestoreClusterRequest
+	(*ResizeClusterRequest)(nil),         // 58: hangar.pilot.v1.ResizeClusterRequest
+	(*UpgradeClusterRequest)(nil),        // 59: hangar.pilot.v1.UpgradeClusterRequest
+	(*RollbackClusterRequest)(nil),       // 60: hangar.pilot.v1.RollbackClusterRequest
+	(*RecoverClusterRequest)(nil),        // 61: hangar.pilot.v1.RecoverClusterRequest
+	(*RestartClusterRequest)(nil),        // 62: hangar.pilot.v1.RestartClusterRequest
+	(*RunClusterTabRequest)(nil),         // 63: hangar.pilot.v1.RunClusterTabRequest
+	(*RunClusterServiceRequest)(nil),     // 64: hangar.pilot.v1.RunClusterServiceRequest
+	(*NodeResult)(nil),                   // 65: hangar.pilot.v1.NodeResult
+	(*TaskInput)(nil),                    // 66: hangar.pilot.v1.TaskInput
+	(*Task)(nil),                         // 67: hangar.pilot.v1.Task
+	(*Job)(nil),                          // 68: hangar.pilot.v1.Job
+	(*GetJobRequest)(nil),                // 69: hangar.pilot.v1.GetJobRequest
+	(*ListJobsRequest)(nil),              // 70: hangar.pilot.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),             // 71: hangar.pilot.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),              // 72: hangar.pilot.v1.WatchJobRequest
+	(*ListNodeResultsRequest)(nil),       // 73: hangar.pilot.v1.ListNodeResultsRequest
+	(*ListNodeResultsResponse)(nil),      // 74: hangar.pilot.v1.ListNodeResultsResponse
+	(*TaskNodeResult)(nil),               // 75: hangar.pilot.v1.TaskNodeResult
+	(*RetryJobRequest)(nil),              // 76: hangar.pilot.v1.RetryJobRequest
+	(*CancelJobRequest)(nil),             // 77: hangar.pilot.v1.CancelJobRequest
+	(*Network)(nil),                      // 78: hangar.pilot.v1.Network
+	(*User)(nil),                         // 79: hangar.pilot.v1.User
+	(*CreateUserRequest)(nil),            // 80: hangar.pilot.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),           // 81: hangar.pilot.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),             // 82: hangar.pilot.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),            // 83: hangar.pilot.v1.ListUsersResponse
+	(*DeleteUserRequest)(nil),            // 84: hangar.pilot.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),           // 85: hangar.pilot.v1.DeleteUserResponse
+	(*WhoAmIRequest)(nil),                // 86: hangar.pilot.v1.WhoAmIRequest
+	(*AuditEntry)(nil),                   // 87: hangar.pilot.v1.AuditEntry
+	(*ListAuditRequest)(nil),             // 88: hangar.pilot.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),            // 89: hangar.pilot.v1.ListAuditResponse
+	(*RevokeRequest)(nil),                // 90: hangar.pilot.v1.RevokeRequest
+	(*RevokeResponse)(nil),               // 91: hangar.pilot.v1.RevokeResponse
+	(*Revocation)(nil),                   // 92: hangar.pilot.v1.Revocation
+	(*ListRevocationsRequest)(nil),       // 93: hangar.pilot.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),      // 94: hangar.pilot.v1.ListRevocationsResponse
+	nil,                                  // 95: hangar.pilot.v1.App.LocalesEntry
+	nil,                                  // 96: hangar.pilot.v1.Locale.TextsEntry
+	nil,                                  // 97: hangar.pilot.v1.Runtime.ConfigEntry
+	nil,                                  // 98: hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	nil,                                  // 99: hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	nil,                                  // 100: hangar.pilot.v1.Node.ReservedIpsEntry
+	nil,                                  // 101: hangar.pilot.v1.Cluster.ParamsEntry
+	nil,                                  // 102: hangar.pilot.v1.Cluster.ReservedIpsEntry
+	nil,                                  // 103: hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	nil,                                  // 104: hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	nil,                                  // 105: hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	nil,                                  // 106: hangar.pilot.v1.Backup.SnapshotsEntry
+	nil,                                  // 107: hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	nil,                                  // 108: hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	(*timestamppb.Timestamp)(nil),        // 109: google.protobuf.Timestamp
+	(streamv1.CommandState)(0),           // 110: hangar.stream.v1.CommandState
+	(*streamv1.JoinRequest)(nil),         // 111: hangar.stream.v1.JoinRequest
+	(*streamv1.Certificate)(nil),         // 112: hangar.stream.v1.Certificate
 }
 var file_pilot_v1_pilot_proto_depIdxs = []int32{
-	105, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
+	109, // 0: hangar.pilot.v1.ImageMapping.updated_at:type_name -> google.protobuf.Timestamp
 	6,   // 1: hangar.pilot.v1.ListImagesResponse.images:type_name -> hangar.pilot.v1.ImageMapping
-	105, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
-	91,  // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
-	92,  // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
+	109, // 2: hangar.pilot.v1.App.created_at:type_name -> google.protobuf.Timestamp
+	95,  // 3: hangar.pilot.v1.App.locales:type_name -> hangar.pilot.v1.App.LocalesEntry
+	96,  // 4: hangar.pilot.v1.Locale.texts:type_name -> hangar.pilot.v1.Locale.TextsEntry
 	13,  // 5: hangar.pilot.v1.ListAppsResponse.apps:type_name -> hangar.pilot.v1.App
 	18,  // 6: hangar.pilot.v1.ListAppsResponse.users:type_name -> hangar.pilot.v1.AppVersionUsers
-	93,  // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
-	105, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
-	94,  // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
-	95,  // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
+	97,  // 7: hangar.pilot.v1.Runtime.config:type_name -> hangar.pilot.v1.Runtime.ConfigEntry
+	109, // 8: hangar.pilot.v1.Runtime.created_at:type_name -> google.protobuf.Timestamp
+	98,  // 9: hangar.pilot.v1.CreateRuntimeRequest.config:type_name -> hangar.pilot.v1.CreateRuntimeRequest.ConfigEntry
+	99,  // 10: hangar.pilot.v1.CreateRuntimeRequest.credentials:type_name -> hangar.pilot.v1.CreateRuntimeRequest.CredentialsEntry
 	21,  // 11: hangar.pilot.v1.ListRuntimesResponse.runtimes:type_name -> hangar.pilot.v1.Runtime
 	1,   // 12: hangar.pilot.v1.Node.status:type_name -> hangar.pilot.v1.NodeStatus
-	96,  // 13: hangar.pilot.v1.Node.reserved_ips:type_name -> hangar.pilot.v1.Node.ReservedIpsEntry
-	30,  // 14: hangar.pilot.v1.Node.health:type_name -> hangar.pilot.v1.NodeHealth
-	105, // 15: hangar.pilot.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
+	100, // 13: hangar.pilot.v1.Node.reserved_ips:type_name -> hangar.pilot.v1.Node.ReservedIpsEntry
+	34,  // 14: hangar.pilot.v1.Node.health:type_name -> hangar.pilot.v1.NodeHealth
+	109, // 15: hangar.pilot.v1.ClusterEvent.time:type_name -> google.protobuf.Timestamp
 	27,  // 16: hangar.pilot.v1.ListClusterEventsResponse.events:type_name -> hangar.pilot.v1.ClusterEvent
-	105, // 17: hangar.pilot.v1.NodeHealth.since:type_name -> google.protobuf.Timestamp
-	31,  // 18: hangar.pilot.v1.NodeHealth.check:type_name -> hangar.pilot.v1.HealthCommand
-	31,  // 19: hangar.pilot.v1.NodeHealth.action:type_name -> hangar.pilot.v1.HealthCommand
-	105, // 20: hangar.pilot.v1.HealthCommand.at:type_name -> google.protobuf.Timestamp
-	0,   // 21: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
-	97,  // 22: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
-	26,  // 23: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
-	105, // 24: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	38,  // 25: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
-	98,  // 26: hangar.pilot.v1.Cluster.reserved_ips:type_name -> hangar.pilot.v1.Cluster.ReservedIpsEntry
-	33,  // 27: hangar.pilot.v1.Cluster.recovery:type_name -> hangar.pilot.v1.RecoveryPolicy
-	34,  // 28: hangar.pilot.v1.Cluster.autoscale:type_name -> hangar.pilot.v1.AutoscalePolicy
-	105, // 29: hangar.pilot.v1.AutoscalePolicy.last_decision_at:type_name -> google.protobuf.Timestamp
-	33,  // 30: hangar.pilot.v1.SetClusterRecoveryRequest.recovery:type_name -> hangar.pilot.v1.RecoveryPolicy
-	34,  // 31: hangar.pilot.v1.SetAutoscalePolicyRequest.policy:type_name -> hangar.pilot.v1.AutoscalePolicy
-	99,  // 32: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
-	32,  // 33: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
-	64,  // 34: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
-	32,  // 35: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
-	100, // 36: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
-	101, // 37: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
-	105, // 38: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
-	2,   // 39: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
-	102, // 40: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
-	50,  // 41: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
-	103, // 42: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
-	106, // 43: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
-	105, // 44: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
-	105, // 45: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
-	104, // 46: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
-	4,   // 47: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
-	105, // 48: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	105, // 49: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	61,  // 50: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
-	62,  // 51: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
-	3,   // 52: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
-	63,  // 53: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
-	105, // 54: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	105, // 55: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	64,  // 56: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
-	71,  // 57: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
-	61,  // 58: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
-	5,   // 59: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
-	105, // 60: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	5,   // 61: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
-	75,  // 62: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
-	75,  // 63: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
-	105, // 64: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	83,  // 65: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
-	105, // 66: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	88,  // 67: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
-	14,  // 68: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
-	12,  // 69: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
-	15,  // 70: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
-	17,  // 71: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
-	19,  // 72: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
-	7,   // 73: hangar.pilot.v1.AppService.SetImage:input_type -> hangar.pilot.v1.SetImageRequest
-	8,   // 74: hangar.pilot.v1.AppService.ListImages:input_type -> hangar.pilot.v1.ListImagesRequest
-	10,  // 75: hangar.pilot.v1.AppService.UnsetImage:input_type -> hangar.pilot.v1.UnsetImageRequest
-	22,  // 76: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
-	23,  // 77: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
-	25,  // 78: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
-	39,  // 79: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
-	41,  // 80: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
-	43,  // 81: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
-	44,  // 82: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
-	45,  // 83: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
-	46,  // 84: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
-	57,  // 85: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
-	58,  // 86: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
-	60,  // 87: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
-	59,  // 88: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
-	47,  // 89: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
-	48,  // 90: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
-	54,  // 91: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
-	49,  // 92: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
-	51,  // 93: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
-	53,  // 94: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
-	55,  // 95: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
-	28,  // 96: hangar.pilot.v1.ClusterService.ListClusterEvents:input_type -> hangar.pilot.v1.ListClusterEventsRequest
-	35,  // 97: hangar.pilot.v1.ClusterService.SetClusterRecovery:input_type -> hangar.pilot.v1.SetClusterRecoveryRequest
-	36,  // 98: hangar.pilot.v1.ClusterService.SetAutoscalePolicy:input_type -> hangar.pilot.v1.SetAutoscalePolicyRequest
-	37,  // 99: hangar.pilot.v1.ClusterService.DeleteAutoscalePolicy:input_type -> hangar.pilot.v1.DeleteAutoscalePolicyRequest
-	56,  // 100: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
-	76,  // 101: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
-	78,  // 102: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
-	80,  // 103: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
-	82,  // 104: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
-	84,  // 105: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
-	86,  // 106: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
-	89,  // 107: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
-	107, // 108: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
-	65,  // 109: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
-	66,  // 110: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
-	68,  // 111: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
-	69,  // 112: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
-	72,  // 113: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
-	73,  // 114: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
-	13,  // 115: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
-	16,  // 116: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
-	13,  // 117: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
-	20,  // 118: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
-	6,   // 119: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
-	9,   // 120: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
-	11,  // 121: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
-	21,  // 122: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
-	24,  // 123: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
-	21,  // 124: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
-	40,  // 125: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
-	42,  // 126: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
-	32,  // 127: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
-	40,  // 128: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 129: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 130: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 131: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 132: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 133: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 134: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 135: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 136: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 137: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 138: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
-	52,  // 139: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
-	40,  // 140: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
-	40,  // 141: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
-	29,  // 142: hangar.pilot.v1.ClusterService.ListClusterEvents:output_type -> hangar.pilot.v1.ListClusterEventsResponse
-	32,  // 143: hangar.pilot.v1.ClusterService.SetClusterRecovery:output_type -> hangar.pilot.v1.Cluster
-	32,  // 144: hangar.pilot.v1.ClusterService.SetAutoscalePolicy:output_type -> hangar.pilot.v1.Cluster
-	32,  // 145: hangar.pilot.v1.ClusterService.DeleteAutoscalePolicy:output_type -> hangar.pilot.v1.Cluster
-	40,  // 146: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
-	77,  // 147: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
-	79,  // 148: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
-	81,  // 149: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
-	75,  // 150: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
-	85,  // 151: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
-	87,  // 152: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
-	90,  // 153: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
-	108, // 154: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
-	64,  // 155: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
-	67,  // 156: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
-	64,  // 157: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
-	70,  // 158: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
-	64,  // 159: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
-	64,  // 160: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
-	115, // [115:161] is the sub-list for method output_type
-	69,  // [69:115] is the sub-list for method input_type
-	69,  // [69:69] is the sub-list for extension type_name
-	69,  // [69:69] is the sub-list for extension extendee
-	0,   // [0:69] is the sub-list for field type_name
+	32,  // 17: hangar.pilot.v1.GetClusterMetricsResponse.nodes:type_name -> hangar.pilot.v1.NodeMetrics
+	109, // 18: hangar.pilot.v1.NodeMetrics.time:type_name -> google.protobuf.Timestamp
+	33,  // 19: hangar.pilot.v1.NodeMetrics.items:type_name -> hangar.pilot.v1.MonitorItemValue
+	109, // 20: hangar.pilot.v1.NodeHealth.since:type_name -> google.protobuf.Timestamp
+	35,  // 21: hangar.pilot.v1.NodeHealth.check:type_name -> hangar.pilot.v1.HealthCommand
+	35,  // 22: hangar.pilot.v1.NodeHealth.action:type_name -> hangar.pilot.v1.HealthCommand
+	109, // 23: hangar.pilot.v1.HealthCommand.at:type_name -> google.protobuf.Timestamp
+	0,   // 24: hangar.pilot.v1.Cluster.status:type_name -> hangar.pilot.v1.ClusterStatus
+	101, // 25: hangar.pilot.v1.Cluster.params:type_name -> hangar.pilot.v1.Cluster.ParamsEntry
+	26,  // 26: hangar.pilot.v1.Cluster.nodes:type_name -> hangar.pilot.v1.Node
+	109, // 27: hangar.pilot.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	42,  // 28: hangar.pilot.v1.Cluster.endpoints:type_name -> hangar.pilot.v1.Endpoint
+	102, // 29: hangar.pilot.v1.Cluster.reserved_ips:type_name -> hangar.pilot.v1.Cluster.ReservedIpsEntry
+	37,  // 30: hangar.pilot.v1.Cluster.recovery:type_name -> hangar.pilot.v1.RecoveryPolicy
+	38,  // 31: hangar.pilot.v1.Cluster.autoscale:type_name -> hangar.pilot.v1.AutoscalePolicy
+	109, // 32: hangar.pilot.v1.AutoscalePolicy.last_decision_at:type_name -> google.protobuf.Timestamp
+	37,  // 33: hangar.pilot.v1.SetClusterRecoveryRequest.recovery:type_name -> hangar.pilot.v1.RecoveryPolicy
+	38,  // 34: hangar.pilot.v1.SetAutoscalePolicyRequest.policy:type_name -> hangar.pilot.v1.AutoscalePolicy
+	103, // 35: hangar.pilot.v1.CreateClusterRequest.params:type_name -> hangar.pilot.v1.CreateClusterRequest.ParamsEntry
+	36,  // 36: hangar.pilot.v1.ClusterJob.cluster:type_name -> hangar.pilot.v1.Cluster
+	68,  // 37: hangar.pilot.v1.ClusterJob.job:type_name -> hangar.pilot.v1.Job
+	36,  // 38: hangar.pilot.v1.ListClustersResponse.clusters:type_name -> hangar.pilot.v1.Cluster
+	104, // 39: hangar.pilot.v1.UpdateClusterEnvRequest.env:type_name -> hangar.pilot.v1.UpdateClusterEnvRequest.EnvEntry
+	105, // 40: hangar.pilot.v1.BackupClusterRequest.params:type_name -> hangar.pilot.v1.BackupClusterRequest.ParamsEntry
+	109, // 41: hangar.pilot.v1.Backup.created_at:type_name -> google.protobuf.Timestamp
+	2,   // 42: hangar.pilot.v1.Backup.state:type_name -> hangar.pilot.v1.BackupState
+	106, // 43: hangar.pilot.v1.Backup.snapshots:type_name -> hangar.pilot.v1.Backup.SnapshotsEntry
+	54,  // 44: hangar.pilot.v1.ListBackupsResponse.backups:type_name -> hangar.pilot.v1.Backup
+	107, // 45: hangar.pilot.v1.RunClusterServiceRequest.params:type_name -> hangar.pilot.v1.RunClusterServiceRequest.ParamsEntry
+	110, // 46: hangar.pilot.v1.NodeResult.state:type_name -> hangar.stream.v1.CommandState
+	109, // 47: hangar.pilot.v1.NodeResult.started_at:type_name -> google.protobuf.Timestamp
+	109, // 48: hangar.pilot.v1.NodeResult.finished_at:type_name -> google.protobuf.Timestamp
+	108, // 49: hangar.pilot.v1.TaskInput.service_args:type_name -> hangar.pilot.v1.TaskInput.ServiceArgsEntry
+	4,   // 50: hangar.pilot.v1.Task.state:type_name -> hangar.pilot.v1.TaskState
+	109, // 51: hangar.pilot.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	109, // 52: hangar.pilot.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	65,  // 53: hangar.pilot.v1.Task.node_results:type_name -> hangar.pilot.v1.NodeResult
+	66,  // 54: hangar.pilot.v1.Task.input:type_name -> hangar.pilot.v1.TaskInput
+	3,   // 55: hangar.pilot.v1.Job.state:type_name -> hangar.pilot.v1.JobState
+	67,  // 56: hangar.pilot.v1.Job.tasks:type_name -> hangar.pilot.v1.Task
+	109, // 57: hangar.pilot.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	109, // 58: hangar.pilot.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	68,  // 59: hangar.pilot.v1.ListJobsResponse.jobs:type_name -> hangar.pilot.v1.Job
+	75,  // 60: hangar.pilot.v1.ListNodeResultsResponse.results:type_name -> hangar.pilot.v1.TaskNodeResult
+	65,  // 61: hangar.pilot.v1.TaskNodeResult.result:type_name -> hangar.pilot.v1.NodeResult
+	5,   // 62: hangar.pilot.v1.User.role:type_name -> hangar.pilot.v1.Role
+	109, // 63: hangar.pilot.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	5,   // 64: hangar.pilot.v1.CreateUserRequest.role:type_name -> hangar.pilot.v1.Role
+	79,  // 65: hangar.pilot.v1.CreateUserResponse.user:type_name -> hangar.pilot.v1.User
+	79,  // 66: hangar.pilot.v1.ListUsersResponse.users:type_name -> hangar.pilot.v1.User
+	109, // 67: hangar.pilot.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	87,  // 68: hangar.pilot.v1.ListAuditResponse.entries:type_name -> hangar.pilot.v1.AuditEntry
+	109, // 69: hangar.pilot.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	92,  // 70: hangar.pilot.v1.ListRevocationsResponse.revocations:type_name -> hangar.pilot.v1.Revocation
+	14,  // 71: hangar.pilot.v1.App.LocalesEntry.value:type_name -> hangar.pilot.v1.Locale
+	12,  // 72: hangar.pilot.v1.AppService.PushApp:input_type -> hangar.pilot.v1.PushAppRequest
+	15,  // 73: hangar.pilot.v1.AppService.ListApps:input_type -> hangar.pilot.v1.ListAppsRequest
+	17,  // 74: hangar.pilot.v1.AppService.GetApp:input_type -> hangar.pilot.v1.GetAppRequest
+	19,  // 75: hangar.pilot.v1.AppService.DeleteApp:input_type -> hangar.pilot.v1.DeleteAppRequest
+	7,   // 76: hangar.pilot.v1.AppService.SetImage:input_type -> hangar.pilot.v1.SetImageRequest
+	8,   // 77: hangar.pilot.v1.AppService.ListImages:input_type -> hangar.pilot.v1.ListImagesRequest
+	10,  // 78: hangar.pilot.v1.AppService.UnsetImage:input_type -> hangar.pilot.v1.UnsetImageRequest
+	22,  // 79: hangar.pilot.v1.RuntimeService.CreateRuntime:input_type -> hangar.pilot.v1.CreateRuntimeRequest
+	23,  // 80: hangar.pilot.v1.RuntimeService.ListRuntimes:input_type -> hangar.pilot.v1.ListRuntimesRequest
+	25,  // 81: hangar.pilot.v1.RuntimeService.GetRuntime:input_type -> hangar.pilot.v1.GetRuntimeRequest
+	43,  // 82: hangar.pilot.v1.ClusterService.CreateCluster:input_type -> hangar.pilot.v1.CreateClusterRequest
+	45,  // 83: hangar.pilot.v1.ClusterService.ListClusters:input_type -> hangar.pilot.v1.ListClustersRequest
+	47,  // 84: hangar.pilot.v1.ClusterService.GetCluster:input_type -> hangar.pilot.v1.GetClusterRequest
+	48,  // 85: hangar.pilot.v1.ClusterService.DeleteCluster:input_type -> hangar.pilot.v1.DeleteClusterRequest
+	49,  // 86: hangar.pilot.v1.ClusterService.UpdateClusterEnv:input_type -> hangar.pilot.v1.UpdateClusterEnvRequest
+	50,  // 87: hangar.pilot.v1.ClusterService.ScaleCluster:input_type -> hangar.pilot.v1.ScaleClusterRequest
+	61,  // 88: hangar.pilot.v1.ClusterService.RecoverCluster:input_type -> hangar.pilot.v1.RecoverClusterRequest
+	62,  // 89: hangar.pilot.v1.ClusterService.RestartCluster:input_type -> hangar.pilot.v1.RestartClusterRequest
+	64,  // 90: hangar.pilot.v1.ClusterService.RunClusterService:input_type -> hangar.pilot.v1.RunClusterServiceRequest
+	63,  // 91: hangar.pilot.v1.ClusterService.RunClusterTab:input_type -> hangar.pilot.v1.RunClusterTabRequest
+	51,  // 92: hangar.pilot.v1.ClusterService.StopCluster:input_type -> hangar.pilot.v1.StopClusterRequest
+	52,  // 93: hangar.pilot.v1.ClusterService.StartCluster:input_type -> hangar.pilot.v1.StartClusterRequest
+	58,  // 94: hangar.pilot.v1.ClusterService.ResizeCluster:input_type -> hangar.pilot.v1.ResizeClusterRequest
+	53,  // 95: hangar.pilot.v1.ClusterService.BackupCluster:input_type -> hangar.pilot.v1.BackupClusterRequest
+	55,  // 96: hangar.pilot.v1.ClusterService.ListBackups:input_type -> hangar.pilot.v1.ListBackupsRequest
+	57,  // 97: hangar.pilot.v1.ClusterService.RestoreCluster:input_type -> hangar.pilot.v1.RestoreClusterRequest
+	59,  // 98: hangar.pilot.v1.ClusterService.UpgradeCluster:input_type -> hangar.pilot.v1.UpgradeClusterRequest
+	28,  // 99: hangar.pilot.v1.ClusterService.ListClusterEvents:input_type -> hangar.pilot.v1.ListClusterEventsRequest
+	30,  // 100: hangar.pilot.v1.ClusterService.GetClusterMetrics:input_type -> hangar.pilot.v1.GetClusterMetricsRequest
+	39,  // 101: hangar.pilot.v1.ClusterService.SetClusterRecovery:input_type -> hangar.pilot.v1.SetClusterRecoveryRequest
+	40,  // 102: hangar.pilot.v1.ClusterService.SetAutoscalePolicy:input_type -> hangar.pilot.v1.SetAutoscalePolicyRequest
+	41,  // 103: hangar.pilot.v1.ClusterService.DeleteAutoscalePolicy:input_type -> hangar.pilot.v1.DeleteAutoscalePolicyRequest
+	60,  // 104: hangar.pilot.v1.ClusterService.RollbackCluster:input_type -> hangar.pilot.v1.RollbackClusterRequest
+	80,  // 105: hangar.pilot.v1.UserService.CreateUser:input_type -> hangar.pilot.v1.CreateUserRequest
+	82,  // 106: hangar.pilot.v1.UserService.ListUsers:input_type -> hangar.pilot.v1.ListUsersRequest
+	84,  // 107: hangar.pilot.v1.UserService.DeleteUser:input_type -> hangar.pilot.v1.DeleteUserRequest
+	86,  // 108: hangar.pilot.v1.UserService.WhoAmI:input_type -> hangar.pilot.v1.WhoAmIRequest
+	88,  // 109: hangar.pilot.v1.AuditService.ListAudit:input_type -> hangar.pilot.v1.ListAuditRequest
+	90,  // 110: hangar.pilot.v1.SecurityService.Revoke:input_type -> hangar.pilot.v1.RevokeRequest
+	93,  // 111: hangar.pilot.v1.SecurityService.ListRevocations:input_type -> hangar.pilot.v1.ListRevocationsRequest
+	111, // 112: hangar.pilot.v1.EnrollmentService.Join:input_type -> hangar.stream.v1.JoinRequest
+	69,  // 113: hangar.pilot.v1.JobService.GetJob:input_type -> hangar.pilot.v1.GetJobRequest
+	70,  // 114: hangar.pilot.v1.JobService.ListJobs:input_type -> hangar.pilot.v1.ListJobsRequest
+	72,  // 115: hangar.pilot.v1.JobService.WatchJob:input_type -> hangar.pilot.v1.WatchJobRequest
+	73,  // 116: hangar.pilot.v1.JobService.ListNodeResults:input_type -> hangar.pilot.v1.ListNodeResultsRequest
+	76,  // 117: hangar.pilot.v1.JobService.RetryJob:input_type -> hangar.pilot.v1.RetryJobRequest
+	77,  // 118: hangar.pilot.v1.JobService.CancelJob:input_type -> hangar.pilot.v1.CancelJobRequest
+	13,  // 119: hangar.pilot.v1.AppService.PushApp:output_type -> hangar.pilot.v1.App
+	16,  // 120: hangar.pilot.v1.AppService.ListApps:output_type -> hangar.pilot.v1.ListAppsResponse
+	13,  // 121: hangar.pilot.v1.AppService.GetApp:output_type -> hangar.pilot.v1.App
+	20,  // 122: hangar.pilot.v1.AppService.DeleteApp:output_type -> hangar.pilot.v1.DeleteAppResponse
+	6,   // 123: hangar.pilot.v1.AppService.SetImage:output_type -> hangar.pilot.v1.ImageMapping
+	9,   // 124: hangar.pilot.v1.AppService.ListImages:output_type -> hangar.pilot.v1.ListImagesResponse
+	11,  // 125: hangar.pilot.v1.AppService.UnsetImage:output_type -> hangar.pilot.v1.UnsetImageResponse
+	21,  // 126: hangar.pilot.v1.RuntimeService.CreateRuntime:output_type -> hangar.pilot.v1.Runtime
+	24,  // 127: hangar.pilot.v1.RuntimeService.ListRuntimes:output_type -> hangar.pilot.v1.ListRuntimesResponse
+	21,  // 128: hangar.pilot.v1.RuntimeService.GetRuntime:output_type -> hangar.pilot.v1.Runtime
+	44,  // 129: hangar.pilot.v1.ClusterService.CreateCluster:output_type -> hangar.pilot.v1.ClusterJob
+	46,  // 130: hangar.pilot.v1.ClusterService.ListClusters:output_type -> hangar.pilot.v1.ListClustersResponse
+	36,  // 131: hangar.pilot.v1.ClusterService.GetCluster:output_type -> hangar.pilot.v1.Cluster
+	44,  // 132: hangar.pilot.v1.ClusterService.DeleteCluster:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 133: hangar.pilot.v1.ClusterService.UpdateClusterEnv:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 134: hangar.pilot.v1.ClusterService.ScaleCluster:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 135: hangar.pilot.v1.ClusterService.RecoverCluster:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 136: hangar.pilot.v1.ClusterService.RestartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 137: hangar.pilot.v1.ClusterService.RunClusterService:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 138: hangar.pilot.v1.ClusterService.RunClusterTab:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 139: hangar.pilot.v1.ClusterService.StopCluster:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 140: hangar.pilot.v1.ClusterService.StartCluster:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 141: hangar.pilot.v1.ClusterService.ResizeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 142: hangar.pilot.v1.ClusterService.BackupCluster:output_type -> hangar.pilot.v1.ClusterJob
+	56,  // 143: hangar.pilot.v1.ClusterService.ListBackups:output_type -> hangar.pilot.v1.ListBackupsResponse
+	44,  // 144: hangar.pilot.v1.ClusterService.RestoreCluster:output_type -> hangar.pilot.v1.ClusterJob
+	44,  // 145: hangar.pilot.v1.ClusterService.UpgradeCluster:output_type -> hangar.pilot.v1.ClusterJob
+	29,  // 146: hangar.pilot.v1.ClusterService.ListClusterEvents:output_type -> hangar.pilot.v1.ListClusterEventsResponse
+	31,  // 147: hangar.pilot.v1.ClusterService.GetClusterMetrics:output_type -> hangar.pilot.v1.GetClusterMetricsResponse
+	36,  // 148: hangar.pilot.v1.ClusterService.SetClusterRecovery:output_type -> hangar.pilot.v1.Cluster
+	36,  // 149: hangar.pilot.v1.ClusterService.SetAutoscalePolicy:output_type -> hangar.pilot.v1.Cluster
+	36,  // 150: hangar.pilot.v1.ClusterService.DeleteAutoscalePolicy:output_type -> hangar.pilot.v1.Cluster
+	44,  // 151: hangar.pilot.v1.ClusterService.RollbackCluster:output_type -> hangar.pilot.v1.ClusterJob
+	81,  // 152: hangar.pilot.v1.UserService.CreateUser:output_type -> hangar.pilot.v1.CreateUserResponse
+	83,  // 153: hangar.pilot.v1.UserService.ListUsers:output_type -> hangar.pilot.v1.ListUsersResponse
+	85,  // 154: hangar.pilot.v1.UserService.DeleteUser:output_type -> hangar.pilot.v1.DeleteUserResponse
+	79,  // 155: hangar.pilot.v1.UserService.WhoAmI:output_type -> hangar.pilot.v1.User
+	89,  // 156: hangar.pilot.v1.AuditService.ListAudit:output_type -> hangar.pilot.v1.ListAuditResponse
+	91,  // 157: hangar.pilot.v1.SecurityService.Revoke:output_type -> hangar.pilot.v1.RevokeResponse
+	94,  // 158: hangar.pilot.v1.SecurityService.ListRevocations:output_type -> hangar.pilot.v1.ListRevocationsResponse
+	112, // 159: hangar.pilot.v1.EnrollmentService.Join:output_type -> hangar.stream.v1.Certificate
+	68,  // 160: hangar.pilot.v1.JobService.GetJob:output_type -> hangar.pilot.v1.Job
+	71,  // 161: hangar.pilot.v1.JobService.ListJobs:output_type -> hangar.pilot.v1.ListJobsResponse
+	68,  // 162: hangar.pilot.v1.JobService.WatchJob:output_type -> hangar.pilot.v1.Job
+	74,  // 163: hangar.pilot.v1.JobService.ListNodeResults:output_type -> hangar.pilot.v1.ListNodeResultsResponse
+	68,  // 164: hangar.pilot.v1.JobService.RetryJob:output_type -> hangar.pilot.v1.Job
+	68,  // 165: hangar.pilot.v1.JobService.CancelJob:output_type -> hangar.pilot.v1.Job
+	119, // [119:166] is the sub-list for method output_type
+	72,  // [72:119] is the sub-list for method input_type
+	72,  // [72:72] is the sub-list for extension type_name
+	72,  // [72:72] is the sub-list for extension extendee
+	0,   // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_pilot_v1_pilot_proto_init() }
@@ -7093,7 +7482,7 @@ func file_pilot_v1_pilot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pilot_v1_pilot_proto_rawDesc), len(file_pilot_v1_pilot_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   99,
+			NumMessages:   103,
 			NumExtensions: 0,
 			NumServices:   8,
 		},

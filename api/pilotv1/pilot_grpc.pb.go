@@ -563,6 +563,7 @@ const (
 	ClusterService_RestoreCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/RestoreCluster"
 	ClusterService_UpgradeCluster_FullMethodName        = "/hangar.pilot.v1.ClusterService/UpgradeCluster"
 	ClusterService_ListClusterEvents_FullMethodName     = "/hangar.pilot.v1.ClusterService/ListClusterEvents"
+	ClusterService_GetClusterMetrics_FullMethodName     = "/hangar.pilot.v1.ClusterService/GetClusterMetrics"
 	ClusterService_SetClusterRecovery_FullMethodName    = "/hangar.pilot.v1.ClusterService/SetClusterRecovery"
 	ClusterService_SetAutoscalePolicy_FullMethodName    = "/hangar.pilot.v1.ClusterService/SetAutoscalePolicy"
 	ClusterService_DeleteAutoscalePolicy_FullMethodName = "/hangar.pilot.v1.ClusterService/DeleteAutoscalePolicy"
@@ -632,6 +633,9 @@ type ClusterServiceClient interface {
 	// and back. Without after, the newest limit; with it, those after that
 	// event id (what `hangar cluster events --follow` asks every second).
 	ListClusterEvents(ctx context.Context, in *ListClusterEventsRequest, opts ...grpc.CallOption) (*ListClusterEventsResponse, error)
+	// GetClusterMetrics returns each node's latest metrics as pilot keeps
+	// them (the host's and the monitor items), for viewers of the tenant.
+	GetClusterMetrics(ctx context.Context, in *GetClusterMetricsRequest, opts ...grpc.CallOption) (*GetClusterMetricsResponse, error)
 	// SetClusterRecovery turns automatic recovery on or off and tunes it.
 	SetClusterRecovery(ctx context.Context, in *SetClusterRecoveryRequest, opts ...grpc.CallOption) (*Cluster, error)
 	// SetAutoscalePolicy adds or replaces the autoscaling policy of a role.
@@ -829,6 +833,16 @@ func (c *clusterServiceClient) ListClusterEvents(ctx context.Context, in *ListCl
 	return out, nil
 }
 
+func (c *clusterServiceClient) GetClusterMetrics(ctx context.Context, in *GetClusterMetricsRequest, opts ...grpc.CallOption) (*GetClusterMetricsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClusterMetricsResponse)
+	err := c.cc.Invoke(ctx, ClusterService_GetClusterMetrics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *clusterServiceClient) SetClusterRecovery(ctx context.Context, in *SetClusterRecoveryRequest, opts ...grpc.CallOption) (*Cluster, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Cluster)
@@ -932,6 +946,9 @@ type ClusterServiceServer interface {
 	// and back. Without after, the newest limit; with it, those after that
 	// event id (what `hangar cluster events --follow` asks every second).
 	ListClusterEvents(context.Context, *ListClusterEventsRequest) (*ListClusterEventsResponse, error)
+	// GetClusterMetrics returns each node's latest metrics as pilot keeps
+	// them (the host's and the monitor items), for viewers of the tenant.
+	GetClusterMetrics(context.Context, *GetClusterMetricsRequest) (*GetClusterMetricsResponse, error)
 	// SetClusterRecovery turns automatic recovery on or off and tunes it.
 	SetClusterRecovery(context.Context, *SetClusterRecoveryRequest) (*Cluster, error)
 	// SetAutoscalePolicy adds or replaces the autoscaling policy of a role.
@@ -1002,6 +1019,9 @@ func (UnimplementedClusterServiceServer) UpgradeCluster(context.Context, *Upgrad
 }
 func (UnimplementedClusterServiceServer) ListClusterEvents(context.Context, *ListClusterEventsRequest) (*ListClusterEventsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListClusterEvents not implemented")
+}
+func (UnimplementedClusterServiceServer) GetClusterMetrics(context.Context, *GetClusterMetricsRequest) (*GetClusterMetricsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetClusterMetrics not implemented")
 }
 func (UnimplementedClusterServiceServer) SetClusterRecovery(context.Context, *SetClusterRecoveryRequest) (*Cluster, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SetClusterRecovery not implemented")
@@ -1360,6 +1380,24 @@ func _ClusterService_ListClusterEvents_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_GetClusterMetrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClusterMetricsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetClusterMetrics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetClusterMetrics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetClusterMetrics(ctx, req.(*GetClusterMetricsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ClusterService_SetClusterRecovery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SetClusterRecoveryRequest)
 	if err := dec(in); err != nil {
@@ -1510,6 +1548,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListClusterEvents",
 			Handler:    _ClusterService_ListClusterEvents_Handler,
+		},
+		{
+			MethodName: "GetClusterMetrics",
+			Handler:    _ClusterService_GetClusterMetrics_Handler,
 		},
 		{
 			MethodName: "SetClusterRecovery",

@@ -680,6 +680,7 @@ type Request struct {
 	//	*Request_CancelCommand
 	//	*Request_ApplyMetadataSubtree
 	//	*Request_HealthReport
+	//	*Request_MetricsReport
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -844,6 +845,15 @@ func (x *Request) GetHealthReport() *HealthReport {
 	return nil
 }
 
+func (x *Request) GetMetricsReport() *MetricsReport {
+	if x != nil {
+		if x, ok := x.Body.(*Request_MetricsReport); ok {
+			return x.MetricsReport
+		}
+	}
+	return nil
+}
+
 type isRequest_Body interface {
 	isRequest_Body()
 }
@@ -903,6 +913,11 @@ type Request_HealthReport struct {
 	HealthReport *HealthReport `protobuf:"bytes,21,opt,name=health_report,json=healthReport,proto3,oneof"`
 }
 
+type Request_MetricsReport struct {
+	// drone -> frontgate: the host's metrics and the monitor items.
+	MetricsReport *MetricsReport `protobuf:"bytes,22,opt,name=metrics_report,json=metricsReport,proto3,oneof"`
+}
+
 func (*Request_RunCommand) isRequest_Body() {}
 
 func (*Request_ApplyMetadata) isRequest_Body() {}
@@ -926,6 +941,8 @@ func (*Request_CancelCommand) isRequest_Body() {}
 func (*Request_ApplyMetadataSubtree) isRequest_Body() {}
 
 func (*Request_HealthReport) isRequest_Body() {}
+
+func (*Request_MetricsReport) isRequest_Body() {}
 
 // CancelCommand kills command_id on node_id if it runs; the answer is the
 // command's result (CANCELLED, or how it ended before). A command id never
@@ -1947,7 +1964,12 @@ type ConfigureRenderer struct {
 	// The node's role's health check; unset: the node checks nothing (a
 	// check it ran before stops). Its commands run like the files' hooks,
 	// so the signature covers it.
-	HealthCheck   *HealthCheck `protobuf:"bytes,8,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	HealthCheck *HealthCheck `protobuf:"bytes,8,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// The node's role's monitor; unset: the node reports only its host's
+	// metrics, every 10 s. Its command runs like the health check's, so the
+	// signature covers it (only when set: a drone of the release before
+	// checks what it always did).
+	Monitor       *Monitor `protobuf:"bytes,9,opt,name=monitor,proto3" json:"monitor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2031,6 +2053,360 @@ func (x *ConfigureRenderer) GetHealthCheck() *HealthCheck {
 	return nil
 }
 
+func (x *ConfigureRenderer) GetMonitor() *Monitor {
+	if x != nil {
+		return x.Monitor
+	}
+	return nil
+}
+
+// Monitor is a role's monitor block (APPCENTER-FORMAT 1.5) as the drone
+// needs it: cmd prints one JSON object {item: value} every interval_sec
+// (a Hangar extension; 10 by default) and must finish in 5 s. What is
+// only for display (unit, scale, groups, alarms) stays with pilot.
+type Monitor struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Cmd         string                 `protobuf:"bytes,1,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	IntervalSec int32                  `protobuf:"varint,2,opt,name=interval_sec,json=intervalSec,proto3" json:"interval_sec,omitempty"`
+	// Sorted by key (the signature covers them in this order).
+	Items         []*MonitorItemSpec `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Monitor) Reset() {
+	*x = Monitor{}
+	mi := &file_stream_v1_stream_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Monitor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Monitor) ProtoMessage() {}
+
+func (x *Monitor) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Monitor.ProtoReflect.Descriptor instead.
+func (*Monitor) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Monitor) GetCmd() string {
+	if x != nil {
+		return x.Cmd
+	}
+	return ""
+}
+
+func (x *Monitor) GetIntervalSec() int32 {
+	if x != nil {
+		return x.IntervalSec
+	}
+	return 0
+}
+
+func (x *Monitor) GetItems() []*MonitorItemSpec {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// MonitorItemSpec says how the drone turns one printed value into the
+// reported one.
+type MonitorItemSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// "int" or "str".
+	ValueType string `protobuf:"bytes,2,opt,name=value_type,json=valueType,proto3" json:"value_type,omitempty"`
+	// "latest", "delta" (the difference from the previous value), "rate"
+	// (that difference per second); min, max, avg, mode and median are
+	// pilot's over its window, the drone reports the latest value.
+	StatisticsType string `protobuf:"bytes,3,opt,name=statistics_type,json=statisticsType,proto3" json:"statistics_type,omitempty"`
+	// A str item's possible values: it is reported as the index of its
+	// value among them.
+	Enums         []string `protobuf:"bytes,4,rep,name=enums,proto3" json:"enums,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonitorItemSpec) Reset() {
+	*x = MonitorItemSpec{}
+	mi := &file_stream_v1_stream_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonitorItemSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonitorItemSpec) ProtoMessage() {}
+
+func (x *MonitorItemSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonitorItemSpec.ProtoReflect.Descriptor instead.
+func (*MonitorItemSpec) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *MonitorItemSpec) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MonitorItemSpec) GetValueType() string {
+	if x != nil {
+		return x.ValueType
+	}
+	return ""
+}
+
+func (x *MonitorItemSpec) GetStatisticsType() string {
+	if x != nil {
+		return x.StatisticsType
+	}
+	return ""
+}
+
+func (x *MonitorItemSpec) GetEnums() []string {
+	if x != nil {
+		return x.Enums
+	}
+	return nil
+}
+
+// MetricsReport is the drone's sample of its host and of the monitor
+// items, sent when it changed (at most once an interval, and at least
+// once a minute); the frontgate keeps the last one per node.
+type MetricsReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the sample was taken.
+	At *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	// The sampling interval.
+	IntervalSec int32 `protobuf:"varint,2,opt,name=interval_sec,json=intervalSec,proto3" json:"interval_sec,omitempty"`
+	// Percent of the cpu time busy over the last interval (all cpus).
+	CpuPercent float64 `protobuf:"fixed64,3,opt,name=cpu_percent,json=cpuPercent,proto3" json:"cpu_percent,omitempty"`
+	// The container's cgroup when it has one, else the host's.
+	MemoryUsedPercent float64 `protobuf:"fixed64,4,opt,name=memory_used_percent,json=memoryUsedPercent,proto3" json:"memory_used_percent,omitempty"`
+	MemoryUsedBytes   uint64  `protobuf:"varint,5,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	MemoryTotalBytes  uint64  `protobuf:"varint,6,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
+	// The filesystem holding the instance's root.
+	DiskUsedBytes  uint64 `protobuf:"varint,7,opt,name=disk_used_bytes,json=diskUsedBytes,proto3" json:"disk_used_bytes,omitempty"`
+	DiskTotalBytes uint64 `protobuf:"varint,8,opt,name=disk_total_bytes,json=diskTotalBytes,proto3" json:"disk_total_bytes,omitempty"`
+	// All interfaces but loopback (loopback when it is the only one).
+	NetworkReceiveBytesPerSecond  float64 `protobuf:"fixed64,9,opt,name=network_receive_bytes_per_second,json=networkReceiveBytesPerSecond,proto3" json:"network_receive_bytes_per_second,omitempty"`
+	NetworkTransmitBytesPerSecond float64 `protobuf:"fixed64,10,opt,name=network_transmit_bytes_per_second,json=networkTransmitBytesPerSecond,proto3" json:"network_transmit_bytes_per_second,omitempty"`
+	// The monitor items, by key; only those with a value this time.
+	Items []*MonitorValue `protobuf:"bytes,11,rep,name=items,proto3" json:"items,omitempty"`
+	// Why the monitor command gave no items ("" when it did or there is
+	// none), or which items it printed badly.
+	MonitorError  string `protobuf:"bytes,12,opt,name=monitor_error,json=monitorError,proto3" json:"monitor_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsReport) Reset() {
+	*x = MetricsReport{}
+	mi := &file_stream_v1_stream_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsReport) ProtoMessage() {}
+
+func (x *MetricsReport) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsReport.ProtoReflect.Descriptor instead.
+func (*MetricsReport) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MetricsReport) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *MetricsReport) GetIntervalSec() int32 {
+	if x != nil {
+		return x.IntervalSec
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetCpuPercent() float64 {
+	if x != nil {
+		return x.CpuPercent
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetMemoryUsedPercent() float64 {
+	if x != nil {
+		return x.MemoryUsedPercent
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetMemoryUsedBytes() uint64 {
+	if x != nil {
+		return x.MemoryUsedBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetMemoryTotalBytes() uint64 {
+	if x != nil {
+		return x.MemoryTotalBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetDiskUsedBytes() uint64 {
+	if x != nil {
+		return x.DiskUsedBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetDiskTotalBytes() uint64 {
+	if x != nil {
+		return x.DiskTotalBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetNetworkReceiveBytesPerSecond() float64 {
+	if x != nil {
+		return x.NetworkReceiveBytesPerSecond
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetNetworkTransmitBytesPerSecond() float64 {
+	if x != nil {
+		return x.NetworkTransmitBytesPerSecond
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetItems() []*MonitorValue {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *MetricsReport) GetMonitorError() string {
+	if x != nil {
+		return x.MonitorError
+	}
+	return ""
+}
+
+// MonitorValue is one monitor item's value, after its statistics_type.
+type MonitorValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	// A str item's value as printed (value is its index among enums, or 0).
+	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MonitorValue) Reset() {
+	*x = MonitorValue{}
+	mi := &file_stream_v1_stream_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MonitorValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MonitorValue) ProtoMessage() {}
+
+func (x *MonitorValue) ProtoReflect() protoreflect.Message {
+	mi := &file_stream_v1_stream_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MonitorValue.ProtoReflect.Descriptor instead.
+func (*MonitorValue) Descriptor() ([]byte, []int) {
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MonitorValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *MonitorValue) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *MonitorValue) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 type ListDrones struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Empty means all clusters.
@@ -2041,7 +2417,7 @@ type ListDrones struct {
 
 func (x *ListDrones) Reset() {
 	*x = ListDrones{}
-	mi := &file_stream_v1_stream_proto_msgTypes[23]
+	mi := &file_stream_v1_stream_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2429,7 @@ func (x *ListDrones) String() string {
 func (*ListDrones) ProtoMessage() {}
 
 func (x *ListDrones) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[23]
+	mi := &file_stream_v1_stream_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2442,7 @@ func (x *ListDrones) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDrones.ProtoReflect.Descriptor instead.
 func (*ListDrones) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{23}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListDrones) GetClusterId() string {
@@ -2086,14 +2462,16 @@ type DroneInfo struct {
 	RenderedRevision int64  `protobuf:"varint,5,opt,name=rendered_revision,json=renderedRevision,proto3" json:"rendered_revision,omitempty"`
 	RenderError      string `protobuf:"bytes,6,opt,name=render_error,json=renderError,proto3" json:"render_error,omitempty"`
 	// The drone's last HealthReport (unset: none yet).
-	Health        *HealthReport `protobuf:"bytes,7,opt,name=health,proto3" json:"health,omitempty"`
+	Health *HealthReport `protobuf:"bytes,7,opt,name=health,proto3" json:"health,omitempty"`
+	// The drone's last MetricsReport (unset: none yet).
+	Metrics       *MetricsReport `protobuf:"bytes,8,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DroneInfo) Reset() {
 	*x = DroneInfo{}
-	mi := &file_stream_v1_stream_proto_msgTypes[24]
+	mi := &file_stream_v1_stream_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2483,7 @@ func (x *DroneInfo) String() string {
 func (*DroneInfo) ProtoMessage() {}
 
 func (x *DroneInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[24]
+	mi := &file_stream_v1_stream_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2496,7 @@ func (x *DroneInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneInfo.ProtoReflect.Descriptor instead.
 func (*DroneInfo) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{24}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DroneInfo) GetNodeId() string {
@@ -2170,6 +2548,13 @@ func (x *DroneInfo) GetHealth() *HealthReport {
 	return nil
 }
 
+func (x *DroneInfo) GetMetrics() *MetricsReport {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 type DroneList struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Drones        []*DroneInfo           `protobuf:"bytes,1,rep,name=drones,proto3" json:"drones,omitempty"`
@@ -2179,7 +2564,7 @@ type DroneList struct {
 
 func (x *DroneList) Reset() {
 	*x = DroneList{}
-	mi := &file_stream_v1_stream_proto_msgTypes[25]
+	mi := &file_stream_v1_stream_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2576,7 @@ func (x *DroneList) String() string {
 func (*DroneList) ProtoMessage() {}
 
 func (x *DroneList) ProtoReflect() protoreflect.Message {
-	mi := &file_stream_v1_stream_proto_msgTypes[25]
+	mi := &file_stream_v1_stream_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2589,7 @@ func (x *DroneList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DroneList.ProtoReflect.Descriptor instead.
 func (*DroneList) Descriptor() ([]byte, []int) {
-	return file_stream_v1_stream_proto_rawDescGZIP(), []int{25}
+	return file_stream_v1_stream_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DroneList) GetDrones() []*DroneInfo {
@@ -2255,7 +2640,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\asent_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"'\n" +
 	"\x06Cancel\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\"\xbc\a\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\"\x86\b\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
@@ -2273,7 +2658,8 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\rrender_report\x18\x12 \x01(\v2\x1e.hangar.stream.v1.RenderReportH\x00R\frenderReport\x12H\n" +
 	"\x0ecancel_command\x18\x13 \x01(\v2\x1f.hangar.stream.v1.CancelCommandH\x00R\rcancelCommand\x12^\n" +
 	"\x16apply_metadata_subtree\x18\x14 \x01(\v2&.hangar.stream.v1.ApplyMetadataSubtreeH\x00R\x14applyMetadataSubtree\x12E\n" +
-	"\rhealth_report\x18\x15 \x01(\v2\x1e.hangar.stream.v1.HealthReportH\x00R\fhealthReportB\x06\n" +
+	"\rhealth_report\x18\x15 \x01(\v2\x1e.hangar.stream.v1.HealthReportH\x00R\fhealthReport\x12H\n" +
+	"\x0emetrics_report\x18\x16 \x01(\v2\x1f.hangar.stream.v1.MetricsReportH\x00R\rmetricsReportB\x06\n" +
 	"\x04body\"_\n" +
 	"\rCancelCommand\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
@@ -2364,7 +2750,7 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"/\n" +
 	"\x0eDeleteMetadata\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xaa\x03\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xdf\x03\n" +
 	"\x11ConfigureRenderer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -2374,15 +2760,45 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x1c\n" +
 	"\tsignature\x18\a \x01(\fR\tsignature\x12@\n" +
-	"\fhealth_check\x18\b \x01(\v2\x1d.hangar.stream.v1.HealthCheckR\vhealthCheck\x1a8\n" +
+	"\fhealth_check\x18\b \x01(\v2\x1d.hangar.stream.v1.HealthCheckR\vhealthCheck\x123\n" +
+	"\amonitor\x18\t \x01(\v2\x19.hangar.stream.v1.MonitorR\amonitor\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01J\x04\b\x04\x10\x05R\fmetadata_key\"+\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01J\x04\b\x04\x10\x05R\fmetadata_key\"w\n" +
+	"\aMonitor\x12\x10\n" +
+	"\x03cmd\x18\x01 \x01(\tR\x03cmd\x12!\n" +
+	"\finterval_sec\x18\x02 \x01(\x05R\vintervalSec\x127\n" +
+	"\x05items\x18\x03 \x03(\v2!.hangar.stream.v1.MonitorItemSpecR\x05items\"\x81\x01\n" +
+	"\x0fMonitorItemSpec\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1d\n" +
+	"\n" +
+	"value_type\x18\x02 \x01(\tR\tvalueType\x12'\n" +
+	"\x0fstatistics_type\x18\x03 \x01(\tR\x0estatisticsType\x12\x14\n" +
+	"\x05enums\x18\x04 \x03(\tR\x05enums\"\xc8\x04\n" +
+	"\rMetricsReport\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12!\n" +
+	"\finterval_sec\x18\x02 \x01(\x05R\vintervalSec\x12\x1f\n" +
+	"\vcpu_percent\x18\x03 \x01(\x01R\n" +
+	"cpuPercent\x12.\n" +
+	"\x13memory_used_percent\x18\x04 \x01(\x01R\x11memoryUsedPercent\x12*\n" +
+	"\x11memory_used_bytes\x18\x05 \x01(\x04R\x0fmemoryUsedBytes\x12,\n" +
+	"\x12memory_total_bytes\x18\x06 \x01(\x04R\x10memoryTotalBytes\x12&\n" +
+	"\x0fdisk_used_bytes\x18\a \x01(\x04R\rdiskUsedBytes\x12(\n" +
+	"\x10disk_total_bytes\x18\b \x01(\x04R\x0ediskTotalBytes\x12F\n" +
+	" network_receive_bytes_per_second\x18\t \x01(\x01R\x1cnetworkReceiveBytesPerSecond\x12H\n" +
+	"!network_transmit_bytes_per_second\x18\n" +
+	" \x01(\x01R\x1dnetworkTransmitBytesPerSecond\x124\n" +
+	"\x05items\x18\v \x03(\v2\x1e.hangar.stream.v1.MonitorValueR\x05items\x12#\n" +
+	"\rmonitor_error\x18\f \x01(\tR\fmonitorError\"J\n" +
+	"\fMonitorValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\"+\n" +
 	"\n" +
 	"ListDrones\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xa4\x02\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\xdf\x02\n" +
 	"\tDroneInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -2391,7 +2807,8 @@ const file_stream_v1_stream_proto_rawDesc = "" +
 	"\fconnected_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\x12+\n" +
 	"\x11rendered_revision\x18\x05 \x01(\x03R\x10renderedRevision\x12!\n" +
 	"\frender_error\x18\x06 \x01(\tR\vrenderError\x126\n" +
-	"\x06health\x18\a \x01(\v2\x1e.hangar.stream.v1.HealthReportR\x06health\"@\n" +
+	"\x06health\x18\a \x01(\v2\x1e.hangar.stream.v1.HealthReportR\x06health\x129\n" +
+	"\ametrics\x18\b \x01(\v2\x1f.hangar.stream.v1.MetricsReportR\ametrics\"@\n" +
 	"\tDroneList\x123\n" +
 	"\x06drones\x18\x01 \x03(\v2\x1b.hangar.stream.v1.DroneInfoR\x06drones*\x92\x02\n" +
 	"\fCommandState\x12\x1d\n" +
@@ -2423,7 +2840,7 @@ func file_stream_v1_stream_proto_rawDescGZIP() []byte {
 }
 
 var file_stream_v1_stream_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_stream_v1_stream_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_stream_v1_stream_proto_goTypes = []any{
 	(CommandState)(0),             // 0: hangar.stream.v1.CommandState
 	(*JoinRequest)(nil),           // 1: hangar.stream.v1.JoinRequest
@@ -2449,28 +2866,32 @@ var file_stream_v1_stream_proto_goTypes = []any{
 	(*ApplyMetadataSubtree)(nil),  // 21: hangar.stream.v1.ApplyMetadataSubtree
 	(*DeleteMetadata)(nil),        // 22: hangar.stream.v1.DeleteMetadata
 	(*ConfigureRenderer)(nil),     // 23: hangar.stream.v1.ConfigureRenderer
-	(*ListDrones)(nil),            // 24: hangar.stream.v1.ListDrones
-	(*DroneInfo)(nil),             // 25: hangar.stream.v1.DroneInfo
-	(*DroneList)(nil),             // 26: hangar.stream.v1.DroneList
-	nil,                           // 27: hangar.stream.v1.ApplyMetadata.KvsEntry
-	nil,                           // 28: hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
-	nil,                           // 29: hangar.stream.v1.ConfigureRenderer.FilesEntry
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*Monitor)(nil),               // 24: hangar.stream.v1.Monitor
+	(*MonitorItemSpec)(nil),       // 25: hangar.stream.v1.MonitorItemSpec
+	(*MetricsReport)(nil),         // 26: hangar.stream.v1.MetricsReport
+	(*MonitorValue)(nil),          // 27: hangar.stream.v1.MonitorValue
+	(*ListDrones)(nil),            // 28: hangar.stream.v1.ListDrones
+	(*DroneInfo)(nil),             // 29: hangar.stream.v1.DroneInfo
+	(*DroneList)(nil),             // 30: hangar.stream.v1.DroneList
+	nil,                           // 31: hangar.stream.v1.ApplyMetadata.KvsEntry
+	nil,                           // 32: hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
+	nil,                           // 33: hangar.stream.v1.ConfigureRenderer.FilesEntry
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
 }
 var file_stream_v1_stream_proto_depIdxs = []int32{
-	30, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	34, // 0: hangar.stream.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
 	6,  // 1: hangar.stream.v1.Envelope.hello:type_name -> hangar.stream.v1.Hello
 	9,  // 2: hangar.stream.v1.Envelope.request:type_name -> hangar.stream.v1.Request
 	11, // 3: hangar.stream.v1.Envelope.response:type_name -> hangar.stream.v1.Response
 	8,  // 4: hangar.stream.v1.Envelope.cancel:type_name -> hangar.stream.v1.Cancel
 	7,  // 5: hangar.stream.v1.Envelope.heartbeat:type_name -> hangar.stream.v1.Heartbeat
-	30, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
-	30, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
+	34, // 6: hangar.stream.v1.Heartbeat.sent_at:type_name -> google.protobuf.Timestamp
+	34, // 7: hangar.stream.v1.Request.deadline:type_name -> google.protobuf.Timestamp
 	18, // 8: hangar.stream.v1.Request.run_command:type_name -> hangar.stream.v1.RunCommand
 	20, // 9: hangar.stream.v1.Request.apply_metadata:type_name -> hangar.stream.v1.ApplyMetadata
 	22, // 10: hangar.stream.v1.Request.delete_metadata:type_name -> hangar.stream.v1.DeleteMetadata
 	23, // 11: hangar.stream.v1.Request.configure_renderer:type_name -> hangar.stream.v1.ConfigureRenderer
-	24, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
+	28, // 12: hangar.stream.v1.Request.list_drones:type_name -> hangar.stream.v1.ListDrones
 	1,  // 13: hangar.stream.v1.Request.join:type_name -> hangar.stream.v1.JoinRequest
 	3,  // 14: hangar.stream.v1.Request.renew_certificate:type_name -> hangar.stream.v1.RenewCertificate
 	4,  // 15: hangar.stream.v1.Request.revoke:type_name -> hangar.stream.v1.Revoke
@@ -2478,38 +2899,44 @@ var file_stream_v1_stream_proto_depIdxs = []int32{
 	10, // 17: hangar.stream.v1.Request.cancel_command:type_name -> hangar.stream.v1.CancelCommand
 	21, // 18: hangar.stream.v1.Request.apply_metadata_subtree:type_name -> hangar.stream.v1.ApplyMetadataSubtree
 	17, // 19: hangar.stream.v1.Request.health_report:type_name -> hangar.stream.v1.HealthReport
-	12, // 20: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
-	19, // 21: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
-	13, // 22: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
-	26, // 23: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
-	2,  // 24: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
-	30, // 25: hangar.stream.v1.CommandRun.at:type_name -> google.protobuf.Timestamp
-	16, // 26: hangar.stream.v1.HealthReport.check:type_name -> hangar.stream.v1.CommandRun
-	16, // 27: hangar.stream.v1.HealthReport.action:type_name -> hangar.stream.v1.CommandRun
-	30, // 28: hangar.stream.v1.HealthReport.since:type_name -> google.protobuf.Timestamp
-	30, // 29: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 30: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
-	30, // 31: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
-	30, // 32: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
-	27, // 33: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
-	28, // 34: hangar.stream.v1.ApplyMetadataSubtree.kvs:type_name -> hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
-	29, // 35: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
-	30, // 36: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 37: hangar.stream.v1.ConfigureRenderer.health_check:type_name -> hangar.stream.v1.HealthCheck
-	30, // 38: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
-	17, // 39: hangar.stream.v1.DroneInfo.health:type_name -> hangar.stream.v1.HealthReport
-	25, // 40: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
-	5,  // 41: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
-	5,  // 42: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
-	1,  // 43: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
-	5,  // 44: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
-	5,  // 45: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
-	2,  // 46: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
-	44, // [44:47] is the sub-list for method output_type
-	41, // [41:44] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	26, // 20: hangar.stream.v1.Request.metrics_report:type_name -> hangar.stream.v1.MetricsReport
+	12, // 21: hangar.stream.v1.Response.error:type_name -> hangar.stream.v1.Error
+	19, // 22: hangar.stream.v1.Response.command_result:type_name -> hangar.stream.v1.CommandResult
+	13, // 23: hangar.stream.v1.Response.ack:type_name -> hangar.stream.v1.Ack
+	30, // 24: hangar.stream.v1.Response.drone_list:type_name -> hangar.stream.v1.DroneList
+	2,  // 25: hangar.stream.v1.Response.certificate:type_name -> hangar.stream.v1.Certificate
+	34, // 26: hangar.stream.v1.CommandRun.at:type_name -> google.protobuf.Timestamp
+	16, // 27: hangar.stream.v1.HealthReport.check:type_name -> hangar.stream.v1.CommandRun
+	16, // 28: hangar.stream.v1.HealthReport.action:type_name -> hangar.stream.v1.CommandRun
+	34, // 29: hangar.stream.v1.HealthReport.since:type_name -> google.protobuf.Timestamp
+	34, // 30: hangar.stream.v1.RunCommand.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 31: hangar.stream.v1.CommandResult.state:type_name -> hangar.stream.v1.CommandState
+	34, // 32: hangar.stream.v1.CommandResult.started_at:type_name -> google.protobuf.Timestamp
+	34, // 33: hangar.stream.v1.CommandResult.finished_at:type_name -> google.protobuf.Timestamp
+	31, // 34: hangar.stream.v1.ApplyMetadata.kvs:type_name -> hangar.stream.v1.ApplyMetadata.KvsEntry
+	32, // 35: hangar.stream.v1.ApplyMetadataSubtree.kvs:type_name -> hangar.stream.v1.ApplyMetadataSubtree.KvsEntry
+	33, // 36: hangar.stream.v1.ConfigureRenderer.files:type_name -> hangar.stream.v1.ConfigureRenderer.FilesEntry
+	34, // 37: hangar.stream.v1.ConfigureRenderer.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 38: hangar.stream.v1.ConfigureRenderer.health_check:type_name -> hangar.stream.v1.HealthCheck
+	24, // 39: hangar.stream.v1.ConfigureRenderer.monitor:type_name -> hangar.stream.v1.Monitor
+	25, // 40: hangar.stream.v1.Monitor.items:type_name -> hangar.stream.v1.MonitorItemSpec
+	34, // 41: hangar.stream.v1.MetricsReport.at:type_name -> google.protobuf.Timestamp
+	27, // 42: hangar.stream.v1.MetricsReport.items:type_name -> hangar.stream.v1.MonitorValue
+	34, // 43: hangar.stream.v1.DroneInfo.connected_at:type_name -> google.protobuf.Timestamp
+	17, // 44: hangar.stream.v1.DroneInfo.health:type_name -> hangar.stream.v1.HealthReport
+	26, // 45: hangar.stream.v1.DroneInfo.metrics:type_name -> hangar.stream.v1.MetricsReport
+	29, // 46: hangar.stream.v1.DroneList.drones:type_name -> hangar.stream.v1.DroneInfo
+	5,  // 47: hangar.stream.v1.FrontgateLink.Connect:input_type -> hangar.stream.v1.Envelope
+	5,  // 48: hangar.stream.v1.DroneLink.Connect:input_type -> hangar.stream.v1.Envelope
+	1,  // 49: hangar.stream.v1.DroneLink.Join:input_type -> hangar.stream.v1.JoinRequest
+	5,  // 50: hangar.stream.v1.FrontgateLink.Connect:output_type -> hangar.stream.v1.Envelope
+	5,  // 51: hangar.stream.v1.DroneLink.Connect:output_type -> hangar.stream.v1.Envelope
+	2,  // 52: hangar.stream.v1.DroneLink.Join:output_type -> hangar.stream.v1.Certificate
+	50, // [50:53] is the sub-list for method output_type
+	47, // [47:50] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_stream_v1_stream_proto_init() }
@@ -2537,6 +2964,7 @@ func file_stream_v1_stream_proto_init() {
 		(*Request_CancelCommand)(nil),
 		(*Request_ApplyMetadataSubtree)(nil),
 		(*Request_HealthReport)(nil),
+		(*Request_MetricsReport)(nil),
 	}
 	file_stream_v1_stream_proto_msgTypes[10].OneofWrappers = []any{
 		(*Response_CommandResult)(nil),
@@ -2550,7 +2978,7 @@ func file_stream_v1_stream_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stream_v1_stream_proto_rawDesc), len(file_stream_v1_stream_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
