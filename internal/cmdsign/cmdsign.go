@@ -31,6 +31,12 @@
 //	  each file's path, then its content, in ascending path order
 //	  sealed_metadata_key
 //	  expires_at       as above
+//	  only when health_check is set: "health_check", check_cmd,
+//	    action_cmd, interval_sec, timeout_sec, action_timeout_sec,
+//	    healthy_threshold, unhealthy_threshold (numbers in decimal)
+//	  only when monitor is set: "monitor", cmd, interval_sec, the number
+//	    of items, then each item in the order sent: key, value_type,
+//	    statistics_type, the number of enums, each enum
 //
 // The prefix keeps a signature of one kind from ever being valid as one of
 // another kind signed with the same key; the length prefixes make the
@@ -140,6 +146,18 @@ func CanonicalRenderer(cr *streamv1.ConfigureRenderer) ([]byte, error) {
 		num := func(n int32) []byte { return []byte(strconv.Itoa(int(n))) }
 		fields = append(fields, []byte("health_check"), []byte(h.GetCheckCmd()), []byte(h.GetActionCmd()),
 			num(h.GetIntervalSec()), num(h.GetTimeoutSec()), num(h.GetActionTimeoutSec()), num(h.GetHealthyThreshold()), num(h.GetUnhealthyThreshold()))
+	}
+	// Likewise only when set: a renderer without a monitor signs the same
+	// bytes as before monitors existed.
+	if m := cr.GetMonitor(); m != nil {
+		items := m.GetItems()
+		fields = append(fields, []byte("monitor"), []byte(m.GetCmd()), []byte(strconv.Itoa(int(m.GetIntervalSec()))), []byte(strconv.Itoa(len(items))))
+		for _, it := range items {
+			fields = append(fields, []byte(it.GetKey()), []byte(it.GetValueType()), []byte(it.GetStatisticsType()), []byte(strconv.Itoa(len(it.GetEnums()))))
+			for _, e := range it.GetEnums() {
+				fields = append(fields, []byte(e))
+			}
+		}
 	}
 	return encode(RendererPrefix, fields...), nil
 }

@@ -100,6 +100,32 @@ func TestVerifyRenderer(t *testing.T) {
 			cr.HealthCheck.UnhealthyThreshold = 30
 			return cr
 		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"monitor added", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signed(t, func(cr *streamv1.ConfigureRenderer) { cr.Monitor = testMonitor() })
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"monitor signed", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signedWith(t, priv, nil)
+		}, "cln-a-n1", "cl-a", now, nil},
+		{"monitor's cmd changed", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signedWith(t, priv, func(m *streamv1.Monitor) { m.Cmd = "id > /tmp/x" })
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"monitor's interval changed", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signedWith(t, priv, func(m *streamv1.Monitor) { m.IntervalSec = 1 })
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"monitor item's statistics changed", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signedWith(t, priv, func(m *streamv1.Monitor) { m.Items[0].StatisticsType = "rate" })
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"monitor item added", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signedWith(t, priv, func(m *streamv1.Monitor) {
+				m.Items = append(m.Items, &streamv1.MonitorItemSpec{Key: "z", ValueType: "int", StatisticsType: "latest"})
+			})
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"monitor enum changed", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signedWith(t, priv, func(m *streamv1.Monitor) { m.Items[1].Enums[0] = "down" })
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
+		{"monitor dropped", func(t *testing.T) *streamv1.ConfigureRenderer {
+			return signedWith(t, priv, func(m *streamv1.Monitor) { *m = streamv1.Monitor{} })
+		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
 		{"expiry extended", func(t *testing.T) *streamv1.ConfigureRenderer {
 			return signed(t, func(cr *streamv1.ConfigureRenderer) { cr.ExpiresAt = timestamppb.New(now.Add(time.Hour)) })
 		}, "cln-a-n1", "cl-a", now, ErrBadSignature},
@@ -190,5 +216,54 @@ func TestCanonicalRendererLayout(t *testing.T) {
 	}
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("CanonicalRenderer:\n got %q\nwant %q", got, want.Bytes())
+	}
+}
+
+func testMonitor() *streamv1.Monitor {
+	return &streamv1.Monitor{Cmd: "kv monitor", IntervalSec: 10, Items: []*streamv1.MonitorItemSpec{
+		{Key: "keys", ValueType: "int", StatisticsType: "latest"},
+		{Key: "state", ValueType: "str", StatisticsType: "latest", Enums: []string{"up", "syncing"}},
+	}}
+}
+
+// signedWith is a renderer with testMonitor, signed, then edited by edit
+// (nil: left as signed).
+func signedWith(t *testing.T, priv ed25519.PrivateKey, edit func(*streamv1.Monitor)) *streamv1.ConfigureRenderer {
+	t.Helper()
+	cr := renderer()
+	cr.Monitor = testMonitor()
+	if err := SignRenderer(priv, cr); err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(cr.Monitor)
+	}
+	return cr
+}
+
+// A renderer without a monitor (or health check) signs exactly the bytes
+// it signed before those fields existed, so that drones of the release
+// before verify it; with one, the monitor's fields follow the layout.
+func TestCanonicalRendererMonitor(t *testing.T) {
+	cr := renderer()
+	before, err := CanonicalRenderer(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.Monitor = &streamv1.Monitor{Cmd: "m", IntervalSec: 5, Items: []*streamv1.MonitorItemSpec{{Key: "k", ValueType: "str", StatisticsType: "mode", Enums: []string{"a"}}}}
+	after, err := CanonicalRenderer(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(after, before) {
+		t.Fatal("a monitor changes the bytes before its own")
+	}
+	var want bytes.Buffer
+	for _, f := range []string{"monitor", "m", "5", "1", "k", "str", "mode", "1", "a"} {
+		want.Write([]byte{0, 0, 0, 0, 0, 0, 0, byte(len(f))})
+		want.WriteString(f)
+	}
+	if got := after[len(before):]; !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("monitor's bytes:\n got %q\nwant %q", got, want.Bytes())
 	}
 }
