@@ -18,6 +18,7 @@ import (
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/logging"
 	"github.com/hangarhq/hangar/pilot/audit"
+	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/jobs"
 	"github.com/hangarhq/hangar/pilot/server"
 )
@@ -103,6 +104,10 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		"delete ended jobs (with their node results) older than this, checked every minute (the default 720h is 30 days); 0 keeps them forever. Each cluster's last job is always kept")
 	jobMaxPerCluster := fs.Int("job-max-per-cluster", jobs.DefaultMaxPerCluster,
 		"per cluster, keep only the newest this many jobs and delete older ended ones, checked every minute; 0 = no limit. Pilot's memory grows with the jobs kept: a job on N nodes keeps N results")
+	guardPercent := fs.Int("recovery-max-down-percent", clusterops.DefaultMaxDownPercent,
+		"the meltdown guard of each runtime: no node on a runtime is replaced automatically (clusters with recovery on) while more than this percent of its nodes are down, unless fewer than --recovery-min-down are; each cluster's own guard is in its recovery policy")
+	guardMin := fs.Int("recovery-min-down", clusterops.DefaultMinDown,
+		"see --recovery-max-down-percent: with fewer nodes than this down, the runtime's guard never holds")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return server.Config{}, "", err
@@ -126,6 +131,12 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	if *jobMaxPerCluster < 0 {
 		return server.Config{}, "", fmt.Errorf("--job-max-per-cluster %d: must be 0 (no limit) or a positive number of jobs", *jobMaxPerCluster)
 	}
+	if *guardPercent < 1 || *guardPercent > 100 {
+		return server.Config{}, "", fmt.Errorf("--recovery-max-down-percent %d: give 1 to 100", *guardPercent)
+	}
+	if *guardMin < 1 {
+		return server.Config{}, "", fmt.Errorf("--recovery-min-down %d: give 1 or more (1: the percentage alone decides)", *guardMin)
+	}
 	if err := server.ValidateMaxClusterNodes(*maxNodes); err != nil {
 		return server.Config{}, "", err
 	}
@@ -138,6 +149,7 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile,
 		AuditRetention: retention, MaxClusterNodes: *maxNodes, MetricsTokenFile: *metricsTokenFile,
 		EtcdHistory: *etcdHistory, JobRetention: jobRetention,
+		RecoveryMaxDownPercent: *guardPercent, RecoveryMinDown: *guardMin,
 	}, *logFormat, nil
 }
 

@@ -64,6 +64,8 @@ func restCall(method string, req proto.Message) (verb, path string, body []byte,
 		verb, path = http.MethodGet, p.Get
 	case *annotations.HttpRule_Post:
 		verb, path = http.MethodPost, p.Post
+	case *annotations.HttpRule_Put:
+		verb, path = http.MethodPut, p.Put
 	case *annotations.HttpRule_Delete:
 		verb, path = http.MethodDelete, p.Delete
 	default:

@@ -133,6 +133,17 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_RecoverCluster_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.RecoverClusterRequest{Id: x.cl1, NodeIds: []string{"cln-none"}, DryRun: true}
 		}, codes.FailedPrecondition},
+		{pilotv1.ClusterService_SetClusterRecovery_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.SetClusterRecoveryRequest{Id: x.cl1, Recovery: &pilotv1.RecoveryPolicy{Enabled: true}}
+		}, codes.OK},
+		// Checked against the package once the caller may: the app
+		// reports no such metric.
+		{pilotv1.ClusterService_SetAutoscalePolicy_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.SetAutoscalePolicyRequest{Id: x.cl1, Policy: &pilotv1.AutoscalePolicy{Role: "replica", Metric: "no-such-item", Target: 1, Min: 1, Max: 2}}
+		}, codes.InvalidArgument},
+		{pilotv1.ClusterService_DeleteAutoscalePolicy_FullMethodName, member, onObject, func(x ids) proto.Message {
+			return &pilotv1.DeleteAutoscalePolicyRequest{Id: x.cl1, Role: "replica"}
+		}, codes.InvalidArgument},
 		{pilotv1.ClusterService_RunClusterService_FullMethodName, member, onObject, func(x ids) proto.Message {
 			return &pilotv1.RunClusterServiceRequest{Id: x.cl1, Service: "compact", DryRun: true}
 		}, codes.FailedPrecondition},

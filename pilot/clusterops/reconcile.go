@@ -1,6 +1,7 @@
 package clusterops
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -44,7 +45,13 @@ type ReconcilerConfig struct {
 	// Events, when set, gets each change of a node's health and each
 	// node marked LOST or seen back.
 	Events *events.Log
-	Logger *slog.Logger
+	// RuntimeMaxDownPercent and RuntimeMinDown are the meltdown guard of
+	// each runtime (recovery.go): no node of any cluster on a runtime is
+	// replaced automatically while more than RuntimeMaxDownPercent of its
+	// nodes are down, unless fewer than RuntimeMinDown are (0: 20 and 5).
+	RuntimeMaxDownPercent int
+	RuntimeMinDown        int
+	Logger                *slog.Logger
 }
 
 // Reconciler runs the passes, one at a time, in the goroutine that calls
@@ -70,6 +77,10 @@ type Reconciler struct {
 	// were 10,000 provider calls a pass, and kept a restarted pilot from
 	// serving for 26 s.
 	instances map[string]networkInstances
+	// rec is what automatic recovery remembers between passes.
+	rec *recoveryState
+	// runtimeGuard is the meltdown guard of each runtime.
+	runtimeGuard guardLimits
 }
 
 // networkInstances is one ListInstances of a network: its instances by
@@ -98,7 +109,8 @@ func NewReconciler(o *Ops, cfg ReconcilerConfig) *Reconciler {
 	if cfg.Logger == nil {
 		cfg.Logger = o.log
 	}
-	return &Reconciler{o: o, cfg: cfg, log: cfg.Logger, seen: map[string]time.Time{}, now: time.Now}
+	g := guardLimits{maxPercent: cmp.Or(cfg.RuntimeMaxDownPercent, DefaultMaxDownPercent), minDown: cmp.Or(cfg.RuntimeMinDown, DefaultMinDown)}
+	return &Reconciler{o: o, cfg: cfg, log: cfg.Logger, seen: map[string]time.Time{}, now: time.Now, rec: newRecoveryState(), runtimeGuard: g}
 }
 
 // Run makes a pass every interval until ctx ends.
@@ -149,6 +161,10 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	links := r.links
 	r.links = map[string]*linkState{}
 	r.instances = map[string]networkInstances{}
+	counts := map[string]runtimeCount{}
+	var cases []recoveryCase
+	lookedNodes := map[string]bool{}
+	defer func() { r.recoverClusters(ctx, cases, counts, lookedNodes) }()
 	for _, c := range clusters {
 		switch c.Status {
 		case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED:
@@ -192,9 +208,22 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 			}
 		}
 		watched := r.watched(ctx, c)
-		if err := r.observeNodes(ctx, c, connected, watched); err != nil {
+		dead, err := r.observeNodes(ctx, c, connected, watched)
+		if err != nil {
 			r.log.Warn("observe cluster", "cluster_id", c.Id, "err", err)
 		}
+		if watched && recoveryOn(c) {
+			// As observed just now, with the revision a recover job is
+			// accepted at.
+			if now, rev, err := r.clusterAt(ctx, c.Id); err == nil {
+				c = now
+				cases = append(cases, recoveryCase{c: now, rev: rev, dead: dead})
+				for _, nd := range now.Nodes {
+					lookedNodes[nd.Id] = true
+				}
+			}
+		}
+		countDown(counts, c)
 		if watched && up {
 			r.refreshLinks(ctx, c, links[c.Id])
 		}
@@ -252,9 +281,13 @@ func (r *Reconciler) watched(ctx context.Context, c *pilotv1.Cluster) bool {
 //
 // connected holds the drones connected to the frontgate; nil when the
 // frontgate is down and none can be seen.
-func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, connected map[string]bool, write bool) error {
+func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, connected map[string]bool, write bool) (dead map[string]bool, err error) {
 	seeing := connected != nil
 	lost, booted := map[string]bool{}, map[string]bool{}
+	dead = map[string]bool{}
+	// With recovery on, a dead instance is replaced, not restarted in
+	// place, unless the meltdown guard holds (recovery.go).
+	replace := recoveryOn(c) && !r.guarding(c)
 	for _, nd := range c.Nodes {
 		if nd.InstanceId == "" {
 			continue
@@ -263,7 +296,13 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 		// the provider says its instance died (a pilot that just started
 		// after a machine restart must not call it active meanwhile).
 		gone := seeing && r.gone(nd.Id, connected[nd.Id])
-		if !connected[nd.Id] {
+		switch {
+		case connected[nd.Id]:
+		case replace:
+			if r.instanceDead(ctx, c, nd.InstanceId) {
+				dead[nd.Id], gone = true, true
+			}
+		default:
 			died, boot := r.reviveIfLost(ctx, c, nd.InstanceId, "drone of node "+nd.Id)
 			gone = gone || died
 			if boot {
@@ -279,14 +318,14 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 		// needs its services started: say so for good (a pilot restart
 		// must not forget it).
 		if err := r.markStarting(ctx, c.Id, booted); err != nil {
-			return err
+			return dead, err
 		}
 	}
 	if !write {
-		return nil
+		return dead, nil
 	}
 	var evs []*pilotv1.ClusterEvent
-	_, err := r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
+	_, err = r.o.updateCluster(ctx, c.Id, func(x *pilotv1.Cluster) error {
 		evs = evs[:0] // a retried update starts again
 		changed := false
 		anyLost := false
@@ -337,9 +376,9 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 		r.emit(ctx, evs)
 	}
 	if err = ignoreNotFound(err); err != nil || !seeing {
-		return err
+		return dead, err
 	}
-	return r.startBooted(ctx, c.Id, connected)
+	return dead, r.startBooted(ctx, c.Id, connected)
 }
 
 // recordHealth keeps on each node what its drone last reported of its
@@ -529,6 +568,13 @@ func (r *Reconciler) clusterAt(ctx context.Context, id string) (*pilotv1.Cluster
 	c := &pilotv1.Cluster{}
 	rev, err := r.o.cfg.Store.Get(ctx, store.ClusterKey(id), c)
 	return c, rev, err
+}
+
+// instanceDead reports whether the provider says instanceID died (it will
+// not come back by itself).
+func (r *Reconciler) instanceDead(ctx context.Context, c *pilotv1.Cluster, instanceID string) bool {
+	in, err := r.instanceOf(ctx, c, instanceID)
+	return err == nil && in.GetState() == providerv1.InstanceState_INSTANCE_STATE_LOST
 }
 
 // reviveIfLost asks the provider about an instance whose agent is not

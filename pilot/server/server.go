@@ -96,7 +96,11 @@ type Config struct {
 	// cluster's last job is always kept. Pilot prunes every
 	// jobs.DefaultPruneInterval.
 	JobRetention jobs.Retention
-	Logger       *slog.Logger
+	// RecoveryMaxDownPercent and RecoveryMinDown are each runtime's
+	// meltdown guard (clusterops.ReconcilerConfig; 0: 20 and 5).
+	RecoveryMaxDownPercent int
+	RecoveryMinDown        int
+	Logger                 *slog.Logger
 	// Ready, if set, receives the bound gRPC and HTTP addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -287,7 +291,8 @@ func Run(ctx context.Context, cfg Config) error {
 	// One look at what exists before anyone can ask: after a machine
 	// restart the stored statuses say active, and the provider already
 	// knows better (what died is marked lost and started again).
-	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Lifecycle: lifecycle, Events: clusterEvents, Logger: log.With("component", "reconcile")})
+	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Lifecycle: lifecycle, Events: clusterEvents,
+		RuntimeMaxDownPercent: cfg.RecoveryMaxDownPercent, RuntimeMinDown: cfg.RecoveryMinDown, Logger: log.With("component", "reconcile")})
 	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := reconciler.Pass(pctx); err != nil {
 		log.Warn("first reconcile pass", "err", err)
