@@ -343,15 +343,38 @@ func checkHealth(c *checker, p string, h *HealthCheck) {
 }
 
 func checkMonitor(c *checker, p string, m *Monitor) {
+	if m.IntervalSec < 1 {
+		// A Hangar extension (docs/health-and-scaling.md#metrics).
+		c.fail(p+".interval_sec", "%d: must be 1 or more (default %d)", m.IntervalSec, DefaultMonitorIntervalSec)
+	}
 	if len(m.Items) > maxMonitorItems {
 		c.fail(p+".items", "%d items; at most %d", len(m.Items), maxMonitorItems)
 	}
 	for name, it := range m.Items {
 		ip := childPath(p+".items", name)
+		if strings.TrimSpace(name) == "" {
+			c.fail(ip, "an item needs a name (the key the cmd prints)")
+		}
+		if it.ValueType == "" {
+			c.fail(ip+".value_type", "empty; allowed: int, str")
+		}
 		c.oneOf(ip+".value_type", it.ValueType, []string{"int", "str"})
+		if it.StatisticsType == "" {
+			c.fail(ip+".statistics_type", "empty; allowed: %s", strings.Join(statisticsTypes(), ", "))
+		}
 		c.oneOf(ip+".statistics_type", it.StatisticsType, statisticsTypes())
 		if it.ValueType == "str" {
 			c.oneOf(ip+".statistics_type", it.StatisticsType, []string{"mode", "latest"})
+		}
+		if it.ScaleFactorWhenDisplay <= 0 {
+			c.fail(ip+".scale_factor_when_display", "%v: must be above 0 (default 1)", it.ScaleFactorWhenDisplay)
+		}
+		seen := map[string]bool{}
+		for j, e := range it.Enums {
+			if seen[e] {
+				c.fail(fmt.Sprintf("%s.enums[%d]", ip, j), "%q: listed twice", e)
+			}
+			seen[e] = true
 		}
 	}
 	for name, members := range m.Groups {

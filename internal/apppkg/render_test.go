@@ -271,14 +271,9 @@ func TestRenderNotYetWarnings(t *testing.T) {
 	files["cluster.json.mustache"] = edit(t, files["cluster.json.mustache"], `"role": "replica",`,
 		`"role": "replica", "replica": 0, "passphraseless": "ssh-rsa", "custom_metadata": {"cmd": "tok"}, "user_access": false,`)
 	spec := renderKV(t, files, nil)
-	for _, w := range []string{"monitor"} {
-		if !hasWarning(spec.Warnings, w+": parsed but not yet executed by Hangar") {
-			t.Errorf("no not-yet warning for %s in %q", w, spec.Warnings)
-		}
-	}
-	// Upgrades and backups run (hangar cluster upgrade, backup): no
-	// warning.
-	for _, w := range []string{"upgrade_policy", "backup_policy", "nodes[1].custom_metadata", "nodes[1].passphraseless", "display_tabs"} {
+	// Upgrades and backups run (hangar cluster upgrade, backup), monitor
+	// commands too (drone/metrics): no warning.
+	for _, w := range []string{"monitor", "upgrade_policy", "backup_policy", "nodes[1].custom_metadata", "nodes[1].passphraseless", "display_tabs"} {
 		if hasWarning(spec.Warnings, w) {
 			t.Errorf("%s warned about: %q", w, spec.Warnings)
 		}
@@ -313,6 +308,11 @@ func TestRenderMonitorChecks(t *testing.T) {
 		{`{"enable": true, "cmd": "m", "items": {"a": {}}, "groups": {"g": ["b"]}}`, []string{`monitor.groups.g[0]: "b": no such item`}},
 		{`{"enable": true, "cmd": "m", "items": {"a": {}}, "display": ["z"]}`, []string{`monitor.display[0]: "z": no such item or group`}},
 		{`{"enable": true, "items": {}}`, []string{"monitor.cmd: required when enable is true"}},
+		{`{"enable": true, "cmd": "m", "interval_sec": 0, "items": {}}`, []string{"monitor.interval_sec: 0: must be 1 or more (default 10)"}},
+		{`{"enable": true, "cmd": "m", "items": {"a": {"statistics_type": "sum"}}}`, []string{`monitor.items.a.statistics_type: "sum" is not allowed; allowed: min, max, avg, delta, rate, mode, median, latest`}},
+		{`{"enable": true, "cmd": "m", "items": {"a": {"statistics_type": ""}}}`, []string{"monitor.items.a.statistics_type: empty; allowed: min, max"}},
+		{`{"enable": true, "cmd": "m", "items": {"a": {"scale_factor_when_display": -1}}}`, []string{"monitor.items.a.scale_factor_when_display: -1: must be above 0 (default 1)"}},
+		{`{"enable": true, "cmd": "m", "items": {"a": {"value_type": "str", "enums": ["x", "x"]}}}`, []string{`monitor.items.a.enums[1]: "x": listed twice`}},
 	}
 	for _, tt := range tests {
 		files := kvFiles()

@@ -29,7 +29,7 @@ type ClusterSpec struct {
 
 	ReservedIPs                map[string]ReservedIP `json:"endpoints.reserved_ips"` // endpoints.reserved_ips in cluster.json; reserved by the provider
 	HealthCheck                *HealthCheck          `json:"health_check"`
-	Monitor                    *Monitor              `json:"monitor" hangar:"notyet"`
+	Monitor                    *Monitor              `json:"monitor"`
 	BackupPolicy               string                `json:"backup_policy"`
 	IncrementalBackupSupported bool                  `json:"incremental_backup_supported"` // allows hangar cluster backup --incremental
 	UpgradePolicy              []string              `json:"upgrade_policy"`
@@ -162,7 +162,7 @@ type NodeSpec struct {
 	ReservedIPs           map[string]ReservedIP `json:"reserved_ips"` // reserved by the provider
 	Loadbalancer          []json.RawMessage     `json:"loadbalancer" hangar:"notyet"`
 	HealthCheck           *HealthCheck          `json:"health_check"`
-	Monitor               *Monitor              `json:"monitor" hangar:"notyet"`
+	Monitor               *Monitor              `json:"monitor"`
 
 	// PlatformHints holds QingCloud's resource requests for the role's
 	// instances (an EIP's billing class, an extra quota), as given: no
@@ -301,23 +301,37 @@ func (h *HealthCheck) setDefaults() {
 	*h = HealthCheck{IntervalSec: 60, TimeoutSec: 10, ActionTimeoutSec: 30, HealthyThreshold: 3, UnhealthyThreshold: 3}
 }
 
-// Monitor is a monitor block.
+// Monitor is a monitor block: the drone runs Cmd every IntervalSec and
+// reports the items it prints (docs/health-and-scaling.md#metrics).
 type Monitor struct {
-	Enable  bool                   `json:"enable"`
-	Cmd     string                 `json:"cmd"`
-	Items   map[string]MonitorItem `json:"items"`
-	Groups  map[string][]string    `json:"groups"`
-	Display []string               `json:"display"`
-	Alarm   []string               `json:"alarm"`
+	Enable bool   `json:"enable"`
+	Cmd    string `json:"cmd"`
+	// IntervalSec is a Hangar extension (AppCenter does not document the
+	// collection interval): default DefaultMonitorIntervalSec, at least 1.
+	IntervalSec int                    `json:"interval_sec"`
+	Items       map[string]MonitorItem `json:"items"`
+	Groups      map[string][]string    `json:"groups"`
+	Display     []string               `json:"display"`
+	Alarm       []string               `json:"alarm"`
 }
+
+// DefaultMonitorIntervalSec is how often a drone runs the monitor command
+// and samples its host when the package does not say.
+const DefaultMonitorIntervalSec = 10
+
+func (m *Monitor) setDefaults() { *m = Monitor{IntervalSec: DefaultMonitorIntervalSec} }
 
 // MonitorItem describes one metric the monitor cmd prints.
 type MonitorItem struct {
 	Unit                   string   `json:"unit"`
-	ValueType              string   `json:"value_type"`      // int or str
-	StatisticsType         string   `json:"statistics_type"` // min max avg delta rate mode median latest
+	ValueType              string   `json:"value_type"`      // int (default) or str
+	StatisticsType         string   `json:"statistics_type"` // min max avg delta rate mode median latest (default)
 	ScaleFactorWhenDisplay float64  `json:"scale_factor_when_display"`
 	Enums                  []string `json:"enums"`
+}
+
+func (m *MonitorItem) setDefaults() {
+	*m = MonitorItem{ValueType: "int", StatisticsType: "latest", ScaleFactorWhenDisplay: 1}
 }
 
 // CustomMetadata is a role's custom_metadata block.
