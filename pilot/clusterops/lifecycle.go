@@ -53,7 +53,10 @@ type LifecycleConfig struct {
 	// an operation it cannot carry out is refused before anything
 	// changes (nil: not checked).
 	Providers ProviderSource
-	Logger    *slog.Logger
+	// Events, when set, gets an event of the cluster for each job
+	// accepted.
+	Events *events.Log
+	Logger *slog.Logger
 }
 
 // Lifecycle accepts changes to clusters. Create a Lifecycle with
@@ -414,7 +417,26 @@ func (l *Lifecycle) commitGuarded(ctx context.Context, c *pilotv1.Cluster, rev i
 		return nil, err
 	}
 	l.cfg.Jobs.Wake()
+	if l.cfg.Events != nil {
+		l.cfg.Events.Append(ctx, &pilotv1.ClusterEvent{ClusterId: c.Id, Kind: "job", Message: fmt.Sprintf("job %s (%s) accepted", job.Id, job.Kind)})
+	}
 	return job, nil
+}
+
+// JobEnded returns the jobs engine's Ended hook: an event of the job's
+// cluster saying how it ended; none for a delete that succeeded, whose
+// cluster's events went with it.
+func JobEnded(log *events.Log) func(context.Context, *pilotv1.Job) {
+	return func(ctx context.Context, j *pilotv1.Job) {
+		if j.ClusterId == "" || j.Kind == KindDelete && j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
+			return
+		}
+		msg := fmt.Sprintf("job %s (%s) ended %s", j.Id, j.Kind, strings.TrimPrefix(j.State.String(), "JOB_STATE_"))
+		if j.Error != "" {
+			msg += ": " + j.Error
+		}
+		log.Append(ctx, &pilotv1.ClusterEvent{ClusterId: j.ClusterId, Kind: "job", Message: msg})
+	}
 }
 
 func newID(prefix string) string {

@@ -47,6 +47,10 @@ type Config struct {
 	Handlers map[string]Handler
 	// Finalizers by job kind; optional.
 	Finalizers map[string]Finalizer
+	// Ended, when set, is told of every job once it is terminal (after
+	// its finalizer and its stored state): the cluster's event log. A
+	// crash in between loses the call, not the job's state.
+	Ended func(ctx context.Context, job *pilotv1.Job)
 	// ClaimTTL is the lease TTL of a job claim in seconds (default 10).
 	ClaimTTL int
 	// MaxAttempts per task for retryable errors (default 5).
@@ -440,6 +444,9 @@ func (e *Engine) finish(ctx context.Context, job *pilotv1.Job, outcome pilotv1.J
 		return err
 	}
 	log.Info("job finished", "state", outcome.String(), "error", final.Error)
+	if e.cfg.Ended != nil {
+		e.cfg.Ended(ctx, final)
+	}
 	return e.cfg.Store.Delete(ctx, store.ActiveJobKey(job.Id))
 }
 

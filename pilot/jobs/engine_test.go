@@ -143,11 +143,21 @@ func waitActive(t *testing.T, s *store.Store, n int64) {
 func TestFailureSkipsDependents(t *testing.T) {
 	s := newStore(t)
 	rec := &recorder{}
-	startEngine(t, Config{Store: s, Handlers: map[string]Handler{"step": rec.handler(map[string]error{"b": errors.New("exit 3 on cln-1")})}})
+	ended := make(chan *pilotv1.Job, 2)
+	startEngine(t, Config{Store: s, Handlers: map[string]Handler{"step": rec.handler(map[string]error{"b": errors.New("exit 3 on cln-1")})},
+		Ended: func(_ context.Context, j *pilotv1.Job) { ended <- j }})
 	submit(t, s, NewJob("j2", "k", "c1", []*pilotv1.Task{task("a"), task("b", "a"), task("c", "b")}))
 	j := waitJob(t, s, "j2", 20*time.Second)
 	if j.State != pilotv1.JobState_JOB_STATE_FAILED {
 		t.Fatalf("job state %v, want FAILED", j.State)
+	}
+	select {
+	case e := <-ended:
+		if e.Id != "j2" || e.State != pilotv1.JobState_JOB_STATE_FAILED || !strings.Contains(e.Error, "task b") {
+			t.Errorf("Ended told of %s %v %q; want j2 FAILED with its error", e.Id, e.State, e.Error)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Ended was not called for the failed job")
 	}
 	if !strings.Contains(j.Error, "exit 3 on cln-1") || !strings.Contains(j.Error, "task b") {
 		t.Fatalf("job error %q does not name the task and its error", j.Error)

@@ -248,12 +248,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := users.Bootstrap(ctx, cfg.DataDir); err != nil {
 		return err
 	}
-	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
+	clusterEvents := events.New(ecli, log.With("component", "events"))
+	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers(),
+		Ended: clusterops.JobEnded(clusterEvents)})
 	lifecycle := clusterops.NewLifecycle(clusterops.LifecycleConfig{Store: st, Packages: pkgs, Jobs: engine, MaxClusterNodes: cfg.MaxClusterNodes,
-		Providers: provs, Logger: log.With("component", "lifecycle")})
+		Providers: provs, Events: clusterEvents, Logger: log.With("component", "lifecycle")})
 	runtimes := runtimesDir(cfg.DataDir, os.Geteuid())
 	log.Info("local runtimes default to", "dir", runtimes)
-	clusterEvents := events.New(ecli, log.With("component", "events"))
 	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Lifecycle: lifecycle, Users: users, Audit: auditLog, Events: clusterEvents, Box: box, Logger: log.With("component", "api"),
 		RuntimeDefaults: localRuntimeDefaults(runtimes, cfg.PluginDir), ProtectedDirs: protectedDirs(cfg)})
 	registerMetrics(reg, st, fg)
