@@ -27,6 +27,7 @@ import (
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/drone/health"
 	"github.com/hangarhq/hangar/drone/metaview"
+	"github.com/hangarhq/hangar/drone/metrics"
 	"github.com/hangarhq/hangar/drone/render"
 	"github.com/hangarhq/hangar/internal/limits"
 	"github.com/hangarhq/hangar/internal/pki"
@@ -59,6 +60,11 @@ type Config struct {
 	// RunHook, when set, runs confd's check_cmd and reload_cmd instead
 	// of /bin/sh (render.Config.RunHook), for the same fake.
 	RunHook func(ctx context.Context, cmdline string) error
+	// MetricsInterval is how often the host is sampled without a monitor
+	// that says otherwise (0: metrics.DefaultInterval); below 0, the drone
+	// samples nothing and runs no monitor (the sim provider's thousands of
+	// drones share one host and fake their commands).
+	MetricsInterval time.Duration
 	// Version is what the drone reports to pilot.
 	Version string
 	// Logger receives the drone's logs.
@@ -166,6 +172,26 @@ func Run(ctx context.Context, cfg Config) error {
 		stopHealth()
 		<-healthDone
 	}()
+	var collector *metrics.Collector
+	if cfg.MetricsInterval >= 0 {
+		collector = metrics.New(metrics.Config{
+			Host:     metrics.HostConfig{Root: cfg.Root},
+			Run:      metrics.ShellRunner(cfg.Root, cfg.DataDir),
+			Interval: cfg.MetricsInterval,
+			OnReport: reports.Measured,
+			Logger:   log.With("component", "metrics"),
+		})
+		mctx, stopMetrics := context.WithCancel(ctx)
+		metricsDone := make(chan struct{})
+		go func() {
+			defer close(metricsDone)
+			_ = collector.Run(mctx) // ends with mctx
+		}()
+		defer func() {
+			stopMetrics()
+			<-metricsDone
+		}()
+	}
 	a, err := agent.New(agent.Config{
 		NodeID:           ud.NodeID,
 		ClusterID:        ud.ClusterID,
@@ -177,6 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Executor:         ex,
 		Renderer:         rend,
 		Health:           checker,
+		Metrics:          metricsSetter(collector),
 		Reports:          reports,
 		// The agent adds node_id and cluster_id itself.
 		Logger: base.With("component", "agent"),
@@ -188,6 +215,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// metricsSetter is c as the agent's Metrics, nil when there is none (an
+// interface holding a nil pointer would not be).
+func metricsSetter(c *metrics.Collector) agent.Metrics {
+	if c == nil {
+		return nil
+	}
+	return c
 }
 
 // hookRunner runs health checks with Config.RunHook (the sim's fake

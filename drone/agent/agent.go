@@ -29,6 +29,7 @@ import (
 	"github.com/hangarhq/hangar/drone/executor"
 	"github.com/hangarhq/hangar/drone/health"
 	"github.com/hangarhq/hangar/drone/metaview"
+	"github.com/hangarhq/hangar/drone/metrics"
 	"github.com/hangarhq/hangar/internal/cmdsign"
 	"github.com/hangarhq/hangar/internal/join"
 	"github.com/hangarhq/hangar/internal/limits"
@@ -55,6 +56,12 @@ type Health interface {
 	Set(spec *health.Spec)
 }
 
+// Metrics samples the node (drone/metrics): each renderer configuration
+// from pilot carries the monitor to run, or none.
+type Metrics interface {
+	Set(spec *metrics.Spec)
+}
+
 // Config describes an Agent.
 type Config struct {
 	NodeID    string
@@ -74,7 +81,10 @@ type Config struct {
 	// Health, when set, is given the health check of every renderer
 	// configuration.
 	Health Health
-	Logger *slog.Logger
+	// Metrics, when set, is given the monitor of every renderer
+	// configuration.
+	Metrics Metrics
+	Logger  *slog.Logger
 	// Stream tunes the envelope protocol (heartbeats).
 	Stream streamrpc.Options
 	// BackoffBase and BackoffMax bound reconnect delays (default 200ms and
@@ -166,7 +176,7 @@ func New(cfg Config) (*Agent, error) {
 		OnState: func(up bool) {
 			if up && cfg.Reports != nil {
 				// A new stream: the frontgate hears the latest report again.
-				cfg.Reports.poke()
+				cfg.Reports.resend()
 			}
 		},
 	})
@@ -281,6 +291,11 @@ func (a *Agent) configureRenderer(ctx context.Context, cr *streamv1.ConfigureRen
 		a.log.Warn("renderer configuration with a bad health check", "err", err)
 		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "configure_renderer.health_check: %v", err)
 	}
+	mon, err := metrics.SpecOf(cr.GetMonitor())
+	if err != nil {
+		a.log.Warn("renderer configuration with a bad monitor", "err", err)
+		return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "configure_renderer.monitor: %v", err)
+	}
 	var key []byte
 	if box := cr.GetSealedMetadataKey(); len(box) > 0 {
 		var err error
@@ -307,7 +322,10 @@ func (a *Agent) configureRenderer(ctx context.Context, cr *streamv1.ConfigureRen
 	if a.cfg.Health != nil {
 		a.cfg.Health.Set(spec)
 	}
-	a.log.Info("renderer configured", "files", len(cr.GetFiles()), "health_check", cr.GetHealthCheck() != nil)
+	if a.cfg.Metrics != nil {
+		a.cfg.Metrics.Set(mon)
+	}
+	a.log.Info("renderer configured", "files", len(cr.GetFiles()), "health_check", cr.GetHealthCheck() != nil, "monitor", cr.GetMonitor() != nil)
 	return &streamv1.Response{Body: &streamv1.Response_Ack{Ack: &streamv1.Ack{Message: fmt.Sprintf("installed and rendered %d confd files", len(cr.GetFiles()))}}}
 }
 

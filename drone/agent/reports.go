@@ -13,15 +13,21 @@ import (
 )
 
 // Reports carries what the drone tells of itself to the frontgate: the
-// renderer's reports (Rendered) and the health checker's (Healthed). Each
-// is handed over without waiting, and the agent sends the latest of each
-// kind on the current stream, again on every new stream, so that pilot
-// can tell when every drone rendered a metadata change and how every node
-// is. Only the latest of a kind matters: a report replaces an unsent one.
+// renderer's reports (Rendered), the health checker's (Healthed) and the
+// metrics collector's (Measured). Each is handed over without waiting,
+// and the agent sends the latest of each kind on the current stream, again
+// on every new stream, so that pilot can tell when every drone rendered a
+// metadata change and how every node is. Only the latest of a kind
+// matters: a report replaces an unsent one, and only kinds with a new
+// report are sent (metrics every few seconds do not resend the others).
 type Reports struct {
-	mu     sync.Mutex
-	render *streamv1.RenderReport
-	health *streamv1.HealthReport
+	mu      sync.Mutex
+	render  *streamv1.RenderReport
+	health  *streamv1.HealthReport
+	metrics *streamv1.MetricsReport
+	// unsent marks the kinds with a report not sent yet (all of them
+	// after a new stream).
+	unsentRender, unsentHealth, unsentMetrics bool
 	// wake has room for one signal: a new report, or a new stream.
 	wake chan struct{}
 }
@@ -37,7 +43,7 @@ func (r *Reports) Rendered(revision int64, err error) {
 		rr.Error = err.Error()
 	}
 	r.mu.Lock()
-	r.render = rr
+	r.render, r.unsentRender = rr, true
 	r.mu.Unlock()
 	r.poke()
 }
@@ -53,7 +59,7 @@ func (r *Reports) Healthed(rep health.Report) {
 		Failures: int32(rep.Failures),
 	}
 	r.mu.Lock()
-	r.health = hr
+	r.health, r.unsentHealth = hr, true
 	r.mu.Unlock()
 	r.poke()
 }
@@ -65,6 +71,24 @@ func commandRun(res *health.Result) *streamv1.CommandRun {
 	return &streamv1.CommandRun{ExitCode: int32(res.ExitCode), Output: health.CleanOutput(res.Output), At: timestamppb.New(res.At), Error: health.CleanOutput(res.Err)}
 }
 
+// Measured is metrics.Config.OnReport: it keeps the report and returns at
+// once.
+func (r *Reports) Measured(mr *streamv1.MetricsReport) {
+	r.mu.Lock()
+	r.metrics, r.unsentMetrics = mr, true
+	r.mu.Unlock()
+	r.poke()
+}
+
+// resend marks every kind unsent (a new stream: the frontgate hears the
+// latest of each again).
+func (r *Reports) resend() {
+	r.mu.Lock()
+	r.unsentRender, r.unsentHealth, r.unsentMetrics = true, true, true
+	r.mu.Unlock()
+	r.poke()
+}
+
 func (r *Reports) poke() {
 	select {
 	case r.wake <- struct{}{}:
@@ -72,17 +96,21 @@ func (r *Reports) poke() {
 	}
 }
 
-// take returns the latest report of each kind, as requests.
+// take returns the latest report of each kind not sent yet, as requests.
 func (r *Reports) take() []*streamv1.Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*streamv1.Request
-	if r.render != nil {
+	if r.render != nil && r.unsentRender {
 		out = append(out, &streamv1.Request{Body: &streamv1.Request_RenderReport{RenderReport: r.render}})
 	}
-	if r.health != nil {
+	if r.health != nil && r.unsentHealth {
 		out = append(out, &streamv1.Request{Body: &streamv1.Request_HealthReport{HealthReport: r.health}})
 	}
+	if r.metrics != nil && r.unsentMetrics {
+		out = append(out, &streamv1.Request{Body: &streamv1.Request_MetricsReport{MetricsReport: r.metrics}})
+	}
+	r.unsentRender, r.unsentHealth, r.unsentMetrics = false, false, false
 	return out
 }
 
