@@ -95,6 +95,8 @@ type Relay struct {
 	rendered map[string]*streamv1.RenderReport
 	// health holds each drone's last health report, likewise.
 	health map[string]*streamv1.HealthReport
+	// metrics holds each drone's last metrics report, likewise.
+	metrics map[string]*streamv1.MetricsReport
 
 	// joinSlots holds one token per Join in progress.
 	joinSlots chan struct{}
@@ -123,6 +125,7 @@ func New(cfg Config) *Relay {
 		hub:       streamrpc.NewHub[*streamv1.DroneInfo](streamrpc.HubConfig{Logger: cfg.Logger}),
 		rendered:  map[string]*streamv1.RenderReport{},
 		health:    map[string]*streamv1.HealthReport{},
+		metrics:   map[string]*streamv1.MetricsReport{},
 		joinSlots: make(chan struct{}, cfg.MaxJoins),
 	}
 }
@@ -308,6 +311,9 @@ func (r *Relay) List(clusterID string) []*streamv1.DroneInfo {
 			if hr := r.health[info.NodeId]; hr != nil {
 				info.Health = proto.Clone(hr).(*streamv1.HealthReport)
 			}
+			if mr := r.metrics[info.NodeId]; mr != nil {
+				info.Metrics = proto.Clone(mr).(*streamv1.MetricsReport)
+			}
 			out = append(out, info)
 		}
 	}
@@ -337,6 +343,17 @@ func (r *Relay) Healthed(nodeID string, hr *streamv1.HealthReport) {
 		return
 	}
 	r.health[nodeID] = proto.Clone(hr).(*streamv1.HealthReport)
+}
+
+// Measured keeps nodeID's last metrics report, for List; one taken before
+// the kept one (crossed on a reconnect) is dropped.
+func (r *Relay) Measured(nodeID string, mr *streamv1.MetricsReport) {
+	r.renderMu.Lock()
+	defer r.renderMu.Unlock()
+	if old := r.metrics[nodeID]; old != nil && old.GetAt().AsTime().After(mr.GetAt().AsTime()) {
+		return
+	}
+	r.metrics[nodeID] = proto.Clone(mr).(*streamv1.MetricsReport)
 }
 
 // Call sends req to the drone nodeID and returns its response. It waits

@@ -637,4 +637,13 @@ func TestRenderedMergedIntoList(t *testing.T) {
 	if h := r.List("cl-1")[0].Health; h.GetStatus() != "healthy" {
 		t.Fatalf("health %v, want healthy", h)
 	}
+
+	if m := r.List("cl-1")[0].Metrics; m != nil {
+		t.Fatalf("metrics %v before any report", m)
+	}
+	r.Measured("cln-a", &streamv1.MetricsReport{At: timestamppb.New(time.Unix(20, 0)), CpuPercent: 20})
+	r.Measured("cln-a", &streamv1.MetricsReport{At: timestamppb.New(time.Unix(10, 0)), CpuPercent: 10}) // crossed on a reconnect
+	if m := r.List("cl-1")[0].Metrics; m.GetCpuPercent() != 20 {
+		t.Fatalf("metrics %v, want the later sample's", m)
+	}
 }

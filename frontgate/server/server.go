@@ -41,7 +41,9 @@ const (
 	KindRenderReport = "render_report"
 	// KindHealthReport is what a drone tells of its node's health.
 	KindHealthReport = "health_report"
-	KindUnknown      = "unknown"
+	// KindMetricsReport is a drone's sample of its host and monitor.
+	KindMetricsReport = "metrics_report"
+	KindUnknown       = "unknown"
 )
 
 // ResultOK is the result reported to Observe for a request that succeeded.
@@ -79,6 +81,8 @@ func Kind(req *streamv1.Request) string {
 		return KindRenderReport
 	case *streamv1.Request_HealthReport:
 		return KindHealthReport
+	case *streamv1.Request_MetricsReport:
+		return KindMetricsReport
 	}
 	return KindUnknown
 }
@@ -99,6 +103,8 @@ type Drones interface {
 	Rendered(nodeID string, r *streamv1.RenderReport)
 	// Healthed records a drone's last health report.
 	Healthed(nodeID string, r *streamv1.HealthReport)
+	// Measured records a drone's last metrics report.
+	Measured(nodeID string, r *streamv1.MetricsReport)
 }
 
 // Access is the part of *access.Manager the handler uses.
@@ -332,9 +338,16 @@ func (h *Handler) ServeDrone(ctx context.Context, from pki.Identity, req *stream
 			h.cfg.Drones.Healthed(from.ID, hr)
 			return ackResponse("health report kept")
 		}
+		if mr := req.GetMetricsReport(); mr != nil {
+			if err := checkMetricsReport(mr); err != nil {
+				return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "metrics_report from drone %s: %v", from.ID, err)
+			}
+			h.cfg.Drones.Measured(from.ID, mr)
+			return ackResponse("metrics report kept")
+		}
 		rc := req.GetRenewCertificate()
 		if rc == nil {
-			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s from drone %s: the frontgate serves drones only renew_certificate, render_report and health_report", req.GetId(), from.ID)
+			return streamrpc.ErrorResponse(streamrpc.CodeInvalid, "request %s from drone %s: the frontgate serves drones only renew_certificate, render_report, health_report and metrics_report", req.GetId(), from.ID)
 		}
 		// Pilot would refuse a renewal of another identity anyway; the
 		// frontgate does not even carry one.
@@ -426,6 +439,34 @@ func checkHealthReport(hr *streamv1.HealthReport) error {
 	}
 	if n := len(hr.GetAction().GetOutput()); n > maxHealthOutputBytes {
 		return fmt.Errorf("action.output: %d bytes; at most %d", n, maxHealthOutputBytes)
+	}
+	return nil
+}
+
+// Bounds of a metrics report: what a monitor may declare (APPCENTER-FORMAT
+// 1.5: 50 items), with room for the drone's own words.
+const (
+	maxMetricsItems      = 50
+	maxMetricsErrorBytes = 1 << 10
+	maxMetricsTextBytes  = 256
+)
+
+// checkMetricsReport refuses a report pilot could not keep as it is: the
+// frontgate keeps one per node, so each is bounded.
+func checkMetricsReport(mr *streamv1.MetricsReport) error {
+	if err := mr.GetAt().CheckValid(); err != nil {
+		return fmt.Errorf("at: %w", err)
+	}
+	if n := len(mr.GetItems()); n > maxMetricsItems {
+		return fmt.Errorf("items: %d; at most %d", n, maxMetricsItems)
+	}
+	for i, it := range mr.GetItems() {
+		if it.GetKey() == "" || len(it.GetKey()) > maxMetricsTextBytes || len(it.GetText()) > maxMetricsTextBytes {
+			return fmt.Errorf("items[%d]: key empty, or key or text above %d bytes", i, maxMetricsTextBytes)
+		}
+	}
+	if n := len(mr.GetMonitorError()); n > maxMetricsErrorBytes {
+		return fmt.Errorf("monitor_error: %d bytes; at most %d", n, maxMetricsErrorBytes)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/frontgate/access"
@@ -65,6 +66,16 @@ type fakeDrones struct {
 	listed   string
 	reports  map[string]*streamv1.RenderReport
 	health   map[string]*streamv1.HealthReport
+	metrics  map[string]*streamv1.MetricsReport
+}
+
+func (f *fakeDrones) Measured(node string, mr *streamv1.MetricsReport) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.metrics == nil {
+		f.metrics = map[string]*streamv1.MetricsReport{}
+	}
+	f.metrics[node] = mr
 }
 
 func (f *fakeDrones) Healthed(node string, hr *streamv1.HealthReport) {
@@ -556,6 +567,46 @@ func TestHealthReportKept(t *testing.T) {
 			checkResp(t, h.ServeDrone(ctxFor(t, time.Second), drone, report(tc.hr)), tc.wantCode, tc.wantMsg)
 			kept := d.health["cln-a"]
 			if tc.wantCode == "" && !proto.Equal(kept, tc.hr) {
+				t.Errorf("kept %v, want the report", kept)
+			}
+			if tc.wantCode != "" && kept != nil {
+				t.Errorf("a refused report was kept: %v", kept)
+			}
+		})
+	}
+}
+
+// TestMetricsReportKept: a drone's metrics report is kept under its own
+// identity; one out of bounds is refused and not kept.
+func TestMetricsReportKept(t *testing.T) {
+	drone := pki.Identity{Kind: pki.KindDrone, ID: "cln-a", Cluster: "cl-1"}
+	now := timestamppb.Now()
+	many := make([]*streamv1.MonitorValue, 51)
+	for i := range many {
+		many[i] = &streamv1.MonitorValue{Key: fmt.Sprint("k", i)}
+	}
+	for _, tc := range []struct {
+		name     string
+		mr       *streamv1.MetricsReport
+		wantCode string
+		wantMsg  string
+	}{
+		{"host and items", &streamv1.MetricsReport{At: now, CpuPercent: 12.5, Items: []*streamv1.MonitorValue{{Key: "keys", Value: 3}}}, "", ""},
+		{"no time", &streamv1.MetricsReport{CpuPercent: 1}, streamrpc.CodeInvalid, "at: "},
+		{"too many items", &streamv1.MetricsReport{At: now, Items: many}, streamrpc.CodeInvalid, "items: 51; at most 50"},
+		{"item without key", &streamv1.MetricsReport{At: now, Items: []*streamv1.MonitorValue{{Value: 1}}}, streamrpc.CodeInvalid, "items[0]: key empty"},
+		{"error too long", &streamv1.MetricsReport{At: now, MonitorError: strings.Repeat("x", 2000)}, streamrpc.CodeInvalid, "monitor_error: 2000 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &fakeDrones{}
+			h, err := New(Config{Metadata: &fakeMeta{}, Drones: d, Access: &fakeAccess{}, Pilot: &fakePilot{}, Observe: (&observed{}).observe})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := &streamv1.Request{Body: &streamv1.Request_MetricsReport{MetricsReport: tc.mr}}
+			checkResp(t, h.ServeDrone(ctxFor(t, time.Second), drone, req), tc.wantCode, tc.wantMsg)
+			kept := d.metrics["cln-a"]
+			if tc.wantCode == "" && !proto.Equal(kept, tc.mr) {
 				t.Errorf("kept %v, want the report", kept)
 			}
 			if tc.wantCode != "" && kept != nil {
