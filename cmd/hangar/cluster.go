@@ -46,6 +46,8 @@ Operations on a running cluster take --dry-run to print their plan first.`,
 		newClusterUpdateEnvCmd(c),
 		newClusterScaleCmd(c),
 		newClusterRecoverCmd(c),
+		newClusterRecoveryCmd(c),
+		newClusterAutoscaleCmd(c),
 		newClusterRestartCmd(c),
 		newClusterRunCmd(c),
 		newClusterTabCmd(c),
@@ -156,6 +158,12 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 	}
 	if cl.GetMetadataRevision() != 0 {
 		fmt.Fprintf(w, "Metadata:  revision %d (RENDERED below: the revision each node last rendered)\n", cl.GetMetadataRevision())
+	}
+	if cl.GetRecovery() != nil {
+		fmt.Fprintf(w, "Recovery:  %s\n", recoveryLine(cl.GetRecovery()))
+	}
+	for _, p := range cl.GetAutoscale() {
+		fmt.Fprintf(w, "Autoscale: role %s on %s, target %g, %d..%d nodes (hangar cluster autoscale list)\n", p.GetRole(), p.GetMetric(), p.GetTarget(), p.GetMin(), p.GetMax())
 	}
 
 	fmt.Fprintf(w, "\nNodes (%d):\n", len(cl.GetNodes()))

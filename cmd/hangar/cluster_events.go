@@ -18,11 +18,14 @@ func newClusterEventsCmd(c *cli) *cobra.Command {
 	var follow bool
 	cmd := &cobra.Command{
 		Use:   "events ID",
-		Short: "Show a cluster's events: health changes, nodes lost and back",
-		Long: `Show what happened to a cluster, oldest first: each change of a node's
-health (unknown, healthy, unhealthy, lost) with what its check said, and each
-node pilot marked LOST or saw come back. A cluster keeps its newest 1,000
-events. With --follow, new events are printed as they come, until Ctrl-C.`,
+		Short: "Show a cluster's events: jobs, health changes, nodes lost and back, recoveries, autoscaling",
+		Long: `Show what happened to a cluster, oldest first: each job accepted and how it
+ended (job); each change of a node's health (unknown, healthy, unhealthy,
+lost) with what its check said (health); each node pilot marked LOST or saw
+come back (node); each node replaced automatically and each time the meltdown
+guard held or let go (recovery); each autoscaling decision and each new reason
+for none (autoscale). A cluster keeps its newest 1,000 events. With --follow,
+new events are printed as they come, until Ctrl-C.`,
 		Example: `  hangar cluster events cl-1a2b3c
   hangar cluster events cl-1a2b3c --follow
   hangar cluster events cl-1a2b3c -o json | jq -r '.events[] | select(.kind == "health") | .message'`,
@@ -71,7 +74,7 @@ func (c *cli) clusterEvents(ctx context.Context, id string, limit int, follow bo
 			if node == "" {
 				node = "-"
 			}
-			fmt.Fprintf(c.stdout, "%s  %-7s %-14s %s\n", formatTime(e.GetTime()), e.GetKind(), node, e.GetMessage())
+			fmt.Fprintf(c.stdout, "%s  %-9s %-14s %s\n", formatTime(e.GetTime()), e.GetKind(), node, e.GetMessage())
 		}
 		return nil
 	}

@@ -387,7 +387,7 @@ func TestClusterEvents(t *testing.T) {
 	}}
 	addr := startFake(t, s)
 	res := runCLI(t, addr, "cluster", "events", "cl-new")
-	mustContain(t, "events", res.stdout, "health  cln-b", "healthy -> unhealthy; check exit 1: refused", "node    cln-b", "ACTIVE -> LOST")
+	mustContain(t, "events", res.stdout, "health    cln-b", "healthy -> unhealthy; check exit 1: refused", "node      cln-b", "ACTIVE -> LOST")
 	if i, j := strings.Index(res.stdout, "unhealthy"), strings.Index(res.stdout, "LOST"); i < 0 || j < i {
 		t.Errorf("events out of order:\n%s", res.stdout)
 	}
@@ -507,4 +507,45 @@ func TestInterruptedWaitLeavesJobRunning(t *testing.T) {
 	if strings.Contains(out.String(), "Nodes (") {
 		t.Errorf("printed a cluster after an interrupted wait:\n%s", out.String())
 	}
+}
+
+// hangar cluster recovery and autoscale send the policies as the flags
+// say, refuse bad flags before calling, and show pilot's refusal.
+func TestClusterPolicies(t *testing.T) {
+	s := newFakeState()
+	s.clusters["cl-new"] = deployedCluster()
+	addr := startFake(t, s)
+	res := runCLI(t, addr, "cluster", "recovery", "cl-new", "--enable", "--lost-after", "2m", "--max-down-percent", "30")
+	mustContain(t, "recovery", res.stdout, "recovery on", "after 120s", "more than 30% and at least 5 down")
+	s.mu.Lock()
+	got := s.clusters["cl-new"].Recovery
+	s.mu.Unlock()
+	if !got.GetEnabled() || got.GetLostAfterSec() != 120 || got.GetMaxDownPercent() != 30 || got.GetUnhealthyAfterSec() != 0 {
+		t.Errorf("recovery sent %v", got)
+	}
+	for _, args := range [][]string{
+		{"cluster", "recovery", "cl-new"},
+		{"cluster", "recovery", "cl-new", "--enable", "--lost-after", "1500ms"},
+		{"cluster", "autoscale", "set", "cl-new", "web", "--metric", "cpu", "--target", "50", "--min", "1"},
+	} {
+		if res := runCLI(t, addr, args...); res.code == 0 {
+			t.Errorf("%v: exit 0, want a usage error", args)
+		}
+	}
+	res = runCLI(t, addr, "cluster", "autoscale", "set", "cl-new", "replica", "--metric", "requests", "--target", "50", "--min", "1", "--max", "4", "--window", "30s", "--cooldown", "1m")
+	mustContain(t, "autoscale set", res.stdout, "ROLE", "replica", "requests", "50", "30s", "60s")
+	s.mu.Lock()
+	p := s.clusters["cl-new"].Autoscale[0]
+	s.mu.Unlock()
+	if p.Role != "replica" || p.Metric != "requests" || p.Target != 50 || p.Min != 1 || p.Max != 4 || p.WindowSec != 30 || p.CooldownSec != 60 {
+		t.Errorf("policy sent %v", p)
+	}
+	res = runCLI(t, addr, "cluster", "autoscale", "set", "cl-new", "replica", "--metric", "bad", "--target", "1", "--min", "1", "--max", "2")
+	if res.code == 0 || !strings.Contains(res.stderr, "policy.metric") {
+		t.Errorf("a refused policy: exit %d, stderr %q; want pilot's reason", res.code, res.stderr)
+	}
+	res = runCLI(t, addr, "cluster", "autoscale", "unset", "cl-new", "replica")
+	mustContain(t, "autoscale unset", res.stdout, "no longer autoscales")
+	res = runCLI(t, addr, "cluster", "autoscale", "list", "cl-new")
+	mustContain(t, "autoscale list", res.stdout, "no autoscaling policy")
 }

@@ -190,6 +190,45 @@ func (f *fakeClusters) ListClusterEvents(_ context.Context, req *pilotv1.ListClu
 	return resp, nil
 }
 
+// SetClusterRecovery stores the policy as sent.
+func (f *fakeClusters) SetClusterRecovery(_ context.Context, req *pilotv1.SetClusterRecoveryRequest) (*pilotv1.Cluster, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	k, ok := f.s.clusters[req.GetId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "cluster %q not found", req.GetId())
+	}
+	k.Recovery = req.GetRecovery()
+	return k, nil
+}
+
+// SetAutoscalePolicy adds the policy as sent (a metric "bad" is refused,
+// as pilot refuses one the role does not report).
+func (f *fakeClusters) SetAutoscalePolicy(_ context.Context, req *pilotv1.SetAutoscalePolicyRequest) (*pilotv1.Cluster, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	k, ok := f.s.clusters[req.GetId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "cluster %q not found", req.GetId())
+	}
+	if req.GetPolicy().GetMetric() == "bad" {
+		return nil, status.Error(codes.InvalidArgument, `policy.metric: "bad" is not reported by role web; give cpu, memory or one of its monitor items (requests)`)
+	}
+	k.Autoscale = append(k.Autoscale, req.GetPolicy())
+	return k, nil
+}
+
+func (f *fakeClusters) DeleteAutoscalePolicy(_ context.Context, req *pilotv1.DeleteAutoscalePolicyRequest) (*pilotv1.Cluster, error) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	k, ok := f.s.clusters[req.GetId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "cluster %q not found", req.GetId())
+	}
+	k.Autoscale = nil
+	return k, nil
+}
+
 func (f *fakeClusters) GetCluster(_ context.Context, req *pilotv1.GetClusterRequest) (*pilotv1.Cluster, error) {
 	f.s.mu.Lock()
 	defer f.s.mu.Unlock()
