@@ -184,12 +184,12 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		}
 		key = mbox.Key()
 	}
-	if len(pkg.Confd) == 0 && key == nil && !anyPassphraseless(tc.spec) && !anyHealthCheck(tc.spec) {
+	if len(pkg.Confd) == 0 && key == nil && !anyPassphraseless(tc.spec) && !anyHealthCheck(tc.spec) && !anyMonitor(tc.spec) {
 		// Nothing to deliver: templates baked into the image (/etc/confd)
 		// are the drone's own business. With a key, the delivery carries
 		// only the key, which baked templates need as much as delivered
-		// ones to read password env values; a health check rides on it
-		// too.
+		// ones to read password env values; a health check and a
+		// monitor ride on it too.
 		return nil
 	}
 	now := time.Now()
@@ -198,7 +198,7 @@ func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {
 		if err != nil {
 			return fmt.Errorf("node %s (role %s): ssh key: %w", nd.Id, nd.Role, err)
 		}
-		req, err := o.rendererRequest(ctx, c.Id, nd.Id, files, key, healthCheckOf(tc.spec, nd.Role), now)
+		req, err := o.rendererRequest(ctx, c.Id, nd.Id, files, key, healthCheckOf(tc.spec, nd.Role), monitorOf(tc.spec, nd.Role), now)
 		if err != nil {
 			return fmt.Errorf("node %s (role %s): render config: %w", nd.Id, nd.Role, err)
 		}
@@ -222,11 +222,11 @@ func anyPassphraseless(spec *apppkg.ClusterSpec) bool {
 // the cluster's metadata key (if any) sealed to the node's certificate key.
 // It is built anew for every attempt: a retry after the drone renewed its
 // certificate seals to the new key, and the expiry counts from now.
-func (o *Ops) rendererRequest(ctx context.Context, clusterID, nodeID string, files map[string][]byte, metadataKey []byte, hc *streamv1.HealthCheck, now time.Time) (*streamv1.Request, error) {
+func (o *Ops) rendererRequest(ctx context.Context, clusterID, nodeID string, files map[string][]byte, metadataKey []byte, hc *streamv1.HealthCheck, mon *streamv1.Monitor, now time.Time) (*streamv1.Request, error) {
 	if len(o.cfg.CommandKey) == 0 {
 		return nil, errors.New("not sent: pilot has no command key (clusterops.Config.CommandKey) and never sends unsigned renderer configurations")
 	}
-	cr := &streamv1.ConfigureRenderer{NodeId: nodeID, ClusterId: clusterID, Files: files, HealthCheck: hc, ExpiresAt: timestamppb.New(now.Add(cmdsign.RendererLifetime))}
+	cr := &streamv1.ConfigureRenderer{NodeId: nodeID, ClusterId: clusterID, Files: files, HealthCheck: hc, Monitor: mon, ExpiresAt: timestamppb.New(now.Add(cmdsign.RendererLifetime))}
 	if len(metadataKey) > 0 {
 		if o.cfg.DroneKeys == nil {
 			return nil, errors.New("not sent: pilot has no drone key source (clusterops.Config.DroneKeys) to seal the metadata key to")

@@ -45,6 +45,9 @@ type ReconcilerConfig struct {
 	// Events, when set, gets each change of a node's health and each
 	// node marked LOST or seen back.
 	Events *events.Log
+	// Metrics, when set, gets each drone's last metrics report every
+	// pass (pilot/metrics), and forgets nodes and clusters that are gone.
+	Metrics MetricsSink
 	// RuntimeMaxDownPercent and RuntimeMinDown are the meltdown guard of
 	// each runtime (recovery.go): no node of any cluster on a runtime is
 	// replaced automatically while more than RuntimeMaxDownPercent of its
@@ -165,6 +168,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	var cases []recoveryCase
 	lookedNodes := map[string]bool{}
 	defer func() { r.recoverClusters(ctx, cases, counts, lookedNodes) }()
+	r.forgetMetrics(clusters)
 	for _, c := range clusters {
 		switch c.Status {
 		case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED:
@@ -203,6 +207,7 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 					health[d.NodeId] = d.GetHealth()
 				}
 			}
+			r.recordMetrics(c, resp.GetDroneList().GetDrones())
 			if err := r.recordHealth(ctx, c, health); err != nil {
 				r.log.Warn("record node health", "cluster_id", c.Id, "err", err)
 			}
