@@ -41,6 +41,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/events"
 	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/metrics"
 	"github.com/hangarhq/hangar/pilot/store"
 )
 
@@ -62,6 +63,8 @@ type Config struct {
 	Audit *audit.Log
 	// Events backs ListClusterEvents (nil: Unimplemented).
 	Events *events.Log
+	// Metrics backs GetClusterMetrics (nil: Unimplemented).
+	Metrics *metrics.Store
 	// Box seals password parameters and provider credentials at rest; nil
 	// (tests) stores them as given.
 	Box *secretbox.Box

@@ -24,6 +24,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/events"
 	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/metrics"
 	"github.com/hangarhq/hangar/pilot/store"
 	"github.com/hangarhq/hangar/providers/sdk"
 )
@@ -104,7 +105,7 @@ func newHarness(t *testing.T) *harness {
 	engine := jobs.New(jobs.Config{Store: st, Handlers: ops.Handlers(), Finalizers: ops.Finalizers()})
 	log := audit.New(audit.Config{Client: ec})
 	users := auth.New(auth.Config{Client: ec, Audit: log})
-	srv := New(Config{Store: st, Engine: engine, Providers: fakeProviders{}, Users: users, Audit: log, Events: events.New(ec, nil), ProtectedDirs: []string{harnessPilotData}})
+	srv := New(Config{Store: st, Engine: engine, Providers: fakeProviders{}, Users: users, Audit: log, Events: events.New(ec, nil), Metrics: metrics.NewStore(metrics.Config{}), ProtectedDirs: []string{harnessPilotData}})
 
 	methods := auth.Methods()
 	gs := grpc.NewServer(

@@ -84,6 +84,7 @@ func methodTable() []methodCase {
 		{pilotv1.ClusterService_ListClusters_FullMethodName, viewer, listing, func(x ids) proto.Message { return &pilotv1.ListClustersRequest{} }, codes.OK},
 		{pilotv1.ClusterService_GetCluster_FullMethodName, viewer, onObject, func(x ids) proto.Message { return &pilotv1.GetClusterRequest{Id: x.cl1} }, codes.OK},
 		{pilotv1.ClusterService_ListClusterEvents_FullMethodName, viewer, onObject, func(x ids) proto.Message { return &pilotv1.ListClusterEventsRequest{ClusterId: x.cl1} }, codes.OK},
+		{pilotv1.ClusterService_GetClusterMetrics_FullMethodName, viewer, onObject, func(x ids) proto.Message { return &pilotv1.GetClusterMetricsRequest{ClusterId: x.cl1} }, codes.OK},
 		{pilotv1.JobService_ListJobs_FullMethodName, viewer, listing, func(x ids) proto.Message { return &pilotv1.ListJobsRequest{} }, codes.OK},
 		{pilotv1.JobService_GetJob_FullMethodName, viewer, onObject, func(x ids) proto.Message { return &pilotv1.GetJobRequest{Id: x.job1} }, codes.OK},
 		{pilotv1.JobService_WatchJob_FullMethodName, viewer, onObject, func(x ids) proto.Message { return &pilotv1.WatchJobRequest{Id: x.job1} }, codes.OK},

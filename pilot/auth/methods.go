@@ -78,6 +78,7 @@ func Methods() map[string]Rule {
 		pilotv1.ClusterService_RollbackCluster_FullMethodName:   change,
 
 		pilotv1.ClusterService_ListClusterEvents_FullMethodName:     viewer,
+		pilotv1.ClusterService_GetClusterMetrics_FullMethodName:     viewer,
 		pilotv1.ClusterService_SetClusterRecovery_FullMethodName:    change,
 		pilotv1.ClusterService_SetAutoscalePolicy_FullMethodName:    change,
 		pilotv1.ClusterService_DeleteAutoscalePolicy_FullMethodName: change,

@@ -48,6 +48,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/fglink"
 	"github.com/hangarhq/hangar/pilot/gateway"
 	"github.com/hangarhq/hangar/pilot/jobs"
+	"github.com/hangarhq/hangar/pilot/metrics"
 	"github.com/hangarhq/hangar/pilot/providers"
 	"github.com/hangarhq/hangar/pilot/security"
 	"github.com/hangarhq/hangar/pilot/store"
@@ -249,13 +250,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	clusterEvents := events.New(ecli, log.With("component", "events"))
+	// The drones' metrics, in memory (pilot/metrics): the reconciler feeds
+	// it, the API, the autoscaler and /metrics read it.
+	nodeMetrics := metrics.NewStore(metrics.Config{})
+	reg.MustRegister(metrics.NewCollector(nodeMetrics))
 	engine := jobs.New(jobs.Config{Store: st, Logger: log.With("component", "jobs"), Handlers: ops.Handlers(), Finalizers: ops.Finalizers(),
 		Ended: clusterops.JobEnded(clusterEvents)})
 	lifecycle := clusterops.NewLifecycle(clusterops.LifecycleConfig{Store: st, Packages: pkgs, Jobs: engine, MaxClusterNodes: cfg.MaxClusterNodes,
 		Providers: provs, Events: clusterEvents, Logger: log.With("component", "lifecycle")})
 	runtimes := runtimesDir(cfg.DataDir, os.Geteuid())
 	log.Info("local runtimes default to", "dir", runtimes)
-	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Lifecycle: lifecycle, Users: users, Audit: auditLog, Events: clusterEvents, Box: box, Logger: log.With("component", "api"),
+	apiSrv := api.New(api.Config{Store: st, Engine: engine, Providers: provs, Packages: pkgs, Lifecycle: lifecycle, Users: users, Audit: auditLog, Events: clusterEvents, Metrics: nodeMetrics, Box: box, Logger: log.With("component", "api"),
 		RuntimeDefaults: localRuntimeDefaults(runtimes, cfg.PluginDir), ProtectedDirs: protectedDirs(cfg)})
 	registerMetrics(reg, st, fg)
 	jobRetention := cfg.JobRetention
@@ -292,7 +297,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// One look at what exists before anyone can ask: after a machine
 	// restart the stored statuses say active, and the provider already
 	// knows better (what died is marked lost and started again).
-	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Lifecycle: lifecycle, Events: clusterEvents,
+	reconciler := clusterops.NewReconciler(ops, clusterops.ReconcilerConfig{Lifecycle: lifecycle, Events: clusterEvents, Metrics: nodeMetrics,
 		RuntimeMaxDownPercent: cfg.RecoveryMaxDownPercent, RuntimeMinDown: cfg.RecoveryMinDown, Logger: log.With("component", "reconcile")})
 	pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
 	if err := reconciler.Pass(pctx); err != nil {
