@@ -108,6 +108,8 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		"the meltdown guard of each runtime: no node on a runtime is replaced automatically (clusters with recovery on) while more than this percent of its nodes are down, unless fewer than --recovery-min-down are; each cluster's own guard is in its recovery policy")
 	guardMin := fs.Int("recovery-min-down", clusterops.DefaultMinDown,
 		"see --recovery-max-down-percent: with fewer nodes than this down, the runtime's guard never holds")
+	autoscaleEvery := fs.Duration("autoscale-interval", 5*time.Second,
+		"how often clusters' autoscaling policies sample their metric and decide (hangar cluster autoscale); a policy's window should hold several intervals")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return server.Config{}, "", err
@@ -131,6 +133,9 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 	if *jobMaxPerCluster < 0 {
 		return server.Config{}, "", fmt.Errorf("--job-max-per-cluster %d: must be 0 (no limit) or a positive number of jobs", *jobMaxPerCluster)
 	}
+	if *autoscaleEvery < time.Second || *autoscaleEvery > 10*time.Minute {
+		return server.Config{}, "", fmt.Errorf("--autoscale-interval %s: give 1s to 10m", *autoscaleEvery)
+	}
 	if *guardPercent < 1 || *guardPercent > 100 {
 		return server.Config{}, "", fmt.Errorf("--recovery-max-down-percent %d: give 1 to 100", *guardPercent)
 	}
@@ -149,7 +154,7 @@ func parseArgs(args []string, out io.Writer) (server.Config, string, error) {
 		EtcdEndpoints: endpoints, PluginDir: *pluginDir, CertTTL: *certTTL, SecretKeyFile: *secretKeyFile,
 		AuditRetention: retention, MaxClusterNodes: *maxNodes, MetricsTokenFile: *metricsTokenFile,
 		EtcdHistory: *etcdHistory, JobRetention: jobRetention,
-		RecoveryMaxDownPercent: *guardPercent, RecoveryMinDown: *guardMin,
+		RecoveryMaxDownPercent: *guardPercent, RecoveryMinDown: *guardMin, AutoscaleInterval: *autoscaleEvery,
 	}, *logFormat, nil
 }
 

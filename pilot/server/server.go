@@ -42,6 +42,7 @@ import (
 	"github.com/hangarhq/hangar/pilot/api"
 	"github.com/hangarhq/hangar/pilot/audit"
 	"github.com/hangarhq/hangar/pilot/auth"
+	"github.com/hangarhq/hangar/pilot/autoscale"
 	"github.com/hangarhq/hangar/pilot/clusterops"
 	"github.com/hangarhq/hangar/pilot/enroll"
 	"github.com/hangarhq/hangar/pilot/events"
@@ -101,7 +102,10 @@ type Config struct {
 	// meltdown guard (clusterops.ReconcilerConfig; 0: 20 and 5).
 	RecoveryMaxDownPercent int
 	RecoveryMinDown        int
-	Logger                 *slog.Logger
+	// AutoscaleInterval is how often autoscaling policies are evaluated
+	// (0: 5 s).
+	AutoscaleInterval time.Duration
+	Logger            *slog.Logger
 	// Ready, if set, receives the bound gRPC and HTTP addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
 }
@@ -352,6 +356,15 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() {
 		defer wg.Done()
 		reconciler.Run(ectx)
+	}()
+	// The clusters' autoscaling policies, on the metrics the reconciler
+	// gathers.
+	scaler := autoscale.New(autoscale.Config{Store: st, Scaler: lifecycle, Metrics: nodeMetrics, Events: clusterEvents,
+		Interval: cfg.AutoscaleInterval, Logger: log.With("component", "autoscale")})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		scaler.Run(ectx)
 	}()
 
 	log.Info("pilot serving", "grpc", grpcAddr, "http", httpAddr, "advertise", advertise, "data_dir", cfg.DataDir, "plugin_dir", cfg.PluginDir)
