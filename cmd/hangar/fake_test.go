@@ -36,6 +36,7 @@ import (
 type fakeState struct {
 	mu            sync.Mutex
 	events        map[string][]*pilotv1.ClusterEvent // by cluster id
+	metrics       map[string][]*pilotv1.NodeMetrics  // by cluster id
 	pushed        [][]byte
 	apps          map[string]*pilotv1.App
 	appList       []*pilotv1.App // ListApps answers these when set, else apps
