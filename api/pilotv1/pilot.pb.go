@@ -1613,7 +1613,12 @@ type Node struct {
 	ReservedIps map[string]string `protobuf:"bytes,17,rep,name=reserved_ips,json=reservedIps,proto3" json:"reserved_ips,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// What the node's health check last found (unset: its role has none,
 	// or its drone has not reported yet).
-	Health        *NodeHealth `protobuf:"bytes,18,opt,name=health,proto3" json:"health,omitempty"`
+	Health *NodeHealth `protobuf:"bytes,18,opt,name=health,proto3" json:"health,omitempty"`
+	// Why the node's drone failed to render its config files at
+	// rendered_revision (a template error, or a check_cmd that refused the
+	// output, which then left the old file in place); empty when that
+	// render succeeded. Recorded when a job waits for the drones' renders.
+	RenderError   string `protobuf:"bytes,19,opt,name=render_error,json=renderError,proto3" json:"render_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1765,6 +1770,13 @@ func (x *Node) GetHealth() *NodeHealth {
 		return x.Health
 	}
 	return nil
+}
+
+func (x *Node) GetRenderError() string {
+	if x != nil {
+		return x.RenderError
+	}
+	return ""
 }
 
 // ClusterEvent is one thing that happened to a cluster.
@@ -6623,7 +6635,7 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x14ListRuntimesResponse\x124\n" +
 	"\bruntimes\x18\x01 \x03(\v2\x18.hangar.pilot.v1.RuntimeR\bruntimes\"#\n" +
 	"\x11GetRuntimeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xf0\x04\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x93\x05\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
@@ -6645,7 +6657,8 @@ const file_pilot_v1_pilot_proto_rawDesc = "" +
 	"\x05image\x18\x0f \x01(\tR\x05image\x12\x12\n" +
 	"\x04name\x18\x10 \x01(\tR\x04name\x12I\n" +
 	"\freserved_ips\x18\x11 \x03(\v2&.hangar.pilot.v1.Node.ReservedIpsEntryR\vreservedIps\x123\n" +
-	"\x06health\x18\x12 \x01(\v2\x1b.hangar.pilot.v1.NodeHealthR\x06health\x1a>\n" +
+	"\x06health\x18\x12 \x01(\v2\x1b.hangar.pilot.v1.NodeHealthR\x06health\x12!\n" +
+	"\frender_error\x18\x13 \x01(\tR\vrenderError\x1a>\n" +
 	"\x10ReservedIpsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01J\x04\b\r\x10\x0e\"\xb4\x01\n" +
