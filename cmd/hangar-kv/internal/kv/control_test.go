@@ -246,8 +246,16 @@ func TestCheckAndMonitor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if items["keys"] != 1 || items["version"] != 1 {
-		t.Fatalf("monitor = %v, want keys 1 version 1", items)
+	do(t, testClient(t), "GET", "http://"+in.addr+"/kv/a", "")
+	if err := Check(ctx, in.config, 5*time.Second); err != nil { // a probe: not counted
+		t.Fatal(err)
+	}
+	items, err = Monitor(ctx, in.config, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if items["keys"] != 1 || items["version"] != 1 || items["requests"] != 2 {
+		t.Fatalf("monitor = %v, want keys 1 version 1 requests 2", items)
 	}
 }
 

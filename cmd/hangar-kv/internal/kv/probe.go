@@ -67,7 +67,8 @@ func healthz(ctx context.Context, addr string) (int, error) {
 }
 
 // Monitor returns the server's monitor items, in the shape the app
-// package's monitor cmd prints: {"keys": N, "version": N}.
+// package's monitor cmd prints: {"keys": N, "version": N, "requests": N}
+// (requests: the /kv/ requests served since the server started).
 func Monitor(ctx context.Context, configFile string, timeout time.Duration) (map[string]int64, error) {
 	cfg, err := LoadConfig(configFile)
 	if err != nil {
@@ -83,7 +84,7 @@ func Monitor(ctx context.Context, configFile string, timeout time.Duration) (map
 	if err := getJSON(ctx, "http://"+probe+"/status", &st); err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
-	return map[string]int64{"keys": int64(st.Keys), "version": int64(st.Version)}, nil
+	return map[string]int64{"keys": int64(st.Keys), "version": int64(st.Version), "requests": int64(st.Requests)}, nil
 }
 
 // oneShotClient makes a client whose connections close with each call, so

@@ -15,7 +15,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,6 +53,9 @@ type Server struct {
 	role  string // fixed at Open; changing it needs a restart
 	epoch string
 	store *store
+	// requests counts the /kv/ requests served (the monitor's
+	// "requests"; status and health probes are not counted).
+	requests atomic.Uint64
 
 	mu  sync.Mutex
 	cfg Config
@@ -64,6 +69,7 @@ type Status struct {
 	MOTD       string `json:"motd"`
 	Keys       int    `json:"keys"`
 	Version    uint64 `json:"version"`
+	Requests   uint64 `json:"requests"`
 	ConfigFile string `json:"config_file"`
 }
 
@@ -201,7 +207,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /dump", s.handleDump)
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/kv/") {
+			s.requests.Add(1)
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -263,6 +274,7 @@ func (s *Server) status() Status {
 		MOTD:       cfg.MOTD,
 		Keys:       keys,
 		Version:    version,
+		Requests:   s.requests.Load(),
 		ConfigFile: s.opts.ConfigFile,
 	}
 }
