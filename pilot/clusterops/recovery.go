@@ -288,9 +288,10 @@ func (r *Reconciler) noteRecoverJob(ctx context.Context, c *pilotv1.Cluster, now
 		ra.at = now.Add(wait)
 		r.rec.retry[id] = ra
 	}
-	msg := fmt.Sprintf("recover job %s of %s ended %s", rj.id, strings.Join(rj.nodes, ", "), strings.TrimPrefix(j.State.String(), "JOB_STATE_"))
-	if j.State != pilotv1.JobState_JOB_STATE_SUCCEEDED {
-		msg += fmt.Sprintf(" (%s); next attempt after %s", j.Error, r.rec.retry[rj.nodes[0]].at.Sub(now).Round(time.Second))
+	if j.State == pilotv1.JobState_JOB_STATE_SUCCEEDED {
+		return // the job's own event says so
 	}
+	msg := fmt.Sprintf("recover job %s of %s ended %s (%s); next attempt after %s", rj.id, strings.Join(rj.nodes, ", "),
+		strings.TrimPrefix(j.State.String(), "JOB_STATE_"), j.Error, r.rec.retry[rj.nodes[0]].at.Sub(now).Round(time.Second))
 	r.emit(ctx, []*pilotv1.ClusterEvent{{ClusterId: c.Id, Kind: "recovery", Message: msg}})
 }

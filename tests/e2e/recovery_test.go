@@ -109,7 +109,7 @@ func recoveryScenario(t *testing.T, p *pilot, runtime string, kill func(instance
 		}
 	}
 	evs = p.mustHangar("cluster", "events", c.Id, "--limit", "1000")
-	if n := strings.Count(evs, "replacing "); n != 1 {
+	if n := strings.Count(evs, "): recover job "); n != 1 {
 		t.Errorf("%d replacements in the events, want only the first node's:\n%s", n, evs)
 	}
 }
