@@ -206,6 +206,7 @@ func writeCluster(w io.Writer, cl *pilotv1.Cluster) error {
 			return err
 		}
 		writeUnhealthy(w, cl.GetNodes())
+		writeRenderErrors(w, cl.GetNodes())
 	}
 
 	if len(cl.GetEndpoints()) > 0 {
@@ -280,6 +281,28 @@ func writeUnhealthy(w io.Writer, nodes []*pilotv1.Node) {
 		fmt.Fprintf(w, "  %s: check %s\n", n.GetId(), commandSummary(h.GetCheck()))
 		if a := h.GetAction(); a != nil {
 			fmt.Fprintf(w, "  %s: action_cmd %s\n", n.GetId(), commandSummary(a))
+		}
+	}
+}
+
+// writeRenderErrors prints, under the nodes table, why a node's last
+// render failed: its old config files stay in place, so the node runs on
+// while what the cluster's metadata asks for is not applied there.
+func writeRenderErrors(w io.Writer, nodes []*pilotv1.Node) {
+	const maxLines = 12 // the rest is in -o json
+	for _, n := range nodes {
+		msg := strings.TrimSpace(n.GetRenderError())
+		if msg == "" {
+			continue
+		}
+		lines := strings.Split(msg, "\n")
+		fmt.Fprintf(w, "  %s: render of revision %d failed: %s\n", n.GetId(), n.GetRenderedRevision(), lines[0])
+		for i, l := range lines[1:] {
+			if i == maxLines {
+				fmt.Fprintf(w, "    … (%d more lines: -o json)\n", len(lines)-1-maxLines)
+				break
+			}
+			fmt.Fprintf(w, "    %s\n", l)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -153,13 +154,22 @@ func anyHealthCheck(spec *apppkg.ClusterSpec) bool {
 	return false
 }
 
-// recordRendered keeps on each node the revision its drone last rendered.
+// recordRendered keeps on each node the revision its drone last rendered,
+// and why that render failed: a config that check_cmd refused leaves the
+// old file serving, and the node is where a user looks for the reason.
 func (o *Ops) recordRendered(ctx context.Context, clusterID string, drones map[string]*streamv1.DroneInfo) error {
 	_, err := o.updateCluster(ctx, clusterID, func(c *pilotv1.Cluster) error {
 		changed := false
 		for _, nd := range c.Nodes {
-			if d := drones[nd.Id]; d != nil && d.RenderedRevision != nd.RenderedRevision {
+			d := drones[nd.Id]
+			if d == nil {
+				continue
+			}
+			if d.RenderedRevision != nd.RenderedRevision {
 				nd.RenderedRevision, changed = d.RenderedRevision, true
+			}
+			if msg := cutRenderError(d.RenderError); msg != nd.RenderError {
+				nd.RenderError, changed = msg, true
 			}
 		}
 		if !changed {
@@ -168,6 +178,23 @@ func (o *Ops) recordRendered(ctx context.Context, clusterID string, drones map[s
 		return nil
 	})
 	return err
+}
+
+// maxRenderError bounds a render error kept on a node: a check_cmd's
+// output can be long, and the cluster record holds every node.
+const maxRenderError = 4 << 10
+
+// cutRenderError keeps the first maxRenderError bytes of msg, cut at a
+// character (a protobuf string must stay valid UTF-8).
+func cutRenderError(msg string) string {
+	if len(msg) <= maxRenderError {
+		return msg
+	}
+	cut := maxRenderError
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
 }
 
 func (o *Ops) deliverConfd(ctx context.Context, t *jobs.Task) error {

@@ -230,6 +230,7 @@ func TestScalePlans(t *testing.T) {
 	}
 	want = []string{
 		"register metadata with the leaving nodes (deleting-hosts)",
+		"wait for the staying nodes to render deleting-hosts (a load balancer drains the leaving nodes)",
 		"scale_in pre_check on role lead (order 0)",
 		"scale_in on role lead (order 0)",
 		"scale_in on role member (order 1)",
@@ -251,6 +252,11 @@ func TestScalePlans(t *testing.T) {
 	}
 	if got := in.Job.Tasks[0].Input.DeletingNodeIds; len(got) != 1 || got[0] != highest.Id {
 		t.Fatalf("leaving %v, want the highest sid %s", got, highest.Id)
+	}
+	// The staying nodes, and they only, render deleting-hosts before the
+	// leaving node's stop (a load balancer drains it first).
+	if got := in.Job.Tasks[1].Input.NodeIds; len(got) != len(c.Nodes)-1 || slices.Contains(got, highest.Id) {
+		t.Fatalf("rendered-deleting waits for %v; want every node but %s", got, highest.Id)
 	}
 	for _, tc := range []struct {
 		role  string

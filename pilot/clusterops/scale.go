@@ -23,7 +23,8 @@ import (
 // metadata without adding-hosts.
 //
 // Scale-in (the role's highest server ids leave): metadata with the leaving
-// hosts under deleting-hosts → scale_in's pre_check on the remaining nodes
+// hosts under deleting-hosts → the staying nodes' drones have rendered it
+// (so a load balancer has drained the leaving nodes) → scale_in's pre_check on the remaining nodes
 // → destroy (pre-stop) on the leaving nodes → scale_in on the remaining
 // nodes, by order → stop on the leaving nodes → destroy (post-stop) → their
 // instances deleted → their node records removed → metadata without them.
@@ -170,6 +171,15 @@ func PlanScaleOut(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, exi
 func PlanScaleIn(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, staying, leaving []string) []*pilotv1.Task {
 	p := &planner{}
 	p.add("register-deleting", taskRegister, "register metadata with the leaving nodes (deleting-hosts)", &pilotv1.TaskInput{ClusterId: c.Id, DeletingNodeIds: leaving})
+	// The staying nodes render deleting-hosts before anything runs on the
+	// leaving ones: a load balancer among them drains the leaving nodes
+	// (its config without them, reloaded) before their stop. The drones
+	// re-render on their own watch, so without this wait nothing orders
+	// that reload before stop. LOST nodes render nothing until they are
+	// back, so they are not waited for.
+	if live := liveNodes(c, staying); len(live) > 0 {
+		p.add("rendered-deleting", taskWaitRendered, "wait for the staying nodes to render deleting-hosts (a load balancer drains the leaving nodes)", &pilotv1.TaskInput{ClusterId: c.Id, NodeIds: live})
+	}
 	stayingRoles, leavingRoles := rolesOfNodes(c, staying), []string{role}
 	p.serviceSteps(spec, c.Id, "scale_in", stepSpec{idPrefix: "scale_in-check", preCheck: true, roles: stayingRoles, nodeIDs: staying})
 	preDestroy, postDestroy := destroyPhases(spec)
@@ -188,6 +198,18 @@ func PlanScaleIn(c *pilotv1.Cluster, spec *apppkg.ClusterSpec, role string, stay
 	p.add("remove-nodes", taskRemoveNodes, fmt.Sprintf("remove %d nodes from role %s", len(leaving), role), &pilotv1.TaskInput{ClusterId: c.Id, Role: role, NodeIds: leaving})
 	p.add("register", taskRegister, "register metadata (deleting-hosts cleared)", &pilotv1.TaskInput{ClusterId: c.Id})
 	return p.tasks
+}
+
+// liveNodes are the nodes ids of c that are not LOST: their drones are
+// there to report what they rendered.
+func liveNodes(c *pilotv1.Cluster, ids []string) []string {
+	var out []string
+	for _, nd := range c.Nodes {
+		if slices.Contains(ids, nd.Id) && nd.Status != pilotv1.NodeStatus_NODE_STATUS_LOST {
+			out = append(out, nd.Id)
+		}
+	}
+	return out
 }
 
 // destroyPhases says whether the app has a destroy service that runs before
