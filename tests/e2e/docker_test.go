@@ -29,6 +29,12 @@ import (
 // from what tests running beside it create), and builds the images names.
 func dockerPilot(t testing.TB, images ...string) (*pilot, *client.Client, string) {
 	t.Helper()
+	return dockerPilotWith(t, images, nil)
+}
+
+// dockerPilotWith is dockerPilot with pilot's extra args.
+func dockerPilotWith(t testing.TB, images, args []string) (*pilot, *client.Client, string) {
+	t.Helper()
 	dc := dockertest.Require(t)
 	dockertest.Images(t, append([]string{"drone-base", "frontgate"}, images...)...)
 	ctx := context.Background()
@@ -51,7 +57,7 @@ func dockerPilot(t testing.TB, images ...string) (*pilot, *client.Client, string
 		}
 	})
 	_, port, _ := net.SplitHostPort(freePort(t))
-	p := startPilotAt(t, net.JoinHostPort(gwAddr.String(), port))
+	p := startPilotAt(t, net.JoinHostPort(gwAddr.String(), port), args...)
 	if _, err := p.runtimes.CreateRuntime(ctx, &pilotv1.CreateRuntimeRequest{Id: rt, Provider: "docker", Zone: "docker"}); err != nil {
 		t.Fatalf("create the docker runtime: %v", err)
 	}

@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+)
+
+// autoscaleKV is examples/kv with its monitor every second (the example
+// reports every 10 s), in a copy under the test's temp dir.
+func autoscaleKV(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "kv")
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(repoRoot(t), "examples", "kv"))); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "cluster.json.mustache")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := "\"interval_sec\": 10,\n    \"items\""
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("examples/kv's monitor has no interval_sec 10 to shorten")
+	}
+	s := strings.Replace(string(b), old, "\"interval_sec\": 1,\n    \"items\"", 1)
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestAutoscaleKV: a policy on kv's replicas keeps its requests per second
+// per replica near a target. A load above it scales the role out within
+// window + cooldown, up to max; when the load stops the role scales back to
+// min; a load that comes and goes faster than the window starts (almost)
+// no job. On the local runtime.
+func TestAutoscaleKV(t *testing.T) {
+	p := startPilot(t, "--autoscale-interval", "1s")
+	createLocalRuntime(t, p)
+	autoscaleScenario(t, p, "local")
+}
+
+// TestDockerAutoscaleKV is the same on the docker runtime.
+func TestDockerAutoscaleKV(t *testing.T) {
+	p, _, rt := dockerPilotWith(t, []string{"kv"}, []string{"--autoscale-interval", "1s"})
+	autoscaleScenario(t, p, rt)
+}
+
+// loadGen sends GETs to the replicas of a kv cluster at a total rate
+// spread over them (as a load balancer would), while on.
+type loadGen struct {
+	on    atomic.Bool
+	mu    sync.Mutex
+	addrs []string
+	sent  atomic.Int64
+}
+
+func (g *loadGen) run(ctx context.Context, perSecond int) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	t := time.NewTicker(time.Second / time.Duration(perSecond))
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		addrs := g.addrs
+		g.mu.Unlock()
+		if !g.on.Load() || len(addrs) == 0 {
+			continue
+		}
+		resp, err := c.Get("http://" + addrs[i%len(addrs)] + ":6380/kv/load")
+		if err == nil {
+			resp.Body.Close()
+			g.sent.Add(1)
+		}
+	}
+}
+
+func autoscaleScenario(t *testing.T, p *pilot, runtime string) {
+	p.mustHangar("app", "push", autoscaleKV(t))
+	c, job := createClusterOn(t, p, runtime, "kv", map[string]string{"cluster.replica.count": "1"})
+	mustSucceed(t, job)
+	const window, cooldown = 5 * time.Second, 5 * time.Second
+	p.mustHangar("cluster", "autoscale", "set", c.Id, "replica", "--metric", "requests", "--target", "20",
+		"--min", "1", "--max", "3", "--window", window.String(), "--cooldown", cooldown.String())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	g := &loadGen{}
+	replicas := func() int {
+		got := p.cluster(c.Id)
+		var addrs []string
+		for _, nd := range byRole(got, "replica") {
+			if nd.Address != "" && nd.Status == pilotv1.NodeStatus_NODE_STATUS_ACTIVE {
+				addrs = append(addrs, nd.Address)
+			}
+		}
+		g.mu.Lock()
+		g.addrs = addrs
+		g.mu.Unlock()
+		return len(byRole(got, "replica"))
+	}
+	replicas()
+	wg.Add(1)
+	go func() { defer wg.Done(); g.run(ctx, 90) }()
+
+	// 90 requests a second over the replicas, target 20 a replica: out
+	// to 2 (45 each), then 3 (30 each), the max.
+	g.on.Store(true)
+	loaded := time.Now()
+	var first time.Duration
+	waitFor(t, 2*time.Minute, "three replicas", func() (bool, string) {
+		n := replicas()
+		if n > 1 && first == 0 {
+			first = time.Since(loaded)
+		}
+		return n == 3, lastLines(p.mustHangar("cluster", "events", c.Id), 2)
+	})
+	t.Logf("load on: first scale-out done %.1f s after the load began (window %s + cooldown %s), max (3) after %.1f s",
+		first.Seconds(), window, cooldown, time.Since(loaded).Seconds())
+	if first > window+cooldown+20*time.Second {
+		t.Errorf("the first scale-out took %s, want about window + cooldown (%s) plus the job", first, window+cooldown)
+	}
+
+	// The load stops: back to min.
+	g.on.Store(false)
+	stopped := time.Now()
+	waitFor(t, 3*time.Minute, "back to one replica", func() (bool, string) {
+		return replicas() == 1, lastLines(p.mustHangar("cluster", "events", c.Id), 2)
+	})
+	t.Logf("load off: back to min (1) after %.1f s", time.Since(stopped).Seconds())
+
+	// A load that comes and goes faster than the window: 3 s on, 3 s off,
+	// window 5 s, for 45 s.
+	before := scaleJobs(p, c.Id)
+	flapEnd := time.Now().Add(45 * time.Second)
+	for on := true; time.Now().Before(flapEnd); on = !on {
+		g.on.Store(on)
+		waitUntil(ctx, 3*time.Second)
+		replicas()
+	}
+	g.on.Store(false)
+	jobs := scaleJobs(p, c.Id) - before
+	t.Logf("45 s of load alternating every 3 s (window %s): %d scale jobs; %d requests sent in all", window, jobs, g.sent.Load())
+	if jobs > 1 {
+		t.Errorf("%d scale jobs under a load that alternates faster than the window, want at most 1:\n%s", jobs, p.mustHangar("cluster", "events", c.Id, "--limit", "1000"))
+	}
+	// It saw the load and said why it did not act on it.
+	if evs := p.mustHangar("cluster", "events", c.Id, "--limit", "1000"); !strings.Contains(evs, "but not over the whole") {
+		t.Errorf("no event says the alternating load was seen and not acted on:\n%s", evs)
+	}
+	out := p.mustHangar("cluster", "autoscale", "list", c.Id)
+	if !strings.Contains(out, "requests") || !strings.Contains(out, "replica") {
+		t.Errorf("autoscale list:\n%s", out)
+	}
+}
+
+// scaleJobs counts the scale jobs the autoscaler started on the cluster.
+func scaleJobs(p *pilot, clusterID string) int {
+	evs := p.mustHangar("cluster", "events", clusterID, "--limit", "1000")
+	n := 0
+	for _, line := range strings.Split(evs, "\n") {
+		if strings.Contains(line, "autoscale") && strings.Contains(line, ": job ") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitUntil waits d or until ctx ends: the load's rhythm, not a wait on
+// a condition.
+func waitUntil(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
