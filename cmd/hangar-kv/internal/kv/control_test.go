@@ -242,15 +242,14 @@ func TestCheckAndMonitor(t *testing.T) {
 		t.Fatal(err)
 	}
 	do(t, testClient(t), "PUT", "http://"+in.addr+"/kv/a", "1")
-	items, err := Monitor(ctx, in.config, 5*time.Second)
-	if err != nil {
+	if _, err := Monitor(ctx, in.config, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	do(t, testClient(t), "GET", "http://"+in.addr+"/kv/a", "")
 	if err := Check(ctx, in.config, 5*time.Second); err != nil { // a probe: not counted
 		t.Fatal(err)
 	}
-	items, err = Monitor(ctx, in.config, 5*time.Second)
+	items, err := Monitor(ctx, in.config, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
