@@ -627,10 +627,8 @@ type ClusterServiceClient interface {
 	// whose upgrade_policy lists the cluster's version, as its
 	// upgrading_policy says (parallel or sequential).
 	UpgradeCluster(ctx context.Context, in *UpgradeClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
-	// RollbackCluster moves an upgraded cluster back to the version it was
-	// upgraded from.
-	// A cluster's events, oldest first: node health changes, nodes lost
-	// and back. Without after, the newest limit; with it, those after that
+	// A cluster's events, oldest first: jobs, node health changes, nodes
+	// lost and back, recoveries, autoscaling decisions. Without after, the newest limit; with it, those after that
 	// event id (what `hangar cluster events --follow` asks every second).
 	ListClusterEvents(ctx context.Context, in *ListClusterEventsRequest, opts ...grpc.CallOption) (*ListClusterEventsResponse, error)
 	// GetClusterMetrics returns each node's latest metrics as pilot keeps
@@ -642,6 +640,8 @@ type ClusterServiceClient interface {
 	SetAutoscalePolicy(ctx context.Context, in *SetAutoscalePolicyRequest, opts ...grpc.CallOption) (*Cluster, error)
 	// DeleteAutoscalePolicy removes a role's autoscaling policy.
 	DeleteAutoscalePolicy(ctx context.Context, in *DeleteAutoscalePolicyRequest, opts ...grpc.CallOption) (*Cluster, error)
+	// RollbackCluster moves an upgraded cluster back to the version it was
+	// upgraded from.
 	RollbackCluster(ctx context.Context, in *RollbackClusterRequest, opts ...grpc.CallOption) (*ClusterJob, error)
 }
 
@@ -940,10 +940,8 @@ type ClusterServiceServer interface {
 	// whose upgrade_policy lists the cluster's version, as its
 	// upgrading_policy says (parallel or sequential).
 	UpgradeCluster(context.Context, *UpgradeClusterRequest) (*ClusterJob, error)
-	// RollbackCluster moves an upgraded cluster back to the version it was
-	// upgraded from.
-	// A cluster's events, oldest first: node health changes, nodes lost
-	// and back. Without after, the newest limit; with it, those after that
+	// A cluster's events, oldest first: jobs, node health changes, nodes
+	// lost and back, recoveries, autoscaling decisions. Without after, the newest limit; with it, those after that
 	// event id (what `hangar cluster events --follow` asks every second).
 	ListClusterEvents(context.Context, *ListClusterEventsRequest) (*ListClusterEventsResponse, error)
 	// GetClusterMetrics returns each node's latest metrics as pilot keeps
@@ -955,6 +953,8 @@ type ClusterServiceServer interface {
 	SetAutoscalePolicy(context.Context, *SetAutoscalePolicyRequest) (*Cluster, error)
 	// DeleteAutoscalePolicy removes a role's autoscaling policy.
 	DeleteAutoscalePolicy(context.Context, *DeleteAutoscalePolicyRequest) (*Cluster, error)
+	// RollbackCluster moves an upgraded cluster back to the version it was
+	// upgraded from.
 	RollbackCluster(context.Context, *RollbackClusterRequest) (*ClusterJob, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
