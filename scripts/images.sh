@@ -3,7 +3,7 @@
 # packages only (the Engine here has no registry to pull from), and prints
 # each one's size and build time. What goes into each: docs/images.md.
 #
-#   scripts/images.sh [IMAGE...]     IMAGE: drone-base frontgate kv conformance redis mariadb haproxy
+#   scripts/images.sh [IMAGE...]     IMAGE: drone-base frontgate kv web conformance redis mariadb haproxy
 #                                    (default: all of them)
 #
 # Cached between runs: Docker's build cache for the small images, and for
@@ -28,11 +28,11 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(drone-base frontgate kv conformance redis mariadb haproxy)
+[ ${#want[@]} -gt 0 ] || want=(drone-base frontgate kv web conformance redis mariadb haproxy)
 
 # The agents, static: they run in any image, whatever its libc.
 mkdir -p "$work/bin"
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/bin/" ./cmd/drone ./cmd/hangar-supervise ./cmd/frontgate ./cmd/hangar-kv
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$work/bin/" ./cmd/drone ./cmd/hangar-supervise ./cmd/frontgate ./cmd/hangar-kv ./cmd/hangar-web
 
 # dbuild TAG CONTEXT: docker build, quiet unless it fails.
 dbuild() {
@@ -127,6 +127,21 @@ DOCKERFILE
   report kv hangar/kv:1.0 "$t0"
 }
 
+# web: drone-base plus hangar-web, the web role of examples/web (its lb
+# role runs hangar/haproxy).
+build_web() {
+  local t0 ctx=$work/web
+  t0=$(date +%s)
+  mkdir -p "$ctx/usr/local/bin"
+  cp "$work/bin/hangar-web" "$ctx/usr/local/bin/hangar-web"
+  cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM hangar/drone-base:latest
+COPY usr /usr
+DOCKERFILE
+  dbuild hangar/web:1.0 "$ctx"
+  report web hangar/web:1.0 "$t0"
+}
+
 # debian_image NAME TAG PACKAGES: a Debian root filesystem (debootstrap
 # minbase plus the app's packages), cached as a tarball, imported with the
 # drone added.
@@ -166,10 +181,11 @@ for w in "${want[@]}"; do
     drone-base) build_drone_base ;;
     frontgate) build_frontgate ;;
     kv) build_kv ;;
+    web) build_web ;;
     conformance) build_conformance ;;
     redis) debian_image redis hangar/redis:7.0 redis-server ;;
     mariadb) debian_image mariadb hangar/mariadb:10.11 mariadb-server,mariadb-client ;;
-    haproxy) debian_image haproxy hangar/haproxy:2.6 haproxy ;;
-    *) echo "images: unknown image $w (drone-base frontgate kv conformance redis mariadb haproxy)" >&2; exit 2 ;;
+    haproxy) debian_image haproxy hangar/haproxy:2.6 haproxy,socat ;;
+    *) echo "images: unknown image $w (drone-base frontgate kv web conformance redis mariadb haproxy)" >&2; exit 2 ;;
   esac
 done
