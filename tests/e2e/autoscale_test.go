@@ -3,9 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,30 +12,6 @@ import (
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
 )
-
-// autoscaleKV is examples/kv with its monitor every second (the example
-// reports every 10 s), in a copy under the test's temp dir.
-func autoscaleKV(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "kv")
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join(repoRoot(t), "examples", "kv"))); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "cluster.json.mustache")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := "\"interval_sec\": 10,\n    \"items\""
-	if !strings.Contains(string(b), old) {
-		t.Fatalf("examples/kv's monitor has no interval_sec 10 to shorten")
-	}
-	s := strings.Replace(string(b), old, "\"interval_sec\": 1,\n    \"items\"", 1)
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestAutoscaleKV: a policy on kv's replicas keeps its requests per second
 // per replica near a target. A load above it scales the role out within
@@ -140,7 +114,7 @@ func (g *loadGen) run(ctx context.Context, perSecond int) {
 }
 
 func autoscaleScenario(t *testing.T, p *pilot, runtime string, newLoad func(context.Context, *pilotv1.Cluster) load) {
-	p.mustHangar("app", "push", autoscaleKV(t))
+	p.mustHangar("app", "push", metricsKV(t))
 	c, job := createClusterOn(t, p, runtime, "kv", map[string]string{"cluster.replica.count": "1"})
 	mustSucceed(t, job)
 	const window, cooldown = 5 * time.Second, 5 * time.Second

@@ -14,9 +14,16 @@ import (
 )
 
 // healthKV is examples/kv with its health check every second (the example
-// checks every 60 s, as AppCenter requires), in a copy under the test's
-// temp dir.
+// checks every 60 s, as AppCenter requires).
 func healthKV(t *testing.T) string {
+	return kvCopy(t, `"interval_sec": 60`, `"interval_sec": 1`, `"timeout_sec": 10`, `"timeout_sec": 1`)
+}
+
+// kvCopy is examples/kv in a copy under the test's temp dir, each old
+// string of its cluster.json.mustache (pairs: old, new, ...) replaced by
+// the new one; an old string the example lacks fails the test, so that a
+// change of the example cannot quietly undo what a test relies on.
+func kvCopy(t *testing.T, pairs ...string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "kv")
 	if err := os.CopyFS(dir, os.DirFS(filepath.Join(repoRoot(t), "examples", "kv"))); err != nil {
@@ -27,11 +34,12 @@ func healthKV(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.NewReplacer(`"interval_sec": 60`, `"interval_sec": 1`, `"timeout_sec": 10`, `"timeout_sec": 1`).Replace(string(b))
-	if s == string(b) {
-		t.Fatal("examples/kv has no health_check interval_sec of 60 to shorten")
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !strings.Contains(string(b), pairs[i]) {
+			t.Fatalf("examples/kv's cluster.json.mustache has no %s to replace", pairs[i])
+		}
 	}
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(strings.NewReplacer(pairs...).Replace(string(b))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,26 +15,9 @@ import (
 )
 
 // metricsKV is examples/kv with its monitor every second (the example
-// samples every 10 s), in a copy under the test's temp dir.
+// samples every 10 s).
 func metricsKV(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "kv")
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join(repoRoot(t), "examples", "kv"))); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "cluster.json.mustache")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(b), `"interval_sec": 10,`, `"interval_sec": 1,`, 1)
-	if s == string(b) {
-		t.Fatal("examples/kv has no monitor interval_sec of 10 to shorten")
-	}
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return kvCopy(t, "\"interval_sec\": 10,\n    \"items\"", "\"interval_sec\": 1,\n    \"items\"")
 }
 
 // TestClusterMetrics deploys examples/kv on the local runtime with its
