@@ -93,21 +93,25 @@ var errUsage = errors.New("usage")
 // flight; the stop command waits a little longer before SIGKILL.
 const defaultDrain = 10 * time.Second
 
-// load runs the load generator until stdin ends (the caller closes it:
-// docker exec -i) or for d, and prints its counts as JSON.
+// load runs the load generator for d, or with d 0 until stdin ends (the
+// caller closes it: docker exec -i), and prints its counts as JSON.
 func load(ctx context.Context, url string, clients int, d time.Duration, stdin io.Reader, stdout io.Writer) error {
 	if url == "" {
 		return fmt.Errorf("load: %w: --url is required", errUsage)
 	}
 	run := loadgen.Start(loadgen.Config{URL: url, Clients: clients})
-	done := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, stdin)
-		close(done)
-	}()
+	// A bounded run ignores stdin (docker exec -i may close it at once);
+	// an unbounded one ends with it.
+	var done chan struct{}
 	var timeout <-chan time.Time
 	if d > 0 {
 		timeout = time.After(d)
+	} else {
+		done = make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, stdin)
+			close(done)
+		}()
 	}
 	select {
 	case <-done:

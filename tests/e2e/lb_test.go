@@ -281,7 +281,7 @@ func lbScenario(t *testing.T, p *pilot, rt lbRuntime) {
 	if !strings.Contains(show, lb.Id+": render of revision") {
 		t.Errorf("cluster show does not report the lb's failed render:\n%s", show)
 	}
-	t.Logf("the refused config, as update-env and cluster show report it:\n%s\n%s", tail(out, 3), grepLines(show, "render of revision", 3))
+	t.Logf("the refused config, as update-env and cluster show report it:\n%s\n%s", grepLines(out, "check_cmd refused", 3), grepLines(show, "render of revision", 3))
 
 	// A restart of the web role (each node hands its port to a new
 	// process, then the old one drains): no request fails. It also
