@@ -147,9 +147,16 @@ func (r *Reconciler) guarding(c *pilotv1.Cluster) bool {
 }
 
 // recoverClusters decides, after a pass observed every cluster, which
-// nodes to replace, and starts their recover jobs.
-func (r *Reconciler) recoverClusters(ctx context.Context, cases []recoveryCase, counts map[string]runtimeCount, looked map[string]bool) {
+// nodes to replace, and starts their recover jobs. looked holds the nodes
+// of the clusters it may act on, clusters every cluster that exists: what
+// it remembers of others is forgotten.
+func (r *Reconciler) recoverClusters(ctx context.Context, cases []recoveryCase, counts map[string]runtimeCount, looked, clusters map[string]bool) {
 	now := r.now()
+	for id := range r.rec.started {
+		if !clusters[id] {
+			delete(r.rec.started, id)
+		}
+	}
 	// Forget the nodes and clusters nobody looked at (deleted, or no
 	// longer down).
 	for id := range r.rec.down {
