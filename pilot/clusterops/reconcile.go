@@ -167,9 +167,11 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	counts := map[string]runtimeCount{}
 	var cases []recoveryCase
 	lookedNodes := map[string]bool{}
-	defer func() { r.recoverClusters(ctx, cases, counts, lookedNodes) }()
+	existing := map[string]bool{}
+	defer func() { r.recoverClusters(ctx, cases, counts, lookedNodes, existing) }()
 	r.forgetMetrics(clusters)
 	for _, c := range clusters {
+		existing[c.Id] = true
 		switch c.Status {
 		case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED:
 			// Nothing of it should run, or a job is removing it.
