@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -252,12 +253,26 @@ func lbScenario(t *testing.T, p *pilot, rt lbRuntime) {
 		t.Errorf("haproxy.cfg still has the removed node %s:\n%s", removed, cfg())
 	}
 	t.Logf("scale-in: node %s left; its last share of the load: %d requests", removed, s.ByBackend[removed])
+	// The drain is ordered by the job: the staying nodes (the lb) have
+	// rendered deleting-hosts, and reloaded, before the leaving node stops.
+	j, err := p.jobs.GetJob(context.Background(), &pilotv1.GetJobRequest{Id: p.cluster(c.Id).JobId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, task := range j.Tasks {
+		steps = append(steps, task.Id)
+	}
+	rendered, stopped := slices.Index(steps, "rendered-deleting"), slices.IndexFunc(steps, func(id string) bool { return strings.HasPrefix(id, "stop") })
+	if j.Kind != "scale_in" || rendered < 0 || stopped < rendered {
+		t.Errorf("scale-in job %s (%s): steps %v, want rendered-deleting before stop", j.Id, j.Kind, steps)
+	}
 
 	// A timeout_connect HAProxy refuses: the update fails on the lb node,
 	// the old config keeps serving, and the node says why.
 	before := cfg()
 	load = rt.load(t, url)
-	out, err := p.hangar("cluster", "update-env", c.Id, "timeout_connect=5parsecs", "--wait")
+	out, err = p.hangar("cluster", "update-env", c.Id, "timeout_connect=5parsecs", "--wait")
 	if err == nil {
 		t.Errorf("update-env with a config haproxy -c refuses succeeded:\n%s", out)
 	}
