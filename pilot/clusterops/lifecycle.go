@@ -222,10 +222,14 @@ func (l *Lifecycle) Delete(ctx context.Context, r OpRequest, force, override boo
 // the cluster must be active and idle, the values valid and changeable, and
 // the spec they render within the node limit. A dry run answers what the
 // metadata would gain, lose or change.
+//
+// A cluster that failed because of its last env update (a value a
+// check_cmd refused, say) takes another: correcting the value is how one
+// gets out of it, and nothing else of the cluster is half-done.
 func (l *Lifecycle) UpdateEnv(ctx context.Context, r OpRequest, env map[string]string) (*pilotv1.ClusterJob, error) {
 	c, rev := r.C, r.Rev
-	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
-		return nil, refuse(Precondition, "cluster %s is %s; env can change only on an active cluster", c.Id, c.Status)
+	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE && !(c.Status == pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED && l.lastJobKind(ctx, c) == KindUpdateEnv) {
+		return nil, refuse(Precondition, "cluster %s is %s; env can change only on an active cluster (or one whose last env update failed)", c.Id, c.Status)
 	}
 	if err := l.busy(ctx, c); err != nil {
 		return nil, err
@@ -348,6 +352,19 @@ func (l *Lifecycle) accept(ctx context.Context, r OpRequest, kind string, tasks 
 	}
 	l.log.Info("cluster operation accepted", append([]any{"cluster_id", c.Id, "kind", kind, "job_id", job.Id}, attrs...)...)
 	return &pilotv1.ClusterJob{Cluster: c, Job: job}, nil
+}
+
+// lastJobKind is the kind of c's last job ("" when it has none or it is
+// gone).
+func (l *Lifecycle) lastJobKind(ctx context.Context, c *pilotv1.Cluster) string {
+	if c.JobId == "" {
+		return ""
+	}
+	j := &pilotv1.Job{}
+	if _, err := l.cfg.Store.Get(ctx, store.JobKey(c.JobId), j); err != nil {
+		return ""
+	}
+	return j.Kind
 }
 
 // busy refuses a change while another job of the cluster runs.

@@ -505,3 +505,40 @@ func TestSecondChangeNamesTheRunningJob(t *testing.T) {
 		t.Fatalf("a refused change replaced the cluster's job: %s", after.JobId)
 	}
 }
+
+// A cluster whose env update failed (a value its check_cmd refused) takes
+// another env update, the way out; one that failed otherwise does not.
+func TestUpdateEnvAfterAFailedUpdate(t *testing.T) {
+	h := newOpsHarness(t) // examples/kv, which has env
+	ctx := context.Background()
+	created := h.create(t, nil)
+	for _, task := range created.Job.Tasks {
+		if err := h.run(t, created.Job, task); err != nil {
+			t.Fatalf("create %s: %v", task.Id, err)
+		}
+	}
+	h.finish(t, created.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+	c := created.Cluster
+	u, err := h.life.UpdateEnv(ctx, h.op(t, c.Id), map[string]string{"motd": "refused by a check"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.finish(t, u.Job, pilotv1.JobState_JOB_STATE_FAILED)
+	if got, _ := h.cluster(t, c.Id); got.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_FAILED {
+		t.Fatalf("after a failed env update the cluster is %v, want FAILED", got.Status)
+	}
+	again, err := h.life.UpdateEnv(ctx, h.op(t, c.Id), map[string]string{"motd": "corrected"})
+	if err != nil {
+		t.Fatalf("an env update after a failed one: %v", err)
+	}
+	h.finish(t, again.Job, pilotv1.JobState_JOB_STATE_SUCCEEDED)
+
+	r, err := h.life.Restart(ctx, h.op(t, c.Id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.finish(t, r.Job, pilotv1.JobState_JOB_STATE_FAILED)
+	if _, err := h.life.UpdateEnv(ctx, h.op(t, c.Id), map[string]string{"motd": "x"}); err == nil || !strings.Contains(err.Error(), "only on an active cluster") {
+		t.Fatalf("an env update after a failed restart: %v, want refused", err)
+	}
+}

@@ -298,9 +298,22 @@ func lbScenario(t *testing.T, p *pilot, rt lbRuntime) {
 	}
 	t.Logf("the refused config, as update-env and cluster show report it:\n%s\n%s", grepLines(out, "check_cmd refused", 3), grepLines(show, "render of revision", 3))
 
+	// A good value applies, by a seamless reload, and clears the error:
+	// a cluster whose env update failed takes the corrected one.
+	load = rt.load(t, url)
+	p.mustHangar("cluster", "update-env", c.Id, "timeout_connect=3s", "--wait")
+	noFailures("update to a valid config", load.stop(t))
+	if got := cfg(); !strings.Contains(got, "timeout connect 3s") {
+		t.Errorf("haproxy.cfg after the valid update:\n%s", got)
+	}
+	for _, n := range p.cluster(c.Id).Nodes {
+		if n.RenderError != "" {
+			t.Errorf("node %s still reports a render error: %s", n.Id, n.RenderError)
+		}
+	}
+
 	// A restart of the web role (each node hands its port to a new
-	// process, then the old one drains): no request fails. It also
-	// brings the cluster, failed by the refused update, back to active.
+	// process, then the old one drains): no request fails.
 	pids := map[string]string{}
 	for _, n := range byRole(p.cluster(c.Id), "web") {
 		pids[n.Id], _ = rt.readFile(n, "var/run/web/web.pid")
@@ -311,19 +324,6 @@ func lbScenario(t *testing.T, p *pilot, rt lbRuntime) {
 	for _, n := range byRole(p.cluster(c.Id), "web") {
 		if now, _ := rt.readFile(n, "var/run/web/web.pid"); now == pids[n.Id] || now == "" {
 			t.Errorf("web node %s: pid %q after the restart, was %q", n.Id, now, pids[n.Id])
-		}
-	}
-
-	// A good value applies, by a seamless reload, and clears the error.
-	load = rt.load(t, url)
-	p.mustHangar("cluster", "update-env", c.Id, "timeout_connect=3s", "--wait")
-	noFailures("update to a valid config", load.stop(t))
-	if got := cfg(); !strings.Contains(got, "timeout connect 3s") {
-		t.Errorf("haproxy.cfg after the valid update:\n%s", got)
-	}
-	for _, n := range p.cluster(c.Id).Nodes {
-		if n.RenderError != "" {
-			t.Errorf("node %s still reports a render error: %s", n.Id, n.RenderError)
 		}
 	}
 }
