@@ -296,5 +296,9 @@ func (r *Renderer) runHook(cmdline string) error {
 	if r.life.Err() != nil {
 		return fmt.Errorf("%q stopped: the renderer is closing", cmdline)
 	}
-	return fmt.Errorf("%w; output: %q", err, tail)
+	// The output as lines, not quoted: what an operator reads under the
+	// node in `hangar cluster show` (HAProxy's reasons, one a line). Valid
+	// UTF-8 whatever the command printed (the tail may cut a character):
+	// the error travels in protobuf strings.
+	return fmt.Errorf("%w; output:\n%s", err, strings.TrimRight(strings.ToValidUTF8(string(tail), "\uFFFD"), "\n"))
 }
