@@ -3,6 +3,7 @@ package clusterops
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -192,20 +193,13 @@ func clusterRoles(c *pilotv1.Cluster) []string {
 	return roles
 }
 
-// monitorItems are the monitor items role reports (its own block, else
-// the cluster's), sorted.
+// monitorItems are the monitor items role reports (MonitorOf), sorted.
 func monitorItems(spec *apppkg.ClusterSpec, role string) []string {
-	m := spec.Monitor
-	if n, ok := spec.Node(role); ok && n.Monitor != nil {
-		m = n.Monitor
-	}
+	m := MonitorOf(spec, role)
 	if m == nil {
 		return nil
 	}
-	var items []string
-	for k := range m.Items {
-		items = append(items, k)
-	}
+	items := slices.Collect(maps.Keys(m.Items))
 	sort.Strings(items)
 	return items
 }

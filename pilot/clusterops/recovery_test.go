@@ -208,24 +208,3 @@ func TestReconcilerWithoutRecoveryRevives(t *testing.T) {
 		t.Fatalf("recovery off: instance %v, want restarted in place", st)
 	}
 }
-
-func TestSetRecoveryRefusesBadValues(t *testing.T) {
-	h, c := opsappHarness(t)
-	for _, tc := range []struct {
-		p    *pilotv1.RecoveryPolicy
-		want string
-	}{
-		{nil, "recovery: required"},
-		{&pilotv1.RecoveryPolicy{Enabled: true, MaxDownPercent: 101}, "recovery.max_down_percent: 101"},
-		{&pilotv1.RecoveryPolicy{Enabled: true, LostAfterSec: -1}, "recovery.lost_after_sec: -1"},
-		{&pilotv1.RecoveryPolicy{Enabled: true, MinDown: -3}, "recovery.min_down: -3"},
-	} {
-		if _, err := h.life.SetRecovery(context.Background(), c, tc.p); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("SetRecovery(%v) = %v, want an error with %q", tc.p, err, tc.want)
-		}
-	}
-	got, _ := h.cluster(t, c.Id)
-	if got.Recovery != nil {
-		t.Errorf("a refused policy was stored: %v", got.Recovery)
-	}
-}
