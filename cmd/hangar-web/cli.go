@@ -72,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		err = Check(ctx, *config, stdout)
 	case "load":
-		err = load(ctx, *url, *clients, *dur, os.Stdin, stdout)
+		err = load(ctx, *url, *clients, *dur, os.Stdin, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "hangar-web: unknown command %q\n%s", args[0], usage)
 		return 2
@@ -93,9 +93,15 @@ var errUsage = errors.New("usage")
 // flight; the stop command waits a little longer before SIGKILL.
 const defaultDrain = 10 * time.Second
 
+// loadRunning is the line an unbounded load prints on stderr once on.
+const loadRunning = "hangar-web load: running"
+
 // load runs the load generator for d, or with d 0 until stdin ends (the
-// caller closes it: docker exec -i), and prints its counts as JSON.
-func load(ctx context.Context, url string, clients int, d time.Duration, stdin io.Reader, stdout io.Writer) error {
+// caller closes it: docker exec -i), and prints its counts as JSON. An
+// unbounded run says "running" on stderr once its first request is
+// answered, so that a caller can wait for the load to be on before it
+// changes anything (a docker exec takes a while to start).
+func load(ctx context.Context, url string, clients int, d time.Duration, stdin io.Reader, stdout, stderr io.Writer) error {
 	if url == "" {
 		return fmt.Errorf("load: %w: --url is required", errUsage)
 	}
@@ -112,6 +118,23 @@ func load(ctx context.Context, url string, clients int, d time.Duration, stdin i
 			_, _ = io.Copy(io.Discard, stdin)
 			close(done)
 		}()
+		running := make(chan struct{})
+		go func() {
+			defer close(running)
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for run.Snapshot().Requests == 0 {
+				select {
+				case <-done:
+					return
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+			fmt.Fprintln(stderr, loadRunning)
+		}()
+		defer func() { <-running }()
 	}
 	select {
 	case <-done:

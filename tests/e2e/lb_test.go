@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,11 +106,16 @@ func TestDockerLBFromMembership(t *testing.T) {
 
 // execLoad is `hangar-web load` in a container; closing its stdin ends it.
 type execLoad struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   bytes.Buffer
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    bytes.Buffer
+	stderr sync.WaitGroup // copying its stderr to the test's
 }
 
+// startExecLoad starts the load in container, for d (0: until stop). An
+// unbounded one is waited for until it says its first request was
+// answered: a docker exec takes a while to start, and a phase must not end
+// before its load began.
 func startExecLoad(t *testing.T, container, url string, d time.Duration) *execLoad {
 	t.Helper()
 	if container == "" {
@@ -116,13 +123,42 @@ func startExecLoad(t *testing.T, container, url string, d time.Duration) *execLo
 	}
 	l := &execLoad{}
 	l.cmd = exec.Command("docker", "exec", "-i", container, "hangar-web", "load", "--url", url, "--clients", "8", "--duration", d.String())
-	l.cmd.Stdout, l.cmd.Stderr = &l.out, os.Stderr
+	l.cmd.Stdout = &l.out
 	var err error
 	if l.stdin, err = l.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
+	errPipe, err := l.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := l.cmd.Start(); err != nil {
 		t.Fatalf("docker exec hangar-web load: %v", err)
+	}
+	running := make(chan struct{})
+	l.stderr.Add(1)
+	go func() {
+		defer l.stderr.Done()
+		sc := bufio.NewScanner(errPipe)
+		said := false
+		for sc.Scan() {
+			if !said && sc.Text() == "hangar-web load: running" {
+				said = true
+				close(running)
+				continue
+			}
+			fmt.Fprintln(os.Stderr, sc.Text())
+		}
+		if !said {
+			close(running)
+		}
+	}()
+	if d == 0 {
+		select {
+		case <-running:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("hangar-web load in %s: no answered request within 30s", container)
+		}
 	}
 	return l
 }
@@ -130,6 +166,7 @@ func startExecLoad(t *testing.T, container, url string, d time.Duration) *execLo
 func (l *execLoad) stop(t *testing.T) loadgen.Stats {
 	t.Helper()
 	l.stdin.Close()
+	l.stderr.Wait() // before Wait, which closes the pipe
 	if err := l.cmd.Wait(); err != nil {
 		t.Fatalf("hangar-web load: %v\n%s", err, l.out.String())
 	}
