@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hangarhq/hangar/internal/daemon"
 )
 
 const (
@@ -24,8 +26,10 @@ const (
 	// server that did not finish draining.
 	defaultStopWait = defaultDrain + 5*time.Second
 	pollEvery       = 50 * time.Millisecond
-	lockWait        = 60 * time.Second
 )
+
+// background is the hangar-web server its control commands run and find.
+var background = daemon.Server{Tool: "hangar-web", Subcommand: "serve"}
 
 // ControlOptions configure Start and Restart.
 type ControlOptions struct {
@@ -66,12 +70,12 @@ func Start(ctx context.Context, o ControlOptions) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lockPIDFile(ctx, o.PIDFile)
+	unlock, err := background.Lock(ctx, o.PIDFile)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	defer unlock()
-	if pid, ok := runningPID(o.PIDFile); ok {
+	if pid, ok := background.RunningPID(o.PIDFile); ok {
 		o.Logger.Info("hangar-web already running", "pid", pid)
 		return nil
 	}
@@ -92,12 +96,12 @@ func Restart(ctx context.Context, o ControlOptions) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lockPIDFile(ctx, o.PIDFile)
+	unlock, err := background.Lock(ctx, o.PIDFile)
 	if err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	defer unlock()
-	old, running := runningPID(o.PIDFile)
+	old, running := background.RunningPID(o.PIDFile)
 	pid, err := spawn(ctx, o, cfg)
 	if err != nil {
 		return fmt.Errorf("restart: %w", err)
@@ -122,7 +126,7 @@ func spawn(ctx context.Context, o ControlOptions, cfg Config) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("open log: %w", err)
 	}
-	cmd := exec.Command(exe, "serve", "--config", o.ConfigFile)
+	cmd := exec.Command(exe, background.Subcommand, "--config", o.ConfigFile)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
 	// Its own session: it outlives the command that started it.
@@ -136,10 +140,10 @@ func spawn(ctx context.Context, o ControlOptions, cfg Config) (int, error) {
 	_ = cmd.Process.Release()
 	if err := waitHealthy(ctx, cfg.Listen, pid, o.Wait); err != nil {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
-		waitGone(ctx, pid, 5*time.Second)
+		background.WaitGone(ctx, pid, 5*time.Second)
 		return 0, err
 	}
-	if err := writePIDFile(o.PIDFile, pid); err != nil {
+	if err := daemon.WritePIDFile(o.PIDFile, pid); err != nil {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		return 0, err
 	}
@@ -155,7 +159,7 @@ func waitHealthy(ctx context.Context, addr string, pid int, wait time.Duration) 
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var last error
 	for {
-		if exited, status := reap(pid); exited {
+		if exited, status := daemon.Reap(pid); exited {
 			return fmt.Errorf("hangar-web serve (pid %d) exited (%s) before answering http://%s/healthz", pid, status, addr)
 		}
 		got, err := healthz(ctx, c, addr)
@@ -223,12 +227,12 @@ func Stop(ctx context.Context, pidfile string, wait time.Duration, log *slog.Log
 	if wait <= 0 {
 		wait = defaultStopWait
 	}
-	unlock, err := lockPIDFile(ctx, pidfile)
+	unlock, err := background.Lock(ctx, pidfile)
 	if err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
 	defer unlock()
-	pid, ok := runningPID(pidfile)
+	pid, ok := background.RunningPID(pidfile)
 	if !ok {
 		_ = os.Remove(pidfile)
 		log.Info("hangar-web not running", "pidfile", pidfile)
@@ -247,122 +251,12 @@ func terminate(ctx context.Context, pid int, wait time.Duration) error {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal pid %d: %w", pid, err)
 	}
-	if waitGone(ctx, pid, wait) {
+	if background.WaitGone(ctx, pid, wait) {
 		return nil
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	if !waitGone(ctx, pid, 5*time.Second) {
+	if !background.WaitGone(ctx, pid, 5*time.Second) {
 		return fmt.Errorf("pid %d still running after SIGKILL", pid)
 	}
 	return nil
-}
-
-func waitGone(ctx context.Context, pid int, wait time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for {
-		reap(pid)
-		if !alive(pid) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(pollEvery):
-		}
-	}
-}
-
-// reap collects pid's status if it is our exited child (a test that
-// starts and stops in one process); a zombie still answers kill(pid, 0).
-func reap(pid int) (bool, string) {
-	var ws syscall.WaitStatus
-	got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-	if err != nil || got != pid {
-		return false, ""
-	}
-	if ws.Signaled() {
-		return true, "killed by " + ws.Signal().String()
-	}
-	return true, fmt.Sprintf("exit status %d", ws.ExitStatus())
-}
-
-// alive says whether pid is a live hangar-web server: where /proc exists
-// it rules out zombies and pids reused by another program, so a stale
-// pidfile never makes stop signal a stranger.
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true // no procfs: the signal check is all there is
-	}
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return true
-	}
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	return len(args) > 1 && args[1] == "serve"
-}
-
-func runningPID(pidfile string) (int, bool) {
-	b, err := os.ReadFile(pidfile)
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !alive(pid) {
-		return 0, false
-	}
-	return pid, true
-}
-
-// writePIDFile replaces pidfile atomically.
-func writePIDFile(pidfile string, pid int) error {
-	tmp := pidfile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-		return fmt.Errorf("write pidfile: %w", err)
-	}
-	if err := os.Rename(tmp, pidfile); err != nil {
-		return fmt.Errorf("write pidfile: %w", err)
-	}
-	return nil
-}
-
-// lockPIDFile serialises start, restart and stop on one pidfile (an flock
-// the kernel drops if the holder dies).
-func lockPIDFile(ctx context.Context, pidfile string) (func(), error) {
-	name := pidfile + ".lock"
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", name, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, lockWait)
-	defer cancel()
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", name, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: another start/stop/restart holds it: %w", name, ctx.Err())
-		case <-time.After(pollEvery):
-		}
-	}
 }

@@ -3,7 +3,6 @@
 package kv
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,10 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hangarhq/hangar/internal/daemon"
 )
 
 // Defaults of the control commands.
@@ -23,12 +23,12 @@ const (
 	DefaultStartWait = 20 * time.Second
 	DefaultStopWait  = 10 * time.Second
 	// killWait bounds the wait for a process to vanish after SIGKILL.
-	killWait = 5 * time.Second
-	// lockWait bounds the wait for another control command on the same
-	// pidfile; a start may hold the lock for its whole --wait.
-	lockWait  = 60 * time.Second
+	killWait  = 5 * time.Second
 	pollEvery = 50 * time.Millisecond
 )
+
+// background is the hangar-kv server its control commands run and find.
+var background = daemon.Server{Tool: "hangar-kv", Subcommand: "serve"}
 
 // StartOptions configure Start.
 type StartOptions struct {
@@ -85,13 +85,13 @@ func Start(ctx context.Context, o StartOptions) error {
 			return fmt.Errorf("start: %w", err)
 		}
 	}
-	unlock, err := lockPIDFile(ctx, o.PIDFile)
+	unlock, err := background.Lock(ctx, o.PIDFile)
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	defer unlock()
 
-	if pid, ok := runningPID(o.PIDFile); ok {
+	if pid, ok := background.RunningPID(o.PIDFile); ok {
 		log.Info("hangar-kv already running", "pid", pid, "pidfile", o.PIDFile)
 		return nil
 	}
@@ -101,7 +101,7 @@ func Start(ctx context.Context, o StartOptions) error {
 		return fmt.Errorf("start: open log: %w", err)
 	}
 	logStart, _ := logf.Seek(0, io.SeekEnd)
-	cmd := exec.Command(exe, "serve", "--config", configFile)
+	cmd := exec.Command(exe, background.Subcommand, "--config", configFile)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
 	// Its own session, so the server outlives the shell that ran start and
@@ -116,7 +116,7 @@ func Start(ctx context.Context, o StartOptions) error {
 	// Track the child by pid from here on: the handle would keep a pidfd
 	// open, and nobody waits on it when start exits right away.
 	_ = cmd.Process.Release()
-	if err := writePIDFile(o.PIDFile, pid); err != nil {
+	if err := daemon.WritePIDFile(o.PIDFile, pid); err != nil {
 		killAndReap(pid)
 		return fmt.Errorf("start: %w", err)
 	}
@@ -152,13 +152,13 @@ func Stop(ctx context.Context, o StopOptions) error {
 		o.Wait = DefaultStopWait
 	}
 	log := loggerOr(o.Logger)
-	unlock, err := lockPIDFile(ctx, o.PIDFile)
+	unlock, err := background.Lock(ctx, o.PIDFile)
 	if err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
 	defer unlock()
 
-	pid, ok := runningPID(o.PIDFile)
+	pid, ok := background.RunningPID(o.PIDFile)
 	if !ok {
 		_ = os.Remove(o.PIDFile)
 		log.Info("hangar-kv not running", "pidfile", o.PIDFile)
@@ -167,10 +167,10 @@ func Stop(ctx context.Context, o StopOptions) error {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop: signal pid %d: %w", pid, err)
 	}
-	if !waitGone(ctx, pid, o.Wait) {
+	if !background.WaitGone(ctx, pid, o.Wait) {
 		log.Warn("hangar-kv did not stop in time, killing it", "pid", pid, "wait", o.Wait)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
-		if !waitGone(ctx, pid, killWait) {
+		if !background.WaitGone(ctx, pid, killWait) {
 			return fmt.Errorf("stop: pid %d still running after SIGKILL", pid)
 		}
 	}
@@ -210,14 +210,14 @@ func Reload(ctx context.Context, o ReloadOptions) error {
 	}
 	// A start in progress holds the lock until its server has installed its
 	// SIGHUP handler; signalling earlier would kill it.
-	unlock, err := lockPIDFile(ctx, o.PIDFile)
+	unlock, err := background.Lock(ctx, o.PIDFile)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
 	defer unlock()
 
 	line := " reloaded\n"
-	if pid, ok := runningPID(o.PIDFile); ok {
+	if pid, ok := background.RunningPID(o.PIDFile); ok {
 		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 			return fmt.Errorf("reload: signal pid %d: %w", pid, err)
 		}
@@ -249,10 +249,10 @@ func waitHealthy(ctx context.Context, addr string, pid int, wait time.Duration) 
 	var lastErr error
 	for {
 		// The server is our unreaped child, so its pid is its own until
-		// reaped: reaping alone says whether it ended. (alive's look at
+		// reaped: reaping alone says whether it ended. (Alive's look at
 		// /proc/<pid>/cmdline can find it empty just after exec, while the
 		// kernel is still setting up the new program's arguments.)
-		if exited, status := reap(pid); exited {
+		if exited, status := daemon.Reap(pid); exited {
 			return fmt.Errorf("hangar-kv serve (pid %d) exited (%s) before answering http://%s/healthz", pid, status, addr)
 		}
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
@@ -274,134 +274,9 @@ func waitHealthy(ctx context.Context, addr string, pid int, wait time.Duration) 
 	}
 }
 
-// waitGone polls until pid has exited, for at most wait.
-func waitGone(ctx context.Context, pid int, wait time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for {
-		reap(pid)
-		if !alive(pid) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(pollEvery):
-		}
-	}
-}
-
 func killAndReap(pid int) {
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	waitGone(context.Background(), pid, killWait)
-}
-
-// reap collects pid's exit status if it is our exited child; when start and
-// stop run in one process (tests, embedders) nobody else would, and a
-// zombie still answers kill(pid, 0).
-func reap(pid int) (bool, string) {
-	var ws syscall.WaitStatus
-	got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-	if err != nil || got != pid {
-		return false, ""
-	}
-	switch {
-	case ws.Exited():
-		return true, fmt.Sprintf("exit status %d", ws.ExitStatus())
-	case ws.Signaled():
-		return true, "killed by " + ws.Signal().String()
-	}
-	return true, "exited"
-}
-
-// alive reports whether pid is a live hangar-kv server. Where /proc exists
-// it also rules out zombies and pids reused by other programs, so a stale
-// pidfile never makes start skip or stop signal a stranger.
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		// No procfs (macOS): the signal check is all there is.
-		return !errors.Is(err, os.ErrNotExist) || !procfs()
-	}
-	// The state follows the parenthesised command name, which may itself
-	// hold spaces or parentheses.
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return true
-	}
-	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	return len(args) > 1 && args[1] == "serve"
-}
-
-func procfs() bool {
-	_, err := os.Stat("/proc/self/stat")
-	return err == nil
-}
-
-// runningPID returns the pid in pidfile if that process is a live server.
-func runningPID(pidfile string) (int, bool) {
-	b, err := os.ReadFile(pidfile)
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !alive(pid) {
-		return 0, false
-	}
-	return pid, true
-}
-
-// writePIDFile replaces pidfile atomically, so a reader never sees it half
-// written.
-func writePIDFile(pidfile string, pid int) error {
-	tmp := pidfile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-		return fmt.Errorf("write pidfile: %w", err)
-	}
-	if err := os.Rename(tmp, pidfile); err != nil {
-		return fmt.Errorf("write pidfile: %w", err)
-	}
-	return nil
-}
-
-// lockPIDFile serialises start, stop and reload on one pidfile through an
-// flock on <pidfile>.lock, which the kernel drops if the holder dies.
-func lockPIDFile(ctx context.Context, pidfile string) (func(), error) {
-	name := pidfile + ".lock"
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", name, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, lockWait)
-	defer cancel()
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() {
-				_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-				f.Close()
-			}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", name, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: another hangar-kv start/stop/reload holds it: %w", name, ctx.Err())
-		case <-time.After(pollEvery):
-		}
-	}
+	background.WaitGone(context.Background(), pid, killWait)
 }
 
 // logTail returns the log lines written since offset, at most the last

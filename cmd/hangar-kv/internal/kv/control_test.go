@@ -41,7 +41,7 @@ func newInstance(t *testing.T, motd string) instance {
 	in.writeConfig(t, motd)
 	// Never leave a server behind, whatever the test did.
 	t.Cleanup(func() {
-		if pid, ok := runningPID(in.pidfile); ok {
+		if pid, ok := background.RunningPID(in.pidfile); ok {
 			killAndReap(pid)
 		}
 	})
