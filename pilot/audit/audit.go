@@ -10,8 +10,6 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -27,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/sortid"
 	"github.com/hangarhq/hangar/pilot/auth"
 )
 
@@ -83,20 +82,6 @@ func New(cfg Config) *Log {
 // TenantPrefix holds one tenant's entries.
 func TenantPrefix(tenant string) string { return Prefix + tenant + "/" }
 
-// newID sorts by time: nanoseconds in fixed-width hex, then random bytes
-// so two entries in the same nanosecond (or from two pilots) never clash.
-func newID(t time.Time) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return timeKey(t) + "-" + hex.EncodeToString(b[:])
-}
-
-// timeKey is the time part of an id: retention compares it with a cutoff
-// to find, by key order alone, every entry older than that cutoff.
-func timeKey(t time.Time) string {
-	return fmt.Sprintf("%016x", t.UnixNano())
-}
-
 var marshal = protojson.MarshalOptions{UseProtoNames: true}
 
 // Log stores e under its tenant, filling its id and time.
@@ -111,7 +96,7 @@ func (l *Log) Log(ctx context.Context, e *pilotv1.AuditEntry) error {
 	if e.Time == nil {
 		e.Time = timestamppb.New(now)
 	}
-	e.Id = newID(e.Time.AsTime())
+	e.Id = sortid.New(e.Time.AsTime())
 	b, err := marshal.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encode audit entry: %w", err)

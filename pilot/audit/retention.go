@@ -7,6 +7,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hangarhq/hangar/internal/sortid"
 )
 
 // Pilot's retention defaults: a quarter of history, and a cap that keeps
@@ -112,7 +114,7 @@ func (l *Log) pruneTenant(ctx context.Context, tenant string, now time.Time) (in
 		// Ids encode only times after 1970 comparably, so an earlier
 		// cutoff deletes nothing by age.
 		if cutoff := now.Add(-l.retention.MaxAge); cutoff.After(time.Unix(0, 0)) {
-			n, err := l.deleteRange(ctx, prefix, prefix+timeKey(cutoff))
+			n, err := l.deleteRange(ctx, prefix, prefix+sortid.TimeKey(cutoff))
 			deleted += n
 			if err != nil {
 				return deleted, fmt.Errorf("delete entries older than %s: %w", l.retention.MaxAge, err)

@@ -8,13 +8,10 @@ package events
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
+	"github.com/hangarhq/hangar/internal/sortid"
 )
 
 // Prefix holds every cluster's events.
@@ -59,14 +57,6 @@ func New(c *clientv3.Client, log *slog.Logger) *Log {
 // ClusterPrefix holds one cluster's events.
 func ClusterPrefix(clusterID string) string { return Prefix + clusterID + "/" }
 
-// newID sorts by time: nanoseconds in fixed-width hex, then random bytes,
-// so that two events of one nanosecond never clash.
-func newID(t time.Time) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%016x-%s", t.UnixNano(), hex.EncodeToString(b[:]))
-}
-
 var marshal = protojson.MarshalOptions{UseProtoNames: true}
 
 // Append stores ev under its cluster, filling its id and, when unset, its
@@ -82,7 +72,7 @@ func (l *Log) Append(ctx context.Context, ev *pilotv1.ClusterEvent) {
 		_, size := utf8.DecodeLastRuneInString(ev.Message)
 		ev.Message = ev.Message[:len(ev.Message)-size]
 	}
-	ev.Id = newID(ev.Time.AsTime())
+	ev.Id = sortid.New(ev.Time.AsTime())
 	b, err := marshal.Marshal(ev)
 	if err == nil {
 		_, err = l.c.Put(ctx, ClusterPrefix(ev.ClusterId)+ev.Id, string(b))
