@@ -21,6 +21,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	pilotv1 "github.com/hangarhq/hangar/api/pilotv1"
@@ -212,7 +213,7 @@ func (a *Autoscaler) decide(ctx context.Context, c *pilotv1.Cluster, p *pilotv1.
 		}
 	}
 	if c.Status != pilotv1.ClusterStatus_CLUSTER_STATUS_ACTIVE {
-		return decision{kind: "status", msg: fmt.Sprintf("no decision: the cluster is %s", clusterStatusWord(c.Status))}
+		return decision{kind: "status", msg: fmt.Sprintf("no decision: the cluster is %s", strings.TrimPrefix(c.Status.String(), "CLUSTER_STATUS_"))}
 	}
 	step := int(cmp.Or(p.Step, 1))
 	switch {
@@ -265,13 +266,4 @@ func (a *Autoscaler) scale(ctx context.Context, clusterID, role string, count in
 		return nil, err
 	}
 	return a.cfg.Scaler.Scale(ctx, clusterops.OpRequest{C: c, Rev: rev}, role, count)
-}
-
-func clusterStatusWord(s pilotv1.ClusterStatus) string {
-	const prefix = "CLUSTER_STATUS_"
-	w := s.String()
-	if len(w) > len(prefix) {
-		return w[len(prefix):]
-	}
-	return w
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -393,13 +394,11 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 // (a check's time alone does not: drones report changes only). Each change
 // of a node's health status is logged as an event.
 func (r *Reconciler) recordHealth(ctx context.Context, c *pilotv1.Cluster, reports map[string]*streamv1.HealthReport) error {
-	changes := 0
-	for _, nd := range c.Nodes {
-		if hr := reports[nd.Id]; hr != nil && !proto.Equal(nodeHealth(hr), nd.Health) {
-			changes++
-		}
-	}
-	if changes == 0 {
+	changed := slices.ContainsFunc(c.Nodes, func(nd *pilotv1.Node) bool {
+		hr := reports[nd.Id]
+		return hr != nil && !proto.Equal(nodeHealth(hr), nd.Health)
+	})
+	if !changed {
 		return nil // the common case: nothing to write, nothing read again
 	}
 	var evs []*pilotv1.ClusterEvent
