@@ -21,7 +21,7 @@ func TestIDsSortByTime(t *testing.T) {
 			t.Errorf("cutoff %s does not split %s and %s", cut, a, b)
 		}
 	}
-	if New(base) == New(base) {
-		t.Error("two ids of one nanosecond are equal")
+	if a, b := New(base), New(base); a == b {
+		t.Errorf("two ids of one nanosecond are equal: %s", a)
 	}
 }
