@@ -202,7 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.cfg.Reports.send(ctx, a.link.Call, a.cfg.RenewTimeout)
+			a.cfg.Reports.send(ctx, a.link.Call, a.cfg.RenewTimeout, a.log)
 		}()
 	}
 	defer func() { cancel(); wg.Wait() }()

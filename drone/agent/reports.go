@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 	"github.com/hangarhq/hangar/drone/health"
 	"github.com/hangarhq/hangar/internal/backoff"
+	"github.com/hangarhq/hangar/internal/streamrpc"
 )
 
 // Reports carries what the drone tells of itself to the frontgate: the
@@ -115,8 +117,9 @@ func (r *Reports) take() []*streamv1.Request {
 }
 
 // send delivers each new report (and the latest again after a reconnect,
-// which pokes it) until ctx ends; a failed send is retried with backoff.
-func (r *Reports) send(ctx context.Context, call func(context.Context, *streamv1.Request) (*streamv1.Response, error), timeout time.Duration) {
+// which pokes it) until ctx ends; a failed send is retried with backoff,
+// but a report the frontgate refused as invalid is dropped.
+func (r *Reports) send(ctx context.Context, call func(context.Context, *streamv1.Request) (*streamv1.Response, error), timeout time.Duration, log *slog.Logger) {
 	bo := backoff.New(500*time.Millisecond, 15*time.Second)
 	for {
 		select {
@@ -131,6 +134,13 @@ func (r *Reports) send(ctx context.Context, call func(context.Context, *streamv1
 				cancel()
 				if err == nil {
 					bo.Reset()
+					break
+				}
+				if streamrpc.IsCode(err, streamrpc.CodeInvalid) {
+					// The frontgate refused this report as it is: sent
+					// again it would be refused again, and the reports
+					// after it would wait forever behind it.
+					log.Warn("report refused by the frontgate; dropped", "err", err)
 					break
 				}
 				if backoff.Sleep(ctx, bo.Next()) != nil {

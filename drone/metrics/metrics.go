@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -153,11 +154,19 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 }
 
-// differs says whether b is worth sending after a: anything but the time.
+// differs says whether b is worth sending after a. Byte counts and
+// rates move by a few bytes at nearly every sample, so they count only
+// when they moved by a MiB (memory, disk) or a KiB a second (network):
+// otherwise every idle node would report every interval.
 func differs(a, b *streamv1.MetricsReport) bool {
-	a, b = proto.Clone(a).(*streamv1.MetricsReport), proto.Clone(b).(*streamv1.MetricsReport)
-	a.At, b.At = nil, nil
-	return !proto.Equal(a, b)
+	const mib, kib = 1 << 20, 1 << 10
+	return a.CpuPercent != b.CpuPercent || a.MemoryUsedPercent != b.MemoryUsedPercent ||
+		a.MemoryUsedBytes/mib != b.MemoryUsedBytes/mib || a.MemoryTotalBytes != b.MemoryTotalBytes ||
+		a.DiskUsedBytes/mib != b.DiskUsedBytes/mib || a.DiskTotalBytes != b.DiskTotalBytes ||
+		int64(a.NetworkReceiveBytesPerSecond/kib) != int64(b.NetworkReceiveBytesPerSecond/kib) ||
+		int64(a.NetworkTransmitBytesPerSecond/kib) != int64(b.NetworkTransmitBytesPerSecond/kib) ||
+		a.IntervalSec != b.IntervalSec || a.MonitorError != b.MonitorError ||
+		!slices.EqualFunc(a.Items, b.Items, func(x, y *streamv1.MonitorValue) bool { return proto.Equal(x, y) })
 }
 
 // sampler keeps what rates need between samples.

@@ -335,3 +335,54 @@ func TestCollector(t *testing.T) {
 	for r = next("host only"); r.MonitorError != "" || r.IntervalSec != 0; r = next("host only") {
 	}
 }
+
+// A sample is sent after another only when it moved by more than noise:
+// cpu and memory percentages, a MiB of memory or disk, a KiB a second of
+// network, an item, the monitor's error.
+func TestDiffers(t *testing.T) {
+	base := func() *streamv1.MetricsReport {
+		return &streamv1.MetricsReport{CpuPercent: 5, MemoryUsedPercent: 40, MemoryUsedBytes: 100 << 20, MemoryTotalBytes: 1 << 30,
+			DiskUsedBytes: 10 << 30, DiskTotalBytes: 100 << 30, NetworkReceiveBytesPerSecond: 5000, NetworkTransmitBytesPerSecond: 100,
+			IntervalSec: 10, Items: []*streamv1.MonitorValue{{Key: "keys", Value: 3}}}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(r *streamv1.MetricsReport)
+		want bool
+	}{
+		{"the same", func(r *streamv1.MetricsReport) {}, false},
+		{"a few bytes of memory", func(r *streamv1.MetricsReport) { r.MemoryUsedBytes += 4096 }, false},
+		{"a few bytes of disk", func(r *streamv1.MetricsReport) { r.DiskUsedBytes += 512 }, false},
+		{"a few bytes a second of network", func(r *streamv1.MetricsReport) { r.NetworkReceiveBytesPerSecond += 20 }, false},
+		{"a MiB of memory", func(r *streamv1.MetricsReport) { r.MemoryUsedBytes += 1 << 20 }, true},
+		{"a MiB of disk", func(r *streamv1.MetricsReport) { r.DiskUsedBytes += 1 << 20 }, true},
+		{"a KiB a second sent", func(r *streamv1.MetricsReport) { r.NetworkTransmitBytesPerSecond += 1024 }, true},
+		{"cpu", func(r *streamv1.MetricsReport) { r.CpuPercent = 5.1 }, true},
+		{"an item", func(r *streamv1.MetricsReport) { r.Items[0].Value = 4 }, true},
+		{"an item more", func(r *streamv1.MetricsReport) { r.Items = append(r.Items, &streamv1.MonitorValue{Key: "x"}) }, true},
+		{"the monitor's error", func(r *streamv1.MetricsReport) { r.MonitorError = "exit 1" }, true},
+	} {
+		b := base()
+		tc.edit(b)
+		if got := differs(base(), b); got != tc.want {
+			t.Errorf("%s: differs %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCutText(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 256, "short"},
+		{"abcdef", 4, "abcd"},
+		{"ab\u00e9cd", 3, "ab"}, // é is two bytes: not cut in half
+		{"a\xffb", 8, "a\uFFFDb"},
+	} {
+		if got := cutText(tc.in, tc.n); got != tc.want {
+			t.Errorf("cutText(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	streamv1 "github.com/hangarhq/hangar/api/streamv1"
 )
@@ -136,10 +137,26 @@ func numberOf(raw json.RawMessage) (float64, error) {
 // textOf reads a str item's value: a string, or anything else as printed.
 func textOf(raw json.RawMessage) string {
 	var s string
-	if json.Unmarshal(raw, &s) == nil {
+	if json.Unmarshal(raw, &s) != nil {
+		s = string(raw)
+	}
+	return cutText(s, MaxTextBytes)
+}
+
+// MaxTextBytes bounds a str item's text (the frontgate refuses longer:
+// it keeps every node's last report).
+const MaxTextBytes = 256
+
+// cutText is s in at most n bytes of valid UTF-8, cut at a character.
+func cutText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
 		return s
 	}
-	return string(raw)
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // sample is an item's raw value at a time, kept for delta and rate.

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -151,9 +152,9 @@ func (r *Run) Snapshot() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.stats
-	s.ByBackend = clone(r.stats.ByBackend)
-	s.Errors = clone(r.stats.Errors)
-	s.FirstSeen = clone(r.stats.FirstSeen)
+	s.ByBackend = maps.Clone(r.stats.ByBackend)
+	s.Errors = maps.Clone(r.stats.Errors)
+	s.FirstSeen = maps.Clone(r.stats.FirstSeen)
 	s.Elapsed = time.Since(s.Started).Seconds()
 	return s
 }
@@ -164,12 +165,4 @@ func (r *Run) Stop() Stats {
 	r.wg.Wait()
 	r.client.CloseIdleConnections()
 	return r.Snapshot()
-}
-
-func clone[V any](m map[string]V) map[string]V {
-	out := make(map[string]V, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
