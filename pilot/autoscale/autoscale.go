@@ -122,6 +122,7 @@ func (a *Autoscaler) Pass(ctx context.Context) error {
 	}
 	seen := map[string]bool{}
 	for _, c := range clusters {
+		scaled := false
 		for _, p := range c.Autoscale {
 			key := c.Id + "/" + p.Role
 			seen[key] = true
@@ -130,7 +131,12 @@ func (a *Autoscaler) Pass(ctx context.Context) error {
 				st = &roleState{}
 				a.roles[key] = st
 			}
-			a.evaluate(ctx, c, p, st)
+			if scaled {
+				// The cluster as listed is stale: its job began this
+				// pass. The next pass sees it busy.
+				continue
+			}
+			scaled = a.evaluate(ctx, c, p, st)
 		}
 	}
 	for key := range a.roles {
@@ -149,8 +155,9 @@ type decision struct {
 	to        int
 }
 
-// evaluate samples p's metric and decides.
-func (a *Autoscaler) evaluate(ctx context.Context, c *pilotv1.Cluster, p *pilotv1.AutoscalePolicy, st *roleState) {
+// evaluate samples p's metric and decides; it reports whether it started
+// a scale job.
+func (a *Autoscaler) evaluate(ctx context.Context, c *pilotv1.Cluster, p *pilotv1.AutoscalePolicy, st *roleState) bool {
 	now := a.cfg.Now()
 	window := time.Duration(cmp.Or(p.WindowSec, clusterops.DefaultAutoscaleWindowSec)) * time.Second
 	// The sample: the role's average over the last two intervals (a
@@ -180,7 +187,7 @@ func (a *Autoscaler) evaluate(ctx context.Context, c *pilotv1.Cluster, p *pilotv
 		}
 	}
 	if d.kind == st.said && jobID == "" {
-		return
+		return false
 	}
 	st.said = d.kind
 	a.log.Info("autoscale", "cluster_id", c.Id, "role", p.Role, "decision", d.kind, "message", d.msg, "job_id", jobID)
@@ -190,6 +197,7 @@ func (a *Autoscaler) evaluate(ctx context.Context, c *pilotv1.Cluster, p *pilotv
 	if err := a.cfg.Scaler.RecordAutoscale(ctx, c.Id, p.Role, d.msg, jobID); err != nil {
 		a.log.Warn("autoscale: record the decision", "cluster_id", c.Id, "role", p.Role, "err", err)
 	}
+	return jobID != ""
 }
 
 // decide is the policy's verdict at now.

@@ -286,3 +286,25 @@ func TestBusyAndBounds(t *testing.T) {
 		t.Fatalf("1 node under min 2: scale calls %v, want one to 2", g.sc.calls)
 	}
 }
+
+// Two policies of one cluster due in the same pass: one scale job starts,
+// the other policy waits for the next pass (no refused job, no event
+// saying so).
+func TestOneJobAPass(t *testing.T) {
+	p := &pilotv1.AutoscalePolicy{Role: "web", Metric: "cpu", Target: 50, Min: 2, Max: 4}
+	g := newRig(t, 1, p)
+	ctx := context.Background()
+	if _, err := store.Update(ctx, g.st, store.ClusterKey("cl-1"), func() *pilotv1.Cluster { return &pilotv1.Cluster{} }, func(c *pilotv1.Cluster) error {
+		c.Autoscale = append(c.Autoscale, &pilotv1.AutoscalePolicy{Role: "db", Metric: "cpu", Target: 50, Min: 1, Max: 2})
+		return nil // db has no node: below its min too
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g.step()
+	if len(g.sc.calls) != 1 {
+		t.Fatalf("scale calls %v in one pass, want one", g.sc.calls)
+	}
+	if evs := g.events(); strings.Contains(evs, "refused") {
+		t.Errorf("events:\n%s", evs)
+	}
+}

@@ -76,7 +76,7 @@ func (l *Lifecycle) SetAutoscale(ctx context.Context, c *pilotv1.Cluster, p *pil
 	}
 	p = proto.Clone(p).(*pilotv1.AutoscalePolicy)
 	p.LastDecision, p.LastDecisionAt, p.LastJobId = "", nil, ""
-	roles := clusterRoles(c)
+	roles := rolesOf(c)
 	if !slices.Contains(roles, p.Role) {
 		return nil, refuse(Invalid, "policy.role: %q is not a role of cluster %s; its roles: %s", p.Role, c.Id, strings.Join(roles, ", "))
 	}
@@ -179,18 +179,6 @@ func (l *Lifecycle) updatePolicies(ctx context.Context, id string, fn func(*pilo
 		return nil, fmt.Errorf("store the policy of cluster %s: %w", id, err)
 	}
 	return c, nil
-}
-
-// clusterRoles are c's roles, sorted.
-func clusterRoles(c *pilotv1.Cluster) []string {
-	var roles []string
-	for _, nd := range c.Nodes {
-		if !slices.Contains(roles, nd.Role) {
-			roles = append(roles, nd.Role)
-		}
-	}
-	sort.Strings(roles)
-	return roles
 }
 
 // monitorItems are the monitor items role reports (MonitorOf), sorted.

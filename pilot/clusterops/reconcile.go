@@ -173,6 +173,11 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	r.forgetMetrics(clusters)
 	for _, c := range clusters {
 		existing[c.Id] = true
+		for _, nd := range c.Nodes {
+			// What recovery remembers of a node (its backoff) lasts
+			// while the node exists, a recover job on it included.
+			lookedNodes[nd.Id] = true
+		}
 		switch c.Status {
 		case pilotv1.ClusterStatus_CLUSTER_STATUS_STOPPED, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETING, pilotv1.ClusterStatus_CLUSTER_STATUS_DELETED:
 			// Nothing of it should run, or a job is removing it.
@@ -226,9 +231,6 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 			if now, rev, err := r.clusterAt(ctx, c.Id); err == nil {
 				c = now
 				cases = append(cases, recoveryCase{c: now, rev: rev, dead: dead})
-				for _, nd := range now.Nodes {
-					lookedNodes[nd.Id] = true
-				}
 			}
 		}
 		countDown(counts, c)
@@ -294,8 +296,11 @@ func (r *Reconciler) observeNodes(ctx context.Context, c *pilotv1.Cluster, conne
 	lost, booted := map[string]bool{}, map[string]bool{}
 	dead = map[string]bool{}
 	// With recovery on, a dead instance is replaced, not restarted in
-	// place, unless the meltdown guard holds (recovery.go).
-	replace := recoveryOn(c) && !r.guarding(c)
+	// place, unless the meltdown guard holds (recovery.go); only where a
+	// replacement can start (write: no job runs on the cluster). A job's
+	// own nodes are restarted in place as before, or the job would wait
+	// on a drone that nothing brings back.
+	replace := write && recoveryOn(c) && !r.guarding(c)
 	for _, nd := range c.Nodes {
 		if nd.InstanceId == "" {
 			continue

@@ -148,8 +148,8 @@ func (r *Reconciler) guarding(c *pilotv1.Cluster) bool {
 
 // recoverClusters decides, after a pass observed every cluster, which
 // nodes to replace, and starts their recover jobs. looked holds the nodes
-// of the clusters it may act on, clusters every cluster that exists: what
-// it remembers of others is forgotten.
+// of every cluster that exists, clusters the clusters: what it remembers
+// of others is forgotten.
 func (r *Reconciler) recoverClusters(ctx context.Context, cases []recoveryCase, counts map[string]runtimeCount, looked, clusters map[string]bool) {
 	now := r.now()
 	for id := range r.rec.started {
@@ -157,11 +157,15 @@ func (r *Reconciler) recoverClusters(ctx context.Context, cases []recoveryCase, 
 			delete(r.rec.started, id)
 		}
 	}
-	// Forget the nodes and clusters nobody looked at (deleted, or no
-	// longer down).
+	// Forget the nodes and clusters that are gone.
 	for id := range r.rec.down {
 		if !looked[id] {
 			delete(r.rec.down, id)
+		}
+	}
+	for key := range r.rec.guarded {
+		if id, ok := strings.CutPrefix(key, "c/"); ok && !clusters[id] {
+			delete(r.rec.guarded, key)
 		}
 	}
 	for id := range r.rec.retry {
@@ -217,6 +221,7 @@ func (r *Reconciler) recoverCluster(ctx context.Context, rc recoveryCase, runtim
 	for _, nd := range c.Nodes {
 		isDown, why := nodeDown(nd)
 		if !isDown || nd.InstanceId == "" {
+			delete(r.rec.down, nd.Id) // up again: a next failure starts a new clock
 			continue
 		}
 		down = append(down, nd.Id)

@@ -120,8 +120,38 @@ func TestReconcilerReplacesDeadNode(t *testing.T) {
 		t.Fatalf("a new recover job %s within the backoff", again.Id)
 	}
 	g.pass(15 * time.Second)
-	if again := mustJob(t, g.h, g.c.Id); again.Id == j.Id || again.Kind != KindRecover {
-		t.Fatalf("after the backoff the job is still %s; want a second recover job", again.Id)
+	second := mustJob(t, g.h, g.c.Id)
+	if second.Id == j.Id || second.Kind != KindRecover {
+		t.Fatalf("after the backoff the job is still %s; want a second recover job", second.Id)
+	}
+	// Passes while it runs do not forget the node's failures: when it
+	// fails too, the backoff has doubled (60 s).
+	g.pass(time.Second)
+	g.h.finish(t, second, pilotv1.JobState_JOB_STATE_FAILED)
+	g.pass(time.Second)
+	g.pass(40 * time.Second)
+	if again := mustJob(t, g.h, g.c.Id); again.Id != second.Id {
+		t.Fatalf("a third recover job %s 41 s after the second failed; want the doubled backoff (60 s)", again.Id)
+	}
+	g.pass(20 * time.Second)
+	if again := mustJob(t, g.h, g.c.Id); again.Id == second.Id {
+		t.Fatal("no third recover job after the doubled backoff")
+	}
+}
+
+// While a job runs on a cluster with recovery on, no replacement can
+// start: a dead instance is restarted in place, as without recovery, so
+// that the job does not wait on a drone nothing brings back.
+func TestReconcilerRevivesDuringAJob(t *testing.T) {
+	g := newRecoveryRig(t, &pilotv1.RecoveryPolicy{Enabled: true}, ReconcilerConfig{})
+	if _, err := g.h.life.Restart(context.Background(), g.h.op(t, g.c.Id)); err != nil {
+		t.Fatal(err)
+	}
+	victim := nodeBySid(g.c, 2)
+	g.kill(victim)
+	g.pass(time.Second)
+	if st := g.state(victim); st != providerv1.InstanceState_INSTANCE_STATE_RUNNING {
+		t.Fatalf("during a job the dead instance is %v; want it restarted in place", st)
 	}
 }
 

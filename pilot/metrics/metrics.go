@@ -62,6 +62,12 @@ type node struct {
 	// samples are the node's reports, oldest first, each taken after the
 	// one before.
 	samples []*streamv1.MetricsReport
+	// received is when pilot got each sample (samples[i] at received[i]).
+	// The window and RoleAverage's since are on pilot's clock: a drone
+	// whose clock is off by minutes must not fall out of the window or
+	// out of the autoscaler's sight. A sample's At (the drone's clock)
+	// only orders a node's reports and is shown.
+	received []time.Time
 }
 
 // NewStore returns an empty store.
@@ -104,6 +110,7 @@ func (s *Store) Record(cluster, role, nodeID string, r *streamv1.MetricsReport) 
 		return
 	}
 	n.samples = append(n.samples, proto.Clone(r).(*streamv1.MetricsReport))
+	n.received = append(n.received, s.cfg.Now())
 	s.prune(nodes, nodeID, n)
 	if len(nodes) == 0 {
 		delete(s.clusters, cluster)
@@ -114,12 +121,13 @@ func (s *Store) Record(cluster, role, nodeID string, r *streamv1.MetricsReport) 
 // and n itself when none is left. s.mu is held.
 func (s *Store) prune(nodes map[string]*node, nodeID string, n *node) {
 	cut := s.cfg.Now().Add(-s.cfg.Window)
-	i := sort.Search(len(n.samples), func(i int) bool { return !n.samples[i].GetAt().AsTime().Before(cut) })
+	i := sort.Search(len(n.received), func(i int) bool { return !n.received[i].Before(cut) })
 	i = max(i, len(n.samples)-s.cfg.MaxSamples)
 	if i > 0 {
-		// A new slice, so the dropped samples are not kept alive by the
-		// old backing array.
+		// New slices, so the dropped samples are not kept alive by the
+		// old backing arrays.
 		n.samples = append([]*streamv1.MetricsReport(nil), n.samples[i:]...)
+		n.received = append([]time.Time(nil), n.received[i:]...)
 	}
 	if len(n.samples) == 0 {
 		delete(nodes, nodeID)
@@ -127,7 +135,7 @@ func (s *Store) prune(nodes map[string]*node, nodeID string, n *node) {
 }
 
 // RoleAverage is the mean over the role's nodes of each node's mean of
-// metric over samples at or after since. metric is "cpu" (percent),
+// metric over samples received at or after since (pilot's clock). metric is "cpu" (percent),
 // "memory" (percent used), or a monitor item key. nodes is how many nodes
 // had samples.
 func (s *Store) RoleAverage(cluster, role, metric string, since time.Time) (avg float64, nodes int, ok bool) {
@@ -142,7 +150,7 @@ func (s *Store) RoleAverage(cluster, role, metric string, since time.Time) (avg 
 		var k int
 		for i := len(n.samples) - 1; i >= 0; i-- {
 			smp := n.samples[i]
-			if smp.GetAt().AsTime().Before(since) {
+			if n.received[i].Before(since) {
 				break
 			}
 			if v, ok := Value(smp, metric); ok {

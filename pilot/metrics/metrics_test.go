@@ -30,15 +30,24 @@ func item(k string, v float64) *streamv1.MonitorValue {
 }
 
 func TestRoleAverage(t *testing.T) {
-	clk := &clock{now: t0.Add(time.Minute)}
+	clk := &clock{now: t0}
 	s := NewStore(Config{Now: clk.Now})
-	// web: n1 at 10, 20, 30 (mean 20 since t0); n2 at 60 (mean 60).
-	for i, v := range []float64{10, 20, 30} {
-		s.Record("c1", "web", "n1", rep(t0.Add(time.Duration(i)*10*time.Second), v, item("conns", v*2)))
+	// Each sample received at pilot's clk.now. web: n1 at 10, 20, 30
+	// (mean 20 since t0); n2 at 60 (mean 60), its drone's clock an hour
+	// behind pilot's: the window is pilot's clock, so it counts all the
+	// same.
+	recv := func(at time.Time, cluster, role, node string, r *streamv1.MetricsReport) {
+		clk.now = at
+		s.Record(cluster, role, node, r)
 	}
-	s.Record("c1", "web", "n2", rep(t0.Add(15*time.Second), 60))
-	s.Record("c1", "db", "n3", rep(t0, 99))
-	s.Record("c2", "web", "n4", rep(t0, 99))
+	for i, v := range []float64{10, 20, 30} {
+		at := t0.Add(time.Duration(i) * 10 * time.Second)
+		recv(at, "c1", "web", "n1", rep(at, v, item("conns", v*2)))
+	}
+	recv(t0.Add(15*time.Second), "c1", "web", "n2", rep(t0.Add(15*time.Second-time.Hour), 60))
+	recv(t0, "c1", "db", "n3", rep(t0, 99))
+	recv(t0, "c2", "web", "n4", rep(t0, 99))
+	clk.now = t0.Add(time.Minute)
 	tests := []struct {
 		name          string
 		cluster, role string
