@@ -166,6 +166,11 @@ func autoscaleScenario(t *testing.T, p *pilot, runtime string, newLoad func(cont
 	// A load that comes and goes faster than the window: 3 s on, 3 s off,
 	// window 5 s, for 45 s.
 	before := scaleJobs(p, c.Id)
+	if before < 4 {
+		// Two out, two in so far: a count that misses them would make
+		// the bound below hold whatever happened.
+		t.Fatalf("scaleJobs counted %d scale jobs so far, want 4:\n%s", before, p.mustHangar("cluster", "events", c.Id, "--limit", "1000"))
+	}
 	flapEnd := time.Now().Add(45 * time.Second)
 	for on := true; time.Now().Before(flapEnd); on = !on {
 		g.setOn(on)
@@ -193,7 +198,8 @@ func scaleJobs(p *pilot, clusterID string) int {
 	evs := p.mustHangar("cluster", "events", clusterID, "--limit", "1000")
 	n := 0
 	for _, line := range strings.Split(evs, "\n") {
-		if strings.Contains(line, "autoscale") && strings.Contains(line, ": job ") {
+		decided := strings.Contains(line, ": scale out ") || strings.Contains(line, ": scale in ")
+		if strings.Contains(line, "autoscale") && decided && strings.Contains(line, ": job ") {
 			n++
 		}
 	}

@@ -122,10 +122,9 @@ func healthRepair(t *testing.T, p *pilot, runtime string, serverPID func(*pilotv
 	}
 
 	var unhealthy *pilotv1.Node
-	sawUnhealthy := false
 	waitFor(t, time.Minute, "the node unhealthy", func() (bool, string) {
 		st, n := nodeHealth(p, c.Id, victim.Id)
-		unhealthy, sawUnhealthy = n, st == "unhealthy"
+		unhealthy = n
 		// It may have been repaired already when the pass that saw it
 		// unhealthy came after the action: the action's result says so.
 		return st == "unhealthy" || n.GetHealth().GetAction() != nil, st
@@ -158,15 +157,15 @@ func healthRepair(t *testing.T, p *pilot, runtime string, serverPID func(*pilotv
 	if !strings.Contains(out, "HEALTH") || !strings.Contains(out, "healthy") {
 		t.Errorf("cluster show has no HEALTH column with healthy nodes:\n%s", out)
 	}
-	// The changes are the cluster's events: every node's first healthy,
-	// and the victim's turn (when a pass saw it) and its return.
+	// The changes are the cluster's events: every node's first report,
+	// and the victim's turn and its return.
 	out = p.mustHangar("cluster", "events", c.Id)
-	want := []string{victim.Id + " (role replica): unhealthy -> healthy"}
-	if sawUnhealthy {
-		want = append(want, victim.Id+" (role replica): healthy -> unhealthy; check exit")
+	want := []string{
+		victim.Id + " (role replica): unhealthy -> healthy",
+		victim.Id + " (role replica): healthy -> unhealthy; check exit",
 	}
 	for _, n := range c.Nodes {
-		want = append(want, n.Id+" (role "+n.Role+"): ")
+		want = append(want, n.Id+" (role "+n.Role+"): none -> ")
 	}
 	for _, w := range want {
 		if !strings.Contains(out, w) {

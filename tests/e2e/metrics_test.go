@@ -179,6 +179,9 @@ func metricsScenario(t *testing.T, p *pilot, runtime string, put func(n *pilotv1
 			if cpu != n.GetCpuPercent() || mem != n.GetMemoryUsedPercent() {
 				t.Errorf("node %s: CLI cpu %v memory %v, /metrics %v and %v", n.GetNodeId(), n.GetCpuPercent(), n.GetMemoryUsedPercent(), cpu, mem)
 			}
+			if len(n.GetItems()) != 3 {
+				return false, fmt.Sprintf("node %s: items %v, want kv's three", n.GetNodeId(), n.GetItems())
+			}
 			for _, it := range n.GetItems() {
 				v, ok := findSeries(ss, "hangar_node_monitor_value", c.Id, n.GetRole(), n.GetNodeId(), it.GetKey())
 				if !ok || v != it.GetValue() {
